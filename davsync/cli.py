@@ -1,0 +1,234 @@
+"""The command line: a thin Typer shell over davsync.server and davsync.client."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .exitcodes import Exit
+from .users import Users, UsersFileError
+
+app = typer.Typer(
+    help=(
+        "Serve a folder over WebDAV with trustworthy MD5s, and mirror it safely.\n\n"
+        "Environment: DAVSYNC_URL (share URL), DAVSYNC_USER (user name), "
+        "DAVSYNC_PASSWORD (password, instead of the prompt)."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=True,
+)
+user_app = typer.Typer(help="Manage who may connect to `davsync serve`.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+def fail(message: str, code: Exit) -> typer.Exit:
+    typer.secho(f"davsync: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(int(code))
+
+
+def read_password(prompt: str, *, confirm: bool) -> str:
+    """DAVSYNC_PASSWORD for scripts, else a hidden prompt."""
+    env = os.environ.get("DAVSYNC_PASSWORD")
+    if env is not None:
+        return env
+    if not sys.stdin.isatty():
+        raise fail("no password: set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.", Exit.USAGE)
+    password = getpass.getpass(f"{prompt}: ")
+    if confirm and getpass.getpass("Repeat it: ") != password:
+        raise fail("the two passwords differ; nothing was changed.", Exit.USAGE)
+    return password
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"davsync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """davsync: WebDAV file sync for a home server."""
+
+
+# --- users -------------------------------------------------------------------
+
+UsersOpt = typer.Option(None, "--users", help="Users file (default: ~/.config/davsync/users.json).")
+
+
+def _users_path(users: Optional[Path]) -> Path:
+    from .server.settings import default_users_file
+
+    return (users or default_users_file()).expanduser()
+
+
+def _load_users(path: Path) -> Users:
+    try:
+        return Users.load(path)
+    except UsersFileError as e:
+        raise fail(str(e), Exit.USAGE) from None
+
+
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="User name."),
+    read_only: bool = typer.Option(False, "--read-only", help="May read but never write."),
+    users: Optional[Path] = UsersOpt,
+) -> None:
+    """Add a user, or change an existing user's password. The password is prompted for
+    (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
+    path = _users_path(users)
+    db = _load_users(path)
+    password = read_password(f"Password for {name}", confirm=True)
+    if not password:
+        raise fail("an empty password is not allowed.", Exit.USAGE)
+    existed = name in db.users
+    try:
+        db.add(name, password, read_only=read_only)
+        db.save(path)
+    except UsersFileError as e:
+        raise fail(str(e), Exit.USAGE) from None
+    except OSError as e:
+        raise fail(f"could not write {path}: {e.strerror}.", Exit.LOCAL) from None
+    access = "read-only" if read_only else "read-write"
+    typer.echo(f"{'Updated' if existed else 'Added'} {access} user {name!r} in {path}.")
+
+
+@user_app.command("remove")
+def user_remove(name: str = typer.Argument(..., help="User name."), users: Optional[Path] = UsersOpt) -> None:
+    """Remove a user."""
+    path = _users_path(users)
+    db = _load_users(path)
+    if not db.remove(name):
+        raise fail(f"there is no user {name!r} in {path}.", Exit.USAGE)
+    db.save(path)
+    typer.echo(f"Removed user {name!r} from {path}.")
+
+
+@user_app.command("list")
+def user_list(users: Optional[Path] = UsersOpt) -> None:
+    """List users and their access."""
+    path = _users_path(users)
+    db = _load_users(path)
+    if not db.users:
+        typer.echo(f"No users in {path}. Add one with: davsync user add NAME")
+    for u in db.users.values():
+        typer.echo(f"{u.name}\t{'read-only' if u.read_only else 'read-write'}")
+
+
+# --- serve -------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    root: Optional[Path] = typer.Argument(None, help="The folder to share (or `root` in --config)."),
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on. [default: 0.0.0.0]"),
+    port: Optional[int] = typer.Option(None, "--port", help="TCP port. [default: 8080]"),
+    state_dir: Optional[Path] = typer.Option(
+        None, "--state-dir", help="Where the index, locks and properties live (outside ROOT)."
+    ),
+    users: Optional[Path] = UsersOpt,
+    anonymous: Optional[str] = typer.Option(
+        None, "--anonymous", help="Access without a login: off, read or write. [default: off]"
+    ),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="TLS certificate (PEM) to serve https."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="TLS private key (PEM)."),
+    allow_infinite_depth: Optional[bool] = typer.Option(
+        None, "--allow-infinite-depth/--no-allow-infinite-depth", help="Answer PROPFIND Depth: infinity."
+    ),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
+) -> None:
+    """Share a folder over WebDAV, publishing every file's MD5."""
+    from .server.settings import ServeSettings, SettingsError, load_config
+
+    try:
+        values = load_config(config) if config else {}
+        flags = {
+            "root": root, "host": host, "port": port, "state_dir": state_dir, "users": users,
+            "anonymous": anonymous, "tls_cert": tls_cert, "tls_key": tls_key,
+            "allow_infinite_depth": allow_infinite_depth,
+        }  # fmt: skip
+        values.update({k: v for k, v in flags.items() if v is not None})
+        if verbose:
+            values["verbose"] = True
+        if values.get("root") is None:
+            raise SettingsError("name the folder to share: davsync serve FOLDER")
+        settings = ServeSettings(**values).resolved()
+    except SettingsError as e:
+        raise fail(str(e), Exit.USAGE) from None
+    except TypeError as e:
+        raise fail(f"bad setting in {config}: {e}", Exit.USAGE) from None
+    _run_server(settings)
+
+
+def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined]  # noqa: F821
+    import logging
+
+    from .server.app import DavServer
+    from .server.netinfo import share_urls
+
+    db = _load_users(settings.users_file)
+    if settings.anonymous == "off" and not db.users:
+        raise fail(
+            f"no users can log in ({settings.users_file} has none), and anonymous access is off.\n"
+            f"  Add a user:        davsync user add NAME\n"
+            f"  or allow guests:   davsync serve {settings.root} --anonymous read",
+            Exit.USAGE,
+        )
+    logging.basicConfig(
+        level=logging.INFO if settings.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        server = DavServer(settings, db)
+        server.start()
+    except OSError as e:
+        raise fail(
+            f"cannot listen on {settings.host}:{settings.port}: {e.strerror}. "
+            "Is another server using that port? Choose another with --port.",
+            Exit.USAGE,
+        ) from None
+    _print_banner(settings, server.port, server.scheme, share_urls(settings.host, server.port, server.scheme), db)
+    stopped = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stopped.wait()
+    typer.echo("Stopping…")
+    server.stop()
+
+
+def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) -> None:  # type: ignore[no-untyped-def]
+    lan = urls[-1]
+    host = lan.split("//", 1)[1].rsplit(":", 1)[0]
+    access = {"off": "users only", "read": "guests may read", "write": "guests may read AND WRITE"}
+    typer.echo(f"davsync is sharing {settings.root}  ({access[settings.anonymous]}, {len(db.users)} user(s))")
+    for url in urls:
+        typer.echo(f"  {url}")
+    typer.echo("Connect from:")
+    typer.echo(f"  a browser:         open {lan}")
+    typer.echo(f"  a phone app:       WebDAV server {lan} with your davsync user")
+    unc = f"\\\\{host}@SSL@{port}\\DavWWWRoot" if scheme == "https" else f"\\\\{host}@{port}\\DavWWWRoot"
+    typer.echo(f"  Windows Explorer:  This PC > Map network drive > Folder: {unc}")
+    typer.echo(f"  davsync pull:      davsync pull {lan} DEST --user NAME")
+    typer.echo(f"  rclone:            --webdav-url {lan} --webdav-vendor owncloud")
+    typer.echo("Press Ctrl-C to stop.")
+
+
+if __name__ == "__main__":
+    app()

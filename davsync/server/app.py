@@ -1,0 +1,173 @@
+"""Build the WsgiDAV application and the cheroot server that runs it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from cheroot import wsgi
+from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
+from wsgidav.dir_browser import WsgiDavDirBrowser
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.http_authenticator import HTTPAuthenticator
+from wsgidav.lock_man.lock_storage import LockStorageShelve
+from wsgidav.mw.base_mw import BaseMiddleware
+from wsgidav.prop_man.property_manager import ShelvePropertyManager
+from wsgidav.wsgidav_app import WsgiDAVApp
+
+from ..users import Users
+from .auth import AuthGate, DavsyncDomainController, WriteGuard
+from .index import HashIndex
+from .provider import DavsyncProvider
+from .request_server import DavsyncRequestServer
+from .scanner import rescan
+from .settings import ServeSettings
+
+log = logging.getLogger("davsync.server")
+
+StartResponse = Callable[..., Any]
+IO_BLOCK = 1024 * 1024
+
+
+class _WriteGuardMiddleware(BaseMiddleware):
+    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
+        super().__init__(wsgidav_app, next_app, config)
+        self._guard = WriteGuard(next_app)
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        return self._guard(environ, start_response)
+
+
+class _Resolver(BaseMiddleware):
+    """Hands each request to our request server (stock WsgiDAV hard-codes its own)."""
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        provider = environ["wsgidav.provider"]
+        if provider is None:
+            raise DAVError(HTTP_NOT_FOUND, "No share here.")
+        opts = self.config["davsync"]
+        server = DavsyncRequestServer(
+            provider, allow_infinite_depth=opts["allow_infinite_depth"], extra_methods=opts["extra_methods"]
+        )
+        yield from server(environ, start_response)
+
+
+@dataclass
+class ShareState:
+    """What the app shares with background workers: the index and the provider."""
+
+    settings: ServeSettings
+    index: HashIndex
+    provider: DavsyncProvider
+    extra_methods: dict[str, Any] = field(default_factory=dict)
+
+
+def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iterable[bytes]], ShareState]:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    index = HashIndex(settings.state_dir / "index.sqlite")
+    provider = DavsyncProvider(str(settings.root), index)
+    state = ShareState(settings, index, provider)
+    config: dict[str, Any] = {
+        "provider_mapping": {"/": provider},
+        "verbose": 3 if settings.verbose else 1,
+        "logging": {"enable": bool(settings.verbose)},
+        "block_size": IO_BLOCK,
+        "lock_storage": LockStorageShelve(str(settings.state_dir / "locks.shelve")),
+        "property_manager": ShelvePropertyManager(str(settings.state_dir / "props.shelve")),
+        "http_authenticator": {
+            "domain_controller": DavsyncDomainController,
+            "accept_basic": True,
+            "accept_digest": True,
+            "default_to_digest": True,
+        },
+        "dir_browser": {
+            "enable": True,
+            "response_trailer": "davsync",
+            "show_user": True,
+            "davmount": True,
+            "ms_sharepoint_support": False,
+            "libre_office_support": False,
+            "ignore": [],
+        },
+        "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
+        "add_header_MS_Author_Via": True,
+        "suppress_version_info": True,
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, _WriteGuardMiddleware, WsgiDavDirBrowser, _Resolver],
+        "davsync": {
+            "users": users,
+            "anonymous": settings.anonymous,
+            "allow_infinite_depth": settings.allow_infinite_depth,
+            "extra_methods": state.extra_methods,
+        },
+    }
+    dav_app = WsgiDAVApp(config)
+    return AuthGate(dav_app, users, settings.anonymous), state
+
+
+class DavServer:
+    """A running share: cheroot on a thread, plus the background index scan."""
+
+    def __init__(self, settings: ServeSettings, users: Users) -> None:
+        self.settings = settings
+        self.app, self.state = build_app(settings, users)
+        self._server = wsgi.Server(
+            (settings.host, settings.port),
+            self.app,
+            numthreads=settings.threads,
+            server_name="davsync",
+            timeout=60,
+            shutdown_timeout=5,
+        )
+        if settings.tls_cert:
+            from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+            self._server.ssl_adapter = BuiltinSSLAdapter(str(settings.tls_cert), str(settings.tls_key))
+        self._thread: threading.Thread | None = None
+        self._scan_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.scan_done = threading.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.bind_addr[1])
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.settings.tls_cert else "http"
+
+    def start(self) -> None:
+        self._server.prepare()
+        self._thread = threading.Thread(target=self._server.serve, name="davsync-http", daemon=True)
+        self._thread.start()
+        self._scan_thread = threading.Thread(target=self._scan, name="davsync-scan", daemon=True)
+        self._scan_thread.start()
+
+    def _scan(self) -> None:
+        try:
+            report = rescan(str(self.settings.root), self.state.index, self._stop)
+            log.info("Index ready: %d files, %d hashed, %d removed.", report.files, report.hashed, report.removed)
+        except Exception:  # the scan is a safety net; requests hash on demand regardless
+            log.exception("Index scan failed")
+        finally:
+            self.scan_done.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._scan_thread is not None:
+            self._scan_thread.join(timeout=30)
+        self.state.index.close()
+
+    def __enter__(self) -> "DavServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["build_app", "DavServer", "ShareState"]

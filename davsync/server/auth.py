@@ -1,0 +1,127 @@
+"""Who may do what: our domain controller for WsgiDAV's authenticator, and the write guard.
+
+Policy (also the README's access table):
+- anonymous "off": every request needs a valid user.
+- anonymous "read": reads need no login; a write without credentials gets a 401
+  challenge when users exist (so they can log in) and 403 when none do.
+- anonymous "write": everything is open.
+- a read-only user gets 403 on every write method.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Callable, Iterable
+
+from wsgidav.dc.base_dc import BaseDomainController
+
+from ..users import REALM, Users
+from .request_server import WRITE_METHODS
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+
+
+def _plain(start_response: StartResponse, status: str, message: str, headers: list | None = None) -> list[bytes]:
+    body = (message + "\n").encode()
+    start_response(
+        status,
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))] + (headers or []),
+    )
+    return [body]
+
+
+class DavsyncDomainController(BaseDomainController):
+    """Users from our users file; marks read-only sessions in the environ."""
+
+    def __init__(self, wsgidav_app: Any, config: dict) -> None:
+        super().__init__(wsgidav_app, config)
+        self.users: Users = config["davsync"]["users"]
+        self.anonymous: str = config["davsync"]["anonymous"]
+
+    def get_domain_realm(self, path_info: str, environ: dict | None) -> str:
+        return REALM
+
+    def require_authentication(self, realm: str, environ: dict | None) -> bool:
+        if self.anonymous == "write":
+            return False
+        if self.anonymous == "read":
+            if environ is None:
+                return False
+            if environ["REQUEST_METHOD"] not in WRITE_METHODS and "HTTP_AUTHORIZATION" not in environ:
+                environ["davsync.readonly"] = True
+                return False
+        return True
+
+    def basic_auth_user(self, realm: str, user_name: str, password: str, environ: dict) -> bool:
+        user = self.users.check_basic(user_name, password)
+        if user is None:
+            return False
+        environ["davsync.readonly"] = user.read_only
+        return True
+
+    def supports_http_digest_auth(self) -> bool:
+        return True
+
+    def digest_auth_user(self, realm: str, user_name: str, environ: dict) -> str | bool:
+        user = self.users.users.get(user_name)
+        if user is None:
+            return False
+        environ["davsync.readonly"] = user.read_only
+        return user.ha1
+
+
+class AuthGate:
+    """Runs before WsgiDAV's authenticator: rejects malformed credentials cleanly,
+    answers anonymous writes on a read-only share, and offers Basic next to Digest."""
+
+    def __init__(self, app: WsgiApp, users: Users, anonymous: str) -> None:
+        self.app = app
+        self.users = users
+        self.anonymous = anonymous
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if auth[:6].lower() == "basic " and not _valid_basic(auth[6:]):
+            del environ["HTTP_AUTHORIZATION"]
+        if (
+            self.anonymous == "read"
+            and not self.users.users
+            and environ["REQUEST_METHOD"] in WRITE_METHODS
+            and "HTTP_AUTHORIZATION" not in environ
+        ):
+            return _plain(start_response, "403 Forbidden", "This share is read-only for anonymous users.")
+
+        def add_basic_challenge(status: str, headers: list, exc_info: Any = None) -> Any:
+            if status.startswith("401") and not any(
+                k.lower() == "www-authenticate" and v.lower().startswith("basic") for k, v in headers
+            ):
+                headers = [*headers, ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, add_basic_challenge)
+
+
+def _valid_basic(value: str) -> bool:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return ":" in decoded
+
+
+class WriteGuard:
+    """Runs after authentication: read-only sessions never reach a write handler."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] in WRITE_METHODS and environ.get("davsync.readonly"):
+            return _plain(
+                start_response,
+                "403 Forbidden",
+                "Your access to this share is read-only; ask the operator for a read-write account.",
+            )
+        return self.app(environ, start_response)

@@ -1,0 +1,317 @@
+"""The server's persistent hash index and change journal.
+
+One SQLite row per path under the sync root. A row's MD5 is trusted only while
+the file's identity (size, mtime_ns, ctime_ns, inode, device) is unchanged:
+ctime catches a same-size edit whose mtime was put back, so a stale hash is
+never served. Every change to a row takes the next sequence number, which is
+what sync tokens count (RFC 6578); deleted paths stay as tombstones so a client
+holding an older token learns about the removal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+HASH_BLOCK = 1024 * 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    path     TEXT PRIMARY KEY,
+    parent   TEXT NOT NULL,
+    is_dir   INTEGER NOT NULL,
+    size     INTEGER,
+    mtime_ns INTEGER,
+    ctime_ns INTEGER,
+    ino      INTEGER,
+    dev      INTEGER,
+    md5      TEXT,
+    seq      INTEGER NOT NULL,
+    deleted  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS entries_parent ON entries(parent);
+CREATE INDEX IF NOT EXISTS entries_seq ON entries(seq);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What must stay equal for a stored hash to still describe the file."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "Identity":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    is_dir: bool
+    deleted: bool
+    seq: int
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def md5_of_file(file_path: str | os.PathLike[str]) -> str:
+    with open(file_path, "rb", buffering=0) as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+class HashIndex:
+    """Thread-safe; one connection guarded by a lock (SQLite serialises writers anyway)."""
+
+    def __init__(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._hash_locks: dict[str, threading.Lock] = {}
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self.files_hashed = 0
+        self.bytes_hashed = 0
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='instance'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('instance', ?), ('min_seq', '0')",
+                    (uuid.uuid4().hex,),
+                )
+            self.instance: str = self._meta("instance")
+            self._seq: int = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
+
+    def _meta(self, key: str) -> str:
+        return self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- reading -----------------------------------------------------------
+
+    @property
+    def current_seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    @property
+    def min_valid_seq(self) -> int:
+        with self._lock:
+            return int(self._meta("min_seq"))
+
+    def fresh_md5(self, path: str, st: os.stat_result) -> str | None:
+        """The stored MD5 if the file still has the identity it was hashed with."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+                "WHERE path=? AND deleted=0 AND is_dir=0",
+                (path,),
+            ).fetchone()
+        if row is None or row[5] is None:
+            return None
+        return row[5] if Identity(*row[:5]) == Identity.of(st) else None
+
+    def identities_in(self, parent: str) -> dict[str, tuple[Identity, str | None]]:
+        """Stored identity and MD5 of each live file directly in a folder."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+                "WHERE parent=? AND deleted=0 AND is_dir=0",
+                (parent,),
+            ).fetchall()
+        return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
+
+    def live_paths(self) -> dict[str, bool]:
+        """Every path the index believes exists, mapped to is_dir."""
+        with self._lock:
+            rows = self._db.execute("SELECT path, is_dir FROM entries WHERE deleted=0").fetchall()
+        return {p: bool(d) for p, d in rows}
+
+    def changes_since(self, seq: int, limit: int | None = None) -> list[Change]:
+        with self._lock:
+            sql = "SELECT path, is_dir, deleted, seq FROM entries WHERE seq>? ORDER BY seq"
+            args: tuple[int, ...] = (seq,)
+            if limit is not None:
+                sql += " LIMIT ?"
+                args = (seq, limit)
+            rows = self._db.execute(sql, args).fetchall()
+        return [Change(p, bool(d), bool(x), s) for p, d, x, s in rows]
+
+    # --- hashing -----------------------------------------------------------
+
+    def md5_for(self, path: str, file_path: str, st: os.stat_result) -> str | None:
+        """The file's MD5, hashing it when the index has none that is fresh.
+
+        Returns None when the file keeps changing while being read, rather than
+        serve a hash of content that no longer exists.
+        """
+        md5 = self.fresh_md5(path, st)
+        if md5 is not None:
+            return md5
+        with self._lock:
+            path_lock = self._hash_locks.setdefault(path, threading.Lock())
+        with path_lock:
+            try:
+                for _attempt in range(3):
+                    before = os.stat(file_path)
+                    md5 = self.fresh_md5(path, before)
+                    if md5 is not None:
+                        return md5
+                    md5 = md5_of_file(file_path)
+                    after = os.stat(file_path)
+                    with self._lock:
+                        self.files_hashed += 1
+                        self.bytes_hashed += after.st_size
+                    if Identity.of(before) == Identity.of(after):
+                        self.record_file(path, after, md5)
+                        return md5
+                return None
+            except FileNotFoundError:
+                return None
+            finally:
+                with self._lock:
+                    self._hash_locks.pop(path, None)
+
+    # --- writing -----------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def record_file(self, path: str, st: os.stat_result, md5: str | None) -> None:
+        """Store a file's identity and hash; a new seq only if its content identity changed."""
+        ident = Identity.of(st)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT size, mtime_ns, ctime_ns, ino, dev, md5, deleted, is_dir FROM entries WHERE path=?",
+                (path,),
+            ).fetchone()
+            unchanged_content = (
+                row is not None
+                and not row[6]
+                and not row[7]
+                and row[5] is not None
+                and row[5] == md5
+                and row[0] == ident.size
+                and row[1] == ident.mtime_ns
+            )
+            if unchanged_content:
+                # Only ctime/inode moved (e.g. chmod, or our own utime): no client-visible change.
+                self._db.execute(
+                    "UPDATE entries SET ctime_ns=?, ino=?, dev=? WHERE path=?",
+                    (ident.ctime_ns, ident.ino, ident.dev, path),
+                )
+                return
+            self._upsert(path, False, ident, md5)
+
+    def record_dir(self, path: str) -> None:
+        with self._lock:
+            row = self._db.execute("SELECT deleted, is_dir FROM entries WHERE path=?", (path,)).fetchone()
+            if row is not None and not row[0] and row[1]:
+                return
+            self._upsert(path, True, None, None)
+
+    def _upsert(self, path: str, is_dir: bool, ident: Identity | None, md5: str | None) -> None:
+        values = (
+            (ident.size, ident.mtime_ns, ident.ctime_ns, ident.ino, ident.dev) if ident else (None,) * 5
+        )
+        self._db.execute(
+            "INSERT INTO entries (path, parent, is_dir, size, mtime_ns, ctime_ns, ino, dev, md5, seq, deleted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            "ON CONFLICT(path) DO UPDATE SET parent=excluded.parent, is_dir=excluded.is_dir, "
+            "size=excluded.size, mtime_ns=excluded.mtime_ns, ctime_ns=excluded.ctime_ns, "
+            "ino=excluded.ino, dev=excluded.dev, md5=excluded.md5, seq=excluded.seq, deleted=0",
+            (path, parent_of(path), int(is_dir), *values, md5, self._next_seq()),
+        )
+
+    def forget(self, path: str) -> None:
+        """Mark a path and everything below it deleted (tombstones keep tokens honest)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path FROM entries WHERE deleted=0 AND (path=? OR path LIKE ? ESCAPE '\\')",
+                (path, _like_prefix(path)),
+            ).fetchall()
+            if not rows:
+                return
+            own_transaction = not self._db.in_transaction
+            if own_transaction:
+                self._db.execute("BEGIN")
+            for (p,) in rows:
+                self._db.execute(
+                    "UPDATE entries SET deleted=1, md5=NULL, seq=? WHERE path=?", (self._next_seq(), p)
+                )
+            if own_transaction:
+                self._db.execute("COMMIT")
+
+    def compact(self, keep_after_seq: int) -> None:
+        """Drop tombstones at or before a seq; tokens older than that become invalid."""
+        with self._lock:
+            self._db.execute("DELETE FROM entries WHERE deleted=1 AND seq<=?", (keep_after_seq,))
+            self._db.execute(
+                "UPDATE meta SET value=? WHERE key='min_seq'", (str(max(keep_after_seq, self.min_valid_seq)),)
+            )
+
+    def batch(self) -> "_Batch":
+        """Group many writes into one transaction (scans touch thousands of rows)."""
+        return _Batch(self)
+
+
+class _Batch:
+    def __init__(self, index: HashIndex) -> None:
+        self._index = index
+
+    def __enter__(self) -> HashIndex:
+        self._index._lock.acquire()
+        self._index._db.execute("BEGIN")
+        return self._index
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._index._db.execute("COMMIT")
+        finally:
+            self._index._lock.release()
+
+
+def _like_prefix(path: str) -> str:
+    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}/%" if path else "%"
+
+
+def iter_tree(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield (relative path, entry) for every regular file and folder, skipping symlinks."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            child = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    yield child, entry
+                    stack.append(child)
+                elif entry.is_file(follow_symlinks=False):
+                    yield child, entry
+            except OSError:
+                continue

@@ -1,0 +1,227 @@
+"""The filesystem provider: WsgiDAV's, plus live MD5s, an index kept current, and hidden temp files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from lxml import etree
+from wsgidav import util
+from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
+from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
+
+from .index import HashIndex, Identity, iter_tree
+from .names import is_internal_name, is_internal_path
+
+OC_NS = "http://owncloud.org/ns"
+CHECKSUMS = f"{{{OC_NS}}}checksums"
+CHECKSUM = f"{{{OC_NS}}}checksum"
+MTIME_PROPS = ("{DAV:}lastmodified", "{DAV:}getlastmodified", "{DAV:}last_modified")
+READ_BLOCK = 1024 * 1024
+
+
+def rel_of(path: str) -> str:
+    """WsgiDAV resource path ('/a/b') to index path ('a/b'; '' is the root)."""
+    return path.strip("/")
+
+
+def parse_mtime(text: str | None) -> int:
+    """Accept unix seconds (rclone, ownCloud) or an HTTP date (RFC 4918 getlastmodified)."""
+    text = (text or "").strip()
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        return int(parsedate_to_datetime(text).timestamp())
+    except (TypeError, ValueError, IndexError):
+        raise DAVError(HTTP_BAD_REQUEST, f"Unparseable modification time: {text!r}") from None
+
+
+class DavsyncFile(FileResource):
+    provider: "DavsyncProvider"
+
+    def get_etag(self) -> str:
+        st = self.file_stat
+        return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+    def get_content(self) -> Any:
+        return open(self._file_path, "rb", buffering=0)
+
+    def md5(self) -> str | None:
+        return self.provider.index.md5_for(rel_of(self.path), self._file_path, self.file_stat)
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = super().get_property_names(is_allprop=is_allprop)
+        # Left out of allprop (RFC 4918 allows it): hashing is not free on a cold file.
+        if not is_allprop:
+            names.append(CHECKSUMS)
+        return names
+
+    def get_property_value(self, name: str) -> Any:
+        if name == CHECKSUMS:
+            md5 = self.md5()
+            if md5 is None:
+                raise DAVError(404)
+            el = etree.Element(CHECKSUMS, nsmap={"oc": OC_NS})
+            etree.SubElement(el, CHECKSUM).text = f"MD5:{md5}"
+            return el
+        return super().get_property_value(name)
+
+    def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
+        if name in MTIME_PROPS and value is not None:
+            secs = parse_mtime(value.text)
+            if not dry_run:
+                self.provider.set_mtime(self.path, self._file_path, secs)
+            return True
+        return super().set_property_value(name, value, dry_run=dry_run)
+
+    def set_last_modified(self, dest_path: str, time_stamp: Any, *, dry_run: bool) -> bool:
+        secs = time_stamp if isinstance(time_stamp, int) else parse_mtime(str(time_stamp))
+        if not dry_run:
+            self.provider.set_mtime(self.path, self._file_path, secs)
+        return True
+
+    def delete(self) -> None:
+        super().delete()
+        self.provider.index.forget(rel_of(self.path))
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        known = self.provider.index.fresh_md5(rel_of(self.path), self.file_stat)
+        super().copy_move_single(dest_path, is_move=is_move)
+        self.provider.reindex(dest_path, {rel_of(dest_path): (Identity.of(self.file_stat), known)})
+
+    def move_recursive(self, dest_path: str) -> None:
+        self.provider.moved(self.path, dest_path, lambda: super(DavsyncFile, self).move_recursive(dest_path))
+
+
+class DavsyncFolder(FolderResource):
+    provider: "DavsyncProvider"
+
+    def get_etag(self) -> None:
+        return None
+
+    def get_member_names(self) -> list[str]:
+        return [n for n in super().get_member_names() if not is_internal_name(n)]
+
+    def create_empty_resource(self, name: str) -> Any:
+        if is_internal_name(name):
+            raise DAVError(HTTP_FORBIDDEN, "Reserved name.")
+        res = super().create_empty_resource(name)
+        self.provider.reindex(res.path, {})
+        return res
+
+    def create_collection(self, name: str) -> None:
+        if is_internal_name(name):
+            raise DAVError(HTTP_FORBIDDEN, "Reserved name.")
+        super().create_collection(name)
+        self.provider.index.record_dir(rel_of(util.join_uri(self.path, name)))
+
+    def delete(self) -> None:
+        super().delete()
+        self.provider.index.forget(rel_of(self.path))
+
+    def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        super().copy_move_single(dest_path, is_move=is_move)
+        self.provider.index.record_dir(rel_of(dest_path))
+
+    def move_recursive(self, dest_path: str) -> None:
+        self.provider.moved(self.path, dest_path, lambda: super(DavsyncFolder, self).move_recursive(dest_path))
+
+
+class DavsyncProvider(FilesystemProvider):
+    """Serves one sync root; every write through WebDAV updates the index as it happens."""
+
+    def __init__(self, root: str, index: HashIndex, *, readonly: bool = False) -> None:
+        super().__init__(root, readonly=readonly, fs_opts={"follow_symlinks": False})
+        self.index = index
+
+    def is_readonly(self) -> bool:
+        return self.readonly
+
+    def _loc_to_file_path(self, path: str, environ: dict | None = None) -> str:
+        if "\x00" in path:
+            raise DAVError(HTTP_BAD_REQUEST, "NUL in path.")
+        return super()._loc_to_file_path(path, environ)
+
+    def get_resource_inst(self, path: str, environ: dict) -> Any:
+        self._count_get_resource_inst += 1
+        if is_internal_path(path):
+            return None
+        fp = self._loc_to_file_path(path, environ)
+        try:
+            st = os.lstat(fp)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            if e.errno == 36:  # ENAMETOOLONG
+                raise DAVError(414, "Name too long.") from None
+            raise
+        if stat.S_ISLNK(st.st_mode):
+            raise DAVError(HTTP_FORBIDDEN, "Symbolic links are not served.")
+        if stat.S_ISDIR(st.st_mode):
+            return DavsyncFolder(path, environ, fp)
+        if stat.S_ISREG(st.st_mode):
+            return DavsyncFile(path, environ, fp)
+        return None
+
+    def file_path(self, path: str) -> str:
+        return self._loc_to_file_path(path)
+
+    # --- index upkeep --------------------------------------------------------
+
+    def set_mtime(self, path: str, file_path: str, secs: int) -> None:
+        """Set mtime without losing the hash: the content did not change."""
+        before = os.stat(file_path)
+        known = self.index.fresh_md5(rel_of(path), before)
+        if before.st_mtime_ns != secs * 1_000_000_000:
+            os.utime(file_path, (secs, secs))
+        after = os.stat(file_path)
+        self.index.record_file(rel_of(path), after, known)
+
+    def reindex(self, path: str, known: dict[str, tuple[Identity, str | None]]) -> None:
+        """Record what now exists at path (and below), reusing hashes whose content is known."""
+        rel = rel_of(path)
+        top = self._loc_to_file_path(path)
+        items: list[tuple[str, str]] = [(rel, top)]
+        if os.path.isdir(top):
+            items += [(f"{rel}/{r}" if rel else r, e.path) for r, e in iter_tree(top)]
+        with self.index.batch() as index:
+            for item_rel, fp in items:
+                if is_internal_path(item_rel):
+                    continue
+                st = os.lstat(fp)
+                if stat.S_ISDIR(st.st_mode):
+                    index.record_dir(item_rel)
+                    continue
+                md5 = None
+                if item_rel in known:
+                    ident, md5 = known[item_rel]
+                    if (ident.size, ident.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                        md5 = None
+                elif st.st_size == 0:
+                    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+                index.record_file(item_rel, st, md5)
+
+    def moved(self, src: str, dest: str, do_move: Any) -> None:
+        src_rel, dest_rel = rel_of(src), rel_of(dest)
+        known: dict[str, tuple[Identity, str | None]] = {}
+        src_fp = self._loc_to_file_path(src)
+        entries = [(src_rel, src_fp)]
+        if os.path.isdir(src_fp):
+            entries += [(f"{src_rel}/{r}" if src_rel else r, e.path) for r, e in iter_tree(src_fp)]
+        for item_rel, fp in entries:
+            try:
+                st = os.lstat(fp)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            md5 = self.index.fresh_md5(item_rel, st)
+            known[dest_rel + item_rel[len(src_rel):]] = (Identity.of(st), md5)
+        do_move()
+        self.index.forget(src_rel)
+        self.reindex(dest, known)
+

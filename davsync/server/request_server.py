@@ -1,0 +1,227 @@
+"""WsgiDAV's request handler with our fixes: atomic PUT, finite-depth PROPFIND, honest OPTIONS.
+
+Stock WsgiDAV opens the target for writing before reading the body (an aborted
+PUT truncates the file), mishandles `<propname/>`, and advertises write methods
+to read-only users. These overrides keep its locking and If-header logic.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+from urllib.parse import quote
+
+from wsgidav import util, xml_tools
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_CONFLICT,
+    HTTP_FORBIDDEN,
+    HTTP_METHOD_NOT_ALLOWED,
+    HTTP_NOT_FOUND,
+    HTTP_NOT_IMPLEMENTED,
+    PRECONDITION_CODE_PropfindFiniteDepth,
+    DAVError,
+)
+from wsgidav.request_server import RequestServer
+
+from .names import is_internal_path
+from .provider import DavsyncProvider, rel_of
+from .upload import UploadError, expected_md5, parse_oc_mtime, receive
+
+MAX_XML_BODY = 1024 * 1024
+XML_METHODS = {"PROPFIND", "PROPPATCH", "REPORT", "LOCK"}
+WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST"})
+
+StartResponse = Callable[..., Any]
+
+
+class DavsyncRequestServer(RequestServer):
+    def __init__(self, provider: DavsyncProvider, *, allow_infinite_depth: bool, extra_methods: dict[str, Any]) -> None:
+        super().__init__(provider)
+        self.allow_propfind_infinite = allow_infinite_depth
+        self._extra = extra_methods
+        self._possible_methods = [*self._possible_methods, *extra_methods]
+        self._davProvider: DavsyncProvider
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method in XML_METHODS:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                raise DAVError(HTTP_BAD_REQUEST, "Content-Length is not a number.") from None
+            if length > MAX_XML_BODY:
+                raise DAVError(413, f"XML request bodies are limited to {MAX_XML_BODY} bytes.")
+        if method in self._extra:
+            environ["wsgidav.user_name"] = environ.get("wsgidav.auth.user_name", "anonymous")
+            return self._extra[method](self, environ, start_response)
+        return super().__call__(environ, start_response)
+
+    def _readonly(self, environ: dict) -> bool:
+        return self._davProvider.is_readonly() or bool(environ.get("davsync.readonly"))
+
+    # --- OPTIONS ---------------------------------------------------------------
+
+    def do_OPTIONS(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        provider = self._davProvider
+        readonly = self._readonly(environ)
+        headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", "0"),
+            ("DAV", "1" if readonly or provider.lock_manager is None else "1, 2"),
+            ("Date", util.get_rfc1123_time()),
+            ("MS-Author-Via", "DAV"),
+        ]
+        if path == "*":
+            start_response("200 OK", headers)
+            return [b""]
+        res = provider.get_resource_inst(path, environ)
+        allow = ["OPTIONS"]
+        if res is not None:
+            allow += ["HEAD", "GET", "PROPFIND", *self._extra]
+            if not readonly:
+                allow += ["DELETE", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK"]
+                if not res.is_collection:
+                    allow.append("PUT")
+            if not res.is_collection:
+                headers.append(("Accept-Ranges", "bytes"))
+        elif provider.is_collection(util.get_uri_parent(path), environ):
+            if not readonly:
+                allow += ["PUT", "MKCOL", "LOCK"]
+        else:
+            self._fail(HTTP_NOT_FOUND, context_info=path)
+        headers.append(("Allow", ", ".join(allow)))
+        start_response("200 OK", headers)
+        return [b""]
+
+    # --- PROPFIND --------------------------------------------------------------
+
+    def do_PROPFIND(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        depth = environ.setdefault("HTTP_DEPTH", "infinity")
+        if depth not in ("0", "1", "infinity"):
+            self._fail(HTTP_BAD_REQUEST, context_info=f"Invalid Depth header: {depth!r}.")
+        if depth == "infinity" and not self.allow_propfind_infinite:
+            self._fail(
+                HTTP_FORBIDDEN,
+                context_info="PROPFIND with Depth: infinity is disabled; walk with Depth: 1.",
+                err_condition=PRECONDITION_CODE_PropfindFiniteDepth,
+            )
+        res = self._davProvider.get_resource_inst(path, environ)
+        if res is None:
+            self._fail(HTTP_NOT_FOUND, context_info=path)
+        self._evaluate_if_headers(res, environ)
+
+        mode, names = parse_propfind(util.parse_xml_body(environ, allow_empty=True))
+        multistatus = xml_tools.make_multistatus_el()
+        for child in res.get_descendants(depth=depth, add_self=True):
+            props = child.get_properties(mode, name_list=names if mode == "named" else None)
+            if mode == "name":
+                props = [(name, None) for name, _ in props]
+            # rclone reads only the first propstat's status: put 200 first.
+            props.sort(key=lambda item: isinstance(item[1], DAVError))
+            util.add_property_response(multistatus, child.get_href(), props)
+        return util.send_multi_status_response(environ, start_response, multistatus)
+
+    # --- PUT -------------------------------------------------------------------
+
+    def do_PUT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        provider = self._davProvider
+        if is_internal_path(path):
+            self._fail(HTTP_FORBIDDEN, context_info="That name is reserved for davsync's upload files.")
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            self._fail(HTTP_NOT_IMPLEMENTED, context_info="Content-Encoding is not supported on PUT.")
+        if "HTTP_CONTENT_RANGE" in environ:
+            self._fail(HTTP_BAD_REQUEST, context_info="Content-Range is not allowed on PUT.")
+
+        res = provider.get_resource_inst(path, environ)
+        parent = provider.get_resource_inst(util.get_uri_parent(path), environ)
+        if res is not None and res.is_collection:
+            self._fail(HTTP_METHOD_NOT_ALLOWED, context_info="Cannot PUT to a collection.")
+        if parent is None or not parent.is_collection:
+            self._fail(HTTP_CONFLICT, context_info="The parent folder does not exist.")
+        self._evaluate_if_headers(res, environ)
+
+        try:
+            md5_expected = expected_md5(environ.get("HTTP_OC_CHECKSUM"))
+            mtime = parse_oc_mtime(environ.get("HTTP_X_OC_MTIME"))
+            content_length = _content_length(environ)
+        except UploadError as e:
+            raise DAVError(e.status, e.message) from None
+
+        ref_url = quote(provider.share_path + path)
+        lock_man = provider.lock_manager
+        if "wsgidav.conditions.if" not in environ:
+            util.parse_if_header_dict(environ)
+        try:
+            if lock_man is not None:
+                with lock_man.write_transaction(
+                    url=ref_url,
+                    token_list=environ["wsgidav.ifLockTokenList"],
+                    principal=environ["wsgidav.user_name"],
+                ):
+                    upload = self._receive(environ, path, content_length, md5_expected, mtime)
+            else:
+                upload = self._receive(environ, path, content_length, md5_expected, mtime)
+        except UploadError as e:
+            raise DAVError(e.status, e.message) from None
+        environ["wsgidav.all_input_read"] = 1
+        provider.index.record_file(rel_of(path), upload.st, upload.md5)
+
+        st = upload.st
+        headers = [
+            ("ETag", f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'),
+            ("OC-Checksum", f"MD5:{upload.md5}"),
+        ]
+        if mtime is not None:
+            headers.append(("X-OC-MTime", "accepted"))
+        status = 201 if upload.created else 204
+        return util.send_status_response(environ, start_response, status, add_headers=headers)
+
+    def _receive(self, environ: dict, path: str, length: int | None, md5: str | None, mtime: int | None) -> Any:
+        return receive(
+            environ["wsgi.input"],
+            self._davProvider.file_path(path),
+            content_length=length,
+            md5_expected=md5,
+            mtime=mtime,
+        )
+
+
+def _content_length(environ: dict) -> int | None:
+    """None means "read to the end" (chunked); a missing length on a plain body means empty."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    raw = (environ.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise UploadError(400, f"Content-Length is not a number: {raw!r}")
+    return int(raw)
+
+
+def parse_propfind(body: Any) -> tuple[str, list[str]]:
+    """(mode, names) from a PROPFIND body; an empty body means allprop (RFC 4918 9.1)."""
+    if body is None:
+        return "allprop", []
+    if body.tag != "{DAV:}propfind":
+        raise DAVError(HTTP_BAD_REQUEST, "The body must be a DAV:propfind element.")
+    mode: str | None = None
+    names: list[str] = []
+    for node in body:
+        if not isinstance(node.tag, str):
+            continue
+        kind = {"{DAV:}allprop": "allprop", "{DAV:}propname": "name", "{DAV:}prop": "named"}.get(node.tag)
+        if kind is None:
+            continue
+        if mode is not None and mode != kind:
+            raise DAVError(HTTP_BAD_REQUEST, "allprop, propname and prop are mutually exclusive.")
+        mode = kind
+        if kind == "named":
+            names += [p.tag for p in node if isinstance(p.tag, str)]
+    return mode or "allprop", names
+
+
+__all__ = ["DavsyncRequestServer", "WRITE_METHODS"]

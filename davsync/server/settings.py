@@ -1,0 +1,95 @@
+"""Serve settings: defaults, the TOML config file, and checks that fail early with a clear message."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+ANONYMOUS_MODES = ("off", "read", "write")
+
+
+class SettingsError(Exception):
+    pass
+
+
+def xdg_dir(env: str, fallback: str) -> Path:
+    value = os.environ.get(env)
+    return Path(value) if value else Path.home() / fallback
+
+
+def default_users_file() -> Path:
+    return xdg_dir("XDG_CONFIG_HOME", ".config") / "davsync" / "users.json"
+
+
+def default_state_dir(root: Path) -> Path:
+    """One state dir per served folder, outside it."""
+    real = root.resolve()
+    tag = hashlib.sha256(str(real).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return xdg_dir("XDG_STATE_HOME", ".local/state") / "davsync" / f"{real.name or 'root'}-{tag}"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    root: Path
+    host: str = "0.0.0.0"
+    port: int = 8080
+    state_dir: Path | None = None  # type: ignore[assignment]
+    users: Path | None = None
+    anonymous: str = "off"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_infinite_depth: bool = False
+    threads: int = 40
+    verbose: bool = False
+
+    @property
+    def users_file(self) -> Path:
+        return self.users or default_users_file()
+
+    def resolved(self) -> "ServeSettings":
+        """Fill defaults and validate; raises SettingsError with what to do."""
+        root = self.root.expanduser()
+        if not root.is_dir():
+            raise SettingsError(f"The folder to serve, {root}, does not exist or is not a folder.")
+        root = root.resolve()
+        state = (self.state_dir or default_state_dir(root)).expanduser().resolve()
+        if state == root or root in state.parents:
+            raise SettingsError(
+                f"The state dir {state} is inside the served folder; choose one outside it with --state-dir."
+            )
+        if self.anonymous not in ANONYMOUS_MODES:
+            raise SettingsError(f"--anonymous must be one of {', '.join(ANONYMOUS_MODES)}, not {self.anonymous!r}.")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("TLS needs both --tls-cert and --tls-key.")
+        for f in (self.tls_cert, self.tls_key):
+            if f is not None and not f.expanduser().is_file():
+                raise SettingsError(f"The TLS file {f} does not exist.")
+        if not (0 <= self.port < 65536):
+            raise SettingsError(f"--port must be 0-65535, not {self.port}.")
+        if self.threads < 30:
+            raise SettingsError("Use at least 30 threads: Windows Explorer opens many connections at once.")
+        return replace(self, root=root, state_dir=state, users=self.users_file.expanduser())
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """The TOML file's settings, with keys spelled like the flags (dashes or underscores)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"The config file {path} does not exist.") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SettingsError(f"The config file {path} could not be read: {e}") from None
+    known = {f.name for f in fields(ServeSettings)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise SettingsError(f"Unknown setting {key!r} in {path}; known: {', '.join(sorted(known))}.")
+        if name in ("root", "state_dir", "users", "tls_cert", "tls_key"):
+            value = (path.parent / Path(value).expanduser()) if value else None
+        out[name] = value
+    return out

@@ -1,0 +1,149 @@
+"""Atomic uploads: body -> temp file in the same folder -> verify -> fsync -> rename.
+
+An interrupted, short, corrupt or over-quota upload leaves the previous version in
+place and no temp file behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .names import TEMP_PREFIX, TEMP_SUFFIX
+
+WRITE_BLOCK = 1024 * 1024
+_CUT_OFF = {None, errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED}
+_MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class UploadError(Exception):
+    """A refused upload; status is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Upload:
+    st: os.stat_result
+    md5: str
+    created: bool
+
+
+def expected_md5(oc_checksum: str | None) -> str | None:
+    """The MD5 from an `OC-Checksum` header; other algorithms are ignored, malformed MD5 refused.
+
+    ownCloud clients may send several space-separated checksums.
+    """
+    if not oc_checksum:
+        return None
+    for token in oc_checksum.split():
+        algo, _, value = token.partition(":")
+        if algo.lower() == "md5":
+            if not _MD5_RE.match(value):
+                raise UploadError(400, f"OC-Checksum has a malformed MD5: {value!r}")
+            return value.lower()
+    return None
+
+
+def parse_oc_mtime(header: str | None) -> int | None:
+    if header is None:
+        return None
+    try:
+        value = float(header.strip())
+    except ValueError:
+        raise UploadError(400, f"X-OC-Mtime must be unix seconds, got {header!r}") from None
+    if not (0 <= value < 2**40):
+        raise UploadError(400, f"X-OC-Mtime is out of range: {header!r}")
+    return int(value)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def receive(
+    body: BinaryIO,
+    dest: str,
+    *,
+    content_length: int | None,
+    md5_expected: str | None = None,
+    mtime: int | None = None,
+) -> Upload:
+    """Stream `body` into place at `dest`, hashing as it goes."""
+    folder = os.path.dirname(dest)
+    existed = os.path.exists(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as e:
+        raise _os_error(e) from None
+    try:
+        digest = hashlib.md5()
+        received = 0
+        with os.fdopen(fd, "wb") as out:
+            while content_length is None or received < content_length:
+                want = WRITE_BLOCK if content_length is None else min(WRITE_BLOCK, content_length - received)
+                chunk = body.read(want)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                received += len(chunk)
+            if content_length is not None and received < content_length:
+                raise UploadError(
+                    400, f"The body ended after {received} of {content_length} bytes; nothing was replaced."
+                )
+            out.flush()
+            os.fsync(out.fileno())
+        md5 = digest.hexdigest()
+        if md5_expected is not None and md5 != md5_expected:
+            raise UploadError(
+                400, f"OC-Checksum mismatch: the body's MD5 is {md5}, the header said {md5_expected}; nothing was replaced."
+            )
+        _copy_mode(dest if existed else None, tmp)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, dest)
+        _fsync_dir(folder)
+        return Upload(os.stat(dest), md5, created=not existed)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, UploadError) or not isinstance(e, Exception):
+            raise
+        if isinstance(e, OSError) and e.errno not in _CUT_OFF:
+            raise _os_error(e) from None
+        raise UploadError(400, f"The request body was malformed or cut off ({e}); nothing was replaced.") from None
+
+
+def _copy_mode(existing: str | None, tmp: str) -> None:
+    if existing is not None:
+        os.chmod(tmp, os.stat(existing).st_mode & 0o7777)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+
+
+def _os_error(e: OSError) -> UploadError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return UploadError(507, "The server's disk is full; nothing was replaced.")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UploadError(403, "The server may not write here (permission denied).")
+    return UploadError(500, f"The server could not store the file ({e.strerror}).")

@@ -1,0 +1,130 @@
+"""The users file: who may connect, with hashed passwords only.
+
+Each user has a scrypt hash (checked for Basic auth) and the Digest HA1,
+MD5(user:realm:password), which HTTP Digest needs and which Windows Explorer
+uses over plain http. Neither is the password; the HA1 is as sensitive as one
+for Digest logins on this realm, so the file is written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+REALM = "davsync"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+class UsersFileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    scrypt: str
+    ha1: str
+    read_only: bool = False
+
+
+def digest_ha1(name: str, password: str, realm: str = REALM) -> str:
+    return hashlib.md5(f"{name}:{realm}:{password}".encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(key).decode()}"
+
+
+def check_password(stored: str, password: str) -> bool:
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(key)
+        got = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(expected, got)
+
+
+def validate_name(name: str) -> str:
+    if not name or len(name) > 64 or any(c in name for c in ':"\\\x00\r\n') or name != name.strip():
+        raise UsersFileError(
+            f"Invalid user name {name!r}: use 1-64 characters, no colon, quote, backslash or surrounding spaces."
+        )
+    return name
+
+
+class Users:
+    """A loaded users file; verifications are cached so Basic auth on every request stays cheap."""
+
+    def __init__(self, users: dict[str, User]) -> None:
+        self.users = users
+        self._secret = secrets.token_bytes(32)
+        self._verified: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path) -> "Users":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            users = {
+                name: User(name, u["scrypt"], u["ha1"], bool(u.get("read_only", False)))
+                for name, u in data.get("users", {}).items()
+            }
+        except FileNotFoundError:
+            return cls({})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UsersFileError(f"The users file {path} is unreadable or damaged ({e}).") from None
+        return cls(users)
+
+    def save(self, path: Path) -> None:
+        data = {
+            "realm": REALM,
+            "users": {
+                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only} for u in self.users.values()
+            },
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def add(self, name: str, password: str, *, read_only: bool) -> None:
+        validate_name(name)
+        self.users[name] = User(name, hash_password(password), digest_ha1(name, password), read_only)
+
+    def remove(self, name: str) -> bool:
+        return self.users.pop(name, None) is not None
+
+    def check_basic(self, name: str, password: str) -> User | None:
+        user = self.users.get(name)
+        if user is None:
+            return None
+        token = hmac.new(self._secret, f"{name}\0{password}\0{user.scrypt}".encode(), "sha256").digest()
+        with self._lock:
+            if token in self._verified:
+                return user
+        if not check_password(user.scrypt, password):
+            return None
+        with self._lock:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified.add(token)
+        return user
