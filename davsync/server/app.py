@@ -18,7 +18,7 @@ from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
-from .auth import AuthGate, DavsyncDomainController, WriteGuard
+from .auth import FrontGate, DavsyncDomainController, WriteGuard
 from .index import HashIndex
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
@@ -103,7 +103,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         },
     }
     dav_app = WsgiDAVApp(config)
-    return AuthGate(dav_app, users, settings.anonymous), state
+    return FrontGate(dav_app, users, settings.anonymous), state
 
 
 class DavServer:

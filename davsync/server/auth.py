@@ -72,8 +72,8 @@ class DavsyncDomainController(BaseDomainController):
         return user.ha1
 
 
-class AuthGate:
-    """Runs before WsgiDAV's authenticator: rejects malformed credentials cleanly,
+class FrontGate:
+    """Runs first: refuses bad paths and malformed credentials cleanly,
     answers anonymous writes on a read-only share, and offers Basic next to Digest."""
 
     def __init__(self, app: WsgiApp, users: Users, anonymous: str) -> None:
@@ -82,8 +82,11 @@ class AuthGate:
         self.anonymous = anonymous
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        if auth[:6].lower() == "basic " and not _valid_basic(auth[6:]):
+        problem = _path_problem(environ.get("PATH_INFO", ""))
+        if problem:
+            return _plain(start_response, "400 Bad Request", problem)
+        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+        if scheme.lower() == "basic" and not _valid_basic(value):
             del environ["HTTP_AUTHORIZATION"]
         if (
             self.anonymous == "read"
@@ -101,6 +104,27 @@ class AuthGate:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, add_basic_challenge)
+
+
+def _path_problem(wsgi_path: str) -> str | None:
+    """Why a request path is refused before routing, or None (WSGI paths arrive latin-1 decoded)."""
+    if wsgi_path == "*":
+        return None
+    try:
+        path = wsgi_path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return "The request path is not valid UTF-8."
+    if "\x00" in path:
+        return "The request path contains a NUL character."
+    depth = 0
+    for part in path.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return "The request path climbs above the share root ('..')."
+        elif part not in ("", "."):
+            depth += 1
+    return None
 
 
 def _valid_basic(value: str) -> bool:

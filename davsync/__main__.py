@@ -1,0 +1,3 @@
+from davsync.cli import app
+
+app(prog_name="davsync")

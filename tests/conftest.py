@@ -1,0 +1,197 @@
+"""Shared fixtures: real davsync servers on 127.0.0.1 with ephemeral ports, real files on disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+from davsync.server.app import DavServer
+from davsync.server.settings import ServeSettings
+from davsync.users import Users
+
+PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
+READ_ONLY = {"bob"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", help="also run the slow, exhaustive tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--full"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --full")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (apt-get install {name}); .ci/run installs it")
+    return path
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll a condition; fail with a message instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Share:
+    server: DavServer
+    root: Path
+    state_dir: Path
+    users_file: Path
+    settings: ServeSettings
+    sessions: list[requests.Session] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.scheme}://127.0.0.1:{self.server.port}/"
+
+    @property
+    def index(self) -> Any:
+        return self.server.state.index
+
+    def session(self, user: str | None = "alice", password: str | None = None) -> requests.Session:
+        s = requests.Session()
+        if user is not None:
+            s.auth = (user, password if password is not None else PASSWORDS[user])
+        self.sessions.append(s)
+        return s
+
+    def request(self, method: str, path: str, user: str | None = "alice", **kw: Any) -> requests.Response:
+        kw.setdefault("timeout", 30)
+        return self.session(user).request(method, self.url + path.lstrip("/"), **kw)
+
+
+def make_users(path: Path) -> Users:
+    users = Users({})
+    for name, password in PASSWORDS.items():
+        users.add(name, password, read_only=name in READ_ONLY)
+    users.save(path)
+    return users
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "users.json"
+    make_users(path)
+    return path
+
+
+@pytest.fixture
+def start_share(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Share]]:
+    """Start a davsync server in this process (cheroot on a thread); stopped at teardown."""
+    started: list[Share] = []
+
+    def start(
+        root: Path | None = None,
+        *,
+        state_dir: Path | None = None,
+        wait_scan: bool = True,
+        users: Path | None = None,
+        **opts: Any,
+    ) -> Share:
+        users = users or users_file
+        root = root or tmp_path / "root"
+        root.mkdir(parents=True, exist_ok=True)
+        state_dir = state_dir or tmp_path / "state"
+        settings = ServeSettings(
+            root=root, host="127.0.0.1", port=0, state_dir=state_dir, users=users, **opts
+        ).resolved()
+        server = DavServer(settings, Users.load(users))
+        server.start()
+        share = Share(server, settings.root, state_dir, users, settings)
+        started.append(share)
+        if wait_scan:
+            wait_until(server.scan_done.is_set, 60, "initial index scan")
+        return share
+
+    yield start
+    for share in started:
+        for s in share.sessions:
+            s.close()
+        share.server.stop()
+
+
+@pytest.fixture
+def share(start_share: Callable[..., Share]) -> Share:
+    return start_share()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen
+    url: str
+    root: Path
+    state_dir: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """Run `davsync serve` as its own process, as a user would; killed by PID at teardown."""
+    procs: list[ServeProcess] = []
+
+    def start(
+        root: Path, *args: str, state_dir: Path | None = None, port: int | None = None, preexec: Any = None
+    ) -> ServeProcess:
+        port = port or free_port()
+        state_dir = state_dir or tmp_path / "serve-state"
+        cmd = [sys.executable, "-m", "davsync", "serve", str(root), "--host", "127.0.0.1", "--port", str(port),
+               "--state-dir", str(state_dir), "--users", str(users_file), *args]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ}, preexec_fn=preexec
+        )
+        sp = ServeProcess(proc, f"http://127.0.0.1:{port}/", root, state_dir)
+        procs.append(sp)
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"davsync serve exited: {proc.stdout.read().decode() if proc.stdout else ''}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(up, 30, "davsync serve to listen")
+        return sp
+
+    yield start
+    for sp in procs:
+        sp.stop()
