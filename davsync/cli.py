@@ -230,5 +230,125 @@ def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) 
     typer.echo("Press Ctrl-C to stop.")
 
 
+# --- pull / status -------------------------------------------------------------
+
+UrlArg = typer.Argument(..., envvar="DAVSYNC_URL", help="The share's URL, e.g. http://raspberrypi.local:8080/")
+DestArg = typer.Argument(..., help="The local folder to mirror into (created if missing).")
+UserOpt = typer.Option(None, "--user", "-u", envvar="DAVSYNC_USER", help="User name (password: DAVSYNC_PASSWORD or prompt).")
+CaOpt = typer.Option(None, "--ca-cert", help="Trust this CA certificate (PEM) for https.")
+InsecureOpt = typer.Option(False, "--insecure", help="Do not verify the server's TLS certificate.")
+ExcludeOpt = typer.Option([], "--exclude", help="Skip paths matching this gitignore-style pattern (repeatable).")
+JobsOpt = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Parallel downloads and listings.")
+RulesOpt = typer.Option(
+    None, "--name-rules", help="Which filesystem's naming rules to enforce: posix, windows or macos. [default: this OS]"
+)
+
+
+def _connection(url: str, user: Optional[str], ca_cert: Optional[Path], insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
+    from .client.remote import ConnectionSettings, RemoteError, normalize_base
+
+    try:
+        normalize_base(url)
+    except RemoteError as e:
+        raise fail(str(e), Exit.USAGE) from None
+    if ca_cert is not None and insecure:
+        raise fail("use either --ca-cert or --insecure, not both.", Exit.USAGE)
+    if ca_cert is not None and not ca_cert.is_file():
+        raise fail(f"the CA certificate {ca_cert} does not exist.", Exit.USAGE)
+    password = read_password(f"Password for {user}", confirm=False) if user else None
+    return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
+
+
+def _check_rules(name_rules: Optional[str]) -> Optional[str]:
+    if name_rules is not None and name_rules not in ("posix", "windows", "macos"):
+        raise fail("--name-rules must be posix, windows or macos.", Exit.USAGE)
+    return name_rules
+
+
+@app.command()
+def pull(
+    url: str = UrlArg,
+    dest: Path = DestArg,
+    user: Optional[str] = UserOpt,
+    jobs: int = JobsOpt,
+    delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
+    max_delete: Optional[int] = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
+    exclude: list[str] = ExcludeOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every local file to repair the state."),
+    full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
+    ca_cert: Optional[Path] = CaOpt,
+    insecure: bool = InsecureOpt,
+    name_rules: Optional[str] = RulesOpt,
+) -> None:
+    """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
+    import json
+
+    from .client.pull import PullOptions, run_pull
+    from .client.report import PlainReporter, RichReporter, plan_lines, summary_lines
+
+    conn = _connection(url, user, ca_cert, insecure, jobs)
+    options = PullOptions(
+        delete=delete, max_delete=max_delete, dry_run=dry_run, jobs=jobs, excludes=tuple(exclude),
+        verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+    )  # fmt: skip
+    reporter = None
+    if not (json_out or quiet or dry_run):
+        reporter = RichReporter() if sys.stdout.isatty() else PlainReporter()
+    try:
+        result = run_pull(conn, dest, options, reporter)
+    except KeyboardInterrupt:
+        raise fail("interrupted; run the pull again to resume.", Exit.INTERRUPTED) from None
+    if json_out:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    elif result.fatal is None:
+        if dry_run:
+            lines = plan_lines(result.plan) or ["Nothing to do: the mirror is in sync."]
+            typer.echo("\n".join(lines))
+        elif not quiet or result.exit_code != Exit.OK:
+            typer.echo("\n".join(summary_lines(result)))
+    if result.fatal is not None:
+        raise fail(result.fatal, result.exit_code)
+    raise typer.Exit(int(result.exit_code))
+
+
+@app.command()
+def status(
+    url: str = UrlArg,
+    dest: Path = DestArg,
+    user: Optional[str] = UserOpt,
+    exclude: list[str] = ExcludeOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable plan."),
+    ca_cert: Optional[Path] = CaOpt,
+    insecure: bool = InsecureOpt,
+    name_rules: Optional[str] = RulesOpt,
+) -> None:
+    """What a pull would do: new, changed, deleted-remotely, locally-modified, conflicts.
+    Exit status 0 when in sync, 1 when not."""
+    import json
+
+    from .client.pull import PullOptions, run_pull
+    from .client.report import plan_lines
+
+    conn = _connection(url, user, ca_cert, insecure, 4)
+    options = PullOptions(dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules))  # type: ignore[arg-type]
+    result = run_pull(conn, dest, options)
+    if result.fatal is not None:
+        raise fail(result.fatal, result.exit_code)
+    code = Exit.OK if result.plan.in_sync and not result.errors else Exit.OUT_OF_SYNC
+    if json_out:
+        data = result.as_json()
+        data["exit_code"] = int(code)
+        data["in_sync"] = code == Exit.OK
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        lines = plan_lines(result.plan)
+        lines += [f"error: {e['path']}: {e['error']}" for e in result.errors]
+        typer.echo("\n".join(lines) if lines else "In sync.")
+    raise typer.Exit(int(code))
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,33 @@
+"""What not to sync: --exclude patterns and DEST/.davsyncignore, in gitignore syntax."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+IGNORE_FILE = ".davsyncignore"
+
+
+@dataclass(frozen=True)
+class Filter:
+    spec: pathspec.PathSpec | None
+
+    @classmethod
+    def load(cls, dest: Path, excludes: tuple[str, ...] | list[str] = ()) -> "Filter":
+        lines = list(excludes)
+        try:
+            lines += (dest / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            pass
+        if not lines:
+            return cls(None)
+        return cls(pathspec.PathSpec.from_lines("gitwildmatch", lines))
+
+    def excluded(self, path: str, is_dir: bool) -> bool:
+        if path == IGNORE_FILE:
+            return True  # the local ignore file is never touched by a pull
+        if self.spec is None:
+            return False
+        return self.spec.match_file(path + "/" if is_dir else path)

@@ -1,0 +1,119 @@
+"""The client's journal, DEST/.davsync/state.db: what davsync placed, and the sync token."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from .plan import JournalEntry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS placed (
+    path TEXT PRIMARY KEY,
+    is_dir INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime_ns INTEGER NOT NULL DEFAULT 0,
+    ino INTEGER NOT NULL DEFAULT 0,
+    md5 TEXT,
+    remote_etag TEXT,
+    remote_size INTEGER,
+    remote_mtime REAL,
+    remote_md5 TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5"
+
+
+class JournalError(Exception):
+    pass
+
+
+class Journal:
+    """Thread-safe; commits in batches (a crash loses at most the last batch, which the
+    next pull re-adopts by comparing content, never by overwriting)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise JournalError(
+                f"The state file {path} is damaged ({e}). Move it aside and run `davsync pull --verify` to rebuild it."
+            ) from None
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+            self._db.close()
+
+    def load(self) -> dict[str, JournalEntry]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed").fetchall()
+        return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
+
+    def get(self, paths: list[str]) -> dict[str, JournalEntry]:
+        out: dict[str, JournalEntry] = {}
+        with self._lock:
+            for i in range(0, len(paths), 500):
+                chunk = paths[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for r in self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE path IN ({marks})", chunk):
+                    out[r[0]] = JournalEntry(bool(r[1]), *r[2:])
+        return out
+
+    def under(self, folder: str) -> dict[str, JournalEntry]:
+        """Entries at or below a folder ('' is everything)."""
+        if folder == "":
+            return self.load()
+        like = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT path, {_COLUMNS} FROM placed WHERE path=? OR path LIKE ? ESCAPE '\\'", (folder, like)
+            ).fetchall()
+        return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
+
+    def _write(self, sql: str, args: tuple) -> None:
+        with self._lock:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.execute(sql, args)
+            self._pending += 1
+            if self._pending >= 500:
+                self._db.execute("COMMIT")
+                self._pending = 0
+
+    def put(self, path: str, e: JournalEntry) -> None:
+        self._write(
+            f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
+             e.remote_md5),
+        )  # fmt: skip
+
+    def forget(self, path: str) -> None:
+        self._write("DELETE FROM placed WHERE path=?", (path,))
+
+    def commit(self) -> None:
+        with self._lock:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+            self._pending = 0
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._write("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -1,0 +1,144 @@
+"""Untrusted names from the server -> safe relative paths for this machine.
+
+Everything here is pure. A server is untrusted: its hrefs may point elsewhere, climb
+with `..`, hide separators in percent-encoding, or name files this filesystem
+cannot hold. Such entries are refused or skipped with a reason, never written.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Literal
+from urllib.parse import unquote, urljoin, urlsplit
+
+NameRules = Literal["posix", "windows", "macos"]
+
+_WINDOWS_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
+_WINDOWS_BAD_CHARS = set('<>:"|?*\\') | {chr(c) for c in range(32)}
+MAX_NAME_BYTES = 255
+STATE_DIR_NAME = ".davsync"
+
+
+class UnsafeHref(ValueError):
+    """An href the client refuses to act on; the message says why."""
+
+
+def default_rules() -> NameRules:
+    if sys.platform.startswith("win"):
+        return "windows"
+    if sys.platform == "darwin":
+        return "macos"
+    return "posix"
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def href_to_relpath(href: str, folder_url: str, base_url: str) -> str:
+    """Resolve an href from a listing of `folder_url` to a path relative to `base_url`.
+
+    Refuses hrefs on another origin or outside the base path, and any segment that is
+    empty, `.`, `..`, contains NUL or a backslash, or hides a `/` in percent-encoding.
+    The result is NFC, '' for the base itself, without a trailing slash.
+    """
+    if "\x00" in href or "\\" in href:
+        raise UnsafeHref(f"href contains NUL or a backslash: {href!r}")
+    absolute = urlsplit(urljoin(folder_url, href))
+    base = urlsplit(base_url)
+    if (absolute.scheme, absolute.netloc.lower()) != (base.scheme, base.netloc.lower()):
+        raise UnsafeHref(f"href points to another server: {href!r}")
+    base_path = base.path if base.path.endswith("/") else base.path + "/"
+    path = absolute.path
+    if path.rstrip("/") == base_path.rstrip("/"):
+        return ""
+    if not path.startswith(base_path):
+        raise UnsafeHref(f"href is outside the share: {href!r}")
+    raw_segments = path[len(base_path) :].rstrip("/").split("/")
+    segments = []
+    for raw in raw_segments:
+        seg = unquote(raw, errors="strict") if _valid_utf8_escapes(raw) else None
+        if seg is None:
+            raise UnsafeHref(f"href has invalid percent-encoding or UTF-8: {href!r}")
+        if seg in ("", ".", "..") or "/" in seg or "\\" in seg or "\x00" in seg:
+            raise UnsafeHref(f"href has an unsafe segment {seg!r}: {href!r}")
+        segments.append(nfc(seg))
+    return "/".join(segments)
+
+
+def _valid_utf8_escapes(raw: str) -> bool:
+    try:
+        unquote(raw, errors="strict")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def name_problem(name: str, rules: NameRules) -> str | None:
+    """Why this filesystem cannot hold `name`, or None."""
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        return "name is longer than 255 bytes"
+    if any(ord(c) < 32 for c in name) and rules == "windows":
+        return "name contains control characters"
+    if rules == "windows":
+        if _WINDOWS_RESERVED.match(name):
+            return "name is reserved on Windows"
+        bad = sorted(set(name) & _WINDOWS_BAD_CHARS)
+        if bad:
+            return f"name contains characters Windows forbids: {''.join(bad)!r}"
+        if name.endswith((".", " ")):
+            return "name ends with a dot or space, which Windows strips"
+    if rules == "macos" and ":" in name:
+        return "name contains ':' which macOS Finder cannot show"
+    return None
+
+
+def case_insensitive(rules: NameRules) -> bool:
+    return rules in ("windows", "macos")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+def filter_names(paths: Iterable[str], rules: NameRules) -> tuple[set[str], list[Skipped]]:
+    """Keep the paths this filesystem can hold; report the rest.
+
+    On case-insensitive filesystems, names in one folder that differ only by case
+    would overwrite each other, so all of them are skipped. Anything below a
+    skipped folder is skipped too.
+    """
+    paths = sorted(set(paths))
+    skipped: dict[str, str] = {}
+    for path in paths:
+        if path.split("/")[0] == STATE_DIR_NAME:
+            skipped[path] = "the name .davsync at the root is reserved for davsync's own state"
+            continue
+        problem = name_problem(path.rsplit("/", 1)[-1], rules)
+        if problem:
+            skipped[path] = problem
+    if case_insensitive(rules):
+        groups: dict[str, list[str]] = {}
+        for path in paths:
+            groups.setdefault(nfc(path).casefold(), []).append(path)
+        for members in groups.values():
+            if len(members) > 1:
+                for m in members:
+                    others = ", ".join(repr(o) for o in members if o != m)
+                    skipped.setdefault(m, f"differs only by case from {others}; this filesystem cannot hold both")
+    kept = set()
+    for path in paths:
+        if path in skipped:
+            continue
+        parts = path.split("/")
+        blocked = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in skipped), None)
+        if blocked is not None:
+            skipped[path] = f"inside skipped folder {blocked!r}"
+            continue
+        kept.add(path)
+    return kept, [Skipped(p, r) for p, r in sorted(skipped.items())]

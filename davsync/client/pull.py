@@ -1,0 +1,361 @@
+"""One pull: list -> look at the local side -> plan -> act. Effects live here and in transfer.py."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from ..exitcodes import Exit
+from .filters import Filter
+from .journal import Journal
+from .paths import NameRules, Skipped, default_rules, filter_names
+from .plan import TRANSFERS, Action, JournalEntry, Kind, LocalEntry, Options, Plan, RemoteEntry, plan
+from .remote import ConnectionSettings, Remote, RemoteError
+from .transfer import (
+    DownloadError,
+    LocalWriteError,
+    Raced,
+    download,
+    keep_as_conflict,
+    move_to_trash,
+    place,
+    stat_entry,
+)
+from .walk import Listing, walk
+
+STATE_DIR = ".davsync"
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    delete: bool = False
+    max_delete: int | None = None
+    dry_run: bool = False
+    jobs: int = 4
+    excludes: tuple[str, ...] = ()
+    verify: bool = False
+    full: bool = False
+    name_rules: NameRules | None = None
+
+
+class Reporter(Protocol):
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def file_started(self, path: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, action: Action, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+    def end(self) -> None: ...
+
+
+class SilentReporter:
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def file_started(self, path: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, action: Action, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass
+class PullResult:
+    plan: Plan = field(default_factory=Plan)
+    done: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    requests_sent: int = 0
+    local_files_read: int = 0
+    fatal: str | None = None
+    exit_code: Exit = Exit.OK
+    mode: str = "walk"
+
+    def record(self, kind: str, path: str) -> None:
+        self.done.setdefault(kind, []).append(path)
+
+    def as_json(self) -> dict:
+        return {
+            "exit_code": int(self.exit_code),
+            "mode": self.mode,
+            "plan": {k.value: [a.path for a in self.plan.of(k)] for k in Kind if self.plan.of(k)},
+            "done": self.done,
+            "conflicts": self.conflicts,
+            "errors": self.errors,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "warnings": self.warnings,
+            "bytes_downloaded": self.bytes_downloaded,
+            "requests": self.requests_sent,
+            "fatal": self.fatal,
+        }
+
+
+class DestLockedError(Exception):
+    pass
+
+
+class _DestLock:
+    """One pull at a time per DEST (a watch and a scheduled pull must not interleave)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._f = open(state_dir / "lock", "a+")
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise DestLockedError(
+                f"another davsync pull or watch is running on {state_dir.parent}; wait for it or stop it."
+            ) from None
+
+    def release(self) -> None:
+        fcntl.flock(self._f, fcntl.LOCK_UN)
+        self._f.close()
+
+
+def md5_of(path: Path) -> str:
+    with open(path, "rb", buffering=0) as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+class Puller:
+    """Pulls one share into one folder. Reusable across runs (watch keeps one)."""
+
+    def __init__(
+        self,
+        conn: ConnectionSettings,
+        dest: Path,
+        options: PullOptions,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.conn = conn
+        self.dest = dest
+        self.state_dir = dest / STATE_DIR
+        self.options = options
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.rules: NameRules = options.name_rules or default_rules()
+        self.remote = Remote(conn)
+        self.stop = threading.Event()
+
+    def close(self) -> None:
+        self.remote.close()
+
+    # --- the run ---------------------------------------------------------------
+
+    def run(self) -> PullResult:
+        result = PullResult()
+        try:
+            self.dest.mkdir(parents=True, exist_ok=True)
+            lock = _DestLock(self.state_dir)
+        except DestLockedError as e:
+            return self._fatal(result, str(e), Exit.USAGE)
+        except OSError as e:
+            return self._fatal(result, f"cannot create {self.dest}: {e.strerror}", Exit.LOCAL)
+        journal = Journal(self.state_dir / "state.db")
+        try:
+            self._run(result, journal)
+        except RemoteError as e:
+            self._fatal(result, str(e), Exit.CONNECTION)
+        except LocalWriteError as e:
+            self._fatal(result, str(e), Exit.LOCAL)
+        finally:
+            journal.commit()
+            journal.close()
+            lock.release()
+            result.requests_sent = self.remote.requests_sent
+        return result
+
+    def _fatal(self, result: PullResult, message: str, code: Exit) -> PullResult:
+        result.fatal = message
+        result.exit_code = code
+        return result
+
+    def _run(self, result: PullResult, journal: Journal) -> None:
+        filt = Filter.load(self.dest, self.options.excludes)
+        listing = self._list(filt)
+        if "" in listing.failed:
+            raise RemoteError(listing.failed[""])
+        kept, skipped = filter_names(listing.entries, self.rules)
+        result.skipped = listing.skipped + skipped
+        remote = {p: e for p, e in listing.entries.items() if p in kept}
+        journal_entries = {p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir)}
+        local = self._look_locally(remote, journal_entries, result)
+        result.plan = plan(
+            remote,
+            local,
+            journal_entries,
+            failed_folders=set(listing.failed),
+            options=Options(delete=self.options.delete, max_delete=self.options.max_delete),
+        )
+        result.warnings += result.plan.warnings
+        for folder, err in listing.failed.items():
+            result.errors.append({"path": folder or "/", "error": err})
+        if self.options.dry_run:
+            result.exit_code = Exit.PARTIAL if result.errors else Exit.OK
+            return
+        self._execute(result, journal)
+        if result.errors or result.conflicts:
+            result.exit_code = Exit.PARTIAL
+
+    def _list(self, filt: Filter) -> Listing:
+        self.remote.check_root()
+        return walk(self.remote, jobs=max(2, self.options.jobs), excluded=filt.excluded)
+
+    def _look_locally(
+        self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry], result: PullResult
+    ) -> dict[str, LocalEntry | None]:
+        """Stat every path in question; read a file only when its stat says it may differ."""
+        local: dict[str, LocalEntry | None] = {}
+        for path in set(remote) | set(journal):
+            st = stat_entry(self.dest / path)
+            if st is not None and not st.is_dir:
+                j = journal.get(path)
+                r = remote.get(path)
+                needs_hash = self.options.verify or (
+                    (j is None and r is not None and not r.is_dir)
+                    or (j is not None and not j.is_dir and not j.matches_local(st))
+                )
+                if needs_hash:
+                    try:
+                        st = LocalEntry(False, st.size, st.mtime_ns, st.ino, md5_of(self.dest / path))
+                        result.local_files_read += 1
+                    except OSError:
+                        pass
+            local[path] = st
+        return local
+
+    # --- acting ----------------------------------------------------------------
+
+    def _execute(self, result: PullResult, journal: Journal) -> None:
+        actions = result.plan.actions
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        for a in sorted((a for a in actions if a.kind == Kind.MKDIR), key=lambda a: a.path):
+            try:
+                (self.dest / a.path).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                from .transfer import local_error
+
+                raise local_error(e, f"creating folder {a.path}") from None
+            journal.put(a.path, JournalEntry(True))
+            result.record(a.kind.value, a.path)
+            self.reporter.file_done(a)
+
+        transfers = [a for a in actions if a.kind in TRANSFERS]
+        self.reporter.begin(len(transfers), sum((a.remote.size or 0) for a in transfers if a.remote))
+        self._transfer_all(transfers, result, journal)
+
+        for a in actions:
+            if self.stop.is_set():
+                break
+            self._act_locally(a, result, journal, stamp)
+        self.reporter.end()
+
+    def _transfer_all(self, transfers: list[Action], result: PullResult, journal: Journal) -> None:
+        lock = threading.Lock()
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="davsync-get") as pool:
+            futures = {pool.submit(self._transfer, a, journal): a for a in transfers}
+            try:
+                for fut in as_completed(futures):
+                    a = futures[fut]
+                    try:
+                        nbytes, note = fut.result()
+                    except (DownloadError, Raced) as e:
+                        with lock:
+                            result.errors.append({"path": a.path, "error": str(e)})
+                        self.reporter.warn(f"{a.path}: {e}")
+                        continue
+                    except (LocalWriteError, RemoteError):
+                        self.stop.set()
+                        for f in futures:
+                            f.cancel()
+                        raise
+                    with lock:
+                        result.bytes_downloaded += nbytes
+                        result.record(a.kind.value, a.path)
+                        if a.kind == Kind.CONFLICT:
+                            result.conflicts.append({"path": a.path, "local_copy": note, "reason": a.reason})
+                    self.reporter.file_done(a, note)
+            finally:
+                if self.stop.is_set():
+                    for f in futures:
+                        f.cancel()
+
+    def _transfer(self, a: Action, journal: Journal) -> tuple[int, str]:
+        if self.stop.is_set():
+            raise DownloadError("stopped")
+        r = a.remote
+        assert r is not None
+        note = ""
+        if r.is_dir:  # a local file stands where the remote now has a folder
+            note = keep_as_conflict(self.dest, a.path, a.local)
+            (self.dest / a.path).mkdir(parents=True, exist_ok=True)
+            journal.put(a.path, JournalEntry(True))
+            return 0, note
+        self.reporter.file_started(a.path, r.size or 0)
+        got = download(self.remote, r, self.state_dir, progress=self.reporter.advance)
+        expected = a.local
+        if a.kind == Kind.CONFLICT and a.local is not None:
+            note = keep_as_conflict(self.dest, a.path, a.local)
+            expected = None
+        placed = place(got, self.dest, a.path, r, expected)
+        journal.put(
+            a.path,
+            JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5, r.etag, r.size, r.mtime, r.md5),
+        )
+        return got.bytes_fetched, note
+
+    def _act_locally(self, a: Action, result: PullResult, journal: Journal, stamp: str) -> None:
+        r, loc = a.remote, a.local
+        try:
+            if a.kind in (Kind.ADOPT, Kind.REFRESH):
+                if r is not None and r.is_dir:
+                    journal.put(a.path, JournalEntry(True))
+                    return
+                assert r is not None and loc is not None
+                md5 = loc.md5 or r.md5 or (journal.get([a.path]).get(a.path) or JournalEntry(False)).md5
+                journal.put(
+                    a.path, JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
+                )
+                if a.kind == Kind.ADOPT:
+                    result.record(a.kind.value, a.path)
+            elif a.kind == Kind.FORGET:
+                journal.forget(a.path)
+            elif a.kind == Kind.DELETE:
+                trashed = move_to_trash(self.dest, a.path, loc, stamp)
+                journal.forget(a.path)
+                result.record(a.kind.value, a.path)
+                self.reporter.file_done(a, trashed)
+            elif a.kind == Kind.RMDIR:
+                try:
+                    os.rmdir(self.dest / a.path)
+                    journal.forget(a.path)
+                    result.record(a.kind.value, a.path)
+                    self.reporter.file_done(a)
+                except OSError:
+                    result.record("kept-folder", a.path)
+            elif a.kind in (Kind.LOCAL_MODIFIED, Kind.REMOTE_DELETED):
+                result.record(a.kind.value, a.path)
+            elif a.kind == Kind.BLOCKED:
+                result.errors.append({"path": a.path, "error": a.reason})
+        except Raced as e:
+            result.errors.append({"path": a.path, "error": str(e)})
+
+
+def run_pull(
+    conn: ConnectionSettings, dest: Path, options: PullOptions, reporter: Reporter | None = None
+) -> PullResult:
+    puller = Puller(conn, dest, options, reporter)
+    try:
+        return puller.run()
+    finally:
+        puller.close()
+
+
+__all__ = ["Puller", "PullOptions", "PullResult", "run_pull"]

@@ -1,0 +1,336 @@
+"""Talking WebDAV: the connection (webdavclient3's Client), PROPFIND listings and their parsing.
+
+webdavclient3's high-level calls are slow or unsafe for sync (see field notes), so
+its Client holds the URL, credentials, TLS settings and timeouts, and the requests
+here are our own: Depth-1 PROPFIND with named properties, parsed incrementally by
+an XML parser that expands no entities and fetches nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Iterator
+from urllib.parse import quote, urlsplit
+
+import requests
+from lxml import etree
+from requests.adapters import HTTPAdapter
+from requests.auth import HTTPDigestAuth
+from webdav3.client import Client
+
+from .paths import Skipped, UnsafeHref, href_to_relpath
+from .plan import RemoteEntry
+
+OC_NS = "http://owncloud.org/ns"
+PROPFIND_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>'
+    b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:checksums/>"
+    b"</d:prop></d:propfind>"
+)
+MAX_LISTING_BYTES = 512 * 1024 * 1024
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class RemoteError(Exception):
+    """A failure talking to the server; `fatal` ones (auth, TLS, unreachable) stop the run."""
+
+    def __init__(self, message: str, *, fatal: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    url: str
+    user: str | None = None
+    password: str | None = None
+    ca_cert: str | None = None
+    insecure: bool = False
+    timeout: float = 30.0
+    jobs: int = 4
+
+
+@dataclass
+class FolderListing:
+    folder: str
+    entries: list[RemoteEntry] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def normalize_base(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RemoteError(f"{url!r} is not an http(s) URL, e.g. http://raspberrypi.local:8080/", fatal=True)
+    return url if url.endswith("/") else url + "/"
+
+
+class Remote:
+    """One share. Each thread gets its own kept-alive session (a shared pool would overflow)."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.base_url = normalize_base(settings.url)
+        self.client = Client(
+            {
+                "webdav_hostname": self.base_url,
+                "webdav_login": settings.user or "",
+                "webdav_password": settings.password or "",
+                "webdav_timeout": settings.timeout,
+                "disable_check": True,
+            }
+        )
+        self.client.verify = settings.ca_cert or (not settings.insecure)
+        self._local = threading.local()
+        self._use_digest = False
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+
+    # --- sessions ------------------------------------------------------------
+
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self.client.session if not self._sessions else requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=4, max_retries=0)
+            s.mount("http://", adapter)
+            s.mount("https://", adapter)
+            s.verify = self.client.verify
+            s.auth = self._auth()
+            s.headers["User-Agent"] = "davsync"
+            self._local.session = s
+            with self._lock:
+                self._sessions.append(s)
+        return s
+
+    def _auth(self) -> requests.auth.AuthBase | tuple[str, str] | None:
+        user = self.client.webdav.login
+        if not user:
+            return None
+        password = self.client.webdav.password or ""
+        return HTTPDigestAuth(user, password) if self._use_digest else (user, password)
+
+    def close(self) -> None:
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+
+    def url_for(self, path: str, is_dir: bool = False) -> str:
+        if path == "":
+            return self.base_url
+        return self.base_url + quote(path, safe="/") + ("/" if is_dir else "")
+
+    def request(self, method: str, url: str, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
+        kw.setdefault("timeout", self.settings.timeout)
+        with self._lock:
+            self.requests_sent += 1
+        try:
+            resp = self.session().request(method, url, **kw)
+        except requests.exceptions.SSLError as e:
+            raise RemoteError(
+                f"TLS certificate problem with {self.base_url}: {_short(e)}. "
+                "Pass --ca-cert FILE for a private CA, or --insecure to skip verification.",
+                fatal=True,
+            ) from None
+        except requests.exceptions.ConnectionError as e:
+            raise RemoteError(
+                f"cannot reach {self.base_url} ({_short(e)}). Is `davsync serve` running there, and is the address right?",
+                fatal=False,
+            ) from None
+        except requests.exceptions.Timeout:
+            raise RemoteError(f"the server at {self.base_url} did not answer within {self.settings.timeout:g}s.") from None
+        except requests.exceptions.RequestException as e:
+            raise RemoteError(f"request to {url} failed: {_short(e)}") from None
+        if resp.status_code == 401:
+            challenge = resp.headers.get("WWW-Authenticate", "").lower()
+            if not self._use_digest and "digest" in challenge and "basic" not in challenge and self.client.webdav.login:
+                self._use_digest = True
+                self._local.session.auth = self._auth()
+                resp.close()
+                return self.request(method, url, **kw)
+            resp.close()
+            who = f"user {self.client.webdav.login!r}" if self.client.webdav.login else "an anonymous client"
+            raise RemoteError(
+                f"the server refused the login for {who}. Check --user and the password (DAVSYNC_PASSWORD).",
+                fatal=True,
+                status=401,
+            )
+        return resp
+
+    # --- listing -------------------------------------------------------------
+
+    def check_root(self) -> None:
+        """Fail early, with the reason, when the share cannot be listed at all."""
+        resp = self.request("PROPFIND", self.base_url, data=PROPFIND_BODY, headers=_PROPFIND_HEADERS_0)
+        resp.close()
+        if resp.status_code == 207:
+            return
+        if resp.status_code == 403:
+            raise RemoteError(f"the server denies access to {self.base_url} (403).", fatal=True, status=403)
+        if resp.status_code == 404:
+            raise RemoteError(f"there is no share at {self.base_url} (404). Check the URL.", fatal=True, status=404)
+        if resp.status_code == 405:
+            raise RemoteError(f"{self.base_url} is not a WebDAV share (PROPFIND not allowed).", fatal=True, status=405)
+        raise RemoteError(f"listing {self.base_url} failed: HTTP {resp.status_code}.", status=resp.status_code)
+
+    def list_folder(self, folder: str) -> FolderListing:
+        """Depth-1 PROPFIND of one folder; unsafe hrefs are skipped with a reason."""
+        url = self.url_for(folder, is_dir=True)
+        resp = self.request("PROPFIND", url, data=PROPFIND_BODY, headers=_PROPFIND_HEADERS_1, stream=True)
+        try:
+            if resp.status_code != 207:
+                raise RemoteError(f"listing {folder or '/'} failed: HTTP {resp.status_code}", status=resp.status_code)
+            listing = FolderListing(folder)
+            for href, entry in parse_multistatus(resp.iter_content(65536)):
+                try:
+                    rel = href_to_relpath(href, url, self.base_url)
+                except UnsafeHref as e:
+                    listing.skipped.append(Skipped(href, str(e)))
+                    continue
+                if rel == folder:
+                    continue
+                parent = rel.rpartition("/")[0]
+                if parent != folder:
+                    listing.skipped.append(Skipped(rel, f"listed under {folder or '/'} but is not a direct member"))
+                    continue
+                listing.entries.append(
+                    RemoteEntry(rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, href)
+                )
+            return listing
+        except requests.exceptions.RequestException as e:
+            raise RemoteError(f"listing {folder or '/'} was cut off: {_short(e)}") from None
+        finally:
+            resp.close()
+
+    def supports_checksums(self, listing: FolderListing) -> bool:
+        return any(e.md5 for e in listing.entries if not e.is_dir)
+
+
+_PROPFIND_HEADERS_0 = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
+_PROPFIND_HEADERS_1 = {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    is_dir: bool
+    size: int | None
+    mtime: float | None
+    etag: str | None
+    md5: str | None
+
+
+def safe_parser(**kw) -> etree.XMLPullParser:  # type: ignore[no-untyped-def]
+    """No entity expansion, no DTD loading, no network, no huge-tree mode."""
+    return etree.XMLPullParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, dtd_validation=False, **kw
+    )
+
+
+def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntry]]:
+    """Yield (href, entry) per <D:response> as bytes arrive; memory stays per-response."""
+    parser = safe_parser(events=("end",), tag="{DAV:}response")
+    total = 0
+    try:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > MAX_LISTING_BYTES:
+                raise RemoteError("the server's listing is larger than 512 MiB; refusing it")
+            if b"<!ENTITY" in chunk or b"<!DOCTYPE" in chunk:
+                raise RemoteError("the server's listing contains a DTD/entities; refusing it (XML bomb?)")
+            parser.feed(chunk)
+            yield from _drain(parser)
+        parser.close()
+        yield from _drain(parser)
+    except etree.XMLSyntaxError as e:
+        raise RemoteError(f"the server sent malformed XML: {e}") from None
+
+
+def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:
+    for _event, el in parser.read_events():
+        href = (el.findtext("{DAV:}href") or "").strip()
+        entry = _entry_from(el)
+        el.clear()
+        while el.getprevious() is not None:
+            del el.getparent()[0]
+        if href and entry is not None:
+            yield href, entry
+
+
+def _entry_from(response: etree._Element) -> ParsedEntry | None:
+    props: dict[str, etree._Element] = {}
+    ok = False
+    for propstat in response.iterfind("{DAV:}propstat"):
+        status = propstat.findtext("{DAV:}status") or ""
+        if " 200" not in status:
+            continue
+        ok = True
+        prop = propstat.find("{DAV:}prop")
+        if prop is not None:
+            for p in prop:
+                if isinstance(p.tag, str):
+                    props[etree.QName(p).localname] = p
+    if not ok:
+        return None
+    rt = props.get("resourcetype")
+    is_dir = rt is not None and rt.find("{DAV:}collection") is not None
+    return ParsedEntry(
+        is_dir=is_dir,
+        size=_int(props.get("getcontentlength")),
+        mtime=_http_date(props.get("getlastmodified")),
+        etag=_etag(props.get("getetag")),
+        md5=_md5(props.get("checksums")),
+    )
+
+
+def _int(el: etree._Element | None) -> int | None:
+    try:
+        value = int((el.text or "").strip()) if el is not None else None
+    except ValueError:
+        return None
+    return value if value is None or value >= 0 else None
+
+
+def _http_date(el: etree._Element | None) -> float | None:
+    if el is None or not el.text:
+        return None
+    try:
+        return parsedate_to_datetime(el.text.strip()).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _etag(el: etree._Element | None) -> str | None:
+    if el is None or not el.text:
+        return None
+    text = el.text.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    return text.strip('"') or None
+
+
+def _md5(el: etree._Element | None) -> str | None:
+    """`MD5:<hex>` from oc:checksums (several space-separated checksums may be listed)."""
+    if el is None:
+        return None
+    for node in el.iter():
+        if not isinstance(node.tag, str) or etree.QName(node).localname != "checksum":
+            continue
+        for token in (node.text or "").split():
+            algo, _, value = token.partition(":")
+            if algo.lower() == "md5" and _MD5.match(value.lower()):
+                return value.lower()
+    return None
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    for marker in ("Caused by ", "Failed to establish a new connection: "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    return text.strip("()'\" ")[:200]

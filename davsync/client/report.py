@@ -1,0 +1,187 @@
+"""How a pull talks to the person running it: rich progress on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from .plan import Action, Kind, Plan
+from .pull import PullResult
+
+VERBS = {
+    Kind.MKDIR: "created folder",
+    Kind.DOWNLOAD: "downloaded",
+    Kind.UPDATE: "updated",
+    Kind.CONFLICT: "CONFLICT",
+    Kind.DELETE: "deleted (to trash)",
+    Kind.RMDIR: "removed folder",
+}
+
+
+class PlainReporter:
+    """One line per file acted on; good for logs and pipes."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        if files:
+            self._line(f"Downloading {files} file(s), {_size(total_bytes)}")
+
+    def file_started(self, path: str, size: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def file_done(self, action: Action, note: str = "") -> None:
+        verb = VERBS.get(action.kind, action.kind.value)
+        extra = f" (your version kept as {note})" if action.kind == Kind.CONFLICT and note else ""
+        self._line(f"{verb}: {action.path}{extra}")
+
+    def warn(self, message: str) -> None:
+        self._line(f"warning: {message}")
+
+    def end(self) -> None: ...
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+
+class RichReporter(PlainReporter):
+    """Overall files and bytes, speed, ETA, and the files in flight."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=False)
+        super().__init__(self.console.file)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}", style="dim"),
+            console=self.console,
+            transient=False,
+        )
+        self._bytes_task = None
+        self._current: list[str] = []
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        if not files:
+            return
+        self.progress.start()
+        self._bytes_task = self.progress.add_task("pull", total=max(total_bytes, 1), current="")
+        self._files = files
+        self._done = 0
+
+    def file_started(self, path: str, size: int) -> None:
+        with self._lock:
+            self._current.append(path)
+            self._refresh()
+
+    def advance(self, nbytes: int) -> None:
+        if self._bytes_task is not None:
+            self.progress.advance(self._bytes_task, nbytes)
+
+    def file_done(self, action: Action, note: str = "") -> None:
+        with self._lock:
+            if action.path in self._current:
+                self._current.remove(action.path)
+            self._refresh()
+        if action.kind in (Kind.CONFLICT, Kind.DELETE) or self._bytes_task is None:
+            super().file_done(action, note)
+
+    def _refresh(self) -> None:
+        if self._bytes_task is not None:
+            shown = ", ".join(p.rsplit("/", 1)[-1] for p in self._current[:3])
+            self.progress.update(self._bytes_task, current=shown[:60])
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def end(self) -> None:
+        if self._bytes_task is not None:
+            self.progress.stop()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+STATUS_LABELS = [
+    (Kind.DOWNLOAD, "new"),
+    (Kind.UPDATE, "changed"),
+    (Kind.MKDIR, "new folders"),
+    (Kind.CONFLICT, "conflicts"),
+    (Kind.LOCAL_MODIFIED, "locally-modified"),
+    (Kind.REMOTE_DELETED, "deleted-remotely"),
+    (Kind.DELETE, "to delete"),
+    (Kind.RMDIR, "folders to remove"),
+    (Kind.ADOPT, "already identical, to record"),
+    (Kind.BLOCKED, "blocked"),
+]
+
+
+def plan_lines(plan: Plan, limit: int = 50) -> list[str]:
+    """The plan as `status` and `pull --dry-run` print it."""
+    lines = []
+    for kind, label in STATUS_LABELS:
+        actions = plan.of(kind)
+        if not actions:
+            continue
+        lines.append(f"{label}: {len(actions)}")
+        for a in actions[:limit]:
+            detail = f"  ({a.reason})" if kind in (Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED) else ""
+            lines.append(f"  {a.path}{detail}")
+        if len(actions) > limit:
+            lines.append(f"  … and {len(actions) - limit} more")
+    return lines
+
+
+def summary_lines(result: PullResult) -> list[str]:
+    done = {k: len(v) for k, v in result.done.items()}
+    parts = [
+        f"{done.get('download', 0) + done.get('update', 0)} downloaded ({_size(result.bytes_downloaded)})",
+    ]
+    for key, label in (("conflict", "conflicts"), ("delete", "deleted"), ("adopt", "adopted")):
+        if done.get(key):
+            parts.append(f"{done[key]} {label}")
+    kept = done.get("deleted-remotely", 0)
+    if kept:
+        parts.append(f"{kept} deleted on the server but kept")
+    if done.get("locally-modified"):
+        parts.append(f"{done['locally-modified']} modified locally, left alone")
+    if result.errors:
+        parts.append(f"{len(result.errors)} error(s)")
+    if result.skipped:
+        parts.append(f"{len(result.skipped)} skipped")
+    lines = ["Done: " + ", ".join(parts) + "."]
+    for c in result.conflicts:
+        lines.append(f"conflict: {c['path']}: {c['reason']}; your version is kept as {c['local_copy']}")
+    for e in result.errors:
+        lines.append(f"error: {e['path']}: {e['error']}")
+    for s in result.skipped[:20]:
+        lines.append(f"skipped: {s.path}: {s.reason}")
+    if len(result.skipped) > 20:
+        lines.append(f"skipped: … and {len(result.skipped) - 20} more")
+    for w in result.warnings:
+        lines.append(f"warning: {w}")
+    return lines

@@ -1,0 +1,301 @@
+"""Effects on files: resumable verified downloads, atomic placement, conflict copies, trash.
+
+A download streams into DEST/.davsync/partial/, hashing as it goes. It is placed
+(fsync, mtime, os.replace) only when its length and, when the server publishes
+one, its MD5 match. An interrupted download resumes from the partial file with
+Range + If-Range on the etag; if the file changed on the server meanwhile, the
+server answers 200 and it starts over.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from .plan import LocalEntry, RemoteEntry
+from .remote import Remote, RemoteError
+
+BLOCK = 1024 * 1024
+RETRIES = 5
+
+
+class DownloadError(Exception):
+    """This file could not be fetched intact; other files go on."""
+
+
+class LocalWriteError(Exception):
+    """The local side refused a write (disk full, permission): the run stops."""
+
+
+class Raced(Exception):
+    """The local file changed between planning and placing; left alone."""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    partial: Path
+    md5: str
+    size: int
+    bytes_fetched: int
+    resumed_from: int
+
+
+def _partial_paths(state_dir: Path, rel: str) -> tuple[Path, Path]:
+    key = hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest()
+    folder = state_dir / "partial"
+    return folder / f"{key}.part", folder / f"{key}.json"
+
+
+def local_error(e: OSError, what: str) -> LocalWriteError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return LocalWriteError(f"disk full while {what}. Free some space and run the pull again; it resumes.")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return LocalWriteError(f"permission denied while {what} ({e.filename}). Check the folder's permissions.")
+    return LocalWriteError(f"could not write while {what}: {e.strerror} ({e.filename})")
+
+
+def download(
+    remote: Remote,
+    entry: RemoteEntry,
+    state_dir: Path,
+    *,
+    progress: Callable[[int], None] = lambda n: None,
+    retries: int = RETRIES,
+) -> Downloaded:
+    data_path, meta_path = _partial_paths(state_dir, entry.path)
+    try:
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise local_error(e, "creating the partial folder") from None
+    fetched = 0
+    resumed_from = 0
+    last_error = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(8.0, 0.25 * 2**attempt))
+        offset = _resumable_offset(data_path, meta_path, entry)
+        if attempt == 0:
+            resumed_from = offset
+        try:
+            n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress)
+            fetched += n
+        except _Transient as e:
+            fetched += e.fetched
+            last_error = str(e)
+            continue
+        except RemoteError as e:
+            if e.fatal:
+                raise
+            if e.status is not None and 400 <= e.status < 500:
+                raise DownloadError(str(e)) from None
+            last_error = str(e)
+            continue
+        if entry.size is not None and total != entry.size:
+            _discard(data_path, meta_path)
+            raise DownloadError(
+                f"the server sent {total} bytes but listed {entry.size}; nothing was placed (the file may be changing)"
+            )
+        if entry.md5 and md5 != entry.md5:
+            _discard(data_path, meta_path)
+            raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
+        return Downloaded(data_path, md5, total, fetched, resumed_from)
+    raise DownloadError(f"gave up after {retries + 1} attempts: {last_error}")
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, fetched: int) -> None:
+        super().__init__(message)
+        self.fetched = fetched
+
+
+def _resumable_offset(data_path: Path, meta_path: Path, entry: RemoteEntry) -> int:
+    try:
+        meta = json.loads(meta_path.read_text())
+        size = data_path.stat().st_size
+    except (OSError, ValueError):
+        return 0
+    same = meta.get("path") == entry.path and meta.get("etag") == entry.etag and entry.etag
+    if same and (entry.size is None or size <= entry.size):
+        return size
+    return 0
+
+
+def _write_meta(meta_path: Path, entry: RemoteEntry) -> None:
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"path": entry.path, "etag": entry.etag, "size": entry.size, "md5": entry.md5}))
+    os.replace(tmp, meta_path)
+
+
+def _fetch_once(
+    remote: Remote,
+    entry: RemoteEntry,
+    data_path: Path,
+    meta_path: Path,
+    offset: int,
+    progress: Callable[[int], None],
+) -> tuple[int, str, int]:
+    headers = {"Accept-Encoding": "identity"}
+    if offset > 0 and entry.etag:
+        headers["Range"] = f"bytes={offset}-"
+        headers["If-Range"] = f'"{entry.etag}"'
+    try:
+        resp = remote.request("GET", remote.url_for(entry.path), headers=headers, stream=True)
+    except RemoteError as e:
+        if e.fatal:
+            raise
+        raise _Transient(str(e), 0) from None
+    with resp:
+        if resp.status_code >= 500:
+            raise _Transient(f"server error {resp.status_code}", 0)
+        if resp.status_code == 206 and offset > 0 and _range_start(resp) == offset:
+            mode = "ab"
+        elif resp.status_code == 200:
+            mode, offset = "wb", 0
+        else:
+            raise RemoteError(f"GET {entry.path} answered HTTP {resp.status_code}", status=resp.status_code)
+        digest = hashlib.md5()
+        try:
+            if offset:
+                with open(data_path, "rb") as f:
+                    while block := f.read(BLOCK):
+                        digest.update(block)
+            else:
+                _write_meta(meta_path, entry)
+            fetched = 0
+            with open(data_path, mode) as out:
+                try:
+                    for chunk in resp.iter_content(BLOCK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        fetched += len(chunk)
+                        progress(len(chunk))
+                except (requests.exceptions.RequestException, OSError) as e:
+                    if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError)):
+                        raise
+                    out.flush()
+                    raise _Transient(f"connection lost after {offset + fetched} bytes: {e.__class__.__name__}", fetched) from None
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as e:
+            raise local_error(e, f"downloading {entry.path}") from None
+        return fetched, digest.hexdigest(), offset + fetched
+
+
+def _range_start(resp: requests.Response) -> int | None:
+    value = resp.headers.get("Content-Range", "")
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _discard(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def discard_partial(state_dir: Path, rel: str) -> None:
+    _discard(*_partial_paths(state_dir, rel))
+
+
+def stat_entry(path: Path) -> LocalEntry | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    import stat as _stat
+
+    if _stat.S_ISDIR(st.st_mode):
+        return LocalEntry(True)
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _same(a: LocalEntry | None, b: LocalEntry | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.is_dir, a.size, a.mtime_ns, a.ino) == (b.is_dir, b.size, b.mtime_ns, b.ino)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def place(got: Downloaded, dest: Path, rel: str, entry: RemoteEntry, expected: LocalEntry | None) -> LocalEntry:
+    """Move a verified download into place; refuse if the local file changed since planning."""
+    target = dest / rel
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not _same(stat_entry(target), expected):
+            raise Raced(f"{rel} changed locally during the pull; left alone")
+        if entry.mtime is not None:
+            os.utime(got.partial, (entry.mtime, entry.mtime))
+        os.replace(got.partial, target)
+        fsync_dir(target.parent)
+        discard_partial(dest / ".davsync", rel)
+    except OSError as e:
+        raise local_error(e, f"placing {rel}") from None
+    placed = stat_entry(target)
+    assert placed is not None
+    return placed
+
+
+def conflict_name(rel: str, now: datetime | None = None) -> str:
+    """NAME.sync-conflict-YYYYMMDD-HHMMSS.EXT (Syncthing's convention)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    folder, _, name = rel.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no extension, or a dotfile like ".bashrc"
+        stem, dot, ext = name, "", ""
+    new = f"{stem}.sync-conflict-{stamp}{dot}{ext}"
+    return f"{folder}/{new}" if folder else new
+
+
+def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None) -> str:
+    """Rename the local version aside (never overwriting anything); returns its new path."""
+    src = dest / rel
+    if not _same(stat_entry(src), expected):
+        raise Raced(f"{rel} changed locally during the pull; left alone")
+    base = conflict_name(rel)
+    candidate, n = base, 1
+    while (dest / candidate).exists():
+        n += 1
+        stem, dot, ext = base.rpartition(".")
+        candidate = f"{stem}-{n}.{ext}" if dot and "/" not in ext else f"{base}-{n}"
+    try:
+        os.rename(src, dest / candidate)
+        fsync_dir((dest / candidate).parent)
+    except OSError as e:
+        raise local_error(e, f"keeping {rel} as a conflict copy") from None
+    return candidate
+
+
+def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
+    src = dest / rel
+    if not _same(stat_entry(src), expected):
+        raise Raced(f"{rel} changed locally during the pull; not deleted")
+    target = dest / ".davsync" / "trash" / run_stamp / rel
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src, target)
+    except OSError as e:
+        raise local_error(e, f"moving {rel} to the trash") from None
+    return str(target.relative_to(dest))

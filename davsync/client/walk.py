@@ -1,0 +1,55 @@
+"""The full listing: Depth-1 PROPFIND folder by folder, several in flight."""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .paths import Skipped
+from .plan import RemoteEntry
+from .remote import FolderListing, Remote, RemoteError
+
+
+@dataclass
+class Listing:
+    entries: dict[str, RemoteEntry] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # folder -> error
+    skipped: list[Skipped] = field(default_factory=list)
+    folders_listed: int = 0
+
+
+def walk(
+    remote: Remote,
+    *,
+    jobs: int,
+    excluded: Callable[[str, bool], bool] = lambda path, is_dir: False,
+    start: str = "",
+) -> Listing:
+    """List everything below `start`. A folder that fails to list is recorded, not fatal,
+    unless the failure is fatal (auth, TLS), which is raised."""
+    result = Listing()
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="davsync-list") as pool:
+        pending: dict[Future[FolderListing], str] = {pool.submit(remote.list_folder, start): start}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                folder = pending.pop(fut)
+                try:
+                    listing = fut.result()
+                except RemoteError as e:
+                    if e.fatal:
+                        for other in pending:
+                            other.cancel()
+                        raise
+                    result.failed[folder] = str(e)
+                    continue
+                result.folders_listed += 1
+                result.skipped += listing.skipped
+                for entry in listing.entries:
+                    if excluded(entry.path, entry.is_dir):
+                        continue
+                    result.entries[entry.path] = entry
+                    if entry.is_dir:
+                        pending[pool.submit(remote.list_folder, entry.path)] = entry.path
+    return result
