@@ -47,6 +47,9 @@ def href_to_relpath(href: str, folder_url: str, base_url: str) -> str:
     """
     if "\x00" in href or "\\" in href:
         raise UnsafeHref(f"href contains NUL or a backslash: {href!r}")
+    for raw in urlsplit(href).path.split("/"):
+        if unquote(raw) in (".", ".."):
+            raise UnsafeHref(f"href has a dot segment: {href!r}")
     absolute = urlsplit(urljoin(folder_url, href))
     base = urlsplit(base_url)
     if (absolute.scheme, absolute.netloc.lower()) != (base.scheme, base.netloc.lower()):

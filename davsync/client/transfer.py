@@ -178,9 +178,8 @@ def _fetch_once(
                         digest.update(chunk)
                         fetched += len(chunk)
                         progress(len(chunk))
-                except (requests.exceptions.RequestException, OSError) as e:
-                    if isinstance(e, OSError) and not isinstance(e, (ConnectionError, TimeoutError)):
-                        raise
+                except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as e:
+                    # (requests' exceptions are OSErrors too; a local write error is not caught here)
                     out.flush()
                     raise _Transient(f"connection lost after {offset + fetched} bytes: {e.__class__.__name__}", fetched) from None
                 out.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
@@ -9,6 +10,22 @@ from typing import Callable
 from .paths import Skipped
 from .plan import RemoteEntry
 from .remote import FolderListing, Remote, RemoteError
+
+
+LIST_RETRIES = 3
+
+
+def list_with_retries(remote: Remote, folder: str) -> FolderListing:
+    """A folder's listing, retrying transient failures (5xx, resets, timeouts) with backoff."""
+    for attempt in range(LIST_RETRIES + 1):
+        try:
+            return remote.list_folder(folder)
+        except RemoteError as e:
+            transient = e.status is None or e.status >= 500
+            if e.fatal or not transient or attempt == LIST_RETRIES:
+                raise
+            time.sleep(0.25 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -30,7 +47,7 @@ def walk(
     unless the failure is fatal (auth, TLS), which is raised."""
     result = Listing()
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="davsync-list") as pool:
-        pending: dict[Future[FolderListing], str] = {pool.submit(remote.list_folder, start): start}
+        pending: dict[Future[FolderListing], str] = {pool.submit(list_with_retries, remote, start): start}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -51,5 +68,5 @@ def walk(
                         continue
                     result.entries[entry.path] = entry
                     if entry.is_dir:
-                        pending[pool.submit(remote.list_folder, entry.path)] = entry.path
+                        pending[pool.submit(list_with_retries, remote, entry.path)] = entry.path
     return result

@@ -1,0 +1,107 @@
+"""A small TCP proxy on 127.0.0.1 that throttles, cuts or stalls connections (for fault tests)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Faults:
+    rate: float | None = None  # bytes/s from server to client
+    cut_after: int | None = None  # close a connection after this many response bytes...
+    cuts_left: int = 0  # ...this many times
+    stall_after: int | None = None  # stop forwarding (but keep open) after this many bytes...
+    stalls_left: int = 0
+    fail_paths: tuple[str, ...] = ()  # answer 503 to requests whose target contains one of these
+
+
+@dataclass
+class Proxy:
+    target_port: int
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.bytes_to_client = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+        sent = 0
+        try:
+            while not self._stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not to_client and self.faults.fail_paths:
+                    line = data.split(b"\r\n", 1)[0].decode("latin-1")
+                    if any(p in line for p in self.faults.fail_paths):
+                        dst.close()
+                        src.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        break
+                if to_client:
+                    f = self.faults
+                    with self._lock:
+                        cut = f.cut_after is not None and f.cuts_left > 0 and sent + len(data) >= f.cut_after
+                        stall = f.stall_after is not None and f.stalls_left > 0 and sent + len(data) >= f.stall_after
+                        if cut:
+                            f.cuts_left -= 1
+                        if stall:
+                            f.stalls_left -= 1
+                    if cut or stall:
+                        limit = (f.cut_after if cut else f.stall_after) or 0
+                        dst.sendall(data[: max(0, limit - sent)])
+                        if stall:
+                            self._stop.wait(3600)  # hold the connection open, silent
+                        break
+                    if f.rate:
+                        time.sleep(len(data) / f.rate)
+                    with self._lock:
+                        self.bytes_to_client += len(data)
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()

@@ -1,0 +1,238 @@
+"""An untrusted server: wrong bodies, short bodies, traversal hrefs, XML bombs. Nothing escapes DEST."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from cheroot import wsgi
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from davsync.client.paths import UnsafeHref, filter_names, href_to_relpath, name_problem
+from davsync.client.pull import PullOptions, run_pull
+from davsync.client.remote import ConnectionSettings, RemoteError, parse_multistatus
+
+GOOD = b"the real content\n"
+
+
+def response(href: str, *, is_dir: bool = False, size: int | None = None, md5: str | None = None) -> str:
+    rt = "<d:collection/>" if is_dir else ""
+    extra = ""
+    if not is_dir:
+        extra += f"<d:getcontentlength>{size}</d:getcontentlength><d:getetag>\"e-{href}\"</d:getetag>"
+        extra += "<d:getlastmodified>Mon, 01 Jan 2024 00:00:00 GMT</d:getlastmodified>"
+        if md5:
+            extra += f"<oc:checksums><oc:checksum>MD5:{md5}</oc:checksum></oc:checksums>"
+    return (
+        f"<d:response><d:href>{href}</d:href><d:propstat><d:prop><d:resourcetype>{rt}</d:resourcetype>{extra}"
+        "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"
+    )
+
+
+def multistatus(*responses: str) -> bytes:
+    body = "".join(responses)
+    return (
+        '<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns">'
+        f"{body}</d:multistatus>"
+    ).encode()
+
+
+Handler = Callable[[dict], tuple[str, list[tuple[str, str]], bytes]]
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Handler], str]]:
+    servers: list[wsgi.Server] = []
+
+    def start(handler: Handler) -> str:
+        def app(environ: dict, start_response: Callable) -> list[bytes]:
+            status, headers, body = handler(environ)
+            start_response(status, headers)
+            return [body]
+
+        server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+        server.prepare()
+        threading.Thread(target=server.serve, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.bind_addr[1]}/share/"
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def listing_server(listing: bytes, files: dict[str, bytes], lie: Callable[[bytes], bytes] = lambda b: b) -> Handler:
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            return "207 Multi-Status", [("Content-Type", "application/xml")], listing
+        path = environ["PATH_INFO"]
+        if path in files:
+            body = lie(files[path])
+            return "200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"')], body
+        return "404 Not Found", [], b""
+
+    return handler
+
+
+def test_wrong_body_is_not_placed(hostile, tmp_path: Path) -> None:
+    md5 = hashlib.md5(GOOD).hexdigest()
+    listing = multistatus(response("/share/", is_dir=True), response("/share/f.txt", size=len(GOOD), md5=md5))
+    url = hostile(listing_server(listing, {"/share/f.txt": GOOD}, lie=lambda b: b.upper()))
+    dest = tmp_path / "m"
+    dest.mkdir()
+    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert result.exit_code == 3 and "MD5 mismatch" in result.errors[0]["error"]
+    assert not (dest / "f.txt").exists()
+    assert not list((dest / ".davsync" / "partial").glob("*"))
+
+
+def test_wrong_body_keeps_the_old_file(hostile, tmp_path: Path) -> None:
+    """A previously placed file survives a later corrupt download."""
+    md5 = hashlib.md5(GOOD).hexdigest()
+    listing1 = multistatus(response("/share/", is_dir=True), response("/share/f.txt", size=len(GOOD), md5=md5))
+    url = hostile(listing_server(listing1, {"/share/f.txt": GOOD}))
+    dest = tmp_path / "m"
+    assert run_pull(ConnectionSettings(url), dest, PullOptions()).exit_code == 0
+    new = b"version two, same!\n"
+    listing2 = multistatus(
+        response("/share/", is_dir=True), response("/share/f.txt", size=len(new), md5=hashlib.md5(new).hexdigest())
+    ).replace(b'"e-/share/f.txt"', b'"e2"')
+    url2 = hostile(listing_server(listing2, {"/share/f.txt": new}, lie=lambda b: b[::-1]))
+    result = run_pull(ConnectionSettings(url2), dest, PullOptions())
+    assert result.exit_code == 3
+    assert (dest / "f.txt").read_bytes() == GOOD
+
+
+def test_short_body_is_not_placed(hostile, tmp_path: Path) -> None:
+    listing = multistatus(response("/share/", is_dir=True), response("/share/f.txt", size=len(GOOD) + 100))
+    url = hostile(listing_server(listing, {"/share/f.txt": GOOD}))  # no MD5 published: length decides
+    dest = tmp_path / "m"
+    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert result.exit_code == 3 and not (dest / "f.txt").exists()
+
+
+TRAVERSAL_HREFS = [
+    "/share/../escaped.txt",
+    "/share/%2e%2e/escaped.txt",
+    "/share/sub%2f..%2f..%2fescaped.txt",
+    "/share/..%5cescaped.txt",
+    "/escaped.txt",
+    "http://evil.invalid/share/escaped.txt",
+    "/share/a%00b.txt",
+    "/share/deep/notmine.txt",
+    "/share/.davsync/state.db",
+]
+
+
+def test_traversal_hrefs_are_refused(hostile, tmp_path: Path) -> None:
+    responses = [response("/share/", is_dir=True), response("/share/ok.txt", size=len(GOOD))]
+    responses += [response(h, size=len(GOOD)) for h in TRAVERSAL_HREFS]
+    files = {"/share/ok.txt": GOOD, "/escaped.txt": b"pwned", "/share/.davsync/state.db": b"pwned"}
+    url = hostile(listing_server(multistatus(*responses), files))
+    dest = tmp_path / "deep" / "m"
+    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert all(w.startswith("deep/m/") for w in written), written
+    assert (dest / "ok.txt").read_bytes() == GOOD
+    assert not any(b"pwned" in (tmp_path / w).read_bytes() for w in written)
+    assert len(result.skipped) == len(TRAVERSAL_HREFS)
+
+
+def test_xml_bomb_is_refused(hostile, tmp_path: Path) -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">'
+        b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+        b'<d:multistatus xmlns:d="DAV:"><d:response><d:href>/share/&lol3;</d:href></d:response></d:multistatus>'
+    )
+    url = hostile(listing_server(bomb, {}))
+    result = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    assert result.exit_code == 4 and "DTD" in (result.fatal or "")
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b'<d:multistatus xmlns:d="DAV:"><d:response><d:href>/share/&e;</d:href></d:response></d:multistatus>'
+    )
+    url = hostile(listing_server(xxe, {}))
+    assert run_pull(ConnectionSettings(url), tmp_path / "m2", PullOptions()).exit_code == 4
+
+
+def test_malformed_xml_is_a_clear_error(hostile, tmp_path: Path) -> None:
+    url = hostile(listing_server(b"<d:multistatus xmlns:d='DAV:'><d:response><d:href>", {}))
+    result = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    assert result.exit_code == 4 and "malformed XML" in (result.fatal or "")
+
+
+# --- unit-level: hrefs, names, the parser ------------------------------------
+
+BASE = "http://h:1/share/"
+
+
+@pytest.mark.parametrize("href", TRAVERSAL_HREFS[:7] + ["/share/a\\b", "/share/%ff.txt", "/share//x", "/share/./x"])
+def test_unsafe_hrefs(href: str) -> None:
+    with pytest.raises(UnsafeHref):
+        href_to_relpath(href, BASE, BASE)
+
+
+@pytest.mark.parametrize(
+    "href,expected",
+    [
+        ("/share/a%20b/c%23d.txt", "a b/c#d.txt"),
+        ("http://h:1/share/x/", "x"),
+        ("/share/", ""),
+        ("/share/cafe%CC%81", "café"),  # NFD in, NFC out
+        ("/share/100%25", "100%"),
+    ],
+)
+def test_safe_hrefs(href: str, expected: str) -> None:
+    assert href_to_relpath(href, BASE, BASE) == expected
+
+
+def test_windows_rules() -> None:
+    for bad in ("CON", "nul.txt", "COM1.log", "a:b", "what?", "trailing.", "trailing ", "tab\there"):
+        assert name_problem(bad, "windows"), bad
+    assert name_problem("normal name.txt", "windows") is None
+    kept, skipped = filter_names(["Readme", "README", "docs", "docs/a", "Docs/b", "ok"], "windows")
+    assert kept == {"ok"}
+    assert {s.path for s in skipped} == {"Readme", "README", "docs", "docs/a", "Docs/b"}
+    kept, _ = filter_names(["Readme", "README"], "posix")
+    assert kept == {"Readme", "README"}
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(min_size=0, max_size=60))
+def test_href_fuzz_never_escapes(text: str) -> None:
+    try:
+        rel = href_to_relpath(text, BASE, BASE)
+    except (UnsafeHref, ValueError):
+        return
+    parts = rel.split("/") if rel else []
+    assert all(p not in ("", ".", "..") and "\\" not in p and "\x00" not in p for p in parts)
+    resolved = (Path("/dest") / rel).resolve() if rel else Path("/dest")
+    assert resolved == Path("/dest") or Path("/dest") in resolved.parents
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.integers(1, 64))
+def test_multistatus_parser_fuzz(data: bytes, chunk: int) -> None:
+    """Arbitrary bytes either parse or raise RemoteError: never another exception, never a hang."""
+    chunks = iter([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    try:
+        list(parse_multistatus(chunks))
+    except RemoteError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=20), st.booleans()), max_size=8))
+def test_multistatus_parser_structured_fuzz(items: list[tuple[str, bool]]) -> None:
+    from xml.sax.saxutils import escape
+
+    body = multistatus(*[response("/share/" + escape(n), is_dir=d, size=1) for n, d in items])
+    try:
+        parsed = list(parse_multistatus(iter([body])))
+    except RemoteError:
+        return
+    assert len(parsed) <= len(items)
