@@ -194,9 +194,9 @@ def test_windows_rules() -> None:
     for bad in ("CON", "nul.txt", "COM1.log", "a:b", "what?", "trailing.", "trailing ", "tab\there"):
         assert name_problem(bad, "windows"), bad
     assert name_problem("normal name.txt", "windows") is None
-    kept, skipped = filter_names(["Readme", "README", "docs", "docs/a", "Docs/b", "ok"], "windows")
+    kept, skipped = filter_names(["Readme", "README", "docs", "docs/a", "Docs", "Docs/b", "ok"], "windows")
     assert kept == {"ok"}
-    assert {s.path for s in skipped} == {"Readme", "README", "docs", "docs/a", "Docs/b"}
+    assert {s.path for s in skipped} == {"Readme", "README", "docs", "docs/a", "Docs", "Docs/b"}
     kept, _ = filter_names(["Readme", "README"], "posix")
     assert kept == {"Readme", "README"}
 
