@@ -199,7 +199,7 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path) -> None:
     finally:
         proxy.close()
     assert code == 3 and (dest / "ok" / "gone.txt").exists() and (dest / "flaky" / "y.txt").exists()
-    assert out["errors"][0]["path"] == "flaky" and "503" in out["errors"][0]["error"]
+    assert [e["path"] for e in out["errors"]] == ["flaky"]
     assert any("could not be listed" in w for w in out["warnings"])
 
 
