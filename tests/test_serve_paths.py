@@ -86,6 +86,8 @@ def test_write_probes_stay_inside(jail, tmp_path: Path, probe: str) -> None:
         "/%2e%2e/pwned.txt",
         "/%2e%2e/outside/pwned.txt",
         "/link/pwned.txt",
+        "/link",
+        "/filelink",
         "http://elsewhere.invalid/pwned.txt",
     ],
 )
@@ -98,6 +100,7 @@ def test_copy_move_destination_outside(jail, tmp_path: Path, destination: str) -
         status, _ = raw(share, method, "/inside.txt", {"Destination": destination, "Overwrite": "T"})
         assert status < 500 or status == 502, (method, destination, status)
     assert (sorted(os.listdir(outside)), sorted(os.listdir(tmp_path))) == before
+    assert (outside / "secret.txt").read_bytes() == SECRET
 
 
 def test_symlinks_are_not_listed(jail) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Callable
 
 from .plan import JournalEntry
 
@@ -35,7 +36,8 @@ class Journal:
     """Thread-safe; commits in batches (a crash loses at most the last batch, which the
     next pull re-adopts by comparing content, never by overwriting)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, before_commit: Callable[[], None] = lambda: None) -> None:
+        self._before_commit = before_commit
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -50,9 +52,8 @@ class Journal:
         self._pending = 0
 
     def close(self) -> None:
+        self.commit()
         with self._lock:
-            if self._db.in_transaction:
-                self._db.execute("COMMIT")
             self._db.close()
 
     def load(self) -> dict[str, JournalEntry]:
@@ -88,6 +89,7 @@ class Journal:
             self._db.execute(sql, args)
             self._pending += 1
             if self._pending >= 500:
+                self._before_commit()
                 self._db.execute("COMMIT")
                 self._pending = 0
 
@@ -104,6 +106,7 @@ class Journal:
     def commit(self) -> None:
         with self._lock:
             if self._db.in_transaction:
+                self._before_commit()
                 self._db.execute("COMMIT")
             self._pending = 0
 

@@ -23,6 +23,7 @@ from .transfer import (
     LocalWriteError,
     Raced,
     download,
+    fsync_dir,
     keep_as_conflict,
     move_to_trash,
     place,
@@ -143,6 +144,19 @@ class Puller:
         self.rules: NameRules = options.name_rules or default_rules()
         self.remote = Remote(conn)
         self.stop = threading.Event()
+        self._dirty_dirs: set[Path] = set()
+        self._dirty_lock = threading.Lock()
+
+    def _dir_changed(self, folder: Path) -> None:
+        with self._dirty_lock:
+            self._dirty_dirs.add(folder)
+
+    def _sync_dirs(self) -> None:
+        """Make renames durable before the journal records them (one fsync per folder)."""
+        with self._dirty_lock:
+            dirty, self._dirty_dirs = self._dirty_dirs, set()
+        for folder in dirty:
+            fsync_dir(folder)
 
     def close(self) -> None:
         self.remote.close()
@@ -158,7 +172,9 @@ class Puller:
             return self._fatal(result, str(e), Exit.USAGE)
         except OSError as e:
             return self._fatal(result, f"cannot create {self.dest}: {e.strerror}", Exit.LOCAL)
-        journal = Journal(self.state_dir / "state.db")
+        journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
+        for leftover in (self.state_dir / "partial").glob("*.small"):
+            leftover.unlink(missing_ok=True)
         try:
             self._run(result, journal)
         except RemoteError as e:
@@ -304,7 +320,7 @@ class Puller:
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.dest, a.path, a.local)
             expected = None
-        placed = place(got, self.dest, a.path, r, expected)
+        placed = place(got, self.dest, a.path, r, expected, self._dir_changed)
         journal.put(
             a.path,
             JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5, r.etag, r.size, r.mtime, r.md5),

@@ -26,6 +26,7 @@ from .remote import Remote, RemoteError
 
 BLOCK = 1024 * 1024
 RETRIES = 5
+SMALL_FILE = 4 * 1024 * 1024  # fetched in one piece; no resume bookkeeping
 
 
 class DownloadError(Exception):
@@ -72,16 +73,32 @@ def download(
     retries: int = RETRIES,
 ) -> Downloaded:
     data_path, meta_path = _partial_paths(state_dir, entry.path)
-    try:
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise local_error(e, "creating the partial folder") from None
+    if not data_path.parent.is_dir():
+        try:
+            data_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise local_error(e, "creating the partial folder") from None
     fetched = 0
     resumed_from = 0
     last_error = ""
+    small = entry.size is not None and entry.size <= SMALL_FILE
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(min(8.0, 0.25 * 2**attempt))
+        if small:
+            try:
+                return _fetch_small(remote, entry, data_path.with_suffix(".small"), progress)
+            except _Transient as e:
+                fetched += e.fetched
+                last_error = str(e)
+                continue
+            except RemoteError as e:
+                if e.fatal:
+                    raise
+                if e.status is not None and 400 <= e.status < 500:
+                    raise DownloadError(str(e)) from None
+                last_error = str(e)
+                continue
         offset = _resumable_offset(data_path, meta_path, entry)
         if attempt == 0:
             resumed_from = offset
@@ -109,6 +126,34 @@ def download(
             raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
         return Downloaded(data_path, md5, total, fetched, resumed_from)
     raise DownloadError(f"gave up after {retries + 1} attempts: {last_error}")
+
+
+def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Callable[[int], None]) -> Downloaded:
+    try:
+        status, body = remote.get_small(entry.path)
+    except RemoteError as e:
+        if e.fatal:
+            raise
+        raise _Transient(str(e), 0) from None
+    if status >= 500:
+        raise _Transient(f"server error {status}", 0)
+    if status != 200:
+        raise RemoteError(f"GET {entry.path} answered HTTP {status}", status=status)
+    progress(len(body))
+    md5 = hashlib.md5(body).hexdigest()
+    if len(body) != entry.size:
+        raise DownloadError(f"the server sent {len(body)} bytes but listed {entry.size}; nothing was placed")
+    if entry.md5 and md5 != entry.md5:
+        raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
+    try:
+        with open(path, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as e:
+        _discard(path)
+        raise local_error(e, f"downloading {entry.path}") from None
+    return Downloaded(path, md5, len(body), len(body), 0)
 
 
 class _Transient(Exception):
@@ -238,18 +283,34 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def place(got: Downloaded, dest: Path, rel: str, entry: RemoteEntry, expected: LocalEntry | None) -> LocalEntry:
-    """Move a verified download into place; refuse if the local file changed since planning."""
+def place(
+    got: Downloaded,
+    dest: Path,
+    rel: str,
+    entry: RemoteEntry,
+    expected: LocalEntry | None,
+    dir_changed: Callable[[Path], None] = fsync_dir,
+) -> LocalEntry:
+    """Move a verified download into place; refuse if the local file changed since planning.
+
+    `dir_changed` makes the rename durable; a caller may batch it (fsync each folder once
+    before the journal commits) instead of one directory fsync per file.
+    """
     target = dest / rel
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         if not _same(stat_entry(target), expected):
+            _discard(got.partial)
             raise Raced(f"{rel} changed locally during the pull; left alone")
         if entry.mtime is not None:
             os.utime(got.partial, (entry.mtime, entry.mtime))
-        os.replace(got.partial, target)
-        fsync_dir(target.parent)
-        discard_partial(dest / ".davsync", rel)
+        try:
+            os.replace(got.partial, target)
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(got.partial, target)
+        dir_changed(target.parent)
+        if got.partial.suffix == ".part":
+            discard_partial(dest / ".davsync", rel)
     except OSError as e:
         raise local_error(e, f"placing {rel}") from None
     placed = stat_entry(target)

@@ -10,6 +10,7 @@ from typing import Any
 from lxml import etree
 from wsgidav import util
 from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
 from .index import HashIndex, Identity, iter_tree
@@ -42,6 +43,12 @@ def parse_mtime(text: str | None) -> int:
 
 class DavsyncFile(FileResource):
     provider: "DavsyncProvider"
+
+    def __init__(self, path: str, environ: dict, file_path: str, st: os.stat_result) -> None:
+        DAVNonCollection.__init__(self, path, environ)  # FileResource's own __init__ would stat again
+        self._file_path = file_path
+        self.file_stat = st
+        self.name = os.path.basename(file_path)
 
     def get_etag(self) -> str:
         st = self.file_stat
@@ -137,14 +144,44 @@ class DavsyncProvider(FilesystemProvider):
     def __init__(self, root: str, index: HashIndex, *, readonly: bool = False) -> None:
         super().__init__(root, readonly=readonly, fs_opts={"follow_symlinks": False})
         self.index = index
+        self._verified_dirs: dict[str, tuple[int, int]] = {}
 
     def is_readonly(self) -> bool:
         return self.readonly
 
     def _loc_to_file_path(self, path: str, environ: dict | None = None) -> str:
+        """Map a URL path into ROOT; refuse anything whose real location is outside it.
+
+        The path is already normalised (no '..'). What remains is symlinks in the folders
+        above the target: each folder is checked with realpath once, then recognised by the
+        (device, inode) it resolves to, which changes if any component becomes a symlink
+        pointing elsewhere.
+        """
         if "\x00" in path:
             raise DAVError(HTTP_BAD_REQUEST, "NUL in path.")
-        return super()._loc_to_file_path(path, environ)
+        parts = [p for p in path.strip("/").split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise DAVError(HTTP_FORBIDDEN, "Dot segments are not allowed.")
+        file_path = os.path.join(self.root_folder_path, *parts)
+        if parts:
+            self._check_inside(os.path.dirname(file_path))
+            if os.path.islink(file_path):
+                raise DAVError(HTTP_FORBIDDEN, "Symbolic links are not served.")
+        return file_path
+
+    def _check_inside(self, folder: str) -> None:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return  # a missing parent: nothing there to reach
+        if self._verified_dirs.get(folder) == (st.st_dev, st.st_ino):
+            return
+        real = os.path.realpath(folder)
+        if not self._is_equal_or_child_path(self.root_folder_path_real, real):
+            raise DAVError(HTTP_FORBIDDEN, "Access outside the share is not allowed.")
+        if len(self._verified_dirs) > 100_000:
+            self._verified_dirs.clear()
+        self._verified_dirs[folder] = (st.st_dev, st.st_ino)
 
     def get_resource_inst(self, path: str, environ: dict) -> Any:
         self._count_get_resource_inst += 1
@@ -164,7 +201,7 @@ class DavsyncProvider(FilesystemProvider):
         if stat.S_ISDIR(st.st_mode):
             return DavsyncFolder(path, environ, fp)
         if stat.S_ISREG(st.st_mode):
-            return DavsyncFile(path, environ, fp)
+            return DavsyncFile(path, environ, fp, st)
         return None
 
     def file_path(self, path: str) -> str:
