@@ -48,6 +48,7 @@ class Downloaded:
     size: int
     bytes_fetched: int
     resumed_from: int
+    ready: LocalEntry | None = None  # set when the mtime is already applied: the file's final stat
 
 
 def _partial_paths(state_dir: Path, rel: str) -> tuple[Path, Path]:
@@ -146,14 +147,22 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
     if entry.md5 and md5 != entry.md5:
         raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
     try:
-        with open(path, "wb") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view) :]
+            if entry.mtime is not None:
+                os.utime(fd, (entry.mtime, entry.mtime))
+            os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
     except OSError as e:
         _discard(path)
         raise local_error(e, f"downloading {entry.path}") from None
-    return Downloaded(path, md5, len(body), len(body), 0)
+    ready = LocalEntry(False, st.st_size, st.st_mtime_ns, st.st_ino) if entry.mtime is not None else None
+    return Downloaded(path, md5, len(body), len(body), 0, ready)
 
 
 class _Transient(Exception):
@@ -301,7 +310,7 @@ def place(
         if not _same(stat_entry(target), expected):
             _discard(got.partial)
             raise Raced(f"{rel} changed locally during the pull; left alone")
-        if entry.mtime is not None:
+        if entry.mtime is not None and got.ready is None:
             os.utime(got.partial, (entry.mtime, entry.mtime))
         try:
             os.replace(got.partial, target)
@@ -313,7 +322,7 @@ def place(
             discard_partial(dest / ".davsync", rel)
     except OSError as e:
         raise local_error(e, f"placing {rel}") from None
-    placed = stat_entry(target)
+    placed = got.ready or stat_entry(target)  # rename keeps the inode, size and mtime
     assert placed is not None
     return placed
 
