@@ -232,7 +232,7 @@ def test_kill_9_during_large_download_then_resume(share, tmp_path: Path) -> None
 
 
 def test_resume_starts_over_when_remote_changed(share, tmp_path: Path) -> None:
-    (share.root / "f.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    (share.root / "f.bin").write_bytes(os.urandom(6 * 1024 * 1024))  # above SMALL_FILE: resumable
     dest = tmp_path / "mirror"
     proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
     try:
@@ -240,7 +240,7 @@ def test_resume_starts_over_when_remote_changed(share, tmp_path: Path) -> None:
     finally:
         proxy.close()
     assert result.exit_code == 3 and list((dest / ".davsync" / "partial").glob("*.part"))
-    new = os.urandom(4 * 1024 * 1024)
+    new = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(new)
     result = run_pull(conn(share), dest, PullOptions())
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
