@@ -148,6 +148,9 @@ def serve(
     allow_infinite_depth: Optional[bool] = typer.Option(
         None, "--allow-infinite-depth/--no-allow-infinite-depth", help="Answer PROPFIND Depth: infinity."
     ),
+    rescan_interval: Optional[float] = typer.Option(
+        None, "--rescan-interval", help="Seconds between full rescans behind the live watcher. [default: 600]"
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -159,7 +162,7 @@ def serve(
         flags = {
             "root": root, "host": host, "port": port, "state_dir": state_dir, "users": users,
             "anonymous": anonymous, "tls_cert": tls_cert, "tls_key": tls_key,
-            "allow_infinite_depth": allow_infinite_depth,
+            "allow_infinite_depth": allow_infinite_depth, "rescan_interval": rescan_interval,
         }  # fmt: skip
         values.update({k: v for k, v in flags.items() if v is not None})
         if verbose:
@@ -196,7 +199,7 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
         server.start()
     except OSError as e:
         raise fail(
-            f"cannot listen on {settings.host}:{settings.port}: {e.strerror}. "
+            f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}. "
             "Is another server using that port? Choose another with --port.",
             Exit.USAGE,
         ) from None
@@ -347,6 +350,35 @@ def status(
         lines = plan_lines(result.plan)
         lines += [f"error: {e['path']}: {e['error']}" for e in result.errors]
         typer.echo("\n".join(lines) if lines else "In sync.")
+    raise typer.Exit(int(code))
+
+
+@app.command()
+def watch(
+    url: str = UrlArg,
+    dest: Path = DestArg,
+    user: Optional[str] = UserOpt,
+    interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between asking for changes."),
+    jobs: int = JobsOpt,
+    delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
+    max_delete: Optional[int] = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
+    exclude: list[str] = ExcludeOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    ca_cert: Optional[Path] = CaOpt,
+    insecure: bool = InsecureOpt,
+    name_rules: Optional[str] = RulesOpt,
+) -> None:
+    """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
+    from .client.watch import watch_loop
+
+    conn = _connection(url, user, ca_cert, insecure, jobs)
+    from .client.pull import PullOptions
+
+    options = PullOptions(
+        delete=delete, max_delete=max_delete, jobs=jobs, excludes=tuple(exclude),
+        name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+    )  # fmt: skip
+    code = watch_loop(conn, dest, options, interval=interval, quiet=quiet)
     raise typer.Exit(int(code))
 
 

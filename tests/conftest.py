@@ -79,6 +79,14 @@ class Share:
         self.sessions.append(s)
         return s
 
+    def wait_indexed(self, timeout: float = 20) -> None:
+        """Wait until the change journal knows every path on disk (the watcher is asynchronous)."""
+
+        def on_disk() -> set[str]:
+            return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if not p.is_symlink()}
+
+        wait_until(lambda: set(self.index.live_paths()) == on_disk(), timeout, "the index to catch up with the disk")
+
     def request(self, method: str, path: str, user: str | None = "alice", **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
         return self.session(user).request(method, self.url + path.lstrip("/"), **kw)

@@ -135,8 +135,10 @@ def test_local_edit_without_remote_change_is_left_alone(share, tmp_path: Path) -
     dest = tmp_path / "mirror"
     pull_json(share.url, dest)
     (dest / "a.txt").write_bytes(b"mine")
-    code, out = pull_json(share.url, dest)
+    code, out = pull_json(share.url, dest, "--full")
     assert code == 0 and out["done"] == {"locally-modified": ["a.txt"]}
+    code, out = pull_json(share.url, dest)  # incremental: nothing changed on the server
+    assert code == 0 and out["done"] == {}
     assert (dest / "a.txt").read_bytes() == b"mine"
     status = subprocess.run([sys.executable, "-m", "davsync", "status", share.url, str(dest), "-u", "alice"],
                             capture_output=True, text=True, env={**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]})  # fmt: skip

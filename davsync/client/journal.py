@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS placed (
     remote_etag TEXT,
     remote_size INTEGER,
     remote_mtime REAL,
-    remote_md5 TEXT
+    remote_md5 TEXT,
+    remote_gone INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -82,6 +83,19 @@ class Journal:
             ).fetchall()
         return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
 
+    def mark_gone(self, path: str, gone: bool) -> None:
+        """Remember a file deleted on the server but kept here, so a later --delete still sees it."""
+        self._write("UPDATE placed SET remote_gone=? WHERE path=?", (int(gone), path))
+
+    def gone(self) -> dict[str, JournalEntry]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone=1").fetchall()
+        return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
+
+    def count_files(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM placed WHERE is_dir=0").fetchone()[0]
+
     def _write(self, sql: str, args: tuple) -> None:
         with self._lock:
             if not self._db.in_transaction:
@@ -95,7 +109,7 @@ class Journal:
 
     def put(self, path: str, e: JournalEntry) -> None:
         self._write(
-            f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
             (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
              e.remote_md5),
         )  # fmt: skip

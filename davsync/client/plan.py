@@ -138,6 +138,7 @@ def plan(
     *,
     failed_folders: frozenset[str] | set[str] = frozenset(),
     options: Options = Options(),
+    remote_looks_empty: bool | None = None,
 ) -> Plan:
     """Decide what a pull does.
 
@@ -145,6 +146,8 @@ def plan(
     local: the stat of every path in remote or journal (None when absent).
     journal: what davsync placed.
     failed_folders: folders whose listing failed; nothing below them is judged.
+    remote_looks_empty: for an incremental plan (remote holds only changes), whether the
+        share would be empty afterwards; computed from `remote` when None.
     """
     result = Plan()
     deletions: list[Action] = []
@@ -163,7 +166,9 @@ def plan(
         else:
             result.actions.append(action)
 
-    result.actions += _guard_deletions(deletions, remote, journal, failed_folders, options, result.warnings)
+    if remote_looks_empty is None:
+        remote_looks_empty = not any(p for p in remote if p != "")
+    result.actions += _guard_deletions(deletions, remote_looks_empty, journal, failed_folders, options, result.warnings)
     return result
 
 
@@ -219,7 +224,7 @@ def _decide(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: Local
 
 def _guard_deletions(
     deletions: list[Action],
-    remote: dict[str, RemoteEntry],
+    remote_empty: bool,
     journal: dict[str, JournalEntry],
     failed_folders: frozenset[str] | set[str],
     options: Options,
@@ -240,7 +245,6 @@ def _guard_deletions(
     if failed_folders:
         warnings.append("Deletions skipped: some folders could not be listed this run.")
         return keep("deletion skipped: a listing failed this run")
-    remote_empty = not any(p for p in remote if p != "")
     mirror_nonempty = any(not j.is_dir for j in journal.values())
     if remote_empty and mirror_nonempty:
         warnings.append(

@@ -17,7 +17,7 @@ from .filters import Filter
 from .journal import Journal
 from .paths import NameRules, Skipped, default_rules, filter_names
 from .plan import TRANSFERS, Action, JournalEntry, Kind, LocalEntry, Options, Plan, RemoteEntry, plan
-from .remote import ConnectionSettings, Remote, RemoteError
+from .remote import Changes, ConnectionSettings, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
 from .transfer import (
     DownloadError,
     LocalWriteError,
@@ -29,7 +29,7 @@ from .transfer import (
     place,
     stat_entry,
 )
-from .walk import Listing, walk
+from .walk import walk
 
 STATE_DIR = ".davsync"
 
@@ -76,6 +76,7 @@ class PullResult:
     requests_sent: int = 0
     local_files_read: int = 0
     fatal: str | None = None
+    retryable: bool = False  # the fatal error may go away by itself (server down, network)
     exit_code: Exit = Exit.OK
     mode: str = "walk"
 
@@ -146,6 +147,7 @@ class Puller:
         self.stop = threading.Event()
         self._dirty_dirs: set[Path] = set()
         self._dirty_lock = threading.Lock()
+        self._listed: set[str] = set()
 
     def _dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:
@@ -179,6 +181,7 @@ class Puller:
             self._run(result, journal)
         except RemoteError as e:
             self._fatal(result, str(e), Exit.CONNECTION)
+            result.retryable = not e.fatal
         except LocalWriteError as e:
             self._fatal(result, str(e), Exit.LOCAL)
         finally:
@@ -195,7 +198,27 @@ class Puller:
 
     def _run(self, result: PullResult, journal: Journal) -> None:
         filt = Filter.load(self.dest, self.options.excludes)
-        listing = self._list(filt)
+        token = None
+        if journal.get_meta("sync_url") == self.remote.base_url:
+            token = journal.get_meta("sync_token")
+        if token and not (self.options.full or self.options.verify or self.options.dry_run):
+            try:
+                changes = self.remote.sync_collection(token)
+            except SyncTokenInvalid:
+                result.warnings.append("The server no longer knows this mirror's sync token; listing in full.")
+                journal.set_meta("sync_token", None)
+            except SyncUnsupported:
+                journal.set_meta("sync_token", None)
+            else:
+                result.mode = "sync-collection"
+                self._run_incremental(result, journal, filt, changes)
+                return
+        self._run_walk(result, journal, filt)
+
+    def _run_walk(self, result: PullResult, journal: Journal, filt: Filter) -> None:
+        """List everything (Depth-1 PROPFIND per folder) and plan over the whole tree."""
+        token = self.remote.check_root()
+        listing = walk(self.remote, jobs=max(2, self.options.jobs), excluded=filt.excluded)
         if "" in listing.failed:
             raise RemoteError(listing.failed[""])
         kept, skipped = filter_names(listing.entries, self.rules)
@@ -203,6 +226,7 @@ class Puller:
         remote = {p: e for p, e in listing.entries.items() if p in kept}
         journal_entries = {p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir)}
         local = self._look_locally(remote, journal_entries, result)
+        self._listed = set(remote)
         result.plan = plan(
             remote,
             local,
@@ -213,16 +237,55 @@ class Puller:
         result.warnings += result.plan.warnings
         for folder, err in listing.failed.items():
             result.errors.append({"path": folder or "/", "error": err})
+        self._finish(result, journal, token)
+
+    def _run_incremental(self, result: PullResult, journal: Journal, filt: Filter, changes: Changes) -> None:
+        """Act only on the paths the server says changed; each still gets the local checks."""
+        changed = {p: e for p, e in changes.changed.items() if not filt.excluded(p, e.is_dir)}
+        kept, skipped = filter_names(changed, self.rules)
+        result.skipped = changes.skipped + skipped
+        remote = {p: e for p, e in changed.items() if p in kept}
+        removed = {p for p in changes.removed if not filt.excluded(p, False)}
+        journal_entries = journal.gone()  # kept earlier without --delete: judge them again
+        journal_entries.update(journal.get(sorted(set(changed) | removed)))
+        for path in removed:
+            j = journal_entries.get(path)
+            if j is not None and j.is_dir:
+                journal_entries.update(journal.under(path))
+        journal_entries = {p: j for p, j in journal_entries.items() if not filt.excluded(p, j.is_dir)}
+        for p in list(journal_entries):
+            if p in changed and p not in kept:
+                del journal_entries[p]  # skipped names are not judged
+        local = self._look_locally(remote, journal_entries, result)
+        self._listed = set(remote)
+        going = sum(1 for p, j in journal_entries.items() if not j.is_dir and p not in remote)
+        arriving = any(not e.is_dir for e in remote.values())
+        total = journal.count_files()
+        result.plan = plan(
+            remote,
+            local,
+            journal_entries,
+            options=Options(delete=self.options.delete, max_delete=self.options.max_delete),
+            remote_looks_empty=total > 0 and going >= total and not arriving,
+        )
+        result.warnings += result.plan.warnings
+        self._finish(result, journal, changes.token)
+
+    def _finish(self, result: PullResult, journal: Journal, token: str | None) -> None:
         if self.options.dry_run:
             result.exit_code = Exit.PARTIAL if result.errors else Exit.OK
             return
+        listed = {a.path for a in result.plan.actions if a.remote is not None} | self._listed
+        for path in set(journal.gone()) & listed:
+            journal.mark_gone(path, False)  # it is back on the server
         self._execute(result, journal)
         if result.errors or result.conflicts:
             result.exit_code = Exit.PARTIAL
-
-    def _list(self, filt: Filter) -> Listing:
-        self.remote.check_root()
-        return walk(self.remote, jobs=max(2, self.options.jobs), excluded=filt.excluded)
+        # Advance the token only when everything it covers was handled; otherwise the
+        # next pull asks again from the old one (acting twice is harmless, skipping is not).
+        if not result.errors and not self.stop.is_set():
+            journal.set_meta("sync_url", self.remote.base_url if token else None)
+            journal.set_meta("sync_token", token)
 
     def _look_locally(
         self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry], result: PullResult
@@ -315,7 +378,7 @@ class Puller:
             journal.put(a.path, JournalEntry(True))
             return 0, note
         self.reporter.file_started(a.path, r.size or 0)
-        got = download(self.remote, r, self.state_dir, progress=self.reporter.advance)
+        got = download(self.remote, r, self.state_dir, progress=self.reporter.advance, stop=self.stop)
         expected = a.local
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.dest, a.path, a.local)
@@ -356,7 +419,10 @@ class Puller:
                     self.reporter.file_done(a)
                 except OSError:
                     result.record("kept-folder", a.path)
-            elif a.kind in (Kind.LOCAL_MODIFIED, Kind.REMOTE_DELETED):
+            elif a.kind == Kind.LOCAL_MODIFIED:
+                result.record(a.kind.value, a.path)
+            elif a.kind == Kind.REMOTE_DELETED:
+                journal.mark_gone(a.path, True)
                 result.record(a.kind.value, a.path)
             elif a.kind == Kind.BLOCKED:
                 result.errors.append({"path": a.path, "error": a.reason})

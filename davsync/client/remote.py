@@ -32,6 +32,17 @@ PROPFIND_BODY = (
     b"<d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:checksums/>"
     b"</d:prop></d:propfind>"
 )
+ROOT_PROPFIND_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:sync-token/></d:prop></d:propfind>'
+)
+SYNC_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>\n'
+    '<d:sync-collection xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns">'
+    "<d:sync-token>{token}</d:sync-token><d:sync-level>infinite</d:sync-level>"
+    "<d:prop><d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:checksums/></d:prop>"
+    "</d:sync-collection>"
+)
 MAX_LISTING_BYTES = 512 * 1024 * 1024
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -219,12 +230,26 @@ class Remote:
 
     # --- listing -------------------------------------------------------------
 
-    def check_root(self) -> None:
-        """Fail early, with the reason, when the share cannot be listed at all."""
-        resp = self.request("PROPFIND", self.base_url, data=PROPFIND_BODY, headers=_PROPFIND_HEADERS_0)
-        resp.close()
-        if resp.status_code == 207:
-            return
+    def check_root(self) -> str | None:
+        """Fail early, with the reason, when the share cannot be listed at all.
+
+        Returns the share's sync token (RFC 6578), or None when the server has none.
+        Ask for it before walking, so changes made during the walk show up next time.
+        """
+        resp = self.request("PROPFIND", self.base_url, data=ROOT_PROPFIND_BODY, headers=_PROPFIND_HEADERS_0)
+        try:
+            if resp.status_code == 207:
+                root = etree.fromstring(resp.content, etree.XMLParser(resolve_entities=False, no_network=True))
+                for ps in root.iter("{DAV:}propstat"):
+                    if " 200" in (ps.findtext("{DAV:}status") or ""):
+                        token = ps.findtext("{DAV:}prop/{DAV:}sync-token")
+                        if token and token.strip():
+                            return token.strip()
+                return None
+        except etree.XMLSyntaxError as e:
+            raise RemoteError(f"the server sent malformed XML: {e}", fatal=True) from None
+        finally:
+            resp.close()
         if resp.status_code == 403:
             raise RemoteError(f"the server denies access to {self.base_url} (403).", fatal=True, status=403)
         if resp.status_code == 404:
@@ -242,6 +267,8 @@ class Remote:
                 raise RemoteError(f"listing {folder or '/'} failed: HTTP {resp.status_code}", status=resp.status_code)
             listing = FolderListing(folder)
             for href, entry in parse_multistatus(resp.iter_content(65536)):
+                if entry.removed or entry.token is not None:
+                    continue
                 try:
                     rel = href_to_relpath(href, url, self.base_url)
                 except UnsafeHref as e:
@@ -262,8 +289,79 @@ class Remote:
         finally:
             resp.close()
 
+    def sync_collection(self, token: str) -> "Changes":
+        """What changed since `token` (RFC 6578, sync-level infinite), following truncation."""
+        changes = Changes(token=token)
+        for _round in range(10_000):
+            body = SYNC_BODY.format(token=_xml_escape(changes.token)).encode()
+            resp = self.request("REPORT", self.base_url, data=body, headers=_REPORT_HEADERS, stream=True)
+            try:
+                if resp.status_code == 403 and b"valid-sync-token" in resp.content:
+                    raise SyncTokenInvalid("the server no longer knows our sync token", status=403)
+                if resp.status_code != 207:
+                    raise SyncUnsupported(f"REPORT sync-collection answered HTTP {resp.status_code}", status=resp.status_code)
+                truncated = False
+                new_token = None
+                for href, entry in parse_multistatus(resp.iter_content(65536)):
+                    if href == "" and entry.token is not None:
+                        new_token = entry.token
+                        continue
+                    if entry.token == "truncated":
+                        truncated = True
+                        continue
+                    try:
+                        rel = href_to_relpath(href, self.base_url, self.base_url)
+                    except UnsafeHref as e:
+                        changes.skipped.append(Skipped(href, str(e)))
+                        continue
+                    if rel == "":
+                        continue
+                    if entry.removed:
+                        changes.changed.pop(rel, None)
+                        changes.removed.add(rel)
+                    else:
+                        changes.removed.discard(rel)
+                        changes.changed[rel] = RemoteEntry(
+                            rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, href
+                        )
+            except requests.exceptions.RequestException as e:
+                raise RemoteError(f"the change list was cut off: {_short(e)}") from None
+            finally:
+                resp.close()
+            if not new_token:
+                raise SyncUnsupported("the server's sync-collection answer has no sync-token")
+            changes.token = new_token
+            if not truncated:
+                return changes
+        raise RemoteError("the server keeps truncating its change list")
+
     def supports_checksums(self, listing: FolderListing) -> bool:
         return any(e.md5 for e in listing.entries if not e.is_dir)
+
+
+_REPORT_HEADERS = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
+
+
+class SyncTokenInvalid(RemoteError):
+    """403 valid-sync-token: list in full and start over."""
+
+
+class SyncUnsupported(RemoteError):
+    """The server has no usable sync-collection: walk."""
+
+
+@dataclass
+class Changes:
+    token: str
+    changed: dict[str, RemoteEntry] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _xml_escape(text: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(text)
 
 
 _PROPFIND_HEADERS_0 = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
@@ -277,6 +375,8 @@ class ParsedEntry:
     mtime: float | None
     etag: str | None
     md5: str | None
+    removed: bool = False
+    token: str | None = None
 
 
 def safe_parser(**kw) -> etree.XMLPullParser:  # type: ignore[no-untyped-def]
@@ -287,8 +387,13 @@ def safe_parser(**kw) -> etree.XMLPullParser:  # type: ignore[no-untyped-def]
 
 
 def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntry]]:
-    """Yield (href, entry) per <D:response> as bytes arrive; memory stays per-response."""
-    parser = safe_parser(events=("end",), tag="{DAV:}response")
+    """Yield (href, entry) per <D:response> as bytes arrive; memory stays per-response.
+
+    A member reported removed (a response whose status is 404, as in RFC 6578) comes as
+    an entry with `removed=True`; a top-level <D:sync-token> comes as ("", entry) with
+    the token in `token`.
+    """
+    parser = safe_parser(events=("end",))
     total = 0
     try:
         for chunk in chunks:
@@ -307,16 +412,26 @@ def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntr
 
 def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:
     for _event, el in parser.read_events():
-        href = (el.findtext("{DAV:}href") or "").strip()
-        entry = _entry_from(el)
-        el.clear()
-        while el.getprevious() is not None:
-            del el.getparent()[0]
-        if href and entry is not None:
-            yield href, entry
+        parent = el.getparent()
+        at_top = parent is not None and parent.getparent() is None
+        if el.tag == "{DAV:}sync-token" and at_top:
+            yield "", ParsedEntry(False, None, None, None, None, token=(el.text or "").strip())
+        elif el.tag == "{DAV:}response" and at_top:
+            href = (el.findtext("{DAV:}href") or "").strip()
+            entry = _entry_from(el)
+            el.clear()
+            while el.getprevious() is not None:
+                del parent[0]
+            if href and entry is not None:
+                yield href, entry
 
 
 def _entry_from(response: etree._Element) -> ParsedEntry | None:
+    status = response.findtext("{DAV:}status") or ""
+    if " 404" in status:
+        return ParsedEntry(False, None, None, None, None, removed=True)
+    if " 507" in status:
+        return ParsedEntry(True, None, None, None, None, token="truncated")
     props: dict[str, etree._Element] = {}
     ok = False
     for propstat in response.iterfind("{DAV:}propstat"):

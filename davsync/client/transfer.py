@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,6 +73,7 @@ def download(
     *,
     progress: Callable[[int], None] = lambda n: None,
     retries: int = RETRIES,
+    stop: threading.Event | None = None,
 ) -> Downloaded:
     data_path, meta_path = _partial_paths(state_dir, entry.path)
     if not data_path.parent.is_dir():
@@ -104,7 +106,7 @@ def download(
         if attempt == 0:
             resumed_from = offset
         try:
-            n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress)
+            n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress, stop)
             fetched += n
         except _Transient as e:
             fetched += e.fetched
@@ -196,6 +198,7 @@ def _fetch_once(
     meta_path: Path,
     offset: int,
     progress: Callable[[int], None],
+    stop: threading.Event | None = None,
 ) -> tuple[int, str, int]:
     headers = {"Accept-Encoding": "identity"}
     if offset > 0 and entry.etag:
@@ -228,6 +231,9 @@ def _fetch_once(
             with open(data_path, mode) as out:
                 try:
                     for chunk in resp.iter_content(BLOCK):
+                        if stop is not None and stop.is_set():
+                            out.flush()
+                            raise DownloadError("stopped; the partial download is kept and resumes next time")
                         out.write(chunk)
                         digest.update(chunk)
                         fetched += len(chunk)

@@ -22,7 +22,7 @@ from .auth import FrontGate, DavsyncDomainController, WriteGuard
 from .index import HashIndex
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
-from .scanner import rescan
+from .watcher import ChangeTracker
 from .settings import ServeSettings
 
 log = logging.getLogger("davsync.server")
@@ -68,7 +68,9 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     index = HashIndex(settings.state_dir / "index.sqlite")
     provider = DavsyncProvider(str(settings.root), index)
-    state = ShareState(settings, index, provider)
+    from .sync import do_report
+
+    state = ShareState(settings, index, provider, extra_methods={"REPORT": do_report})
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "verbose": 3 if settings.verbose else 1,
@@ -125,9 +127,11 @@ class DavServer:
 
             self._server.ssl_adapter = BuiltinSSLAdapter(str(settings.tls_cert), str(settings.tls_key))
         self._thread: threading.Thread | None = None
-        self._scan_thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self.scan_done = threading.Event()
+        self.tracker = ChangeTracker(str(settings.root), self.state.index, rescan_interval=settings.rescan_interval)
+
+    @property
+    def scan_done(self) -> threading.Event:
+        return self.tracker.initial_scan_done
 
     @property
     def port(self) -> int:
@@ -141,25 +145,13 @@ class DavServer:
         self._server.prepare()
         self._thread = threading.Thread(target=self._server.serve, name="davsync-http", daemon=True)
         self._thread.start()
-        self._scan_thread = threading.Thread(target=self._scan, name="davsync-scan", daemon=True)
-        self._scan_thread.start()
-
-    def _scan(self) -> None:
-        try:
-            report = rescan(str(self.settings.root), self.state.index, self._stop)
-            log.info("Index ready: %d files, %d hashed, %d removed.", report.files, report.hashed, report.removed)
-        except Exception:  # the scan is a safety net; requests hash on demand regardless
-            log.exception("Index scan failed")
-        finally:
-            self.scan_done.set()
+        self.tracker.start()  # watches first, then scans: nothing changed meanwhile is missed
 
     def stop(self) -> None:
-        self._stop.set()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._scan_thread is not None:
-            self._scan_thread.join(timeout=30)
+        self.tracker.stop()
         self.state.index.close()
 
     def __enter__(self) -> "DavServer":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import Counter
 from typing import Any, Callable, Iterable
 
 from wsgidav.dc.base_dc import BaseDomainController
@@ -80,8 +81,10 @@ class FrontGate:
         self.app = app
         self.users = users
         self.anonymous = anonymous
+        self.counts: Counter[str] = Counter()  # requests per method, for diagnostics and tests
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        self.counts[environ["REQUEST_METHOD"]] += 1
         problem = _path_problem(environ.get("PATH_INFO", ""))
         if problem:
             return _plain(start_response, "400 Bad Request", problem)

@@ -137,6 +137,11 @@ class HashIndex:
             ).fetchall()
         return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
 
+    def is_known_dir(self, path: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT is_dir FROM entries WHERE path=? AND deleted=0", (path,)).fetchone()
+        return bool(row and row[0])
+
     def live_paths(self) -> dict[str, bool]:
         """Every path the index believes exists, mapped to is_dir."""
         with self._lock:
@@ -266,6 +271,17 @@ class HashIndex:
             self._db.execute(
                 "UPDATE meta SET value=? WHERE key='min_seq'", (str(max(keep_after_seq, self.min_valid_seq)),)
             )
+
+    def compact_tombstones(self, keep: int) -> None:
+        """Keep at most `keep` tombstones; older tokens then get valid-sync-token errors."""
+        with self._lock:
+            count = self._db.execute("SELECT COUNT(*) FROM entries WHERE deleted=1").fetchone()[0]
+            if count <= keep:
+                return
+            threshold = self._db.execute(
+                "SELECT seq FROM entries WHERE deleted=1 ORDER BY seq LIMIT 1 OFFSET ?", (count - keep - 1,)
+            ).fetchone()[0]
+            self.compact(threshold)
 
     def batch(self) -> "_Batch":
         """Group many writes into one transaction (scans touch thousands of rows)."""

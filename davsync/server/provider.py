@@ -104,11 +104,34 @@ class DavsyncFile(FileResource):
         self.provider.moved(self.path, dest_path, lambda: super(DavsyncFile, self).move_recursive(dest_path))
 
 
+SYNC_TOKEN = "{DAV:}sync-token"
+SUPPORTED_REPORTS = "{DAV:}supported-report-set"
+
+
 class DavsyncFolder(FolderResource):
     provider: "DavsyncProvider"
 
     def get_etag(self) -> None:
         return None
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = super().get_property_names(is_allprop=is_allprop)
+        # RFC 6578: sync-token must not be in allprop.
+        if not is_allprop:
+            names += [SYNC_TOKEN, SUPPORTED_REPORTS]
+        return names
+
+    def get_property_value(self, name: str) -> Any:
+        if name == SYNC_TOKEN:
+            from .sync import make_token
+
+            return make_token(self.provider.index)
+        if name == SUPPORTED_REPORTS:
+            el = etree.Element(SUPPORTED_REPORTS, nsmap={"D": "DAV:"})
+            report = etree.SubElement(etree.SubElement(el, "{DAV:}supported-report"), "{DAV:}report")
+            etree.SubElement(report, "{DAV:}sync-collection")
+            return el
+        return super().get_property_value(name)
 
     def get_member_names(self) -> list[str]:
         return [n for n in super().get_member_names() if not is_internal_name(n)]

@@ -45,6 +45,7 @@ class ServeSettings:
     allow_infinite_depth: bool = False
     threads: int = 40
     verbose: bool = False
+    rescan_interval: float = 600.0
 
     @property
     def users_file(self) -> Path:
@@ -70,6 +71,8 @@ class ServeSettings:
                 raise SettingsError(f"The TLS file {f} does not exist.")
         if not (0 <= self.port < 65536):
             raise SettingsError(f"--port must be 0-65535, not {self.port}.")
+        if self.rescan_interval < 1:
+            raise SettingsError("rescan-interval must be at least 1 second.")
         if self.threads < 30:
             raise SettingsError("Use at least 30 threads: Windows Explorer opens many connections at once.")
         return replace(self, root=root, state_dir=state, users=self.users_file.expanduser())

@@ -1,0 +1,149 @@
+"""Seeing changes made directly on the server's disk: inotify (watchdog) plus periodic rescans.
+
+Events only say "look at this path". A worker thread coalesces them (a burst of
+10,000 new photos becomes one pass), stats each path and hashes what changed, so
+requests never wait for it. A missed or dropped event only delays a change until
+the next rescan; it is never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .index import HashIndex, iter_tree
+from .names import is_internal_path
+from .scanner import rescan
+
+log = logging.getLogger("davsync.server")
+
+DEBOUNCE = 0.05
+TOMBSTONES_KEPT = 50_000
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, tracker: "ChangeTracker") -> None:
+        self.tracker = tracker
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path:
+                self.tracker.notice(os.fsdecode(path))
+
+
+class ChangeTracker:
+    def __init__(self, root: str, index: HashIndex, *, rescan_interval: float = 600.0) -> None:
+        self.root = root
+        self.index = index
+        self.rescan_interval = rescan_interval
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._observer: Observer | None = None
+        self._worker = threading.Thread(target=self._run, name="davsync-tracker", daemon=True)
+        self.initial_scan_done = threading.Event()
+        self.idle = threading.Event()
+
+    def start(self) -> None:
+        try:
+            observer = Observer()
+            observer.schedule(_Handler(self), self.root, recursive=True)
+            observer.start()
+            self._observer = observer
+        except OSError as e:
+            log.warning(
+                "Cannot watch %s for changes (%s); relying on rescans every %ds. "
+                "Raise fs.inotify.max_user_watches to watch large trees.",
+                self.root, e, self.rescan_interval,
+            )  # fmt: skip
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=10)
+        self._worker.join(timeout=30)
+
+    def notice(self, abs_path: str) -> None:
+        rel = os.path.relpath(abs_path, self.root)
+        if rel == "." or rel.startswith(".."):
+            rel = ""
+        rel = rel.replace(os.sep, "/")
+        if rel and is_internal_path(rel):
+            return
+        with self._lock:
+            self._pending.add(rel)
+            self.idle.clear()
+        self._wake.set()
+
+    def _run(self) -> None:
+        try:
+            rescan(self.root, self.index, self._stop)
+        except Exception:
+            log.exception("Initial index scan failed")
+        self.initial_scan_done.set()
+        last_scan = time.monotonic()
+        while not self._stop.is_set():
+            woke = self._wake.wait(timeout=max(0.1, self.rescan_interval - (time.monotonic() - last_scan)))
+            if self._stop.is_set():
+                return
+            if woke:
+                self._stop.wait(DEBOUNCE)  # let a burst gather
+                self._wake.clear()
+                with self._lock:
+                    batch, self._pending = self._pending, set()
+                for rel in sorted(batch, key=lambda p: p.count("/")):
+                    try:
+                        self.refresh(rel)
+                    except Exception:
+                        log.exception("Could not index %s", rel)
+            if time.monotonic() - last_scan >= self.rescan_interval:
+                try:
+                    rescan(self.root, self.index, self._stop)
+                except Exception:
+                    log.exception("Periodic rescan failed")
+                last_scan = time.monotonic()
+            self.index.compact_tombstones(TOMBSTONES_KEPT)
+            with self._lock:
+                if not self._pending:
+                    self.idle.set()
+
+    def refresh(self, rel: str) -> None:
+        """Bring one path (and, for a folder new to the index, its subtree) up to date."""
+        if rel == "":
+            return
+        fp = os.path.join(self.root, rel)
+        try:
+            st = os.lstat(fp)
+        except (FileNotFoundError, NotADirectoryError):
+            self.index.forget(rel)
+            return
+        if stat.S_ISDIR(st.st_mode) and not self.index.is_known_dir(rel):
+            # Moved in whole: inotify reports only the folder itself.
+            self._refresh_one(rel, fp, st)
+            for sub, entry in iter_tree(fp):
+                try:
+                    self._refresh_one(f"{rel}/{sub}", entry.path, entry.stat(follow_symlinks=False))
+                except OSError:
+                    continue
+            return
+        self._refresh_one(rel, fp, st)
+
+    def _refresh_one(self, rel: str, fp: str, st: os.stat_result) -> None:
+        if is_internal_path(rel) or stat.S_ISLNK(st.st_mode):
+            self.index.forget(rel)
+        elif stat.S_ISDIR(st.st_mode):
+            self.index.record_dir(rel)
+        elif stat.S_ISREG(st.st_mode) and self.index.fresh_md5(rel, st) is None:
+            self.index.md5_for(rel, fp, st)
