@@ -1,3 +1,3 @@
-from davsync.cli import app
+from davsync.cli import run
 
-app(prog_name="davsync")
+run()

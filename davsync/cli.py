@@ -17,13 +17,13 @@ from .exitcodes import Exit
 from .users import Users, UsersFileError
 
 app = typer.Typer(
+    pretty_exceptions_enable=False,
     help=(
         "Serve a folder over WebDAV with trustworthy MD5s, and mirror it safely.\n\n"
         "Environment: DAVSYNC_URL (share URL), DAVSYNC_USER (user name), "
         "DAVSYNC_PASSWORD (password, instead of the prompt)."
     ),
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
     add_completion=True,
 )
 user_app = typer.Typer(help="Manage who may connect to `davsync serve`.", no_args_is_help=True)
@@ -382,5 +382,29 @@ def watch(
     raise typer.Exit(int(code))
 
 
+def run() -> None:
+    """Entry point: expected failures print one line; a bug prints one line and a crash log."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.secho("davsync: interrupted.", err=True, fg=typer.colors.RED)
+        raise SystemExit(int(Exit.INTERRUPTED)) from None
+    except Exception as e:  # a bug: keep the details, show one line
+        import tempfile
+        import traceback
+
+        log = Path(tempfile.gettempdir()) / "davsync-crash.log"
+        try:
+            log.write_text(traceback.format_exc())
+            where = f" Details: {log}"
+        except OSError:
+            where = ""
+        typer.secho(f"davsync: internal error ({e.__class__.__name__}: {e}).{where} Please report it.", err=True,
+                    fg=typer.colors.RED)  # fmt: skip
+        raise SystemExit(70) from None
+
+
 if __name__ == "__main__":
-    app()
+    run()

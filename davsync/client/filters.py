@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import pathspec
+from typing import Any
 
 IGNORE_FILE = ".davsyncignore"
 
 
 @dataclass(frozen=True)
 class Filter:
-    spec: pathspec.PathSpec | None
+    spec: Any  # pathspec.PathSpec, imported only when there are patterns
 
     @classmethod
     def load(cls, dest: Path, excludes: tuple[str, ...] | list[str] = ()) -> "Filter":
@@ -23,6 +22,8 @@ class Filter:
             pass
         if not lines:
             return cls(None)
+        import pathspec
+
         return cls(pathspec.PathSpec.from_lines("gitwildmatch", lines))
 
     def excluded(self, path: str, is_dir: bool) -> bool:

@@ -45,6 +45,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(placed)")}
+            if "remote_gone" not in columns:  # journals from davsync before this column existed
+                self._db.execute("ALTER TABLE placed ADD COLUMN remote_gone INTEGER NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as e:
             raise JournalError(
                 f"The state file {path} is damaged ({e}). Move it aside and run `davsync pull --verify` to rebuild it."

@@ -6,16 +6,7 @@ import sys
 import threading
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import Any
 
 from .plan import Action, Kind, Plan
 from .pull import PullResult
@@ -63,7 +54,19 @@ class PlainReporter:
 class RichReporter(PlainReporter):
     """Overall files and bytes, speed, ETA, and the files in flight."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Any = None) -> None:
+        # rich is imported here: it costs ~40 ms at start-up, and only a terminal needs it.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.console = console or Console(stderr=False)
         super().__init__(self.console.file)
         self.progress = Progress(

@@ -18,7 +18,8 @@ from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
-from .auth import FrontGate, DavsyncDomainController, WriteGuard
+from .auth import DavsyncDomainController, FrontGate, WriteGuard
+from .fastget import FastGet
 from .index import HashIndex
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
@@ -105,7 +106,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         },
     }
     dav_app = WsgiDAVApp(config)
-    return FrontGate(dav_app, users, settings.anonymous), state
+    fast = FastGet(dav_app, provider, users, settings.anonymous)
+    return FrontGate(fast, users, settings.anonymous), state
 
 
 class DavServer:

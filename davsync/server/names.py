@@ -1,4 +1,6 @@
-"""Names the server keeps to itself: upload temp files are never listed or served."""
+"""Names the server keeps to itself (upload temp files are never listed or served), and ETags."""
+
+import os
 
 TEMP_PREFIX = ".~davsync-"
 TEMP_SUFFIX = ".part"
@@ -11,3 +13,8 @@ def is_internal_name(name: str) -> bool:
 
 def is_internal_path(path: str) -> bool:
     return any(is_internal_name(part) for part in path.split("/"))
+
+
+def etag_of(st: "os.stat_result") -> str:
+    """Changes with any content change: a same-size edit that restores the mtime still moves ctime."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_size:x}"

@@ -14,7 +14,7 @@ from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
 from .index import HashIndex, Identity, iter_tree
-from .names import is_internal_name, is_internal_path
+from .names import etag_of, is_internal_name, is_internal_path
 
 OC_NS = "http://owncloud.org/ns"
 CHECKSUMS = f"{{{OC_NS}}}checksums"
@@ -51,8 +51,7 @@ class DavsyncFile(FileResource):
         self.name = os.path.basename(file_path)
 
     def get_etag(self) -> str:
-        st = self.file_stat
-        return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+        return etag_of(self.file_stat)
 
     def get_content(self) -> Any:
         return open(self._file_path, "rb", buffering=0)

@@ -23,7 +23,7 @@ from wsgidav.dav_error import (
 )
 from wsgidav.request_server import RequestServer
 
-from .names import is_internal_path
+from .names import etag_of, is_internal_path
 from .provider import DavsyncProvider, rel_of
 from .upload import UploadError, expected_md5, parse_oc_mtime, receive
 
@@ -172,7 +172,7 @@ class DavsyncRequestServer(RequestServer):
 
         st = upload.st
         headers = [
-            ("ETag", f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'),
+            ("ETag", f'"{etag_of(st)}"'),
             ("OC-Checksum", f"MD5:{upload.md5}"),
         ]
         if mtime is not None:

@@ -1,0 +1,119 @@
+"""A short path for the most common request: a plain GET/HEAD of one file.
+
+WsgiDAV's full stack (authenticator, error printer, dir browser, request server,
+resource objects) costs more than sending a small file. A plain GET that is already
+authorised (anonymous read, or Basic credentials the users file accepts) is answered
+here, with the same headers WsgiDAV would send. Anything else (Range, conditional
+headers, folders, Digest, missing credentials, odd paths) falls through to WsgiDAV.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import binascii
+import mimetypes
+import os
+import stat
+from email.utils import formatdate
+from typing import Any, Callable, Iterable, Iterator
+
+from wsgidav.dav_error import DAVError
+
+from ..users import Users
+from .names import etag_of, is_internal_path
+from .provider import DavsyncProvider
+
+BLOCK = 1024 * 1024
+log = logging.getLogger("davsync.server")
+_SKIP_HEADERS = (
+    "HTTP_RANGE",
+    "HTTP_IF",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+    "HTTP_IF_RANGE",
+    "HTTP_DEPTH",
+)
+
+
+class FastGet:
+    def __init__(self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str) -> None:
+        self.app = app
+        self.provider = provider
+        self.users = users
+        self.anonymous = anonymous
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        served = self._try(environ, start_response)
+        return served if served is not None else self.app(environ, start_response)
+
+    def _try(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes] | None:
+        method = environ["REQUEST_METHOD"]
+        if method not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
+            return None
+        if any(h in environ for h in _SKIP_HEADERS) or environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+            return None
+        raw = environ.get("PATH_INFO", "")
+        if not raw.startswith("/") or raw.endswith("/"):
+            return None
+        if not self._authorised(environ.get("HTTP_AUTHORIZATION")):
+            return None
+        try:
+            path = raw.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return None
+        if is_internal_path(path) or "\x00" in path:
+            return None
+        try:
+            file_path = self.provider.file_path(path)
+            fd = os.open(file_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (DAVError, OSError, ValueError):
+            return None  # WsgiDAV gives the proper error
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                return None
+        except OSError:
+            os.close(fd)
+            return None
+        headers = [
+            ("Content-Length", str(st.st_size)),
+            ("Content-Type", mimetypes.guess_type(path)[0] or "application/octet-stream"),
+            ("Last-Modified", formatdate(st.st_mtime, usegmt=True)),
+            ("Date", formatdate(usegmt=True)),
+            ("ETag", f'"{etag_of(st)}"'),
+            ("Accept-Ranges", "bytes"),
+        ]
+        start_response("200 OK", headers)
+        if log.isEnabledFor(logging.INFO):
+            log.info('%s - "%s %s" 200 %d (fast path)', environ.get("REMOTE_ADDR"), method, path, st.st_size)
+        if method == "HEAD":
+            os.close(fd)
+            return [b""]
+        return _stream(fd, st.st_size)
+
+    def _authorised(self, header: str | None) -> bool:
+        if header is None:
+            return self.anonymous in ("read", "write")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            name, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, ValueError):
+            return False
+        return self.users.check_basic(name, password) is not None
+
+
+def _stream(fd: int, size: int) -> Iterator[bytes]:
+    try:
+        if size <= BLOCK:
+            yield os.read(fd, size) if size else b""
+            return
+        while chunk := os.read(fd, BLOCK):
+            yield chunk
+    finally:
+        os.close(fd)

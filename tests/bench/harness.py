@@ -1,0 +1,133 @@
+"""Process plumbing for the benchmarks: servers on 127.0.0.1, timing, peak RSS, core pinning."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+PASSWORD = "bench-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+@dataclass
+class Pinning:
+    """`--cores 1`: server on CPU 0, client on CPU 1 (taskset), approximating a Pi."""
+
+    enabled: bool = False
+
+    def server(self, cmd: Sequence[str]) -> list[str]:
+        return ["taskset", "-c", "0", *cmd] if self.enabled else list(cmd)
+
+    def client(self, cmd: Sequence[str]) -> list[str]:
+        return ["taskset", "-c", "1", *cmd] if self.enabled else list(cmd)
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    proc: subprocess.Popen
+    port: int
+
+    def peak_rss_mb(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@dataclass
+class Runs:
+    """Repeated timings of one measure: median, min and max."""
+
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def as_dict(self) -> dict:
+        return {"median": self.median, "min": min(self.values), "max": max(self.values), "n": len(self.values)}
+
+
+def timed(fn: Callable[[], object], repeat: int, before: Callable[[], object] = lambda: None) -> Runs:
+    runs = Runs()
+    for _ in range(repeat):
+        before()
+        t0 = time.perf_counter()
+        fn()
+        runs.values.append(time.perf_counter() - t0)
+    return runs
+
+
+def run(cmd: Sequence[str], *, env: dict | None = None, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}… exited {result.returncode}: {result.stderr[-2000:]}")
+    return result
+
+
+def run_peak_rss(cmd: Sequence[str], *, env: dict | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of one command, measured by GNU time."""
+    t0 = time.perf_counter()
+    result = run(["/usr/bin/time", "-f", "%M", *cmd], env=env, check=False)
+    elapsed = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} exited {result.returncode}: {result.stderr[-2000:]}")
+    rss_kb = int(result.stderr.strip().splitlines()[-1])
+    return elapsed, rss_kb / 1024
+
+
+def need(tool: str) -> str | None:
+    return shutil.which(tool)
+
+
+def davsync_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "davsync", *args]
+
+
+def env_with_password() -> dict:
+    return {**os.environ, "DAVSYNC_PASSWORD": PASSWORD}
+
+
+def rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
