@@ -20,6 +20,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .fastget import FastGet
+from .http import StickyConnection
 from .index import HashIndex
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
@@ -124,6 +125,7 @@ class DavServer:
             timeout=60,
             shutdown_timeout=5,
         )
+        self._server.ConnectionClass = StickyConnection
         if settings.tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 

@@ -10,13 +10,14 @@ headers, folders, Digest, missing credentials, odd paths) falls through to WsgiD
 from __future__ import annotations
 
 import base64
-import logging
 import binascii
+import logging
 import mimetypes
 import os
 import stat
-from email.utils import formatdate
+import time
 from typing import Any, Callable, Iterable, Iterator
+from wsgiref.handlers import format_date_time
 
 from wsgidav.dav_error import DAVError
 
@@ -44,6 +45,7 @@ class FastGet:
         self.provider = provider
         self.users = users
         self.anonymous = anonymous
+        mimetypes.init()
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         served = self._try(environ, start_response)
@@ -81,9 +83,9 @@ class FastGet:
             return None
         headers = [
             ("Content-Length", str(st.st_size)),
-            ("Content-Type", mimetypes.guess_type(path)[0] or "application/octet-stream"),
-            ("Last-Modified", formatdate(st.st_mtime, usegmt=True)),
-            ("Date", formatdate(usegmt=True)),
+            ("Content-Type", _mime(path)),
+            ("Last-Modified", format_date_time(st.st_mtime)),
+            ("Date", _now()),
             ("ETag", f'"{etag_of(st)}"'),
             ("Accept-Ranges", "bytes"),
         ]
@@ -106,6 +108,26 @@ class FastGet:
         except (binascii.Error, ValueError):
             return False
         return self.users.check_basic(name, password) is not None
+
+
+def _mime(path: str) -> str:
+    _, dot, ext = path.rpartition(".")
+    if not dot or "/" in ext:
+        return "application/octet-stream"
+    ext = "." + ext.lower()
+    return mimetypes.types_map.get(ext) or mimetypes.common_types.get(ext) or "application/octet-stream"
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _now() -> str:
+    """The Date header, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, format_date_time(now))
+    return _date_cache[1]
 
 
 def _stream(fd: int, size: int) -> Iterator[bytes]:
