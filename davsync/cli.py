@@ -151,6 +151,10 @@ def serve(
     rescan_interval: Optional[float] = typer.Option(
         None, "--rescan-interval", help="Seconds between full rescans behind the live watcher. [default: 600]"
     ),
+    qr: Optional[bool] = typer.Option(None, "--qr/--no-qr", help="Print a QR code of the share URL. [default: --qr]"),
+    advertise: Optional[bool] = typer.Option(
+        None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp)."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -163,6 +167,7 @@ def serve(
             "root": root, "host": host, "port": port, "state_dir": state_dir, "users": users,
             "anonymous": anonymous, "tls_cert": tls_cert, "tls_key": tls_key,
             "allow_infinite_depth": allow_infinite_depth, "rescan_interval": rescan_interval,
+            "qr": qr, "advertise": advertise,
         }  # fmt: skip
         values.update({k: v for k, v in flags.items() if v is not None})
         if verbose:
@@ -203,7 +208,16 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
             "Is another server using that port? Choose another with --port.",
             Exit.USAGE,
         ) from None
-    _print_banner(settings, server.port, server.scheme, share_urls(settings.host, server.port, server.scheme), db)
+    urls = share_urls(settings.host, server.port, server.scheme)
+    _print_banner(settings, server.port, server.scheme, urls, db)
+    if settings.qr:
+        from .server.discovery import qr_text
+
+        typer.echo(f"Scan to connect a phone ({urls[-1]}):")
+        typer.echo(qr_text(urls[-1]))
+    advertiser = None
+    if settings.advertise:
+        advertiser = _advertise(settings, server.port, server.scheme)
     stopped = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -213,7 +227,28 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
     signal.signal(signal.SIGTERM, on_signal)
     stopped.wait()
     typer.echo("Stopping…")
+    if advertiser is not None:
+        advertiser.stop()
     server.stop()
+
+
+def _advertise(settings, port: int, scheme: str):  # type: ignore[no-untyped-def]
+    import socket
+
+    from .server.discovery import Advertiser, service_info
+    from .server.netinfo import lan_addresses
+
+    addresses = lan_addresses() if settings.host in ("0.0.0.0", "::", "") else [settings.host]
+    name = f"davsync on {socket.gethostname().split('.')[0]}"
+    info = service_info(name, port, addresses, tls=scheme == "https")
+    advertiser = Advertiser(info, addresses)
+    try:
+        advertiser.start()
+    except OSError as e:
+        typer.secho(f"warning: could not announce the share by mDNS ({e}); it still serves.", err=True)
+        return None
+    typer.echo(f"Announced as {name!r} ({info.type}) on {', '.join(addresses)}.")
+    return advertiser
 
 
 def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) -> None:  # type: ignore[no-untyped-def]
@@ -380,6 +415,28 @@ def watch(
     )  # fmt: skip
     code = watch_loop(conn, dest, options, interval=interval, quiet=quiet)
     raise typer.Exit(int(code))
+
+
+@app.command()
+def doctor(
+    url: str = UrlArg,
+    user: Optional[str] = UserOpt,
+    ca_cert: Optional[Path] = CaOpt,
+    insecure: bool = InsecureOpt,
+) -> None:
+    """Check a share: reachability and TLS, login, access, DAV class, checksums, sync-collection,
+    clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
+    from .client.doctor import run_checks
+
+    conn = _connection(url, user, ca_cert, insecure, 1)
+    checks = run_checks(conn)
+    for c in checks:
+        mark = typer.style("PASS", fg=typer.colors.GREEN) if c.ok else typer.style("FAIL", fg=typer.colors.RED)
+        typer.echo(f"{mark}  {c.name}: {c.detail}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise typer.Exit(int(Exit.CONNECTION if checks and not checks[0].ok else Exit.PARTIAL))
+    typer.echo("All checks passed.")
 
 
 def run() -> None:

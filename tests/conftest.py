@@ -203,3 +203,32 @@ def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Se
     yield start
     for sp in procs:
         sp.stop()
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def rclone_webdav() -> Iterator[Callable[[Path], str]]:
+    """`rclone serve webdav FOLDER` on 127.0.0.1: a real server without checksums or sync-collection."""
+    procs: list[subprocess.Popen] = []
+
+    def start(folder: Path) -> str:
+        exe = require_tool("rclone")
+        port = free_port()
+        proc = subprocess.Popen([exe, "serve", "webdav", str(folder), "--addr", f"127.0.0.1:{port}",
+                                 "--config", "/dev/null", "--dir-cache-time", "0s"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        procs.append(proc)
+        wait_until(lambda: port_open(port), 30, "rclone serve webdav")
+        return f"http://127.0.0.1:{port}/"
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)

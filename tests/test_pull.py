@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import PASSWORDS, wait_until
 from davhelp import WEIRD_NAMES
@@ -320,37 +319,16 @@ def test_excludes_and_ignore_file(share, tmp_path: Path) -> None:
     assert sorted(tree(dest)) == [".davsyncignore", "keep.txt"]
 
 
-def test_pull_from_rclone_serve_webdav(tmp_path: Path) -> None:
-    from conftest import free_port, require_tool
-
-    exe = require_tool("rclone")
+def test_pull_from_rclone_serve_webdav(rclone_webdav, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_source(src)
-    port = free_port()
-    proc = subprocess.Popen([exe, "serve", "webdav", str(src), "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
-                             "--dir-cache-time", "0s"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        import socket
-
-        def up() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return True
-            except OSError:
-                return False
-
-        wait_until(up, 30, "rclone serve webdav")
-        dest = tmp_path / "mirror"
-        url = f"http://127.0.0.1:{port}/"
-        result = run_pull(ConnectionSettings(url), dest, PullOptions())
-        assert result.exit_code == 0, (result.fatal, result.errors)
-        assert tree(dest) == tree(src)
-        again = run_pull(ConnectionSettings(url), dest, PullOptions())
-        assert again.bytes_downloaded == 0 and again.local_files_read == 0
-        (src / "deep" / "er" / "new.txt").write_bytes(b"new")
-        third = run_pull(ConnectionSettings(url), dest, PullOptions())
-        assert third.done == {"download": ["deep/er/new.txt"]}
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    url = rclone_webdav(src)
+    dest = tmp_path / "mirror"
+    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert result.exit_code == 0, (result.fatal, result.errors)
+    assert tree(dest) == tree(src)
+    again = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert again.bytes_downloaded == 0 and again.local_files_read == 0
+    (src / "deep" / "er" / "new.txt").write_bytes(b"new")
+    third = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert third.done == {"download": ["deep/er/new.txt"]}

@@ -9,23 +9,24 @@ import requests
 
 from conftest import PASSWORDS
 
-METHODS = ["OPTIONS", "GET", "HEAD", "PROPFIND", "PROPPATCH", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK"]
+METHODS = ["OPTIONS", "GET", "HEAD", "PROPFIND", "PROPPATCH", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",
+           "REPORT"]
 
 # fmt: off
 EXPECTED = {
-    # (anonymous mode, who):  OPTIONS GET HEAD PROPFIND PROPPATCH PUT DELETE MKCOL COPY MOVE LOCK UNLOCK
-    ("off", "anonymous"):    [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
-    ("off", "wrong"):        [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
-    ("off", "bob"):          [200, 200, 200, 207, 403, 403, 403, 403, 403, 403, 403, 403],
-    ("off", "alice"):        [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204],
-    ("read", "anonymous"):   [200, 200, 200, 207, 401, 401, 401, 401, 401, 401, 401, 401],
-    ("read", "wrong"):       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
-    ("read", "bob"):         [200, 200, 200, 207, 403, 403, 403, 403, 403, 403, 403, 403],
-    ("read", "alice"):       [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204],
-    ("write", "anonymous"):  [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204],
-    ("write", "wrong"):      [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204],
-    ("write", "bob"):        [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204],
-    ("write", "alice"):      [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204],
+    # (anonymous mode, who):  OPTIONS GET HEAD PROPFIND PROPPATCH PUT DELETE MKCOL COPY MOVE LOCK UNLOCK REPORT
+    ("off", "anonymous"):    [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
+    ("off", "wrong"):        [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
+    ("off", "bob"):          [200, 200, 200, 207, 403, 403, 403, 403, 403, 403, 403, 403, 207],
+    ("off", "alice"):        [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204, 207],
+    ("read", "anonymous"):   [200, 200, 200, 207, 401, 401, 401, 401, 401, 401, 401, 401, 207],
+    ("read", "wrong"):       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
+    ("read", "bob"):         [200, 200, 200, 207, 403, 403, 403, 403, 403, 403, 403, 403, 207],
+    ("read", "alice"):       [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204, 207],
+    ("write", "anonymous"):  [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204, 207],
+    ("write", "wrong"):      [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204, 207],
+    ("write", "bob"):        [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204, 207],
+    ("write", "alice"):      [200, 200, 200, 207, 207, 201, 204, 201, 201, 201, 200, 204, 207],
 }
 # fmt: on
 LOCK_BODY = (
@@ -65,6 +66,10 @@ def attempt(share, method: str, who: str) -> int:
         target, headers["Destination"] = f"mv-{tag}.txt", url + f"moved-{tag}.txt"
     elif method == "LOCK":
         target, data = f"lock-{tag}.txt", LOCK_BODY
+    elif method == "REPORT":
+        target, headers["Depth"] = "", "0"
+        data = ('<d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level>'
+                "<d:prop><d:getetag/></d:prop></d:sync-collection>")
     elif method == "UNLOCK":
         target = f"lock-{tag}.txt"
         # Lock as alice (or anonymously on an open share) and unlock as `who`.
@@ -87,7 +92,7 @@ def test_access_matrix(start_share, tmp_path, mode: str) -> None:
     for (m, who), row in EXPECTED.items():
         if m != mode:
             continue
-        for method, expected in zip(METHODS, row):
+        for method, expected in zip(METHODS, row, strict=True):
             got[(who, method)] = attempt(share, method, who)
             want[(who, method)] = expected
     assert got == want

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -245,34 +244,16 @@ def test_incremental_refuses_to_empty_the_mirror(share, tmp_path: Path) -> None:
     assert all((dest / f"f{i}").exists() for i in range(3))
 
 
-def test_fallback_when_server_has_no_sync_collection(tmp_path: Path) -> None:
-    from conftest import free_port, require_tool
-
-    exe = require_tool("rclone")
+def test_fallback_when_server_has_no_sync_collection(rclone_webdav, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_bytes(b"a")
-    port = free_port()
-    proc = subprocess.Popen([exe, "serve", "webdav", str(src), "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
-                             "--dir-cache-time", "0s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}/"
-
-        def up() -> bool:
-            try:
-                return requests.get(url, timeout=1).status_code < 500
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 30, "rclone serve webdav")
-        first = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
-        (src / "b.txt").write_bytes(b"b")
-        second = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
-        assert first.mode == second.mode == "walk"
-        assert second.done == {"download": ["b.txt"]}
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    url = rclone_webdav(src)
+    first = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    (src / "b.txt").write_bytes(b"b")
+    second = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    assert first.mode == second.mode == "walk"
+    assert second.done == {"download": ["b.txt"]}
 
 
 def test_watch_follows_disk_writes_stops_on_sigterm_and_survives_restarts(serve_process, tmp_path: Path) -> None:

@@ -6,13 +6,15 @@ import fcntl
 import hashlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from ..concurrency import bounded
 from ..exitcodes import Exit
+from ..fsutil import fsync_dir
 from .filters import Filter
 from .journal import Journal
 from .paths import NameRules, Skipped, default_rules, filter_names
@@ -23,7 +25,6 @@ from .transfer import (
     LocalWriteError,
     Raced,
     download,
-    fsync_dir,
     keep_as_conflict,
     move_to_trash,
     place,
@@ -338,11 +339,11 @@ class Puller:
 
     def _transfer_all(self, transfers: list[Action], result: PullResult, journal: Journal) -> None:
         lock = threading.Lock()
+        window = 4 * max(1, self.options.jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="davsync-get") as pool:
-            futures = {pool.submit(self._transfer, a, journal): a for a in transfers}
+            jobs = bounded(pool, lambda a: self._transfer(a, journal), transfers, window)
             try:
-                for fut in as_completed(futures):
-                    a = futures[fut]
+                for a, fut in jobs:
                     try:
                         nbytes, note = fut.result()
                     except (DownloadError, Raced) as e:
@@ -352,8 +353,6 @@ class Puller:
                         continue
                     except (LocalWriteError, RemoteError):
                         self.stop.set()
-                        for f in futures:
-                            f.cancel()
                         raise
                     with lock:
                         result.bytes_downloaded += nbytes
@@ -362,9 +361,7 @@ class Puller:
                             result.conflicts.append({"path": a.path, "local_copy": note, "reason": a.reason})
                     self.reporter.file_done(a, note)
             finally:
-                if self.stop.is_set():
-                    for f in futures:
-                        f.cancel()
+                jobs.close()
 
     def _transfer(self, a: Action, journal: Journal) -> tuple[int, str]:
         if self.stop.is_set():

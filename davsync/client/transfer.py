@@ -24,6 +24,7 @@ from typing import Callable
 
 import requests
 
+from ..fsutil import fsync_dir
 from .plan import LocalEntry, RemoteEntry
 from .remote import Remote, RemoteError
 
@@ -90,27 +91,15 @@ def download(
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(min(8.0, 0.25 * 2**attempt))
-        if small:
-            try:
-                return _fetch_small(remote, entry, data_path.with_suffix(".small"), progress)
-            except _Transient as e:
-                fetched += e.fetched
-                last_error = str(e)
-                continue
-            except RemoteError as e:
-                if e.fatal:
-                    raise
-                if e.status is not None and 400 <= e.status < 500:
-                    raise DownloadError(str(e)) from None
-                last_error = str(e)
-                continue
-        offset = _resumable_offset(data_path, meta_path, entry)
-        if attempt == 0:
-            resumed_from = offset
         try:
+            if small:
+                return _fetch_small(remote, entry, data_path.with_suffix(".small"), progress)
+            offset = _resumable_offset(data_path, meta_path, entry)
+            if attempt == 0:
+                resumed_from = offset
             n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress, stop)
             fetched += n
-        except _Transient as e:
+        except _Transient as e:  # reset, timeout, 5xx: try again (resuming where possible)
             fetched += e.fetched
             last_error = str(e)
             continue
@@ -335,17 +324,6 @@ def _same(a: LocalEntry | None, b: LocalEntry | None) -> bool:
     if a is None or b is None:
         return a is b
     return (a.is_dir, a.size, a.mtime_ns, a.ino) == (b.is_dir, b.size, b.mtime_ns, b.ino)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def place(

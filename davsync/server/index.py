@@ -156,6 +156,14 @@ class HashIndex:
             self.files_hashed += files
             self.bytes_hashed += nbytes
 
+    def children(self, parent: str) -> dict[str, bool]:
+        """Live paths directly in a folder, mapped to is_dir."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, is_dir FROM entries WHERE parent=? AND deleted=0 AND path != ''", (parent,)
+            ).fetchall()
+        return {p: bool(d) for p, d in rows}
+
     def live_paths(self) -> dict[str, bool]:
         """Every path the index believes exists, mapped to is_dir."""
         with self._lock:
@@ -239,6 +247,35 @@ class HashIndex:
                 return
             self._upsert(path, False, ident, md5)
 
+    def record_many(self, items: list[tuple[str, os.stat_result, str]]) -> None:
+        """record_file for a batch, in one transaction (what a scan of thousands of files needs)."""
+        if not items:
+            return
+        with self._lock:
+            existing: dict[str, tuple] = {}
+            paths = [p for p, _, _ in items]
+            for i in range(0, len(paths), 500):
+                chunk = paths[i : i + 500]
+                q = f"SELECT path, size, mtime_ns, md5, deleted, is_dir FROM entries WHERE path IN ({','.join('?' * len(chunk))})"
+                for row in self._db.execute(q, chunk):
+                    existing[row[0]] = row[1:]
+            own = not self._db.in_transaction
+            if own:
+                self._db.execute("BEGIN")
+            touch, upsert = [], []
+            for path, st, md5 in items:
+                ident = Identity.of(st)
+                row = existing.get(path)
+                if row is not None and not row[3] and not row[4] and row[2] == md5 and row[:2] == (ident.size, ident.mtime_ns):
+                    touch.append((ident.ctime_ns, ident.ino, ident.dev, path))
+                else:
+                    upsert.append((path, parent_of(path), 0, ident.size, ident.mtime_ns, ident.ctime_ns, ident.ino,
+                                   ident.dev, md5, self._next_seq()))  # fmt: skip
+            self._db.executemany("UPDATE entries SET ctime_ns=?, ino=?, dev=? WHERE path=?", touch)
+            self._db.executemany(_UPSERT, upsert)
+            if own:
+                self._db.execute("COMMIT")
+
     def record_dir(self, path: str) -> None:
         with self._lock:
             row = self._db.execute("SELECT deleted, is_dir FROM entries WHERE path=?", (path,)).fetchone()
@@ -250,14 +287,7 @@ class HashIndex:
         values = (
             (ident.size, ident.mtime_ns, ident.ctime_ns, ident.ino, ident.dev) if ident else (None,) * 5
         )
-        self._db.execute(
-            "INSERT INTO entries (path, parent, is_dir, size, mtime_ns, ctime_ns, ino, dev, md5, seq, deleted) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
-            "ON CONFLICT(path) DO UPDATE SET parent=excluded.parent, is_dir=excluded.is_dir, "
-            "size=excluded.size, mtime_ns=excluded.mtime_ns, ctime_ns=excluded.ctime_ns, "
-            "ino=excluded.ino, dev=excluded.dev, md5=excluded.md5, seq=excluded.seq, deleted=0",
-            (path, parent_of(path), int(is_dir), *values, md5, self._next_seq()),
-        )
+        self._db.execute(_UPSERT, (path, parent_of(path), int(is_dir), *values, md5, self._next_seq()))
 
     def forget(self, path: str) -> None:
         """Mark a path and everything below it deleted (tombstones keep tokens honest)."""
@@ -318,13 +348,25 @@ class _Batch:
             self._index._lock.release()
 
 
+_UPSERT = (
+    "INSERT INTO entries (path, parent, is_dir, size, mtime_ns, ctime_ns, ino, dev, md5, seq, deleted) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+    "ON CONFLICT(path) DO UPDATE SET parent=excluded.parent, is_dir=excluded.is_dir, "
+    "size=excluded.size, mtime_ns=excluded.mtime_ns, ctime_ns=excluded.ctime_ns, "
+    "ino=excluded.ino, dev=excluded.dev, md5=excluded.md5, seq=excluded.seq, deleted=0"
+)
+
+
 def _like_prefix(path: str) -> str:
     escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"{escaped}/%" if path else "%"
 
 
-def iter_tree(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Yield (relative path, entry) for every regular file and folder, skipping symlinks."""
+def iter_folders(root: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """Yield (relative folder, its entries) for ROOT and every folder below it, skipping symlinks.
+
+    Memory stays proportional to one folder, so a scan of 100,000 files stays small.
+    """
     stack = [""]
     while stack:
         rel = stack.pop()
@@ -333,15 +375,24 @@ def iter_tree(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
                 entries = list(it)
         except OSError:
             continue
+        yield rel, entries
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(f"{rel}/{entry.name}" if rel else entry.name)
+            except OSError:
+                continue
+
+
+def iter_tree(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield (relative path, entry) for every regular file and folder, skipping symlinks."""
+    for rel, entries in iter_folders(root):
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
             try:
                 if entry.is_symlink():
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    yield child, entry
-                    stack.append(child)
-                elif entry.is_file(follow_symlinks=False):
+                if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
                     yield child, entry
             except OSError:
                 continue

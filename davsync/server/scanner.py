@@ -7,9 +7,11 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Iterator
 
-from .index import HashIndex, Identity, iter_tree, md5_of_file
-from .names import is_internal_path
+from ..concurrency import bounded
+from .index import HashIndex, Identity, iter_folders, md5_of_file
+from .names import is_internal_name, is_internal_path
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -36,53 +38,88 @@ def _hash(item: tuple[str, str, os.stat_result]) -> tuple[str, os.stat_result, s
     return rel, after, md5
 
 
-def rescan(root: str, index: HashIndex, stop: threading.Event | None = None, workers: int = 3) -> ScanReport:
+def _flush(index: HashIndex, done: list[tuple[str, os.stat_result, str]], report: ScanReport) -> None:
+    index.record_many(done)
+    index.count_hashed(len(done), sum(st.st_size for _, st, _ in done))
+    report.hashed += len(done)
+    done.clear()
+
+
+def rescan(
+    root: str,
+    index: HashIndex,
+    stop: threading.Event | None = None,
+    workers: int = 3,
+    remove_stale_uploads: bool = False,
+) -> ScanReport:
     """Hash every file whose identity changed, record new folders, tombstone vanished paths.
 
     A file is read only when its stat differs from the index, so a restart over an
-    unchanged tree reads nothing. Hashing runs on a few threads (hashlib releases the
-    GIL) and results are written in batches, one transaction each.
+    unchanged tree reads nothing. The walk goes folder by folder, comparing each with
+    the index's rows for that folder, so memory stays small however large the tree.
+    Hashing runs on a few threads (hashlib releases the GIL), overlapping the walk, and
+    results are written in batches. At start-up (`remove_stale_uploads`), temp files of
+    uploads cut off by a crash are deleted.
     """
     report = ScanReport()
-    known = index.live_paths()
-    fresh = index.all_identities()
-    seen: set[str] = set()
-    stale: list[tuple[str, str, os.stat_result]] = []
-    new_dirs: list[str] = []
-    for rel, entry in iter_tree(root):
-        if stop is not None and stop.is_set():
-            return report
-        if is_internal_path(rel):
-            continue
-        seen.add(rel)
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                report.folders += 1
-                if known.get(rel) is not True:
-                    new_dirs.append(rel)
+
+    def stale_files() -> Iterator[tuple[str, str, os.stat_result]]:
+        for folder, entries in iter_folders(root):
+            if stop is not None and stop.is_set():
+                return
+            if folder and is_internal_path(folder):
                 continue
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        report.files += 1
-        if fresh.get(rel) != Identity.of(st):
-            stale.append((rel, entry.path, st))
-    with index.batch() as batch:
-        for rel in new_dirs:
-            batch.record_dir(rel)
+            known = index.children(folder)
+            hashed = index.identities_in(folder)
+            present: set[str] = set()
+            for entry in entries:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                if is_internal_name(entry.name):
+                    if remove_stale_uploads:
+                        _remove(entry.path)
+                    continue
+                try:
+                    if entry.is_symlink():
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        present.add(rel)
+                        report.folders += 1
+                        if known.get(rel) is not True:
+                            index.record_dir(rel)
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                present.add(rel)
+                report.files += 1
+                if known.get(rel) is True:
+                    index.forget(rel)  # a folder became a file: its old subtree is gone
+                stored = hashed.get(rel)
+                if stored is None or stored[1] is None or stored[0] != Identity.of(st):
+                    yield rel, entry.path, st
+            for rel in known:
+                if rel not in present:
+                    index.forget(rel)  # a vanished folder takes its subtree with it
+                    report.removed += 1
+
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="davsync-hash") as pool:
-        for start in range(0, len(stale), BATCH):
+        done: list[tuple[str, os.stat_result, str]] = []
+        for _item, fut in bounded(pool, _hash, stale_files(), window=4 * max(1, workers)):
             if stop is not None and stop.is_set():
                 return report
-            results = [r for r in pool.map(_hash, stale[start : start + BATCH]) if r is not None]
-            with index.batch() as batch:
-                for rel, st, md5 in results:
-                    batch.record_file(rel, st, md5)
-            index.count_hashed(len(results), sum(st.st_size for _, st, _ in results))
-            report.hashed += len(results)
-    gone = [p for p in known if p not in seen]
-    # Forget parents before children so a removed folder tombstones its subtree once.
-    for path in sorted(gone, key=lambda p: p.count("/")):
-        index.forget(path)
-        report.removed += 1
+            result = fut.result()
+            if result is not None:
+                done.append(result)
+            if len(done) >= BATCH:
+                _flush(index, done, report)
+        _flush(index, done, report)
     return report
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

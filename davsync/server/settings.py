@@ -46,6 +46,8 @@ class ServeSettings:
     threads: int = 40
     verbose: bool = False
     rescan_interval: float = 600.0
+    qr: bool = True
+    advertise: bool = False
 
     @property
     def users_file(self) -> Path:

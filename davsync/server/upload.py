@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..fsutil import fsync_dir
 from .names import TEMP_PREFIX, TEMP_SUFFIX
 
 WRITE_BLOCK = 1024 * 1024
@@ -65,17 +66,6 @@ def parse_oc_mtime(header: str | None) -> int | None:
     return int(value)
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def receive(
     body: BinaryIO,
     dest: str,
@@ -118,7 +108,7 @@ def receive(
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
         os.replace(tmp, dest)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return Upload(os.stat(dest), md5, created=not existed)
     except BaseException as e:
         try:

@@ -89,7 +89,8 @@ class ChangeTracker:
 
     def _run(self) -> None:
         try:
-            rescan(self.root, self.index, self._stop)
+            report = rescan(self.root, self.index, self._stop, remove_stale_uploads=True)
+            log.info("Index ready: %d files, %d hashed, %d removed.", report.files, report.hashed, report.removed)
         except Exception:
             log.exception("Initial index scan failed")
         self.initial_scan_done.set()

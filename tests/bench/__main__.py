@@ -25,7 +25,6 @@ from . import datasets
 from .harness import (
     PASSWORD,
     Pinning,
-    Runs,
     Server,
     davsync_cmd,
     env_with_password,
@@ -136,7 +135,7 @@ class Bench:
         small_rel = next(p for p in sorted(tree.rglob("*.txt"))).relative_to(tree).as_posix()
         throughput: dict[str, float | None] = {}
         for name, s in servers.items():
-            runs = timed(lambda: run(self.pin.client(["curl", "-sS", "-f", "-o", "/dev/null", s.url + _q(big_rel)])),
+            runs = timed(lambda s=s: run(self.pin.client(["curl", "-sS", "-f", "-o", "/dev/null", s.url + _q(big_rel)])),
                          self.sizes.repeat)  # fmt: skip
             throughput[name] = big.stat().st_size / runs.median / 1e6
         d = throughput.pop("davsync")
@@ -179,7 +178,7 @@ class Bench:
             url = s.url + _q(flat.name) + "/"
             with requests.Session() as session:
                 session.request("PROPFIND", url, data=body, headers={"Depth": "1"}).raise_for_status()  # warm
-                runs = timed(lambda: session.request("PROPFIND", url, data=body, headers={"Depth": "1"}).raise_for_status(),
+                runs = timed(lambda url=url, session=session: session.request("PROPFIND", url, data=body, headers={"Depth": "1"}).raise_for_status(),
                              self.sizes.repeat * 2)  # fmt: skip
             times[name] = runs.median * 1000
         d = times.pop("davsync")
@@ -237,9 +236,9 @@ class Bench:
                 rdest = self.work / "rclone-mirror"
                 rmtree(rdest)
                 # rclone's initial copy takes minutes: one run each (n=1).
-                peers[label] = timed(lambda: run(self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest), *extra))), 1).median
-                noop_peers[label] = timed(lambda: run(self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest), *extra))),
-                                          self.sizes.repeat).median  # fmt: skip
+                copy = self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest), *extra))
+                peers[label] = timed(lambda copy=copy: run(copy), 1).median
+                noop_peers[label] = timed(lambda copy=copy: run(copy), self.sizes.repeat).median
         n = datasets.count_files(tree)
         ratio = _div(peers.get("rclone copy"), initial.median)
         self.add(Row(f"initial mirror of {n:,} small files", "s", initial.median, peers, ratio, "rclone/davsync",
@@ -270,7 +269,7 @@ class Bench:
                      "<= 150 MB", server_rss is not None and server_rss <= 150))  # fmt: skip
 
         noop = timed(lambda: run(pull, env=env), self.sizes.repeat)
-        rclone_noop = rclone_change = None
+        rclone_noop = None
         rdest = self.work / "scale-rclone"
         if need("rclone"):
             rmtree(rdest)

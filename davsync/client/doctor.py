@@ -1,0 +1,133 @@
+"""`davsync doctor URL`: check a share from the client's side, one pass/fail line per check."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+from lxml import etree
+
+from .remote import PROPFIND_BODY, ConnectionSettings, Remote, RemoteError
+
+SKEW_LIMIT = 60.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _xml(content: bytes) -> etree._Element | None:
+    try:
+        return etree.fromstring(content, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return None
+
+
+def run_checks(conn: ConnectionSettings) -> list[Check]:
+    remote = Remote(conn)
+    checks: list[Check] = []
+    base = remote.base_url
+    tls = urlsplit(base).scheme == "https"
+    try:
+        try:
+            options = remote.request("OPTIONS", base)
+        except RemoteError as e:
+            checks.append(Check("reachable" + (" with valid TLS" if tls else ""), False, str(e)))
+            return checks
+        checks.append(Check("reachable" + (" with valid TLS" if tls else ""), True,
+                            f"HTTP {options.status_code} from {options.headers.get('Server', 'the server')}"))  # fmt: skip
+
+        probe = requests.request("PROPFIND", base, headers={"Depth": "0"}, verify=remote.client.verify, timeout=conn.timeout)
+        root = remote.request("PROPFIND", base, data=PROPFIND_BODY, headers={"Depth": "1"})
+        if root.status_code != 207:
+            checks.append(Check("authentication", False, f"PROPFIND of the share answered HTTP {root.status_code}"))
+            return checks
+        who = f"as {conn.user!r}" if conn.user else "anonymously"
+        checks.append(Check("authentication", True, f"listed the share {who}"))
+
+        allow = {m.strip().upper() for m in options.headers.get("Allow", "").split(",")}
+        writable = bool(allow & {"PUT", "DELETE", "MKCOL"})
+        checks.append(Check("access", True, "read-write" if writable else "read-only (writes are refused)"))
+
+        dav = options.headers.get("DAV", "")
+        classes = {c.strip() for c in dav.split(",")}
+        if "2" in classes:
+            checks.append(Check("DAV class and locking", True, f"DAV: {dav} (locking available)"))
+        elif "1" in classes:
+            checks.append(Check("DAV class and locking", not writable, f"DAV: {dav}; no locking"
+                                + (" (Windows Explorer cannot write without it)" if writable else "")))  # fmt: skip
+        else:
+            checks.append(Check("DAV class and locking", False, "no DAV header: this is not a WebDAV share"))
+
+        checks.append(_checksums(remote, root.content))
+        checks.append(_sync_collection(remote))
+        checks.append(_clock(root.headers.get("Date")))
+        checks.append(_explorer(probe, tls, options.status_code, root.status_code))
+    except RemoteError as e:
+        checks.append(Check("connection", False, str(e)))
+    finally:
+        remote.close()
+    return checks
+
+
+def _checksums(remote: Remote, listing: bytes) -> Check:
+    tree = _xml(listing)
+    if tree is None:
+        return Check("checksums (oc:checksums)", False, "the listing is not valid XML")
+    files = checked = 0
+    for resp in tree.iter("{DAV:}response"):
+        if resp.find(".//{DAV:}collection") is not None:
+            continue
+        files += 1
+        text = " ".join(el.text or "" for el in resp.iter("{http://owncloud.org/ns}checksum"))
+        if "md5:" in text.lower():
+            checked += 1
+    if files == 0:
+        return Check("checksums (oc:checksums)", True, "no files at the top level to check; not verified")
+    if checked == files:
+        return Check("checksums (oc:checksums)", True, f"MD5 published for {checked} of {files} files")
+    return Check("checksums (oc:checksums)", False,
+                 f"MD5 published for {checked} of {files} files; pulls fall back to size and mtime")  # fmt: skip
+
+
+def _sync_collection(remote: Remote) -> Check:
+    token = remote.check_root()
+    if not token:
+        return Check("sync-collection (RFC 6578)", False, "no DAV:sync-token; every pull walks the whole share")
+    try:
+        remote.sync_collection(token)
+    except RemoteError as e:
+        return Check("sync-collection (RFC 6578)", False, f"REPORT failed: {e}")
+    return Check("sync-collection (RFC 6578)", True, "incremental pulls ask only for changes")
+
+
+def _clock(date_header: str | None) -> Check:
+    if not date_header:
+        return Check("clock skew", False, "the server sends no Date header")
+    try:
+        skew = parsedate_to_datetime(date_header).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return Check("clock skew", False, f"unreadable Date header {date_header!r}")
+    ok = abs(skew) <= SKEW_LIMIT
+    detail = f"server clock is {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'}"
+    return Check("clock skew", ok, detail + ("" if ok else "; fix NTP on the server (mtimes will look wrong)"))
+
+
+def _explorer(probe: requests.Response, tls: bool, options_status: int, propfind_status: int) -> Check:
+    name = "Windows Explorer"
+    if options_status >= 400 and options_status != 401:
+        return Check(name, False, f"OPTIONS at the root answered {options_status}; Explorer needs it")
+    if propfind_status != 207:
+        return Check(name, False, "PROPFIND at the root failed; Explorer needs it")
+    if probe.status_code == 401:
+        schemes = probe.headers.get("WWW-Authenticate", "").lower()
+        if not tls and "digest" not in schemes:
+            return Check(name, False, "only Basic auth over plain http: Explorer refuses it unless BasicAuthLevel=2")
+        return Check(name, True, "Digest offered over http" if not tls else "https with a login")
+    return Check(name, True, "root OPTIONS and PROPFIND work (no login needed)")
