@@ -75,6 +75,8 @@ class Users:
         self._secret = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
+        # scrypt uses 16 MiB per check; one at a time keeps a burst of logins from spiking memory.
+        self._kdf_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path) -> "Users":
@@ -121,8 +123,12 @@ class Users:
         with self._lock:
             if token in self._verified:
                 return user
-        if not check_password(user.scrypt, password):
-            return None
+        with self._kdf_lock:
+            with self._lock:
+                if token in self._verified:  # verified while we waited
+                    return user
+            if not check_password(user.scrypt, password):
+                return None
         with self._lock:
             if len(self._verified) > 10_000:
                 self._verified.clear()

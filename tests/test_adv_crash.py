@@ -48,27 +48,42 @@ def placed_files(dest: Path) -> dict[str, Path]:
     }
 
 
-def check_invariants(dest: Path, sums: dict[str, str]) -> None:
-    """After any kill: whatever is in place is complete and correct, and the journal agrees with the disk."""
+def check_invariants(dest: Path, history: dict[str, set[str]]) -> None:
+    """After any kill: whatever is in place is a complete version the server once had, and the
+    journal agrees with the disk."""
     import sqlite3
 
     for rel, p in placed_files(dest).items():
-        assert rel in sums, f"stray file in place: {rel}"
-        assert hashlib.md5(p.read_bytes()).hexdigest() == sums[rel], f"corrupt file in place: {rel}"
+        assert rel in history, f"stray file in place: {rel}"
+        assert hashlib.md5(p.read_bytes()).hexdigest() in history[rel], f"corrupt or mixed file in place: {rel}"
     db = dest / ".davsync" / "state.db"
     if db.exists():
         with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT path, size, md5 FROM placed WHERE is_dir=0").fetchall()
-        for path, size, md5 in rows:
+            rows = conn.execute("SELECT path, size, mtime_ns, md5 FROM placed WHERE is_dir=0").fetchall()
+        for path, size, mtime_ns, md5 in rows:
             p = dest / path
             assert p.exists(), f"journal lists {path}, which is not in place"
-            assert p.stat().st_size == size and md5 == sums[path], f"journal disagrees with {path}"
+            st = p.stat()
+            if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                assert hashlib.md5(p.read_bytes()).hexdigest() == md5, f"journal's MD5 is wrong for {path}"
 
 
-def kill_loop(share, tmp_path: Path, kills: int, seed: int) -> int:
+def mutate(root: Path, rng: random.Random, history: dict[str, set[str]], sums: dict[str, str]) -> None:
+    """Change some files on the server between runs, so every run has work to be killed in."""
+    smalls = sorted(p for p in sums if p.startswith("folder"))
+    for rel in rng.sample(smalls, 40) + [f"large/video {rng.randrange(3)}.mkv"]:
+        size = 6 * 1024 * 1024 if rel.startswith("large") else rng.randint(100, 9000)
+        data = rng.randbytes(size)
+        (root / rel).write_bytes(data)
+        sums[rel] = hashlib.md5(data).hexdigest()
+        history.setdefault(rel, set()).add(sums[rel])
+
+
+def kill_loop(share, tmp_path: Path, kills: int, seed: int) -> int:  # type: ignore[no-untyped-def]
     sums = mixed_tree(share.root, small=400, large=3)
+    history = {rel: {md5} for rel, md5 in sums.items()}
     share.wait_indexed()
-    proxy = Proxy(share.server.port, Faults(rate=40 * 1024 * 1024))
+    proxy = Proxy(share.server.port, Faults(rate=12 * 1024 * 1024))
     dest = tmp_path / "mirror"
     rng = random.Random(seed)
     killed = 0
@@ -77,26 +92,28 @@ def kill_loop(share, tmp_path: Path, kills: int, seed: int) -> int:
             proc = subprocess.Popen([sys.executable, "-m", "davsync", "pull", proxy.url, str(dest), "-u", "alice", "-q",
                                      "--full"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             try:
-                proc.wait(timeout=rng.uniform(0.3, 2.5))
+                proc.wait(timeout=rng.uniform(0.25, 1.6))
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(10)
                 killed += 1
-            check_invariants(dest, sums)
+            check_invariants(dest, history)
+            mutate(share.root, rng, history, sums)
     finally:
         proxy.close()
+    share.wait_indexed()
     final = subprocess.run([sys.executable, "-m", "davsync", "pull", share.url, str(dest), "-u", "alice", "-q", "--full"],
                            env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert final.returncode == 0, final.stderr
-    check_invariants(dest, sums)
-    assert set(placed_files(dest)) == set(sums), "the mirror did not converge"
+    check_invariants(dest, history)
+    assert {rel: hashlib.md5(p.read_bytes()).hexdigest() for rel, p in placed_files(dest).items()} == sums
     assert not list((dest / ".davsync" / "partial").glob("*.small"))
     return killed
 
 
 def test_sigkill_client_loop_fast(share, tmp_path: Path) -> None:
     killed = kill_loop(share, tmp_path, kills=6, seed=1)
-    assert killed >= 3, "the kills did not land mid-pull; slow the proxy down"
+    assert killed >= 4, "the kills did not land mid-pull; slow the proxy down"
 
 
 @pytest.mark.slow

@@ -119,7 +119,12 @@ def test_no_qr_flag(tmp_path: Path, users_file: Path) -> None:
                              str(free_port()), "--users", str(users_file), "--state-dir", str(tmp_path / "s"), "--no-qr"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        out = "".join(proc.stdout.readline() for _ in range(10))
+        lines: list[str] = []
+        while not lines or "Press Ctrl-C" not in lines[-1]:
+            line = proc.stdout.readline()
+            assert line, "serve exited early: " + "".join(lines)
+            lines.append(line)
+        out = "".join(lines)
     finally:
         proc.terminate()
         proc.wait(10)

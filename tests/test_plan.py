@@ -224,3 +224,18 @@ def test_applying_the_plan_converges(world) -> None:  # type: ignore[no-untyped-
             journal.pop(a.path, None)
     again = plan(remote, local, journal, options=opts)
     assert not again.of(Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT, Kind.MKDIR, Kind.ADOPT), again.actions
+
+
+def test_in_flight_placement_is_resolved_either_way() -> None:
+    """A crash between recording a placement and the rename must not look like a local edit."""
+    from dataclasses import replace
+
+    from davsync.client.plan import resolve_in_flight
+
+    old = J(md5=MD5_A)
+    new = replace(J(md5=MD5_B, remote_md5=MD5_B, etag="e2"), ino=99, prev=old)
+    assert resolve_in_flight(new, L(ino=99)) is new  # the rename happened
+    assert resolve_in_flight(new, L()) is old  # it did not: the old file, as davsync placed it
+    assert resolve_in_flight(new, L(ino=5, size=3)) is new  # something else: judged against the new entry
+    assert resolve_in_flight(new, None) is new
+    assert resolve_in_flight(old, L()) is old

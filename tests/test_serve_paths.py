@@ -108,3 +108,11 @@ def test_symlinks_are_not_listed(jail) -> None:
     status, body = raw(share, "PROPFIND", "/", {"Depth": "1"})
     assert status == 207
     assert b"/link" not in body and b"filelink" not in body and b"inside.txt" in body
+
+
+def test_root_cannot_be_deleted_or_moved(jail) -> None:
+    share, _ = jail
+    for method, headers in (("DELETE", {}), ("MOVE", {"Destination": f"http://127.0.0.1:{share.server.port}/sub/x/"})):
+        status, _ = raw(share, method, "/", headers)
+        assert status == 403
+    assert (share.root / "inside.txt").exists()

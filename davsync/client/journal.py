@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -21,12 +22,39 @@ CREATE TABLE IF NOT EXISTS placed (
     remote_size INTEGER,
     remote_mtime REAL,
     remote_md5 TEXT,
-    remote_gone INTEGER NOT NULL DEFAULT 0
+    remote_gone INTEGER NOT NULL DEFAULT 0,
+    prev TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5"
+_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, prev"
+
+
+def _entry(row: tuple) -> JournalEntry:
+    """A row (without its path) as a JournalEntry; `prev` is stored as JSON."""
+    *values, prev = row
+    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None)
+
+
+def _entry_from_json(text: str) -> JournalEntry:
+    data = json.loads(text)
+    return JournalEntry(**data)
+
+
+def _entry_json(e: JournalEntry | None) -> str | None:
+    if e is None:
+        return None
+    data = {k: getattr(e, k) for k in JournalEntry.__dataclass_fields__ if k != "prev"}
+    return json.dumps(data)
+
+
+_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+
+
+def _put_args(path: str, e: JournalEntry) -> tuple:
+    return (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
+            e.remote_md5, _entry_json(e.prev))  # fmt: skip
 
 
 class JournalError(Exception):
@@ -48,6 +76,8 @@ class Journal:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(placed)")}
             if "remote_gone" not in columns:  # journals from davsync before this column existed
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_gone INTEGER NOT NULL DEFAULT 0")
+            if "prev" not in columns:
+                self._db.execute("ALTER TABLE placed ADD COLUMN prev TEXT")
         except sqlite3.DatabaseError as e:
             raise JournalError(
                 f"The state file {path} is damaged ({e}). Move it aside and run `davsync pull --verify` to rebuild it."
@@ -63,7 +93,7 @@ class Journal:
     def load(self) -> dict[str, JournalEntry]:
         with self._lock:
             rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed").fetchall()
-        return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
+        return {r[0]: _entry(r[1:]) for r in rows}
 
     def get(self, paths: list[str]) -> dict[str, JournalEntry]:
         out: dict[str, JournalEntry] = {}
@@ -72,7 +102,7 @@ class Journal:
                 chunk = paths[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 for r in self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE path IN ({marks})", chunk):
-                    out[r[0]] = JournalEntry(bool(r[1]), *r[2:])
+                    out[r[0]] = _entry(r[1:])
         return out
 
     def under(self, folder: str) -> dict[str, JournalEntry]:
@@ -84,7 +114,7 @@ class Journal:
             rows = self._db.execute(
                 f"SELECT path, {_COLUMNS} FROM placed WHERE path=? OR path LIKE ? ESCAPE '\\'", (folder, like)
             ).fetchall()
-        return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
+        return {r[0]: _entry(r[1:]) for r in rows}
 
     def mark_gone(self, path: str, gone: bool) -> None:
         """Remember a file deleted on the server but kept here, so a later --delete still sees it."""
@@ -93,7 +123,7 @@ class Journal:
     def gone(self) -> dict[str, JournalEntry]:
         with self._lock:
             rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone=1").fetchall()
-        return {r[0]: JournalEntry(bool(r[1]), *r[2:]) for r in rows}
+        return {r[0]: _entry(r[1:]) for r in rows}
 
     def count_files(self) -> int:
         with self._lock:
@@ -111,11 +141,17 @@ class Journal:
                 self._pending = 0
 
     def put(self, path: str, e: JournalEntry) -> None:
-        self._write(
-            f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-            (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
-             e.remote_md5),
-        )  # fmt: skip
+        self._write(_PUT, _put_args(path, e))
+
+    def put_before_rename(self, path: str, e: JournalEntry) -> None:
+        """Record a placement (with `prev`) and commit before the rename, so a crash at any
+        moment leaves a journal that describes the disk either way."""
+        with self._lock:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.execute(_PUT, _put_args(path, e))
+            self._db.execute("COMMIT")
+            self._pending = 0
 
     def forget(self, path: str) -> None:
         self._write("DELETE FROM placed WHERE path=?", (path,))

@@ -43,12 +43,24 @@ class JournalEntry:
     remote_size: int | None = None
     remote_mtime: float | None = None
     remote_md5: str | None = None
+    # Set while a placement is in flight: what was there before. If a crash stopped the
+    # rename, the local file still matches this, and this is what the journal means.
+    prev: "JournalEntry | None" = None
 
     def matches_local(self, local: LocalEntry) -> bool:
         return (
             not local.is_dir
             and (self.size, self.mtime_ns, self.ino) == (local.size, local.mtime_ns, local.ino)
         )
+
+
+def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) -> JournalEntry | None:
+    """The journal entry that describes the local file, given a placement that may not have happened."""
+    if journal is None or journal.prev is None:
+        return journal
+    if local is not None and not journal.matches_local(local) and journal.prev.matches_local(local):
+        return journal.prev  # the crash came before the rename: the old file is still there
+    return journal
 
 
 class Kind(str, Enum):

@@ -7,7 +7,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +18,18 @@ from ..fsutil import fsync_dir
 from .filters import Filter
 from .journal import Journal
 from .paths import NameRules, Skipped, default_rules, filter_names
-from .plan import TRANSFERS, Action, JournalEntry, Kind, LocalEntry, Options, Plan, RemoteEntry, plan
+from .plan import (
+    TRANSFERS,
+    Action,
+    JournalEntry,
+    Kind,
+    LocalEntry,
+    Options,
+    Plan,
+    RemoteEntry,
+    plan,
+    resolve_in_flight,
+)
 from .remote import Changes, ConnectionSettings, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
 from .transfer import (
     DownloadError,
@@ -149,6 +160,7 @@ class Puller:
         self._dirty_dirs: set[Path] = set()
         self._dirty_lock = threading.Lock()
         self._listed: set[str] = set()
+        self._journal_view: dict[str, JournalEntry] = {}
 
     def _dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:
@@ -228,6 +240,7 @@ class Puller:
         journal_entries = {p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir)}
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
+        self._journal_view = journal_entries
         result.plan = plan(
             remote,
             local,
@@ -259,6 +272,7 @@ class Puller:
                 del journal_entries[p]  # skipped names are not judged
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
+        self._journal_view = journal_entries
         going = sum(1 for p, j in journal_entries.items() if not j.is_dir and p not in remote)
         arriving = any(not e.is_dir for e in remote.values())
         total = journal.count_files()
@@ -295,8 +309,10 @@ class Puller:
         local: dict[str, LocalEntry | None] = {}
         for path in set(remote) | set(journal):
             st = stat_entry(self.dest / path)
+            j = journal.get(path)
+            if j is not None and j.prev is not None:
+                journal[path] = j = resolve_in_flight(j, st)  # type: ignore[assignment]
             if st is not None and not st.is_dir:
-                j = journal.get(path)
                 r = remote.get(path)
                 needs_hash = self.options.verify or (
                     (j is None and r is not None and not r.is_dir)
@@ -377,14 +393,19 @@ class Puller:
         self.reporter.file_started(a.path, r.size or 0)
         got = download(self.remote, r, self.state_dir, progress=self.reporter.advance, stop=self.stop)
         expected = a.local
+        prev = self._journal_view.get(a.path)
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.dest, a.path, a.local)
-            expected = None
-        placed = place(got, self.dest, a.path, r, expected, self._dir_changed)
-        journal.put(
-            a.path,
-            JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5, r.etag, r.size, r.mtime, r.md5),
-        )
+            expected = prev = None
+        if prev is not None:
+            prev = replace(prev, prev=None)
+
+        def record(placed: LocalEntry) -> None:
+            entry = JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5, r.etag, r.size, r.mtime, r.md5,
+                                 prev=prev)  # fmt: skip
+            journal.put_before_rename(a.path, entry)
+
+        place(got, self.dest, a.path, r, expected, self._dir_changed, before_rename=record)
         return got.bytes_fetched, note
 
     def _act_locally(self, a: Action, result: PullResult, journal: Journal, stamp: str) -> None:

@@ -333,6 +333,7 @@ def place(
     entry: RemoteEntry,
     expected: LocalEntry | None,
     dir_changed: Callable[[Path], None] = fsync_dir,
+    before_rename: Callable[[LocalEntry], None] = lambda placed: None,
 ) -> LocalEntry:
     """Move a verified download into place; refuse if the local file changed since planning.
 
@@ -346,6 +347,9 @@ def place(
             raise Raced(f"{rel} changed locally during the pull; left alone")
         if entry.mtime is not None and got.ready is None:
             os.utime(got.partial, (entry.mtime, entry.mtime))
+        placed = got.ready or stat_entry(got.partial)  # the rename keeps inode, size and mtime
+        assert placed is not None
+        before_rename(placed)
         try:
             os.replace(got.partial, target)
         except FileNotFoundError:
@@ -356,8 +360,6 @@ def place(
             discard_partial(dest / ".davsync", rel)
     except OSError as e:
         raise local_error(e, f"placing {rel}") from None
-    placed = got.ready or stat_entry(target)  # rename keeps the inode, size and mtime
-    assert placed is not None
     return placed
 
 

@@ -85,9 +85,12 @@ class FrontGate:
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         self.counts[environ["REQUEST_METHOD"]] += 1
-        problem = _path_problem(environ.get("PATH_INFO", ""))
+        problem = _path_problem(environ.get("PATH_INFO", "")) or _destination_problem(environ.get("HTTP_DESTINATION"))
         if problem:
             return _plain(start_response, "400 Bad Request", problem)
+        if environ["REQUEST_METHOD"] in ("GET", "HEAD") and environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+            # (WsgiDAV's folder page crashes on this instead of answering 415)
+            return _plain(start_response, "415 Unsupported Media Type", "GET and HEAD take no request body.")
         scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
         if scheme.lower() == "basic" and not _valid_basic(value):
             del environ["HTTP_AUTHORIZATION"]
@@ -119,6 +122,8 @@ def _path_problem(wsgi_path: str) -> str | None:
         return "The request path is not valid UTF-8."
     if "\x00" in path:
         return "The request path contains a NUL character."
+    if any(c < " " or c == "\x7f" for c in path):
+        return "The request path contains control characters, which WebDAV listings cannot carry."
     depth = 0
     for part in path.split("/"):
         if part == "..":
@@ -128,6 +133,20 @@ def _path_problem(wsgi_path: str) -> str | None:
         elif part not in ("", "."):
             depth += 1
     return None
+
+
+def _destination_problem(destination: str | None) -> str | None:
+    """The same rules for a COPY/MOVE Destination (its path arrives percent-encoded)."""
+    if not destination:
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        path = unquote(urlsplit(destination).path, errors="strict")
+    except (UnicodeError, ValueError):
+        return "The Destination header is not a valid UTF-8 URL."
+    problem = _path_problem(path.encode("utf-8").decode("latin-1"))
+    return f"Destination: {problem}" if problem else None
 
 
 def _valid_basic(value: str) -> bool:

@@ -23,6 +23,13 @@ MTIME_PROPS = ("{DAV:}lastmodified", "{DAV:}getlastmodified", "{DAV:}last_modifi
 READ_BLOCK = 1024 * 1024
 
 
+def xml_safe(name: str) -> bool:
+    """Can XML 1.0 carry this name? (No control characters, no undecodable bytes.)"""
+    return all(
+        c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000" for c in name
+    )
+
+
 def rel_of(path: str) -> str:
     """WsgiDAV resource path ('/a/b') to index path ('a/b'; '' is the root)."""
     return path.strip("/")
@@ -133,7 +140,8 @@ class DavsyncFolder(FolderResource):
         return super().get_property_value(name)
 
     def get_member_names(self) -> list[str]:
-        return [n for n in super().get_member_names() if not is_internal_name(n)]
+        # Names with control characters cannot be written into XML: leave them out of listings.
+        return [n for n in super().get_member_names() if not is_internal_name(n) and xml_safe(n)]
 
     def create_empty_resource(self, name: str) -> Any:
         if is_internal_name(name):
@@ -207,7 +215,7 @@ class DavsyncProvider(FilesystemProvider):
 
     def get_resource_inst(self, path: str, environ: dict) -> Any:
         self._count_get_resource_inst += 1
-        if is_internal_path(path):
+        if path is None or is_internal_path(path):  # WsgiDAV asks for the root's parent as None
             return None
         fp = self._loc_to_file_path(path, environ)
         try:

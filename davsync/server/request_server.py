@@ -7,9 +7,10 @@ to read-only users. These overrides keep its locking and If-header logic.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
+from lxml import etree
 from wsgidav import util, xml_tools
 from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
@@ -51,6 +52,8 @@ class DavsyncRequestServer(RequestServer):
                 raise DAVError(HTTP_BAD_REQUEST, "Content-Length is not a number.") from None
             if length > MAX_XML_BODY:
                 raise DAVError(413, f"XML request bodies are limited to {MAX_XML_BODY} bytes.")
+        if method in ("DELETE", "MOVE") and environ["PATH_INFO"].strip("/") == "":
+            raise DAVError(HTTP_FORBIDDEN, "The share's root folder cannot be deleted or moved.")
         if method in self._extra:
             environ["wsgidav.user_name"] = environ.get("wsgidav.auth.user_name", "anonymous")
             return self._extra[method](self, environ, start_response)
@@ -113,21 +116,27 @@ class DavsyncRequestServer(RequestServer):
         self._evaluate_if_headers(res, environ)
 
         mode, names = parse_propfind(util.parse_xml_body(environ, allow_empty=True))
-        multistatus = xml_tools.make_multistatus_el()
-        for child in res.get_descendants(depth=depth, add_self=True):
-            props = child.get_properties(mode, name_list=names if mode == "named" else None)
-            if mode == "name":
-                props = [(name, None) for name, _ in props]
-            # rclone reads only the first propstat's status: put 200 first.
-            props.sort(key=lambda item: isinstance(item[1], DAVError))
-            util.add_property_response(multistatus, child.get_href(), props)
-        return util.send_multi_status_response(environ, start_response, multistatus)
+
+        def responses() -> Iterator[etree._Element]:
+            for child in _members(res, depth):
+                props = child.get_properties(mode, name_list=names if mode == "named" else None)
+                if mode == "name":
+                    props = [(name, None) for name, _ in props]
+                # rclone reads only the first propstat's status: put 200 first.
+                props.sort(key=lambda item: isinstance(item[1], DAVError))
+                holder = xml_tools.make_multistatus_el()
+                util.add_property_response(holder, child.get_href(), props)
+                yield holder[0]
+
+        return send_multistatus(environ, start_response, responses(), stream=res.is_collection and depth != "0")
 
     # --- PUT -------------------------------------------------------------------
 
     def do_PUT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
         provider = self._davProvider
+        if path.strip("/") == "":
+            self._fail(HTTP_METHOD_NOT_ALLOWED, context_info="Cannot PUT to the share's root folder.")
         if is_internal_path(path):
             self._fail(HTTP_FORBIDDEN, context_info="That name is reserved for davsync's upload files.")
         encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
@@ -190,6 +199,64 @@ class DavsyncRequestServer(RequestServer):
         )
 
 
+def _members(res: Any, depth: str) -> Iterator[Any]:
+    """The resource and (for Depth 1) its members, made one at a time."""
+    if depth == "infinity":
+        yield from res.get_descendants(depth="infinity", add_self=True)
+        return
+    yield res
+    if depth == "1" and res.is_collection:
+        for name in res.get_member_names():
+            member = res.get_member(name)
+            if member is not None:
+                yield member
+
+
+STREAM_AFTER = 200  # responses; a larger listing is sent chunked instead of built in memory
+
+
+def send_multistatus(
+    environ: dict, start_response: StartResponse, responses: Iterable[Any], *, stream: bool, tail: Iterable[Any] = ()
+) -> Iterable[bytes]:
+    """A 207 Multi-Status, serialised response by response.
+
+    Small answers are sent with a Content-Length; past STREAM_AFTER responses the rest is
+    streamed (chunked), so a 100,000-entry listing never sits in memory as one document.
+    """
+    head = b'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
+    foot = b"</D:multistatus>"
+    it = iter(responses)
+    first: list[bytes] = []
+    for el in it:
+        first.append(etree.tostring(el))
+        if stream and len(first) >= STREAM_AFTER:
+            break
+    else:
+        body = head + b"".join(first) + b"".join(etree.tostring(t) for t in tail) + foot
+        start_response("207 Multi-Status", _ms_headers(str(len(body))))
+        return [body]
+
+    def chunks() -> Iterator[bytes]:
+        yield head + b"".join(first)
+        batch: list[bytes] = []
+        for el in it:
+            batch.append(etree.tostring(el))
+            if len(batch) >= STREAM_AFTER:
+                yield b"".join(batch)
+                batch = []
+        yield b"".join(batch) + b"".join(etree.tostring(t) for t in tail) + foot
+
+    start_response("207 Multi-Status", _ms_headers(None))
+    return chunks()
+
+
+def _ms_headers(length: str | None) -> list[tuple[str, str]]:
+    headers = [("Content-Type", "application/xml; charset=utf-8"), ("Date", util.get_rfc1123_time())]
+    if length is not None:
+        headers.append(("Content-Length", length))
+    return headers
+
+
 def _content_length(environ: dict) -> int | None:
     """None means "read to the end" (chunked); a missing length on a plain body means empty."""
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -224,4 +291,4 @@ def parse_propfind(body: Any) -> tuple[str, list[str]]:
     return mode or "allprop", names
 
 
-__all__ = ["DavsyncRequestServer", "WRITE_METHODS"]
+__all__ = ["DavsyncRequestServer", "WRITE_METHODS", "send_multistatus"]

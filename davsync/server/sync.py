@@ -9,7 +9,7 @@ which tells a client to fall back to a full listing.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from lxml import etree
 from wsgidav import util, xml_tools
@@ -17,6 +17,7 @@ from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, HTTP_NOT_FOUND, 
 
 from .index import Change, HashIndex
 from .provider import rel_of
+from .request_server import send_multistatus
 
 TOKEN_RE = re.compile(r"^urn:davsync:sync:([0-9a-f]{32}):(\d{1,18})$")
 PRECONDITION_VALID_TOKEN = "{DAV:}valid-sync-token"
@@ -104,27 +105,36 @@ def do_report(server: Any, environ: dict, start_response: Callable[..., Any]) ->
     if truncated:
         last_seq = changes[-1].seq if changes else since
 
-    multistatus = xml_tools.make_multistatus_el()
     share = provider.share_path
-    for change in changes:
-        href = _href(share, change.path, change.is_dir)
-        member = None if change.deleted else provider.get_resource_inst("/" + change.path, environ)
-        if member is None:
-            response = etree.SubElement(multistatus, "{DAV:}response")
-            etree.SubElement(response, "{DAV:}href").text = href
-            etree.SubElement(response, "{DAV:}status").text = "HTTP/1.1 404 Not Found"
-            continue
-        props = member.get_properties("named", name_list=names) if names else []
-        props.sort(key=lambda item: isinstance(item[1], DAVError))
-        util.add_property_response(multistatus, member.get_href(), props)
+
+    def responses() -> Iterator[etree._Element]:
+        for change in changes:
+            href = _href(share, change.path, change.is_dir)
+            member = None if change.deleted else provider.get_resource_inst("/" + change.path, environ)
+            holder = xml_tools.make_multistatus_el()
+            if member is None:
+                response = etree.SubElement(holder, "{DAV:}response")
+                etree.SubElement(response, "{DAV:}href").text = href
+                etree.SubElement(response, "{DAV:}status").text = "HTTP/1.1 404 Not Found"
+            else:
+                props = member.get_properties("named", name_list=names) if names else []
+                props.sort(key=lambda item: isinstance(item[1], DAVError))
+                util.add_property_response(holder, member.get_href(), props)
+            yield holder[0]
+
+    tail = []
+    holder = xml_tools.make_multistatus_el()
     if truncated:
-        response = etree.SubElement(multistatus, "{DAV:}response")
+        response = etree.SubElement(holder, "{DAV:}response")
         etree.SubElement(response, "{DAV:}href").text = res.get_href()
         etree.SubElement(response, "{DAV:}status").text = "HTTP/1.1 507 Insufficient Storage"
         err = etree.SubElement(response, "{DAV:}error")
         etree.SubElement(err, PRECONDITION_LIMIT)
-    etree.SubElement(multistatus, "{DAV:}sync-token").text = make_token(index, max(last_seq, since, 0))
-    return util.send_multi_status_response(environ, start_response, multistatus)
+        tail.append(response)
+    token = etree.SubElement(holder, "{DAV:}sync-token")
+    token.text = make_token(index, max(last_seq, since, 0))
+    tail.append(token)
+    return send_multistatus(environ, start_response, responses(), stream=True, tail=tail)
 
 
 def _limit(body: Any) -> int | None:

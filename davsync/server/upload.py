@@ -17,7 +17,7 @@ from typing import BinaryIO
 from ..fsutil import fsync_dir
 from .names import TEMP_PREFIX, TEMP_SUFFIX
 
-WRITE_BLOCK = 1024 * 1024
+WRITE_BLOCK = 256 * 1024
 _CUT_OFF = {None, errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED}
 _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
