@@ -117,6 +117,7 @@ def test_sigkill_client_loop_fast(share, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_sigkill_client_loop_full(share, tmp_path: Path) -> None:
     killed = kill_loop(share, tmp_path, kills=25, seed=2)
     assert killed >= 20

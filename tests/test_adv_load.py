@@ -111,6 +111,7 @@ def test_load_fast(serve_process, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_load_32_clients(serve_process, tmp_path: Path) -> None:
     stats = run_load(serve_process, tmp_path, clients=32, files=2000, seconds=60)
     assert stats["server_peak_rss_mb"] < 150, stats
@@ -118,6 +119,7 @@ def test_load_32_clients(serve_process, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_soak_32_clients(serve_process, tmp_path: Path) -> None:
     stats = run_load(serve_process, tmp_path, clients=32, files=2000, seconds=300)
     assert stats["server_peak_rss_mb"] < 150, stats
