@@ -335,9 +335,6 @@ class Remote:
                 return changes
         raise RemoteError("the server keeps truncating its change list")
 
-    def supports_checksums(self, listing: FolderListing) -> bool:
-        return any(e.md5 for e in listing.entries if not e.is_dir)
-
 
 _REPORT_HEADERS = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
 

@@ -142,15 +142,6 @@ class HashIndex:
             row = self._db.execute("SELECT is_dir FROM entries WHERE path=? AND deleted=0", (path,)).fetchone()
         return bool(row and row[0])
 
-    def all_identities(self) -> dict[str, Identity]:
-        """Identity of every live file that has a hash (what a scan compares against)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, ctime_ns, ino, dev FROM entries "
-                "WHERE deleted=0 AND is_dir=0 AND md5 IS NOT NULL"
-            ).fetchall()
-        return {r[0]: Identity(*r[1:]) for r in rows}
-
     def count_hashed(self, files: int, nbytes: int) -> None:
         with self._lock:
             self.files_hashed += files
