@@ -416,7 +416,8 @@ class Puller:
                     journal.put(a.path, JournalEntry(True))
                     return
                 assert r is not None and loc is not None
-                md5 = loc.md5 or r.md5 or (journal.get([a.path]).get(a.path) or JournalEntry(False)).md5
+                known = self._journal_view.get(a.path)  # what the plan saw; no second journal query per file
+                md5 = loc.md5 or r.md5 or (known.md5 if known else None)
                 journal.put(
                     a.path, JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
                 )

@@ -33,15 +33,6 @@ StartResponse = Callable[..., Any]
 IO_BLOCK = 1024 * 1024
 
 
-class _WriteGuardMiddleware(BaseMiddleware):
-    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self._guard = WriteGuard(next_app)
-
-    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        return self._guard(environ, start_response)
-
-
 class _Resolver(BaseMiddleware):
     """Hands each request to our request server (stock WsgiDAV hard-codes its own)."""
 
@@ -98,7 +89,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, _WriteGuardMiddleware, WsgiDavDirBrowser, _Resolver],
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, WriteGuard, WsgiDavDirBrowser, _Resolver],
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,

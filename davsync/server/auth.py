@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable
 
 from wsgidav.dc.base_dc import BaseDomainController
+from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..users import REALM, Users
 from .request_server import WRITE_METHODS
@@ -157,11 +158,13 @@ def _valid_basic(value: str) -> bool:
     return ":" in decoded
 
 
-class WriteGuard:
-    """Runs after authentication: read-only sessions never reach a write handler."""
+class WriteGuard(BaseMiddleware):
+    """Runs after authentication (in WsgiDAV's middleware stack): read-only sessions never
+    reach a write handler."""
 
-    def __init__(self, app: WsgiApp) -> None:
-        self.app = app
+    def __init__(self, wsgidav_app: Any, next_app: WsgiApp, config: dict) -> None:
+        super().__init__(wsgidav_app, next_app, config)
+        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] in WRITE_METHODS and environ.get("davsync.readonly"):
