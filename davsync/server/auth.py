@@ -19,6 +19,7 @@ from wsgidav.dc.base_dc import BaseDomainController
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..users import REALM, Users
+from .destination import DestinationError, destination_path, without_userinfo
 from .request_server import WRITE_METHODS
 
 StartResponse = Callable[..., Any]
@@ -53,6 +54,9 @@ class DavsyncDomainController(BaseDomainController):
                 return False
             if environ["REQUEST_METHOD"] not in WRITE_METHODS and "HTTP_AUTHORIZATION" not in environ:
                 environ["davsync.readonly"] = True
+                # A guest is shown what logging in would allow (OPTIONS): Explorer mounts
+                # as a guest first and would otherwise take the share for read-only.
+                environ["davsync.login_could_write"] = any(not u.read_only for u in self.users.users.values())
                 return False
         return True
 
@@ -89,6 +93,10 @@ class FrontGate:
         problem = _path_problem(environ.get("PATH_INFO", "")) or _destination_problem(environ.get("HTTP_DESTINATION"))
         if problem:
             return _plain(start_response, "400 Bad Request", problem)
+        if "@" in environ.get("HTTP_DESTINATION", ""):
+            # lftp puts the password into the Destination URL; it is no use to us, and
+            # WsgiDAV's request log (-v) would print it.
+            environ["HTTP_DESTINATION"] = without_userinfo(environ["HTTP_DESTINATION"])
         if environ["REQUEST_METHOD"] in ("GET", "HEAD") and environ.get("CONTENT_LENGTH") not in (None, "", "0"):
             # (WsgiDAV's folder page crashes on this instead of answering 415)
             return _plain(start_response, "415 Unsupported Media Type", "GET and HEAD take no request body.")
@@ -140,10 +148,10 @@ def _destination_problem(destination: str | None) -> str | None:
     """The same rules for a COPY/MOVE Destination (its path arrives percent-encoded)."""
     if not destination:
         return None
-    from urllib.parse import unquote, urlsplit
-
     try:
-        path = unquote(urlsplit(destination).path, errors="strict")
+        path = destination_path(destination)
+    except DestinationError as e:
+        return str(e)
     except (UnicodeError, ValueError):
         return "The Destination header is not a valid UTF-8 URL."
     problem = _path_problem(path.encode("utf-8").decode("latin-1"))

@@ -20,6 +20,11 @@ OC_NS = "http://owncloud.org/ns"
 CHECKSUMS = f"{{{OC_NS}}}checksums"
 CHECKSUM = f"{{{OC_NS}}}checksum"
 MTIME_PROPS = ("{DAV:}lastmodified", "{DAV:}getlastmodified", "{DAV:}last_modified")
+# Windows Explorer sends the source file's times this way (an HTTP date) after each PUT.
+# Upstream WsgiDAV stores it as a dead property unless its emulate_win32_lastmod hotfix is
+# on, and that hotfix also drops the other Win32 properties; we apply this one to the
+# file's mtime and keep the others (creation/access time, attributes) as dead properties.
+WIN32_MTIME = "{urn:schemas-microsoft-com:}Win32LastModifiedTime"
 READ_BLOCK = 1024 * 1024
 
 
@@ -70,7 +75,7 @@ class DavsyncFile(FileResource):
         names = super().get_property_names(is_allprop=is_allprop)
         # Left out of allprop (RFC 4918 allows it): hashing is not free on a cold file.
         if not is_allprop:
-            names.append(CHECKSUMS)
+            names += [CHECKSUMS, WIN32_MTIME]
         return names
 
     def get_property_value(self, name: str) -> Any:
@@ -81,10 +86,12 @@ class DavsyncFile(FileResource):
             el = etree.Element(CHECKSUMS, nsmap={"oc": OC_NS})
             etree.SubElement(el, CHECKSUM).text = f"MD5:{md5}"
             return el
+        if name == WIN32_MTIME:
+            return util.get_rfc1123_time(self.file_stat.st_mtime)
         return super().get_property_value(name)
 
     def set_property_value(self, name: str, value: Any, *, dry_run: bool = False) -> Any:
-        if name in MTIME_PROPS and value is not None:
+        if name in (*MTIME_PROPS, WIN32_MTIME) and value is not None:
             secs = parse_mtime(value.text)
             if not dry_run:
                 self.provider.set_mtime(self.path, self._file_path, secs)

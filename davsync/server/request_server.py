@@ -24,6 +24,7 @@ from wsgidav.dav_error import (
 )
 from wsgidav.request_server import RequestServer
 
+from .destination import check_same_origin, with_destination_fix
 from .names import etag_of, is_internal_path
 from .provider import DavsyncProvider, rel_of
 from .upload import UploadError, expected_md5, parse_oc_mtime, receive
@@ -33,6 +34,7 @@ XML_METHODS = {"PROPFIND", "PROPPATCH", "REPORT", "LOCK"}
 WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST"})
 
 StartResponse = Callable[..., Any]
+_copy_or_move_fixed = with_destination_fix(RequestServer._copy_or_move)
 
 
 class DavsyncRequestServer(RequestServer):
@@ -62,12 +64,19 @@ class DavsyncRequestServer(RequestServer):
     def _readonly(self, environ: dict) -> bool:
         return self._davProvider.is_readonly() or bool(environ.get("davsync.readonly"))
 
+    # --- COPY / MOVE ----------------------------------------------------------
+
+    def _copy_or_move(self, environ: dict, start_response: StartResponse, is_move: bool) -> Iterable[bytes]:
+        """Upstream's COPY/MOVE with a correct Destination parser (see destination.py)."""
+        check_same_origin(environ)
+        return _copy_or_move_fixed(self, environ, start_response, is_move)
+
     # --- OPTIONS ---------------------------------------------------------------
 
     def do_OPTIONS(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
         provider = self._davProvider
-        readonly = self._readonly(environ)
+        readonly = self._readonly(environ) and not environ.get("davsync.login_could_write")
         headers = [
             ("Content-Type", "text/html; charset=utf-8"),
             ("Content-Length", "0"),
@@ -104,15 +113,19 @@ class DavsyncRequestServer(RequestServer):
         depth = environ.setdefault("HTTP_DEPTH", "infinity")
         if depth not in ("0", "1", "infinity"):
             self._fail(HTTP_BAD_REQUEST, context_info=f"Invalid Depth header: {depth!r}.")
+        res = self._davProvider.get_resource_inst(path, environ)
+        if res is None:
+            self._fail(HTTP_NOT_FOUND, context_info=path)
+        if not res.is_collection:
+            # Depth only matters for collections (RFC 4918 9.1): on a file, a missing Depth
+            # or infinity is Depth 0. fsspec/webdav4 sends no Depth at all, even on files.
+            depth = environ["HTTP_DEPTH"] = "0"
         if depth == "infinity" and not self.allow_propfind_infinite:
             self._fail(
                 HTTP_FORBIDDEN,
                 context_info="PROPFIND with Depth: infinity is disabled; walk with Depth: 1.",
                 err_condition=PRECONDITION_CODE_PropfindFiniteDepth,
             )
-        res = self._davProvider.get_resource_inst(path, environ)
-        if res is None:
-            self._fail(HTTP_NOT_FOUND, context_info=path)
         self._evaluate_if_headers(res, environ)
 
         mode, names = parse_propfind(util.parse_xml_body(environ, allow_empty=True))
