@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help=(
         "Serve a folder over WebDAV with trustworthy MD5s, and mirror it safely.\n\n"
-        "Environment: DAVSYNC_URL (share URL), DAVSYNC_USER (user name), "
+        "Environment: DAVSYNC_URL (share URL), DAVSYNC_DEST (local folder), DAVSYNC_USER (user name), "
         "DAVSYNC_PASSWORD (password, instead of the prompt)."
     ),
     no_args_is_help=True,
@@ -270,8 +270,14 @@ def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) 
 
 # --- pull / status -------------------------------------------------------------
 
-UrlArg = typer.Argument(..., envvar="DAVSYNC_URL", help="The share's URL, e.g. http://raspberrypi.local:8080/")
-DestArg = typer.Argument(..., help="The local folder to mirror into (created if missing).")
+UrlArg = typer.Argument(
+    None, metavar="URL", show_default=False,
+    help="The share's URL, e.g. http://raspberrypi.local:8080/ (or set DAVSYNC_URL).",
+)  # fmt: skip
+DestArg = typer.Argument(
+    None, metavar="DEST", show_default=False,
+    help="The local folder to mirror into, created if missing (or set DAVSYNC_DEST).",
+)  # fmt: skip
 UserOpt = typer.Option(None, "--user", "-u", envvar="DAVSYNC_USER", help="User name (password: DAVSYNC_PASSWORD or prompt).")
 CaOpt = typer.Option(None, "--ca-cert", help="Trust this CA certificate (PEM) for https.")
 InsecureOpt = typer.Option(False, "--insecure", help="Do not verify the server's TLS certificate.")
@@ -282,17 +288,76 @@ RulesOpt = typer.Option(
 )
 
 
+def _looks_like_url(text: str) -> bool:
+    return "://" in text
+
+
+def _share_url(url: Optional[str]) -> str:
+    """The URL argument, or DAVSYNC_URL (for commands that take no DEST)."""
+    url = url or os.environ.get("DAVSYNC_URL") or None
+    if not url:
+        raise fail("name the share: give its URL (e.g. http://raspberrypi.local:8080/) or set DAVSYNC_URL.", Exit.USAGE)
+    return url
+
+
+def _url_and_dest(first: Optional[str], second: Optional[str], command: str) -> tuple[str, Path]:
+    """URL and DEST from the arguments, DAVSYNC_URL and DAVSYNC_DEST.
+
+    `davsync pull URL DEST` always works; with DAVSYNC_URL set, `davsync pull DEST` too;
+    with both variables set, `davsync pull`. A single argument is the URL if it has a
+    scheme (`http://`), else DEST.
+    """
+    env_url = os.environ.get("DAVSYNC_URL") or None
+    env_dest = os.environ.get("DAVSYNC_DEST") or None
+    given = [a for a in (first, second) if a]
+    url: Optional[str]
+    dest: Optional[str]
+    if len(given) == 2:
+        url, dest = given
+    elif len(given) == 1 and _looks_like_url(given[0]):
+        url, dest = given[0], env_dest
+    elif len(given) == 1:
+        url, dest = env_url, given[0]
+    else:
+        url, dest = env_url, env_dest
+    if not url:
+        raise fail(f"name the share: davsync {command} URL DEST, or set DAVSYNC_URL.", Exit.USAGE)
+    if not dest:
+        raise fail(f"name the local folder: davsync {command} URL DEST, or set DAVSYNC_DEST.", Exit.USAGE)
+    return url, Path(dest).expanduser()
+
+
+def _check_ca_cert(ca_cert: Path) -> None:
+    """A --ca-cert that is not a certificate is the user's file, not the server's fault: say so first."""
+    import ssl
+
+    if not ca_cert.is_file():
+        raise fail(f"the CA certificate {ca_cert} does not exist.", Exit.USAGE)
+    try:
+        ssl.create_default_context(cafile=str(ca_cert))
+    except ssl.SSLError:
+        raise fail(
+            f"{ca_cert} holds no PEM certificate: give --ca-cert the certificate of the server or of the CA that signed it.",
+            Exit.USAGE,
+        ) from None
+    except OSError as e:
+        raise fail(f"cannot read the CA certificate {ca_cert}: {e.strerror}.", Exit.USAGE) from None
+
+
 def _connection(url: str, user: Optional[str], ca_cert: Optional[Path], insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
     from .client.remote import ConnectionSettings, RemoteError, normalize_base
 
     try:
-        normalize_base(url)
+        url = normalize_base(url)
     except RemoteError as e:
         raise fail(str(e), Exit.USAGE) from None
     if ca_cert is not None and insecure:
         raise fail("use either --ca-cert or --insecure, not both.", Exit.USAGE)
-    if ca_cert is not None and not ca_cert.is_file():
-        raise fail(f"the CA certificate {ca_cert} does not exist.", Exit.USAGE)
+    if ca_cert is not None:
+        _check_ca_cert(ca_cert)
+    if insecure and url.startswith("https:"):
+        typer.secho("davsync: warning: --insecure: the server's certificate is not checked.", err=True,
+                    fg=typer.colors.YELLOW)  # fmt: skip
     password = read_password(f"Password for {user}", confirm=False) if user else None
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
@@ -305,8 +370,8 @@ def _check_rules(name_rules: Optional[str]) -> Optional[str]:
 
 @app.command()
 def pull(
-    url: str = UrlArg,
-    dest: Path = DestArg,
+    url: Optional[str] = UrlArg,
+    dest: Optional[str] = DestArg,
     user: Optional[str] = UserOpt,
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
@@ -325,9 +390,10 @@ def pull(
     import json
 
     from .client.pull import PullOptions, run_pull
-    from .client.report import PlainReporter, RichReporter, plan_lines, summary_lines
+    from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines
 
-    conn = _connection(url, user, ca_cert, insecure, jobs)
+    share, folder = _url_and_dest(url, dest, "pull")
+    conn = _connection(share, user, ca_cert, insecure, jobs)
     options = PullOptions(
         delete=delete, max_delete=max_delete, dry_run=dry_run, jobs=jobs, excludes=tuple(exclude),
         verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
@@ -336,17 +402,21 @@ def pull(
     if not (json_out or quiet or dry_run):
         reporter = RichReporter() if sys.stdout.isatty() else PlainReporter()
     try:
-        result = run_pull(conn, dest, options, reporter)
+        result = run_pull(conn, folder, options, reporter)
     except KeyboardInterrupt:
         raise fail("interrupted; run the pull again to resume.", Exit.INTERRUPTED) from None
     if json_out:
         typer.echo(json.dumps(result.as_json(), indent=2))
     elif result.fatal is None:
-        if dry_run:
-            lines = plan_lines(result.plan) or ["Nothing to do: the mirror is in sync."]
+        if quiet:
+            lines = problem_lines(result)
+        elif dry_run:
+            lines = plan_lines(result.plan) + problem_lines(result)
+            lines = lines or ["Nothing to do: the mirror is in sync."]
+        else:
+            lines = summary_lines(result)
+        if lines:
             typer.echo("\n".join(lines))
-        elif not quiet or result.exit_code != Exit.OK:
-            typer.echo("\n".join(summary_lines(result)))
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
     raise typer.Exit(int(result.exit_code))
@@ -354,8 +424,8 @@ def pull(
 
 @app.command()
 def status(
-    url: str = UrlArg,
-    dest: Path = DestArg,
+    url: Optional[str] = UrlArg,
+    dest: Optional[str] = DestArg,
     user: Optional[str] = UserOpt,
     exclude: list[str] = ExcludeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable plan."),
@@ -364,34 +434,42 @@ def status(
     name_rules: Optional[str] = RulesOpt,
 ) -> None:
     """What a pull would do: new, changed, deleted-remotely, locally-modified, conflicts.
-    Exit status 0 when in sync, 1 when not."""
+    Exit status 0 when a pull would change nothing, 1 when it would download or delete
+    something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""
     import json
 
+    from .client.plan import Kind
     from .client.pull import PullOptions, run_pull
-    from .client.report import plan_lines
+    from .client.report import plan_lines, problem_lines
 
-    conn = _connection(url, user, ca_cert, insecure, 4)
+    share, folder = _url_and_dest(url, dest, "status")
+    conn = _connection(share, user, ca_cert, insecure, 4)
     options = PullOptions(dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules))  # type: ignore[arg-type]
-    result = run_pull(conn, dest, options)
+    result = run_pull(conn, folder, options)
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
-    code = Exit.OK if result.plan.in_sync and not result.errors else Exit.OUT_OF_SYNC
+    changes = result.plan.of(Kind.MKDIR, Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT, Kind.DELETE, Kind.RMDIR)
+    if result.exit_code == Exit.PARTIAL:
+        code = Exit.PARTIAL
+    else:
+        code = Exit.OUT_OF_SYNC if changes else Exit.OK
     if json_out:
         data = result.as_json()
         data["exit_code"] = int(code)
         data["in_sync"] = code == Exit.OK
         typer.echo(json.dumps(data, indent=2))
     else:
-        lines = plan_lines(result.plan)
-        lines += [f"error: {e['path']}: {e['error']}" for e in result.errors]
-        typer.echo("\n".join(lines) if lines else "In sync.")
+        lines = plan_lines(result.plan) + problem_lines(result)
+        if code == Exit.OK:
+            lines.append("In sync." if result.plan.in_sync else "In sync: a pull would change no file.")
+        typer.echo("\n".join(lines))
     raise typer.Exit(int(code))
 
 
 @app.command()
 def watch(
-    url: str = UrlArg,
-    dest: Path = DestArg,
+    url: Optional[str] = UrlArg,
+    dest: Optional[str] = DestArg,
     user: Optional[str] = UserOpt,
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between asking for changes."),
     jobs: int = JobsOpt,
@@ -406,20 +484,21 @@ def watch(
     """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
     from .client.watch import watch_loop
 
-    conn = _connection(url, user, ca_cert, insecure, jobs)
+    share, folder = _url_and_dest(url, dest, "watch")
+    conn = _connection(share, user, ca_cert, insecure, jobs)
     from .client.pull import PullOptions
 
     options = PullOptions(
         delete=delete, max_delete=max_delete, jobs=jobs, excludes=tuple(exclude),
         name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
     )  # fmt: skip
-    code = watch_loop(conn, dest, options, interval=interval, quiet=quiet)
+    code = watch_loop(conn, folder, options, interval=interval, quiet=quiet)
     raise typer.Exit(int(code))
 
 
 @app.command()
 def doctor(
-    url: str = UrlArg,
+    url: Optional[str] = UrlArg,
     user: Optional[str] = UserOpt,
     ca_cert: Optional[Path] = CaOpt,
     insecure: bool = InsecureOpt,
@@ -428,7 +507,7 @@ def doctor(
     clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
     from .client.doctor import run_checks
 
-    conn = _connection(url, user, ca_cert, insecure, 1)
+    conn = _connection(_share_url(url), user, ca_cert, insecure, 1)
     checks = run_checks(conn)
     for c in checks:
         mark = typer.style("PASS", fg=typer.colors.GREEN) if c.ok else typer.style("FAIL", fg=typer.colors.RED)
@@ -439,10 +518,25 @@ def doctor(
     typer.echo("All checks passed.")
 
 
+def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]
+    """The click command behind `app`, with help that reads as a user expects: an on/off
+    flag shows no `<bool>` value, since it takes none."""
+    cmd = typer.main.get_command(app)
+    stack = [cmd]
+    while stack:
+        c = stack.pop()
+        stack.extend(getattr(c, "commands", {}).values())
+        help_option = c.get_help_option(typer.Context(c))  # built once and cached by the command
+        for param in [*c.params, *([help_option] if help_option else [])]:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+    return cmd  # type: ignore[return-value]
+
+
 def run() -> None:
     """Entry point: expected failures print one line; a bug prints one line and a crash log."""
     try:
-        app()
+        command()(prog_name="davsync")
     except SystemExit:
         raise
     except KeyboardInterrupt:

@@ -44,7 +44,9 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
                             f"HTTP {options.status_code} from {options.headers.get('Server', 'the server')}"))  # fmt: skip
 
         probe = requests.request("PROPFIND", base, headers={"Depth": "0"}, verify=remote.client.verify, timeout=conn.timeout)
+        sent = time.time()
         root = remote.request("PROPFIND", base, data=PROPFIND_BODY, headers={"Depth": "1"})
+        received = time.time()
         if root.status_code != 207:
             checks.append(Check("authentication", False, f"PROPFIND of the share answered HTTP {root.status_code}"))
             return checks
@@ -67,7 +69,7 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
 
         checks.append(_checksums(remote, root.content))
         checks.append(_sync_collection(remote))
-        checks.append(_clock(root.headers.get("Date")))
+        checks.append(_clock(root.headers.get("Date"), sent, received))
         checks.append(_explorer(probe, tls, options.status_code, root.status_code))
     except RemoteError as e:
         checks.append(Check("connection", False, str(e)))
@@ -107,15 +109,21 @@ def _sync_collection(remote: Remote) -> Check:
     return Check("sync-collection (RFC 6578)", True, "incremental pulls ask only for changes")
 
 
-def _clock(date_header: str | None) -> Check:
+def _clock(date_header: str | None, sent: float, received: float) -> Check:
+    """The Date header says whole seconds, stamped somewhere between `sent` and `received`:
+    a server whose clock agrees with ours may read up to a second behind, and that is no skew."""
     if not date_header:
         return Check("clock skew", False, "the server sends no Date header")
     try:
-        skew = parsedate_to_datetime(date_header).timestamp() - time.time()
+        stamped = parsedate_to_datetime(date_header).timestamp()
     except (TypeError, ValueError):
-        return Check("clock skew", False, f"unreadable Date header {date_header!r}")
+        return Check("clock skew", False, f"unreadable Date header '{date_header}'")
+    earliest, latest = stamped - received, stamped + 1 - sent  # the server's offset lies in this window
+    if earliest <= 0 <= latest:
+        return Check("clock skew", True, "server clock agrees with this computer (to the Date header's 1 s resolution)")
+    skew = earliest if earliest > 0 else latest
     ok = abs(skew) <= SKEW_LIMIT
-    detail = f"server clock is {abs(skew):.0f} s {'ahead' if skew > 0 else 'behind'}"
+    detail = f"server clock is at least {abs(skew):.1f} s {'ahead' if skew > 0 else 'behind'}"
     return Check("clock skew", ok, detail + ("" if ok else "; fix NTP on the server (mtimes will look wrong)"))
 
 

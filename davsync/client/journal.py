@@ -23,12 +23,13 @@ CREATE TABLE IF NOT EXISTS placed (
     remote_mtime REAL,
     remote_md5 TEXT,
     remote_gone INTEGER NOT NULL DEFAULT 0,
-    prev TEXT
+    prev TEXT,
+    remote_name TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, prev"
+_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, remote_name, prev"
 
 
 def _entry(row: tuple) -> JournalEntry:
@@ -49,12 +50,12 @@ def _entry_json(e: JournalEntry | None) -> str | None:
     return json.dumps(data)
 
 
-_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 
 
 def _put_args(path: str, e: JournalEntry) -> tuple:
     return (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
-            e.remote_md5, _entry_json(e.prev))  # fmt: skip
+            e.remote_md5, e.remote_name, _entry_json(e.prev))  # fmt: skip
 
 
 class JournalError(Exception):
@@ -65,11 +66,13 @@ class Journal:
     """Thread-safe; commits in batches (a crash loses at most the last batch, which the
     next pull re-adopts by comparing content, never by overwriting)."""
 
-    def __init__(self, path: Path, before_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, path: Path | None, before_commit: Callable[[], None] = lambda: None) -> None:
+        """`path` None: an empty journal in memory (a dry run on a folder never pulled into writes nothing)."""
         self._before_commit = before_commit
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
@@ -78,6 +81,8 @@ class Journal:
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_gone INTEGER NOT NULL DEFAULT 0")
             if "prev" not in columns:
                 self._db.execute("ALTER TABLE placed ADD COLUMN prev TEXT")
+            if "remote_name" not in columns:
+                self._db.execute("ALTER TABLE placed ADD COLUMN remote_name TEXT")
         except sqlite3.DatabaseError as e:
             raise JournalError(
                 f"The state file {path} is damaged ({e}). Move it aside and run `davsync pull --verify` to rebuild it."

@@ -46,30 +46,52 @@ def href_to_relpath(href: str, folder_url: str, base_url: str) -> str:
     The result is NFC, '' for the base itself, without a trailing slash.
     """
     if "\x00" in href or "\\" in href:
-        raise UnsafeHref(f"href contains NUL or a backslash: {href!r}")
+        raise UnsafeHref(f"href contains NUL or a backslash: {shown(href)}")
     for raw in urlsplit(href).path.split("/"):
         if unquote(raw) in (".", ".."):
-            raise UnsafeHref(f"href has a dot segment: {href!r}")
+            raise UnsafeHref(f"href has a dot segment: {shown(href)}")
     absolute = urlsplit(urljoin(folder_url, href))
     base = urlsplit(base_url)
     if (absolute.scheme, absolute.netloc.lower()) != (base.scheme, base.netloc.lower()):
-        raise UnsafeHref(f"href points to another server: {href!r}")
-    base_path = base.path if base.path.endswith("/") else base.path + "/"
-    path = absolute.path
-    if path.rstrip("/") == base_path.rstrip("/"):
+        raise UnsafeHref(f"href points to another server: {shown(href)}")
+    # Compare decoded segments: the server may percent-encode differently from the URL
+    # typed by the user (`%20` or a space, `%28` or `(`, NFD or NFC), and still mean it.
+    base_segments = _segments(base.path)
+    href_segments = _segments(absolute.path)
+    n = len(base_segments)
+    if [_comparable(s) for s in href_segments[:n]] != [_comparable(s) for s in base_segments]:
+        raise UnsafeHref(f"href is outside the share: {shown(href)}")
+    raw_segments = href_segments[n:]
+    if not raw_segments:
         return ""
-    if not path.startswith(base_path):
-        raise UnsafeHref(f"href is outside the share: {href!r}")
-    raw_segments = path[len(base_path) :].rstrip("/").split("/")
     segments = []
     for raw in raw_segments:
         seg = unquote(raw, errors="strict") if _valid_utf8_escapes(raw) else None
         if seg is None:
-            raise UnsafeHref(f"href has invalid percent-encoding or UTF-8: {href!r}")
-        if seg in ("", ".", "..") or "/" in seg or "\\" in seg or "\x00" in seg:
-            raise UnsafeHref(f"href has an unsafe segment {seg!r}: {href!r}")
+            raise UnsafeHref(f"href has invalid percent-encoding or UTF-8: {shown(href)}")
+        if "\\" in seg:
+            raise UnsafeHref(f"the name {shown(seg)} contains a backslash, which davsync never writes into a name")
+        if seg in ("", ".", "..") or "/" in seg or "\x00" in seg:
+            raise UnsafeHref(f"href has an unsafe segment {shown(seg)}: {shown(href)}")
         segments.append(nfc(seg))
     return "/".join(segments)
+
+
+def _segments(path: str) -> list[str]:
+    """A URL path's raw segments, without the leading and trailing slash."""
+    stripped = path.strip("/")
+    return stripped.split("/") if stripped else []
+
+
+def _comparable(raw: str) -> str:
+    return nfc(unquote(raw))
+
+
+def shown(text: str) -> str:
+    """A server name for a message: as it is, quoted, with control characters escaped
+    (a backslash is an ordinary character here, never doubled as a Python repr would)."""
+    clean = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return f"'{clean}'"
 
 
 def _valid_utf8_escapes(raw: str) -> bool:
@@ -91,7 +113,7 @@ def name_problem(name: str, rules: NameRules) -> str | None:
             return "name is reserved on Windows"
         bad = sorted(set(name) & _WINDOWS_BAD_CHARS)
         if bad:
-            return f"name contains characters Windows forbids: {''.join(bad)!r}"
+            return f"name contains characters Windows forbids: {shown(''.join(bad))}"
         if name.endswith((".", " ")):
             return "name ends with a dot or space, which Windows strips"
     if rules == "macos" and ":" in name:
@@ -132,7 +154,7 @@ def filter_names(paths: Iterable[str], rules: NameRules) -> tuple[set[str], list
         for members in groups.values():
             if len(members) > 1:
                 for m in members:
-                    others = ", ".join(repr(o) for o in members if o != m)
+                    others = ", ".join(shown(o) for o in members if o != m)
                     skipped.setdefault(m, f"differs only by case from {others}; this filesystem cannot hold both")
     kept = set()
     for path in paths:
@@ -141,7 +163,7 @@ def filter_names(paths: Iterable[str], rules: NameRules) -> tuple[set[str], list
         parts = path.split("/")
         blocked = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in skipped), None)
         if blocked is not None:
-            skipped[path] = f"inside skipped folder {blocked!r}"
+            skipped[path] = f"inside skipped folder {shown(blocked)}"
             continue
         kept.add(path)
     return kept, [Skipped(p, r) for p, r in sorted(skipped.items())]

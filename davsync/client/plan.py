@@ -43,6 +43,8 @@ class JournalEntry:
     remote_size: int | None = None
     remote_mtime: float | None = None
     remote_md5: str | None = None
+    # The server's own spelling of the path when it differs from this NFC one (NFD names from a Mac).
+    remote_name: str | None = None
     # Set while a placement is in flight: what was there before. If a crash stopped the
     # rename, the local file still matches this, and this is what the journal means.
     prev: "JournalEntry | None" = None
@@ -100,6 +102,7 @@ class Options:
 class Plan:
     actions: list[Action] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    refused_deletions: int = 0  # deletions a guard refused: files left out of sync, reported as a problem
 
     def of(self, *kinds: Kind) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]
@@ -180,7 +183,10 @@ def plan(
 
     if remote_looks_empty is None:
         remote_looks_empty = not any(p for p in remote if p != "")
-    result.actions += _guard_deletions(deletions, remote_looks_empty, journal, failed_folders, options, result.warnings)
+    guarded = _guard_deletions(deletions, remote_looks_empty, journal, failed_folders, options, result.warnings)
+    if options.delete:
+        result.refused_deletions = sum(1 for a in guarded if a.reason.startswith("deletion refused"))
+    result.actions += guarded
     return result
 
 

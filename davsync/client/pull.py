@@ -30,7 +30,7 @@ from .plan import (
     plan,
     resolve_in_flight,
 )
-from .remote import Changes, ConnectionSettings, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
+from .remote import Changes, ConnectionSettings, NotAShare, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
 from .transfer import (
     DownloadError,
     LocalWriteError,
@@ -38,12 +38,14 @@ from .transfer import (
     download,
     keep_as_conflict,
     move_to_trash,
+    path_error,
     place,
     stat_entry,
 )
 from .walk import walk
 
 STATE_DIR = ".davsync"
+_UNASKED = object()  # the share's root has not been asked for yet in this run
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,13 @@ class PullResult:
     def record(self, kind: str, path: str) -> None:
         self.done.setdefault(kind, []).append(path)
 
+    def has_problems(self, *, planned: bool = False) -> bool:
+        """Files this run leaves out of sync: errors, conflicts, skipped names, refused deletions.
+        `planned`: judge the plan of a dry run, whose conflicts and blocks are not yet errors."""
+        if self.errors or self.conflicts or self.skipped or self.plan.refused_deletions:
+            return True
+        return planned and bool(self.plan.of(Kind.CONFLICT, Kind.BLOCKED))
+
     def as_json(self) -> dict:
         return {
             "exit_code": int(self.exit_code),
@@ -104,6 +113,7 @@ class PullResult:
             "conflicts": self.conflicts,
             "errors": self.errors,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "refused_deletions": self.plan.refused_deletions,
             "warnings": self.warnings,
             "bytes_downloaded": self.bytes_downloaded,
             "requests": self.requests_sent,
@@ -161,6 +171,7 @@ class Puller:
         self._dirty_lock = threading.Lock()
         self._listed: set[str] = set()
         self._journal_view: dict[str, JournalEntry] = {}
+        self._root_token: object = _UNASKED
 
     def _dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:
@@ -180,28 +191,49 @@ class Puller:
 
     def run(self) -> PullResult:
         result = PullResult()
-        try:
-            self.dest.mkdir(parents=True, exist_ok=True)
-            lock = _DestLock(self.state_dir)
-        except DestLockedError as e:
-            return self._fatal(result, str(e), Exit.USAGE)
-        except OSError as e:
-            return self._fatal(result, f"cannot create {self.dest}: {e.strerror}", Exit.LOCAL)
-        journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
-        for leftover in (self.state_dir / "partial").glob("*.small"):
-            leftover.unlink(missing_ok=True)
+        self._root_token = _UNASKED
+        problem = dest_problem(self.dest, writing=not self.options.dry_run)
+        if problem is not None:
+            return self._fatal(result, *problem)
+        fresh = not (self.state_dir / "state.db").exists()
+        if fresh:
+            # Nothing is created on this computer until the server has answered: a wrong
+            # password or address must not leave an empty DEST/.davsync behind.
+            try:
+                self._root_token = self.remote.check_root()
+            except RemoteError as e:
+                return self._remote_failed(result, e)
+        lock: _DestLock | None = None
+        if fresh and self.options.dry_run:
+            journal = Journal(None)  # a preview of a first pull: nothing to read, nothing to write
+        else:
+            try:
+                self.dest.mkdir(parents=True, exist_ok=True)
+                lock = _DestLock(self.state_dir)
+            except DestLockedError as e:
+                return self._fatal(result, str(e), Exit.USAGE)
+            except OSError as e:
+                return self._fatal(result, f"cannot create {self.dest}: {e.strerror}.", Exit.LOCAL)
+            journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
+            for leftover in (self.state_dir / "partial").glob("*.small"):
+                leftover.unlink(missing_ok=True)
         try:
             self._run(result, journal)
         except RemoteError as e:
-            self._fatal(result, str(e), Exit.CONNECTION)
-            result.retryable = not e.fatal
+            self._remote_failed(result, e)
         except LocalWriteError as e:
             self._fatal(result, str(e), Exit.LOCAL)
         finally:
             journal.commit()
             journal.close()
-            lock.release()
+            if lock is not None:
+                lock.release()
             result.requests_sent = self.remote.requests_sent
+        return result
+
+    def _remote_failed(self, result: PullResult, e: RemoteError) -> PullResult:
+        self._fatal(result, str(e), Exit.USAGE if isinstance(e, NotAShare) else Exit.CONNECTION)
+        result.retryable = not e.fatal
         return result
 
     def _fatal(self, result: PullResult, message: str, code: Exit) -> PullResult:
@@ -230,14 +262,18 @@ class Puller:
 
     def _run_walk(self, result: PullResult, journal: Journal, filt: Filter) -> None:
         """List everything (Depth-1 PROPFIND per folder) and plan over the whole tree."""
-        token = self.remote.check_root()
+        token = self._root_token if self._root_token is not _UNASKED else self.remote.check_root()
+        assert token is None or isinstance(token, str)
         listing = walk(self.remote, jobs=max(2, self.options.jobs), excluded=filt.excluded)
         if "" in listing.failed:
             raise RemoteError(listing.failed[""])
         kept, skipped = filter_names(listing.entries, self.rules)
         result.skipped = listing.skipped + skipped
         remote = {p: e for p, e in listing.entries.items() if p in kept}
-        journal_entries = {p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir)}
+        not_judged = {s.path for s in result.skipped}  # skipped names are neither synced nor deleted
+        journal_entries = {
+            p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
+        }
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
         self._journal_view = journal_entries
@@ -288,13 +324,13 @@ class Puller:
 
     def _finish(self, result: PullResult, journal: Journal, token: str | None) -> None:
         if self.options.dry_run:
-            result.exit_code = Exit.PARTIAL if result.errors else Exit.OK
+            result.exit_code = Exit.PARTIAL if result.has_problems(planned=True) else Exit.OK
             return
         listed = {a.path for a in result.plan.actions if a.remote is not None} | self._listed
         for path in set(journal.gone()) & listed:
             journal.mark_gone(path, False)  # it is back on the server
         self._execute(result, journal)
-        if result.errors or result.conflicts:
+        if result.has_problems():
             result.exit_code = Exit.PARTIAL
         # Advance the token only when everything it covers was handled; otherwise the
         # next pull asks again from the old one (acting twice is harmless, skipping is not).
@@ -336,9 +372,12 @@ class Puller:
             try:
                 (self.dest / a.path).mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                from .transfer import local_error
-
-                raise local_error(e, f"creating folder {a.path}") from None
+                err = path_error(e, f"creating folder {a.path}", self.dest / a.path)
+                if isinstance(err, LocalWriteError):
+                    raise err from None
+                result.errors.append({"path": a.path, "error": str(err)})
+                self.reporter.warn(f"{a.path}: {err}")
+                continue
             journal.put(a.path, JournalEntry(True))
             result.record(a.kind.value, a.path)
             self.reporter.file_done(a)
@@ -402,7 +441,7 @@ class Puller:
 
         def record(placed: LocalEntry) -> None:
             entry = JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5, r.etag, r.size, r.mtime, r.md5,
-                                 prev=prev)  # fmt: skip
+                                 self.remote.server_name(r), prev=prev)  # fmt: skip
             journal.put_before_rename(a.path, entry)
 
         place(got, self.dest, a.path, r, expected, self._dir_changed, before_rename=record)
@@ -419,7 +458,9 @@ class Puller:
                 known = self._journal_view.get(a.path)  # what the plan saw; no second journal query per file
                 md5 = loc.md5 or r.md5 or (known.md5 if known else None)
                 journal.put(
-                    a.path, JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
+                    a.path,
+                    JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5,
+                                 self.remote.server_name(r)),  # fmt: skip
                 )
                 if a.kind == Kind.ADOPT:
                     result.record(a.kind.value, a.path)
@@ -445,8 +486,32 @@ class Puller:
                 result.record(a.kind.value, a.path)
             elif a.kind == Kind.BLOCKED:
                 result.errors.append({"path": a.path, "error": a.reason})
-        except Raced as e:
+        except (Raced, DownloadError) as e:
             result.errors.append({"path": a.path, "error": str(e)})
+
+
+def _at_or_under(path: str, folders: set[str]) -> bool:
+    if not folders:
+        return False
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in folders for i in range(1, len(parts) + 1))
+
+
+def dest_problem(dest: Path, *, writing: bool) -> tuple[str, Exit] | None:
+    """What stops DEST from being mirrored into, said plainly, before anything is asked or made."""
+    if dest.exists() and not dest.is_dir():
+        return f"{dest} is a file, not a folder: give a folder to mirror into (it is created if missing).", Exit.USAGE
+    if not writing:
+        return None
+    existing = dest
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create {dest}: {existing} is a file, not a folder.", Exit.USAGE
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = f"{dest} is not writable" if existing == dest else f"cannot create {dest}: {existing} is not writable"
+        return f"{what} (permission denied): choose another folder or fix its permissions.", Exit.LOCAL
+    return None
 
 
 def run_pull(

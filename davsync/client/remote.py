@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -22,7 +22,8 @@ from requests.adapters import HTTPAdapter
 from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
-from .paths import Skipped, UnsafeHref, href_to_relpath
+from .neterrors import connection_message, tls_message
+from .paths import Skipped, UnsafeHref, href_to_relpath, nfc, shown
 from .plan import RemoteEntry
 
 OC_NS = "http://owncloud.org/ns"
@@ -56,6 +57,10 @@ class RemoteError(Exception):
         self.status = status
 
 
+class NotAShare(RemoteError):
+    """The URL answers, but names something that cannot be mirrored (a file): a usage error."""
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     url: str
@@ -74,11 +79,27 @@ class FolderListing:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+# What may stay literal in a path segment (RFC 3986 pchar minus '%'); all else is encoded.
+_SEGMENT_SAFE = "!$&'()*+,;=:@~"
+
+
 def normalize_base(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise RemoteError(f"{url!r} is not an http(s) URL, e.g. http://raspberrypi.local:8080/", fatal=True)
-    return url if url.endswith("/") else url + "/"
+    """The share URL with its path percent-encoded once, canonically, ending in '/'.
+
+    A URL typed with literal spaces or non-ASCII letters and one copied from a browser
+    (`%20`) name the same folder; hrefs from the server are compared segment by segment
+    after decoding, so either spelling works.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteError(f"'{url}' is not an http(s) URL, e.g. http://raspberrypi.local:8080/", fatal=True)
+    segments = [quote(nfc(unquote(seg)), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
+    path = "/".join(segments)
+    if not path.startswith("/"):
+        path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 class Remote:
@@ -97,6 +118,9 @@ class Remote:
             }
         )
         self.client.verify = settings.ca_cert or (not settings.insecure)
+        if settings.insecure:
+            # The user chose this and the CLI says so once; urllib3 would repeat it per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._local = threading.local()
         self._use_digest = False
         self._sessions: list[requests.Session] = []
@@ -155,10 +179,10 @@ class Remote:
             self._local.pool = pool
         return pool
 
-    def get_small(self, path: str) -> tuple[int, bytes]:
+    def get_small(self, path: str, href: str = "") -> tuple[int, bytes]:
         """GET a whole small file: urllib3 directly, as requests' per-call overhead is larger
         than a small file's transfer. Digest logins take the requests path."""
-        url = self.url_for(path)
+        url = self.url_for(path, href=href)
         if self._use_digest:
             with self.request("GET", url, headers={"Accept-Encoding": "identity"}) as resp:
                 return resp.status_code, resp.content
@@ -171,25 +195,36 @@ class Remote:
         try:
             resp = self._pool().request("GET", url, headers=headers, timeout=timeout, redirect=False)
         except urllib3.exceptions.SSLError as e:
-            raise RemoteError(
-                f"TLS certificate problem with {self.base_url}: {_short(e)}. "
-                "Pass --ca-cert FILE for a private CA, or --insecure to skip verification.",
-                fatal=True,
-            ) from None
-        except urllib3.exceptions.HTTPError as e:
-            raise RemoteError(f"GET {path} failed: {_short(e)}") from None
-        except OSError as e:
-            raise RemoteError(f"GET {path} failed: {_short(e)}") from None
+            raise RemoteError(tls_message(e, self.base_url, self.settings.ca_cert), fatal=True) from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise RemoteError(f"GET {shown(path)} failed: {connection_message(e, self.base_url)}") from None
         if resp.status == 401:
             # Let the requests path work out Digest or report the refused login.
             with self.request("GET", url, headers={"Accept-Encoding": "identity"}) as again:
                 return again.status_code, again.content
         return resp.status, resp.data
 
-    def url_for(self, path: str, is_dir: bool = False) -> str:
+    def url_for(self, path: str, is_dir: bool = False, href: str = "") -> str:
+        """The URL to ask for `path`: the server's own href when it listed one.
+
+        Names are NFC here, but the server may spell them in NFD (files from a Mac);
+        only its own spelling finds them. Hrefs reach this point only after
+        href_to_relpath has checked they stay inside the share.
+        """
+        if href:
+            return urljoin(self.base_url, href)
         if path == "":
             return self.base_url
         return self.base_url + quote(path, safe="/") + ("/" if is_dir else "")
+
+    def server_name(self, entry: RemoteEntry) -> str | None:
+        """The server's own spelling of an entry's path, when it differs from the local (NFC) one."""
+        if not entry.href:
+            return None
+        base_depth = len(urlsplit(self.base_url).path.strip("/").split("/")) if urlsplit(self.base_url).path.strip("/") else 0
+        segments = urlsplit(urljoin(self.base_url, entry.href)).path.strip("/").split("/")[base_depth:]
+        name = "/".join(unquote(s) for s in segments)
+        return name if name != entry.path else None
 
     def request(self, method: str, url: str, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
         kw.setdefault("timeout", self.settings.timeout)
@@ -198,20 +233,13 @@ class Remote:
         try:
             resp = self.session().request(method, url, **kw)
         except requests.exceptions.SSLError as e:
-            raise RemoteError(
-                f"TLS certificate problem with {self.base_url}: {_short(e)}. "
-                "Pass --ca-cert FILE for a private CA, or --insecure to skip verification.",
-                fatal=True,
-            ) from None
+            raise RemoteError(tls_message(e, self.base_url, self.settings.ca_cert), fatal=True) from None
         except requests.exceptions.ConnectionError as e:
-            raise RemoteError(
-                f"cannot reach {self.base_url} ({_short(e)}). Is `davsync serve` running there, and is the address right?",
-                fatal=False,
-            ) from None
+            raise RemoteError(connection_message(e, self.base_url), fatal=False) from None
         except requests.exceptions.Timeout:
             raise RemoteError(f"the server at {self.base_url} did not answer within {self.settings.timeout:g}s.") from None
         except requests.exceptions.RequestException as e:
-            raise RemoteError(f"request to {url} failed: {_short(e)}") from None
+            raise RemoteError(connection_message(e, self.base_url)) from None
         if resp.status_code == 401:
             challenge = resp.headers.get("WWW-Authenticate", "").lower()
             if not self._use_digest and "digest" in challenge and "basic" not in challenge and self.client.webdav.login:
@@ -220,9 +248,15 @@ class Remote:
                 resp.close()
                 return self.request(method, url, **kw)
             resp.close()
-            who = f"user {self.client.webdav.login!r}" if self.client.webdav.login else "an anonymous client"
+            if not self.client.webdav.login:
+                raise RemoteError(
+                    "this share needs a login: add --user NAME (the password is asked for, or read from DAVSYNC_PASSWORD).",
+                    fatal=True,
+                    status=401,
+                )
             raise RemoteError(
-                f"the server refused the login for {who}. Check --user and the password (DAVSYNC_PASSWORD).",
+                f"the server refused the login for user '{self.client.webdav.login}'. "
+                "Check --user and the password (DAVSYNC_PASSWORD).",
                 fatal=True,
                 status=401,
             )
@@ -240,14 +274,21 @@ class Remote:
         try:
             if resp.status_code == 207:
                 root = etree.fromstring(resp.content, etree.XMLParser(resolve_entities=False, no_network=True))
+                if _names_a_file(root):
+                    shown_url = self.base_url.rstrip("/")
+                    parent = shown_url.rsplit("/", 1)[0] + "/"
+                    raise NotAShare(
+                        f"{shown_url} is a file, not a folder: give the URL of a folder to mirror, e.g. {parent}",
+                        fatal=True,
+                    )
                 for ps in root.iter("{DAV:}propstat"):
                     if " 200" in (ps.findtext("{DAV:}status") or ""):
                         token = ps.findtext("{DAV:}prop/{DAV:}sync-token")
                         if token and token.strip():
                             return token.strip()
                 return None
-        except etree.XMLSyntaxError as e:
-            raise RemoteError(f"the server sent malformed XML: {e}", fatal=True) from None
+        except etree.XMLSyntaxError:
+            raise RemoteError(f"the server at {self.base_url} sent malformed XML; it may not be a WebDAV server.", fatal=True) from None
         finally:
             resp.close()
         if resp.status_code == 403:
@@ -258,9 +299,11 @@ class Remote:
             raise RemoteError(f"{self.base_url} is not a WebDAV share (PROPFIND not allowed).", fatal=True, status=405)
         raise RemoteError(f"listing {self.base_url} failed: HTTP {resp.status_code}.", status=resp.status_code)
 
-    def list_folder(self, folder: str) -> FolderListing:
+    def list_folder(self, folder: str, href: str = "") -> FolderListing:
         """Depth-1 PROPFIND of one folder; unsafe hrefs are skipped with a reason."""
-        url = self.url_for(folder, is_dir=True)
+        url = self.url_for(folder, is_dir=True, href=href)
+        if href and not url.endswith("/"):
+            url += "/"
         resp = self.request("PROPFIND", url, data=PROPFIND_BODY, headers=_PROPFIND_HEADERS_1, stream=True)
         try:
             if resp.status_code != 207:
@@ -272,7 +315,7 @@ class Remote:
                 try:
                     rel = href_to_relpath(href, url, self.base_url)
                 except UnsafeHref as e:
-                    listing.skipped.append(Skipped(href, str(e)))
+                    listing.skipped.append(Skipped(_display(href, self.base_url), str(e)))
                     continue
                 if rel == folder:
                     continue
@@ -280,12 +323,14 @@ class Remote:
                 if parent != folder:
                     listing.skipped.append(Skipped(rel, f"listed under {folder or '/'} but is not a direct member"))
                     continue
-                listing.entries.append(
-                    RemoteEntry(rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, href)
+                listing.entries.append(  # the href resolved here: a relative one means this folder
+                    RemoteEntry(rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, urljoin(url, href))
                 )
+            listing.entries, collided = split_collisions(listing.entries, self)
+            listing.skipped += collided
             return listing
         except requests.exceptions.RequestException as e:
-            raise RemoteError(f"listing {folder or '/'} was cut off: {_short(e)}") from None
+            raise RemoteError(f"listing {folder or '/'} was cut off: {connection_message(e, self.base_url)}") from None
         finally:
             resp.close()
 
@@ -312,7 +357,7 @@ class Remote:
                     try:
                         rel = href_to_relpath(href, self.base_url, self.base_url)
                     except UnsafeHref as e:
-                        changes.skipped.append(Skipped(href, str(e)))
+                        changes.skipped.append(Skipped(_display(href, self.base_url), str(e)))
                         continue
                     if rel == "":
                         continue
@@ -321,17 +366,24 @@ class Remote:
                         changes.removed.add(rel)
                     else:
                         changes.removed.discard(rel)
-                        changes.changed[rel] = RemoteEntry(
-                            rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, href
+                        new = RemoteEntry(
+                            rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, urljoin(self.base_url, href)
                         )
+                        old = changes.changed.get(rel)
+                        if old is not None and old.href and _comparable_href(old.href) != _comparable_href(href):
+                            changes.collided[rel] = [old, new]
+                        changes.changed[rel] = new
             except requests.exceptions.RequestException as e:
-                raise RemoteError(f"the change list was cut off: {_short(e)}") from None
+                raise RemoteError(f"the change list was cut off: {connection_message(e, self.base_url)}") from None
             finally:
                 resp.close()
             if not new_token:
                 raise SyncUnsupported("the server's sync-collection answer has no sync-token")
             changes.token = new_token
             if not truncated:
+                for rel, pair in changes.collided.items():
+                    changes.changed.pop(rel, None)
+                    changes.skipped += split_collisions(pair, self)[1]
                 return changes
         raise RemoteError("the server keeps truncating its change list")
 
@@ -353,6 +405,46 @@ class Changes:
     changed: dict[str, RemoteEntry] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
     skipped: list[Skipped] = field(default_factory=list)
+    collided: dict[str, list[RemoteEntry]] = field(default_factory=dict)
+
+
+def _comparable_href(href: str) -> str:
+    return unquote(urlsplit(href).path).rstrip("/")
+
+
+def _display(href: str, base_url: str) -> str:
+    """An href as a person reads it: its path below the share, decoded."""
+    path = unquote(urlsplit(href).path)
+    base = unquote(urlsplit(base_url).path)
+    return (path[len(base) :] if path.startswith(base) else path) or href
+
+
+def split_collisions(entries: list[RemoteEntry], remote: Remote) -> tuple[list[RemoteEntry], list[Skipped]]:
+    """Names that differ only in Unicode normalisation (NFC café and NFD café) would be the
+    same local file: neither can be mirrored faithfully, so both are reported and skipped."""
+    groups: dict[str, list[RemoteEntry]] = {}
+    for e in entries:
+        groups.setdefault(e.path, []).append(e)
+    kept: list[RemoteEntry] = []
+    skipped: list[Skipped] = []
+    for path, members in groups.items():
+        if len(members) == 1:
+            kept.append(members[0])
+            continue
+        spellings = sorted({remote.server_name(m) or m.path for m in members})
+        for name in spellings:
+            skipped.append(Skipped(name, f"the server has {len(members)} names that differ only in Unicode "
+                                         f"normalisation ({', '.join(_escaped(n) for n in spellings)}); "
+                                         "this computer can hold only one, so none is synced"))  # fmt: skip
+    return kept, skipped
+
+
+def _escaped(name: str) -> str:
+    """Show a name's normalisation: NFD letters are spelled with their combining marks."""
+    import unicodedata
+
+    form = "NFC" if unicodedata.is_normalized("NFC", name) else "NFD"
+    return f"{shown(name)} ({form})"
 
 
 def _xml_escape(text: str) -> str:
@@ -494,9 +586,11 @@ def _md5(el: etree._Element | None) -> str | None:
     return None
 
 
-def _short(e: BaseException) -> str:
-    text = str(e)
-    for marker in ("Caused by ", "Failed to establish a new connection: "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    return text.strip("()'\" ")[:200]
+def _names_a_file(root: etree._Element) -> bool:
+    """Does a Depth-0 PROPFIND answer describe a non-collection?"""
+    for ps in root.iter("{DAV:}propstat"):
+        if " 200" in (ps.findtext("{DAV:}status") or ""):
+            rt = ps.find("{DAV:}prop/{DAV:}resourcetype")
+            if rt is not None:
+                return rt.find("{DAV:}collection") is None
+    return False

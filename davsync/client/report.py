@@ -176,7 +176,14 @@ def summary_lines(result: PullResult) -> list[str]:
         parts.append(f"{len(result.errors)} error(s)")
     if result.skipped:
         parts.append(f"{len(result.skipped)} skipped")
-    lines = ["Done: " + ", ".join(parts) + "."]
+    if result.plan.refused_deletions:
+        parts.append(f"{result.plan.refused_deletions} deletion(s) refused")
+    return ["Done: " + ", ".join(parts) + "."] + problem_lines(result)
+
+
+def problem_lines(result: PullResult) -> list[str]:
+    """Everything a pull left out of sync, and why: what --quiet still prints."""
+    lines = []
     for c in result.conflicts:
         lines.append(f"conflict: {c['path']}: {c['reason']}; your version is kept as {c['local_copy']}")
     for e in result.errors:

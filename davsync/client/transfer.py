@@ -38,7 +38,11 @@ class DownloadError(Exception):
 
 
 class LocalWriteError(Exception):
-    """The local side refused a write (disk full, permission): the run stops."""
+    """The local side refused a write that affects everything (disk full, the state folder): the run stops."""
+
+
+class PathWriteError(DownloadError):
+    """One place in DEST refuses writes (a read-only sub-folder): that file is reported, the rest goes on."""
 
 
 class Raced(Exception):
@@ -67,6 +71,14 @@ def local_error(e: OSError, what: str) -> LocalWriteError:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return LocalWriteError(f"permission denied while {what} ({e.filename}). Check the folder's permissions.")
     return LocalWriteError(f"could not write while {what}: {e.strerror} ({e.filename})")
+
+
+def path_error(e: OSError, what: str, target: Path) -> Exception:
+    """Permission problems belong to one folder (the run goes on); anything else stops the run."""
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "permission denied" if e.errno != errno.EROFS else "the file system is read-only"
+        return PathWriteError(f"cannot write {target}: {reason}; check that folder's permissions")
+    return local_error(e, what)
 
 
 def download(
@@ -124,7 +136,7 @@ def download(
 
 def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Callable[[int], None]) -> Downloaded:
     try:
-        status, body = remote.get_small(entry.path)
+        status, body = remote.get_small(entry.path, entry.href)
     except RemoteError as e:
         if e.fatal:
             raise
@@ -196,7 +208,7 @@ def _fetch_once(
         headers["Range"] = f"bytes={offset}-"
         headers["If-Range"] = f'"{entry.etag}"'
     try:
-        resp = remote.request("GET", remote.url_for(entry.path), headers=headers, stream=True)
+        resp = remote.request("GET", remote.url_for(entry.path, href=entry.href), headers=headers, stream=True)
     except RemoteError as e:
         if e.fatal:
             raise
@@ -359,7 +371,11 @@ def place(
         if got.partial.suffix == ".part":
             discard_partial(dest / ".davsync", rel)
     except OSError as e:
-        raise local_error(e, f"placing {rel}") from None
+        err = path_error(e, f"placing {rel}", target)
+        if isinstance(err, PathWriteError):
+            _discard(got.partial)
+            discard_partial(dest / ".davsync", rel)
+        raise err from None
     return placed
 
 
@@ -389,7 +405,7 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None) -> str:
         os.rename(src, dest / candidate)
         fsync_dir((dest / candidate).parent)
     except OSError as e:
-        raise local_error(e, f"keeping {rel} as a conflict copy") from None
+        raise path_error(e, f"keeping {rel} as a conflict copy", src) from None
     return candidate
 
 
@@ -402,5 +418,5 @@ def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: 
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(src, target)
     except OSError as e:
-        raise local_error(e, f"moving {rel} to the trash") from None
+        raise path_error(e, f"moving {rel} to the trash", src) from None
     return str(target.relative_to(dest))

@@ -15,11 +15,12 @@ from .remote import FolderListing, Remote, RemoteError
 LIST_RETRIES = 3
 
 
-def list_with_retries(remote: Remote, folder: str) -> FolderListing:
-    """A folder's listing, retrying transient failures (5xx, resets, timeouts) with backoff."""
+def list_with_retries(remote: Remote, folder: str, href: str = "") -> FolderListing:
+    """A folder's listing, retrying transient failures (5xx, resets, timeouts) with backoff.
+    `href` is the server's own spelling of the folder (it may differ from the NFC path)."""
     for attempt in range(LIST_RETRIES + 1):
         try:
-            return remote.list_folder(folder)
+            return remote.list_folder(folder, href)
         except RemoteError as e:
             transient = e.status is None or e.status >= 500
             if e.fatal or not transient or attempt == LIST_RETRIES:
@@ -68,5 +69,5 @@ def walk(
                         continue
                     result.entries[entry.path] = entry
                     if entry.is_dir:
-                        pending[pool.submit(list_with_retries, remote, entry.path)] = entry.path
+                        pending[pool.submit(list_with_retries, remote, entry.path, entry.href)] = entry.path
     return result

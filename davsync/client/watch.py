@@ -46,6 +46,7 @@ def watch_loop(
     say(f"watching {puller.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
     delay = interval
     down_since: float | None = None
+    kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
     code = Exit.OK
     try:
         while not stop.is_set():
@@ -70,8 +71,24 @@ def watch_loop(
                 if acted or result.errors:
                     for line in summary_lines(result):
                         say(line)
+                kept = set(result.done.get("deleted-remotely", []))
+                for line in kept_lines(kept - kept_reported, options.delete):
+                    say(line)
+                kept_reported = kept  # every run re-judges all kept files, so this is the whole set
             stop.wait(delay)
     finally:
         puller.close()
     say("stopped")
     return code
+
+
+def kept_lines(paths: set[str], delete: bool, limit: int = 20) -> list[str]:
+    """Files deleted on the server that stay here: said once, so the mirror is never silently a superset."""
+    if not paths:
+        return []
+    why = "a deletion guard refused them (see the warning)" if delete else "run with --delete to remove them"
+    lines = [f"{len(paths)} file(s) deleted on the server are kept here; {why}:"]
+    lines += [f"  kept: {p}" for p in sorted(paths)[:limit]]
+    if len(paths) > limit:
+        lines.append(f"  … and {len(paths) - limit} more")
+    return lines
