@@ -134,26 +134,37 @@ def user_list(users: Optional[Path] = UsersOpt) -> None:
 @app.command()
 def serve(
     root: Optional[Path] = typer.Argument(None, help="The folder to share (or `root` in --config)."),
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on. [default: 0.0.0.0]"),
-    port: Optional[int] = typer.Option(None, "--port", help="TCP port. [default: 8080]"),
+    # Defaults are shown with show_default (not in the help text: rich reads "[...]" as
+    # markup and dropped them); the real value is None so --config can fill it in.
+    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on.", show_default="0.0.0.0"),
+    port: Optional[int] = typer.Option(None, "--port", help="TCP port.", show_default="8080"),
     state_dir: Optional[Path] = typer.Option(
-        None, "--state-dir", help="Where the index, locks and properties live (outside ROOT)."
+        None, "--state-dir", help="Where the index, locks and properties live (outside ROOT).",
+        show_default="~/.local/state/davsync/NAME-HASH",
     ),
-    users: Optional[Path] = UsersOpt,
+    users: Optional[Path] = typer.Option(
+        None, "--users", help="Users file (davsync user add).", show_default="~/.config/davsync/users.json"
+    ),
     anonymous: Optional[str] = typer.Option(
-        None, "--anonymous", help="Access without a login: off, read or write. [default: off]"
+        None, "--anonymous", help="Access without a login: off, read or write.", show_default="off"
     ),
-    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="TLS certificate (PEM) to serve https."),
-    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="TLS private key (PEM)."),
+    tls_cert: Optional[Path] = typer.Option(
+        None, "--tls-cert", help="TLS certificate (PEM) to serve https.", show_default="none: plain http"
+    ),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="TLS private key (PEM, unencrypted).", show_default=False),
     allow_infinite_depth: Optional[bool] = typer.Option(
-        None, "--allow-infinite-depth/--no-allow-infinite-depth", help="Answer PROPFIND Depth: infinity."
+        None, "--allow-infinite-depth/--no-allow-infinite-depth", help="Answer PROPFIND Depth: infinity.",
+        show_default="no",
     ),
     rescan_interval: Optional[float] = typer.Option(
-        None, "--rescan-interval", help="Seconds between full rescans behind the live watcher. [default: 600]"
+        None, "--rescan-interval", help="Seconds between full rescans behind the live watcher.", show_default="600"
     ),
-    qr: Optional[bool] = typer.Option(None, "--qr/--no-qr", help="Print a QR code of the share URL. [default: --qr]"),
+    qr: Optional[bool] = typer.Option(
+        None, "--qr/--no-qr", help="Print a QR code of the share URL.", show_default="only on a terminal"
+    ),
     advertise: Optional[bool] = typer.Option(
-        None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp)."
+        None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
+        show_default="no",
     ),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
@@ -174,6 +185,8 @@ def serve(
             values["verbose"] = True
         if values.get("root") is None:
             raise SettingsError("name the folder to share: davsync serve FOLDER")
+        # A QR code is for eyes: not into a pipe, a log file or the journal, unless asked for.
+        values.setdefault("qr", sys.stdout.isatty())
         settings = ServeSettings(**values).resolved()
     except SettingsError as e:
         raise fail(str(e), Exit.USAGE) from None
@@ -184,6 +197,7 @@ def serve(
 
 def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined]  # noqa: F821
     import logging
+    import ssl
 
     from .server.app import DavServer
     from .server.netinfo import share_urls
@@ -202,6 +216,8 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
     try:
         server = DavServer(settings, db)
         server.start()
+    except ssl.SSLError as e:
+        raise fail(f"the TLS certificate or key cannot be used ({e.reason or e.strerror}).", Exit.USAGE) from None
     except OSError as e:
         raise fail(
             f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}. "

@@ -9,6 +9,7 @@ import http.client
 import re
 import socket
 
+import pytest
 import requests
 from requests.auth import HTTPDigestAuth
 
@@ -190,3 +191,25 @@ def test_digest_put_keeps_the_connection_unless_the_client_closes_it(share) -> N
     closing.close()
     with socket.create_connection(("127.0.0.1", share.server.port), timeout=5):
         pass
+
+
+def test_webdav4_fsspec_calls_on_files(share, tmp_path) -> None:
+    """The real webdav4 client (fsspec): its file calls PROPFIND the file with no Depth."""
+    pytest.importorskip("webdav4", reason="webdav4[fsspec] is a test dependency: pip install -e '.[test]'")
+    from webdav4.fsspec import WebdavFileSystem
+
+    data = b"read by fsspec " * 1000
+    (share.root / "dir 1").mkdir()
+    (share.root / "dir 1" / "naïve café.txt").write_bytes(data)
+    fs = WebdavFileSystem(share.url, auth=("alice", PASSWORDS["alice"]))
+    path = "dir 1/naïve café.txt"  # webdav4 does not escape "#" itself
+    assert fs.exists(path) and not fs.exists("dir 1/missing.txt")
+    assert fs.size(path) == len(data)
+    assert fs.cat(path) == data
+    with fs.open(path, "rb") as f:
+        assert f.read(15) == b"read by fsspec "
+    fs.get(path, str(tmp_path / "got.txt"))
+    assert (tmp_path / "got.txt").read_bytes() == data
+    assert fs.info(path)["type"] == "file"
+    fs.pipe("dir 1/up.txt", b"written by fsspec")
+    assert (share.root / "dir 1" / "up.txt").read_bytes() == b"written by fsspec"

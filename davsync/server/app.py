@@ -22,6 +22,7 @@ from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .fastget import FastGet
 from .http import StickyConnection
 from .index import HashIndex
+from .lftp_compat import LftpProppatchCompat
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .watcher import ChangeTracker
@@ -99,7 +100,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     }
     dav_app = WsgiDAVApp(config)
     fast = FastGet(dav_app, provider, users, settings.anonymous)
-    return FrontGate(fast, users, settings.anonymous), state
+    return FrontGate(LftpProppatchCompat(fast), users, settings.anonymous), state
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

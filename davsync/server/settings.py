@@ -71,6 +71,13 @@ class ServeSettings:
         for f in (self.tls_cert, self.tls_key):
             if f is not None and not f.expanduser().is_file():
                 raise SettingsError(f"The TLS file {f} does not exist.")
+        if self.tls_cert and self.tls_key:
+            from .tls import TLSFilesError, check_tls_files
+
+            try:
+                check_tls_files(self.tls_cert.expanduser(), self.tls_key.expanduser())
+            except TLSFilesError as e:
+                raise SettingsError(str(e)) from None
         if not (0 <= self.port < 65536):
             raise SettingsError(f"--port must be 0-65535, not {self.port}.")
         if self.rescan_interval < 1:

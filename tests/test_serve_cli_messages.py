@@ -1,0 +1,90 @@
+"""`davsync serve` tells a new user the right thing: TLS file problems, defaults in --help, no QR code in logs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import free_port, wait_until
+from davsync.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    files = {}
+    for name in ("a", "b"):
+        cert = ca.issue_cert("127.0.0.1")
+        files[f"{name}.pem"] = tmp_path / f"{name}.pem"
+        files[f"{name}.key"] = tmp_path / f"{name}.key"
+        cert.cert_chain_pems[0].write_to_path(str(files[f"{name}.pem"]))
+        cert.private_key_pem.write_to_path(str(files[f"{name}.key"]))
+    files["junk"] = tmp_path / "junk.txt"
+    files["junk"].write_text("not a certificate\n")
+    files["enc.key"] = tmp_path / "enc.key"
+    subprocess.run(["openssl", "pkey", "-in", str(files["a.key"]), "-aes256", "-passout", "pass:pw", "-out",
+                    str(files["enc.key"])], check=True, capture_output=True)  # fmt: skip
+    return files
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        ("a.pem", "b.key", "does not belong to the certificate"),
+        ("junk", "a.key", "is not a PEM certificate"),
+        ("a.pem", "junk", "is not a PEM private key"),
+        ("a.pem", "enc.key", "protected by a passphrase"),
+    ],
+)
+def test_bad_tls_files_are_named_not_blamed_on_the_port(
+    tmp_path: Path, users_file: Path, tls_files: dict[str, Path], cert: str, key: str, message: str
+) -> None:
+    (tmp_path / "root").mkdir()
+    r = runner.invoke(app, ["serve", str(tmp_path / "root"), "--users", str(users_file), "--state-dir",
+                            str(tmp_path / "st"), "--port", str(free_port()), "--host", "127.0.0.1",
+                            "--tls-cert", str(tls_files[cert]), "--tls-key", str(tls_files[key])])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert message in r.output and str(tls_files[key if "key" in message or "passphrase" in message else cert]) in r.output
+    assert "port" not in r.output and "Traceback" not in r.output and "SSLError" not in r.output
+    assert r.output.count("\n") <= 2, r.output  # one sentence, not a dump
+
+
+def test_serve_help_shows_defaults() -> None:
+    r = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    for option, default in [("--host", "0.0.0.0"), ("--port", "8080"), ("--users", "~/.config/davsync/users.json"),
+                            ("--rescan-interval", "600"), ("--anonymous", "off"), ("--qr", "only on a terminal")]:
+        after = text.split(option, 1)[1]
+        assert re.match(rf"[^\[]*\[default: \(?{re.escape(default)}\)?\]", after), (option, r.output)
+
+
+def _serve_output(tmp_path: Path, users_file: Path, *extra: str) -> str:
+    (tmp_path / "root").mkdir(exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "davsync", "serve", str(tmp_path / "root"), "--host", "127.0.0.1",
+                             "--port", str(port), "--state-dir", str(tmp_path / "st"), "--users", str(users_file),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    try:
+        wait_until(lambda: lines.append(proc.stdout.readline()) or "Ctrl-C" in lines[-1], 30, "the serve banner")
+    finally:
+        proc.terminate()
+        lines += proc.stdout.readlines()
+        proc.wait(15)
+    return "".join(lines)
+
+
+def test_no_qr_code_when_stdout_is_not_a_terminal(tmp_path: Path, users_file: Path) -> None:
+    out = _serve_output(tmp_path, users_file)
+    assert "davsync is sharing" in out and "Scan to connect" not in out and "█" not in out and "▀" not in out
+    asked = _serve_output(tmp_path, users_file, "--qr")
+    assert "Scan to connect" in asked
