@@ -431,11 +431,11 @@ def split_collisions(entries: list[RemoteEntry], remote: Remote) -> tuple[list[R
         if len(members) == 1:
             kept.append(members[0])
             continue
+        # One report under the local path, so the journal's entry there is neither synced nor deleted.
         spellings = sorted({remote.server_name(m) or m.path for m in members})
-        for name in spellings:
-            skipped.append(Skipped(name, f"the server has {len(members)} names that differ only in Unicode "
-                                         f"normalisation ({', '.join(_escaped(n) for n in spellings)}); "
-                                         "this computer can hold only one, so none is synced"))  # fmt: skip
+        skipped.append(Skipped(path, f"the server has {len(members)} names that differ only in Unicode "
+                                     f"normalisation ({', '.join(_escaped(n) for n in spellings)}); "
+                                     "this computer can hold only one, so none is synced"))  # fmt: skip
     return kept, skipped
 
 
