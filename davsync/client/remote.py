@@ -92,7 +92,19 @@ def normalize_base(url: str) -> str:
     """
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteError(f"'{url}' is not an http(s) URL, e.g. http://raspberrypi.local:8080/", fatal=True)
+        hint = f"http://{url.strip().lstrip('/')}" if "://" not in url else "http://raspberrypi.local:8080/"
+        hint += "" if hint.endswith("/") else "/"
+        raise RemoteError(f"'{url}' is not an http(s) URL: write it like {hint}.", fatal=True)
+    if parts.username is not None or parts.password is not None:
+        raise RemoteError(
+            "the URL holds a user name or password: give the user with --user and the password with "
+            "DAVSYNC_PASSWORD or the prompt, so it never shows in process lists or logs.",
+            fatal=True,
+        )
+    try:
+        parts.port
+    except ValueError:
+        raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
     segments = [quote(nfc(unquote(seg)), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
     path = "/".join(segments)
     if not path.startswith("/"):
