@@ -223,7 +223,7 @@ def test_status_exit_matches_what_pull_would_do(share, tmp_path: Path) -> None:
 
 
 def test_skipped_names_and_refused_deletions_exit_3_and_show_with_quiet(share, tmp_path: Path) -> None:
-    for name in ("fine.txt", "a:b.txt", "CON.txt", "x.txt", "y.txt", "z.txt"):
+    for name in ("fine.txt", "a:b.txt", "CON.txt", "Case.txt", "case.TXT", "x.txt", "y.txt", "z.txt"):
         (share.root / name).write_bytes(name.encode())
     dest = tmp_path / "m"
     r = davsync("pull", share.url, str(dest), "-u", "alice", "--name-rules", "windows", "--quiet")
@@ -231,6 +231,7 @@ def test_skipped_names_and_refused_deletions_exit_3_and_show_with_quiet(share, t
     assert r.returncode == 3, r.stdout + r.stderr
     assert "skipped: a:b.txt: name contains characters Windows forbids: ':'" in r.stdout
     assert "skipped: CON.txt: name is reserved on Windows" in r.stdout
+    assert "skipped: Case.txt: differs only by case from 'case.TXT'" in r.stdout
     assert "Done:" not in r.stdout  # --quiet: the problems, not the summary
     assert (dest / "fine.txt").exists() and not (dest / "a:b.txt").exists()
     assert davsync("status", share.url, str(dest), "-u", "alice", "--name-rules", "windows").returncode == 3
@@ -257,6 +258,8 @@ def test_unwritable_subfolder_is_reported_by_its_real_path_and_the_rest_goes_on(
         dest = base / "m"
         assert davsync("pull", share.url, str(dest), "-u", "alice", as_user=True).returncode == 0
         (share.root / "locked" / "new.txt").write_bytes(b"cannot land")
+        (share.root / "locked" / "new folder").mkdir()
+        (share.root / "locked" / "new folder" / "f.txt").write_bytes(b"f")
         (share.root / "open" / "new.txt").write_bytes(b"lands")
         (share.root / "top.txt").write_bytes(b"top, edited")
         share.wait_indexed()
@@ -267,6 +270,7 @@ def test_unwritable_subfolder_is_reported_by_its_real_path_and_the_rest_goes_on(
         clean(r)
         assert r.returncode == 3, r.stdout + r.stderr
         assert f"error: locked/new.txt: cannot write {dest / 'locked' / 'new.txt'}: permission denied" in r.stdout
+        assert f"error: locked/new folder: cannot write {dest / 'locked' / 'new folder'}: permission denied" in r.stdout
         assert ".davsync" not in r.stdout
         assert (dest / "open" / "new.txt").read_bytes() == b"lands"
         assert (dest / "top.txt").read_bytes() == b"top, edited"
@@ -274,6 +278,7 @@ def test_unwritable_subfolder_is_reported_by_its_real_path_and_the_rest_goes_on(
         (dest / "locked").chmod(0o755)
         again = davsync("pull", share.url, str(dest), "-u", "alice", as_user=True)
         assert again.returncode == 0 and (dest / "locked" / "new.txt").read_bytes() == b"cannot land"
+        assert (dest / "locked" / "new folder" / "f.txt").read_bytes() == b"f"
 
 
 # --- 14: connection and TLS errors, one clean sentence each --------------------------------------------

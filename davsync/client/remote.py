@@ -307,8 +307,13 @@ class Remote:
             raise RemoteError(f"the server denies access to {self.base_url} (403).", fatal=True, status=403)
         if resp.status_code == 404:
             raise RemoteError(f"there is no share at {self.base_url} (404). Check the URL.", fatal=True, status=404)
-        if resp.status_code == 405:
-            raise RemoteError(f"{self.base_url} is not a WebDAV share (PROPFIND not allowed).", fatal=True, status=405)
+        if resp.status_code in (200, 405, 501):  # a web page, or PROPFIND refused: no WebDAV here
+            raise NotAShare(
+                f"{self.base_url} is not a WebDAV share (PROPFIND answered HTTP {resp.status_code}): "
+                "check the URL and the port.",
+                fatal=True,
+                status=resp.status_code,
+            )
         raise RemoteError(f"listing {self.base_url} failed: HTTP {resp.status_code}.", status=resp.status_code)
 
     def list_folder(self, folder: str, href: str = "") -> FolderListing:
