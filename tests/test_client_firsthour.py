@@ -138,6 +138,30 @@ def test_url_of_a_file_is_a_usage_error(share, tmp_path: Path) -> None:
         assert st.returncode == 2 and "is a file, not a folder" in st.stderr
 
 
+def test_urls_a_new_user_might_type(share, tmp_path: Path) -> None:
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_until(lambda: davsync("pull", f"http://127.0.0.1:{port}/", str(tmp_path / "m")).returncode == 2, 30,
+                   "a plain web server to answer")  # fmt: skip
+        cases = [
+            ((f"http://127.0.0.1:{port}/",), "is not a WebDAV share (PROPFIND answered HTTP 501): check the URL"),
+            (("raspberrypi:8080",), "is not an http(s) URL: write it like http://raspberrypi:8080/."),
+            ((share.url.replace("http://", "http://alice:secret@"),), "the URL holds a user name or password"),
+            (("http://127.0.0.1:99999/",), "is not a number from 1 to 65535"),
+        ]
+        for args, expected in cases:
+            r = davsync("pull", *args, str(tmp_path / "m"), "-u", "alice")
+            clean(r)
+            assert r.returncode == 2 and expected in one_sentence(r.stderr), (args, r.stderr)
+            assert "secret" not in r.stderr
+        assert not (tmp_path / "m").exists()
+    finally:
+        web.terminate()
+        web.wait(10)
+
+
 # --- 10, 15: nothing created before the server answers; DEST problems ----------------------------
 
 
