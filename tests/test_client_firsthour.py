@@ -123,6 +123,15 @@ def test_url_typed_with_literal_spaces_and_accents(share, tmp_path: Path) -> Non
             assert (dest / "a b.txt").read_bytes() == b"deep"
         else:
             assert (dest / "x.txt").read_bytes() == b"x" and (dest / "Ünïcode" / "a b.txt").read_bytes() == b"deep"
+    # A share folder named in NFD on the server, its URL pasted from a browser: found as spelled.
+    from urllib.parse import quote
+
+    mac = unicodedata.normalize("NFD", "Fotos München")
+    (share.root / mac).mkdir()
+    (share.root / mac / "p.jpg").write_bytes(b"jpg")
+    dest = tmp_path / "mac"
+    r = davsync("pull", share.url + quote(mac) + "/", str(dest), "-u", "alice")
+    assert r.returncode == 0 and (dest / "p.jpg").read_bytes() == b"jpg", r.stdout + r.stderr
 
 
 def test_url_of_a_file_is_a_usage_error(share, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
 from .neterrors import connection_message, tls_message
-from .paths import Skipped, UnsafeHref, href_to_relpath, nfc, shown
+from .paths import Skipped, UnsafeHref, href_to_relpath, shown
 from .plan import RemoteEntry
 
 OC_NS = "http://owncloud.org/ns"
@@ -88,7 +88,8 @@ def normalize_base(url: str) -> str:
 
     A URL typed with literal spaces or non-ASCII letters and one copied from a browser
     (`%20`) name the same folder; hrefs from the server are compared segment by segment
-    after decoding, so either spelling works.
+    after decoding, so either spelling works. The Unicode form is kept as given: a share
+    folder named in NFD on the server is found only by its NFD spelling.
     """
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -105,7 +106,7 @@ def normalize_base(url: str) -> str:
         parts.port
     except ValueError:
         raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
-    segments = [quote(nfc(unquote(seg)), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
+    segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
     path = "/".join(segments)
     if not path.startswith("/"):
         path = "/" + path
