@@ -23,7 +23,7 @@ from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
 from .neterrors import connection_message, tls_message
-from .paths import Skipped, UnsafeHref, href_to_relpath, shown
+from .paths import Skipped, UnsafeHref, href_to_relpath, shown, url_segments
 from .plan import RemoteEntry
 
 OC_NS = "http://owncloud.org/ns"
@@ -234,8 +234,8 @@ class Remote:
         """The server's own spelling of an entry's path, when it differs from the local (NFC) one."""
         if not entry.href:
             return None
-        base_depth = len(urlsplit(self.base_url).path.strip("/").split("/")) if urlsplit(self.base_url).path.strip("/") else 0
-        segments = urlsplit(urljoin(self.base_url, entry.href)).path.strip("/").split("/")[base_depth:]
+        depth = len(url_segments(urlsplit(self.base_url).path))
+        segments = url_segments(urlsplit(urljoin(self.base_url, entry.href)).path)[depth:]
         name = "/".join(unquote(s) for s in segments)
         return name if name != entry.path else None
 
