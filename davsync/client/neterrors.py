@@ -84,9 +84,25 @@ def connection_message(e: BaseException, base_url: str) -> str:
         _find(e, ConnectionResetError) is not None or "connection aborted" in text or "remotedisconnected" in text
     ):
         secure = base_url.replace("http://", "https://", 1)
+        if speaks_tls(host, parts.port or 80):
+            return f"the server at {parts.netloc} speaks https, not plain http: use {secure}."
         return f"the server at {parts.netloc} closed the connection; if it serves https, use {secure}."
     if "timed out" in text or "timeout" in text:
         return f"the server at {parts.netloc} did not answer in time: check the address and the network."
     if _find(e, OSError) is not None and "network is unreachable" in text:
         return f"the network to {host} is unreachable: check this computer's connection."
     return f"cannot reach {parts.netloc}: check that `davsync serve` is running there and the address is right."
+
+
+def speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Does the port complete a TLS handshake? Asked only after plain http was cut off,
+    to tell "this is an https port" from any other reset."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # a diagnosis only: nothing is sent or trusted
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host):
+                return True
+    except (OSError, ValueError):
+        return False

@@ -56,8 +56,8 @@ def href_to_relpath(href: str, folder_url: str, base_url: str) -> str:
         raise UnsafeHref(f"href points to another server: {shown(href)}")
     # Compare decoded segments: the server may percent-encode differently from the URL
     # typed by the user (`%20` or a space, `%28` or `(`, NFD or NFC), and still mean it.
-    base_segments = _segments(base.path)
-    href_segments = _segments(absolute.path)
+    base_segments = url_segments(base.path)
+    href_segments = url_segments(absolute.path)
     n = len(base_segments)
     if [_comparable(s) for s in href_segments[:n]] != [_comparable(s) for s in base_segments]:
         raise UnsafeHref(f"href is outside the share: {shown(href)}")
@@ -77,7 +77,7 @@ def href_to_relpath(href: str, folder_url: str, base_url: str) -> str:
     return "/".join(segments)
 
 
-def _segments(path: str) -> list[str]:
+def url_segments(path: str) -> list[str]:
     """A URL path's raw segments, without the leading and trailing slash."""
     stripped = path.strip("/")
     return stripped.split("/") if stripped else []

@@ -16,7 +16,7 @@ from ..concurrency import bounded
 from ..exitcodes import Exit
 from ..fsutil import fsync_dir
 from .filters import Filter
-from .journal import Journal
+from .journal import Journal, JournalError
 from .paths import NameRules, Skipped, default_rules, filter_names
 from .plan import (
     TRANSFERS,
@@ -214,7 +214,11 @@ class Puller:
                 return self._fatal(result, str(e), Exit.USAGE)
             except OSError as e:
                 return self._fatal(result, f"cannot create {self.dest}: {e.strerror}.", Exit.LOCAL)
-            journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
+            try:
+                journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
+            except JournalError as e:
+                lock.release()
+                return self._fatal(result, str(e), Exit.LOCAL)
             for leftover in (self.state_dir / "partial").glob("*.small"):
                 leftover.unlink(missing_ok=True)
         try:

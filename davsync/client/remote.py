@@ -23,7 +23,7 @@ from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
 from .neterrors import connection_message, tls_message
-from .paths import Skipped, UnsafeHref, href_to_relpath, nfc, shown
+from .paths import Skipped, UnsafeHref, href_to_relpath, shown, url_segments
 from .plan import RemoteEntry
 
 OC_NS = "http://owncloud.org/ns"
@@ -88,12 +88,25 @@ def normalize_base(url: str) -> str:
 
     A URL typed with literal spaces or non-ASCII letters and one copied from a browser
     (`%20`) name the same folder; hrefs from the server are compared segment by segment
-    after decoding, so either spelling works.
+    after decoding, so either spelling works. The Unicode form is kept as given: a share
+    folder named in NFD on the server is found only by its NFD spelling.
     """
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteError(f"'{url}' is not an http(s) URL, e.g. http://raspberrypi.local:8080/", fatal=True)
-    segments = [quote(nfc(unquote(seg)), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
+        hint = f"http://{url.strip().lstrip('/')}" if "://" not in url else "http://raspberrypi.local:8080/"
+        hint += "" if hint.endswith("/") else "/"
+        raise RemoteError(f"'{url}' is not an http(s) URL: write it like {hint}.", fatal=True)
+    if parts.username is not None or parts.password is not None:
+        raise RemoteError(
+            "the URL holds a user name or password: give the user with --user and the password with "
+            "DAVSYNC_PASSWORD or the prompt, so it never shows in process lists or logs.",
+            fatal=True,
+        )
+    try:
+        parts.port
+    except ValueError:
+        raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
+    segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
     path = "/".join(segments)
     if not path.startswith("/"):
         path = "/" + path
@@ -221,8 +234,8 @@ class Remote:
         """The server's own spelling of an entry's path, when it differs from the local (NFC) one."""
         if not entry.href:
             return None
-        base_depth = len(urlsplit(self.base_url).path.strip("/").split("/")) if urlsplit(self.base_url).path.strip("/") else 0
-        segments = urlsplit(urljoin(self.base_url, entry.href)).path.strip("/").split("/")[base_depth:]
+        depth = len(url_segments(urlsplit(self.base_url).path))
+        segments = url_segments(urlsplit(urljoin(self.base_url, entry.href)).path)[depth:]
         name = "/".join(unquote(s) for s in segments)
         return name if name != entry.path else None
 
@@ -295,8 +308,13 @@ class Remote:
             raise RemoteError(f"the server denies access to {self.base_url} (403).", fatal=True, status=403)
         if resp.status_code == 404:
             raise RemoteError(f"there is no share at {self.base_url} (404). Check the URL.", fatal=True, status=404)
-        if resp.status_code == 405:
-            raise RemoteError(f"{self.base_url} is not a WebDAV share (PROPFIND not allowed).", fatal=True, status=405)
+        if resp.status_code in (200, 405, 501):  # a web page, or PROPFIND refused: no WebDAV here
+            raise NotAShare(
+                f"{self.base_url} is not a WebDAV share (PROPFIND answered HTTP {resp.status_code}): "
+                "check the URL and the port.",
+                fatal=True,
+                status=resp.status_code,
+            )
         raise RemoteError(f"listing {self.base_url} failed: HTTP {resp.status_code}.", status=resp.status_code)
 
     def list_folder(self, folder: str, href: str = "") -> FolderListing:
@@ -431,11 +449,11 @@ def split_collisions(entries: list[RemoteEntry], remote: Remote) -> tuple[list[R
         if len(members) == 1:
             kept.append(members[0])
             continue
+        # One report under the local path, so the journal's entry there is neither synced nor deleted.
         spellings = sorted({remote.server_name(m) or m.path for m in members})
-        for name in spellings:
-            skipped.append(Skipped(name, f"the server has {len(members)} names that differ only in Unicode "
-                                         f"normalisation ({', '.join(_escaped(n) for n in spellings)}); "
-                                         "this computer can hold only one, so none is synced"))  # fmt: skip
+        skipped.append(Skipped(path, f"the server has {len(members)} names that differ only in Unicode "
+                                     f"normalisation ({', '.join(_escaped(n) for n in spellings)}); "
+                                     "this computer can hold only one, so none is synced"))  # fmt: skip
     return kept, skipped
 
 

@@ -61,7 +61,7 @@ def watch_loop(
                 if down_since is None:
                     down_since = time.monotonic()
                 delay = min(MAX_BACKOFF, max(interval, delay * 2))
-                say(f"server unreachable ({result.fatal}); retrying in {delay:.0f}s")
+                say(f"server unreachable, retrying in {delay:.0f}s: {result.fatal}")
             else:
                 if down_since is not None:
                     say(f"connected again after {time.monotonic() - down_since:.0f}s")
