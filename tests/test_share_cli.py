@@ -229,3 +229,22 @@ def test_browser_opens_a_password_link_through_the_form(served, chromium) -> Non
     target = downloads / "holiday video.bin"
     wait_until(lambda: target.exists() and target.stat().st_size == len(payload), 30, "the download")
     assert target.read_bytes() == payload
+
+
+def test_browser_drops_files_into_an_upload_only_link(served, chromium, tmp_path: Path) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    driver, _ = chromium
+    made = create(served.state_dir, "Photos", "--drop", password="drop it")
+    upload = tmp_path / "beach.jpg"
+    upload.write_bytes(b"a friend's beach")
+    driver.get(made["url"])
+    driver.find_element(By.ID, "password").send_keys("drop it")
+    driver.find_element(By.ID, "login").click()
+    wait_until(lambda: "Upload only" in driver.find_element(By.TAG_NAME, "body").text, 15, "the upload page")
+    assert "2024" not in driver.find_element(By.TAG_NAME, "body").text  # nothing is listed
+    driver.find_element(By.ID, "files").send_keys(str(upload))
+    driver.find_element(By.ID, "send").click()
+    wait_until(lambda: "Uploaded beach.jpg" in driver.find_element(By.ID, "status").text, 15, "the upload")
+    assert (served.root / "Photos" / "beach.jpg").read_bytes() == b"sand" * 1000  # never overwritten
+    assert (served.root / "Photos" / "beach (2).jpg").read_bytes() == b"a friend's beach"

@@ -391,3 +391,31 @@ def test_doctor_through_a_link_reports_rights_and_expiry(tree) -> None:
     assert "upload only" in drop["share link"].detail and "never expires" in drop["share link"].detail
     # honest about the one thing a drop link cannot do: Windows Explorer needs LOCK to write
     assert [c.name for c in drop.values() if not c.ok] == ["DAV class and locking"]
+
+
+def test_a_link_to_the_whole_share_and_a_real_folder_named_s(tree) -> None:
+    (tree.root / "s" / "notes").mkdir(parents=True)
+    (tree.root / "s" / "notes" / "n.txt").write_text("mine")
+    tree.wait_indexed()
+    url, token = link(tree, path="")
+    listing = requests.request("PROPFIND", url, headers={"Depth": "1"}, timeout=10)
+    assert sorted(hrefs(listing.content)) == [f"/s/{token}/{n}" for n in ("", "Other/", "Photos/", "s/", "secret.txt")]
+    assert requests.get(url + "secret.txt", timeout=10).text == "top secret"
+    # the share's own folder "s" still works for its users; token-shaped names belong to links
+    assert tree.request("GET", "s/notes/n.txt").text == "mine"
+    assert requests.get(tree.url + "s/notes/n.txt", timeout=10).status_code == 401
+
+
+def test_limiter_counts_per_address_and_ipv6_network() -> None:
+    from davsync.server.link_auth import FailureLimiter, client_key
+
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    limiter = FailureLimiter(max_failures=3, window=60)
+    for _ in range(3):
+        assert limiter.retry_after("192.0.2.7") == 0
+        limiter.failed("192.0.2.7")
+    assert 0 < limiter.retry_after("192.0.2.7") <= 60
+    assert limiter.retry_after("192.0.2.8") == 0
+    limiter.succeeded("192.0.2.7")
+    assert limiter.retry_after("192.0.2.7") == 0
