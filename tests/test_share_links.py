@@ -355,13 +355,16 @@ def test_link_answers_carry_privacy_headers_and_tokens_stay_out_of_logs(start_sh
         lg.addHandler(handler)
         lg.setLevel(logging.DEBUG)
     try:
-        url, token = link(share, password="pw")
+        url, token = link(share, password="pw", mode="read-write")
         answers = [
+            requests.request("COPY", url + "a.txt", auth=("u", "pw"), headers={"Destination": url + "c.txt"}, timeout=10),
+            requests.request("MOVE", url + "c.txt", auth=("u", "pw"), headers={"Destination": url + "../x"}, timeout=10),
             requests.get(url + "a.txt", timeout=10),
             requests.get(url + "a.txt", auth=("u", "pw"), timeout=10),
             requests.get(url + "a.txt", auth=("u", "bad"), timeout=10),
             requests.request("PROPFIND", url, auth=("u", "pw"), headers={"Depth": "1"}, timeout=10),
             requests.put(url + "b.txt", auth=("u", "pw"), data=b"b", timeout=10),
+            requests.request("LOCK", url + "b.txt", auth=("u", "pw"), data=LOCK_BODY, timeout=10),
             requests.get(url + "missing", auth=("u", "pw"), timeout=10),
         ]
     finally:

@@ -299,6 +299,7 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
             "provider_mapping": {"/": provider},
             "lock_storage": None,
             "logging": {"enable": False},
+            "verbose": min(int(config.get("verbose", 1)), 2),  # at 3 WsgiDAV logs Destination URLs: tokens
             "middleware_stack": stack,
             "dir_browser": {**config["dir_browser"], "show_user": False},
         })  # fmt: skip
