@@ -94,6 +94,18 @@ def test_create_refuses_bad_input_with_one_sentence(tmp_path: Path, args: list[s
     assert not (tmp_path / "state" / "shares.json").exists() or "[]" in (tmp_path / "state" / "shares.json").read_text()
 
 
+def test_share_finds_the_state_through_the_serve_config(tmp_path: Path) -> None:
+    (tmp_path / "srv" / "root" / "Music").mkdir(parents=True)
+    config = tmp_path / "srv" / "davsync.toml"
+    config.write_text('root = "root"\nstate-dir = "state"\nport = 8765\nhost = "127.0.0.1"\n')
+    made = cli("share", "create", "Music", "--read-only", "--config", str(config), "--json")
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["url"].startswith("http://127.0.0.1:8765/s/")
+    assert (tmp_path / "srv" / "state" / "shares.json").exists()
+    listed = cli("share", "list", "--state-dir", str(tmp_path / "srv" / "state"), "--json")
+    assert [x["path"] for x in json.loads(listed.output)] == ["Music"]
+
+
 def test_share_needs_to_know_which_server(tmp_path: Path) -> None:
     result = cli("share", "list")
     assert result.exit_code == 2 and "--root" in result.output

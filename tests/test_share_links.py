@@ -422,3 +422,43 @@ def test_limiter_counts_per_address_and_ipv6_network() -> None:
     assert limiter.retry_after("192.0.2.8") == 0
     limiter.succeeded("192.0.2.7")
     assert limiter.retry_after("192.0.2.7") == 0
+
+
+def test_concurrent_drops_of_one_name_never_overwrite_each_other(tree) -> None:
+    import threading
+
+    url, _ = link(tree, mode="drop")
+    started, release = threading.Event(), threading.Event()
+    results: dict[str, requests.Response] = {}
+
+    def slow_body() -> Any:
+        yield b"slow "
+        started.set()
+        release.wait(20)
+        yield b"upload"
+
+    slow = threading.Thread(target=lambda: results.update(slow=requests.put(url + "beach.jpg", data=slow_body(), timeout=30)))
+    slow.start()
+    assert started.wait(10)
+    fast = requests.put(url + "beach.jpg", data=b"fast upload", timeout=10)
+    release.set()
+    slow.join(30)
+    assert fast.status_code == results["slow"].status_code == 201
+    assert fast.headers["Location"] != results["slow"].headers["Location"]
+    photos = tree.root / "Photos"
+    contents = {p.name: p.read_bytes() for p in photos.iterdir() if p.name.startswith("beach")}
+    assert contents == {"beach.jpg": b"sand" * 100, "beach (2).jpg": b"slow upload", "beach (3).jpg": b"fast upload"}
+
+
+def test_proppatch_answers_stay_under_the_prefix(tree) -> None:
+    url, token = link(tree, mode="read-write")
+    r = requests.request("PROPPATCH", url + "2024/x.txt", data=PROPPATCH_BODY, timeout=10)
+    assert r.status_code == 207 and hrefs(r.content) == [f"/s/{token}/2024/x.txt"]
+    got = requests.request("PROPFIND", url + "2024/x.txt", headers={"Depth": "0"},
+                           data=b'<d:propfind xmlns:d="DAV:"><d:prop><z:color xmlns:z="urn:x"/></d:prop></d:propfind>',
+                           timeout=10)  # fmt: skip
+    assert b"blue" in got.content
+    # the dead property is the file's, whichever way it is reached
+    via_share = tree.request("PROPFIND", "Photos/2024/x.txt", headers={"Depth": "0"},
+                             data=b'<d:propfind xmlns:d="DAV:"><d:prop><z:color xmlns:z="urn:x"/></d:prop></d:propfind>')  # fmt: skip
+    assert b"blue" in via_share.content
