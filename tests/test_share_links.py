@@ -462,3 +462,17 @@ def test_proppatch_answers_stay_under_the_prefix(tree) -> None:
     via_share = tree.request("PROPFIND", "Photos/2024/x.txt", headers={"Depth": "0"},
                              data=b'<d:propfind xmlns:d="DAV:"><d:prop><z:color xmlns:z="urn:x"/></d:prop></d:propfind>')  # fmt: skip
     assert b"blue" in via_share.content
+
+
+def test_a_damaged_shares_file_fails_closed_with_a_clear_message(tree) -> None:
+    from typer.testing import CliRunner
+
+    from davsync.cli import app
+
+    url, _ = link(tree)
+    (tree.state_dir / "shares.json").write_text("{ not json")
+    r = requests.get(url + "beach.jpg", timeout=10)
+    assert r.status_code == 503 and b"sand" not in r.content
+    assert tree.request("GET", "Photos/beach.jpg").status_code == 200  # the share itself keeps working
+    listed = CliRunner().invoke(app, ["share", "list", "--state-dir", str(tree.state_dir)])
+    assert listed.exit_code == 2 and "unreadable or damaged" in listed.output and "Traceback" not in listed.output
