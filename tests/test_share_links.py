@@ -472,7 +472,7 @@ def test_a_damaged_shares_file_fails_closed_with_a_clear_message(tree) -> None:
     url, _ = link(tree)
     (tree.state_dir / "shares.json").write_text("{ not json")
     r = requests.get(url + "beach.jpg", timeout=10)
-    assert r.status_code == 503 and b"sand" not in r.content
+    assert r.status_code == 503 and b"sand" not in r.content and r.headers["Referrer-Policy"] == "no-referrer"
     assert tree.request("GET", "Photos/beach.jpg").status_code == 200  # the share itself keeps working
     listed = CliRunner().invoke(app, ["share", "list", "--state-dir", str(tree.state_dir)])
     assert listed.exit_code == 2 and "unreadable or damaged" in listed.output and "Traceback" not in listed.output

@@ -88,7 +88,8 @@ class LinkGate:
             link = self.store.find(token)
         except LinkError as e:
             log.error("share links unavailable: %s", e)
-            return _answer(start_response, "503 Service Unavailable", environ, "The share links cannot be read right now.")
+            return _answer(_Decorated(start_response, None, prefix), "503 Service Unavailable", environ,
+                           "The share links cannot be read right now.")  # fmt: skip
         shown = f"/s/{shorten(token)}{rest}"
         if link is None or link.revoked is not None:
             unknown = _Decorated(_Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix)
