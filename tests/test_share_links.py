@@ -476,3 +476,38 @@ def test_a_damaged_shares_file_fails_closed_with_a_clear_message(tree) -> None:
     assert tree.request("GET", "Photos/beach.jpg").status_code == 200  # the share itself keeps working
     listed = CliRunner().invoke(app, ["share", "list", "--state-dir", str(tree.state_dir)])
     assert listed.exit_code == 2 and "unreadable or damaged" in listed.output and "Traceback" not in listed.output
+
+
+# --- real clients through a link ------------------------------------------------------------
+
+
+def test_litmus_passes_everything_through_a_read_write_link_with_digest(tree) -> None:
+    import re
+    import subprocess
+
+    from conftest import require_tool
+
+    exe = require_tool("litmus")
+    url, _ = link(tree, path="Other", mode="read-write", password="lit pw")
+    out = subprocess.run([exe, url, "share", "lit pw"], capture_output=True, text=True, timeout=600,
+                         cwd=tree.state_dir).stdout  # fmt: skip
+    summaries = re.findall(r"summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed", out)
+    assert [s[0] for s in summaries] == ["basic", "copymove", "props", "locks", "http"], out
+    assert (sum(int(s[2]) for s in summaries), sum(int(s[1]) for s in summaries)) == (104, 104), out
+    assert sorted(p.name for p in tree.root.iterdir()) == ["Other", "Photos", "secret.txt"]  # all inside Other
+
+
+def test_rclone_reads_md5s_through_a_read_only_link(tree) -> None:
+    import subprocess
+
+    from conftest import require_tool
+
+    exe = require_tool("rclone")
+    url, _ = link(tree, password="rc pw")
+    obscured = subprocess.run([exe, "obscure", "rc pw"], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run([exe, "md5sum", ":webdav:", "--webdav-url", url, "--webdav-user", "rclone", "--webdav-pass",
+                          obscured, "--webdav-vendor", "owncloud", "--config", "/dev/null"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    sums = dict(reversed(line.split("  ", 1)) for line in out.stdout.splitlines())
+    assert sums == {"beach.jpg": hashlib.md5(b"sand" * 100).hexdigest(), "2024/x.txt": hashlib.md5(b"x").hexdigest()}
