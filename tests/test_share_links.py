@@ -511,3 +511,42 @@ def test_rclone_reads_md5s_through_a_read_only_link(tree) -> None:
     assert out.returncode == 0, out.stderr
     sums = dict(reversed(line.split("  ", 1)) for line in out.stdout.splitlines())
     assert sums == {"beach.jpg": hashlib.md5(b"sand" * 100).hexdigest(), "2024/x.txt": hashlib.md5(b"x").hexdigest()}
+
+
+def test_fuzzed_link_paths_never_reach_outside_the_folder(tree) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    url, token = link(tree, mode="read-write")
+    os.symlink(tree.root / "Other", tree.root / "Photos" / "out")
+    pieces = st.sampled_from(["..", ".", "%2e%2e", "%2E%2e", "%2f", "%2F", "%5c", "\\", "/", "//", "%00", "%c0%af",
+                              "secret.txt", "Other", "private.txt", "out", "2024", "s", token, "%252e%252e"])  # fmt: skip
+    secrets_on_disk = (os.urandom(8).hex().encode(), os.urandom(8).hex().encode())
+    (tree.root / "secret.txt").write_bytes(secrets_on_disk[0])
+    (tree.root / "Other" / "private.txt").write_bytes(secrets_on_disk[1])
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(pieces, min_size=1, max_size=7), st.sampled_from(["GET", "PROPFIND", "COPY"]))
+    def probe(parts: list[str], method: str) -> None:
+        target = f"/s/{token}/" + "/".join(parts)
+        headers = {"Depth": "1"} if method == "PROPFIND" else {}
+        if method == "COPY":
+            headers["Destination"] = f"{url}{'/'.join(parts)}-copy"
+            target = f"/s/{token}/beach.jpg"
+        conn = http.client.HTTPConnection("127.0.0.1", tree.server.port, timeout=30)
+        conn.putrequest(method, target, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.putheader("Content-Length", "0")
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status < 500, (method, target, resp.status)
+        assert not any(s in body for s in secrets_on_disk), (method, target)
+        for href in (hrefs(body) if resp.status == 207 else []):
+            assert href.startswith(f"/s/{token}/"), href
+
+    probe()
+    outside = sorted(p.relative_to(tree.root).as_posix() for p in tree.root.rglob("*") if "Photos" not in p.parts)
+    assert outside == ["Other", "Other/private.txt", "secret.txt"]  # no copy landed outside the folder
