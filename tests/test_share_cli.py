@@ -259,6 +259,7 @@ def test_browser_opens_a_password_link_through_the_form(served, chromium) -> Non
     assert target.read_bytes() == payload
 
 
+@pytest.mark.slow
 def test_browser_drops_files_into_an_upload_only_link(served, chromium, tmp_path: Path) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
 

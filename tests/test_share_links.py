@@ -525,7 +525,7 @@ def test_fuzzed_link_paths_never_reach_outside_the_folder(tree) -> None:
     (tree.root / "secret.txt").write_bytes(secrets_on_disk[0])
     (tree.root / "Other" / "private.txt").write_bytes(secrets_on_disk[1])
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(pieces, min_size=1, max_size=7), st.sampled_from(["GET", "PROPFIND", "COPY"]))
     def probe(parts: list[str], method: str) -> None:
         target = f"/s/{token}/" + "/".join(parts)
