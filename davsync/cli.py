@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from . import __version__
+from .cli_share import share_app
 from .exitcodes import Exit
 from .users import Users, UsersFileError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage who may connect to `davsync serve`.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(share_app, name="share")
 
 
 def fail(message: str, code: Exit) -> typer.Exit:

@@ -56,6 +56,9 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
         allow = {m.strip().upper() for m in options.headers.get("Allow", "").split(",")}
         writable = bool(allow & {"PUT", "DELETE", "MKCOL"})
         checks.append(Check("access", True, "read-write" if writable else "read-only (writes are refused)"))
+        link = share_link(options.headers.get("X-Davsync-Link"))
+        if link is not None:
+            checks.append(_link_check(link))
 
         dav = options.headers.get("DAV", "")
         classes = {c.strip() for c in dav.split(",")}
@@ -67,8 +70,11 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
         else:
             checks.append(Check("DAV class and locking", False, "no DAV header: this is not a WebDAV share"))
 
-        checks.append(_checksums(remote, root.content))
-        checks.append(_sync_collection(remote))
+        if link is not None and link.get("mode") == "drop":
+            checks.append(Check("checksums and sync-collection", True, "not applicable: a drop link lists nothing"))
+        else:
+            checks.append(_checksums(remote, root.content))
+            checks.append(_sync_collection(remote))
         checks.append(_clock(root.headers.get("Date"), sent, received))
         checks.append(_explorer(probe, tls, options.status_code, root.status_code))
     except RemoteError as e:
@@ -76,6 +82,28 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
     finally:
         remote.close()
     return checks
+
+
+def share_link(header: str | None) -> dict[str, str] | None:
+    """The `X-Davsync-Link: mode=...; id=...; expires=...` header of a davsync share link, parsed."""
+    if not header:
+        return None
+    fields = dict(part.strip().partition("=")[::2] for part in header.split(";") if "=" in part)
+    return fields if "mode" in fields else None
+
+
+def _link_check(link: dict[str, str]) -> Check:
+    rights = {"read-only": "browse and download", "read-write": "browse, download, upload, rename and delete",
+              "drop": "upload only (nothing is listed or overwritten)"}.get(link["mode"], link["mode"])  # fmt: skip
+    expires = link.get("expires")
+    if not expires:
+        return Check("share link", True, f"{link['mode']} link {link.get('id', '')}: {rights}; never expires")
+    try:
+        left = parsedate_to_datetime(expires).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return Check("share link", True, f"{link['mode']} link: {rights}; expires {expires}")
+    when = f"{left / 86400:.1f} days" if left >= 86400 else f"{left / 3600:.1f} hours"
+    return Check("share link", True, f"{link['mode']} link {link.get('id', '')}: {rights}; expires {expires} (in {when})")
 
 
 def _checksums(remote: Remote, listing: bytes) -> Check:

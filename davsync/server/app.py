@@ -23,6 +23,8 @@ from .fastget import FastGet
 from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
+from .link_gate import LinkGate, link_app_factory
+from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .watcher import ChangeTracker
@@ -100,7 +102,9 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     }
     dav_app = WsgiDAVApp(config)
     fast = FastGet(dav_app, provider, users, settings.anonymous)
-    return FrontGate(LftpProppatchCompat(fast), users, settings.anonymous), state
+    front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
+    links = LinkStore(settings.state_dir)
+    return LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index), state
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -151,6 +155,9 @@ class DavServer:
 
     def start(self) -> None:
         self._server.prepare()
+        from .server_info import write_server_info
+
+        write_server_info(self.settings, self.port, self.scheme)
         self._thread = threading.Thread(target=self._server.serve, name="davsync-http", daemon=True)
         self._thread.start()
         self.tracker.start()  # watches first, then scans: nothing changed meanwhile is missed

@@ -6,6 +6,7 @@ import os
 import stat
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 from lxml import etree
 from wsgidav import util
@@ -178,6 +179,9 @@ class DavsyncFolder(FolderResource):
 class DavsyncProvider(FilesystemProvider):
     """Serves one sync root; every write through WebDAV updates the index as it happens."""
 
+    file_class: type[DavsyncFile] = DavsyncFile  # share links substitute their own (link_fs.py)
+    folder_class: type[DavsyncFolder] = DavsyncFolder
+
     def __init__(self, root: str, index: HashIndex, *, readonly: bool = False) -> None:
         super().__init__(root, readonly=readonly, fs_opts={"follow_symlinks": False})
         self.index = index
@@ -236,13 +240,17 @@ class DavsyncProvider(FilesystemProvider):
         if stat.S_ISLNK(st.st_mode):
             raise DAVError(HTTP_FORBIDDEN, "Symbolic links are not served.")
         if stat.S_ISDIR(st.st_mode):
-            return DavsyncFolder(path, environ, fp)
+            return self.folder_class(path, environ, fp)
         if stat.S_ISREG(st.st_mode):
-            return DavsyncFile(path, environ, fp, st)
+            return self.file_class(path, environ, fp, st)
         return None
 
     def file_path(self, path: str) -> str:
         return self._loc_to_file_path(path)
+
+    def ref_url_of(self, path: str) -> str:
+        """The key locks and dead properties are stored under (a share link maps its own paths)."""
+        return quote(self.share_path + path)
 
     # --- index upkeep --------------------------------------------------------
 

@@ -8,7 +8,6 @@ to read-only users. These overrides keep its locking and If-header logic.
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import quote
 
 from lxml import etree
 from wsgidav import util, xml_tools
@@ -173,7 +172,7 @@ class DavsyncRequestServer(RequestServer):
         except UploadError as e:
             raise DAVError(e.status, e.message) from None
 
-        ref_url = quote(provider.share_path + path)
+        ref_url = provider.ref_url_of(path)
         lock_man = provider.lock_manager
         if "wsgidav.conditions.if" not in environ:
             util.parse_if_header_dict(environ)

@@ -105,7 +105,7 @@ def do_report(server: Any, environ: dict, start_response: Callable[..., Any]) ->
     if truncated:
         last_seq = changes[-1].seq if changes else since
 
-    share = provider.share_path
+    share = provider.mount_path + provider.share_path
 
     def responses() -> Iterator[etree._Element]:
         for change in changes:

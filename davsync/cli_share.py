@@ -1,0 +1,230 @@
+"""`davsync share`: links to one folder for a phone or a friend (a thin shell over server.links)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .exitcodes import Exit
+
+share_app = typer.Typer(
+    help="Share one folder by link, for a phone or a friend: read-only, read-write or drop-only (uploads).",
+    no_args_is_help=True,
+)
+
+RootOpt = typer.Option(None, "--root", help="The folder `davsync serve` shares (finds its state dir).")
+StateOpt = typer.Option(None, "--state-dir", help="The server's state dir (as given to `davsync serve`).")
+ConfigOpt = typer.Option(None, "--config", help="The TOML file `davsync serve --config` uses.")
+BaseOpt = typer.Option(None, "--base-url", help="Print links on this address, e.g. https://files.example.org/ .")
+QrOpt = typer.Option(True, "--qr/--no-qr", help="Print a QR code of the link.")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
+    from .cli import fail
+
+    return fail(message, code)
+
+
+class _Where:
+    """The server's state, found as `serve` finds it: --root, --state-dir or --config."""
+
+    def __init__(self, root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]) -> None:
+        from .server.server_info import read_server_info
+        from .server.settings import SettingsError, default_state_dir, load_config
+
+        try:
+            self.values: dict[str, Any] = load_config(config) if config else {}
+        except SettingsError as e:
+            raise _fail(str(e)) from None
+        root = root or self.values.get("root")
+        state_dir = state_dir or self.values.get("state_dir")
+        if root is not None and not Path(root).expanduser().is_dir():
+            raise _fail(f"the shared folder {root} does not exist or is not a folder.")
+        if state_dir is None:
+            if root is None:
+                raise _fail("say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE.")
+            state_dir = default_state_dir(Path(root).expanduser())
+        self.state_dir = Path(state_dir).expanduser().resolve()
+        self.info = read_server_info(self.state_dir) or {}
+        if root is None and self.info.get("root"):
+            root = Path(self.info["root"])
+        self.root = Path(root).expanduser().resolve() if root is not None else None
+
+    def store(self) -> Any:
+        from .server.links import LinkStore
+
+        return LinkStore(self.state_dir)
+
+    def base_url(self, override: Optional[str]) -> str:
+        from .server.netinfo import share_urls
+
+        if override:
+            if not override.startswith(("http://", "https://")):
+                raise _fail(f"--base-url must start with http:// or https://, not {override!r}.")
+            return override.rstrip("/")
+        if self.info.get("port"):
+            host, port, scheme = self.info.get("host", "0.0.0.0"), int(self.info["port"]), self.info.get("scheme", "http")
+        else:
+            host = self.values.get("host", "0.0.0.0")
+            port = int(self.values.get("port", 8080))
+            scheme = "https" if self.values.get("tls_cert") else "http"
+        return share_urls(host, port, scheme)[-1].rstrip("/")
+
+
+def _relative_folder(where: _Where, path: Path) -> str:
+    """PATH (absolute, or relative to the shared root) as a '/'-path inside the root."""
+    if where.root is None:
+        raise _fail("give --root FOLDER (or --config) so the folder to share can be found and checked.")
+    target = path.expanduser()
+    if not target.is_absolute():
+        target = where.root / target
+    real = Path(os.path.realpath(target))
+    if not real.is_dir():
+        raise _fail(f"{target} is not a folder; share links open folders.")
+    try:
+        rel = real.relative_to(where.root)
+    except ValueError:
+        raise _fail(f"{target} is outside the shared folder {where.root}; only folders inside it can be shared.") from None
+    return rel.as_posix() if rel.parts else ""
+
+
+def _when(ts: Optional[float]) -> str:
+    return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def _show_issued(where: _Where, issued: Any, base_url: Optional[str], qr: bool, json_out: bool) -> None:
+    link = issued.link
+    url = f"{where.base_url(base_url)}/s/{issued.token}/"
+    scheme, _, hostport = url.partition("://")
+    hostport = hostport.split("/", 1)[0]
+    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    port = port or ("443" if scheme == "https" else "80")
+    unc = f"\\\\{host}{'@SSL' if scheme == 'https' else ''}@{port}\\s\\{issued.token}"
+    if json_out:
+        typer.echo(json.dumps({**link.as_json(), "url": url, "explorer": unc, "token": issued.token}, indent=2))
+        return
+    where_to = f"/{link.path}" if link.path else "the whole share"
+    extra = "; password required" if link.password else ""
+    typer.echo(f"Share link {link.id}: {link.mode} access to {where_to} (expires {_when(link.expires)}{extra})")
+    if link.label:
+        typer.echo(f"  Label:             {link.label}")
+    typer.echo(f"  Link:              {url}")
+    typer.echo(f"  Windows Explorer:  {unc}")
+    if link.password:
+        typer.echo('  Logging in:        any user name with the password (Windows Explorer: user name "share")')
+    if qr:
+        from .server.discovery import qr_text
+
+        typer.echo("Scan it with a phone's WebDAV app:")
+        typer.echo(qr_text(url))
+    typer.echo(f"The link is shown only this once (davsync keeps only a hash). Lost it? davsync share reissue {link.id}")
+
+
+@share_app.command("create")
+def create(
+    path: Path = typer.Argument(..., help="The folder to share: inside the served root, absolute or relative to it ('.' for all)."),
+    read_only: bool = typer.Option(False, "--read-only", help="Browse and download only."),
+    read_write: bool = typer.Option(False, "--read-write", help="Also upload, rename and delete."),
+    drop: bool = typer.Option(False, "--drop", help="Upload only: nothing is listed, nothing is overwritten."),
+    expires: str = typer.Option("7d", "--expires", help="Lifetime: 30m, 12h, 7d, 2w, or 'never'."),
+    password: bool = typer.Option(False, "--password", help="Ask for a password (or take DAVSYNC_PASSWORD)."),
+    label: str = typer.Option("", "--label", help="A note for `share list`, shown on the login page."),
+    root: Optional[Path] = RootOpt,
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[Path] = ConfigOpt,
+    base_url: Optional[str] = BaseOpt,
+    qr: bool = QrOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Make a link to a folder and print it, with a QR code and the Windows Explorer form."""
+    from .cli import read_password
+    from .server.links import LinkError, parse_duration
+
+    modes = [m for m, on in (("read-only", read_only), ("read-write", read_write), ("drop", drop)) if on]
+    if len(modes) != 1:
+        raise _fail("choose exactly one of --read-only, --read-write or --drop.")
+    where = _Where(root, state_dir, config)
+    rel = _relative_folder(where, path)
+    try:
+        lifetime = parse_duration(expires)
+        secret = read_password("Password for the link", confirm=True) if password else None
+        issued = where.store().create(rel, modes[0], expires_in=lifetime, password=secret, label=label)
+    except LinkError as e:
+        raise _fail(str(e)) from None
+    except OSError as e:
+        raise _fail(f"could not write the shares file in {where.state_dir}: {e.strerror or e}.", Exit.LOCAL) from None
+    _show_issued(where, issued, base_url, qr, json_out)
+
+
+@share_app.command("list")
+def list_links(
+    root: Optional[Path] = RootOpt,
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[Path] = ConfigOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """List the links: ID, mode, state, expiry, password, folder and label (never the tokens)."""
+    from .server.links import LinkError
+
+    where = _Where(root, state_dir, config)
+    try:
+        links = where.store().links()
+    except LinkError as e:
+        raise _fail(str(e)) from None
+    if json_out:
+        typer.echo(json.dumps([link.as_json() for link in links], indent=2))
+        return
+    if not links:
+        typer.echo("No share links. Make one with: davsync share create FOLDER --read-only")
+        return
+    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<21} {'PASSWORD':<8} {'TOKEN':<7} FOLDER  LABEL")
+    for link in links:
+        typer.echo(f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<21} "
+                   f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}")  # fmt: skip
+
+
+@share_app.command("revoke")
+def revoke(
+    link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
+    root: Optional[Path] = RootOpt,
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Withdraw a link: a running server answers 404 to it from the next request on."""
+    from .server.links import LinkError
+
+    where = _Where(root, state_dir, config)
+    try:
+        link = where.store().revoke(link_id)
+    except LinkError as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"Revoked link {link.id} ({link.mode}, /{link.path}); it stops working at once.")
+
+
+@share_app.command("reissue")
+def reissue(
+    link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
+    expires: Optional[str] = typer.Option(None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."),
+    root: Optional[Path] = RootOpt,
+    state_dir: Optional[Path] = StateOpt,
+    config: Optional[Path] = ConfigOpt,
+    base_url: Optional[str] = BaseOpt,
+    qr: bool = QrOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Give a link a new token (the old one stops working at once) and print it."""
+    from .server.links import LinkError, parse_duration
+
+    where = _Where(root, state_dir, config)
+    try:
+        lifetime: Any = False if expires is None else parse_duration(expires)
+        issued = where.store().reissue(link_id, expires_in=lifetime)
+    except LinkError as e:
+        raise _fail(str(e)) from None
+    _show_issued(where, issued, base_url, qr, json_out)

@@ -1,0 +1,131 @@
+"""Re-rooting for share links: a provider whose root is the shared folder, over the share's own index.
+
+A link's requests see the shared folder as `/`. Everything the server keeps per path
+(MD5s, the change journal, locks and dead properties) stays keyed by the path in the
+whole share, so a file has one hash, one lock and one history however it is reached:
+`ScopedIndex` adds the folder's prefix on the way in and strips it on the way out,
+and link resources report the whole-share lock/property key.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import quote, unquote
+
+from .index import Change, HashIndex
+from .provider import DavsyncFile, DavsyncFolder, DavsyncProvider
+
+
+class ScopedIndex:
+    """The HashIndex seen from inside one folder: paths are relative to it."""
+
+    def __init__(self, index: HashIndex, prefix: str) -> None:
+        self.index = index
+        self.prefix = prefix.strip("/")
+
+    def full(self, path: str) -> str:
+        path = path.strip("/")
+        if not self.prefix:
+            return path
+        return f"{self.prefix}/{path}" if path else self.prefix
+
+    def local(self, path: str) -> str | None:
+        """A whole-share path as seen from the folder, or None when it lies outside."""
+        if not self.prefix:
+            return path
+        if path == self.prefix:
+            return ""
+        if path.startswith(self.prefix + "/"):
+            return path[len(self.prefix) + 1 :]
+        return None
+
+    @property
+    def instance(self) -> str:
+        return self.index.instance
+
+    @property
+    def current_seq(self) -> int:
+        return self.index.current_seq
+
+    @property
+    def min_valid_seq(self) -> int:
+        return self.index.min_valid_seq
+
+    def md5_for(self, path: str, file_path: str, st: os.stat_result) -> str | None:
+        return self.index.md5_for(self.full(path), file_path, st)
+
+    def fresh_md5(self, path: str, st: os.stat_result) -> str | None:
+        return self.index.fresh_md5(self.full(path), st)
+
+    def record_file(self, path: str, st: os.stat_result, md5: str | None) -> None:
+        self.index.record_file(self.full(path), st, md5)
+
+    def record_dir(self, path: str) -> None:
+        self.index.record_dir(self.full(path))
+
+    def forget(self, path: str) -> None:
+        self.index.forget(self.full(path))
+
+    def is_known_dir(self, path: str) -> bool:
+        return self.index.is_known_dir(self.full(path))
+
+    @contextmanager
+    def batch(self) -> Iterator["ScopedIndex"]:
+        with self.index.batch():
+            yield self
+
+    def changes_since(self, seq: int, limit: int | None = None) -> list[Change]:
+        out = []
+        for change in self.index.changes_since(seq, limit):
+            local = self.local(change.path)
+            if local is not None:
+                out.append(Change(local, change.is_dir, change.deleted, change.seq))
+        return out
+
+
+class LinkFile(DavsyncFile):
+    provider: "LinkProvider"
+
+    def get_ref_url(self) -> str:
+        return self.provider.ref_url_of(self.get_preferred_path())
+
+
+class LinkFolder(DavsyncFolder):
+    provider: "LinkProvider"
+
+    def get_ref_url(self) -> str:
+        return self.provider.ref_url_of(self.get_preferred_path())
+
+    def get_member_names(self) -> list[str]:
+        if self.provider.mode == "drop":
+            return []  # a drop box lists nothing, not even what was dropped
+        return super().get_member_names()
+
+
+class LinkProvider(DavsyncProvider):
+    """The shared folder as a share of its own; `mode` is the link's (read-only, read-write, drop)."""
+
+    file_class = LinkFile
+    folder_class = LinkFolder
+
+    def __init__(self, folder: str, index: HashIndex, prefix: str, mode: str) -> None:
+        self.scoped = ScopedIndex(index, prefix)
+        super().__init__(folder, self.scoped, readonly=mode == "read-only")  # type: ignore[arg-type]
+        self.mode = mode
+        self._ref_prefix = "/" + self.scoped.prefix if self.scoped.prefix else ""
+
+    def ref_url_of(self, path: str) -> str:
+        return quote(self._ref_prefix + path)
+
+    def ref_url_to_path(self, ref_url: str) -> str:
+        path = unquote(ref_url)
+        if not self._ref_prefix:
+            return "/" + path.lstrip("/")
+        if path == self._ref_prefix or path == self._ref_prefix + "/":
+            return "/"
+        if path.startswith(self._ref_prefix + "/"):
+            return path[len(self._ref_prefix) :]
+        return "/"  # a lock taken above the folder: report the link's root, never a path outside it
+

@@ -1,0 +1,436 @@
+"""The share-link gate: WSGI middleware in front of the server that answers `/s/<token>/...`.
+
+It finds the link (404 unknown or revoked, 410 expired), checks its password, applies
+its mode's method set, refuses paths and Destinations that would leave the link, and
+hands the request to a WsgiDAV app whose provider is rooted at the shared folder and
+whose hrefs are mounted at `/s/<token>`. Every answer gets `Referrer-Policy:
+no-referrer` and `Cache-Control: private`; logs name the link by ID and a shortened token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from .link_auth import COOKIE_NAME, LinkAuth
+from .link_fs import LinkProvider
+from .link_pages import drop_page, expired_page, login_page, not_found_page
+from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
+
+log = logging.getLogger("davsync.server")
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
+WRITE_METHODS = READ_METHODS | {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK"}
+DROP_METHODS = frozenset({"OPTIONS", "PROPFIND", "PUT", "MKCOL"})
+ALLOWED = {"read-only": READ_METHODS, "read-write": WRITE_METHODS, "drop": DROP_METHODS}
+REFUSED = {
+    "read-only": "This link is read-only.",
+    "read-write": "This method is not available through a share link.",
+    "drop": "This link only accepts uploads (PUT) and new folders (MKCOL).",
+}
+MAX_FORM = 4096
+MAX_CLASH = 10_000
+APPS_CACHED = 64
+
+
+@dataclass
+class Mounted:
+    app: WsgiApp
+    provider: LinkProvider
+
+
+class LinkGate:
+    """Routes `/s/...` to share links and everything else to the share's own app."""
+
+    def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
+                 index: Any) -> None:  # fmt: skip
+        self.app = app
+        self.store = store
+        self.root = os.path.realpath(root)
+        self.make_dav_app = make_dav_app
+        self.index = index
+        self.auth = LinkAuth()
+        self._mounted: OrderedDict[tuple, Mounted] = OrderedDict()
+        self._lock = threading.Lock()
+        self._reserved: set[str] = set()  # drop-box names being uploaded right now
+
+    @property
+    def counts(self) -> Any:
+        """The share's own requests per method (FrontGate's diagnostics)."""
+        return getattr(self.app, "counts", None)
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/s/"):
+            return self.app(environ, start_response)
+        token, slash, rest = path[3:].partition("/")
+        if not TOKEN_RE.match(token) and os.path.lexists(os.path.join(self.root, "s")):
+            return self.app(environ, start_response)  # the share's own folder "s", not a link
+        return self._serve(environ, start_response, token, slash + rest)
+
+    # --- one link request --------------------------------------------------------
+
+    def _serve(self, environ: dict, start_response: StartResponse, token: str, rest: str) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        prefix = "/s/" + token
+        addr = environ.get("REMOTE_ADDR", "")
+        try:
+            link = self.store.find(token)
+        except LinkError as e:
+            log.error("share links unavailable: %s", e)
+            return _answer(_Decorated(start_response, None, prefix), "503 Service Unavailable", environ,
+                           "The share links cannot be read right now.")  # fmt: skip
+        shown = f"/s/{shorten(token)}{rest}"
+        if link is None or link.revoked is not None:
+            unknown = _Decorated(_Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix)
+            return _answer(unknown, "404 Not Found", environ, "There is no share link here.", not_found_page())
+        start = _Decorated(_Logged(start_response, addr, method, f"share {link.id} {shown}"), link, prefix)
+        if link.expired():
+            return _answer(start, "410 Gone", environ, "This share link has expired.", expired_page())
+        folder = self._folder(link)
+        if folder is None:
+            return _answer(start, "404 Not Found", environ, "The shared folder no longer exists.", not_found_page())
+        try:
+            rel = rest.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return _answer(start, "400 Bad Request", environ, "The request path is not valid UTF-8.")
+        if any(seg in (".", "..") for seg in rel.split("/")) or "\\" in rel:
+            return _answer(start, "400 Bad Request", environ, "The path leaves the shared folder; '.', '..' and '\\' are not allowed.")
+        if rest == "" and method in ("GET", "HEAD"):
+            return _redirect(start, prefix + "/" + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""))
+
+        denied = self._authenticate(environ, start, link, prefix, rest)
+        if denied is not None:
+            return denied
+        if method not in WRITE_METHODS:
+            return _answer(start, "405 Method Not Allowed", environ, f"{method} is not supported here.",
+                           headers=[("Allow", ", ".join(sorted(ALLOWED[link.mode])))])  # fmt: skip
+        if link.mode == "drop" and method in ("GET", "HEAD"):
+            if _wants_html(environ):
+                return _answer(start, "200 OK", environ, "", drop_page(link.label))
+            return _answer(start, "403 Forbidden", environ, REFUSED["drop"])
+        if method not in ALLOWED[link.mode]:
+            return _answer(start, "403 Forbidden", environ, REFUSED[link.mode])
+        problem = _destination_problem(environ.get("HTTP_DESTINATION"), prefix)
+        if problem:
+            return _answer(start, "403 Forbidden", environ, problem)
+
+        mounted = self._mount(link, token, prefix, folder)
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        environ["PATH_INFO"] = rest or "/"
+        environ["wsgidav.auth.user_name"] = environ["wsgidav.user_name"] = f"share-link-{link.id}"
+        if link.mode == "read-only":
+            environ["davsync.readonly"] = True
+        environ.pop("HTTP_AUTHORIZATION", None)  # handled here; the DAV app has no authenticator
+        if link.mode == "drop":
+            return self._drop(environ, start, mounted, folder, rel or "/", prefix)
+        return mounted.app(environ, start)
+
+    def _folder(self, link: ShareLink) -> str | None:
+        """The shared folder's real path, if it is still a real folder inside the share (no symlink swapped in)."""
+        folder = os.path.join(self.root, *[p for p in link.path.split("/") if p])
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode) or os.path.realpath(folder) != folder:
+            return None
+        return folder
+
+    def _mount(self, link: ShareLink, token: str, prefix: str, folder: str) -> Mounted:
+        key = (link.token_sha256, link.id, link.path, link.mode)
+        with self._lock:
+            found = self._mounted.get(key)
+            if found is not None:
+                self._mounted.move_to_end(key)
+                return found
+        provider = LinkProvider(folder, self.index, link.path, link.mode)
+        mounted = Mounted(self.make_dav_app(provider, prefix), provider)
+        with self._lock:
+            self._mounted[key] = mounted
+            while len(self._mounted) > APPS_CACHED:
+                self._mounted.popitem(last=False)
+        return mounted
+
+    # --- password ------------------------------------------------------------------
+
+    def _authenticate(self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str) -> Iterable[bytes] | None:
+        """None when the request may go on; otherwise the answer (challenge, login form, 429)."""
+        if link.password is None:
+            return None
+        addr = environ.get("REMOTE_ADDR", "")
+        method = environ["REQUEST_METHOD"]
+        is_login = method == "POST" and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        if not is_login and not header and self.auth.check_cookie(link, environ.get("HTTP_COOKIE")):
+            return None
+        if is_login or header:
+            wait = self.auth.limiter.retry_after(addr)
+            if wait:
+                log.warning("%s - too many wrong passwords for share links; refused for %d s", addr, wait)
+                return _answer(start, "429 Too Many Requests", environ,
+                               f"Too many wrong passwords from your address; try again in {wait} seconds.",
+                               headers=[("Retry-After", str(wait))])  # fmt: skip
+        if is_login:
+            return self._login(environ, start, link, prefix, rest)
+        scheme, _, value = header.partition(" ")
+        stale = False
+        if scheme.lower() == "basic":
+            ok = self.auth.check_basic(link, value)
+        elif scheme.lower() == "digest":
+            raw_path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            verdict = self.auth.check_digest(link, value, method, raw_path.encode("latin-1").decode("utf-8", "replace"))
+            ok, stale = verdict == "ok", verdict == "stale"
+        else:
+            ok = False
+        if ok:
+            self.auth.limiter.succeeded(addr)
+            return None
+        if header and not stale:
+            self.auth.limiter.failed(addr)
+        if not header and method in ("GET", "HEAD") and _wants_html(environ):
+            return _answer(start, "401 Unauthorized", environ, "", login_page(link.label, prefix + rest),
+                           headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
+        return _answer(start, "401 Unauthorized", environ, "This share link needs its password (any user name).",
+                       headers=self.auth.challenges(link, stale=stale))  # fmt: skip
+
+    def _login(self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str) -> Iterable[bytes]:
+        addr = environ.get("REMOTE_ADDR", "")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_FORM:
+            return _answer(start, "400 Bad Request", environ, "The login form is malformed.")
+        form = parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
+        environ["wsgidav.all_input_read"] = 1
+        password = (form.get("password") or [""])[0]
+        if not self.auth.password_ok(link, password):
+            self.auth.limiter.failed(addr)
+            return _answer(start, "401 Unauthorized", environ, "", login_page(link.label, prefix + rest, "Wrong password."),
+                           headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
+        self.auth.limiter.succeeded(addr)
+        value, max_age = self.auth.make_cookie(link)
+        secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
+        cookie = f"{COOKIE_NAME}={value}; Path={prefix}/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        start("303 See Other", [("Location", quote(prefix + (rest or "/"), safe="/%")), ("Set-Cookie", cookie),
+                                ("Content-Length", "0")])  # fmt: skip
+        return [b""]
+
+    # --- drop boxes -------------------------------------------------------------------
+
+    def _drop(self, environ: dict, start: StartResponse, mounted: Mounted, folder: str, rel: str,
+              prefix: str) -> Iterable[bytes]:  # fmt: skip
+        method = environ["REQUEST_METHOD"]
+        target = os.path.join(folder, *[p for p in rel.split("/") if p])
+        if method == "PROPFIND":
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                return _answer(start, "404 Not Found", environ, "Nothing to see here: this link only accepts uploads.")
+            return mounted.app(environ, start)
+        if method == "OPTIONS":
+            return mounted.app(environ, _DropOptions(start))
+        if method != "PUT" or rel.endswith("/"):
+            return mounted.app(environ, start)
+        parent, _, name = rel.rpartition("/")
+        chosen = self._reserve(os.path.dirname(target), name)
+        if chosen is None:
+            return _answer(start, "409 Conflict", environ, "Too many files with this name; rename it and try again.")
+        new_rel = f"{parent}/{chosen}"
+        environ["PATH_INFO"] = new_rel.encode("utf-8").decode("latin-1")
+        location = quote(prefix + new_rel, safe="/!*'(),$-_|.")
+
+        def with_location(status: str, headers: list, exc_info: Any = None) -> Any:
+            if status.startswith("201"):
+                headers = [*headers, ("Location", location)]
+            return start(status, headers, exc_info)
+
+        reserved = os.path.join(os.path.dirname(target), chosen)
+        return _released(mounted.app(environ, with_location), lambda: self._release(reserved))
+
+    def _reserve(self, folder: str, name: str) -> str | None:
+        """The first of name, 'name (2)', 'name (3)'... that is neither on disk nor being uploaded."""
+        stem, dot, ext = name.rpartition(".")
+        if not stem:  # '.hidden' or no extension
+            stem, dot, ext = name, "", ""
+        with self._lock:
+            for n in range(1, MAX_CLASH):
+                candidate = name if n == 1 else f"{stem} ({n}){dot}{ext}"
+                full = os.path.join(folder, candidate)
+                if full not in self._reserved and not os.path.lexists(full):
+                    self._reserved.add(full)
+                    return candidate
+        return None
+
+    def _release(self, full: str) -> None:
+        with self._lock:
+            self._reserved.discard(full)
+
+
+def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str], WsgiApp]:
+    """Builds a link's WsgiDAV app from the share's own config: same request handling, locks and
+    properties, but rooted at the shared folder, mounted at /s/<token>, and without the user login
+    (the gate has checked the link's password)."""
+    from wsgidav.dir_browser import WsgiDavDirBrowser
+    from wsgidav.http_authenticator import HTTPAuthenticator
+    from wsgidav.wsgidav_app import WsgiDAVApp
+
+    from ..users import Users
+    from .auth import FrontGate
+
+    def make(provider: LinkProvider, prefix: str) -> WsgiApp:
+        stack = [mw for mw in config["middleware_stack"] if mw is not HTTPAuthenticator]
+        if provider.mode == "drop":
+            stack = [mw for mw in stack if mw is not WsgiDavDirBrowser]
+        cfg = {k: v for k, v in config.items() if k not in ("http_authenticator", "mount_path")}
+        cfg.update({
+            "provider_mapping": {"/": provider},
+            "lock_storage": None,
+            "logging": {"enable": False},
+            "verbose": min(int(config.get("verbose", 1)), 2),  # at 3 WsgiDAV logs Destination URLs: tokens
+            "middleware_stack": stack,
+            "dir_browser": {**config["dir_browser"], "show_user": False},
+        })  # fmt: skip
+        app = WsgiDAVApp(cfg)
+        # Mounted after construction: WsgiDAV logs a configured mount path, and this one holds the token.
+        provider.set_mount_path(prefix)
+        node: Any = app.application
+        while node is not None:
+            if isinstance(node, WsgiDavDirBrowser):
+                node.mount_path = prefix  # its page's asset links
+            node = getattr(node, "next_app", None)
+        provider.set_lock_manager(main_app.lock_manager)  # one lock table for the share and its links
+        return FrontGate(app, Users({}), "write")
+
+    return make
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _wants_html(environ: dict) -> bool:
+    return "text/html" in environ.get("HTTP_ACCEPT", "")
+
+
+def _destination_problem(destination: str | None, prefix: str) -> str | None:
+    """COPY/MOVE may only target a path inside the same link."""
+    if not destination:
+        return None
+    try:
+        path = unquote(urlsplit(destination).path, errors="strict")
+    except (UnicodeError, ValueError):
+        return "The Destination header is not a valid UTF-8 URL."
+    if not path.startswith(prefix + "/"):
+        return "COPY and MOVE must stay inside the same share link."
+    if any(seg in (".", "..") for seg in path.split("/")) or "\\" in path:
+        return "The Destination leaves the shared folder."
+    return None
+
+
+def _released(body: Iterable[bytes], release: Callable[[], None]) -> Iterator[bytes]:
+    try:
+        yield from body
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        release()
+
+
+def _answer(start: StartResponse, status: str, environ: dict, text: str, html: bytes | None = None,
+            headers: list | None = None) -> list[bytes]:  # fmt: skip
+    if html is not None and (_wants_html(environ) or not text):
+        body, ctype = html, "text/html; charset=utf-8"
+    else:
+        body, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
+    start(status, [("Content-Type", ctype), ("Content-Length", str(len(body))), *(headers or [])])
+    return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+def _redirect(start: StartResponse, location: str) -> list[bytes]:
+    start("301 Moved Permanently", [("Location", location), ("Content-Length", "0")])
+    return [b""]
+
+
+class _DropOptions:
+    """OPTIONS on a drop link advertises what it allows (uploads into, and folders under, any folder)."""
+
+    def __init__(self, start: StartResponse) -> None:
+        self.start = start
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        out = []
+        for name, value in headers:
+            if name.lower() == "allow":
+                value = "OPTIONS, PROPFIND, PUT, MKCOL"
+            elif name.lower() == "dav":
+                value = "1"
+            out.append((name, value))
+        return self.start(status, out, exc_info)
+
+
+class _Decorated:
+    """Adds the link headers to every answer, and keeps Location headers under the link."""
+
+    def __init__(self, start: StartResponse, link: ShareLink | None, prefix: str) -> None:
+        self.start = start
+        self.link = link
+        self.prefix = prefix
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        out = []
+        cache = "private"
+        for name, value in headers:
+            lname = name.lower()
+            if lname == "cache-control":
+                parts = [p.strip() for p in value.split(",") if p.strip() and p.strip().lower() not in ("public", "private")]
+                cache = ", ".join(["private", *parts])
+                continue
+            if lname == "location":
+                value = self._inside(value)
+            out.append((name, value))
+        out += [("Cache-Control", cache), ("Referrer-Policy", "no-referrer"), ("X-Robots-Tag", "noindex, nofollow")]
+        if self.link is not None:
+            info = f"mode={self.link.mode}; id={self.link.id}"
+            if self.link.expires is not None:
+                info += f"; expires={formatdate(self.link.expires, usegmt=True)}"
+            out.append(("X-Davsync-Link", info))
+        return self.start(status, out, exc_info)
+
+    def _inside(self, location: str) -> str:
+        parts = urlsplit(location)
+        path = parts.path
+        if path.startswith(self.prefix + "/") or path == self.prefix:
+            return location
+        fixed = self.prefix + (path if path.startswith("/") else "/" + path)
+        return parts._replace(path=fixed).geturl()
+
+
+class _Logged:
+    """One log line per link request, naming the link by ID and a shortened token."""
+
+    def __init__(self, start: StartResponse, addr: str, method: str, what: str) -> None:
+        self.start = start
+        self.addr = addr
+        self.method = method
+        self.what = what
+        self.t0 = time.monotonic()
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        if log.isEnabledFor(logging.INFO):
+            log.info('%s - "%s %s" -> %s (%.3f s)', self.addr, self.method, self.what, status.split(" ")[0],
+                     time.monotonic() - self.t0)  # fmt: skip
+        return self.start(status, headers, exc_info)
