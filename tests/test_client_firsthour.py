@@ -94,15 +94,16 @@ def test_names_differing_only_in_normalisation_are_skipped_and_reported(share, t
     assert first.returncode == 0 and (dest / NFC).read_bytes() == b"the NFC one"
     (share.root / NFD).write_bytes(b"the NFD one")
     share.wait_indexed()
-    r = davsync("pull", share.url, str(dest), "-u", "alice", "--delete", "--full", "--json")
-    clean(r)
-    assert r.returncode == 3, r.stdout + r.stderr
-    out = json.loads(r.stdout)
-    assert [s["path"] for s in out["skipped"]] == [NFC] and "normalisation" in out["skipped"][0]["reason"]
-    assert "(NFC)" in out["skipped"][0]["reason"] and "(NFD)" in out["skipped"][0]["reason"]
-    assert out["done"] == {}
-    assert (dest / NFC).read_bytes() == b"the NFC one"  # neither overwritten nor deleted
-    assert not (dest / ".davsync" / "trash").exists()
+    for mode in ([], ["--full"]):  # the change list names only the new NFD file: it must not win
+        r = davsync("pull", share.url, str(dest), "-u", "alice", "--delete", "--json", *mode)
+        clean(r)
+        assert r.returncode == 3, r.stdout + r.stderr
+        out = json.loads(r.stdout)
+        assert [s["path"] for s in out["skipped"]] == [NFC] and "normalisation" in out["skipped"][0]["reason"]
+        assert "(NFC)" in out["skipped"][0]["reason"] and "(NFD)" in out["skipped"][0]["reason"]
+        assert out["done"] == {}
+        assert (dest / NFC).read_bytes() == b"the NFC one"  # neither overwritten nor deleted
+        assert not (dest / ".davsync" / "trash").exists()
 
 
 # --- 8, 9: the URL as typed ----------------------------------------------------------------------
