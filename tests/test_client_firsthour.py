@@ -37,7 +37,7 @@ def davsync(*args: str, password: str | None = PASSWORDS["alice"], env: dict[str
     full_env.update(env or {})
     cmd = [sys.executable, "-m", "davsync", *args]
     if as_user and os.geteuid() == 0:  # root ignores permissions: run the client as nobody
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        cmd = [require_tool("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
