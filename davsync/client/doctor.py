@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import requests
 from lxml import etree
 
+from .neterrors import connection_message
 from .remote import PROPFIND_BODY, ConnectionSettings, Remote, RemoteError
 
 SKEW_LIMIT = 60.0
@@ -43,7 +44,12 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
         checks.append(Check("reachable" + (" with valid TLS" if tls else ""), True,
                             f"HTTP {options.status_code} from {options.headers.get('Server', 'the server')}"))  # fmt: skip
 
-        probe = requests.request("PROPFIND", base, headers={"Depth": "0"}, verify=remote.client.verify, timeout=conn.timeout)
+        try:  # without credentials on purpose: what Explorer sees first
+            probe = requests.request("PROPFIND", base, headers={"Depth": "0"}, verify=remote.client.verify,
+                                     timeout=conn.timeout)  # fmt: skip
+        except requests.RequestException as e:
+            checks.append(Check("connection", False, connection_message(e, base)))
+            return checks
         sent = time.time()
         root = remote.request("PROPFIND", base, data=PROPFIND_BODY, headers={"Depth": "1"})
         received = time.time()

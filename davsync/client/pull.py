@@ -259,10 +259,19 @@ class Puller:
             except SyncUnsupported:
                 journal.set_meta("sync_token", None)
             else:
-                result.mode = "sync-collection"
-                self._run_incremental(result, journal, filt, changes)
-                return
+                if not self._spelling_changed(changes, journal):
+                    result.mode = "sync-collection"
+                    self._run_incremental(result, journal, filt, changes)
+                    return
         self._run_walk(result, journal, filt)
+
+    def _spelling_changed(self, changes: Changes, journal: Journal) -> bool:
+        """Does a changed entry reach a known local path under another server spelling (NFD
+        where NFC was synced)? Then another name may share that path, which only a full
+        listing can tell: a change list names one side of such a pair at a time."""
+        files = {p: e for p, e in changes.changed.items() if not e.is_dir}
+        known = journal.get(sorted(files))
+        return any(j.remote_name != self.remote.server_name(files[p]) for p, j in known.items() if not j.is_dir)
 
     def _run_walk(self, result: PullResult, journal: Journal, filt: Filter) -> None:
         """List everything (Depth-1 PROPFIND per folder) and plan over the whole tree."""

@@ -514,7 +514,8 @@ def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntr
         parser.close()
         yield from _drain(parser)
     except etree.XMLSyntaxError as e:
-        raise RemoteError(f"the server sent malformed XML: {e}") from None
+        line = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
+        raise RemoteError(f"the server sent malformed XML{line}; it may not be a WebDAV server, or the answer was cut.") from None
 
 
 def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:

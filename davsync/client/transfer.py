@@ -242,7 +242,7 @@ def _fetch_once(
                         progress(len(chunk))
                 except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as e:
                     # (requests' exceptions are OSErrors too; a local write error is not caught here)
-                    raise _Transient(f"connection lost after {offset + fetched} bytes: {e.__class__.__name__}", fetched) from None
+                    raise _Transient(f"the connection was lost after {offset + fetched} bytes", fetched) from None
             # _Pipeline's exit has hashed everything and fsynced the file.
         except OSError as e:
             raise local_error(e, f"downloading {entry.path}") from None
