@@ -178,20 +178,24 @@ def rename_case(src: Path, dst: Path) -> None:
 def extended_path(path: Path) -> Path:
     """On Windows, the `\\\\?\\` form of an absolute path, which is not limited to 260
     characters whether or not LongPathsEnabled is set. Elsewhere the absolute path."""
-    absolute = Path(os.path.abspath(path))
+    absolute = os.path.abspath(path)
     if sys.platform != "win32":
-        return absolute
-    text = str(absolute)
-    if text.startswith("\\\\?\\"):
-        return absolute
-    if text.startswith("\\\\"):  # \\server\share\... -> \\?\UNC\server\share\...
-        return Path("\\\\?\\UNC\\" + text[2:])
-    return Path("\\\\?\\" + text)
+        return Path(absolute)
+    return Path(long_path_form(absolute))
 
 
-def display_path(path: Path) -> str:
+def long_path_form(absolute: str) -> str:
+    """`C:\\x` -> `\\\\?\\C:\\x`; `\\\\server\\share\\x` -> `\\\\?\\UNC\\server\\share\\x`."""
+    if absolute.startswith("\\\\?\\"):
+        return absolute
+    if absolute.startswith("\\\\"):
+        return "\\\\?\\UNC\\" + absolute[2:]
+    return "\\\\?\\" + absolute
+
+
+def display_path(path: StrPath) -> str:
     """A path as the user typed it: without the `\\\\?\\` prefix."""
-    text = str(path)
+    text = os.fspath(path)
     if text.startswith("\\\\?\\UNC\\"):
         return "\\\\" + text[8:]
     if text.startswith("\\\\?\\"):
