@@ -23,7 +23,7 @@ app = typer.Typer(
     help=(
         "Serve a folder over WebDAV with trustworthy MD5s, and mirror it safely.\n\n"
         "Environment: DAVSYNC_URL (share URL), DAVSYNC_DEST (local folder), DAVSYNC_USER (user name), "
-        "DAVSYNC_PASSWORD (password, instead of the prompt)."
+        "DAVSYNC_PASSWORD (password, instead of `davsync login` or the prompt)."
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -547,9 +547,10 @@ def login(
     ca_cert: Optional[Path] = CaOpt,
     insecure: bool = InsecureOpt,
 ) -> None:
-    """Store the password for USER on a share in the OS credential store (Windows Credential
-    Manager, macOS Keychain, Secret Service), after checking it with the server. pull, status,
-    watch and doctor then need neither a prompt nor DAVSYNC_PASSWORD."""
+    """Check a password with the server and keep it in the OS credential store.
+
+    Windows Credential Manager, macOS Keychain or the Secret Service: pull, status, watch
+    and doctor then need neither a prompt nor DAVSYNC_PASSWORD."""
     from .client.credentials import CredentialStoreError, delete_password, save_password
     from .client.remote import Remote, RemoteError
 

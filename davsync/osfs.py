@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -289,6 +290,24 @@ def _mountinfo_fs_type(path: StrPath) -> str:
         if len(fields) > 3 and fields[2] == want and " - " in line:
             return line.split(" - ", 1)[1].split()[0]
     return ""
+
+
+# --- links ----------------------------------------------------------------------
+
+_IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003  # a directory junction
+
+
+def is_link(path: StrPath) -> bool:
+    """A symbolic link, or on Windows a directory junction (which lstat reports as a folder)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return True
+    if sys.platform == "win32":
+        return st.st_reparse_tag == _IO_REPARSE_TAG_MOUNT_POINT
+    return False
 
 
 # --- case sensitivity ---------------------------------------------------------------

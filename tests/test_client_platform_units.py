@@ -136,3 +136,18 @@ def test_one_credential_per_share_however_the_url_is_typed(url: str) -> None:
     assert service_name(url) == "davsync:http://pi:8080/"
     assert service_name("https://pi/photos") == "davsync:https://pi:443/photos/"
     assert service_name("https://pi/photos") != service_name("https://pi/music/")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_task_script_keeps_no_password_and_runs_windowless_on_battery() -> None:
+    script = (ROOT / "deploy" / "davsync-pull-task.ps1").read_text()
+    assert "PtrToStringAuto" not in script and 'SetEnvironmentVariable("DAVSYNC_PASSWORD", $plain' not in script
+    assert "login $Url --user $User" in script
+    assert "-AllowStartIfOnBatteries" in script
+    assert "New-ScheduledTaskAction -Execute $davsyncw" in script and "--log-file" in script
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["gui-scripts"]["davsyncw"] == "davsync.cli:run_windowless"

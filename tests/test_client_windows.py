@@ -211,3 +211,24 @@ def test_ctrl_c_stops_a_pull_promptly_and_it_resumes(share, tmp_path: Path, shim
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["bytes_downloaded"] < len(data)  # resumed, not started over
     assert (dest / "slow.bin").read_bytes() == data
+
+
+def test_links_and_junctions_inside_dest_are_not_followed(share, tmp_path: Path) -> None:
+    """A symbolic link (on Windows also a junction) inside DEST pointing elsewhere: nothing is
+    written through it; what lies behind it on the server is reported as skipped."""
+    (share.root / "docs").mkdir()
+    (share.root / "docs" / "a.txt").write_bytes(b"server")
+    (share.root / "top.txt").write_bytes(b"top")
+    share.wait_indexed()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "mirror"
+    dest.mkdir()
+    (dest / "docs").symlink_to(outside, target_is_directory=True)
+    proc = davsync(tmp_path, "pull", share.url, str(dest), "-u", "alice", "--json")
+    data = json.loads(proc.stdout.decode("utf-8"))
+    assert proc.returncode == 3, data
+    assert list(outside.iterdir()) == []
+    assert {"docs", "docs/a.txt"} <= {s["path"] for s in data["skipped"]}
+    assert (dest / "docs").is_symlink()
+    assert (dest / "top.txt").read_bytes() == b"top"

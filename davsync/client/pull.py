@@ -294,6 +294,7 @@ class Puller:
         journal_entries = {
             p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
         }
+        self._drop_linked(remote, journal_entries, result)
         self._find_case_renames(remote, journal_entries)
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
@@ -327,6 +328,7 @@ class Puller:
         for p in list(journal_entries):
             if p in changed and p not in kept:
                 del journal_entries[p]  # skipped names are not judged
+        self._drop_linked(remote, journal_entries, result)
         self._find_case_renames(remote, journal_entries)
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
@@ -343,6 +345,34 @@ class Puller:
         )
         result.warnings += result.plan.warnings
         self._finish(result, journal, changes.token)
+
+    def _drop_linked(
+        self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry], result: PullResult
+    ) -> None:
+        """Leave alone a symbolic link or junction inside DEST and whatever lies behind it:
+        writing through it would put files outside DEST, replacing it would undo the user's."""
+        link_at: dict[str, str | None] = {"": None}  # folder -> the link at or above it (one lstat each)
+
+        def link_above(folder: str) -> str | None:
+            if folder not in link_at:
+                found = link_above(folder.rpartition("/")[0])
+                link_at[folder] = found or (folder if osfs.is_link(self.dest / folder) else None)
+            return link_at[folder]
+
+        for paths in (remote, journal):
+            for path in list(paths):
+                entry = paths[path]
+                # A folder here is checked itself; a file only through its folders (a link
+                # standing where a file goes is set aside as a conflict copy, like any file).
+                link = link_above(path) if entry.is_dir else link_above(path.rpartition("/")[0])
+                if link is not None:
+                    del paths[path]
+                    if paths is remote:
+                        reason = (
+                            "a link or junction in DEST, left alone" if link == path
+                            else f"inside {link!r}, a link or junction in DEST, which davsync does not follow"
+                        )  # fmt: skip
+                        result.skipped.append(Skipped(path, reason))
 
     def _find_case_renames(self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry]) -> None:
         """A server rename that changes only letter case (`Report.txt` -> `report.txt`) is the
