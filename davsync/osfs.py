@@ -50,7 +50,7 @@ def exclusive_lock(path: StrPath) -> Iterator[None]:
 
     The OS drops the lock when the process dies, so a crash never leaves DEST locked.
     """
-    lock = filelock.FileLock(os.fspath(path), timeout=0, is_singleton=False)
+    lock = filelock.FileLock(os.fspath(path), timeout=0)
     try:
         lock.acquire()
     except filelock.Timeout:
