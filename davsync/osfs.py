@@ -46,7 +46,7 @@ class FileInUse(OSError):
 
 @contextmanager
 def exclusive_lock(path: StrPath) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock on `path` (flock on POSIX, LockFileEx on Windows).
+    """Hold an exclusive, non-blocking lock on `path` (flock on POSIX, msvcrt.locking on Windows).
 
     The OS drops the lock when the process dies, so a crash never leaves DEST locked.
     """

@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from .. import osfs
 from ..concurrency import bounded
 from ..exitcodes import Exit
-from .. import osfs
 from .filters import Filter
 from .journal import Journal, JournalError
 from .paths import NameRules, Skipped, case_insensitive, effective_rules, filter_names, nfc
