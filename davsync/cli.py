@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import getpass
 import os
-import signal
 import sys
-import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +13,8 @@ import typer
 
 from . import __version__
 from .cli_share import share_app
+from .console import log_to as _log_to
+from .console import stop_signals, utf8_streams
 from .exitcodes import Exit
 from .users import Users, UsersFileError
 
@@ -22,7 +23,7 @@ app = typer.Typer(
     help=(
         "Serve a folder over WebDAV with trustworthy MD5s, and mirror it safely.\n\n"
         "Environment: DAVSYNC_URL (share URL), DAVSYNC_DEST (local folder), DAVSYNC_USER (user name), "
-        "DAVSYNC_PASSWORD (password, instead of the prompt)."
+        "DAVSYNC_PASSWORD (password, instead of `davsync login` or the prompt)."
     ),
     no_args_is_help=True,
     add_completion=True,
@@ -37,17 +38,29 @@ def fail(message: str, code: Exit) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-def read_password(prompt: str, *, confirm: bool) -> str:
+def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
     """DAVSYNC_PASSWORD for scripts, else a hidden prompt."""
     env = os.environ.get("DAVSYNC_PASSWORD")
     if env is not None:
         return env
-    if not sys.stdin.isatty():
-        raise fail("no password: set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.", Exit.USAGE)
+    if not sys.stdin or not sys.stdin.isatty():
+        raise fail(f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE)
     password = getpass.getpass(f"{prompt}: ")
     if confirm and getpass.getpass("Repeat it: ") != password:
         raise fail("the two passwords differ; nothing was changed.", Exit.USAGE)
     return password
+
+
+def share_password(url: str, user: str) -> str:
+    """DAVSYNC_PASSWORD, else the one `davsync login` stored in the OS credential store, else a prompt."""
+    if os.environ.get("DAVSYNC_PASSWORD") is None:
+        from .client.credentials import load_password
+
+        stored = load_password(url, user)
+        if stored is not None:
+            return stored
+    hint = f"run `davsync login {url} --user {user}` once to store it, or set DAVSYNC_PASSWORD."
+    return read_password(f"Password for {user}", confirm=False, hint=hint)
 
 
 def version_callback(value: bool) -> None:
@@ -236,14 +249,10 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
     advertiser = None
     if settings.advertise:
         advertiser = _advertise(settings, server.port, server.scheme)
-    stopped = threading.Event()
+    from .concurrency import sliced_wait
 
-    def on_signal(signum: int, frame: object) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    stopped.wait()
+    with stop_signals(interrupt=True) as stopped:
+        sliced_wait(stopped)
     typer.echo("Stopping…")
     if advertiser is not None:
         advertiser.stop()
@@ -296,14 +305,21 @@ DestArg = typer.Argument(
     None, metavar="DEST", show_default=False,
     help="The local folder to mirror into, created if missing (or set DAVSYNC_DEST).",
 )  # fmt: skip
-UserOpt = typer.Option(None, "--user", "-u", envvar="DAVSYNC_USER", help="User name (password: DAVSYNC_PASSWORD or prompt).")
+UserOpt = typer.Option(
+    None, "--user", "-u", envvar="DAVSYNC_USER",
+    help="User name (password: DAVSYNC_PASSWORD, else the one `davsync login` stored, else a prompt).",
+)  # fmt: skip
+LogFileOpt = typer.Option(
+    None, "--log-file", help="Append all output to this file (UTF-8), e.g. for a scheduled task."
+)
 CaOpt = typer.Option(None, "--ca-cert", help="Trust this CA certificate (PEM) for https.")
 InsecureOpt = typer.Option(False, "--insecure", help="Do not verify the server's TLS certificate.")
 ExcludeOpt = typer.Option([], "--exclude", help="Skip paths matching this gitignore-style pattern (repeatable).")
 JobsOpt = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Parallel downloads and listings.")
 RulesOpt = typer.Option(
-    None, "--name-rules", help="Which filesystem's naming rules to enforce: posix, windows or macos. [default: this OS]"
-)
+    None, "--name-rules",
+    help="Which filesystem's naming rules to enforce: posix, windows or macos. [default: this OS; always windows on Windows]",
+)  # fmt: skip
 
 
 def _looks_like_url(text: str) -> bool:
@@ -376,7 +392,7 @@ def _connection(url: str, user: Optional[str], ca_cert: Optional[Path], insecure
     if insecure and url.startswith("https:"):
         typer.secho("davsync: warning: --insecure: the server's certificate is not checked.", err=True,
                     fg=typer.colors.YELLOW)  # fmt: skip
-    password = read_password(f"Password for {user}", confirm=False) if user else None
+    password = share_password(url, user) if user else None
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
 
@@ -403,6 +419,7 @@ def pull(
     ca_cert: Optional[Path] = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: Optional[str] = RulesOpt,
+    log_file: Optional[Path] = LogFileOpt,
 ) -> None:
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
     import json
@@ -410,6 +427,7 @@ def pull(
     from .client.pull import PullOptions, run_pull
     from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines
 
+    _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "pull")
     conn = _connection(share, user, ca_cert, insecure, jobs)
     options = PullOptions(
@@ -420,9 +438,12 @@ def pull(
     if not (json_out or quiet or dry_run):
         reporter = RichReporter() if sys.stdout.isatty() else PlainReporter()
     try:
-        result = run_pull(conn, folder, options, reporter)
+        with stop_signals() as stop:
+            result = run_pull(conn, folder, options, reporter, stop=stop)
     except KeyboardInterrupt:
         raise fail("interrupted; run the pull again to resume.", Exit.INTERRUPTED) from None
+    if result.interrupted:
+        raise fail("interrupted; run the pull again to resume.", Exit.INTERRUPTED)
     if json_out:
         typer.echo(json.dumps(result.as_json(), indent=2))
     elif result.fatal is None:
@@ -450,6 +471,7 @@ def status(
     ca_cert: Optional[Path] = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: Optional[str] = RulesOpt,
+    log_file: Optional[Path] = LogFileOpt,
 ) -> None:
     """What a pull would do: new, changed, deleted-remotely, locally-modified, conflicts.
     Exit status 0 when a pull would change nothing, 1 when it would download or delete
@@ -460,6 +482,7 @@ def status(
     from .client.pull import PullOptions, run_pull
     from .client.report import plan_lines, problem_lines
 
+    _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "status")
     conn = _connection(share, user, ca_cert, insecure, 4)
     options = PullOptions(dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules))  # type: ignore[arg-type]
@@ -498,10 +521,12 @@ def watch(
     ca_cert: Optional[Path] = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: Optional[str] = RulesOpt,
+    log_file: Optional[Path] = LogFileOpt,
 ) -> None:
     """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
     from .client.watch import watch_loop
 
+    _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "watch")
     conn = _connection(share, user, ca_cert, insecure, jobs)
     from .client.pull import PullOptions
@@ -515,16 +540,57 @@ def watch(
 
 
 @app.command()
+def login(
+    url: Optional[str] = UrlArg,
+    user: str = typer.Option(..., "--user", "-u", envvar="DAVSYNC_USER", help="User name on the share."),
+    forget: bool = typer.Option(False, "--forget", help="Remove the stored password instead."),
+    ca_cert: Optional[Path] = CaOpt,
+    insecure: bool = InsecureOpt,
+) -> None:
+    """Check a password with the server and keep it in the OS credential store.
+
+    Windows Credential Manager, macOS Keychain or the Secret Service: pull, status, watch
+    and doctor then need neither a prompt nor DAVSYNC_PASSWORD."""
+    from .client.credentials import CredentialStoreError, delete_password, save_password
+    from .client.remote import Remote, RemoteError
+
+    url = _share_url(url)
+    if forget:
+        try:
+            removed = delete_password(url, user)
+        except CredentialStoreError as e:
+            raise fail(str(e), Exit.LOCAL) from None
+        typer.echo(f"Forgot the password for {user} on {url}." if removed else f"No password was stored for {user} on {url}.")
+        return
+    conn = _connection(url, None, ca_cert, insecure, 1)
+    password = read_password(f"Password for {user} on {url}", confirm=False)
+    remote = Remote(replace(conn, user=user, password=password))
+    try:
+        remote.check_root()
+    except RemoteError as e:
+        raise fail(f"{e} Nothing was stored.", Exit.CONNECTION) from None
+    finally:
+        remote.close()
+    try:
+        save_password(url, user, password)
+    except CredentialStoreError as e:
+        raise fail(str(e), Exit.LOCAL) from None
+    typer.echo(f"Logged in: the password for {user} on {url} is in the system's credential store.")
+
+
+@app.command()
 def doctor(
     url: Optional[str] = UrlArg,
     user: Optional[str] = UserOpt,
     ca_cert: Optional[Path] = CaOpt,
     insecure: bool = InsecureOpt,
+    log_file: Optional[Path] = LogFileOpt,
 ) -> None:
     """Check a share: reachability and TLS, login, access, DAV class, checksums, sync-collection,
     clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
     from .client.doctor import run_checks
 
+    _log_to(log_file)
     conn = _connection(_share_url(url), user, ca_cert, insecure, 1)
     checks = run_checks(conn)
     for c in checks:
@@ -553,6 +619,7 @@ def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]
 
 def run() -> None:
     """Entry point: expected failures print one line; a bug prints one line and a crash log."""
+    utf8_streams()
     try:
         command()(prog_name="davsync")
     except SystemExit:
@@ -561,18 +628,24 @@ def run() -> None:
         typer.secho("davsync: interrupted.", err=True, fg=typer.colors.RED)
         raise SystemExit(int(Exit.INTERRUPTED)) from None
     except Exception as e:  # a bug: keep the details, show one line
-        import tempfile
         import traceback
 
-        log = Path(tempfile.gettempdir()) / "davsync-crash.log"
-        try:
-            log.write_text(traceback.format_exc())
-            where = f" Details: {log}"
-        except OSError:
-            where = ""
-        typer.secho(f"davsync: internal error ({e.__class__.__name__}: {e}).{where} Please report it.", err=True,
+        from .console import crash_log
+
+        where = crash_log(traceback.format_exc())
+        where_text = f" Details: {where}" if where else ""
+        typer.secho(f"davsync: internal error ({e.__class__.__name__}: {e}).{where_text} Please report it.", err=True,
                     fg=typer.colors.RED)  # fmt: skip
         raise SystemExit(70) from None
+
+
+def run_windowless() -> None:
+    """`davsyncw`: the same commands without a console window (pythonw), for Task Scheduler.
+    There is no stdout or stderr there: output goes to --log-file, or nowhere."""
+    from .console import attach_null_streams
+
+    attach_null_streams()
+    run()
 
 
 if __name__ == "__main__":

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Generator, Iterable, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Before Python 3.14, Ctrl-C cannot interrupt a wait without a timeout on Windows; every
+# wait here is cut into slices this long so KeyboardInterrupt arrives promptly.
+SLICE = 0.25
 
-def bounded(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Iterator[tuple[T, Future[R]]]:
+
+def sliced_wait(event: threading.Event, timeout: float | None = None) -> bool:
+    """Event.wait that Ctrl-C can interrupt on every platform."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SLICE if deadline is None else min(SLICE, deadline - time.monotonic())
+        if left <= 0:
+            return event.is_set()
+        if event.wait(left):
+            return True
+
+
+def wait_first(pending: Iterable[Future[R]]) -> set[Future[R]]:
+    """The futures that are done, waiting (interruptibly) until at least one is."""
+    while True:
+        done, _ = wait(pending, timeout=SLICE, return_when=FIRST_COMPLETED)
+        if done:
+            return done
+
+
+def bounded(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: int) -> Generator[tuple[T, Future[R]]]:
     """Yield (item, finished future) as jobs complete, with at most `window` submitted at a time.
 
     Submitting 100,000 jobs at once would keep 100,000 futures alive; this keeps `window`.
@@ -23,16 +48,13 @@ def bounded(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: in
             if len(pending) >= window:
                 break
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
+            for fut in wait_first(pending):
                 item = pending.pop(fut)
                 yield item, fut
-                nxt = next(it, _END)
-                if nxt is not _END:
-                    pending[pool.submit(fn, nxt)] = nxt  # type: ignore[arg-type]
+                for nxt in it:
+                    pending[pool.submit(fn, nxt)] = nxt
+                    break
     finally:
         for fut in pending:
             fut.cancel()
 
-
-_END = object()

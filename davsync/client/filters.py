@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IGNORE_FILE = ".davsyncignore"
+from .paths import IGNORE_FILE_NAME as IGNORE_FILE
+from .paths import own_name
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class Filter:
         return cls(pathspec.PathSpec.from_lines("gitwildmatch", lines))
 
     def excluded(self, path: str, is_dir: bool) -> bool:
-        if path == IGNORE_FILE:
-            return True  # the local ignore file is never touched by a pull
+        if "/" not in path and own_name(path) == IGNORE_FILE:
+            return True  # the local ignore file is never touched by a pull (in any case spelling)
         if self.spec is None:
             return False
         return self.spec.match_file(path + "/" if is_dir else path)

@@ -35,7 +35,8 @@ _COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_m
 def _entry(row: tuple) -> JournalEntry:
     """A row (without its path) as a JournalEntry; `prev` is stored as JSON."""
     *values, prev = row
-    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None)
+    # (mypy cannot tell that the row's columns stop before `prev`)
+    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None)  # type: ignore[misc]
 
 
 def _entry_from_json(text: str) -> JournalEntry:

@@ -18,8 +18,13 @@ NameRules = Literal["posix", "windows", "macos"]
 
 _WINDOWS_RESERVED = re.compile(r"^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?$", re.IGNORECASE)
 _WINDOWS_BAD_CHARS = set('<>:"|?*\\') | {chr(c) for c in range(32)}
-MAX_NAME_BYTES = 255
+MAX_NAME_BYTES = 255  # ext4, APFS, and what Linux and macOS system calls accept
+MAX_NAME_UTF16 = 255  # NTFS, exFAT: UTF-16 code units, so 255 CJK characters fit
 STATE_DIR_NAME = ".davsync"
+IGNORE_FILE_NAME = ".davsyncignore"
+_OWN_NAMES = (STATE_DIR_NAME, IGNORE_FILE_NAME)
+# 8.3 short names Windows may give .davsync and .davsyncignore (git refuses GIT~1 the same way).
+_SHORT_ALIAS = re.compile(r"^davsyn~[0-9]+$", re.IGNORECASE)
 
 
 class UnsafeHref(ValueError):
@@ -27,11 +32,32 @@ class UnsafeHref(ValueError):
 
 
 def default_rules() -> NameRules:
-    if sys.platform.startswith("win"):
+    if sys.platform == "win32":
         return "windows"
     if sys.platform == "darwin":
         return "macos"
     return "posix"
+
+
+def effective_rules(requested: NameRules | None) -> NameRules:
+    """The rules to enforce: on Windows always Windows' own, whatever was asked (`a:b` would
+    otherwise write an alternate data stream of `a`, and `C:x` a path on drive C)."""
+    if sys.platform == "win32":
+        return "windows"
+    return requested or default_rules()
+
+
+def own_name(name: str) -> str | None:
+    """Which of davsync's own root names (`.davsync`, `.davsyncignore`) `name` may stand for
+    on some filesystem: in any letter case, with trailing dots or spaces (Windows drops
+    them), or as an 8.3 short alias; None for any other name."""
+    folded = nfc(name).rstrip(". ").casefold()
+    for own in _OWN_NAMES:
+        if folded == own:
+            return own
+    if _SHORT_ALIAS.match(folded):
+        return STATE_DIR_NAME
+    return None
 
 
 def nfc(text: str) -> str:
@@ -102,10 +128,16 @@ def _valid_utf8_escapes(raw: str) -> bool:
         return False
 
 
-def name_problem(name: str, rules: NameRules) -> str | None:
-    """Why this filesystem cannot hold `name`, or None."""
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+def name_problem(name: str, rules: NameRules, *, byte_limit: bool = sys.platform != "win32") -> str | None:
+    """Why this filesystem cannot hold `name`, or None.
+
+    `byte_limit`: the system calls limit a name to 255 UTF-8 bytes (everywhere but Windows,
+    even on an NTFS volume); Windows rules add NTFS's 255 UTF-16 units.
+    """
+    if byte_limit and len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         return "name is longer than 255 bytes"
+    if rules == "windows" and len(name.encode("utf-16-le", "surrogatepass")) // 2 > MAX_NAME_UTF16:
+        return "name is longer than 255 UTF-16 characters (NTFS's limit)"
     if any(ord(c) < 32 for c in name) and rules == "windows":
         return "name contains control characters"
     if rules == "windows":
@@ -131,23 +163,31 @@ class Skipped:
     reason: str
 
 
-def filter_names(paths: Iterable[str], rules: NameRules) -> tuple[set[str], list[Skipped]]:
+def filter_names(
+    paths: Iterable[str], rules: NameRules, *, fold_case: bool | None = None
+) -> tuple[set[str], list[Skipped]]:
     """Keep the paths this filesystem can hold; report the rest.
 
-    On case-insensitive filesystems, names in one folder that differ only by case
-    would overwrite each other, so all of them are skipped. Anything below a
-    skipped folder is skipped too.
+    On case-insensitive filesystems (`fold_case`, by default from the rules), names in
+    one folder that differ only by case would overwrite each other, so all of them are
+    skipped. Anything below a skipped folder is skipped too. A root name that could
+    stand for `.davsync` on some filesystem is always skipped.
     """
     paths = sorted(set(paths))
     skipped: dict[str, str] = {}
     for path in paths:
-        if path.split("/")[0] == STATE_DIR_NAME:
-            skipped[path] = "the name .davsync at the root is reserved for davsync's own state"
+        top = path.split("/")[0]
+        if path and own_name(top) == STATE_DIR_NAME:
+            skipped[path] = (
+                f"{top!r} at the root may stand for .davsync or .davsyncignore on Windows (an 8.3 short name)"
+                if _SHORT_ALIAS.match(top)
+                else "the name .davsync at the root (in any letter case) is reserved for davsync's own state"
+            )
             continue
         problem = name_problem(path.rsplit("/", 1)[-1], rules)
         if problem:
             skipped[path] = problem
-    if case_insensitive(rules):
+    if case_insensitive(rules) if fold_case is None else fold_case:
         groups: dict[str, list[str]] = {}
         for path in paths:
             groups.setdefault(nfc(path).casefold(), []).append(path)

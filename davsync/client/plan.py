@@ -78,6 +78,7 @@ class Kind(str, Enum):
     FORGET = "forget"  # gone on both sides: drop the journal row
     RMDIR = "rmdir"  # remote folder gone, --delete: remove if empty
     BLOCKED = "blocked"  # cannot be done (e.g. a local folder where the remote has a file)
+    RENAME = "rename"  # renamed on the server in letter case only: renamed here too (case-insensitive DEST)
 
 
 TRANSFERS = {Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT}

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from .. import osfs
 from ..concurrency import bounded
 from ..exitcodes import Exit
-from ..fsutil import fsync_dir
 from .filters import Filter
 from .journal import Journal, JournalError
-from .paths import NameRules, Skipped, default_rules, filter_names
+from .paths import NameRules, Skipped, case_insensitive, effective_rules, filter_names, nfc
 from .plan import (
     TRANSFERS,
     Action,
@@ -90,6 +91,7 @@ class PullResult:
     requests_sent: int = 0
     local_files_read: int = 0
     fatal: str | None = None
+    interrupted: bool = False  # stopped early on request (SIGTERM, Ctrl-Break, console closed)
     retryable: bool = False  # the fatal error may go away by itself (server down, network)
     exit_code: Exit = Exit.OK
     mode: str = "walk"
@@ -125,23 +127,19 @@ class DestLockedError(Exception):
     pass
 
 
-class _DestLock:
+@contextmanager
+def dest_lock(state_dir: Path) -> Iterator[None]:
     """One pull at a time per DEST (a watch and a scheduled pull must not interleave)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self._f = open(state_dir / "lock", "a+")
-        try:
-            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._f.close()
-            raise DestLockedError(
-                f"another davsync pull or watch is running on {state_dir.parent}; wait for it or stop it."
-            ) from None
-
-    def release(self) -> None:
-        fcntl.flock(self._f, fcntl.LOCK_UN)
-        self._f.close()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    osfs.hide(state_dir)
+    try:
+        with osfs.exclusive_lock(state_dir / "lock"):
+            yield
+    except osfs.DestLocked:
+        raise DestLockedError(
+            f"another davsync pull or watch is running on {osfs.display_path(state_dir.parent)}; "
+            "wait for it or stop it."
+        ) from None
 
 
 def md5_of(path: Path) -> str:
@@ -158,15 +156,20 @@ class Puller:
         dest: Path,
         options: PullOptions,
         reporter: Reporter | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.conn = conn
-        self.dest = dest
-        self.state_dir = dest / STATE_DIR
+        # Files are placed through the long-path form on Windows (no 260-character limit);
+        # the journal keeps the plain path, which SQLite opens everywhere.
+        self.dest = osfs.extended_path(dest)
+        self.state_dir = Path(os.path.abspath(dest)) / STATE_DIR
         self.options = options
         self.reporter: Reporter = reporter or SilentReporter()
-        self.rules: NameRules = options.name_rules or default_rules()
+        self.rules: NameRules = effective_rules(options.name_rules)
+        self.fold_case = case_insensitive(self.rules)
+        self._renames: dict[str, str] = {}  # new path -> old path (letter case only)
         self.remote = Remote(conn)
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self._dirty_dirs: set[Path] = set()
         self._dirty_lock = threading.Lock()
         self._listed: set[str] = set()
@@ -182,7 +185,7 @@ class Puller:
         with self._dirty_lock:
             dirty, self._dirty_dirs = self._dirty_dirs, set()
         for folder in dirty:
-            fsync_dir(folder)
+            osfs.fsync_dir(folder)
 
     def close(self) -> None:
         self.remote.close()
@@ -192,7 +195,7 @@ class Puller:
     def run(self) -> PullResult:
         result = PullResult()
         self._root_token = _UNASKED
-        problem = dest_problem(self.dest, writing=not self.options.dry_run)
+        problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not self.options.dry_run)
         if problem is not None:
             return self._fatal(result, *problem)
         fresh = not (self.state_dir / "state.db").exists()
@@ -203,36 +206,37 @@ class Puller:
                 self._root_token = self.remote.check_root()
             except RemoteError as e:
                 return self._remote_failed(result, e)
-        lock: _DestLock | None = None
-        if fresh and self.options.dry_run:
-            journal = Journal(None)  # a preview of a first pull: nothing to read, nothing to write
-        else:
+        with ExitStack() as stack:
+            if fresh and self.options.dry_run:
+                journal = Journal(None)  # a preview of a first pull: nothing to read, nothing to write
+            else:
+                try:
+                    self.dest.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(dest_lock(self.state_dir))
+                except DestLockedError as e:
+                    return self._fatal(result, str(e), Exit.USAGE)
+                except OSError as e:
+                    return self._fatal(result, f"cannot create {osfs.display_path(self.dest)}: {e.strerror}.", Exit.LOCAL)
+                try:
+                    journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
+                except JournalError as e:
+                    return self._fatal(result, str(e), Exit.LOCAL)
+                for leftover in (self.state_dir / "partial").glob("*.small"):
+                    leftover.unlink(missing_ok=True)
             try:
-                self.dest.mkdir(parents=True, exist_ok=True)
-                lock = _DestLock(self.state_dir)
-            except DestLockedError as e:
-                return self._fatal(result, str(e), Exit.USAGE)
-            except OSError as e:
-                return self._fatal(result, f"cannot create {self.dest}: {e.strerror}.", Exit.LOCAL)
-            try:
-                journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
-            except JournalError as e:
-                lock.release()
-                return self._fatal(result, str(e), Exit.LOCAL)
-            for leftover in (self.state_dir / "partial").glob("*.small"):
-                leftover.unlink(missing_ok=True)
-        try:
-            self._run(result, journal)
-        except RemoteError as e:
-            self._remote_failed(result, e)
-        except LocalWriteError as e:
-            self._fatal(result, str(e), Exit.LOCAL)
-        finally:
-            journal.commit()
-            journal.close()
-            if lock is not None:
-                lock.release()
-            result.requests_sent = self.remote.requests_sent
+                self._run(result, journal)
+            except RemoteError as e:
+                self._remote_failed(result, e)
+            except LocalWriteError as e:
+                self._fatal(result, str(e), Exit.LOCAL)
+            except KeyboardInterrupt:
+                self.stop.set()  # in-flight downloads stop at their next block; the journal is kept
+                raise
+            finally:
+                journal.commit()
+                journal.close()
+                result.requests_sent = self.remote.requests_sent
+        result.interrupted = self.stop.is_set()
         return result
 
     def _remote_failed(self, result: PullResult, e: RemoteError) -> PullResult:
@@ -246,6 +250,9 @@ class Puller:
         return result
 
     def _run(self, result: PullResult, journal: Journal) -> None:
+        # NTFS and APFS ignore case whatever this OS is; so does an NTFS/exFAT stick on Linux.
+        self.fold_case = case_insensitive(self.rules) or bool(osfs.case_insensitive(self.dest))
+        self._renames = {}
         filt = Filter.load(self.dest, self.options.excludes)
         token = None
         if journal.get_meta("sync_url") == self.remote.base_url:
@@ -280,13 +287,15 @@ class Puller:
         listing = walk(self.remote, jobs=max(2, self.options.jobs), excluded=filt.excluded)
         if "" in listing.failed:
             raise RemoteError(listing.failed[""])
-        kept, skipped = filter_names(listing.entries, self.rules)
+        kept, skipped = filter_names(listing.entries, self.rules, fold_case=self.fold_case)
         result.skipped = listing.skipped + skipped
         remote = {p: e for p, e in listing.entries.items() if p in kept}
         not_judged = {s.path for s in result.skipped}  # skipped names are neither synced nor deleted
         journal_entries = {
             p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
         }
+        self._drop_linked(remote, journal_entries, result)
+        self._find_case_renames(remote, journal_entries)
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
         self._journal_view = journal_entries
@@ -305,7 +314,7 @@ class Puller:
     def _run_incremental(self, result: PullResult, journal: Journal, filt: Filter, changes: Changes) -> None:
         """Act only on the paths the server says changed; each still gets the local checks."""
         changed = {p: e for p, e in changes.changed.items() if not filt.excluded(p, e.is_dir)}
-        kept, skipped = filter_names(changed, self.rules)
+        kept, skipped = filter_names(changed, self.rules, fold_case=self.fold_case)
         result.skipped = changes.skipped + skipped
         remote = {p: e for p, e in changed.items() if p in kept}
         removed = {p for p in changes.removed if not filt.excluded(p, False)}
@@ -319,6 +328,8 @@ class Puller:
         for p in list(journal_entries):
             if p in changed and p not in kept:
                 del journal_entries[p]  # skipped names are not judged
+        self._drop_linked(remote, journal_entries, result)
+        self._find_case_renames(remote, journal_entries)
         local = self._look_locally(remote, journal_entries, result)
         self._listed = set(remote)
         self._journal_view = journal_entries
@@ -335,7 +346,54 @@ class Puller:
         result.warnings += result.plan.warnings
         self._finish(result, journal, changes.token)
 
+    def _drop_linked(
+        self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry], result: PullResult
+    ) -> None:
+        """Leave alone a symbolic link or junction inside DEST and whatever lies behind it:
+        writing through it would put files outside DEST, replacing it would undo the user's."""
+        link_at: dict[str, str | None] = {"": None}  # folder -> the link at or above it (one lstat each)
+
+        def link_above(folder: str) -> str | None:
+            if folder not in link_at:
+                found = link_above(folder.rpartition("/")[0])
+                link_at[folder] = found or (folder if osfs.is_link(self.dest / folder) else None)
+            return link_at[folder]
+
+        for paths in (remote, journal):
+            for path in list(paths):
+                entry = paths[path]
+                # A folder here is checked itself; a file only through its folders (a link
+                # standing where a file goes is set aside as a conflict copy, like any file).
+                link = link_above(path) if entry.is_dir else link_above(path.rpartition("/")[0])
+                if link is not None:
+                    del paths[path]
+                    if paths is remote:
+                        reason = (
+                            "a link or junction in DEST, left alone" if link == path
+                            else f"inside {link!r}, a link or junction in DEST, which davsync does not follow"
+                        )  # fmt: skip
+                        result.skipped.append(Skipped(path, reason))
+
+    def _find_case_renames(self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry]) -> None:
+        """A server rename that changes only letter case (`Report.txt` -> `report.txt`) is the
+        same file on a case-insensitive DEST: move its journal row to the new name (and
+        rename it here) instead of trashing the old name and downloading the new one."""
+        if not self.fold_case:
+            return
+        gone = {nfc(p).casefold(): p for p in journal if p not in remote}
+        if not gone:
+            return
+        for new in remote:
+            old = gone.get(nfc(new).casefold())
+            if old is not None and new not in journal:
+                journal[new] = journal.pop(old)
+                self._renames[new] = old
+
+    def _rename_actions(self) -> list[Action]:
+        return [Action(Kind.RENAME, new, None, None, f"from {old}") for new, old in sorted(self._renames.items())]
+
     def _finish(self, result: PullResult, journal: Journal, token: str | None) -> None:
+        result.plan.actions[:0] = self._rename_actions()
         if self.options.dry_run:
             result.exit_code = Exit.PARTIAL if result.has_problems(planned=True) else Exit.OK
             return
@@ -378,9 +436,27 @@ class Puller:
 
     # --- acting ----------------------------------------------------------------
 
+    def _rename_case(self, a: Action, result: PullResult, journal: Journal) -> None:
+        """Do a letter-case rename here, parents first (children follow their folder)."""
+        old = self._renames[a.path]
+        entry = self._journal_view[a.path]
+        if old.rsplit("/", 1)[-1] != a.path.rsplit("/", 1)[-1] and stat_entry(self.dest / old) is not None:
+            try:
+                osfs.rename_case(self.dest / old, self.dest / a.path)
+            except OSError as e:
+                result.errors.append({"path": a.path, "error": f"could not rename {old} here: {e.strerror}"})
+                return
+            self._dir_changed((self.dest / a.path).parent)
+        journal.forget(old)
+        journal.put(a.path, replace(entry, prev=None))
+        result.record(a.kind.value, a.path)
+        self.reporter.file_done(a, old)
+
     def _execute(self, result: PullResult, journal: Journal) -> None:
         actions = result.plan.actions
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        for a in sorted((a for a in actions if a.kind == Kind.RENAME), key=lambda a: a.path.count("/")):
+            self._rename_case(a, result, journal)
         for a in sorted((a for a in actions if a.kind == Kind.MKDIR), key=lambda a: a.path):
             try:
                 (self.dest / a.path).mkdir(parents=True, exist_ok=True)
@@ -406,30 +482,30 @@ class Puller:
         self.reporter.end()
 
     def _transfer_all(self, transfers: list[Action], result: PullResult, journal: Journal) -> None:
-        lock = threading.Lock()
         window = 4 * max(1, self.options.jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="davsync-get") as pool:
             jobs = bounded(pool, lambda a: self._transfer(a, journal), transfers, window)
             try:
                 for a, fut in jobs:
-                    try:
-                        nbytes, note = fut.result()
-                    except (DownloadError, Raced) as e:
-                        with lock:
-                            result.errors.append({"path": a.path, "error": str(e)})
-                        self.reporter.warn(f"{a.path}: {e}")
-                        continue
-                    except (LocalWriteError, RemoteError):
-                        self.stop.set()
-                        raise
-                    with lock:
-                        result.bytes_downloaded += nbytes
-                        result.record(a.kind.value, a.path)
-                        if a.kind == Kind.CONFLICT:
-                            result.conflicts.append({"path": a.path, "local_copy": note, "reason": a.reason})
-                    self.reporter.file_done(a, note)
+                    self._collect(a, fut, result)
+            except BaseException:
+                self.stop.set()  # Ctrl-C too: in-flight downloads end at their next block
+                raise
             finally:
                 jobs.close()
+
+    def _collect(self, a: Action, fut: Future[tuple[int, str]], result: PullResult) -> None:
+        try:
+            nbytes, note = fut.result()
+        except (DownloadError, Raced) as e:
+            result.errors.append({"path": a.path, "error": str(e)})
+            self.reporter.warn(f"{a.path}: {e}")
+            return
+        result.bytes_downloaded += nbytes
+        result.record(a.kind.value, a.path)
+        if a.kind == Kind.CONFLICT:
+            result.conflicts.append({"path": a.path, "local_copy": note, "reason": a.reason})
+        self.reporter.file_done(a, note)
 
     def _transfer(self, a: Action, journal: Journal) -> tuple[int, str]:
         if self.stop.is_set():
@@ -528,9 +604,13 @@ def dest_problem(dest: Path, *, writing: bool) -> tuple[str, Exit] | None:
 
 
 def run_pull(
-    conn: ConnectionSettings, dest: Path, options: PullOptions, reporter: Reporter | None = None
+    conn: ConnectionSettings,
+    dest: Path,
+    options: PullOptions,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
 ) -> PullResult:
-    puller = Puller(conn, dest, options, reporter)
+    puller = Puller(conn, dest, options, reporter, stop)
     try:
         return puller.run()
     finally:

@@ -197,8 +197,8 @@ class Remote:
         than a small file's transfer. Digest logins take the requests path."""
         url = self.url_for(path, href=href)
         if self._use_digest:
-            with self.request("GET", url, headers={"Accept-Encoding": "identity"}) as resp:
-                return resp.status_code, resp.content
+            with self.request("GET", url, headers={"Accept-Encoding": "identity"}) as via_requests:
+                return via_requests.status_code, via_requests.content
         headers = {"User-Agent": "davsync", "Accept-Encoding": "identity"}
         if self.client.webdav.login:
             headers.update(urllib3.make_headers(basic_auth=f"{self.client.webdav.login}:{self.client.webdav.password or ''}"))

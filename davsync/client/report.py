@@ -6,7 +6,7 @@ import sys
 import threading
 from typing import TextIO
 
-from typing import Any
+from typing import Any, cast
 
 from .plan import Action, Kind, Plan
 from .pull import PullResult
@@ -18,14 +18,15 @@ VERBS = {
     Kind.CONFLICT: "CONFLICT",
     Kind.DELETE: "deleted (to trash)",
     Kind.RMDIR: "removed folder",
+    Kind.RENAME: "renamed",
 }
 
 
 class PlainReporter:
     """One line per file acted on; good for logs and pipes."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
         self._lock = threading.Lock()
 
     def begin(self, files: int, total_bytes: int) -> None:
@@ -68,7 +69,7 @@ class RichReporter(PlainReporter):
         )
 
         self.console = console or Console(stderr=False)
-        super().__init__(self.console.file)
+        super().__init__(cast(TextIO, self.console.file))
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -80,7 +81,7 @@ class RichReporter(PlainReporter):
             console=self.console,
             transient=False,
         )
-        self._bytes_task = None
+        self._bytes_task: Any = None  # rich's TaskID once started
         self._current: list[str] = []
 
     def begin(self, files: int, total_bytes: int) -> None:
@@ -133,6 +134,7 @@ STATUS_LABELS = [
     (Kind.DOWNLOAD, "new"),
     (Kind.UPDATE, "changed"),
     (Kind.MKDIR, "new folders"),
+    (Kind.RENAME, "renamed (letter case)"),
     (Kind.CONFLICT, "conflicts"),
     (Kind.LOCAL_MODIFIED, "locally-modified"),
     (Kind.REMOTE_DELETED, "deleted-remotely"),
@@ -152,7 +154,7 @@ def plan_lines(plan: Plan, limit: int = 50) -> list[str]:
             continue
         lines.append(f"{label}: {len(actions)}")
         for a in actions[:limit]:
-            detail = f"  ({a.reason})" if kind in (Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED) else ""
+            detail = f"  ({a.reason})" if kind in (Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED, Kind.RENAME) else ""
             lines.append(f"  {a.path}{detail}")
         if len(actions) > limit:
             lines.append(f"  … and {len(actions) - limit} more")
@@ -164,7 +166,7 @@ def summary_lines(result: PullResult) -> list[str]:
     parts = [
         f"{done.get('download', 0) + done.get('update', 0)} downloaded ({_size(result.bytes_downloaded)})",
     ]
-    for key, label in (("conflict", "conflicts"), ("delete", "deleted"), ("adopt", "adopted")):
+    for key, label in (("conflict", "conflicts"), ("delete", "deleted"), ("adopt", "adopted"), ("rename", "renamed")):
         if done.get(key):
             parts.append(f"{done[key]} {label}")
     kept = done.get("deleted-remotely", 0)

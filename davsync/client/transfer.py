@@ -12,19 +12,19 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import io
 import os
 import queue
+import stat as _stat
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 import requests
 
-from ..fsutil import fsync_dir
+from .. import osfs
 from .plan import LocalEntry, RemoteEntry
 from .remote import Remote, RemoteError
 
@@ -47,6 +47,11 @@ class PathWriteError(DownloadError):
 
 class Raced(Exception):
     """The local file changed between planning and placing; left alone."""
+
+
+class NotPlaced(DownloadError):
+    """This one file cannot be placed now (held open by another program, or its path is
+    too long for this filesystem); the rest of the pull goes on."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,15 @@ def local_error(e: OSError, what: str) -> LocalWriteError:
 
 
 def path_error(e: OSError, what: str, target: Path) -> Exception:
-    """Permission problems belong to one folder (the run goes on); anything else stops the run."""
+    """Permission problems belong to one folder, a name or path this filesystem cannot hold
+    to one file (the run goes on); anything else stops the run."""
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         reason = "permission denied" if e.errno != errno.EROFS else "the file system is read-only"
         return PathWriteError(f"cannot write {target}: {reason}; check that folder's permissions")
+    if _path_too_long(e):
+        return PathWriteError(f"cannot write {target}: the name or path is too long for this filesystem; skipped")
+    if e.errno == errno.EINVAL:  # e.g. ntfs-3g's windows_names refusing a name
+        return PathWriteError(f"cannot write {target}: this filesystem refuses the name; skipped")
     return local_error(e, what)
 
 
@@ -152,21 +162,11 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
     if entry.md5 and md5 != entry.md5:
         raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view) :]
-            if entry.mtime is not None:
-                os.utime(fd, (entry.mtime, entry.mtime))
-            os.fsync(fd)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
+        st = osfs.write_new_file(path, body, entry.mtime)
     except OSError as e:
         _discard(path)
         raise local_error(e, f"downloading {entry.path}") from None
-    ready = LocalEntry(False, st.st_size, st.st_mtime_ns, st.st_ino) if entry.mtime is not None else None
+    ready = LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st)) if entry.mtime is not None else None
     return Downloaded(path, md5, len(body), len(body), 0, ready)
 
 
@@ -191,7 +191,7 @@ def _resumable_offset(data_path: Path, meta_path: Path, entry: RemoteEntry) -> i
 def _write_meta(meta_path: Path, entry: RemoteEntry) -> None:
     tmp = meta_path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"path": entry.path, "etag": entry.etag, "size": entry.size, "md5": entry.md5}))
-    os.replace(tmp, meta_path)
+    osfs.replace(tmp, meta_path)
 
 
 def _fetch_once(
@@ -249,7 +249,7 @@ def _fetch_once(
         return fetched, digest.hexdigest(), offset + fetched
 
 
-def _write_all(out: "io.RawIOBase", data: bytes) -> None:
+def _write_all(out: IO[bytes], data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[out.write(view) :]
@@ -258,7 +258,7 @@ def _write_all(out: "io.RawIOBase", data: bytes) -> None:
 class _Pipeline:
     """Hash on one thread and flush to disk on another while the main thread receives.
 
-    hashlib and fdatasync release the GIL, so a large download costs about the slowest
+    hashlib and fdatasync (fsync where there is none) release the GIL, so a large download costs about the slowest
     of network, MD5 and disk instead of their sum; the final fsync has little left to do.
     """
 
@@ -287,7 +287,7 @@ class _Pipeline:
     def _sync_loop(self) -> None:
         while not self._done.wait(self.SYNC_EVERY):
             try:
-                os.fdatasync(self._fd)
+                osfs.flush_data(self._fd)
             except OSError:
                 return
 
@@ -325,11 +325,9 @@ def stat_entry(path: Path) -> LocalEntry | None:
         st = os.stat(path, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    import stat as _stat
-
     if _stat.S_ISDIR(st.st_mode):
         return LocalEntry(True)
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, st.st_ino)
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st))
 
 
 def _same(a: LocalEntry | None, b: LocalEntry | None) -> bool:
@@ -344,7 +342,7 @@ def place(
     rel: str,
     entry: RemoteEntry,
     expected: LocalEntry | None,
-    dir_changed: Callable[[Path], None] = fsync_dir,
+    dir_changed: Callable[[Path], None] = osfs.fsync_dir,
     before_rename: Callable[[LocalEntry], None] = lambda placed: None,
 ) -> LocalEntry:
     """Move a verified download into place; refuse if the local file changed since planning.
@@ -358,18 +356,21 @@ def place(
             _discard(got.partial)
             raise Raced(f"{rel} changed locally during the pull; left alone")
         if entry.mtime is not None and got.ready is None:
-            os.utime(got.partial, (entry.mtime, entry.mtime))
+            osfs.set_mtime(got.partial, entry.mtime)
         placed = got.ready or stat_entry(got.partial)  # the rename keeps inode, size and mtime
         assert placed is not None
         before_rename(placed)
         try:
-            os.replace(got.partial, target)
+            osfs.replace(got.partial, target)
         except FileNotFoundError:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(got.partial, target)
+            osfs.replace(got.partial, target)
         dir_changed(target.parent)
         if got.partial.suffix == ".part":
             discard_partial(dest / ".davsync", rel)
+    except osfs.FileInUse:
+        _discard(got.partial)
+        raise NotPlaced(f"{rel} is in use by another program; retried next run") from None
     except OSError as e:
         err = path_error(e, f"placing {rel}", target)
         if isinstance(err, PathWriteError):
@@ -377,6 +378,11 @@ def place(
             discard_partial(dest / ".davsync", rel)
         raise err from None
     return placed
+
+
+def _path_too_long(e: OSError) -> bool:
+    """ENAMETOOLONG, or ERROR_FILENAME_EXCED_RANGE (206) from Windows for a path without the long-path prefix."""
+    return e.errno == errno.ENAMETOOLONG or getattr(e, "winerror", None) == 206
 
 
 def conflict_name(rel: str, now: datetime | None = None) -> str:
@@ -402,8 +408,10 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None) -> str:
         stem, dot, ext = base.rpartition(".")
         candidate = f"{stem}-{n}.{ext}" if dot and "/" not in ext else f"{base}-{n}"
     try:
-        os.rename(src, dest / candidate)
-        fsync_dir((dest / candidate).parent)
+        osfs.rename(src, dest / candidate)
+        osfs.fsync_dir((dest / candidate).parent)
+    except osfs.FileInUse:
+        raise Raced(f"{rel} is in use by another program, so it was not set aside; retried next run") from None
     except OSError as e:
         raise path_error(e, f"keeping {rel} as a conflict copy", src) from None
     return candidate
@@ -416,7 +424,9 @@ def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: 
     target = dest / ".davsync" / "trash" / run_stamp / rel
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(src, target)
+        osfs.rename(src, target)
+    except osfs.FileInUse:
+        raise Raced(f"{rel} is in use by another program, so it was not deleted; retried next run") from None
     except OSError as e:
         raise path_error(e, f"moving {rel} to the trash", src) from None
     return str(target.relative_to(dest))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..concurrency import wait_first
 from .paths import Skipped
 from .plan import RemoteEntry
 from .remote import FolderListing, Remote, RemoteError
@@ -50,7 +51,12 @@ def walk(
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="davsync-list") as pool:
         pending: dict[Future[FolderListing], str] = {pool.submit(list_with_retries, remote, start): start}
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            try:
+                done = wait_first(pending)
+            except BaseException:  # Ctrl-C: drop what has not started
+                for other in pending:
+                    other.cancel()
+                raise
             for fut in done:
                 folder = pending.pop(fut)
                 try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import TextIO
 
+from ..concurrency import sliced_wait
+from ..console import stop_signals
 from ..exitcodes import Exit
 from .pull import Puller, PullOptions
 from .remote import ConnectionSettings
@@ -24,24 +25,28 @@ def watch_loop(
     *,
     interval: float,
     quiet: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> Exit:
-    """Runs until stopped (SIGINT/SIGTERM or `stop`); returns the exit status."""
-    stop = stop or threading.Event()
+    """Runs until stopped (Ctrl-C, SIGTERM, Ctrl-Break, console closed, or `stop`); returns
+    the exit status."""
+    with stop_signals(stop, interrupt=True) as stop:
+        return _loop(conn, dest, options, interval, quiet, out or sys.stdout, stop)
 
+
+def _loop(
+    conn: ConnectionSettings,
+    dest: Path,
+    options: PullOptions,
+    interval: float,
+    quiet: bool,
+    out: TextIO,
+    stop: threading.Event,
+) -> Exit:
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
-    puller = Puller(conn, dest, options, None if quiet else PlainReporter(out))
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-        puller.stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
+    puller = Puller(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
 
     say(f"watching {puller.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
     delay = interval
@@ -75,7 +80,7 @@ def watch_loop(
                 for line in kept_lines(kept - kept_reported, options.delete):
                     say(line)
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
-            stop.wait(delay)
+            sliced_wait(stop, delay)
     finally:
         puller.close()
     say("stopped")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -16,20 +15,22 @@ class SettingsError(Exception):
     pass
 
 
-def xdg_dir(env: str, fallback: str) -> Path:
-    value = os.environ.get(env)
-    return Path(value) if value else Path.home() / fallback
-
-
 def default_users_file() -> Path:
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "davsync" / "users.json"
+    """~/.config/davsync/users.json on Linux (XDG_CONFIG_HOME honoured), the platform's own
+    place elsewhere (%LOCALAPPDATA%\\davsync, ~/Library/Application Support/davsync)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("davsync", appauthor=False)) / "users.json"
 
 
 def default_state_dir(root: Path) -> Path:
     """One state dir per served folder, outside it."""
     real = root.resolve()
     tag = hashlib.sha256(str(real).encode("utf-8", "surrogateescape")).hexdigest()[:10]
-    return xdg_dir("XDG_STATE_HOME", ".local/state") / "davsync" / f"{real.name or 'root'}-{tag}"
+    import platformdirs
+
+    state = Path(platformdirs.user_state_dir("davsync", appauthor=False))
+    return state / f"{real.name or 'root'}-{tag}"
 
 
 @dataclass(frozen=True)

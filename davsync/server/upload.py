@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..fsutil import fsync_dir
+from ..osfs import fsync_dir
 from .names import TEMP_PREFIX, TEMP_SUFFIX
 
 WRITE_BLOCK = 256 * 1024

@@ -1,0 +1,328 @@
+"""Every file operation that differs between Linux, macOS and Windows, in one place.
+
+The rest of davsync calls these and never `fcntl`, `os.O_DIRECTORY`, `os.O_CLOEXEC`,
+`os.O_NOFOLLOW`, `os.fdatasync` or `os.utime` on an fd. Where it can, this module
+detects a feature (`hasattr`, `os.supports_fd`) instead of asking for the platform,
+so a Linux run with those features removed (tests/winshim) takes the same paths as
+Windows does. Windows-only calls (attributes, volume information) sit behind
+`sys.platform == "win32"` so type checkers see them for that platform only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import filelock
+
+StrPath = str | os.PathLike[str]
+
+# Windows error codes of a file held open by another program (Office, a media player,
+# Defender, the search indexer, OneDrive): ACCESS_DENIED, SHARING_VIOLATION, LOCK_VIOLATION.
+SHARING_VIOLATIONS = frozenset({5, 32, 33})
+REPLACE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # ~3 s: most holds clear within a second
+
+_O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows: without it os.open is text mode (\n -> \r\n)
+_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)  # absent on Windows, where fds are not inherited anyway
+_O_DIRECTORY: int | None = getattr(os, "O_DIRECTORY", None)
+
+
+class DestLocked(Exception):
+    """Another process holds this lock."""
+
+
+class FileInUse(OSError):
+    """A file stayed held open by another program through every retry."""
+
+
+# --- locking -----------------------------------------------------------------
+
+
+@contextmanager
+def exclusive_lock(path: StrPath) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock on `path` (flock on POSIX, msvcrt.locking on Windows).
+
+    The OS drops the lock when the process dies, so a crash never leaves DEST locked.
+    """
+    lock = filelock.FileLock(os.fspath(path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise DestLocked(os.fspath(path)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# --- durable writes ------------------------------------------------------------
+
+
+def write_new_file(path: StrPath, data: bytes | memoryview, mtime: float | None) -> os.stat_result:
+    """Write `data` to `path` (binary, truncating), set its mtime, fsync it; return its stat.
+
+    The mtime is set through the fd where the OS allows it (one fewer path lookup) and
+    by path after closing otherwise (Windows).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY | _O_CLOEXEC, 0o666)
+    by_fd = os.utime in os.supports_fd
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if mtime is not None and by_fd:
+            os.utime(fd, (mtime, mtime))
+        os.fsync(fd)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if mtime is not None and not by_fd:
+        set_mtime(path, mtime)
+        st = os.stat(path)
+    return st
+
+
+def flush_data(fd: int) -> None:
+    """Flush a file's data (not necessarily its metadata) to disk: fdatasync where it
+    exists (Linux), fsync elsewhere (Windows, macOS)."""
+    sync = getattr(os, "fdatasync", None)
+    if sync is None:
+        os.fsync(fd)
+    else:
+        sync(fd)
+
+
+def fsync_dir(path: StrPath) -> None:
+    """Make a rename in this folder durable (best effort).
+
+    Windows cannot open a folder with os.open and NTFS journals its metadata, so there is
+    nothing to do there; some POSIX filesystems refuse it too.
+    """
+    if _O_DIRECTORY is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def set_mtime(path: StrPath, seconds: float) -> None:
+    """Set access and modification time by path (works on every OS)."""
+    os.utime(path, (seconds, seconds))
+
+
+# --- replacing files held by other programs -------------------------------------
+
+
+def is_sharing_violation(e: OSError) -> bool:
+    return getattr(e, "winerror", None) in SHARING_VIOLATIONS
+
+
+def _retrying(fn: Callable[[StrPath, StrPath], None], src: StrPath, dst: StrPath) -> None:
+    for delay in (*REPLACE_RETRY_DELAYS, None):
+        try:
+            fn(src, dst)
+            return
+        except PermissionError as e:
+            if not is_sharing_violation(e):
+                raise
+            if delay is None:
+                raise FileInUse(
+                    errno.EBUSY, "in use by another program; retried next run", os.fspath(dst)
+                ) from None
+            time.sleep(delay)
+
+
+def replace(src: StrPath, dst: StrPath) -> None:
+    """os.replace, retried with backoff while Windows reports the target (or source) in use.
+
+    Raises FileInUse when it stays in use: the caller reports that one file and goes on.
+    """
+    _retrying(os.replace, src, dst)
+
+
+def rename(src: StrPath, dst: StrPath) -> None:
+    """os.rename (never overwrites on Windows), retried like `replace`."""
+    _retrying(os.rename, src, dst)
+
+
+def rename_case(src: Path, dst: Path) -> None:
+    """Rename to a name that differs only in letter case, on any filesystem.
+
+    Linux sees NTFS/exFAT/ntfs-3g `ignore_case` names as one file and makes a direct rename
+    a no-op, so go through a temporary name in the same folder.
+    """
+    tmp = src.with_name(f"{src.name}.davsync-case-{os.getpid()}")
+    rename(src, tmp)
+    try:
+        rename(tmp, dst)
+    except OSError:
+        rename(tmp, src)
+        raise
+
+
+# --- long paths ------------------------------------------------------------------
+
+
+def extended_path(path: Path) -> Path:
+    """On Windows, the `\\\\?\\` form of an absolute path, which is not limited to 260
+    characters whether or not LongPathsEnabled is set. Elsewhere the absolute path."""
+    absolute = os.path.abspath(path)
+    if sys.platform != "win32":
+        return Path(absolute)
+    return Path(long_path_form(absolute))
+
+
+def long_path_form(absolute: str) -> str:
+    """`C:\\x` -> `\\\\?\\C:\\x`; `\\\\server\\share\\x` -> `\\\\?\\UNC\\server\\share\\x`."""
+    if absolute.startswith("\\\\?\\"):
+        return absolute
+    if absolute.startswith("\\\\"):
+        return "\\\\?\\UNC\\" + absolute[2:]
+    return "\\\\?\\" + absolute
+
+
+def display_path(path: StrPath) -> str:
+    """A path as the user typed it: without the `\\\\?\\` prefix."""
+    text = os.fspath(path)
+    if text.startswith("\\\\?\\UNC\\"):
+        return "\\\\" + text[8:]
+    if text.startswith("\\\\?\\"):
+        return text[4:]
+    return text
+
+
+# --- hidden ------------------------------------------------------------------------
+
+_FILE_ATTRIBUTE_HIDDEN = 0x2
+
+
+def hide(path: Path) -> None:
+    """Mark davsync's own folder hidden in Explorer (a dot name already hides it elsewhere)."""
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        attrs = kernel32.GetFileAttributesW(str(path))
+        if attrs != -1 and attrs != 0xFFFFFFFF and not attrs & _FILE_ATTRIBUTE_HIDDEN:
+            kernel32.SetFileAttributesW(str(path), attrs | _FILE_ATTRIBUTE_HIDDEN)
+
+
+def is_hidden(path: Path) -> bool:
+    if sys.platform == "win32":
+        return bool(os.stat(path).st_file_attributes & _FILE_ATTRIBUTE_HIDDEN)
+    return path.name.startswith(".")
+
+
+# --- file IDs ----------------------------------------------------------------------
+
+_SQLITE_MAX = 2**63 - 1
+# FAT and exFAT renumber files on rename or remount; FUSE drivers mostly invent numbers
+# per mount (exfat-fuse, and ntfs-3g on an image both show up as fuse/fuseblk).
+_UNSTABLE_FS = ("fat", "fat12", "fat16", "fat32", "exfat", "vfat", "msdos", "fuse", "fuseblk")
+_stable_by_dev: dict[int, bool] = {}
+
+
+def file_id(path: StrPath, st: os.stat_result) -> int:
+    """A file ID that fits SQLite's signed 64-bit INTEGER, or 0 where IDs are not stable.
+
+    Windows reports up to 128-bit IDs (ReFS, Python 3.12+): fold them. FAT and exFAT
+    (USB sticks) renumber files on rename or remount: there an ID would make every file
+    look modified, so davsync compares size and mtime (and MD5) only.
+    """
+    if not ids_are_stable(path, st.st_dev):
+        return 0
+    ino = st.st_ino
+    if ino > _SQLITE_MAX:
+        ino = (ino ^ (ino >> 64)) & _SQLITE_MAX
+    return ino
+
+
+def ids_are_stable(path: StrPath, dev: int) -> bool:
+    known = _stable_by_dev.get(dev)
+    if known is None:
+        fs = filesystem_type(path).lower()
+        known = _stable_by_dev[dev] = not (fs in _UNSTABLE_FS or fs.startswith(("fuse.", "fuseblk.")))
+    return known
+
+
+def filesystem_type(path: StrPath) -> str:
+    """The filesystem's name ('NTFS', 'exFAT', 'ext4', 'fuseblk', ...) or '' when unknown."""
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        volume = ctypes.create_unicode_buffer(300)
+        if not kernel32.GetVolumePathNameW(os.fspath(path), volume, 300):
+            return ""
+        name = ctypes.create_unicode_buffer(300)
+        if not kernel32.GetVolumeInformationW(volume, None, 0, None, None, None, name, 300):
+            return ""
+        return name.value
+    return _mountinfo_fs_type(path)
+
+
+def _mountinfo_fs_type(path: StrPath) -> str:
+    """Linux: the type of the mount whose device is the path's; '' elsewhere (macOS)."""
+    if sys.platform != "linux":
+        return ""
+    try:
+        dev = os.stat(path).st_dev
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 3 and fields[2] == want and " - " in line:
+            return line.split(" - ", 1)[1].split()[0]
+    return ""
+
+
+# --- links ----------------------------------------------------------------------
+
+_IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003  # a directory junction
+
+
+def is_link(path: StrPath) -> bool:
+    """A symbolic link, or on Windows a directory junction (which lstat reports as a folder)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return True
+    if sys.platform == "win32":
+        return st.st_reparse_tag == _IO_REPARSE_TAG_MOUNT_POINT
+    return False
+
+
+# --- case sensitivity ---------------------------------------------------------------
+
+
+def case_insensitive(folder: Path) -> bool | None:
+    """Whether names in `folder` ignore letter case, found by looking up a name in another
+    case; None when nothing there has a letter to try."""
+    for probe in (folder / ".davsync", folder):
+        swapped = probe.name.swapcase()
+        if swapped == probe.name or not probe.exists():
+            continue
+        other = probe.with_name(swapped)
+        try:
+            return os.path.samefile(probe, other)
+        except OSError:
+            return False
+    return None
