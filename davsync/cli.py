@@ -536,6 +536,11 @@ def doctor(
     typer.echo("All checks passed.")
 
 
+from .app.cli import app_cmd  # noqa: E402  (the `davsync app` command lives with the app)
+
+app.command("app")(app_cmd)
+
+
 def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]
     """The click command behind `app`, with help that reads as a user expects: an on/off
     flag shows no `<bool>` value, since it takes none."""
