@@ -31,7 +31,7 @@ class CommandError(Exception):
 
 def _status_for(pair: FolderPair) -> PairStatus:
     return PairStatus(id=pair.id, url=pair.url, local=pair.local, mode=pair.mode, interval=pair.interval,
-                      paused=pair.paused)  # fmt: skip
+                      paused=pair.paused, pair_paused=pair.paused)  # fmt: skip
 
 
 class App:
@@ -184,9 +184,13 @@ class App:
 
     # --- running --------------------------------------------------------------------
 
-    def sync_now(self, pair_id: str | None = None) -> None:
-        for r in [self._runner(pair_id)] if pair_id else list(self.runners.values()):
+    def sync_now(self, pair_id: str | None = None) -> dict[str, str]:
+        runners = [self._runner(pair_id)] if pair_id else list(self.runners.values())
+        for r in runners:
             r.sync_now()
+        if runners and all(r.paused for r in runners):
+            return {"message": "Paused: nothing is synced until you resume."}
+        return {"message": ""}
 
     def set_paused(self, paused: bool, pair_id: str | None = None) -> None:
         with self._lock:

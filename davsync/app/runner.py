@@ -139,7 +139,7 @@ class AppReporter:
     def begin(self, files: int, total_bytes: int) -> None:
         if files:
             progress = Progress(files_total=files, bytes_total=total_bytes)
-            progress.add_bytes(0, time.monotonic())
+            progress.add_bytes(0)
 
             def set_progress(p: PairStatus) -> None:
                 p.progress = progress
@@ -154,7 +154,7 @@ class AppReporter:
         notify = now - self._last_notify >= PROGRESS_EVERY
         if notify:
             self._last_notify = now
-        self.hub.update(self.pair_id, lambda p: p.progress.add_bytes(nbytes, now) if p.progress else None, notify=notify)
+        self.hub.update(self.pair_id, lambda p: p.progress.add_bytes(nbytes) if p.progress else None, notify=notify)
 
     def file_done(self, action: Action, note: str = "") -> None:
         verb = self.VERBS.get(action.kind)
@@ -282,6 +282,8 @@ class PairRunner:
         delay = self.pair.interval
         try:
             while not self._quit.is_set():
+                own = self._paused
+                self._publish(lambda p: setattr(p, "pair_paused", own))
                 if self.paused:
                     self._publish(lambda p: setattr(p, "paused", True))
                     self._wake.wait()

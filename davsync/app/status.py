@@ -29,21 +29,25 @@ class Progress:
     current: list[str] = field(default_factory=list)
     samples: deque[tuple[float, int]] = field(default_factory=deque)
 
-    def add_bytes(self, n: int, now: float) -> None:
+    def add_bytes(self, n: int, at: float | None = None) -> None:
+        """Count bytes; `at` is a time.monotonic() reading (the speed never uses the wall clock)."""
+        at = time.monotonic() if at is None else at
         self.bytes_done += n
-        self.samples.append((now, self.bytes_done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > SPEED_WINDOW:
+        self.samples.append((at, self.bytes_done))
+        while len(self.samples) > 2 and at - self.samples[0][0] > SPEED_WINDOW:
             self.samples.popleft()
 
-    def speed(self, now: float) -> float:
+    def speed(self, at: float | None = None) -> float:
+        """Bytes per second over the last few seconds; 0 until there is a quarter second of history."""
         if len(self.samples) < 2:
             return 0.0
+        at = time.monotonic() if at is None else at
         (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
-        span = max(now, t1) - t0
-        return (b1 - b0) / span if span > 0 else 0.0
+        span = max(at, t1) - t0
+        return (b1 - b0) / span if span >= 0.25 else 0.0
 
-    def view(self, now: float) -> dict[str, Any]:
-        speed = self.speed(now)
+    def view(self, at: float | None = None) -> dict[str, Any]:
+        speed = self.speed(at)
         left = max(0, self.bytes_total - self.bytes_done)
         return {
             "files_total": self.files_total,
@@ -51,7 +55,7 @@ class Progress:
             "bytes_total": self.bytes_total,
             "bytes_done": self.bytes_done,
             "speed": speed,
-            "eta": left / speed if speed > 0 else None,
+            "eta": left / speed if speed > 0 and left else None,
             "current": self.current[:5],
         }
 
@@ -65,7 +69,8 @@ class PairStatus:
     local: str = ""
     mode: str = "pull"
     interval: float = 30.0
-    paused: bool = False
+    paused: bool = False  # paused, by its own switch or by Pause all
+    pair_paused: bool = False  # its own switch
     running: bool = False
     progress: Progress | None = None
     last_check: float | None = None  # end of the last run that completed without a fatal error
@@ -114,6 +119,14 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, Any]:
     """The one state shown in the header and the tray. Green ("ok") only when every pair is."""
     attention = sum(p.attention for p in pairs)
@@ -125,7 +138,7 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
     if syncing:
         files_total = sum(p.progress.files_total for p in syncing if p.progress)
         files_done = sum(p.progress.files_done for p in syncing if p.progress)
-        views = [p.progress.view(now) for p in syncing if p.progress]
+        views = [p.progress.view() for p in syncing if p.progress]
         bytes_total = sum(v["bytes_total"] for v in views)
         bytes_done = sum(v["bytes_done"] for v in views)
         speed = sum(v["speed"] for v in views)
@@ -133,8 +146,8 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
         detail = f"{_size(bytes_done)} of {_size(bytes_total)}"
         if speed > 0:
             detail += f" at {_size(speed)}/s"
-        if eta is not None:
-            detail += f", about {eta:.0f} s left"
+        if eta is not None and bytes_total > bytes_done:
+            detail += f", about {_duration(eta)} left"
         if attention:
             detail += f" · {attention} need{'s' if attention == 1 else ''} attention"
         return out | {
@@ -267,7 +280,8 @@ def _pair_view(p: PairStatus, now: float) -> dict[str, Any]:
         "paused": p.paused,
         "running": p.running,
         "state": pair_state(p, now),
-        "progress": p.progress.view(now) if p.progress is not None and p.progress.files_total else None,
+        "progress": p.progress.view() if p.progress is not None and p.progress.files_total else None,
+        "pair_paused": p.pair_paused,
         "last_check": p.last_check,
         "last_result": p.last_result,
         "counts": dict(p.counts),

@@ -19,18 +19,24 @@ function h(tag, attrs, ...children) {
 }
 
 const $ = (id) => document.getElementById(id);
-const clock = (t) => t ? new Date(t * 1000).toLocaleTimeString() : "never";
+const TIME = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
+const clock = (t) => t ? new Date(t * 1000).toLocaleTimeString([], TIME) : "never";
 const when = (t) => {
   if (!t) return "unknown time";
   const d = new Date(t * 1000);
-  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString([], TIME) : d.toLocaleString([], {hour12: false});
 };
 function size(n) {
   if (n === null || n === undefined) return "?";
   const units = ["B", "KB", "MB", "GB", "TB"];
   let i = 0;
   while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-  return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
+  return i ? `${n.toFixed(1)} ${units[i]}` : `${Math.round(n)} B`;
+}
+function duration(s) {
+  if (s < 90) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
 }
 const STATE_WORDS = {ok: "Up to date", syncing: "Syncing", paused: "Paused", offline: "Offline",
   attention: "Needs attention", checking: "Checking", stale: "Check overdue"};
@@ -169,14 +175,15 @@ function renderPair(p) {
   parts.result.textContent = p.last_result;
   let checked = p.last_check ? `Last good check at ${clock(p.last_check)}, every ${p.interval} s.` : "Not checked yet.";
   if (p.offline_since) checked = `Offline since ${clock(p.offline_since)}; next try at ${clock(p.next_retry)}.`;
-  if (p.paused) checked = "Paused: nothing is synced until you resume.";
+  if (p.paused) checked = p.pair_paused ? "Paused: nothing is synced until you resume." :
+    "Paused with everything else (Resume at the top).";
   parts.checked.textContent = checked;
-  parts.pause.textContent = p.paused ? "Resume" : "Pause";
-  parts.pause.dataset.paused = p.paused ? "1" : "0";
+  parts.pause.textContent = p.pair_paused ? "Resume" : "Pause";
+  parts.pause.dataset.paused = p.pair_paused ? "1" : "0";
   parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, `${n} ${COUNT_WORDS[k] || k}`)));
   if (p.progress) {
     const g = p.progress;
-    const eta = g.eta ? `, about ${Math.round(g.eta)} s left` : "";
+    const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
     parts.progress.replaceChildren(
       h("progress", {max: String(Math.max(g.bytes_total, 1)), value: String(g.bytes_done)}),
       h("p", {class: "muted"}, `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
