@@ -51,7 +51,7 @@ def conflict_view(dest: Path, conflict: dict[str, Any]) -> dict[str, Any]:
 def still_open(dest: Path, conflict: dict[str, Any]) -> bool:
     """A conflict stays listed while its conflict copy exists (someone may resolve it by hand)."""
     copy = conflict.get("local_copy")
-    return bool(copy) and (dest / copy).exists()
+    return isinstance(copy, str) and bool(copy) and (dest / copy).exists()
 
 
 def _stamp() -> str:
@@ -86,12 +86,12 @@ def resolve_conflict(dest: Path, conflict: dict[str, Any], choice: str) -> str:
         trashed = to_trash(dest, copy)
         return f"Kept the server's version of {rel}; yours is in the trash ({trashed})."
     if choice == "mine":
-        trashed = to_trash(dest, rel) if theirs.exists() else None
+        moved_aside = to_trash(dest, rel) if theirs.exists() else None
         try:
             os.replace(mine, theirs)
         except OSError as e:
             raise ActionError(f"could not put your version back as {rel}: {e.strerror}. Close programs using it and try again.") from None
-        where = f"; the server's is in the trash ({trashed})" if trashed else ""
+        where = f"; the server's is in the trash ({moved_aside})" if moved_aside else ""
         return (f"Kept your version as {rel}{where}. In pull mode your version stays on this PC only; "
                 "a later change on the server shows up as a new conflict.")  # fmt: skip
     raise ActionError(f"unknown choice {choice!r}: use mine, theirs or both.")

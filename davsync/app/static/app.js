@@ -40,9 +40,10 @@ function duration(s) {
 }
 const STATE_WORDS = {ok: "Up to date", syncing: "Syncing", paused: "Paused", offline: "Offline",
   attention: "Needs attention", checking: "Checking", stale: "Check overdue"};
-const COUNT_WORDS = {download: "new", update: "changed", conflict: "conflicts", mkdir: "new folders",
-  "locally-modified": "changed here", "deleted-remotely": "deleted on server, kept", delete: "to trash",
-  rmdir: "folders to remove", adopt: "already identical", blocked: "blocked"};
+const COUNT_WORDS = {download: ["new"], update: ["changed"], conflict: ["conflict", "conflicts"],
+  mkdir: ["new folder", "new folders"], "locally-modified": ["changed here"], "deleted-remotely": ["deleted on server, kept"],
+  delete: ["to trash"], rmdir: ["folder to remove", "folders to remove"], adopt: ["already identical"], blocked: ["blocked"]};
+const countWords = (k, n) => { const w = COUNT_WORDS[k] || [k]; return `${n} ${n === 1 ? w[0] : w[w.length - 1]}`; };
 
 async function api(path, body) {
   const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
@@ -180,7 +181,7 @@ function renderPair(p) {
   parts.checked.textContent = checked;
   parts.pause.textContent = p.pair_paused ? "Resume" : "Pause";
   parts.pause.dataset.paused = p.pair_paused ? "1" : "0";
-  parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, `${n} ${COUNT_WORDS[k] || k}`)));
+  parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, countWords(k, n))));
   if (p.progress) {
     const g = p.progress;
     const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
