@@ -19,6 +19,14 @@ function h(tag, attrs, ...children) {
 }
 
 const $ = (id) => document.getElementById(id);
+// Re-build a part of the page only when its data changed: a button must not be replaced under the
+// pointer between mousedown and click, and a re-render every second would do exactly that.
+function update(el, data, build) {
+  const key = JSON.stringify(data);
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  build();
+}
 const TIME = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
 const clock = (t) => t ? new Date(t * 1000).toLocaleTimeString([], TIME) : "never";
 const when = (t) => {
@@ -181,7 +189,8 @@ function renderPair(p) {
   parts.checked.textContent = checked;
   parts.pause.textContent = p.pair_paused ? "Resume" : "Pause";
   parts.pause.dataset.paused = p.pair_paused ? "1" : "0";
-  parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, countWords(k, n))));
+  update(parts.counts, p.counts, () =>
+    parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, countWords(k, n)))));
   if (p.progress) {
     const g = p.progress;
     const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
@@ -190,10 +199,10 @@ function renderPair(p) {
       h("p", {class: "muted"}, `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
         (g.speed ? ` at ${size(g.speed)}/s` : "") + eta + (g.current.length ? ` · ${g.current.join(", ")}` : "")));
   } else parts.progress.replaceChildren();
-  renderAttention(p, parts.attention);
-  parts.recentList.replaceChildren(...(p.recent.length ? p.recent.map((r) =>
+  update(parts.attention, [p.fatal, p.conflicts, p.errors, p.skipped], () => renderAttention(p, parts.attention));
+  update(parts.recentList, p.recent, () => parts.recentList.replaceChildren(...(p.recent.length ? p.recent.map((r) =>
     h("li", {}, h("time", {}, clock(r.time)), h("span", {}, r.what), h("span", {class: "item-path"}, r.path),
-      r.note ? h("span", {class: "muted"}, `(${r.note})`) : null)) : [h("li", {class: "muted"}, "Nothing yet.")]));
+      r.note ? h("span", {class: "muted"}, `(${r.note})`) : null)) : [h("li", {class: "muted"}, "Nothing yet.")])));
   return root;
 }
 
