@@ -355,3 +355,57 @@ def test_tray_icon_for_each_state() -> None:
         # the disc's colour is the state's: sample near the rim, away from the glyph
         r, g, b, a = img.getpixel((32, 6))
         assert a == 255 and f"#{r:02x}{g:02x}{b:02x}" == icon_for(s).color
+
+
+def test_events_push_changes_and_overdue_checks(start_app) -> None:
+    """SSE sends the state on every change, and also when time alone makes a check overdue."""
+    import json
+
+    running = start_app()
+    c = running.client()
+    running.app.hub.add(PairStatus(id="x", interval=0.5, last_check=time.time(), last_result="Nothing changed."))
+    states: list[str] = []
+    with c.session.get(running.base + "/api/events", stream=True, timeout=30) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        for line in r.iter_lines(chunk_size=1):  # events are small; do not wait for a full buffer
+            if line.startswith(b"data: "):
+                states.append(json.loads(line[6:])["overall"]["state"])
+                if states[-1] == "stale":
+                    break
+    assert states[0] == "ok" and states[-1] == "stale"  # no writer touched the hub in between
+
+
+def test_edit_and_remove_a_pair(share, start_app, memory_keyring: MemoryKeyring, tmp_path: Path) -> None:
+    (share.root / "a.txt").write_bytes(b"a")
+    (share.root / "b.tmp").write_bytes(b"b")
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    credentials.save_password(share.url, "alice", "an old password")
+    running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
+    c = running.client()
+    wait_until(lambda: running.state()["overall"]["state"] == "attention", 20, "the refused login to need attention")
+    assert "Edit this folder pair" in running.pair()["fatal"]["fix"]
+    pid = running.pair()["id"]
+
+    # a new password and an exclusion, from the Settings form
+    r = c.post(f"/api/pairs/{pid}/edit", {"password": PASSWORDS["alice"], "excludes": "*.tmp", "interval": "0.4",
+                                          "url": "http://elsewhere/"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert credentials.load_password(share.url, "alice") == PASSWORDS["alice"]
+    saved = AppConfig.load(running.config_file).pairs[0]
+    assert saved.excludes == ("*.tmp",) and saved.interval == 0.4 and saved.url == share.url  # the URL stays
+    wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date with the new password")
+    assert (dest / "a.txt").exists() and not (dest / "b.tmp").exists()
+    assert c.post(f"/api/pairs/{pid}/edit", {"interval": "fast"}).status_code == 409
+
+    # removing stops syncing and forgets the password; the files stay
+    assert c.post(f"/api/pairs/{pid}/remove").status_code == 200
+    assert running.state()["pairs"] == [] and AppConfig.load(running.config_file).pairs == []
+    assert credentials.load_password(share.url, "alice") is None
+    (share.root / "c.txt").write_bytes(b"c")
+    assert (dest / "a.txt").read_bytes() == b"a"
+    stays = time.monotonic() + 1.5
+    while time.monotonic() < stays:
+        assert not (dest / "c.txt").exists()
+        time.sleep(0.05)
+    assert c.post(f"/api/pairs/{pid}/pause").status_code == 409

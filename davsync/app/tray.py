@@ -111,7 +111,7 @@ class Tray:
                 self._state = o["state"]
                 self.icon.icon = draw(icon_for(self._state))
             self.icon.title = f"davsync: {o['label']}"
-            seen = hub.wait(seen, 30.0)
+            seen = hub.wait(seen, 2.0)  # also re-judged by the clock: a check can become overdue
 
     def run_detached(self) -> None:
         threading.Thread(target=self._follow, name="davsync-tray", daemon=True).start()

@@ -12,6 +12,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ STATIC = {
     "/app.css": ("app.css", "text/css; charset=utf-8"),
 }
 KEEPALIVE = 15.0  # seconds between SSE comments, so a dead browser tab is noticed
+CLOCK_TICK = 1.0  # how often the overall state is re-judged by the clock (Up to date -> overdue)
 MAX_BODY = 64 * 1024
 
 
@@ -174,7 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
         return snap
 
     def _events(self) -> None:
-        """Server-sent events: the whole state on every change (it is small), a comment when idle."""
+        """Server-sent events: the whole state (it is small) on every change, and whenever the
+        overall state changes by the clock alone (a check becoming overdue); a comment when idle."""
         hub = self.dash.app.hub
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
@@ -182,17 +185,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        seen = -1
+        seen, shown, idle = -1, None, 0.0
         try:
             while not hub.closed:
-                if hub.version != seen:
+                overall = hub.overall()
+                current = (overall["state"], overall["label"])
+                if hub.version != seen or current != shown:
                     snap = self._state()
-                    seen = snap["version"]
+                    seen, shown, idle = snap["version"], (snap["overall"]["state"], snap["overall"]["label"]), 0.0
                     self.wfile.write(b"data: " + json.dumps(snap).encode() + b"\n\n")
-                else:
+                    self.wfile.flush()
+                elif idle >= KEEPALIVE:
                     self.wfile.write(b": keepalive\n\n")
-                self.wfile.flush()
-                hub.wait(seen, KEEPALIVE)
+                    self.wfile.flush()
+                    idle = 0.0
+                started = time.monotonic()
+                hub.wait(seen, CLOCK_TICK)
+                idle += time.monotonic() - started
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             return
 
