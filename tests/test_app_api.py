@@ -409,3 +409,14 @@ def test_edit_and_remove_a_pair(share, start_app, memory_keyring: MemoryKeyring,
         assert not (dest / "c.txt").exists()
         time.sleep(0.05)
     assert c.post(f"/api/pairs/{pid}/pause").status_code == 409
+
+
+def test_a_pair_without_a_stored_password_says_so(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    running = start_app([FolderPair(share.url, str(tmp_path / "m"), user="alice", interval=0.3)])
+    wait_until(lambda: running.pair()["fatal"] is not None, 10, "the missing password")
+    assert "no password for user 'alice'" in running.pair()["fatal"]["error"]
+    assert "Settings" in running.pair()["fatal"]["fix"]
+    assert running.state()["overall"]["state"] == "attention" and not (tmp_path / "m").exists()
+    c = running.client()
+    assert c.post(f"/api/pairs/{running.pair()['id']}/edit", {"password": PASSWORDS["alice"]}).status_code == 200
+    wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date once the password is there")

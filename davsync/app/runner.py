@@ -149,12 +149,17 @@ class AppReporter:
     def file_started(self, path: str, size: int) -> None:
         self.hub.update(self.pair_id, lambda p: p.progress.current.append(path) if p.progress else None, notify=False)
 
-    def advance(self, nbytes: int) -> None:
+    def _due(self) -> bool:
+        """Notify readers at most every PROGRESS_EVERY seconds: a run of 100k small files must not
+        send 100k snapshots to each open dashboard. end() always notifies."""
         now = time.monotonic()
-        notify = now - self._last_notify >= PROGRESS_EVERY
-        if notify:
+        if now - self._last_notify >= PROGRESS_EVERY:
             self._last_notify = now
-        self.hub.update(self.pair_id, lambda p: p.progress.add_bytes(nbytes) if p.progress else None, notify=notify)
+            return True
+        return False
+
+    def advance(self, nbytes: int) -> None:
+        self.hub.update(self.pair_id, lambda p: p.progress.add_bytes(nbytes) if p.progress else None, notify=self._due())
 
     def file_done(self, action: Action, note: str = "") -> None:
         verb = self.VERBS.get(action.kind)
@@ -170,7 +175,7 @@ class AppReporter:
             if verb:
                 p.recent.append(entry)
 
-        self.hub.update(self.pair_id, record)
+        self.hub.update(self.pair_id, record, notify=self._due())
 
     def warn(self, message: str) -> None: ...
 
@@ -291,8 +296,17 @@ class PairRunner:
                     continue
                 self._publish(lambda p: setattr(p, "paused", False))
                 if self._mode is None:
+                    password = self._password(self.pair)
+                    if self.pair.user and password is None:
+                        self._publish_fatal(
+                            f"no password for user {self.pair.user!r} is in this computer's credential store "
+                            "(or the store is locked or unavailable).",
+                            "Open Settings and enter the password (or unlock the credential store, then Sync now).",
+                        )
+                        self._wait(max(self.pair.interval, 60.0))
+                        continue
                     try:
-                        self._mode = make_mode(self.pair, self._password(self.pair), AppReporter(self.hub, self.pair.id))
+                        self._mode = make_mode(self.pair, password, AppReporter(self.hub, self.pair.id))
                     except ModeUnavailable as e:
                         self._publish_fatal(str(e), "Edit the folder pair and choose mode 'pull'.")
                         self._wait(None)
