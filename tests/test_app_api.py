@@ -420,3 +420,27 @@ def test_a_pair_without_a_stored_password_says_so(share, start_app, memory_keyri
     c = running.client()
     assert c.post(f"/api/pairs/{running.pair()['id']}/edit", {"password": PASSWORDS["alice"]}).status_code == 200
     wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date once the password is there")
+
+
+def test_a_hand_edit_of_the_config_is_picked_up(share, start_app, tmp_path: Path) -> None:
+    (share.root / "a.txt").write_bytes(b"a")
+    share.wait_indexed()
+    running = start_app()
+    assert running.app.reload_if_changed() is False
+    first, second = tmp_path / "first", tmp_path / "second"
+    running.config_file.write_text(f'[[pair]]\nurl = "{share.url}"\nlocal = "{first}"\ninterval = 0.3\n'
+                                   f'[[pair]]\nurl = "{share.url}"\nlocal = "{second}"\ninterval = 0.3\n'
+                                   f'[[pair]]\nurl = "{share.url}"\nlocal = "{tmp_path / "x"}"\nmode = "sync"\n')  # fmt: skip
+    assert running.app.reload_if_changed() is True
+    assert len(running.state()["pairs"]) == 3
+    # alice's share needs a login: both pull pairs run and say so; the sync pair is refused
+    wait_until(lambda: all(p["fatal"] for p in running.state()["pairs"]), 20, "every pair to run")
+    keep = running.state()["pairs"][0]["id"]
+    running.config_file.write_text("[[pair]\n")
+    assert running.app.reload_if_changed() is False
+    notice = running.state()["notice"]
+    assert "not valid TOML" in notice and "keep running" in notice and len(running.state()["pairs"]) == 3
+    running.config_file.write_text(f'[[pair]]\nurl = "{share.url}"\nlocal = "{first}"\ninterval = 0.3\n')
+    assert running.app.reload_if_changed() is True
+    assert [p["id"] for p in running.state()["pairs"]] == [keep] and running.state()["notice"] == ""
+    assert set(running.app.runners) == {keep}

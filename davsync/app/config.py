@@ -122,11 +122,24 @@ def pair_from_dict(raw: dict[str, Any], where: str) -> FolderPair:
 class AppConfig:
     path: Path
     pairs: list[FolderPair] = field(default_factory=list)
+    stamp: tuple[int, int] | None = None  # (mtime_ns, size) when last read or written by us
+
+    def file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def changed_on_disk(self) -> bool:
+        """Edited by hand (or another program) since we last read or wrote it."""
+        return self.file_stamp() != self.stamp
 
     @classmethod
     def load(cls, path: Path) -> "AppConfig":
         if not path.exists():
             return cls(path)
+        stamp = cls(path).file_stamp()
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
@@ -142,7 +155,7 @@ class AppConfig:
             if p.id in seen:
                 raise ConfigError(f"{path}: two folder pairs have the id {p.id!r}; give one another id.")
             seen.add(p.id)
-        return cls(path, pairs)
+        return cls(path, pairs, stamp)
 
     def get(self, pair_id: str) -> FolderPair | None:
         return next((p for p in self.pairs if p.id == pair_id), None)
@@ -181,6 +194,7 @@ class AppConfig:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("\n".join(lines), encoding="utf-8")
         os.replace(tmp, self.path)
+        self.stamp = self.file_stamp()
 
 
 def _toml_value(value: Any) -> str:

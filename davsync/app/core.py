@@ -77,6 +77,31 @@ class App:
             r.stop()
         self.hub.close()
 
+    def reload_if_changed(self) -> bool:
+        """Pick up a hand edit of the config file: start new pairs, restart changed ones, stop
+        removed ones. A broken file changes nothing and says why on the dashboard."""
+        with self._lock:
+            if not self.config.changed_on_disk():
+                return False
+            try:
+                fresh = AppConfig.load(self.config.path)
+            except ConfigError as e:
+                self.config.stamp = self.config.file_stamp()  # say it once per edit
+                self.hub.set_notice(f"{e} The folder pairs from before the edit keep running.")
+                return False
+            old = {p.id: p for p in self.config.pairs}
+            new = {p.id: p for p in fresh.pairs}
+            self.config = fresh
+            for pid, pair in old.items():
+                if new.get(pid) != pair:
+                    self.runners.pop(pid).stop()
+                    self.hub.remove(pid)
+            for pid, pair in new.items():
+                if old.get(pid) != pair:
+                    self._start_runner(pair)
+            self.hub.set_notice("")
+            return True
+
     def request_quit(self) -> None:
         self.quit.set()
 

@@ -59,8 +59,9 @@ def run_app(
         if sys.platform == "win32" and hasattr(signal, "SIGBREAK"):
             signal.signal(signal.SIGBREAK, on_signal)
     try:
-        while not app.quit.wait(0.5):  # a timeout, so Ctrl-C is seen on Windows before Python 3.14
-            pass
+        while not app.quit.wait(1.0):  # a timeout, so Ctrl-C is seen on Windows before Python 3.14
+            if app.reload_if_changed():
+                say(f"Reloaded {config_file}: {len(app.config.pairs)} folder pair(s).")
     except KeyboardInterrupt:
         pass
     say("Stopping…")

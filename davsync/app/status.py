@@ -195,7 +195,7 @@ class StatusHub:
         self.all_paused = False
         self.version = 0
         self.closed = False
-        self.notice: str = ""  # a one-off message for the dashboard (e.g. why a mode is refused)
+        self.notice: str = ""  # an app-wide problem for the dashboard (e.g. a broken hand edit of the config)
 
     def _bump(self) -> None:
         self.version += 1
@@ -234,6 +234,12 @@ class StatusHub:
         with self._cond:
             self.all_paused = paused
             self._bump()
+
+    def set_notice(self, notice: str) -> None:
+        with self._cond:
+            if notice != self.notice:
+                self.notice = notice
+                self._bump()
 
     def close(self) -> None:
         with self._cond:

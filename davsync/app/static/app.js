@@ -94,6 +94,8 @@ function renderOverall(s) {
   $("pause-all").dataset.paused = s.all_paused ? "1" : "0";
   $("empty").hidden = s.pairs.length > 0;
   $("config-file").textContent = s.config_file || "";
+  $("notice").textContent = s.notice || "";
+  $("notice").hidden = !s.notice;
 }
 
 // --- one folder pair ---------------------------------------------------------------
