@@ -47,6 +47,7 @@ def test_overall_is_green_only_when_every_pair_is_fine() -> None:
     # never green when the last good check is older than twice the interval
     assert overall([ok_pair(last_check=NOW - 61)], NOW, False)["state"] == "stale"
     assert overall([ok_pair(last_check=NOW - 59)], NOW, False)["state"] == "ok"
+    assert overall([ok_pair(last_check=NOW - 61, running=True)], NOW, False)["state"] == "checking"
     # never green before the first check
     assert overall([ok_pair(last_check=None)], NOW, False)["state"] == "checking"
 

@@ -103,7 +103,8 @@ def pair_state(p: PairStatus, now: float) -> str:
     if p.last_check is None:
         return "checking"
     if now - p.last_check > 2 * p.interval:
-        return "stale"
+        # overdue; while a (long) listing is under way that is "checking", never "ok"
+        return "checking" if p.running else "stale"
     return "ok"
 
 
