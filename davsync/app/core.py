@@ -274,7 +274,7 @@ class App:
         folder = dest
         if rel:
             try:
-                folder = files._inside(dest, rel).parent
+                folder = files.inside(dest, rel).parent
             except files.ActionError as e:
                 raise CommandError(str(e)) from None
         try:

@@ -23,7 +23,7 @@ class ActionError(Exception):
     """An action the person asked for cannot be done; the message says why and what to do."""
 
 
-def _inside(dest: Path, rel: str) -> Path:
+def inside(dest: Path, rel: str) -> Path:
     parts = PurePosixPath(rel).parts
     if not rel or rel.startswith("/") or "\\" in rel or ".." in parts or "\0" in rel or not parts:
         raise ActionError(f"{rel!r} is not a path inside the folder.")
@@ -59,7 +59,7 @@ def _stamp() -> str:
 
 
 def to_trash(dest: Path, rel: str, stamp: str | None = None) -> str:
-    src = _inside(dest, rel)
+    src = inside(dest, rel)
     stamp = stamp or _stamp()
     target = dest / STATE_DIR / "trash" / stamp / rel
     n = 1
@@ -77,7 +77,7 @@ def to_trash(dest: Path, rel: str, stamp: str | None = None) -> str:
 def resolve_conflict(dest: Path, conflict: dict[str, Any], choice: str) -> str:
     """mine | theirs | both. Returns a sentence saying what happened."""
     rel, copy = conflict["path"], conflict.get("local_copy") or ""
-    theirs, mine = _inside(dest, rel), _inside(dest, copy) if copy else None
+    theirs, mine = inside(dest, rel), inside(dest, copy) if copy else None
     if choice == "both":
         return f"Kept both: {rel} (the server's) and {copy} (yours)."
     if mine is None or not mine.exists():
@@ -135,10 +135,10 @@ def restore(dest: Path, item_id: str) -> str:
     batch, _, rel = item_id.partition("/")
     if not batch or "/" in batch or batch in (".", ".."):
         raise ActionError(f"{item_id!r} is not an item of the trash.")
-    src = _inside(dest / STATE_DIR / "trash" / batch, rel)
+    src = inside(dest / STATE_DIR / "trash" / batch, rel)
     if not src.is_file():
         raise ActionError(f"{rel} is no longer in the trash.")
-    target = _inside(dest, rel)
+    target = inside(dest, rel)
     if target.exists():
         stem, dot, ext = target.name.rpartition(".")
         if not stem:

@@ -288,7 +288,7 @@ class PairRunner:
         try:
             while not self._quit.is_set():
                 own = self._paused
-                self._publish(lambda p: setattr(p, "pair_paused", own))
+                self._publish(lambda p, own=own: setattr(p, "pair_paused", own))  # type: ignore[misc]
                 if self.paused:
                     self._publish(lambda p: setattr(p, "paused", True))
                     self._wake.wait()
