@@ -445,3 +445,19 @@ def test_a_hand_edit_of_the_config_is_picked_up(share, start_app, tmp_path: Path
     assert running.app.reload_if_changed() is True
     assert [p["id"] for p in running.state()["pairs"]] == [keep] and running.state()["notice"] == ""
     assert set(running.app.runners) == {keep}
+
+
+def test_no_credential_store_means_nothing_saved(share, start_app, tmp_path: Path) -> None:
+    import keyring
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(NoKeyring())
+    try:
+        running = start_app()
+        c = running.client()
+        r = c.post("/api/pairs", add_form(share, tmp_path / "m", save=True))
+        assert r.status_code == 409 and "credential store" in r.json()["error"]
+        assert not running.config_file.exists() and running.state()["pairs"] == []
+    finally:
+        keyring.set_keyring(before)

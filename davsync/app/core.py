@@ -204,8 +204,8 @@ class App:
             if pair is not None and pair.user and not any(p.url == pair.url and p.user == pair.user for p in self.config.pairs):
                 try:
                     credentials.delete_password(pair.url, pair.user)
-                except keyring.errors.KeyringError:
-                    pass  # nothing stored, or no store: nothing to forget
+                except (credentials.CredentialStoreError, keyring.errors.KeyringError):
+                    pass  # no store: nothing to forget
 
     # --- running --------------------------------------------------------------------
 
@@ -286,7 +286,7 @@ class App:
 def _save_password(pair: FolderPair, password: str) -> None:
     try:
         credentials.save_password(pair.url, pair.user, password)
-    except (keyring.errors.KeyringError, RuntimeError, OSError) as e:
+    except (credentials.CredentialStoreError, keyring.errors.KeyringError, OSError) as e:
         raise CommandError(
             f"could not store the password in the OS credential store ({e}). On Linux, install and unlock "
             "a Secret Service (GNOME Keyring or KWallet); nothing was saved."

@@ -1,35 +1,72 @@
-"""Passwords in the OS credential store (Windows Credential Manager, macOS Keychain, Secret Service).
+"""Passwords in the OS credential store (Windows Credential Manager, macOS Keychain, Secret
+Service on Linux) through `keyring`: never in a plain file or an environment block.
 
-davsync never writes a password to a plain file or an environment block; keyring picks the
-platform's store. One entry per (share URL, user), under the service name "davsync <url>".
+One entry per (share URL, user). The URL is canonicalised so that `http://Pi:8080` and
+`http://pi:8080/` find the same entry.
 """
 
 from __future__ import annotations
 
-import keyring
-import keyring.errors
+from urllib.parse import urlsplit, urlunsplit
+
+SERVICE_PREFIX = "davsync:"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _service(url: str) -> str:
-    return f"davsync {url.rstrip('/')}/"
+class CredentialStoreError(Exception):
+    """The credential store is missing or refused; the message says what to do instead."""
+
+
+def service_name(url: str) -> str:
+    """The keyring service for a share: `davsync:` + scheme://host:port/path/."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return SERVICE_PREFIX + urlunsplit((scheme, f"{host}:{port}", path, "", ""))
+
+
+def _store_error(e: Exception) -> CredentialStoreError:
+    return CredentialStoreError(
+        f"the system's credential store is not available ({e.__class__.__name__}: {e}). "
+        "Set DAVSYNC_PASSWORD for this process instead, or install a keyring backend."
+    )
 
 
 def save_password(url: str, user: str, password: str) -> None:
-    """Store (or replace) the password; raises keyring.errors.KeyringError when no store works."""
-    keyring.set_password(_service(url), user, password)
+    """Store (or replace) the password for `user` on the share at `url`."""
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        keyring.set_password(service_name(url), user, password)
+    except KeyringError as e:
+        raise _store_error(e) from None
 
 
 def load_password(url: str, user: str) -> str | None:
-    """The stored password, or None when there is none or no store is available."""
+    """The stored password, or None when there is none or no credential store at all."""
+    import keyring
+    from keyring.errors import KeyringError
+
     try:
-        return keyring.get_password(_service(url), user)
-    except keyring.errors.KeyringError:
+        return keyring.get_password(service_name(url), user)
+    except KeyringError:
         return None
 
 
-def delete_password(url: str, user: str) -> None:
-    """Forget the password; forgetting one that is not stored is not an error."""
+def delete_password(url: str, user: str) -> bool:
+    """Forget the stored password; False when there was none."""
+    import keyring
+    from keyring.errors import KeyringError, PasswordDeleteError
+
     try:
-        keyring.delete_password(_service(url), user)
-    except keyring.errors.PasswordDeleteError:
-        pass
+        keyring.delete_password(service_name(url), user)
+    except PasswordDeleteError:
+        return False
+    except KeyringError as e:
+        raise _store_error(e) from None
+    return True
