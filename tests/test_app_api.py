@@ -108,6 +108,8 @@ def test_posts_need_the_csrf_token(start_app) -> None:
                        headers={"X-CSRF-Token": c.csrf, "Content-Type": "application/json"})  # fmt: skip
     assert r.status_code == 400 and "JSON" in r.json()["error"]
     assert c.post("/api/nothing").status_code == 404
+    assert not running.app.quit.is_set()
+    assert c.post("/api/quit").status_code == 200 and running.app.quit.is_set()
 
 
 # --- with a real server ------------------------------------------------------------------
@@ -234,6 +236,9 @@ def test_conflict_listed_with_both_versions_and_resolved(share, start_app, memor
     assert (dest / item["path"]).read_bytes() == b"mine 1 local edit"
     r = c.post(f"/api/pairs/{running.pair()['id']}/restore", {"item": "../../etc/x"})
     assert r.status_code == 409
+    for bad in ("../outside", "/etc", ".davsync/state.db"):
+        r = c.post(f"/api/pairs/{running.pair()['id']}/open", {"path": bad})
+        assert r.status_code == 409 and "inside" in r.json()["error"], bad
 
 
 def test_trash_browse_and_restore(share, start_app, memory_keyring, tmp_path: Path) -> None:
