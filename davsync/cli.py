@@ -87,6 +87,7 @@ def _load_users(path: Path) -> Users:
 def user_add(
     name: str = typer.Argument(..., help="User name."),
     read_only: bool = typer.Option(False, "--read-only", help="May read but never write."),
+    admin: bool = typer.Option(False, "--admin", help="May use the admin page of `serve --admin`."),
     users: Optional[Path] = UsersOpt,
 ) -> None:
     """Add a user, or change an existing user's password. The password is prompted for
@@ -98,13 +99,13 @@ def user_add(
         raise fail("an empty password is not allowed.", Exit.USAGE)
     existed = name in db.users
     try:
-        db.add(name, password, read_only=read_only)
+        db.add(name, password, read_only=read_only, admin=admin)
         db.save(path)
     except UsersFileError as e:
         raise fail(str(e), Exit.USAGE) from None
     except OSError as e:
         raise fail(f"could not write {path}: {e.strerror}.", Exit.LOCAL) from None
-    access = "read-only" if read_only else "read-write"
+    access = ("read-only" if read_only else "read-write") + (" admin" if admin else "")
     typer.echo(f"{'Updated' if existed else 'Added'} {access} user {name!r} in {path}.")
 
 
@@ -127,7 +128,7 @@ def user_list(users: Optional[Path] = UsersOpt) -> None:
     if not db.users:
         typer.echo(f"No users in {path}. Add one with: davsync user add NAME")
     for u in db.users.values():
-        typer.echo(f"{u.name}\t{'read-only' if u.read_only else 'read-write'}")
+        typer.echo(f"{u.name}\t{'read-only' if u.read_only else 'read-write'}{chr(9) + 'admin' if u.admin else ''}")
 
 
 # --- serve -------------------------------------------------------------------
@@ -168,6 +169,9 @@ def serve(
         None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
         show_default="no",
     ),
+    admin: Optional[bool] = typer.Option(
+        None, "--admin/--no-admin", help="Serve the admin page at /.~davsync-admin/ to users added with --admin."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -180,7 +184,7 @@ def serve(
             "root": root, "host": host, "port": port, "state_dir": state_dir, "users": users,
             "anonymous": anonymous, "tls_cert": tls_cert, "tls_key": tls_key,
             "allow_infinite_depth": allow_infinite_depth, "rescan_interval": rescan_interval,
-            "qr": qr, "advertise": advertise,
+            "qr": qr, "advertise": advertise, "admin": admin,
         }  # fmt: skip
         values.update({k: v for k, v in flags.items() if v is not None})
         if verbose:

@@ -154,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _query = gated
         if path in STATIC:
             name, ctype = STATIC[path]
-            body = resources.files("davsync.app").joinpath("static", name).read_bytes()
+            body = resources.files("davsync.app").joinpath("static").joinpath(name).read_bytes()
             self._send(HTTPStatus.OK, body, ctype)
         elif path == "/api/state":
             self._json(self._state())
