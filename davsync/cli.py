@@ -232,6 +232,9 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
         ) from None
     urls = share_urls(settings.host, server.port, server.scheme)
     _print_banner(settings, server.port, server.scheme, urls, db)
+    if settings.admin:
+        admins = [u.name for u in db.users.values() if u.admin] or ["nobody yet: davsync user add NAME --admin"]
+        typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
     if settings.qr:
         from .server.discovery import qr_text
 

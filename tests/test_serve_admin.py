@@ -128,3 +128,16 @@ def test_admin_page_in_chromium(admin_share, tmp_path: Path) -> None:
         driver.save_screenshot(str(REPO / "test-artifacts" / "admin-page.png"))
     finally:
         driver.quit()
+
+
+def test_serve_prints_the_admin_page(serve_process, tmp_path: Path) -> None:
+    root = tmp_path / "share"
+    root.mkdir()
+    sp = serve_process(root, "--admin", "--no-qr")
+    assert sp.proc.stdout is not None
+    out = ""
+    while "Admin page" not in out:
+        line = sp.proc.stdout.readline().decode()
+        assert line, out  # the server exited or closed its output without the line
+        out += line
+    assert "Admin page: http://127.0.0.1:" in out and "/.~davsync-admin/" in out and "davsync user add NAME --admin" in out
