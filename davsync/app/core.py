@@ -271,14 +271,9 @@ class App:
 
     def open_folder(self, pair_id: str, rel: str = "") -> None:
         dest = self._runner(pair_id).pair.dest
-        folder = dest
-        if rel:
-            try:
-                folder = files.inside(dest, rel).parent
-            except files.ActionError as e:
-                raise CommandError(str(e)) from None
         try:
-            files.open_folder(folder)
+            target = files.inside(dest, rel) if rel else None
+            files.open_folder(target.parent if target is not None else dest, target)
         except files.ActionError as e:
             raise CommandError(str(e)) from None
 

@@ -164,15 +164,22 @@ def _prune_empty(folder: Path, stop: Path) -> None:
         folder = folder.parent
 
 
-def open_folder(path: Path) -> None:
-    """Show a folder in the platform's file manager (the dashboard's 'Open folder')."""
+def open_folder(path: Path, select: Path | None = None) -> None:
+    """Show a folder in the platform's file manager (the dashboard's 'Open folder'); on Windows
+    and macOS with `select` highlighted."""
     if not path.is_dir():
         raise ActionError(f"{path} does not exist.")
     if sys.platform == "win32":
-        os.startfile(path)  # type: ignore[attr-defined,unused-ignore]
+        if select is not None and select.exists():
+            subprocess.Popen(["explorer", f"/select,{select}"])
+        else:
+            os.startfile(path)  # type: ignore[attr-defined,unused-ignore]
         return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if sys.platform == "darwin":
+        cmd = ["open", "-R", str(select)] if select is not None and select.exists() else ["open", str(path)]
+    else:
+        cmd = ["xdg-open", str(path)]
     try:
-        subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
-        raise ActionError(f"no file manager could be started ({opener} is missing); the folder is {path}.") from None
+        raise ActionError(f"no file manager could be started ({cmd[0]} is missing); the folder is {path}.") from None
