@@ -466,3 +466,26 @@ def test_no_credential_store_means_nothing_saved(share, start_app, tmp_path: Pat
         assert not running.config_file.exists() and running.state()["pairs"] == []
     finally:
         keyring.set_keyring(before)
+
+
+def test_needs_attention_survives_a_restart(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    (share.root / "r.txt").write_bytes(b"v1")
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    credentials.save_password(share.url, "alice", PASSWORDS["alice"])
+    pair = FolderPair(share.url, str(dest), user="alice", interval=0.3)
+    running = start_app([pair])
+    wait_until(lambda: (dest / "r.txt").exists(), 20, "first sync")
+    running.app.set_paused(True)
+    (dest / "r.txt").write_bytes(b"mine")
+    (share.root / "r.txt").write_bytes(b"theirs!")
+    share.wait_indexed()
+    running.app.set_paused(False)
+    wait_until(lambda: running.pair()["conflicts"], 20, "the conflict")
+    running.app.stop()
+    running.dash.stop()
+
+    again = start_app()  # same config file and state dir: a restart of the app
+    p = again.pair()
+    assert [c["path"] for c in p["conflicts"]] == ["r.txt"]  # no run reports it again: it was kept
+    assert again.state()["overall"]["state"] == "attention"
