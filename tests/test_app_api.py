@@ -489,3 +489,19 @@ def test_needs_attention_survives_a_restart(share, start_app, memory_keyring, tm
     p = again.pair()
     assert [c["path"] for c in p["conflicts"]] == ["r.txt"]  # no run reports it again: it was kept
     assert again.state()["overall"]["state"] == "attention"
+
+
+def test_skipped_names_are_listed_with_the_reason(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    (share.root / ".davsync").mkdir()
+    (share.root / ".davsync" / "state.db").write_bytes(b"not ours")
+    (share.root / "ok.txt").write_bytes(b"ok")
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    credentials.save_password(share.url, "alice", PASSWORDS["alice"])
+    running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
+    wait_until(lambda: running.pair()["skipped"], 20, "the skipped name")
+    assert (dest / "ok.txt").read_bytes() == b"ok"
+    skipped = running.pair()["skipped"]
+    assert ".davsync" in [s["path"] for s in skipped] and all("reserved" in s["reason"] for s in skipped)
+    assert running.state()["overall"]["state"] == "attention"  # never green while a name is skipped
+    assert not (dest / ".davsync" / "state.db").read_bytes() == b"not ours"
