@@ -3,8 +3,9 @@
 It lives under ADMIN_PREFIX, which starts with the prefix of davsync's own upload temp files:
 the share can never hold, list or serve a name like that, so the page cannot collide with it.
 Admins log in with Basic auth (their davsync password); every POST needs the page's CSRF token
-in a header, which a cross-site form cannot send. Everything else passes through untouched,
-after noting who connected from where and how many bytes they were sent.
+in a header, which a cross-site form cannot send. Everything else passes through, after noting who
+connected from where and how many bytes they were sent; files that a browser would run as a page
+(HTML, SVG, XML) are sent sandboxed so they cannot act as a logged-in admin.
 """
 
 from __future__ import annotations
@@ -87,6 +88,23 @@ class ClientLog:
             return [vars(s).copy() for s in rows]
 
 
+ACTIVE_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml")
+
+
+def _sandboxing(start_response: StartResponse) -> StartResponse:
+    """A file from the share shares its origin with the admin page: an HTML or SVG file a user
+    uploaded, opened by an admin, could otherwise script the admin page with the admin's login.
+    Served with CSP `sandbox`, such a file runs no script and has no origin of its own."""
+
+    def wrapped(status: str, headers: list, exc_info: Any = None) -> Any:
+        ctype = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+        if ctype in ACTIVE_TYPES:
+            headers = [*headers, ("Content-Security-Policy", "sandbox")]
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    return wrapped
+
+
 class _Counted:
     """The response body, passed through while counting its bytes; noted when the server closes it."""
 
@@ -126,6 +144,8 @@ class AdminGate:
         path = environ.get("PATH_INFO", "")
         if path == ADMIN_PREFIX.rstrip("/") or path.startswith(ADMIN_PREFIX):
             return self._admin(environ, start_response, path[len(ADMIN_PREFIX) :])
+        if environ["REQUEST_METHOD"] in ("GET", "HEAD") and not path.endswith("/"):
+            start_response = _sandboxing(start_response)
         return _Counted(self.app(environ, start_response), lambda n: self.clients.note(
             _user_of(environ), environ.get("REMOTE_ADDR", "?"), environ.get("HTTP_USER_AGENT", "")[:120], n))
 
