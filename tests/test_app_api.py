@@ -505,3 +505,43 @@ def test_skipped_names_are_listed_with_the_reason(share, start_app, memory_keyri
     assert ".davsync" in [s["path"] for s in skipped] and all("reserved" in s["reason"] for s in skipped)
     assert running.state()["overall"]["state"] == "attention"  # never green while a name is skipped
     assert not (dest / ".davsync" / "state.db").read_bytes() == b"not ours"
+
+
+def test_a_mode_plugs_in_and_a_crash_in_it_is_contained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The runner takes any mode from MODES (as two-way sync will be added); a bug in a run is
+    shown as Needs attention and the loop goes on."""
+    import threading
+
+    from davsync.app.runner import MODES, PairRunner, RunOutcome
+    from davsync.app.status import StatusHub
+
+    runs: list[int] = []
+
+    class Flaky:
+        def __init__(self, pair: FolderPair, password: str | None, reporter: object) -> None:
+            self.pair = pair
+
+        def run_once(self) -> RunOutcome:
+            runs.append(1)
+            if len(runs) == 1:
+                raise RuntimeError("boom")
+            return RunOutcome(summary="Nothing changed.", counts={"download": 0})
+
+        def stop(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setitem(MODES, "flaky", Flaky)
+    hub = StatusHub()
+    pair = FolderPair("http://127.0.0.1:9/", str(tmp_path / "m"), mode="flaky", interval=0.2, id="p")
+    hub.add(PairStatus(id="p", interval=0.2))
+    runner = PairRunner(pair, hub, tmp_path / "state", lambda p: None, threading.Event())
+    runner.start()
+    try:
+        wait_until(lambda: (hub.pair("p").fatal or {}).get("error", "").startswith("internal error (RuntimeError: boom)"),
+                   10, "the contained crash")  # fmt: skip
+        assert hub.overall()["state"] == "attention"
+        wait_until(lambda: hub.pair("p").last_check is not None, 10, "the next run")
+        assert hub.pair("p").fatal is None and hub.overall()["state"] == "ok"
+    finally:
+        runner.stop()

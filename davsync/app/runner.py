@@ -7,6 +7,7 @@ engine exists; until then a pair set to `sync` is refused with a sentence saying
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -21,6 +22,8 @@ from . import store
 from .config import FolderPair
 from .files import conflict_view, still_open
 from .status import PairStatus, Progress, StatusHub
+
+log = logging.getLogger("davsync.app")
 
 MAX_BACKOFF = 300.0
 PROGRESS_EVERY = 0.25  # seconds between progress notifications (bytes arrive far more often)
@@ -287,38 +290,50 @@ class PairRunner:
         delay = self.pair.interval
         try:
             while not self._quit.is_set():
-                own = self._paused
-                self._publish(lambda p, own=own: setattr(p, "pair_paused", own))  # type: ignore[misc]
-                if self.paused:
-                    self._publish(lambda p: setattr(p, "paused", True))
-                    self._wake.wait()
-                    self._wake.clear()
-                    continue
-                self._publish(lambda p: setattr(p, "paused", False))
-                if self._mode is None:
-                    password = self._password(self.pair)
-                    if self.pair.user and password is None:
-                        self._publish_fatal(
-                            f"no password for user {self.pair.user!r} is in this computer's credential store "
-                            "(or the store is locked or unavailable).",
-                            "Open Settings and enter the password (or unlock the credential store, then Sync now).",
-                        )
-                        self._wait(max(self.pair.interval, 60.0))
-                        continue
-                    try:
-                        self._mode = make_mode(self.pair, password, AppReporter(self.hub, self.pair.id))
-                    except ModeUnavailable as e:
-                        self._publish_fatal(str(e), "Edit the folder pair and choose mode 'pull'.")
-                        self._wait(None)
-                        continue
-                self._publish(lambda p: setattr(p, "running", True))
-                with self._lock:
-                    outcome = self._mode.run_once()
-                delay = self._after(outcome, delay)
-                self._wait(delay)
+                try:
+                    delay = self._step(delay)
+                except Exception as e:  # a bug must not silently end this pair's syncing
+                    log.exception("folder pair %s: unexpected error", self.pair.id)
+                    delay = min(MAX_BACKOFF, max(self.pair.interval, delay * 2))
+                    self._publish_fatal(f"internal error ({e.__class__.__name__}: {e}).",
+                                        f"davsync retries in {delay:.0f} s; if it keeps failing, please report it.")  # fmt: skip
+                    self._wait(delay)
         finally:
             if self._mode is not None:
                 self._mode.close()
+
+    def _step(self, delay: float) -> float:
+        """One turn of the loop; returns the delay before the next run."""
+        own = self._paused
+        self._publish(lambda p: setattr(p, "pair_paused", own))
+        if self.paused:
+            self._publish(lambda p: setattr(p, "paused", True))
+            self._wake.wait()
+            self._wake.clear()
+            return delay
+        self._publish(lambda p: setattr(p, "paused", False))
+        if self._mode is None:
+            password = self._password(self.pair)
+            if self.pair.user and password is None:
+                self._publish_fatal(
+                    f"no password for user {self.pair.user!r} is in this computer's credential store "
+                    "(or the store is locked or unavailable).",
+                    "Open Settings and enter the password (or unlock the credential store, then Sync now).",
+                )
+                self._wait(max(self.pair.interval, 60.0))
+                return delay
+            try:
+                self._mode = make_mode(self.pair, password, AppReporter(self.hub, self.pair.id))
+            except ModeUnavailable as e:
+                self._publish_fatal(str(e), "Edit the folder pair and choose mode 'pull'.")
+                self._wait(None)
+                return delay
+        self._publish(lambda p: setattr(p, "running", True))
+        with self._lock:
+            outcome = self._mode.run_once()
+        delay = self._after(outcome, delay)
+        self._wait(delay)
+        return delay
 
     def _wait(self, delay: float | None) -> None:
         self._wake.wait(delay)

@@ -47,11 +47,16 @@ def save(state_dir: Path, status: PairStatus) -> None:
         "last_result": status.last_result,
         "counts": status.counts,
     }
-    state_dir.mkdir(parents=True, exist_ok=True)
     target = _path(state_dir, status.id)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, target)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        # Keeping the list across restarts is a convenience; syncing goes on without it (the
+        # next save tries again), and the dashboard still shows everything from memory.
+        pass
 
 
 def forget(state_dir: Path, pair_id: str) -> None:
