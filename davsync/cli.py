@@ -100,6 +100,7 @@ def _load_users(path: Path) -> Users:
 def user_add(
     name: str = typer.Argument(..., help="User name."),
     read_only: bool = typer.Option(False, "--read-only", help="May read but never write."),
+    admin: bool = typer.Option(False, "--admin", help="May use the admin page of `serve --admin`."),
     users: Optional[Path] = UsersOpt,
 ) -> None:
     """Add a user, or change an existing user's password. The password is prompted for
@@ -111,13 +112,13 @@ def user_add(
         raise fail("an empty password is not allowed.", Exit.USAGE)
     existed = name in db.users
     try:
-        db.add(name, password, read_only=read_only)
+        db.add(name, password, read_only=read_only, admin=admin)
         db.save(path)
     except UsersFileError as e:
         raise fail(str(e), Exit.USAGE) from None
     except OSError as e:
         raise fail(f"could not write {path}: {e.strerror}.", Exit.LOCAL) from None
-    access = "read-only" if read_only else "read-write"
+    access = ("read-only" if read_only else "read-write") + (" admin" if admin else "")
     typer.echo(f"{'Updated' if existed else 'Added'} {access} user {name!r} in {path}.")
 
 
@@ -140,7 +141,7 @@ def user_list(users: Optional[Path] = UsersOpt) -> None:
     if not db.users:
         typer.echo(f"No users in {path}. Add one with: davsync user add NAME")
     for u in db.users.values():
-        typer.echo(f"{u.name}\t{'read-only' if u.read_only else 'read-write'}")
+        typer.echo(f"{u.name}\t{'read-only' if u.read_only else 'read-write'}{chr(9) + 'admin' if u.admin else ''}")
 
 
 # --- serve -------------------------------------------------------------------
@@ -181,6 +182,9 @@ def serve(
         None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
         show_default="no",
     ),
+    admin: Optional[bool] = typer.Option(
+        None, "--admin/--no-admin", help="Serve the admin page at /.~davsync-admin/ to users added with --admin."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -193,7 +197,7 @@ def serve(
             "root": root, "host": host, "port": port, "state_dir": state_dir, "users": users,
             "anonymous": anonymous, "tls_cert": tls_cert, "tls_key": tls_key,
             "allow_infinite_depth": allow_infinite_depth, "rescan_interval": rescan_interval,
-            "qr": qr, "advertise": advertise,
+            "qr": qr, "advertise": advertise, "admin": admin,
         }  # fmt: skip
         values.update({k: v for k, v in flags.items() if v is not None})
         if verbose:
@@ -241,6 +245,9 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
         ) from None
     urls = share_urls(settings.host, server.port, server.scheme)
     _print_banner(settings, server.port, server.scheme, urls, db)
+    if settings.admin:
+        admins = [u.name for u in db.users.values() if u.admin] or ["nobody yet: davsync user add NAME --admin"]
+        typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
     if settings.qr:
         from .server.discovery import qr_text
 
@@ -600,6 +607,11 @@ def doctor(
     if failed:
         raise typer.Exit(int(Exit.CONNECTION if checks and not checks[0].ok else Exit.PARTIAL))
     typer.echo("All checks passed.")
+
+
+from .app.cli import app_cmd  # noqa: E402  (the `davsync app` command lives with the app)
+
+app.command("app")(app_cmd)
 
 
 def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]

@@ -32,6 +32,7 @@ class User:
     scrypt: str
     ha1: str
     read_only: bool = False
+    admin: bool = False  # may use the admin page of `serve --admin`
 
 
 def digest_ha1(name: str, password: str, realm: str = REALM) -> str:
@@ -83,7 +84,7 @@ class Users:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             users = {
-                name: User(name, u["scrypt"], u["ha1"], bool(u.get("read_only", False)))
+                name: User(name, u["scrypt"], u["ha1"], bool(u.get("read_only", False)), bool(u.get("admin", False)))
                 for name, u in data.get("users", {}).items()
             }
         except FileNotFoundError:
@@ -96,7 +97,8 @@ class Users:
         data = {
             "realm": REALM,
             "users": {
-                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only} for u in self.users.values()
+                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only} | ({"admin": True} if u.admin else {})
+                for u in self.users.values()
             },
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,9 +110,9 @@ class Users:
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
-    def add(self, name: str, password: str, *, read_only: bool) -> None:
+    def add(self, name: str, password: str, *, read_only: bool, admin: bool = False) -> None:
         validate_name(name)
-        self.users[name] = User(name, hash_password(password), digest_ha1(name, password), read_only)
+        self.users[name] = User(name, hash_password(password), digest_ha1(name, password), read_only, admin)
 
     def remove(self, name: str) -> bool:
         return self.users.pop(name, None) is not None

@@ -58,6 +58,7 @@ class ShareState:
     index: HashIndex
     provider: DavsyncProvider
     extra_methods: dict[str, Any] = field(default_factory=dict)
+    tracker: Any = None  # the ChangeTracker, once the server has one (the admin page reads its health)
 
 
 def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iterable[bytes]], ShareState]:
@@ -104,7 +105,12 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(dav_app, provider, users, settings.anonymous)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(settings.state_dir)
-    return LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index), state
+    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index)
+    if settings.admin:
+        from .admin import AdminGate
+
+        return AdminGate(gate, users, settings, state), state
+    return gate, state
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -140,6 +146,7 @@ class DavServer:
             self._server.ssl_adapter = BuiltinSSLAdapter(str(settings.tls_cert), str(settings.tls_key))
         self._thread: threading.Thread | None = None
         self.tracker = ChangeTracker(str(settings.root), self.state.index, rescan_interval=settings.rescan_interval)
+        self.state.tracker = self.tracker
 
     @property
     def scan_done(self) -> threading.Event:

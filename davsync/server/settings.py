@@ -49,6 +49,7 @@ class ServeSettings:
     rescan_interval: float = 600.0
     qr: bool = True
     advertise: bool = False
+    admin: bool = False  # the admin page at ADMIN_PREFIX, for users with the admin flag
 
     @property
     def users_file(self) -> Path:

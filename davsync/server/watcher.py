@@ -51,6 +51,7 @@ class ChangeTracker:
         self._observer: Observer | None = None
         self._worker = threading.Thread(target=self._run, name="davsync-tracker", daemon=True)
         self.initial_scan_done = threading.Event()
+        self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)
         self.idle = threading.Event()
 
     def start(self) -> None:
@@ -94,6 +95,7 @@ class ChangeTracker:
         except Exception:
             log.exception("Initial index scan failed")
         self.initial_scan_done.set()
+        self.last_rescan = time.time()
         last_scan = time.monotonic()
         while not self._stop.is_set():
             woke = self._wake.wait(timeout=max(0.1, self.rescan_interval - (time.monotonic() - last_scan)))
@@ -115,6 +117,7 @@ class ChangeTracker:
                 except Exception:
                     log.exception("Periodic rescan failed")
                 last_scan = time.monotonic()
+                self.last_rescan = time.time()
             self.index.compact_tombstones(TOMBSTONES_KEPT)
             with self._lock:
                 if not self._pending:

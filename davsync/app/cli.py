@@ -1,0 +1,48 @@
+"""The `davsync app` command. cli.py only registers it; heavy imports wait until it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..exitcodes import Exit
+
+
+def app_cmd(
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Dashboard port on 127.0.0.1 (0: any free port)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open the dashboard in a browser."),
+    no_tray: bool = typer.Option(False, "--no-tray", help="Do not show a tray icon."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Folder pairs file (default: app.toml in the user's config dir)."),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the app keeps what needs attention."),
+    install_autostart: bool = typer.Option(False, "--install-autostart", help="Start the app at login, then exit."),
+    uninstall_autostart: bool = typer.Option(False, "--uninstall-autostart", help="Stop starting it at login, then exit."),
+) -> None:
+    """Sync every folder pair in the background, with a dashboard in the browser and a tray icon."""
+    from . import autostart
+    from .config import ConfigError, default_config_file, default_state_dir
+
+    config_file = (config or default_config_file()).expanduser().absolute()
+    if install_autostart or uninstall_autostart:
+        extra = [] if config is None else ["--config", str(config_file)]
+        if state_dir is not None:
+            extra += ["--state-dir", str(state_dir.expanduser().absolute())]
+        try:
+            typer.echo(autostart.install(extra) if install_autostart else autostart.uninstall())
+        except OSError as e:
+            typer.secho(f"davsync: could not change the login items: {e}.", err=True, fg=typer.colors.RED)
+            raise typer.Exit(int(Exit.LOCAL)) from None
+        return
+    from .main import run_app
+
+    try:
+        run_app(config_file, (state_dir or default_state_dir()).expanduser().absolute(), port=port,
+                open_browser=not no_browser, tray=not no_tray, say=typer.echo)  # fmt: skip
+    except ConfigError as e:
+        typer.secho(f"davsync: {e}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(int(Exit.USAGE)) from None
+    except OSError as e:
+        typer.secho(f"davsync: cannot start the dashboard on 127.0.0.1:{port}: {e.strerror or e}. "
+                    "Choose another --port.", err=True, fg=typer.colors.RED)  # fmt: skip
+        raise typer.Exit(int(Exit.USAGE)) from None

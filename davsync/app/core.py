@@ -1,0 +1,313 @@
+"""The app's commands: the dashboard and the tray call these; the runners do the syncing.
+
+Everything a person can do goes through here, so the web layer stays a thin translation of
+HTTP into calls and the commands are testable without a browser.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import keyring.errors
+
+from ..client import credentials
+from ..client.doctor import Check, run_checks
+from ..client.remote import ConnectionSettings
+from . import files, store
+from .config import AppConfig, ConfigError, FolderPair
+from .runner import NOT_YET, PairRunner
+from .status import PairStatus, StatusHub
+
+MUST_PASS = ("reachable", "authentication", "connection")  # doctor checks without which a pair cannot work
+
+
+class CommandError(Exception):
+    """A command the person gave cannot be done; the message says why and what to do."""
+
+
+def _status_for(pair: FolderPair) -> PairStatus:
+    return PairStatus(id=pair.id, url=pair.url, local=pair.local, mode=pair.mode, interval=pair.interval,
+                      paused=pair.paused, pair_paused=pair.paused)  # fmt: skip
+
+
+class App:
+    def __init__(
+        self,
+        config: AppConfig,
+        state_dir: Path,
+        hub: StatusHub | None = None,
+        *,
+        check: Callable[[ConnectionSettings], list[Check]] = run_checks,
+    ) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.hub = hub or StatusHub()
+        self.all_paused = threading.Event()
+        self.runners: dict[str, PairRunner] = {}
+        self._check = check
+        self._lock = threading.RLock()  # one command at a time changes config and runners
+        self.quit = threading.Event()
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            for pair in self.config.pairs:
+                self._start_runner(pair)
+
+    def _start_runner(self, pair: FolderPair) -> None:
+        status = _status_for(pair)
+        store.load_into(self.state_dir, status)
+        self.hub.add(status)
+        runner = PairRunner(pair, self.hub, self.state_dir, self._password, self.all_paused)
+        self.runners[pair.id] = runner
+        runner.start()
+
+    def _password(self, pair: FolderPair) -> str | None:
+        return credentials.load_password(pair.url, pair.user) if pair.user else None
+
+    def stop(self) -> None:
+        with self._lock:
+            runners = list(self.runners.values())
+        for r in runners:
+            r.stop()
+        self.hub.close()
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a hand edit of the config file: start new pairs, restart changed ones, stop
+        removed ones. A broken file changes nothing and says why on the dashboard."""
+        with self._lock:
+            if not self.config.changed_on_disk():
+                return False
+            try:
+                fresh = AppConfig.load(self.config.path)
+            except ConfigError as e:
+                self.config.stamp = self.config.file_stamp()  # say it once per edit
+                self.hub.set_notice(f"{e} The folder pairs from before the edit keep running.")
+                return False
+            old = {p.id: p for p in self.config.pairs}
+            new = {p.id: p for p in fresh.pairs}
+            self.config = fresh
+            for pid, pair in old.items():
+                if new.get(pid) != pair:
+                    self.runners.pop(pid).stop()
+                    self.hub.remove(pid)
+            for pid, pair in new.items():
+                if old.get(pid) != pair:
+                    self._start_runner(pair)
+            self.hub.set_notice("")
+            return True
+
+    def request_quit(self) -> None:
+        self.quit.set()
+
+    # --- pairs --------------------------------------------------------------------
+
+    def _runner(self, pair_id: str) -> PairRunner:
+        runner = self.runners.get(pair_id)
+        if runner is None:
+            raise CommandError(f"there is no folder pair {pair_id!r} (it may have been removed).")
+        return runner
+
+    def pair_from_form(self, form: dict[str, Any], base: FolderPair | None = None) -> FolderPair:
+        """A FolderPair from the dashboard's form fields, checked. Raises CommandError."""
+        known = {"url", "local", "user", "mode", "interval", "delete", "excludes", "ca_cert", "insecure", "jobs"}
+        values = {k: v for k, v in form.items() if k in known}
+        if isinstance(values.get("excludes"), str):
+            values["excludes"] = [x for x in values["excludes"].splitlines() if x.strip()]
+        values["excludes"] = tuple(values.get("excludes") or (base.excludes if base else ()))
+        for key in ("interval",):
+            if key in values and values[key] in ("", None):
+                del values[key]
+        try:
+            if "interval" in values:
+                values["interval"] = float(values["interval"])
+            if "jobs" in values:
+                values["jobs"] = int(values["jobs"])
+        except (TypeError, ValueError):
+            raise CommandError("the interval and jobs must be numbers.") from None
+        try:
+            pair = replace(base, **values) if base else FolderPair(**{"url": "", "local": "", **values})
+            pair = pair.validated()
+        except ConfigError as e:
+            raise CommandError(str(e)) from None
+        except TypeError as e:
+            raise CommandError(f"bad folder pair settings: {e}.") from None
+        if pair.mode in NOT_YET:
+            raise CommandError(NOT_YET[pair.mode])
+        return pair
+
+    def check_pair(self, pair: FolderPair, password: str | None) -> list[dict[str, Any]]:
+        """The doctor's checks and a local-folder check, as the Add form shows them."""
+        if pair.user and not password:
+            password = credentials.load_password(pair.url, pair.user)
+        conn = ConnectionSettings(pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=1)
+        checks = [{"name": c.name, "ok": c.ok, "detail": c.detail, "required": c.name.split(" ")[0] in MUST_PASS}
+                  for c in self._check(conn)]  # fmt: skip
+        checks.append(_local_check(pair.dest))
+        return checks
+
+    def add_pair(self, form: dict[str, Any]) -> tuple[FolderPair | None, list[dict[str, Any]]]:
+        """Check, and save only when the checks that matter pass. Returns (pair or None, checks)."""
+        pair = self.pair_from_form(form)
+        password = str(form.get("password") or "") or None
+        with self._lock:
+            if self.config.get(pair.id) is not None:
+                raise CommandError(f"{pair.local} is already mirrored from {pair.url}.")
+        checks = self.check_pair(pair, password)
+        if not form.get("save") or not all(c["ok"] for c in checks if c["required"]):
+            return None, checks
+        with self._lock:
+            if pair.user and password:
+                _save_password(pair, password)
+            try:
+                self.config.upsert(pair)
+            except ConfigError as e:
+                raise CommandError(str(e)) from None
+            except OSError as e:
+                raise CommandError(f"could not write {self.config.path}: {e.strerror}.") from None
+            self._start_runner(pair)
+        return pair, checks
+
+    def edit_pair(self, pair_id: str, form: dict[str, Any]) -> FolderPair:
+        with self._lock:
+            old = self.config.get(pair_id)
+            if old is None:
+                raise CommandError(f"there is no folder pair {pair_id!r}.")
+            form = {k: v for k, v in form.items() if k not in ("url", "local")}  # identity stays; remove and add to move
+            pair = self.pair_from_form(form, base=old)
+            password = str(form.get("password") or "") or None
+            if pair.user and password:
+                _save_password(pair, password)
+            try:
+                self.config.upsert(pair)
+            except ConfigError as e:
+                raise CommandError(str(e)) from None
+            self._runner(pair_id).stop()
+            del self.runners[pair_id]
+            self._start_runner(pair)
+        return pair
+
+    def remove_pair(self, pair_id: str) -> None:
+        """Stop syncing this pair. The local folder and its files stay as they are."""
+        with self._lock:
+            runner = self._runner(pair_id)
+            runner.stop()
+            del self.runners[pair_id]
+            pair = self.config.remove(pair_id)
+            self.hub.remove(pair_id)
+            store.forget(self.state_dir, pair_id)
+            if pair is not None and pair.user and not any(p.url == pair.url and p.user == pair.user for p in self.config.pairs):
+                try:
+                    credentials.delete_password(pair.url, pair.user)
+                except (credentials.CredentialStoreError, keyring.errors.KeyringError):
+                    pass  # no store: nothing to forget
+
+    # --- running --------------------------------------------------------------------
+
+    def sync_now(self, pair_id: str | None = None) -> dict[str, str]:
+        runners = [self._runner(pair_id)] if pair_id else list(self.runners.values())
+        for r in runners:
+            r.sync_now()
+        if runners and all(r.paused for r in runners):
+            return {"message": "Paused: nothing is synced until you resume."}
+        return {"message": ""}
+
+    def set_paused(self, paused: bool, pair_id: str | None = None) -> None:
+        with self._lock:
+            if pair_id is None:
+                if paused:
+                    self.all_paused.set()
+                else:
+                    self.all_paused.clear()
+                self.hub.set_all_paused(paused)
+                for r in self.runners.values():
+                    r.pause_changed()
+                return
+            runner = self._runner(pair_id)
+            pair = self.config.get(pair_id)
+            if pair is not None and pair.paused != paused:
+                self.config.upsert(replace(pair, paused=paused))
+                runner.pair = replace(runner.pair, paused=paused)
+            runner.set_paused(paused)
+
+    # --- the folder: conflicts, trash ---------------------------------------------------
+
+    def resolve(self, pair_id: str, local_copy: str, choice: str) -> str:
+        runner = self._runner(pair_id)
+        status = self.hub.pair(pair_id)
+        conflict = next((c for c in (status.conflicts if status else []) if c.get("local_copy") == local_copy), None)
+        if conflict is None:
+            raise CommandError("that conflict is no longer listed (resolved already?).")
+        with runner.folder_lock():
+            try:
+                message = files.resolve_conflict(runner.pair.dest, conflict, choice)
+            except files.ActionError as e:
+                raise CommandError(str(e)) from None
+
+        def drop(p: PairStatus) -> None:
+            p.conflicts = [c for c in p.conflicts if c.get("local_copy") != local_copy]
+            p.recent.append({"time": time.time(), "what": f"conflict resolved ({choice})",
+                             "path": conflict["path"]})  # fmt: skip
+            store.save(self.state_dir, p)
+
+        self.hub.update(pair_id, drop)
+        return message
+
+    def trash(self, pair_id: str) -> list[dict[str, Any]]:
+        return files.list_trash(self._runner(pair_id).pair.dest)
+
+    def restore(self, pair_id: str, item: str) -> str:
+        runner = self._runner(pair_id)
+        with runner.folder_lock():
+            try:
+                return files.restore(runner.pair.dest, item)
+            except files.ActionError as e:
+                raise CommandError(str(e)) from None
+
+    def open_folder(self, pair_id: str, rel: str = "") -> None:
+        dest = self._runner(pair_id).pair.dest
+        try:
+            target = files.inside(dest, rel) if rel else None
+            files.open_folder(target.parent if target is not None else dest, target)
+        except files.ActionError as e:
+            raise CommandError(str(e)) from None
+
+
+def _save_password(pair: FolderPair, password: str) -> None:
+    try:
+        credentials.save_password(pair.url, pair.user, password)
+    except (credentials.CredentialStoreError, keyring.errors.KeyringError, OSError) as e:
+        raise CommandError(
+            f"could not store the password in the OS credential store ({e}). On Linux, install and unlock "
+            "a Secret Service (GNOME Keyring or KWallet); nothing was saved."
+        ) from None
+
+
+def _local_check(dest: Path) -> dict[str, Any]:
+    name = "local folder"
+    if dest.is_dir():
+        try:
+            n = sum(1 for p in dest.iterdir() if p.name != ".davsync")
+        except OSError as e:
+            return {"name": name, "ok": False, "detail": f"cannot read {dest}: {e.strerror}", "required": True}
+        probe = dest / ".davsync-write-test"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            return {"name": name, "ok": False, "detail": f"cannot write in {dest}: {e.strerror}", "required": True}
+        detail = "empty, writable" if n == 0 else (
+            f"holds {n} item(s); files equal to the server's are adopted, different ones are never overwritten"
+        )
+        return {"name": name, "ok": True, "detail": detail, "required": True}
+    if dest.exists():
+        return {"name": name, "ok": False, "detail": f"{dest} is a file, not a folder", "required": True}
+    parent = next((p for p in dest.parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        return {"name": name, "ok": False, "detail": f"no existing folder above {dest}", "required": True}
+    return {"name": name, "ok": True, "detail": f"{dest} will be created", "required": True}

@@ -1,0 +1,314 @@
+// davsync dashboard: renders the state the app pushes (server-sent events) and sends commands.
+// Plain DOM, no framework, no build step. Text always goes in via textContent (file names are untrusted).
+"use strict";
+
+let csrf = "";
+let state = null;
+const cards = new Map();  // pair id -> {root, parts}
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "on") for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    else if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (v !== null && v !== undefined && v !== false) el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  return el;
+}
+
+const $ = (id) => document.getElementById(id);
+// Re-build a part of the page only when its data changed: a button must not be replaced under the
+// pointer between mousedown and click, and a re-render every second would do exactly that.
+function update(el, data, build) {
+  const key = JSON.stringify(data);
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  build();
+}
+const TIME = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
+const clock = (t) => t ? new Date(t * 1000).toLocaleTimeString([], TIME) : "never";
+const when = (t) => {
+  if (!t) return "unknown time";
+  const d = new Date(t * 1000);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString([], TIME) : d.toLocaleString([], {hour12: false});
+};
+function size(n) {
+  if (n === null || n === undefined) return "?";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return i ? `${n.toFixed(1)} ${units[i]}` : `${Math.round(n)} B`;
+}
+function duration(s) {
+  if (s < 90) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+const STATE_WORDS = {ok: "Up to date", syncing: "Syncing", paused: "Paused", offline: "Offline",
+  attention: "Needs attention", checking: "Checking", stale: "Check overdue"};
+const COUNT_WORDS = {download: ["new"], update: ["changed"], conflict: ["conflict", "conflicts"],
+  mkdir: ["new folder", "new folders"], "locally-modified": ["changed here"], "deleted-remotely": ["deleted on server, kept"],
+  delete: ["to trash"], rmdir: ["folder to remove", "folders to remove"], adopt: ["already identical"], blocked: ["blocked"]};
+const countWords = (k, n) => { const w = COUNT_WORDS[k] || [k]; return `${n} ${n === 1 ? w[0] : w[w.length - 1]}`; };
+
+async function api(path, body) {
+  const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+    body: JSON.stringify(body)};
+  const resp = await fetch(path, {credentials: "same-origin", ...opts});
+  let data = {};
+  try { data = await resp.json(); } catch (e) { data = {error: `HTTP ${resp.status}`}; }
+  if (!resp.ok) throw new Error(data.error || `HTTP ${resp.status}`);
+  return data;
+}
+
+function say(text, isError) {
+  const m = $("message");
+  m.textContent = text;
+  m.className = "banner " + (isError ? "error" : "ok");
+  m.hidden = !text;
+}
+
+async function run(path, body) {
+  try {
+    const data = await api(path, body || {});
+    if (data.message) say(data.message, false);
+    return data;
+  } catch (e) {
+    say(e.message, true);
+    return null;
+  }
+}
+
+// --- the overall state -----------------------------------------------------------
+
+function renderOverall(s) {
+  const o = s.overall;
+  $("overall").className = `overall state-${o.state}`;
+  $("overall").dataset.state = o.state;
+  $("overall-label").textContent = o.label;
+  $("overall-detail").textContent = o.detail || "";
+  document.title = `davsync: ${o.label}`;
+  $("pause-all").textContent = s.all_paused ? "Resume" : "Pause";
+  $("pause-all").dataset.paused = s.all_paused ? "1" : "0";
+  $("empty").hidden = s.pairs.length > 0;
+  $("config-file").textContent = s.config_file || "";
+  $("notice").textContent = s.notice || "";
+  $("notice").hidden = !s.notice;
+}
+
+// --- one folder pair ---------------------------------------------------------------
+
+function makeCard(p) {
+  const parts = {
+    title: h("div", {class: "pair-title"}),
+    url: h("div", {class: "pair-url"}),
+    badge: h("span", {class: "badge"}),
+    mode: h("span", {class: "badge"}),
+    result: h("p", {class: "result"}),
+    checked: h("p", {class: "muted checked"}),
+    counts: h("div", {class: "counts"}),
+    progress: h("div", {class: "progress"}),
+    attention: h("div", {class: "attention", hidden: true}),
+    recentList: h("ul", {class: "plain recent"}),
+    trashList: h("ul", {class: "plain trash"}),
+    pause: h("button", {type: "button", class: "small pause"}),
+  };
+  parts.pause.addEventListener("click", () => run(`/api/pairs/${p.id}/${parts.pause.dataset.paused === "1" ? "resume" : "pause"}`));
+  const trash = h("details", {class: "trash-panel"}, h("summary", {text: "Trash: what davsync moved aside"}), parts.trashList);
+  trash.addEventListener("toggle", () => { if (trash.open) loadTrash(p.id, parts.trashList); });
+  const root = h("section", {class: "card pair", "data-pair": p.id},
+    h("div", {class: "pair-head"},
+      h("div", {}, h("div", {}, parts.title, parts.mode, parts.badge), parts.url),
+      h("div", {class: "buttons"},
+        h("button", {type: "button", class: "small sync-now", on: {click: () => run(`/api/pairs/${p.id}/sync-now`)}}, "Sync now"),
+        parts.pause,
+        h("button", {type: "button", class: "small", on: {click: () => run(`/api/pairs/${p.id}/open`, {})}}, "Open folder"))),
+    parts.result, parts.checked, parts.counts, parts.progress, parts.attention,
+    h("details", {class: "recent-panel"}, h("summary", {text: "Recent changes"}), parts.recentList),
+    trash,
+    makeEditor(p));
+  return {root, parts};
+}
+
+function makeEditor(p) {
+  const f = h("form", {class: "edit-form"},
+    h("div", {class: "row"},
+      h("label", {}, "User", h("input", {name: "user", value: ""})),
+      h("label", {}, "New password (blank: keep)", h("input", {name: "password", type: "password", autocomplete: "new-password"}))),
+    h("div", {class: "row"},
+      h("label", {}, "Check every (seconds)", h("input", {name: "interval", type: "number", min: "0.2", step: "any"})),
+      h("label", {}, "Mode", h("select", {name: "mode"}, h("option", {value: "pull"}, "Pull: mirror the server onto this PC"),
+        h("option", {value: "sync", disabled: true}, "Two-way sync (not available yet)")))),
+    h("label", {class: "check"}, h("input", {type: "checkbox", name: "delete"}), "Also delete here what is deleted on the server"),
+    h("label", {}, "Skip these (one pattern a line)", h("textarea", {name: "excludes", rows: "2"})),
+    h("div", {class: "buttons"},
+      h("button", {type: "submit", class: "primary small"}, "Save"),
+      h("button", {type: "button", class: "small danger remove", on: {click: async () => {
+        if (confirm(`Stop syncing ${p.local}? Its files stay where they are.`)) await run(`/api/pairs/${p.id}/remove`);
+      }}}, "Remove this folder pair")));
+  const d = h("details", {class: "edit-panel"}, h("summary", {text: "Settings"}), f);
+  d.addEventListener("toggle", () => {
+    if (!d.open) return;
+    const cur = (state.pairs.find((x) => x.id === p.id) || {}).settings || {};
+    f.user.value = cur.user || "";
+    f.interval.value = cur.interval;
+    f.mode.value = cur.mode || "pull";
+    f.delete.checked = !!cur.delete;
+    f.excludes.value = (cur.excludes || []).join("\n");
+  });
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {user: f.user.value, interval: f.interval.value, mode: f.mode.value, delete: f.delete.checked,
+      excludes: f.excludes.value};
+    if (f.password.value) body.password = f.password.value;
+    if (await run(`/api/pairs/${p.id}/edit`, body)) { f.password.value = ""; d.open = false; say("Saved.", false); }
+  });
+  return d;
+}
+
+function renderPair(p) {
+  let card = cards.get(p.id);
+  if (!card) {
+    card = makeCard(p);
+    cards.set(p.id, card);
+  }
+  const {root, parts} = card;
+  root.dataset.state = p.state;
+  const name = p.local.split(/[\\/]/).filter(Boolean).pop() || p.local;
+  parts.title.textContent = name;
+  parts.title.title = p.local;
+  parts.url.textContent = `${p.local}  ←  ${p.url}`;
+  parts.mode.textContent = p.mode;
+  parts.badge.textContent = STATE_WORDS[p.state] || p.state;
+  parts.badge.className = `badge state state-${p.state}`;
+  parts.result.textContent = p.last_result;
+  let checked = p.last_check ? `Last good check at ${clock(p.last_check)}, every ${p.interval} s.` : "Not checked yet.";
+  if (p.offline_since) checked = `Offline since ${clock(p.offline_since)}; next try at ${clock(p.next_retry)}.`;
+  if (p.paused) checked = p.pair_paused ? "Paused: nothing is synced until you resume." :
+    "Paused with everything else (Resume at the top).";
+  parts.checked.textContent = checked;
+  parts.pause.textContent = p.pair_paused ? "Resume" : "Pause";
+  parts.pause.dataset.paused = p.pair_paused ? "1" : "0";
+  update(parts.counts, p.counts, () =>
+    parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, countWords(k, n)))));
+  if (p.progress) {
+    const g = p.progress;
+    const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
+    parts.progress.replaceChildren(
+      h("progress", {max: String(Math.max(g.bytes_total, 1)), value: String(g.bytes_done)}),
+      h("p", {class: "muted"}, `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
+        (g.speed ? ` at ${size(g.speed)}/s` : "") + eta + (g.current.length ? ` · ${g.current.join(", ")}` : "")));
+  } else parts.progress.replaceChildren();
+  update(parts.attention, [p.fatal, p.conflicts, p.errors, p.skipped], () => renderAttention(p, parts.attention));
+  update(parts.recentList, p.recent, () => parts.recentList.replaceChildren(...(p.recent.length ? p.recent.map((r) =>
+    h("li", {}, h("time", {}, clock(r.time)), h("span", {}, r.what), h("span", {class: "item-path"}, r.path),
+      r.note ? h("span", {class: "muted"}, `(${r.note})`) : null)) : [h("li", {class: "muted"}, "Nothing yet.")])));
+  return root;
+}
+
+function version(label, v, copyName) {
+  return [h("span", {class: "muted"}, label),
+    h("span", {}, v ? `${size(v.size)}, modified ${when(v.mtime)}` + (copyName ? ` (as ${copyName})` : "") : "missing")];
+}
+
+function renderAttention(p, box) {
+  const items = [];
+  if (p.fatal) items.push(h("li", {class: "fatal"}, h("span", {class: "item-path"}, "Syncing stopped: "), p.fatal.error,
+    h("div", {class: "fix"}, `Fix: ${p.fatal.fix}`)));
+  for (const c of p.conflicts) {
+    const copy = c.local_copy;
+    const choose = (choice) => run(`/api/pairs/${p.id}/resolve`, {local_copy: copy, choice});
+    items.push(h("li", {class: "conflict", "data-path": c.path},
+      h("div", {}, h("span", {class: "item-path"}, c.path), h("span", {class: "muted"}, ` changed on both sides (${c.reason || "conflict"})`)),
+      h("div", {class: "versions"}, version("Theirs (server):", c.theirs), version("Mine (this PC):", c.mine, copy)),
+      h("div", {class: "buttons"},
+        h("button", {type: "button", class: "small keep-mine", on: {click: () => choose("mine")}}, "Keep mine"),
+        h("button", {type: "button", class: "small keep-theirs", on: {click: () => choose("theirs")}}, "Keep theirs"),
+        h("button", {type: "button", class: "small keep-both", on: {click: () => choose("both")}}, "Keep both"),
+        h("button", {type: "button", class: "small", on: {click: () => run(`/api/pairs/${p.id}/open`, {path: c.path})}}, "Open folder"))));
+  }
+  for (const e of p.errors) items.push(h("li", {class: "error"}, h("span", {class: "item-path"}, e.path), `: ${e.error}`,
+    h("div", {class: "fix"}, `Fix: ${e.fix}`)));
+  for (const s of p.skipped) items.push(h("li", {class: "skipped"}, h("span", {class: "item-path"}, s.path),
+    h("span", {class: "muted"}, ` skipped: ${s.reason}`)));
+  box.hidden = items.length === 0;
+  box.replaceChildren(...(items.length ? [h("h3", {}, `Needs attention (${items.length})`), h("ul", {class: "plain"}, items)] : []));
+}
+
+async function loadTrash(pairId, list) {
+  list.replaceChildren(h("li", {class: "muted"}, "Loading…"));
+  try {
+    const data = await api(`/api/pairs/${pairId}/trash`);
+    list.replaceChildren(...(data.items.length ? data.items.map((it) => h("li", {"data-item": it.id},
+      h("time", {}, when(it.trashed_at)), h("span", {class: "item-path"}, it.path), h("span", {class: "muted"}, size(it.size)),
+      h("button", {type: "button", class: "small restore", on: {click: async () => {
+        if (await run(`/api/pairs/${pairId}/restore`, {item: it.id})) loadTrash(pairId, list);
+      }}}, "Restore"))) : [h("li", {class: "muted"}, "The trash is empty.")]));
+  } catch (e) {
+    list.replaceChildren(h("li", {class: "muted"}, e.message));
+  }
+}
+
+function render(s) {
+  state = s;
+  csrf = s.csrf || csrf;
+  renderOverall(s);
+  const box = $("pairs");
+  const wanted = s.pairs.map(renderPair);
+  for (const [id, card] of cards) if (!s.pairs.some((p) => p.id === id)) { card.root.remove(); cards.delete(id); }
+  wanted.forEach((el, i) => { if (box.children[i] !== el) box.insertBefore(el, box.children[i] || null); });
+}
+
+// --- adding a pair ------------------------------------------------------------------
+
+function formBody(form) {
+  return {url: form.url.value, user: form.user.value, password: form.password.value, local: form.local.value,
+    mode: form.mode.value, interval: form.interval.value, delete: form.delete.checked, excludes: form.excludes.value};
+}
+
+async function addPair(save) {
+  const form = $("add-form");
+  $("add-result").textContent = save ? "Checking, then saving…" : "Checking…";
+  $("add-checks").replaceChildren();
+  try {
+    const data = await api("/api/pairs", {...formBody(form), save});
+    $("add-checks").replaceChildren(...data.checks.map((c) => h("li", {"data-ok": c.ok ? "1" : "0"},
+      h("span", {class: c.ok ? "pass" : c.required ? "fail" : "warnmark"}, c.ok ? "PASS " : c.required ? "FAIL " : "WARN "),
+      `${c.name}: ${c.detail}`)));
+    if (data.saved) {
+      $("add-result").textContent = "Saved. The first sync starts now.";
+      form.reset();
+      $("add-panel").hidden = true;
+      say(`Added ${data.pair.local} ← ${data.pair.url}.`, false);
+    } else {
+      const failed = data.checks.filter((c) => c.required && !c.ok).length;
+      $("add-result").textContent = failed ? "Not saved: fix the failed checks above and try again." :
+        (save ? "" : "The checks passed. Check and save to add it.");
+    }
+  } catch (e) {
+    $("add-result").textContent = `Not saved: ${e.message}`;
+  }
+}
+
+// --- wiring ---------------------------------------------------------------------------
+
+$("add-open").addEventListener("click", () => { $("add-panel").hidden = false; $("add-url").focus(); });
+$("add-cancel").addEventListener("click", () => { $("add-panel").hidden = true; });
+$("add-check").addEventListener("click", () => addPair(false));
+$("add-form").addEventListener("submit", (ev) => { ev.preventDefault(); addPair(true); });
+$("sync-all").addEventListener("click", () => run("/api/sync-now"));
+$("pause-all").addEventListener("click", () => run($("pause-all").dataset.paused === "1" ? "/api/resume" : "/api/pause"));
+$("quit").addEventListener("click", async () => {
+  if (confirm("Quit davsync app? Nothing is synced until it runs again.")) await run("/api/quit");
+});
+
+function connect() {
+  const es = new EventSource("/api/events");
+  es.onmessage = (ev) => { $("lost").hidden = true; render(JSON.parse(ev.data)); };
+  es.onerror = () => { $("lost").hidden = false; };
+}
+
+api("/api/state").then(render).catch((e) => say(e.message, true));
+connect();

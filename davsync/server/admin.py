@@ -1,0 +1,305 @@
+"""`serve --admin`: a small admin page for users with the admin flag, and the client log behind it.
+
+It lives under ADMIN_PREFIX, which starts with the prefix of davsync's own upload temp files:
+the share can never hold, list or serve a name like that, so the page cannot collide with it.
+Admins log in with Basic auth (their davsync password); every POST needs the page's CSRF token
+in a header, which a cross-site form cannot send. Everything else passes through, after noting who
+connected from where and how many bytes they were sent; files that a browser would run as a page
+(HTML, SVG, XML) are sent sandboxed so they cannot act as a logged-in admin.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..users import Users, UsersFileError
+from .names import TEMP_PREFIX
+from .settings import ServeSettings
+
+ADMIN_PREFIX = f"/{TEMP_PREFIX}admin/"
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+CLIENTS_KEPT = 200
+MAX_BODY = 16 * 1024
+
+
+@dataclass
+class ClientSeen:
+    user: str
+    address: str
+    agent: str
+    first_seen: float
+    last_seen: float
+    requests: int = 0
+    bytes_sent: int = 0
+
+
+def _user_of(environ: dict) -> str:
+    """The login name a request claims (verified or not, this is only a log): Basic or Digest."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode("utf-8", "replace").partition(":")[0]
+        except (binascii.Error, ValueError):
+            return "?"
+    if scheme.lower() == "digest":
+        m = re.search(r'username="([^"]*)"', value)
+        return m.group(1) if m else "?"
+    return "(guest)"
+
+
+class ClientLog:
+    """Recent clients per user and address: when, how often, how many bytes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], ClientSeen] = {}
+
+    def note(self, user: str, address: str, agent: str, nbytes: int) -> None:
+        now = time.time()
+        with self._lock:
+            seen = self._seen.get((user, address))
+            if seen is None:
+                if len(self._seen) >= CLIENTS_KEPT:
+                    oldest = min(self._seen.values(), key=lambda s: s.last_seen)
+                    del self._seen[(oldest.user, oldest.address)]
+                seen = self._seen[(user, address)] = ClientSeen(user, address, agent, now, now)
+            seen.last_seen = now
+            seen.agent = agent or seen.agent
+            seen.requests += 1
+            seen.bytes_sent += nbytes
+
+    def view(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = sorted(self._seen.values(), key=lambda s: -s.last_seen)
+            return [vars(s).copy() for s in rows]
+
+
+ACTIVE_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml")
+
+
+def _sandboxing(start_response: StartResponse) -> StartResponse:
+    """A file from the share shares its origin with the admin page: an HTML or SVG file a user
+    uploaded, opened by an admin, could otherwise script the admin page with the admin's login.
+    Served with CSP `sandbox`, such a file runs no script and has no origin of its own."""
+
+    def wrapped(status: str, headers: list, exc_info: Any = None) -> Any:
+        ctype = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+        if ctype in ACTIVE_TYPES:
+            headers = [*headers, ("Content-Security-Policy", "sandbox")]
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    return wrapped
+
+
+class _Counted:
+    """The response body, passed through while counting its bytes; noted when the server closes it."""
+
+    def __init__(self, result: Iterable[bytes], done: Callable[[int], None]) -> None:
+        self._result = result
+        self._done = done
+        self._sent = 0
+
+    def __iter__(self) -> Any:
+        for chunk in self._result:
+            self._sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done(self._sent)
+
+
+class AdminGate:
+    """The outermost WSGI layer when `serve --admin` is on."""
+
+    def __init__(self, app: WsgiApp, users: Users, settings: ServeSettings, state: Any) -> None:
+        self.app = app
+        self.users = users
+        self.settings = settings
+        self.state = state  # ShareState: index, and the tracker once the server has one
+        self.clients = ClientLog()
+        self.csrf = secrets.token_urlsafe(32)
+        self._lock = threading.Lock()  # one change to the users file at a time
+        self._count_cache: tuple[float, int] = (0.0, 0)
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == ADMIN_PREFIX.rstrip("/") or path.startswith(ADMIN_PREFIX):
+            return self._admin(environ, start_response, path[len(ADMIN_PREFIX) :])
+        if environ["REQUEST_METHOD"] in ("GET", "HEAD") and not path.endswith("/"):
+            start_response = _sandboxing(start_response)
+        return _Counted(self.app(environ, start_response), lambda n: self.clients.note(
+            _user_of(environ), environ.get("REMOTE_ADDR", "?"), environ.get("HTTP_USER_AGENT", "")[:120], n))
+
+    # --- the admin page ----------------------------------------------------------
+
+    def _reply(self, start_response: StartResponse, status: str, body: bytes, ctype: str, extra: list | None = None) -> list[bytes]:
+        headers = [
+            ("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+            ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"),
+        ]  # fmt: skip
+        start_response(status, headers + (extra or []))
+        return [body]
+
+    def _json(self, start_response: StartResponse, data: Any, status: str = "200 OK") -> list[bytes]:
+        return self._reply(start_response, status, json.dumps(data).encode(), "application/json")
+
+    def _login(self, environ: dict) -> str | None:
+        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            name, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, ValueError):
+            return None
+        user = self.users.check_basic(name, password)
+        return user.name if user is not None else None
+
+    def _admin(self, environ: dict, start_response: StartResponse, rest: str) -> list[bytes]:
+        name = self._login(environ)
+        if name is None:
+            return self._reply(start_response, "401 Unauthorized", b"Log in with a davsync admin user.\n",
+                               "text/plain; charset=utf-8", [("WWW-Authenticate", 'Basic realm="davsync admin"')])  # fmt: skip
+        user = self.users.users.get(name)
+        if user is None or not user.admin:
+            return self._reply(start_response, "403 Forbidden",
+                               f"{name} is not an admin. On the server: davsync user add {name} --admin\n".encode(),
+                               "text/plain; charset=utf-8")  # fmt: skip
+        method = environ["REQUEST_METHOD"]
+        if method == "GET" and rest in ("", "admin.js", "admin.css"):
+            page = {"": ("admin.html", "text/html; charset=utf-8"), "admin.js": ("admin.js", "text/javascript"),
+                    "admin.css": ("admin.css", "text/css")}[rest]  # fmt: skip
+            body = resources.files("davsync.server").joinpath("admin_static").joinpath(page[0]).read_bytes()
+            return self._reply(start_response, "200 OK", body, page[1])
+        if method == "GET" and rest == "api/status":
+            return self._json(start_response, self.status(environ, name))
+        if method != "POST" or not rest.startswith("api/users/"):
+            return self._json(start_response, {"error": "Not found."}, "404 Not Found")
+        if not hmac.compare_digest(environ.get("HTTP_X_CSRF_TOKEN", ""), self.csrf):
+            return self._json(start_response, {"error": "Missing or wrong CSRF token: reload the page."}, "403 Forbidden")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            if not 0 <= length <= MAX_BODY:
+                raise ValueError
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return self._json(start_response, {"error": "The request body must be a small JSON object."}, "400 Bad Request")
+        try:
+            message = self.change_users(rest[len("api/users/") :], body, name)
+        except UsersFileError as e:
+            return self._json(start_response, {"error": str(e)}, "409 Conflict")
+        return self._json(start_response, {"message": message})
+
+    # --- what the page shows -----------------------------------------------------------
+
+    def _files_indexed(self) -> int:
+        at, n = self._count_cache
+        if time.monotonic() - at > 30:
+            n = sum(1 for is_dir in self.state.index.live_paths().values() if not is_dir)
+            self._count_cache = (time.monotonic(), n)
+        return n
+
+    def status(self, environ: dict, me: str) -> dict[str, Any]:
+        import segno
+
+        from .netinfo import share_urls
+
+        s = self.settings
+        scheme = "https" if s.tls_cert else "http"
+        port = int(environ.get("SERVER_PORT") or s.port)
+        urls = share_urls(s.host, port, scheme)
+        lan = urls[-1]
+        host = lan.split("//", 1)[1].rsplit(":", 1)[0]
+        disk = shutil.disk_usage(s.root)
+        tracker = getattr(self.state, "tracker", None)
+        index = self.state.index
+        unc = f"\\\\{host}@SSL@{port}\\DavWWWRoot" if scheme == "https" else f"\\\\{host}@{port}\\DavWWWRoot"
+        return {
+            "csrf": self.csrf,
+            "me": me,
+            "root": str(s.root),
+            "urls": urls,
+            "qr": segno.make(lan, error="m").svg_data_uri(scale=4, border=2),
+            "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
+            "index": {
+                "scan_done": bool(tracker and tracker.initial_scan_done.is_set()),
+                "backlog": len(getattr(tracker, "_pending", ())) if tracker else None,
+                "last_rescan": getattr(tracker, "last_rescan", None),
+                "rescan_interval": s.rescan_interval,
+                "files": self._files_indexed(),
+                "files_hashed": index.files_hashed,
+                "bytes_hashed": index.bytes_hashed,
+                "change_seq": index.current_seq,
+            },
+            "clients": self.clients.view(),
+            "users": [{"name": u.name, "read_only": u.read_only, "admin": u.admin} for u in self.users.users.values()],
+            "anonymous": s.anonymous,
+            "explorer": {
+                "unc": unc,
+                "auth": "Digest over http works without registry changes" if scheme == "http"
+                else "https: Basic and Digest both work",
+                "notes": ["Explorer downloads at most ~50 MB per file unless FileSizeLimitInBytes is raised.",
+                          "Explorer needs locking (DAV class 2) to write: davsync offers it."],
+            },  # fmt: skip
+            "versions": "This server does not keep old versions yet.",
+        }
+
+    def change_users(self, verb: str, body: dict[str, Any], me: str) -> str:
+        """add | remove | read-only | password: change the live users and save the file."""
+        name = str(body.get("name", ""))
+        with self._lock:
+            users = self.users.users
+            if verb == "add":
+                password = str(body.get("password", ""))
+                if not password:
+                    raise UsersFileError("an empty password is not allowed.")
+                if name in users:
+                    raise UsersFileError(f"there is already a user {name!r}; reset the password instead.")
+                self.users.add(name, password, read_only=bool(body.get("read_only")), admin=bool(body.get("admin")))
+                message = f"Added {name}."
+            elif name not in users:
+                raise UsersFileError(f"there is no user {name!r}.")
+            elif verb == "remove":
+                if name == me:
+                    raise UsersFileError("you cannot remove yourself; log in as another admin to do that.")
+                self.users.remove(name)
+                message = f"Removed {name}."
+            elif verb == "read-only":
+                u = users[name]
+                users[name] = type(u)(u.name, u.scrypt, u.ha1, bool(body.get("read_only")), u.admin)
+                message = f"{name} is now {'read-only' if users[name].read_only else 'read-write'}."
+            elif verb == "password":
+                password = str(body.get("password", ""))
+                if not password:
+                    raise UsersFileError("an empty password is not allowed.")
+                old = users[name]
+                self.users.add(name, password, read_only=old.read_only, admin=old.admin)
+                message = f"New password set for {name}."
+            else:
+                raise UsersFileError(f"unknown change {verb!r}.")
+            try:
+                self.users.save(Path(self.settings.users_file))
+            except OSError as e:
+                raise UsersFileError(f"the change is live but could not be saved to {self.settings.users_file}: {e.strerror}.") from None
+        return message
