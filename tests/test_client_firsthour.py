@@ -29,6 +29,9 @@ NFD = unicodedata.normalize("NFD", "café.txt")
 RAW = ("Traceback", "Error(", "Errno", "_ssl.c", "HTTPConnection", "object at 0x", "\\\\")
 
 
+NO_DNS = Path(__file__).parent / "nodns"
+
+
 def davsync(*args: str, password: str | None = PASSWORDS["alice"], env: dict[str, str] | None = None,
             timeout: int = 120, as_user: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DAVSYNC_")}
@@ -354,7 +357,9 @@ def test_tls_and_connection_errors_are_one_clean_sentence(start_share, tls_files
         (("http://davsync-test.invalid:8080/",), 4, "the host name davsync-test.invalid is unknown"),
     ]
     for args, code, expected in cases:
-        r = davsync("pull", args[0], dest, "-u", "alice", *args[1:])
+        # An unknown name is answered by a stand-in resolver (tests/nodns): no DNS query leaves the machine.
+        no_dns = {"PYTHONPATH": str(NO_DNS)} if ".invalid" in args[0] else None
+        r = davsync("pull", args[0], dest, "-u", "alice", *args[1:], env=no_dns)
         clean(r)
         assert r.returncode == code, (args, r.stderr)
         line = one_sentence(r.stderr)
