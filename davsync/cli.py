@@ -199,10 +199,11 @@ def serve(
 
 def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined]  # noqa: F821
     import logging
+    import sqlite3
     import ssl
 
     from .server.app import DavServer
-    from .server.netinfo import share_urls
+    from .server.netinfo import bind_problem, share_urls
 
     db = _load_users(settings.users_file)
     if settings.anonymous == "off" and not db.users:
@@ -215,17 +216,29 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
     logging.basicConfig(
         level=logging.INFO if settings.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
     )
+    problem = bind_problem(settings.host, settings.port)
+    if problem:
+        raise fail(problem, Exit.USAGE)
     try:
         server = DavServer(settings, db)
+    except OSError as e:
+        raise fail(
+            f"cannot create or open the state dir {settings.state_dir} ({e.strerror or e}); "
+            "choose a writable folder with --state-dir.",
+            Exit.USAGE,
+        ) from None
+    except sqlite3.Error as e:
+        raise fail(
+            f"the index in the state dir {settings.state_dir} cannot be opened ({e}); "
+            "if another davsync is serving this folder, stop it, or choose another --state-dir.",
+            Exit.USAGE,
+        ) from None
+    try:
         server.start()
     except ssl.SSLError as e:
         raise fail(f"the TLS certificate or key cannot be used ({e.reason or e.strerror}).", Exit.USAGE) from None
     except OSError as e:
-        raise fail(
-            f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}. "
-            "Is another server using that port? Choose another with --port.",
-            Exit.USAGE,
-        ) from None
+        raise fail(f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE) from None
     urls = share_urls(settings.host, server.port, server.scheme)
     _print_banner(settings, server.port, server.scheme, urls, db)
     if settings.qr:

@@ -88,3 +88,32 @@ def test_no_qr_code_when_stdout_is_not_a_terminal(tmp_path: Path, users_file: Pa
     assert "davsync is sharing" in out and "Scan to connect" not in out and "█" not in out and "▀" not in out
     asked = _serve_output(tmp_path, users_file, "--qr")
     assert "Scan to connect" in asked
+
+
+def _serve_fails(tmp_path: Path, users_file: Path, *args: str) -> str:
+    (tmp_path / "root").mkdir(exist_ok=True)
+    r = runner.invoke(app, ["serve", str(tmp_path / "root"), "--users", str(users_file), "--no-qr", *args])
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and "Errno" not in r.output and "No socket could be created" not in r.output
+    return r.output
+
+
+def test_listen_and_state_dir_problems_are_named(tmp_path: Path, users_file: Path) -> None:
+    import socket
+
+    st = ["--state-dir", str(tmp_path / "st")]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        out = _serve_fails(tmp_path, users_file, "--host", "127.0.0.1", "--port", port, *st)
+        assert f"port {port} is already in use" in out, out
+    out = _serve_fails(tmp_path, users_file, "--host", "999.1.1.1", *st)
+    assert "neither an IP address nor a known host name" in out, out
+    out = _serve_fails(tmp_path, users_file, "--host", "192.0.2.77", *st)  # TEST-NET-1: never ours
+    assert "is not an address of this machine" in out, out
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = _serve_fails(tmp_path, users_file, "--host", "127.0.0.1", "--port", str(free_port()),
+                       "--state-dir", str(blocker / "state"))  # fmt: skip
+    assert f"cannot create or open the state dir {blocker / 'state'}" in out and "port" not in out, out
