@@ -117,3 +117,16 @@ def test_listen_and_state_dir_problems_are_named(tmp_path: Path, users_file: Pat
     out = _serve_fails(tmp_path, users_file, "--host", "127.0.0.1", "--port", str(free_port()),
                        "--state-dir", str(blocker / "state"))  # fmt: skip
     assert f"cannot create or open the state dir {blocker / 'state'}" in out and "port" not in out, out
+
+
+def test_damaged_users_file_is_described_not_dumped(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    cases = {"{bad": "not valid JSON at line 1, column 2", '{"users": {"x": {}}}': "not a davsync users file",
+             '["a list"]': "not a davsync users file", b"\xff\xfe": "is damaged (not UTF-8 text)"}  # fmt: skip
+    for content, message in cases.items():
+        users = tmp_path / "users.json"
+        users.write_bytes(content if isinstance(content, bytes) else content.encode())
+        r = runner.invoke(app, ["serve", str(tmp_path / "root"), "--users", str(users), "--no-qr"])
+        assert r.exit_code == 2 and message in r.output, (content, r.output)
+        assert "Expecting" not in r.output and "KeyError" not in r.output and "'scrypt'" not in r.output
+        assert "davsync user add NAME" in r.output
