@@ -239,16 +239,6 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
         raise fail(f"the TLS certificate or key cannot be used ({e.reason or e.strerror}).", Exit.USAGE) from None
     except OSError as e:
         raise fail(f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE) from None
-    urls = share_urls(settings.host, server.port, server.scheme)
-    _print_banner(settings, server.port, server.scheme, urls, db)
-    if settings.qr:
-        from .server.discovery import qr_text
-
-        typer.echo(f"Scan to connect a phone ({urls[-1]}):")
-        typer.echo(qr_text(urls[-1]))
-    advertiser = None
-    if settings.advertise:
-        advertiser = _advertise(settings, server.port, server.scheme)
     stopped = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -256,11 +246,35 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stopped.wait()
-    typer.echo("Stopping…")
-    if advertiser is not None:
-        advertiser.stop()
-    server.stop()
+    advertiser = None
+    try:
+        try:
+            urls = share_urls(settings.host, server.port, server.scheme)
+            _print_banner(settings, server.port, server.scheme, urls, db)
+            if settings.qr:
+                from .server.discovery import qr_text
+
+                typer.echo(f"Scan to connect a phone ({urls[-1]}):")
+                typer.echo(qr_text(urls[-1]))
+            if settings.advertise:
+                advertiser = _advertise(settings, server.port, server.scheme)
+            stopped.wait()
+            typer.echo("Stopping…")
+        except BrokenPipeError:
+            # Whoever read our output went away (`davsync serve | head`): keep serving quietly.
+            _silence_stdout()
+            stopped.wait()
+    finally:
+        if advertiser is not None:
+            advertiser.stop()
+        server.stop()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so later prints and the exit-time flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _advertise(settings, port: int, scheme: str):  # type: ignore[no-untyped-def]

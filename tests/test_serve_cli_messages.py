@@ -130,3 +130,25 @@ def test_damaged_users_file_is_described_not_dumped(tmp_path: Path) -> None:
         assert r.exit_code == 2 and message in r.output, (content, r.output)
         assert "Expecting" not in r.output and "KeyError" not in r.output and "'scrypt'" not in r.output
         assert "davsync user add NAME" in r.output
+
+
+def test_serve_stops_on_sigterm_after_its_reader_went_away(tmp_path: Path, users_file: Path) -> None:
+    """`davsync serve | head -1`: the pipe closes, and SIGTERM must still stop the server."""
+    import requests
+
+    (tmp_path / "root").mkdir()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "davsync", "serve", str(tmp_path / "root"), "--host", "127.0.0.1",
+                             "--port", str(port), "--state-dir", str(tmp_path / "st"), "--users", str(users_file),
+                             "--qr"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert b"davsync is sharing" in proc.stdout.readline()
+        proc.stdout.close()  # the reader is gone, as when `head` exits
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401, 30, "serving")
+        proc.terminate()
+        assert proc.wait(20) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
