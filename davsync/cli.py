@@ -216,10 +216,11 @@ def serve(
 
 def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined]  # noqa: F821
     import logging
+    import sqlite3
     import ssl
 
     from .server.app import DavServer
-    from .server.netinfo import share_urls
+    from .server.netinfo import bind_problem, share_urls
 
     db = _load_users(settings.users_file)
     if settings.anonymous == "off" and not db.users:
@@ -232,38 +233,64 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
     logging.basicConfig(
         level=logging.INFO if settings.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
     )
+    problem = bind_problem(settings.host, settings.port)
+    if problem:
+        raise fail(problem, Exit.USAGE)
     try:
         server = DavServer(settings, db)
+    except OSError as e:
+        raise fail(
+            f"cannot create or open the state dir {settings.state_dir} ({e.strerror or e}); "
+            "choose a writable folder with --state-dir.",
+            Exit.USAGE,
+        ) from None
+    except sqlite3.Error as e:
+        raise fail(
+            f"the index in the state dir {settings.state_dir} cannot be opened ({e}); "
+            "if another davsync is serving this folder, stop it, or choose another --state-dir.",
+            Exit.USAGE,
+        ) from None
+    try:
         server.start()
     except ssl.SSLError as e:
         raise fail(f"the TLS certificate or key cannot be used ({e.reason or e.strerror}).", Exit.USAGE) from None
     except OSError as e:
-        raise fail(
-            f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e}. "
-            "Is another server using that port? Choose another with --port.",
-            Exit.USAGE,
-        ) from None
-    urls = share_urls(settings.host, server.port, server.scheme)
-    _print_banner(settings, server.port, server.scheme, urls, db)
-    if settings.admin:
-        admins = [u.name for u in db.users.values() if u.admin] or ["nobody yet: davsync user add NAME --admin"]
-        typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
-    if settings.qr:
-        from .server.discovery import qr_text
-
-        typer.echo(f"Scan to connect a phone ({urls[-1]}):")
-        typer.echo(qr_text(urls[-1]))
-    advertiser = None
-    if settings.advertise:
-        advertiser = _advertise(settings, server.port, server.scheme)
+        raise fail(f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE) from None
     from .concurrency import sliced_wait
 
+    advertiser = None
     with stop_signals(interrupt=True) as stopped:
-        sliced_wait(stopped)
-    typer.echo("Stopping…")
-    if advertiser is not None:
-        advertiser.stop()
-    server.stop()
+        try:
+            try:
+                urls = share_urls(settings.host, server.port, server.scheme)
+                _print_banner(settings, server.port, server.scheme, urls, db)
+                if settings.admin:
+                    admins = [u.name for u in db.users.values() if u.admin] or ["nobody yet: davsync user add NAME --admin"]
+                    typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
+                if settings.qr:
+                    from .server.discovery import qr_text
+
+                    typer.echo(f"Scan to connect a phone ({urls[-1]}):")
+                    typer.echo(qr_text(urls[-1]))
+                if settings.advertise:
+                    advertiser = _advertise(settings, server.port, server.scheme)
+                sliced_wait(stopped)
+                typer.echo("Stopping…")
+            except BrokenPipeError:
+                # Whoever read our output went away (`davsync serve | head`): keep serving quietly.
+                _silence_stdout()
+                sliced_wait(stopped)
+        finally:
+            if advertiser is not None:
+                advertiser.stop()
+            server.stop()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so later prints and the exit-time flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _advertise(settings, port: int, scheme: str):  # type: ignore[no-untyped-def]

@@ -89,8 +89,23 @@ class Users:
             }
         except FileNotFoundError:
             return cls({})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise UsersFileError(f"The users file {path} is unreadable or damaged ({e}).") from None
+        except OSError as e:
+            raise UsersFileError(f"The users file {path} cannot be read ({e.strerror or e}).") from None
+        except UnicodeDecodeError:
+            raise UsersFileError(
+                f"The users file {path} is damaged (not UTF-8 text); "
+                f"repair it, or move it away and add the users again with: davsync user add NAME"
+            ) from None
+        except json.JSONDecodeError as e:
+            raise UsersFileError(
+                f"The users file {path} is damaged (not valid JSON at line {e.lineno}, column {e.colno}); "
+                f"repair it, or move it away and add the users again with: davsync user add NAME"
+            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UsersFileError(
+                f"The users file {path} is not a davsync users file (an entry lacks its password hashes); "
+                f"repair it, or move it away and add the users again with: davsync user add NAME"
+            ) from None
         return cls(users)
 
     def save(self, path: Path) -> None:

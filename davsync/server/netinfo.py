@@ -45,3 +45,36 @@ def share_urls(host: str, port: int, scheme: str) -> list[str]:
     else:
         hosts = [host]
     return [f"{scheme}://{h if ':' not in h else '[' + h + ']'}:{port}/" for h in hosts]
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, in words, or None if a trial bind works.
+
+    cheroot folds the reason into one long string; binding once ourselves keeps the errno.
+    """
+    import errno
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror:
+        return (f"--host {host} is neither an IP address nor a known host name; "
+                "use --host 0.0.0.0 to listen on every network interface.")  # fmt: skip
+    last: OSError | None = None
+    for family, socktype, proto, _, addr in infos:
+        try:
+            with socket.socket(family, socktype, proto) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(addr)
+            return None
+        except OSError as e:
+            last = e
+    if last is None:
+        return None
+    if last.errno == errno.EADDRINUSE:
+        return f"port {port} is already in use by another program; stop it, or choose another port with --port."
+    if last.errno == errno.EADDRNOTAVAIL:
+        return (f"{host} is not an address of this machine; use --host 0.0.0.0 to listen on every "
+                "network interface, or one of the addresses `ip addr` shows.")  # fmt: skip
+    if last.errno in (errno.EACCES, errno.EPERM):
+        return f"port {port} is below 1024 and needs root; use --port 8080 (or any port above 1023)."
+    return f"cannot listen on {host}:{port} ({last.strerror})."
