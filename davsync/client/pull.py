@@ -236,7 +236,8 @@ class Puller:
                 journal.commit()
                 journal.close()
                 result.requests_sent = self.remote.requests_sent
-        result.interrupted = self.stop.is_set()
+        # A fatal error also sets `stop` (to end the other workers); only a stop nobody failed for is an interruption.
+        result.interrupted = self.stop.is_set() and result.fatal is None
         return result
 
     def _remote_failed(self, result: PullResult, e: RemoteError) -> PullResult:
