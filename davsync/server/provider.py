@@ -250,6 +250,8 @@ class DavsyncProvider(FilesystemProvider):
         parts = [p for p in path.strip("/").split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise DAVError(HTTP_FORBIDDEN, "Dot segments are not allowed.")
+        if any(is_internal_name(p) for p in parts):  # upload temp files and the versions area
+            raise DAVError(HTTP_FORBIDDEN, "That name is reserved for davsync.")
         file_path = os.path.join(self.root_folder_path, *parts)
         if parts:
             self._check_inside(os.path.dirname(file_path))

@@ -155,6 +155,7 @@ class VersionStore:
         self.max_bytes = max_bytes
         self.enabled = keep_seconds > 0
         self._known = known
+        self.on_kept: Callable[[], None] | None = None  # the pruner's wake-up: a new version may cross the cap
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             str(state_dir / "versions.sqlite"), check_same_thread=False, isolation_level=None, timeout=60
@@ -188,6 +189,8 @@ class VersionStore:
     def _set_state(self, vid: str, state: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE blobs SET state=? WHERE id=?", (state, vid))
+        if state == "kept" and self.on_kept is not None:
+            self.on_kept()
 
     def _drop(self, vid: str) -> None:
         with self._tx() as db:
@@ -441,8 +444,12 @@ class VersionStore:
         return vid_, sub, is_dir, t
 
     def restore(self, path: str, who: Who, *, at_ns: int | None = None, vid: str | None = None,
-                to: str | None = None) -> Restored:  # fmt: skip
-        """Put a version back at `path` (or `to`), keeping whatever is there now as a version."""
+                to: str | None = None, between: Callable[[str], None] | None = None) -> Restored:  # fmt: skip
+        """Put a version back at `path` (or `to`), keeping whatever is there now as a version.
+
+        `between(target)` runs after a folder at the target was set aside and before the
+        restored one takes its place.
+        """
         vid_, sub, is_dir, _t = self.choose(path, at_ns=at_ns, vid=vid)
         target_rel = (to if to is not None else path).strip("/")
         if not target_rel:
@@ -453,11 +460,12 @@ class VersionStore:
         if not self._claim(vid_, "restoring"):
             raise VersionError(f"version {vid_} is being pruned or restored right now; try again.")
         try:
-            return self._restore(vid_, sub, is_dir, target_rel, target, who)
+            return self._restore(vid_, sub, is_dir, target_rel, target, who, between)
         finally:
             self._refresh_after_restore(vid_)
 
-    def _restore(self, vid: str, sub: str, is_dir: bool, target_rel: str, target: str, who: Who) -> Restored:
+    def _restore(self, vid: str, sub: str, is_dir: bool, target_rel: str, target: str, who: Who,
+                 between: Callable[[str], None] | None) -> Restored:  # fmt: skip
         src = str(self.blob_path(vid) / sub) if sub else str(self.blob_path(vid))
         with self._lock:
             rows = self._db.execute(
@@ -472,6 +480,8 @@ class VersionStore:
             else:
                 pending = self.remove(target_rel, target, who, replaced=True)
                 try:
+                    if between is not None:
+                        between(target_rel)
                     os.rename(src, target)
                 except BaseException:
                     pending.rollback()
@@ -562,9 +572,10 @@ class VersionStore:
 class Pruner:
     """Background retention: prunes and fills in missing MD5s, never holding a request up."""
 
-    def __init__(self, store: VersionStore, interval: float = 60.0) -> None:
+    def __init__(self, store: VersionStore, interval: float | None = None) -> None:
         self.store = store
-        self.interval = interval
+        self.interval = interval if interval is not None else max(0.5, min(60.0, store.keep_seconds / 2))
+        store.on_kept = self.wake
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="davsync-versions", daemon=True)
