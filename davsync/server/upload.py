@@ -134,11 +134,14 @@ def receive(
 
 def _copy_mode(existing: str | None, tmp: str) -> None:
     if existing is not None:
-        os.chmod(tmp, os.stat(existing).st_mode & 0o7777)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            os.chmod(tmp, os.stat(existing).st_mode & 0o7777)
+            return
+        except FileNotFoundError:
+            pass  # deleted while the body arrived: place() decides what happens now
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
 
 
 def _os_error(e: OSError) -> UploadError:
