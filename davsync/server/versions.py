@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 
 from ..osfs import fsync_dir
 from .index import Identity, iter_tree, md5_of_file
-from .names import TEMP_PREFIX
+from .names import TEMP_PREFIX, is_internal_path
 
 log = logging.getLogger("davsync.server")
 
@@ -301,7 +301,7 @@ class VersionStore:
         rows: list[tuple[str, str, str, int, int, str | None]] = []
         for sub, entry in iter_tree(str(blob)):
             try:
-                if not entry.is_file(follow_symlinks=False):
+                if is_internal_path(sub) or not entry.is_file(follow_symlinks=False):  # cut-off uploads
                     continue
                 st = entry.stat(follow_symlinks=False)
             except OSError:
