@@ -27,7 +27,9 @@ def md5(data: bytes) -> str:
 @pytest.fixture
 def store(tmp_path: Path) -> VersionStore:
     (tmp_path / "root").mkdir()
-    return VersionStore(tmp_path / "root", tmp_path / "state")
+    s = VersionStore(tmp_path / "root", tmp_path / "state")
+    s._ensure_dir()
+    return s
 
 
 def pending_rows(store: VersionStore) -> int:

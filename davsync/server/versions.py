@@ -163,8 +163,7 @@ class VersionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        if self.enabled or self.dir.exists():
-            self.dir.mkdir(parents=True, exist_ok=True)
+        self._dir_ready = False  # made with the first version: an unused share stays untouched
 
     def close(self) -> None:
         with self._lock:
@@ -172,6 +171,11 @@ class VersionStore:
 
     def blob_path(self, vid: str) -> Path:
         return self.dir / vid
+
+    def _ensure_dir(self) -> None:
+        if not self._dir_ready:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._dir_ready = True
 
     # --- database helpers -----------------------------------------------------
 
@@ -242,6 +246,7 @@ class VersionStore:
             os.replace(src, dest)
             fsync_dir(folder)
             return st is not None, None
+        self._ensure_dir()
         vid = self._begin(rel, False, who, "link", True, (st.st_size, st.st_mtime_ns, self._known_md5(rel, st)))
         blob = self.blob_path(vid)
         mode = "link"
@@ -281,6 +286,7 @@ class VersionStore:
         is_dir = stat.S_ISDIR(st.st_mode)
         known = self._known(rel) if (self._known is not None and is_dir) else {}
         row = None if is_dir else (st.st_size, st.st_mtime_ns, self._known_md5(rel, st))
+        self._ensure_dir()
         vid = self._begin(rel, is_dir, who, "rename", replaced, row)
         blob = self.blob_path(vid)
         try:
