@@ -311,3 +311,43 @@ def test_versions_are_never_visible_or_reachable_through_webdav(start_share: Any
         import shutil
 
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_anonymous_write_share_versions_too(start_share: Any) -> None:
+    share = start_share(anonymous="write")
+    assert put(share, "open.txt", b"first", user=None).status_code == 201
+    assert share.request("DELETE", "open.txt", user=None).status_code == 204
+    [v] = listed(share)["versions"]
+    assert (v["user"], v["method"], v["md5"]) == ("anonymous", "DELETE", md5(b"first"))
+
+
+def test_restoring_a_folder_over_a_new_one_while_the_server_runs(share: Share) -> None:
+    (share.root / "proj").mkdir()
+    (share.root / "proj/a.txt").write_bytes(b"old a")
+    (share.root / "proj/b.txt").write_bytes(b"old b")
+    share.wait_indexed()
+    assert share.request("DELETE", "proj").status_code == 204
+    assert share.request("MKCOL", "proj").status_code == 201
+    assert put(share, "proj/a.txt", b"new a, other size").status_code == 201
+    r = cli(share, "restore", "proj")
+    assert r.exit_code == 0, r.output
+    assert (share.root / "proj/a.txt").read_bytes() == b"old a"
+    assert (share.root / "proj/b.txt").read_bytes() == b"old b"
+    share.wait_indexed()
+
+    def index_has_restored_hashes() -> bool:
+        known = share.index.known_under("proj")
+        return {p: m for p, (_i, m) in known.items()} == {"proj/a.txt": md5(b"old a"), "proj/b.txt": md5(b"old b")}
+
+    wait_until(index_has_restored_hashes, 15, "the server to index the restored folder")
+    [replaced] = [f for f in listed(share)["folders"] if f["method"] == "RESTORE"]
+    assert replaced["files"] == 1  # the new proj/ is a version now
+
+
+def test_versions_cli_reads_serve_config(share: Share, tmp_path: Path) -> None:
+    put(share, "c.txt", b"1")
+    put(share, "c.txt", b"2")
+    cfg = tmp_path / "davsync.toml"
+    cfg.write_text(f'root = "{share.root}"\nstate-dir = "{share.state_dir}"\n')
+    r = runner.invoke(app, ["versions", "list", "--config", str(cfg)])
+    assert r.exit_code == 0 and "c.txt" in r.output, r.output
