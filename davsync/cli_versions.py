@@ -43,11 +43,17 @@ def _settings(root: Optional[Path], state_dir: Optional[Path], config: Optional[
         values.update({k: v for k, v in {"root": root, "state_dir": state_dir}.items() if v is not None})
         if values.get("root") is None:
             raise SettingsError("name the shared folder: --root FOLDER (or --config FILE), as for `serve`.")
-        return ServeSettings(**values).resolved()
+        settings = ServeSettings(**values).resolved()
     except SettingsError as e:
         raise _fail(str(e)) from None
     except TypeError as e:
         raise _fail(f"bad setting in {config}: {e}") from None
+    if not (settings.state_dir / "index.sqlite").exists():
+        raise _fail(
+            f"no davsync state for {settings.root} in {settings.state_dir}; "
+            "pass the --state-dir (or --config) that `serve` uses."
+        )
+    return settings
 
 
 def _store(settings):  # type: ignore[no-untyped-def]

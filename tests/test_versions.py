@@ -220,6 +220,9 @@ def test_cli_errors_are_one_clear_line(share: Share) -> None:
     assert r.exit_code == 2 and "either --at or --id" in r.output
     r = runner.invoke(app, ["versions", "list"])
     assert r.exit_code == 2 and "--root" in r.output
+    r = runner.invoke(app, ["versions", "list", "--root", str(share.root), "--state-dir", str(share.state_dir / "nope")])
+    assert r.exit_code == 2 and "no davsync state" in r.output
+    assert not (share.state_dir / "nope").exists()
     r = runner.invoke(app, ["serve", str(share.root), "--keep-versions", "forever"])
     assert r.exit_code == 2 and "--keep-versions takes a duration" in r.output
     assert "Traceback" not in r.output
@@ -351,3 +354,19 @@ def test_versions_cli_reads_serve_config(share: Share, tmp_path: Path) -> None:
     cfg.write_text(f'root = "{share.root}"\nstate-dir = "{share.state_dir}"\n')
     r = runner.invoke(app, ["versions", "list", "--config", str(cfg)])
     assert r.exit_code == 0 and "c.txt" in r.output, r.output
+
+
+def test_a_locked_file_keeps_its_folder_from_being_deleted(share: Share) -> None:
+    assert share.request("MKCOL", "locked").status_code == 201
+    put(share, "locked/f.txt", b"held")
+    body = ('<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope>'
+            "<d:locktype><d:write/></d:locktype><d:owner>t</d:owner></d:lockinfo>")  # fmt: skip
+    r = share.request("LOCK", "locked/f.txt", data=body, headers={"Timeout": "Second-60"})
+    assert r.status_code == 200, r.text
+    token = r.headers["Lock-Token"]
+    r = share.request("DELETE", "locked")
+    assert r.status_code in (207, 423), r.status_code
+    assert (share.root / "locked/f.txt").read_bytes() == b"held" and listed(share)["folders"] == []
+    r = share.request("DELETE", "locked", headers={"If": f"<{share.url}locked/f.txt> (<{token.strip('<>')}>)"})
+    assert r.status_code == 204, r.text
+    assert listed(share)["folders"][0]["path"] == "locked"

@@ -13,7 +13,14 @@ from urllib.parse import quote
 
 from lxml import etree
 from wsgidav import util
-from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_FORBIDDEN,
+    HTTP_LOCKED,
+    PRECONDITION_CODE_LockConflict,
+    DAVError,
+    DAVErrorCondition,
+)
 from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
@@ -196,12 +203,19 @@ class DavsyncFolder(FolderResource):
         if not self.provider.versioning:
             return False
         lock_man = self.provider.lock_manager
-        if lock_man is not None:  # what WsgiDAV's member-by-member deletion would have checked
-            lock_man.check_write_permission(
-                url=self.get_ref_url(), depth="infinity",
-                token_list=self.environ.get("wsgidav.ifLockTokenList", []),
-                principal=self.environ.get("wsgidav.user_name"),
-            )  # fmt: skip
+        if lock_man is not None:
+            # What WsgiDAV's member-by-member deletion checks: each locked member needs its
+            # token, from the lock's owner (its own depth-infinity check refuses any child lock).
+            tokens = self.environ.get("wsgidav.ifLockTokenList", [])
+            principal = self.environ.get("wsgidav.user_name")
+            url = self.get_ref_url()
+            lock_man.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
+            cond = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
+            for lock in lock_man.storage.get_lock_list(url, include_root=False, include_children=True, token_only=False):
+                if not (lock["principal"] == principal and lock["token"] in tokens):
+                    cond.add_href(lock["root"])
+            if cond.hrefs:
+                raise DAVError(HTTP_LOCKED, err_condition=cond)
         self.delete()
         return True
 
