@@ -198,3 +198,18 @@ def test_kill_9_during_versioning_loses_nothing(serve_process: Any, tmp_path: Pa
     rows = {r[0] for r in db.execute("SELECT id FROM blobs")}
     assert rows == set(os.listdir(versions_dir)), "the versions index and the versions area disagree"
     print(f"\n{rounds} kills: {len(acked)} writes acknowledged, {len(rows)} versions kept")
+
+
+def test_unknown_md5s_are_filled_in_later_and_prune_goes_oldest_first(store: VersionStore) -> None:
+    live = Path(store.root)
+    for i in range(3):
+        (live / f"{i}.txt").write_bytes(bytes([65 + i]) * 100)
+        store.remove(f"{i}.txt", str(live / f"{i}.txt"), Who("alice", "DELETE"), replaced=False)
+    assert [v.md5 for v in store.files()] == [None, None, None]  # no hash index here
+    assert store.fill_hashes() == 3
+    assert {v.path: v.md5 for v in store.files()} == {f"{i}.txt": md5(bytes([65 + i]) * 100) for i in range(3)}
+    store.max_bytes = 150
+    assert store.prune() == (2, 200)
+    assert [v.path for v in store.files()] == ["2.txt"]
+    assert store.prune(now_ns=(store.files()[0].time_ns + int(store.keep_seconds * 1e9) + 1)) == (1, 100)
+    assert store.files() == [] and os.listdir(store.dir) == []

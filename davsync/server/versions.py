@@ -533,25 +533,30 @@ class VersionStore:
         now_ns = time.time_ns() if now_ns is None else now_ns
         cutoff = now_ns - int(self.keep_seconds * 1e9)
         removed = freed = 0
+        _n, total = self.usage()
+        after = (-1, "")
         while True:
             with self._lock:
-                _n, total = self.usage()
-                row = self._db.execute(
-                    "SELECT id, time_ns, bytes FROM blobs WHERE state='kept' ORDER BY time_ns LIMIT 1"
-                ).fetchone()
-            if row is None:
+                rows = self._db.execute(
+                    "SELECT id, time_ns, bytes FROM blobs WHERE state='kept' AND (time_ns, id) > (?, ?) "
+                    "ORDER BY time_ns, id LIMIT 500",
+                    after,
+                ).fetchall()
+            if not rows:
                 break
-            vid, t, nbytes = row
-            too_old = t < cutoff
-            too_big = self.max_bytes is not None and total > self.max_bytes
-            if not (too_old or too_big):
-                break
-            if not self._claim(vid, "pruning"):
-                continue
-            _remove_tree(self.blob_path(vid))
-            self._drop(vid)
-            removed += 1
-            freed += nbytes
+            for vid, t, nbytes in rows:
+                after = (t, vid)
+                too_old = t < cutoff
+                too_big = self.max_bytes is not None and total > self.max_bytes
+                if not (too_old or too_big):
+                    return removed, freed
+                if not self._claim(vid, "pruning"):
+                    continue  # a restore took it meanwhile
+                _remove_tree(self.blob_path(vid))
+                self._drop(vid)
+                removed += 1
+                freed += nbytes
+                total -= nbytes
         return removed, freed
 
     def fill_hashes(self, limit: int = 200) -> int:
