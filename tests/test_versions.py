@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from conftest import Share, wait_until
@@ -370,3 +371,22 @@ def test_a_locked_file_keeps_its_folder_from_being_deleted(share: Share) -> None
     r = share.request("DELETE", "locked", headers={"If": f"<{share.url}locked/f.txt> (<{token.strip('<>')}>)"})
     assert r.status_code == 204, r.text
     assert listed(share)["folders"][0]["path"] == "locked"
+
+
+def test_writes_through_a_share_link_keep_versions_under_the_share_path(share: Share) -> None:
+    from davsync.server.links import LinkStore
+
+    (share.root / "Photos").mkdir()
+    (share.root / "Photos/beach.jpg").write_bytes(b"sand")
+    share.wait_indexed()
+    issued = LinkStore(share.state_dir).create("Photos", "read-write", expires_in=3600, password=None)
+    url = f"{share.url}s/{issued.token}/"
+    assert requests.put(url + "beach.jpg", data=b"overwritten via link", timeout=30).status_code == 204
+    assert requests.delete(url + "beach.jpg", timeout=30).status_code == 204
+    got = [(v["path"], v["method"], v["user"], blob_bytes(share, v["id"])) for v in listed(share)["versions"]]
+    assert got == [
+        ("Photos/beach.jpg", "DELETE", f"share-link-{issued.link.id}", b"overwritten via link"),
+        ("Photos/beach.jpg", "PUT", f"share-link-{issued.link.id}", b"sand"),
+    ]
+    assert cli(share, "restore", "Photos/beach.jpg", "--at", "1h").exit_code == 0
+    assert (share.root / "Photos/beach.jpg").read_bytes() == b"sand"

@@ -115,7 +115,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(dav_app, provider, users, settings.anonymous)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(settings.state_dir)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index)
+    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
     if settings.admin:
         from .admin import AdminGate
 

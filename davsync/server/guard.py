@@ -52,6 +52,9 @@ class PathLocks:
                         self._locks[path] = (lock, users - 1)
 
 
+PATH_LOCKS = PathLocks()  # keyed by file path: the share and its share links lock the same files
+
+
 def current_etag(file_path: str) -> str | None:
     """The ETag a regular file has right now, or None if nothing (or a folder) is there."""
     try:

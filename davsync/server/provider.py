@@ -24,7 +24,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
-from .guard import PathLocks, recheck
+from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity, iter_tree
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path
 from .versions import VersionStore, Who
@@ -241,7 +241,6 @@ class DavsyncProvider(FilesystemProvider):
         super().__init__(root, readonly=readonly, fs_opts={"follow_symlinks": False})
         self.index = index
         self.versions = versions
-        self.locks = PathLocks()
         self._verified_dirs: dict[str, tuple[int, int]] = {}
 
     @property
@@ -356,11 +355,15 @@ class DavsyncProvider(FilesystemProvider):
     def guarded(self, environ: dict, *paths: str) -> Iterator[None]:
         """Hold the paths' locks; re-check If-Match/If-None-Match if the request's own path is one."""
         rels = [rel_of(p) for p in paths]
-        with self.locks.hold(*rels):
+        with PATH_LOCKS.hold(*(self._loc_to_file_path(p) for p in paths)):
             target = environ.get("PATH_INFO")
             if target is not None and rel_of(target) in rels:
                 recheck(environ, self._loc_to_file_path(target))
             yield
+
+    def share_rel(self, rel: str) -> str:
+        """A path as the versions record it: relative to the whole share (a share link maps its own)."""
+        return rel
 
     @staticmethod
     def who(environ: dict) -> Who:
@@ -369,7 +372,7 @@ class DavsyncProvider(FilesystemProvider):
     def replace(self, src: str, dest: str, rel: str, environ: dict) -> bool:
         """Rename src over dest (keeping dest as a version); True if dest existed. Caller holds the lock."""
         if self.versions is not None:
-            return self.versions.replace_file(src, dest, rel, self.who(environ))[0]
+            return self.versions.replace_file(src, dest, self.share_rel(rel), self.who(environ))[0]
         existed = os.path.lexists(dest)
         os.replace(src, dest)
         return existed
@@ -389,7 +392,7 @@ class DavsyncProvider(FilesystemProvider):
         with self.guarded(res.environ, res.path):
             if self.versioning:
                 assert self.versions is not None
-                self.versions.remove(rel, res._file_path, self.who(res.environ), replaced=False)
+                self.versions.remove(self.share_rel(rel), res._file_path, self.who(res.environ), replaced=False)
             elif res.is_collection:
                 shutil.rmtree(res._file_path)
             else:
