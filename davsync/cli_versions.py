@@ -48,6 +48,7 @@ def _settings(root: Optional[Path], state_dir: Optional[Path], config: Optional[
         raise _fail(str(e)) from None
     except TypeError as e:
         raise _fail(f"bad setting in {config}: {e}") from None
+    assert settings.state_dir is not None  # resolved() fills it in
     if not (settings.state_dir / "index.sqlite").exists():
         raise _fail(
             f"no davsync state for {settings.root} in {settings.state_dir}; "
@@ -208,7 +209,7 @@ def _journal(settings, result) -> None:  # type: ignore[no-untyped-def]
         index.close()
 
 
-def _wait_forgotten(state_dir: Path, rel: str, timeout: float = 10.0) -> None:
+def _wait_forgotten(state_dir: Path, rel: str, timeout: float = 5.0) -> None:
     """A server is running: let its watcher see the old folder leave before the restored one arrives,
     so the change journal lists every restored file (a folder moved in whole is walked only if new)."""
     db = state_dir / "index.sqlite"

@@ -213,3 +213,19 @@ def test_unknown_md5s_are_filled_in_later_and_prune_goes_oldest_first(store: Ver
     assert [v.path for v in store.files()] == ["2.txt"]
     assert store.prune(now_ns=(store.files()[0].time_ns + int(store.keep_seconds * 1e9) + 1)) == (1, 100)
     assert store.files() == [] and os.listdir(store.dir) == []
+
+
+def test_a_restore_waits_for_a_placement_in_flight(store: VersionStore) -> None:
+    """The server's placements share a lock a command-line restore takes alone: a restore never
+    renames over a file a request is placing at that instant (both are kept)."""
+    live = Path(store.root) / "f.txt"
+    live.write_bytes(b"old")
+    store.remove("f.txt", str(live), WHO, replaced=False)
+    other = VersionStore(Path(store.root), store._state_dir)  # as the CLI opens it
+    done = threading.Event()
+    with store.placement():  # a request mid-placement, in the server
+        t = threading.Thread(target=lambda: (other.restore("f.txt", Who("root", "RESTORE")), done.set()))
+        t.start()
+        assert not done.wait(0.3)
+    t.join(10)
+    assert done.is_set() and live.read_bytes() == b"old"

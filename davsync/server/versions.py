@@ -18,6 +18,7 @@ the versions area and the new one in place.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -164,6 +165,8 @@ class VersionStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._dir_ready = False  # made with the first version: an unused share stays untouched
+        self._state_dir = state_dir
+        self._held = threading.local()
 
     def close(self) -> None:
         with self._lock:
@@ -228,7 +231,33 @@ class VersionStore:
 
     # --- keeping versions -----------------------------------------------------
 
+    @contextmanager
+    def placement(self, *, exclusive: bool = False) -> Iterator[None]:
+        """Serialise placements between processes: server threads share the lock, a restore from
+        the command line takes it alone for its few renames (so neither overwrites the other's
+        new file without keeping a version). Re-entrant within a thread."""
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
+        with open(self._state_dir / "placement.lock", "ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def replace_file(self, src: str, dest: str, rel: str, who: Who) -> tuple[bool, str | None]:
+        """Rename src over dest, keeping what was there as a version (see _replace_file)."""
+        with self.placement():
+            return self._replace_file(src, dest, rel, who)
+
+    def _replace_file(self, src: str, dest: str, rel: str, who: Who) -> tuple[bool, str | None]:
         """Rename src over dest atomically, keeping dest's old content as a version first.
 
         Returns (dest existed, id of the version kept). The old file is hard-linked into
@@ -276,6 +305,11 @@ class VersionStore:
         return True, vid
 
     def remove(self, rel: str, file_path: str, who: Who, *, replaced: bool) -> Pending:
+        """Rename a file or folder into the versions area (see _remove)."""
+        with self.placement():
+            return self._remove(rel, file_path, who, replaced=replaced)
+
+    def _remove(self, rel: str, file_path: str, who: Who, *, replaced: bool) -> Pending:
         """Rename a file or folder into the versions area; the caller commits (or rolls back).
 
         For a deletion, commit at once. When something new is about to take the
@@ -466,7 +500,8 @@ class VersionStore:
         if not self._claim(vid_, "restoring"):
             raise VersionError(f"version {vid_} is being pruned or restored right now; try again.")
         try:
-            return self._restore(vid_, sub, is_dir, target_rel, target, who, between)
+            with self.placement(exclusive=True):
+                return self._restore(vid_, sub, is_dir, target_rel, target, who, between)
         finally:
             self._refresh_after_restore(vid_)
 
