@@ -13,6 +13,7 @@ import typer
 
 from . import __version__
 from .cli_share import share_app
+from .cli_versions import versions_app
 from .console import log_to as _log_to
 from .console import stop_signals, utf8_streams
 from .exitcodes import Exit
@@ -31,6 +32,7 @@ app = typer.Typer(
 user_app = typer.Typer(help="Manage who may connect to `davsync serve`.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(share_app, name="share")
+app.add_typer(versions_app, name="versions")
 
 
 def fail(message: str, code: Exit) -> typer.Exit:
@@ -185,6 +187,12 @@ def serve(
     admin: Optional[bool] = typer.Option(
         None, "--admin/--no-admin", help="Serve the admin page at /.~davsync-admin/ to users added with --admin."
     ),
+    keep_versions: Optional[str] = typer.Option(
+        None, "--keep-versions", help="Keep overwritten and deleted files this long (30d, 12h, 2w; 0: off). [default: 30d]"
+    ),
+    versions_max_size: Optional[str] = typer.Option(
+        None, "--versions-max-size", help="Cap on kept versions, oldest go first (10%, 20G). [default: 10% of the disk]"
+    ),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -197,7 +205,8 @@ def serve(
             "root": root, "host": host, "port": port, "state_dir": state_dir, "users": users,
             "anonymous": anonymous, "tls_cert": tls_cert, "tls_key": tls_key,
             "allow_infinite_depth": allow_infinite_depth, "rescan_interval": rescan_interval,
-            "qr": qr, "advertise": advertise, "admin": admin,
+            "qr": qr, "advertise": advertise, "admin": admin, "keep_versions": keep_versions,
+            "versions_max_size": versions_max_size,
         }  # fmt: skip
         values.update({k: v for k, v in flags.items() if v is not None})
         if verbose:

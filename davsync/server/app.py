@@ -27,6 +27,8 @@ from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
+from .runlock import hold_shared, release
+from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
 from .settings import ServeSettings
 
@@ -57,6 +59,7 @@ class ShareState:
     settings: ServeSettings
     index: HashIndex
     provider: DavsyncProvider
+    versions: VersionStore
     extra_methods: dict[str, Any] = field(default_factory=dict)
     tracker: Any = None  # the ChangeTracker, once the server has one (the admin page reads its health)
 
@@ -64,10 +67,17 @@ class ShareState:
 def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iterable[bytes]], ShareState]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     index = HashIndex(settings.state_dir / "index.sqlite")
-    provider = DavsyncProvider(str(settings.root), index)
+    versions = VersionStore(
+        settings.root, settings.state_dir, keep_seconds=settings.keep_versions_seconds,
+        max_bytes=settings.versions_max_bytes(), known=index.known_under,
+    )  # fmt: skip
+    recovered = versions.recover()  # before the first request: a crash's half-done version is settled
+    if recovered:
+        log.warning("Settled %d versions left half-done by a crash.", recovered)
+    provider = DavsyncProvider(str(settings.root), index, versions=versions)
     from .sync import do_report
 
-    state = ShareState(settings, index, provider, extra_methods={"REPORT": do_report})
+    state = ShareState(settings, index, provider, versions, extra_methods={"REPORT": do_report})
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "verbose": 3 if settings.verbose else 1,
@@ -105,7 +115,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(dav_app, provider, users, settings.anonymous)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(settings.state_dir)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index)
+    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
     if settings.admin:
         from .admin import AdminGate
 
@@ -130,7 +140,11 @@ class DavServer:
     def __init__(self, settings: ServeSettings, users: Users) -> None:
         limit_malloc_arenas()
         self.settings = settings
+        assert settings.state_dir is not None
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self._run_lock = hold_shared(settings.state_dir)  # `davsync versions` sees a server is running
         self.app, self.state = build_app(settings, users)
+        self.pruner = Pruner(self.state.versions)
         self._server = wsgi.Server(
             (settings.host, settings.port),
             self.app,
@@ -168,13 +182,19 @@ class DavServer:
         self._thread = threading.Thread(target=self._server.serve, name="davsync-http", daemon=True)
         self._thread.start()
         self.tracker.start()  # watches first, then scans: nothing changed meanwhile is missed
+        if self.state.versions.enabled:
+            self.pruner.start()
 
     def stop(self) -> None:
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.tracker.stop()
+        if self.state.versions.enabled:
+            self.pruner.stop()
+        self.state.versions.close()
         self.state.index.close()
+        release(self._run_lock)
 
     def __enter__(self) -> "DavServer":
         self.start()

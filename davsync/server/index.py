@@ -137,6 +137,16 @@ class HashIndex:
             ).fetchall()
         return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
 
+    def known_under(self, path: str) -> dict[str, tuple[Identity, str | None]]:
+        """Stored identity and MD5 of each live file at or below a path (one query, for a whole folder)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+                "WHERE deleted=0 AND is_dir=0 AND (path=? OR path LIKE ? ESCAPE '\\')",
+                (path, _like_prefix(path)),
+            ).fetchall()
+        return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
+
     def is_known_dir(self, path: str) -> bool:
         with self._lock:
             row = self._db.execute("SELECT is_dir FROM entries WHERE path=? AND deleted=0", (path,)).fetchone()

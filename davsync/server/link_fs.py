@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote
 
 from .index import Change, HashIndex
 from .provider import DavsyncFile, DavsyncFolder, DavsyncProvider
+from .versions import VersionStore
 
 
 class ScopedIndex:
@@ -110,14 +111,17 @@ class LinkProvider(DavsyncProvider):
     file_class = LinkFile
     folder_class = LinkFolder
 
-    def __init__(self, folder: str, index: HashIndex, prefix: str, mode: str) -> None:
+    def __init__(self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None) -> None:
         self.scoped = ScopedIndex(index, prefix)
-        super().__init__(folder, self.scoped, readonly=mode == "read-only")  # type: ignore[arg-type]
+        super().__init__(folder, self.scoped, readonly=mode == "read-only", versions=versions)  # type: ignore[arg-type]
         self.mode = mode
         self._ref_prefix = "/" + self.scoped.prefix if self.scoped.prefix else ""
 
     def ref_url_of(self, path: str) -> str:
         return quote(self._ref_prefix + path)
+
+    def share_rel(self, rel: str) -> str:
+        return self.scoped.full(rel)
 
     def ref_url_to_path(self, ref_url: str) -> str:
         path = unquote(ref_url)

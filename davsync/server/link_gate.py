@@ -53,12 +53,13 @@ class LinkGate:
     """Routes `/s/...` to share links and everything else to the share's own app."""
 
     def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
-                 index: Any) -> None:  # fmt: skip
+                 index: Any, versions: Any = None) -> None:  # fmt: skip
         self.app = app
         self.store = store
         self.root = os.path.realpath(root)
         self.make_dav_app = make_dav_app
         self.index = index
+        self.versions = versions  # writes through a link keep versions like any other
         self.auth = LinkAuth()
         self._mounted: OrderedDict[tuple, Mounted] = OrderedDict()
         self._lock = threading.Lock()
@@ -154,7 +155,7 @@ class LinkGate:
             if found is not None:
                 self._mounted.move_to_end(key)
                 return found
-        provider = LinkProvider(folder, self.index, link.path, link.mode)
+        provider = LinkProvider(folder, self.index, link.path, link.mode, versions=self.versions)
         mounted = Mounted(self.make_dav_app(provider, prefix), provider)
         with self._lock:
             self._mounted[key] = mounted

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from lxml import etree
 from wsgidav import util
-from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
+from wsgidav.dav_error import (
+    HTTP_BAD_REQUEST,
+    HTTP_FORBIDDEN,
+    HTTP_LOCKED,
+    PRECONDITION_CODE_LockConflict,
+    DAVError,
+    DAVErrorCondition,
+)
 from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
+from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity, iter_tree
-from .names import etag_of, is_internal_name, is_internal_path
+from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path
+from .versions import VersionStore, Who
 
 OC_NS = "http://owncloud.org/ns"
 CHECKSUMS = f"{{{OC_NS}}}checksums"
@@ -106,16 +118,35 @@ class DavsyncFile(FileResource):
         return True
 
     def delete(self) -> None:
-        super().delete()
-        self.provider.index.forget(rel_of(self.path))
+        self.provider.discard(self)
+
+    def handle_copy(self, dest_path: str, *, depth_infinity: bool) -> bool:
+        """Onto an existing file: one atomic replace (WsgiDAV would delete it, then copy).
+
+        Otherwise WsgiDAV's way (it answers 201 for a new target): a folder target is
+        deleted first (so: versioned), then copy_move_single copies atomically.
+        """
+        dest_fp = self.provider.file_path(dest_path)
+        if not os.path.isfile(dest_fp) or os.path.islink(dest_fp):
+            return False
+        self.provider.copy_file(self, dest_path)
+        return True  # WsgiDAV then answers 204, right for a replaced target
+
+    def handle_move(self, dest_path: str) -> bool:
+        return self.provider.move_file_over(self, dest_path)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
+        if not is_move:
+            self.provider.copy_file(self, dest_path)
+            return
         known = self.provider.index.fresh_md5(rel_of(self.path), self.file_stat)
         super().copy_move_single(dest_path, is_move=is_move)
         self.provider.reindex(dest_path, {rel_of(dest_path): (Identity.of(self.file_stat), known)})
 
     def move_recursive(self, dest_path: str) -> None:
-        self.provider.moved(self.path, dest_path, lambda: super(DavsyncFile, self).move_recursive(dest_path))
+        self.provider.moved(
+            self.path, dest_path, lambda: super(DavsyncFile, self).move_recursive(dest_path), self.environ
+        )
 
 
 SYNC_TOKEN = "{DAV:}sync-token"
@@ -165,15 +196,37 @@ class DavsyncFolder(FolderResource):
         self.provider.index.record_dir(rel_of(util.join_uri(self.path, name)))
 
     def delete(self) -> None:
-        super().delete()
-        self.provider.index.forget(rel_of(self.path))
+        self.provider.discard(self)
+
+    def handle_delete(self) -> bool:
+        """With versions kept, a folder goes aside whole: one rename, however many files."""
+        if not self.provider.versioning:
+            return False
+        lock_man = self.provider.lock_manager
+        if lock_man is not None:
+            # What WsgiDAV's member-by-member deletion checks: each locked member needs its
+            # token, from the lock's owner (its own depth-infinity check refuses any child lock).
+            tokens = self.environ.get("wsgidav.ifLockTokenList", [])
+            principal = self.environ.get("wsgidav.user_name")
+            url = self.get_ref_url()
+            lock_man.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
+            cond = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
+            for lock in lock_man.storage.get_lock_list(url, include_root=False, include_children=True, token_only=False):
+                if not (lock["principal"] == principal and lock["token"] in tokens):
+                    cond.add_href(lock["root"])
+            if cond.hrefs:
+                raise DAVError(HTTP_LOCKED, err_condition=cond)
+        self.delete()
+        return True
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         super().copy_move_single(dest_path, is_move=is_move)
         self.provider.index.record_dir(rel_of(dest_path))
 
     def move_recursive(self, dest_path: str) -> None:
-        self.provider.moved(self.path, dest_path, lambda: super(DavsyncFolder, self).move_recursive(dest_path))
+        self.provider.moved(
+            self.path, dest_path, lambda: super(DavsyncFolder, self).move_recursive(dest_path), self.environ
+        )
 
 
 class DavsyncProvider(FilesystemProvider):
@@ -182,10 +235,17 @@ class DavsyncProvider(FilesystemProvider):
     file_class: type[DavsyncFile] = DavsyncFile  # share links substitute their own (link_fs.py)
     folder_class: type[DavsyncFolder] = DavsyncFolder
 
-    def __init__(self, root: str, index: HashIndex, *, readonly: bool = False) -> None:
+    def __init__(
+        self, root: str, index: HashIndex, *, readonly: bool = False, versions: VersionStore | None = None
+    ) -> None:
         super().__init__(root, readonly=readonly, fs_opts={"follow_symlinks": False})
         self.index = index
+        self.versions = versions
         self._verified_dirs: dict[str, tuple[int, int]] = {}
+
+    @property
+    def versioning(self) -> bool:
+        return self.versions is not None and self.versions.enabled
 
     def is_readonly(self) -> bool:
         return self.readonly
@@ -203,6 +263,8 @@ class DavsyncProvider(FilesystemProvider):
         parts = [p for p in path.strip("/").split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise DAVError(HTTP_FORBIDDEN, "Dot segments are not allowed.")
+        if any(is_internal_name(p) for p in parts):  # upload temp files and the versions area
+            raise DAVError(HTTP_FORBIDDEN, "That name is reserved for davsync.")
         file_path = os.path.join(self.root_folder_path, *parts)
         if parts:
             self._check_inside(os.path.dirname(file_path))
@@ -287,7 +349,109 @@ class DavsyncProvider(FilesystemProvider):
                     md5 = "d41d8cd98f00b204e9800998ecf8427e"
                 index.record_file(item_rel, st, md5)
 
-    def moved(self, src: str, dest: str, do_move: Any) -> None:
+    # --- changing the share: locked, re-checked, versioned ----------------------
+
+    @contextmanager
+    def guarded(self, environ: dict, *paths: str) -> Iterator[None]:
+        """Hold the paths' locks; re-check If-Match/If-None-Match if the request's own path is one."""
+        rels = [rel_of(p) for p in paths]
+        with PATH_LOCKS.hold(*(self._loc_to_file_path(p) for p in paths)):
+            target = environ.get("PATH_INFO")
+            if target is not None and rel_of(target) in rels:
+                recheck(environ, self._loc_to_file_path(target))
+            yield
+
+    def share_rel(self, rel: str) -> str:
+        """A path as the versions record it: relative to the whole share (a share link maps its own)."""
+        return rel
+
+    @staticmethod
+    def who(environ: dict) -> Who:
+        return Who(environ.get("wsgidav.auth.user_name") or "anonymous", environ.get("REQUEST_METHOD", "?"))
+
+    def replace(self, src: str, dest: str, rel: str, environ: dict) -> bool:
+        """Rename src over dest (keeping dest as a version); True if dest existed. Caller holds the lock."""
+        if self.versions is not None:
+            return self.versions.replace_file(src, dest, self.share_rel(rel), self.who(environ))[0]
+        existed = os.path.lexists(dest)
+        os.replace(src, dest)
+        return existed
+
+    def place_upload(self, path: str, environ: dict) -> Callable[[str, str], bool]:
+        """What upload.receive calls once the body is complete and verified."""
+
+        def place(tmp: str, dest: str) -> bool:
+            with self.guarded(environ, path):
+                return self.replace(tmp, dest, rel_of(path), environ)
+
+        return place
+
+    def discard(self, res: Any) -> None:
+        """DELETE (or an overwrite's removal of the target): into the versions area when kept."""
+        rel = rel_of(res.path)
+        with self.guarded(res.environ, res.path):
+            if self.versioning:
+                assert self.versions is not None
+                self.versions.remove(self.share_rel(rel), res._file_path, self.who(res.environ), replaced=False)
+            elif res.is_collection:
+                shutil.rmtree(res._file_path)
+            else:
+                os.unlink(res._file_path)
+        res.remove_all_properties(recursive=True)
+        res.remove_all_locks(recursive=True)
+        self.index.forget(rel)
+
+    def copy_file(self, res: "DavsyncFile", dest_path: str) -> None:
+        """COPY of one file: copied beside the target, then renamed over it (atomic, versioned)."""
+        dest_fp = self._loc_to_file_path(dest_path)
+        known = self.index.fresh_md5(rel_of(res.path), res.file_stat)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=os.path.dirname(dest_fp))
+        os.close(fd)
+        try:
+            shutil.copy2(res._file_path, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            old = self.get_resource_inst(dest_path, res.environ)
+            with self.guarded(res.environ, res.path, dest_path):
+                self.replace(tmp, dest_fp, rel_of(dest_path), res.environ)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        if old is not None:
+            old.remove_all_properties(recursive=True)
+            old.remove_all_locks(recursive=True)
+        if self.prop_manager:
+            dest_res = self.get_resource_inst(dest_path, res.environ)
+            self.prop_manager.copy_properties(res.get_ref_url(), dest_res.get_ref_url(), res.environ)
+        self.reindex(dest_path, {rel_of(dest_path): (Identity.of(res.file_stat), known)})
+
+    def move_file_over(self, res: "DavsyncFile", dest_path: str) -> bool:
+        """MOVE of a file onto an existing file: one rename over it, the old one kept as a version.
+
+        Anything else (no target, a folder involved) goes WsgiDAV's way: delete the
+        target (which versions it), then move_recursive.
+        """
+        dest_fp = self._loc_to_file_path(dest_path)
+        if not os.path.isfile(dest_fp) or os.path.islink(dest_fp):
+            return False
+        old = self.get_resource_inst(dest_path, res.environ)
+
+        def do_move() -> None:
+            self.replace(res._file_path, dest_fp, rel_of(dest_path), res.environ)
+            if old is not None:
+                old.remove_all_properties(recursive=True)
+                old.remove_all_locks(recursive=True)
+            if self.prop_manager:
+                self.prop_manager.move_properties(
+                    res.get_ref_url(), old.get_ref_url() if old else dest_path, with_children=False,
+                    environ=res.environ,
+                )  # fmt: skip
+
+        self.moved(res.path, dest_path, do_move, res.environ)
+        return True
+
+    def moved(self, src: str, dest: str, do_move: Any, environ: dict | None = None) -> None:
         src_rel, dest_rel = rel_of(src), rel_of(dest)
         known: dict[str, tuple[Identity, str | None]] = {}
         src_fp = self._loc_to_file_path(src)
@@ -303,7 +467,8 @@ class DavsyncProvider(FilesystemProvider):
                 continue
             md5 = self.index.fresh_md5(item_rel, st)
             known[dest_rel + item_rel[len(src_rel):]] = (Identity.of(st), md5)
-        do_move()
+        with self.guarded(environ or {}, src, dest):
+            do_move()
         self.index.forget(src_rel)
         self.reindex(dest, known)
 

@@ -18,6 +18,7 @@ from wsgidav.dav_error import (
     HTTP_METHOD_NOT_ALLOWED,
     HTTP_NOT_FOUND,
     HTTP_NOT_IMPLEMENTED,
+    HTTP_PRECONDITION_FAILED,
     PRECONDITION_CODE_PropfindFiniteDepth,
     DAVError,
 )
@@ -164,6 +165,11 @@ class DavsyncRequestServer(RequestServer):
         if parent is None or not parent.is_collection:
             self._fail(HTTP_CONFLICT, context_info="The parent folder does not exist.")
         self._evaluate_if_headers(res, environ)
+        if res is None and "HTTP_IF_MATCH" in environ:
+            # WsgiDAV's _evaluate_if_headers returns early when the target does not exist, so
+            # If-Match on a missing resource passes; RFC 9110 13.1.1 says 412. (Pinned by
+            # tests/test_versions_preconditions.py::test_upstream_skips_if_match_on_missing_target.)
+            self._fail(HTTP_PRECONDITION_FAILED, context_info="If-Match failed: the resource does not exist.")
 
         try:
             md5_expected = expected_md5(environ.get("HTTP_OC_CHECKSUM"))
@@ -208,6 +214,7 @@ class DavsyncRequestServer(RequestServer):
             content_length=length,
             md5_expected=md5,
             mtime=mtime,
+            place=self._davProvider.place_upload(path, environ),
         )
 
 

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from ..concurrency import bounded
 from .index import HashIndex, Identity, iter_folders, md5_of_file
-from .names import is_internal_name, is_internal_path
+from .names import TEMP_SUFFIX, is_internal_name, is_internal_path
 
 log = logging.getLogger(__name__)
 BATCH = 256
@@ -75,7 +75,7 @@ def rescan(
             for entry in entries:
                 rel = f"{folder}/{entry.name}" if folder else entry.name
                 if is_internal_name(entry.name):
-                    if remove_stale_uploads:
+                    if remove_stale_uploads and entry.name.endswith(TEMP_SUFFIX):  # not the versions area
                         _remove(entry.path)
                     continue
                 try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -50,6 +52,16 @@ class ServeSettings:
     qr: bool = True
     advertise: bool = False
     admin: bool = False  # the admin page at ADMIN_PREFIX, for users with the admin flag
+    keep_versions: str = "30d"
+    versions_max_size: str = "10%"
+
+    @property
+    def keep_versions_seconds(self) -> float:
+        return parse_duration(str(self.keep_versions), "--keep-versions")
+
+    def versions_max_bytes(self) -> int:
+        """The size cap in bytes (a percentage is of the share's filesystem)."""
+        return parse_size(str(self.versions_max_size), shutil.disk_usage(self.root).total, "--versions-max-size")
 
     @property
     def users_file(self) -> Path:
@@ -84,9 +96,36 @@ class ServeSettings:
             raise SettingsError(f"--port must be 0-65535, not {self.port}.")
         if self.rescan_interval < 1:
             raise SettingsError("rescan-interval must be at least 1 second.")
+        parse_duration(str(self.keep_versions), "--keep-versions")
+        parse_size(str(self.versions_max_size), 100, "--versions-max-size")
         if self.threads < 30:
             raise SettingsError("Use at least 30 threads: Windows Explorer opens many connections at once.")
         return replace(self, root=root, state_dir=state, users=self.users_file.expanduser())
+
+
+_UNITS = {"": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """'30d', '12h', '90m', '2w', '45s'; a bare number is days; 0 means off."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not m:
+        raise SettingsError(f"{flag} takes a duration like 30d, 12h or 2w (0 turns it off), not {text!r}.")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_size(text: str, whole: int, flag: str) -> int:
+    """'10%' (of `whole`), '5G', '500M', '1T', or bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%|[kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise SettingsError(f"{flag} takes a size like 10%, 500M or 20G, not {text!r}.")
+    value = float(m.group(1))
+    if m.group(2) == "%":
+        if value > 100:
+            raise SettingsError(f"{flag} cannot be more than 100% of the disk.")
+        return int(whole * value / 100)
+    return int(value * _SIZES[m.group(2)])
 
 
 def load_config(path: Path) -> dict[str, Any]:

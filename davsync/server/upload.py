@@ -12,7 +12,9 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Callable
+
+from wsgidav.dav_error import DAVError
 
 from ..osfs import fsync_dir
 from .names import TEMP_PREFIX, TEMP_SUFFIX
@@ -73,8 +75,13 @@ def receive(
     content_length: int | None,
     md5_expected: str | None = None,
     mtime: int | None = None,
+    place: Callable[[str, str], bool] | None = None,
 ) -> Upload:
-    """Stream `body` into place at `dest`, hashing as it goes."""
+    """Stream `body` into place at `dest`, hashing as it goes.
+
+    `place(tmp, dest)` does the final rename and says whether dest existed; the
+    server's re-checks preconditions under the path's lock and keeps the old version.
+    """
     folder = os.path.dirname(dest)
     existed = os.path.exists(dest)
     try:
@@ -107,7 +114,10 @@ def receive(
         _copy_mode(dest if existed else None, tmp)
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, dest)
+        if place is None:
+            os.replace(tmp, dest)
+        else:
+            existed = place(tmp, dest)
         fsync_dir(folder)
         return Upload(os.stat(dest), md5, created=not existed)
     except BaseException as e:
@@ -115,7 +125,7 @@ def receive(
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(e, UploadError) or not isinstance(e, Exception):
+        if isinstance(e, (UploadError, DAVError)) or not isinstance(e, Exception):
             raise
         if isinstance(e, OSError) and e.errno not in _CUT_OFF:
             raise _os_error(e) from None
@@ -124,11 +134,14 @@ def receive(
 
 def _copy_mode(existing: str | None, tmp: str) -> None:
     if existing is not None:
-        os.chmod(tmp, os.stat(existing).st_mode & 0o7777)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            os.chmod(tmp, os.stat(existing).st_mode & 0o7777)
+            return
+        except FileNotFoundError:
+            pass  # deleted while the body arrived: place() decides what happens now
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
 
 
 def _os_error(e: OSError) -> UploadError:

@@ -1,0 +1,695 @@
+"""Previous versions: what a WebDAV client overwrites or deletes is moved aside, never lost.
+
+Keeping a version is a rename (or, for an overwrite, a hard link taken just before the
+new file is renamed over the old name), never a copy: a 10,000-file folder deleted by
+mistake costs one rename. That needs the versions area on the share's filesystem:
+`STATE_DIR/versions` when the state dir is on it, else a hidden top-level folder of the
+share (`.~davsync-versions`), which the provider never lists, serves, indexes or accepts
+as a name.
+
+Each version is a *blob* (one file, or one folder tree) named by its id. SQLite
+(`STATE_DIR/versions.sqlite`) records every blob and every file in it (path, size,
+mtime, MD5, who, when, which method), so listing reads no files. A blob row is written
+as `pending` before anything moves; `recover()` finishes or undoes pending work after a
+crash, so a kill at any instant leaves either the old file in place, or the old file in
+the versions area and the new one in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..osfs import fsync_dir
+from .index import Identity, iter_tree, md5_of_file
+from .names import TEMP_PREFIX, is_internal_path
+
+log = logging.getLogger("davsync.server")
+
+IN_SHARE_NAME = ".~davsync-versions"  # starts with TEMP_PREFIX: an internal name everywhere
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    id       TEXT PRIMARY KEY,
+    path     TEXT NOT NULL,
+    is_dir   INTEGER NOT NULL,
+    time_ns  INTEGER NOT NULL,
+    user     TEXT NOT NULL,
+    method   TEXT NOT NULL,
+    mode     TEXT NOT NULL,      -- 'link' (old name kept by a hard link) or 'rename'
+    replaced INTEGER NOT NULL,   -- 1: something new takes the path; 0: a deletion
+    state    TEXT NOT NULL,      -- pending, kept, restoring, pruning
+    bytes    INTEGER NOT NULL DEFAULT 0,
+    files    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS blobs_age ON blobs(state, time_ns);
+CREATE TABLE IF NOT EXISTS files (
+    blob     TEXT NOT NULL,
+    sub      TEXT NOT NULL,      -- path inside the blob; '' when the blob is this file
+    path     TEXT NOT NULL,      -- where it was in the share
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    md5      TEXT,
+    PRIMARY KEY (blob, sub)
+);
+CREATE INDEX IF NOT EXISTS files_path ON files(path);
+"""
+
+# share path -> (identity, md5) of live files at or below it, from the hash index
+KnownHashes = Callable[[str], dict[str, tuple[Identity, str | None]]]
+
+
+class VersionError(Exception):
+    """An expected failure of list/restore, with a message for the user."""
+
+
+def versions_dir(root: Path, state_dir: Path) -> Path:
+    """Where blobs live: in the state dir if it shares the share's filesystem, else in the share."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if os.stat(state_dir).st_dev == os.stat(root).st_dev:
+        return state_dir / "versions"
+    return root / IN_SHARE_NAME
+
+
+@dataclass(frozen=True)
+class Who:
+    user: str
+    method: str
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One kept file, as `versions list` shows it."""
+
+    id: str
+    path: str
+    size: int
+    mtime_ns: int
+    md5: str | None
+    user: str
+    method: str
+    time_ns: int
+    folder: str | None  # the deleted folder it went with, if any
+
+
+@dataclass(frozen=True)
+class FolderVersion:
+    id: str
+    path: str
+    files: int
+    bytes: int
+    user: str
+    method: str
+    time_ns: int
+
+
+@dataclass(frozen=True)
+class Restored:
+    target: str
+    version_id: str
+    files: list[tuple[str, int, int, str | None]]  # (share path, size, mtime_ns, md5)
+    folders: list[str]
+    replaced_id: str | None  # the version made of what was at the target
+
+
+class Pending:
+    """A version moved aside whose replacement is not in place yet (see VersionStore.remove)."""
+
+    def __init__(self, store: "VersionStore", vid: str, src: str, blob: Path) -> None:
+        self.store, self.id, self._src, self._blob = store, vid, src, blob
+
+    def commit(self) -> None:
+        self.store._set_state(self.id, "kept")
+
+    def rollback(self) -> None:
+        os.rename(self._blob, self._src)
+        self.store._drop(self.id)
+
+
+class VersionStore:
+    """Thread-safe; one SQLite connection per process (the CLI and the server may both write)."""
+
+    def __init__(
+        self,
+        root: Path,
+        state_dir: Path,
+        *,
+        keep_seconds: float = 30 * 86400,
+        max_bytes: int | None = None,
+        known: KnownHashes | None = None,
+    ) -> None:
+        self.root = str(root)
+        self.dir = versions_dir(root, state_dir)
+        self.keep_seconds = keep_seconds
+        self.max_bytes = max_bytes
+        self.enabled = keep_seconds > 0
+        self._known = known
+        self.on_kept: Callable[[], None] | None = None  # the pruner's wake-up: a new version may cross the cap
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(state_dir / "versions.sqlite"), check_same_thread=False, isolation_level=None, timeout=60
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._dir_ready = False  # made with the first version: an unused share stays untouched
+        self._state_dir = state_dir
+        self._held = threading.local()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def blob_path(self, vid: str) -> Path:
+        return self.dir / vid
+
+    def _ensure_dir(self) -> None:
+        if not self._dir_ready:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._dir_ready = True
+
+    # --- database helpers -----------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _set_state(self, vid: str, state: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE blobs SET state=? WHERE id=?", (state, vid))
+        if state == "kept" and self.on_kept is not None:
+            self.on_kept()
+
+    def _drop(self, vid: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE blob=?", (vid,))
+            db.execute("DELETE FROM blobs WHERE id=?", (vid,))
+
+    def _claim(self, vid: str, state: str) -> bool:
+        """Move a kept blob into a working state; False if someone else got it first."""
+        with self._tx() as db:
+            return db.execute("UPDATE blobs SET state=? WHERE id=? AND state='kept'", (state, vid)).rowcount == 1
+
+    def _begin(self, rel: str, is_dir: bool, who: Who, mode: str, replaced: bool,
+               file_row: tuple[int, int, str | None] | None) -> str:  # fmt: skip
+        vid = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO blobs (id, path, is_dir, time_ns, user, method, mode, replaced, state, bytes, files) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (vid, rel, int(is_dir), time.time_ns(), who.user, who.method, mode, int(replaced),
+                 file_row[0] if file_row else 0, 1 if file_row else 0),
+            )  # fmt: skip
+            if file_row is not None:
+                db.execute("INSERT INTO files VALUES (?, '', ?, ?, ?, ?)", (vid, rel, *file_row))
+        return vid
+
+    def _known_md5(self, rel: str, st: os.stat_result) -> str | None:
+        if self._known is None:
+            return None
+        entry = self._known(rel).get(rel)
+        return entry[1] if entry is not None and entry[0] == Identity.of(st) else None
+
+    # --- keeping versions -----------------------------------------------------
+
+    @contextmanager
+    def placement(self, *, exclusive: bool = False) -> Iterator[None]:
+        """Serialise placements between processes: server threads share the lock, a restore from
+        the command line takes it alone for its few renames (so neither overwrites the other's
+        new file without keeping a version). Re-entrant within a thread."""
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
+        with open(self._state_dir / "placement.lock", "ab") as f:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def replace_file(self, src: str, dest: str, rel: str, who: Who) -> tuple[bool, str | None]:
+        """Rename src over dest, keeping what was there as a version (see _replace_file)."""
+        with self.placement():
+            return self._replace_file(src, dest, rel, who)
+
+    def _replace_file(self, src: str, dest: str, rel: str, who: Who) -> tuple[bool, str | None]:
+        """Rename src over dest atomically, keeping dest's old content as a version first.
+
+        Returns (dest existed, id of the version kept). The old file is hard-linked into
+        the versions area and the new one renamed over its name, so readers never see
+        the path missing. Where hard links are unsupported (FAT, exFAT), the old file is
+        renamed aside first; `recover()` puts it back if a crash falls between the renames.
+        """
+        try:
+            st: os.stat_result | None = os.lstat(dest)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        folder = os.path.dirname(dest)
+        # An empty file holds nothing to lose (Explorer creates one before every upload).
+        if st is None or not self.enabled or not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            os.replace(src, dest)
+            fsync_dir(folder)
+            return st is not None, None
+        self._ensure_dir()
+        vid = self._begin(rel, False, who, "link", True, (st.st_size, st.st_mtime_ns, self._known_md5(rel, st)))
+        blob = self.blob_path(vid)
+        mode = "link"
+        try:
+            os.link(dest, blob)
+        except FileNotFoundError:
+            self._drop(vid)
+            os.replace(src, dest)
+            return False, None
+        except OSError:
+            mode = "rename"
+            with self._tx() as db:
+                db.execute("UPDATE blobs SET mode='rename' WHERE id=?", (vid,))
+            os.rename(dest, blob)
+        fsync_dir(self.dir)
+        try:
+            os.replace(src, dest)
+        except BaseException:
+            if mode == "rename":
+                os.rename(blob, dest)
+            else:
+                os.unlink(blob)
+            self._drop(vid)
+            raise
+        fsync_dir(folder)
+        self._set_state(vid, "kept")
+        return True, vid
+
+    def remove(self, rel: str, file_path: str, who: Who, *, replaced: bool) -> Pending:
+        """Rename a file or folder into the versions area (see _remove)."""
+        with self.placement():
+            return self._remove(rel, file_path, who, replaced=replaced)
+
+    def _remove(self, rel: str, file_path: str, who: Who, *, replaced: bool) -> Pending:
+        """Rename a file or folder into the versions area; the caller commits (or rolls back).
+
+        For a deletion, commit at once. When something new is about to take the
+        path (`replaced`), commit after it is in place: a crash in between makes
+        `recover()` rename the old one back.
+        """
+        st = os.lstat(file_path)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        known = self._known(rel) if (self._known is not None and is_dir) else {}
+        row = None if is_dir else (st.st_size, st.st_mtime_ns, self._known_md5(rel, st))
+        self._ensure_dir()
+        vid = self._begin(rel, is_dir, who, "rename", replaced, row)
+        blob = self.blob_path(vid)
+        try:
+            os.rename(file_path, blob)
+        except BaseException:
+            self._drop(vid)
+            raise
+        fsync_dir(os.path.dirname(file_path))
+        fsync_dir(self.dir)
+        if is_dir:
+            self._record_members(vid, blob, rel, known)
+        pending = Pending(self, vid, file_path, blob)
+        if not replaced:
+            pending.commit()
+        return pending
+
+    def _record_members(self, vid: str, blob: Path, rel: str, known: dict[str, tuple[Identity, str | None]]) -> None:
+        rows: list[tuple[str, str, str, int, int, str | None]] = []
+        for sub, entry in iter_tree(str(blob)):
+            try:
+                if is_internal_path(sub) or not entry.is_file(follow_symlinks=False):  # cut-off uploads
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            path = f"{rel}/{sub}" if rel else sub
+            hit = known.get(path)
+            md5 = hit[1] if hit is not None and hit[0] == Identity.of(st) else None
+            rows.append((vid, sub, path, st.st_size, st.st_mtime_ns, md5))
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE blob=?", (vid,))
+            db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.execute(
+                "UPDATE blobs SET bytes=?, files=? WHERE id=?", (sum(r[3] for r in rows), len(rows), vid)
+            )
+
+    # --- after a crash --------------------------------------------------------
+
+    def recover(self) -> int:
+        """Finish or undo what a crash interrupted; returns how many blobs needed it.
+
+        Run it only when no server is working on this state dir (at start-up).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, path, is_dir, mode, replaced, state FROM blobs WHERE state != 'kept'"
+            ).fetchall()
+        for vid, rel, is_dir, mode, replaced, state in rows:
+            blob = self.blob_path(vid)
+            live = os.path.join(self.root, *rel.split("/"))
+            try:
+                self._recover_one(vid, rel, bool(is_dir), mode, bool(replaced), state, blob, live)
+            except OSError as e:
+                log.warning("Could not recover version %s of %s: %s", vid, rel, e)
+        return len(rows)
+
+    def _recover_one(self, vid: str, rel: str, is_dir: bool, mode: str, replaced: bool, state: str,
+                     blob: Path, live: str) -> None:  # fmt: skip
+        exists = os.path.lexists(blob)
+        if state == "pruning":
+            _remove_tree(blob)
+            self._drop(vid)
+            return
+        if state == "restoring":
+            self._refresh_after_restore(vid)
+            return
+        if not exists:
+            self._drop(vid)  # nothing had moved yet
+            return
+        if mode == "link":
+            try:
+                same = os.path.samestat(os.lstat(live), os.lstat(blob))
+            except FileNotFoundError:
+                same = False
+            if same:  # the new file never replaced the old one
+                os.unlink(blob)
+                self._drop(vid)
+                return
+        elif replaced and not os.path.lexists(live):
+            os.rename(blob, live)  # the new one never arrived: put the old one back
+            fsync_dir(os.path.dirname(live))
+            self._drop(vid)
+            return
+        if is_dir:
+            self._record_members(vid, blob, rel, {})
+        self._set_state(vid, "kept")
+
+    # --- reading --------------------------------------------------------------
+
+    def files(self, path: str = "") -> list[FileVersion]:
+        """Kept file versions at or below a share path, newest first per path."""
+        where, args = _under("f.path", path)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.blob, f.path, f.size, f.mtime_ns, f.md5, b.user, b.method, b.time_ns, b.is_dir, b.path "
+                f"FROM files f JOIN blobs b ON b.id=f.blob WHERE b.state='kept' AND {where} "
+                "ORDER BY f.path, b.time_ns DESC",
+                args,
+            ).fetchall()
+        return [FileVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[9] if r[8] else None) for r in rows]
+
+    def folders(self, path: str = "") -> list[FolderVersion]:
+        """Kept folder versions at, below or above (containing) a share path."""
+        where, args = _under("path", path)
+        if path:
+            where = f"({where} OR ? LIKE path || '/%')"
+            args = (*args, path)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, path, files, bytes, user, method, time_ns FROM blobs "
+                f"WHERE state='kept' AND is_dir=1 AND {where} ORDER BY path, time_ns DESC",
+                args,
+            ).fetchall()
+        return [FolderVersion(*r) for r in rows]
+
+    def usage(self) -> tuple[int, int]:
+        """(versions kept, bytes they hold)."""
+        with self._lock:
+            n, total = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM blobs WHERE state='kept'").fetchone()
+        return int(n), int(total)
+
+    # --- restoring ------------------------------------------------------------
+
+    def choose(self, path: str, *, at_ns: int | None = None, vid: str | None = None) -> tuple[str, str, bool, int]:
+        """The version to restore at `path`: (blob id, path inside the blob, is a folder, time kept).
+
+        Default: the newest. `at_ns`: what was at the path then, i.e. the first version
+        set aside after that moment. `vid`: that version.
+        """
+        cands: list[tuple[int, str, str, bool]] = []
+        with self._lock:
+            for vid_, sub, t in self._db.execute(
+                "SELECT f.blob, f.sub, b.time_ns FROM files f JOIN blobs b ON b.id=f.blob "
+                "WHERE b.state='kept' AND f.path=?",
+                (path,),
+            ):
+                cands.append((t, vid_, sub, False))
+            for vid_, bpath, t in self._db.execute(
+                "SELECT id, path, time_ns FROM blobs WHERE state='kept' AND is_dir=1 AND (path=? OR ? LIKE path || '/%')",
+                (path, path),
+            ):
+                sub = path[len(bpath) + 1 :] if path != bpath else ""
+                if sub and not os.path.isdir(self.blob_path(vid_) / sub):
+                    continue
+                cands.append((t, vid_, sub, True))
+        if vid is not None:
+            cands = [c for c in cands if c[1] == vid]
+            if not cands:
+                raise VersionError(f"there is no version {vid} of {path or '/'}; see: davsync versions list {path}")
+        if not cands:
+            raise VersionError(f"no earlier version of {path or '/'} is kept; see: davsync versions list")
+        if at_ns is not None:
+            later = [c for c in cands if c[0] > at_ns]
+            if not later:
+                raise VersionError(
+                    f"{path} has not been replaced or deleted since then: what is there now is that version."
+                )
+            t, vid_, sub, is_dir = min(later)
+        else:
+            t, vid_, sub, is_dir = max(cands)
+        return vid_, sub, is_dir, t
+
+    def restore(self, path: str, who: Who, *, at_ns: int | None = None, vid: str | None = None,
+                to: str | None = None, between: Callable[[str], None] | None = None) -> Restored:  # fmt: skip
+        """Put a version back at `path` (or `to`), keeping whatever is there now as a version.
+
+        `between(target)` runs after a folder at the target was set aside and before the
+        restored one takes its place.
+        """
+        vid_, sub, is_dir, _t = self.choose(path, at_ns=at_ns, vid=vid)
+        target_rel = (to if to is not None else path).strip("/")
+        if not target_rel:
+            raise VersionError("cannot restore onto the share's root folder; use --to NEWPATH.")
+        if any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) or "\x00" in p for p in target_rel.split("/")):
+            raise VersionError(f"{target_rel!r} is not a path inside the share; use a/b/name.")
+        target = os.path.join(self.root, *target_rel.split("/"))
+        if not self._claim(vid_, "restoring"):
+            raise VersionError(f"version {vid_} is being pruned or restored right now; try again.")
+        try:
+            with self.placement(exclusive=True):
+                return self._restore(vid_, sub, is_dir, target_rel, target, who, between)
+        finally:
+            self._refresh_after_restore(vid_)
+
+    def _restore(self, vid: str, sub: str, is_dir: bool, target_rel: str, target: str, who: Who,
+                 between: Callable[[str], None] | None) -> Restored:  # fmt: skip
+        src = str(self.blob_path(vid) / sub) if sub else str(self.blob_path(vid))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sub, size, mtime_ns, md5 FROM files WHERE blob=? AND (sub=? OR ? = '' OR sub LIKE ? ESCAPE '\\')",
+                (vid, sub, sub, _like(sub)),
+            ).fetchall()
+        folders = _make_parents(self.root, target_rel)
+        replaced_id = None
+        if os.path.lexists(target):
+            if not is_dir and os.path.isfile(target) and not os.path.islink(target):
+                _existed, replaced_id = self.replace_file(src, target, target_rel, who)
+            else:
+                pending = self.remove(target_rel, target, who, replaced=True)
+                try:
+                    if between is not None:
+                        between(target_rel)
+                    os.rename(src, target)
+                except BaseException:
+                    pending.rollback()
+                    raise
+                fsync_dir(os.path.dirname(target))
+                pending.commit()
+                replaced_id = pending.id
+        else:
+            os.rename(src, target)
+            fsync_dir(os.path.dirname(target))
+        files = []
+        for r_sub, size, mtime_ns, md5 in rows:
+            inner = r_sub[len(sub) :].lstrip("/") if sub else r_sub
+            files.append((f"{target_rel}/{inner}" if inner else target_rel, size, mtime_ns, md5))
+        if is_dir:
+            folders.append(target_rel)
+            folders += [f"{target_rel}/{r}" for r, e in iter_tree(target) if e.is_dir(follow_symlinks=False)]
+        return Restored(target_rel, vid, files, folders, replaced_id)
+
+    def _refresh_after_restore(self, vid: str) -> None:
+        """Forget the files that left a blob; drop the blob once nothing is left in it."""
+        blob = self.blob_path(vid)
+        with self._lock:
+            rows = self._db.execute("SELECT sub FROM files WHERE blob=?", (vid,)).fetchall()
+        gone = [s for (s,) in rows if not os.path.lexists(blob / s if s else blob)]
+        with self._tx() as db:
+            db.executemany("DELETE FROM files WHERE blob=? AND sub=?", [(vid, s) for s in gone])
+            left = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE blob=?", (vid,)).fetchone()
+            db.execute("UPDATE blobs SET state='kept', files=?, bytes=? WHERE id=?", (left[0], left[1], vid))
+        if left[0] == 0:
+            if self._claim(vid, "pruning"):
+                _remove_tree(blob)
+                self._drop(vid)
+
+    # --- retention --------------------------------------------------------------
+
+    def prune(self, now_ns: int | None = None) -> tuple[int, int]:
+        """Delete versions older than keep_seconds, then the oldest while over max_bytes.
+
+        Returns (versions removed, bytes freed). Each blob is claimed, removed from
+        disk, then forgotten, one at a time: requests never wait for it.
+        """
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        cutoff = now_ns - int(self.keep_seconds * 1e9)
+        removed = freed = 0
+        _n, total = self.usage()
+        after = (-1, "")
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT id, time_ns, bytes FROM blobs WHERE state='kept' AND (time_ns, id) > (?, ?) "
+                    "ORDER BY time_ns, id LIMIT 500",
+                    after,
+                ).fetchall()
+            if not rows:
+                break
+            for vid, t, nbytes in rows:
+                after = (t, vid)
+                too_old = t < cutoff
+                too_big = self.max_bytes is not None and total > self.max_bytes
+                if not (too_old or too_big):
+                    return removed, freed
+                if not self._claim(vid, "pruning"):
+                    continue  # a restore took it meanwhile
+                _remove_tree(self.blob_path(vid))
+                self._drop(vid)
+                removed += 1
+                freed += nbytes
+                total -= nbytes
+        return removed, freed
+
+    def fill_hashes(self, limit: int = 200) -> int:
+        """Hash kept files whose MD5 was unknown when they were set aside."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.blob, f.sub FROM files f JOIN blobs b ON b.id=f.blob "
+                "WHERE f.md5 IS NULL AND b.state='kept' LIMIT ?",
+                (limit,),
+            ).fetchall()
+        done = 0
+        for vid, sub in rows:
+            fp = self.blob_path(vid) / sub if sub else self.blob_path(vid)
+            try:
+                md5 = md5_of_file(fp)
+            except OSError:
+                continue
+            with self._tx() as db:
+                db.execute("UPDATE files SET md5=? WHERE blob=? AND sub=?", (md5, vid, sub))
+            done += 1
+        return done
+
+
+class Pruner:
+    """Background retention: prunes and fills in missing MD5s, never holding a request up."""
+
+    def __init__(self, store: VersionStore, interval: float | None = None) -> None:
+        self.store = store
+        self.interval = interval if interval is not None else max(0.5, min(60.0, store.keep_seconds / 2))
+        store.on_kept = self.wake
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="davsync-versions", daemon=True)
+        self.passes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                removed, freed = self.store.prune()
+                if removed:
+                    log.info("Pruned %d old versions (%d bytes).", removed, freed)
+                while self.store.fill_hashes() and not self._stop.is_set():
+                    pass
+            except Exception:
+                log.exception("Pruning versions failed")
+            self.passes += 1
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+
+def _under(column: str, path: str) -> tuple[str, tuple[str, ...]]:
+    path = path.strip("/")
+    if not path:
+        return "1=1", ()
+    return f"({column}=? OR {column} LIKE ? ESCAPE '\\')", (path, _like(path))
+
+
+def _like(path: str) -> str:
+    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}/%"
+
+
+def _make_parents(root: str, rel: str) -> list[str]:
+    """Create the target's missing parent folders; returns the ones made (share paths)."""
+    made: list[str] = []
+    parts = rel.split("/")[:-1]
+    for i in range(len(parts)):
+        sub = "/".join(parts[: i + 1])
+        fp = os.path.join(root, *parts[: i + 1])
+        if os.path.islink(fp):
+            raise VersionError(f"{sub} is a symbolic link; restore somewhere else with --to.")
+        if not os.path.isdir(fp):
+            if os.path.lexists(fp):
+                raise VersionError(f"{sub} is a file, so nothing can be restored inside it; use --to.")
+            os.mkdir(fp)
+            made.append(sub)
+    return made
+
+
+def _remove_tree(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise
