@@ -191,6 +191,8 @@ def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Se
         def up() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"davsync serve exited: {proc.stdout.read().decode() if proc.stdout else ''}")
+            if not (state_dir / "server.json").exists():  # written right after the socket listens
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return True
