@@ -36,24 +36,19 @@ class _Where:
 
     def __init__(self, root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]) -> None:
         from .server.server_info import read_server_info
-        from .server.settings import SettingsError, default_state_dir, load_config
+        from .server.settings import SettingsError, locate_server
 
         try:
-            self.values: dict[str, Any] = load_config(config) if config else {}
+            self.values: dict[str, Any] = locate_server(root, state_dir, config)
         except SettingsError as e:
             raise _fail(str(e)) from None
-        root = root or self.values.get("root")
-        state_dir = state_dir or self.values.get("state_dir")
+        root, state_dir = self.values.get("root"), self.values.get("state_dir")
+        if state_dir is None:
+            raise _fail("say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE.")
         if root is not None and not Path(root).expanduser().is_dir():
             raise _fail(f"the shared folder {root} does not exist or is not a folder.")
-        if state_dir is None:
-            if root is None:
-                raise _fail("say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE.")
-            state_dir = default_state_dir(Path(root).expanduser())
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.info = read_server_info(self.state_dir) or {}
-        if root is None and self.info.get("root"):
-            root = Path(self.info["root"])
         self.root = Path(root).expanduser().resolve() if root is not None else None
 
     def store(self) -> Any:

@@ -36,11 +36,10 @@ def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
 
 
 def _settings(root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]):  # type: ignore[no-untyped-def]
-    from .server.settings import ServeSettings, SettingsError, load_config
+    from .server.settings import ServeSettings, SettingsError, locate_server
 
     try:
-        values = load_config(config) if config else {}
-        values.update({k: v for k, v in {"root": root, "state_dir": state_dir}.items() if v is not None})
+        values = locate_server(root, state_dir, config)
         if values.get("root") is None:
             raise SettingsError("name the shared folder: --root FOLDER (or --config FILE), as for `serve`.")
         settings = ServeSettings(**values).resolved()
@@ -138,7 +137,7 @@ def versions_list(
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    typer.echo(f"{count} versions kept, {_size(total)}. Restore one: davsync versions restore PATH [--id ID | --at TIME]")
+    typer.echo(f"{count} {'version' if count == 1 else 'versions'} kept, {_size(total)}. Restore one: davsync versions restore PATH [--id ID | --at TIME]")
 
 
 @versions_app.command("restore")

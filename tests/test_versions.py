@@ -357,6 +357,16 @@ def test_versions_cli_reads_serve_config(share: Share, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "c.txt" in r.output, r.output
 
 
+def test_state_dir_alone_finds_the_server_for_versions_and_share(share: Share) -> None:
+    """The running server's server.json names its root, so `--state-dir` is enough (as for `share`)."""
+    put(share, "d.txt", b"1")
+    share.request("DELETE", "d.txt")
+    r = runner.invoke(app, ["versions", "list", "--state-dir", str(share.state_dir)])
+    assert r.exit_code == 0 and "d.txt" in r.output and "1 version kept" in r.output, r.output
+    r = runner.invoke(app, ["share", "list", "--state-dir", str(share.state_dir)])
+    assert r.exit_code == 0, r.output
+
+
 def test_a_locked_file_keeps_its_folder_from_being_deleted(share: Share) -> None:
     assert share.request("MKCOL", "locked").status_code == 201
     put(share, "locked/f.txt", b"held")

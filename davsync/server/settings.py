@@ -146,3 +146,22 @@ def load_config(path: Path) -> dict[str, Any]:
             value = (path.parent / Path(value).expanduser()) if value else None
         out[name] = value
     return out
+
+
+def locate_server(root: Path | None, state_dir: Path | None, config: Path | None) -> dict[str, Any]:
+    """A server's settings found as `serve` finds them, for commands run beside it (share, versions).
+
+    Flags win over the config file; a root that neither names is read from the state dir's
+    server.json (written by the running or last server), so `--state-dir` alone is enough.
+    """
+    from .server_info import read_server_info
+
+    values = load_config(config) if config else {}
+    values.update({k: v for k, v in {"root": root, "state_dir": state_dir}.items() if v is not None})
+    if values.get("state_dir") is None and values.get("root") is not None:
+        values["state_dir"] = default_state_dir(Path(values["root"]).expanduser())
+    if values.get("root") is None and values.get("state_dir") is not None:
+        info = read_server_info(Path(values["state_dir"]).expanduser()) or {}
+        if info.get("root"):
+            values["root"] = Path(info["root"])
+    return values
