@@ -221,6 +221,13 @@ def test_admin_page_in_chromium(admin_share, tmp_path: Path) -> None:
                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1300"):  # fmt: skip
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_exe))
+    # alice deletes a file and a folder: the page brings them back
+    assert admin_share.request("PUT", "gone.txt", data=b"precious bytes\n").status_code == 201
+    assert admin_share.request("MKCOL", "docs").status_code == 201
+    for name in ("x.txt", "y.txt"):
+        assert admin_share.request("PUT", f"docs/{name}", data=f"{name} body".encode()).status_code == 201
+    for path in ("gone.txt", "docs"):
+        assert admin_share.request("DELETE", path).status_code == 204
     try:
         admin_share.request("GET", "")  # alice shows up as a client
         url = admin_share.url.replace("http://", f"http://{ADMIN[0]}:{ADMIN[1]}@").rstrip("/") + ADMIN_PREFIX
@@ -234,6 +241,35 @@ def test_admin_page_in_chromium(admin_share, tmp_path: Path) -> None:
         assert "dave" in Users.load(admin_share.users_file).users
         (REPO / "test-artifacts").mkdir(exist_ok=True)
         driver.save_screenshot(str(REPO / "test-artifacts" / "admin-page.png"))
+
+        # Versions: restore the deleted file to its path
+        row = "tr[data-version-path='{}'] "
+        driver.find_element(By.CSS_SELECTOR, row.format("gone.txt") + "button.restore").click()
+        wait_until(lambda: (admin_share.root / "gone.txt").exists(), 15, "gone.txt back on disk")
+        assert (admin_share.root / "gone.txt").read_bytes() == b"precious bytes\n"
+        wait_until(lambda: "Restored gone.txt" in driver.find_element(By.ID, "message").text, 15, "the page to say so")
+        wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, row.format("gone.txt")), 15, "gone.txt leaving the list")
+        # the deleted folder is one line; expanded, one of its files goes to a new path
+        assert not driver.find_elements(By.CSS_SELECTOR, row.format("docs/x.txt"))
+        driver.find_element(By.CSS_SELECTOR, row.format("docs") + "button.expand").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, row.format("docs/x.txt")), 15, "the folder's files")
+        driver.find_element(By.CSS_SELECTOR, row.format("docs/x.txt") + "button.restore-to").click()
+        field = driver.find_element(By.CSS_SELECTOR, row.format("docs/x.txt") + "input.restore-path")
+        field.clear()
+        field.send_keys("rescued/x.txt")
+        driver.execute_script("document.getElementById('versions-card').scrollIntoView()")
+        driver.save_screenshot(str(REPO / "test-artifacts" / "admin-versions.png"))
+        driver.find_element(By.CSS_SELECTOR, row.format("docs/x.txt") + "button.restore-here").click()
+        wait_until(lambda: (admin_share.root / "rescued" / "x.txt").exists(), 15, "rescued/x.txt on disk")
+        assert (admin_share.root / "rescued" / "x.txt").read_bytes() == b"x.txt body"
+        assert not (admin_share.root / "docs").exists()
+        wait_until(lambda: "Show 1 file" in driver.find_element(By.CSS_SELECTOR, row.format("docs")).text, 15,
+                   "the folder line to count one file left")  # fmt: skip
+        # the filter narrows the list to a path
+        driver.find_element(By.ID, "versions-path").send_keys("nothing/here")
+        driver.find_element(By.ID, "versions-go").click()
+        wait_until(lambda: "No versions kept at or below nothing/here" in driver.find_element(By.ID, "versions-list").text,
+                   15, "the filtered list")  # fmt: skip
     finally:
         driver.quit()
 
