@@ -155,10 +155,20 @@ def test_admin_restores_to_its_path_and_to_a_new_path(admin_share) -> None:
     changed = {c.path for c in admin_share.index.changes_since(seq) if not c.deleted}
     assert {"a.txt", "back", "back/x-old.txt"} <= changed
     assert admin_share.request("GET", "back/x-old.txt").content == b"x.txt body"
-    # the rest of the folder, whole, to its path
+    # the rest of the folder, whole, to its path, where alice has made a new docs/ meanwhile
+    assert admin_share.request("MKCOL", "docs").status_code == 201
+    assert admin_share.request("PUT", "docs/new.txt", data=b"new").status_code == 201
+    admin_share.wait_indexed()
+    seq = admin_share.index.current_seq
     r = s.post(base + "api/versions/restore", json={"path": "docs", "id": folder_id}, headers=h, timeout=10)
-    assert r.status_code == 200 and "1 file)" in r.json()["message"], r.text
+    assert r.status_code == 200 and "1 file)" in r.json()["message"] and r.json()["replaced"], r.text
     assert sorted(p.name for p in (admin_share.root / "docs").iterdir()) == ["y.txt"]
+    changes = {c.path: c.deleted for c in admin_share.index.changes_since(seq)}
+    assert changes.get("docs/new.txt") is True and changes.get("docs/y.txt") is False, changes
+    admin_share.wait_indexed()
+    assert set(admin_share.index.live_paths()) == {"a.txt", "back", "back/x-old.txt", "docs", "docs/y.txt"}
+    new = s.get(base + "api/versions", params={"path": "docs/new.txt"}, timeout=10).json()["files"]
+    assert [(v["path"], v["user"], v["method"], v["folder"]) for v in new] == [("docs/new.txt", "root", "RESTORE", "docs")]
     assert s.get(base + "api/versions", params={"id": folder_id}, timeout=10).json()["files"] == []
     # a version that is gone now: one clear sentence
     r = s.post(base + "api/versions/restore", json={"path": "docs", "id": folder_id}, headers=h, timeout=10)
@@ -199,6 +209,10 @@ def test_admin_restore_refusals(admin_share, tmp_path: Path) -> None:
     assert not (admin_share.root / "copy.txt").exists() and not (admin_share.root / "dir").exists()
     assert (admin_share.root / "a.txt").read_bytes() == b"v2 longer"
     assert s.get(base + "api/versions", timeout=10).json()["kept"] == 2  # nothing was used up
+    # an admin who is read-only on the share cannot write to it by restoring either
+    assert s.post(base + "api/users/read-only", json={"name": "root", "read_only": True}, headers=h, timeout=10).ok
+    r = s.post(url, json=body, headers=h, timeout=10)
+    assert r.status_code == 403 and "read-only" in r.json()["error"] and not (admin_share.root / "copy.txt").exists()
 
 
 def test_without_admin_there_is_no_page(share) -> None:

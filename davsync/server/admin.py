@@ -356,6 +356,9 @@ class AdminGate:
             if "\\" in p or any(ord(c) < 32 for c in p) or any(part in ("", ".", "..") for part in parts):
                 return self._json(start_response, {"error": f"{p!r} is not a path inside the share; use a/b/name."},
                                   "400 Bad Request")  # fmt: skip
+        if self.users.users[me].read_only:
+            return self._json(start_response, {"error": f"{me} is read-only, and a restore writes to the share: "
+                              "make yourself read-write under Users first."}, "403 Forbidden")  # fmt: skip
         try:
             result = self.restore_version(path.strip("/"), vid, to.strip().strip("/") if to else None, me)
         except VersionError as e:
@@ -376,9 +379,9 @@ class AdminGate:
         target = (to if to is not None else path).strip("/")
         key = os.path.abspath(os.path.join(self.state.provider.root_folder_path, *target.split("/")))
         with PATH_LOCKS.hold(key):  # the same key WebDAV requests lock the target by
+            # what a folder (or anything but a file) at the target is set aside, it leaves the journal
+            # before the restored one arrives; a file replaced by a file is simply recorded anew
             result = store.restore(path, Who(me, "RESTORE"), vid=vid, to=to, between=index.forget)
-            if result.replaced_id:
-                index.forget(result.target)
             for folder in result.folders:
                 index.record_dir(folder)
             with index.batch():
