@@ -258,10 +258,14 @@ def test_admin_page_in_chromium(admin_share, tmp_path: Path) -> None:
 
         # Versions: restore the deleted file to its path
         row = "tr[data-version-path='{}'] "
+
+        def text_of(css: str) -> str:  # read in the page: the list may be re-rendered between a find and a read
+            return str(driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css))
+
         driver.find_element(By.CSS_SELECTOR, row.format("gone.txt") + "button.restore").click()
         wait_until(lambda: (admin_share.root / "gone.txt").exists(), 15, "gone.txt back on disk")
         assert (admin_share.root / "gone.txt").read_bytes() == b"precious bytes\n"
-        wait_until(lambda: "Restored gone.txt" in driver.find_element(By.ID, "message").text, 15, "the page to say so")
+        wait_until(lambda: "Restored gone.txt" in text_of("#message"), 15, "the page to say so")
         wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, row.format("gone.txt")), 15, "gone.txt leaving the list")
         # the deleted folder is one line; expanded, one of its files goes to a new path
         assert not driver.find_elements(By.CSS_SELECTOR, row.format("docs/x.txt"))
@@ -277,13 +281,11 @@ def test_admin_page_in_chromium(admin_share, tmp_path: Path) -> None:
         wait_until(lambda: (admin_share.root / "rescued" / "x.txt").exists(), 15, "rescued/x.txt on disk")
         assert (admin_share.root / "rescued" / "x.txt").read_bytes() == b"x.txt body"
         assert not (admin_share.root / "docs").exists()
-        wait_until(lambda: "Show 1 file" in driver.find_element(By.CSS_SELECTOR, row.format("docs")).text, 15,
-                   "the folder line to count one file left")  # fmt: skip
+        wait_until(lambda: "Show 1 file" in text_of(row.format("docs")), 15, "the folder line to count one file left")
         # the filter narrows the list to a path
         driver.find_element(By.ID, "versions-path").send_keys("nothing/here")
         driver.find_element(By.ID, "versions-go").click()
-        wait_until(lambda: "No versions kept at or below nothing/here" in driver.find_element(By.ID, "versions-list").text,
-                   15, "the filtered list")  # fmt: skip
+        wait_until(lambda: "No versions kept at or below nothing/here" in text_of("#versions-list"), 15, "the filtered list")
     finally:
         driver.quit()
 

@@ -108,7 +108,9 @@ async function getVersions(params) {
   if (!r.ok) { say(data.error || `HTTP ${r.status}`, true); return null; }
   return data;
 }
+let versionsLoads = 0;  // only the newest load renders: an older answer arriving late must not overwrite it
 async function loadVersions() {
+  const mine = ++versionsLoads;
   const v = await getVersions({path: versionsPath});
   if (!v) return;
   const rows = [];
@@ -124,7 +126,7 @@ async function loadVersions() {
   if (!rows.length) rows.push(h("tr", {}, h("td", {colspan: "7", class: "muted"},
     versionsPath ? `No versions kept at or below ${versionsPath}.` : "No versions kept.")));
   if (v.more) rows.push(h("tr", {}, h("td", {colspan: "7", class: "muted"}, `${v.more} more: filter by a path to see them.`)));
-  $("versions-list").replaceChildren(...rows);
+  if (mine === versionsLoads) $("versions-list").replaceChildren(...rows);
 }
 $("versions-filter").addEventListener("submit", (ev) => {
   ev.preventDefault();
