@@ -5,7 +5,8 @@ the share can never hold, list or serve a name like that, so the page cannot col
 Admins log in with Basic auth (their davsync password); every POST needs the page's CSRF token
 in a header, which a cross-site form cannot send. Everything else passes through, after noting who
 connected from where and how many bytes they were sent; files that a browser would run as a page
-(HTML, SVG, XML) are sent sandboxed so they cannot act as a logged-in admin.
+(HTML, SVG, XML) are sent sandboxed so they cannot act as a logged-in admin. Kept versions are
+listed and restored through the same VersionStore calls as `davsync versions`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import binascii
 import hmac
 import json
+import os
 import re
 import secrets
 import shutil
@@ -23,16 +25,20 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
 
 from ..users import Users, UsersFileError
+from .guard import PATH_LOCKS
 from .names import TEMP_PREFIX
 from .settings import ServeSettings
+from .versions import FileVersion, FolderVersion, Restored, VersionError, Who
 
 ADMIN_PREFIX = f"/{TEMP_PREFIX}admin/"
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 CLIENTS_KEPT = 200
 MAX_BODY = 16 * 1024
+LIST_MAX = 500  # rows per versions list: a 10,000-file deleted folder is one line until expanded
 
 
 @dataclass
@@ -192,7 +198,10 @@ class AdminGate:
             return self._reply(start_response, "200 OK", body, page[1])
         if method == "GET" and rest == "api/status":
             return self._json(start_response, self.status(environ, name))
-        if method != "POST" or not rest.startswith("api/users/"):
+        if method == "GET" and rest == "api/versions":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            return self._json(start_response, self.list_versions(query.get("path", [""])[0], query.get("id", [None])[0]))
+        if method != "POST" or not (rest.startswith("api/users/") or rest == "api/versions/restore"):
             return self._json(start_response, {"error": "Not found."}, "404 Not Found")
         if not hmac.compare_digest(environ.get("HTTP_X_CSRF_TOKEN", ""), self.csrf):
             return self._json(start_response, {"error": "Missing or wrong CSRF token: reload the page."}, "403 Forbidden")
@@ -205,6 +214,8 @@ class AdminGate:
                 raise ValueError
         except ValueError:
             return self._json(start_response, {"error": "The request body must be a small JSON object."}, "400 Bad Request")
+        if rest == "api/versions/restore":
+            return self._restore(start_response, body, name)
         try:
             message = self.change_users(rest[len("api/users/") :], body, name)
         except UsersFileError as e:
@@ -262,7 +273,7 @@ class AdminGate:
                 "notes": ["Explorer downloads at most ~50 MB per file unless FileSizeLimitInBytes is raised.",
                           "Explorer needs locking (DAV class 2) to write: davsync offers it."],
             },  # fmt: skip
-            "versions": "This server does not keep old versions yet.",
+            "versions": self._versions_summary(),
         }
 
     def change_users(self, verb: str, body: dict[str, Any], me: str) -> str:
@@ -303,3 +314,100 @@ class AdminGate:
             except OSError as e:
                 raise UsersFileError(f"the change is live but could not be saved to {self.settings.users_file}: {e.strerror}.") from None
         return message
+
+    # --- kept versions ---------------------------------------------------------------
+
+    def _versions_summary(self) -> dict[str, Any]:
+        store = self.state.versions
+        kept, nbytes = store.usage()
+        return {"kept": kept, "bytes": nbytes, "enabled": store.enabled, "keep_seconds": store.keep_seconds,
+                "max_bytes": store.max_bytes}  # fmt: skip
+
+    def list_versions(self, path: str, vid: str | None) -> dict[str, Any]:
+        """Like `davsync versions list`: a deleted folder is one line; its files only with its id
+        (the page's expand) or when the filter path is at or inside it."""
+        store = self.state.versions
+        rel = path.strip("/")
+        files = store.files(rel)
+        if vid:
+            folders: list[FolderVersion] = []
+            files = [v for v in files if v.id == vid]
+        else:
+            folders = store.folders(rel)
+            inside = {f.id for f in folders if rel and (rel == f.path or rel.startswith(f.path + "/"))}
+            files = [v for v in files if v.folder is None or v.id in inside]
+        return {
+            "path": rel,
+            "folders": [_folder_json(f) for f in folders[:LIST_MAX]],
+            "files": [_file_json(v) for v in files[:LIST_MAX]],
+            "more": max(0, len(files) - LIST_MAX) + max(0, len(folders) - LIST_MAX),
+            **self._versions_summary(),
+        }
+
+    def _restore(self, start_response: StartResponse, body: dict[str, Any], me: str) -> list[bytes]:
+        """POST api/versions/restore {path, id, to?}: the CLI's restore, journaled by this server."""
+        path, vid, to = body.get("path"), body.get("id"), body.get("to")
+        if not isinstance(path, str) or not path.strip("/") or not isinstance(vid, str) or not vid:
+            return self._json(start_response, {"error": "Name the version to restore: its path and id."}, "400 Bad Request")
+        if to is not None and (not isinstance(to, str) or not to.strip("/ ")):
+            return self._json(start_response, {"error": "Give the new path as a/b/name inside the share."}, "400 Bad Request")
+        for p in (path, to or path):
+            parts = p.strip("/").split("/")
+            if "\\" in p or any(ord(c) < 32 for c in p) or any(part in ("", ".", "..") for part in parts):
+                return self._json(start_response, {"error": f"{p!r} is not a path inside the share; use a/b/name."},
+                                  "400 Bad Request")  # fmt: skip
+        if self.users.users[me].read_only:
+            return self._json(start_response, {"error": f"{me} is read-only, and a restore writes to the share: "
+                              "make yourself read-write under Users first."}, "403 Forbidden")  # fmt: skip
+        try:
+            result = self.restore_version(path.strip("/"), vid, to.strip().strip("/") if to else None, me)
+        except VersionError as e:
+            return self._json(start_response, {"error": _page_words(str(e))}, "409 Conflict")
+        except OSError as e:
+            return self._json(start_response, {"error": f"Could not restore {path}: {e.strerror or e}; nothing was lost."},
+                              "500 Internal Server Error")  # fmt: skip
+        n = len(result.files)
+        message = f"Restored {path.strip('/')} ({n} file{'' if n == 1 else 's'}) to {result.target}."
+        if result.replaced_id:
+            message += f" What was there is kept as version {result.replaced_id}."
+        return self._json(start_response, {"message": message, "target": result.target, "replaced": result.replaced_id})
+
+    def restore_version(self, path: str, vid: str, to: str | None, me: str) -> Restored:
+        """VersionStore.restore (atomic placement, what is at the target kept as a version first),
+        under the target's request lock, then recorded in this server's change journal."""
+        store, index = self.state.versions, self.state.index
+        target = (to if to is not None else path).strip("/")
+        key = os.path.abspath(os.path.join(self.state.provider.root_folder_path, *target.split("/")))
+        with PATH_LOCKS.hold(key):  # the same key WebDAV requests lock the target by
+            # what a folder (or anything but a file) at the target is set aside, it leaves the journal
+            # before the restored one arrives; a file replaced by a file is simply recorded anew
+            result = store.restore(path, Who(me, "RESTORE"), vid=vid, to=to, between=index.forget)
+            for folder in result.folders:
+                index.record_dir(folder)
+            with index.batch():
+                for rel, size, mtime_ns, md5 in result.files:
+                    try:
+                        st = os.stat(os.path.join(str(self.settings.root), *rel.split("/")))
+                    except OSError:
+                        continue
+                    index.record_file(rel, st, md5 if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else None)
+        return result
+
+
+def _file_json(v: FileVersion) -> dict[str, Any]:
+    return {"id": v.id, "path": v.path, "size": v.size, "mtime": v.mtime_ns / 1e9, "md5": v.md5, "user": v.user,
+            "method": v.method, "time": v.time_ns / 1e9, "folder": v.folder}  # fmt: skip
+
+
+def _folder_json(f: FolderVersion) -> dict[str, Any]:
+    return {"id": f.id, "path": f.path, "files": f.files, "bytes": f.bytes, "user": f.user, "method": f.method,
+            "time": f.time_ns / 1e9}  # fmt: skip
+
+
+def _page_words(message: str) -> str:
+    """VersionStore speaks to the command line; on the page the same advice is a button."""
+    for cli, page in (("use --to NEWPATH", "use Restore to…"), ("use --to", "use Restore to…"),
+                      ("; see: davsync versions list", ""), (" davsync versions list", " the list")):  # fmt: skip
+        message = message.replace(cli, page)
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith(".") else message + "."
