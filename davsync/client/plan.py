@@ -356,7 +356,7 @@ def exit_code(plan: Plan, *, errors: int = 0, conflicts: int = 0, ran: bool = Tr
         return Exit.OK if plan.in_sync and not errors else Exit.OUT_OF_SYNC
     if not ran:
         return Exit.PARTIAL if errors else Exit.OK
-    if errors or conflicts or plan.of(Kind.SERVER_CHANGED):
+    if errors or conflicts or plan.needs_attention:  # conflicts, blocked paths, server changes kept
         return Exit.PARTIAL
     return Exit.OK
 
@@ -685,9 +685,12 @@ class _TwoWay:
         return self._local_view(path)
 
     def _local_view(self, path: str) -> LocalEntry | None:
-        if path in self.lv.entries:
-            return self.lv.entries[path]
         j = self.raw_base.get(path)
+        if path in self.lv.entries:
+            e = self.lv.entries[path]
+            if e is not None and e.md5 is None and j is not None and j.md5 and j.matches_local(e):
+                return replace(e, md5=j.md5)  # an unchanged stat: the journal knows the content
+            return e
         if self.lv.complete or j is None or _gone_above(path, self.lv.entries, frozenset()):
             return None
         return LocalEntry(True) if j.is_dir else LocalEntry(False, j.size, j.mtime_ns, j.ino, j.md5)
@@ -774,10 +777,8 @@ class _TwoWay:
     # -- records --
 
     def _local_md5(self, path: str) -> str | None:
-        loc, j = self.local(path), self.base.get(path)
-        if loc is None or loc.md5 is not None:
-            return loc.md5 if loc is not None else None
-        return j.md5 if j is not None and not j.is_dir and j.matches_local(loc) else None
+        loc = self.local(path)
+        return loc.md5 if loc is not None else None
 
     def _upload_record(self, path: str) -> JournalEntry:
         """The base after an upload; complete() adds the etag the server gives the new version."""
