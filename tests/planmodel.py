@@ -116,6 +116,8 @@ class World:
 
     def apply(self, plan: Plan) -> None:
         self.written = set()
+        if plan.reset_journal:
+            self.base.clear()
         for a in plan.actions:
             self._apply(a)
 
@@ -136,8 +138,9 @@ class World:
         self._require(j is not None and e is not None and e.md5 == j.md5, a, "the local version is not the base")
 
     def _if_match(self, a: Action, path: str) -> None:
-        j, r = a.base, self.remote.get(path)
-        ok = j is not None and r is not None and (r.is_dir if j.is_dir else r.etag == j.remote_etag)
+        """The precondition is the etag of the listed version the plan judged (`a.remote`)."""
+        seen, r = a.remote, self.remote.get(path)
+        ok = seen is not None and r is not None and (r.is_dir if seen.is_dir else r.etag == seen.etag)
         self._require(ok, a, "If-Match fails on the server")
 
     def _move(self, side: dict, src: str, dst: str, remote: bool) -> None:  # type: ignore[type-arg]

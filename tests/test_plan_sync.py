@@ -87,7 +87,7 @@ def test_an_edit_is_sent_with_the_base_etag() -> None:
     w = world3()
     edit_local(w, "f.txt", D)
     (a,) = w.plan(SYNC).actions
-    assert a.base is not None and a.base.remote_etag == w.remote["f.txt"].etag  # If-Match
+    assert a.remote is not None and a.remote.etag == w.remote["f.txt"].etag  # If-Match: the version judged
     assert a.record is not None and a.record.md5 == D and a.record.remote_etag is None  # the server gives the new one
 
 

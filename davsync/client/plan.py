@@ -27,8 +27,8 @@ The model
   listing (all deletions), an empty server listing while the base is not (local deletions),
   an empty or missing DEST while the base is not (server deletions), more than --max-delete
   (N or a percentage of tracked files) on a side (that side's deletions). A lost journal or a
-  changed server identity is *union only*: the base is ignored, so nothing is deleted and
-  differences become conflict copies. Excluded paths are not judged at all (a newly excluded
+  changed server identity is *union only*: the base is ignored (and dropped: `reset_journal`),
+  so nothing is deleted and differences become conflict copies. Excluded paths are not judged at all (a newly excluded
   path is left alone on both sides, and so is its journal row).
 - **Actions** say per side what changes (`local_ops`, `remote_ops`), why (`reason`), and what
   the journal records when they succeed (`journal`, `record`, `extra`): a base is recorded only
@@ -220,10 +220,10 @@ ATTENTION = {Kind.CONFLICT, Kind.BLOCKED, Kind.SERVER_CHANGED}
 class Action:
     kind: Kind
     path: str
-    remote: RemoteEntry | None = None
-    local: LocalEntry | None = None
+    remote: RemoteEntry | None = None  # the server's version judged (If-Match sends its etag)
+    local: LocalEntry | None = None  # the local version judged (a change since means: plan again)
     reason: str = ""
-    base: JournalEntry | None = None  # the base it was judged against (If-Match uses its etag)
+    base: JournalEntry | None = None  # the base it was judged against
     src: str | None = None  # moves: where from
     conflict_copy: str | None = None  # conflicts (sync, push): the local version's new name
     upload_copy: bool = False  # conflicts (sync): the conflict copy is uploaded too
@@ -326,6 +326,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     guards: list[str] = field(default_factory=list)  # names of the guards that tripped
     refused_deletions: int = 0  # deletions a guard refused: files left out of sync, reported as a problem
+    # Union only: the old rows are not trusted. The executor drops them all before recording
+    # this run's bases, so a later run does not judge against them.
+    reset_journal: bool = False
 
     def of(self, *kinds: Kind) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]
@@ -666,7 +669,7 @@ class _TwoWay:
         self.push = options.mode == Mode.PUSH
         self.ro = options.read_only and not self.push
         self.tracked = tracked_files if tracked_files is not None else sum(1 for j in base.values() if not j.is_dir)
-        self.result = Plan()
+        self.result = Plan(reset_journal=options.union)
         self.actions: dict[str, Action] = {}
         self.set_aside: dict[str, str] = {}  # local folder -> its conflict name
         self.blocked: set[str] = set()  # push: a file against a folder; nothing below is judged
@@ -1030,15 +1033,15 @@ class _TwoWay:
     def _move(self, p: str, q: str, on_server: bool) -> Action:
         j = self.base[p]
         if on_server:  # renamed here: MOVE on the server
-            loc = self.local(q)
-            assert loc is not None
-            record = replace(j, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, prev=None)
-            return Action(Kind.REMOTE_MOVE, q, self.remote(p), loc, "renamed here", base=j, src=p, record=record,
+            loc, r = self.local(q), self.remote(p)
+            assert loc is not None and r is not None
+            record = _file_record(r, loc, j.md5)  # complete() adds the etag the server gives after the MOVE
+            return Action(Kind.REMOTE_MOVE, q, r, loc, "renamed here", base=j, src=p, record=record,
                           extra=((p, None),))  # fmt: skip
-        r = self.remote(q)
-        assert r is not None
-        record = replace(j, remote_etag=r.etag, remote_size=r.size, remote_mtime=r.mtime, remote_md5=r.md5, prev=None)
-        return Action(Kind.LOCAL_MOVE, q, r, self.local(p), "renamed on the server", base=j, src=p, record=record,
+        r, loc = self.remote(q), self.local(p)
+        assert r is not None and loc is not None
+        record = _file_record(r, loc, j.md5)  # a rename keeps the file's stat
+        return Action(Kind.LOCAL_MOVE, q, r, loc, "renamed on the server", base=j, src=p, record=record,
                       extra=((p, None),))  # fmt: skip
 
     def _collapse_folder_moves(self) -> None:
