@@ -350,17 +350,20 @@ class Plan:
         return [a.explain() for a in self.actions]
 
 
-def exit_code(plan: Plan, *, errors: int = 0, conflicts: int = 0, ran: bool = True, status: bool = False) -> Exit:
-    """The exit status of a run (or of `status`, or a dry run) from its plan and results.
-
-    Fatal errors (connection, local disk, usage) are decided where they are caught.
-    """
+def exit_code(
+    plan: Plan, *, errors: int = 0, conflicts: int = 0, skipped: int = 0, ran: bool = True, status: bool = False
+) -> Exit:
+    """The exit status of a run, a dry run (`ran=False`) or `status`, from its plan and results:
+    the one place this is decided. Fatal errors (connection, local disk, usage) are decided where
+    they are caught."""
     if status:
         return Exit.OK if plan.in_sync and not errors else Exit.OUT_OF_SYNC
-    if not ran:
-        return Exit.PARTIAL if errors else Exit.OK
-    if errors or conflicts or plan.needs_attention:  # conflicts, blocked paths, server changes kept
-        return Exit.PARTIAL
+    if errors or conflicts or skipped or plan.refused_deletions:
+        return Exit.PARTIAL  # files left out of sync
+    if plan.of(Kind.SERVER_CHANGED):
+        return Exit.PARTIAL  # push kept a server version it had not seen
+    if not ran and plan.of(Kind.CONFLICT, Kind.BLOCKED):
+        return Exit.PARTIAL  # a dry run's conflicts and blocks are not yet results
     return Exit.OK
 
 
