@@ -69,7 +69,7 @@ class World:
     trash: list[str] = field(default_factory=list)
     written: set[str] = field(default_factory=set)  # journal rows written by the last apply
 
-    def copy(self) -> "World":
+    def copy(self) -> World:
         return World(dict(self.base), dict(self.local), dict(self.remote), list(self.trash))
 
     # -- what the snapshot builders would hand the planner --

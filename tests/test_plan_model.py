@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from davsync.client.plan import Kind, LocalEntry, Mode, Options, reconcile
 from planmodel import (
     NOW,
     World,
@@ -28,6 +26,8 @@ from planmodel import (
     rm_remote,
     touch_local,
 )
+
+from davsync.client.plan import Kind, LocalEntry, Mode, Options, reconcile
 
 MD5S = ["1" * 32, "2" * 32, "3" * 32, "4" * 32]  # few contents: renames and equal edits happen often
 FILES = ["a", "A", "b", "d", "d/x", "d/y", "d/e/z", "f/x", "f/y", "g"]

@@ -6,6 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from planmodel import (
+    NOW,
+    World,
+    add_local,
+    add_remote,
+    agreed,
+    check_run,
+    edit_local,
+    edit_remote,
+    mv_local,
+    mv_remote,
+    rm_local,
+    rm_remote,
+    touch_local,
+)
 
 from davsync.client.plan import (
     JournalEntry,
@@ -23,21 +38,6 @@ from davsync.client.plan import (
     reconcile,
 )
 from davsync.exitcodes import Exit
-from planmodel import (
-    NOW,
-    World,
-    add_local,
-    add_remote,
-    agreed,
-    check_run,
-    edit_local,
-    edit_remote,
-    mv_local,
-    mv_remote,
-    rm_local,
-    rm_remote,
-    touch_local,
-)
 
 A, B, C, D = "a" * 32, "b" * 32, "c" * 32, "d" * 32
 SYNC = Options(mode=Mode.SYNC)
@@ -77,7 +77,7 @@ def test_in_agreement_nothing_to_do() -> None:
 def test_local_change_goes_to_the_server(change, expected, op) -> None:  # type: ignore[no-untyped-def]
     w = world3()
     change(w)
-    p, after = check_run(w, SYNC)
+    p, _ = check_run(w, SYNC)
     changed = [a for a in p.actions if a.kind == expected]
     assert len(changed) == 1 and changed[0].remote_ops == (op,) and not changed[0].local_ops
     assert all(not a.local_ops for a in p.actions), "a local change came back to the local side"
@@ -211,9 +211,9 @@ def test_modify_beats_a_folder_delete_and_the_folder_is_made_again() -> None:
     w = agreed({"d/x": A, "d/y": B, "keep": D})
     rm_remote(w, "d")
     edit_local(w, "d/x", C)
-    p, after = check_run(w, SYNC)
+    p, _ = check_run(w, SYNC)
     assert kinds(p) == {"d": Kind.REMOTE_MKDIR, "d/x": Kind.UPLOAD, "d/y": Kind.DELETE}
-    assert [a.path for a in p.actions][0] == "d"  # the folder before the upload into it
+    assert p.actions[0].path == "d"  # the folder before the upload into it
 
 
 def test_modify_beats_a_local_folder_delete() -> None:
@@ -277,7 +277,7 @@ def test_server_replaced_a_tracked_folder_with_a_file() -> None:
 def test_a_local_rename_is_one_move() -> None:
     w = world3()
     mv_local(w, "f.txt", "renamed.txt")
-    p, after = check_run(w, SYNC)
+    p, _ = check_run(w, SYNC)
     (a,) = p.actions
     assert (a.kind, a.src, a.path) == (Kind.REMOTE_MOVE, "f.txt", "renamed.txt")
     assert a.remote_ops == (RemoteOp.MOVE,) and a.remote is not None and a.remote.path == "f.txt"
@@ -426,7 +426,7 @@ def test_a_failed_listing_freezes_its_subtree_and_holds_every_deletion() -> None
     edit_local(w, "d/x", B)  # would upload, but d is frozen
     rm_local(w, "f")  # would delete on the server, but a listing failed
     edit_remote(w, "g", A)  # unrelated: still updated
-    p, after = check_run(w, SYNC, failed_remote=frozenset({"d"}))
+    p, _ = check_run(w, SYNC, failed_remote=frozenset({"d"}))
     assert "failed-listing" in p.guards and p.warnings
     assert kinds(p) == {"f": Kind.LOCAL_DELETED, "g": Kind.UPDATE}
 
@@ -445,7 +445,7 @@ def test_lost_journal_is_union_only() -> None:
     rm_local(w, "g.txt")
     rm_remote(w, "d/x.txt")
     w.base.clear()
-    p, after = check_run(w, Options(mode=Mode.SYNC, union=True))
+    p, _ = check_run(w, Options(mode=Mode.SYNC, union=True))
     assert kinds(p) == {"f.txt": Kind.CONFLICT, "g.txt": Kind.DOWNLOAD, "d/x.txt": Kind.UPLOAD, "d": Kind.REFRESH}
     assert not p.of(Kind.DELETE, Kind.REMOTE_DELETE)
 

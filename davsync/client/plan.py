@@ -84,7 +84,7 @@ class JournalEntry:
     remote_name: str | None = None
     # Set while a placement is in flight: what was there before. If a crash stopped the
     # rename, the local file still matches this, and this is what the journal means.
-    prev: "JournalEntry | None" = None
+    prev: JournalEntry | None = None
 
     def matches_local(self, local: LocalEntry) -> bool:
         return (
@@ -675,27 +675,34 @@ class _TwoWay:
         self.result = Plan(reset_journal=options.union)
         self.actions: dict[str, Action] = {}
         self.set_aside: dict[str, str] = {}  # local folder -> its conflict name
+        self._local_cache: dict[str, LocalEntry | None] = {}
         self.blocked: set[str] = set()  # push: a file against a folder; nothing below is judged
         self.taken: set[str] = set(base) | set(lv.entries) | set(rv.entries)
-        self.children: dict[str, set[str]] = {}
+        self.children: dict[str, set[str]] = {}  # built when a folder decision first needs it
+        self.everything: set[str] = set()
         self.sources: set[str] = set()  # paths that moved away (renames)
 
     # -- the two snapshots, resolved per path --
 
     def local(self, path: str) -> LocalEntry | None:
+        hit = self._local_cache.get(path, _MISSING)
+        if hit is not _MISSING:
+            return hit  # type: ignore[return-value]
+        found = self._local_view(path)
         for folder, copy in self.set_aside.items():
             if _under(path, folder):
-                return None  # set aside under its conflict name
-            if _under(path, copy):
-                return self._local_view(folder + path[len(copy) :])
-        return self._local_view(path)
+                found = None  # set aside under its conflict name
+            elif _under(path, copy):
+                found = self._local_view(folder + path[len(copy) :])
+        self._local_cache[path] = found
+        return found
 
     def _local_view(self, path: str) -> LocalEntry | None:
         j = self.raw_base.get(path)
         if path in self.lv.entries:
             e = self.lv.entries[path]
             if e is not None and e.md5 is None and j is not None and j.md5 and j.matches_local(e):
-                return replace(e, md5=j.md5)  # an unchanged stat: the journal knows the content
+                return LocalEntry(False, e.size, e.mtime_ns, e.ino, j.md5)  # an unchanged stat: the journal knows
             return e
         if self.lv.complete or j is None or _gone_above(path, self.lv.entries, frozenset()):
             return None
@@ -704,6 +711,8 @@ class _TwoWay:
     def remote(self, path: str) -> RemoteEntry | None:
         if path in self.rv.entries:
             return self.rv.entries[path]
+        if self.rv.complete:
+            return None
         j = self.raw_base.get(path)
         if self.rv.complete or path in self.rv.removed or j is None:
             return None
@@ -714,6 +723,8 @@ class _TwoWay:
         return RemoteEntry(path, False, j.remote_size, j.remote_mtime, j.remote_etag, j.remote_md5)
 
     def _frozen(self, path: str) -> bool:
+        if not (self.rv.failed or self.lv.failed or self.blocked):
+            return False
         return any(_under(path, f) for f in self.rv.failed | self.lv.failed | self.blocked)
 
     def _is_excluded(self, path: str) -> bool:
@@ -733,11 +744,10 @@ class _TwoWay:
             self.result.warnings.append("Some folders could not be listed: they are left alone, and nothing is deleted.")
         self._type_clashes(sorted(judged))
         judged = {p for p in judged if not self._frozen(p)} | self._set_aside_paths()
-        for p in candidates | judged:
-            self.children.setdefault(p.rpartition("/")[0], set()).add(p)
+        self.everything = candidates | judged
         folders = []
         for path in sorted(judged):
-            if path in self.actions:
+            if path in self.actions or self._untouched(path):
                 continue
             loc, r = self.local(path), self.remote(path)
             if (loc is not None and loc.is_dir) or (r is not None and r.is_dir):
@@ -753,6 +763,21 @@ class _TwoWay:
         self._guard()
         self.result.actions = sorted(self.actions.values(), key=_order)
         return self.result
+
+    def _untouched(self, path: str) -> bool:
+        """The common case, answered from the views alone: a file unchanged on both sides."""
+        j = self.base.get(path)
+        if j is None or j.is_dir or j.prev is not None or self.set_aside:
+            return False
+        e, r = self.lv.entries.get(path), self.rv.entries.get(path)
+        return (
+            e is not None
+            and r is not None
+            and not r.is_dir
+            and j.matches_local(e)
+            and (e.md5 is None or e.md5 == j.md5)
+            and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (r.etag, r.size, r.mtime, r.md5)
+        )
 
     def _add(self, action: Action | None) -> None:
         if action is not None:
@@ -883,11 +908,16 @@ class _TwoWay:
         raise AssertionError(f"no push rule for {ls.value}/{rs.value} at {path}")
 
     def _refresh(self, path: str) -> Action | None:
-        j = self.base[path]
-        record = self._both_record(path)
-        if record == replace(j, prev=None) and j.prev is None:
-            return None
-        return self._act(Kind.REFRESH, path, "metadata changed, content same", record=record)
+        j, loc, r = self.base[path], self.local(path), self.remote(path)
+        assert loc is not None and r is not None
+        if (
+            j.prev is None
+            and j.matches_local(loc)
+            and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (r.etag, r.size, r.mtime, r.md5)
+            and (loc.md5 or r.md5 or j.md5) == j.md5
+        ):
+            return None  # the common case, checked without building a record
+        return self._act(Kind.REFRESH, path, "metadata changed, content same", record=self._both_record(path))
 
     def _conflict(self, path: str, reason: str) -> Action:
         """The server's version keeps the name on both sides; the local one is set aside (and uploaded)."""
@@ -910,6 +940,9 @@ class _TwoWay:
 
         Push changes nothing here: it reports the path and leaves everything below it alone."""
         for path in paths:
+            e, r0 = self.lv.entries.get(path), self.rv.entries.get(path)
+            if e is not None and r0 is not None and e.is_dir == r0.is_dir and not self.set_aside:
+                continue  # the common case, without resolving the views
             loc, r = self.local(path), self.remote(path)
             if loc is None or r is None or loc.is_dir == r.is_dir:
                 continue
@@ -925,6 +958,7 @@ class _TwoWay:
             if loc.is_dir:
                 assert action.conflict_copy is not None
                 self.set_aside[path] = action.conflict_copy
+                self._local_cache.clear()
 
     def _set_aside_paths(self) -> set[str]:
         out = set()
@@ -950,6 +984,9 @@ class _TwoWay:
 
     def _stays(self, folder: str) -> tuple[bool, bool]:
         """Will anything inside this folder exist afterwards, locally and on the server?"""
+        if not self.children:
+            for p in self.everything:
+                self.children.setdefault(p.rpartition("/")[0], set()).add(p)
         here = there = False
         for child in self.children.get(folder, ()):
             h, t = self._presence(child)
@@ -1056,7 +1093,7 @@ class _TwoWay:
             folders = sorted((p for p, a in self.actions.items() if a.kind == gone_kind), key=lambda p: (p.count("/"), p))
             if not folders:
                 continue
-            moves = {a.src: a for a in self.actions.values() if a.kind == move_kind and a.src}
+            moves = {a.src: a for a in self.actions.values() if a.kind == move_kind and a.src is not None}
             rows = sorted(self.base.items())
             keys = [p for p, _ in rows]
             for p in folders:
@@ -1070,7 +1107,7 @@ class _TwoWay:
         self,
         p: str,
         rows: list[tuple[str, JournalEntry]],
-        moves: dict[str | None, Action],
+        moves: dict[str, Action],
         new_kind: Kind,
         move_kind: Kind,
     ) -> None:
