@@ -47,7 +47,7 @@ def _fits(side: dict, path: str) -> bool:  # type: ignore[type-arg]
 @st.composite
 def worlds(draw) -> World:  # type: ignore[no-untyped-def]
     files = draw(st.dictionaries(st.sampled_from(FILES), st.sampled_from(MD5S), max_size=6))
-    dirs = tuple(draw(st.sets(st.sampled_from(FOLDERS), max_size=2)))
+    dirs = tuple(sorted(draw(st.sets(st.sampled_from(FOLDERS), max_size=2))))
     w = agreed(files, dirs)
     for here in (True, False):
         side = w.local if here else w.remote
