@@ -164,7 +164,7 @@ def test_both_changed_differently_keeps_both_versions_on_both_sides() -> None:
     assert a.local_ops == (LocalOp.SET_ASIDE, LocalOp.WRITE) and a.remote_ops == (RemoteOp.PUT_NEW,)
     assert after.local["d/x.txt"].md5 == after.remote["d/x.txt"].md5 == B  # the server's keeps the name
     assert after.local[a.conflict_copy].md5 == after.remote[a.conflict_copy].md5 == D
-    assert exit_code(p) == Exit.PARTIAL
+    assert exit_code(p, ran=False) == Exit.PARTIAL and exit_code(p, conflicts=1) == Exit.PARTIAL
 
 
 def test_both_new_differently_is_a_conflict() -> None:
@@ -622,8 +622,12 @@ def test_exit_codes_in_one_place() -> None:
     edit_remote(w, "f.txt", D)
     busy = w.plan(SYNC)
     assert exit_code(busy, status=True) == Exit.OUT_OF_SYNC and exit_code(busy) == Exit.OK
-    assert exit_code(busy, conflicts=1) == Exit.PARTIAL
+    assert exit_code(busy, conflicts=1) == Exit.PARTIAL and exit_code(busy, skipped=2) == Exit.PARTIAL
     assert exit_code(busy, ran=False) == Exit.OK  # a dry run with work to do is not a failure
+    edit_local(w, "f.txt", A + "x")
+    conflicted = w.plan(SYNC)
+    assert exit_code(conflicted, ran=False) == Exit.PARTIAL  # a dry run: the plan's conflicts count
+    assert exit_code(conflicted) == Exit.OK  # a run: its results count (conflicts=, errors=)
 
 
 def test_sync_needs_the_time_for_conflict_names() -> None:
