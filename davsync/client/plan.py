@@ -142,7 +142,9 @@ class Kind(str, Enum):
     UPLOAD_EDIT = "upload-edit"  # replaces the base version on the server: PUT with If-Match
     REMOTE_MKDIR = "remote-mkdir"  # MKCOL
     REMOTE_DELETE = "remote-delete"  # DELETE with If-Match (the server keeps a version)
-    REMOTE_RMDIR = "remote-rmdir"  # DELETE of a folder whose content is already gone
+    # DELETE of a folder whose listed content is gone by then; a WebDAV DELETE is recursive, so
+    # the executor sends it only when the server lists the folder empty.
+    REMOTE_RMDIR = "remote-rmdir"
     REMOTE_MOVE = "remote-move"  # a local rename, done on the server as MOVE
     LOCAL_MOVE = "local-move"  # a server rename, done here as a rename
     LOCAL_DELETED = "deleted-locally"  # deleted here; kept on the server (guarded, read-only, push)
@@ -448,7 +450,8 @@ def reconcile(
     base: the journal rows for every path in question (all of them for complete views; for
         incremental views at least the changed paths and the rows below removed folders).
     now: names conflict copies (required by sync and push).
-    excluded: paths not to judge at all (their journal rows stay as they are).
+    excluded: paths not to judge at all (their journal rows stay as they are). The views should
+        still hold them: a folder whose only content is excluded must not look empty.
     tracked_files: files in the whole journal, when `base` holds only part of it (for
         --max-delete percentages and the empty-side guards).
     """
@@ -714,7 +717,7 @@ class _TwoWay:
         if self.rv.complete:
             return None
         j = self.raw_base.get(path)
-        if self.rv.complete or path in self.rv.removed or j is None:
+        if path in self.rv.removed or j is None:
             return None
         if _gone_above(path, self.rv.entries, self.rv.removed):
             return None
@@ -1010,8 +1013,8 @@ class _TwoWay:
             if self.push:
                 return self._act(Kind.REMOTE_MKDIR, path, "deleted on the server: made again", record=JournalEntry(True))
             if there:
-                return self._act(Kind.REMOTE_MKDIR, path, "deleted on the server, but content inside changed here: made again",
-                                 record=JournalEntry(True))  # fmt: skip
+                why = "deleted on the server, but content inside changed here: made again"
+                return self._act(Kind.REMOTE_MKDIR, path, why, record=JournalEntry(True))
             if here:
                 return self._act(Kind.REMOTE_DELETED, path, "deleted on the server; kept: files inside stay here")
             return self._act(Kind.RMDIR, path, "folder deleted on the server")
@@ -1019,8 +1022,8 @@ class _TwoWay:
             if self._status(path, True, False) == St.NEW:
                 return None if self.push else self._act(Kind.MKDIR, path, "new on the server", record=JournalEntry(True))
             if here and not self.push:
-                return self._act(Kind.MKDIR, path, "deleted here, but content inside changed on the server: made again",
-                                 record=JournalEntry(True))  # fmt: skip
+                why = "deleted here, but content inside changed on the server: made again"
+                return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
             if self.ro:
                 return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
             if there:
