@@ -8,6 +8,7 @@ change; a changes-only view plans like a full listing."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from planmodel import (
@@ -104,12 +105,23 @@ def _excluded_f(path: str, is_dir: bool) -> bool:
     return path == "f" or path.startswith("f/")
 
 
-SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+TROUBLE = st.sampled_from(["none", "remote-d", "local-d", "exclude-f"])
 
 
-@SETTINGS
-@given(worlds(), options(), st.sampled_from(["none", "remote-d", "local-d", "exclude-f"]))
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), options(), TROUBLE)
 def test_random_worlds_keep_every_invariant(world: World, opts: Options, trouble: str) -> None:
+    _check_world(world, opts, trouble)
+
+
+@pytest.mark.slow
+@settings(max_examples=20000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), options(), TROUBLE)
+def test_many_random_worlds_keep_every_invariant(world: World, opts: Options, trouble: str) -> None:
+    _check_world(world, opts, trouble)
+
+
+def _check_world(world: World, opts: Options, trouble: str) -> None:
     if not world.base:
         opts = Options(mode=opts.mode, delete=opts.delete, union=True, read_only=opts.read_only)
     check_run(
@@ -121,7 +133,7 @@ def test_random_worlds_keep_every_invariant(world: World, opts: Options, trouble
     )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(worlds(), st.booleans(), st.one_of(st.none(), st.integers(0, 3)))
 def test_pull_never_plans_a_server_change(world: World, delete: bool, max_delete: int | None) -> None:
     p = reconcile(world.base, world.local_view(), world.remote_view(), Options(delete=delete, max_delete=max_delete))
@@ -129,7 +141,7 @@ def test_pull_never_plans_a_server_change(world: World, delete: bool, max_delete
     assert not p.of(Kind.UPLOAD, Kind.UPLOAD_EDIT, Kind.REMOTE_DELETE, Kind.REMOTE_MOVE, Kind.REMOTE_MKDIR)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(worlds(), options())
 def test_a_changes_only_listing_plans_like_a_full_one(world: World, opts: Options) -> None:
     full = reconcile(world.base, world.local_view(), world.remote_view(), opts, now=NOW)
@@ -138,7 +150,7 @@ def test_a_changes_only_listing_plans_like_a_full_one(world: World, opts: Option
     assert shape == [(a.kind, a.path, a.src, a.conflict_copy) for a in changes.actions]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(worlds())
 def test_guards_hold_every_deletion_when_tripped(world: World) -> None:
     """Max-delete 0 and a failed listing: whatever the world, nothing is deleted anywhere."""
