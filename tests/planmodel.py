@@ -90,6 +90,16 @@ class World:
         entries = {p: e for p, e in self.remote.items() if not any(p != f and _under(p, f) for f in failed)}
         return RemoteView(entries, failed=failed)
 
+    def local_changes_view(self) -> LocalView:
+        """What a watcher would report since the base: changed, new and deleted paths only."""
+        full = self.local_view().entries
+        entries: dict[str, LocalEntry | None] = {p: None for p in self.base if p not in self.local}
+        for p, e in full.items():
+            j = self.base.get(p)
+            if e is None or j is None or j.is_dir != e.is_dir or (not e.is_dir and not j.matches_local(e)):
+                entries[p] = e
+        return LocalView(entries, complete=False)
+
     def changes_view(self) -> RemoteView:
         """What a sync-collection REPORT would say since the base."""
         entries, removed = {}, set()

@@ -642,3 +642,10 @@ def test_journal_entries_are_complete_only_with_run_facts() -> None:
     placed = LocalEntry(False, 11, 5, 77, None)
     entry = a.entry_after(local=placed)
     assert entry == JournalEntry(False, 11, 5, 77, D, a.remote.etag, a.remote.size, a.remote.mtime, D)  # type: ignore[union-attr]
+
+
+def test_a_watcher_reporting_only_a_removed_folder_reaches_the_files_in_it() -> None:
+    w = world3()
+    view = LocalView({"d": None}, complete=False)
+    p = reconcile(w.base, view, w.remote_view(), SYNC, now=NOW)
+    assert kinds(p) == {"d/x.txt": Kind.REMOTE_DELETE, "d": Kind.REMOTE_RMDIR}
