@@ -249,7 +249,7 @@ class World:
             raise Broken(f"the model does not know {k}")
         self._check_ops(a)
         if a.journal == JournalOp.PUT:
-            assert a.record is not None, a
+            assert a.to_record is not None, a
             self._put(p, a.entry_after(placed, uploaded))  # type: ignore[arg-type]
         elif a.journal == JournalOp.DROP:
             self.base.pop(p, None)

@@ -257,9 +257,25 @@ class Action:
     def changes_something(self) -> bool:
         return bool(self.local_ops or self.remote_ops)
 
+    @property
+    def to_record(self) -> JournalEntry | None:
+        """The row to write at `path` once this succeeded (None unless `journal` is PUT).
+
+        Two-way actions carry it in `record`; a pull's follows from what the action saw, and is
+        built only when asked (a first pull of 100,000 files plans 100,000 downloads)."""
+        if self.record is not None or self.journal != JournalOp.PUT:
+            return self.record
+        r, loc = self.remote, self.local
+        if self.kind == Kind.MKDIR or r is None or r.is_dir:
+            return JournalEntry(True)
+        if self.kind in (Kind.ADOPT, Kind.REFRESH) and loc is not None:
+            return _file_record(r, loc, loc.md5 or r.md5 or (self.base.md5 if self.base else None))
+        return _file_record(r)
+
     def entry_after(self, local: LocalEntry | None = None, remote: RemoteEntry | None = None) -> JournalEntry | None:
         """The row to write at `path` once this succeeded, with the run's facts filled in."""
-        return None if self.record is None else complete(self.record, local, remote)
+        entry = self.to_record
+        return None if entry is None else complete(entry, local, remote)
 
     def explain(self) -> str:
         where = f"{self.src} -> {self.path}" if self.src else self.path
@@ -496,20 +512,6 @@ def _file_record(r: RemoteEntry, loc: LocalEntry | None = None, md5: str | None 
     return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
 
 
-def _with_record(a: Action, j: JournalEntry | None) -> Action:
-    """Attach the base the action was judged against and the row it records on success."""
-    record: JournalEntry | None = None
-    r, loc = a.remote, a.local
-    if a.journal == JournalOp.PUT:
-        if a.kind == Kind.MKDIR or (r is not None and r.is_dir):
-            record = JournalEntry(True)
-        elif r is not None and a.kind in (Kind.ADOPT, Kind.REFRESH) and loc is not None:
-            record = _file_record(r, loc, loc.md5 or r.md5 or (j.md5 if j else None))
-        elif r is not None:
-            record = _file_record(r)
-    return replace(a, base=j, record=record)
-
-
 def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteView, options: Options) -> Plan:
     remote, failed_folders = rv.entries, rv.failed
     result = Plan()
@@ -524,7 +526,6 @@ def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteVie
         action = _decide_pull(path, r, j, loc)
         if action is None:
             continue
-        action = _with_record(action, j)
         if action.kind in (Kind.DELETE, Kind.RMDIR):
             deletions.append(action)
         else:
@@ -540,54 +541,61 @@ def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteVie
     return result
 
 
+def _pulled(
+    j: JournalEntry | None, kind: Kind, path: str, r: RemoteEntry | None, loc: LocalEntry | None = None, reason: str = ""
+) -> Action:
+    """A pull's action, with the base it was judged against (its record is derived when asked)."""
+    return Action(kind, path, r, loc, reason, j)
+
+
 def _decide_pull(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: LocalEntry | None) -> Action | None:
     if r is not None and r.is_dir:
         if loc is None:
-            return Action(Kind.MKDIR, path, r)
+            return _pulled(j, Kind.MKDIR, path, r)
         if not loc.is_dir:
             if j is not None and j.matches_local(loc):
-                return Action(Kind.CONFLICT, path, r, loc, "the remote replaced this file with a folder")
-            return Action(Kind.CONFLICT, path, r, loc, "a local file stands where the remote has a folder")
+                return _pulled(j, Kind.CONFLICT, path, r, loc, "the remote replaced this file with a folder")
+            return _pulled(j, Kind.CONFLICT, path, r, loc, "a local file stands where the remote has a folder")
         if j is None or not j.is_dir:
-            return Action(Kind.REFRESH, path, r, loc, "folder exists")
+            return _pulled(j, Kind.REFRESH, path, r, loc, "folder exists")
         return None
 
     if r is not None:  # a remote file
         if loc is not None and loc.is_dir:
-            return Action(Kind.BLOCKED, path, r, loc, "a local folder stands where the remote has a file")
+            return _pulled(j, Kind.BLOCKED, path, r, loc, "a local folder stands where the remote has a file")
         if loc is None:
-            return Action(Kind.DOWNLOAD, path, r, None, "new" if j is None else "missing locally")
+            return _pulled(j, Kind.DOWNLOAD, path, r, None, "new" if j is None else "missing locally")
         if j is None or j.is_dir:
             if same_content(loc, r):
-                return Action(Kind.ADOPT, path, r, loc, "local file already has the remote content")
-            return Action(Kind.CONFLICT, path, r, loc, "an unsynced local file differs from the remote")
+                return _pulled(j, Kind.ADOPT, path, r, loc, "local file already has the remote content")
+            return _pulled(j, Kind.CONFLICT, path, r, loc, "an unsynced local file differs from the remote")
         local_same = _local_unchanged(j, loc)
         changed = remote_changed(j, r)
         if local_same:
             if changed:
                 if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
-                    return Action(Kind.REFRESH, path, r, loc, "remote metadata changed, content same")
-                return Action(Kind.UPDATE, path, r, loc, "changed on the server")
+                    return _pulled(j, Kind.REFRESH, path, r, loc, "remote metadata changed, content same")
+                return _pulled(j, Kind.UPDATE, path, r, loc, "changed on the server")
             if not j.matches_local(loc) or j.remote_etag != r.etag:
-                return Action(Kind.REFRESH, path, r, loc, "metadata changed, content same")
+                return _pulled(j, Kind.REFRESH, path, r, loc, "metadata changed, content same")
             return None
         if same_content(loc, r) and (loc.md5 is not None or not changed):
-            return Action(Kind.ADOPT, path, r, loc, "local edit equals the remote")
+            return _pulled(j, Kind.ADOPT, path, r, loc, "local edit equals the remote")
         if changed:
-            return Action(Kind.CONFLICT, path, r, loc, "changed both locally and on the server")
-        return Action(Kind.LOCAL_MODIFIED, path, r, loc, "modified locally; the server's version is unchanged")
+            return _pulled(j, Kind.CONFLICT, path, r, loc, "changed both locally and on the server")
+        return _pulled(j, Kind.LOCAL_MODIFIED, path, r, loc, "modified locally; the server's version is unchanged")
 
     # Gone from the remote.
     assert j is not None
     if loc is None:
-        return Action(Kind.FORGET, path, None, None, "gone on both sides")
+        return _pulled(j, Kind.FORGET, path, None, None, "gone on both sides")
     if j.is_dir:
         if loc.is_dir:
-            return Action(Kind.RMDIR, path, None, loc, "folder deleted on the server")
-        return Action(Kind.FORGET, path, None, loc, "no longer the folder davsync made")
+            return _pulled(j, Kind.RMDIR, path, None, loc, "folder deleted on the server")
+        return _pulled(j, Kind.FORGET, path, None, loc, "no longer the folder davsync made")
     if not _local_unchanged(j, loc):
-        return Action(Kind.REMOTE_DELETED, path, None, loc, "deleted on the server, but modified locally: kept")
-    return Action(Kind.DELETE, path, None, loc, "deleted on the server")
+        return _pulled(j, Kind.REMOTE_DELETED, path, None, loc, "deleted on the server, but modified locally: kept")
+    return _pulled(j, Kind.DELETE, path, None, loc, "deleted on the server")
 
 
 def _guard_pull_deletions(

@@ -542,12 +542,12 @@ class Puller:
         r, loc = a.remote, a.local
         try:
             if a.kind in (Kind.ADOPT, Kind.REFRESH):
-                assert a.record is not None and r is not None
+                entry = a.to_record  # what the plan saw: no second journal query per file
+                assert entry is not None and r is not None
                 if r.is_dir:
-                    journal.put(a.path, a.record)
+                    journal.put(a.path, entry)
                     return
-                # The plan's record (what it saw: no second journal query per file) with the server's spelling.
-                journal.put(a.path, replace(a.record, remote_name=self.remote.server_name(r)))
+                journal.put(a.path, replace(entry, remote_name=self.remote.server_name(r)))
                 if a.kind == Kind.ADOPT:
                     result.record(a.kind.value, a.path)
             elif a.kind == Kind.FORGET:
