@@ -115,6 +115,7 @@ def test_random_worlds_keep_every_invariant(world: World, opts: Options, trouble
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 @settings(max_examples=20000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds(), options(), TROUBLE)
 def test_many_random_worlds_keep_every_invariant(world: World, opts: Options, trouble: str) -> None:
