@@ -31,8 +31,10 @@ The model
   so nothing is deleted and differences become conflict copies. Excluded paths are not judged at all (a newly excluded
   path is left alone on both sides, and so is its journal row).
 - **Actions** say per side what changes (`local_ops`, `remote_ops`), why (`reason`), and what
-  the journal records when they succeed (`journal`, `record`, `extra`): a base is recorded only
-  for a version present on both sides. `exit_code` turns a plan and its results into the
+  the journal records when they succeed (`journal`, `to_record`/`entry_after`, `extra`): a base
+  is recorded only for a version present on both sides. They come in execution order: a file
+  against a folder, folders and moves (shallow first), transfers, deletions, folder removals
+  (deepest first), reports. `exit_code` turns a plan and its results into the
   process's exit status, in one place.
 """
 
