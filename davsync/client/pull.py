@@ -28,8 +28,8 @@ from .plan import (
     Options,
     Plan,
     RemoteEntry,
-    plan,
     exit_code,
+    plan,
     resolve_in_flight,
 )
 from .remote import Changes, ConnectionSettings, NotAShare, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
