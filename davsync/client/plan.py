@@ -1,13 +1,52 @@
-"""The pure planning core: remote listing + local stat + journal -> actions.
+"""The planning core: base + local snapshot + remote snapshot + options -> a typed plan. No I/O.
 
-No I/O here. Every rule that protects data (design.md, "Rules that protect data")
-is decided in this module, so it can be tested exhaustively.
+Every rule that protects data (design.md, "Rules that protect data" and "Two-way sync") is
+decided here, so it can be tested exhaustively. `pull`, `sync` and `push` share this one core.
+
+The model
+- **Base** (`JournalEntry`, one per path): the version both sides last agreed on, with each
+  side's own view of it (local size, mtime_ns, file id, MD5; remote etag, MD5, size, mtime).
+  Each side is compared only with its own half of the base: a local mtime is never compared
+  with a server one. A side is *same*, *modified*, *new* or *deleted* relative to the base.
+- **Snapshots** (`LocalView`, `RemoteView`): a complete listing (absent = gone), or only the
+  changes (a sync-collection REPORT, a watcher's events) with every other path taken as
+  unchanged, i.e. as the base says. A folder whose listing failed is *frozen*: nothing at or
+  below it is judged, and no deletion happens anywhere in that run.
+- **Decision** per path from (local status, remote status) and the mode:
+  `pull` mirrors the server (today's behaviour, unchanged); `sync` carries changes both ways;
+  `push` makes the server follow the local folder but never overwrites or deletes a server
+  version it has not seen. Identical content is never a conflict. Modify beats delete, both
+  ways. Both changed and different: the server's version keeps the name on both sides, the
+  local one becomes NAME.sync-conflict-YYYYMMDD-HHMMSS.EXT and is uploaded too (sync). A file
+  against a folder keeps both, the local one renamed.
+- **Renames** (sync, push): a local path gone plus a new one with the same file id (or size
+  and mtime), confirmed by MD5, is a server MOVE; a server delete plus add with the same MD5 is
+  a local rename. A folder whose whole content moved the same way is one MOVE. Renames are
+  found before the deletion guards count anything.
+- **Guards**, decided before anything runs, turn deletions into reports ("held"): a failed
+  listing (all deletions), an empty server listing while the base is not (local deletions),
+  an empty or missing DEST while the base is not (server deletions), more than --max-delete
+  (N or a percentage of tracked files) on a side (that side's deletions). A lost journal or a
+  changed server identity is *union only*: the base is ignored (and dropped: `reset_journal`),
+  so nothing is deleted and differences become conflict copies. Excluded paths are not judged at all (a newly excluded
+  path is left alone on both sides, and so is its journal row).
+- **Actions** say per side what changes (`local_ops`, `remote_ops`), why (`reason`), and what
+  the journal records when they succeed (`journal`, `to_record`/`entry_after`, `extra`): a base
+  is recorded only for a version present on both sides. They come in execution order: a file
+  against a folder, folders and moves (shallow first), transfers, deletions, folder removals
+  (deepest first), reports. `exit_code` turns a plan and its results into the
+  process's exit status, in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import Enum
+
+from ..exitcodes import Exit
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +71,7 @@ class LocalEntry:
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """What davsync placed at a path, and what the remote looked like then."""
+    """The base: what both sides held when they last agreed (for pull: what davsync placed)."""
 
     is_dir: bool
     size: int = 0
@@ -47,7 +86,7 @@ class JournalEntry:
     remote_name: str | None = None
     # Set while a placement is in flight: what was there before. If a crash stopped the
     # rename, the local file still matches this, and this is what the journal means.
-    prev: "JournalEntry | None" = None
+    prev: JournalEntry | None = None
 
     def matches_local(self, local: LocalEntry) -> bool:
         return (
@@ -65,45 +104,251 @@ def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) ->
     return journal
 
 
+def complete(entry: JournalEntry, local: LocalEntry | None = None, remote: RemoteEntry | None = None) -> JournalEntry:
+    """A planned base with what only the run learns: the placed file's stat, the server's new etag."""
+    if local is not None and not entry.is_dir:
+        entry = replace(entry, size=local.size, mtime_ns=local.mtime_ns, ino=local.ino, md5=local.md5 or entry.md5)
+    if remote is not None and not entry.is_dir:
+        entry = replace(
+            entry,
+            remote_etag=remote.etag,
+            remote_size=remote.size,
+            remote_mtime=remote.mtime,
+            remote_md5=remote.md5 or entry.remote_md5,
+        )
+    return replace(entry, prev=None)
+
+
+class Mode(str, Enum):
+    PULL = "pull"  # the local folder mirrors the server
+    SYNC = "sync"  # changes go both ways
+    PUSH = "push"  # the server follows the local folder
+
+
 class Kind(str, Enum):
+    # The values are the `--json` vocabulary: add, never rename.
     MKDIR = "mkdir"
     DOWNLOAD = "download"  # new or missing locally
     UPDATE = "update"  # remote changed, local unchanged
     CONFLICT = "conflict"  # both changed: keep local as a conflict copy, place remote
-    ADOPT = "adopt"  # local already equals remote: record it, download nothing
+    ADOPT = "adopt"  # local already equals remote: record it, transfer nothing
     REFRESH = "refresh"  # content unchanged; only the journal's stat/etag is updated
-    LOCAL_MODIFIED = "locally-modified"  # local edit, remote unchanged: left alone
-    DELETE = "delete"  # remote deleted, local unchanged, --delete: to trash
-    REMOTE_DELETED = "deleted-remotely"  # kept (no --delete, or guarded)
+    LOCAL_MODIFIED = "locally-modified"  # local edit, not uploaded: left alone
+    DELETE = "delete"  # remote deleted, local unchanged: to trash
+    REMOTE_DELETED = "deleted-remotely"  # kept here (no --delete, guarded, or modified)
     FORGET = "forget"  # gone on both sides: drop the journal row
-    RMDIR = "rmdir"  # remote folder gone, --delete: remove if empty
+    RMDIR = "rmdir"  # remote folder gone: remove the local one if empty
     BLOCKED = "blocked"  # cannot be done (e.g. a local folder where the remote has a file)
     RENAME = "rename"  # renamed on the server in letter case only: renamed here too (case-insensitive DEST)
+    UPLOAD = "upload"  # new on the server: PUT with If-None-Match: *
+    UPLOAD_EDIT = "upload-edit"  # replaces the base version on the server: PUT with If-Match
+    REMOTE_MKDIR = "remote-mkdir"  # MKCOL
+    REMOTE_DELETE = "remote-delete"  # DELETE with If-Match (the server keeps a version)
+    # DELETE of a folder whose listed content is gone by then; a WebDAV DELETE is recursive, so
+    # the executor sends it only when the server lists the folder empty.
+    REMOTE_RMDIR = "remote-rmdir"
+    REMOTE_MOVE = "remote-move"  # a local rename, done on the server as MOVE
+    LOCAL_MOVE = "local-move"  # a server rename, done here as a rename
+    LOCAL_DELETED = "deleted-locally"  # deleted here; kept on the server (guarded, read-only, push)
+    LOCAL_ONLY = "local-only"  # new here; not uploaded (read-only account)
+    SERVER_CHANGED = "server-changed"  # push: the server changed since the base; not overwritten
 
+
+class LocalOp(str, Enum):
+    MKDIR = "mkdir"
+    WRITE = "write"  # place a downloaded version (temp + rename)
+    SET_ASIDE = "set-aside"  # rename the local version to its conflict name
+    RENAME = "rename"
+    TRASH = "trash"
+    RMDIR = "rmdir"
+
+
+class RemoteOp(str, Enum):
+    MKCOL = "mkcol"
+    PUT_NEW = "put-new"  # If-None-Match: *
+    PUT_EDIT = "put-edit"  # If-Match: base etag
+    MOVE = "move"
+    DELETE = "delete"  # If-Match: base etag
+    DELETE_FOLDER = "delete-folder"
+
+
+class JournalOp(str, Enum):
+    KEEP = "keep"  # leave the row as it is
+    PUT = "put"  # write `record` at the path
+    DROP = "drop"  # remove the row at the path (a folder's rows below go with their own actions)
+
+
+_LOCAL_OPS: dict[Kind, tuple[LocalOp, ...]] = {
+    Kind.MKDIR: (LocalOp.MKDIR,),
+    Kind.DOWNLOAD: (LocalOp.WRITE,),
+    Kind.UPDATE: (LocalOp.WRITE,),
+    Kind.DELETE: (LocalOp.TRASH,),
+    Kind.RMDIR: (LocalOp.RMDIR,),
+    Kind.LOCAL_MOVE: (LocalOp.RENAME,),
+    Kind.RENAME: (LocalOp.RENAME,),
+}
+_REMOTE_OPS: dict[Kind, tuple[RemoteOp, ...]] = {
+    Kind.UPLOAD: (RemoteOp.PUT_NEW,),
+    Kind.UPLOAD_EDIT: (RemoteOp.PUT_EDIT,),
+    Kind.REMOTE_MKDIR: (RemoteOp.MKCOL,),
+    Kind.REMOTE_DELETE: (RemoteOp.DELETE,),
+    Kind.REMOTE_RMDIR: (RemoteOp.DELETE_FOLDER,),
+    Kind.REMOTE_MOVE: (RemoteOp.MOVE,),
+}
+_JOURNAL_OPS: dict[Kind, JournalOp] = {
+    Kind.MKDIR: JournalOp.PUT,
+    Kind.DOWNLOAD: JournalOp.PUT,
+    Kind.UPDATE: JournalOp.PUT,
+    Kind.CONFLICT: JournalOp.PUT,
+    Kind.ADOPT: JournalOp.PUT,
+    Kind.REFRESH: JournalOp.PUT,
+    Kind.UPLOAD: JournalOp.PUT,
+    Kind.UPLOAD_EDIT: JournalOp.PUT,
+    Kind.REMOTE_MKDIR: JournalOp.PUT,
+    Kind.REMOTE_MOVE: JournalOp.PUT,
+    Kind.LOCAL_MOVE: JournalOp.PUT,
+    Kind.DELETE: JournalOp.DROP,
+    Kind.RMDIR: JournalOp.DROP,
+    Kind.FORGET: JournalOp.DROP,
+    Kind.REMOTE_DELETE: JournalOp.DROP,
+    Kind.REMOTE_RMDIR: JournalOp.DROP,
+}
 
 TRANSFERS = {Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT}
+UPLOADS = {Kind.UPLOAD, Kind.UPLOAD_EDIT}
+# Kinds that leave the run needing a person's attention (exit 3), whatever else went well.
+ATTENTION = {Kind.CONFLICT, Kind.BLOCKED, Kind.SERVER_CHANGED}
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     kind: Kind
     path: str
-    remote: RemoteEntry | None = None
-    local: LocalEntry | None = None
+    remote: RemoteEntry | None = None  # the server's version judged (If-Match sends its etag)
+    local: LocalEntry | None = None  # the local version judged (a change since means: plan again)
     reason: str = ""
+    base: JournalEntry | None = None  # the base it was judged against
+    src: str | None = None  # moves: where from
+    conflict_copy: str | None = None  # conflicts (sync, push): the local version's new name
+    upload_copy: bool = False  # conflicts (sync): the conflict copy is uploaded too
+    record: JournalEntry | None = None  # the base at `path` once done (complete() adds run-time facts)
+    extra: tuple[tuple[str, JournalEntry | None], ...] = ()  # other rows: a move's source (None: drop)
+
+    @property
+    def local_ops(self) -> tuple[LocalOp, ...]:
+        """What changes in DEST, in order."""
+        if self.kind == Kind.CONFLICT:
+            if self.local is None:
+                return (LocalOp.WRITE,)
+            then = LocalOp.MKDIR if self.remote is not None and self.remote.is_dir else LocalOp.WRITE
+            return (LocalOp.SET_ASIDE, then)
+        return _LOCAL_OPS.get(self.kind, ())
+
+    @property
+    def remote_ops(self) -> tuple[RemoteOp, ...]:
+        """What changes on the server, in order."""
+        if self.kind == Kind.CONFLICT:
+            return (RemoteOp.PUT_NEW,) if self.upload_copy else ()
+        return _REMOTE_OPS.get(self.kind, ())
+
+    @property
+    def journal(self) -> JournalOp:
+        return _JOURNAL_OPS.get(self.kind, JournalOp.KEEP)
+
+    @property
+    def changes_something(self) -> bool:
+        return bool(self.local_ops or self.remote_ops)
+
+    @property
+    def to_record(self) -> JournalEntry | None:
+        """The row to write at `path` once this succeeded (None unless `journal` is PUT).
+
+        Two-way actions carry it in `record`; a pull's follows from what the action saw, and is
+        built only when asked (a first pull of 100,000 files plans 100,000 downloads)."""
+        if self.record is not None or self.journal != JournalOp.PUT:
+            return self.record
+        r, loc = self.remote, self.local
+        if self.kind == Kind.MKDIR or r is None or r.is_dir:
+            return JournalEntry(True)
+        if self.kind in (Kind.ADOPT, Kind.REFRESH) and loc is not None:
+            return _file_record(r, loc, loc.md5 or r.md5 or (self.base.md5 if self.base else None))
+        return _file_record(r)
+
+    def entry_after(self, local: LocalEntry | None = None, remote: RemoteEntry | None = None) -> JournalEntry | None:
+        """The row to write at `path` once this succeeded, with the run's facts filled in."""
+        entry = self.to_record
+        return None if entry is None else complete(entry, local, remote)
+
+    def explain(self) -> str:
+        where = f"{self.src} -> {self.path}" if self.src else self.path
+        copy = f" (local version kept as {self.conflict_copy})" if self.conflict_copy else ""
+        return f"{self.kind.value}: {where}: {self.reason}{copy}"
 
 
 @dataclass(frozen=True)
 class Options:
-    delete: bool = False
-    max_delete: int | None = None
+    delete: bool = False  # pull and push: deletions are opt-in (sync always propagates them)
+    max_delete: int | None = None  # refuse a side's deletions when more files than this would go
+    max_delete_percent: float | None = None  # ... or more than this share of the tracked files
+    mode: Mode = Mode.PULL
+    read_only: bool = False  # the account cannot write: sync behaves as pull, local changes reported
+    union: bool = False  # lost journal or changed server identity: ignore the base, delete nothing
+
+    def delete_limit(self, tracked_files: int) -> int | None:
+        limits = []
+        if self.max_delete is not None:
+            limits.append(self.max_delete)
+        if self.max_delete_percent is not None:
+            limits.append(int(tracked_files * self.max_delete_percent / 100))
+        return min(limits) if limits else None
+
+
+def parse_max_delete(text: str) -> tuple[int | None, float | None]:
+    """`--max-delete` as given: "N" files or "P%" of the tracked files."""
+    value = text.strip()
+    try:
+        if value.endswith("%"):
+            percent = float(value[:-1])
+            if not 0 <= percent <= 100:
+                raise ValueError
+            return None, percent
+        count = int(value)
+        if count < 0:
+            raise ValueError
+        return count, None
+    except ValueError:
+        raise ValueError(f"--max-delete takes a file count or a percentage such as 50%, not {text!r}.") from None
+
+
+@dataclass(frozen=True)
+class LocalView:
+    """The local snapshot: a full walk, or only what changed (then the rest is as the base says)."""
+
+    entries: Mapping[str, LocalEntry | None]
+    complete: bool = True
+    failed: frozenset[str] = frozenset()  # folders that could not be read: frozen
+
+
+@dataclass(frozen=True)
+class RemoteView:
+    """The server's snapshot: a full listing, or the changes from a sync-collection REPORT."""
+
+    entries: Mapping[str, RemoteEntry]
+    complete: bool = True
+    removed: frozenset[str] = frozenset()  # incremental: paths the server reports gone
+    failed: frozenset[str] = frozenset()  # folders whose listing failed: frozen
+    looks_empty: bool | None = None  # incremental: would the share be empty afterwards?
 
 
 @dataclass
 class Plan:
     actions: list[Action] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    guards: list[str] = field(default_factory=list)  # names of the guards that tripped
     refused_deletions: int = 0  # deletions a guard refused: files left out of sync, reported as a problem
+    # Union only: the old rows are not trusted. The executor drops them all before recording
+    # this run's bases, so a later run does not judge against them.
+    reset_journal: bool = False
 
     def of(self, *kinds: Kind) -> list[Action]:
         return [a for a in self.actions if a.kind in kinds]
@@ -112,9 +357,38 @@ class Plan:
     def in_sync(self) -> bool:
         return not any(a.kind not in (Kind.REFRESH, Kind.FORGET) for a in self.actions)
 
+    @property
+    def changes(self) -> list[Action]:
+        """Actions that change a file or folder on either side."""
+        return [a for a in self.actions if a.changes_something]
+
+    @property
+    def needs_attention(self) -> bool:
+        return any(a.kind in ATTENTION for a in self.actions)
+
+    def explain(self) -> list[str]:
+        return [a.explain() for a in self.actions]
+
+
+def exit_code(
+    plan: Plan, *, errors: int = 0, conflicts: int = 0, skipped: int = 0, ran: bool = True, status: bool = False
+) -> Exit:
+    """The exit status of a run, a dry run (`ran=False`) or `status`, from its plan and results:
+    the one place this is decided. Fatal errors (connection, local disk, usage) are decided where
+    they are caught."""
+    if status:
+        return Exit.OK if plan.in_sync and not errors else Exit.OUT_OF_SYNC
+    if errors or conflicts or skipped or plan.refused_deletions:
+        return Exit.PARTIAL  # files left out of sync
+    if plan.of(Kind.SERVER_CHANGED):
+        return Exit.PARTIAL  # push kept a server version it had not seen
+    if not ran and plan.of(Kind.CONFLICT, Kind.BLOCKED):
+        return Exit.PARTIAL  # a dry run's conflicts and blocks are not yet results
+    return Exit.OK
+
 
 def remote_changed(journal: JournalEntry, remote: RemoteEntry) -> bool:
-    """Has the remote file changed since davsync placed it? MD5 decides when both sides have one."""
+    """Has the remote file changed since the base? MD5 decides when both sides have one."""
     if journal.remote_md5 and remote.md5:
         return journal.remote_md5 != remote.md5
     if journal.remote_etag and remote.etag:
@@ -147,6 +421,67 @@ def _under(path: str, folder: str) -> bool:
     return folder == "" or path == folder or path.startswith(folder + "/")
 
 
+def _parents(path: str) -> Iterable[str]:
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        yield path
+
+
+def conflict_name(rel: str, now: datetime) -> str:
+    """NAME.sync-conflict-YYYYMMDD-HHMMSS.EXT (Syncthing's convention)."""
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    folder, _, name = rel.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no extension, or a dotfile like ".bashrc"
+        stem, dot, ext = name, "", ""
+    new = f"{stem}.sync-conflict-{stamp}{dot}{ext}"
+    return f"{folder}/{new}" if folder else new
+
+
+def _free_conflict_name(rel: str, now: datetime, taken: set[str]) -> str:
+    """A conflict name no path on either side uses (numbered like keep_as_conflict does)."""
+    base = conflict_name(rel, now)
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        stem, dot, ext = base.rpartition(".")
+        candidate = f"{stem}-{n}.{ext}" if dot and "/" not in ext else f"{base}-{n}"
+    taken.add(candidate)
+    return candidate
+
+
+# --- the entry point -------------------------------------------------------------------
+
+
+def reconcile(
+    base: Mapping[str, JournalEntry],
+    local: LocalView | Mapping[str, LocalEntry | None],
+    remote: RemoteView | Mapping[str, RemoteEntry],
+    options: Options = Options(),
+    *,
+    now: datetime | None = None,
+    excluded: Callable[[str, bool], bool] | None = None,
+    tracked_files: int | None = None,
+) -> Plan:
+    """Decide one run of pull, sync or push.
+
+    base: the journal rows for every path in question (all of them for complete views; for
+        incremental views at least the changed paths and the rows below removed folders).
+    now: names conflict copies (required by sync and push).
+    excluded: paths not to judge at all (their journal rows stay as they are). The views should
+        still hold them: a folder whose only content is excluded must not look empty.
+    tracked_files: files in the whole journal, when `base` holds only part of it (for
+        --max-delete percentages and the empty-side guards).
+    """
+    lv = local if isinstance(local, LocalView) else LocalView(local)
+    rv = remote if isinstance(remote, RemoteView) else RemoteView(remote)
+    if options.mode == Mode.PULL:
+        return _plan_pull(base, lv, rv, options)
+    if now is None:
+        raise ValueError("sync and push need the time to name conflict copies")
+    return _TwoWay(base, lv, rv, options, now, excluded, tracked_files).plan()
+
+
 def plan(
     remote: dict[str, RemoteEntry],
     local: dict[str, LocalEntry | None],
@@ -156,25 +491,41 @@ def plan(
     options: Options = Options(),
     remote_looks_empty: bool | None = None,
 ) -> Plan:
-    """Decide what a pull does.
+    """Decide what a pull does (the core in pull mode, with pull's own argument order).
 
-    remote: every path listed (below folders that listed successfully).
+    remote: every path listed (below folders that listed successfully), or for an incremental
+        pull only the changed ones, with `journal` holding just the rows in question.
     local: the stat of every path in remote or journal (None when absent).
-    journal: what davsync placed.
     failed_folders: folders whose listing failed; nothing below them is judged.
-    remote_looks_empty: for an incremental plan (remote holds only changes), whether the
-        share would be empty afterwards; computed from `remote` when None.
+    remote_looks_empty: for an incremental plan, whether the share would be empty afterwards;
+        computed from `remote` when None.
     """
+    view = RemoteView(remote, failed=frozenset(failed_folders), looks_empty=remote_looks_empty)
+    return reconcile(journal, LocalView(local), view, replace(options, mode=Mode.PULL))
+
+
+# --- pull: the mirror, exactly as it always behaved -----------------------------------------
+
+
+def _file_record(r: RemoteEntry, loc: LocalEntry | None = None, md5: str | None = None) -> JournalEntry:
+    """The base after a download (local stat filled in by complete()) or an adoption (stat known)."""
+    if loc is None:
+        return JournalEntry(False, r.size or 0, 0, 0, r.md5, r.etag, r.size, r.mtime, r.md5)
+    return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
+
+
+def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteView, options: Options) -> Plan:
+    remote, failed_folders = rv.entries, rv.failed
     result = Plan()
     deletions: list[Action] = []
     paths = sorted(set(remote) | set(journal))
     for path in paths:
         if path == "":
             continue
-        r, j, loc = remote.get(path), journal.get(path), local.get(path)
+        r, j, loc = remote.get(path), journal.get(path), lv.entries.get(path)
         if r is None and any(_under(path, f) for f in failed_folders):
             continue  # unknown: its folder did not list
-        action = _decide(path, r, j, loc)
+        action = _decide_pull(path, r, j, loc)
         if action is None:
             continue
         if action.kind in (Kind.DELETE, Kind.RMDIR):
@@ -182,98 +533,724 @@ def plan(
         else:
             result.actions.append(action)
 
+    remote_looks_empty = rv.looks_empty
     if remote_looks_empty is None:
         remote_looks_empty = not any(p for p in remote if p != "")
-    guarded = _guard_deletions(deletions, remote_looks_empty, journal, failed_folders, options, result.warnings)
+    guarded = _guard_pull_deletions(deletions, remote_looks_empty, journal, failed_folders, options, result)
     if options.delete:
         result.refused_deletions = sum(1 for a in guarded if a.reason.startswith("deletion refused"))
     result.actions += guarded
     return result
 
 
-def _decide(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: LocalEntry | None) -> Action | None:
+def _pulled(
+    j: JournalEntry | None, kind: Kind, path: str, r: RemoteEntry | None, loc: LocalEntry | None = None, reason: str = ""
+) -> Action:
+    """A pull's action, with the base it was judged against (its record is derived when asked)."""
+    return Action(kind, path, r, loc, reason, j)
+
+
+def _decide_pull(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: LocalEntry | None) -> Action | None:
     if r is not None and r.is_dir:
         if loc is None:
-            return Action(Kind.MKDIR, path, r)
+            return _pulled(j, Kind.MKDIR, path, r)
         if not loc.is_dir:
             if j is not None and j.matches_local(loc):
-                return Action(Kind.CONFLICT, path, r, loc, "the remote replaced this file with a folder")
-            return Action(Kind.CONFLICT, path, r, loc, "a local file stands where the remote has a folder")
+                return _pulled(j, Kind.CONFLICT, path, r, loc, "the remote replaced this file with a folder")
+            return _pulled(j, Kind.CONFLICT, path, r, loc, "a local file stands where the remote has a folder")
         if j is None or not j.is_dir:
-            return Action(Kind.REFRESH, path, r, loc, "folder exists")
+            return _pulled(j, Kind.REFRESH, path, r, loc, "folder exists")
         return None
 
     if r is not None:  # a remote file
         if loc is not None and loc.is_dir:
-            return Action(Kind.BLOCKED, path, r, loc, "a local folder stands where the remote has a file")
+            return _pulled(j, Kind.BLOCKED, path, r, loc, "a local folder stands where the remote has a file")
         if loc is None:
-            return Action(Kind.DOWNLOAD, path, r, None, "new" if j is None else "missing locally")
+            return _pulled(j, Kind.DOWNLOAD, path, r, None, "new" if j is None else "missing locally")
         if j is None or j.is_dir:
             if same_content(loc, r):
-                return Action(Kind.ADOPT, path, r, loc, "local file already has the remote content")
-            return Action(Kind.CONFLICT, path, r, loc, "an unsynced local file differs from the remote")
+                return _pulled(j, Kind.ADOPT, path, r, loc, "local file already has the remote content")
+            return _pulled(j, Kind.CONFLICT, path, r, loc, "an unsynced local file differs from the remote")
         local_same = _local_unchanged(j, loc)
         changed = remote_changed(j, r)
         if local_same:
             if changed:
                 if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
-                    return Action(Kind.REFRESH, path, r, loc, "remote metadata changed, content same")
-                return Action(Kind.UPDATE, path, r, loc, "changed on the server")
+                    return _pulled(j, Kind.REFRESH, path, r, loc, "remote metadata changed, content same")
+                return _pulled(j, Kind.UPDATE, path, r, loc, "changed on the server")
             if not j.matches_local(loc) or j.remote_etag != r.etag:
-                return Action(Kind.REFRESH, path, r, loc, "metadata changed, content same")
+                return _pulled(j, Kind.REFRESH, path, r, loc, "metadata changed, content same")
             return None
         if same_content(loc, r) and (loc.md5 is not None or not changed):
-            return Action(Kind.ADOPT, path, r, loc, "local edit equals the remote")
+            return _pulled(j, Kind.ADOPT, path, r, loc, "local edit equals the remote")
         if changed:
-            return Action(Kind.CONFLICT, path, r, loc, "changed both locally and on the server")
-        return Action(Kind.LOCAL_MODIFIED, path, r, loc, "modified locally; the server's version is unchanged")
+            return _pulled(j, Kind.CONFLICT, path, r, loc, "changed both locally and on the server")
+        return _pulled(j, Kind.LOCAL_MODIFIED, path, r, loc, "modified locally; the server's version is unchanged")
 
     # Gone from the remote.
     assert j is not None
     if loc is None:
-        return Action(Kind.FORGET, path, None, None, "gone on both sides")
+        return _pulled(j, Kind.FORGET, path, None, None, "gone on both sides")
     if j.is_dir:
         if loc.is_dir:
-            return Action(Kind.RMDIR, path, None, loc, "folder deleted on the server")
-        return Action(Kind.FORGET, path, None, loc, "no longer the folder davsync made")
+            return _pulled(j, Kind.RMDIR, path, None, loc, "folder deleted on the server")
+        return _pulled(j, Kind.FORGET, path, None, loc, "no longer the folder davsync made")
     if not _local_unchanged(j, loc):
-        return Action(Kind.REMOTE_DELETED, path, None, loc, "deleted on the server, but modified locally: kept")
-    return Action(Kind.DELETE, path, None, loc, "deleted on the server")
+        return _pulled(j, Kind.REMOTE_DELETED, path, None, loc, "deleted on the server, but modified locally: kept")
+    return _pulled(j, Kind.DELETE, path, None, loc, "deleted on the server")
 
 
-def _guard_deletions(
+def _guard_pull_deletions(
     deletions: list[Action],
     remote_empty: bool,
-    journal: dict[str, JournalEntry],
-    failed_folders: frozenset[str] | set[str],
+    journal: Mapping[str, JournalEntry],
+    failed_folders: frozenset[str],
     options: Options,
-    warnings: list[str],
+    plan: Plan,
 ) -> list[Action]:
     """Turn deletions into kept files unless every guard allows them (design.md rule 4)."""
     files = [a for a in deletions if a.kind == Kind.DELETE]
 
-    def keep(reason: str) -> list[Action]:
+    def keep(reason: str, guard: str | None = None) -> list[Action]:
+        if guard:
+            plan.guards.append(guard)
         return [
-            Action(Kind.REMOTE_DELETED, a.path, None, a.local, reason) for a in deletions if a.kind == Kind.DELETE
-        ] + [Action(Kind.BLOCKED, a.path, None, a.local, reason) for a in deletions if a.kind == Kind.RMDIR]
+            replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None) for a in deletions if a.kind == Kind.DELETE
+        ] + [replace(a, kind=Kind.BLOCKED, reason=reason, record=None) for a in deletions if a.kind == Kind.RMDIR]
 
     if not deletions:
         return []
     if not options.delete:
         return keep("deleted on the server; kept (use --delete to remove)")
     if failed_folders:
-        warnings.append("Deletions skipped: some folders could not be listed this run.")
-        return keep("deletion skipped: a listing failed this run")
+        plan.warnings.append("Deletions skipped: some folders could not be listed this run.")
+        return keep("deletion skipped: a listing failed this run", "failed-listing")
     mirror_nonempty = any(not j.is_dir for j in journal.values())
     if remote_empty and mirror_nonempty:
-        warnings.append(
+        plan.warnings.append(
             "Deletions refused: the server lists an empty share while the mirror is not empty "
             "(an unmounted disk on the server?)."
         )
-        return keep("deletion refused: the server's share looks empty")
-    if options.max_delete is not None and len(files) > options.max_delete:
-        warnings.append(f"Deletions refused: {len(files)} files would go, more than --max-delete {options.max_delete}.")
-        return keep(f"deletion refused: more than --max-delete {options.max_delete}")
+        return keep("deletion refused: the server's share looks empty", "remote-empty")
+    limit = options.delete_limit(sum(1 for j in journal.values() if not j.is_dir))
+    if limit is not None and len(files) > limit:
+        plan.warnings.append(f"Deletions refused: {len(files)} files would go, more than --max-delete {limit}.")
+        return keep(f"deletion refused: more than --max-delete {limit}", "max-delete-local")
     # Remove deeper folders first so parents can empty out.
     dirs = sorted((a for a in deletions if a.kind == Kind.RMDIR), key=lambda a: -a.path.count("/"))
     return files + dirs
+
+
+# --- sync and push ---------------------------------------------------------------------------
+
+
+class St(str, Enum):
+    """One side's state relative to its own half of the base."""
+
+    ABSENT = "absent"  # not there, and no base
+    SAME = "same"
+    MODIFIED = "modified"
+    NEW = "new"  # there, and no base (of this type)
+    DELETED = "deleted"
+
+
+_LOCAL_DELETIONS = {Kind.DELETE, Kind.RMDIR}
+_REMOTE_DELETIONS = {Kind.REMOTE_DELETE, Kind.REMOTE_RMDIR}
+# Where each kind leaves its path: (exists locally, exists on the server) afterwards.
+# Kinds not listed leave both sides as they are.
+_PRESENCE: dict[Kind, tuple[bool, bool]] = {
+    **{k: (True, True) for k in _JOURNAL_OPS if _JOURNAL_OPS[k] == JournalOp.PUT},
+    **{k: (False, False) for k in _JOURNAL_OPS if _JOURNAL_OPS[k] == JournalOp.DROP},
+}
+_MISSING = object()
+
+
+class _TwoWay:
+    """One sync or push plan; lives for one call of reconcile()."""
+
+    def __init__(
+        self,
+        base: Mapping[str, JournalEntry],
+        lv: LocalView,
+        rv: RemoteView,
+        options: Options,
+        now: datetime,
+        excluded: Callable[[str, bool], bool] | None,
+        tracked_files: int | None,
+    ) -> None:
+        self.raw_base = base
+        self.base: Mapping[str, JournalEntry] = {} if options.union else base
+        self.lv, self.rv, self.options, self.now = lv, rv, options, now
+        self.excluded = excluded
+        self.push = options.mode == Mode.PUSH
+        self.ro = options.read_only and not self.push
+        self.tracked = tracked_files if tracked_files is not None else sum(1 for j in base.values() if not j.is_dir)
+        self.result = Plan(reset_journal=options.union)
+        self.actions: dict[str, Action] = {}
+        self.set_aside: dict[str, str] = {}  # local folder -> its conflict name
+        self._local_cache: dict[str, LocalEntry | None] = {}
+        self.blocked: set[str] = set()  # push: a file against a folder; nothing below is judged
+        self.taken: set[str] = set(base) | set(lv.entries) | set(rv.entries)
+        self.children: dict[str, set[str]] = {}  # built when a folder decision first needs it
+        self.everything: set[str] = set()
+        self.sources: set[str] = set()  # paths that moved away (renames)
+
+    # -- the two snapshots, resolved per path --
+
+    def local(self, path: str) -> LocalEntry | None:
+        hit = self._local_cache.get(path, _MISSING)
+        if hit is not _MISSING:
+            return hit  # type: ignore[return-value]
+        found = self._local_view(path)
+        for folder, copy in self.set_aside.items():
+            if _under(path, folder):
+                found = None  # set aside under its conflict name
+            elif _under(path, copy):
+                found = self._local_view(folder + path[len(copy) :])
+        self._local_cache[path] = found
+        return found
+
+    def _local_view(self, path: str) -> LocalEntry | None:
+        j = self.raw_base.get(path)
+        if path in self.lv.entries:
+            e = self.lv.entries[path]
+            if e is not None and e.md5 is None and j is not None and j.md5 and j.matches_local(e):
+                return LocalEntry(False, e.size, e.mtime_ns, e.ino, j.md5)  # an unchanged stat: the journal knows
+            return e
+        if self.lv.complete or j is None or _gone_above(path, self.lv.entries, frozenset()):
+            return None
+        return LocalEntry(True) if j.is_dir else LocalEntry(False, j.size, j.mtime_ns, j.ino, j.md5)
+
+    def remote(self, path: str) -> RemoteEntry | None:
+        if path in self.rv.entries:
+            return self.rv.entries[path]
+        if self.rv.complete:
+            return None
+        j = self.raw_base.get(path)
+        if path in self.rv.removed or j is None:
+            return None
+        if _gone_above(path, self.rv.entries, self.rv.removed):
+            return None
+        if j.is_dir:
+            return RemoteEntry(path, True)
+        return RemoteEntry(path, False, j.remote_size, j.remote_mtime, j.remote_etag, j.remote_md5)
+
+    def _frozen(self, path: str) -> bool:
+        if not (self.rv.failed or self.lv.failed or self.blocked):
+            return False
+        return any(_under(path, f) for f in self.rv.failed | self.lv.failed | self.blocked)
+
+    def _is_excluded(self, path: str) -> bool:
+        if self.excluded is None:
+            return False
+        entries = (self.lv.entries.get(path), self.rv.entries.get(path), self.raw_base.get(path))
+        is_dir = any(e is not None and e.is_dir for e in entries)
+        return self.excluded(path, is_dir) or any(self.excluded(p, True) for p in _parents(path))
+
+    # -- the run --
+
+    def plan(self) -> Plan:
+        candidates = set(self.raw_base) | set(self.lv.entries) | set(self.rv.entries)
+        candidates.discard("")
+        judged = {p for p in candidates if not self._frozen(p) and not self._is_excluded(p)}
+        if self.rv.failed or self.lv.failed:
+            self.result.warnings.append("Some folders could not be listed: they are left alone, and nothing is deleted.")
+        self._type_clashes(sorted(judged))
+        judged = {p for p in judged if not self._frozen(p)} | self._set_aside_paths()
+        self.everything = candidates | judged
+        folders = []
+        for path in sorted(judged):
+            if path in self.actions or self._untouched(path):
+                continue
+            loc, r = self.local(path), self.remote(path)
+            if (loc is not None and loc.is_dir) or (r is not None and r.is_dir):
+                folders.append(path)
+            else:
+                self._add(self._decide_file(path))
+        if not self.ro and not self.options.union:
+            self._find_renames()
+        for path in sorted(folders, key=lambda p: (-p.count("/"), p)):
+            self._add(self._decide_folder(path))
+        if not self.ro and not self.options.union:
+            self._collapse_folder_moves()
+        self._guard()
+        self.result.actions = sorted(self.actions.values(), key=_order)
+        return self.result
+
+    def _untouched(self, path: str) -> bool:
+        """The common case, answered from the views alone: a file unchanged on both sides."""
+        j = self.base.get(path)
+        if j is None or j.is_dir or j.prev is not None or self.set_aside:
+            return False
+        e, r = self.lv.entries.get(path), self.rv.entries.get(path)
+        return (
+            e is not None
+            and r is not None
+            and not r.is_dir
+            and j.matches_local(e)
+            and (e.md5 is None or e.md5 == j.md5)
+            and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (r.etag, r.size, r.mtime, r.md5)
+        )
+
+    def _add(self, action: Action | None) -> None:
+        if action is not None:
+            self.actions[action.path] = action
+
+    def _act(self, kind: Kind, path: str, reason: str, **kw: object) -> Action:
+        fields: dict[str, object] = {"remote": self.remote(path), "local": self.local(path), "base": self.base.get(path)}
+        fields.update(kw)
+        return Action(kind, path, reason=reason, **fields)  # type: ignore[arg-type]
+
+    # -- statuses --
+
+    def _status(self, path: str, want_dir: bool, here: bool) -> St:
+        entry: LocalEntry | RemoteEntry | None = self.local(path) if here else self.remote(path)
+        j = self.base.get(path)
+        if j is not None and j.is_dir != want_dir:
+            j = None  # the base was the other type: this one is new
+        if entry is None:
+            return St.ABSENT if j is None else St.DELETED
+        if j is None:
+            return St.NEW
+        if want_dir:
+            return St.SAME
+        if isinstance(entry, LocalEntry):
+            return St.SAME if _local_unchanged(j, entry) else St.MODIFIED
+        return St.MODIFIED if remote_changed(j, entry) else St.SAME
+
+    # -- records --
+
+    def _local_md5(self, path: str) -> str | None:
+        loc = self.local(path)
+        return loc.md5 if loc is not None else None
+
+    def _upload_record(self, path: str) -> JournalEntry:
+        """The base after an upload; complete() adds the etag the server gives the new version."""
+        loc = self.local(path)
+        assert loc is not None
+        md5 = self._local_md5(path)
+        return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, None, loc.size, loc.mtime_ns / 1e9, md5)
+
+    def _both_record(self, path: str) -> JournalEntry:
+        loc, r, j = self.local(path), self.remote(path), self.base.get(path)
+        assert loc is not None and r is not None
+        return _file_record(r, loc, loc.md5 or r.md5 or (j.md5 if j is not None else None))
+
+    # -- files --
+
+    def _decide_file(self, path: str) -> Action | None:
+        ls, rs = self._status(path, False, True), self._status(path, False, False)
+        if ls == St.ABSENT and rs == St.ABSENT:
+            return self._act(Kind.FORGET, path, "gone on both sides") if path in self.raw_base else None
+        if self.push:
+            return self._decide_push(path, ls, rs)
+        loc, r = self.local(path), self.remote(path)
+        ro = self.ro
+        union = " (no shared history: nothing is deleted)" if self.options.union else ""
+        if ls == St.SAME and rs == St.SAME:
+            return self._refresh(path)
+        if ls == St.MODIFIED and rs == St.SAME:
+            if ro:
+                return self._act(Kind.LOCAL_MODIFIED, path, "modified here; the account cannot upload: kept")
+            return self._act(Kind.UPLOAD_EDIT, path, "modified here", record=self._upload_record(path))
+        if ls == St.SAME and rs == St.MODIFIED:
+            assert loc is not None and r is not None
+            if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
+                return self._act(Kind.REFRESH, path, "server metadata changed, content same",
+                                 record=self._both_record(path))  # fmt: skip
+            return self._act(Kind.UPDATE, path, "changed on the server", record=_file_record(r))
+        if (ls, rs) in ((St.MODIFIED, St.MODIFIED), (St.NEW, St.NEW)):
+            assert loc is not None and r is not None
+            evidence = loc.md5 is not None and r.md5 is not None
+            if same_content(loc, r) and (evidence or ls == St.NEW):
+                return self._act(Kind.ADOPT, path, "both sides hold the same content", record=self._both_record(path))
+            why = "changed on both sides" if ls == St.MODIFIED else "new on both sides"
+            return self._conflict(path, f"{why}, with different content{union}")
+        if ls == St.DELETED and rs == St.SAME:
+            if ro:
+                return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
+            return self._act(Kind.REMOTE_DELETE, path, "deleted here")
+        if ls == St.SAME and rs == St.DELETED:
+            return self._act(Kind.DELETE, path, "deleted on the server")
+        if ls == St.DELETED and rs == St.DELETED:
+            return self._act(Kind.FORGET, path, "deleted on both sides")
+        if ls == St.DELETED and rs == St.MODIFIED:
+            assert r is not None
+            return self._act(Kind.DOWNLOAD, path, "deleted here, but changed on the server: restored",
+                             record=_file_record(r))  # fmt: skip
+        if ls == St.MODIFIED and rs == St.DELETED:
+            if ro:
+                return self._act(Kind.REMOTE_DELETED, path, "deleted on the server, but modified here: kept")
+            return self._act(Kind.UPLOAD, path, "deleted on the server, but modified here: uploaded again",
+                             record=self._upload_record(path))  # fmt: skip
+        if ls == St.NEW and rs == St.ABSENT:
+            if ro:
+                return self._act(Kind.LOCAL_ONLY, path, "new here; the account cannot upload")
+            return self._act(Kind.UPLOAD, path, "new here" + union, record=self._upload_record(path))
+        if ls == St.ABSENT and rs == St.NEW:
+            assert r is not None
+            return self._act(Kind.DOWNLOAD, path, "new on the server" + union, record=_file_record(r))
+        raise AssertionError(f"no rule for {ls.value}/{rs.value} at {path}")
+
+    def _decide_push(self, path: str, ls: St, rs: St) -> Action | None:
+        loc, r = self.local(path), self.remote(path)
+        if ls == St.SAME and rs == St.SAME:
+            return self._refresh(path)
+        if ls in (St.MODIFIED, St.NEW) and rs in (St.MODIFIED, St.NEW):
+            assert loc is not None and r is not None
+            if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
+                return self._act(Kind.ADOPT, path, "both sides hold the same content", record=self._both_record(path))
+        if rs in (St.MODIFIED, St.NEW) and ls != St.ABSENT:
+            return self._act(Kind.SERVER_CHANGED, path, "changed on the server since the last push: not overwritten")
+        if ls == St.MODIFIED and rs == St.SAME:
+            return self._act(Kind.UPLOAD_EDIT, path, "modified here", record=self._upload_record(path))
+        if ls in (St.SAME, St.MODIFIED) and rs == St.DELETED:
+            return self._act(Kind.UPLOAD, path, "deleted on the server: uploaded again", record=self._upload_record(path))
+        if ls == St.NEW and rs == St.ABSENT:
+            return self._act(Kind.UPLOAD, path, "new here", record=self._upload_record(path))
+        if ls == St.DELETED and rs == St.SAME:
+            if self.options.delete:
+                return self._act(Kind.REMOTE_DELETE, path, "deleted here")
+            return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept on the server (use --delete)")
+        if ls == St.DELETED and rs == St.DELETED:
+            return self._act(Kind.FORGET, path, "deleted on both sides")
+        if ls == St.ABSENT and rs == St.NEW:
+            if self.options.delete:
+                return self._act(Kind.SERVER_CHANGED, path, "on the server only, never pushed from here: not deleted")
+            return None
+        raise AssertionError(f"no push rule for {ls.value}/{rs.value} at {path}")
+
+    def _refresh(self, path: str) -> Action | None:
+        j, loc, r = self.base[path], self.local(path), self.remote(path)
+        assert loc is not None and r is not None
+        if (
+            j.prev is None
+            and j.matches_local(loc)
+            and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (r.etag, r.size, r.mtime, r.md5)
+            and (loc.md5 or r.md5 or j.md5) == j.md5
+        ):
+            return None  # the common case, checked without building a record
+        return self._act(Kind.REFRESH, path, "metadata changed, content same", record=self._both_record(path))
+
+    def _conflict(self, path: str, reason: str) -> Action:
+        """The server's version keeps the name on both sides; the local one is set aside (and uploaded)."""
+        loc, r = self.local(path), self.remote(path)
+        assert loc is not None and r is not None
+        copy = _free_conflict_name(path, self.now, self.taken)
+        upload = not self.ro and not loc.is_dir
+        extra: tuple[tuple[str, JournalEntry | None], ...] = ()
+        if upload:
+            md5 = self._local_md5(path)
+            extra = ((copy, JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, None, loc.size,
+                                         loc.mtime_ns / 1e9, md5)),)  # fmt: skip
+        record = JournalEntry(True) if r.is_dir else _file_record(r)
+        return self._act(Kind.CONFLICT, path, reason, conflict_copy=copy, upload_copy=upload, record=record, extra=extra)
+
+    # -- a file against a folder --
+
+    def _type_clashes(self, paths: list[str]) -> None:
+        """Keep both: the local one takes a conflict name (a folder with all its content).
+
+        Push changes nothing here: it reports the path and leaves everything below it alone."""
+        for path in paths:
+            e, r0 = self.lv.entries.get(path), self.rv.entries.get(path)
+            if e is not None and r0 is not None and e.is_dir == r0.is_dir and not self.set_aside:
+                continue  # the common case, without resolving the views
+            loc, r = self.local(path), self.remote(path)
+            if loc is None or r is None or loc.is_dir == r.is_dir:
+                continue
+            if any(_under(path, f) for f in self.set_aside):
+                continue
+            if self.push:
+                self._add(self._act(Kind.BLOCKED, path, "a file on one side, a folder on the other: left alone"))
+                self.blocked.add(path)
+                continue
+            what = "a folder here, a file on the server" if loc.is_dir else "a file here, a folder on the server"
+            action = self._conflict(path, f"{what}: both kept")
+            self._add(action)
+            if loc.is_dir:
+                assert action.conflict_copy is not None
+                self.set_aside[path] = action.conflict_copy
+                self._local_cache.clear()
+
+    def _set_aside_paths(self) -> set[str]:
+        out = set()
+        for folder, copy in self.set_aside.items():
+            out.add(copy)
+            out.update(copy + p[len(folder) :] for p in self.lv.entries if p.startswith(folder + "/"))
+            if not self.lv.complete:
+                out.update(copy + p[len(folder) :] for p in self.raw_base if p.startswith(folder + "/"))
+        return {p for p in out if not self._is_excluded(p) and self.local(p) is not None}
+
+    # -- folders --
+
+    def _presence(self, path: str) -> tuple[bool, bool]:
+        """Will this path exist afterwards, locally and on the server?"""
+        a = self.actions.get(path)
+        if a is not None:
+            return _PRESENCE.get(a.kind, (a.local is not None, a.remote is not None))
+        if path in self.sources:
+            return False, False
+        if self._frozen(path) or self._is_excluded(path):
+            return self._local_view(path) is not None, self.remote(path) is not None
+        return self.local(path) is not None, self.remote(path) is not None
+
+    def _stays(self, folder: str) -> tuple[bool, bool]:
+        """Will anything inside this folder exist afterwards, locally and on the server?"""
+        if not self.children:
+            for p in self.everything:
+                self.children.setdefault(p.rpartition("/")[0], set()).add(p)
+        here = there = False
+        for child in self.children.get(folder, ()):
+            h, t = self._presence(child)
+            here, there = here or h, there or t
+        return here, there
+
+    def _decide_folder(self, path: str) -> Action | None:
+        if path in self.actions:
+            return None
+        loc, r, j = self.local(path), self.remote(path), self.base.get(path)
+        if loc is not None and r is not None:
+            if j is None or not j.is_dir:
+                return self._act(Kind.REFRESH, path, "a folder on both sides", record=JournalEntry(True))
+            return None
+        here, there = self._stays(path)
+        if loc is not None:  # only here
+            if self._status(path, True, True) == St.NEW:
+                if self.ro:
+                    return self._act(Kind.LOCAL_ONLY, path, "new here; the account cannot create folders")
+                return self._act(Kind.REMOTE_MKDIR, path, "new here", record=JournalEntry(True))
+            if self.push:
+                return self._act(Kind.REMOTE_MKDIR, path, "deleted on the server: made again", record=JournalEntry(True))
+            if there:
+                why = "deleted on the server, but content inside changed here: made again"
+                return self._act(Kind.REMOTE_MKDIR, path, why, record=JournalEntry(True))
+            if here:
+                return self._act(Kind.REMOTE_DELETED, path, "deleted on the server; kept: files inside stay here")
+            return self._act(Kind.RMDIR, path, "folder deleted on the server")
+        if r is not None:  # only on the server
+            if self._status(path, True, False) == St.NEW:
+                return None if self.push else self._act(Kind.MKDIR, path, "new on the server", record=JournalEntry(True))
+            if here and not self.push:
+                why = "deleted here, but content inside changed on the server: made again"
+                return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
+            if self.ro:
+                return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
+            if there:
+                return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept: files inside stay on the server")
+            if self.push and not self.options.delete:
+                return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept on the server (use --delete)")
+            return self._act(Kind.REMOTE_RMDIR, path, "folder deleted here")
+        return self._act(Kind.FORGET, path, "gone on both sides") if path in self.raw_base else None
+
+    # -- renames --
+
+    def _find_renames(self) -> None:
+        """A delete plus a new path with the same content is a rename (found before any guard counts)."""
+        self._pair(Kind.REMOTE_DELETE, Kind.UPLOAD, self._local_rename, on_server=True)
+        if not self.push:
+            self._pair(Kind.DELETE, Kind.DOWNLOAD, self._remote_rename, on_server=False)
+
+    def _pair(self, gone_kind: Kind, new_kind: Kind, rank: Callable[[str, str], int], on_server: bool) -> None:
+        by_md5: dict[str, list[str]] = {}
+        for p, a in self.actions.items():
+            if a.kind == gone_kind and a.base is not None and a.base.md5:
+                by_md5.setdefault(a.base.md5, []).append(p)
+        if not by_md5:
+            return
+        new = sorted(p for p, a in self.actions.items() if a.kind == new_kind and a.base is None)
+        for q in new:
+            entry = self.local(q) if on_server else self.remote(q)
+            md5 = entry.md5 if entry is not None else None
+            ranked = sorted((r, p) for p in by_md5.get(md5 or "", ()) for r in [rank(p, q)] if r)
+            if not ranked:
+                continue
+            p = ranked[0][1]
+            by_md5[md5 or ""].remove(p)
+            del self.actions[p]
+            self.sources.add(p)
+            self.actions[q] = self._move(p, q, on_server)
+
+    def _local_rename(self, p: str, q: str) -> int:
+        """A rank (1 best, 0 no match): the same file id, else the same size and mtime (MD5 already equal)."""
+        j, new = self.base[p], self.local(q)
+        assert new is not None
+        if new.ino and new.ino == j.ino:
+            return 1
+        return 2 if (new.size, new.mtime_ns) == (j.size, j.mtime_ns) else 0
+
+    def _remote_rename(self, p: str, q: str) -> int:
+        """Equal MD5 is the evidence; the same name in another folder ranks first."""
+        return 1 if p.rsplit("/", 1)[-1] == q.rsplit("/", 1)[-1] else 2
+
+    def _move(self, p: str, q: str, on_server: bool) -> Action:
+        j = self.base[p]
+        if on_server:  # renamed here: MOVE on the server
+            loc, r = self.local(q), self.remote(p)
+            assert loc is not None and r is not None
+            record = _file_record(r, loc, j.md5)  # complete() adds the etag the server gives after the MOVE
+            return Action(Kind.REMOTE_MOVE, q, r, loc, "renamed here", base=j, src=p, record=record,
+                          extra=((p, None),))  # fmt: skip
+        r, loc = self.remote(q), self.local(p)
+        assert r is not None and loc is not None
+        record = _file_record(r, loc, j.md5)  # a rename keeps the file's stat
+        return Action(Kind.LOCAL_MOVE, q, r, loc, "renamed on the server", base=j, src=p, record=record,
+                      extra=((p, None),))  # fmt: skip
+
+    def _collapse_folder_moves(self) -> None:
+        """A folder whose whole content moved to one new folder is one MOVE, not one per file."""
+        for gone_kind, new_kind, move_kind in (
+            (Kind.REMOTE_RMDIR, Kind.REMOTE_MKDIR, Kind.REMOTE_MOVE),
+            (Kind.RMDIR, Kind.MKDIR, Kind.LOCAL_MOVE),
+        ):
+            folders = sorted((p for p, a in self.actions.items() if a.kind == gone_kind), key=lambda p: (p.count("/"), p))
+            if not folders:
+                continue
+            moves = {a.src: a for a in self.actions.values() if a.kind == move_kind and a.src is not None}
+            rows = sorted(self.base.items())
+            keys = [p for p, _ in rows]
+            for p in folders:
+                gone = self.actions.get(p)
+                if gone is not None and gone.kind == gone_kind:
+                    lo = bisect_left(keys, p + "/")
+                    hi = bisect_left(keys, p + "0")  # '0' sorts right after '/'
+                    self._collapse(p, rows[lo:hi], moves, new_kind, move_kind)
+
+    def _collapse(
+        self,
+        p: str,
+        rows: list[tuple[str, JournalEntry]],
+        moves: dict[str, Action],
+        new_kind: Kind,
+        move_kind: Kind,
+    ) -> None:
+        gone_kind = self.actions[p].kind
+        q: str | None = None
+        for c, j in rows:
+            if j.is_dir:
+                continue
+            a, suffix = moves.get(c), c[len(p) :]
+            if a is None or not a.path.endswith(suffix):
+                return
+            target = a.path[: -len(suffix)]
+            if q is not None and target != q:
+                return
+            q = target
+        if q is None or _under(q, p) or _under(p, q):
+            return
+        made = self.actions.get(q)
+        if made is None or made.kind != new_kind:
+            return
+        for c, j in rows:
+            if j.is_dir:
+                a, b = self.actions.get(c), self.actions.get(q + c[len(p) :])
+                if a is None or a.kind != gone_kind or b is None or b.kind != new_kind:
+                    return
+        moved_side = self.lv.entries if move_kind == Kind.REMOTE_MOVE else self.rv.entries
+        inside = {c for c, _ in rows}
+        if any(c.startswith(p + "/") and c not in inside for c in moved_side):
+            return  # something new inside the old folder would be carried along: move file by file
+        extra: list[tuple[str, JournalEntry | None]] = [(p, None)]
+        for c, j in rows:
+            new = q + c[len(p) :]
+            extra.append((c, None))
+            if j.is_dir:
+                extra.append((new, JournalEntry(True)))
+                del self.actions[c]
+            else:
+                extra.append((new, self.actions[new].record))
+            del self.actions[new]
+        del self.actions[p]
+        self.sources.add(p)
+        on_server = move_kind == Kind.REMOTE_MOVE
+        self.actions[q] = Action(
+            move_kind, q, self.remote(p if on_server else q), self.local(q if on_server else p),
+            "folder renamed here" if on_server else "folder renamed on the server",
+            base=self.base.get(p), src=p, record=JournalEntry(True), extra=tuple(extra),
+        )  # fmt: skip
+
+    # -- guards --
+
+    def _guard(self) -> None:
+        """Hold deletions (they become reports) when a guard trips; renames are already out."""
+        local_del = [a for a in self.actions.values() if a.kind == Kind.DELETE]
+        remote_del = [a for a in self.actions.values() if a.kind == Kind.REMOTE_DELETE]
+        if not any(a.kind in _LOCAL_DELETIONS | _REMOTE_DELETIONS for a in self.actions.values()):
+            return
+        hold_local: str | None = None
+        hold_remote: str | None = None
+        warn = self.result.warnings.append
+        if self.rv.failed or self.lv.failed:
+            hold_local = hold_remote = "a listing failed this run"
+            self.result.guards.append("failed-listing")
+        remote_empty = self.rv.looks_empty
+        if remote_empty is None:
+            remote_empty = self.rv.complete and not any(p for p in self.rv.entries if p != "")
+        if remote_empty and self.tracked:
+            hold_local = hold_local or "the server's share looks empty"
+            self.result.guards.append("remote-empty")
+            warn("Deletions refused: the server lists an empty share while the journal is not empty "
+                 "(an unmounted disk on the server?).")  # fmt: skip
+        local_empty = self.lv.complete and not any(e is not None and not e.is_dir for e in self.lv.entries.values())
+        if local_empty and self.tracked:
+            hold_remote = hold_remote or "the local folder is empty or missing"
+            self.result.guards.append("local-empty")
+            warn("Deletions refused: the local folder is empty or missing while the journal is not "
+                 "(an unplugged drive?).")  # fmt: skip
+        limit = self.options.delete_limit(self.tracked)
+        if limit is not None and len(local_del) > limit:
+            hold_local = hold_local or f"more than --max-delete {limit}"
+            self.result.guards.append("max-delete-local")
+            warn(f"Deletions refused: {len(local_del)} local files would go, more than --max-delete {limit}.")
+        if limit is not None and len(remote_del) > limit:
+            hold_remote = hold_remote or f"more than --max-delete {limit}"
+            self.result.guards.append("max-delete-remote")
+            warn(f"Deletions refused: {len(remote_del)} files on the server would go, more than --max-delete {limit}.")
+        for path, a in list(self.actions.items()):
+            if a.kind in _LOCAL_DELETIONS and hold_local:
+                reason = f"deleted on the server; kept: {hold_local}"
+                self.actions[path] = replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None)
+            elif a.kind in _REMOTE_DELETIONS and hold_remote:
+                reason = f"deleted here; kept on the server: {hold_remote}"
+                self.actions[path] = replace(a, kind=Kind.LOCAL_DELETED, reason=reason, record=None)
+
+
+def _gone_above(path: str, entries: Mapping[str, object], removed: frozenset[str]) -> bool:
+    """In a changes-only view: is a folder above this path removed, or now a file?"""
+    for parent in _parents(path):
+        e = entries.get(parent, _MISSING)
+        if e is _MISSING:
+            if parent in removed:
+                return True
+            continue
+        if e is None or not getattr(e, "is_dir", True):
+            return True
+    return False
+
+
+_PHASE = {
+    Kind.CONFLICT: 1,
+    Kind.DOWNLOAD: 1,
+    Kind.UPDATE: 1,
+    Kind.UPLOAD: 1,
+    Kind.UPLOAD_EDIT: 1,
+    Kind.ADOPT: 1,
+    Kind.REFRESH: 1,
+    Kind.DELETE: 2,
+    Kind.REMOTE_DELETE: 2,
+    Kind.RMDIR: 3,
+    Kind.REMOTE_RMDIR: 3,
+}
+_STRUCTURE = {Kind.MKDIR, Kind.REMOTE_MKDIR, Kind.LOCAL_MOVE, Kind.REMOTE_MOVE}
+
+
+def _order(a: Action) -> tuple[int, int, int, str]:
+    """Execution order: a file against a folder, folders and moves (shallow first), transfers,
+    deletions, folder removals (deepest first), then reports."""
+    depth = a.path.count("/")
+    if a.kind == Kind.CONFLICT and any(e is not None and e.is_dir for e in (a.local, a.remote)):
+        return (0, depth, 0, a.path)
+    if a.kind in _STRUCTURE:
+        return (0, depth, 1, a.path)
+    phase = _PHASE.get(a.kind, 4)
+    return (phase, -depth if phase == 3 else depth, 0, a.path)

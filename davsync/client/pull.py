@@ -28,6 +28,7 @@ from .plan import (
     Options,
     Plan,
     RemoteEntry,
+    exit_code,
     plan,
     resolve_in_flight,
 )
@@ -102,9 +103,9 @@ class PullResult:
     def has_problems(self, *, planned: bool = False) -> bool:
         """Files this run leaves out of sync: errors, conflicts, skipped names, refused deletions.
         `planned`: judge the plan of a dry run, whose conflicts and blocks are not yet errors."""
-        if self.errors or self.conflicts or self.skipped or self.plan.refused_deletions:
-            return True
-        return planned and bool(self.plan.of(Kind.CONFLICT, Kind.BLOCKED))
+        code = exit_code(self.plan, errors=len(self.errors), conflicts=len(self.conflicts),
+                         skipped=len(self.skipped), ran=not planned)  # fmt: skip
+        return code == Exit.PARTIAL
 
     def as_json(self) -> dict:
         return {
@@ -173,7 +174,7 @@ class Puller:
         self._dirty_dirs: set[Path] = set()
         self._dirty_lock = threading.Lock()
         self._listed: set[str] = set()
-        self._journal_view: dict[str, JournalEntry] = {}
+        self._journal_view: dict[str, JournalEntry] = {}  # for letter-case renames
         self._root_token: object = _UNASKED
 
     def _dir_changed(self, folder: Path) -> None:
@@ -522,7 +523,7 @@ class Puller:
         self.reporter.file_started(a.path, r.size or 0)
         got = download(self.remote, r, self.state_dir, progress=self.reporter.advance, stop=self.stop)
         expected = a.local
-        prev = self._journal_view.get(a.path)
+        prev = a.base
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.dest, a.path, a.local)
             expected = prev = None
@@ -541,17 +542,12 @@ class Puller:
         r, loc = a.remote, a.local
         try:
             if a.kind in (Kind.ADOPT, Kind.REFRESH):
-                if r is not None and r.is_dir:
-                    journal.put(a.path, JournalEntry(True))
+                entry = a.to_record  # what the plan saw: no second journal query per file
+                assert entry is not None and r is not None
+                if r.is_dir:
+                    journal.put(a.path, entry)
                     return
-                assert r is not None and loc is not None
-                known = self._journal_view.get(a.path)  # what the plan saw; no second journal query per file
-                md5 = loc.md5 or r.md5 or (known.md5 if known else None)
-                journal.put(
-                    a.path,
-                    JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5,
-                                 self.remote.server_name(r)),  # fmt: skip
-                )
+                journal.put(a.path, replace(entry, remote_name=self.remote.server_name(r)))
                 if a.kind == Kind.ADOPT:
                     result.record(a.kind.value, a.path)
             elif a.kind == Kind.FORGET:

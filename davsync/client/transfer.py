@@ -25,7 +25,7 @@ from typing import IO, Callable
 import requests
 
 from .. import osfs
-from .plan import LocalEntry, RemoteEntry
+from .plan import LocalEntry, RemoteEntry, conflict_name
 from .remote import Remote, RemoteError
 
 BLOCK = 1024 * 1024
@@ -385,23 +385,12 @@ def _path_too_long(e: OSError) -> bool:
     return e.errno == errno.ENAMETOOLONG or getattr(e, "winerror", None) == 206
 
 
-def conflict_name(rel: str, now: datetime | None = None) -> str:
-    """NAME.sync-conflict-YYYYMMDD-HHMMSS.EXT (Syncthing's convention)."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    folder, _, name = rel.rpartition("/")
-    stem, dot, ext = name.rpartition(".")
-    if not stem:  # no extension, or a dotfile like ".bashrc"
-        stem, dot, ext = name, "", ""
-    new = f"{stem}.sync-conflict-{stamp}{dot}{ext}"
-    return f"{folder}/{new}" if folder else new
-
-
 def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None) -> str:
     """Rename the local version aside (never overwriting anything); returns its new path."""
     src = dest / rel
     if not _same(stat_entry(src), expected):
         raise Raced(f"{rel} changed locally during the pull; left alone")
-    base = conflict_name(rel)
+    base = conflict_name(rel, datetime.now())
     candidate, n = base, 1
     while (dest / candidate).exists():
         n += 1
