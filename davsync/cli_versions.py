@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from .exitcodes import Exit
+from .units import human_size
 
 versions_app = typer.Typer(
     help="Previous versions of files overwritten or deleted through WebDAV (kept by `serve`).",
@@ -31,8 +32,9 @@ ConfigOpt = typer.Option(None, "--config", help="The TOML file `serve` uses.")
 
 
 def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
-    typer.secho(f"davsync: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(int(code))
+    from .cli import fail
+
+    return fail(message, code)
 
 
 def _settings(root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]):  # type: ignore[no-untyped-def]
@@ -68,14 +70,6 @@ def _when(ns: int) -> str:
 
 def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 def parse_time(text: str) -> int:
@@ -130,14 +124,14 @@ def versions_list(
     if not shown and not folders:
         typer.echo(f"No versions kept{' of ' + rel if rel else ''}.")
         return
-    rows = [(f"{f.path}/  (folder, {f.files} files)", _when(f.time_ns), _size(f.bytes), f.user, f.method, f.id)
+    rows = [(f"{f.path}/  (folder, {f.files} files)", _when(f.time_ns), human_size(f.bytes), f.user, f.method, f.id)
             for f in folders]  # fmt: skip
-    rows += [(v.path, _when(v.time_ns), _size(v.size), v.user, v.method, v.id) for v in shown]
+    rows += [(v.path, _when(v.time_ns), human_size(v.size), v.user, v.method, v.id) for v in shown]
     header = ("PATH", "SET ASIDE", "SIZE", "BY", "METHOD", "ID")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    typer.echo(f"{count} {'version' if count == 1 else 'versions'} kept, {_size(total)}. Restore one: davsync versions restore PATH [--id ID | --at TIME]")
+    typer.echo(f"{count} {'version' if count == 1 else 'versions'} kept, {human_size(total)}. Restore one: davsync versions restore PATH [--id ID | --at TIME]")
 
 
 @versions_app.command("restore")

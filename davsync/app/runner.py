@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 from ..client.plan import TRANSFERS, Action, Kind
 from ..client.pull import Puller, PullOptions, PullResult
 from ..client.remote import ConnectionSettings
+from ..units import human_size
 from . import store
 from .config import FolderPair
 from .files import conflict_view, still_open
@@ -81,14 +82,6 @@ def fix_for(error: str) -> str:
     return "davsync retries at the next check; if it keeps failing, check the server and this folder."
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.0f} B"
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -99,7 +92,7 @@ def outcome_from_pull(result: PullResult, stopped: bool) -> RunOutcome:
     parts = []
     fetched = done.get("download", 0) + done.get("update", 0)
     if fetched:
-        parts.append(f"{fetched} downloaded ({_size(result.bytes_downloaded)})")
+        parts.append(f"{fetched} downloaded ({human_size(result.bytes_downloaded)})")
     if done.get("conflict"):
         parts.append(_plural(done["conflict"], "conflict"))
     if done.get("delete"):

@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..units import human_size
+
 RECENT_LIMIT = 200
 SPEED_WINDOW = 5.0  # seconds of transfer history behind the speed and the ETA
 
@@ -112,14 +114,6 @@ def _clock(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else "never"
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.0f} B"
-
-
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
@@ -144,9 +138,9 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
         bytes_done = sum(v["bytes_done"] for v in views)
         speed = sum(v["speed"] for v in views)
         eta = (bytes_total - bytes_done) / speed if speed > 0 else None
-        detail = f"{_size(bytes_done)} of {_size(bytes_total)}"
+        detail = f"{human_size(bytes_done)} of {human_size(bytes_total)}"
         if speed > 0:
-            detail += f" at {_size(speed)}/s"
+            detail += f" at {human_size(speed)}/s"
         if eta is not None and bytes_total > bytes_done:
             detail += f", about {_duration(eta)} left"
         if attention:

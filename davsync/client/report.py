@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO, cast
 
-from typing import Any, cast
-
+from ..units import human_size
 from .plan import Action, Kind, Plan
 from .pull import PullResult
 
@@ -31,7 +30,7 @@ class PlainReporter:
 
     def begin(self, files: int, total_bytes: int) -> None:
         if files:
-            self._line(f"Downloading {files} file(s), {_size(total_bytes)}")
+            self._line(f"Downloading {files} file(s), {human_size(total_bytes)}")
 
     def file_started(self, path: str, size: int) -> None: ...
 
@@ -122,14 +121,6 @@ class RichReporter(PlainReporter):
             self.progress.stop()
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
 STATUS_LABELS = [
     (Kind.DOWNLOAD, "new"),
     (Kind.UPDATE, "changed"),
@@ -164,7 +155,7 @@ def plan_lines(plan: Plan, limit: int = 50) -> list[str]:
 def summary_lines(result: PullResult) -> list[str]:
     done = {k: len(v) for k, v in result.done.items()}
     parts = [
-        f"{done.get('download', 0) + done.get('update', 0)} downloaded ({_size(result.bytes_downloaded)})",
+        f"{done.get('download', 0) + done.get('update', 0)} downloaded ({human_size(result.bytes_downloaded)})",
     ]
     for key, label in (("conflict", "conflicts"), ("delete", "deleted"), ("adopt", "adopted"), ("rename", "renamed")):
         if done.get(key):
