@@ -650,7 +650,7 @@ from .app.cli import app_cmd  # noqa: E402  (the `davsync app` command lives wit
 app.command("app")(app_cmd)
 
 
-def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]
+def command() -> "typer.core.TyperGroup":
     """The click command behind `app`, with help that reads as a user expects: an on/off
     flag shows no `<bool>` value, since it takes none."""
     cmd = typer.main.get_command(app)

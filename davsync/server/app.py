@@ -65,10 +65,13 @@ class ShareState:
 
 
 def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iterable[bytes]], ShareState]:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    index = HashIndex(settings.state_dir / "index.sqlite")
+    state_dir = settings.state_dir
+    if state_dir is None:
+        raise ValueError("build_app needs resolved settings: ServeSettings.resolved() fills in state_dir.")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    index = HashIndex(state_dir / "index.sqlite")
     versions = VersionStore(
-        settings.root, settings.state_dir, keep_seconds=settings.keep_versions_seconds,
+        settings.root, state_dir, keep_seconds=settings.keep_versions_seconds,
         max_bytes=settings.versions_max_bytes(), known=index.known_under,
     )  # fmt: skip
     recovered = versions.recover()  # before the first request: a crash's half-done version is settled
@@ -83,8 +86,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "verbose": 3 if settings.verbose else 1,
         "logging": {"enable": bool(settings.verbose)},
         "block_size": IO_BLOCK,
-        "lock_storage": LockStorageShelve(str(settings.state_dir / "locks.shelve")),
-        "property_manager": ShelvePropertyManager(str(settings.state_dir / "props.shelve")),
+        "lock_storage": LockStorageShelve(str(state_dir / "locks.shelve")),
+        "property_manager": ShelvePropertyManager(str(state_dir / "props.shelve")),
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
             "accept_basic": True,
@@ -114,7 +117,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     dav_app = WsgiDAVApp(config)
     fast = FastGet(dav_app, provider, users, settings.anonymous)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
-    links = LinkStore(settings.state_dir)
+    links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
     if settings.admin:
         from .admin import AdminGate

@@ -42,7 +42,7 @@ class DavsyncRequestServer(RequestServer):
         super().__init__(provider)
         self.allow_propfind_infinite = allow_infinite_depth
         self._extra = extra_methods
-        self._possible_methods = [*self._possible_methods, *extra_methods]
+        self._possible_methods: list[str] = [*self._possible_methods, *extra_methods]
         self._davProvider: DavsyncProvider
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:

@@ -40,7 +40,7 @@ class ServeSettings:
     root: Path
     host: str = "0.0.0.0"
     port: int = 8080
-    state_dir: Path | None = None  # type: ignore[assignment]
+    state_dir: Path | None = None  # `resolved()` fills it in
     users: Path | None = None
     anonymous: str = "off"
     tls_cert: Path | None = None
