@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -34,7 +34,7 @@ def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
 class _Where:
     """The server's state, found as `serve` finds it: --root, --state-dir or --config."""
 
-    def __init__(self, root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]) -> None:
+    def __init__(self, root: Path | None, state_dir: Path | None, config: Path | None) -> None:
         from .server.server_info import read_server_info
         from .server.settings import SettingsError, locate_server
 
@@ -56,7 +56,7 @@ class _Where:
 
         return LinkStore(self.state_dir)
 
-    def base_url(self, override: Optional[str]) -> str:
+    def base_url(self, override: str | None) -> str:
         from .server.netinfo import share_urls
 
         if override:
@@ -89,11 +89,11 @@ def _relative_folder(where: _Where, path: Path) -> str:
     return rel.as_posix() if rel.parts else ""
 
 
-def _when(ts: Optional[float]) -> str:
+def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
-def _show_issued(where: _Where, issued: Any, base_url: Optional[str], qr: bool, json_out: bool) -> None:
+def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, json_out: bool) -> None:
     link = issued.link
     url = f"{where.base_url(base_url)}/s/{issued.token}/"
     scheme, _, hostport = url.partition("://")
@@ -130,10 +130,10 @@ def create(
     expires: str = typer.Option("7d", "--expires", help="Lifetime: 30m, 12h, 7d, 2w, or 'never'."),
     password: bool = typer.Option(False, "--password", help="Ask for a password (or take DAVSYNC_PASSWORD)."),
     label: str = typer.Option("", "--label", help="A note for `share list`, shown on the login page."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
-    base_url: Optional[str] = BaseOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
+    base_url: str | None = BaseOpt,
     qr: bool = QrOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -159,9 +159,9 @@ def create(
 
 @share_app.command("list")
 def list_links(
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """List the links: ID, mode, state, expiry, password, folder and label (never the tokens)."""
@@ -187,9 +187,9 @@ def list_links(
 @share_app.command("revoke")
 def revoke(
     link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Withdraw a link: a running server answers 404 to it from the next request on."""
     from .server.links import LinkError
@@ -205,11 +205,11 @@ def revoke(
 @share_app.command("reissue")
 def reissue(
     link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
-    expires: Optional[str] = typer.Option(None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
-    base_url: Optional[str] = BaseOpt,
+    expires: str | None = typer.Option(None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."),
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
+    base_url: str | None = BaseOpt,
     qr: bool = QrOpt,
     json_out: bool = JsonOpt,
 ) -> None:

@@ -12,9 +12,8 @@ import json
 import re
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -35,7 +34,7 @@ def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-def _settings(root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]):  # type: ignore[no-untyped-def]
+def _settings(root: Path | None, state_dir: Path | None, config: Path | None):  # type: ignore[no-untyped-def]
     from .server.settings import ServeSettings, SettingsError, locate_server
 
     try:
@@ -67,7 +66,7 @@ def _when(ns: int) -> str:
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _size(n: int) -> str:
@@ -102,9 +101,9 @@ def _parse_iso(text: str) -> int:
 def versions_list(
     path: str = typer.Argument("", help="Only versions at or below this path in the share."),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """List kept versions, newest first per path (reads only the index, never the files)."""
     settings = _settings(root, state_dir, config)
@@ -143,12 +142,12 @@ def versions_list(
 @versions_app.command("restore")
 def versions_restore(
     path: str = typer.Argument(..., help="The file or folder to bring back (its path in the share)."),
-    at: Optional[str] = typer.Option(None, "--at", help="The version that was there at this time (or this long ago: 2h)."),
-    vid: Optional[str] = typer.Option(None, "--id", help="This version (from `versions list`)."),
-    to: Optional[str] = typer.Option(None, "--to", help="Restore to this path instead."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    at: str | None = typer.Option(None, "--at", help="The version that was there at this time (or this long ago: 2h)."),
+    vid: str | None = typer.Option(None, "--id", help="This version (from `versions list`)."),
+    to: str | None = typer.Option(None, "--to", help="Restore to this path instead."),
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Put a version back (the newest unless --at or --id). Whatever is there now is kept as a version first;
     clients see the restore as an ordinary change."""

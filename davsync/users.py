@@ -80,7 +80,7 @@ class Users:
         self._kdf_lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path) -> "Users":
+    def load(cls, path: Path) -> Users:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             users = {

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PASSWORDS, wait_until
 from proxy import Faults, Proxy
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PASSWORDS
+
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
 

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-
 from conftest import PASSWORDS, wait_until
 from davhelp import WEIRD_NAMES
+from proxy import Faults, Proxy
+
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
-from proxy import Faults, Proxy
 
 
 def pull_cli(url: str, dest: Path, *args: str, user: str = "alice", timeout: int = 300) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import PASSWORDS
 
 SECRET = b"TOPSECRET-outside-the-share"

@@ -12,10 +12,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from conftest import wait_until
 from lxml import etree
 from requests.auth import HTTPDigestAuth
 
-from conftest import wait_until
 from davsync.server.links import LinkStore, token_hash
 
 SYNC_BODY = (

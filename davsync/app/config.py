@@ -53,7 +53,7 @@ class FolderPair:
     jobs: int = 4
     id: str = ""
 
-    def with_id(self) -> "FolderPair":
+    def with_id(self) -> FolderPair:
         if self.id:
             return self
         key = f"{self.url}\n{self.local}".encode("utf-8", "surrogateescape")
@@ -64,7 +64,7 @@ class FolderPair:
     def dest(self) -> Path:
         return Path(self.local).expanduser()
 
-    def validated(self) -> "FolderPair":
+    def validated(self) -> FolderPair:
         """Normalise and check; raises ConfigError with what to fix."""
         try:
             url = normalize_base(self.url.strip())
@@ -136,7 +136,7 @@ class AppConfig:
         return self.file_stamp() != self.stamp
 
     @classmethod
-    def load(cls, path: Path) -> "AppConfig":
+    def load(cls, path: Path) -> AppConfig:
         if not path.exists():
             return cls(path)
         stamp = cls(path).file_stamp()

@@ -11,9 +11,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..client.plan import TRANSFERS, Action, Kind
 from ..client.pull import Puller, PullOptions, PullResult

@@ -11,8 +11,9 @@ import copy
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 RECENT_LIMIT = 200
 SPEED_WINDOW = 5.0  # seconds of transfer history behind the speed and the ETA

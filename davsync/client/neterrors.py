@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Iterator
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -352,7 +352,7 @@ class Remote:
         finally:
             resp.close()
 
-    def sync_collection(self, token: str) -> "Changes":
+    def sync_collection(self, token: str) -> Changes:
         """What changed since `token` (RFC 6578, sync-level infinite), following truncation."""
         changes = Changes(token=token)
         for _round in range(10_000):

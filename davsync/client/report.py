@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TextIO
-
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from .plan import Action, Kind, Plan
 from .pull import PullResult

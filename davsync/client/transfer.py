@@ -17,10 +17,11 @@ import queue
 import stat as _stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 import requests
 
@@ -240,7 +241,7 @@ def _fetch_once(
                         pipe.hash(chunk)
                         fetched += len(chunk)
                         progress(len(chunk))
-                except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as e:
+                except (requests.exceptions.RequestException, ConnectionError, TimeoutError):
                     # (requests' exceptions are OSErrors too; a local write error is not caught here)
                     raise _Transient(f"the connection was lost after {offset + fetched} bytes", fetched) from None
             # _Pipeline's exit has hashed everything and fsynced the file.
@@ -264,7 +265,7 @@ class _Pipeline:
 
     SYNC_EVERY = 0.5
 
-    def __init__(self, digest: "hashlib._Hash", fd: int) -> None:
+    def __init__(self, digest: hashlib._Hash, fd: int) -> None:
         self._digest = digest
         self._fd = fd
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
@@ -272,7 +273,7 @@ class _Pipeline:
         self._hasher = threading.Thread(target=self._hash_loop, daemon=True)
         self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
 
-    def __enter__(self) -> "_Pipeline":
+    def __enter__(self) -> _Pipeline:
         self._hasher.start()
         self._syncer.start()
         return self

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..concurrency import wait_first
 from .paths import Skipped
 from .plan import RemoteEntry
 from .remote import FolderListing, Remote, RemoteError
-
 
 LIST_RETRIES = 3
 

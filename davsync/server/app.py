@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from cheroot import wsgi
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
@@ -28,9 +29,9 @@ from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
+from .settings import ServeSettings
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
-from .settings import ServeSettings
 
 log = logging.getLogger("davsync.server")
 
@@ -199,7 +200,7 @@ class DavServer:
         self.state.index.close()
         release(self._run_lock)
 
-    def __enter__(self) -> "DavServer":
+    def __enter__(self) -> DavServer:
         self.start()
         return self
 

@@ -16,7 +16,8 @@ import mimetypes
 import os
 import stat
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from wsgiref.handlers import format_date_time
 
 from wsgidav.dav_error import DAVError

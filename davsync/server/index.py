@@ -15,9 +15,9 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 HASH_BLOCK = 1024 * 1024
 
@@ -52,7 +52,7 @@ class Identity:
     dev: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> "Identity":
+    def of(cls, st: os.stat_result) -> Identity:
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
@@ -328,7 +328,7 @@ class HashIndex:
             ).fetchone()[0]
             self.compact(threshold)
 
-    def batch(self) -> "_Batch":
+    def batch(self) -> _Batch:
         """Group many writes into one transaction (scans touch thousands of rows)."""
         return _Batch(self)
 

@@ -10,8 +10,8 @@ and link resources report the whole-share lock/property key.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import quote, unquote
 
 from .index import Change, HashIndex
@@ -73,7 +73,7 @@ class ScopedIndex:
         return self.index.is_known_dir(self.full(path))
 
     @contextmanager
-    def batch(self) -> Iterator["ScopedIndex"]:
+    def batch(self) -> Iterator[ScopedIndex]:
         with self.index.batch():
             yield self
 
@@ -87,14 +87,14 @@ class ScopedIndex:
 
 
 class LinkFile(DavsyncFile):
-    provider: "LinkProvider"
+    provider: LinkProvider
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
 
 
 class LinkFolder(DavsyncFolder):
-    provider: "LinkProvider"
+    provider: LinkProvider
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())

@@ -15,9 +15,10 @@ import stat
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .link_auth import COOKIE_NAME, LinkAuth

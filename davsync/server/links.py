@@ -17,10 +17,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 from ..users import check_password, digest_ha1, hash_password
 

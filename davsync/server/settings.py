@@ -67,7 +67,7 @@ class ServeSettings:
     def users_file(self) -> Path:
         return self.users or default_users_file()
 
-    def resolved(self) -> "ServeSettings":
+    def resolved(self) -> ServeSettings:
         """Fill defaults and validate; raises SettingsError with what to do."""
         root = self.root.expanduser()
         if not root.is_dir():

@@ -9,7 +9,8 @@ which tells a client to fall back to a full listing.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from lxml import etree
 from wsgidav import util, xml_tools

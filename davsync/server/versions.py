@@ -27,10 +27,10 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..osfs import fsync_dir
 from .index import Identity, iter_tree, md5_of_file
@@ -127,7 +127,7 @@ class Restored:
 class Pending:
     """A version moved aside whose replacement is not in place yet (see VersionStore.remove)."""
 
-    def __init__(self, store: "VersionStore", vid: str, src: str, blob: Path) -> None:
+    def __init__(self, store: VersionStore, vid: str, src: str, blob: Path) -> None:
         self.store, self.id, self._src, self._blob = store, vid, src, blob
 
     def commit(self) -> None:

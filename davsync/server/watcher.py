@@ -29,7 +29,7 @@ TOMBSTONES_KEPT = 50_000
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, tracker: "ChangeTracker") -> None:
+    def __init__(self, tracker: ChangeTracker) -> None:
         self.tracker = tracker
 
     def on_any_event(self, event: FileSystemEvent) -> None:
