@@ -45,7 +45,9 @@ def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
     if env is not None:
         return env
     if not sys.stdin or not sys.stdin.isatty():
-        raise fail(f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE)
+        raise fail(
+            f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE
+        )
     password = getpass.getpass(f"{prompt}: ")
     if confirm and getpass.getpass("Repeat it: ") != password:
         raise fail("the two passwords differ; nothing was changed.", Exit.USAGE)
@@ -156,7 +158,9 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Address to listen on.", show_default="0.0.0.0"),
     port: int | None = typer.Option(None, "--port", help="TCP port.", show_default="8080"),
     state_dir: Path | None = typer.Option(
-        None, "--state-dir", help="Where the index, locks and properties live (outside ROOT).",
+        None,
+        "--state-dir",
+        help="Where the index, locks and properties live (outside ROOT).",
         show_default="~/.local/state/davsync/NAME-HASH",
     ),
     users: Path | None = typer.Option(
@@ -168,9 +172,13 @@ def serve(
     tls_cert: Path | None = typer.Option(
         None, "--tls-cert", help="TLS certificate (PEM) to serve https.", show_default="none: plain http"
     ),
-    tls_key: Path | None = typer.Option(None, "--tls-key", help="TLS private key (PEM, unencrypted).", show_default=False),
+    tls_key: Path | None = typer.Option(
+        None, "--tls-key", help="TLS private key (PEM, unencrypted).", show_default=False
+    ),
     allow_infinite_depth: bool | None = typer.Option(
-        None, "--allow-infinite-depth/--no-allow-infinite-depth", help="Answer PROPFIND Depth: infinity.",
+        None,
+        "--allow-infinite-depth/--no-allow-infinite-depth",
+        help="Answer PROPFIND Depth: infinity.",
         show_default="no",
     ),
     rescan_interval: float | None = typer.Option(
@@ -180,7 +188,9 @@ def serve(
         None, "--qr/--no-qr", help="Print a QR code of the share URL.", show_default="only on a terminal"
     ),
     advertise: bool | None = typer.Option(
-        None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
+        None,
+        "--advertise/--no-advertise",
+        help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
         show_default="no",
     ),
     admin: bool | None = typer.Option(
@@ -263,7 +273,9 @@ def _run_server(settings: ServeSettings) -> None:  # type: ignore[name-defined] 
     except ssl.SSLError as e:
         raise fail(f"the TLS certificate or key cannot be used ({e.reason or e.strerror}).", Exit.USAGE) from None
     except OSError as e:
-        raise fail(f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE) from None
+        raise fail(
+            f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE
+        ) from None
     from .concurrency import sliced_wait
 
     advertiser = None
@@ -273,7 +285,9 @@ def _run_server(settings: ServeSettings) -> None:  # type: ignore[name-defined] 
                 urls = share_urls(settings.host, server.port, server.scheme)
                 _print_banner(settings, server.port, server.scheme, urls, db)
                 if settings.admin:
-                    admins = [u.name for u in db.users.values() if u.admin] or ["nobody yet: davsync user add NAME --admin"]
+                    admins = [u.name for u in db.users.values() if u.admin] or [
+                        "nobody yet: davsync user add NAME --admin"
+                    ]
                     typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
                 if settings.qr:
                     from .server.discovery import qr_text
@@ -360,7 +374,8 @@ ExcludeOpt = typer.Option([], "--exclude", help="Skip paths matching this gitign
 JobsOpt = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Parallel downloads and listings.")
 RulesOpt = typer.Option(
     None, "--name-rules",
-    help="Which filesystem's naming rules to enforce: posix, windows or macos. [default: this OS; always windows on Windows]",
+    help="Which filesystem's naming rules to enforce: posix, windows or macos. "
+    "[default: this OS; always windows on Windows]",
 )  # fmt: skip
 
 
@@ -413,7 +428,8 @@ def _check_ca_cert(ca_cert: Path) -> None:
         ssl.create_default_context(cafile=str(ca_cert))
     except ssl.SSLError:
         raise fail(
-            f"{ca_cert} holds no PEM certificate: give --ca-cert the certificate of the server or of the CA that signed it.",
+            f"{ca_cert} holds no PEM certificate: "
+            "give --ca-cert the certificate of the server or of the CA that signed it.",
             Exit.USAGE,
         ) from None
     except OSError as e:
@@ -602,7 +618,9 @@ def login(
             removed = delete_password(url, user)
         except CredentialStoreError as e:
             raise fail(str(e), Exit.LOCAL) from None
-        typer.echo(f"Forgot the password for {user} on {url}." if removed else f"No password was stored for {user} on {url}.")
+        typer.echo(
+            f"Forgot the password for {user} on {url}." if removed else f"No password was stored for {user} on {url}."
+        )
         return
     conn = _connection(url, None, ca_cert, insecure, 1)
     password = read_password(f"Password for {user} on {url}", confirm=False)

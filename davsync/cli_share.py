@@ -44,7 +44,9 @@ class _Where:
             raise _fail(str(e)) from None
         root, state_dir = self.values.get("root"), self.values.get("state_dir")
         if state_dir is None:
-            raise _fail("say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE.")
+            raise _fail(
+                "say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE."
+            )
         if root is not None and not Path(root).expanduser().is_dir():
             raise _fail(f"the shared folder {root} does not exist or is not a folder.")
         self.state_dir = Path(state_dir).expanduser().resolve()
@@ -64,7 +66,11 @@ class _Where:
                 raise _fail(f"--base-url must start with http:// or https://, not {override!r}.")
             return override.rstrip("/")
         if self.info.get("port"):
-            host, port, scheme = self.info.get("host", "0.0.0.0"), int(self.info["port"]), self.info.get("scheme", "http")
+            host, port, scheme = (
+                self.info.get("host", "0.0.0.0"),
+                int(self.info["port"]),
+                self.info.get("scheme", "http"),
+            )
         else:
             host = self.values.get("host", "0.0.0.0")
             port = int(self.values.get("port", 8080))
@@ -85,7 +91,9 @@ def _relative_folder(where: _Where, path: Path) -> str:
     try:
         rel = real.relative_to(where.root)
     except ValueError:
-        raise _fail(f"{target} is outside the shared folder {where.root}; only folders inside it can be shared.") from None
+        raise _fail(
+            f"{target} is outside the shared folder {where.root}; only folders inside it can be shared."
+        ) from None
     return rel.as_posix() if rel.parts else ""
 
 
@@ -118,12 +126,16 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
 
         typer.echo("Scan it with a phone's WebDAV app:")
         typer.echo(qr_text(url))
-    typer.echo(f"The link is shown only this once (davsync keeps only a hash). Lost it? davsync share reissue {link.id}")
+    typer.echo(
+        f"The link is shown only this once (davsync keeps only a hash). Lost it? davsync share reissue {link.id}"
+    )
 
 
 @share_app.command("create")
 def create(
-    path: Path = typer.Argument(..., help="The folder to share: inside the served root, absolute or relative to it ('.' for all)."),
+    path: Path = typer.Argument(
+        ..., help="The folder to share: inside the served root, absolute or relative to it ('.' for all)."
+    ),
     read_only: bool = typer.Option(False, "--read-only", help="Browse and download only."),
     read_write: bool = typer.Option(False, "--read-write", help="Also upload, rename and delete."),
     drop: bool = typer.Option(False, "--drop", help="Upload only: nothing is listed, nothing is overwritten."),
@@ -180,8 +192,10 @@ def list_links(
         return
     typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<21} {'PASSWORD':<8} {'TOKEN':<7} FOLDER  LABEL")
     for link in links:
-        typer.echo(f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<21} "
-                   f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}")  # fmt: skip
+        typer.echo(
+            f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<21} "
+            f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}"
+        )
 
 
 @share_app.command("revoke")
@@ -205,7 +219,9 @@ def revoke(
 @share_app.command("reissue")
 def reissue(
     link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
-    expires: str | None = typer.Option(None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."),
+    expires: str | None = typer.Option(
+        None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."
+    ),
     root: Path | None = RootOpt,
     state_dir: Path | None = StateOpt,
     config: Path | None = ConfigOpt,

@@ -112,7 +112,8 @@ class Users:
         data = {
             "realm": REALM,
             "users": {
-                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only} | ({"admin": True} if u.admin else {})
+                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only}
+                | ({"admin": True} if u.admin else {})
                 for u in self.users.values()
             },
         }

@@ -174,7 +174,9 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
                       "since": since, "next_retry": retry}  # fmt: skip
     if all_paused or any(s == "paused" for s in states.values()):
         n = sum(1 for s in states.values() if s == "paused")
-        detail = "Nothing is synced until you resume." if n == len(pairs) else f"{n} of {len(pairs)} folder pairs paused."
+        detail = (
+            "Nothing is synced until you resume." if n == len(pairs) else f"{n} of {len(pairs)} folder pairs paused."
+        )
         return out | {"state": "paused", "label": "Paused", "detail": detail}
     stale = [p for p in pairs if states[p.id] == "stale"]
     if stale:

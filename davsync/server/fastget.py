@@ -41,7 +41,9 @@ _SKIP_HEADERS = (
 
 
 class FastGet:
-    def __init__(self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str
+    ) -> None:
         self.app = app
         self.provider = provider
         self.users = users
