@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -679,7 +680,7 @@ def command() -> typer.core.TyperGroup:
         for param in [*c.params, *([help_option] if help_option else [])]:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
-    return cmd  # type: ignore[return-value]
+    return cast("typer.core.TyperGroup", cmd)  # get_command types it as the click base class
 
 
 def run() -> None:

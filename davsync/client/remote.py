@@ -103,7 +103,7 @@ def normalize_base(url: str) -> str:
             fatal=True,
         )
     try:
-        parts.port
+        _ = parts.port  # urllib parses the port lazily: reading it validates it
     except ValueError:
         raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
     segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
