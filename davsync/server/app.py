@@ -50,7 +50,16 @@ class _Resolver(BaseMiddleware):
         server = DavsyncRequestServer(
             provider, allow_infinite_depth=opts["allow_infinite_depth"], extra_methods=opts["extra_methods"]
         )
-        yield from server(environ, start_response)
+        app_iter = server(environ, start_response)
+        try:
+            yield from app_iter
+        finally:
+            # PEP 3333: the server must call close() on what the application returned (an open
+            # file, a generator holding a lock); upstream's resolver does, and so do we, also
+            # when the client goes away mid-body and this generator is closed early.
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                close()
 
 
 @dataclass
