@@ -235,3 +235,16 @@ def rclone_webdav() -> Iterator[Callable[[Path], str]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """In-process pulls retry without waiting; returns the delays the policy asked for."""
+    from dataclasses import replace as _replace
+
+    from davsync.client import retry
+
+    asked: list[float] = []
+    monkeypatch.setattr(retry, "LISTING", _replace(retry.LISTING, sleep=asked.append))
+    monkeypatch.setattr(retry, "TRANSFER", _replace(retry.TRANSFER, sleep=asked.append))
+    return asked
