@@ -87,7 +87,9 @@ def parse_time(text: str) -> int:
             return time.time_ns() - int(parse_duration(text, "--at") * 1e9)
         return _parse_iso(text)
     except (SettingsError, ValueError):
-        raise _fail(f"--at takes a time like 2026-11-21T14:30, '2026-11-21 14:30' or an age like 2h, not {text!r}.") from None
+        raise _fail(
+            f"--at takes a time like 2026-11-21T14:30, '2026-11-21 14:30' or an age like 2h, not {text!r}."
+        ) from None
 
 
 def _parse_iso(text: str) -> int:
@@ -135,8 +137,9 @@ def versions_list(
     header = ("PATH", "SET ASIDE", "SIZE", "BY", "METHOD", "ID")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    typer.echo(f"{count} {'version' if count == 1 else 'versions'} kept, {_size(total)}. Restore one: davsync versions restore PATH [--id ID | --at TIME]")
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    kept = f"{count} {'version' if count == 1 else 'versions'} kept, {_size(total)}."
+    typer.echo(f"{kept} Restore one: davsync versions restore PATH [--id ID | --at TIME]")
 
 
 @versions_app.command("restore")
