@@ -198,7 +198,9 @@ def serve(
         None, "--admin/--no-admin", help="Serve the admin page at /.~davsync-admin/ to users added with --admin."
     ),
     keep_versions: str | None = typer.Option(
-        None, "--keep-versions", help="Keep overwritten and deleted files this long (30d, 12h, 2w; 0: off). [default: 30d]"
+        None,
+        "--keep-versions",
+        help="Keep overwritten and deleted files this long (30d, 12h, 2w; 0: off). [default: 30d]",
     ),
     versions_max_size: str | None = typer.Option(
         None, "--versions-max-size", help="Cap on kept versions, oldest go first (10%, 20G). [default: 10% of the disk]"

@@ -111,7 +111,9 @@ class LinkProvider(DavsyncProvider):
     file_class = LinkFile
     folder_class = LinkFolder
 
-    def __init__(self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None) -> None:
+    def __init__(
+        self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None
+    ) -> None:
         self.scoped = ScopedIndex(index, prefix)
         super().__init__(folder, self.scoped, readonly=mode == "read-only", versions=versions)  # type: ignore[arg-type]
         self.mode = mode

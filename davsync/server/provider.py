@@ -212,7 +212,8 @@ class DavsyncFolder(FolderResource):
             url = self.get_ref_url()
             lock_man.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
             cond = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
-            for lock in lock_man.storage.get_lock_list(url, include_root=False, include_children=True, token_only=False):
+            locks = lock_man.storage.get_lock_list(url, include_root=False, include_children=True, token_only=False)
+            for lock in locks:
                 if not (lock["principal"] == principal and lock["token"] in tokens):
                     cond.add_href(lock["root"])
             if cond.hrefs:
