@@ -124,3 +124,36 @@ def test_ca_cert_from_a_trustme_ca(start_share, tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "m" / "secure.txt").read_bytes() == b"over TLS"
     assert hashlib.md5((tmp_path / "m" / "secure.txt").read_bytes()).hexdigest() == hashlib.md5(b"over TLS").hexdigest()
+
+
+def test_sync_token_fallback_end_to_end(share, tmp_path: Path) -> None:
+    """The server forgets the mirror's token (compaction): the next pull lists in full, says so,
+    converges (a deletion whose tombstone is gone included), and the one after is incremental again."""
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (share.root / name).write_bytes(name.encode())
+    share.wait_indexed()
+    dest = tmp_path / "m"
+    first = pull_cli(share.url, dest, "--json")
+    assert first.returncode == 0 and json.loads(first.stdout)["mode"] == "walk", first.stdout + first.stderr
+
+    assert share.request("PUT", "/a.txt", data=b"a, changed").status_code == 204
+    assert share.request("DELETE", "/b.txt").status_code == 204
+    assert share.request("PUT", "/d.txt", data=b"d").status_code == 201
+    for i in range(5):
+        share.request("PUT", f"/t{i}", data=b"t")
+        share.request("DELETE", f"/t{i}")
+    share.index.compact_tombstones(2)  # b.txt's tombstone and the mirror's token are gone
+
+    second = pull_cli(share.url, dest, "--json", "--delete")
+    out = json.loads(second.stdout)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert out["mode"] == "walk"
+    assert any("no longer knows this mirror's sync token" in w for w in out["warnings"]), out["warnings"]
+    placed = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
+    assert placed == {"a.txt": b"a, changed", "c.txt": b"c.txt", "d.txt": b"d"}
+
+    assert share.request("PUT", "/e.txt", data=b"e").status_code == 201
+    third = pull_cli(share.url, dest, "--json", "--delete")
+    out = json.loads(third.stdout)
+    assert third.returncode == 0 and out["mode"] == "sync-collection", third.stdout + third.stderr
+    assert out["done"] == {"download": ["e.txt"]} and (dest / "e.txt").read_bytes() == b"e"
