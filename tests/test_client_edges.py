@@ -157,3 +157,81 @@ def test_sync_token_fallback_end_to_end(share, tmp_path: Path) -> None:
     out = json.loads(third.stdout)
     assert third.returncode == 0 and out["mode"] == "sync-collection", third.stdout + third.stderr
     assert out["done"] == {"download": ["e.txt"]} and (dest / "e.txt").read_bytes() == b"e"
+
+
+class DigestOnlyFront:
+    """An HTTP front for our server that allows Digest only (as some deployments do): it refuses
+    Basic credentials and hides the Basic challenge. Our server still checks every Digest login."""
+
+    HOP = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+
+    def __init__(self, port: int) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        front = self
+        self.schemes: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in front.HOP}
+                auth = headers.get("Authorization", "")
+                front.schemes.append(auth.split(" ", 1)[0] or "-")
+                if auth.lower().startswith("basic"):
+                    headers.pop("Authorization")  # the server then answers 401 with its Digest challenge
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status, resp.reason)
+                    for k, v in resp.getheaders():
+                        if k.lower() in front.HOP or (k.lower() == "www-authenticate" and v.lower().startswith("basic")):
+                            continue
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PROPFIND = do_REPORT = do_MKCOL = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_client_logs_in_with_digest_when_basic_is_not_offered(share, tmp_path: Path) -> None:
+    data = os.urandom(6 * 1024 * 1024)  # large: the fast download path must take the Digest login too
+    (share.root / "big.bin").write_bytes(data)
+    (share.root / "sub").mkdir()
+    (share.root / "sub" / "small.txt").write_bytes(b"small")
+    share.wait_indexed()
+    front = DigestOnlyFront(share.server.port)
+    try:
+        ok = pull_cli(front.url, tmp_path / "m")
+        wrong = subprocess.run([sys.executable, "-m", "davsync", "pull", front.url, str(tmp_path / "w"), "-u", "alice"],
+                               capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "DAVSYNC_PASSWORD": "not the password"})  # fmt: skip
+    finally:
+        front.close()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert (tmp_path / "m" / "big.bin").read_bytes() == data
+    assert (tmp_path / "m" / "sub" / "small.txt").read_bytes() == b"small"
+    assert front.schemes.count("Digest") >= 3  # listing and both downloads went through Digest
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "refused the login" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "w" / "big.bin").exists()
