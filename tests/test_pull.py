@@ -186,7 +186,7 @@ def test_deletion_guards(share, tmp_path: Path) -> None:
     assert any("empty" in w for w in out["warnings"])
 
 
-def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path) -> None:
+def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "ok").mkdir()
     (share.root / "ok" / "gone.txt").write_bytes(b"x")
     (share.root / "flaky").mkdir()
@@ -195,10 +195,12 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path) -> None:
     pull_json(share.url, dest)
     (share.root / "ok" / "gone.txt").unlink()
     proxy = Proxy(share.server.port, Faults(fail_paths=("/flaky/",)))
-    try:
-        code, out = pull_json(proxy.url, dest, "--delete")
+    try:  # in-process, so the listing's retries take the injected backoff
+        out = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions(delete=True)).as_json()
     finally:
         proxy.close()
+    code = out["exit_code"]
+    assert no_backoff == [0.25, 0.5, 1.0]  # the failing folder was retried by the policy
     assert code == 3 and (dest / "ok" / "gone.txt").exists() and (dest / "flaky" / "y.txt").exists()
     assert [e["path"] for e in out["errors"]] == ["flaky"]
     assert any("could not be listed" in w for w in out["warnings"])
