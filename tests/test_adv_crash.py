@@ -79,9 +79,11 @@ def mutate(root: Path, rng: random.Random, history: dict[str, set[str]], sums: d
 
 
 def touched_since(dest: Path, start_ns: int) -> int:
-    """Files under DEST (partial downloads included) created, renamed into place or written since start_ns."""
+    """Files in the mirror (not DEST/.davsync) renamed into place or written since start_ns."""
     n = 0
-    for folder, _, names in os.walk(dest):
+    for folder, dirs, names in os.walk(dest):
+        if folder == str(dest) and ".davsync" in dirs:
+            dirs.remove(".davsync")
         for name in names:
             try:
                 n += os.lstat(os.path.join(folder, name)).st_ctime_ns >= start_ns
@@ -102,8 +104,8 @@ def kill_loop(share, tmp_path: Path, kills: int, seed: int) -> int:  # type: ign
         for _ in range(kills):
             proc = subprocess.Popen([sys.executable, "-m", "davsync", "pull", proxy.url, str(dest), "-u", "alice", "-q",
                                      "--full"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-            # Kill once the pull has visibly worked a random amount (files placed or partial
-            # data written since it started): a condition, not a guess at timing.
+            # Kill once the pull has visibly worked a random amount (files placed since it
+            # started): a condition, not a guess at timing.
             started, target = time.time_ns(), rng.randint(1, 30)
             wait_until(lambda p=proc, t0=started, n=target: p.poll() is not None or touched_since(dest, t0) >= n,
                        120, "pull progress")  # fmt: skip
