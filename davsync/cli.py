@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import cast
 
 import typer
 
@@ -46,7 +46,9 @@ def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
     if env is not None:
         return env
     if not sys.stdin or not sys.stdin.isatty():
-        raise fail(f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE)
+        raise fail(
+            f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE
+        )
     password = getpass.getpass(f"{prompt}: ")
     if confirm and getpass.getpass("Repeat it: ") != password:
         raise fail("the two passwords differ; nothing was changed.", Exit.USAGE)
@@ -85,7 +87,7 @@ def main(
 UsersOpt = typer.Option(None, "--users", help="Users file (default: ~/.config/davsync/users.json).")
 
 
-def _users_path(users: Optional[Path]) -> Path:
+def _users_path(users: Path | None) -> Path:
     from .server.settings import default_users_file
 
     return (users or default_users_file()).expanduser()
@@ -103,7 +105,7 @@ def user_add(
     name: str = typer.Argument(..., help="User name."),
     read_only: bool = typer.Option(False, "--read-only", help="May read but never write."),
     admin: bool = typer.Option(False, "--admin", help="May use the admin page of `serve --admin`."),
-    users: Optional[Path] = UsersOpt,
+    users: Path | None = UsersOpt,
 ) -> None:
     """Add a user, or change an existing user's password. The password is prompted for
     (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
@@ -125,7 +127,7 @@ def user_add(
 
 
 @user_app.command("remove")
-def user_remove(name: str = typer.Argument(..., help="User name."), users: Optional[Path] = UsersOpt) -> None:
+def user_remove(name: str = typer.Argument(..., help="User name."), users: Path | None = UsersOpt) -> None:
     """Remove a user."""
     path = _users_path(users)
     db = _load_users(path)
@@ -136,7 +138,7 @@ def user_remove(name: str = typer.Argument(..., help="User name."), users: Optio
 
 
 @user_app.command("list")
-def user_list(users: Optional[Path] = UsersOpt) -> None:
+def user_list(users: Path | None = UsersOpt) -> None:
     """List users and their access."""
     path = _users_path(users)
     db = _load_users(path)
@@ -151,49 +153,59 @@ def user_list(users: Optional[Path] = UsersOpt) -> None:
 
 @app.command()
 def serve(
-    root: Optional[Path] = typer.Argument(None, help="The folder to share (or `root` in --config)."),
+    root: Path | None = typer.Argument(None, help="The folder to share (or `root` in --config)."),
     # Defaults are shown with show_default (not in the help text: rich reads "[...]" as
     # markup and dropped them); the real value is None so --config can fill it in.
-    host: Optional[str] = typer.Option(None, "--host", help="Address to listen on.", show_default="0.0.0.0"),
-    port: Optional[int] = typer.Option(None, "--port", help="TCP port.", show_default="8080"),
-    state_dir: Optional[Path] = typer.Option(
-        None, "--state-dir", help="Where the index, locks and properties live (outside ROOT).",
+    host: str | None = typer.Option(None, "--host", help="Address to listen on.", show_default="0.0.0.0"),
+    port: int | None = typer.Option(None, "--port", help="TCP port.", show_default="8080"),
+    state_dir: Path | None = typer.Option(
+        None,
+        "--state-dir",
+        help="Where the index, locks and properties live (outside ROOT).",
         show_default="~/.local/state/davsync/NAME-HASH",
     ),
-    users: Optional[Path] = typer.Option(
+    users: Path | None = typer.Option(
         None, "--users", help="Users file (davsync user add).", show_default="~/.config/davsync/users.json"
     ),
-    anonymous: Optional[str] = typer.Option(
+    anonymous: str | None = typer.Option(
         None, "--anonymous", help="Access without a login: off, read or write.", show_default="off"
     ),
-    tls_cert: Optional[Path] = typer.Option(
+    tls_cert: Path | None = typer.Option(
         None, "--tls-cert", help="TLS certificate (PEM) to serve https.", show_default="none: plain http"
     ),
-    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="TLS private key (PEM, unencrypted).", show_default=False),
-    allow_infinite_depth: Optional[bool] = typer.Option(
-        None, "--allow-infinite-depth/--no-allow-infinite-depth", help="Answer PROPFIND Depth: infinity.",
+    tls_key: Path | None = typer.Option(
+        None, "--tls-key", help="TLS private key (PEM, unencrypted).", show_default=False
+    ),
+    allow_infinite_depth: bool | None = typer.Option(
+        None,
+        "--allow-infinite-depth/--no-allow-infinite-depth",
+        help="Answer PROPFIND Depth: infinity.",
         show_default="no",
     ),
-    rescan_interval: Optional[float] = typer.Option(
+    rescan_interval: float | None = typer.Option(
         None, "--rescan-interval", help="Seconds between full rescans behind the live watcher.", show_default="600"
     ),
-    qr: Optional[bool] = typer.Option(
+    qr: bool | None = typer.Option(
         None, "--qr/--no-qr", help="Print a QR code of the share URL.", show_default="only on a terminal"
     ),
-    advertise: Optional[bool] = typer.Option(
-        None, "--advertise/--no-advertise", help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
+    advertise: bool | None = typer.Option(
+        None,
+        "--advertise/--no-advertise",
+        help="Announce the share on the LAN by mDNS/DNS-SD (_webdav._tcp).",
         show_default="no",
     ),
-    admin: Optional[bool] = typer.Option(
+    admin: bool | None = typer.Option(
         None, "--admin/--no-admin", help="Serve the admin page at /.~davsync-admin/ to users added with --admin."
     ),
-    keep_versions: Optional[str] = typer.Option(
-        None, "--keep-versions", help="Keep overwritten and deleted files this long (30d, 12h, 2w; 0: off). [default: 30d]"
+    keep_versions: str | None = typer.Option(
+        None,
+        "--keep-versions",
+        help="Keep overwritten and deleted files this long (30d, 12h, 2w; 0: off). [default: 30d]",
     ),
-    versions_max_size: Optional[str] = typer.Option(
+    versions_max_size: str | None = typer.Option(
         None, "--versions-max-size", help="Cap on kept versions, oldest go first (10%, 20G). [default: 10% of the disk]"
     ),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
+    config: Path | None = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Share a folder over WebDAV, publishing every file's MD5."""
@@ -223,7 +235,7 @@ def serve(
     _run_server(settings)
 
 
-def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined]  # noqa: F821
+def _run_server(settings: ServeSettings) -> None:  # type: ignore[name-defined]  # noqa: F821
     import logging
     import sqlite3
     import ssl
@@ -264,7 +276,9 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
     except ssl.SSLError as e:
         raise fail(f"the TLS certificate or key cannot be used ({e.reason or e.strerror}).", Exit.USAGE) from None
     except OSError as e:
-        raise fail(f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE) from None
+        raise fail(
+            f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE
+        ) from None
     from .concurrency import sliced_wait
 
     advertiser = None
@@ -274,7 +288,9 @@ def _run_server(settings: "ServeSettings") -> None:  # type: ignore[name-defined
                 urls = share_urls(settings.host, server.port, server.scheme)
                 _print_banner(settings, server.port, server.scheme, urls, db)
                 if settings.admin:
-                    admins = [u.name for u in db.users.values() if u.admin] or ["nobody yet: davsync user add NAME --admin"]
+                    admins = [u.name for u in db.users.values() if u.admin] or [
+                        "nobody yet: davsync user add NAME --admin"
+                    ]
                     typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
                 if settings.qr:
                     from .server.discovery import qr_text
@@ -361,7 +377,8 @@ ExcludeOpt = typer.Option([], "--exclude", help="Skip paths matching this gitign
 JobsOpt = typer.Option(4, "--jobs", "-j", min=1, max=64, help="Parallel downloads and listings.")
 RulesOpt = typer.Option(
     None, "--name-rules",
-    help="Which filesystem's naming rules to enforce: posix, windows or macos. [default: this OS; always windows on Windows]",
+    help="Which filesystem's naming rules to enforce: posix, windows or macos. "
+    "[default: this OS; always windows on Windows]",
 )  # fmt: skip
 
 
@@ -369,7 +386,7 @@ def _looks_like_url(text: str) -> bool:
     return "://" in text
 
 
-def _share_url(url: Optional[str]) -> str:
+def _share_url(url: str | None) -> str:
     """The URL argument, or DAVSYNC_URL (for commands that take no DEST)."""
     url = url or os.environ.get("DAVSYNC_URL") or None
     if not url:
@@ -377,7 +394,7 @@ def _share_url(url: Optional[str]) -> str:
     return url
 
 
-def _url_and_dest(first: Optional[str], second: Optional[str], command: str) -> tuple[str, Path]:
+def _url_and_dest(first: str | None, second: str | None, command: str) -> tuple[str, Path]:
     """URL and DEST from the arguments, DAVSYNC_URL and DAVSYNC_DEST.
 
     `davsync pull URL DEST` always works; with DAVSYNC_URL set, `davsync pull DEST` too;
@@ -387,8 +404,8 @@ def _url_and_dest(first: Optional[str], second: Optional[str], command: str) -> 
     env_url = os.environ.get("DAVSYNC_URL") or None
     env_dest = os.environ.get("DAVSYNC_DEST") or None
     given = [a for a in (first, second) if a]
-    url: Optional[str]
-    dest: Optional[str]
+    url: str | None
+    dest: str | None
     if len(given) == 2:
         url, dest = given
     elif len(given) == 1 and _looks_like_url(given[0]):
@@ -414,14 +431,15 @@ def _check_ca_cert(ca_cert: Path) -> None:
         ssl.create_default_context(cafile=str(ca_cert))
     except ssl.SSLError:
         raise fail(
-            f"{ca_cert} holds no PEM certificate: give --ca-cert the certificate of the server or of the CA that signed it.",
+            f"{ca_cert} holds no PEM certificate: "
+            "give --ca-cert the certificate of the server or of the CA that signed it.",
             Exit.USAGE,
         ) from None
     except OSError as e:
         raise fail(f"cannot read the CA certificate {ca_cert}: {e.strerror}.", Exit.USAGE) from None
 
 
-def _connection(url: str, user: Optional[str], ca_cert: Optional[Path], insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
+def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
     from .client.remote import ConnectionSettings, RemoteError, normalize_base
 
     try:
@@ -439,7 +457,7 @@ def _connection(url: str, user: Optional[str], ca_cert: Optional[Path], insecure
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
 
-def _check_rules(name_rules: Optional[str]) -> Optional[str]:
+def _check_rules(name_rules: str | None) -> str | None:
     if name_rules is not None and name_rules not in ("posix", "windows", "macos"):
         raise fail("--name-rules must be posix, windows or macos.", Exit.USAGE)
     return name_rules
@@ -447,22 +465,22 @@ def _check_rules(name_rules: Optional[str]) -> Optional[str]:
 
 @app.command()
 def pull(
-    url: Optional[str] = UrlArg,
-    dest: Optional[str] = DestArg,
-    user: Optional[str] = UserOpt,
+    url: str | None = UrlArg,
+    dest: str | None = DestArg,
+    user: str | None = UserOpt,
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
-    max_delete: Optional[int] = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
+    max_delete: int | None = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
     exclude: list[str] = ExcludeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
     verify: bool = typer.Option(False, "--verify", help="Re-hash every local file to repair the state."),
     full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
-    ca_cert: Optional[Path] = CaOpt,
+    ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
-    name_rules: Optional[str] = RulesOpt,
-    log_file: Optional[Path] = LogFileOpt,
+    name_rules: str | None = RulesOpt,
+    log_file: Path | None = LogFileOpt,
 ) -> None:
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
     import json
@@ -506,15 +524,15 @@ def pull(
 
 @app.command()
 def status(
-    url: Optional[str] = UrlArg,
-    dest: Optional[str] = DestArg,
-    user: Optional[str] = UserOpt,
+    url: str | None = UrlArg,
+    dest: str | None = DestArg,
+    user: str | None = UserOpt,
     exclude: list[str] = ExcludeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable plan."),
-    ca_cert: Optional[Path] = CaOpt,
+    ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
-    name_rules: Optional[str] = RulesOpt,
-    log_file: Optional[Path] = LogFileOpt,
+    name_rules: str | None = RulesOpt,
+    log_file: Path | None = LogFileOpt,
 ) -> None:
     """What a pull would do: new, changed, deleted-remotely, locally-modified, conflicts.
     Exit status 0 when a pull would change nothing, 1 when it would download or delete
@@ -552,19 +570,19 @@ def status(
 
 @app.command()
 def watch(
-    url: Optional[str] = UrlArg,
-    dest: Optional[str] = DestArg,
-    user: Optional[str] = UserOpt,
+    url: str | None = UrlArg,
+    dest: str | None = DestArg,
+    user: str | None = UserOpt,
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between asking for changes."),
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
-    max_delete: Optional[int] = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
+    max_delete: int | None = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
     exclude: list[str] = ExcludeOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
-    ca_cert: Optional[Path] = CaOpt,
+    ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
-    name_rules: Optional[str] = RulesOpt,
-    log_file: Optional[Path] = LogFileOpt,
+    name_rules: str | None = RulesOpt,
+    log_file: Path | None = LogFileOpt,
 ) -> None:
     """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
     from .client.watch import watch_loop
@@ -584,10 +602,10 @@ def watch(
 
 @app.command()
 def login(
-    url: Optional[str] = UrlArg,
+    url: str | None = UrlArg,
     user: str = typer.Option(..., "--user", "-u", envvar="DAVSYNC_USER", help="User name on the share."),
     forget: bool = typer.Option(False, "--forget", help="Remove the stored password instead."),
-    ca_cert: Optional[Path] = CaOpt,
+    ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
 ) -> None:
     """Check a password with the server and keep it in the OS credential store.
@@ -603,7 +621,9 @@ def login(
             removed = delete_password(url, user)
         except CredentialStoreError as e:
             raise fail(str(e), Exit.LOCAL) from None
-        typer.echo(f"Forgot the password for {user} on {url}." if removed else f"No password was stored for {user} on {url}.")
+        typer.echo(
+            f"Forgot the password for {user} on {url}." if removed else f"No password was stored for {user} on {url}."
+        )
         return
     conn = _connection(url, None, ca_cert, insecure, 1)
     password = read_password(f"Password for {user} on {url}", confirm=False)
@@ -623,11 +643,11 @@ def login(
 
 @app.command()
 def doctor(
-    url: Optional[str] = UrlArg,
-    user: Optional[str] = UserOpt,
-    ca_cert: Optional[Path] = CaOpt,
+    url: str | None = UrlArg,
+    user: str | None = UserOpt,
+    ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
-    log_file: Optional[Path] = LogFileOpt,
+    log_file: Path | None = LogFileOpt,
 ) -> None:
     """Check a share: reachability and TLS, login, access, DAV class, checksums, sync-collection,
     clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
@@ -650,7 +670,7 @@ from .app.cli import app_cmd  # noqa: E402  (the `davsync app` command lives wit
 app.command("app")(app_cmd)
 
 
-def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]
+def command() -> typer.core.TyperGroup:
     """The click command behind `app`, with help that reads as a user expects: an on/off
     flag shows no `<bool>` value, since it takes none."""
     cmd = typer.main.get_command(app)
@@ -662,7 +682,7 @@ def command() -> "typer.core.TyperGroup":  # type: ignore[name-defined]
         for param in [*c.params, *([help_option] if help_option else [])]:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
-    return cmd  # type: ignore[return-value]
+    return cast("typer.core.TyperGroup", cmd)  # get_command types it as the click base class
 
 
 def run() -> None:

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -34,7 +34,7 @@ def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
 class _Where:
     """The server's state, found as `serve` finds it: --root, --state-dir or --config."""
 
-    def __init__(self, root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]) -> None:
+    def __init__(self, root: Path | None, state_dir: Path | None, config: Path | None) -> None:
         from .server.server_info import read_server_info
         from .server.settings import SettingsError, locate_server
 
@@ -44,7 +44,9 @@ class _Where:
             raise _fail(str(e)) from None
         root, state_dir = self.values.get("root"), self.values.get("state_dir")
         if state_dir is None:
-            raise _fail("say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE.")
+            raise _fail(
+                "say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE."
+            )
         if root is not None and not Path(root).expanduser().is_dir():
             raise _fail(f"the shared folder {root} does not exist or is not a folder.")
         self.state_dir = Path(state_dir).expanduser().resolve()
@@ -56,7 +58,7 @@ class _Where:
 
         return LinkStore(self.state_dir)
 
-    def base_url(self, override: Optional[str]) -> str:
+    def base_url(self, override: str | None) -> str:
         from .server.netinfo import share_urls
 
         if override:
@@ -64,7 +66,11 @@ class _Where:
                 raise _fail(f"--base-url must start with http:// or https://, not {override!r}.")
             return override.rstrip("/")
         if self.info.get("port"):
-            host, port, scheme = self.info.get("host", "0.0.0.0"), int(self.info["port"]), self.info.get("scheme", "http")
+            host, port, scheme = (
+                self.info.get("host", "0.0.0.0"),
+                int(self.info["port"]),
+                self.info.get("scheme", "http"),
+            )
         else:
             host = self.values.get("host", "0.0.0.0")
             port = int(self.values.get("port", 8080))
@@ -85,15 +91,17 @@ def _relative_folder(where: _Where, path: Path) -> str:
     try:
         rel = real.relative_to(where.root)
     except ValueError:
-        raise _fail(f"{target} is outside the shared folder {where.root}; only folders inside it can be shared.") from None
+        raise _fail(
+            f"{target} is outside the shared folder {where.root}; only folders inside it can be shared."
+        ) from None
     return rel.as_posix() if rel.parts else ""
 
 
-def _when(ts: Optional[float]) -> str:
+def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
-def _show_issued(where: _Where, issued: Any, base_url: Optional[str], qr: bool, json_out: bool) -> None:
+def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, json_out: bool) -> None:
     link = issued.link
     url = f"{where.base_url(base_url)}/s/{issued.token}/"
     scheme, _, hostport = url.partition("://")
@@ -118,22 +126,26 @@ def _show_issued(where: _Where, issued: Any, base_url: Optional[str], qr: bool, 
 
         typer.echo("Scan it with a phone's WebDAV app:")
         typer.echo(qr_text(url))
-    typer.echo(f"The link is shown only this once (davsync keeps only a hash). Lost it? davsync share reissue {link.id}")
+    typer.echo(
+        f"The link is shown only this once (davsync keeps only a hash). Lost it? davsync share reissue {link.id}"
+    )
 
 
 @share_app.command("create")
 def create(
-    path: Path = typer.Argument(..., help="The folder to share: inside the served root, absolute or relative to it ('.' for all)."),
+    path: Path = typer.Argument(
+        ..., help="The folder to share: inside the served root, absolute or relative to it ('.' for all)."
+    ),
     read_only: bool = typer.Option(False, "--read-only", help="Browse and download only."),
     read_write: bool = typer.Option(False, "--read-write", help="Also upload, rename and delete."),
     drop: bool = typer.Option(False, "--drop", help="Upload only: nothing is listed, nothing is overwritten."),
     expires: str = typer.Option("7d", "--expires", help="Lifetime: 30m, 12h, 7d, 2w, or 'never'."),
     password: bool = typer.Option(False, "--password", help="Ask for a password (or take DAVSYNC_PASSWORD)."),
     label: str = typer.Option("", "--label", help="A note for `share list`, shown on the login page."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
-    base_url: Optional[str] = BaseOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
+    base_url: str | None = BaseOpt,
     qr: bool = QrOpt,
     json_out: bool = JsonOpt,
 ) -> None:
@@ -159,9 +171,9 @@ def create(
 
 @share_app.command("list")
 def list_links(
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """List the links: ID, mode, state, expiry, password, folder and label (never the tokens)."""
@@ -180,16 +192,18 @@ def list_links(
         return
     typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<21} {'PASSWORD':<8} {'TOKEN':<7} FOLDER  LABEL")
     for link in links:
-        typer.echo(f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<21} "
-                   f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}")  # fmt: skip
+        typer.echo(
+            f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<21} "
+            f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}"
+        )
 
 
 @share_app.command("revoke")
 def revoke(
     link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Withdraw a link: a running server answers 404 to it from the next request on."""
     from .server.links import LinkError
@@ -205,11 +219,13 @@ def revoke(
 @share_app.command("reissue")
 def reissue(
     link_id: str = typer.Argument(..., metavar="ID", help="The link's ID (see `davsync share list`)."),
-    expires: Optional[str] = typer.Option(None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
-    base_url: Optional[str] = BaseOpt,
+    expires: str | None = typer.Option(
+        None, "--expires", help="A new lifetime (30m, 12h, 7d, 'never'); default: keep."
+    ),
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
+    base_url: str | None = BaseOpt,
     qr: bool = QrOpt,
     json_out: bool = JsonOpt,
 ) -> None:

@@ -12,9 +12,8 @@ import json
 import re
 import sqlite3
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -37,7 +36,7 @@ def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
     return fail(message, code)
 
 
-def _settings(root: Optional[Path], state_dir: Optional[Path], config: Optional[Path]):  # type: ignore[no-untyped-def]
+def _settings(root: Path | None, state_dir: Path | None, config: Path | None):  # type: ignore[no-untyped-def]
     from .server.settings import ServeSettings, SettingsError, locate_server
 
     try:
@@ -69,7 +68,7 @@ def _when(ns: int) -> str:
 
 
 def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> int:
@@ -82,7 +81,9 @@ def parse_time(text: str) -> int:
             return time.time_ns() - int(parse_duration(text, "--at") * 1e9)
         return _parse_iso(text)
     except (SettingsError, ValueError):
-        raise _fail(f"--at takes a time like 2026-11-21T14:30, '2026-11-21 14:30' or an age like 2h, not {text!r}.") from None
+        raise _fail(
+            f"--at takes a time like 2026-11-21T14:30, '2026-11-21 14:30' or an age like 2h, not {text!r}."
+        ) from None
 
 
 def _parse_iso(text: str) -> int:
@@ -96,9 +97,9 @@ def _parse_iso(text: str) -> int:
 def versions_list(
     path: str = typer.Argument("", help="Only versions at or below this path in the share."),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """List kept versions, newest first per path (reads only the index, never the files)."""
     settings = _settings(root, state_dir, config)
@@ -130,19 +131,20 @@ def versions_list(
     header = ("PATH", "SET ASIDE", "SIZE", "BY", "METHOD", "ID")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    typer.echo(f"{count} {'version' if count == 1 else 'versions'} kept, {human_size(total)}. Restore one: davsync versions restore PATH [--id ID | --at TIME]")
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    kept = f"{count} {'version' if count == 1 else 'versions'} kept, {human_size(total)}."
+    typer.echo(f"{kept} Restore one: davsync versions restore PATH [--id ID | --at TIME]")
 
 
 @versions_app.command("restore")
 def versions_restore(
     path: str = typer.Argument(..., help="The file or folder to bring back (its path in the share)."),
-    at: Optional[str] = typer.Option(None, "--at", help="The version that was there at this time (or this long ago: 2h)."),
-    vid: Optional[str] = typer.Option(None, "--id", help="This version (from `versions list`)."),
-    to: Optional[str] = typer.Option(None, "--to", help="Restore to this path instead."),
-    root: Optional[Path] = RootOpt,
-    state_dir: Optional[Path] = StateOpt,
-    config: Optional[Path] = ConfigOpt,
+    at: str | None = typer.Option(None, "--at", help="The version that was there at this time (or this long ago: 2h)."),
+    vid: str | None = typer.Option(None, "--id", help="This version (from `versions list`)."),
+    to: str | None = typer.Option(None, "--to", help="Restore to this path instead."),
+    root: Path | None = RootOpt,
+    state_dir: Path | None = StateOpt,
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Put a version back (the newest unless --at or --id). Whatever is there now is kept as a version first;
     clients see the restore as an ordinary change."""

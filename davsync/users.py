@@ -80,7 +80,7 @@ class Users:
         self._kdf_lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path) -> "Users":
+    def load(cls, path: Path) -> Users:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             users = {
@@ -112,7 +112,8 @@ class Users:
         data = {
             "realm": REALM,
             "users": {
-                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only} | ({"admin": True} if u.admin else {})
+                u.name: {"scrypt": u.scrypt, "ha1": u.ha1, "read_only": u.read_only}
+                | ({"admin": True} if u.admin else {})
                 for u in self.users.values()
             },
         }

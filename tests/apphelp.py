@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -59,7 +60,7 @@ class RunningApp:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.dash.port}"
 
-    def client(self) -> "ApiClient":
+    def client(self) -> ApiClient:
         s = requests.Session()
         self.sessions.append(s)
         r = s.get(self.dash.url, timeout=10)  # trades the token for the cookie

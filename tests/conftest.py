@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -234,3 +235,16 @@ def rclone_webdav() -> Iterator[Callable[[Path], str]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """In-process pulls retry without waiting; returns the delays the policy asked for."""
+    from dataclasses import replace as _replace
+
+    from davsync.client import retry
+
+    asked: list[float] = []
+    monkeypatch.setattr(retry, "LISTING", _replace(retry.LISTING, sleep=asked.append))
+    monkeypatch.setattr(retry, "TRANSFER", _replace(retry.TRANSFER, sleep=asked.append))
+    return asked

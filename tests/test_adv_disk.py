@@ -8,12 +8,11 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
-
 from conftest import PASSWORDS
 
 ENV = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}

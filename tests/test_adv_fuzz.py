@@ -7,10 +7,9 @@ import http.client
 import socket
 
 import pytest
+from conftest import PASSWORDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import PASSWORDS
 
 AUTH = "Basic " + base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -118,6 +117,7 @@ def test_fuzz_requests_full(share_for_fuzz, method, path, hdrs, body) -> None:  
 def share_for_fuzz(tmp_path_factory):  # type: ignore[no-untyped-def]
     """One server for all generated cases (hypothesis reruns the test body many times)."""
     from conftest import Share, make_users
+
     from davsync.server.app import DavServer
     from davsync.server.settings import ServeSettings
     from davsync.users import Users

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from apphelp import MemoryKeyring, memory_keyring, start_app  # noqa: F401  (fixtures)
+from conftest import PASSWORDS, wait_until
 
 from davsync.app import autostart
-from davsync.client import credentials
 from davsync.app.config import AppConfig, ConfigError, FolderPair
 from davsync.app.status import PairStatus, Progress, overall
 from davsync.app.tray import ICONS, draw, icon_for
-from apphelp import MemoryKeyring, memory_keyring, start_app  # noqa: F401  (fixtures)
-from conftest import PASSWORDS, wait_until
+from davsync.client import credentials
 
 NOW = 1_800_000_000.0
 

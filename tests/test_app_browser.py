@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
-
 from apphelp import memory_keyring, start_app  # noqa: F401  (fixtures)
 from conftest import PASSWORDS, wait_until
 from proxy import Faults, Proxy

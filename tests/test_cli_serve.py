@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import requests
+from conftest import PASSWORDS, free_port
 from typer.testing import CliRunner
 
-from conftest import PASSWORDS, free_port
 from davsync.cli import app
 
 runner = CliRunner()

@@ -17,11 +17,10 @@ import sys
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 from conftest import PASSWORDS, free_port, require_tool, wait_until
 
 NFC = unicodedata.normalize("NFC", "café.txt")

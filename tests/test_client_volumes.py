@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import PASSWORDS, require_tool, wait_until
+
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
 

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import PASSWORDS, wait_until
 
 SHIM = Path(__file__).resolve().parent / "winshim"

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORDS, require_tool, wait_until
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from conftest import PASSWORDS, require_tool, wait_until
 from davsync.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +84,6 @@ def test_browser_lists_navigates_and_downloads(share, chromium) -> None:
 
 def test_serve_prints_a_qr_code_of_the_lan_url(tmp_path: Path, users_file: Path) -> None:
     import segno
-
     from conftest import free_port
 
     root = tmp_path / "root"

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-
 from conftest import PASSWORDS, wait_until
 from davhelp import WEIRD_NAMES
+from proxy import Faults, Proxy
+
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
-from proxy import Faults, Proxy
 
 
 def pull_cli(url: str, dest: Path, *args: str, user: str = "alice", timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -186,7 +186,7 @@ def test_deletion_guards(share, tmp_path: Path) -> None:
     assert any("empty" in w for w in out["warnings"])
 
 
-def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path) -> None:
+def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "ok").mkdir()
     (share.root / "ok" / "gone.txt").write_bytes(b"x")
     (share.root / "flaky").mkdir()
@@ -195,10 +195,12 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path) -> None:
     pull_json(share.url, dest)
     (share.root / "ok" / "gone.txt").unlink()
     proxy = Proxy(share.server.port, Faults(fail_paths=("/flaky/",)))
-    try:
-        code, out = pull_json(proxy.url, dest, "--delete")
+    try:  # in-process, so the listing's retries take the injected backoff
+        out = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions(delete=True)).as_json()
     finally:
         proxy.close()
+    code = out["exit_code"]
+    assert no_backoff == [0.25, 0.5, 1.0]  # the failing folder was retried by the policy
     assert code == 3 and (dest / "ok" / "gone.txt").exists() and (dest / "flaky" / "y.txt").exists()
     assert [e["path"] for e in out["errors"]] == ["flaky"]
     assert any("could not be listed" in w for w in out["warnings"])
@@ -232,7 +234,7 @@ def test_kill_9_during_large_download_then_resume(share, tmp_path: Path) -> None
     assert (dest / "movie.mkv").read_bytes() == data
 
 
-def test_resume_starts_over_when_remote_changed(share, tmp_path: Path) -> None:
+def test_resume_starts_over_when_remote_changed(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "f.bin").write_bytes(os.urandom(6 * 1024 * 1024))  # above SMALL_FILE: resumable
     dest = tmp_path / "mirror"
     proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
@@ -241,13 +243,14 @@ def test_resume_starts_over_when_remote_changed(share, tmp_path: Path) -> None:
     finally:
         proxy.close()
     assert result.exit_code == 3 and list((dest / ".davsync" / "partial").glob("*.part"))
+    assert no_backoff == [0.5, 1.0, 2.0, 4.0, 8.0]  # every retry of the policy, none waited for
     new = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(new)
     result = run_pull(conn(share), dest, PullOptions())
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
 
-def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path) -> None:
+def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backoff: list[float]) -> None:
     data = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(data)
     proxy = Proxy(share.server.port, Faults(cut_after=2 * 1024 * 1024, cuts_left=2))
@@ -260,7 +263,7 @@ def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path) -> None:
     assert result.bytes_downloaded < 2 * len(data)  # resumed, not restarted each time
 
 
-def test_stalled_connection_times_out_and_is_reported(share, tmp_path: Path) -> None:
+def test_stalled_connection_times_out_and_is_reported(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "f.bin").write_bytes(os.urandom(1024 * 1024))
     proxy = Proxy(share.server.port, Faults(stall_after=300_000, stalls_left=100))
     t0 = time.monotonic()

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 import requests
-
 from conftest import PASSWORDS
 
 METHODS = ["OPTIONS", "GET", "HEAD", "PROPFIND", "PROPPATCH", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK",

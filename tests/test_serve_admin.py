@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import PASSWORDS, wait_until
 from typer.testing import CliRunner
 
-from conftest import PASSWORDS, wait_until
 from davsync.cli import app as cli_app
 from davsync.server.admin import ADMIN_PREFIX
 from davsync.users import Users

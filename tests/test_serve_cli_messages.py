@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port, wait_until
 from typer.testing import CliRunner
 
-from conftest import free_port, wait_until
 from davsync.cli import app
 
 runner = CliRunner()

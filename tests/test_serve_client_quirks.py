@@ -11,10 +11,9 @@ import socket
 
 import pytest
 import requests
-from requests.auth import HTTPDigestAuth
-
 from conftest import PASSWORDS
 from davhelp import PROPFIND_MD5, checksums, parse_multistatus
+from requests.auth import HTTPDigestAuth
 
 EXPLORER = {"User-Agent": "Microsoft-WebDAV-MiniRedir/10.0.19045", "translate": "f"}
 WIN32_NS = "urn:schemas-microsoft-com:"

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from conftest import PASSWORDS, free_port, wait_until
 from wsgidav.request_server import RequestServer
 
-from conftest import PASSWORDS, free_port, wait_until
 from davsync.server.destination import destination_path, without_userinfo
 
 ALICE = ("alice", PASSWORDS["alice"])

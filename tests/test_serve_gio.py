@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from conftest import PASSWORDS, require_tool
 from davhelp import checksums, md5sum_tool
 

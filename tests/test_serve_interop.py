@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PASSWORDS, require_tool
 from davhelp import WEIRD_NAMES, md5sum_tool
 

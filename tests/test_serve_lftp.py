@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PASSWORDS, require_tool
 from davhelp import checksums, md5sum_tool
 

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import PASSWORDS
 
 SECRET = b"TOPSECRET-outside-the-share"
@@ -116,3 +115,59 @@ def test_root_cannot_be_deleted_or_moved(jail) -> None:
         status, _ = raw(share, method, "/", headers)
         assert status == 403
     assert (share.root / "inside.txt").exists()
+
+
+# A sibling of ROOT whose name starts with ROOT's name (WsgiDAV fixed this containment bug in
+# its own _loc_to_file_path in 4.3.4; ours replaces that function, so it must hold on its own).
+SIBLING_SECRET = b"TOPSECRET-in-the-sibling-folder"
+SIBLING_PROBES = [
+    "/../root_evil/secret.txt",  # raw
+    "/%2e%2e/root_evil/secret.txt",  # percent-encoded dots
+    "/%2E%2e/root_evil/secret.txt",  # mixed case
+    "/..%2froot_evil%2fsecret.txt",  # encoded slashes
+    "/%2e%2e%2froot_evil%2fsecret.txt",  # everything encoded
+    "/%252e%252e/root_evil/secret.txt",  # double-encoded dots
+    "/%252e%252e%252froot_evil%252fsecret.txt",  # double-encoded dots and slashes
+    "/..%5croot_evil%5csecret.txt",  # encoded backslashes
+    "/..\\root_evil\\secret.txt",  # raw backslashes
+    "/sub/../../root_evil/secret.txt",  # from a subfolder
+    "/sub/%2e%2e/..%2f%2e%2e/root_evil/secret.txt",  # mixed encodings
+    "/sub/..%5c..%2froot_evil/secret.txt",  # mixed separators
+    "/../root_evil",  # the folder itself (a listing would name the secret)
+    "/%2e%2e/root_evil/",
+]
+
+
+@pytest.fixture
+def sibling(share):
+    evil = share.root.parent / (share.root.name + "_evil")
+    evil.mkdir()
+    (evil / "secret.txt").write_bytes(SIBLING_SECRET)
+    (share.root / "sub").mkdir()
+    (share.root / "inside.txt").write_text("inside")
+    return share, evil
+
+
+@pytest.mark.parametrize("probe", SIBLING_PROBES)
+def test_sibling_prefix_probes_never_leak(sibling, probe: str) -> None:
+    share, evil = sibling
+    assert evil.name == "root_evil"  # the probes name it
+    for method in ("GET", "PROPFIND", "HEAD"):
+        status, body = raw(share, method, probe, {"Depth": "1"})
+        assert SIBLING_SECRET not in body, (method, probe, status)
+        assert status in (400, 403, 404), (method, probe, status)  # no 200/207: nothing served or listed
+
+
+@pytest.mark.parametrize("probe", SIBLING_PROBES[:12])
+def test_sibling_prefix_writes_stay_inside(sibling, probe: str) -> None:
+    share, evil = sibling
+    target = probe.replace("secret.txt", "pwned.txt")
+    for method in ("PUT", "MKCOL", "DELETE"):
+        status, _ = raw(share, method, target, body=b"pwned" if method == "PUT" else None)
+        assert status < 500, (method, target, status)
+    for method in ("COPY", "MOVE"):
+        destination = f"http://127.0.0.1:{share.server.port}{target}"
+        status, _ = raw(share, method, "/inside.txt", {"Destination": destination, "Overwrite": "T"})
+        assert status < 500 or status == 502, (method, destination, status)
+    assert sorted(os.listdir(evil)) == ["secret.txt"]
+    assert (evil / "secret.txt").read_bytes() == SIBLING_SECRET

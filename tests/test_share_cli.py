@@ -6,16 +6,17 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from conftest import wait_until
 from lxml import etree
 from typer.testing import CliRunner
 
-from conftest import wait_until
 from davsync.cli import app
 
 try:  # the real headless Chromium fixture lives with the everyday tests (unless moved to conftest)

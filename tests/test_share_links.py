@@ -12,10 +12,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from conftest import wait_until
 from lxml import etree
 from requests.auth import HTTPDigestAuth
 
-from conftest import wait_until
 from davsync.server.links import LinkStore, token_hash
 
 SYNC_BODY = (
@@ -368,7 +368,7 @@ def test_link_answers_carry_privacy_headers_and_tokens_stay_out_of_logs(start_sh
             requests.get(url + "missing", auth=("u", "pw"), timeout=10),
         ]
     finally:
-        for lg, level in zip(loggers, old):
+        for lg, level in zip(loggers, old, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
     for r in answers:

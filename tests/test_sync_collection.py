@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import PASSWORDS, wait_until
 from davhelp import md5sum_tool
+
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
 

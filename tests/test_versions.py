@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import requests
-from typer.testing import CliRunner
-
 from conftest import Share, wait_until
 from davhelp import PROPFIND_MD5, parse_multistatus
+from typer.testing import CliRunner
+
 from davsync.cli import app
 from davsync.server.versions import IN_SHARE_NAME
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from conftest import PASSWORDS, wait_until
+
 from davsync.server.versions import VersionStore, Who
 
 WHO = Who("alice", "PUT")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import requests
-from wsgidav.request_server import RequestServer
-
 from conftest import Share, wait_until
+from wsgidav.request_server import RequestServer
 
 LATE = "changed meanwhile"  # the re-check's message (WsgiDAV's early check says "header condition failed")
 

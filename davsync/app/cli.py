@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,10 +13,14 @@ def app_cmd(
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Dashboard port on 127.0.0.1 (0: any free port)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open the dashboard in a browser."),
     no_tray: bool = typer.Option(False, "--no-tray", help="Do not show a tray icon."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Folder pairs file (default: app.toml in the user's config dir)."),
-    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="Where the app keeps what needs attention."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Folder pairs file (default: app.toml in the user's config dir)."
+    ),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="Where the app keeps what needs attention."),
     install_autostart: bool = typer.Option(False, "--install-autostart", help="Start the app at login, then exit."),
-    uninstall_autostart: bool = typer.Option(False, "--uninstall-autostart", help="Stop starting it at login, then exit."),
+    uninstall_autostart: bool = typer.Option(
+        False, "--uninstall-autostart", help="Stop starting it at login, then exit."
+    ),
 ) -> None:
     """Sync every folder pair in the background, with a dashboard in the browser and a tray icon."""
     from . import autostart

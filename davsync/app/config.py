@@ -53,7 +53,7 @@ class FolderPair:
     jobs: int = 4
     id: str = ""
 
-    def with_id(self) -> "FolderPair":
+    def with_id(self) -> FolderPair:
         if self.id:
             return self
         key = f"{self.url}\n{self.local}".encode("utf-8", "surrogateescape")
@@ -64,7 +64,7 @@ class FolderPair:
     def dest(self) -> Path:
         return Path(self.local).expanduser()
 
-    def validated(self) -> "FolderPair":
+    def validated(self) -> FolderPair:
         """Normalise and check; raises ConfigError with what to fix."""
         try:
             url = normalize_base(self.url.strip())
@@ -86,7 +86,9 @@ class FolderPair:
         if not isinstance(self.jobs, int) or not 1 <= self.jobs <= 64:
             raise ConfigError("jobs must be a whole number from 1 to 64.")
         excludes = tuple(str(x).strip() for x in self.excludes if str(x).strip())
-        return replace(self, url=url, local=local, interval=interval, excludes=excludes, user=self.user.strip()).with_id()
+        return replace(
+            self, url=url, local=local, interval=interval, excludes=excludes, user=self.user.strip()
+        ).with_id()
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -100,7 +102,9 @@ _FIELDS = {f.name for f in fields(FolderPair)}
 def pair_from_dict(raw: dict[str, Any], where: str) -> FolderPair:
     unknown = set(raw) - _FIELDS
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}.")
+        raise ConfigError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_FIELDS))}."
+        )
     for key in ("url", "local"):
         if not isinstance(raw.get(key), str):
             raise ConfigError(f"{where}: `{key}` is missing or not a string.")
@@ -136,7 +140,7 @@ class AppConfig:
         return self.file_stamp() != self.stamp
 
     @classmethod
-    def load(cls, path: Path) -> "AppConfig":
+    def load(cls, path: Path) -> AppConfig:
         if not path.exists():
             return cls(path)
         stamp = cls(path).file_stamp()
@@ -179,7 +183,10 @@ class AppConfig:
 
     def save(self) -> None:
         """Write atomically (temp file + rename) so a crash never leaves half a config."""
-        lines = ["# davsync app: folder pairs. Edit by hand or in the dashboard; passwords are in the OS credential store.", ""]
+        lines = [
+            "# davsync app: folder pairs. Edit by hand or in the dashboard; passwords are in the OS credential store.",
+            "",
+        ]
         defaults = FolderPair(url="", local="")
         for p in self.pairs:
             lines.append("[[pair]]")

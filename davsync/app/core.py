@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keyring.errors
 
@@ -178,7 +179,8 @@ class App:
             old = self.config.get(pair_id)
             if old is None:
                 raise CommandError(f"there is no folder pair {pair_id!r}.")
-            form = {k: v for k, v in form.items() if k not in ("url", "local")}  # identity stays; remove and add to move
+            # identity stays; remove and add to move
+            form = {k: v for k, v in form.items() if k not in ("url", "local")}
             pair = self.pair_from_form(form, base=old)
             password = str(form.get("password") or "") or None
             if pair.user and password:
@@ -201,7 +203,11 @@ class App:
             pair = self.config.remove(pair_id)
             self.hub.remove(pair_id)
             store.forget(self.state_dir, pair_id)
-            if pair is not None and pair.user and not any(p.url == pair.url and p.user == pair.user for p in self.config.pairs):
+            if (
+                pair is not None
+                and pair.user
+                and not any(p.url == pair.url and p.user == pair.user for p in self.config.pairs)
+            ):
                 try:
                     credentials.delete_password(pair.url, pair.user)
                 except (credentials.CredentialStoreError, keyring.errors.KeyringError):

@@ -70,7 +70,9 @@ def to_trash(dest: Path, rel: str, stamp: str | None = None) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, target)
     except OSError as e:
-        raise ActionError(f"could not move {rel} to the trash: {e.strerror}. Close programs using it and try again.") from None
+        raise ActionError(
+            f"could not move {rel} to the trash: {e.strerror}. Close programs using it and try again."
+        ) from None
     return target.relative_to(dest).as_posix()
 
 
@@ -81,7 +83,9 @@ def resolve_conflict(dest: Path, conflict: dict[str, Any], choice: str) -> str:
     if choice == "both":
         return f"Kept both: {rel} (the server's) and {copy} (yours)."
     if mine is None or not mine.exists():
-        raise ActionError(f"your version {copy or rel} is no longer there; nothing to choose. Dismiss with 'keep both'.")
+        raise ActionError(
+            f"your version {copy or rel} is no longer there; nothing to choose. Dismiss with 'keep both'."
+        )
     if choice == "theirs":
         trashed = to_trash(dest, copy)
         return f"Kept the server's version of {rel}; yours is in the trash ({trashed})."
@@ -90,7 +94,9 @@ def resolve_conflict(dest: Path, conflict: dict[str, Any], choice: str) -> str:
         try:
             os.replace(mine, theirs)
         except OSError as e:
-            raise ActionError(f"could not put your version back as {rel}: {e.strerror}. Close programs using it and try again.") from None
+            raise ActionError(
+                f"could not put your version back as {rel}: {e.strerror}. Close programs using it and try again."
+            ) from None
         where = f"; the server's is in the trash ({moved_aside})" if moved_aside else ""
         return (f"Kept your version as {rel}{where}. In pull mode your version stays on this PC only; "
                 "a later change on the server shows up as a new conflict.")  # fmt: skip

@@ -6,8 +6,8 @@ import signal
 import sys
 import threading
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .config import AppConfig
 from .core import App

@@ -11,9 +11,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ..client.plan import TRANSFERS, Action, Kind
 from ..client.pull import Puller, PullOptions, PullResult
@@ -61,17 +62,21 @@ FIXES: list[tuple[str, str]] = [
     (r"refused the login|\(401\)|HTTP 401", "Edit this folder pair and enter the right user name and password."),
     (r"denies access|\(403\)", "Ask the server's owner for access to this share, or check the URL."),
     (r"no share at|\(404\)", "Check the server URL (Edit)."),
-    (r"TLS certificate", "Give the server's CA certificate in the pair's settings (ca_cert), or fix the server's certificate."),
+    (r"TLS certificate",
+     "Give the server's CA certificate in the pair's settings (ca_cert), or fix the server's certificate."),
     (r"no space|disk (is )?full|ENOSPC|507", "Free some space on the disk; davsync retries at the next check."),
     (r"permission denied|read-only file system|access is denied",
      "Make the folder writable for your user (or choose another folder)."),
-    (r"another davsync (pull|watch) is running", "Stop the other davsync using this folder; the app retries by itself."),
+    (r"another davsync (pull|watch) is running",
+     "Stop the other davsync using this folder; the app retries by itself."),
     (r"share while the mirror is not empty",
      "Check that the server's disk is mounted. If the share really is empty now, delete the files here yourself."),
-    (r"more than --max-delete", "If so many deletions are meant, remove the files here yourself (or raise max_delete)."),
+    (r"more than --max-delete",
+     "If so many deletions are meant, remove the files here yourself (or raise max_delete)."),
     (r"could not be listed", "Nothing to do: deletions wait until every folder lists again."),
     (r"changed locally during the pull", "Nothing to do: the file was left alone and is checked again next time."),
-    (r"local folder where the server has a file|folder .* file", "Rename or move the local item so the server's can be placed."),
+    (r"local folder where the server has a file|folder .* file",
+     "Rename or move the local item so the server's can be placed."),
 ]  # fmt: skip
 
 
@@ -88,7 +93,9 @@ def _plural(n: int, word: str) -> str:
 
 def outcome_from_pull(result: PullResult, stopped: bool) -> RunOutcome:
     done = {k: len(v) for k, v in result.done.items()}
-    counts = {k.value: len(result.plan.of(k)) for k in Kind if result.plan.of(k) and k not in (Kind.REFRESH, Kind.FORGET)}
+    counts = {
+        k.value: len(result.plan.of(k)) for k in Kind if result.plan.of(k) and k not in (Kind.REFRESH, Kind.FORGET)
+    }
     parts = []
     fetched = done.get("download", 0) + done.get("update", 0)
     if fetched:
@@ -155,7 +162,9 @@ class AppReporter:
         return False
 
     def advance(self, nbytes: int) -> None:
-        self.hub.update(self.pair_id, lambda p: p.progress.add_bytes(nbytes) if p.progress else None, notify=self._due())
+        self.hub.update(
+            self.pair_id, lambda p: p.progress.add_bytes(nbytes) if p.progress else None, notify=self._due()
+        )
 
     def file_done(self, action: Action, note: str = "") -> None:
         verb = self.VERBS.get(action.kind)
@@ -186,7 +195,9 @@ class PullMode:
     """Mirror the share into the folder with the client library (the same code as `davsync pull`)."""
 
     def __init__(self, pair: FolderPair, password: str | None, reporter: AppReporter) -> None:
-        conn = ConnectionSettings(pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=pair.jobs)
+        conn = ConnectionSettings(
+            pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=pair.jobs
+        )
         options = PullOptions(delete=pair.delete, jobs=pair.jobs, excludes=pair.excludes)
         self.puller = Puller(conn, pair.dest, options, reporter)
 
@@ -288,8 +299,10 @@ class PairRunner:
                 except Exception as e:  # a bug must not silently end this pair's syncing
                     log.exception("folder pair %s: unexpected error", self.pair.id)
                     delay = min(MAX_BACKOFF, max(self.pair.interval, delay * 2))
-                    self._publish_fatal(f"internal error ({e.__class__.__name__}: {e}).",
-                                        f"davsync retries in {delay:.0f} s; if it keeps failing, please report it.")  # fmt: skip
+                    self._publish_fatal(
+                        f"internal error ({e.__class__.__name__}: {e}).",
+                        f"davsync retries in {delay:.0f} s; if it keeps failing, please report it.",
+                    )
                     self._wait(delay)
         finally:
             if self._mode is not None:

@@ -11,8 +11,9 @@ import copy
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..units import human_size
 
@@ -167,7 +168,9 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
                       "since": since, "next_retry": retry}  # fmt: skip
     if all_paused or any(s == "paused" for s in states.values()):
         n = sum(1 for s in states.values() if s == "paused")
-        detail = "Nothing is synced until you resume." if n == len(pairs) else f"{n} of {len(pairs)} folder pairs paused."
+        detail = (
+            "Nothing is synced until you resume." if n == len(pairs) else f"{n} of {len(pairs)} folder pairs paused."
+        )
         return out | {"state": "paused", "label": "Paused", "detail": detail}
     stale = [p for p in pairs if states[p.id] == "stale"]
     if stale:

@@ -13,11 +13,12 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .core import App, CommandError
@@ -106,7 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         if not self._host_ok():
-            self._refuse(HTTPStatus.FORBIDDEN, "Wrong Host header: open the dashboard at the address davsync app printed.")
+            self._refuse(
+                HTTPStatus.FORBIDDEN, "Wrong Host header: open the dashboard at the address davsync app printed."
+            )
             return None
         ok, in_url = self._authorised(query)
         if not ok:
@@ -135,8 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Content-Security-Policy",
-                         "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")  # fmt: skip
+        self.send_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+        )
         self.send_header("Referrer-Policy", "no-referrer")
         self.end_headers()
         if self.command != "HEAD":
@@ -258,7 +263,9 @@ class _Handler(BaseHTTPRequestHandler):
             "pause": lambda: app.set_paused(True, pair_id),
             "resume": lambda: app.set_paused(False, pair_id),
             "sync-now": lambda: app.sync_now(pair_id),
-            "resolve": lambda: {"message": app.resolve(pair_id, str(body.get("local_copy", "")), str(body.get("choice", "")))},
+            "resolve": lambda: {
+                "message": app.resolve(pair_id, str(body.get("local_copy", "")), str(body.get("choice", "")))
+            },
             "restore": lambda: {"message": app.restore(pair_id, str(body.get("item", "")))},
             "open": lambda: app.open_folder(pair_id, str(body.get("path", ""))),
         }  # fmt: skip

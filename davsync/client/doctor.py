@@ -41,8 +41,10 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
         except RemoteError as e:
             checks.append(Check("reachable" + (" with valid TLS" if tls else ""), False, str(e)))
             return checks
-        checks.append(Check("reachable" + (" with valid TLS" if tls else ""), True,
-                            f"HTTP {options.status_code} from {options.headers.get('Server', 'the server')}"))  # fmt: skip
+        server = options.headers.get("Server", "the server")
+        checks.append(
+            Check("reachable" + (" with valid TLS" if tls else ""), True, f"HTTP {options.status_code} from {server}")
+        )
 
         try:  # without credentials on purpose: what Explorer sees first
             probe = requests.request("PROPFIND", base, headers={"Depth": "0"}, verify=remote.client.verify,
@@ -109,7 +111,9 @@ def _link_check(link: dict[str, str]) -> Check:
     except (TypeError, ValueError):
         return Check("share link", True, f"{link['mode']} link: {rights}; expires {expires}")
     when = f"{left / 86400:.1f} days" if left >= 86400 else f"{left / 3600:.1f} hours"
-    return Check("share link", True, f"{link['mode']} link {link.get('id', '')}: {rights}; expires {expires} (in {when})")
+    return Check(
+        "share link", True, f"{link['mode']} link {link.get('id', '')}: {rights}; expires {expires} (in {when})"
+    )
 
 
 def _checksums(remote: Remote, listing: bytes) -> Check:

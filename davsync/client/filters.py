@@ -15,7 +15,7 @@ class Filter:
     spec: Any  # pathspec.PathSpec, imported only when there are patterns
 
     @classmethod
-    def load(cls, dest: Path, excludes: tuple[str, ...] | list[str] = ()) -> "Filter":
+    def load(cls, dest: Path, excludes: tuple[str, ...] | list[str] = ()) -> Filter:
         lines = list(excludes)
         try:
             lines += (dest / IGNORE_FILE).read_text(encoding="utf-8").splitlines()

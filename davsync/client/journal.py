@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .plan import JournalEntry
 
@@ -86,7 +86,8 @@ class Journal:
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_name TEXT")
         except sqlite3.DatabaseError as e:
             raise JournalError(
-                f"the state file {path} is damaged ({e}): move it aside and pull again to rebuild it; no local file is overwritten."
+                f"the state file {path} is damaged ({e}): move it aside and pull again to rebuild it; "
+                "no local file is overwritten."
             ) from None
         self._lock = threading.Lock()
         self._pending = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 
@@ -45,7 +45,10 @@ def tls_message(e: BaseException, base_url: str, ca_cert: str | None) -> str:
         plain = base_url.replace("https://", "http://", 1)
         return f"the server at {parts.netloc} speaks plain http, not https: use {plain}."
     if "no_certificate_or_crl_found" in text or "pem lib" in text or "no certificate" in text:
-        return f"the file {ca_cert} given to --ca-cert holds no PEM certificate: give the CA certificate the server's certificate was signed with."
+        return (
+            f"the file {ca_cert} given to --ca-cert holds no PEM certificate: "
+            "give the CA certificate the server's certificate was signed with."
+        )
     if verify is not None:
         reason = getattr(verify, "verify_message", "") or ""
         if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
@@ -79,7 +82,10 @@ def connection_message(e: BaseException, base_url: str) -> str:
     if _find(e, socket.gaierror) is not None or "name or service not known" in text or "failed to resolve" in text:
         return f"the host name {host} is unknown: check its spelling, or use the server's IP address."
     if _find(e, ConnectionRefusedError) is not None or "connection refused" in text:
-        return f"cannot reach {parts.netloc}: nothing is listening there; check that `davsync serve` is running and the port is right."
+        return (
+            f"cannot reach {parts.netloc}: nothing is listening there; "
+            "check that `davsync serve` is running and the port is right."
+        )
     if parts.scheme == "http" and (
         _find(e, ConnectionResetError) is not None or "connection aborted" in text or "remotedisconnected" in text
     ):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
 NameRules = Literal["posix", "windows", "macos"]

@@ -544,7 +544,12 @@ def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteVie
 
 
 def _pulled(
-    j: JournalEntry | None, kind: Kind, path: str, r: RemoteEntry | None, loc: LocalEntry | None = None, reason: str = ""
+    j: JournalEntry | None,
+    kind: Kind,
+    path: str,
+    r: RemoteEntry | None,
+    loc: LocalEntry | None = None,
+    reason: str = "",
 ) -> Action:
     """A pull's action, with the base it was judged against (its record is derived when asked)."""
     return Action(kind, path, r, loc, reason, j)
@@ -754,7 +759,9 @@ class _TwoWay:
         candidates.discard("")
         judged = {p for p in candidates if not self._frozen(p) and not self._is_excluded(p)}
         if self.rv.failed or self.lv.failed:
-            self.result.warnings.append("Some folders could not be listed: they are left alone, and nothing is deleted.")
+            self.result.warnings.append(
+                "Some folders could not be listed: they are left alone, and nothing is deleted."
+            )
         self._type_clashes(sorted(judged))
         judged = {p for p in judged if not self._frozen(p)} | self._set_aside_paths()
         self.everything = candidates | judged
@@ -797,7 +804,11 @@ class _TwoWay:
             self.actions[action.path] = action
 
     def _act(self, kind: Kind, path: str, reason: str, **kw: object) -> Action:
-        fields: dict[str, object] = {"remote": self.remote(path), "local": self.local(path), "base": self.base.get(path)}
+        fields: dict[str, object] = {
+            "remote": self.remote(path),
+            "local": self.local(path),
+            "base": self.base.get(path),
+        }
         fields.update(kw)
         return Action(kind, path, reason=reason, **fields)  # type: ignore[arg-type]
 
@@ -905,7 +916,9 @@ class _TwoWay:
         if ls == St.MODIFIED and rs == St.SAME:
             return self._act(Kind.UPLOAD_EDIT, path, "modified here", record=self._upload_record(path))
         if ls in (St.SAME, St.MODIFIED) and rs == St.DELETED:
-            return self._act(Kind.UPLOAD, path, "deleted on the server: uploaded again", record=self._upload_record(path))
+            return self._act(
+                Kind.UPLOAD, path, "deleted on the server: uploaded again", record=self._upload_record(path)
+            )
         if ls == St.NEW and rs == St.ABSENT:
             return self._act(Kind.UPLOAD, path, "new here", record=self._upload_record(path))
         if ls == St.DELETED and rs == St.SAME:
@@ -944,7 +957,9 @@ class _TwoWay:
             extra = ((copy, JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, None, loc.size,
                                          loc.mtime_ns / 1e9, md5)),)  # fmt: skip
         record = JournalEntry(True) if r.is_dir else _file_record(r)
-        return self._act(Kind.CONFLICT, path, reason, conflict_copy=copy, upload_copy=upload, record=record, extra=extra)
+        return self._act(
+            Kind.CONFLICT, path, reason, conflict_copy=copy, upload_copy=upload, record=record, extra=extra
+        )
 
     # -- a file against a folder --
 
@@ -1021,7 +1036,9 @@ class _TwoWay:
                     return self._act(Kind.LOCAL_ONLY, path, "new here; the account cannot create folders")
                 return self._act(Kind.REMOTE_MKDIR, path, "new here", record=JournalEntry(True))
             if self.push:
-                return self._act(Kind.REMOTE_MKDIR, path, "deleted on the server: made again", record=JournalEntry(True))
+                return self._act(
+                    Kind.REMOTE_MKDIR, path, "deleted on the server: made again", record=JournalEntry(True)
+                )
             if there:
                 why = "deleted on the server, but content inside changed here: made again"
                 return self._act(Kind.REMOTE_MKDIR, path, why, record=JournalEntry(True))
@@ -1030,7 +1047,9 @@ class _TwoWay:
             return self._act(Kind.RMDIR, path, "folder deleted on the server")
         if r is not None:  # only on the server
             if self._status(path, True, False) == St.NEW:
-                return None if self.push else self._act(Kind.MKDIR, path, "new on the server", record=JournalEntry(True))
+                return (
+                    None if self.push else self._act(Kind.MKDIR, path, "new on the server", record=JournalEntry(True))
+                )
             if here and not self.push:
                 why = "deleted here, but content inside changed on the server: made again"
                 return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
@@ -1103,7 +1122,9 @@ class _TwoWay:
             (Kind.REMOTE_RMDIR, Kind.REMOTE_MKDIR, Kind.REMOTE_MOVE),
             (Kind.RMDIR, Kind.MKDIR, Kind.LOCAL_MOVE),
         ):
-            folders = sorted((p for p, a in self.actions.items() if a.kind == gone_kind), key=lambda p: (p.count("/"), p))
+            folders = sorted(
+                (p for p, a in self.actions.items() if a.kind == gone_kind), key=lambda p: (p.count("/"), p)
+            )
             if not folders:
                 continue
             moves = {a.src: a for a in self.actions.values() if a.kind == move_kind and a.src is not None}

@@ -217,7 +217,9 @@ class Puller:
                 except DestLockedError as e:
                     return self._fatal(result, str(e), Exit.USAGE)
                 except OSError as e:
-                    return self._fatal(result, f"cannot create {osfs.display_path(self.dest)}: {e.strerror}.", Exit.LOCAL)
+                    return self._fatal(
+                        result, f"cannot create {osfs.display_path(self.dest)}: {e.strerror}.", Exit.LOCAL
+                    )
                 try:
                     journal = Journal(self.state_dir / "state.db", before_commit=self._sync_dirs)
                 except JournalError as e:
@@ -294,7 +296,9 @@ class Puller:
         remote = {p: e for p, e in listing.entries.items() if p in kept}
         not_judged = {s.path for s in result.skipped}  # skipped names are neither synced nor deleted
         journal_entries = {
-            p: j for p, j in journal.load().items() if not filt.excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
+            p: j
+            for p, j in journal.load().items()
+            if not filt.excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
         }
         self._drop_linked(remote, journal_entries, result)
         self._find_case_renames(remote, journal_entries)
@@ -531,8 +535,8 @@ class Puller:
             prev = replace(prev, prev=None)
 
         def record(placed: LocalEntry) -> None:
-            entry = JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5, r.etag, r.size, r.mtime, r.md5,
-                                 self.remote.server_name(r), prev=prev)  # fmt: skip
+            entry = JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5,
+                                 r.etag, r.size, r.mtime, r.md5, self.remote.server_name(r), prev=prev)  # fmt: skip
             journal.put_before_rename(a.path, entry)
 
         place(got, self.dest, a.path, r, expected, self._dir_changed, before_rename=record)

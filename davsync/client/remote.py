@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Iterator
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -103,7 +103,7 @@ def normalize_base(url: str) -> str:
             fatal=True,
         )
     try:
-        parts.port
+        _ = parts.port  # urllib parses the port lazily: reading it validates it
     except ValueError:
         raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
     segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
@@ -201,7 +201,9 @@ class Remote:
                 return via_requests.status_code, via_requests.content
         headers = {"User-Agent": "davsync", "Accept-Encoding": "identity"}
         if self.client.webdav.login:
-            headers.update(urllib3.make_headers(basic_auth=f"{self.client.webdav.login}:{self.client.webdav.password or ''}"))
+            headers.update(
+                urllib3.make_headers(basic_auth=f"{self.client.webdav.login}:{self.client.webdav.password or ''}")
+            )
         with self._lock:
             self.requests_sent += 1
         timeout = urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout)
@@ -250,7 +252,9 @@ class Remote:
         except requests.exceptions.ConnectionError as e:
             raise RemoteError(connection_message(e, self.base_url), fatal=False) from None
         except requests.exceptions.Timeout:
-            raise RemoteError(f"the server at {self.base_url} did not answer within {self.settings.timeout:g}s.") from None
+            raise RemoteError(
+                f"the server at {self.base_url} did not answer within {self.settings.timeout:g}s."
+            ) from None
         except requests.exceptions.RequestException as e:
             raise RemoteError(connection_message(e, self.base_url)) from None
         if resp.status_code == 401:
@@ -263,7 +267,8 @@ class Remote:
             resp.close()
             if not self.client.webdav.login:
                 raise RemoteError(
-                    "this share needs a login: add --user NAME (the password is asked for, or read from DAVSYNC_PASSWORD).",
+                    "this share needs a login: "
+                    "add --user NAME (the password is asked for, or read from DAVSYNC_PASSWORD).",
                     fatal=True,
                     status=401,
                 )
@@ -301,7 +306,9 @@ class Remote:
                             return token.strip()
                 return None
         except etree.XMLSyntaxError:
-            raise RemoteError(f"the server at {self.base_url} sent malformed XML; it may not be a WebDAV server.", fatal=True) from None
+            raise RemoteError(
+                f"the server at {self.base_url} sent malformed XML; it may not be a WebDAV server.", fatal=True
+            ) from None
         finally:
             resp.close()
         if resp.status_code == 403:
@@ -352,7 +359,7 @@ class Remote:
         finally:
             resp.close()
 
-    def sync_collection(self, token: str) -> "Changes":
+    def sync_collection(self, token: str) -> Changes:
         """What changed since `token` (RFC 6578, sync-level infinite), following truncation."""
         changes = Changes(token=token)
         for _round in range(10_000):
@@ -362,7 +369,9 @@ class Remote:
                 if resp.status_code == 403 and b"valid-sync-token" in resp.content:
                     raise SyncTokenInvalid("the server no longer knows our sync token", status=403)
                 if resp.status_code != 207:
-                    raise SyncUnsupported(f"REPORT sync-collection answered HTTP {resp.status_code}", status=resp.status_code)
+                    raise SyncUnsupported(
+                        f"REPORT sync-collection answered HTTP {resp.status_code}", status=resp.status_code
+                    )
                 truncated = False
                 new_token = None
                 for href, entry in parse_multistatus(resp.iter_content(65536)):
@@ -385,7 +394,13 @@ class Remote:
                     else:
                         changes.removed.discard(rel)
                         new = RemoteEntry(
-                            rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, urljoin(self.base_url, href)
+                            rel,
+                            entry.is_dir,
+                            entry.size,
+                            entry.mtime,
+                            entry.etag,
+                            entry.md5,
+                            urljoin(self.base_url, href),
                         )
                         old = changes.changed.get(rel)
                         if old is not None and old.href and _comparable_href(old.href) != _comparable_href(href):
@@ -515,7 +530,9 @@ def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntr
         yield from _drain(parser)
     except etree.XMLSyntaxError as e:
         line = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
-        raise RemoteError(f"the server sent malformed XML{line}; it may not be a WebDAV server, or the answer was cut.") from None
+        raise RemoteError(
+            f"the server sent malformed XML{line}; it may not be a WebDAV server, or the answer was cut."
+        ) from None
 
 
 def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:

@@ -145,7 +145,9 @@ def plan_lines(plan: Plan, limit: int = 50) -> list[str]:
             continue
         lines.append(f"{label}: {len(actions)}")
         for a in actions[:limit]:
-            detail = f"  ({a.reason})" if kind in (Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED, Kind.RENAME) else ""
+            detail = (
+                f"  ({a.reason})" if kind in (Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED, Kind.RENAME) else ""
+            )
             lines.append(f"  {a.path}{detail}")
         if len(actions) > limit:
             lines.append(f"  … and {len(actions) - limit} more")

@@ -16,20 +16,21 @@ import os
 import queue
 import stat as _stat
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 import requests
 
 from .. import osfs
+from . import retry
 from .plan import LocalEntry, RemoteEntry, conflict_name
 from .remote import Remote, RemoteError
+from .retry import Backoff
 
 BLOCK = 1024 * 1024
-RETRIES = 5
 SMALL_FILE = 4 * 1024 * 1024  # fetched in one piece; no resume bookkeeping
 
 
@@ -97,7 +98,7 @@ def download(
     state_dir: Path,
     *,
     progress: Callable[[int], None] = lambda n: None,
-    retries: int = RETRIES,
+    backoff: Backoff | None = None,
     stop: threading.Event | None = None,
 ) -> Downloaded:
     data_path, meta_path = _partial_paths(state_dir, entry.path)
@@ -110,9 +111,10 @@ def download(
     resumed_from = 0
     last_error = ""
     small = entry.size is not None and entry.size <= SMALL_FILE
-    for attempt in range(retries + 1):
+    backoff = backoff or retry.TRANSFER
+    for attempt in range(backoff.retries + 1):
         if attempt:
-            time.sleep(min(8.0, 0.25 * 2**attempt))
+            backoff.wait(attempt)
         try:
             if small:
                 return _fetch_small(remote, entry, data_path.with_suffix(".small"), progress)
@@ -141,7 +143,7 @@ def download(
             _discard(data_path, meta_path)
             raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
         return Downloaded(data_path, md5, total, fetched, resumed_from)
-    raise DownloadError(f"gave up after {retries + 1} attempts: {last_error}")
+    raise DownloadError(f"gave up after {backoff.retries + 1} attempts: {last_error}")
 
 
 def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Callable[[int], None]) -> Downloaded:
@@ -240,7 +242,7 @@ def _fetch_once(
                         pipe.hash(chunk)
                         fetched += len(chunk)
                         progress(len(chunk))
-                except (requests.exceptions.RequestException, ConnectionError, TimeoutError) as e:
+                except (requests.exceptions.RequestException, ConnectionError, TimeoutError):
                     # (requests' exceptions are OSErrors too; a local write error is not caught here)
                     raise _Transient(f"the connection was lost after {offset + fetched} bytes", fetched) from None
             # _Pipeline's exit has hashed everything and fsynced the file.
@@ -264,7 +266,7 @@ class _Pipeline:
 
     SYNC_EVERY = 0.5
 
-    def __init__(self, digest: "hashlib._Hash", fd: int) -> None:
+    def __init__(self, digest: hashlib._Hash, fd: int) -> None:
         self._digest = digest
         self._fd = fd
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
@@ -272,7 +274,7 @@ class _Pipeline:
         self._hasher = threading.Thread(target=self._hash_loop, daemon=True)
         self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
 
-    def __enter__(self) -> "_Pipeline":
+    def __enter__(self) -> _Pipeline:
         self._hasher.start()
         self._syncer.start()
         return self

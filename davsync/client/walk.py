@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..concurrency import wait_first
+from . import retry
 from .paths import Skipped
 from .plan import RemoteEntry
 from .remote import FolderListing, Remote, RemoteError
 
 
-LIST_RETRIES = 3
-
-
 def list_with_retries(remote: Remote, folder: str, href: str = "") -> FolderListing:
     """A folder's listing, retrying transient failures (5xx, resets, timeouts) with backoff.
     `href` is the server's own spelling of the folder (it may differ from the NFC path)."""
-    for attempt in range(LIST_RETRIES + 1):
+    backoff = retry.LISTING
+    for attempt in range(backoff.retries + 1):
+        if attempt:
+            backoff.wait(attempt)
         try:
             return remote.list_folder(folder, href)
         except RemoteError as e:
             transient = e.status is None or e.status >= 500
-            if e.fatal or not transient or attempt == LIST_RETRIES:
+            if e.fatal or not transient or attempt == backoff.retries:
                 raise
-            time.sleep(0.25 * 2**attempt)
     raise AssertionError("unreachable")
 
 

@@ -21,10 +21,11 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 from ..users import Users, UsersFileError
@@ -157,11 +158,14 @@ class AdminGate:
 
     # --- the admin page ----------------------------------------------------------
 
-    def _reply(self, start_response: StartResponse, status: str, body: bytes, ctype: str, extra: list | None = None) -> list[bytes]:
+    def _reply(
+        self, start_response: StartResponse, status: str, body: bytes, ctype: str, extra: list | None = None
+    ) -> list[bytes]:
         headers = [
             ("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
-            ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"),
+            ("Content-Security-Policy",
+             "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"),
         ]  # fmt: skip
         start_response(status, headers + (extra or []))
         return [body]
@@ -183,8 +187,9 @@ class AdminGate:
     def _admin(self, environ: dict, start_response: StartResponse, rest: str) -> list[bytes]:
         name = self._login(environ)
         if name is None:
+            challenge = [("WWW-Authenticate", 'Basic realm="davsync admin"')]
             return self._reply(start_response, "401 Unauthorized", b"Log in with a davsync admin user.\n",
-                               "text/plain; charset=utf-8", [("WWW-Authenticate", 'Basic realm="davsync admin"')])  # fmt: skip
+                               "text/plain; charset=utf-8", challenge)  # fmt: skip
         user = self.users.users.get(name)
         if user is None or not user.admin:
             return self._reply(start_response, "403 Forbidden",
@@ -200,11 +205,15 @@ class AdminGate:
             return self._json(start_response, self.status(environ, name))
         if method == "GET" and rest == "api/versions":
             query = parse_qs(environ.get("QUERY_STRING", ""))
-            return self._json(start_response, self.list_versions(query.get("path", [""])[0], query.get("id", [None])[0]))
+            return self._json(
+                start_response, self.list_versions(query.get("path", [""])[0], query.get("id", [None])[0])
+            )
         if method != "POST" or not (rest.startswith("api/users/") or rest == "api/versions/restore"):
             return self._json(start_response, {"error": "Not found."}, "404 Not Found")
         if not hmac.compare_digest(environ.get("HTTP_X_CSRF_TOKEN", ""), self.csrf):
-            return self._json(start_response, {"error": "Missing or wrong CSRF token: reload the page."}, "403 Forbidden")
+            return self._json(
+                start_response, {"error": "Missing or wrong CSRF token: reload the page."}, "403 Forbidden"
+            )
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             if not 0 <= length <= MAX_BODY:
@@ -213,7 +222,9 @@ class AdminGate:
             if not isinstance(body, dict):
                 raise ValueError
         except ValueError:
-            return self._json(start_response, {"error": "The request body must be a small JSON object."}, "400 Bad Request")
+            return self._json(
+                start_response, {"error": "The request body must be a small JSON object."}, "400 Bad Request"
+            )
         if rest == "api/versions/restore":
             return self._restore(start_response, body, name)
         try:
@@ -312,7 +323,9 @@ class AdminGate:
             try:
                 self.users.save(Path(self.settings.users_file))
             except OSError as e:
-                raise UsersFileError(f"the change is live but could not be saved to {self.settings.users_file}: {e.strerror}.") from None
+                raise UsersFileError(
+                    f"the change is live but could not be saved to {self.settings.users_file}: {e.strerror}."
+                ) from None
         return message
 
     # --- kept versions ---------------------------------------------------------------
@@ -348,9 +361,13 @@ class AdminGate:
         """POST api/versions/restore {path, id, to?}: the CLI's restore, journaled by this server."""
         path, vid, to = body.get("path"), body.get("id"), body.get("to")
         if not isinstance(path, str) or not path.strip("/") or not isinstance(vid, str) or not vid:
-            return self._json(start_response, {"error": "Name the version to restore: its path and id."}, "400 Bad Request")
+            return self._json(
+                start_response, {"error": "Name the version to restore: its path and id."}, "400 Bad Request"
+            )
         if to is not None and (not isinstance(to, str) or not to.strip("/ ")):
-            return self._json(start_response, {"error": "Give the new path as a/b/name inside the share."}, "400 Bad Request")
+            return self._json(
+                start_response, {"error": "Give the new path as a/b/name inside the share."}, "400 Bad Request"
+            )
         for p in (path, to or path):
             parts = p.strip("/").split("/")
             if "\\" in p or any(ord(c) < 32 for c in p) or any(part in ("", ".", "..") for part in parts):
@@ -364,8 +381,8 @@ class AdminGate:
         except VersionError as e:
             return self._json(start_response, {"error": _page_words(str(e))}, "409 Conflict")
         except OSError as e:
-            return self._json(start_response, {"error": f"Could not restore {path}: {e.strerror or e}; nothing was lost."},
-                              "500 Internal Server Error")  # fmt: skip
+            error = f"Could not restore {path}: {e.strerror or e}; nothing was lost."
+            return self._json(start_response, {"error": error}, "500 Internal Server Error")
         n = len(result.files)
         message = f"Restored {path.strip('/')} ({n} file{'' if n == 1 else 's'}) to {result.target}."
         if result.replaced_id:

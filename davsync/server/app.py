@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from cheroot import wsgi
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
@@ -28,9 +29,9 @@ from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
+from .settings import ServeSettings
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
-from .settings import ServeSettings
 
 log = logging.getLogger("davsync.server")
 
@@ -49,7 +50,16 @@ class _Resolver(BaseMiddleware):
         server = DavsyncRequestServer(
             provider, allow_infinite_depth=opts["allow_infinite_depth"], extra_methods=opts["extra_methods"]
         )
-        yield from server(environ, start_response)
+        app_iter = server(environ, start_response)
+        try:
+            yield from app_iter
+        finally:
+            # PEP 3333: the server must call close() on what the application returned (an open
+            # file, a generator holding a lock); upstream's resolver does, and so do we, also
+            # when the client goes away mid-body and this generator is closed early.
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                close()
 
 
 @dataclass
@@ -65,10 +75,13 @@ class ShareState:
 
 
 def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iterable[bytes]], ShareState]:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    index = HashIndex(settings.state_dir / "index.sqlite")
+    state_dir = settings.state_dir
+    if state_dir is None:
+        raise ValueError("build_app needs resolved settings: ServeSettings.resolved() fills in state_dir.")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    index = HashIndex(state_dir / "index.sqlite")
     versions = VersionStore(
-        settings.root, settings.state_dir, keep_seconds=settings.keep_versions_seconds,
+        settings.root, state_dir, keep_seconds=settings.keep_versions_seconds,
         max_bytes=settings.versions_max_bytes(), known=index.known_under,
     )  # fmt: skip
     recovered = versions.recover()  # before the first request: a crash's half-done version is settled
@@ -83,8 +96,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "verbose": 3 if settings.verbose else 1,
         "logging": {"enable": bool(settings.verbose)},
         "block_size": IO_BLOCK,
-        "lock_storage": LockStorageShelve(str(settings.state_dir / "locks.shelve")),
-        "property_manager": ShelvePropertyManager(str(settings.state_dir / "props.shelve")),
+        "lock_storage": LockStorageShelve(str(state_dir / "locks.shelve")),
+        "property_manager": ShelvePropertyManager(str(state_dir / "props.shelve")),
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
             "accept_basic": True,
@@ -114,7 +127,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     dav_app = WsgiDAVApp(config)
     fast = FastGet(dav_app, provider, users, settings.anonymous)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
-    links = LinkStore(settings.state_dir)
+    links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
     if settings.admin:
         from .admin import AdminGate
@@ -196,7 +209,7 @@ class DavServer:
         self.state.index.close()
         release(self._run_lock)
 
-    def __enter__(self) -> "DavServer":
+    def __enter__(self) -> DavServer:
         self.start()
         return self
 

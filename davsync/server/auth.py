@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import Counter
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from wsgidav.dc.base_dc import BaseDomainController
 from wsgidav.mw.base_mw import BaseMiddleware

@@ -15,7 +15,8 @@ nothing else in WsgiDAV is touched. The same-origin check happens here, before i
 from __future__ import annotations
 
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from wsgidav.dav_error import HTTP_BAD_GATEWAY, HTTP_BAD_REQUEST, DAVError

@@ -16,7 +16,8 @@ import mimetypes
 import os
 import stat
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from wsgiref.handlers import format_date_time
 
 from wsgidav.dav_error import DAVError
@@ -40,7 +41,9 @@ _SKIP_HEADERS = (
 
 
 class FastGet:
-    def __init__(self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str) -> None:
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str
+    ) -> None:
         self.app = app
         self.provider = provider
         self.users = users

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from wsgidav import util
 from wsgidav.dav_error import HTTP_PRECONDITION_FAILED, DAVError

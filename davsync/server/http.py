@@ -18,7 +18,7 @@ MAX_IN_A_ROW = 200  # then yield the thread, so one client cannot keep a worker 
 
 
 class StickyConnection(HTTPConnection):
-    def communicate(self) -> bool:  # type: ignore[override]
+    def communicate(self) -> bool:
         keep = super().communicate()
         served = 1
         while keep and served < MAX_IN_A_ROW and self._next_request_ready():

@@ -15,9 +15,9 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 HASH_BLOCK = 1024 * 1024
 
@@ -52,7 +52,7 @@ class Identity:
     dev: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> "Identity":
+    def of(cls, st: os.stat_result) -> Identity:
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
@@ -257,7 +257,8 @@ class HashIndex:
             paths = [p for p, _, _ in items]
             for i in range(0, len(paths), 500):
                 chunk = paths[i : i + 500]
-                q = f"SELECT path, size, mtime_ns, md5, deleted, is_dir FROM entries WHERE path IN ({','.join('?' * len(chunk))})"
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT path, size, mtime_ns, md5, deleted, is_dir FROM entries WHERE path IN ({marks})"
                 for row in self._db.execute(q, chunk):
                     existing[row[0]] = row[1:]
             own = not self._db.in_transaction
@@ -267,7 +268,13 @@ class HashIndex:
             for path, st, md5 in items:
                 ident = Identity.of(st)
                 row = existing.get(path)
-                if row is not None and not row[3] and not row[4] and row[2] == md5 and row[:2] == (ident.size, ident.mtime_ns):
+                if (
+                    row is not None
+                    and not row[3]
+                    and not row[4]
+                    and row[2] == md5
+                    and row[:2] == (ident.size, ident.mtime_ns)
+                ):
                     touch.append((ident.ctime_ns, ident.ino, ident.dev, path))
                 else:
                     upsert.append((path, parent_of(path), 0, ident.size, ident.mtime_ns, ident.ctime_ns, ident.ino,
@@ -328,7 +335,7 @@ class HashIndex:
             ).fetchone()[0]
             self.compact(threshold)
 
-    def batch(self) -> "_Batch":
+    def batch(self) -> _Batch:
         """Group many writes into one transaction (scans touch thousands of rows)."""
         return _Batch(self)
 

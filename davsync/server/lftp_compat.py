@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 from xml.sax.saxutils import escape
 
 from lxml import etree

@@ -129,7 +129,10 @@ class LinkAuth:
         """'ok', 'stale' (a good answer to an old nonce: ask again) or 'bad'."""
         if link.digest_ha1 is None:
             return "bad"
-        params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _DIGEST_PARAM.finditer(value)}
+        params = {
+            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+            for m in _DIGEST_PARAM.finditer(value)
+        }
         need = ("username", "realm", "nonce", "uri", "response")
         if any(k not in params for k in need) or params["realm"] != link.realm:
             return "bad"

@@ -10,8 +10,8 @@ and link resources report the whole-share lock/property key.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 from urllib.parse import quote, unquote
 
 from .index import Change, HashIndex
@@ -73,7 +73,7 @@ class ScopedIndex:
         return self.index.is_known_dir(self.full(path))
 
     @contextmanager
-    def batch(self) -> Iterator["ScopedIndex"]:
+    def batch(self) -> Iterator[ScopedIndex]:
         with self.index.batch():
             yield self
 
@@ -87,14 +87,14 @@ class ScopedIndex:
 
 
 class LinkFile(DavsyncFile):
-    provider: "LinkProvider"
+    provider: LinkProvider
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
 
 
 class LinkFolder(DavsyncFolder):
-    provider: "LinkProvider"
+    provider: LinkProvider
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
@@ -111,7 +111,9 @@ class LinkProvider(DavsyncProvider):
     file_class = LinkFile
     folder_class = LinkFolder
 
-    def __init__(self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None) -> None:
+    def __init__(
+        self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None
+    ) -> None:
         self.scoped = ScopedIndex(index, prefix)
         super().__init__(folder, self.scoped, readonly=mode == "read-only", versions=versions)  # type: ignore[arg-type]
         self.mode = mode

@@ -15,9 +15,10 @@ import stat
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .link_auth import COOKIE_NAME, LinkAuth
@@ -93,7 +94,9 @@ class LinkGate:
                            "The share links cannot be read right now.")  # fmt: skip
         shown = f"/s/{shorten(token)}{rest}"
         if link is None or link.revoked is not None:
-            unknown = _Decorated(_Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix)
+            unknown = _Decorated(
+                _Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix
+            )
             return _answer(unknown, "404 Not Found", environ, "There is no share link here.", not_found_page())
         start = _Decorated(_Logged(start_response, addr, method, f"share {link.id} {shown}"), link, prefix)
         if link.expired():
@@ -106,9 +109,16 @@ class LinkGate:
         except UnicodeError:
             return _answer(start, "400 Bad Request", environ, "The request path is not valid UTF-8.")
         if any(seg in (".", "..") for seg in rel.split("/")) or "\\" in rel:
-            return _answer(start, "400 Bad Request", environ, "The path leaves the shared folder; '.', '..' and '\\' are not allowed.")
+            return _answer(
+                start,
+                "400 Bad Request",
+                environ,
+                "The path leaves the shared folder; '.', '..' and '\\' are not allowed.",
+            )
         if rest == "" and method in ("GET", "HEAD"):
-            return _redirect(start, prefix + "/" + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""))
+            return _redirect(
+                start, prefix + "/" + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+            )
 
         denied = self._authenticate(environ, start, link, prefix, rest)
         if denied is not None:
@@ -165,7 +175,9 @@ class LinkGate:
 
     # --- password ------------------------------------------------------------------
 
-    def _authenticate(self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str) -> Iterable[bytes] | None:
+    def _authenticate(
+        self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str
+    ) -> Iterable[bytes] | None:
         """None when the request may go on; otherwise the answer (challenge, login form, 429)."""
         if link.password is None:
             return None
@@ -218,7 +230,8 @@ class LinkGate:
         password = (form.get("password") or [""])[0]
         if not self.auth.password_ok(link, password):
             self.auth.limiter.failed(addr)
-            return _answer(start, "401 Unauthorized", environ, "", login_page(link.label, prefix + rest, "Wrong password."),
+            page = login_page(link.label, prefix + rest, "Wrong password.")
+            return _answer(start, "401 Unauthorized", environ, "", page,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
         self.auth.limiter.succeeded(addr)
         value, max_age = self.auth.make_cookie(link)
@@ -397,7 +410,9 @@ class _Decorated:
         for name, value in headers:
             lname = name.lower()
             if lname == "cache-control":
-                parts = [p.strip() for p in value.split(",") if p.strip() and p.strip().lower() not in ("public", "private")]
+                parts = [
+                    p.strip() for p in value.split(",") if p.strip() and p.strip().lower() not in ("public", "private")
+                ]
                 cache = ", ".join(["private", *parts])
                 continue
             if lname == "location":

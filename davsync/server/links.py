@@ -17,10 +17,10 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 from ..users import check_password, digest_ha1, hash_password
 
@@ -43,7 +43,9 @@ def parse_duration(text: str) -> float | None:
         return None
     m = _DURATION.match(text.lower())
     if not m or float(m.group(1)) <= 0:
-        raise LinkError(f"cannot read the duration {text!r}: use a number and a unit, e.g. 7d, 12h, 30m, 2w, or 'never'.")
+        raise LinkError(
+            f"cannot read the duration {text!r}: use a number and a unit, e.g. 7d, 12h, 30m, 2w, or 'never'."
+        )
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -183,7 +185,9 @@ class LinkStore:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
-    def create(self, path: str, mode: str, *, expires_in: float | None, password: str | None, label: str = "") -> Issued:
+    def create(
+        self, path: str, mode: str, *, expires_in: float | None, password: str | None, label: str = ""
+    ) -> Issued:
         if mode not in MODES:
             raise LinkError(f"the mode must be one of {', '.join(MODES)}, not {mode!r}.")
         if password is not None and not password:
@@ -198,7 +202,9 @@ class LinkStore:
                 created=now, expires=None if expires_in is None else now + expires_in, label=label,
             )  # fmt: skip
             if password is not None:
-                link = replace(link, password=hash_password(password), digest_ha1=digest_ha1(DIGEST_USER, password, link.realm))
+                link = replace(
+                    link, password=hash_password(password), digest_ha1=digest_ha1(DIGEST_USER, password, link.realm)
+                )
             links.append(link)
         return Issued(link, token)
 
@@ -219,9 +225,15 @@ class LinkStore:
             link = links[i]
             if link.revoked is not None:
                 raise LinkError(f"link {link_id} is revoked; create a new one with `davsync share create`.")
-            expires = link.expires if expires_in is False else (None if expires_in is None else time.time() + float(expires_in))
+            expires = (
+                link.expires
+                if expires_in is False
+                else (None if expires_in is None else time.time() + float(expires_in))
+            )
             if expires is not None and expires <= time.time():
-                raise LinkError(f"link {link_id} has expired; give it a new lifetime with --expires, e.g. --expires 7d.")
+                raise LinkError(
+                    f"link {link_id} has expired; give it a new lifetime with --expires, e.g. --expires 7d."
+                )
             token = secrets.token_urlsafe(TOKEN_BYTES)
             links[i] = replace(
                 link, token_sha256=token_hash(token), token_hint=shorten(token), expires=expires,

@@ -26,7 +26,7 @@ def interface_ipv4_addresses() -> list[str]:
             found.append(socket.inet_ntoa(packed[20:24]))
     if not found:
         try:
-            found = [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+            found = [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
         except OSError:
             found = []
     return list(dict.fromkeys(found))

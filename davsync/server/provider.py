@@ -6,9 +6,10 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from lxml import etree
@@ -17,9 +18,9 @@ from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
     HTTP_FORBIDDEN,
     HTTP_LOCKED,
-    PRECONDITION_CODE_LockConflict,
     DAVError,
     DAVErrorCondition,
+    PRECONDITION_CODE_LockConflict,
 )
 from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
@@ -67,7 +68,7 @@ def parse_mtime(text: str | None) -> int:
 
 
 class DavsyncFile(FileResource):
-    provider: "DavsyncProvider"
+    provider: DavsyncProvider
 
     def __init__(self, path: str, environ: dict, file_path: str, st: os.stat_result) -> None:
         DAVNonCollection.__init__(self, path, environ)  # FileResource's own __init__ would stat again
@@ -154,7 +155,7 @@ SUPPORTED_REPORTS = "{DAV:}supported-report-set"
 
 
 class DavsyncFolder(FolderResource):
-    provider: "DavsyncProvider"
+    provider: DavsyncProvider
 
     def get_etag(self) -> None:
         return None
@@ -211,7 +212,8 @@ class DavsyncFolder(FolderResource):
             url = self.get_ref_url()
             lock_man.check_write_permission(url=url, depth="0", token_list=tokens, principal=principal)
             cond = DAVErrorCondition(PRECONDITION_CODE_LockConflict)
-            for lock in lock_man.storage.get_lock_list(url, include_root=False, include_children=True, token_only=False):
+            locks = lock_man.storage.get_lock_list(url, include_root=False, include_children=True, token_only=False)
+            for lock in locks:
                 if not (lock["principal"] == principal and lock["token"] in tokens):
                     cond.add_href(lock["root"])
             if cond.hrefs:
@@ -401,7 +403,7 @@ class DavsyncProvider(FilesystemProvider):
         res.remove_all_locks(recursive=True)
         self.index.forget(rel)
 
-    def copy_file(self, res: "DavsyncFile", dest_path: str) -> None:
+    def copy_file(self, res: DavsyncFile, dest_path: str) -> None:
         """COPY of one file: copied beside the target, then renamed over it (atomic, versioned)."""
         dest_fp = self._loc_to_file_path(dest_path)
         known = self.index.fresh_md5(rel_of(res.path), res.file_stat)
@@ -426,7 +428,7 @@ class DavsyncProvider(FilesystemProvider):
             self.prop_manager.copy_properties(res.get_ref_url(), dest_res.get_ref_url(), res.environ)
         self.reindex(dest_path, {rel_of(dest_path): (Identity.of(res.file_stat), known)})
 
-    def move_file_over(self, res: "DavsyncFile", dest_path: str) -> bool:
+    def move_file_over(self, res: DavsyncFile, dest_path: str) -> bool:
         """MOVE of a file onto an existing file: one rename over it, the old one kept as a version.
 
         Anything else (no target, a folder involved) goes WsgiDAV's way: delete the

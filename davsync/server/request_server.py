@@ -7,7 +7,8 @@ to read-only users. These overrides keep its locking and If-header logic.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from lxml import etree
 from wsgidav import util, xml_tools
@@ -19,8 +20,8 @@ from wsgidav.dav_error import (
     HTTP_NOT_FOUND,
     HTTP_NOT_IMPLEMENTED,
     HTTP_PRECONDITION_FAILED,
-    PRECONDITION_CODE_PropfindFiniteDepth,
     DAVError,
+    PRECONDITION_CODE_PropfindFiniteDepth,
 )
 from wsgidav.request_server import RequestServer
 
@@ -42,7 +43,7 @@ class DavsyncRequestServer(RequestServer):
         super().__init__(provider)
         self.allow_propfind_infinite = allow_infinite_depth
         self._extra = extra_methods
-        self._possible_methods = [*self._possible_methods, *extra_methods]
+        self._possible_methods: list[str] = [*self._possible_methods, *extra_methods]
         self._davProvider: DavsyncProvider
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..concurrency import bounded
 from .index import HashIndex, Identity, iter_folders, md5_of_file

@@ -40,7 +40,7 @@ class ServeSettings:
     root: Path
     host: str = "0.0.0.0"
     port: int = 8080
-    state_dir: Path | None = None  # type: ignore[assignment]
+    state_dir: Path | None = None  # `resolved()` fills it in
     users: Path | None = None
     anonymous: str = "off"
     tls_cert: Path | None = None
@@ -67,7 +67,7 @@ class ServeSettings:
     def users_file(self) -> Path:
         return self.users or default_users_file()
 
-    def resolved(self) -> "ServeSettings":
+    def resolved(self) -> ServeSettings:
         """Fill defaults and validate; raises SettingsError with what to do."""
         root = self.root.expanduser()
         if not root.is_dir():

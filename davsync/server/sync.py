@@ -9,7 +9,8 @@ which tells a client to fall back to a full listing.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from lxml import etree
 from wsgidav import util, xml_tools
@@ -85,7 +86,11 @@ def do_report(server: Any, environ: dict, start_response: Callable[..., Any]) ->
     level = (body.findtext("{DAV:}sync-level") or "").strip()
     if token_el is None or level not in ("1", "infinite"):
         raise DAVError(HTTP_BAD_REQUEST, "sync-collection needs sync-token and sync-level 1 or infinite.")
-    names = [p.tag for p in (body.find("{DAV:}prop") if body.find("{DAV:}prop") is not None else []) if isinstance(p.tag, str)]
+    names = [
+        p.tag
+        for p in (body.find("{DAV:}prop") if body.find("{DAV:}prop") is not None else [])
+        if isinstance(p.tag, str)
+    ]
     limit = _limit(body)
     since = parse_token(index, (token_el.text or "").strip())
 

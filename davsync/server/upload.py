@@ -11,8 +11,9 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from wsgidav.dav_error import DAVError
 
@@ -109,7 +110,8 @@ def receive(
         md5 = digest.hexdigest()
         if md5_expected is not None and md5 != md5_expected:
             raise UploadError(
-                400, f"OC-Checksum mismatch: the body's MD5 is {md5}, the header said {md5_expected}; nothing was replaced."
+                400,
+                f"OC-Checksum mismatch: the body's MD5 is {md5}, the header said {md5_expected}; nothing was replaced.",
             )
         _copy_mode(dest if existed else None, tmp)
         if mtime is not None:

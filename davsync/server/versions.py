@@ -27,10 +27,10 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..osfs import fsync_dir
 from .index import Identity, iter_tree, md5_of_file
@@ -127,7 +127,7 @@ class Restored:
 class Pending:
     """A version moved aside whose replacement is not in place yet (see VersionStore.remove)."""
 
-    def __init__(self, store: "VersionStore", vid: str, src: str, blob: Path) -> None:
+    def __init__(self, store: VersionStore, vid: str, src: str, blob: Path) -> None:
         self.store, self.id, self._src, self._blob = store, vid, src, blob
 
     def commit(self) -> None:
@@ -439,7 +439,8 @@ class VersionStore:
     def usage(self) -> tuple[int, int]:
         """(versions kept, bytes they hold)."""
         with self._lock:
-            n, total = self._db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM blobs WHERE state='kept'").fetchone()
+            q = "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM blobs WHERE state='kept'"
+            n, total = self._db.execute(q).fetchone()
         return int(n), int(total)
 
     # --- restoring ------------------------------------------------------------
@@ -459,7 +460,8 @@ class VersionStore:
             ):
                 cands.append((t, vid_, sub, False))
             for vid_, bpath, t in self._db.execute(
-                "SELECT id, path, time_ns FROM blobs WHERE state='kept' AND is_dir=1 AND (path=? OR ? LIKE path || '/%')",
+                "SELECT id, path, time_ns FROM blobs"
+                " WHERE state='kept' AND is_dir=1 AND (path=? OR ? LIKE path || '/%')",
                 (path, path),
             ):
                 sub = path[len(bpath) + 1 :] if path != bpath else ""
@@ -510,7 +512,8 @@ class VersionStore:
         src = str(self.blob_path(vid) / sub) if sub else str(self.blob_path(vid))
         with self._lock:
             rows = self._db.execute(
-                "SELECT sub, size, mtime_ns, md5 FROM files WHERE blob=? AND (sub=? OR ? = '' OR sub LIKE ? ESCAPE '\\')",
+                "SELECT sub, size, mtime_ns, md5 FROM files"
+                " WHERE blob=? AND (sub=? OR ? = '' OR sub LIKE ? ESCAPE '\\')",
                 (vid, sub, sub, _like(sub)),
             ).fetchall()
         folders = _make_parents(self.root, target_rel)

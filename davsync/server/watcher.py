@@ -16,6 +16,7 @@ import time
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from .index import HashIndex, iter_tree
 from .names import is_internal_path
@@ -28,7 +29,7 @@ TOMBSTONES_KEPT = 50_000
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, tracker: "ChangeTracker") -> None:
+    def __init__(self, tracker: ChangeTracker) -> None:
         self.tracker = tracker
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -48,7 +49,7 @@ class ChangeTracker:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
         self._worker = threading.Thread(target=self._run, name="davsync-tracker", daemon=True)
         self.initial_scan_done = threading.Event()
         self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)

@@ -1,0 +1,47 @@
+"""The one retry policy: the same backoff for listing and transfers, and a sleep tests can replace."""
+
+from __future__ import annotations
+
+import pytest
+
+from davsync.client import retry
+from davsync.client.remote import RemoteError
+from davsync.client.walk import list_with_retries
+
+
+def test_delays_double_up_to_the_cap() -> None:
+    b = retry.Backoff(retries=6, base=0.5, cap=8.0)
+    assert [b.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+class FlakyRemote:
+    """Answers like a server that fails `failures` times with `status`, then lists."""
+
+    def __init__(self, failures: int, status: int | None) -> None:
+        self.failures, self.status, self.calls = failures, status, 0
+
+    def list_folder(self, folder: str, href: str = "") -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RemoteError(f"HTTP {self.status}", status=self.status)
+        return "listing"
+
+
+def test_listing_retries_transient_errors_with_the_injected_sleep(no_backoff: list[float]) -> None:
+    remote = FlakyRemote(failures=3, status=503)
+    assert list_with_retries(remote, "a") == "listing"  # type: ignore[arg-type]
+    assert remote.calls == 4 and no_backoff == [0.25, 0.5, 1.0]
+
+
+def test_listing_gives_up_after_the_policy_s_retries(no_backoff: list[float]) -> None:
+    remote = FlakyRemote(failures=99, status=None)  # connection reset
+    with pytest.raises(RemoteError):
+        list_with_retries(remote, "a")  # type: ignore[arg-type]
+    assert remote.calls == retry.LISTING.retries + 1 and len(no_backoff) == retry.LISTING.retries
+
+
+def test_a_client_error_is_not_retried(no_backoff: list[float]) -> None:
+    remote = FlakyRemote(failures=1, status=404)
+    with pytest.raises(RemoteError):
+        list_with_retries(remote, "a")  # type: ignore[arg-type]
+    assert remote.calls == 1 and no_backoff == []
