@@ -235,3 +235,22 @@ def test_client_logs_in_with_digest_when_basic_is_not_offered(share, tmp_path: P
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "refused the login" in wrong.stderr, wrong.stderr
     assert not (tmp_path / "w" / "big.bin").exists()
+
+
+def test_damaged_journal_is_a_clear_local_error_and_releases_the_lock(share, tmp_path: Path) -> None:
+    (share.root / "a.txt").write_bytes(b"from the server")
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    assert pull_cli(share.url, dest).returncode == 0
+    (dest / "mine.txt").write_bytes(b"my own file")
+    (dest / ".davsync" / "state.db").write_bytes(b"this is not an SQLite database" * 100)
+    for _ in range(2):  # the second run must meet the same message, not "another pull is running"
+        r = pull_cli(share.url, dest)
+        assert r.returncode == 5, r.stderr
+        assert "state file" in r.stderr and "damaged" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (dest / "mine.txt").read_bytes() == b"my own file"
+    (dest / ".davsync" / "state.db").rename(dest / ".davsync" / "state.db.damaged")  # what the message says to do
+    r = pull_cli(share.url, dest)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "a.txt").read_bytes() == b"from the server" and (dest / "mine.txt").read_bytes() == b"my own file"
