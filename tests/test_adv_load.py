@@ -108,7 +108,7 @@ def run_load(serve_process, tmp_path: Path, *, clients: int, files: int, seconds
 
 
 def test_load_fast(serve_process, tmp_path: Path) -> None:
-    stats = run_load(serve_process, tmp_path, clients=8, files=500, seconds=0)
+    stats = run_load(serve_process, tmp_path, clients=8, files=250, seconds=0)
     assert stats["pulls"] == 8 and stats["uploads"] > 0
     assert stats["server_rss_growth_mb"] < 100, stats
     print(f"\nload (fast): {stats}")

@@ -183,14 +183,14 @@ def counting(share):  # type: ignore[no-untyped-def]
 
 
 def test_pull_after_10_changes_is_one_report_plus_10_gets(share, tmp_path: Path) -> None:
-    for d in range(30):
+    for d in range(20):  # big enough that a walk would show; what is asserted is the request count
         (share.root / f"d{d:02}").mkdir()
-        for f in range(100):
+        for f in range(30):
             (share.root / f"d{d:02}" / f"f{f:03}.txt").write_bytes(b"%d-%d" % (d, f))
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
     dest = tmp_path / "mirror"
     first = run_pull(conn, dest, PullOptions())
-    assert first.exit_code == 0 and first.mode == "walk" and len(first.done["download"]) == 3000
+    assert first.exit_code == 0 and first.mode == "walk" and len(first.done["download"]) == 600
     changed = [share.root / f"d{i:02}" / "f007.txt" for i in range(10)]
     for i, p in enumerate(changed):
         p.write_bytes(b"changed %d" % i)
