@@ -10,6 +10,8 @@ import requests
 from conftest import Share, wait_until
 from wsgidav.request_server import RequestServer
 
+from davsync.server.names import TEMP_PREFIX
+
 LATE = "changed meanwhile"  # the re-check's message (WsgiDAV's early check says "header condition failed")
 
 
@@ -35,6 +37,13 @@ def held_body(first_sent: threading.Event, gate: threading.Event, data: bytes) -
     yield data[1:]
 
 
+def receiving(share: Share, n: int) -> bool:
+    """The server has passed its early checks and opened a temp file for `n` PUTs (the body is being read).
+
+    Only then is a refusal proof of the late re-check: a request merely sent may not be read yet."""
+    return sum(1 for p in share.root.iterdir() if p.name.startswith(TEMP_PREFIX)) >= n
+
+
 def race(share: Share, path: str, headers: dict[str, str], bodies: list[bytes]) -> list[requests.Response]:
     """Start one PUT per body, hold them all after the headers, then let them finish together."""
     gate = threading.Event()
@@ -50,6 +59,7 @@ def race(share: Share, path: str, headers: dict[str, str], bodies: list[bytes]) 
     for t in threads:
         t.start()
     wait_until(lambda: all(e.is_set() for e in sent), 20, "every request to be under way")
+    wait_until(lambda: receiving(share, len(bodies)), 20, "the server to be receiving every body")
     gate.set()
     for t in threads:
         t.join(60)
@@ -91,6 +101,7 @@ def test_if_match_put_loses_to_a_delete_that_came_first(share: Share) -> None:
     )
     t.start()
     wait_until(sent.is_set, 20, "the PUT to be under way")
+    wait_until(lambda: receiving(share, 1), 20, "the server to be receiving the PUT's body")
     assert share.request("DELETE", "gone.txt").status_code == 204
     gate.set()
     t.join(60)
