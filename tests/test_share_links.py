@@ -17,6 +17,7 @@ from lxml import etree
 from requests.auth import HTTPDigestAuth
 
 from davsync.server.links import LinkStore, token_hash
+from davsync.server.names import TEMP_PREFIX
 
 SYNC_BODY = (
     '<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token>'
@@ -440,12 +441,14 @@ def test_concurrent_drops_of_one_name_never_overwrite_each_other(tree) -> None:
     slow = threading.Thread(target=lambda: results.update(slow=requests.put(url + "beach.jpg", data=slow_body(), timeout=30)))
     slow.start()
     assert started.wait(10)
+    # The name is reserved before the server opens its temp file: once that exists, the slow one is first.
+    photos = tree.root / "Photos"
+    wait_until(lambda: any(p.name.startswith(TEMP_PREFIX) for p in photos.iterdir()), 20, "the slow upload to start")
     fast = requests.put(url + "beach.jpg", data=b"fast upload", timeout=10)
     release.set()
     slow.join(30)
     assert fast.status_code == results["slow"].status_code == 201
     assert fast.headers["Location"] != results["slow"].headers["Location"]
-    photos = tree.root / "Photos"
     contents = {p.name: p.read_bytes() for p in photos.iterdir() if p.name.startswith("beach")}
     assert contents == {"beach.jpg": b"sand" * 100, "beach (2).jpg": b"slow upload", "beach (3).jpg": b"fast upload"}
 
