@@ -9,6 +9,7 @@ for Digest logins on this realm, so the file is written with mode 0600.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -152,3 +153,18 @@ class Users:
                 self._verified.clear()
             self._verified.add(token)
         return user
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """(name, password) from an `Authorization: Basic ...` header; None when it is not Basic or is malformed.
+
+    The one place Basic credentials are decoded (the share, the fast GET path, links, the admin page)."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None

@@ -11,8 +11,6 @@ listed and restored through the same VersionStore calls as `davsync versions`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import os
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..users import Users, UsersFileError
+from ..users import Users, UsersFileError, basic_credentials
 from .guard import PATH_LOCKS
 from .names import TEMP_PREFIX
 from .settings import ServeSettings
@@ -58,10 +56,8 @@ def _user_of(environ: dict) -> str:
     auth = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "basic":
-        try:
-            return base64.b64decode(value.strip(), validate=True).decode("utf-8", "replace").partition(":")[0]
-        except (binascii.Error, ValueError):
-            return "?"
+        credentials = basic_credentials(auth)
+        return credentials[0] if credentials is not None else "?"
     if scheme.lower() == "digest":
         m = re.search(r'username="([^"]*)"', value)
         return m.group(1) if m else "?"
@@ -174,14 +170,10 @@ class AdminGate:
         return self._reply(start_response, status, json.dumps(data).encode(), "application/json")
 
     def _login(self, environ: dict) -> str | None:
-        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "basic":
+        credentials = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
+        if credentials is None:
             return None
-        try:
-            name, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, ValueError):
-            return None
-        user = self.users.check_basic(name, password)
+        user = self.users.check_basic(*credentials)
         return user.name if user is not None else None
 
     def _admin(self, environ: dict, start_response: StartResponse, rest: str) -> list[bytes]:

@@ -9,8 +9,6 @@ headers, folders, Digest, missing credentials, odd paths) falls through to WsgiD
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import mimetypes
 import os
@@ -22,7 +20,7 @@ from wsgiref.handlers import format_date_time
 
 from wsgidav.dav_error import DAVError
 
-from ..users import Users
+from ..users import Users, basic_credentials
 from .names import etag_of, is_internal_path
 from .provider import DavsyncProvider
 
@@ -103,14 +101,8 @@ class FastGet:
     def _authorised(self, header: str | None) -> bool:
         if header is None:
             return self.anonymous in ("read", "write")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            name, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, ValueError):
-            return False
-        return self.users.check_basic(name, password) is not None
+        credentials = basic_credentials(header)
+        return credentials is not None and self.users.check_basic(*credentials) is not None
 
 
 def _mime(path: str) -> str:

@@ -7,8 +7,6 @@ people it was given to (the lesson of ocis#12825 and nextcloud bruteforcesetting
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -18,6 +16,7 @@ import threading
 import time
 from collections import deque
 
+from ..users import basic_credentials
 from .links import DIGEST_USER, ShareLink
 
 MAX_FAILURES = 10
@@ -104,12 +103,8 @@ class LinkAuth:
         return True
 
     def check_basic(self, link: ShareLink, value: str) -> bool:
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return False
-        _user, sep, password = decoded.partition(":")
-        return bool(sep) and self.password_ok(link, password)  # any user name
+        credentials = basic_credentials("Basic " + value)
+        return credentials is not None and self.password_ok(link, credentials[1])  # any user name
 
     # --- Digest (RFC 7616, MD5, qop=auth): Windows Explorer's only choice over http ---
 
