@@ -16,6 +16,7 @@ from typing import Protocol
 from .. import osfs
 from ..concurrency import bounded
 from ..exitcodes import Exit
+from .bundle import Batcher, transfer_small
 from .filters import Filter
 from .journal import Journal, JournalError
 from .paths import NameRules, Skipped, case_insensitive, effective_rules, filter_names, nfc
@@ -488,6 +489,11 @@ class Puller:
         self.reporter.end()
 
     def _transfer_all(self, transfers: list[Action], result: PullResult, journal: Journal) -> None:
+        # Small files first, many per request and placed in batches (servers with davsync's
+        # bundle extension); the rest, and whatever a bundle could not deliver, one by one.
+        batcher = Batcher(self.remote, self.dest, self.state_dir, journal, self.stop, self.reporter,
+                          lambda a, fut: self._collect(a, fut, result), self.options.jobs)  # fmt: skip
+        transfers = transfer_small(batcher, transfers)
         window = 4 * max(1, self.options.jobs)
         with ThreadPoolExecutor(max_workers=max(1, self.options.jobs), thread_name_prefix="davsync-get") as pool:
             jobs = bounded(pool, lambda a: self._transfer(a, journal), transfers, window)
