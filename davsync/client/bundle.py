@@ -244,6 +244,9 @@ class _Batch:
         try:
             leftover = self._receive()
             self._place_all()
+            # Every action is reported or handed back, whatever happened above.
+            accounted = {id(a) for a in leftover} | {id(a) for a, _ in self.outcomes}
+            leftover += [a for a in self.actions if id(a) not in accounted]
             return leftover, self.outcomes
         finally:
             for s in self.staged:  # what was not placed (a failure, a stop): its temp file goes
@@ -304,9 +307,9 @@ class _Batch:
                     member = reader.next()
                     if member is None or member.path != self._asked_name(waiting[0]):
                         break  # not what was asked: the rest goes one by one
-                    a = waiting.popleft()
-                    if self._take(a, member, reader):
-                        back.append(a)
+                    if self._take(waiting[0], member, reader):
+                        back.append(waiting[0])
+                    waiting.popleft()  # (only now: a member cut off in the middle stays waiting)
             except (TarFormatError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
                 pass  # cut off (CutStream is a TarFormatError) or garbled: what arrived whole is kept
         return back + list(waiting)
@@ -422,16 +425,18 @@ class _Batch:
 
 
 class _Raw(io.RawIOBase):
-    """urllib3's response as a raw stream for io.BufferedReader (it reads in large blocks)."""
+    """urllib3's response as a raw stream for io.BufferedReader: each read returns what has
+    arrived (read1), so the members before a cut are not lost in a half-filled buffer."""
 
     def __init__(self, raw: urllib3.response.BaseHTTPResponse) -> None:
         self._raw = raw
+        self._read = getattr(raw, "read1", raw.read)  # urllib3 < 2.2 has no read1
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer), decode_content=False)
+        data = self._read(len(buffer), decode_content=False)
         n = len(data)
         buffer[:n] = data
         return n
