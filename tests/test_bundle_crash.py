@@ -1,6 +1,6 @@
 """SIGKILL during a batch placement, at exact moments: every file is the old or the new version,
-and the journal describes the disk (a row matches its file, or its `prev` does); the next pull
-converges without a conflict.
+and the journal describes the disk (a row matches its file, or its `prev` does: the old version,
+or nothing for a new file not yet renamed); the next pull converges without a conflict.
 
 The pull runs in its own process; a few lines wrapped around davsync's own functions send it
 SIGKILL right before (or after) the n-th rename into place, journal commit or flush pass, so
@@ -90,6 +90,8 @@ def check_disk_and_journal(dest: Path, versions: dict[str, set[str]]) -> None:
     for path, data in on_disk.items():
         assert md5(data) in versions.get(path, set()), f"{path} is no version the server ever had"
     for path, (size, mtime_ns, digest, prev) in rows(dest).items():
+        if prev is not None and prev["size"] < 0 and path not in on_disk:
+            continue  # in flight when killed: nothing was there before, and the rename did not happen
         assert path in on_disk, f"the journal lists {path}, which is not there"
         st = os.stat(dest / path)
         actual = md5(on_disk[path])
@@ -176,3 +178,12 @@ def test_kills_at_every_rename_and_commit(share, tmp_path: Path, point: str) -> 
         kill_at(share, dest, point, n)
         check_disk_and_journal(dest, server.versions)
         converge(share, dest)
+
+
+def test_a_new_file_in_flight_has_no_base_until_its_rename_happened() -> None:
+    from davsync.client.plan import NOTHING_BEFORE, JournalEntry, LocalEntry, resolve_in_flight
+
+    row = JournalEntry(False, 5, 1_000, 7, "m", prev=NOTHING_BEFORE)
+    assert resolve_in_flight(row, None) is None  # killed before the rename: nothing placed
+    assert resolve_in_flight(row, LocalEntry(False, 9, 2_000, 8)) is None  # someone else's file, not ours
+    assert resolve_in_flight(row, LocalEntry(False, 5, 1_000, 7)) is row  # placed

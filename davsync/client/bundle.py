@@ -7,14 +7,12 @@ against the listing and against the member's own MD5) and written to a temp file
 DEST/.davsync/partial/; then the batch is placed together:
 
 1. one flush pass makes all its temp files durable (concurrent fsyncs, committed together);
-2. files that replace an existing one get their journal rows, with `prev` (what is there now),
-   in one transaction, before any rename: after a kill, `resolve_in_flight` tells from the
-   disk whether the rename happened;
+2. every file gets its journal row, with `prev` saying what is there now (the old version,
+   or NOTHING_BEFORE), in one transaction before any rename: after a kill,
+   `resolve_in_flight` tells from the disk whether each rename happened;
 3. the renames, each refused if the local file changed since planning (as `place` does);
 4. one fsync per folder touched;
-5. files that were new get their rows, in one transaction: a kill before that leaves a
-   complete file with no row, which the next run adopts after comparing its MD5 (a row
-   never names a file that is not there).
+5. the rows lose their `prev` (a file not placed gets its old row back), in one transaction.
 
 A kill at any moment therefore leaves every path with the old or the complete new version,
 and a journal that describes the disk. A member the server reports missing or changed fails
@@ -44,7 +42,7 @@ from .. import osfs
 from ..concurrency import wait_first
 from ..paxstream import Member, PaxReader, TarFormatError
 from .journal import Journal
-from .plan import Action, JournalEntry, Kind, LocalEntry
+from .plan import NOTHING_BEFORE, Action, JournalEntry, Kind, LocalEntry
 from .remote import Remote, RemoteError
 from .transfer import (
     Downloaded,
@@ -378,26 +376,33 @@ class _Batch:
             osfs.flush_files([s.got.partial for s in self.staged])
         except OSError as e:
             raise local_error(e, "writing downloaded files to disk") from None
-        # Replacements first get rows saying what is there now (`prev`), in one transaction.
-        replacing: list[_Staged] = []
+        # Every file first gets its row saying what is there now (`prev`: the old version, or
+        # nothing), all in one transaction, before any rename.
+        planned: list[_Staged] = []
         for s in self.staged:
             a = s.action
             if not _same(stat_entry(b.dest / a.path), a.local):
                 s.error = Raced(f"{a.path} changed locally during the pull; left alone")
-            elif a.local is not None:
-                assert a.base is not None
-                s.placed = None
-                new = s.got.ready or stat_entry(s.got.partial)
-                assert new is not None
-                b.journal.put(a.path, self._entry(s, new, replace(a.base, prev=None)))
-                replacing.append(s)
-        if replacing:
-            b.journal.commit()
+                continue
+            new = s.got.ready or stat_entry(s.got.partial)
+            assert new is not None and (a.local is None or a.base is not None)
+            prev = NOTHING_BEFORE if a.local is None or a.base is None else replace(a.base, prev=None)
+            b.journal.put(a.path, self._entry(s, new, prev))
+            planned.append(s)
+        if planned:
+            self._rename_all(planned)
+        for s in self.staged:
+            if s.placed is not None:
+                self._succeeded(s.action, s.got.bytes_fetched)
+            else:
+                self._failed(s.action, s.error or DownloadError("not placed"))
+
+    def _rename_all(self, planned: list[_Staged]) -> None:
+        b = self.b
+        b.journal.commit()
         folders: set[Path] = set()
         try:
-            for s in self.staged:
-                if s.error is not None:
-                    continue
+            for s in planned:
                 a = s.action
                 assert a.remote is not None
                 try:
@@ -405,23 +410,21 @@ class _Batch:
                 except (Raced, DownloadError) as e:
                     s.error = e
         finally:
-            for s in replacing:
-                if s.placed is None and s.action.base is not None:
-                    b.journal.put(s.action.path, s.action.base)  # nothing replaced: the old row again
-            # New files get their rows only once their renames are durable.
+            # Once the renames are durable, the rows lose their `prev`; a file not placed gets
+            # its old row back (or none), so the journal never waits for a rename that failed.
             try:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
-            for s in self.staged:
-                if s.placed is not None and s.action.local is None:
-                    b.journal.put(s.action.path, self._entry(s, s.placed, None))
+            for s in planned:
+                a = s.action
+                if s.placed is not None:
+                    b.journal.put(a.path, self._entry(s, s.placed, None))
+                elif a.base is not None:
+                    b.journal.put(a.path, a.base)
+                else:
+                    b.journal.forget(a.path)
             b.journal.commit()
-        for s in self.staged:
-            if s.placed is not None:
-                self._succeeded(s.action, s.got.bytes_fetched)
-            else:
-                self._failed(s.action, s.error or DownloadError("not placed"))
 
 
 class _Raw(io.RawIOBase):

@@ -95,10 +95,17 @@ class JournalEntry:
         )
 
 
+# The `prev` of a placement where nothing was before (a new file): if the rename never
+# happened, davsync placed nothing there and the path has no base.
+NOTHING_BEFORE = JournalEntry(False, size=-1)
+
+
 def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) -> JournalEntry | None:
     """The journal entry that describes the local file, given a placement that may not have happened."""
     if journal is None or journal.prev is None:
         return journal
+    if journal.prev.size < 0:  # NOTHING_BEFORE
+        return journal if local is not None and journal.matches_local(local) else None
     if local is not None and not journal.matches_local(local) and journal.prev.matches_local(local):
         return journal.prev  # the crash came before the rename: the old file is still there
     return journal

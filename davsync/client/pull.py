@@ -21,6 +21,7 @@ from .filters import Filter
 from .journal import Journal, JournalError
 from .paths import NameRules, Skipped, case_insensitive, effective_rules, filter_names, nfc
 from .plan import (
+    NOTHING_BEFORE,
     TRANSFERS,
     Action,
     JournalEntry,
@@ -425,7 +426,11 @@ class Puller:
             st = stat_entry(self.dest / path)
             j = journal.get(path)
             if j is not None and j.prev is not None:
-                journal[path] = j = resolve_in_flight(j, st)  # type: ignore[assignment]
+                j = resolve_in_flight(j, st)
+                if j is None:
+                    del journal[path]  # a new file whose placement never happened: no base
+                else:
+                    journal[path] = j
             if st is not None and not st.is_dir:
                 r = remote.get(path)
                 needs_hash = self.options.verify or (
@@ -537,7 +542,9 @@ class Puller:
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.dest, a.path, a.local)
             expected = prev = None
-        if prev is not None:
+        if expected is None:
+            prev = NOTHING_BEFORE  # if the rename never happens, nothing was placed: no row
+        elif prev is not None:
             prev = replace(prev, prev=None)
 
         def record(placed: LocalEntry) -> None:
