@@ -122,7 +122,7 @@ def test_resolver_closes_the_app_iter(monkeypatch: pytest.MonkeyPatch, read_all:
             return bodies[-1]
 
     monkeypatch.setattr(server_app, "DavsyncRequestServer", Server)
-    resolver = server_app._Resolver(None, None, {"davsync": {"allow_infinite_depth": False, "extra_methods": {}}})
+    resolver = server_app._Resolver(None, None, {"davsync": {"allow_infinite_depth": False}})
     out = resolver({"wsgidav.provider": object()}, lambda *a: None)
     if read_all:
         assert b"".join(out) == b"onetwo"

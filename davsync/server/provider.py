@@ -27,7 +27,7 @@ from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderReso
 
 from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity, iter_tree
-from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path
+from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path, rel_of
 from .versions import VersionStore, Who
 
 OC_NS = "http://owncloud.org/ns"
@@ -47,11 +47,6 @@ def xml_safe(name: str) -> bool:
     return all(
         c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000" for c in name
     )
-
-
-def rel_of(path: str) -> str:
-    """WsgiDAV resource path ('/a/b') to index path ('a/b'; '' is the root)."""
-    return path.strip("/")
 
 
 def parse_mtime(text: str | None) -> int:
@@ -169,9 +164,7 @@ class DavsyncFolder(FolderResource):
 
     def get_property_value(self, name: str) -> Any:
         if name == SYNC_TOKEN:
-            from .sync import make_token
-
-            return make_token(self.provider.index)
+            return self.provider.index.sync_token()
         if name == SUPPORTED_REPORTS:
             el = etree.Element(SUPPORTED_REPORTS, nsmap={"D": "DAV:"})
             report = etree.SubElement(etree.SubElement(el, "{DAV:}supported-report"), "{DAV:}report")

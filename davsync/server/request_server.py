@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lxml import etree
-from wsgidav import util, xml_tools
+from wsgidav import util
 from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
     HTTP_CONFLICT,
@@ -26,8 +26,10 @@ from wsgidav.dav_error import (
 from wsgidav.request_server import RequestServer
 
 from .destination import check_same_origin, with_destination_fix
-from .names import etag_of, is_internal_path
-from .provider import DavsyncProvider, rel_of
+from .multistatus import property_response, send_multistatus
+from .names import etag_of, is_internal_path, rel_of
+from .provider import DavsyncProvider
+from .sync import sync_collection
 from .upload import UploadError, expected_md5, parse_oc_mtime, receive
 
 MAX_XML_BODY = 1024 * 1024
@@ -39,11 +41,10 @@ _copy_or_move_fixed = with_destination_fix(RequestServer._copy_or_move)
 
 
 class DavsyncRequestServer(RequestServer):
-    def __init__(self, provider: DavsyncProvider, *, allow_infinite_depth: bool, extra_methods: dict[str, Any]) -> None:
+    def __init__(self, provider: DavsyncProvider, *, allow_infinite_depth: bool) -> None:
         super().__init__(provider)
         self.allow_propfind_infinite = allow_infinite_depth
-        self._extra = extra_methods
-        self._possible_methods: list[str] = [*self._possible_methods, *extra_methods]
+        self._possible_methods: list[str] = [*self._possible_methods, "REPORT"]
         self._davProvider: DavsyncProvider
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -57,9 +58,6 @@ class DavsyncRequestServer(RequestServer):
                 raise DAVError(413, f"XML request bodies are limited to {MAX_XML_BODY} bytes.")
         if method in ("DELETE", "MOVE") and environ["PATH_INFO"].strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "The share's root folder cannot be deleted or moved.")
-        if method in self._extra:
-            environ["wsgidav.user_name"] = environ.get("wsgidav.auth.user_name", "anonymous")
-            return self._extra[method](self, environ, start_response)
         return super().__call__(environ, start_response)
 
     def _readonly(self, environ: dict) -> bool:
@@ -91,7 +89,7 @@ class DavsyncRequestServer(RequestServer):
         res = provider.get_resource_inst(path, environ)
         allow = ["OPTIONS"]
         if res is not None:
-            allow += ["HEAD", "GET", "PROPFIND", *self._extra]
+            allow += ["HEAD", "GET", "PROPFIND", "REPORT"]
             if not readonly:
                 allow += ["DELETE", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK"]
                 if not res.is_collection:
@@ -136,13 +134,15 @@ class DavsyncRequestServer(RequestServer):
                 props = child.get_properties(mode, name_list=names if mode == "named" else None)
                 if mode == "name":
                     props = [(name, None) for name, _ in props]
-                # rclone reads only the first propstat's status: put 200 first.
-                props.sort(key=lambda item: isinstance(item[1], DAVError))
-                holder = xml_tools.make_multistatus_el()
-                util.add_property_response(holder, child.get_href(), props)
-                yield holder[0]
+                yield property_response(child.get_href(), props)
 
         return send_multistatus(environ, start_response, responses(), stream=res.is_collection and depth != "0")
+
+    # --- REPORT -----------------------------------------------------------------
+
+    def do_REPORT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """RFC 6578 sync-collection (the only report we support)."""
+        return sync_collection(self._davProvider, environ, start_response)
 
     # --- PUT -------------------------------------------------------------------
 
@@ -232,51 +232,6 @@ def _members(res: Any, depth: str) -> Iterator[Any]:
                 yield member
 
 
-STREAM_AFTER = 200  # responses; a larger listing is sent chunked instead of built in memory
-
-
-def send_multistatus(
-    environ: dict, start_response: StartResponse, responses: Iterable[Any], *, stream: bool, tail: Iterable[Any] = ()
-) -> Iterable[bytes]:
-    """A 207 Multi-Status, serialised response by response.
-
-    Small answers are sent with a Content-Length; past STREAM_AFTER responses the rest is
-    streamed (chunked), so a 100,000-entry listing never sits in memory as one document.
-    """
-    head = b'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
-    foot = b"</D:multistatus>"
-    it = iter(responses)
-    first: list[bytes] = []
-    for el in it:
-        first.append(etree.tostring(el))
-        if stream and len(first) >= STREAM_AFTER:
-            break
-    else:
-        body = head + b"".join(first) + b"".join(etree.tostring(t) for t in tail) + foot
-        start_response("207 Multi-Status", _ms_headers(str(len(body))))
-        return [body]
-
-    def chunks() -> Iterator[bytes]:
-        yield head + b"".join(first)
-        batch: list[bytes] = []
-        for el in it:
-            batch.append(etree.tostring(el))
-            if len(batch) >= STREAM_AFTER:
-                yield b"".join(batch)
-                batch = []
-        yield b"".join(batch) + b"".join(etree.tostring(t) for t in tail) + foot
-
-    start_response("207 Multi-Status", _ms_headers(None))
-    return chunks()
-
-
-def _ms_headers(length: str | None) -> list[tuple[str, str]]:
-    headers = [("Content-Type", "application/xml; charset=utf-8"), ("Date", util.get_rfc1123_time())]
-    if length is not None:
-        headers.append(("Content-Length", length))
-    return headers
-
-
 def _content_length(environ: dict) -> int | None:
     """None means "read to the end" (chunked); a missing length on a plain body means empty."""
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
@@ -311,4 +266,4 @@ def parse_propfind(body: Any) -> tuple[str, list[str]]:
     return mode or "allprop", names
 
 
-__all__ = ["DavsyncRequestServer", "WRITE_METHODS", "send_multistatus"]
+__all__ = ["DavsyncRequestServer", "WRITE_METHODS"]

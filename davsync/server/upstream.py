@@ -33,7 +33,7 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav.request_server:RequestServer",
         "_davProvider",
-        ("request_server.py", "sync.py"),
+        ("request_server.py",),
         "The provider of the request: the public API has no accessor for it.",
     ),
     Reliance(
@@ -115,13 +115,14 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.user_name",
-        ("request_server.py", "link_gate.py"),
-        "The user upstream's lock and property managers record; set for REPORT and share links.",
+        ("request_server.py", "provider.py", "link_gate.py"),
+        "The user upstream's lock and property managers record (RequestServer.__call__ sets it); "
+        "share links set it to the link's own name.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("request_server.py", "link_gate.py"),
+        ("provider.py", "link_gate.py"),
         "Set by HTTPAuthenticator after a login; share links set it to a link's own name.",
     ),
     Reliance(
@@ -133,7 +134,7 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.ifLockTokenList",
-        ("request_server.py",),
+        ("request_server.py", "provider.py"),
         "The lock tokens from the If header, for lock_manager.write_transaction in our PUT.",
     ),
     Reliance(
