@@ -252,6 +252,10 @@ class DavsyncProvider(FilesystemProvider):
         above the target: each folder is checked with realpath once, then recognised by the
         (device, inode) it resolves to, which changes if any component becomes a symlink
         pointing elsewhere.
+
+        Replaces upstream's wholesale, so its fixes never reach us: WsgiDAV 4.3.4 fixed a
+        containment bug here (a sibling folder named like the root plus a suffix passed its
+        prefix test); tests/test_serve_paths.py probes that case against ours.
         """
         if "\x00" in path:
             raise DAVError(HTTP_BAD_REQUEST, "NUL in path.")

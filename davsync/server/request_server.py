@@ -67,12 +67,16 @@ class DavsyncRequestServer(RequestServer):
 
     def _copy_or_move(self, environ: dict, start_response: StartResponse, is_move: bool) -> Iterable[bytes]:
         """Upstream's COPY/MOVE with a correct Destination parser (see destination.py)."""
+        # Upstream bug (WsgiDAV 4.4, mar10/wsgidav#139): the Destination is unquoted before it is
+        # split, so an encoded '?' or ';' cuts the name and overwrites another file.
         check_same_origin(environ)
         return _copy_or_move_fixed(self, environ, start_response, is_move)
 
     # --- OPTIONS ---------------------------------------------------------------
 
     def do_OPTIONS(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream bug (WsgiDAV 4.4): Allow asks only whether the provider is read-only, so a
+        # read-only user is offered every write method (and then refused).
         path = environ["PATH_INFO"]
         provider = self._davProvider
         readonly = self._readonly(environ) and not environ.get("davsync.login_could_write")
@@ -108,6 +112,8 @@ class DavsyncRequestServer(RequestServer):
     # --- PROPFIND --------------------------------------------------------------
 
     def do_PROPFIND(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream bugs (WsgiDAV 4.4): it looks for <D:name/> where RFC 4918 says <D:propname/>,
+        # applies Depth to files, and builds the whole multistatus in memory.
         path = environ["PATH_INFO"]
         depth = environ.setdefault("HTTP_DEPTH", "infinity")
         if depth not in ("0", "1", "infinity"):
@@ -147,6 +153,9 @@ class DavsyncRequestServer(RequestServer):
     # --- PUT -------------------------------------------------------------------
 
     def do_PUT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream bug (WsgiDAV 4.4, mar10/wsgidav#6): it opens the target for writing before it
+        # reads the body, so an aborted upload leaves a truncated file. Ours writes a temp file
+        # and renames it into place (upload.py).
         path = environ["PATH_INFO"]
         provider = self._davProvider
         if path.strip("/") == "":
@@ -167,7 +176,7 @@ class DavsyncRequestServer(RequestServer):
             self._fail(HTTP_CONFLICT, context_info="The parent folder does not exist.")
         self._evaluate_if_headers(res, environ)
         if res is None and "HTTP_IF_MATCH" in environ:
-            # WsgiDAV's _evaluate_if_headers returns early when the target does not exist, so
+            # Upstream bug (WsgiDAV 4.4): _evaluate_if_headers returns early when the target does not exist, so
             # If-Match on a missing resource passes; RFC 9110 13.1.1 says 412. (Pinned by
             # tests/test_versions_preconditions.py::test_upstream_skips_if_match_on_missing_target.)
             self._fail(HTTP_PRECONDITION_FAILED, context_info="If-Match failed: the resource does not exist.")
