@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import osfs
+from ..checksums import md5_of_file
 from ..concurrency import bounded
 from ..exitcodes import Exit
 from .filters import Filter
@@ -141,11 +141,6 @@ def dest_lock(state_dir: Path) -> Iterator[None]:
             f"another davsync pull or watch is running on {osfs.display_path(state_dir.parent)}; "
             "wait for it or stop it."
         ) from None
-
-
-def md5_of(path: Path) -> str:
-    with open(path, "rb", buffering=0) as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 class Puller:
@@ -433,7 +428,7 @@ class Puller:
                 )
                 if needs_hash:
                     try:
-                        st = LocalEntry(False, st.size, st.mtime_ns, st.ino, md5_of(self.dest / path))
+                        st = LocalEntry(False, st.size, st.mtime_ns, st.ino, md5_of_file(self.dest / path))
                         result.local_files_read += 1
                     except OSError:
                         pass

@@ -8,7 +8,6 @@ an XML parser that expands no entities and fetches nothing.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
+from ..checksums import is_md5, md5_token
 from .neterrors import connection_message, tls_message
 from .paths import Skipped, UnsafeHref, href_to_relpath, shown, url_segments
 from .plan import RemoteEntry
@@ -45,7 +45,6 @@ SYNC_BODY = (
     "</d:sync-collection>"
 )
 MAX_LISTING_BYTES = 512 * 1024 * 1024
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 class RemoteError(Exception):
@@ -615,10 +614,9 @@ def _md5(el: etree._Element | None) -> str | None:
     for node in el.iter():
         if not isinstance(node.tag, str) or etree.QName(node).localname != "checksum":
             continue
-        for token in (node.text or "").split():
-            algo, _, value = token.partition(":")
-            if algo.lower() == "md5" and _MD5.match(value.lower()):
-                return value.lower()
+        value = md5_token(node.text or "")
+        if value is not None and is_md5(value):
+            return value
     return None
 
 

@@ -14,7 +14,6 @@ last compaction are refused too (the client then falls back to a full listing).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sqlite3
@@ -24,7 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-HASH_BLOCK = 1024 * 1024
+from ..checksums import md5_of_file
+from ..sqlpaths import at_or_below, like_below
+
 TOKEN_RE = re.compile(r"^urn:davsync:sync:([0-9a-f]{32}):(\d{1,18})$")
 
 SCHEMA = """
@@ -72,11 +73,6 @@ class Change:
 
 def parent_of(path: str) -> str:
     return path.rpartition("/")[0]
-
-
-def md5_of_file(file_path: str | os.PathLike[str]) -> str:
-    with open(file_path, "rb", buffering=0) as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 class HashIndex:
@@ -162,11 +158,12 @@ class HashIndex:
 
     def known_under(self, path: str) -> dict[str, tuple[Identity, str | None]]:
         """Stored identity and MD5 of each live file at or below a path (one query, for a whole folder)."""
+        where, args = at_or_below("path", path)
         with self._lock:
             rows = self._db.execute(
                 "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-                "WHERE deleted=0 AND is_dir=0 AND (path=? OR path LIKE ? ESCAPE '\\')",
-                (path, _like_prefix(path)),
+                f"WHERE deleted=0 AND is_dir=0 AND {where}",
+                args,
             ).fetchall()
         return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
 
@@ -211,7 +208,7 @@ class HashIndex:
             args.append(under)
         elif under:
             sql += " AND path LIKE ? ESCAPE '\\'"
-            args.append(_like_prefix(under))
+            args.append(like_below(under))
         if live_only:
             sql += " AND deleted=0"
         sql += " ORDER BY seq"
@@ -341,10 +338,8 @@ class HashIndex:
     def forget(self, path: str) -> None:
         """Mark a path and everything below it deleted (tombstones keep tokens honest)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT path FROM entries WHERE deleted=0 AND (path=? OR path LIKE ? ESCAPE '\\')",
-                (path, _like_prefix(path)),
-            ).fetchall()
+            where, args = at_or_below("path", path)
+            rows = self._db.execute(f"SELECT path FROM entries WHERE deleted=0 AND {where}", args).fetchall()
             if not rows:
                 return
             own_transaction = not self._db.in_transaction
@@ -404,11 +399,6 @@ _UPSERT = (
     "size=excluded.size, mtime_ns=excluded.mtime_ns, ctime_ns=excluded.ctime_ns, "
     "ino=excluded.ino, dev=excluded.dev, md5=excluded.md5, seq=excluded.seq, deleted=0"
 )
-
-
-def _like_prefix(path: str) -> str:
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}/%" if path else "%"
 
 
 def iter_folders(root: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:

@@ -43,16 +43,8 @@ class ScopedIndex:
         return None
 
     @property
-    def instance(self) -> str:
-        return self.index.instance
-
-    @property
     def current_seq(self) -> int:
         return self.index.current_seq
-
-    @property
-    def min_valid_seq(self) -> int:
-        return self.index.min_valid_seq
 
     def md5_for(self, path: str, file_path: str, st: os.stat_result) -> str | None:
         return self.index.md5_for(self.full(path), file_path, st)
@@ -68,9 +60,6 @@ class ScopedIndex:
 
     def forget(self, path: str) -> None:
         self.index.forget(self.full(path))
-
-    def is_known_dir(self, path: str) -> bool:
-        return self.index.is_known_dir(self.full(path))
 
     @contextmanager
     def batch(self) -> Iterator[ScopedIndex]:

@@ -48,7 +48,7 @@ def status_response(href: str, status: str, condition: str | None = None) -> etr
 
 
 def send_multistatus(
-    environ: dict, start_response: StartResponse, responses: Iterable[Any], *, stream: bool, tail: Iterable[Any] = ()
+    start_response: StartResponse, responses: Iterable[Any], *, stream: bool, tail: Iterable[Any] = ()
 ) -> Iterable[bytes]:
     """A 207 Multi-Status, serialised response by response.
 

@@ -25,6 +25,7 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
+from ..checksums import md5_checksum
 from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity, iter_tree
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path, rel_of
@@ -39,7 +40,6 @@ MTIME_PROPS = ("{DAV:}lastmodified", "{DAV:}getlastmodified", "{DAV:}last_modifi
 # on, and that hotfix also drops the other Win32 properties; we apply this one to the
 # file's mtime and keep the others (creation/access time, attributes) as dead properties.
 WIN32_MTIME = "{urn:schemas-microsoft-com:}Win32LastModifiedTime"
-READ_BLOCK = 1024 * 1024
 
 
 def xml_safe(name: str) -> bool:
@@ -93,7 +93,7 @@ class DavsyncFile(FileResource):
             if md5 is None:
                 raise DAVError(404)
             el = etree.Element(CHECKSUMS, nsmap={"oc": OC_NS})
-            etree.SubElement(el, CHECKSUM).text = f"MD5:{md5}"
+            etree.SubElement(el, CHECKSUM).text = md5_checksum(md5)
             return el
         if name == WIN32_MTIME:
             return util.get_rfc1123_time(self.file_stat.st_mtime)

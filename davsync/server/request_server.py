@@ -25,6 +25,7 @@ from wsgidav.dav_error import (
 )
 from wsgidav.request_server import RequestServer
 
+from ..checksums import md5_checksum
 from .destination import check_same_origin, with_destination_fix
 from .multistatus import property_response, send_multistatus
 from .names import etag_of, is_internal_path, rel_of
@@ -142,7 +143,7 @@ class DavsyncRequestServer(RequestServer):
                     props = [(name, None) for name, _ in props]
                 yield property_response(child.get_href(), props)
 
-        return send_multistatus(environ, start_response, responses(), stream=res.is_collection and depth != "0")
+        return send_multistatus(start_response, responses(), stream=res.is_collection and depth != "0")
 
     # --- REPORT -----------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class DavsyncRequestServer(RequestServer):
         st = upload.st
         headers = [
             ("ETag", f'"{etag_of(st)}"'),
-            ("OC-Checksum", f"MD5:{upload.md5}"),
+            ("OC-Checksum", md5_checksum(upload.md5)),
         ]
         if mtime is not None:
             headers.append(("X-OC-MTime", "accepted"))

@@ -83,7 +83,7 @@ def sync_collection(provider: DavsyncProvider, environ: dict, start_response: Ca
     token = etree.Element("{DAV:}sync-token", nsmap={"D": "DAV:"})
     token.text = index.sync_token(max(last_seq, since, 0))
     tail.append(token)
-    return send_multistatus(environ, start_response, responses(), stream=True, tail=tail)
+    return send_multistatus(start_response, responses(), stream=True, tail=tail)
 
 
 def _limit(body: Any) -> int | None:
