@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -295,7 +296,7 @@ class DavsyncProvider(FilesystemProvider):
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
-            if e.errno == 36:  # ENAMETOOLONG
+            if e.errno == errno.ENAMETOOLONG:
                 raise DAVError(414, "Name too long.") from None
             raise
         if stat.S_ISLNK(st.st_mode):
