@@ -51,14 +51,19 @@ class LocalScan:
     resolved: dict[str, JournalEntry] = field(default_factory=dict)
     # NFC path -> the spelling on disk, where they differ (a name written in NFD by a Mac tool).
     on_disk: dict[str, str] = field(default_factory=dict)
+    _left_alone: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    _skips_seen: int = field(default=0, init=False, repr=False, compare=False)
 
     def not_judged(self, path: str) -> bool:
         """Is this path, or a folder above it, skipped or deferred? Then neither side of it is changed."""
         if path in self.deferred:
             return True
-        left_alone = {s.path for s in self.skipped}
+        if self._skips_seen != len(self.skipped):
+            self._left_alone, self._skips_seen = {s.path for s in self.skipped}, len(self.skipped)
+        if not self._left_alone:
+            return False
         parts = path.split("/")
-        return any("/".join(parts[:i]) in left_alone for i in range(1, len(parts) + 1))
+        return any("/".join(parts[:i]) in self._left_alone for i in range(1, len(parts) + 1))
 
     def disk_path(self, dest: Path, path: str) -> Path:
         """Where an NFC path of the view lives on disk."""
