@@ -93,6 +93,10 @@ def test_put_new_then_edit_with_the_right_and_a_stale_etag(share: Share, alice: 
     assert e.value.status == 412 and "412" in str(e.value)
     assert (share.root / "a.txt").read_bytes() == b"second"
 
+    empty = local(tmp_path, "empty", b"")
+    up = alice.put_file("empty", empty, md5=md5_of(empty), if_none_match=True)
+    assert up.entry.size == 0 and up.entry.md5 == up.sent_md5 == "d41d8cd98f00b204e9800998ecf8427e"
+
 
 def test_if_none_match_on_an_existing_file_and_if_match_on_a_missing_one_are_412(
     share: Share, alice: Remote, tmp_path: Path

@@ -605,7 +605,7 @@ class Remote:
         refuses a body that changed meanwhile, and that is raised as SourceChanged. `if_match`
         (an edit of that version) or `if_none_match` (a new file) make the PUT conditional, and
         only a conditional PUT is retried: after a lost answer, the retry's 412 with our MD5 on
-        the server means the first attempt landed.
+        the server means the first attempt landed. A source that cannot be read raises its OSError.
         """
         url = self.url_for(path, href=href)
         headers = {"OC-Checksum": f"MD5:{md5}", "Content-Type": "application/octet-stream"}
