@@ -81,9 +81,10 @@ class Proxy:
                         if fail and self.faults.fails_left is not None:
                             self.faults.fails_left -= 1
                     if fail:
-                        dst.shutdown(socket.SHUT_RDWR)  # close() alone leaves it open to the server
-                        dst.close()
+                        # The server never sees this request; its connection closes after the
+                        # answer (closing it first would let the other thread cut the client off).
                         src.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        _drain(src)
                         break
                 if to_client:
                     f = self.faults
@@ -115,3 +116,15 @@ class Proxy:
                 except OSError:
                     pass
                 s.close()
+
+
+def _drain(sock: socket.socket, timeout: float = 5.0) -> None:
+    """Read what the client still sends (a request body) until it closes: closing with unread
+    data would make the kernel reset the connection, and the client might lose the answer."""
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
