@@ -33,7 +33,8 @@ from ..scan import iter_folders, md5_of_file
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
-HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading with the walk's stats
+HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading large files
+SMALL_FILE = 256 * 1024  # read on the scanning thread: a hand-off to a thread costs more
 LINK_REASON = "a link or junction in DEST, left alone"
 _UNREAD = LocalEntry(False)  # exists, but its stat could not be read: listed, never judged
 
@@ -320,25 +321,36 @@ class _Look:
         return self.result
 
     def hash_queued(self) -> None:
-        if not self.to_hash:
+        """Small files are read right here (a thread hand-off costs more than reading them);
+        larger ones on a few threads, so reading overlaps (hashlib releases the GIL)."""
+        small: list[tuple[str, str]] = []
+        large: list[tuple[str, str]] = []
+        for item in self.to_hash:
+            entry = self.entries[item[0]]
+            (small if entry is not None and entry.size <= SMALL_FILE else large).append(item)
+        for item in small:
+            self.hashed(item[0], *_hash(item))
+        if not large:
             return
         with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="davsync-hash") as pool:
-            jobs = bounded(pool, _hash, self.to_hash, window=4 * HASH_WORKERS)
+            jobs = bounded(pool, _hash, large, window=4 * HASH_WORKERS)
             try:
                 for (path, _disk), fut in jobs:
-                    md5, after, error = fut.result()
-                    if error is not None:
-                        self.skip(path, f"cannot be read ({error}); left alone")
-                        continue
-                    self.result.files_hashed += 1
-                    before = self.entries[path]
-                    assert before is not None
-                    if after is None or (after.st_size, after.st_mtime_ns) != (before.size, before.mtime_ns):
-                        self.result.deferred.add(path)  # changed while it was read: still being written
-                        continue
-                    self.entries[path] = LocalEntry(False, before.size, before.mtime_ns, before.ino, md5)
+                    self.hashed(path, *fut.result())
             finally:
                 jobs.close()
+
+    def hashed(self, path: str, md5: str | None, after: os.stat_result | None, error: str | None) -> None:
+        if error is not None:
+            self.skip(path, f"cannot be read ({error}); left alone")
+            return
+        self.result.files_hashed += 1
+        before = self.entries[path]
+        assert before is not None
+        if md5 is None or after is None or (after.st_size, after.st_mtime_ns) != (before.size, before.mtime_ns):
+            self.result.deferred.add(path)  # changed (or went) while it was read: still being written
+            return
+        self.entries[path] = LocalEntry(False, before.size, before.mtime_ns, before.ino, md5)
 
 
 def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
