@@ -1,4 +1,4 @@
-"""MD5s as davsync computes and exchanges them, for the server and the client alike.
+"""MD5s as davsync exchanges them, for the server and the client alike (davsync.scan hashes files).
 
 On the wire an MD5 travels as `MD5:<32 hex>` (the ownCloud convention: the `OC-Checksum`
 header and the `oc:checksum` property), possibly among other space-separated checksums.
@@ -6,17 +6,9 @@ header and the `oc:checksum` property), possibly among other space-separated che
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-
-
-def md5_of_file(path: str | os.PathLike[str]) -> str:
-    """The file's MD5 as lowercase hex, read unbuffered (hashlib reads in large blocks)."""
-    with open(path, "rb", buffering=0) as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def md5_checksum(md5: str) -> str:

@@ -19,11 +19,10 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checksums import md5_of_file
+from ..scan import md5_of_file
 from ..sqlpaths import at_or_below, like_below
 
 TOKEN_RE = re.compile(r"^urn:davsync:sync:([0-9a-f]{32}):(\d{1,18})$")
@@ -401,37 +400,3 @@ _UPSERT = (
 )
 
 
-def iter_folders(root: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
-    """Yield (relative folder, its entries) for ROOT and every folder below it, skipping symlinks.
-
-    Memory stays proportional to one folder, so a scan of 100,000 files stays small.
-    """
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            with os.scandir(os.path.join(root, rel) if rel else root) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        yield rel, entries
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(f"{rel}/{entry.name}" if rel else entry.name)
-            except OSError:
-                continue
-
-
-def iter_tree(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Yield (relative path, entry) for every regular file and folder, skipping symlinks."""
-    for rel, entries in iter_folders(root):
-        for entry in entries:
-            child = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                if entry.is_symlink():
-                    continue
-                if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
-                    yield child, entry
-            except OSError:
-                continue

@@ -27,8 +27,9 @@ from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
 from ..checksums import md5_checksum
+from ..scan import iter_tree
 from .guard import PATH_LOCKS, recheck
-from .index import HashIndex, Identity, iter_tree
+from .index import HashIndex, Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path, rel_of
 from .versions import VersionStore, Who
 

@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checksums import md5_of_file
 from ..osfs import fsync_dir
+from ..scan import iter_tree, md5_of_file
 from ..sqlpaths import at_or_below
-from .index import Identity, iter_tree
+from .index import Identity
 from .names import TEMP_PREFIX, is_internal_path
 
 log = logging.getLogger("davsync.server")
