@@ -8,6 +8,7 @@ in upstream.py.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 from pathlib import Path
@@ -83,7 +84,8 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
-def _upstream_private_names() -> set[str]:
+@functools.cache
+def _upstream_private_names() -> frozenset[str]:
     """Every private name WsgiDAV and cheroot define (functions, classes, attributes they assign)."""
     names: set[str] = set()
     for package in ("wsgidav", "cheroot"):
@@ -95,7 +97,7 @@ def _upstream_private_names() -> set[str]:
                     names.add(node.attr)
                 elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     names.add(node.id)
-    return {n for n in names if _private(n)}
+    return frozenset(n for n in names if _private(n))
 
 
 def server_uses(sources: dict[str, str]) -> dict[str, set[str]]:
@@ -118,7 +120,7 @@ def server_uses(sources: dict[str, str]) -> dict[str, set[str]]:
     return uses
 
 
-def unlisted(uses: dict[str, set[str]], upstream_names: set[str]) -> set[tuple[str, str]]:
+def unlisted(uses: dict[str, set[str]], upstream_names: frozenset[str]) -> set[tuple[str, str]]:
     """(name, module) pairs the registry does not list."""
     listed = {(r.name, f) for r in upstream.RELIANCES for f in r.used_in}
     ours = {n for n in uses if n.startswith("wsgidav.") or n == "__init__" or (n in upstream_names - OWN_NAMES)}
