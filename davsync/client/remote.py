@@ -28,6 +28,7 @@ from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
 from .. import osfs
+from ..checksums import is_md5, md5_checksum, md5_token
 from . import retry
 from .neterrors import connection_message, tls_message
 from .paths import Skipped, UnsafeHref, href_to_relpath, shown, url_segments
@@ -52,7 +53,6 @@ SYNC_BODY = (
     "</d:sync-collection>"
 )
 MAX_LISTING_BYTES = 512 * 1024 * 1024
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 class RemoteError(Exception):
@@ -608,7 +608,7 @@ class Remote:
         the server means the first attempt landed. A source that cannot be read raises its OSError.
         """
         url = self.url_for(path, href=href)
-        headers = {"OC-Checksum": f"MD5:{md5}", "Content-Type": "application/octet-stream"}
+        headers = {"OC-Checksum": md5_checksum(md5), "Content-Type": "application/octet-stream"}
         if mtime_ns is not None:
             headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
         if if_match:
@@ -705,11 +705,8 @@ def _etag_text(value: str | None) -> str | None:
 
 def _md5_text(value: str | None) -> str | None:
     """The MD5 from an `OC-Checksum` header (several checksums may be listed)."""
-    for token in (value or "").split():
-        algo, _, digest = token.partition(":")
-        if algo.lower() == "md5" and _MD5.match(digest.lower()):
-            return digest.lower()
-    return None
+    digest = md5_token(value or "")
+    return digest if digest is not None and is_md5(digest) else None
 
 
 def _server_says(resp: requests.Response) -> str:
@@ -1000,10 +997,9 @@ def _md5(el: etree._Element | None) -> str | None:
     for node in el.iter():
         if not isinstance(node.tag, str) or etree.QName(node).localname != "checksum":
             continue
-        for token in (node.text or "").split():
-            algo, _, value = token.partition(":")
-            if algo.lower() == "md5" and _MD5.match(value.lower()):
-                return value.lower()
+        value = md5_token(node.text or "")
+        if value is not None and is_md5(value):
+            return value
     return None
 
 
