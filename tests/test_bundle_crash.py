@@ -185,5 +185,5 @@ def test_a_new_file_in_flight_has_no_base_until_its_rename_happened() -> None:
 
     row = JournalEntry(False, 5, 1_000, 7, "m", prev=NOTHING_BEFORE)
     assert resolve_in_flight(row, None) is None  # killed before the rename: nothing placed
-    assert resolve_in_flight(row, LocalEntry(False, 9, 2_000, 8)) is None  # someone else's file, not ours
     assert resolve_in_flight(row, LocalEntry(False, 5, 1_000, 7)) is row  # placed
+    assert resolve_in_flight(row, LocalEntry(False, 9, 2_000, 8)) is row  # placed, then edited: a local edit

@@ -104,8 +104,8 @@ def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) ->
     """The journal entry that describes the local file, given a placement that may not have happened."""
     if journal is None or journal.prev is None:
         return journal
-    if journal.prev.size < 0:  # NOTHING_BEFORE
-        return journal if local is not None and journal.matches_local(local) else None
+    if journal.prev.size < 0:  # NOTHING_BEFORE: a file there now means the rename happened
+        return journal if local is not None else None
     if local is not None and not journal.matches_local(local) and journal.prev.matches_local(local):
         return journal.prev  # the crash came before the rename: the old file is still there
     return journal

@@ -535,12 +535,17 @@ class Puller:
         elif prev is not None:
             prev = replace(prev, prev=None)
 
+        recorded: list[JournalEntry] = []
+
         def record(placed: LocalEntry) -> None:
             entry = JournalEntry(False, placed.size, placed.mtime_ns, placed.ino, got.md5,
                                  r.etag, r.size, r.mtime, r.md5, self.remote.server_name(r), prev=prev)  # fmt: skip
             journal.put_before_rename(a.path, entry)
+            recorded.append(entry)
 
         place(got, self.dest, a.path, r, expected, self._dir_changed, before_rename=record)
+        if prev is NOTHING_BEFORE:  # placed: the row stops waiting (committed once the folder is fsynced)
+            journal.put(a.path, replace(recorded[0], prev=None))
         return got.bytes_fetched, note
 
     def _act_locally(self, a: Action, result: PullResult, journal: Journal, stamp: str) -> None:
