@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -97,13 +98,13 @@ def parse_limits(header: str | None) -> Limits | None:
 
 
 _features_lock = threading.Lock()
-_features: dict[int, Features] = {}
+_features: weakref.WeakKeyDictionary[Remote, Features] = weakref.WeakKeyDictionary()
 
 
 def features(remote: Remote) -> Features:
     """Ask the share once (OPTIONS on its URL) what it offers; remembered for this Remote."""
     with _features_lock:
-        known = _features.get(id(remote))
+        known = _features.get(remote)
     if known is not None:
         return known
     try:
@@ -119,13 +120,8 @@ def features(remote: Remote) -> Features:
             else Features()
         )
     with _features_lock:
-        _features[id(remote)] = found
+        _features[remote] = found
     return found
-
-
-def forget_features(remote: Remote) -> None:
-    with _features_lock:
-        _features.pop(id(remote), None)
 
 
 # --- pulling many small files ----------------------------------------------------------------
@@ -234,6 +230,7 @@ class _Batch:
     def __init__(self, b: Batcher, actions: list[Action]) -> None:
         self.b = b
         self.actions = actions
+        self.names: dict[int, str | None] = {}  # id(action) -> the server's spelling, when not the local one
         self.staged: list[_Staged] = []
         self.outcomes: list[Outcome] = []
 
@@ -263,10 +260,16 @@ class _Batch:
 
     # --- receiving ---------------------------------------------------------------------------
 
+    def _server_name(self, a: Action) -> str | None:
+        key = id(a)
+        if key not in self.names:
+            assert a.remote is not None
+            self.names[key] = self.b.remote.server_name(a.remote)
+        return self.names[key]
+
     def _asked_name(self, a: Action) -> str:
-        r = a.remote
-        assert r is not None
-        return self.b.remote.server_name(r) or r.path
+        assert a.remote is not None
+        return self._server_name(a) or a.remote.path
 
     def _request_body(self) -> bytes:
         parts = ['<?xml version="1.0" encoding="utf-8"?>\n<ds:bundle xmlns:ds="urn:davsync:">']
@@ -363,7 +366,7 @@ class _Batch:
         r = s.action.remote
         assert r is not None
         return JournalEntry(False, local.size, local.mtime_ns, local.ino, s.got.md5, r.etag, r.size, r.mtime, r.md5,
-                            self.b.remote.server_name(r), prev=prev)  # fmt: skip
+                            self._server_name(s.action), prev=prev)  # fmt: skip
 
     def _place_all(self) -> None:
         b = self.b
@@ -379,6 +382,7 @@ class _Batch:
         # Every file first gets its row saying what is there now (`prev`: the old version, or
         # nothing), all in one transaction, before any rename.
         planned: list[_Staged] = []
+        rows: list[tuple[str, JournalEntry]] = []
         for s in self.staged:
             a = s.action
             if not _same(stat_entry(b.dest / a.path), a.local):
@@ -387,8 +391,9 @@ class _Batch:
             new = s.got.ready or stat_entry(s.got.partial)
             assert new is not None and (a.local is None or a.base is not None)
             prev = NOTHING_BEFORE if a.local is None or a.base is None else replace(a.base, prev=None)
-            b.journal.put(a.path, self._entry(s, new, prev))
+            rows.append((a.path, self._entry(s, new, prev)))
             planned.append(s)
+        b.journal.put_many(rows)
         if planned:
             self._rename_all(planned)
         for s in self.staged:
@@ -416,14 +421,16 @@ class _Batch:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
+            rows: list[tuple[str, JournalEntry]] = []
             for s in planned:
                 a = s.action
                 if s.placed is not None:
-                    b.journal.put(a.path, self._entry(s, s.placed, None))
+                    rows.append((a.path, self._entry(s, s.placed, None)))
                 elif a.base is not None:
-                    b.journal.put(a.path, a.base)
+                    rows.append((a.path, a.base))
                 else:
                     b.journal.forget(a.path)
+            b.journal.put_many(rows)
             b.journal.commit()
 
 

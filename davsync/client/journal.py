@@ -149,6 +149,15 @@ class Journal:
     def put(self, path: str, e: JournalEntry) -> None:
         self._write(_PUT, _put_args(path, e))
 
+    def put_many(self, rows: list[tuple[str, JournalEntry]]) -> None:
+        """Many puts at once (a batch of placements); the caller commits them together."""
+        args = [_put_args(path, e) for path, e in rows]
+        with self._lock:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.executemany(_PUT, args)
+            self._pending += len(args)
+
     def put_before_rename(self, path: str, e: JournalEntry) -> None:
         """Record a placement (with `prev`) and commit before the rename, so a crash at any
         moment leaves a journal that describes the disk either way."""
