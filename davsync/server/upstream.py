@@ -122,7 +122,7 @@ RELIANCES: tuple[Reliance, ...] = (
         "Stock WsgiDAV hard-codes its RequestServer; _Resolver makes ours, and closes app_iter as upstream does.",
     ),
     # --- WSGI environ keys -----------------------------------------------------------------------
-    Reliance("wsgidav", "wsgidav.provider", ("app.py",), "Set by WsgiDAVApp: the provider for the path."),
+    Reliance("wsgidav", "wsgidav.provider", ("app.py", "bundle.py"), "Set by WsgiDAVApp: the provider for the path."),
     Reliance(
         "wsgidav",
         "wsgidav.user_name",
@@ -133,25 +133,27 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("provider.py", "link_gate.py"),
-        "Set by HTTPAuthenticator after a login; share links set it to a link's own name.",
+        ("provider.py", "link_gate.py", "bundle.py"),
+        "Set by HTTPAuthenticator after a login; share links set it to a link's own name. The bulk upload "
+        "checks locks for this principal.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.conditions.if",
-        ("request_server.py",),
-        "Set by util.parse_if_header_dict: our PUT parses the If header only once.",
+        ("request_server.py", "bundle.py"),
+        "Set by util.parse_if_header_dict: our PUT and the bulk upload parse the If header only once.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.ifLockTokenList",
-        ("request_server.py", "provider.py"),
-        "The lock tokens from the If header, for lock_manager.write_transaction in our PUT.",
+        ("request_server.py", "provider.py", "bundle.py"),
+        "The lock tokens from the If header, for lock_manager.write_transaction in our PUT and the lock check "
+        "of each bulk-upload member.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.all_input_read",
-        ("request_server.py", "link_gate.py"),
+        ("request_server.py", "link_gate.py", "bundle.py"),
         "Tells WsgiDAVApp the body was consumed, so it does not drain the input again.",
     ),
     # --- cheroot --------------------------------------------------------------------------------

@@ -267,7 +267,7 @@ class Bench:
         vs_rclone = _div(peers.get("rclone copy"), initial.median)
         met = None if ratio is None else ratio <= 5 and (vs_rclone is None or vs_rclone >= 50)
         self.add(Row(f"initial mirror of {n:,} small files", "s", initial.median,
-                     {"tar | tar + sync (local floor)": floor.median, **peers}, ratio, "davsync/floor",
+                     {"local floor (tar c, tar x, sync)": floor.median, **peers}, ratio, "davsync/floor",
                      "<= 5x the local floor and >= 50x rclone copy", met,
                      {"files_per_s": n / initial.median, "rclone/davsync": vs_rclone, "runs": initial.as_dict(),
                       "floor_runs": floor.as_dict()}))  # fmt: skip
@@ -317,7 +317,7 @@ class Bench:
         ok = sum(1 for p in root.rglob("*") if p.is_file()) == n
         ratio = _div(runs.median, floor.median)
         self.add(Row(f"bulk upload of {n:,} small files to an empty share (client API)", "s", runs.median,
-                     {"tar | tar + sync (local floor)": floor.median}, ratio, "davsync/floor",
+                     {"local floor (tar c, tar x, sync)": floor.median}, ratio, "davsync/floor",
                      "<= 8x the local floor", None if ratio is None else ratio <= 8 and ok,
                      {"all_files_arrived": ok, "runs": runs.as_dict()}))  # fmt: skip
         rmtree(root)
