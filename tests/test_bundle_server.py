@@ -292,3 +292,17 @@ def test_bulk_upload_of_many_files_in_several_requests(tree, tmp_path: Path, mon
     for i in range(150):
         assert (tree.root / f"docs/f{i:03}.bin").read_bytes() == (src / f"{i}.bin").read_bytes()
     _ = threading  # (no timing here)
+
+
+def test_bulk_members_respect_webdav_locks(tree) -> None:
+    body = ('<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope>'
+            "<d:locktype><d:write/></d:locktype><d:owner>t</d:owner></d:lockinfo>")  # fmt: skip
+    r = tree.request("LOCK", "top.txt", data=body, headers={"Timeout": "Second-60"})
+    assert r.status_code == 200, r.text
+    token = r.headers["Lock-Token"].strip("<>")
+    upload = member_bytes("top.txt", b"new", None, md5=md5(b"new")) + END_OF_ARCHIVE
+    r = tree.request("POST", "", data=upload, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 207 and "423" in r.text and (tree.root / "top.txt").read_bytes() == b"top"
+    r = tree.request("POST", "", data=upload, headers={"Content-Type": "application/x-tar",
+                                                      "If": f"<{tree.url}top.txt> (<{token}>)"})  # fmt: skip
+    assert r.status_code == 207 and "204 No Content" in r.text and (tree.root / "top.txt").read_bytes() == b"new"
