@@ -143,6 +143,9 @@ def test_scopes_are_those_of_get(tree, start_share) -> None:
     drop = LinkStore(tree.state_dir).create("docs", "drop", expires_in=3600, password=None)
     r = requests.request("REPORT", f"{tree.url}s/{drop.token}/", data=bundle_body("a.txt"), timeout=30)
     assert r.status_code == 403
+    assert "X-Davsync-Bundle" not in requests.options(f"{tree.url}s/{drop.token}/", timeout=30).headers
+    offered = requests.options(url, timeout=30).headers
+    assert "X-Davsync-Bundle" in offered and "X-Davsync-Bulk-Upload" not in offered
     # bulk uploads go through no link
     body = member_bytes("new.txt", b"x", None, md5=md5(b"x")) + END_OF_ARCHIVE
     r = requests.post(url, data=body, headers={"Content-Type": "application/x-tar"}, timeout=30)

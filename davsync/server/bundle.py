@@ -132,10 +132,12 @@ def _content_type(environ: dict) -> str:
 
 
 def _with_features(start_response: StartResponse, environ: dict, provider: Any) -> StartResponse:
+    link_mode = getattr(provider, "mode", None)  # share links: no bulk upload; drop boxes: no reading either
+
     def start(status: str, headers: list, exc_info: Any = None) -> Any:
-        if status.startswith("200"):
+        if status.startswith("200") and link_mode != "drop":
             headers = [*headers, ("X-Davsync-Bundle", limits_header())]
-            if may_write(environ, provider) and not getattr(provider, "mode", None):  # share links: no POST
+            if may_write(environ, provider) and not link_mode:
                 headers.append(("X-Davsync-Bulk-Upload", limits_header()))
         return start_response(status, headers, exc_info)
 
