@@ -6,13 +6,13 @@ response) by a parser that expands no entities, loads no DTD and fetches nothing
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from lxml import etree
 
+from ..checksums import is_md5, md5_token
 from .transport import RemoteError
 
 
@@ -40,7 +40,6 @@ SYNC_BODY = (
     "</d:sync-collection>"
 )
 MAX_LISTING_BYTES = 512 * 1024 * 1024
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
 def xml_escape(text: str) -> str:
@@ -59,11 +58,8 @@ def etag_text(value: str | None) -> str | None:
 
 def md5_text(value: str | None) -> str | None:
     """The MD5 from an `OC-Checksum` header (several checksums may be listed)."""
-    for token in (value or "").split():
-        algo, _, digest = token.partition(":")
-        if algo.lower() == "md5" and _MD5.match(digest.lower()):
-            return digest.lower()
-    return None
+    digest = md5_token(value or "")
+    return digest if digest is not None and is_md5(digest) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +191,9 @@ def _md5(el: etree._Element | None) -> str | None:
     for node in el.iter():
         if not isinstance(node.tag, str) or etree.QName(node).localname != "checksum":
             continue
-        for token in (node.text or "").split():
-            algo, _, value = token.partition(":")
-            if algo.lower() == "md5" and _MD5.match(value.lower()):
-                return value.lower()
+        value = md5_token(node.text or "")
+        if value is not None and is_md5(value):
+            return value
     return None
 
 

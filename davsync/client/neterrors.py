@@ -36,6 +36,14 @@ def _text(e: BaseException) -> str:
     return " ".join(str(c) for c in causes(e)).lower()
 
 
+def ca_cert_not_pem(ca_cert: object) -> str:
+    """The --ca-cert file is not a certificate (said by the CLI's early check and after a handshake)."""
+    return (
+        f"{ca_cert} holds no PEM certificate: "
+        "give --ca-cert the certificate of the server or of the CA that signed it."
+    )
+
+
 def tls_message(e: BaseException, base_url: str, ca_cert: str | None) -> str:
     """Why the TLS handshake with the server failed."""
     parts = urlsplit(base_url)
@@ -45,10 +53,7 @@ def tls_message(e: BaseException, base_url: str, ca_cert: str | None) -> str:
         plain = base_url.replace("https://", "http://", 1)
         return f"the server at {parts.netloc} speaks plain http, not https: use {plain}."
     if "no_certificate_or_crl_found" in text or "pem lib" in text or "no certificate" in text:
-        return (
-            f"the file {ca_cert} given to --ca-cert holds no PEM certificate: "
-            "give the CA certificate the server's certificate was signed with."
-        )
+        return ca_cert_not_pem(ca_cert)
     if verify is not None:
         reason = getattr(verify, "verify_message", "") or ""
         if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():

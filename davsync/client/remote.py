@@ -23,6 +23,7 @@ import requests
 from webdav3.client import Client
 
 from .. import osfs
+from ..checksums import md5_checksum
 from . import retry
 from .davxml import (
     MAX_LISTING_BYTES,
@@ -452,7 +453,7 @@ class Remote:
         the server means the first attempt landed. A source that cannot be read raises its OSError.
         """
         url = self.url_for(path, href=href)
-        headers = {"OC-Checksum": f"MD5:{md5}", "Content-Type": "application/octet-stream"}
+        headers = {"OC-Checksum": md5_checksum(md5), "Content-Type": "application/octet-stream"}
         if mtime_ns is not None:
             headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
         if if_match:

@@ -25,6 +25,7 @@ from typing import IO
 import requests
 
 from .. import osfs
+from ..oserrors import is_disk_full, is_not_permitted
 from . import retry
 from .plan import LocalEntry, RemoteEntry, conflict_name
 from .remote import Remote, RemoteError
@@ -72,9 +73,9 @@ def _partial_paths(state_dir: Path, rel: str) -> tuple[Path, Path]:
 
 
 def local_error(e: OSError, what: str) -> LocalWriteError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if is_disk_full(e):
         return LocalWriteError(f"disk full while {what}. Free some space and run the pull again; it resumes.")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if is_not_permitted(e):
         return LocalWriteError(f"permission denied while {what} ({e.filename}). Check the folder's permissions.")
     return LocalWriteError(f"could not write while {what}: {e.strerror} ({e.filename})")
 
@@ -82,7 +83,7 @@ def local_error(e: OSError, what: str) -> LocalWriteError:
 def path_error(e: OSError, what: str, target: Path) -> Exception:
     """Permission problems belong to one folder, a name or path this filesystem cannot hold
     to one file (the run goes on); anything else stops the run."""
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if is_not_permitted(e):
         reason = "permission denied" if e.errno != errno.EROFS else "the file system is read-only"
         return PathWriteError(f"cannot write {target}: {reason}; check that folder's permissions")
     if _path_too_long(e):
