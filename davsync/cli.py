@@ -659,7 +659,7 @@ def doctor(
         typer.echo(f"{mark}  {c.name}: {c.detail}")
     failed = [c for c in checks if not c.ok]
     if failed:
-        raise typer.Exit(int(Exit.CONNECTION if checks and not checks[0].ok else Exit.PARTIAL))
+        raise typer.Exit(int(Exit.CONNECTION if any(c.blocking for c in failed) else Exit.PARTIAL))
     typer.echo("All checks passed.")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 
-def _causes(e: BaseException) -> Iterator[BaseException]:
+def causes(e: BaseException) -> Iterator[BaseException]:
     """The exception, the ones it wraps (args, reason, __cause__, __context__), depth first."""
     seen: set[int] = set()
     stack = [e]
@@ -29,11 +29,11 @@ def _causes(e: BaseException) -> Iterator[BaseException]:
 
 
 def _find(e: BaseException, kind: type[BaseException]) -> BaseException | None:
-    return next((c for c in _causes(e) if isinstance(c, kind)), None)
+    return next((c for c in causes(e) if isinstance(c, kind)), None)
 
 
 def _text(e: BaseException) -> str:
-    return " ".join(str(c) for c in _causes(e)).lower()
+    return " ".join(str(c) for c in causes(e)).lower()
 
 
 def ca_cert_not_pem(ca_cert: object) -> str:

@@ -131,7 +131,7 @@ def download(
         except RemoteError as e:
             if e.fatal:
                 raise
-            if e.status is not None and 400 <= e.status < 500:
+            if not retry.transient(e):  # an answer (404, 403, ...), not an accident
                 raise DownloadError(str(e)) from None
             last_error = str(e)
             continue
@@ -154,7 +154,7 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
         if e.fatal:
             raise
         raise _Transient(str(e), 0) from None
-    if status >= 500:
+    if retry.transient_status(status):
         raise _Transient(f"server error {status}", 0)
     if status != 200:
         raise RemoteError(f"GET {entry.path} answered HTTP {status}", status=status)
@@ -217,7 +217,7 @@ def _fetch_once(
             raise
         raise _Transient(str(e), 0) from None
     with resp:
-        if resp.status_code >= 500:
+        if retry.transient_status(resp.status_code):
             raise _Transient(f"server error {resp.status_code}", 0)
         if resp.status_code == 206 and offset > 0 and _range_start(resp) == offset:
             mode = "ab"
@@ -236,15 +236,16 @@ def _fetch_once(
             fetched = 0
             with open(data_path, mode, buffering=0) as out, _Pipeline(digest, out.fileno()) as pipe:
                 try:
-                    for chunk in resp.iter_content(BLOCK):
+                    for chunk in remote.chunks(resp, BLOCK, f"GET {entry.path} was cut off"):
                         if stop is not None and stop.is_set():
                             raise DownloadError("stopped; the partial download is kept and resumes next time")
                         _write_all(out, chunk)
                         pipe.hash(chunk)
                         fetched += len(chunk)
                         progress(len(chunk))
-                except (requests.exceptions.RequestException, ConnectionError, TimeoutError):
-                    # (requests' exceptions are OSErrors too; a local write error is not caught here)
+                except RemoteError as e:  # the transport's one mapping of a lost connection; disk errors pass
+                    if e.fatal:
+                        raise
                     raise _Transient(f"the connection was lost after {offset + fetched} bytes", fetched) from None
             # _Pipeline's exit has hashed everything and fsynced the file.
         except OSError as e:
