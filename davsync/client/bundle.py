@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Protocol
 from xml.sax.saxutils import escape, quoteattr
 
-import requests
 import urllib3
 
 from .. import osfs
@@ -56,6 +55,7 @@ from .transfer import (
     place,
     stat_entry,
 )
+from .transport import NETWORK_ERRORS
 
 MAX_FILE = 1024 * 1024  # files up to this size travel in bundles; larger ones by GET with resume
 BATCH_FILES = 400
@@ -63,6 +63,7 @@ BATCH_BYTES = 8 * 1024 * 1024
 MIN_FILES = 8  # fewer small files than this: not worth asking the server what it supports
 WORKERS = 4  # bundles in flight at once
 FEATURES_HEADER = "X-Davsync-Bundle"
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (TarFormatError, *NETWORK_ERRORS)  # a cut or garbled bundle
 BULK_HEADER = "X-Davsync-Bulk-Upload"
 
 
@@ -311,7 +312,7 @@ class _Batch:
                     if self._take(waiting[0], member, reader):
                         back.append(waiting[0])
                     waiting.popleft()  # (only now: a member cut off in the middle stays waiting)
-            except (TarFormatError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
+            except _STREAM_ERRORS:
                 pass  # cut off (CutStream is a TarFormatError) or garbled: what arrived whole is kept
         return back + list(waiting)
 
