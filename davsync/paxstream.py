@@ -77,7 +77,9 @@ def _padding(size: int) -> bytes:
 def member_header(path: str, size: int, mtime: float | None = None, **attrs: str) -> bytes:
     """The bytes that precede a member's data: a pax header (path, size, mtime, DAVSYNC.*) and
     the regular-file entry. Follow with exactly `size` bytes of data, then `padding(size)`."""
-    records = [_record("path", path), _record("size", str(size))]
+    records = [_record("path", path)]
+    if size > _USTAR_SIZE_MAX:
+        records.append(_record("size", str(size)))
     if mtime is not None:
         records.append(_record("mtime", str(int(mtime)) if mtime == int(mtime) else repr(mtime)))
     for key, value in attrs.items():

@@ -32,8 +32,10 @@ import hashlib
 import io
 import logging
 import os
+import re
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +67,7 @@ MAX_BYTES = 64 * 1024 * 1024  # a bundle answer's content; a bulk body's content
 MAX_BODY = 1024 * 1024  # the bundle request's XML
 SEND_AFTER = 256 * 1024  # bytes gathered before handing them to the server
 _MD5_HEX = frozenset("0123456789abcdef")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 _EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
 
@@ -93,7 +96,7 @@ def member_problem(rel: str) -> str | None:
         return "an empty path"
     if rel.startswith("/") or "\\" in rel:
         return "an absolute path or a backslash"
-    if any(c < " " or c == "\x7f" for c in rel):
+    if _CONTROL.search(rel):
         return "control characters in the path"
     parts = rel.split("/")
     if any(p in ("", ".", "..") for p in parts):
@@ -204,16 +207,72 @@ def _stream(provider: Any, base: str, wanted: list[tuple[str, str | None]]) -> I
     out: list[bytes] = []
     gathered = 0
     budget = MAX_BYTES
-    for rel, etag in wanted:
-        member = _read_member(provider, base, rel, etag, min(MAX_FILE_SIZE, budget))
-        budget -= member.size
-        out.append(member.data)
-        gathered += len(member.data)
-        if gathered >= SEND_AFTER:
-            yield b"".join(out)
-            out, gathered = [], 0
-    out.append(END_OF_ARCHIVE)
-    yield b"".join(out)
+    folder = _Folder(provider, Counter(_join(base, rel).rpartition("/")[0] or "/" for rel, _ in wanted))
+    try:
+        for rel, etag in wanted:
+            member = _read_member(provider, folder, base, rel, etag, min(MAX_FILE_SIZE, budget))
+            budget -= member.size
+            out.append(member.data)
+            gathered += len(member.data)
+            if gathered >= SEND_AFTER:
+                yield b"".join(out)
+                out, gathered = [], 0
+        out.append(END_OF_ARCHIVE)
+        yield b"".join(out)
+    finally:
+        folder.close()
+
+
+class _Folder:
+    """The folder of the members being read, opened once (members come folder by folder).
+
+    Its path passes the provider's jail (no '..', no reserved names, no symlink anywhere on
+    the way, nothing outside the share); each member is then opened relative to it, refusing
+    a symlink, so a folder swapped for a link after the check is not followed either.
+    """
+
+    BATCH_LOOKUP = 16  # members in one folder from which the index is asked once for the whole folder
+
+    def __init__(self, provider: Any, members: Counter[str]) -> None:
+        self.provider = provider
+        self.members = members
+        self.path: str | None = None
+        self.fd: int | None = None
+        self.refusal: tuple[int, str] | None = None
+        self.known: dict[str, tuple[Identity, str | None]] | None = None
+
+    def md5(self, index_rel: str, st: os.stat_result) -> str | None:
+        """The index's MD5 for a file of this folder, if it still has the identity it was hashed with."""
+        if self.known is None:
+            return self.provider.index.fresh_md5(index_rel, st)
+        hit = self.known.get(index_rel)
+        return hit[1] if hit is not None and hit[0] == Identity.of(st) else None
+
+    def open(self, path: str) -> int | tuple[int, str]:
+        """A directory fd for the folder at provider path `path`, or (status, why not)."""
+        if path != self.path:
+            self.close()
+            self.path = path
+            try:
+                folder = self.provider.file_path(path)
+                no_link = os.O_NOFOLLOW if path.strip("/") else 0  # (the share's root itself may be a link)
+                self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | no_link | os.O_CLOEXEC)
+                lookup = getattr(self.provider.index, "identities_in", None)  # (share links: one by one)
+                if lookup is not None and self.members[path] >= self.BATCH_LOOKUP:
+                    self.known = lookup(path.strip("/"))
+            except DAVError as e:
+                self.refusal = (e.value, "refused by the server's path rules")
+            except (FileNotFoundError, NotADirectoryError):
+                self.refusal = (404, "no such file")
+            except OSError as e:
+                self.refusal = (403, "symbolic links are not served") if e.errno == errno.ELOOP else (
+                    500, f"the server could not read this folder ({e.strerror})")  # fmt: skip
+        return self.fd if self.fd is not None else self.refusal or (500, "no folder")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        self.path, self.fd, self.refusal, self.known = None, None, None, None
 
 
 @dataclass
@@ -226,18 +285,18 @@ def _failed(rel: str, status: int, message: str, **attrs: str) -> _Encoded:
     return _Encoded(member_bytes(rel, b"", None, status=str(status), error=message, **attrs), 0)
 
 
-def _read_member(provider: Any, base: str, rel: str, want_etag: str | None, limit: int) -> _Encoded:
+def _read_member(provider: Any, folder: _Folder, base: str, rel: str, want_etag: str | None, limit: int) -> _Encoded:
     problem = member_problem(rel)
     if problem is not None:
         return _failed(rel, 403, f"refused: {problem}")
     path = _join(base, rel)
-    try:
-        file_path = provider.file_path(path)
-    except DAVError as e:
-        return _failed(rel, e.value, "refused by the server's path rules")
+    parent, _, name = path.rpartition("/")
+    dir_fd = folder.open(parent or "/")
+    if isinstance(dir_fd, tuple):
+        return _failed(rel, *dir_fd)
     for _attempt in range(3):
         try:
-            fd = os.open(file_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         except (FileNotFoundError, NotADirectoryError):
             return _failed(rel, 404, "no such file")
         except OSError as e:
@@ -255,31 +314,21 @@ def _read_member(provider: Any, base: str, rel: str, want_etag: str | None, limi
                 return _failed(rel, 412, "changed on the server since it was listed", etag=etag)
             if st.st_size > limit:
                 return _failed(rel, 413, "too large for a bundle; fetch it with GET", etag=etag)
-            data = _read_all(fd, st.st_size)
+            data = os.read(fd, st.st_size + 1) if st.st_size else b""
             after = os.fstat(fd)
         except OSError as e:
             return _failed(rel, 500, f"the server could not read this file ({e.strerror})")
         finally:
             os.close(fd)
-        if Identity.of(after) != Identity.of(st) or len(data) != st.st_size:
+        if len(data) != st.st_size or Identity.of(after) != Identity.of(st):
             continue  # written to while read: read it again
         index_rel = path.strip("/")
-        md5 = provider.index.fresh_md5(index_rel, st)
+        md5 = folder.md5(index_rel, st)
         if md5 is None:
             md5 = hashlib.md5(data).hexdigest()
             provider.index.record_file(index_rel, st, md5)
-        encoded = member_bytes(rel, data, st.st_mtime_ns / 1e9, etag=etag, md5=md5, status="200")
-        return _Encoded(encoded, len(data))
+        return _Encoded(member_bytes(rel, data, st.st_mtime_ns / 1e9, etag=etag, md5=md5), len(data))
     return _failed(rel, 409, "the file kept changing while it was read; try again later")
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    if size == 0:
-        return b""
-    first = os.read(fd, size + 1)
-    if len(first) != size:
-        return first  # grew or shrank: the caller reads it again
-    return first
 
 
 # --- bulk upload: many files in one request -------------------------------------------------
