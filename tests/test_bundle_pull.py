@@ -253,3 +253,11 @@ def test_batches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     batches = list(bundle._batches(actions, limits))
     assert [a for b in batches for a in b] == actions
     assert all(len(b) <= 25 and (len(b) == 1 or sum(a.remote.size for a in b) <= 200_000) for b in batches)
+
+
+def test_batch_temp_files_are_named_like_single_small_downloads(tmp_path: Path) -> None:
+    """So a kill's leftovers of either kind are cleared at the next start (pull removes partial/*.small)."""
+    from davsync.client.transfer import _partial_paths
+
+    for rel in ("a.txt", "dossier é/ünï b.jpg"):
+        assert bundle._small_name(rel) == _partial_paths(tmp_path, rel)[0].with_suffix(".small").name

@@ -48,7 +48,6 @@ from .transfer import (
     Downloaded,
     DownloadError,
     Raced,
-    _partial_paths,
     _same,
     local_error,
     path_error,
@@ -234,6 +233,7 @@ class _Batch:
         self.names: dict[int, str | None] = {}  # id(action) -> the server's spelling, when not the local one
         self.staged: list[_Staged] = []
         self.outcomes: list[Outcome] = []
+        self.partial = b.state_dir / "partial"
 
     def run(self) -> tuple[list[Action], list[Outcome]]:
         """Returns the actions left for the per-file path, and the outcome of every other one."""
@@ -350,7 +350,7 @@ class _Batch:
             self._failed(a, DownloadError(f"MD5 mismatch (got {md5}, the bundle says {claimed}); nothing was placed"))
             return False
         self.b.reporter.file_started(a.path, r.size)
-        tmp = _partial_paths(self.b.state_dir, r.path)[0].with_suffix(".small")
+        tmp = self.partial / _small_name(r.path)
         try:
             st = osfs.write_new_file(tmp, data, r.mtime, durable=False)
         except OSError as e:
@@ -451,6 +451,12 @@ class _Raw(io.RawIOBase):
         n = len(data)
         buffer[:n] = data
         return n
+
+
+def _small_name(rel: str) -> str:
+    """The temp file's name in DEST/.davsync/partial/: the one a single small download uses
+    (transfer._partial_paths), so leftovers of either are cleared the same way at the next start."""
+    return hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest() + ".small"
 
 
 def _unlink(path: Path) -> None:
