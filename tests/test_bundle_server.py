@@ -170,6 +170,7 @@ def test_bulk_upload_places_each_file_verified_with_preconditions(tree, tmp_path
     files = {"new one.txt": b"brand new", "docs/a.txt": b"alpha v2", "top.txt": b"top v2", "docs/deep/n.txt": b"n"}
     for i, data in enumerate(files.values()):
         (src / f"{i}").write_bytes(data)
+    os.chmod(tree.root / "docs/a.txt", 0o640)
     etag_a = tree.request("HEAD", "docs/a.txt").headers["ETag"].strip('"')
     items = [
         BulkItem("new one.txt", src / "0", mtime=1_600_000_000, if_none_match=True),
@@ -189,6 +190,10 @@ def test_bulk_upload_places_each_file_verified_with_preconditions(tree, tmp_path
     assert [r.status for r in results] == [201, 204, 412, 0, 409, 412, 403, 403]
     assert (tree.root / "new one.txt").read_bytes() == b"brand new"
     assert os.stat(tree.root / "new one.txt").st_mtime == 1_600_000_000
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tree.root / "new one.txt").st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(tree.root / "docs/a.txt").st_mode & 0o777 == 0o640  # a replacement keeps the permissions
     assert (tree.root / "docs/a.txt").read_bytes() == b"alpha v2"
     assert (tree.root / "top.txt").read_bytes() == b"top"
     assert not (tree.root / "docs/deep/n.txt").exists() and not (tree.root.parent / "escape.txt").exists()

@@ -37,8 +37,8 @@ import stat
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -48,12 +48,11 @@ from wsgidav import util
 from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
-from ..osfs import fsync_dir
+from ..osfs import flush_files
 from ..paxstream import END_OF_ARCHIVE, CutStream, Member, PaxReader, TarFormatError, member_bytes
 from .guard import PATH_LOCKS, recheck
 from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
-from .upload import _copy_mode
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
@@ -408,15 +407,21 @@ def _bulk_upload(environ: dict, start_response: StartResponse, provider: Any) ->
         raise
     environ["wsgidav.all_input_read"] = 1
     try:
-        _flush([s.tmp for s in staged])
+        flush_files([Path(s.tmp) for s in staged])  # one flush pass for the request (syncfs where it is safe)
     except OSError:
         _discard(staged)
         raise DAVError(507, "The server could not make the files durable; nothing was placed.") from None
     folders: set[str] = set()
+    placed: list[tuple[str, os.stat_result, str]] = []
     for s in staged:
-        _place(s, provider, environ, folders)
-    for folder in folders:
-        fsync_dir(folder)
+        _place(s, provider, environ, folders, placed)
+    flush_files([Path(f) for f in sorted(folders)], folders=True)
+    record_many = getattr(provider.index, "record_many", None)  # one index transaction for the request
+    if record_many is not None:
+        record_many(placed)
+    else:
+        for rel, st, md5 in placed:
+            provider.index.record_file(rel, st, md5)
     body = _multistatus(environ, provider, base, outcomes)
     start_response("207 Multi-Status", [("Content-Type", "application/xml; charset=utf-8"),
                                         ("Content-Length", str(len(body)))])  # fmt: skip
@@ -468,6 +473,11 @@ def _receive_member(reader: PaxReader, member: Member, provider: Any, base: str,
                 out.write(chunk)
 
             reader.data_into(member, write)
+            # Mode and mtime before the flush pass, so they are as durable as the content.
+            os.fchmod(out.fileno(), _mode_for(file_path))
+            if member.mtime is not None:
+                out.flush()
+                os.utime(out.fileno(), (member.mtime, member.mtime))
     except BaseException:
         os.unlink(tmp)
         raise
@@ -480,27 +490,25 @@ def _receive_member(reader: PaxReader, member: Member, provider: Any, base: str,
     return _Staged(rel, path, file_path, tmp, md5, member.mtime, if_match, if_none, _Outcome(rel, 0))
 
 
-def _flush(paths: list[str]) -> None:
-    """One fsync pass for the request's files, several at a time (the filesystem commits
-    concurrent fsyncs together)."""
-
-    def one(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    if len(paths) <= 2:
-        for p in paths:
-            one(p)
-        return
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="davsync-flush") as pool:
-        for _ in pool.map(one, paths):
-            pass
+def _mode_for(file_path: str) -> int:
+    """A replacement keeps the replaced file's permissions; a new file gets 0666 less the umask."""
+    try:
+        return os.stat(file_path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
 
 
-def _place(s: _Staged, provider: Any, environ: dict, folders: set[str]) -> None:
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once (it is per process; reading it means setting it)
+
+
+def _place(s: _Staged, provider: Any, environ: dict, folders: set[str],
+           placed: list[tuple[str, os.stat_result, str]]) -> None:  # fmt: skip
     """Rename one verified member into place under its path lock, its preconditions re-checked
     against what is there now (like a PUT); the replaced version is kept."""
     conditions: dict[str, str] = {}
@@ -510,9 +518,6 @@ def _place(s: _Staged, provider: Any, environ: dict, folders: set[str]) -> None:
         conditions["HTTP_IF_NONE_MATCH"] = s.if_none_match
     out = s.outcome
     try:
-        _copy_mode(s.file_path if os.path.isfile(s.file_path) else None, s.tmp)
-        if s.mtime is not None:
-            os.utime(s.tmp, (s.mtime, s.mtime))
         with PATH_LOCKS.hold(s.file_path):
             recheck(conditions, s.file_path)
             if os.path.isdir(s.file_path):
@@ -523,7 +528,7 @@ def _place(s: _Staged, provider: Any, environ: dict, folders: set[str]) -> None:
             else:
                 created = not provider.replace(s.tmp, s.file_path, s.path.strip("/"), environ)
             st = os.stat(s.file_path)
-        provider.index.record_file(s.path.strip("/"), st, s.md5)
+        placed.append((s.path.strip("/"), st, s.md5))
         out.status, out.etag, out.md5 = (201 if created else 204), etag_of(st), s.md5
     except DAVError as e:
         _unlink(s.tmp)
