@@ -5,10 +5,10 @@ A davsync extension that generic WebDAV clients never see unless they ask for it
 - **Bundle** (read): `REPORT` on a collection with a body `<ds:bundle xmlns:ds="urn:davsync:">`
   listing member paths relative to it (`<ds:file etag="...">a/b.txt</ds:file>`). The answer is
   200 with a tar stream (POSIX pax, see davsync/paxstream.py): per member its path, size,
-  mtime, `DAVSYNC.etag`, `DAVSYNC.md5` and `DAVSYNC.status`. A member that is missing, is a
-  folder, lies outside the share, is too large, or whose etag differs from the one asked for
-  (it changed since the client listed it) comes with that status and no content; the others
-  arrive. REPORT is a read method, so authentication, read-only accounts and share links
+  mtime, `DAVSYNC.etag` and `DAVSYNC.md5`. A member that is missing, is a folder, lies outside
+  the share, is too large, or whose etag differs from the one asked for (it changed since the
+  client listed it) comes with its `DAVSYNC.status` and `DAVSYNC.error` and no content; the
+  others arrive. REPORT is a read method, so authentication, read-only accounts and share links
   (read-only and read-write links allow it, drop boxes do not) apply exactly as for GET, and
   every member path goes through the provider's path jail like a GET's.
 - **Bulk upload** (write): `POST` of an `application/x-tar` body to a collection. Each member
@@ -30,7 +30,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import logging
 import os
 import re
 import stat
@@ -54,7 +53,6 @@ from .guard import PATH_LOCKS, recheck
 from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
 
-log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
 
 NS = "urn:davsync:"
@@ -67,7 +65,6 @@ MAX_BODY = 1024 * 1024  # the bundle request's XML
 SEND_AFTER = 256 * 1024  # bytes gathered before handing them to the server
 _MD5_HEX = frozenset("0123456789abcdef")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
-_EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
 
 def limits_header(max_bytes: int = MAX_BYTES) -> str:
@@ -349,7 +346,6 @@ class _Staged:
     file_path: str
     tmp: str
     md5: str
-    mtime: float | None
     if_match: str | None
     if_none_match: str | None
     outcome: _Outcome
@@ -487,7 +483,7 @@ def _receive_member(reader: PaxReader, member: Member, provider: Any, base: str,
         return _Outcome(rel, 400, f"MD5 mismatch: the body's MD5 is {got}, the member said {md5}; nothing was replaced")
     if_match = member.attrs.get("if-match")
     if_none = member.attrs.get("if-none-match")
-    return _Staged(rel, path, file_path, tmp, md5, member.mtime, if_match, if_none, _Outcome(rel, 0))
+    return _Staged(rel, path, file_path, tmp, md5, if_match, if_none, _Outcome(rel, 0))
 
 
 def _mode_for(file_path: str) -> int:
