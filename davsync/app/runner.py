@@ -67,14 +67,15 @@ FIXES: list[tuple[str, str]] = [
     (r"no space|disk (is )?full|ENOSPC|507", "Free some space on the disk; davsync retries at the next check."),
     (r"permission denied|read-only file system|access is denied",
      "Make the folder writable for your user (or choose another folder)."),
-    (r"another davsync (pull|watch) is running",
+    (r"another davsync (pull|sync|watch|pull, sync or watch) is running",
      "Stop the other davsync using this folder; the app retries by itself."),
     (r"share while the mirror is not empty",
      "Check that the server's disk is mounted. If the share really is empty now, delete the files here yourself."),
     (r"more than --max-delete",
      "If so many deletions are meant, remove the files here yourself (or raise max_delete)."),
     (r"could not be listed", "Nothing to do: deletions wait until every folder lists again."),
-    (r"changed locally during the pull", "Nothing to do: the file was left alone and is checked again next time."),
+    (r"changed locally during the (pull|run)",
+     "Nothing to do: the file was left alone and is checked again next time."),
     (r"local folder where the server has a file|folder .* file",
      "Rename or move the local item so the server's can be placed."),
 ]  # fmt: skip
@@ -115,10 +116,10 @@ def outcome_from_pull(result: PullResult, stopped: bool) -> RunOutcome:
         fatal=result.fatal,
         retryable=result.retryable,
         stopped=stopped,
-        errors=[{"path": e["path"], "error": e["error"], "fix": fix_for(e["error"])}
-                for e in result.errors if not (stopped and e["error"] == "stopped")]
+        errors=[{"path": e.path, "error": e.error, "fix": fix_for(e.error)}
+                for e in result.errors if not (stopped and e.error == "stopped")]
         + [{"path": "(deletions)", "error": w, "fix": fix_for(w)} for w in result.plan.warnings],
-        conflicts=[dict(c) for c in result.conflicts],
+        conflicts=[{"path": c.path, "local_copy": c.local_copy, "reason": c.reason} for c in result.conflicts],
         skipped=[{"path": s.path, "reason": s.reason} for s in result.skipped],
         full_listing=result.mode == "walk",
         counts=counts,
