@@ -518,7 +518,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
         if quiet:
             lines = problem_lines(result)
         elif options.dry_run:
-            lines = plan_lines(result.plan) + problem_lines(result)
+            lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result)
             lines = lines or [f"Nothing to do: {'the mirror is' if what == 'pull' else 'both sides are'} in sync."]
         else:
             lines = summary_lines(result)
@@ -634,41 +634,51 @@ def status(
     user: str | None = UserOpt,
     exclude: list[str] = ExcludeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable plan."),
+    as_mode: str | None = typer.Option(
+        None, "--as", metavar="pull|sync|push",
+        help="Judge DEST as this command would. [default: the command last run on DEST, else pull]",
+    ),
     ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
     log_file: Path | None = LogFileOpt,
 ) -> None:
-    """What a pull would do: new, changed, deleted-remotely, locally-modified, conflicts.
-    Exit status 0 when a pull would change nothing, 1 when it would download or delete
-    something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""
+    """What a pull (or, for a folder kept with `sync`, a sync) would do: to download, to upload,
+    conflicts, deletions. Exit status 0 when it would change nothing, 1 when it would transfer or
+    delete something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""  # fmt: skip
     import json
 
-    from .client.plan import Kind
-    from .client.pull import PullOptions, run_pull
+    from .client.engine import RunOptions, last_mode, run_once
+    from .client.plan import Mode
     from .client.report import plan_lines, problem_lines
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "status")
+    if as_mode is not None and as_mode not in ("pull", "sync", "push"):
+        raise fail("--as must be pull, sync or push.", Exit.USAGE)
+    mode = Mode(as_mode) if as_mode else last_mode(folder)
     conn = _connection(share, user, ca_cert, insecure, 4)
-    options = PullOptions(dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules))  # type: ignore[arg-type]
-    result = run_pull(conn, folder, options)
+    options = RunOptions(
+        mode=mode, dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+        settle_s=0.0,
+    )  # fmt: skip
+    result = run_once(conn, folder, options)
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
-    changes = result.plan.of(Kind.MKDIR, Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT, Kind.DELETE, Kind.RMDIR)
     if result.exit_code == Exit.PARTIAL:
         code = Exit.PARTIAL
     else:
-        code = Exit.OUT_OF_SYNC if changes else Exit.OK
+        code = Exit.OUT_OF_SYNC if result.plan.changes else Exit.OK
     if json_out:
         data = result.as_json()
         data["exit_code"] = int(code)
         data["in_sync"] = code == Exit.OK
         typer.echo(json.dumps(data, indent=2))
     else:
-        lines = plan_lines(result.plan) + problem_lines(result)
+        lines = plan_lines(result.plan, two_way=mode != Mode.PULL) + problem_lines(result)
         if code == Exit.OK:
-            lines.append("In sync." if result.plan.in_sync else "In sync: a pull would change no file.")
+            what = "a pull" if mode == Mode.PULL else f"a {mode.value}"
+            lines.append("In sync." if result.plan.in_sync else f"In sync: {what} would change no file.")
         typer.echo("\n".join(lines))
     raise typer.Exit(int(code))
 

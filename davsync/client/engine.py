@@ -110,6 +110,14 @@ def dest_problem(dest: Path, *, writing: bool) -> tuple[str, Exit] | None:
     return None
 
 
+def last_mode(dest: Path) -> Mode:
+    """The command last run on DEST (sync, push, or pull), read without creating anything."""
+    from .journal import peek_meta
+
+    value = peek_meta(Path(os.path.abspath(dest)) / STATE_DIR / "state.db", "last_mode")
+    return Mode(value) if value in ("sync", "push") else Mode.PULL
+
+
 class Engine:
     """Runs pull, sync or push for one share and one folder; reusable across runs."""
 

@@ -232,3 +232,18 @@ class Journal:
             self._write("DELETE FROM meta WHERE key=?", (key,))
         else:
             self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def peek_meta(db: Path, key: str) -> str | None:
+    """One meta value, read-only: nothing is created, and a missing or damaged file is None."""
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None

@@ -141,21 +141,47 @@ STATUS_LABELS = [
     (Kind.ADOPT, "already identical, to record"),
     (Kind.BLOCKED, "blocked"),
 ]
+# sync and push: what goes which way.
+TWO_WAY_LABELS = [
+    (Kind.UPLOAD, "to upload (new here)"),
+    (Kind.UPLOAD_EDIT, "to upload (changed here)"),
+    (Kind.REMOTE_MKDIR, "folders to create on the server"),
+    (Kind.REMOTE_MOVE, "to move on the server (renamed here)"),
+    (Kind.DOWNLOAD, "to download (new on the server)"),
+    (Kind.UPDATE, "to download (changed on the server)"),
+    (Kind.MKDIR, "folders to create here"),
+    (Kind.LOCAL_MOVE, "to move here (renamed on the server)"),
+    (Kind.CONFLICT, "conflicts"),
+    (Kind.REMOTE_DELETE, "to delete on the server (deleted here)"),
+    (Kind.REMOTE_RMDIR, "folders to remove on the server"),
+    (Kind.DELETE, "to delete here (deleted on the server; to the trash)"),
+    (Kind.RMDIR, "folders to remove here"),
+    (Kind.ADOPT, "already identical, to record"),
+    (Kind.LOCAL_MODIFIED, "changed here, not uploaded"),
+    (Kind.LOCAL_ONLY, "new here, not uploaded"),
+    (Kind.LOCAL_DELETED, "deleted here, kept on the server"),
+    (Kind.REMOTE_DELETED, "deleted on the server, kept here"),
+    (Kind.SERVER_CHANGED, "changed on the server, not overwritten"),
+    (Kind.BLOCKED, "blocked"),
+]
+_WITH_REASON = {
+    Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED, Kind.RENAME, Kind.LOCAL_DELETED, Kind.SERVER_CHANGED,
+    Kind.LOCAL_ONLY, Kind.LOCAL_MODIFIED,
+}  # fmt: skip
 
 
-def plan_lines(plan: Plan, limit: int = 50) -> list[str]:
-    """The plan as `status` and `pull --dry-run` print it."""
+def plan_lines(plan: Plan, limit: int = 50, *, two_way: bool = False) -> list[str]:
+    """The plan as `status` and `--dry-run` print it."""
     lines = []
-    for kind, label in STATUS_LABELS:
+    for kind, label in TWO_WAY_LABELS if two_way else STATUS_LABELS:
         actions = plan.of(kind)
         if not actions:
             continue
         lines.append(f"{label}: {len(actions)}")
         for a in actions[:limit]:
-            detail = (
-                f"  ({a.reason})" if kind in (Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED, Kind.RENAME) else ""
-            )
-            lines.append(f"  {a.path}{detail}")
+            where = f"{a.src} -> {a.path}" if a.src else a.path
+            detail = f"  ({a.reason})" if kind in _WITH_REASON and (two_way or kind != Kind.LOCAL_MODIFIED) else ""
+            lines.append(f"  {where}{detail}")
         if len(actions) > limit:
             lines.append(f"  … and {len(actions) - limit} more")
     return lines
