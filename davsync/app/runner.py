@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..client.plan import TRANSFERS, Action, Kind
-from ..client.pull import Puller, PullOptions, PullResult
+from ..client.pull import Puller, PullOptions
 from ..client.remote import ConnectionSettings
+from ..client.results import RunResult
 from ..units import human_size
 from . import store
 from .config import FolderPair
@@ -92,23 +93,31 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def outcome_from_pull(result: PullResult, stopped: bool) -> RunOutcome:
-    done = {k: len(v) for k, v in result.done.items()}
+def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
+    """What a run of pull or sync did, in the dashboard's words."""
+    n = result.count
     counts = {
         k.value: len(result.plan.of(k)) for k in Kind if result.plan.of(k) and k not in (Kind.REFRESH, Kind.FORGET)
     }
     parts = []
-    fetched = done.get("download", 0) + done.get("update", 0)
+    fetched = n(Kind.DOWNLOAD, Kind.UPDATE)
     if fetched:
         parts.append(f"{fetched} downloaded ({human_size(result.bytes_downloaded)})")
-    if done.get("conflict"):
-        parts.append(_plural(done["conflict"], "conflict"))
-    if done.get("delete"):
-        parts.append(f"{done['delete']} moved to the trash")
-    if done.get("deleted-remotely"):
-        parts.append(f"{done['deleted-remotely']} deleted on the server but kept here")
-    if done.get("locally-modified"):
-        parts.append(f"{done['locally-modified']} changed here, left alone")
+    sent = n(Kind.UPLOAD, Kind.UPLOAD_EDIT)
+    if sent:
+        parts.append(f"{sent} uploaded ({human_size(result.bytes_uploaded)})")
+    if n(Kind.CONFLICT):
+        parts.append(_plural(n(Kind.CONFLICT), "conflict"))
+    if n(Kind.LOCAL_MOVE, Kind.REMOTE_MOVE):
+        parts.append(f"{n(Kind.LOCAL_MOVE, Kind.REMOTE_MOVE)} moved")
+    if n(Kind.DELETE):
+        parts.append(f"{n(Kind.DELETE)} moved to the trash")
+    if n(Kind.REMOTE_DELETE):
+        parts.append(f"{n(Kind.REMOTE_DELETE)} deleted on the server")
+    if n(Kind.REMOTE_DELETED):
+        parts.append(f"{n(Kind.REMOTE_DELETED)} deleted on the server but kept here")
+    if n(Kind.LOCAL_MODIFIED):
+        parts.append(f"{n(Kind.LOCAL_MODIFIED)} changed here, left alone")
     if result.errors:
         parts.append(_plural(len(result.errors), "error"))
     summary = ", ".join(parts) if parts else "nothing changed"

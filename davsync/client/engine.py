@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,11 +30,11 @@ from pathlib import Path
 
 from .. import osfs
 from ..exitcodes import Exit
-from ..server.index import md5_of_file as md5_of
 from .execute import Context, Executor, Reporter, SilentReporter
 from .filters import Filter
 from .journal import Journal, JournalError
-from .paths import NameRules, Skipped, case_insensitive, effective_rules, nfc
+from .local import LocalScan, look_at, scan_local
+from .paths import NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
     JournalEntry,
@@ -47,7 +48,6 @@ from .plan import (
     RemoteView,
     complete,
     reconcile,
-    resolve_in_flight,
 )
 from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 from .results import RunResult
@@ -185,16 +185,27 @@ class Engine:
                 _remote_failed(result, e)
             except LocalWriteError as e:
                 _fatal(result, str(e), Exit.LOCAL)
+            except sqlite3.OperationalError as e:
+                _fatal(result, _journal_failed(self.state_dir, e), Exit.LOCAL)
             except KeyboardInterrupt:
                 self.stop.set()  # in-flight transfers stop at their next block; the journal is kept
                 raise
             finally:
-                journal.commit()
-                journal.close()
+                try:
+                    journal.close()
+                except sqlite3.OperationalError as e:
+                    if result.fatal is None:
+                        _fatal(result, _journal_failed(self.state_dir, e), Exit.LOCAL)
                 result.requests_sent = self.remote.requests_sent
         # A fatal error also sets `stop` (to end the other workers); only a stop nobody failed for is an interruption.
         result.interrupted = self.stop.is_set() and result.fatal is None
         return result
+
+
+def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
+    if "full" in str(e):
+        return "disk full while recording progress. Free some space and run again; it resumes."
+    return f"could not write the state file {state_dir / 'state.db'} ({e}); check that folder and run again."
 
 
 def _remote_failed(result: RunResult, e: RemoteError) -> RunResult:
@@ -244,7 +255,6 @@ class _Run:
         self.fold_case = case_insensitive(engine.rules) or bool(osfs.case_insensitive(engine.dest))
         self.filter = Filter.load(engine.dest, opts.excludes)
         self.not_judged: set[str] = set()
-        self.deferred: set[str] = set()
         self.read_only = False
         self.ctx = Context(
             dest=engine.dest,
@@ -311,23 +321,34 @@ class _Run:
         """Sync and push: the whole journal is the base and the whole local folder is scanned;
         under watch, when both sides report changes only, just the rows and paths in question."""
         partial = self.local_paths is not None and not snap.view.complete
+        tracked: int | None = None
         if partial:
             assert self.local_paths is not None
             if not self.local_paths and not snap.view.entries and not snap.view.removed:
                 return Plan()  # nothing changed on either side: the idle round of a watch
             base = self._rows_for(self.local_paths | snap.touched)
-            lv = self._look_at(base, self.local_paths)
-            tracked: int | None = self.journal.count_files()
+            paths = self.local_paths | {p for p in base if any(_under(p, q) for q in self.local_paths)}
+            scan = self._local(base, paths)
+            tracked = self.journal.count_files()
         else:
             base = self.journal.load()
-            lv = self._scan(base)
-            tracked = None
-        links = self._links(snap.view.entries, base)
+            scan = self._local(base, None)
+        base.update(scan.resolved)
         union = self._union(stored_token, snap, base)
         base = self._resolve_uploads(base, snap.view, write)
         return reconcile(
-            base, lv, snap.view, self._options(union), now=self.now, excluded=self._excluded(links),
+            base, scan.view, snap.view, self._options(union), now=self.now, excluded=self._excluded(scan),
             tracked_files=tracked,
+        )  # fmt: skip
+
+    def _options(self, union: bool) -> Options:
+        opts = self.opts
+        max_delete, percent = opts.max_delete, opts.max_delete_percent
+        if opts.mode != Mode.PULL and max_delete is None and percent is None:
+            percent = DEFAULT_MAX_DELETE_PERCENT
+        return Options(
+            delete=opts.delete, max_delete=max_delete, max_delete_percent=percent, mode=opts.mode,
+            read_only=self.read_only, union=union,
         )  # fmt: skip
 
     def _rows_for(self, paths: set[str]) -> dict[str, JournalEntry]:
@@ -338,22 +359,47 @@ class _Run:
                 rows.update(self.journal.under(path))
         return rows
 
-    def _look_at(self, base: dict[str, JournalEntry], paths: set[str]) -> LocalView:
-        """Only the paths a watcher reported (and what lies below them)."""
-        from .local import look_at
-
+    def _local(self, base: dict[str, JournalEntry], paths: set[str] | None) -> LocalScan:
+        """The whole local folder (`paths` None) or only these paths: new files found, only
+        changed stats hashed, files still being written deferred. A one-shot run waits for
+        those rather than leaving them behind."""
         opts = self.opts
-        here = look_at(
-            self.dest, sorted(paths | {p for p in base if any(_under(p, q) for q in paths)}), base,
+        common = dict(
             excluded=self.filter.excluded, rules=self.engine.rules, fold_case=self.fold_case,
-            settle_s=opts.settle_s, stop=self.engine.stop,
+            hash_all=opts.verify, settle_s=opts.settle_s, stop=self.engine.stop,
         )  # fmt: skip
-        self.result.local_files_read += here.files_hashed
-        self.result.skipped += here.skipped
-        self.not_judged |= {s.path for s in here.skipped}
-        self.deferred = set(here.deferred)
-        self.result.deferred = sorted(self.deferred)
-        return replace(here.view, complete=False)
+        if paths is None:
+            scan = scan_local(self.dest, base, **common)  # type: ignore[arg-type]
+        else:
+            scan = look_at(self.dest, paths, base, **common)  # type: ignore[arg-type]
+            scan.view = replace(scan.view, complete=False)
+        self.result.local_files_read += scan.files_hashed
+        if scan.deferred and opts.wait_to_settle and opts.settle_s > 0 and not self.engine.stop.is_set():
+            self.engine.stop.wait(opts.settle_s)
+            again = look_at(self.dest, sorted(scan.deferred), base, **common)  # type: ignore[arg-type]
+            self.result.local_files_read += again.files_hashed
+            entries = dict(scan.view.entries)
+            entries.update({p: e for p, e in again.view.entries.items() if p not in again.deferred})
+            scan.view = replace(scan.view, entries=entries)
+            scan.deferred = set(again.deferred)
+            scan.skipped += [s for s in again.skipped if s.path not in {k.path for k in scan.skipped}]
+        self.result.skipped += scan.skipped
+        self.result.deferred = sorted(scan.deferred)
+        self.ctx.on_disk = scan.on_disk
+        return scan
+
+    def _excluded(self, scan: LocalScan | None) -> Callable[[str, bool], bool]:
+        """Paths not judged this run: excluded, skipped names on either side, links in DEST,
+        files still being written."""
+        held = self.not_judged
+        excluded = self.filter.excluded
+
+        def not_judged(path: str, is_dir: bool) -> bool:
+            if path in held or excluded(path, is_dir):
+                return True
+            return scan is not None and scan.not_judged(path)
+
+        return not_judged
 
     def _plan_pull(self, snap: RemoteSnapshot) -> Plan:
         """Pull: the base is the journal rows in question; only those paths are looked at here."""
@@ -368,10 +414,6 @@ class _Run:
         base = {
             p: j for p, j in rows.items() if not excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
         }  # fmt: skip
-        links = self._links(remote, base)
-        for path in links:
-            remote.pop(path, None)
-            base.pop(path, None)
         renames = self._case_renames(remote, base)
         local = self._look(remote, base)
         view = replace(snap.view, entries=remote)
@@ -399,105 +441,22 @@ class _Run:
         return renames
 
     def _look(self, remote: dict[str, RemoteEntry], base: dict[str, JournalEntry]) -> dict[str, LocalEntry | None]:
-        """Stat every path in question; read a file only when its stat says it may differ."""
-        local: dict[str, LocalEntry | None] = {}
-        for path in set(remote) | set(base):
-            st = stat_entry(self.dest / path)
-            j = base.get(path)
-            if j is not None and j.prev is not None:
-                base[path] = j = resolve_in_flight(j, st)  # type: ignore[assignment]  # rows from before intents
-            if st is not None and not st.is_dir:
-                r = remote.get(path)
-                needs_hash = self.opts.verify or (
-                    (j is None and r is not None and not r.is_dir)
-                    or (j is not None and not j.is_dir and not j.matches_local(st))
-                )
-                if needs_hash:
-                    try:
-                        st = LocalEntry(False, st.size, st.mtime_ns, st.ino, md5_of(self.dest / path))
-                        self.result.local_files_read += 1
-                    except OSError:
-                        pass
-            local[path] = st
-        return local
-
-    def _options(self, union: bool) -> Options:
-        opts = self.opts
-        max_delete, percent = opts.max_delete, opts.max_delete_percent
-        if opts.mode != Mode.PULL and max_delete is None and percent is None:
-            percent = DEFAULT_MAX_DELETE_PERCENT
-        return Options(
-            delete=opts.delete, max_delete=max_delete, max_delete_percent=percent, mode=opts.mode,
-            read_only=self.read_only, union=union,
+        """Pull: stat every path in question; read a file only when its stat says it may differ.
+        What the look leaves alone (a link, an unreadable file) is reported and not judged."""
+        scan = look_at(
+            self.dest, set(remote) | set(base), base, excluded=_nothing_excluded, rules=self.engine.rules,
+            fold_case=self.fold_case, hash_all=self.opts.verify, settle_s=0,
         )  # fmt: skip
-
-    # --- the local side ------------------------------------------------------------
-
-    def _scan(self, base: dict[str, JournalEntry]) -> LocalView:
-        """The whole local folder: new files found, only changed stats hashed, busy files deferred."""
-        from .local import look_at, scan_local
-
-        opts = self.opts
-        scan = scan_local(
-            self.dest, base, excluded=self.filter.excluded, rules=self.engine.rules, fold_case=self.fold_case,
-            hash_all=opts.verify, settle_s=opts.settle_s, stop=self.engine.stop,
-        )  # fmt: skip
+        base.update(scan.resolved)
         self.result.local_files_read += scan.files_hashed
-        self.result.skipped += scan.skipped
-        self.not_judged |= {s.path for s in scan.skipped}
-        deferred = set(scan.deferred)
-        view = scan.view
-        if deferred and opts.wait_to_settle and opts.settle_s > 0:
-            # A one-shot run waits for files written just now rather than leaving them behind.
-            self.engine.stop.wait(opts.settle_s)
-            again = look_at(
-                self.dest, sorted(deferred), base, excluded=self.filter.excluded, rules=self.engine.rules,
-                fold_case=self.fold_case, settle_s=opts.settle_s, stop=self.engine.stop,
-            )  # fmt: skip
-            self.result.local_files_read += again.files_hashed
-            entries = dict(view.entries)
-            entries.update({p: e for p, e in again.view.entries.items() if p not in again.deferred})
-            view = replace(view, entries=entries)
-            deferred = set(again.deferred)
-        self.deferred = deferred
-        self.result.deferred = sorted(deferred)
-        return view
-
-    def _excluded(self, links: set[str]) -> Callable[[str, bool], bool]:
-        """Paths not judged this run: excluded, skipped names, links in DEST, files still being written."""
-        held = self.not_judged | links | self.deferred
-        excluded = self.filter.excluded
-
-        def not_judged(path: str, is_dir: bool) -> bool:
-            return path in held or excluded(path, is_dir)
-
-        return not_judged
-
-    def _links(self, remote: Mapping[str, RemoteEntry], base: Mapping[str, JournalEntry]) -> set[str]:
-        """Symbolic links and junctions inside DEST are left alone with whatever lies behind them:
-        writing through one would put files outside DEST."""
-        link_at: dict[str, str | None] = {"": None}
-
-        def link_above(folder: str) -> str | None:
-            if folder not in link_at:
-                found = link_above(folder.rpartition("/")[0])
-                link_at[folder] = found or (folder if osfs.is_link(self.dest / folder) else None)
-            return link_at[folder]
-
-        held: set[str] = set()
-        sides: tuple[Mapping[str, RemoteEntry | JournalEntry], ...] = (remote, base)
-        for paths in sides:
-            for path, entry in paths.items():
-                link = link_above(path) if entry.is_dir else link_above(path.rpartition("/")[0])
-                if link is not None:
-                    held.add(path)
-                    if paths is remote:
-                        reason = (
-                            "a link or junction in DEST, left alone" if link == path
-                            else f"inside {link!r}, a link or junction in DEST, which davsync does not follow"
-                        )  # fmt: skip
-                        self.result.skipped.append(Skipped(path, reason))
-        return held
+        reported = {s.path for s in self.result.skipped}
+        for s in scan.skipped:
+            remote.pop(s.path, None)
+            base.pop(s.path, None)
+            if s.path not in reported:
+                self.result.skipped.append(s)
+        self.ctx.on_disk = scan.on_disk
+        return dict(scan.view.entries)
 
     # --- what a crash may have left -------------------------------------------------
 
@@ -560,8 +519,6 @@ class _Run:
     def replan(self, paths: set[str]) -> Plan:
         """Someone wrote these paths on the server since they were listed: read both sides again
         and plan just them."""
-        from .local import look_at
-
         base = self.journal.get(sorted(paths))
         entries: dict[str, RemoteEntry] = {}
         removed: set[str] = set()
@@ -575,10 +532,12 @@ class _Run:
             self.dest, sorted(paths), base, excluded=self.filter.excluded, rules=self.engine.rules,
             fold_case=self.fold_case, settle_s=0.0, stop=self.engine.stop,
         )  # fmt: skip
-        lv = replace(here.view, complete=False)
+        base.update(here.resolved)
+        self.ctx.on_disk.update(here.on_disk)
         rv = RemoteView(entries, complete=False, removed=frozenset(removed))
         return reconcile(
-            base, lv, rv, self._options(False), now=datetime.now(), excluded=self._excluded(set()),
+            base, replace(here.view, complete=False), rv, self._options(False), now=datetime.now(),
+            excluded=self._excluded(here),
             tracked_files=self.journal.count_files(),
         )  # fmt: skip
 
@@ -592,6 +551,10 @@ def _at_or_under(path: str, folders: set[str]) -> bool:
         return False
     parts = path.split("/")
     return any("/".join(parts[:i]) in folders for i in range(1, len(parts) + 1))
+
+
+def _nothing_excluded(path: str, is_dir: bool) -> bool:
+    return False  # the paths a pull looks at are already filtered
 
 
 def _local_of(entry: JournalEntry) -> LocalEntry:

@@ -32,17 +32,10 @@ from typing import Protocol
 
 from .. import osfs
 from ..concurrency import bounded
-from ..server.index import md5_of_file as md5_of
+from ..scan import md5_of_file as md5_of
 from .journal import Intent, Journal
 from .plan import Action, JournalEntry, JournalOp, Kind, LocalEntry, Plan, RemoteEntry, complete
-from .remote import Remote, RemoteError
-
-try:  # TEMPORARY until the transport branch lands on main (remote: write operations)
-    from .remote import PreconditionFailed
-except ImportError:  # pragma: no cover
-
-    class PreconditionFailed(RemoteError):  # type: ignore[no-redef]
-        pass
+from .remote import NotFound, PreconditionFailed, Remote, RemoteError, SourceChanged, Stopped
 from .results import Conflict, RunResult
 from .transfer import (
     DownloadError,
@@ -99,6 +92,7 @@ class Context:
     # 412: plan these paths again from fresh facts on both sides (None: report instead).
     replan: Callable[[set[str]], Plan] | None = None
     case_renames: dict[str, str] = field(default_factory=dict)  # pull: new path -> old (letter case)
+    on_disk: dict[str, str] = field(default_factory=dict)  # NFC path -> its spelling on disk, where they differ
     prefetch: Prefetch | None = None
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -113,6 +107,14 @@ class Context:
             dirty, self._dirty = self._dirty, set()
         for folder in dirty:
             osfs.fsync_dir(folder)
+
+
+class _Deferred(Exception):
+    """The file changed while it was sent: nothing (or the version sent) was recorded; next run."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 class _Refused(Exception):
@@ -227,6 +229,11 @@ class Executor:
         except _Refused as e:
             with self._lock:
                 self._refused |= e.paths
+        except _Deferred as e:
+            with self._lock:
+                self.result.deferred.append(e.path)
+        except Stopped:
+            self._error(a.path, "stopped")
         except (Raced, DownloadError) as e:
             self._error(a.path, str(e))
         except PathWriteError as e:
@@ -267,6 +274,13 @@ class Executor:
                 journal.forget(path)
             elif a.kind != Kind.CONFLICT:
                 journal.put(path, row)
+
+    def _rel(self, path: str) -> str:
+        """Where an (NFC) path of the plan is spelled on disk (a name a Mac wrote in NFD)."""
+        return self.ctx.on_disk.get(path, path)
+
+    def _disk(self, path: str) -> Path:
+        return self.ctx.dest / self._rel(path)
 
     def _server_name(self, r: RemoteEntry | None) -> str | None:
         return self.ctx.remote.server_name(r) if r is not None and not r.is_dir else None
@@ -314,7 +328,7 @@ class Executor:
     def _local_move(self, a: Action) -> None:
         """A rename on the server, done here as a rename (never as delete + download)."""
         assert a.src is not None and a.record is not None
-        src, dst = self.ctx.dest / a.src, self.ctx.dest / a.path
+        src, dst = self._disk(a.src), self.ctx.dest / a.path
         if not same_stat(stat_entry(src), a.local):
             raise Raced(f"{a.src} changed locally during the run; left alone")
         same_file = a.src.casefold() == a.path.casefold()
@@ -334,12 +348,12 @@ class Executor:
     def _remote_move(self, a: Action) -> None:
         """A rename here, done on the server as one MOVE (a folder with everything inside)."""
         assert a.src is not None and a.record is not None and a.remote is not None
-        if stat_entry(self.ctx.dest / a.src) is not None:
+        if stat_entry(self._disk(a.src)) is not None:
             raise Raced(f"{a.src} is back here; the rename is left for the next run")
         etag = None if a.remote.is_dir else a.remote.etag
         try:
             moved = self.ctx.remote.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
-        except PreconditionFailed:
+        except (PreconditionFailed, NotFound):  # changed, taken or gone on the server meanwhile
             raise _Refused({a.src, a.path}) from None
         here = stat_entry(self.ctx.dest / a.path)
         entry = complete(
@@ -354,7 +368,7 @@ class Executor:
         """A file against a folder: keep both; the local one takes the conflict name."""
         r = a.remote
         assert r is not None and a.local is not None
-        copy = keep_as_conflict(self.ctx.dest, a.path, a.local, a.conflict_copy)
+        copy = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
         self.ctx.dir_changed((self.ctx.dest / copy).parent)
         uploaded = False
         if r.is_dir:  # the server has a folder: make it here
@@ -390,7 +404,7 @@ class Executor:
         note = ""
         uploaded = False
         if a.kind == Kind.CONFLICT and a.local is not None:
-            note = keep_as_conflict(self.ctx.dest, a.path, a.local, a.conflict_copy)
+            note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
         self._place(a, got, expected)
         if a.kind == Kind.CONFLICT:
@@ -416,7 +430,8 @@ class Executor:
             rows.append(entry)
             journal.intend(Intent(a.path, "place", entry))
 
-        place(got, self.ctx.dest, a.path, r, expected, self.ctx.dir_changed, before_rename=intend)
+        target = self._rel(a.path) if expected is not None else a.path
+        place(got, self.ctx.dest, target, r, expected, self.ctx.dir_changed, before_rename=intend)
         journal.settle(a.path, rows[0])
         for path, row in a.extra:
             if row is None:
@@ -446,10 +461,10 @@ class Executor:
         assert loc is not None and not loc.is_dir
         planned = a.to_record
         assert planned is not None
-        now = stat_entry(self.ctx.dest / a.path)
+        now = stat_entry(self._disk(a.path))
         if not same_stat(now, loc):
             raise Raced(f"{a.path} changed locally during the run; it is synced next time")
-        md5 = loc.md5 or planned.md5 or md5_of(self.ctx.dest / a.path)
+        md5 = loc.md5 or planned.md5 or md5_of(self._disk(a.path))
         base_etag = a.remote.etag if a.kind == Kind.UPLOAD_EDIT and a.remote is not None else None
         self.ctx.reporter.file_started(a.path, loc.size)
         href = a.remote.href if base_etag and a.remote is not None else ""
@@ -468,7 +483,7 @@ class Executor:
         journal = self.ctx.journal
         entry = replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5)
         journal.intend(Intent(path, "put", entry, base_etag))
-        source = self.ctx.dest / path
+        source = self._disk(path)
         try:
             up = self.ctx.remote.put_file(
                 path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
@@ -477,25 +492,36 @@ class Executor:
         except PreconditionFailed:
             journal.settle(path, None)  # nothing was written: the intent is moot
             raise _Refused({path}) from None
+        except SourceChanged:
+            journal.settle(path, None)  # the server refused the torn body: nothing was replaced
+            raise _Deferred(path) from None
         except FileNotFoundError:
             journal.settle(path, None)
             raise Raced(f"{path} disappeared here during the upload; it is looked at again next time") from None
         with self._lock:
             self.result.bytes_uploaded += loc.size
+        if up.sent_md5 != md5:
+            # A server that ignores OC-Checksum took bytes that changed while they streamed: the
+            # base is what it holds, so the next run sees the local file as changed and sends it.
+            entry = replace(entry, md5=up.sent_md5, remote_md5=up.sent_md5)
         journal.settle(path, complete(entry, None, up.entry))
-        return not same_stat(stat_entry(source), loc)
+        changed = up.sent_md5 != md5 or not same_stat(stat_entry(source), loc)
+        if changed:
+            with self._lock:
+                self.result.deferred.append(path)
+        return changed
 
     # --- deletions ---------------------------------------------------------------------
 
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
-            trashed = move_to_trash(self.ctx.dest, a.path, a.local, self.ctx.stamp)
+            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), a.local, self.ctx.stamp)
             self.ctx.journal.forget(a.path)
             self._done(a, trashed)
             return
         r = a.remote
         assert r is not None
-        if stat_entry(self.ctx.dest / a.path) is not None:
+        if stat_entry(self._disk(a.path)) is not None:
             raise Raced(f"{a.path} is back here; it is not deleted on the server")
         try:
             self.ctx.remote.delete(a.path, if_match=r.etag, href=r.href)
@@ -507,7 +533,7 @@ class Executor:
     def _remove_folder(self, a: Action) -> None:
         if a.kind == Kind.RMDIR:
             try:
-                os.rmdir(self.ctx.dest / a.path)
+                os.rmdir(self._disk(a.path))
             except FileNotFoundError:
                 pass
             except OSError:

@@ -117,9 +117,11 @@ class Journal:
         self._pending = 0
 
     def close(self) -> None:
-        self.commit()
-        with self._lock:
-            self._db.close()
+        try:
+            self.commit()
+        finally:
+            with self._lock:
+                self._db.close()
 
     def load(self) -> dict[str, JournalEntry]:
         with self._lock:

@@ -90,7 +90,7 @@ def _loop(
                 if acted or result.errors:
                     for line in summary_lines(result):
                         say(line)
-                kept = set(result.done.get("deleted-remotely", []))
+                kept = set(result.done.get(Kind.REMOTE_DELETED, []))
                 for line in kept_lines(kept - kept_reported, options.delete):
                     say(line)
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
