@@ -295,3 +295,37 @@ def test_status_shows_the_two_way_view_of_a_synced_folder(share, tmp_path: Path)
     assert "to upload (new here): 1\n  up.txt" in r.stdout and "to download (new on the server): 1\n  down.txt" in r.stdout
     assert not set(delta()) & WRITES
     assert not (share.root / "up.txt").exists() and not (dest / "down.txt").exists()
+
+
+def test_sync_against_a_server_without_checksums_survives_a_lost_upload_answer(rclone_webdav, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """rclone serve webdav: no MD5s, no sync-collection. The intent journaled before the PUT is
+    what tells 'my upload landed' from 'someone else changed it' after a crash."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "s.txt").write_bytes(b"server")
+    url = rclone_webdav(served)
+    remote = ConnectionSettings(url)
+    dest = tmp_path / "pc"
+    dest.mkdir()
+    (dest / "l.txt").write_bytes(b"pc")
+    first = run_once(remote, dest, RunOptions(mode=Mode.SYNC, settle_s=0))
+    assert first.exit_code == 0 and files(served) == files(dest), first.as_json()
+    (dest / "l.txt").write_bytes(b"pc, edited")
+    settle(dest / "l.txt")
+    real_settle = journal_mod.Journal.settle
+
+    def crash_after_put(self, path: str, entry) -> None:  # type: ignore[no-untyped-def]
+        if entry is not None and entry.remote_etag is not None:
+            raise Crash()
+        real_settle(self, path, entry)
+
+    monkeypatch.setattr(journal_mod.Journal, "settle", crash_after_put)
+    with pytest.raises(Crash):
+        run_once(remote, dest, RunOptions(mode=Mode.SYNC, settle_s=0))
+    monkeypatch.setattr(journal_mod.Journal, "settle", real_settle)
+    assert (served / "l.txt").read_bytes() == b"pc, edited"
+    again = run_once(remote, dest, RunOptions(mode=Mode.SYNC, settle_s=0))
+    assert again.exit_code == 0 and not again.conflicts, again.as_json()
+    assert files(served) == files(dest) == {"s.txt": b"server", "l.txt": b"pc, edited"}
+    third = run_once(remote, dest, RunOptions(mode=Mode.SYNC, settle_s=0))
+    assert third.exit_code == 0 and not third.plan.changes, third.plan.explain()
