@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS
+from conftest import PASSWORDS, wait_until
 
 from davsync import osfs
 from davsync.client import journal as journal_mod
@@ -329,3 +329,35 @@ def test_sync_against_a_server_without_checksums_survives_a_lost_upload_answer(r
     assert files(served) == files(dest) == {"s.txt": b"server", "l.txt": b"pc, edited"}
     third = run_once(remote, dest, RunOptions(mode=Mode.SYNC, settle_s=0))
     assert third.exit_code == 0 and not third.plan.changes, third.plan.explain()
+
+
+def test_sync_watch_carries_a_local_write_up_and_a_server_change_down(share, tmp_path: Path) -> None:
+    import io
+    import threading
+
+    from davsync.client.watch import sync_watch_loop
+
+    (share.root / "start.txt").write_bytes(b"start")
+    share.wait_indexed()
+    dest = tmp_path / "pc"
+    stop = threading.Event()
+    out = io.StringIO()
+    options = RunOptions(mode=Mode.SYNC)
+    loop = threading.Thread(
+        target=sync_watch_loop, args=(conn(share), dest, options), kwargs={"interval": 0.3, "out": out, "stop": stop}
+    )
+    loop.start()
+    try:
+        wait_until(lambda: (dest / "start.txt").exists(), 20, "the first round")
+        (dest / "typed.txt").write_bytes(b"typed on the pc")  # a fresh write: it waits to settle, then goes
+        wait_until(lambda: (share.root / "typed.txt").exists(), 20, "the local write to reach the share")
+        assert (share.root / "typed.txt").read_bytes() == b"typed on the pc"
+        assert share.request("PUT", "/phone.txt", data=b"from the phone").status_code == 201
+        wait_until(lambda: (dest / "phone.txt").exists(), 20, "the server change to arrive")
+        (dest / "typed.txt").unlink()
+        wait_until(lambda: not (share.root / "typed.txt").exists(), 20, "the local deletion to reach the share")
+    finally:
+        stop.set()
+        loop.join(30)
+    assert not loop.is_alive() and "stopped" in out.getvalue()
+    assert files(dest) == files(share.root) == {"start.txt": b"start", "phone.txt": b"from the phone"}
