@@ -361,3 +361,28 @@ def test_sync_watch_carries_a_local_write_up_and_a_server_change_down(share, tmp
         loop.join(30)
     assert not loop.is_alive() and "stopped" in out.getvalue()
     assert files(dest) == files(share.root) == {"start.txt": b"start", "phone.txt": b"from the phone"}
+
+
+def test_a_folder_last_synced_with_another_share_is_merged_never_deleted(start_share, tmp_path: Path) -> None:
+    first = start_share(tmp_path / "root1", state_dir=tmp_path / "state1")
+    for name, data in (("same.txt", b"same"), ("differs.txt", b"share one"), ("only-one.txt", b"1")):
+        (first.root / name).write_bytes(data)
+    first.wait_indexed()
+    dest = tmp_path / "pc"
+    assert sync(first, dest).exit_code == 0
+    second = start_share(tmp_path / "root2", state_dir=tmp_path / "state2")
+    (second.root / "same.txt").write_bytes(b"same")
+    (second.root / "differs.txt").write_bytes(b"share two")
+    (second.root / "only-two.txt").write_bytes(b"2")
+    second.wait_indexed()
+    result = sync(second, dest)
+    # The journal's history belongs to the first share: nothing is deleted on either side (only-one.txt
+    # would otherwise look deleted on the server), and what differs is kept both ways.
+    assert any("history does not match" in w for w in result.warnings), result.as_json()
+    assert not result.done.get(Kind.DELETE) and not result.done.get(Kind.REMOTE_DELETE)
+    (conflict,) = result.conflicts
+    assert result.exit_code == 3 and conflict.path == "differs.txt"
+    expected = {"same.txt": b"same", "differs.txt": b"share two", conflict.local_copy: b"share one",
+                "only-one.txt": b"1", "only-two.txt": b"2"}  # fmt: skip
+    assert files(dest) == files(second.root) == expected
+    quiet_second_run(second, dest)  # a new history starts from the union

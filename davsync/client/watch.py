@@ -23,7 +23,7 @@ from ..exitcodes import Exit
 from .engine import Engine, RunOptions
 from .filters import Filter
 from .plan import Kind
-from .pull import Puller, PullOptions
+from .pull import PullOptions
 from .remote import ConnectionSettings
 from .report import PlainReporter, summary_lines
 from .results import RunResult
@@ -60,16 +60,16 @@ def _loop(
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
-    puller = Puller(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
+    engine = Engine(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
 
-    say(f"watching {puller.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
+    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
     delay = interval
     down_since: float | None = None
     kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
     code = Exit.OK
     try:
         while not stop.is_set():
-            result = puller.run()
+            result = engine.run()
             if stop.is_set():
                 break
             if result.fatal is not None:
@@ -96,7 +96,7 @@ def _loop(
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
             sliced_wait(stop, delay)
     finally:
-        puller.close()
+        engine.close()
     say("stopped")
     return code
 
