@@ -159,8 +159,11 @@ def _sync_loop(
     carry: set[str] = set()  # paths still being written last round: looked at again
     last_full = -full_every  # the first round scans everything
     reported: set[str] = set()
+    started = False
     try:
-        watcher.start()
+        if engine.dest.is_dir():
+            watcher.start()
+            started = True
         while not stop.is_set():
             changed = watcher.drain()
             full = changed is None or time.monotonic() - last_full >= full_every
@@ -188,6 +191,10 @@ def _sync_loop(
             delay = interval
             if full:
                 last_full = time.monotonic()
+            if not started and engine.dest.is_dir():
+                watcher.start()  # DEST was made by the first round
+                started = True
+                last_full = -full_every  # what changed before the watcher started: the next round scans
             carry = set(result.deferred) | {e.path for e in result.errors}
             reported = _report_round(result, reported, say)
             # Wake for a local change (after it settles), a deferred file, or the next server poll.
