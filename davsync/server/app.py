@@ -96,8 +96,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
             "accept_basic": True,
-            "accept_digest": True,
-            "default_to_digest": True,
+            "accept_digest": False,  # FrontGate checks Digest itself (auth.py) and sends its challenge
+            "default_to_digest": False,
         },
         "dir_browser": {
             "enable": True,

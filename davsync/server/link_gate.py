@@ -202,7 +202,8 @@ class LinkGate:
             ok = self.auth.check_basic(link, value)
         elif scheme.lower() == "digest":
             raw_path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            verdict = self.auth.check_digest(link, value, method, raw_path.encode("latin-1").decode("utf-8", "replace"))
+            verdict = self.auth.check_digest(link, value, method, raw_path.encode("latin-1").decode("utf-8", "replace"),
+                                             environ.get("QUERY_STRING", ""))
             ok, stale = verdict == "ok", verdict == "stale"
         else:
             ok = False

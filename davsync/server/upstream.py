@@ -133,8 +133,9 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("provider.py", "link_gate.py"),
-        "Set by HTTPAuthenticator after a login; share links set it to a link's own name.",
+        ("auth.py", "provider.py", "link_gate.py"),
+        "Set by HTTPAuthenticator after a login; auth.py sets it after its own Digest check, and "
+        "share links set it to a link's own name.",
     ),
     Reliance(
         "wsgidav",
