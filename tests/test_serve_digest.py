@@ -106,3 +106,23 @@ def test_nonce_book_expiry_and_bounded_memory() -> None:
     assert book.use("davsync", fresh[0], 2) == "stale"
     assert book.use("davsync", fresh[-1], 2) == "ok"
     assert book.use("davsync", "not-a-nonce", 1) == "stale"
+
+
+def test_a_share_link_refuses_a_replayed_digest_header_too(share) -> None:
+    from davsync.server.links import LinkStore
+
+    (share.root / "Photos").mkdir()
+    (share.root / "Photos" / "a.jpg").write_bytes(b"jpg")
+    token = LinkStore(share.state_dir).create("Photos", "read-write", expires_in=3600, password="pw").token
+    path = f"/s/{token}/a.jpg"
+    challenge = requests.get(share.url + path.lstrip("/"), timeout=30).headers["WWW-Authenticate"]
+    nonce, realm = re.search(r'Digest realm="([^"]+)", nonce="([^"]+)"', challenge).group(2, 1)
+    ha1 = _md5(f"share:{realm}:pw")
+    response = _md5(f"{ha1}:{nonce}:00000001:c:auth:{_md5(f'DELETE:{path}')}")
+    header = (f'Digest username="share", realm="{realm}", nonce="{nonce}", uri="{path}", response="{response}", '
+              f"qop=auth, nc=00000001, cnonce=\"c\"")  # fmt: skip
+    assert requests.delete(share.url + path.lstrip("/"), headers={"Authorization": header}, timeout=30).status_code == 204
+    (share.root / "Photos" / "a.jpg").write_bytes(b"new one")
+    again = requests.delete(share.url + path.lstrip("/"), headers={"Authorization": header}, timeout=30)
+    assert again.status_code == 401 and "stale=true" in again.headers["WWW-Authenticate"]
+    assert (share.root / "Photos" / "a.jpg").read_bytes() == b"new one"
