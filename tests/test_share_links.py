@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -624,3 +625,14 @@ def test_explorer_probes_open_nothing_of_the_share(tree) -> None:
     s = requests.Session()
     s.auth = HTTPDigestAuth("share", "for friends")
     assert s.request("PROPFIND", url, headers={**EXPLORER, "Depth": "1"}, timeout=10).status_code == 207
+
+
+def test_folder_page_heading_names_the_folder_not_the_token(tree) -> None:
+    url, token = link(tree)
+    for sub, shown in (("", "Photos/"), ("2024/", "Photos/2024/")):
+        page = requests.get(url + sub, headers={"Accept": "text/html"}, timeout=10)
+        assert page.status_code == 200
+        heading = re.sub(r"<[^>]*>", "", page.text.split("<h1>", 1)[1].split("</h1>", 1)[0])
+        title = page.text.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert f"Index of {shown}" in heading and f"Index of {shown}" in title
+        assert token not in heading and token not in title

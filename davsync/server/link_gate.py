@@ -360,10 +360,21 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
     from ..users import Users
     from .auth import FrontGate
 
+    class LinkDirBrowser(WsgiDavDirBrowser):
+        """The folder page of a link: its heading and title name the shared folder, not the token."""
+
+        folder_name = ""
+
+        def _get_context(self, environ: dict, dav_res: Any) -> dict:
+            context: dict = super()._get_context(environ, dav_res)
+            context["display_path"] = self.folder_name + dav_res.path
+            return context
+
     def make(provider: LinkProvider, prefix: str) -> WsgiApp:
-        stack = [mw for mw in config["middleware_stack"] if mw is not HTTPAuthenticator]
+        stack = [LinkDirBrowser if mw is WsgiDavDirBrowser else mw
+                 for mw in config["middleware_stack"] if mw is not HTTPAuthenticator]  # fmt: skip
         if provider.mode == "drop":
-            stack = [mw for mw in stack if mw is not WsgiDavDirBrowser]
+            stack = [mw for mw in stack if mw is not LinkDirBrowser]
         cfg = {k: v for k, v in config.items() if k not in ("http_authenticator", "mount_path")}
         cfg.update({
             "provider_mapping": {"/": provider},
@@ -378,8 +389,9 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
         provider.set_mount_path(prefix)
         node: Any = app.application
         while node is not None:
-            if isinstance(node, WsgiDavDirBrowser):
+            if isinstance(node, LinkDirBrowser):
                 node.mount_path = prefix  # its page's asset links
+                node.folder_name = os.path.basename(provider.root_folder_path)
             node = getattr(node, "next_app", None)
         provider.set_lock_manager(main_app.lock_manager)  # one lock table for the share and its links
         return FrontGate(app, Users({}), "write")
