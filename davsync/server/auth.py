@@ -137,10 +137,10 @@ class FrontGate:
             nonces=self.nonces, scope=REALM,
         )  # fmt: skip
         if verdict.ok and verdict.user is not None:
-            environ["davsync.digest_user"] = verdict.user
             user = self.users.users.get(verdict.user)
             if user is None:  # removed by the admin page a moment ago
                 return digest.Verdict("bad", verdict.user)
+            environ["davsync.digest_user"] = verdict.user
             environ["davsync.readonly"] = user.read_only
         return verdict
 
