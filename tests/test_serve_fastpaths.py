@@ -7,13 +7,16 @@ and where it takes a shortcut (sendfile, a watch mask) the shortcut is shown to 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from conftest import Share, wait_until
 from watchdog.events import FileSystemEvent
 
-from davsync.server import watcher
+from davsync.server import fastget, sendfile, watcher
 
 
 def test_reads_do_not_wake_the_change_tracker(start_share, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,3 +40,105 @@ def test_reads_do_not_wake_the_change_tracker(start_share, monkeypatch: pytest.M
     (share.root / "written.txt").write_bytes(b"new")  # inotify delivers in order: this comes after the reads
     wait_until(lambda: any(p.endswith("written.txt") for _, p in seen), what="the write to be seen")
     assert [kind for kind, p in seen if Path(p).name == "read-me.txt"] == []
+
+
+# --- GET: sendfile, ranges, HEAD -------------------------------------------------------------
+
+
+def _big(share: Share, size: int = 3 * 1024 * 1024 + 17) -> bytes:
+    data = random.Random(5).randbytes(size)
+    (share.root / "big é.bin").write_bytes(data)
+    return data
+
+
+BIG = "big%20%C3%A9.bin"
+COMPARED = ("Content-Length", "Content-Range", "Content-Type", "ETag", "Last-Modified", "Accept-Ranges")
+
+
+def _fast_and_slow(share: Share, method: str, headers: dict[str, str]) -> tuple[requests.Response, requests.Response]:
+    """The same request through the fast path and through WsgiDAV (`If-Match: *` always holds
+    for an existing file, and sends the request the general way)."""
+    fast = share.request(method, BIG, headers=headers)
+    slow = share.request(method, BIG, headers={**headers, "If-Match": "*"})
+    return fast, slow
+
+
+RANGES = [None, "bytes=0-0", "bytes=1000-", "bytes=100-199", "bytes=-5000", "bytes=3000000-99999999", "bytes=-99999999"]
+
+
+def test_fast_get_answers_like_wsgidav(share: Share, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _big(share)
+    sent: list[int] = []
+    original = sendfile.SendfileGateway.send_file
+    monkeypatch.setattr(sendfile.SendfileGateway, "send_file",
+                        lambda self, f: (sent.append(self.remaining_bytes_out), original(self, f))[-1])  # fmt: skip
+    for method in ("GET", "HEAD"):
+        for range_ in RANGES:
+            sent.clear()
+            fast, slow = _fast_and_slow(share, method, {"Range": range_} if range_ else {})
+            assert fast.status_code == slow.status_code == (206 if range_ else 200)
+            for name in COMPARED:
+                assert fast.headers.get(name) == slow.headers.get(name), (method, range_, name)
+            assert fast.content == slow.content
+            if method == "HEAD":
+                assert fast.content == b"" and sent == []
+                continue
+            span = (fast.headers.get("Content-Range") or f"bytes 0-{len(data) - 1}/").split()[1]
+            start, _, end = span.partition("/")[0].partition("-")
+            assert fast.content == data[int(start) : int(end) + 1]
+            big_enough = len(fast.content) > fastget.SMALL
+            assert sent == ([len(fast.content)] if big_enough else []), "the fast path has the kernel send big bodies"
+
+
+def test_fast_get_if_range_and_what_it_leaves_to_wsgidav(share: Share) -> None:
+    """A resumed download: If-Range with the current ETag gets the rest; any other gets the whole
+    file. Unsatisfiable, several or backwards ranges are WsgiDAV's to answer."""
+    data = _big(share)
+    etag = share.request("HEAD", BIG).headers["ETag"]
+    for if_range, status in ((etag, 206), ('"0-0-0-0"', 200), (f"W/{etag}", 200)):
+        fast, slow = _fast_and_slow(share, "GET", {"Range": "bytes=1000-", "If-Range": if_range})
+        assert fast.status_code == slow.status_code == status
+        assert fast.content == slow.content == (data[1000:] if status == 206 else data)
+    for range_ in ("bytes=99999999-", "bytes=0-1,5-9", "bytes=5-1"):
+        fast, slow = _fast_and_slow(share, "GET", {"Range": range_})
+        assert (fast.status_code, fast.headers.get("Content-Range")) == (slow.status_code, slow.headers.get("Content-Range"))
+        if fast.ok:
+            assert fast.content == slow.content
+
+
+def test_big_get_over_tls_writes_straight_to_the_socket(start_share, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    trustme = pytest.importorskip("trustme", reason="trustme is in the test extras")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key_file, cert_file, ca_file = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    share = start_share(tls_cert=cert_file, tls_key=key_file)
+    data = _big(share, 9 * 1024 * 1024 + 3)  # more than one 4 MiB block
+    blocks: list[int] = []
+    original = sendfile._send_blocks
+    monkeypatch.setattr(sendfile, "_send_blocks", lambda sock, f, n: (blocks.append(n), original(sock, f, n))[-1])
+    session = share.session()
+    whole = session.get(share.url + BIG, timeout=30, verify=str(ca_file))
+    part = session.get(share.url + BIG, headers={"Range": "bytes=5000000-"}, timeout=30, verify=str(ca_file))
+    assert whole.content == data and (part.status_code, part.content) == (206, data[5000000:])
+    assert blocks == [len(data), len(data) - 5000000]
+
+
+def test_a_file_that_shrinks_while_sent_closes_the_connection(share: Share, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client sees a short body and a closed connection, never a wait for bytes that will not come."""
+    _big(share)
+    original = sendfile.SendfileGateway.send_file
+
+    def shrink_first(self: sendfile.SendfileGateway, f: Any) -> None:
+        os.truncate(share.root / "big é.bin", 1000)
+        original(self, f)
+
+    monkeypatch.setattr(sendfile.SendfileGateway, "send_file", shrink_first)
+    session = share.session()
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        session.get(share.url + BIG, timeout=10)
+    monkeypatch.setattr(sendfile.SendfileGateway, "send_file", original)
+    assert session.get(share.url + BIG, timeout=10).content == (share.root / "big é.bin").read_bytes()

@@ -29,6 +29,7 @@ from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
+from .sendfile import install as install_sendfile
 from .settings import ServeSettings
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
@@ -167,6 +168,7 @@ class DavServer:
             shutdown_timeout=5,
         )
         self._server.ConnectionClass = StickyConnection
+        install_sendfile(self._server)
         if settings.tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 

@@ -3,8 +3,11 @@
 WsgiDAV's full stack (authenticator, error printer, dir browser, request server,
 resource objects) costs more than sending a small file. A plain GET that is already
 authorised (anonymous read, or Basic credentials the users file accepts) is answered
-here, with the same headers WsgiDAV would send. Anything else (Range, conditional
-headers, folders, Digest, missing credentials, odd paths) falls through to WsgiDAV.
+here, with the same headers WsgiDAV would send; so is a single byte range (a resumed
+download), with WsgiDAV's If-Range rule. The body goes out through the server's
+`wsgi.file_wrapper` (sendfile, see sendfile.py). Anything else (several or unsatisfiable
+ranges, If-Range with a date, conditional headers, folders, Digest, missing credentials,
+odd paths) falls through to WsgiDAV.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 from wsgiref.handlers import format_date_time
 
 from wsgidav.dav_error import DAVError
@@ -25,15 +28,14 @@ from .names import etag_of, is_internal_path
 from .provider import DavsyncProvider
 
 BLOCK = 1024 * 1024
+SMALL = 256 * 1024  # bodies up to this size go out as one bytes object
 log = logging.getLogger("davsync.server")
 _SKIP_HEADERS = (
-    "HTTP_RANGE",
     "HTTP_IF",
     "HTTP_IF_MATCH",
     "HTTP_IF_NONE_MATCH",
     "HTTP_IF_MODIFIED_SINCE",
     "HTTP_IF_UNMODIFIED_SINCE",
-    "HTTP_IF_RANGE",
     "HTTP_DEPTH",
 )
 
@@ -82,21 +84,46 @@ class FastGet:
         except OSError:
             os.close(fd)
             return None
+        etag = etag_of(st)
+        span = _byte_range(environ, st.st_size, etag) if "HTTP_RANGE" in environ else (0, st.st_size, False)
+        if span is None:
+            os.close(fd)
+            return None  # WsgiDAV answers what this path does not (416, several ranges, If-Range dates)
+        start, length, partial = span
+        body: list[bytes] | None = None
+        if method == "GET" and length <= SMALL:  # one read, before answering: cheaper than any wrapper
+            try:
+                data = os.pread(fd, length, start) if length else b""
+            except OSError:
+                data = b""
+            os.close(fd)
+            if len(data) != length:
+                return None  # it shrank meanwhile: let WsgiDAV look again
+            body = [data]
         headers = [
-            ("Content-Length", str(st.st_size)),
+            ("Content-Length", str(length)),
             ("Content-Type", _mime(path)),
             ("Last-Modified", format_date_time(st.st_mtime)),
             ("Date", _now()),
-            ("ETag", f'"{etag_of(st)}"'),
+            ("ETag", f'"{etag}"'),
             ("Accept-Ranges", "bytes"),
         ]
-        start_response("200 OK", headers)
+        if partial:
+            headers.append(("Content-Range", f"bytes {start}-{start + length - 1}/{st.st_size}"))
+        start_response("206 Partial Content" if partial else "200 OK", headers)
         if log.isEnabledFor(logging.INFO):
-            log.info('%s - "%s %s" 200 %d (fast path)', environ.get("REMOTE_ADDR"), method, path, st.st_size)
+            log.info('%s - "%s %s" %s %d (fast path)', environ.get("REMOTE_ADDR"), method, path,
+                     206 if partial else 200, length)  # fmt: skip
+        if body is not None:
+            return body
         if method == "HEAD":
             os.close(fd)
             return [b""]
-        return _stream(fd, st.st_size)
+        file = os.fdopen(fd, "rb", buffering=0)
+        if start:
+            file.seek(start)
+        wrapper = environ.get("wsgi.file_wrapper")
+        return wrapper(file, BLOCK) if wrapper is not None else _stream(file, length)
 
     def _authorised(self, header: str | None) -> bool:
         if header is None:
@@ -125,12 +152,41 @@ def _now() -> str:
     return _date_cache[1]
 
 
-def _stream(fd: int, size: int) -> Iterator[bytes]:
+def _stream(file: BinaryIO, length: int) -> Iterator[bytes]:
+    """The body for a server without a file wrapper: `length` bytes from the file's position."""
     try:
-        if size <= BLOCK:
-            yield os.read(fd, size) if size else b""
-            return
-        while chunk := os.read(fd, BLOCK):
+        while length > 0 and (chunk := file.read(min(BLOCK, length))):
+            length -= len(chunk)
             yield chunk
     finally:
-        os.close(fd)
+        file.close()
+
+
+def _byte_range(environ: dict, size: int, etag: str) -> tuple[int, int, bool] | None:
+    """(start, length, partial) for a Range request as WsgiDAV answers it, or None to let
+    WsgiDAV answer (anything but one satisfiable range, or an If-Range that is a date)."""
+    if_range = environ.get("HTTP_IF_RANGE")
+    if if_range is not None:
+        if not if_range.strip().startswith(('"', "W/")):
+            return None  # an HTTP date: WsgiDAV compares it with the mtime
+        if if_range.strip('" ') != etag:
+            return 0, size, False  # changed since: the whole new file
+    if size == 0:
+        return 0, 0, False  # WsgiDAV ignores ranges on an empty file
+    unit, _, spec = environ["HTTP_RANGE"].strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "" or int(last) == 0:
+            return None
+        start = max(0, size - int(last))
+        end = size - 1
+    else:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+        if start >= size or start > end:
+            return None
+    return start, end - start + 1, True
