@@ -11,7 +11,7 @@ from typing import cast
 
 import typer
 
-from . import __version__
+from . import __version__, typer_coerce
 from .cli_share import share_app
 from .cli_versions import versions_app
 from .console import log_to as _log_to
@@ -19,6 +19,7 @@ from .console import stop_signals, utf8_streams
 from .exitcodes import Exit
 from .users import Users, UsersFileError
 
+typer_coerce.install()  # no pydantic on every run (see typer_coerce.py)
 app = typer.Typer(
     pretty_exceptions_enable=False,
     help=(
