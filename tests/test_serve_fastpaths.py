@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import requests
 from conftest import Share, wait_until
+from davhelp import WEIRD_NAMES
+from lxml import etree
 from watchdog.events import FileSystemEvent
 
-from davsync.server import fastget, sendfile, watcher
+from davsync.server import fastget, fastpropfind, sendfile, watcher
 
 
 def test_reads_do_not_wake_the_change_tracker(start_share, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,6 +90,10 @@ def test_fast_get_answers_like_wsgidav(share: Share, monkeypatch: pytest.MonkeyP
             assert fast.content == data[int(start) : int(end) + 1]
             big_enough = len(fast.content) > fastget.SMALL
             assert sent == ([len(fast.content)] if big_enough else []), "the fast path has the kernel send big bodies"
+    for name in ("notes.txt", "page.HTML", "archive.tar.gz", "noext"):
+        (share.root / name).write_text("text")
+        fast, slow = share.request("GET", name), share.request("GET", name, headers={"If-Match": "*"})
+        assert [fast.headers.get(h) for h in COMPARED] == [slow.headers.get(h) for h in COMPARED], name
 
 
 def test_fast_get_if_range_and_what_it_leaves_to_wsgidav(share: Share) -> None:
@@ -142,3 +148,127 @@ def test_a_file_that_shrinks_while_sent_closes_the_connection(share: Share, monk
         session.get(share.url + BIG, timeout=10)
     monkeypatch.setattr(sendfile.SendfileGateway, "send_file", original)
     assert session.get(share.url + BIG, timeout=10).content == (share.root / "big é.bin").read_bytes()
+
+
+# --- PROPFIND: a folder's listing from one scandir and one index query ----------------------------
+
+PROP_SETS = {
+    "davsync": ["d:resourcetype", "d:getcontentlength", "d:getlastmodified", "d:getetag", "oc:checksums"],
+    "rclone": ["d:displayname", "d:getlastmodified", "d:getcontentlength", "d:resourcetype", "oc:checksums",
+               "oc:permissions"],
+    "cadaver": ["d:getcontentlength", "d:resourcetype", "d:getlastmodified", "ap:executable", "d:checked-in",
+                "d:checked-out"],
+    "gio": ["d:creationdate", "d:displayname", "d:getcontentlength", "d:getcontenttype", "d:getetag",
+            "d:getlastmodified", "d:resourcetype"],
+    "explorer": ["d:name", "d:parentname", "d:href", "d:ishidden", "d:isreadonly", "d:getcontenttype",
+                 "d:contentclass", "d:getcontentlanguage", "d:creationdate", "d:lastaccessed", "d:getlastmodified",
+                 "d:getcontentlength", "d:iscollection", "d:isstructureddocument", "d:defaultdocument",
+                 "d:displayname", "d:isroot", "d:resourcetype", "z:Win32LastModifiedTime", "z:Win32FileAttributes"],
+    "dead and odd": ["x:color", "oc:checksums", "z:Win32LastModifiedTime", "nons", "x:color"],
+}  # fmt: skip
+NAMESPACES = ('xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:ap="http://apache.org/dav/props/" '
+              'xmlns:z="urn:schemas-microsoft-com:" xmlns:x="urn:x-test"')  # fmt: skip
+
+
+def _propfind_body(names: list[str]) -> str:
+    props = "".join(f"<{n}/>" if ":" in n else f'<{n} xmlns=""/>' for n in names)
+    return f'<?xml version="1.0" encoding="utf-8"?><d:propfind {NAMESPACES}><d:prop>{props}</d:prop></d:propfind>'
+
+
+def _canonical(body: bytes) -> list[tuple]:
+    """A multistatus as data: per response, its href and (status, [(tag, text, children)]) per propstat."""
+    root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
+    assert root.tag == "{DAV:}multistatus"
+
+    def el(e: Any) -> tuple:
+        return e.tag, (e.text or "").strip(), [el(c) for c in e], dict(e.attrib)
+
+    return [
+        (r.findtext("{DAV:}href"), [(ps.findtext("{DAV:}status"), [el(p) for p in ps.find("{DAV:}prop")])
+                                    for ps in r.findall("{DAV:}propstat")])
+        for r in root.findall("{DAV:}response")
+    ]  # fmt: skip
+
+
+def _listing_tree(share: Share) -> Path:
+    folder = share.root / "Fotos & Notizen"
+    (folder / "sub dir").mkdir(parents=True)
+    (folder / "sub dir" / "inner.txt").write_text("inner")
+    names = [*WEIRD_NAMES, "a&b<c>.txt", "quote'\"s.md", "archive.tar.gz", "noext", "UPPER.JPG", "cr\rname.txt",
+             "tab\tname.txt", "dollar$(1).pdf", "pipe|plus+.bin", "~tilde.txt", "emoji 📷.heic"]  # fmt: skip
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(b"x" * i)
+    share.wait_indexed()
+    (folder / "linked.txt").symlink_to(folder / "noext")
+    (folder / ".~davsync-upload.part").write_bytes(b"hidden")
+    (folder / "noext").write_bytes(b"changed after indexing")  # its MD5 is computed while listing
+    return folder
+
+
+def test_fast_propfind_answers_like_wsgidav(share: Share, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the property sets real clients send, Depth 0 and 1, the folder, its root and a folder
+    with dead properties: the same multistatus as WsgiDAV's (parsed, namespace-aware), 200 first."""
+    _listing_tree(share)
+    for target, body in (("Fotos%20%26%20Notizen/sub%20dir", '<x:color xmlns:x="urn:x-test">teal</x:color>'),
+                         ("Fotos%20%26%20Notizen/noext", "<x:color xmlns:x=\"urn:x-test\">red<x:b>!</x:b></x:color>"),
+                         ("Fotos%20%26%20Notizen/sub%20dir", '<oc:checksums xmlns:oc="http://owncloud.org/ns">dead</oc:checksums>')):  # fmt: skip
+        patch = f'<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>{body}</d:prop></d:set></d:propertyupdate>'
+        assert share.request("PROPPATCH", target, data=patch).status_code == 207
+    rendered: list[int] = []
+    original = fastpropfind._Listing.render
+    monkeypatch.setattr(fastpropfind._Listing, "render", lambda self, m: (rendered.append(len(m)), original(self, m))[-1])
+    session = share.session()
+    for label, names in PROP_SETS.items():
+        for path, depth in (("Fotos%20%26%20Notizen/", "1"), ("Fotos%20%26%20Notizen", "1"), ("", "1"),
+                            ("Fotos%20%26%20Notizen/sub%20dir", "0")):  # fmt: skip
+            kw: dict[str, Any] = {"data": _propfind_body(names).encode(), "timeout": 30}
+            fast = session.request("PROPFIND", share.url + path, headers={"Depth": depth}, **kw)
+            slow = session.request("PROPFIND", share.url + path, headers={"Depth": depth, "If-Match": "*"}, **kw)
+            assert fast.status_code == slow.status_code == 207, (label, path)
+            assert fast.headers["Content-Type"] == slow.headers["Content-Type"]
+            assert _canonical(fast.content) == _canonical(slow.content), (label, path, depth)
+            for response in _canonical(fast.content):
+                assert all(" 200 " not in status for status, _ in response[1][1:]), "200 comes first"
+    assert len(rendered) == len(PROP_SETS) * 4, "every one of those went the fast way"
+    assert rendered[0] == 19, "the symlink and the upload temp file are not listed"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "user"),
+    [
+        (b"", {"Depth": "1"}, "alice"),  # allprop
+        (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>', {"Depth": "1"}, "alice"),
+        (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>', {"Depth": "1"}, "alice"),
+        (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:lockdiscovery/></d:prop></d:propfind>',
+         {"Depth": "1"}, "alice"),
+        (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:sync-token/></d:prop></d:propfind>',
+         {"Depth": "0"}, "alice"),
+        (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>', {}, "alice"),
+        (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>',
+         {"Depth": "1"}, None),
+        (b"<d:propfind xmlns:d='DAV:'><d:prop><d:getetag/></d:prop>", {"Depth": "1"}, "alice"),  # not XML
+    ],
+    ids=["empty", "allprop", "propname", "lockdiscovery", "sync-token", "no-depth", "guest-on-private", "broken"],
+)
+def test_propfinds_the_fast_path_leaves_to_wsgidav(start_share, monkeypatch: pytest.MonkeyPatch, body: bytes,
+                                                   headers: dict[str, str], user: str | None) -> None:  # fmt: skip
+    share: Share = start_share(anonymous="off")
+    (share.root / "f.txt").write_text("f")
+    rendered: list[int] = []
+    monkeypatch.setattr(fastpropfind._Listing, "render", lambda self, m: rendered.append(1))
+    r = share.request("PROPFIND", "", user=user, data=body, headers=headers)
+    assert rendered == [] and r.status_code in (207, 400, 401, 403), r.status_code
+
+
+def test_a_big_folder_is_streamed_and_complete(share: Share) -> None:
+    folder = share.root / "many"
+    folder.mkdir()
+    for i in range(fastpropfind.STREAM_AFTER * 2 + 7):
+        (folder / f"f{i:04}.txt").write_bytes(b"%d" % i)
+    share.wait_indexed()
+    body = _propfind_body(PROP_SETS["davsync"]).encode()
+    fast = share.request("PROPFIND", "many/", data=body, headers={"Depth": "1"})
+    slow = share.request("PROPFIND", "many/", data=body, headers={"Depth": "1", "If-Match": "*"})
+    assert "Content-Length" not in fast.headers, "sent chunked, batch by batch"
+    assert _canonical(fast.content) == _canonical(slow.content)
+    assert len(_canonical(fast.content)) == fastpropfind.STREAM_AFTER * 2 + 8

@@ -21,6 +21,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .fastget import FastGet
+from .fastpropfind import FastPropfind
 from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
@@ -126,7 +127,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         },
     }
     dav_app = WsgiDAVApp(config)
-    fast = FastGet(dav_app, provider, users, settings.anonymous)
+    listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
+    fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)

@@ -13,7 +13,6 @@ odd paths) falls through to WsgiDAV.
 from __future__ import annotations
 
 import logging
-import mimetypes
 import os
 import stat
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 from wsgiref.handlers import format_date_time
 
+from wsgidav import util
 from wsgidav.dav_error import DAVError
 
 from ..users import Users, basic_credentials
@@ -42,13 +42,14 @@ _SKIP_HEADERS = (
 
 class FastGet:
     def __init__(
-        self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str
+        self, app: Callable[..., Iterable[bytes]], provider: DavsyncProvider, users: Users, anonymous: str,
+        config: dict | None = None,
     ) -> None:
         self.app = app
         self.provider = provider
         self.users = users
         self.anonymous = anonymous
-        mimetypes.init()
+        self.config = config or {}  # WsgiDAV's: its default_charset goes into text types
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         served = self._try(environ, start_response)
@@ -63,7 +64,7 @@ class FastGet:
         raw = environ.get("PATH_INFO", "")
         if not raw.startswith("/") or raw.endswith("/"):
             return None
-        if not self._authorised(environ.get("HTTP_AUTHORIZATION")):
+        if not authorised(self.users, self.anonymous, environ):
             return None
         try:
             path = raw.encode("latin-1").decode("utf-8")
@@ -102,7 +103,7 @@ class FastGet:
             body = [data]
         headers = [
             ("Content-Length", str(length)),
-            ("Content-Type", _mime(path)),
+            ("Content-Type", util.guess_mime_type(path, self.config)),
             ("Last-Modified", format_date_time(st.st_mtime)),
             ("Date", _now()),
             ("ETag", f'"{etag}"'),
@@ -125,19 +126,16 @@ class FastGet:
         wrapper = environ.get("wsgi.file_wrapper")
         return wrapper(file, BLOCK) if wrapper is not None else _stream(file, length)
 
-    def _authorised(self, header: str | None) -> bool:
-        if header is None:
-            return self.anonymous in ("read", "write")
-        credentials = basic_credentials(header)
-        return credentials is not None and self.users.check_basic(*credentials) is not None
 
 
-def _mime(path: str) -> str:
-    _, dot, ext = path.rpartition(".")
-    if not dot or "/" in ext:
-        return "application/octet-stream"
-    ext = "." + ext.lower()
-    return mimetypes.types_map.get(ext) or mimetypes.common_types.get(ext) or "application/octet-stream"
+def authorised(users: Users, anonymous: str, environ: dict) -> bool:
+    """May this request read without WsgiDAV's authenticator? (A guest where guests may read,
+    or Basic credentials the users file accepts; anything else goes the full way.)"""
+    header = environ.get("HTTP_AUTHORIZATION")
+    if header is None:
+        return anonymous in ("read", "write")
+    credentials = basic_credentials(header)
+    return credentials is not None and users.check_basic(*credentials) is not None
 
 
 _date_cache: tuple[int, str] = (0, "")
