@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from ..concurrency import bounded
 from ..exitcodes import Exit
 from .filters import Filter
 from .journal import Journal, JournalError
+from .local import look_at
 from .paths import NameRules, Skipped, case_insensitive, effective_rules, filter_names, nfc
 from .plan import (
     TRANSFERS,
@@ -30,7 +30,6 @@ from .plan import (
     RemoteEntry,
     exit_code,
     plan,
-    resolve_in_flight,
 )
 from .remote import Changes, ConnectionSettings, NotAShare, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
 from .transfer import (
@@ -141,11 +140,6 @@ def dest_lock(state_dir: Path) -> Iterator[None]:
             f"another davsync pull or watch is running on {osfs.display_path(state_dir.parent)}; "
             "wait for it or stop it."
         ) from None
-
-
-def md5_of(path: Path) -> str:
-    with open(path, "rb", buffering=0) as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 class Puller:
@@ -418,27 +412,21 @@ class Puller:
     def _look_locally(
         self, remote: dict[str, RemoteEntry], journal: dict[str, JournalEntry], result: PullResult
     ) -> dict[str, LocalEntry | None]:
-        """Stat every path in question; read a file only when its stat says it may differ."""
-        local: dict[str, LocalEntry | None] = {}
-        for path in set(remote) | set(journal):
-            st = stat_entry(self.dest / path)
-            j = journal.get(path)
-            if j is not None and j.prev is not None:
-                journal[path] = j = resolve_in_flight(j, st)  # type: ignore[assignment]
-            if st is not None and not st.is_dir:
-                r = remote.get(path)
-                needs_hash = self.options.verify or (
-                    (j is None and r is not None and not r.is_dir)
-                    or (j is not None and not j.is_dir and not j.matches_local(st))
-                )
-                if needs_hash:
-                    try:
-                        st = LocalEntry(False, st.size, st.mtime_ns, st.ino, md5_of(self.dest / path))
-                        result.local_files_read += 1
-                    except OSError:
-                        pass
-            local[path] = st
-        return local
+        """Stat every path in question; read a file only when its stat says it may differ.
+        What the look leaves alone (a link, an unreadable file) is reported and not judged."""
+        scan = look_at(
+            self.dest, set(remote) | set(journal), journal, excluded=_nothing_excluded,
+            rules=self.rules, fold_case=self.fold_case, hash_all=self.options.verify, settle_s=0,
+        )  # fmt: skip
+        journal.update(scan.resolved)
+        result.local_files_read += scan.files_hashed
+        reported = {s.path for s in result.skipped}
+        for s in scan.skipped:
+            remote.pop(s.path, None)
+            journal.pop(s.path, None)
+            if s.path not in reported:
+                result.skipped.append(s)
+        return dict(scan.view.entries)
 
     # --- acting ----------------------------------------------------------------
 
@@ -578,6 +566,10 @@ class Puller:
                 result.errors.append({"path": a.path, "error": a.reason})
         except (Raced, DownloadError) as e:
             result.errors.append({"path": a.path, "error": str(e)})
+
+
+def _nothing_excluded(path: str, is_dir: bool) -> bool:
+    return False  # the paths a pull looks at are already filtered
 
 
 def _at_or_under(path: str, folders: set[str]) -> bool:
