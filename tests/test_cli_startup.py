@@ -85,3 +85,15 @@ def test_small_commands_import_no_client_or_server(args: list[str], users_file: 
     modules = _imported_by([a.format(users=users_file) for a in args], dict(os.environ))
     heavy = {m for m in modules if m.split(".")[0] in ("pydantic", "requests", "wsgidav", "cheroot", "lxml", "rich")}
     assert not heavy
+
+
+def test_typer_still_builds_converters_the_way_typer_coerce_replaces() -> None:
+    """typer_coerce swaps typer.core.build_runtime_param, which _TyperParameter.get_runtime_param
+    calls by its global name, and subclasses RuntimeParam through _coerce_value; coerce_cli_path
+    takes a Path without pydantic. (Fingerprints of these are in davsync/server/upstream.py.)"""
+    from typer import _coercion, _param_types, core
+
+    assert "build_runtime_param" in core._TyperParameter.get_runtime_param.__code__.co_names
+    assert core.build_runtime_param is typer_coerce._build  # installed
+    assert "_coerce_value" in _coercion.RuntimeParam.__abstractmethods__
+    assert _param_types.coerce_cli_path(Path("x"), typer.models.OptionInfo(), path_type=Path) == Path("x")

@@ -33,8 +33,8 @@ from wsgidav.dav_error import DAVError, as_DAVError, get_http_status_string
 
 from ..users import Users
 from .fastget import authorised
-from .names import etag_of, is_internal_name, is_internal_path
-from .provider import CHECKSUMS, OC_NS, WIN32_MTIME, DavsyncProvider, rel_of
+from .names import etag_of, is_internal_name, is_internal_path, rel_of
+from .provider import CHECKSUMS, OC_NS, WIN32_MTIME, DavsyncProvider
 from .request_server import parse_propfind
 
 log = logging.getLogger("davsync.server")

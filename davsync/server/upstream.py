@@ -1,4 +1,4 @@
-"""Every WsgiDAV and cheroot internal the server relies on (and typer's, for the CLI), in one place, with why.
+"""Every WsgiDAV and cheroot internal the server relies on, in one place, with why.
 
 WsgiDAV and cheroot are used through their public classes, but fixing their bugs and keeping the
 server fast needs a few private names and undocumented behaviours. An upgrade may rename or
@@ -235,26 +235,6 @@ RELIANCES: tuple[Reliance, ...] = (
         ("sendfile.py",),
         "The client socket (an SSLSocket under TLS): sendfile and sendall go to it directly.",
     ),
-    # --- typer (the command line, davsync/typer_coerce.py) -------------------------------------
-    Reliance(
-        "typer.core",
-        "build_runtime_param",
-        ("../typer_coerce.py",),
-        "The converter builder _TyperParameter.get_runtime_param calls by its global name: "
-        "typer_coerce swaps it for one that needs no pydantic.",
-    ),
-    Reliance(
-        "typer._coercion:RuntimeParam",
-        "_coerce_value",
-        ("../typer_coerce.py",),
-        "What a converter implements; RuntimeParam.coerce handles None and repeated options around it.",
-    ),
-    Reliance(
-        "typer._param_types",
-        "coerce_cli_path",
-        ("../typer_coerce.py",),
-        "typer's own Path checks (exists, readable, ...), called with a Path so it needs no pydantic.",
-    ),
 )
 
 # Where our code copies, skips or replaces upstream code, its fingerprint (see source_fingerprint).
@@ -270,7 +250,9 @@ FINGERPRINTS: dict[str, str] = {
     # sendfile.py: a write returns only once everything is on the socket (headers before the raw file).
     "cheroot.makefile:BufferedWriter.write": "c7706fb325c0d831",
     "cheroot.makefile:BufferedWriter._flush_unlocked": "0b6d0539c4e50952",
-    # typer_coerce.py: where the converter is built, and the adapters whose results ours reproduce
+    # Not the server's, the command line's (davsync/typer_coerce.py): where typer builds a converter
+    # (typer.core.build_runtime_param, by its global name), and the adapters whose results ours
+    # reproduce (tests/test_cli_startup.py also compares both on every parameter).
     # (tests/test_cli_startup.py compares both on every parameter).
     "typer.core:_TyperParameter.get_runtime_param": "71533cbd759963f1",
     "typer._coercion:build_runtime_param": "9bbd47b06446d0a4",
