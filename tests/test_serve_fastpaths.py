@@ -272,3 +272,15 @@ def test_a_big_folder_is_streamed_and_complete(share: Share) -> None:
     assert "Content-Length" not in fast.headers, "sent chunked, batch by batch"
     assert _canonical(fast.content) == _canonical(slow.content)
     assert len(_canonical(fast.content)) == fastpropfind.STREAM_AFTER * 2 + 8
+
+
+def test_content_types_remembered_per_extension_are_wsgidavs() -> None:
+    from wsgidav import util
+
+    config = {"default_charset": "utf-8"}
+    names = [*WEIRD_NAMES, "a.tar.gz", "b.TGZ", "c.svgz", "d.Z", "e.br", ".profile", "..x", "x.", "A.JPG", "a.jpg",
+             "noext", "x.unknownext", "notes.txt", "data.JSON", "dir.d/file", "v1.2/readme", "page.HTML"]  # fmt: skip
+    for _ in range(2):  # the second time from the cache
+        for name in names:
+            path = f"/some folder/{name}"
+            assert fastget.mime_type(path, config) == util.guess_mime_type(path, config), name

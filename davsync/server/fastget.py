@@ -13,12 +13,12 @@ odd paths) falls through to WsgiDAV.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
-from wsgiref.handlers import format_date_time
 
 from wsgidav import util
 from wsgidav.dav_error import DAVError
@@ -28,16 +28,17 @@ from .names import etag_of, is_internal_path
 from .provider import DavsyncProvider
 
 BLOCK = 1024 * 1024
+_COMPOUND = frozenset({*mimetypes.suffix_map, *mimetypes.encodings_map})  # suffixes that make guess_type look further
 SMALL = 256 * 1024  # bodies up to this size go out as one bytes object
 log = logging.getLogger("davsync.server")
-_SKIP_HEADERS = (
+_SKIP_HEADERS = frozenset((
     "HTTP_IF",
     "HTTP_IF_MATCH",
     "HTTP_IF_NONE_MATCH",
     "HTTP_IF_MODIFIED_SINCE",
     "HTTP_IF_UNMODIFIED_SINCE",
     "HTTP_DEPTH",
-)
+))
 
 
 class FastGet:
@@ -59,7 +60,7 @@ class FastGet:
         method = environ["REQUEST_METHOD"]
         if method not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
             return None
-        if any(h in environ for h in _SKIP_HEADERS) or environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+        if not environ.keys().isdisjoint(_SKIP_HEADERS) or environ.get("CONTENT_LENGTH") not in (None, "", "0"):
             return None
         raw = environ.get("PATH_INFO", "")
         if not raw.startswith("/") or raw.endswith("/"):
@@ -103,9 +104,9 @@ class FastGet:
             body = [data]
         headers = [
             ("Content-Length", str(length)),
-            ("Content-Type", util.guess_mime_type(path, self.config)),
-            ("Last-Modified", format_date_time(st.st_mtime)),
-            ("Date", _now()),
+            ("Content-Type", mime_type(path, self.config)),
+            ("Last-Modified", http_date(int(st.st_mtime))),
+            ("Date", http_date(int(time.time()))),
             ("ETag", f'"{etag}"'),
             ("Accept-Ranges", "bytes"),
         ]
@@ -128,6 +129,43 @@ class FastGet:
 
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_dates: dict[int, str] = {}
+
+
+def http_date(secs: int) -> str:
+    """RFC 1123, as email.utils.formatdate(usegmt=True) writes it (WsgiDAV's Last-Modified and
+    getlastmodified). Each second is formatted once: the Date header, files of one folder."""
+    text = _dates.get(secs)
+    if text is None:
+        if len(_dates) > 4096:
+            _dates.clear()
+        t = time.gmtime(secs)
+        text = _dates[secs] = (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
+                               f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")  # fmt: skip
+    return text
+
+
+_mime_by_ext: dict[str, str] = {}
+
+
+def mime_type(path: str, config: dict) -> str:
+    """WsgiDAV's guess_mime_type, remembered per extension where only the extension decides
+    (not for compressed or compound suffixes like .gz or .tgz, nor for names like '.profile')."""
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    ext = name[dot:]
+    if dot <= 0 or not name[:dot].strip(".") or ext in _COMPOUND or ext.lower() in _COMPOUND:
+        return util.guess_mime_type(path, config)
+    found = _mime_by_ext.get(ext)
+    if found is None:
+        if len(_mime_by_ext) > 1024:
+            _mime_by_ext.clear()
+        found = _mime_by_ext[ext] = util.guess_mime_type("/x" + ext, config)
+    return found
+
+
 def authorised(users: Users, anonymous: str, environ: dict) -> bool:
     """May this request read without WsgiDAV's authenticator? (A guest where guests may read,
     or Basic credentials the users file accepts; anything else goes the full way.)"""
@@ -136,18 +174,6 @@ def authorised(users: Users, anonymous: str, environ: dict) -> bool:
         return anonymous in ("read", "write")
     credentials = basic_credentials(header)
     return credentials is not None and users.check_basic(*credentials) is not None
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _now() -> str:
-    """The Date header, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, format_date_time(now))
-    return _date_cache[1]
 
 
 def _stream(file: BinaryIO, length: int) -> Iterator[bytes]:

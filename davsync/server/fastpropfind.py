@@ -28,11 +28,11 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from lxml import etree
-from wsgidav import util, xml_tools
+from wsgidav import xml_tools
 from wsgidav.dav_error import DAVError, as_DAVError, get_http_status_string
 
 from ..users import Users
-from .fastget import authorised
+from .fastget import authorised, http_date, mime_type
 from .names import etag_of, is_internal_name, is_internal_path, rel_of
 from .provider import CHECKSUMS, OC_NS, WIN32_MTIME, DavsyncProvider
 from .request_server import parse_propfind
@@ -54,27 +54,9 @@ LEAVE = frozenset({
     "{DAV:}sync-token", "{DAV:}supported-report-set",
 })  # fmt: skip
 _CONDITIONS = ("HTTP_IF", "HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE")
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 OK = "200 OK"
 NOT_FOUND = get_http_status_string(404)
 _TEXT = {"\r": "&#13;"}  # (a raw CR would be read back as LF)
-
-
-_dates: dict[int, str] = {}
-
-
-def http_date(secs: int) -> str:
-    """RFC 1123, as email.utils.formatdate(usegmt=True) writes it (WsgiDAV's getlastmodified).
-    Files of one folder often share a second: each is formatted once."""
-    text = _dates.get(secs)
-    if text is None:
-        if len(_dates) > 4096:
-            _dates.clear()
-        t = time.gmtime(secs)
-        text = _dates[secs] = (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
-                               f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")  # fmt: skip
-    return text
 
 
 def iso_date(secs: float) -> str:
@@ -294,7 +276,7 @@ class _Listing:
             return lambda m: (OK, f"<{tag}>{etag_of(m.st)}</{tag}>")
         if prop == "{DAV:}getcontenttype":
             config, base = self.fast.config, self.preferred
-            return lambda m: (OK, f"<{tag}>{escape(util.guess_mime_type(base + m.name, config))}</{tag}>")
+            return lambda m: (OK, f"<{tag}>{escape(mime_type(base + m.name, config))}</{tag}>")
         if prop == CHECKSUMS:
             checksum = self._qname(f"{{{OC_NS}}}checksum")
             return lambda m: self._checksums(tag, checksum, m)
@@ -327,4 +309,4 @@ class _Listing:
         return NOT_FOUND, f"<{tag}/>"
 
 
-__all__ = ["FastPropfind", "http_date"]
+__all__ = ["FastPropfind"]

@@ -55,6 +55,27 @@ class SendfileGateway(wsgi.Gateway_10):
     def _wrap(self, file: IO[bytes], block_size: int = BLOCK) -> FileBody:
         return FileBody(file, block_size, self)
 
+    def write(self, chunk: bytes) -> None:
+        """A whole body in one chunk (every small file) goes out in one send with the headers;
+        cheroot would send them apart, each through two copies."""
+        req = self.req
+        if not chunk or not self.started_response or req.sent_headers or self.remaining_bytes_out != len(chunk):
+            super().write(chunk)
+            return
+        wfile = req.conn.wfile
+        held = _Held()
+        req.conn.wfile = held  # send_headers writes the status line and headers once, here
+        try:
+            req.ensure_headers_sent()
+        finally:
+            req.conn.wfile = wfile
+        if req.chunked_write:  # (cannot happen with a Content-Length; kept as a guard)
+            wfile.write(held.data)
+            super().write(chunk)
+            return
+        wfile.write(held.data + chunk)
+        self.remaining_bytes_out = 0
+
     def can_send_directly(self) -> bool:
         """Only a whole body of declared length, before a byte of it went out: then writing to
         the socket ourselves is exactly what cheroot would have done, minus the copies."""
@@ -78,6 +99,17 @@ class SendfileGateway(wsgi.Gateway_10):
             # The file shrank while being sent: the client must not wait for the missing bytes.
             log.warning("A file shrank while being sent (%d of %d bytes); closing the connection.", sent, count)
             req.close_connection = True
+
+
+class _Held:
+    """Stands in for cheroot's writer while it formats the headers."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
 
 
 def _send_blocks(sock: Any, file: IO[bytes], count: int) -> int:
