@@ -6,19 +6,25 @@ and where it takes a shortcut (sendfile, a watch mask) the shortcut is shown to 
 
 from __future__ import annotations
 
+import base64
 import os
 import random
+import re
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import Share, wait_until
+from conftest import PASSWORDS, Share, wait_until
 from davhelp import WEIRD_NAMES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from watchdog.events import FileSystemEvent
 
-from davsync.server import fastget, fastpropfind, sendfile, watcher
+from davsync.server import fastget, fastpropfind, http, sendfile, watcher
 
 
 def test_reads_do_not_wake_the_change_tracker(start_share, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,3 +290,76 @@ def test_content_types_remembered_per_extension_are_wsgidavs() -> None:
         for name in names:
             path = f"/some folder/{name}"
             assert fastget.mime_type(path, config) == util.guess_mime_type(path, config), name
+
+
+# --- the request reader on plain http -------------------------------------------------------------
+
+
+def _run_reader(make: Any, payload: bytes, chunks: list[int], ops: list[tuple[str, int]]) -> list[bytes]:
+    a, b = socket.socketpair()
+    a.settimeout(10)
+
+    def send() -> None:
+        pos = 0
+        for size in chunks:
+            b.sendall(payload[pos : pos + size])
+            pos += size
+        b.sendall(payload[pos:])
+        b.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    reader = make(a)
+    try:
+        out = [getattr(reader, op)(size) for op, size in ops]
+        out.append(reader.read(-1))
+    finally:
+        sender.join(10)
+        a.close()
+        b.close()
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payload=st.lists(st.binary(max_size=300), max_size=12).map(b"\r\n".join),
+    chunks=st.lists(st.integers(1, 700), max_size=6),
+    ops=st.lists(st.tuples(st.sampled_from(["read", "readline"]), st.integers(-1, 900)), max_size=12),
+)
+def test_the_line_reader_reads_like_cheroots(payload: bytes, chunks: list[int], ops: list[tuple[str, int]]) -> None:
+    """Any sequence of read(n)/readline(n) over any chunking of the stream gives what cheroot's own
+    buffered reader gives (the reference), including at the end of the stream."""
+    from cheroot.makefile import MakeFile
+
+    ours = _run_reader(lambda s: http.LineReader(s, 64), payload, chunks, ops)
+    theirs = _run_reader(lambda s: MakeFile(s, "rb", 64), payload, chunks, ops)
+    assert ours == theirs
+
+
+def test_pipelined_requests_and_a_chunked_upload_on_plain_http(share: Share) -> None:
+    """Two requests in one packet are both answered (the second waits in the reader's buffer), and
+    a chunked PUT arrives whole."""
+    (share.root / "one.txt").write_bytes(b"first")
+    (share.root / "two.txt").write_bytes(b"second")
+    port = share.server.port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        auth = b"Authorization: Basic " + base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()) + b"\r\n"
+        s.sendall(b"GET /one.txt HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n"
+                  b"GET /two.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + b"\r\n")  # fmt: skip
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.endswith(b"second") and b"\r\n\r\nfirst" in answer
+    body = random.Random(9).randbytes(300_000)
+    r = share.request("PUT", "up.bin", data=iter([body[:1000], body[1000:200_000], body[200_000:]]))
+    assert r.status_code == 201 and (share.root / "up.bin").read_bytes() == body
+
+
+def test_cheroot_asks_its_reader_only_what_the_line_reader_does() -> None:
+    """cheroot reads a connection through read, readline, has_data and close (and counts bytes_read):
+    a new use upstream would find LineReader lacking it."""
+    import cheroot
+
+    used = {m for f in Path(cheroot.__file__).parent.glob("*.py") for m in re.findall(r"rfile\.(\w+)", f.read_text())}
+    assert used <= {"read", "readline", "has_data", "close", "bytes_read"}, used
+    assert all(hasattr(http.LineReader, m) or m == "bytes_read" for m in used)

@@ -273,6 +273,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "wsgidav.fs_dav_provider:FileResource.__init__": ("self", "path", "environ", "file_path"),
     "cheroot.server:HTTPConnection.communicate": ("self",),
     "cheroot.wsgi:Gateway_10.get_environ": ("self",),
+    "cheroot.server:HTTPConnection.__init__": ("self", "server", "sock", "makefile"),
 }  # fmt: skip
 
 
