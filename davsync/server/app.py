@@ -98,8 +98,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
             "accept_basic": True,
-            "accept_digest": True,
-            "default_to_digest": True,
+            "accept_digest": False,  # FrontGate checks Digest itself (auth.py) and sends its challenge
+            "default_to_digest": False,
         },
         "dir_browser": {
             "enable": True,
@@ -125,7 +125,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(state_dir)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
+    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
+                    anonymous=settings.anonymous)
     if settings.admin:
         from .admin import AdminGate
 
