@@ -213,6 +213,7 @@ class Trigger:
     times: int = 1  # ...this many times
     action: Callable[[Exchange], object] | None = None
     cut: bool = False  # then close the connection
+    respond: bytes | None = None  # ("request" phase) answer this instead of forwarding, then close
     seen: int = 0
     counted: set[int] = field(default_factory=set)
     fired: list[Exchange] = field(default_factory=list)
@@ -301,7 +302,8 @@ class RecordingProxy:
             threading.Thread(target=self._pipe, args=(*args, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(*args, False), daemon=True).start()
 
-    def _fire(self, ex: Exchange, phase: str, position: int = 0, length: int = 0) -> int | None:
+    def _fire(self, ex: Exchange, phase: str, position: int = 0, length: int = 0,
+              reply: socket.socket | None = None) -> int | None:  # fmt: skip
         """Run the triggers due at this moment; returns the byte offset to cut at, if any."""
         due: list[tuple[Trigger, int]] = []
         positional = phase in ("body", "response-body")
@@ -324,6 +326,10 @@ class RecordingProxy:
         for t, offset in due:
             if t.action is not None:
                 t.action(ex)
+            if t.respond is not None and reply is not None:
+                ex.status = int(t.respond.split(b" ", 2)[1])
+                reply.sendall(t.respond)
+                cut_at = 0
             if t.cut:
                 cut_at = offset if cut_at is None else min(cut_at, offset)
         return cut_at
@@ -348,7 +354,7 @@ class RecordingProxy:
                                 current = Exchange(len(self.log), conn_id, method, target, headers)
                                 self.log.append(current)
                             pending.append(current)
-                            if self._fire(current, "request") is not None:
+                            if self._fire(current, "request", reply=src) is not None:
                                 raise _Cut
                         else:
                             parts = start.split(" ", 2)
@@ -390,6 +396,34 @@ class RecordingProxy:
             ex.body_sent += len(data)
         else:
             ex.body_received += len(data)
+
+
+def canned(status: int, reason: str, body: bytes = b"", content_type: str = "text/plain") -> bytes:
+    """A whole HTTP response for `Trigger(respond=...)`."""
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")  # fmt: skip
+    return head.encode() + body
+
+
+INVALID_TOKEN = canned(403, "Forbidden", b'<?xml version="1.0"?><D:error xmlns:D="DAV:"><D:valid-sync-token/></D:error>',
+                       "application/xml")  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class _RcloneServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
 
 
 def _close(s: socket.socket) -> None:
@@ -533,14 +567,16 @@ class Phone:
         return (int(code) if code.isdigit() else 0), headers
 
     def put(self, rel: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> int:
-        """PUT like a phone app; the content joins the ledger whatever the answer (it existed)."""
-        self.world.remember(md5(data))
+        """PUT like a phone app; stored content joins the ledger (it must never be lost)."""
         extra = ["-H", "Expect:"]
         if if_match:
             extra += ["-H", f"If-Match: {if_match}"]
         if if_none_match:
             extra += ["-H", "If-None-Match: *"]
-        return self._curl("-X", "PUT", *extra, self._url(rel), data=data)[0]
+        code = self._curl("-X", "PUT", *extra, self._url(rel), data=data)[0]
+        if 200 <= code < 300:
+            self.world.remember(md5(data))
+        return code
 
     def delete(self, rel: str) -> int:
         return self._curl("-X", "DELETE", self._url(rel))[0]
@@ -562,17 +598,22 @@ class SyncWorld:
     front of it, a DEST, a phone, and the invariant checker."""
 
     def __init__(self, tmp_path: Path, users_file: Path, *, root: Path | None = None, dest: Path | None = None,
-                 state_dir: Path | None = None, start: bool = True, **server_opts: Any) -> None:  # fmt: skip
+                 state_dir: Path | None = None, start: bool = True, backend: str = "davsync",
+                 **server_opts: Any) -> None:  # fmt: skip
         self.tmp = tmp_path
         self.users_file = users_file
         self.root = root or tmp_path / "share"
         self.root.mkdir(parents=True, exist_ok=True)
         self.dest = dest or tmp_path / "dest"
         self.state_dir = state_dir or tmp_path / "server-state"
+        self.state_dirs = [self.state_dir]  # every state dir used: their versions areas count as kept
         self.server_opts = server_opts
+        self.backend = backend  # "davsync", or "rclone": `rclone serve webdav` (no checksums, no changes list)
+        self.keeps_versions = backend == "davsync"
         self.server: Any = None
         self.proxy: RecordingProxy | None = None
-        self.ledger: set[str] = set()
+        self.ledger: set[str] = set()  # MD5s that must survive
+        self.seen: set[str] = set()  # every MD5 anyone ever had: a visible file holds one of these
         self.runs: list[Run] = []
         self.phone = Phone(self)
         self.running = False  # a client process is running: local writes join the ledger
@@ -583,12 +624,16 @@ class SyncWorld:
     # -- the server --
 
     def start_server(self, state_dir: Path | None = None) -> None:
+        if self.backend == "rclone":
+            self._start_rclone()
+            return
         from davsync.server.app import DavServer
         from davsync.server.settings import ServeSettings
         from davsync.users import Users
 
         if state_dir is not None:
             self.state_dir = state_dir
+            self.state_dirs.append(state_dir)
         settings = ServeSettings(root=self.root, host="127.0.0.1", port=0, state_dir=self.state_dir,
                                  users=self.users_file, **self.server_opts).resolved()  # fmt: skip
         self.server = DavServer(settings, Users.load(self.users_file))
@@ -598,6 +643,32 @@ class SyncWorld:
             self.proxy = RecordingProxy(self.server.port)
         else:
             self.proxy.target_port = self.server.port
+
+    def _start_rclone(self) -> None:
+        exe = shutil.which("rclone")
+        if exe is None:
+            import pytest
+
+            pytest.skip("rclone is not installed (apt-get install rclone); .ci/run installs it")
+        port = _free_port()
+        proc = subprocess.Popen([exe, "serve", "webdav", str(self.root), "--addr", f"127.0.0.1:{port}", "--user", "alice",
+                                 "--pass", PASSWORDS["alice"], "--config", "/dev/null", "--dir-cache-time", "0s"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.server = _RcloneServer(proc, port)
+
+        def up() -> bool:
+            assert proc.poll() is None, "rclone serve webdav exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(up, 30, "rclone serve webdav to listen")
+        if self.proxy is None:
+            self.proxy = RecordingProxy(port)
+        else:
+            self.proxy.target_port = port
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -627,12 +698,16 @@ class SyncWorld:
         def on_disk() -> set[str]:
             return set(self.share_tree())
 
+        if self.backend != "davsync":
+            return
         index = self.server.state.index
         wait_until(lambda: {nfc(p) for p in index.live_paths()} == on_disk(), timeout,
                    "the server's index to catch up with its disk")  # fmt: skip
 
     def versions_dirs(self) -> list[Path]:
-        return [self.state_dir / "versions", self.root / ".~davsync-versions"]
+        if not self.keeps_versions:
+            return []
+        return [d / "versions" for d in self.state_dirs] + [self.root / ".~davsync-versions"]
 
     # -- the sides --
 
@@ -653,6 +728,27 @@ class SyncWorld:
 
     def remember(self, digest: str) -> None:
         self.ledger.add(digest)
+        self.seen.add(digest)
+
+    def snapshot(self) -> None:
+        """What must survive the run about to start: with a server that keeps versions, everything
+        present anywhere; without one (rclone serve), the versions not yet synced, plus the trash."""
+        present = self.everywhere()
+        self.seen |= present
+        if self.keeps_versions:
+            self.ledger |= present
+        else:
+            self.ledger = self.unsynced()
+
+    def unsynced(self) -> set[str]:
+        rows = {nfc(p): r for p, r in read_journal(self.dest).items()}
+        out = all_md5s(self.dest / ".davsync" / "trash")
+        for side, t in (("remote_md5", self.share_tree()), ("md5", self.dest_tree())):
+            for rel, digest in t.items():
+                row = rows.get(rel)
+                if digest != DIR and (row is None or digest not in (row.get(side), row.get("md5"))):
+                    out.add(digest)
+        return out
 
     # writes on the PC (through DEST), by a user
     def write(self, rel: str, data: bytes | str, age: float = 30.0) -> Path:
@@ -733,7 +829,7 @@ class SyncWorld:
 
     def popen(self, verb: str, *args: str, user: str = "alice", json_out: bool = True) -> subprocess.Popen[bytes]:
         """Start a client process (to kill, or to race); the ledger snapshot is taken first."""
-        self.ledger |= self.everywhere()
+        self.snapshot()
         cmd = [sys.executable, "-m", "davsync", *self.command(verb, *args, user=user, json_out=json_out)]
         proc = subprocess.Popen(cmd, env=self.env(user), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._procs.append(proc)
@@ -843,7 +939,7 @@ class SyncWorld:
     def _partials(self) -> list[str]:
         """Every visible file is a complete version someone wrote; no temp names anywhere visible."""
         problems = []
-        known = self.ledger
+        known = self.ledger | self.seen
         for side, t in (("share", self.share_tree()), ("DEST", self.dest_tree())):
             for rel, digest in t.items():
                 name = rel.rpartition("/")[2]

@@ -102,7 +102,8 @@ def test_phone_writes_with_real_http_and_preconditions(world: SyncWorld) -> None
     assert world.phone.move("p.txt", "q.txt") == 201
     assert world.phone.delete("q.txt") == 204
     assert (world.root / "p.txt").exists() is False
-    assert {md5(b"from the phone"), md5(b"again"), md5(b"edited")} <= world.ledger
+    assert {md5(b"from the phone"), md5(b"edited")} <= world.ledger
+    assert md5(b"again") not in world.ledger  # refused: it never existed on the share
     # Deleted and overwritten versions are in the server's versions area, which the checker counts.
     assert {md5(b"from the phone"), md5(b"edited")} <= world.everywhere()
 
@@ -208,3 +209,31 @@ def test_conflict_names_are_recognised() -> None:
     assert conflict_copies(tree, "a/r.txt") == {"a/r.sync-conflict-20261122-013000.txt": "1"}
     assert len(conflict_copies(tree)) == 2
     _ = Run  # (re-exported for scenario tests)
+
+
+def test_a_canned_answer_replaces_the_server(world: SyncWorld) -> None:
+    from synchelp import canned
+
+    assert world.proxy is not None
+    world.seed({"d/x.txt": b"x"})
+    world.proxy.on("PROPFIND", "d", respond=canned(503, "Service Unavailable"), times=2)
+    s = requests.Session()
+    s.auth = ALICE
+    assert s.request("PROPFIND", world.url + "d/", headers={"Depth": "1"}, timeout=30).status_code == 503
+    assert s.request("PROPFIND", world.url + "d/", headers={"Depth": "1"}, timeout=30).status_code == 503
+    assert s.request("PROPFIND", world.url + "d/", headers={"Depth": "1"}, timeout=30).status_code == 207
+    assert [ex.status for ex in world.proxy.log] == [503, 503, 207]
+
+
+def test_an_rclone_world_serves_pull_and_checks_unsynced_content(sync_world) -> None:  # type: ignore[no-untyped-def]
+    require_tool("rclone")
+    world = sync_world(backend="rclone")
+    world.seed({"a.txt": b"a", "d/b.txt": b"b"})
+    r = world.pull()
+    assert r.code == 0, r
+    world.check(r, verb="pull")
+    world.rput("a.txt", b"a2")  # no versions area: the synced "a" may go once superseded
+    r = world.pull()
+    assert r.code == 0, r
+    assert md5(b"a") not in world.ledger and md5(b"a2") in world.ledger
+    world.check(r, verb="pull")
