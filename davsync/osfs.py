@@ -158,13 +158,22 @@ def rename(src: StrPath, dst: StrPath) -> None:
     _retrying(os.rename, src, dst)
 
 
+CASE_TEMP_MARK = ".davsync-case-"  # NAME.davsync-case-PID: a letter-case rename half done
+
+
+def is_own_temp(name: str) -> bool:
+    """A name davsync itself gives a file for a moment inside DEST (never synced or judged)."""
+    head, mark, pid = name.rpartition(CASE_TEMP_MARK)
+    return bool(mark and head and pid.isdigit())
+
+
 def rename_case(src: Path, dst: Path) -> None:
     """Rename to a name that differs only in letter case, on any filesystem.
 
     Linux sees NTFS/exFAT/ntfs-3g `ignore_case` names as one file and makes a direct rename
     a no-op, so go through a temporary name in the same folder.
     """
-    tmp = src.with_name(f"{src.name}.davsync-case-{os.getpid()}")
+    tmp = src.with_name(f"{src.name}{CASE_TEMP_MARK}{os.getpid()}")
     rename(src, tmp)
     try:
         rename(tmp, dst)
@@ -303,11 +312,40 @@ def is_link(path: StrPath) -> bool:
         st = os.lstat(path)
     except OSError:
         return False
+    return is_link_stat(st)
+
+
+def is_link_stat(st: os.stat_result) -> bool:
+    """`is_link` for an lstat already taken."""
     if stat.S_ISLNK(st.st_mode):
         return True
     if sys.platform == "win32":
         return st.st_reparse_tag == _IO_REPARSE_TAG_MOUNT_POINT
     return False
+
+
+def entry_is_link(entry: os.DirEntry[str]) -> bool:
+    """`is_link` for a scandir entry, without a system call where the listing already says."""
+    if entry.is_symlink():
+        return True
+    if sys.platform == "win32":
+        is_junction = getattr(entry, "is_junction", None)  # Python 3.12+
+        if is_junction is not None:
+            return bool(is_junction())
+        return entry.stat(follow_symlinks=False).st_reparse_tag == _IO_REPARSE_TAG_MOUNT_POINT
+    return False
+
+
+def entry_stat(entry: os.DirEntry[str]) -> os.stat_result:
+    """The lstat of a scandir entry with its file ID and device filled in.
+
+    POSIX: `DirEntry.stat` (one lstat, cached). Windows: `DirEntry.stat` comes free from the
+    listing but has st_ino and st_dev 0, so a file's identity costs one real lstat there.
+    """
+    st = entry.stat(follow_symlinks=False)
+    if sys.platform == "win32" and not stat.S_ISDIR(st.st_mode):
+        st = os.stat(entry.path, follow_symlinks=False)
+    return st
 
 
 # --- case sensitivity ---------------------------------------------------------------

@@ -15,7 +15,8 @@ class Faults:
     cuts_left: int = 0  # ...this many times
     stall_after: int | None = None  # stop forwarding (but keep open) after this many bytes...
     stalls_left: int = 0
-    fail_paths: tuple[str, ...] = ()  # answer 503 to requests whose target contains one of these
+    fail_paths: tuple[str, ...] = ()  # answer 503 to requests whose target contains one of these...
+    fails_left: int | None = None  # ...this many times (None: always)
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Proxy:
         self._listener.close()
         with self._lock:
             for s in self._sockets:
+                try:  # close() alone does not wake a thread blocked in recv(): the server would wait
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:
@@ -71,9 +76,15 @@ class Proxy:
                     break
                 if not to_client and self.faults.fail_paths:
                     line = data.split(b"\r\n", 1)[0].decode("latin-1")
-                    if any(p in line for p in self.faults.fail_paths):
-                        dst.close()
+                    with self._lock:
+                        fail = any(p in line for p in self.faults.fail_paths) and self.faults.fails_left != 0
+                        if fail and self.faults.fails_left is not None:
+                            self.faults.fails_left -= 1
+                    if fail:
+                        # The server never sees this request; its connection closes after the
+                        # answer (closing it first would let the other thread cut the client off).
                         src.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        _drain(src)
                         break
                 if to_client:
                     f = self.faults
@@ -105,3 +116,15 @@ class Proxy:
                 except OSError:
                     pass
                 s.close()
+
+
+def _drain(sock: socket.socket, timeout: float = 5.0) -> None:
+    """Read what the client still sends (a request body) until it closes: closing with unread
+    data would make the kernel reset the connection, and the client might lose the answer."""
+    sock.shutdown(socket.SHUT_WR)
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass

@@ -129,6 +129,25 @@ def test_conflict_keeps_local_edit_and_reports(share, tmp_path: Path) -> None:
     assert (dest / "notes.txt").read_bytes() == b"v2 from the server"
 
 
+def test_a_file_link_in_dest_is_left_alone_and_reported(share, tmp_path: Path) -> None:
+    """A symbolic link where the server has a file is the user's: never read through, set
+    aside or replaced; reported as skipped (exit 3) while the rest is pulled."""
+    (share.root / "notes.txt").write_bytes(b"from the server")
+    (share.root / "other.txt").write_bytes(b"other")
+    share.wait_indexed()
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not davsync's")
+    dest = tmp_path / "mirror"
+    dest.mkdir()
+    (dest / "notes.txt").symlink_to(outside)
+    result = run_pull(conn(share), dest, PullOptions())
+    assert result.exit_code == 3 and not result.conflicts, result.as_json()
+    assert [s.path for s in result.skipped] == ["notes.txt"] and "link" in result.skipped[0].reason
+    assert result.local_files_read == 0  # the link's target was not read
+    assert (dest / "notes.txt").is_symlink() and outside.read_bytes() == b"not davsync's"
+    assert (dest / "other.txt").read_bytes() == b"other"
+
+
 def test_local_edit_without_remote_change_is_left_alone(share, tmp_path: Path) -> None:
     (share.root / "a.txt").write_bytes(b"server")
     dest = tmp_path / "mirror"

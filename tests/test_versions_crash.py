@@ -95,7 +95,7 @@ def test_nothing_moved_yet_or_half_pruned(store: VersionStore) -> None:
 
 def test_upstream_watchdog_stop_keyerror(tmp_path: Path) -> None:
     """watchdog 7.1 raises KeyError from Observer.stop() once a watched folder was moved out and
-    another moved to its path (ChangeTracker.stop swallows it). If this stops raising, drop that."""
+    another moved to its path (davsync.fswatch.stop_observer swallows it). If this stops raising, drop that."""
     from watchdog.events import FileSystemEventHandler
     from watchdog.observers import Observer
 

@@ -139,7 +139,7 @@ def name_problem(name: str, rules: NameRules, *, byte_limit: bool = sys.platform
         return "name is longer than 255 bytes"
     if rules == "windows" and len(name.encode("utf-16-le", "surrogatepass")) // 2 > MAX_NAME_UTF16:
         return "name is longer than 255 UTF-16 characters (NTFS's limit)"
-    if any(ord(c) < 32 for c in name) and rules == "windows":
+    if rules == "windows" and any(ord(c) < 32 for c in name):
         return "name contains control characters"
     if rules == "windows":
         if _WINDOWS_RESERVED.match(name):
@@ -176,9 +176,12 @@ def filter_names(
     """
     paths = sorted(set(paths))
     skipped: dict[str, str] = {}
+    own: dict[str, bool] = {}  # top-level name -> may it stand for .davsync (asked once per name)
     for path in paths:
         top = path.split("/")[0]
-        if path and own_name(top) == STATE_DIR_NAME:
+        if top not in own:
+            own[top] = own_name(top) == STATE_DIR_NAME
+        if path and own[top]:
             skipped[path] = (
                 f"{top!r} at the root may stand for .davsync or .davsyncignore on Windows (an 8.3 short name)"
                 if _SHORT_ALIAS.match(top)
@@ -197,6 +200,8 @@ def filter_names(
                 for m in members:
                     others = ", ".join(shown(o) for o in members if o != m)
                     skipped.setdefault(m, f"differs only by case from {others}; this filesystem cannot hold both")
+    if not skipped:
+        return set(paths), []
     kept = set()
     for path in paths:
         if path in skipped:

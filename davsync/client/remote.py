@@ -8,11 +8,16 @@ an XML parser that expands no entities and fetches nothing.
 
 from __future__ import annotations
 
+import hashlib
+import html
+import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import NoReturn, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -22,6 +27,8 @@ from requests.adapters import HTTPAdapter
 from requests.auth import HTTPDigestAuth
 from webdav3.client import Client
 
+from .. import osfs
+from . import retry
 from .neterrors import connection_message, tls_message
 from .paths import Skipped, UnsafeHref, href_to_relpath, shown, url_segments
 from .plan import RemoteEntry
@@ -59,6 +66,50 @@ class RemoteError(Exception):
 
 class NotAShare(RemoteError):
     """The URL answers, but names something that cannot be mirrored (a file): a usage error."""
+
+
+class PreconditionFailed(RemoteError):
+    """412: the server's version is not the one named (If-Match / If-None-Match / Overwrite: F).
+    Re-read the path and plan it again."""
+
+
+class WriteRefused(RemoteError):
+    """403/405 on a write: a read-only account, or a name or place the server refuses."""
+
+
+class NoSpace(RemoteError):
+    """507: the server's disk is full; nothing was replaced."""
+
+
+class ParentMissing(RemoteError):
+    """409 (or a PUT's 404): the parent collection does not exist on the server."""
+
+
+class NotFound(RemoteError):
+    """404 on what a write names as its source (a MOVE of something already gone)."""
+
+
+class SourceChanged(RemoteError):
+    """The local file changed while it was being sent (it shrank, or the server found the body's
+    MD5 differs from the one declared); nothing was replaced. `sent_md5` is what was streamed."""
+
+    def __init__(self, message: str, *, sent_md5: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.sent_md5 = sent_md5
+
+
+class Stopped(RemoteError):
+    """The caller's stop event was set during an upload; the body was cut, nothing was replaced."""
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """A finished PUT. `sent_md5` differs from the MD5 the caller declared only when the file
+    changed while streaming and the server ignores OC-Checksum (rclone): then the server holds
+    `sent_md5`'s bytes, and the local file must not be recorded as synced."""
+
+    entry: RemoteEntry  # the new version as the server now lists it (etag, size, mtime, md5)
+    sent_md5: str  # MD5 of the bytes actually streamed (hashed while sending)
 
 
 @dataclass(frozen=True)
@@ -420,8 +471,342 @@ class Remote:
                 return changes
         raise RemoteError("the server keeps truncating its change list")
 
+    # --- writing -------------------------------------------------------------
+
+    def stat(self, path: str, href: str = "") -> RemoteEntry | None:
+        """One resource as the server lists it now (Depth-0 PROPFIND), or None if it is not there."""
+
+        def once() -> RemoteEntry | None:
+            url = self.url_for(path, href=href)
+            resp = self.request("PROPFIND", url, data=PROPFIND_BODY, headers=_PROPFIND_HEADERS_0, stream=True)
+            try:
+                if resp.status_code == 404:
+                    return None
+                if resp.status_code != 207:
+                    raise _write_error("PROPFIND", path, resp)
+                for _href, entry in parse_multistatus(resp.iter_content(65536)):
+                    if entry.removed:
+                        return None
+                    if entry.token is None:
+                        return RemoteEntry(path, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, url)
+                return None
+            except requests.exceptions.RequestException as e:
+                cause = connection_message(e, self.base_url)
+                raise RemoteError(f"reading {shown(path)} was cut off: {cause}") from None
+            finally:
+                resp.close()
+
+        return self._retrying(once)
+
+    def can_write(self) -> bool:
+        """May this account write? Asked of OPTIONS' Allow header at the share root: davsync
+        lists no write method for a read-only user. A server that does not say counts as writable
+        (its writes then fail with WriteRefused)."""
+
+        def once() -> bool:
+            resp = self.request("OPTIONS", self.base_url)
+            resp.close()
+            if _transient_status(resp.status_code):
+                raise RemoteError(f"OPTIONS answered HTTP {resp.status_code}", status=resp.status_code)
+            allow = resp.headers.get("Allow")
+            if resp.status_code >= 400 or allow is None:
+                return True
+            methods = {m.strip().upper() for m in allow.split(",")}
+            return bool(methods & {"PUT", "DELETE", "MKCOL", "MOVE", "PROPPATCH"})
+
+        return self._retrying(once)
+
+    def mkcol(self, path: str) -> None:
+        """Create one collection; an existing one counts as success (also on a retried request)."""
+
+        def once() -> None:
+            resp = self.request("MKCOL", self.url_for(path, is_dir=True))
+            resp.close()
+            if resp.status_code in (200, 201, 204):
+                return
+            if resp.status_code == 405:  # RFC 4918: something is mapped there already
+                existing = self.stat(path)
+                if existing is not None and existing.is_dir:
+                    return
+                if existing is not None:
+                    raise WriteRefused(
+                        f"cannot create the folder {shown(path)} on the server: a file has that name.", status=405
+                    )
+            raise _write_error("MKCOL", path, resp)
+
+        self._retrying(once)
+
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None:
+        """DELETE, only if the server still holds version `if_match`; already gone is success."""
+        headers = {"If-Match": _quoted(if_match)} if if_match else {}
+        attempts = 0
+
+        def once() -> None:
+            nonlocal attempts
+            attempts += 1
+            resp = self.request("DELETE", self.url_for(path, href=href), headers=headers)
+            resp.close()
+            if resp.status_code in (200, 202, 204, 404):
+                return
+            if resp.status_code == 412 and attempts > 1 and self.stat(path, href) is None:
+                return  # the first attempt's answer was lost; it did delete
+            raise _write_error("DELETE", path, resp)
+
+        self._retrying(once)
+
+    def move(
+        self, src: str, dst: str, *, if_match: str | None = None, overwrite: bool = False, src_href: str = ""
+    ) -> RemoteEntry | None:
+        """MOVE src to dst on the server (a folder moves whole). `Overwrite: F` unless `overwrite`,
+        so an existing dst is a PreconditionFailed, as is a src no longer at version `if_match`.
+        Returns dst as the server now lists it (None if it vanished meanwhile)."""
+        headers = {"Destination": self.url_for(dst), "Overwrite": "T" if overwrite else "F"}
+        if if_match:
+            headers["If-Match"] = _quoted(if_match)
+        attempts = 0
+
+        def once() -> RemoteEntry | None:
+            nonlocal attempts
+            attempts += 1
+            resp = self.request("MOVE", self.url_for(src, href=src_href), headers=headers)
+            resp.close()
+            if resp.status_code in (200, 201, 204):
+                return self.stat(dst)
+            if resp.status_code in (404, 412) and attempts > 1 and self.stat(src, src_href) is None:
+                return self.stat(dst)  # the first attempt's answer was lost; it did move
+            if resp.status_code == 404:
+                raise NotFound(f"cannot move {shown(src)}: it is no longer on the server.", status=404)
+            if resp.status_code == 412:
+                raise PreconditionFailed(
+                    f"the server refused to move {shown(src)} to {shown(dst)}: "
+                    "the destination exists or the source changed there meanwhile (412).",
+                    status=412,
+                )
+            raise _write_error("MOVE", src, resp)
+
+        return self._retrying(once)
+
+    def put_file(
+        self,
+        path: str,
+        source: Path,
+        *,
+        md5: str,
+        mtime_ns: int | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        href: str = "",
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> Uploaded:
+        """PUT `source` to its final name, streamed from disk and hashed while it is sent.
+
+        `md5` (what the caller hashed earlier) goes out as OC-Checksum: a server that checks it
+        refuses a body that changed meanwhile, and that is raised as SourceChanged. `if_match`
+        (an edit of that version) or `if_none_match` (a new file) make the PUT conditional, and
+        only a conditional PUT is retried: after a lost answer, the retry's 412 with our MD5 on
+        the server means the first attempt landed. A source that cannot be read raises its OSError.
+        """
+        url = self.url_for(path, href=href)
+        headers = {"OC-Checksum": f"MD5:{md5}", "Content-Type": "application/octet-stream"}
+        if mtime_ns is not None:
+            headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
+        if if_match:
+            headers["If-Match"] = _quoted(if_match)
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        attempts = 0
+
+        def once() -> Uploaded:
+            nonlocal attempts
+            attempts += 1
+            with _Body(osfs.extended_path(source), path, progress, stop) as body:
+                try:
+                    resp = self.request("PUT", url, data=body if len(body) else b"", headers=headers)
+                except _SourceFailed:  # reading the source, not the network, failed
+                    assert body.failure is not None
+                    raise body.failure from None
+                resp.close()
+                sent_md5 = body.digest.hexdigest()
+                if resp.status_code in (200, 201, 204):
+                    return self._uploaded(path, url, resp, body.sent, sent_md5, mtime_ns)
+                if resp.status_code == 412 and attempts > 1:
+                    now = self.stat(path, href)
+                    if now is not None and not now.is_dir and now.md5 == sent_md5:
+                        return Uploaded(now, sent_md5)  # the lost first answer: it did land
+                if resp.status_code == 400 and sent_md5 != md5:
+                    raise SourceChanged(
+                        f"{shown(path)} changed while it was being uploaded; the server kept its version.",
+                        sent_md5=sent_md5,
+                        status=400,
+                    )
+                if resp.status_code == 404:
+                    raise ParentMissing(
+                        f"cannot upload {shown(path)}: its folder does not exist on the server.", status=404
+                    )
+                raise _write_error("PUT", path, resp)
+
+        return self._retrying(once, safe=bool(if_match or if_none_match))
+
+    def _uploaded(
+        self, path: str, url: str, resp: requests.Response, size: int, sent_md5: str, mtime_ns: int | None
+    ) -> Uploaded:
+        """The new version from the PUT's answer (davsync sends ETag, OC-Checksum and says whether it
+        took X-OC-Mtime); from a Depth-0 PROPFIND when the answer does not say it all."""
+        etag = _etag_text(resp.headers.get("OC-ETag") or resp.headers.get("ETag"))
+        md5 = _md5_text(resp.headers.get("OC-Checksum"))
+        mtime_taken = mtime_ns is not None and resp.headers.get("X-OC-MTime", "").lower() == "accepted"
+        if etag and md5 and mtime_taken and mtime_ns is not None:
+            return Uploaded(RemoteEntry(path, False, size, float(mtime_ns // 1_000_000_000), etag, md5, url), sent_md5)
+        listed = self.stat(path)
+        if listed is not None and not listed.is_dir and (etag is None or listed.etag == etag):
+            return Uploaded(listed, sent_md5)
+        # Another writer changed it between our PUT and the PROPFIND: what we know of ours.
+        return Uploaded(RemoteEntry(path, False, size, None, etag, md5, url), sent_md5)
+
+    def _retrying(self, once: Callable[[], _T], *, safe: bool = True) -> _T:
+        """Run one request, again on a transient failure (reset, timeout, 502/503/504) if that is
+        safe, with the one backoff policy (retry.TRANSFER, looked up now so tests can replace it)."""
+        backoff = retry.TRANSFER
+        for attempt in range(backoff.retries + 1):
+            if attempt:
+                backoff.wait(attempt)
+            try:
+                return once()
+            except RemoteError as e:
+                # Only the plain kind is transient: the subclasses are answers, not accidents.
+                transient = type(e) is RemoteError and not e.fatal and (e.status is None or _transient_status(e.status))
+                if not (safe and transient) or attempt == backoff.retries:
+                    raise
+        raise AssertionError("unreachable")
+
 
 _REPORT_HEADERS = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
+_T = TypeVar("_T")
+UPLOAD_BLOCK = 256 * 1024
+
+
+def _transient_status(status: int) -> bool:
+    """Gateway and overload answers that go away by themselves."""
+    return status in (502, 503, 504)
+
+
+def _quoted(etag: str) -> str:
+    """An ETag as a header wants it: listings give it bare (see _etag), the wire needs quotes."""
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
+def _etag_text(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip()
+    return (value[2:] if value.startswith("W/") else value).strip('"') or None
+
+
+def _md5_text(value: str | None) -> str | None:
+    """The MD5 from an `OC-Checksum` header (several checksums may be listed)."""
+    for token in (value or "").split():
+        algo, _, digest = token.partition(":")
+        if algo.lower() == "md5" and _MD5.match(digest.lower()):
+            return digest.lower()
+    return None
+
+
+def _server_says(resp: requests.Response) -> str:
+    """The server's own one-line reason, from a plain-text or WsgiDAV HTML error page."""
+    try:
+        text = resp.content[:4096].decode("utf-8", "replace")
+    except requests.exceptions.RequestException:
+        return ""
+    if "html" in resp.headers.get("Content-Type", ""):
+        found = re.search(r"<p>(.*?)</p>", text, re.S)
+        text = html.unescape(found.group(1)) if found else ""
+    line = " ".join(text.split())[:200].rstrip(". ")
+    return line if line.isprintable() else ""
+
+
+def _write_error(method: str, path: str, resp: requests.Response) -> RemoteError:
+    """A refused write as the RemoteError subclass the caller acts on, in one sentence."""
+    status = resp.status_code
+    said = _server_says(resp)
+    why = f" (the server says: {said})" if said else ""
+    what = shown(path) or "/"
+    if status == 412:
+        return PreconditionFailed(
+            f"{method} {what} was refused: the server's version changed meanwhile (412); read it again.", status=status
+        )
+    if status in (403, 405):
+        if "read-only" in said.lower():
+            return WriteRefused(
+                f"cannot change {what}: your access to this share is read-only; "
+                "ask the operator for a read-write account.",
+                status=status,
+            )
+        return WriteRefused(f"the server refused {method} of {what} (HTTP {status}){why}.", status=status)
+    if status == 409:
+        return ParentMissing(f"cannot {method} {what}: its parent folder does not exist on the server.", status=status)
+    if status == 507:
+        return NoSpace(f"the server's disk is full: {what} was not written; free space on the server.", status=status)
+    if status == 423:
+        return RemoteError(f"{what} is locked on the server by another client (423); try again later.", status=status)
+    return RemoteError(f"{method} {what} failed: HTTP {status}{why}.", status=status)
+
+
+class _SourceFailed(Exception):
+    """Raised inside the request body so that urllib3 does not take it for a network error
+    (it treats any OSError that way); the real failure is in `_Body.failure`."""
+
+
+class _Body:
+    """A local file as a PUT body: read in blocks, hashed and counted as it is sent.
+
+    Never longer than the file was at opening (a file growing meanwhile is cut there, and its
+    MD5 tells); a file that shrinks fails the request rather than leave the server waiting.
+    """
+
+    def __init__(
+        self, source: Path, path: str, progress: Callable[[int], None] | None, stop: threading.Event | None
+    ) -> None:
+        self._file = open(source, "rb")  # closed by __exit__
+        self._size = os.fstat(self._file.fileno()).st_size
+        self._path = path
+        self._progress = progress
+        self._stop = stop
+        self.sent = 0
+        self.digest = hashlib.md5()
+        self.failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self.sent < self._size:
+            if self._stop is not None and self._stop.is_set():
+                self._fail(Stopped(f"stopped while uploading {shown(self._path)}; nothing was replaced."))
+            try:
+                block = self._file.read(min(UPLOAD_BLOCK, self._size - self.sent))
+            except OSError as e:
+                self._fail(e)
+            if not block:
+                self._fail(SourceChanged(
+                    f"{shown(self._path)} got shorter while it was being uploaded; nothing was replaced.",
+                    sent_md5=self.digest.hexdigest(),
+                ))  # fmt: skip
+            self.digest.update(block)
+            self.sent += len(block)
+            if self._progress is not None:
+                self._progress(len(block))
+            yield block
+
+    def _fail(self, failure: BaseException) -> NoReturn:
+        self.failure = failure
+        raise _SourceFailed()
+
+    def __enter__(self) -> _Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
 
 
 class SyncTokenInvalid(RemoteError):

@@ -10,14 +10,14 @@ holding an older token learns about the removal.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..scan import md5_of_file
 
 HASH_BLOCK = 1024 * 1024
 
@@ -66,11 +66,6 @@ class Change:
 
 def parent_of(path: str) -> str:
     return path.rpartition("/")[0]
-
-
-def md5_of_file(file_path: str | os.PathLike[str]) -> str:
-    with open(file_path, "rb", buffering=0) as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 class HashIndex:
@@ -368,39 +363,3 @@ _UPSERT = (
 def _like_prefix(path: str) -> str:
     escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"{escaped}/%" if path else "%"
-
-
-def iter_folders(root: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
-    """Yield (relative folder, its entries) for ROOT and every folder below it, skipping symlinks.
-
-    Memory stays proportional to one folder, so a scan of 100,000 files stays small.
-    """
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            with os.scandir(os.path.join(root, rel) if rel else root) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        yield rel, entries
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(f"{rel}/{entry.name}" if rel else entry.name)
-            except OSError:
-                continue
-
-
-def iter_tree(root: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Yield (relative path, entry) for every regular file and folder, skipping symlinks."""
-    for rel, entries in iter_folders(root):
-        for entry in entries:
-            child = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                if entry.is_symlink():
-                    continue
-                if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
-                    yield child, entry
-            except OSError:
-                continue

@@ -25,8 +25,9 @@ from wsgidav.dav_error import (
 from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
+from ..scan import iter_tree
 from .guard import PATH_LOCKS, recheck
-from .index import HashIndex, Identity, iter_tree
+from .index import HashIndex, Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path
 from .versions import VersionStore, Who
 

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..concurrency import bounded
-from .index import HashIndex, Identity, iter_folders, md5_of_file
+from ..scan import iter_folders, md5_of_file
+from .index import HashIndex, Identity
 from .names import TEMP_SUFFIX, is_internal_name, is_internal_path
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..osfs import fsync_dir
-from .index import Identity, iter_tree, md5_of_file
+from ..scan import iter_tree, md5_of_file
+from .index import Identity
 from .names import TEMP_PREFIX, is_internal_path
 
 log = logging.getLogger("davsync.server")

@@ -18,7 +18,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from .index import HashIndex, iter_tree
+from ..fswatch import stop_observer
+from ..scan import iter_tree
+from .index import HashIndex
 from .names import is_internal_path
 from .scanner import rescan
 
@@ -73,16 +75,7 @@ class ChangeTracker:
         self._stop.set()
         self._wake.set()
         if self._observer is not None:
-            wait = 10.0
-            try:
-                self._observer.stop()
-            except KeyError:
-                wait = 0.5  # its emitter never got the stop; the threads are daemons
-                # watchdog 7.1 (inotify.py, _remove_watch_internally): once a watched folder is
-                # moved out of the tree (DELETE sets it aside as a version) and another takes its
-                # path, two watch descriptors share that path and deactivate() pops it twice.
-                # Pinned by tests/test_versions_crash.py::test_upstream_watchdog_stop_keyerror.
-            self._observer.join(timeout=wait)
+            stop_observer(self._observer)  # DELETE sets folders aside: watchdog 7.1's KeyError case
         self._worker.join(timeout=30)
 
     def notice(self, abs_path: str) -> None:

@@ -1,0 +1,386 @@
+"""The local look: what DEST holds now, compared with the journal's base, in one place.
+
+`scan_local` walks all of DEST (the folder-by-folder walk the server's rescans use);
+`look_at` looks only at named paths (a server change list, a watcher's events). Both read
+a file to hash it only when its stat (size, mtime_ns, file ID) differs from its base row or
+it has none, so an unchanged tree costs one lstat per file and no reads.
+
+What the result promises the planner and the executor:
+- `view.entries` lists every path that exists (excluded, deferred and skipped ones too, so a
+  folder whose content is left alone never looks empty). A file entry has its MD5 unless its
+  stat equals its base row's (the planner then takes the base's MD5), or it is not judged.
+- Not judged this run, on either side: every path in `skipped` or `deferred`, and everything
+  below a skipped path (`LocalScan.not_judged`). Nothing below a folder in `view.failed`
+  is judged either (the planner freezes it).
+- Links and junctions inside DEST are never followed: neither listed through nor read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import osfs
+from ..concurrency import bounded
+from ..scan import iter_folders, md5_of_file
+from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
+from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
+
+HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading large files
+SMALL_FILE = 256 * 1024  # read on the scanning thread: a hand-off to a thread costs more
+LINK_REASON = "a link or junction in DEST, left alone"
+_UNREAD = LocalEntry(False)  # exists, but its stat could not be read: listed, never judged
+
+Excluded = Callable[[str, bool], bool]
+
+
+@dataclass
+class LocalScan:
+    view: LocalView  # complete=True after a full scan, False after a partial look (or a stopped scan)
+    deferred: set[str] = field(default_factory=set)  # modified within `settle_s` (still being written)
+    skipped: list[Skipped] = field(default_factory=list)  # name-rule refusals, links, unreadable entries
+    files_hashed: int = 0  # files read to hash them
+    # Rows whose placement was in flight when a crash came (`prev` set), resolved against the
+    # file found (resolve_in_flight): plan with these instead of the stored rows.
+    resolved: dict[str, JournalEntry] = field(default_factory=dict)
+    # NFC path -> the spelling on disk, where they differ (a name written in NFD by a Mac tool).
+    on_disk: dict[str, str] = field(default_factory=dict)
+    _left_alone: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    _skips_seen: int = field(default=0, init=False, repr=False, compare=False)
+
+    def not_judged(self, path: str) -> bool:
+        """Is this path, or a folder above it, skipped or deferred? Then neither side of it is changed."""
+        if path in self.deferred:
+            return True
+        if self._skips_seen != len(self.skipped):
+            self._left_alone, self._skips_seen = {s.path for s in self.skipped}, len(self.skipped)
+        if not self._left_alone:
+            return False
+        parts = path.split("/")
+        return any("/".join(parts[:i]) in self._left_alone for i in range(1, len(parts) + 1))
+
+    def disk_path(self, dest: Path, path: str) -> Path:
+        """Where an NFC path of the view lives on disk."""
+        return dest / self.on_disk.get(path, path)
+
+
+def scan_local(
+    dest: Path,
+    base: Mapping[str, JournalEntry],
+    *,
+    excluded: Excluded,
+    rules: NameRules,
+    fold_case: bool,
+    hash_all: bool = False,
+    settle_s: float = 2.0,
+    now_ns: int | None = None,
+    stop: threading.Event | None = None,
+) -> LocalScan:
+    """Walk all of DEST (not DEST/.davsync nor davsync's own temp names): every file and folder,
+    known to the journal or not. A folder that cannot be read goes in `view.failed`; one that
+    vanished during the walk is simply gone. Stopped early, the view is marked incomplete
+    (what was not seen is as the base says, so nothing looks deleted)."""
+    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop)
+    look.walk("", os.fspath(dest))
+    return look.finish(complete=not look.stopped())
+
+
+def look_at(
+    dest: Path,
+    paths: Iterable[str],
+    base: Mapping[str, JournalEntry],
+    *,
+    excluded: Excluded,
+    rules: NameRules,
+    fold_case: bool,
+    hash_all: bool = False,
+    settle_s: float = 2.0,
+    now_ns: int | None = None,
+    stop: threading.Event | None = None,
+) -> LocalScan:
+    """Look only at the named (NFC, relative) paths; the view is incomplete (every other path
+    is as the base says). A named folder the base does not know as a folder (made here, or
+    moved in whole) is walked, so what came with it is found; a known folder's new content
+    is found when it is named itself (a watcher names it) or by the next full scan."""
+    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop)
+    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):  # folders before what is inside
+        if look.stopped():
+            break
+        if path:
+            look.one(path)
+    return look.finish(complete=False)
+
+
+class _Look:
+    """One scan or look; collects entries, then hashes what needs it on a few threads."""
+
+    def __init__(
+        self,
+        dest: Path,
+        base: Mapping[str, JournalEntry],
+        excluded: Excluded,
+        rules: NameRules,
+        fold_case: bool,
+        hash_all: bool,
+        settle_s: float,
+        now_ns: int | None,
+        stop: threading.Event | None,
+    ) -> None:
+        self.dest, self.base, self.excluded = dest, base, excluded
+        self.rules, self.fold_case, self.hash_all = rules, fold_case, hash_all
+        self.settle_ns = int(settle_s * 1e9)
+        self.now_ns = time.time_ns() if now_ns is None else now_ns
+        self.stop = stop
+        self.entries: dict[str, LocalEntry | None] = {}
+        self.failed: set[str] = set()
+        self.result = LocalScan(LocalView({}))
+        self.to_hash: list[tuple[str, str]] = []  # (path, file on disk)
+        self.link_at: dict[str, str | None] = {"": None}  # folder -> the link at or above it
+        self.refused: dict[str, str | None] = {}  # folder -> why the name rules refuse it
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def skip(self, path: str, reason: str) -> None:
+        self.result.skipped.append(Skipped(path, reason))
+
+    # -- a whole tree ------------------------------------------------------------
+
+    def walk(self, top: str, top_path: str) -> None:
+        """Enter everything at and below the folder `top` (NFC, relative; '' is DEST)."""
+        nfc_of: dict[str, str] = {"": top}  # the walk's own (on-disk) folder path -> its NFC path
+        walk_into: set[str] = set()  # on-disk names of the folder just entered to walk into
+        current = top  # the NFC path of that folder
+
+        def descend(rel: str, entry: os.DirEntry[str]) -> bool:
+            if entry.name not in walk_into:
+                return False
+            name = _nfc(entry.name)
+            nfc_of[rel] = f"{current}/{name}" if current else name
+            return True
+
+        def failed(rel: str, e: OSError) -> None:
+            path = nfc_of.pop(rel, rel)
+            if path and isinstance(e, FileNotFoundError | NotADirectoryError):
+                self.entries[path] = None  # gone while we walked
+            else:
+                self.failed.add(path)
+
+        for rel, listing in iter_folders(top_path, descend=descend, on_error=failed, stop=self.stop):
+            current = nfc_of.pop(rel)
+            walk_into = set(self.folder(current, listing))
+
+    def folder(self, folder: str, listing: list[os.DirEntry[str]]) -> Iterator[str]:
+        """Enter one folder's entries; yield the on-disk names of sub-folders to walk into."""
+        names: dict[str, os.DirEntry[str]] = {}
+        clashes: list[Skipped] = []
+        for entry in listing:
+            name = entry.name
+            if osfs.is_own_temp(name) or (not folder and _is_state_dir(name, self.fold_case)):
+                continue
+            key = _nfc(name)
+            if key in names:
+                path = f"{folder}/{key}" if folder else key
+                reason = f"two names here differ only in Unicode form ({shown(name)}, {shown(names[key].name)})"
+                clashes.append(Skipped(path, reason))
+                continue
+            names[key] = entry
+        paths = {(f"{folder}/{k}" if folder else k): e for k, e in names.items()}
+        _kept, refused = filter_names(paths, self.rules, fold_case=self.fold_case) if paths else (set(), [])
+        refusals = {s.path: s.reason for s in refused + clashes}
+        disk_folder = self.result.on_disk.get(folder, folder)
+        for path, entry in paths.items():
+            disk = f"{disk_folder}/{entry.name}" if disk_folder else entry.name
+            if disk != path:
+                self.result.on_disk[path] = disk
+            if self.enter_entry(path, entry, refusals.get(path)):
+                yield entry.name
+
+    def enter_entry(self, path: str, entry: os.DirEntry[str], refusal: str | None) -> bool:
+        """Record one listed entry; True for a folder to walk into."""
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if not is_dir and not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+                return False  # a socket, a FIFO, a device: not a file anyone syncs
+            if self.excluded(path, is_dir):
+                self.entries[path] = LocalEntry(True) if is_dir else _entry_of(entry)
+                return False  # listed (its folder is not empty), never read or walked
+            if osfs.entry_is_link(entry):
+                self.entries[path] = _entry_of(entry)
+                self.skip(path, LINK_REASON)
+                return False
+            if refusal is not None:
+                self.entries[path] = LocalEntry(True) if is_dir else _entry_of(entry)
+                self.skip(path, refusal)
+                return False
+            if is_dir:
+                self.entries[path] = LocalEntry(True)
+                return True
+            st = osfs.entry_stat(entry)
+        except OSError as e:
+            self.entries[path] = _UNREAD
+            self.skip(path, f"cannot be read ({e.strerror or e}); left alone")
+            return False
+        self.file(path, entry.path, LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(entry.path, st)))
+        return False
+
+    # -- one named path -------------------------------------------------------------
+
+    def one(self, path: str) -> None:
+        if path in self.entries:
+            return  # found by the walk of a new folder above it
+        top, _, _ = path.partition("/")
+        if _is_state_dir(top, self.fold_case) or osfs.is_own_temp(path.rpartition("/")[2]):
+            return  # davsync's own: never looked at
+        link = self.link_above(path.rpartition("/")[0])
+        if link is not None:
+            self.skip(path, f"inside {link!r}, a link or junction in DEST, which davsync does not follow")
+            return
+        full = self.dest / path
+        try:
+            st = os.stat(full, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            self.entries[path] = None
+            return
+        except OSError as e:
+            self.entries[path] = _UNREAD
+            self.skip(path, f"cannot be read ({e.strerror or e}); left alone")
+            return
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if self.excluded(path, is_dir):
+            self.entries[path] = LocalEntry(True) if is_dir else _entry_of_stat(full, st)
+            return
+        if osfs.is_link_stat(st):
+            self.link_at[path] = path
+            self.entries[path] = _entry_of_stat(full, st)
+            self.skip(path, LINK_REASON)
+            return
+        if not is_dir and not stat.S_ISREG(st.st_mode):
+            return  # a socket, a FIFO, a device
+        refusal = self.refusal(path)
+        if refusal is not None:
+            self.entries[path] = LocalEntry(True) if is_dir else _entry_of_stat(full, st)
+            self.skip(path, refusal)
+            return
+        if is_dir:
+            self.link_at[path] = None
+            self.entries[path] = LocalEntry(True)
+            row = self.base.get(path)
+            if row is None or not row.is_dir:
+                self.walk(path, os.fspath(full))  # new here: what came with it is new too
+            return
+        self.file(path, os.fspath(full), _entry_of_stat(full, st))
+
+    def refusal(self, path: str, *, folder: bool = False) -> str | None:
+        """Why the name rules refuse this path or a folder above it (folders cached)."""
+        if folder and path in self.refused:
+            return self.refused[path]
+        parent = path.rpartition("/")[0]
+        if parent and self.refusal(parent, folder=True) is not None:
+            reason: str | None = f"inside skipped folder {shown(parent)}"
+        else:
+            reason = next((s.reason for s in filter_names([path], self.rules, fold_case=False)[1]), None)
+        if folder:
+            self.refused[path] = reason
+        return reason
+
+    def link_above(self, folder: str) -> str | None:
+        """The link at or above a folder (one lstat per folder not yet seen)."""
+        if folder not in self.link_at:
+            found = self.link_above(folder.rpartition("/")[0])
+            self.link_at[folder] = found or (folder if osfs.is_link(self.dest / folder) else None)
+        return self.link_at[folder]
+
+    # -- a file ---------------------------------------------------------------------
+
+    def file(self, path: str, disk: str, entry: LocalEntry) -> None:
+        """Record a file; queue it for hashing when its stat says it may differ from the base."""
+        row = self.base.get(path)
+        if row is not None and row.prev is not None:
+            row = resolve_in_flight(row, entry)
+            assert row is not None
+            self.result.resolved[path] = row
+        self.entries[path] = entry
+        if row is not None and not row.is_dir and row.matches_local(entry) and not self.hash_all:
+            return  # unchanged: the planner takes the MD5 from the base
+        if 0 <= self.now_ns - entry.mtime_ns < self.settle_ns:
+            self.result.deferred.add(path)  # still being written: judged next run
+            return
+        self.to_hash.append((path, disk))
+
+    def finish(self, *, complete: bool) -> LocalScan:
+        self.hash_queued()
+        self.result.view = LocalView(self.entries, complete=complete, failed=frozenset(self.failed))
+        return self.result
+
+    def hash_queued(self) -> None:
+        """Small files are read right here (a thread hand-off costs more than reading them);
+        larger ones on a few threads, so reading overlaps (hashlib releases the GIL)."""
+        small: list[tuple[str, str]] = []
+        large: list[tuple[str, str]] = []
+        for item in self.to_hash:
+            entry = self.entries[item[0]]
+            (small if entry is not None and entry.size <= SMALL_FILE else large).append(item)
+        for item in small:
+            self.hashed(item[0], *_hash(item))
+        if not large:
+            return
+        with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="davsync-hash") as pool:
+            jobs = bounded(pool, _hash, large, window=4 * HASH_WORKERS)
+            try:
+                for (path, _disk), fut in jobs:
+                    self.hashed(path, *fut.result())
+            finally:
+                jobs.close()
+
+    def hashed(self, path: str, md5: str | None, after: os.stat_result | None, error: str | None) -> None:
+        if error is not None:
+            self.skip(path, f"cannot be read ({error}); left alone")
+            return
+        self.result.files_hashed += 1
+        before = self.entries[path]
+        assert before is not None
+        if md5 is None or after is None or (after.st_size, after.st_mtime_ns) != (before.size, before.mtime_ns):
+            self.result.deferred.add(path)  # changed (or went) while it was read: still being written
+            return
+        self.entries[path] = LocalEntry(False, before.size, before.mtime_ns, before.ino, md5)
+
+
+def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
+    """(md5, the stat after reading, error): a file changed while read shows in the stat."""
+    _path, disk = item
+    try:
+        md5 = md5_of_file(disk)
+    except OSError as e:
+        return None, None, e.strerror or str(e)
+    try:
+        return md5, os.stat(disk, follow_symlinks=False), None
+    except OSError:
+        return md5, None, None
+
+
+def _entry_of(entry: os.DirEntry[str]) -> LocalEntry:
+    st = osfs.entry_stat(entry)
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(entry.path, st))
+
+
+def _entry_of_stat(full: Path, st: os.stat_result) -> LocalEntry:
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(full, st))
+
+
+def _nfc(name: str) -> str:
+    return name if name.isascii() else unicodedata.normalize("NFC", name)
+
+
+def _is_state_dir(name: str, fold_case: bool) -> bool:
+    return name == STATE_DIR_NAME or (fold_case and name.casefold() == STATE_DIR_NAME)
+
+
+__all__ = ["LocalScan", "look_at", "scan_local"]
