@@ -135,6 +135,7 @@ def test_checker_catches_lost_content(world: SyncWorld) -> None:
         world.check(r, verb="pull", second=False, journal="off")
 
 
+@pytest.mark.slow
 def test_checker_catches_a_partial_file_and_a_temp_name(world: SyncWorld) -> None:
     _seed_tree(world)
     r = world.pull()
@@ -161,6 +162,7 @@ def test_checker_catches_a_base_not_on_both_sides(world: SyncWorld) -> None:
         world.check(r, verb="pull", second=False)
 
 
+@pytest.mark.slow
 def test_checker_catches_divergence_and_a_busy_second_run(world: SyncWorld) -> None:
     _seed_tree(world)
     r = world.pull()
@@ -188,6 +190,7 @@ def test_a_kill_at_an_exact_moment_leaves_the_checker_satisfied(world: SyncWorld
     world.check(r, verb="pull")
 
 
+@pytest.mark.slow
 def test_the_world_restarts_its_server_behind_the_same_url(world: SyncWorld) -> None:
     world.seed({"a.txt": b"a"})
     url = world.url
@@ -225,6 +228,7 @@ def test_a_canned_answer_replaces_the_server(world: SyncWorld) -> None:
     assert [ex.status for ex in world.proxy.log] == [503, 503, 207]
 
 
+@pytest.mark.slow
 def test_an_rclone_world_serves_pull_and_checks_unsynced_content(sync_world) -> None:  # type: ignore[no-untyped-def]
     require_tool("rclone")
     world = sync_world(backend="rclone")
