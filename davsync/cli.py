@@ -430,11 +430,9 @@ def _check_ca_cert(ca_cert: Path) -> None:
     try:
         ssl.create_default_context(cafile=str(ca_cert))
     except ssl.SSLError:
-        raise fail(
-            f"{ca_cert} holds no PEM certificate: "
-            "give --ca-cert the certificate of the server or of the CA that signed it.",
-            Exit.USAGE,
-        ) from None
+        from .client.neterrors import ca_cert_not_pem
+
+        raise fail(ca_cert_not_pem(ca_cert), Exit.USAGE) from None
     except OSError as e:
         raise fail(f"cannot read the CA certificate {ca_cert}: {e.strerror}.", Exit.USAGE) from None
 
@@ -776,7 +774,7 @@ def doctor(
         typer.echo(f"{mark}  {c.name}: {c.detail}")
     failed = [c for c in checks if not c.ok]
     if failed:
-        raise typer.Exit(int(Exit.CONNECTION if checks and not checks[0].ok else Exit.PARTIAL))
+        raise typer.Exit(int(Exit.CONNECTION if any(c.blocking for c in failed) else Exit.PARTIAL))
     typer.echo("All checks passed.")
 
 

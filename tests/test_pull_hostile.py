@@ -142,7 +142,7 @@ def test_traversal_hrefs_are_refused(hostile, tmp_path: Path) -> None:
     assert len(result.skipped) == len(TRAVERSAL_HREFS)
 
 
-def test_xml_bomb_is_refused(hostile, tmp_path: Path) -> None:
+def test_xml_bomb_is_refused(hostile, tmp_path: Path, no_backoff: list[float]) -> None:
     bomb = (
         b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">'
         b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
@@ -157,6 +157,7 @@ def test_xml_bomb_is_refused(hostile, tmp_path: Path) -> None:
     )
     url = hostile(listing_server(xxe, {}))
     assert run_pull(ConnectionSettings(url), tmp_path / "m2", PullOptions()).exit_code == 4
+    assert no_backoff == []  # refused for what it is, never asked for again
 
 
 def test_malformed_xml_is_a_clear_error(hostile, tmp_path: Path) -> None:

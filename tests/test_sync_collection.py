@@ -139,6 +139,45 @@ def parse_truncated(r: requests.Response):  # type: ignore[no-untyped-def]
     return changed, [], root.findtext("{DAV:}sync-token")
 
 
+def test_a_limited_report_reads_only_what_it_answers(share, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nresults bounds the rows read from the change journal; only changes in scope count, also via a link."""
+    from urllib.parse import unquote
+
+    from davsync.server.links import LinkStore
+
+    for i in range(20):
+        for folder in ("b", "a"):
+            (share.root / folder).mkdir(exist_ok=True)
+            (share.root / folder / f"{i}.txt").write_bytes(folder.encode())
+    share.wait_indexed()
+    rows_read: list[int] = []
+    real = share.index.changes_since
+
+    def counted(*args, **kw):  # type: ignore[no-untyped-def]
+        changes = real(*args, **kw)
+        rows_read.append(len(changes))
+        return changes
+
+    monkeypatch.setattr(share.index, "changes_since", counted)
+    issued = LinkStore(share.state_dir).create("a", "read-only", expires_in=3600, password=None)
+    via_link = requests.Session()
+    via_link.request = lambda method, path, **kw: requests.request(  # type: ignore[method-assign]
+        method, f"{share.url}s/{issued.token}{path}", timeout=30, **kw
+    )
+    for client, path, prefix in ((share, "/a/", "/a/"), (via_link, "/", f"/s/{issued.token}/")):
+        seen: set[str] = set()
+        token, rounds = "", 0
+        while True:
+            r = report(client, token, limit=8, path=path)
+            changed, _, token = parse_truncated(r)
+            seen |= {unquote(h) for h in changed}
+            rounds += 1
+            if "507" not in r.text:
+                break
+        assert seen == {f"{prefix}{i}.txt" for i in range(20)} and rounds == 3
+    assert rows_read and max(rows_read) <= 9  # limit + 1, to know whether there is more
+
+
 def test_tokens_survive_restart_and_forged_tokens_are_refused(start_share, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

@@ -147,8 +147,8 @@ class App:
         if pair.user and not password:
             password = credentials.load_password(pair.url, pair.user)
         conn = ConnectionSettings(pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=1)
-        checks = [{"name": c.name, "ok": c.ok, "detail": c.detail, "required": c.name.split(" ")[0] in MUST_PASS}
-                  for c in self._check(conn)]  # fmt: skip
+        checks = [{"name": c.name, "ok": c.ok, "detail": c.detail,
+                   "required": c.blocking or c.name.split(" ")[0] in MUST_PASS} for c in self._check(conn)]  # fmt: skip
         checks.append(_local_check(pair.dest))
         return checks
 

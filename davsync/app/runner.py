@@ -1,8 +1,7 @@
 """One background loop per folder pair: run the pair's mode, publish what happened, wait, repeat.
 
-A mode is anything with `run_once() -> RunOutcome`, `stop()` and `close()`. `pull` wraps the
-client library's Puller. Two-way `sync` plugs in here as another entry of MODES once the sync
-engine exists; until then a pair set to `sync` is refused with a sentence saying so.
+A mode is anything with `run_once() -> RunOutcome`, `stop()` and `close()`. `pull` and two-way
+`sync` both wrap the client library's engine (the same code as `davsync pull` and `davsync sync`).
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..client.plan import TRANSFERS, Action, Kind
-from ..client.pull import Puller, PullOptions
+from ..client.engine import Engine, RunOptions
+from ..client.plan import TRANSFERS, UPLOADS, Action, Kind
+from ..client.plan import Mode as ClientMode
 from ..client.remote import ConnectionSettings
 from ..client.results import RunResult
 from ..units import human_size
@@ -142,6 +142,9 @@ class AppReporter:
     VERBS = {
         Kind.DOWNLOAD: "downloaded", Kind.UPDATE: "updated", Kind.CONFLICT: "conflict",
         Kind.DELETE: "moved to the trash", Kind.MKDIR: "created folder", Kind.RMDIR: "removed folder",
+        Kind.UPLOAD: "uploaded", Kind.UPLOAD_EDIT: "uploaded", Kind.REMOTE_DELETE: "deleted on the server",
+        Kind.REMOTE_MOVE: "moved on the server", Kind.LOCAL_MOVE: "moved",
+        Kind.REMOTE_MKDIR: "created folder on the server",
     }  # fmt: skip
 
     def __init__(self, hub: StatusHub, pair_id: str) -> None:
@@ -183,7 +186,7 @@ class AppReporter:
             entry["note"] = note
 
         def record(p: PairStatus) -> None:
-            if p.progress is not None and action.kind in TRANSFERS:
+            if p.progress is not None and action.kind in TRANSFERS | UPLOADS:
                 p.progress.files_done += 1
                 if action.path in p.progress.current:
                     p.progress.current.remove(action.path)
@@ -201,34 +204,45 @@ class AppReporter:
         self.hub.update(self.pair_id, clear)
 
 
-class PullMode:
-    """Mirror the share into the folder with the client library (the same code as `davsync pull`)."""
+class EngineMode:
+    """One folder pair on the client library's engine (the same code as `davsync pull` / `sync`)."""
+
+    MODE = ClientMode.PULL
 
     def __init__(self, pair: FolderPair, password: str | None, reporter: AppReporter) -> None:
         conn = ConnectionSettings(
             pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=pair.jobs
         )
-        options = PullOptions(delete=pair.delete, jobs=pair.jobs, excludes=pair.excludes)
-        self.puller = Puller(conn, pair.dest, options, reporter)
+        # A pair's loop is the app's watch: a file still being written is taken at the next check.
+        options = RunOptions(mode=self.MODE, delete=pair.delete, jobs=pair.jobs, excludes=pair.excludes,
+                             wait_to_settle=False)  # fmt: skip
+        self.engine = Engine(conn, pair.dest, options, reporter)
 
     def run_once(self) -> RunOutcome:
-        self.puller.stop.clear()
-        result = self.puller.run()
-        return outcome_from_pull(result, stopped=self.puller.stop.is_set())
+        self.engine.stop.clear()
+        result = self.engine.run()
+        return outcome_from_pull(result, stopped=self.engine.stop.is_set())
 
     def stop(self) -> None:
-        self.puller.stop.set()
+        self.engine.stop.set()
 
     def close(self) -> None:
-        self.puller.close()
+        self.engine.close()
+
+
+class PullMode(EngineMode):
+    """Mirror the share into the folder."""
+
+
+class SyncMode(EngineMode):
+    """Two-way sync of the share and the folder."""
+
+    MODE = ClientMode.SYNC
 
 
 ModeFactory = Callable[[FolderPair, "str | None", AppReporter], Mode]
-MODES: dict[str, ModeFactory] = {"pull": PullMode}
-NOT_YET = {
-    "sync": "Two-way sync (mode 'sync') is not available in this version of davsync yet. "
-    "Set this folder pair's mode to 'pull' to mirror the server onto this PC.",
-}
+MODES: dict[str, ModeFactory] = {"pull": PullMode, "sync": SyncMode}
+NOT_YET: dict[str, str] = {}  # modes a pair may name that this version cannot run yet (none now)
 
 
 def make_mode(pair: FolderPair, password: str | None, reporter: AppReporter) -> Mode:

@@ -1,4 +1,8 @@
-"""`davsync doctor URL`: check a share from the client's side, one pass/fail line per check."""
+"""`davsync doctor URL`: check a share from the client's side, one pass/fail line per check.
+
+Every request goes through the client's transport, so a failure reads as it would in a pull:
+one sentence saying what happened and what to do.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,9 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
-from lxml import etree
 
-from .neterrors import connection_message
-from .remote import PROPFIND_BODY, ConnectionSettings, Remote, RemoteError
+from .davxml import PROPFIND_BODY, parse_document
+from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 
 SKEW_LIMIT = 60.0
 
@@ -21,54 +24,58 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-def _xml(content: bytes) -> etree._Element | None:
-    try:
-        return etree.fromstring(content, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError:
-        return None
+    blocking: bool = False  # the share could not be reached or logged into: the checks stopped here
 
 
 def run_checks(conn: ConnectionSettings) -> list[Check]:
-    remote = Remote(conn)
+    try:
+        remote = Remote(conn)
+    except RemoteError as e:  # a URL that cannot be used at all
+        return [Check("reachable", False, str(e), blocking=True)]
+    try:
+        return _run(remote, conn)
+    finally:
+        remote.close()
+
+
+def _run(remote: Remote, conn: ConnectionSettings) -> list[Check]:
     checks: list[Check] = []
     base = remote.base_url
+    reachable = "reachable" + (" with valid TLS" if urlsplit(base).scheme == "https" else "")
     tls = urlsplit(base).scheme == "https"
-    try:
-        try:
-            options = remote.request("OPTIONS", base)
-        except RemoteError as e:
-            checks.append(Check("reachable" + (" with valid TLS" if tls else ""), False, str(e)))
-            return checks
-        server = options.headers.get("Server", "the server")
-        checks.append(
-            Check("reachable" + (" with valid TLS" if tls else ""), True, f"HTTP {options.status_code} from {server}")
-        )
+    try:  # without credentials on purpose: what Explorer sees first
+        options = remote.request("OPTIONS", base, login=False)
+        options.close()
+        probe = remote.request("PROPFIND", base, login=False, headers={"Depth": "0"})
+        probe.close()
+    except RemoteError as e:
+        return [Check(reachable, False, str(e), blocking=True)]
+    server = options.headers.get("Server", "the server")
+    checks.append(Check(reachable, True, f"HTTP {options.status_code} from {server}"))
 
-        try:  # without credentials on purpose: what Explorer sees first
-            probe = requests.request("PROPFIND", base, headers={"Depth": "0"}, verify=remote.client.verify,
-                                     timeout=conn.timeout)  # fmt: skip
-        except requests.RequestException as e:
-            checks.append(Check("connection", False, connection_message(e, base)))
-            return checks
+    try:
+        token = remote.check_root()
+    except NotAShare as e:
+        return [*checks, Check("WebDAV share", False, str(e), blocking=True)]
+    except RemoteError as e:
+        return [*checks, Check("authentication", False, str(e), blocking=True)]
+    try:
         sent = time.time()
         root = remote.request("PROPFIND", base, data=PROPFIND_BODY, headers={"Depth": "1"})
         received = time.time()
-        if root.status_code != 207:
-            checks.append(Check("authentication", False, f"PROPFIND of the share answered HTTP {root.status_code}"))
-            return checks
+        root.close()
         who = f"as {conn.user!r}" if conn.user else "anonymously"
         checks.append(Check("authentication", True, f"listed the share {who}"))
 
-        allow = {m.strip().upper() for m in options.headers.get("Allow", "").split(",")}
-        writable = bool(allow & {"PUT", "DELETE", "MKCOL"})
+        writable = remote.can_write()
         checks.append(Check("access", True, "read-write" if writable else "read-only (writes are refused)"))
-        link = share_link(options.headers.get("X-Davsync-Link"))
+        authed = remote.request("OPTIONS", base)  # what this account may do, and the share link it is
+        authed.close()
+        link = share_link(authed.headers.get("X-Davsync-Link"))
         if link is not None:
             checks.append(_link_check(link))
 
-        dav = options.headers.get("DAV", "")
+        dav = authed.headers.get("DAV", "")
         classes = {c.strip() for c in dav.split(",")}
         if "2" in classes:
             checks.append(Check("DAV class and locking", True, f"DAV: {dav} (locking available)"))
@@ -81,14 +88,16 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
         if link is not None and link.get("mode") == "drop":
             checks.append(Check("checksums and sync-collection", True, "not applicable: a drop link lists nothing"))
         else:
-            checks.append(_checksums(remote, root.content))
-            checks.append(_sync_collection(remote))
+            if root.status_code == 207:
+                checks.append(_checksums(root.content))
+            else:
+                what = f"a Depth-1 PROPFIND of the share answered HTTP {root.status_code}"
+                checks.append(Check("checksums (oc:checksums)", False, what))
+            checks.append(_sync_collection(remote, token))
         checks.append(_clock(root.headers.get("Date"), sent, received))
         checks.append(_explorer(probe, tls, options.status_code, root.status_code))
     except RemoteError as e:
         checks.append(Check("connection", False, str(e)))
-    finally:
-        remote.close()
     return checks
 
 
@@ -116,8 +125,8 @@ def _link_check(link: dict[str, str]) -> Check:
     )
 
 
-def _checksums(remote: Remote, listing: bytes) -> Check:
-    tree = _xml(listing)
+def _checksums(listing: bytes) -> Check:
+    tree = parse_document(listing)
     if tree is None:
         return Check("checksums (oc:checksums)", False, "the listing is not valid XML")
     files = checked = 0
@@ -136,8 +145,7 @@ def _checksums(remote: Remote, listing: bytes) -> Check:
                  f"MD5 published for {checked} of {files} files; pulls fall back to size and mtime")  # fmt: skip
 
 
-def _sync_collection(remote: Remote) -> Check:
-    token = remote.check_root()
+def _sync_collection(remote: Remote, token: str | None) -> Check:
     if not token:
         return Check("sync-collection (RFC 6578)", False, "no DAV:sync-token; every pull walks the whole share")
     try:

@@ -18,6 +18,7 @@ Sync and push also decide, before anything changes:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sqlite3
@@ -27,6 +28,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+
+import requests
 
 from .. import osfs
 from ..exitcodes import Exit
@@ -482,13 +485,36 @@ class _Run:
             path, sent = intent.path, intent.entry
             # Not among the changes since the token: the upload never reached the server.
             r = rv.entries.get(path)
-            done = r is not None and not r.is_dir and _holds(r, sent, intent.base_etag)
+            done = r is not None and not r.is_dir and self._holds(r, sent, intent.base_etag)
             entry = complete(sent, None, r) if done and r is not None else None
             if entry is not None:
                 out[path] = entry
             if write:
                 self.journal.settle(path, entry)
         return out
+
+    def _holds(self, r: RemoteEntry, sent: JournalEntry, base_etag: str | None) -> bool:
+        """Does the server's version equal what was sent? The listed MD5 decides; a server
+        without MD5s is asked for the file itself (only the few uploads a crash left in flight)."""
+        if r.md5 and sent.md5:
+            return r.md5 == sent.md5
+        if r.size != sent.size or (base_etag is not None and r.etag == base_etag):
+            return False
+        return sent.md5 is not None and self._server_md5(r) == sent.md5
+
+    def _server_md5(self, r: RemoteEntry) -> str | None:
+        url = self.remote.url_for(r.path, href=r.href)
+        resp = self.remote.request("GET", url, headers={"Accept-Encoding": "identity"}, stream=True)
+        with resp:
+            if resp.status_code != 200:
+                return None
+            digest = hashlib.md5()
+            try:
+                for chunk in resp.iter_content(1024 * 1024):
+                    digest.update(chunk)
+            except requests.exceptions.RequestException:
+                return None
+        return digest.hexdigest()
 
     # --- union ------------------------------------------------------------------------
 
@@ -559,19 +585,6 @@ def _nothing_excluded(path: str, is_dir: bool) -> bool:
 
 def _local_of(entry: JournalEntry) -> LocalEntry:
     return LocalEntry(entry.is_dir, entry.size, entry.mtime_ns, entry.ino)
-
-
-def _holds(r: RemoteEntry, sent: JournalEntry, base_etag: str | None) -> bool:
-    """Does the server's version equal what was sent? MD5 decides; without one, a new etag
-    with the size and the mtime (X-OC-Mtime) that were sent."""
-    if r.md5 and sent.md5:
-        return r.md5 == sent.md5
-    return (
-        r.etag != base_etag
-        and r.size == sent.size
-        and r.mtime is not None
-        and abs(r.mtime - sent.mtime_ns / 1e9) < 1.0
-    )
 
 
 def run_once(

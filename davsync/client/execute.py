@@ -244,6 +244,8 @@ class Executor:
             self._error(a.path, str(e))
         except LocalWriteError:
             raise
+        except (FileNotFoundError, NotADirectoryError, FileExistsError, IsADirectoryError):
+            self._error(a.path, "changed locally during the run; it is looked at again next time")
         except OSError as e:
             err = path_error(e, f"syncing {a.path}", self.ctx.dest / a.path)
             if isinstance(err, LocalWriteError):
@@ -348,7 +350,7 @@ class Executor:
     def _remote_move(self, a: Action) -> None:
         """A rename here, done on the server as one MOVE (a folder with everything inside)."""
         assert a.src is not None and a.record is not None and a.remote is not None
-        if stat_entry(self._disk(a.src)) is not None:
+        if a.src.casefold() != a.path.casefold() and stat_entry(self._disk(a.src)) is not None:
             raise Raced(f"{a.src} is back here; the rename is left for the next run")
         etag = None if a.remote.is_dir else a.remote.etag
         try:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..sqlpaths import at_or_below
 from .plan import JournalEntry
 
 SCHEMA = """
@@ -142,11 +143,9 @@ class Journal:
         """Entries at or below a folder ('' is everything)."""
         if folder == "":
             return self.load()
-        like = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        where, args = at_or_below("path", folder)
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT path, {_COLUMNS} FROM placed WHERE path=? OR path LIKE ? ESCAPE '\\'", (folder, like)
-            ).fetchall()
+            rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE {where}", args).fetchall()
         return {r[0]: _entry(r[1:]) for r in rows}
 
     def mark_gone(self, path: str, gone: bool) -> None:

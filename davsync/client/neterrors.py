@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 
-def _causes(e: BaseException) -> Iterator[BaseException]:
+def causes(e: BaseException) -> Iterator[BaseException]:
     """The exception, the ones it wraps (args, reason, __cause__, __context__), depth first."""
     seen: set[int] = set()
     stack = [e]
@@ -29,11 +29,19 @@ def _causes(e: BaseException) -> Iterator[BaseException]:
 
 
 def _find(e: BaseException, kind: type[BaseException]) -> BaseException | None:
-    return next((c for c in _causes(e) if isinstance(c, kind)), None)
+    return next((c for c in causes(e) if isinstance(c, kind)), None)
 
 
 def _text(e: BaseException) -> str:
-    return " ".join(str(c) for c in _causes(e)).lower()
+    return " ".join(str(c) for c in causes(e)).lower()
+
+
+def ca_cert_not_pem(ca_cert: object) -> str:
+    """The --ca-cert file is not a certificate (said by the CLI's early check and after a handshake)."""
+    return (
+        f"{ca_cert} holds no PEM certificate: "
+        "give --ca-cert the certificate of the server or of the CA that signed it."
+    )
 
 
 def tls_message(e: BaseException, base_url: str, ca_cert: str | None) -> str:
@@ -45,10 +53,7 @@ def tls_message(e: BaseException, base_url: str, ca_cert: str | None) -> str:
         plain = base_url.replace("https://", "http://", 1)
         return f"the server at {parts.netloc} speaks plain http, not https: use {plain}."
     if "no_certificate_or_crl_found" in text or "pem lib" in text or "no certificate" in text:
-        return (
-            f"the file {ca_cert} given to --ca-cert holds no PEM certificate: "
-            "give the CA certificate the server's certificate was signed with."
-        )
+        return ca_cert_not_pem(ca_cert)
     if verify is not None:
         reason = getattr(verify, "verify_message", "") or ""
         if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():

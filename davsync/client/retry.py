@@ -1,7 +1,8 @@
 """One retry policy for listing and transfers: exponential backoff with an injectable sleep.
 
-Both retry transient failures (resets, timeouts, 5xx) the same way; the sleep is a field so a
-caller (or a test) can replace real waiting, e.g. with an event's wait to stop early.
+Listings, downloads and uploads retry the same failures (a connection lost or refused, a
+timeout, a gateway or overload answer) the same way. The policies are looked up when a retry
+loop starts, so a caller (or a test) can replace them, e.g. with a sleep that does not wait.
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .transport import RemoteError
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -28,3 +34,30 @@ class Backoff:
 
 LISTING = Backoff(retries=3)
 TRANSFER = Backoff(retries=5, base=0.5)
+
+# Answers that go away by themselves: a server error, a gateway's, an overloaded server's.
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def transient_status(status: int) -> bool:
+    return status in TRANSIENT_STATUSES
+
+
+def transient(e: RemoteError) -> bool:
+    """Worth another attempt: a network failure (no status) or a transient answer. Fatal errors
+    (login, TLS) and the subclasses (412, 403, 507, ...) are answers, not accidents."""
+    return type(e) is RemoteError and not e.fatal and (e.status is None or transient_status(e.status))
+
+
+def call(once: Callable[[], _T], backoff: Backoff | None) -> _T:
+    """`once()`, again after each transient failure as `backoff` allows (None: only once)."""
+    retries = backoff.retries if backoff is not None else 0
+    for attempt in range(retries + 1):
+        if attempt and backoff is not None:
+            backoff.wait(attempt)
+        try:
+            return once()
+        except RemoteError as e:
+            if not transient(e) or attempt == retries:
+                raise
+    raise AssertionError("unreachable")

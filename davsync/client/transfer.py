@@ -25,6 +25,7 @@ from typing import IO
 import requests
 
 from .. import osfs
+from ..oserrors import is_disk_full, is_not_permitted
 from . import retry
 from .plan import LocalEntry, RemoteEntry, conflict_name
 from .remote import Remote, RemoteError
@@ -72,9 +73,9 @@ def _partial_paths(state_dir: Path, rel: str) -> tuple[Path, Path]:
 
 
 def local_error(e: OSError, what: str) -> LocalWriteError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if is_disk_full(e):
         return LocalWriteError(f"disk full while {what}. Free some space and run the pull again; it resumes.")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if is_not_permitted(e):
         return LocalWriteError(f"permission denied while {what} ({e.filename}). Check the folder's permissions.")
     return LocalWriteError(f"could not write while {what}: {e.strerror} ({e.filename})")
 
@@ -82,7 +83,7 @@ def local_error(e: OSError, what: str) -> LocalWriteError:
 def path_error(e: OSError, what: str, target: Path) -> Exception:
     """Permission problems belong to one folder, a name or path this filesystem cannot hold
     to one file (the run goes on); anything else stops the run."""
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if is_not_permitted(e):
         reason = "permission denied" if e.errno != errno.EROFS else "the file system is read-only"
         return PathWriteError(f"cannot write {target}: {reason}; check that folder's permissions")
     if _path_too_long(e):
@@ -130,7 +131,7 @@ def download(
         except RemoteError as e:
             if e.fatal:
                 raise
-            if e.status is not None and 400 <= e.status < 500:
+            if not retry.transient(e):  # an answer (404, 403, ...), not an accident
                 raise DownloadError(str(e)) from None
             last_error = str(e)
             continue
@@ -153,7 +154,7 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
         if e.fatal:
             raise
         raise _Transient(str(e), 0) from None
-    if status >= 500:
+    if retry.transient_status(status):
         raise _Transient(f"server error {status}", 0)
     if status != 200:
         raise RemoteError(f"GET {entry.path} answered HTTP {status}", status=status)
@@ -216,7 +217,7 @@ def _fetch_once(
             raise
         raise _Transient(str(e), 0) from None
     with resp:
-        if resp.status_code >= 500:
+        if retry.transient_status(resp.status_code):
             raise _Transient(f"server error {resp.status_code}", 0)
         if resp.status_code == 206 and offset > 0 and _range_start(resp) == offset:
             mode = "ab"
@@ -235,15 +236,16 @@ def _fetch_once(
             fetched = 0
             with open(data_path, mode, buffering=0) as out, _Pipeline(digest, out.fileno()) as pipe:
                 try:
-                    for chunk in resp.iter_content(BLOCK):
+                    for chunk in remote.chunks(resp, BLOCK, f"GET {entry.path} was cut off"):
                         if stop is not None and stop.is_set():
                             raise DownloadError("stopped; the partial download is kept and resumes next time")
                         _write_all(out, chunk)
                         pipe.hash(chunk)
                         fetched += len(chunk)
                         progress(len(chunk))
-                except (requests.exceptions.RequestException, ConnectionError, TimeoutError):
-                    # (requests' exceptions are OSErrors too; a local write error is not caught here)
+                except RemoteError as e:  # the transport's one mapping of a lost connection; disk errors pass
+                    if e.fatal:
+                        raise
                     raise _Transient(f"the connection was lost after {offset + fetched} bytes", fetched) from None
             # _Pipeline's exit has hashed everything and fsynced the file.
         except OSError as e:

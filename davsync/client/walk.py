@@ -14,19 +14,9 @@ from .remote import FolderListing, Remote, RemoteError
 
 
 def list_with_retries(remote: Remote, folder: str, href: str = "") -> FolderListing:
-    """A folder's listing, retrying transient failures (5xx, resets, timeouts) with backoff.
+    """A folder's listing, retrying transient failures (resets, timeouts, 50x) with the one policy.
     `href` is the server's own spelling of the folder (it may differ from the NFC path)."""
-    backoff = retry.LISTING
-    for attempt in range(backoff.retries + 1):
-        if attempt:
-            backoff.wait(attempt)
-        try:
-            return remote.list_folder(folder, href)
-        except RemoteError as e:
-            transient = e.status is None or e.status >= 500
-            if e.fatal or not transient or attempt == backoff.retries:
-                raise
-    raise AssertionError("unreachable")
+    return retry.call(lambda: remote.list_folder(folder, href), retry.LISTING)
 
 
 @dataclass

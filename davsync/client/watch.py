@@ -23,7 +23,7 @@ from ..exitcodes import Exit
 from .engine import Engine, RunOptions
 from .filters import Filter
 from .plan import Kind
-from .pull import Puller, PullOptions
+from .pull import PullOptions
 from .remote import ConnectionSettings
 from .report import PlainReporter, summary_lines
 from .results import RunResult
@@ -60,16 +60,16 @@ def _loop(
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
-    puller = Puller(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
+    engine = Engine(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
 
-    say(f"watching {puller.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
+    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
     delay = interval
     down_since: float | None = None
     kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
     code = Exit.OK
     try:
         while not stop.is_set():
-            result = puller.run()
+            result = engine.run()
             if stop.is_set():
                 break
             if result.fatal is not None:
@@ -96,7 +96,7 @@ def _loop(
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
             sliced_wait(stop, delay)
     finally:
-        puller.close()
+        engine.close()
     say("stopped")
     return code
 
@@ -159,8 +159,11 @@ def _sync_loop(
     carry: set[str] = set()  # paths still being written last round: looked at again
     last_full = -full_every  # the first round scans everything
     reported: set[str] = set()
+    started = False
     try:
-        watcher.start()
+        if engine.dest.is_dir():
+            watcher.start()
+            started = True
         while not stop.is_set():
             changed = watcher.drain()
             full = changed is None or time.monotonic() - last_full >= full_every
@@ -188,6 +191,10 @@ def _sync_loop(
             delay = interval
             if full:
                 last_full = time.monotonic()
+            if not started and engine.dest.is_dir():
+                watcher.start()  # DEST was made by the first round
+                started = True
+                last_full = -full_every  # what changed before the watcher started: the next round scans
             carry = set(result.deferred) | {e.path for e in result.errors}
             reported = _report_round(result, reported, say)
             # Wake for a local change (after it settles), a deferred file, or the next server poll.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cheroot import wsgi
@@ -47,9 +47,7 @@ class _Resolver(BaseMiddleware):
         if provider is None:
             raise DAVError(HTTP_NOT_FOUND, "No share here.")
         opts = self.config["davsync"]
-        server = DavsyncRequestServer(
-            provider, allow_infinite_depth=opts["allow_infinite_depth"], extra_methods=opts["extra_methods"]
-        )
+        server = DavsyncRequestServer(provider, allow_infinite_depth=opts["allow_infinite_depth"])
         app_iter = server(environ, start_response)
         try:
             yield from app_iter
@@ -70,7 +68,6 @@ class ShareState:
     index: HashIndex
     provider: DavsyncProvider
     versions: VersionStore
-    extra_methods: dict[str, Any] = field(default_factory=dict)
     tracker: Any = None  # the ChangeTracker, once the server has one (the admin page reads its health)
 
 
@@ -88,9 +85,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     if recovered:
         log.warning("Settled %d versions left half-done by a crash.", recovered)
     provider = DavsyncProvider(str(settings.root), index, versions=versions)
-    from .sync import do_report
-
-    state = ShareState(settings, index, provider, versions, extra_methods={"REPORT": do_report})
+    state = ShareState(settings, index, provider, versions)
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "verbose": 3 if settings.verbose else 1,
@@ -121,7 +116,6 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
             "users": users,
             "anonymous": settings.anonymous,
             "allow_infinite_depth": settings.allow_infinite_depth,
-            "extra_methods": state.extra_methods,
         },
     }
     dav_app = WsgiDAVApp(config)

@@ -6,11 +6,16 @@ ctime catches a same-size edit whose mtime was put back, so a stale hash is
 never served. Every change to a row takes the next sequence number, which is
 what sync tokens count (RFC 6578); deleted paths stay as tombstones so a client
 holding an older token learns about the removal.
+
+Sync tokens are URIs, `urn:davsync:sync:<instance>:<seq>`. The instance changes when the
+index is created anew, so tokens from a previous index are refused; tokens older than the
+last compaction are refused too (the client then falls back to a full listing).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import uuid
@@ -18,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..scan import md5_of_file
+from ..sqlpaths import at_or_below, like_below
 
-HASH_BLOCK = 1024 * 1024
+TOKEN_RE = re.compile(r"^urn:davsync:sync:([0-9a-f]{32}):(\d{1,18})$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,6 +116,23 @@ class HashIndex:
         with self._lock:
             return int(self._meta("min_seq"))
 
+    def sync_token(self, seq: int | None = None) -> str:
+        """The RFC 6578 sync token for a seq (by default the current one)."""
+        return f"urn:davsync:sync:{self.instance}:{self.current_seq if seq is None else seq}"
+
+    def token_seq(self, token: str) -> int | None:
+        """The seq a sync token stands for (-1 for the empty initial token).
+
+        None when it is not one of this index's tokens, or older than the last compaction.
+        """
+        if token == "":
+            return -1
+        m = TOKEN_RE.match(token)
+        if not m or m.group(1) != self.instance:
+            return None
+        seq = int(m.group(2))
+        return seq if self.min_valid_seq <= seq <= self.current_seq else None
+
     def fresh_md5(self, path: str, st: os.stat_result) -> str | None:
         """The stored MD5 if the file still has the identity it was hashed with."""
         with self._lock:
@@ -134,11 +157,12 @@ class HashIndex:
 
     def known_under(self, path: str) -> dict[str, tuple[Identity, str | None]]:
         """Stored identity and MD5 of each live file at or below a path (one query, for a whole folder)."""
+        where, args = at_or_below("path", path)
         with self._lock:
             rows = self._db.execute(
                 "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-                "WHERE deleted=0 AND is_dir=0 AND (path=? OR path LIKE ? ESCAPE '\\')",
-                (path, _like_prefix(path)),
+                f"WHERE deleted=0 AND is_dir=0 AND {where}",
+                args,
             ).fetchall()
         return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
 
@@ -166,13 +190,31 @@ class HashIndex:
             rows = self._db.execute("SELECT path, is_dir FROM entries WHERE deleted=0").fetchall()
         return {p: bool(d) for p, d in rows}
 
-    def changes_since(self, seq: int, limit: int | None = None) -> list[Change]:
+    def changes_since(
+        self, seq: int, limit: int | None = None, *, under: str = "", children_only: bool = False,
+        live_only: bool = False,
+    ) -> list[Change]:
+        """Changes after seq, oldest first, below `under` (not itself), at most `limit` of them.
+
+        The scope is applied in the query, so a limited REPORT reads only the rows it answers
+        with. children_only keeps direct members (sync-level 1); live_only leaves out
+        tombstones (an initial sync lists what exists).
+        """
+        sql = "SELECT path, is_dir, deleted, seq FROM entries WHERE seq>? AND path!=?"
+        args: list[object] = [seq, under]
+        if children_only:
+            sql += " AND parent=?"
+            args.append(under)
+        elif under:
+            sql += " AND path LIKE ? ESCAPE '\\'"
+            args.append(like_below(under))
+        if live_only:
+            sql += " AND deleted=0"
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
         with self._lock:
-            sql = "SELECT path, is_dir, deleted, seq FROM entries WHERE seq>? ORDER BY seq"
-            args: tuple[int, ...] = (seq,)
-            if limit is not None:
-                sql += " LIMIT ?"
-                args = (seq, limit)
             rows = self._db.execute(sql, args).fetchall()
         return [Change(p, bool(d), bool(x), s) for p, d, x, s in rows]
 
@@ -295,10 +337,8 @@ class HashIndex:
     def forget(self, path: str) -> None:
         """Mark a path and everything below it deleted (tombstones keep tokens honest)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT path FROM entries WHERE deleted=0 AND (path=? OR path LIKE ? ESCAPE '\\')",
-                (path, _like_prefix(path)),
-            ).fetchall()
+            where, args = at_or_below("path", path)
+            rows = self._db.execute(f"SELECT path FROM entries WHERE deleted=0 AND {where}", args).fetchall()
             if not rows:
                 return
             own_transaction = not self._db.in_transaction
@@ -360,6 +400,3 @@ _UPSERT = (
 )
 
 
-def _like_prefix(path: str) -> str:
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}/%" if path else "%"

@@ -43,16 +43,8 @@ class ScopedIndex:
         return None
 
     @property
-    def instance(self) -> str:
-        return self.index.instance
-
-    @property
     def current_seq(self) -> int:
         return self.index.current_seq
-
-    @property
-    def min_valid_seq(self) -> int:
-        return self.index.min_valid_seq
 
     def md5_for(self, path: str, file_path: str, st: os.stat_result) -> str | None:
         return self.index.md5_for(self.full(path), file_path, st)
@@ -69,21 +61,26 @@ class ScopedIndex:
     def forget(self, path: str) -> None:
         self.index.forget(self.full(path))
 
-    def is_known_dir(self, path: str) -> bool:
-        return self.index.is_known_dir(self.full(path))
-
     @contextmanager
     def batch(self) -> Iterator[ScopedIndex]:
         with self.index.batch():
             yield self
 
-    def changes_since(self, seq: int, limit: int | None = None) -> list[Change]:
-        out = []
-        for change in self.index.changes_since(seq, limit):
-            local = self.local(change.path)
-            if local is not None:
-                out.append(Change(local, change.is_dir, change.deleted, change.seq))
-        return out
+    def sync_token(self, seq: int | None = None) -> str:
+        return self.index.sync_token(seq)
+
+    def token_seq(self, token: str) -> int | None:
+        return self.index.token_seq(token)
+
+    def changes_since(
+        self, seq: int, limit: int | None = None, *, under: str = "", children_only: bool = False,
+        live_only: bool = False,
+    ) -> list[Change]:
+        """The folder's changes only (the scope and limit are applied in the whole index's query)."""
+        changes = self.index.changes_since(
+            seq, limit, under=self.full(under), children_only=children_only, live_only=live_only
+        )
+        return [Change(self.local(c.path) or "", c.is_dir, c.deleted, c.seq) for c in changes]
 
 
 class LinkFile(DavsyncFile):

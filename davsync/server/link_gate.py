@@ -136,7 +136,7 @@ class LinkGate:
         if problem:
             return _answer(start, "403 Forbidden", environ, problem)
 
-        mounted = self._mount(link, token, prefix, folder)
+        mounted = self._mount(link, prefix, folder)
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
         environ["PATH_INFO"] = rest or "/"
         environ["wsgidav.auth.user_name"] = environ["wsgidav.user_name"] = f"share-link-{link.id}"
@@ -158,7 +158,7 @@ class LinkGate:
             return None
         return folder
 
-    def _mount(self, link: ShareLink, token: str, prefix: str, folder: str) -> Mounted:
+    def _mount(self, link: ShareLink, prefix: str, folder: str) -> Mounted:
         key = (link.token_sha256, link.id, link.path, link.mode)
         with self._lock:
             found = self._mounted.get(key)

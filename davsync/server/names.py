@@ -1,4 +1,4 @@
-"""Names the server keeps to itself (upload temp files are never listed or served), and ETags."""
+"""Names the server keeps to itself (upload temp files are never listed or served), paths, and ETags."""
 
 import os
 
@@ -13,6 +13,11 @@ def is_internal_name(name: str) -> bool:
 
 def is_internal_path(path: str) -> bool:
     return any(is_internal_name(part) for part in path.split("/"))
+
+
+def rel_of(path: str) -> str:
+    """WsgiDAV resource path ('/a/b') to index path ('a/b'; '' is the root)."""
+    return path.strip("/")
 
 
 def etag_of(st: "os.stat_result") -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lxml import etree
-from wsgidav import util, xml_tools
+from wsgidav import util
 from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
     HTTP_CONFLICT,
@@ -25,9 +25,12 @@ from wsgidav.dav_error import (
 )
 from wsgidav.request_server import RequestServer
 
+from ..checksums import md5_checksum
 from .destination import check_same_origin, with_destination_fix
-from .names import etag_of, is_internal_path
-from .provider import DavsyncProvider, rel_of
+from .multistatus import property_response, send_multistatus
+from .names import etag_of, is_internal_path, rel_of
+from .provider import DavsyncProvider
+from .sync import sync_collection
 from .upload import UploadError, expected_md5, parse_oc_mtime, receive
 
 MAX_XML_BODY = 1024 * 1024
@@ -39,11 +42,10 @@ _copy_or_move_fixed = with_destination_fix(RequestServer._copy_or_move)
 
 
 class DavsyncRequestServer(RequestServer):
-    def __init__(self, provider: DavsyncProvider, *, allow_infinite_depth: bool, extra_methods: dict[str, Any]) -> None:
+    def __init__(self, provider: DavsyncProvider, *, allow_infinite_depth: bool) -> None:
         super().__init__(provider)
         self.allow_propfind_infinite = allow_infinite_depth
-        self._extra = extra_methods
-        self._possible_methods: list[str] = [*self._possible_methods, *extra_methods]
+        self._possible_methods: list[str] = [*self._possible_methods, "REPORT"]
         self._davProvider: DavsyncProvider
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -57,9 +59,6 @@ class DavsyncRequestServer(RequestServer):
                 raise DAVError(413, f"XML request bodies are limited to {MAX_XML_BODY} bytes.")
         if method in ("DELETE", "MOVE") and environ["PATH_INFO"].strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "The share's root folder cannot be deleted or moved.")
-        if method in self._extra:
-            environ["wsgidav.user_name"] = environ.get("wsgidav.auth.user_name", "anonymous")
-            return self._extra[method](self, environ, start_response)
         return super().__call__(environ, start_response)
 
     def _readonly(self, environ: dict) -> bool:
@@ -69,12 +68,16 @@ class DavsyncRequestServer(RequestServer):
 
     def _copy_or_move(self, environ: dict, start_response: StartResponse, is_move: bool) -> Iterable[bytes]:
         """Upstream's COPY/MOVE with a correct Destination parser (see destination.py)."""
+        # Upstream bug (WsgiDAV 4.4, mar10/wsgidav#139): the Destination is unquoted before it is
+        # split, so an encoded '?' or ';' cuts the name and overwrites another file.
         check_same_origin(environ)
         return _copy_or_move_fixed(self, environ, start_response, is_move)
 
     # --- OPTIONS ---------------------------------------------------------------
 
     def do_OPTIONS(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream bug (WsgiDAV 4.4): Allow asks only whether the provider is read-only, so a
+        # read-only user is offered every write method (and then refused).
         path = environ["PATH_INFO"]
         provider = self._davProvider
         readonly = self._readonly(environ) and not environ.get("davsync.login_could_write")
@@ -91,7 +94,7 @@ class DavsyncRequestServer(RequestServer):
         res = provider.get_resource_inst(path, environ)
         allow = ["OPTIONS"]
         if res is not None:
-            allow += ["HEAD", "GET", "PROPFIND", *self._extra]
+            allow += ["HEAD", "GET", "PROPFIND", "REPORT"]
             if not readonly:
                 allow += ["DELETE", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK"]
                 if not res.is_collection:
@@ -110,6 +113,8 @@ class DavsyncRequestServer(RequestServer):
     # --- PROPFIND --------------------------------------------------------------
 
     def do_PROPFIND(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream bugs (WsgiDAV 4.4): it looks for <D:name/> where RFC 4918 says <D:propname/>,
+        # applies Depth to files, and builds the whole multistatus in memory.
         path = environ["PATH_INFO"]
         depth = environ.setdefault("HTTP_DEPTH", "infinity")
         if depth not in ("0", "1", "infinity"):
@@ -136,17 +141,22 @@ class DavsyncRequestServer(RequestServer):
                 props = child.get_properties(mode, name_list=names if mode == "named" else None)
                 if mode == "name":
                     props = [(name, None) for name, _ in props]
-                # rclone reads only the first propstat's status: put 200 first.
-                props.sort(key=lambda item: isinstance(item[1], DAVError))
-                holder = xml_tools.make_multistatus_el()
-                util.add_property_response(holder, child.get_href(), props)
-                yield holder[0]
+                yield property_response(child.get_href(), props)
 
-        return send_multistatus(environ, start_response, responses(), stream=res.is_collection and depth != "0")
+        return send_multistatus(start_response, responses(), stream=res.is_collection and depth != "0")
+
+    # --- REPORT -----------------------------------------------------------------
+
+    def do_REPORT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """RFC 6578 sync-collection (the only report we support)."""
+        return sync_collection(self._davProvider, environ, start_response)
 
     # --- PUT -------------------------------------------------------------------
 
     def do_PUT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream bug (WsgiDAV 4.4, mar10/wsgidav#6): it opens the target for writing before it
+        # reads the body, so an aborted upload leaves a truncated file. Ours writes a temp file
+        # and renames it into place (upload.py).
         path = environ["PATH_INFO"]
         provider = self._davProvider
         if path.strip("/") == "":
@@ -167,7 +177,7 @@ class DavsyncRequestServer(RequestServer):
             self._fail(HTTP_CONFLICT, context_info="The parent folder does not exist.")
         self._evaluate_if_headers(res, environ)
         if res is None and "HTTP_IF_MATCH" in environ:
-            # WsgiDAV's _evaluate_if_headers returns early when the target does not exist, so
+            # Upstream bug (WsgiDAV 4.4): _evaluate_if_headers returns early when the target does not exist, so
             # If-Match on a missing resource passes; RFC 9110 13.1.1 says 412. (Pinned by
             # tests/test_versions_preconditions.py::test_upstream_skips_if_match_on_missing_target.)
             self._fail(HTTP_PRECONDITION_FAILED, context_info="If-Match failed: the resource does not exist.")
@@ -201,7 +211,7 @@ class DavsyncRequestServer(RequestServer):
         st = upload.st
         headers = [
             ("ETag", f'"{etag_of(st)}"'),
-            ("OC-Checksum", f"MD5:{upload.md5}"),
+            ("OC-Checksum", md5_checksum(upload.md5)),
         ]
         if mtime is not None:
             headers.append(("X-OC-MTime", "accepted"))
@@ -230,51 +240,6 @@ def _members(res: Any, depth: str) -> Iterator[Any]:
             member = res.get_member(name)
             if member is not None:
                 yield member
-
-
-STREAM_AFTER = 200  # responses; a larger listing is sent chunked instead of built in memory
-
-
-def send_multistatus(
-    environ: dict, start_response: StartResponse, responses: Iterable[Any], *, stream: bool, tail: Iterable[Any] = ()
-) -> Iterable[bytes]:
-    """A 207 Multi-Status, serialised response by response.
-
-    Small answers are sent with a Content-Length; past STREAM_AFTER responses the rest is
-    streamed (chunked), so a 100,000-entry listing never sits in memory as one document.
-    """
-    head = b'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
-    foot = b"</D:multistatus>"
-    it = iter(responses)
-    first: list[bytes] = []
-    for el in it:
-        first.append(etree.tostring(el))
-        if stream and len(first) >= STREAM_AFTER:
-            break
-    else:
-        body = head + b"".join(first) + b"".join(etree.tostring(t) for t in tail) + foot
-        start_response("207 Multi-Status", _ms_headers(str(len(body))))
-        return [body]
-
-    def chunks() -> Iterator[bytes]:
-        yield head + b"".join(first)
-        batch: list[bytes] = []
-        for el in it:
-            batch.append(etree.tostring(el))
-            if len(batch) >= STREAM_AFTER:
-                yield b"".join(batch)
-                batch = []
-        yield b"".join(batch) + b"".join(etree.tostring(t) for t in tail) + foot
-
-    start_response("207 Multi-Status", _ms_headers(None))
-    return chunks()
-
-
-def _ms_headers(length: str | None) -> list[tuple[str, str]]:
-    headers = [("Content-Type", "application/xml; charset=utf-8"), ("Date", util.get_rfc1123_time())]
-    if length is not None:
-        headers.append(("Content-Length", length))
-    return headers
 
 
 def _content_length(environ: dict) -> int | None:
@@ -311,4 +276,4 @@ def parse_propfind(body: Any) -> tuple[str, list[str]]:
     return mode or "allprop", names
 
 
-__all__ = ["DavsyncRequestServer", "WRITE_METHODS", "send_multistatus"]
+__all__ = ["DavsyncRequestServer", "WRITE_METHODS"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +16,13 @@ from typing import BinaryIO
 
 from wsgidav.dav_error import DAVError
 
+from ..checksums import is_md5, md5_token
+from ..oserrors import is_disk_full, is_not_permitted
 from ..osfs import fsync_dir
 from .names import TEMP_PREFIX, TEMP_SUFFIX
 
 WRITE_BLOCK = 256 * 1024
 _CUT_OFF = {None, errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED}
-_MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 class UploadError(Exception):
@@ -46,15 +46,10 @@ def expected_md5(oc_checksum: str | None) -> str | None:
 
     ownCloud clients may send several space-separated checksums.
     """
-    if not oc_checksum:
-        return None
-    for token in oc_checksum.split():
-        algo, _, value = token.partition(":")
-        if algo.lower() == "md5":
-            if not _MD5_RE.match(value):
-                raise UploadError(400, f"OC-Checksum has a malformed MD5: {value!r}")
-            return value.lower()
-    return None
+    value = md5_token(oc_checksum or "")
+    if value is not None and not is_md5(value):
+        raise UploadError(400, f"OC-Checksum has a malformed MD5: {value!r}")
+    return value
 
 
 def parse_oc_mtime(header: str | None) -> int | None:
@@ -147,8 +142,8 @@ def _copy_mode(existing: str | None, tmp: str) -> None:
 
 
 def _os_error(e: OSError) -> UploadError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if is_disk_full(e):
         return UploadError(507, "The server's disk is full; nothing was replaced.")
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if is_not_permitted(e):
         return UploadError(403, "The server may not write here (permission denied).")
     return UploadError(500, f"The server could not store the file ({e.strerror}).")

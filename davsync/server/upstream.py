@@ -7,6 +7,10 @@ name exists, its signature, the environ keys it sets) and, where we copy, skip o
 upstream code, a fingerprint of that code: a changed fingerprint means "read the upstream change
 and adapt our side", then update the fingerprint here.
 
+The list is exact: `used_in` names every server module that uses the name, and the contract test
+fails on a private upstream name, a `wsgidav.*` environ key or an explicit upstream `__init__`
+call in a module not listed here. Where we work around an upstream bug, the code says which.
+
 Pinned against WsgiDAV 4.4.0 and cheroot 11.1.2.
 """
 
@@ -33,7 +37,7 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav.request_server:RequestServer",
         "_davProvider",
-        ("request_server.py", "sync.py"),
+        ("request_server.py",),
         "The provider of the request: the public API has no accessor for it.",
     ),
     Reliance(
@@ -52,7 +56,7 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav.request_server:RequestServer",
         "_copy_or_move",
-        ("request_server.py", "destination.py"),
+        ("request_server.py",),
         "Upstream bug (4.4): it unquotes the Destination URL twice. destination.py re-binds this "
         "function's globals `unquote` and `urlparse`; its body is otherwise upstream's.",
     ),
@@ -98,6 +102,13 @@ RELIANCES: tuple[Reliance, ...] = (
     ),
     Reliance(
         "wsgidav.fs_dav_provider:FileResource",
+        "_file_path",
+        ("provider.py",),
+        "Where a resource's file or folder lies on disk (FileResource and FolderResource keep it "
+        "here): DavsyncFile sets it, and deletes, copies and moves read it.",
+    ),
+    Reliance(
+        "wsgidav.fs_dav_provider:FileResource",
         "__init__",
         ("provider.py",),
         "Skipped: it stats the file again though get_resource_inst just did (one stat per file "
@@ -115,13 +126,14 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.user_name",
-        ("request_server.py", "link_gate.py"),
-        "The user upstream's lock and property managers record; set for REPORT and share links.",
+        ("request_server.py", "provider.py", "link_gate.py"),
+        "The user upstream's lock and property managers record (RequestServer.__call__ sets it); "
+        "share links set it to the link's own name.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("request_server.py", "link_gate.py"),
+        ("provider.py", "link_gate.py"),
         "Set by HTTPAuthenticator after a login; share links set it to a link's own name.",
     ),
     Reliance(
@@ -133,7 +145,7 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.ifLockTokenList",
-        ("request_server.py",),
+        ("request_server.py", "provider.py"),
         "The lock tokens from the If header, for lock_manager.write_transaction in our PUT.",
     ),
     Reliance(

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..osfs import fsync_dir
 from ..scan import iter_tree, md5_of_file
+from ..sqlpaths import at_or_below
 from .index import Identity
 from .names import TEMP_PREFIX, is_internal_path
 
@@ -413,7 +414,7 @@ class VersionStore:
 
     def files(self, path: str = "") -> list[FileVersion]:
         """Kept file versions at or below a share path, newest first per path."""
-        where, args = _under("f.path", path)
+        where, args = at_or_below("f.path", path.strip("/"))
         with self._lock:
             rows = self._db.execute(
                 "SELECT f.blob, f.path, f.size, f.mtime_ns, f.md5, b.user, b.method, b.time_ns, b.is_dir, b.path "
@@ -425,7 +426,7 @@ class VersionStore:
 
     def folders(self, path: str = "") -> list[FolderVersion]:
         """Kept folder versions at, below or above (containing) a share path."""
-        where, args = _under("path", path)
+        where, args = at_or_below("path", path.strip("/"))
         if path:
             where = f"({where} OR ? LIKE path || '/%')"
             args = (*args, path)
@@ -511,11 +512,10 @@ class VersionStore:
     def _restore(self, vid: str, sub: str, is_dir: bool, target_rel: str, target: str, who: Who,
                  between: Callable[[str], None] | None) -> Restored:  # fmt: skip
         src = str(self.blob_path(vid) / sub) if sub else str(self.blob_path(vid))
+        where, args = at_or_below("sub", sub)
         with self._lock:
             rows = self._db.execute(
-                "SELECT sub, size, mtime_ns, md5 FROM files"
-                " WHERE blob=? AND (sub=? OR ? = '' OR sub LIKE ? ESCAPE '\\')",
-                (vid, sub, sub, _like(sub)),
+                f"SELECT sub, size, mtime_ns, md5 FROM files WHERE blob=? AND {where}", (vid, *args)
             ).fetchall()
         folders = _make_parents(self.root, target_rel)
         replaced_id = None
@@ -629,7 +629,6 @@ class Pruner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="davsync-versions", daemon=True)
-        self.passes = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -652,21 +651,8 @@ class Pruner:
                     pass
             except Exception:
                 log.exception("Pruning versions failed")
-            self.passes += 1
             self._wake.wait(self.interval)
             self._wake.clear()
-
-
-def _under(column: str, path: str) -> tuple[str, tuple[str, ...]]:
-    path = path.strip("/")
-    if not path:
-        return "1=1", ()
-    return f"({column}=? OR {column} LIKE ? ESCAPE '\\')", (path, _like(path))
-
-
-def _like(path: str) -> str:
-    escaped = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}/%"
 
 
 def _make_parents(root: str, rel: str) -> list[str]:

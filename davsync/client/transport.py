@@ -1,0 +1,296 @@
+"""The connection to a share: sessions, login negotiation, TLS, and what a network failure means.
+
+Everything that sends bytes to the server goes through `Transport`, so there is one place that
+knows requests and urllib3, and one mapping (`Transport.failure`) of their exceptions to
+`RemoteError` with a sentence a user can act on. webdavclient3's `Client` holds the URL,
+credentials and TLS settings (the design card); its high-level calls are not used (field notes).
+What the requests mean (WebDAV bodies, answers, multistatus) lives in remote.py and davxml.py.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase, HTTPDigestAuth
+from webdav3.client import Client
+
+from .neterrors import causes, connection_message, tls_message
+
+
+class RemoteError(Exception):
+    """A failure talking to the server; `fatal` ones (auth, TLS, unreachable) stop the run."""
+
+    def __init__(self, message: str, *, fatal: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    url: str
+    user: str | None = None
+    password: str | None = None
+    ca_cert: str | None = None
+    insecure: bool = False
+    timeout: float = 30.0
+    jobs: int = 4
+
+
+# What may stay literal in a path segment (RFC 3986 pchar minus '%'); all else is encoded.
+_SEGMENT_SAFE = "!$&'()*+,;=:@~"
+
+# Everything a request or a streamed body can raise for network reasons (requests' exceptions
+# are OSErrors too). Anything else, such as an upload body's own failure, passes through.
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+def normalize_base(url: str) -> str:
+    """The share URL with its path percent-encoded once, canonically, ending in '/'.
+
+    A URL typed with literal spaces or non-ASCII letters and one copied from a browser
+    (`%20`) name the same folder; hrefs from the server are compared segment by segment
+    after decoding, so either spelling works. The Unicode form is kept as given: a share
+    folder named in NFD on the server is found only by its NFD spelling.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        hint = f"http://{url.strip().lstrip('/')}" if "://" not in url else "http://raspberrypi.local:8080/"
+        hint += "" if hint.endswith("/") else "/"
+        raise RemoteError(f"'{url}' is not an http(s) URL: write it like {hint}.", fatal=True)
+    if parts.username is not None or parts.password is not None:
+        raise RemoteError(
+            "the URL holds a user name or password: give the user with --user and the password with "
+            "DAVSYNC_PASSWORD or the prompt, so it never shows in process lists or logs.",
+            fatal=True,
+        )
+    try:
+        _ = parts.port  # urllib parses the port lazily: reading it validates it
+    except ValueError:
+        raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
+    segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
+    path = "/".join(segments)
+    if not path.startswith("/"):
+        path = "/" + path
+    if not path.endswith("/"):
+        path += "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _timed_out(e: BaseException) -> bool:
+    """A timeout, connecting or reading. urllib3's NewConnectionError (a refused or unroutable
+    connection) inherits from its ConnectTimeoutError, yet no time ran out."""
+    if isinstance(e, urllib3.exceptions.NewConnectionError):
+        return False
+    return isinstance(e, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout))
+
+
+def _no_login(r: requests.PreparedRequest) -> requests.PreparedRequest:
+    """An auth that adds nothing: a request as a client without credentials sends it."""
+    return r
+
+
+class Transport:
+    """One share's connection. Each thread gets its own kept-alive session (a shared pool
+    would overflow), and its own urllib3 pool for small GETs."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.base_url = normalize_base(settings.url)
+        self.client = Client(
+            {
+                "webdav_hostname": self.base_url,
+                "webdav_login": settings.user or "",
+                "webdav_password": settings.password or "",
+                "webdav_timeout": settings.timeout,
+                "disable_check": True,
+            }
+        )
+        self.client.verify = settings.ca_cert or (not settings.insecure)
+        if settings.insecure:
+            # The user chose this and the CLI says so once; urllib3 would repeat it per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._local = threading.local()
+        self._use_digest = False
+        self._sessions: list[requests.Session] = []
+        self._pools: list[urllib3.PoolManager] = []
+        self._lock = threading.Lock()
+        self.requests_sent = 0
+        self._proxies = requests.utils.get_environ_proxies(self.base_url)
+
+    # --- sessions ------------------------------------------------------------
+
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self.client.session if not self._sessions else requests.Session()
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=4, max_retries=0)
+            s.mount("http://", adapter)
+            s.mount("https://", adapter)
+            s.verify = self.client.verify
+            s.auth = self._auth()
+            # Looking up proxy variables on every request costs more than the request itself.
+            s.trust_env = False
+            s.proxies = self._proxies
+            s.headers["User-Agent"] = "davsync"
+            self._local.session = s
+            with self._lock:
+                self._sessions.append(s)
+        return s
+
+    @property
+    def user(self) -> str:
+        return str(self.client.webdav.login or "")
+
+    def _auth(self) -> AuthBase | tuple[str, str] | None:
+        if not self.user:
+            return None
+        password = self.client.webdav.password or ""
+        return HTTPDigestAuth(self.user, password) if self._use_digest else (self.user, password)
+
+    def close(self) -> None:
+        with self._lock:
+            for s in self._sessions:
+                s.close()
+            self._sessions.clear()
+            for p in self._pools:
+                p.clear()
+            self._pools.clear()
+
+    def _pool(self) -> urllib3.PoolManager:
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            verify = self.client.verify
+            kw: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+            if isinstance(verify, str):
+                kw["ca_certs"] = verify
+            elif verify:
+                import certifi
+
+                kw["ca_certs"] = certifi.where()
+            pool = urllib3.PoolManager(num_pools=2, maxsize=2, retries=False, **kw)
+            self._local.pool = pool
+            with self._lock:
+                self._pools.append(pool)
+        return pool
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests_sent += 1
+
+    # --- the one error mapping -------------------------------------------------
+
+    def failure(self, e: BaseException, what: str = "") -> RemoteError:
+        """Any network exception (requests, urllib3, http.client, socket, ssl) as a RemoteError:
+        TLS problems are fatal (retrying cannot help), the rest is transient (no status).
+        `what` names the exchange that failed (`listing a/b was cut off`) when it helps."""
+        found = list(causes(e))
+        if any(isinstance(c, (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)) for c in found):
+            return RemoteError(tls_message(e, self.base_url, self.settings.ca_cert), fatal=True)
+        if any(_timed_out(c) for c in found):
+            message = f"the server at {self.base_url} did not answer within {self.settings.timeout:g}s."
+        else:
+            message = connection_message(e, self.base_url)
+        return RemoteError(f"{what}: {message}" if what else message)
+
+    # --- requests ------------------------------------------------------------
+
+    def request(self, method: str, url: str, *, login: bool = True, **kw: Any) -> requests.Response:
+        """Send one request; a refused login is a fatal RemoteError, a Digest-only server is
+        answered with Digest from then on. `login=False` sends no credentials and hands a 401
+        back as an answer (what a client without a login sees, as doctor asks)."""
+        kw.setdefault("timeout", self.settings.timeout)
+        if not login:
+            kw["auth"] = _no_login
+        self._count()
+        try:
+            resp = self.session().request(method, url, **kw)
+        except NETWORK_ERRORS as e:
+            raise self.failure(e) from None
+        if resp.status_code == 401 and login:
+            resp.close()
+            if self._negotiate(resp):
+                return self.request(method, url, **kw)
+            raise self.login_refused()
+        return resp
+
+    def _negotiate(self, answer: requests.Response) -> bool:
+        """Switch to Digest when the server offers only that; True when a retry is worth it.
+        Another thread may have switched first: this thread's session then catches up."""
+        session = self.session()
+        if self._use_digest:
+            if isinstance(session.auth, HTTPDigestAuth):
+                return False
+        else:
+            challenge = answer.headers.get("WWW-Authenticate", "").lower()
+            if not self.user or "digest" not in challenge or "basic" in challenge:
+                return False
+            self._use_digest = True
+        session.auth = self._auth()
+        return True
+
+    def login_refused(self) -> RemoteError:
+        if not self.user:
+            return RemoteError(
+                "this share needs a login: add --user NAME (the password is asked for, or read from DAVSYNC_PASSWORD).",
+                fatal=True,
+                status=401,
+            )
+        return RemoteError(
+            f"the server refused the login for user '{self.user}'. Check --user and the password (DAVSYNC_PASSWORD).",
+            fatal=True,
+            status=401,
+        )
+
+    def chunks(self, resp: requests.Response, size: int, what: str) -> Iterator[bytes]:
+        """A streamed answer's body; a connection lost while reading is a RemoteError
+        (`what` says what was being read). Errors of the caller's own loop body pass untouched."""
+        it = resp.iter_content(size)
+        while True:
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except NETWORK_ERRORS as e:
+                raise self.failure(e, what) from None
+            yield chunk
+
+    def get_small(self, url: str, what: str) -> tuple[int, bytes]:
+        """GET a whole small file: urllib3 directly, as requests' per-call overhead is larger
+        than a small file's transfer. Digest logins, and a 401, take the requests path."""
+        if self._use_digest:
+            return self._get_whole(url, what)
+        headers = {"User-Agent": "davsync", "Accept-Encoding": "identity"}
+        if self.user:
+            headers.update(urllib3.make_headers(basic_auth=f"{self.user}:{self.client.webdav.password or ''}"))
+        self._count()
+        timeout = urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout)
+        try:
+            resp = self._pool().request("GET", url, headers=headers, timeout=timeout, redirect=False)
+        except NETWORK_ERRORS as e:
+            raise self.failure(e, f"GET {what} failed") from None
+        if resp.status == 401:  # let the requests path work out Digest, or report the refused login
+            return self._get_whole(url, what)
+        return resp.status, resp.data
+
+    def _get_whole(self, url: str, what: str) -> tuple[int, bytes]:
+        with self.request("GET", url, headers={"Accept-Encoding": "identity"}) as resp:
+            try:
+                return resp.status_code, resp.content
+            except NETWORK_ERRORS as e:
+                raise self.failure(e, f"GET {what} failed") from None
