@@ -147,7 +147,7 @@ _SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck), "dera
 
 
 def test_sync_model_short() -> None:
-    SyncMachine.TestCase.settings = settings(max_examples=2, stateful_step_count=5, **_SETTINGS)
+    SyncMachine.TestCase.settings = settings(max_examples=3, stateful_step_count=6, **_SETTINGS)
     SyncMachine.TestCase().runTest()
 
 

@@ -327,8 +327,9 @@ def test_guard_server_empty_deletes_nothing_here(world: SyncWorld) -> None:
     known.done()
 
 
-@pytest.mark.parametrize("side,limit", [("local", "3")] + [pytest.param(*p, marks=pytest.mark.slow) for p in (
-    ("local", "30%"), ("remote", "3"), ("remote", "30%"), ("local", None), ("remote", None))])  # fmt: skip
+@pytest.mark.slow
+@pytest.mark.parametrize("side,limit", [("local", "3"), ("local", "30%"), ("remote", "3"), ("remote", "30%"), ("local", None),
+                                        ("remote", None)])  # fmt: skip
 @held_bug
 def test_guard_max_delete(world: SyncWorld, side: str, limit: str | None) -> None:
     """4 of 10 deletions against a limit of 3 or 30%; 6 of 10 against the default 50%."""
@@ -850,6 +851,7 @@ def test_push_never_overwrites_a_server_change(world: SyncWorld) -> None:
     known.done()
 
 
+@pytest.mark.slow
 def test_push_race_with_the_phone_exits_3(world: SyncWorld) -> None:
     world.write("src/a.txt", "pushed")
     assert world.push().code == 0
@@ -864,7 +866,7 @@ def test_push_race_with_the_phone_exits_3(world: SyncWorld) -> None:
 # --- kill -9 at random moments, changes on both sides ---------------------------------------------
 
 
-def _kill_loop(world: SyncWorld, kills: int, seed: int) -> int:
+def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
     """Kill the client at random exchange moments (or just after one) while both sides changed.
 
     The local side changes only L/ and the phone only R/, so no true conflict can arise: any
@@ -872,7 +874,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int) -> int:
     rng = random.Random(seed)
     model: dict[str, bytes] = {}
     for side in ("L", "R"):
-        for i in range(12):
+        for i in range(files):
             model[f"{side}/f{i:02}.bin"] = rng.randbytes(rng.choice([300, 5_000, 120_000]))
     world.seed(dict(model))
     world.settle()
@@ -897,7 +899,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int) -> int:
                 world.mv(rel, new)
                 model[new] = model.pop(rel)
                 log.append(f"  local mv {rel} {new}")
-            elif op == "delete" and len(mine) > 8:
+            elif op == "delete" and len(mine) > files * 2 // 3:
                 world.rm(rel)
                 model.pop(rel)
                 log.append(f"  local rm {rel}")
@@ -916,7 +918,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int) -> int:
                 world.rmv(rel, new)
                 model[new] = model.pop(rel)
                 log.append(f"  phone mv {rel} {new}")
-            elif op == "delete" and len(theirs) > 8:
+            elif op == "delete" and len(theirs) > files * 2 // 3:
                 world.rrm(rel)
                 model.pop(rel)
                 log.append(f"  phone rm {rel}")
@@ -968,7 +970,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int) -> int:
 
 
 def test_kill_loop_fast(world: SyncWorld) -> None:
-    assert _kill_loop(world, kills=3, seed=11) == 3
+    assert _kill_loop(world, kills=2, seed=11, files=6) == 2
 
 
 @pytest.mark.slow
