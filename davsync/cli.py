@@ -502,7 +502,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
 
     reporter = None
     if not (json_out or quiet or options.dry_run):
-        reporter = RichReporter() if sys.stdout.isatty() else PlainReporter()
+        reporter = RichReporter(command=what) if sys.stdout.isatty() else PlainReporter(command=what)
     try:
         with stop_signals() as stop:
             result = run_once(conn, folder, options, reporter, stop=stop)

@@ -254,3 +254,24 @@ def test_damaged_journal_is_a_clear_local_error_and_releases_the_lock(share, tmp
     r = pull_cli(share.url, dest)
     assert r.returncode == 0, r.stderr
     assert (dest / "a.txt").read_bytes() == b"from the server" and (dest / "mine.txt").read_bytes() == b"my own file"
+
+
+def test_an_upload_logs_in_with_digest_and_sends_its_whole_body_again(share, tmp_path: Path, no_backoff) -> None:
+    """The first PUT goes out with Basic and gets a Digest challenge; requests sends it again,
+    and the body must start over (it once sent zero bytes and hung until the timeout)."""
+    from davsync.client.remote import Remote
+
+    data = os.urandom(300 * 1024)
+    source = tmp_path / "up.bin"
+    source.write_bytes(data)
+    front = DigestOnlyFront(share.server.port)
+    remote = Remote(ConnectionSettings(front.url, "alice", PASSWORDS["alice"], timeout=5))
+    try:
+        up = remote.put_file("up.bin", source, md5=hashlib.md5(data).hexdigest(), if_none_match=True,
+                             mtime_ns=source.stat().st_mtime_ns)
+    finally:
+        remote.close()
+        front.close()
+    assert up.sent_md5 == hashlib.md5(data).hexdigest()
+    assert (share.root / "up.bin").read_bytes() == data
+    assert front.schemes == ["Basic", "-", "Digest"], front.schemes  # one challenge each, no retry after a hang

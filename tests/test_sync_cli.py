@@ -274,6 +274,9 @@ def test_push_never_overwrites_a_server_file_changed_since_the_last_push(share, 
     assert (share.root / "a.txt").read_bytes() == b"a edited on the server"  # never overwritten
     assert (share.root / "b.txt").read_bytes() == b"b1"  # deleted here, kept there without --delete
     assert (src / "a.txt").read_bytes() == b"a2 from the pc"  # push never changes the local side
+    delta = counting(share)
+    again = sync(share, src, Mode.PUSH)  # still reported, and no PUT tried over it (nor a 412 needed)
+    assert again.exit_code == 3 and again.done.get(Kind.SERVER_CHANGED) == ["a.txt"] and "PUT" not in delta()
     result = sync(share, src, Mode.PUSH, delete=True)
     assert not (share.root / "b.txt").exists() and result.done.get(Kind.REMOTE_DELETE) == ["b.txt"]
 

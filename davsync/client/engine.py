@@ -54,7 +54,7 @@ from .plan import (
 )
 from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 from .results import RunResult
-from .snapshot import ASK, Ask, RemoteSnapshot, remote_snapshot
+from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
 from .transfer import LocalWriteError, same_stat, stat_entry
 
 STATE_DIR = ".davsync"
@@ -312,11 +312,16 @@ class _Run:
         result.exit_code = result.decide_exit()
         # Advance the token only when everything it covers was handled; otherwise the next
         # run asks again from the old one (acting twice is harmless, skipping is not).
-        if not result.errors and not self.engine.stop.is_set():
+        # A server change push did not take (server-changed) is not handled either: the next push
+        # must see it again, not plan an edit over it from a base that is no longer the server's.
+        handled = not result.errors and not plan.of(Kind.SERVER_CHANGED)
+        if handled and not self.engine.stop.is_set():
             self.journal.set_meta("sync_url", self.remote.base_url if snap.token else None)
             self.journal.set_meta("sync_token", snap.token)
             if two_way:
                 self.journal.set_meta("server_url", self.remote.base_url)
+        if not self.engine.stop.is_set():
+            remember_skipped(self.journal, snap)
         if two_way:
             self.journal.set_meta("last_mode", opts.mode.value)
 

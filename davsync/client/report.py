@@ -31,13 +31,15 @@ VERBS = {
 class PlainReporter:
     """One line per file acted on; good for logs and pipes."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, command: str = "pull") -> None:
         self.out = out or sys.stdout
+        self.command = command  # pull only downloads; sync and push transfer both ways
         self._lock = threading.Lock()
 
     def begin(self, files: int, total_bytes: int) -> None:
         if files:
-            self._line(f"Downloading {files} file(s), {human_size(total_bytes)}")
+            verb = "Downloading" if self.command == "pull" else "Transferring"
+            self._line(f"{verb} {files} file(s), {human_size(total_bytes)}")
 
     def file_started(self, path: str, size: int) -> None: ...
 
@@ -61,7 +63,7 @@ class PlainReporter:
 class RichReporter(PlainReporter):
     """Overall files and bytes, speed, ETA, and the files in flight."""
 
-    def __init__(self, console: Any = None) -> None:
+    def __init__(self, console: Any = None, command: str = "pull") -> None:
         # rich is imported here: it costs ~40 ms at start-up, and only a terminal needs it.
         from rich.console import Console
         from rich.progress import (
@@ -75,7 +77,7 @@ class RichReporter(PlainReporter):
         )
 
         self.console = console or Console(stderr=False)
-        super().__init__(cast(TextIO, self.console.file))
+        super().__init__(cast(TextIO, self.console.file), command)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -94,7 +96,7 @@ class RichReporter(PlainReporter):
         if not files:
             return
         self.progress.start()
-        self._bytes_task = self.progress.add_task("pull", total=max(total_bytes, 1), current="")
+        self._bytes_task = self.progress.add_task(self.command, total=max(total_bytes, 1), current="")
         self._files = files
         self._done = 0
 

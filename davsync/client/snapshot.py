@@ -7,7 +7,8 @@ name must never look deleted), and so is anything the excluded filter names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .journal import Journal
@@ -93,6 +94,7 @@ def changes_snapshot(
     touched = set(changed) | removed
     for path in removed:
         touched.update(journal.under(path))
+    skipped += _still_skipped(journal, changed, removed, {s.path for s in skipped})
     total = journal.count_files()
     going = sum(1 for p, j in journal.get(sorted(touched)).items() if not j.is_dir and p not in entries)
     arriving = any(not e.is_dir for e in entries.values())
@@ -103,6 +105,34 @@ def changes_snapshot(
         looks_empty=total > 0 and going >= total and not arriving,
     )
     return RemoteSnapshot(view, changes.token, "sync-collection", changes.skipped + skipped, touched=touched)
+
+
+SKIPPED_META = "skipped_remote"
+
+
+def remember_skipped(journal: Journal, snap: RemoteSnapshot) -> None:
+    """Keep the server names this computer cannot hold, so a run that lists only changes still
+    reports them (a skipped file is a file not synced) instead of counting itself in sync."""
+    rows = [[s.path, s.reason] for s in snap.skipped]
+    if rows or journal.get_meta(SKIPPED_META):
+        journal.set_meta(SKIPPED_META, json.dumps(rows) if rows else None)
+
+
+def _still_skipped(journal: Journal, changed: Mapping[str, object], removed: set[str], now: set[str]) -> list[Skipped]:
+    """Names skipped by earlier runs that these changes do not touch: still there, still skipped."""
+    text = journal.get_meta(SKIPPED_META)
+    if not text:
+        return []
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return []
+    out = []
+    for path, reason in rows:
+        touched = path in changed or path in now or any(p == path or path.startswith(p + "/") for p in removed)
+        if not touched:
+            out.append(Skipped(path, reason))
+    return out
 
 
 def spelling_changed(remote: Remote, journal: Journal, changes: Changes) -> bool:

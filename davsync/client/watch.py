@@ -147,7 +147,8 @@ def _sync_loop(
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
-    engine = Engine(conn, dest, replace(options, wait_to_settle=False), None if quiet else PlainReporter(out), stop)
+    reporter = None if quiet else PlainReporter(out, options.mode.value)
+    engine = Engine(conn, dest, replace(options, wait_to_settle=False), reporter, stop)
     watcher = LocalWatcher(engine.dest, Filter.load(dest, options.excludes).excluded)
     say(
         f"syncing {engine.remote.base_url} <-> {dest}: local changes go up within seconds, the server is asked "

@@ -96,8 +96,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
             "accept_basic": True,
-            "accept_digest": True,
-            "default_to_digest": True,
+            "accept_digest": False,  # FrontGate checks Digest itself (auth.py) and sends its challenge
+            "default_to_digest": False,
         },
         "dir_browser": {
             "enable": True,
@@ -122,7 +122,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(dav_app, provider, users, settings.anonymous)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(state_dir)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
+    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
+                    anonymous=settings.anonymous)
     if settings.admin:
         from .admin import AdminGate
 

@@ -121,6 +121,13 @@ RELIANCES: tuple[Reliance, ...] = (
         ("app.py",),
         "Stock WsgiDAV hard-codes its RequestServer; _Resolver makes ours, and closes app_iter as upstream does.",
     ),
+    Reliance(
+        "wsgidav.dir_browser._dir_browser:WsgiDavDirBrowser",
+        "_get_context",
+        ("link_gate.py",),
+        "The folder page's template values: a link's page names the shared folder in its heading, "
+        "where upstream shows the href (which holds the token).",
+    ),
     # --- WSGI environ keys -----------------------------------------------------------------------
     Reliance("wsgidav", "wsgidav.provider", ("app.py",), "Set by WsgiDAVApp: the provider for the path."),
     Reliance(
@@ -133,8 +140,9 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("provider.py", "link_gate.py"),
-        "Set by HTTPAuthenticator after a login; share links set it to a link's own name.",
+        ("auth.py", "provider.py", "link_gate.py"),
+        "Set by HTTPAuthenticator after a login; auth.py sets it after its own Digest check, and "
+        "share links set it to a link's own name.",
     ),
     Reliance(
         "wsgidav",
@@ -201,6 +209,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "wsgidav.fs_dav_provider:FilesystemProvider._loc_to_file_path": ("self", "path", "environ"),
     "wsgidav.fs_dav_provider:FileResource.__init__": ("self", "path", "environ", "file_path"),
     "cheroot.server:HTTPConnection.communicate": ("self",),
+    "wsgidav.dir_browser._dir_browser:WsgiDavDirBrowser._get_context": ("self", "environ", "dav_res"),
 }  # fmt: skip
 
 
