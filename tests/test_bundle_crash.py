@@ -1,6 +1,6 @@
 """SIGKILL during a batch placement, at exact moments: every file is the old or the new version,
-and the journal describes the disk (a row matches its file, or its `prev` does: the old version,
-or nothing for a new file not yet renamed); the next pull converges without a conflict.
+and the journal describes the disk (a row matches its file, or a pending intent names the
+placement that was in flight); the next pull converges without a conflict.
 
 The pull runs in its own process; a few lines wrapped around davsync's own functions send it
 SIGKILL right before (or after) the n-th rename into place, journal commit or flush pass, so
@@ -76,31 +76,35 @@ def files(root: Path) -> dict[str, bytes]:
             if p.is_file() and ".davsync" not in p.relative_to(root).parts}  # fmt: skip
 
 
-def rows(dest: Path) -> dict[str, tuple]:
+def rows(dest: Path) -> tuple[dict[str, tuple[int, int, str]], dict[str, dict]]:
+    """The journal's rows (path -> size, mtime_ns, md5) and its pending place intents (path -> entry)."""
     import json
 
     with sqlite3.connect(dest / ".davsync" / "state.db") as db:
-        found = db.execute("SELECT path, size, mtime_ns, md5, prev FROM placed WHERE is_dir=0").fetchall()
-    return {p: (size, mtime, digest, json.loads(prev) if prev else None) for p, size, mtime, digest, prev in found}
+        placed = db.execute("SELECT path, size, mtime_ns, md5 FROM placed WHERE is_dir=0").fetchall()
+        intents = db.execute("SELECT path, entry FROM intent WHERE op='place'").fetchall()
+    return {p: (size, mtime, digest) for p, size, mtime, digest in placed}, {p: json.loads(e) for p, e in intents}
 
 
 def check_disk_and_journal(dest: Path, versions: dict[str, set[str]]) -> None:
-    """Whole versions only; every journal row describes its file, itself or through `prev`."""
+    """Whole versions only; every row describes its file; an intent names the new version, in
+    place (the rename happened) or not (then the row, if any, still describes the old one)."""
     on_disk = files(dest)
     for path, data in on_disk.items():
         assert md5(data) in versions.get(path, set()), f"{path} is no version the server ever had"
-    for path, (size, mtime_ns, digest, prev) in rows(dest).items():
-        if prev is not None and prev["size"] < 0 and path not in on_disk:
-            continue  # in flight when killed: nothing was there before, and the rename did not happen
+    placed, intents = rows(dest)
+    for path, (size, mtime_ns, digest) in placed.items():
         assert path in on_disk, f"the journal lists {path}, which is not there"
         st = os.stat(dest / path)
-        actual = md5(on_disk[path])
         if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-            assert actual == digest, f"the journal's MD5 for {path} is not the file's"
+            assert md5(on_disk[path]) == digest, f"the journal's MD5 for {path} is not the file's"
         else:
-            assert prev is not None and (st.st_size, st.st_mtime_ns) == (prev["size"], prev["mtime_ns"]), (
-                f"the journal's row for {path} describes neither the file nor what was there before")
-            assert actual == prev["md5"]
+            assert path in intents, f"the journal's row for {path} describes neither the file nor a placement in flight"
+    for path, entry in intents.items():
+        assert entry["md5"] in versions.get(path, set()), f"the intent for {path} names no server version"
+        if path in on_disk and (os.stat(dest / path).st_size, os.stat(dest / path).st_mtime_ns) == (
+                entry["size"], entry["mtime_ns"]):  # fmt: skip
+            assert md5(on_disk[path]) == entry["md5"], f"{path} was placed but is not the intended version"
 
 
 class Server:
@@ -179,11 +183,3 @@ def test_kills_at_every_rename_and_commit(share, tmp_path: Path, point: str) -> 
         check_disk_and_journal(dest, server.versions)
         converge(share, dest)
 
-
-def test_a_new_file_in_flight_has_no_base_until_its_rename_happened() -> None:
-    from davsync.client.plan import NOTHING_BEFORE, JournalEntry, LocalEntry, resolve_in_flight
-
-    row = JournalEntry(False, 5, 1_000, 7, "m", prev=NOTHING_BEFORE)
-    assert resolve_in_flight(row, None) is None  # killed before the rename: nothing placed
-    assert resolve_in_flight(row, LocalEntry(False, 5, 1_000, 7)) is row  # placed
-    assert resolve_in_flight(row, LocalEntry(False, 9, 2_000, 8)) is row  # placed, then edited: a local edit

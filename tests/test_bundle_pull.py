@@ -47,6 +47,11 @@ def assert_journal_describes(dest: Path) -> None:
         assert md5((dest / path).read_bytes()) == digest, path
 
 
+def why(result) -> tuple:  # type: ignore[no-untyped-def]
+    """What a run reports as left out of sync (for assertion messages)."""
+    return result.fatal, result.errors, result.skipped, result.deferred, result.conflicts
+
+
 def small_tree(root: Path, n: int, seed: int = 1) -> None:
     import random
 
@@ -65,7 +70,7 @@ def test_small_files_come_in_bundles_and_large_ones_by_get(share, tmp_path: Path
     dest = tmp_path / "mirror"
     before = dict(counts)
     result = run_pull(conn(share.url), dest, PullOptions())
-    assert result.exit_code == 0, (result.fatal, result.errors)
+    assert result.exit_code == 0, why(result)
     assert mirror(dest) == mirror(share.root)
     assert counts["GET"] - before.get("GET", 0) == 1  # only the large file
     assert counts["REPORT"] - before.get("REPORT", 0) >= 1
@@ -82,7 +87,7 @@ def test_small_files_come_in_bundles_and_large_ones_by_get(share, tmp_path: Path
         (share.root / "new" / f"{i}.txt").write_bytes(b"new %d" % i)
     share.wait_indexed()
     again = run_pull(conn(share.url), dest, PullOptions(full=True))
-    assert again.exit_code == 0, again.errors
+    assert again.exit_code == 0, why(again)
     assert len(again.done["update"]) == 20 and len(again.done["download"]) == 10
     assert mirror(dest) == mirror(share.root)
     assert_journal_describes(dest)
@@ -99,7 +104,7 @@ def test_a_cut_bundle_stream_keeps_what_arrived_and_fetches_the_rest_by_get(shar
         result = run_pull(conn(proxy.url), tmp_path / "mirror", PullOptions())
     finally:
         proxy.close()
-    assert result.exit_code == 0, (result.fatal, result.errors)
+    assert result.exit_code == 0, why(result)
     assert mirror(tmp_path / "mirror") == mirror(share.root)
     assert 0 < counts["GET"] < 80  # the members after the cut, one by one
     assert_journal_describes(tmp_path / "mirror")
@@ -125,14 +130,14 @@ def test_a_local_edit_during_a_batch_is_left_alone_and_the_journal_keeps_the_old
 
     result = run_pull(conn(share.url), dest, PullOptions(full=True), reporter=EditsDuringTheBatch())
     assert result.exit_code == 3
-    assert [e["path"] for e in result.errors] == [victim] and "changed locally" in result.errors[0]["error"]
+    assert [e.path for e in result.errors] == [victim] and "changed locally" in result.errors[0].error
     assert (dest / victim).read_bytes() == b"my edit"
     assert journal_rows(dest)[victim] == old_row  # what davsync last placed there, not the version never placed
     others = {p: d for p, d in mirror(share.root).items() if p != victim}
     assert {p: d for p, d in mirror(dest).items() if p != victim} == others
     # the next pull sees a local edit against a changed server file: a conflict copy, nothing lost
     final = run_pull(conn(share.url), dest, PullOptions(full=True))
-    assert final.exit_code == 3 and [c["path"] for c in final.conflicts] == [victim]
+    assert final.exit_code == 3 and [c.path for c in final.conflicts] == [victim]
     assert b"my edit" in [p.read_bytes() for p in dest.glob("album 1/*sync-conflict*")]
 
 
@@ -141,7 +146,7 @@ def test_pull_from_a_server_without_bundles_is_unchanged(rclone_webdav, tmp_path
     small_tree(src, 30, seed=4)
     url = rclone_webdav(src)
     result = run_pull(ConnectionSettings(url), tmp_path / "mirror", PullOptions())
-    assert result.exit_code == 0, (result.fatal, result.errors)
+    assert result.exit_code == 0, why(result)
     assert mirror(tmp_path / "mirror") == mirror(src)
     assert_journal_describes(tmp_path / "mirror")
 
@@ -223,8 +228,8 @@ def test_members_that_lie_fail_alone_and_nothing_escapes_dest(fake_server, tmp_p
     dest = tmp_path / "deep" / "mirror"
     result = run_pull(ConnectionSettings(url), dest, PullOptions())
     assert result.exit_code == 3
-    assert sorted(e["path"] for e in result.errors) == names[1:5]
-    assert any("MD5 mismatch" in e["error"] for e in result.errors)
+    assert sorted(e.path for e in result.errors) == names[1:5]
+    assert any("MD5 mismatch" in e.error for e in result.errors)
     placed = mirror(dest)
     assert placed == {n: FILES[n] for n in [names[0], *names[5:]]}
     assert sorted(gets) == sorted(names[5:])  # after the stray member: one by one
@@ -239,7 +244,7 @@ def test_a_garbled_stream_falls_back_to_get(fake_server, tmp_path: Path) -> None
     good = member_bytes(first, FILES[first], 0, md5=md5(FILES[first]), status="200")
     url = fake_server(hostile_server(good + b"\x01" * 1024, gets))
     result = run_pull(ConnectionSettings(url), tmp_path / "mirror", PullOptions())
-    assert result.exit_code == 0, result.errors
+    assert result.exit_code == 0, why(result)
     assert mirror(tmp_path / "mirror") == FILES
     assert sorted(gets) == sorted(FILES)[1:]
 

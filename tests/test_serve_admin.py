@@ -51,6 +51,46 @@ def test_admin_page_needs_an_admin(admin_share, start_share) -> None:
     assert put.status_code in (401, 403)
 
 
+def test_byte_accounting_leaves_bodies_with_a_length_untouched(admin_share) -> None:
+    """The client log counts an answer's Content-Length; only a body without one is counted chunk
+    by chunk. A download (the fast GET path) goes out as the very object the share returned."""
+    import base64
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    from davsync.server.admin import AdminGate
+
+    (admin_share.root / "a.txt").write_bytes(b"hello")
+    admin_share.wait_indexed()
+    returned: list = []
+
+    def share_app(environ: dict, start_response):  # type: ignore[no-untyped-def]
+        returned.append(admin_share.server.app.app(environ, start_response))
+        return returned[-1]
+
+    gate = AdminGate(share_app, admin_share.server.app.users, admin_share.settings, admin_share.server.state)
+    login = "Basic " + base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+
+    def call(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[object, bytes]:
+        environ = {"REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path, "HTTP_AUTHORIZATION": login, "REMOTE_ADDR": "10.1.2.3",
+                   "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), **headers}  # fmt: skip
+        setup_testing_defaults(environ)
+        result = gate(environ, lambda status, headers, exc_info=None: None)
+        data = b"".join(result)
+        getattr(result, "close", lambda: None)()
+        return result, data
+
+    def sent() -> int:
+        return next(c["bytes_sent"] for c in gate.clients.view() if c["address"] == "10.1.2.3")
+
+    result, data = call("GET", "/a.txt")
+    assert data == b"hello" and result is returned[-1] and sent() == 5
+    _, data = call("HEAD", "/a.txt")
+    assert data == b"" and sent() == 5
+    _, data = call("PROPFIND", "/", b"", HTTP_DEPTH="1")  # WsgiDAV's answer starts when first iterated
+    assert b"a.txt" in data and sent() == 5 + len(data)
+
+
 def test_admin_status_and_user_changes(admin_share) -> None:
     base = admin_share.url.rstrip("/") + ADMIN_PREFIX
     (admin_share.root / "a.txt").write_bytes(b"hello")

@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -553,3 +554,85 @@ def test_fuzzed_link_paths_never_reach_outside_the_folder(tree) -> None:
     probe()
     outside = sorted(p.relative_to(tree.root).as_posix() for p in tree.root.rglob("*") if "Photos" not in p.parts)
     assert outside == ["Other", "Other/private.txt", "secret.txt"]  # no copy landed outside the folder
+
+
+# --- Windows Explorer on its way to a link -------------------------------------------------------
+
+EXPLORER = {"User-Agent": "Microsoft-WebDAV-MiniRedir/10.0.19045", "translate": "f"}
+EXPLORER_PROPS = (
+    b'<?xml version="1.0" encoding="utf-8" ?><D:propfind xmlns:D="DAV:"><D:prop><D:name/><D:parentname/>'
+    b"<D:href/><D:ishidden/><D:isroot/><D:iscollection/><D:getlastmodified/><D:creationdate/>"
+    b"<D:getcontentlength/><D:resourcetype/></D:prop></D:propfind>"
+)
+
+
+def response_hrefs(xml: bytes) -> list[str]:
+    return [unquote(h.text) for h in etree.fromstring(xml).findall("{DAV:}response/{DAV:}href")]
+
+
+def explorer(share, method: str, target: str, depth: str | None = None, auth: str | None = None) -> Any:
+    headers = dict(EXPLORER)
+    if depth is not None:
+        headers["Depth"] = depth
+    if auth is not None:
+        headers["Authorization"] = auth
+    conn = http.client.HTTPConnection("127.0.0.1", share.server.port, timeout=30)
+    body = EXPLORER_PROPS if method == "PROPFIND" else b""
+    conn.request(method, target, body=body, headers=headers)
+    resp = conn.getresponse()
+    resp.body = resp.read()
+    conn.close()
+    return resp
+
+
+def test_explorer_maps_a_link_without_the_share_login(tree) -> None:
+    """The Mini-Redirector's sequence for `\\\\host@port\\s\\<token>`: OPTIONS of the server root and of
+    /s, PROPFIND Depth 0 of /s and of the link, then the listing. None of it may ask for the
+    share's own login (Explorer would show a login box a friend cannot fill in)."""
+    url, token = link(tree)
+    steps = [("OPTIONS", "/", None), ("OPTIONS", "/s", None), ("PROPFIND", "/s", "0"), ("PROPFIND", "/s/", "0"),
+             ("OPTIONS", f"/s/{token}", None), ("PROPFIND", f"/s/{token}", "0"), ("PROPFIND", f"/s/{token}/", "1"),
+             ("GET", f"/s/{token}/beach.jpg", None)]  # fmt: skip
+    answers = [explorer(tree, method, target, depth) for method, target, depth in steps]
+    assert [a.status for a in answers] == [200, 200, 207, 207, 200, 207, 207, 200], [
+        (s[:2], a.status) for s, a in zip(steps, answers, strict=True)]  # fmt: skip
+    assert not any(a.getheader("WWW-Authenticate") for a in answers)
+    assert "2" in answers[0].getheader("DAV") and "LOCK" in answers[0].getheader("Allow")
+    assert response_hrefs(answers[2].body) == ["/s/"]  # an empty collection: no link, no token
+    assert token not in answers[2].body.decode()
+    listed = response_hrefs(answers[6].body)
+    assert f"/s/{token}/beach.jpg" in listed and not any("secret" in h for h in listed)
+    assert answers[7].body == b"sand" * 100
+
+
+def test_explorer_probes_open_nothing_of_the_share(tree) -> None:
+    url, token = link(tree, password="for friends")
+    for agent in (EXPLORER, {}):  # the share's root still needs its login, whoever asks
+        conn = http.client.HTTPConnection("127.0.0.1", tree.server.port, timeout=30)
+        conn.request("PROPFIND", "/", body=EXPLORER_PROPS, headers={**agent, "Depth": "0"})
+        root = conn.getresponse()
+        body = root.read()
+        conn.close()
+        assert root.status == 401 and b"secret" not in body and b"Photos" not in body
+    for target, depth in (("/s/", "1"), ("/s/", "infinity"), ("/", "1")):
+        r = explorer(tree, "PROPFIND", target, depth)
+        assert r.status in (401, 404) and token.encode() not in r.body and b"Photos" not in r.body
+    assert explorer(tree, "GET", "/secret.txt").status == 401
+    assert requests.options(tree.url, timeout=10).status_code == 401  # other clients: unchanged
+    # a password link asks for its own password (its own realm), not the share's login
+    challenge = explorer(tree, "PROPFIND", f"/s/{token}/", "0")
+    assert challenge.status == 401 and 'realm="davsync"' not in challenge.getheader("WWW-Authenticate")
+    s = requests.Session()
+    s.auth = HTTPDigestAuth("share", "for friends")
+    assert s.request("PROPFIND", url, headers={**EXPLORER, "Depth": "1"}, timeout=10).status_code == 207
+
+
+def test_folder_page_heading_names_the_folder_not_the_token(tree) -> None:
+    url, token = link(tree)
+    for sub, shown in (("", "Photos/"), ("2024/", "Photos/2024/")):
+        page = requests.get(url + sub, headers={"Accept": "text/html"}, timeout=10)
+        assert page.status_code == 200
+        heading = re.sub(r"<[^>]*>", "", page.text.split("<h1>", 1)[1].split("</h1>", 1)[0])
+        title = page.text.split("<title>", 1)[1].split("</title>", 1)[0]
+        assert f"Index of {shown}" in heading and f"Index of {shown}" in title
+        assert token not in heading and token not in title

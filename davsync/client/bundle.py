@@ -30,10 +30,10 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from xml.sax.saxutils import escape, quoteattr
 
 import urllib3
@@ -41,20 +41,24 @@ import urllib3
 from .. import osfs
 from ..concurrency import wait_first
 from ..paxstream import Member, PaxReader, TarFormatError
-from .journal import Journal
-from .plan import NOTHING_BEFORE, Action, JournalEntry, Kind, LocalEntry
+from .journal import Intent, Journal
+from .plan import Action, JournalEntry, Kind, LocalEntry, complete
 from .remote import Remote, RemoteError
 from .transfer import (
     Downloaded,
     DownloadError,
     Raced,
-    _same,
     local_error,
     path_error,
     place,
+    same_stat,
     stat_entry,
 )
 from .transport import NETWORK_ERRORS
+
+if TYPE_CHECKING:
+    from .execute import Context
+    from .results import RunResult
 
 MAX_FILE = 1024 * 1024  # files up to this size travel in bundles; larger ones by GET with resume
 BATCH_FILES = 400
@@ -130,28 +134,52 @@ def features(remote: Remote) -> Features:
 class Reporter(Protocol):
     def file_started(self, path: str, size: int) -> None: ...
     def advance(self, nbytes: int) -> None: ...
+    def file_done(self, action: Action, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
 
 
-Outcome = tuple[Action, "Future[tuple[int, str]]"]
+Outcome = int | Exception  # bytes fetched, or why this file was not placed
 
 
 @dataclass
 class Batcher:
-    """What the pull's transfer step lends the batched path (see pull.Puller._transfer_all)."""
+    """What the batched path works with: the run's connection, folders, journal and reporting."""
 
     remote: Remote
-    dest: Path
+    dest: Path  # the long-path form on Windows
     state_dir: Path
     journal: Journal
     stop: threading.Event
     reporter: Reporter
-    done: Callable[[Action, Future[tuple[int, str]]], None]  # called once per action handled here
+    done: Callable[[Action, Outcome], None]  # called once per action handled here, from the caller's thread
     jobs: int = 4
+    on_disk: dict[str, str] = field(default_factory=dict)  # NFC path -> its spelling on disk, where they differ
+
+
+def bundled_downloads(ctx: Context, result: RunResult) -> Callable[[list[Action]], list[Action]]:
+    """The executor's prefetch hook (execute.Context.prefetch): small downloads in bundles,
+    reported into this run's result as the executor reports a single download."""
+
+    def done(a: Action, outcome: Outcome) -> None:
+        if isinstance(outcome, Exception):
+            result.error(a.path, str(outcome))
+            ctx.reporter.warn(f"{a.path}: {outcome}")
+            return
+        result.bytes_downloaded += outcome
+        result.record(a.kind, a.path)
+        ctx.reporter.file_done(a)
+
+    def prefetch(transfers: list[Action]) -> list[Action]:
+        b = Batcher(ctx.remote, ctx.dest, ctx.state_dir, ctx.journal, ctx.stop, ctx.reporter, done, ctx.jobs,
+                    ctx.on_disk)  # fmt: skip
+        return transfer_small(b, transfers)
+
+    return prefetch
 
 
 def takes(a: Action, limit: int) -> bool:
     """Is this transfer one the batched path handles? A plain download or update of a small
-    file; conflicts (a local copy to set aside first) and odd cases keep the per-file path."""
+    file; conflicts (a local copy to set aside first) keep the per-file path."""
     r = a.remote
     return (
         a.kind in (Kind.DOWNLOAD, Kind.UPDATE)
@@ -159,7 +187,8 @@ def takes(a: Action, limit: int) -> bool:
         and not r.is_dir
         and r.size is not None
         and r.size <= limit
-        and (a.local is None or (a.base is not None and not a.local.is_dir))
+        and (a.local is None or not a.local.is_dir)
+        and a.to_record is not None
     )
 
 
@@ -232,10 +261,10 @@ class _Batch:
         self.actions = actions
         self.names: dict[int, str | None] = {}  # id(action) -> the server's spelling, when not the local one
         self.staged: list[_Staged] = []
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[tuple[Action, Outcome]] = []
         self.partial = b.state_dir / "partial"
 
-    def run(self) -> tuple[list[Action], list[Outcome]]:
+    def run(self) -> tuple[list[Action], list[tuple[Action, Outcome]]]:
         """Returns the actions left for the per-file path, and the outcome of every other one."""
         try:
             leftover = self._receive()
@@ -250,14 +279,7 @@ class _Batch:
                     _unlink(s.got.partial)
 
     def _failed(self, a: Action, error: Exception) -> None:
-        fut: Future[tuple[int, str]] = Future()
-        fut.set_exception(error)
-        self.outcomes.append((a, fut))
-
-    def _succeeded(self, a: Action, nbytes: int) -> None:
-        fut: Future[tuple[int, str]] = Future()
-        fut.set_result((nbytes, ""))
-        self.outcomes.append((a, fut))
+        self.outcomes.append((a, error))
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -330,7 +352,7 @@ class _Batch:
             if status in (404, 409, 412):
                 what = {404: "it is gone from the server", 409: "it keeps changing on the server",
                         412: "it changed on the server since it was listed"}[status]  # fmt: skip
-                self._failed(a, DownloadError(f"{what}; nothing was placed (the next pull fetches it)"))
+                self._failed(a, DownloadError(f"{what}; nothing was placed (the next run fetches it)"))
                 return False
             if status == 403:
                 self._failed(a, DownloadError(f"the server refused it (403{': ' + reason if reason else ''})"))
@@ -363,11 +385,14 @@ class _Batch:
 
     # --- placing -------------------------------------------------------------------------------
 
-    def _entry(self, s: _Staged, local: LocalEntry, prev: JournalEntry | None) -> JournalEntry:
-        r = s.action.remote
-        assert r is not None
-        return JournalEntry(False, local.size, local.mtime_ns, local.ino, s.got.md5, r.etag, r.size, r.mtime, r.md5,
-                            self._server_name(s.action), prev=prev)  # fmt: skip
+    def _target(self, a: Action) -> str:
+        """Where the file goes: a file being replaced is renamed over its spelling on disk."""
+        return self.b.on_disk.get(a.path, a.path) if a.local is not None else a.path
+
+    def _row(self, s: _Staged, placed: LocalEntry) -> JournalEntry:
+        """The row a placed file gets: what the plan would record, completed with the file's stat."""
+        assert s.action.to_record is not None
+        return replace(complete(s.action.to_record, placed), md5=s.got.md5, remote_name=self._server_name(s.action))
 
     def _place_all(self) -> None:
         b = self.b
@@ -380,58 +405,52 @@ class _Batch:
             osfs.flush_files([s.got.partial for s in self.staged])
         except OSError as e:
             raise local_error(e, "writing downloaded files to disk") from None
-        # Every file first gets its row saying what is there now (`prev`: the old version, or
-        # nothing), all in one transaction, before any rename.
+        # Intents for the whole batch, committed together before any rename: after a kill the
+        # next run settles each from what is on disk (engine._resolve_placements).
         planned: list[_Staged] = []
-        rows: list[tuple[str, JournalEntry]] = []
+        intents: list[Intent] = []
         for s in self.staged:
             a = s.action
-            if not _same(stat_entry(b.dest / a.path), a.local):
-                s.error = Raced(f"{a.path} changed locally during the pull; left alone")
+            if not same_stat(stat_entry(b.dest / self._target(a)), a.local):
+                s.error = Raced(f"{a.path} changed locally during the run; left alone")
                 continue
             new = s.got.ready or stat_entry(s.got.partial)
-            assert new is not None and (a.local is None or a.base is not None)
-            prev = NOTHING_BEFORE if a.local is None or a.base is None else replace(a.base, prev=None)
-            rows.append((a.path, self._entry(s, new, prev)))
+            assert new is not None
+            intents.append(Intent(a.path, "place", self._row(s, new)))
             planned.append(s)
-        b.journal.put_many(rows)
         if planned:
+            b.journal.intend_many(intents)
             self._rename_all(planned)
         for s in self.staged:
             if s.placed is not None:
-                self._succeeded(s.action, s.got.bytes_fetched)
+                self.outcomes.append((s.action, s.got.bytes_fetched))
             else:
                 self._failed(s.action, s.error or DownloadError("not placed"))
 
     def _rename_all(self, planned: list[_Staged]) -> None:
         b = self.b
-        b.journal.commit()
         folders: set[Path] = set()
         try:
             for s in planned:
                 a = s.action
                 assert a.remote is not None
                 try:
-                    s.placed = place(s.got, b.dest, a.path, a.remote, a.local, folders.add)
+                    s.placed = place(s.got, b.dest, self._target(a), a.remote, a.local, folders.add)
                 except (Raced, DownloadError) as e:
                     s.error = e
         finally:
-            # Once the renames are durable, the rows lose their `prev`; a file not placed gets
-            # its old row back (or none), so the journal never waits for a rename that failed.
+            # Once the renames are durable, the intents become rows (or go: nothing was placed),
+            # in one transaction.
             try:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
-            rows: list[tuple[str, JournalEntry]] = []
+            b.journal.settle_many([(s.action.path, self._row(s, s.placed) if s.placed else None) for s in planned])
             for s in planned:
-                a = s.action
                 if s.placed is not None:
-                    rows.append((a.path, self._entry(s, s.placed, None)))
-                elif a.base is not None:
-                    rows.append((a.path, a.base))
-                else:
-                    b.journal.forget(a.path)
-            b.journal.put_many(rows)
+                    for path, row in s.action.extra:
+                        if row is None:
+                            b.journal.forget(path)
             b.journal.commit()
 
 

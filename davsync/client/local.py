@@ -48,9 +48,8 @@ class LocalScan:
     skipped: list[Skipped] = field(default_factory=list)  # name-rule refusals, links, unreadable entries
     files_hashed: int = 0  # files read to hash them
     # Rows whose placement was in flight when a crash came (`prev` set), resolved against the
-    # file found (resolve_in_flight): plan with these instead of the stored rows. None: a new
-    # file whose rename never happened, so the path has no base.
-    resolved: dict[str, JournalEntry | None] = field(default_factory=dict)
+    # file found (resolve_in_flight): plan with these instead of the stored rows.
+    resolved: dict[str, JournalEntry] = field(default_factory=dict)
     # NFC path -> the spelling on disk, where they differ (a name written in NFD by a Mac tool).
     on_disk: dict[str, str] = field(default_factory=dict)
     _left_alone: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
@@ -171,7 +170,6 @@ class _Look:
             path = nfc_of.pop(rel, rel)
             if path and isinstance(e, FileNotFoundError | NotADirectoryError):
                 self.entries[path] = None  # gone while we walked
-                self.absent(path)
             else:
                 self.failed.add(path)
 
@@ -250,7 +248,6 @@ class _Look:
             st = os.stat(full, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             self.entries[path] = None
-            self.absent(path)
             return
         except OSError as e:
             self.entries[path] = _UNREAD
@@ -308,6 +305,7 @@ class _Look:
         row = self.base.get(path)
         if row is not None and row.prev is not None:
             row = resolve_in_flight(row, entry)
+            assert row is not None
             self.result.resolved[path] = row
         self.entries[path] = entry
         if row is not None and not row.is_dir and row.matches_local(entry) and not self.hash_all:
@@ -317,17 +315,7 @@ class _Look:
             return
         self.to_hash.append((path, disk))
 
-    def absent(self, path: str) -> None:
-        """No file at `path`: a row in flight there resolves as if its rename never happened."""
-        row = self.base.get(path)
-        if row is not None and row.prev is not None:
-            self.result.resolved[path] = resolve_in_flight(row, None)
-
     def finish(self, *, complete: bool) -> LocalScan:
-        if complete:
-            for path, row in self.base.items():
-                if row.prev is not None and path not in self.entries:
-                    self.absent(path)
         self.hash_queued()
         self.result.view = LocalView(self.entries, complete=complete, failed=frozenset(self.failed))
         return self.result

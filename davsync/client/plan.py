@@ -95,17 +95,10 @@ class JournalEntry:
         )
 
 
-# The `prev` of a placement where nothing was before (a new file): if the rename never
-# happened, davsync placed nothing there and the path has no base.
-NOTHING_BEFORE = JournalEntry(False, size=-1)
-
-
 def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) -> JournalEntry | None:
     """The journal entry that describes the local file, given a placement that may not have happened."""
     if journal is None or journal.prev is None:
         return journal
-    if journal.prev.size < 0:  # NOTHING_BEFORE: a file there now means the rename happened
-        return journal if local is not None else None
     if local is not None and not journal.matches_local(local) and journal.prev.matches_local(local):
         return journal.prev  # the crash came before the rename: the old file is still there
     return journal
@@ -1241,6 +1234,9 @@ class _TwoWay:
             elif a.kind in _REMOTE_DELETIONS and hold_remote:
                 reason = f"deleted here; kept on the server: {hold_remote}"
                 self.actions[path] = replace(a, kind=Kind.LOCAL_DELETED, reason=reason, record=None)
+            else:
+                continue
+            self.result.refused_deletions += 1  # held by a guard: left out of sync, a problem to report
 
 
 def _gone_above(path: str, entries: Mapping[str, object], removed: frozenset[str]) -> bool:

@@ -613,6 +613,19 @@ class _Body:
                 self._progress(len(block))
             yield block
 
+    def tell(self) -> int:
+        return self.sent
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Start over: a login answered with a Digest challenge (or a stale nonce) is sent again,
+        and requests rewinds the body through this; without it the retry would send no bytes."""
+        if (offset, whence) != (0, 0):
+            raise OSError("an upload body can only start over from the beginning")
+        self._file.seek(0)
+        self.sent = 0
+        self.digest = hashlib.md5()
+        return 0
+
     def _fail(self, failure: BaseException) -> NoReturn:
         self.failure = failure
         raise _SourceFailed()

@@ -225,6 +225,9 @@ class Transport:
         if resp.status_code == 401 and login:
             resp.close()
             if self._negotiate(resp):
+                rewind = getattr(kw.get("data"), "seek", None)
+                if rewind is not None:
+                    rewind(0)  # an upload goes again from its first byte
                 return self.request(method, url, **kw)
             raise self.login_refused()
         return resp

@@ -4,7 +4,8 @@ It lives under ADMIN_PREFIX, which starts with the prefix of davsync's own uploa
 the share can never hold, list or serve a name like that, so the page cannot collide with it.
 Admins log in with Basic auth (their davsync password); every POST needs the page's CSRF token
 in a header, which a cross-site form cannot send. Everything else passes through, after noting who
-connected from where and how many bytes they were sent; files that a browser would run as a page
+connected from where and how many bytes they were sent (an answer's Content-Length; only a body
+without one is counted as it goes, so a download costs nothing extra); files that a browser would run as a page
 (HTML, SVG, XML) are sent sandboxed so they cannot act as a logged-in admin. Kept versions are
 listed and restored through the same VersionStore calls as `davsync versions`.
 """
@@ -12,6 +13,7 @@ listed and restored through the same VersionStore calls as `davsync versions`.
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import os
 import re
@@ -19,7 +21,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -108,16 +110,48 @@ def _sandboxing(start_response: StartResponse) -> StartResponse:
     return wrapped
 
 
-class _Counted:
-    """The response body, passed through while counting its bytes; noted when the server closes it."""
+class _Meter:
+    """start_response that notes the answer's Content-Length, so most bodies need no counting."""
 
-    def __init__(self, result: Iterable[bytes], done: Callable[[int], None]) -> None:
+    def __init__(self, start_response: StartResponse, head: bool) -> None:
+        self.start_response = start_response
+        self.head = head
+        self.started = False
+        self.length: int | None = None
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        self.started = True
+        self.length = None
+        for k, v in headers:
+            if k.lower() == "content-length" and v.isdigit():
+                self.length = int(v)
+        if self.head:
+            self.length = 0  # HEAD sends the GET's Content-Length and no body
+        return self.start_response(status, headers, exc_info) if exc_info else self.start_response(status, headers)
+
+
+class _Accounted:
+    """A body whose answer had not started when the app returned (a generator): the first chunk
+    starts it; then, with a Content-Length, the rest passes untouched (a C-level chain, no Python
+    step per chunk); without one, the chunks are counted. Noted when the server closes it."""
+
+    def __init__(self, result: Iterable[bytes], meter: _Meter, done: Callable[[int], None]) -> None:
         self._result = result
+        self._meter = meter
         self._done = done
         self._sent = 0
 
-    def __iter__(self) -> Any:
-        for chunk in self._result:
+    def __iter__(self) -> Iterator[bytes]:
+        it = iter(self._result)
+        first = next(it, None)
+        head = [] if first is None else [first]
+        if self._meter.length is not None:
+            self._sent = self._meter.length
+            return itertools.chain(head, it)
+        return self._counted(head, it)
+
+    def _counted(self, head: list[bytes], it: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in itertools.chain(head, it):
             self._sent += len(chunk)
             yield chunk
 
@@ -147,10 +181,20 @@ class AdminGate:
         path = environ.get("PATH_INFO", "")
         if path == ADMIN_PREFIX.rstrip("/") or path.startswith(ADMIN_PREFIX):
             return self._admin(environ, start_response, path[len(ADMIN_PREFIX) :])
-        if environ["REQUEST_METHOD"] in ("GET", "HEAD") and not path.endswith("/"):
+        method = environ["REQUEST_METHOD"]
+        if method in ("GET", "HEAD") and not path.endswith("/"):
             start_response = _sandboxing(start_response)
-        return _Counted(self.app(environ, start_response), lambda n: self.clients.note(
-            _user_of(environ), environ.get("REMOTE_ADDR", "?"), environ.get("HTTP_USER_AGENT", "")[:120], n))
+        meter = _Meter(start_response, head=method == "HEAD")
+        result = self.app(environ, meter)
+
+        def note(nbytes: int) -> None:
+            self.clients.note(_user_of(environ), environ.get("REMOTE_ADDR", "?"),
+                              environ.get("HTTP_USER_AGENT", "")[:120], nbytes)  # fmt: skip
+
+        if meter.started and meter.length is not None:
+            note(meter.length)  # answered already, its length known: the body goes out untouched
+            return result
+        return _Accounted(result, meter, note)
 
     # --- the admin page ----------------------------------------------------------
 

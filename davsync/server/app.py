@@ -22,6 +22,7 @@ from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .bundle import BundleMiddleware
 from .fastget import FastGet
+from .fastpropfind import FastPropfind
 from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
@@ -30,6 +31,7 @@ from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
+from .sendfile import install as install_sendfile
 from .settings import ServeSettings
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
@@ -97,8 +99,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
             "accept_basic": True,
-            "accept_digest": True,
-            "default_to_digest": True,
+            "accept_digest": False,  # FrontGate checks Digest itself (auth.py) and sends its challenge
+            "default_to_digest": False,
         },
         "dir_browser": {
             "enable": True,
@@ -123,10 +125,12 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         },
     }
     dav_app = WsgiDAVApp(config)
-    fast = FastGet(dav_app, provider, users, settings.anonymous)
+    listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
+    fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(state_dir)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions)
+    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
+                    anonymous=settings.anonymous)
     if settings.admin:
         from .admin import AdminGate
 
@@ -165,6 +169,7 @@ class DavServer:
             shutdown_timeout=5,
         )
         self._server.ConnectionClass = StickyConnection
+        install_sendfile(self._server)
         if settings.tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 

@@ -6,10 +6,14 @@ Policy (also the README's access table):
   challenge when users exist (so they can log in) and 403 when none do.
 - anonymous "write": everything is open.
 - a read-only user gets 403 on every write method.
+
+Digest logins are checked here, by FrontGate, with server-issued nonces that expire and a
+nonce count that is accepted once (digest.py); WsgiDAV's authenticator only does Basic.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,9 +22,11 @@ from wsgidav.dc.base_dc import BaseDomainController
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..users import REALM, Users, basic_credentials
+from . import digest
 from .destination import DestinationError, destination_path, without_userinfo
 from .request_server import WRITE_METHODS
 
+log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
@@ -48,6 +54,9 @@ class DavsyncDomainController(BaseDomainController):
     def require_authentication(self, realm: str, environ: dict | None) -> bool:
         if self.anonymous == "write":
             return False
+        if environ is not None and environ.get("davsync.digest_user"):
+            environ["wsgidav.auth.user_name"] = environ["davsync.digest_user"]  # FrontGate checked it
+            return False
         if self.anonymous == "read":
             if environ is None:
                 return False
@@ -67,24 +76,18 @@ class DavsyncDomainController(BaseDomainController):
         return True
 
     def supports_http_digest_auth(self) -> bool:
-        return True
-
-    def digest_auth_user(self, realm: str, user_name: str, environ: dict) -> str | bool:
-        user = self.users.users.get(user_name)
-        if user is None:
-            return False
-        environ["davsync.readonly"] = user.read_only
-        return user.ha1
+        return False  # FrontGate does Digest (WsgiDAV's accepts any nonce, any number of times)
 
 
 class FrontGate:
-    """Runs first: refuses bad paths and malformed credentials cleanly,
-    answers anonymous writes on a read-only share, and offers Basic next to Digest."""
+    """Runs first: refuses bad paths and malformed credentials cleanly, answers anonymous
+    writes on a read-only share, checks Digest logins, and offers Digest (our nonces) and Basic."""
 
     def __init__(self, app: WsgiApp, users: Users, anonymous: str) -> None:
         self.app = app
         self.users = users
         self.anonymous = anonymous
+        self.nonces = digest.NonceBook()
         self.counts: Counter[str] = Counter()  # requests per method, for diagnostics and tests
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -102,6 +105,13 @@ class FrontGate:
         scheme = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")[0]
         if scheme.lower() == "basic" and basic_credentials(environ["HTTP_AUTHORIZATION"]) is None:
             del environ["HTTP_AUTHORIZATION"]
+        if scheme.lower() == "digest" and self.anonymous != "write":
+            verdict = self._digest(environ)
+            if not verdict.ok:
+                if verdict.state == "bad":
+                    log.warning("%s - Digest login refused for %r", environ.get("REMOTE_ADDR", "?"), verdict.user)
+                return _plain(start_response, "401 Unauthorized", "Log in with a davsync user name and password.",
+                              self._challenges(stale=verdict.state == "stale"))  # fmt: skip
         if (
             self.anonymous == "read"
             and not self.users.users
@@ -110,14 +120,35 @@ class FrontGate:
         ):
             return _plain(start_response, "403 Forbidden", "This share is read-only for anonymous users.")
 
-        def add_basic_challenge(status: str, headers: list, exc_info: Any = None) -> Any:
-            if status.startswith("401") and not any(
-                k.lower() == "www-authenticate" and v.lower().startswith("basic") for k, v in headers
-            ):
-                headers = [*headers, ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
+        def our_challenges(status: str, headers: list, exc_info: Any = None) -> Any:
+            if status.startswith("401"):  # WsgiDAV challenges with Basic only: offer our Digest first
+                headers = [(k, v) for k, v in headers if k.lower() != "www-authenticate"] + self._challenges()
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, add_basic_challenge)
+        return self.app(environ, our_challenges)
+
+    def _digest(self, environ: dict) -> digest.Verdict:
+        """Check a Digest login; on success the request goes on as that user."""
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        verdict = digest.verify(
+            environ["HTTP_AUTHORIZATION"].strip()[len("digest") :], realm=REALM, method=environ["REQUEST_METHOD"],
+            request_path=raw.encode("latin-1").decode("utf-8", "replace"), query=environ.get("QUERY_STRING", ""),
+            ha1_for=lambda name: u.ha1 if (u := self.users.users.get(name)) is not None else None,
+            nonces=self.nonces, scope=REALM,
+        )  # fmt: skip
+        if verdict.ok and verdict.user is not None:
+            user = self.users.users.get(verdict.user)
+            if user is None:  # removed by the admin page a moment ago
+                return digest.Verdict("bad", verdict.user)
+            environ["davsync.digest_user"] = verdict.user
+            environ["davsync.readonly"] = user.read_only
+        return verdict
+
+    def _challenges(self, *, stale: bool = False) -> list[tuple[str, str]]:
+        return [
+            ("WWW-Authenticate", digest.challenge(REALM, self.nonces.issue(REALM), stale=stale)),
+            ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'),
+        ]
 
 
 def _path_problem(wsgi_path: str) -> str | None:

@@ -7,24 +7,21 @@ people it was given to (the lesson of ocis#12825 and nextcloud bruteforcesetting
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
-import re
 import secrets
 import threading
 import time
 from collections import deque
 
 from ..users import basic_credentials
+from . import digest
 from .links import DIGEST_USER, ShareLink
 
 MAX_FAILURES = 10
 FAILURE_WINDOW = 600.0  # seconds
-NONCE_LIFETIME = 600.0
 COOKIE_NAME = "davsync_share"
 COOKIE_LIFETIME = 7 * 86400
-_DIGEST_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
 def client_key(address: str) -> str:
@@ -84,6 +81,7 @@ class LinkAuth:
         self._lock = threading.Lock()
         self._kdf_lock = threading.Lock()  # scrypt takes 16 MiB: one at a time
         self.limiter = FailureLimiter()
+        self.nonces = digest.NonceBook()
 
     # --- passwords -----------------------------------------------------------
 
@@ -108,55 +106,20 @@ class LinkAuth:
 
     # --- Digest (RFC 7616, MD5, qop=auth): Windows Explorer's only choice over http ---
 
-    def nonce(self, link: ShareLink) -> str:
-        stamp = str(int(time.time()))
-        sig = hmac.new(self._secret, f"{stamp}:{link.id}".encode(), "sha256").hexdigest()[:32]
-        return f"{stamp}.{sig}"
-
-    def _nonce_state(self, link: ShareLink, nonce: str) -> str:
-        stamp, _, sig = nonce.partition(".")
-        expected = hmac.new(self._secret, f"{stamp}:{link.id}".encode(), "sha256").hexdigest()[:32]
-        if not stamp.isdigit() or not hmac.compare_digest(sig, expected):
-            return "bad"
-        return "stale" if time.time() - int(stamp) > NONCE_LIFETIME else "ok"
-
-    def check_digest(self, link: ShareLink, value: str, method: str, request_path: str) -> str:
-        """'ok', 'stale' (a good answer to an old nonce: ask again) or 'bad'."""
+    def check_digest(self, link: ShareLink, value: str, method: str, request_path: str, query: str = "") -> str:
+        """'ok', 'stale' (the right password with an expired, unknown or replayed nonce: ask again) or 'bad'."""
         if link.digest_ha1 is None:
             return "bad"
-        params = {
-            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-            for m in _DIGEST_PARAM.finditer(value)
-        }
-        need = ("username", "realm", "nonce", "uri", "response")
-        if any(k not in params for k in need) or params["realm"] != link.realm:
-            return "bad"
-        if params["username"].lower() != DIGEST_USER or params.get("algorithm", "MD5").upper() != "MD5":
-            return "bad"
-        from urllib.parse import unquote, urlsplit
-
-        if unquote(urlsplit(params["uri"]).path) != unquote(request_path):
-            return "bad"
-        ha2 = hashlib.md5(f"{method}:{params['uri']}".encode()).hexdigest()
-        qop = params.get("qop")
-        if qop == "auth":
-            parts = [link.digest_ha1, params["nonce"], params.get("nc", ""), params.get("cnonce", ""), qop, ha2]
-        elif qop is None:
-            parts = [link.digest_ha1, params["nonce"], ha2]
-        else:
-            return "bad"
-        expected = hashlib.md5(":".join(parts).encode()).hexdigest()
-        if not hmac.compare_digest(expected, params["response"].lower()):
-            return "bad"
-        return self._nonce_state(link, params["nonce"])
+        ha1 = link.digest_ha1
+        return digest.verify(
+            value, realm=link.realm, method=method, request_path=request_path, query=query,
+            ha1_for=lambda name: ha1 if name.lower() == DIGEST_USER else None, nonces=self.nonces, scope=link.id,
+        ).state  # fmt: skip
 
     def challenges(self, link: ShareLink, *, stale: bool = False) -> list[tuple[str, str]]:
-        digest = f'Digest realm="{link.realm}", nonce="{self.nonce(link)}", qop="auth", algorithm=MD5'
-        if stale:
-            digest += ", stale=true"
         return [
             ("WWW-Authenticate", f'Basic realm="{link.realm}", charset="UTF-8"'),
-            ("WWW-Authenticate", digest),
+            ("WWW-Authenticate", digest.challenge(link.realm, self.nonces.issue(link.id), stale=stale)),
         ]
 
     # --- the browser's login cookie ---------------------------------------------

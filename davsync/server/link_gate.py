@@ -40,6 +40,14 @@ REFUSED = {
     "drop": "This link only accepts uploads (PUT) and new folders (MKCOL).",
 }
 MAX_FORM = 4096
+EXPLORER_AGENT = "Microsoft-WebDAV-MiniRedir"
+PROBE_PATHS = frozenset({"/", "/s", "/s/"})
+PROBE_ALLOW = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK"
+PROBE_LISTING = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:"><D:response><D:href>/s/</D:href>'
+    b"<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>"
+    b"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"
+)
 MAX_CLASH = 10_000
 APPS_CACHED = 64
 
@@ -54,8 +62,9 @@ class LinkGate:
     """Routes `/s/...` to share links and everything else to the share's own app."""
 
     def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
-                 index: Any, versions: Any = None) -> None:  # fmt: skip
+                 index: Any, versions: Any = None, anonymous: str = "off") -> None:  # fmt: skip
         self.app = app
+        self.anonymous = anonymous  # the share's own guest access: a guest's probes need no help then
         self.store = store
         self.root = os.path.realpath(root)
         self.make_dav_app = make_dav_app
@@ -73,12 +82,57 @@ class LinkGate:
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path in PROBE_PATHS:
+            probe = self._explorer_probe(environ, start_response, path)
+            if probe is not None:
+                return probe
         if not path.startswith("/s/"):
             return self.app(environ, start_response)
         token, slash, rest = path[3:].partition("/")
         if not TOKEN_RE.match(token) and os.path.lexists(os.path.join(self.root, "s")):
             return self.app(environ, start_response)  # the share's own folder "s", not a link
         return self._serve(environ, start_response, token, slash + rest)
+
+    # --- Windows Explorer on its way to a link ------------------------------------
+
+    def _explorer_probe(self, environ: dict, start_response: StartResponse, path: str) -> Iterable[bytes] | None:
+        """Explorer's Mini-Redirector, mapping `/s/<token>/`, first asks OPTIONS of the server root
+        and of `/s`, and PROPFIND (Depth 0) of `/s`. Answered by the share, those get its own 401,
+        and Explorer asks for the share's login, which a friend with a link does not have. Here a
+        credential-less probe is answered with what any WebDAV server says about itself (DAV
+        classes and methods) and an empty `/s/` collection: nothing of the share, no link, no
+        token. PROPFIND of `/` and any listing below it still need the share's login."""
+        if "HTTP_AUTHORIZATION" in environ or not environ.get("HTTP_USER_AGENT", "").startswith(EXPLORER_AGENT):
+            return None
+        method = environ["REQUEST_METHOD"]
+        if path == "/":
+            if method != "OPTIONS" or self.anonymous != "off":
+                return None  # a guest of the share is answered by the share itself
+        elif method == "PROPFIND":
+            if environ.get("HTTP_DEPTH") != "0":
+                return None
+        elif method != "OPTIONS":
+            return None
+        if path != "/" and self.anonymous != "off" and os.path.lexists(os.path.join(self.root, "s")):
+            return None  # the share's own folder "s", which its guests may see
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 <= length <= MAX_FORM:
+            return None
+        if length:
+            environ["wsgi.input"].read(length)  # Explorer's prop list: the answer is the same for any
+        if log.isEnabledFor(logging.INFO):
+            log.info('%s - "%s %s" -> answered as a Windows Explorer probe', environ.get("REMOTE_ADDR", ""), method,
+                     path)  # fmt: skip
+        headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Cache-Control", "private")]
+        if method == "OPTIONS":
+            start_response("200 OK", [*headers, ("Allow", PROBE_ALLOW), ("Content-Length", "0")])
+            return [b""]
+        start_response("207 Multi-Status", [*headers, ("Content-Type", 'application/xml; charset="utf-8"'),
+                                            ("Content-Length", str(len(PROBE_LISTING)))])  # fmt: skip
+        return [PROBE_LISTING]
 
     # --- one link request --------------------------------------------------------
 
@@ -202,7 +256,8 @@ class LinkGate:
             ok = self.auth.check_basic(link, value)
         elif scheme.lower() == "digest":
             raw_path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            verdict = self.auth.check_digest(link, value, method, raw_path.encode("latin-1").decode("utf-8", "replace"))
+            verdict = self.auth.check_digest(link, value, method, raw_path.encode("latin-1").decode("utf-8", "replace"),
+                                             environ.get("QUERY_STRING", ""))
             ok, stale = verdict == "ok", verdict == "stale"
         else:
             ok = False
@@ -305,10 +360,21 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
     from ..users import Users
     from .auth import FrontGate
 
+    class LinkDirBrowser(WsgiDavDirBrowser):
+        """The folder page of a link: its heading and title name the shared folder, not the token."""
+
+        folder_name = ""
+
+        def _get_context(self, environ: dict, dav_res: Any) -> dict:
+            context: dict = super()._get_context(environ, dav_res)
+            context["display_path"] = self.folder_name + dav_res.path
+            return context
+
     def make(provider: LinkProvider, prefix: str) -> WsgiApp:
-        stack = [mw for mw in config["middleware_stack"] if mw is not HTTPAuthenticator]
+        stack = [LinkDirBrowser if mw is WsgiDavDirBrowser else mw
+                 for mw in config["middleware_stack"] if mw is not HTTPAuthenticator]  # fmt: skip
         if provider.mode == "drop":
-            stack = [mw for mw in stack if mw is not WsgiDavDirBrowser]
+            stack = [mw for mw in stack if mw is not LinkDirBrowser]
         cfg = {k: v for k, v in config.items() if k not in ("http_authenticator", "mount_path")}
         cfg.update({
             "provider_mapping": {"/": provider},
@@ -323,8 +389,9 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
         provider.set_mount_path(prefix)
         node: Any = app.application
         while node is not None:
-            if isinstance(node, WsgiDavDirBrowser):
+            if isinstance(node, LinkDirBrowser):
                 node.mount_path = prefix  # its page's asset links
+                node.folder_name = os.path.basename(provider.root_folder_path)
             node = getattr(node, "next_app", None)
         provider.set_lock_manager(main_app.lock_manager)  # one lock table for the share and its links
         return FrontGate(app, Users({}), "write")
