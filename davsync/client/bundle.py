@@ -1,18 +1,18 @@
 """Small files in batches: many per request (davsync's bundle REPORT), placed many at a time.
 
 Without this, every small file costs a request, an fsync and a journal commit. Here a pull
-asks a davsync server for up to a few hundred small files in one REPORT (server/bundle.py)
-and receives a tar stream. Each member is checked like a single download (its length and MD5
+(through the executor's prefetch hook, `bundled_downloads`) asks a davsync server for up to a
+few hundred small files in one REPORT (server/bundle.py) and receives a tar stream. Each member is checked like a single download (its length and MD5
 against the listing and against the member's own MD5) and written to a temp file in
 DEST/.davsync/partial/; then the batch is placed together:
 
-1. one flush pass makes all its temp files durable (concurrent fsyncs, committed together);
-2. every file gets its journal row, with `prev` saying what is there now (the old version,
-   or NOTHING_BEFORE), in one transaction before any rename: after a kill,
-   `resolve_in_flight` tells from the disk whether each rename happened;
+1. one flush pass makes all its temp files durable (one syncfs, or concurrent fsyncs);
+2. the batch's intents (the row each file will get) are committed in one transaction before
+   any rename: after a kill, the next run settles each from what is on disk (the engine's
+   `_resolve_placements`), so no row ever names a file that is not there;
 3. the renames, each refused if the local file changed since planning (as `place` does);
-4. one fsync per folder touched;
-5. the rows lose their `prev` (a file not placed gets its old row back), in one transaction.
+4. one fsync per folder touched (or one syncfs);
+5. the intents become rows (or go, for a file not placed) in one transaction.
 
 A kill at any moment therefore leaves every path with the old or the complete new version,
 and a journal that describes the disk. A member the server reports missing or changed fails
