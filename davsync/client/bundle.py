@@ -2,9 +2,10 @@
 
 Without this, every small file costs a request, an fsync and a journal commit. Here a pull
 (through the executor's prefetch hook, `bundled_downloads`) asks a davsync server for up to a
-few hundred small files in one REPORT (server/bundle.py) and receives a tar stream. Each member is checked like a single download (its length and MD5
-against the listing and against the member's own MD5) and written to a temp file in
-DEST/.davsync/partial/; then the batch is placed together:
+few hundred small files in one REPORT (server/bundle.py) and receives a tar stream. Each
+member is checked like a single download (its length and MD5 against the listing and against
+the member's own MD5) and written to a temp file in DEST/.davsync/partial/; then the batch is
+placed together:
 
 1. one flush pass makes all its temp files durable (one syncfs, or concurrent fsyncs);
 2. the batch's intents (the row each file will get) are committed in one transaction before
