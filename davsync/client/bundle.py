@@ -258,6 +258,7 @@ class _Staged:
     got: Downloaded
     placed: LocalEntry | None = None
     error: Exception | None = None
+    row: JournalEntry | None = None  # the row it gets once placed (its intent until then)
 
 
 class _Batch:
@@ -428,9 +429,10 @@ class _Batch:
             if not same_stat(stat_entry(b.dest / self._target(a)), a.local):
                 s.error = Raced(f"{a.path} changed locally during the run; left alone")
                 continue
-            new = s.got.ready or stat_entry(s.got.partial)
+            new = s.got.ready or stat_entry(s.got.partial)  # the rename keeps inode, size and mtime
             assert new is not None
-            intents.append(Intent(a.path, "place", self._row(s, new)))
+            s.row = self._row(s, new)
+            intents.append(Intent(a.path, "place", s.row))
             planned.append(s)
         if planned:
             b.journal.intend_many(intents)
@@ -459,7 +461,7 @@ class _Batch:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
-            b.journal.settle_many([(s.action.path, self._row(s, s.placed) if s.placed else None) for s in planned])
+            b.journal.settle_many([(s.action.path, s.row if s.placed else None) for s in planned])
             for s in planned:
                 if s.placed is not None:
                     for path, row in s.action.extra:
