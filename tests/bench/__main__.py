@@ -468,14 +468,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small datasets; finishes in a few minutes")
     parser.add_argument("--cores", type=int, choices=[1], help="pin server and client to one core each (Pi-like)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where bench.md and bench.json go")
-    parser.add_argument("--only", help="comma-separated: startup,server,index,client,scale,big,watch")
+    parser.add_argument("--only", help="comma-separated: startup,server,index,client,scale,big,watch,sync")
     args = parser.parse_args()
     sizes = datasets.QUICK if args.quick else datasets.FULL
     pin = Pinning(enabled=args.cores == 1)
     if pin.enabled and not need("taskset"):
         print("--cores 1 needs taskset (util-linux)", file=sys.stderr)
         return 2
-    only = set((args.only or "startup,server,index,client,scale,big,watch").split(","))
+    only = set((args.only or "startup,server,index,client,scale,big,watch,sync").split(","))
     if pin.enabled:
         os.sched_setaffinity(0, {1})  # this process is a client too (the PROPFIND timings): the client's core
     # Installed packages carry compiled bytecode; a checkout run with PYTHONDONTWRITEBYTECODE would
@@ -509,6 +509,12 @@ def main() -> int:
                 rmtree(tree)
                 datasets.small_tree(scale, sizes.scale_files, max(1, sizes.scale_files // 100), seed=7)
                 bench.scale_measures(scale)
+                rmtree(scale)
+            if "sync" in only:
+                from .syncbench import sync_measures
+
+                rmtree(tree)
+                sync_measures(bench, Row)
         finally:
             bench.stop_all()
         meta = {
