@@ -778,6 +778,17 @@ def test_file_changing_during_upload(world: SyncWorld, how: str) -> None:
     world.check(again)
 
 
+@pytest.mark.slow
+def test_a_file_still_being_written_waits(world: SyncWorld) -> None:
+    """Saved a moment ago (mtime now): a one-shot sync waits until it settles, then sends it whole."""
+    agreed(world)
+    world.write("docs/just-saved.txt", "fresh", age=0)
+    run = world.sync()
+    assert run.code == 0, run
+    assert (world.root / "docs" / "just-saved.txt").read_bytes() == b"fresh"
+    world.check(run)
+
+
 # --- push --------------------------------------------------------------------------------
 
 
