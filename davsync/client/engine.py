@@ -321,7 +321,7 @@ class _Run:
             if two_way:
                 self.journal.set_meta("server_url", self.remote.base_url)
         if not self.engine.stop.is_set():
-            remember_skipped(self.journal, snap)
+            remember_skipped(self.journal, snap, self.engine.rules, self.fold_case)
         if two_way:
             self.journal.set_meta("last_mode", opts.mode.value)
 
