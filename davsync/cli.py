@@ -7,18 +7,21 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 
-from . import __version__
+from . import __version__, typer_coerce
 from .cli_share import share_app
 from .cli_versions import versions_app
 from .console import log_to as _log_to
 from .console import stop_signals, utf8_streams
 from .exitcodes import Exit
-from .users import Users, UsersFileError
 
+if TYPE_CHECKING:  # imported where used: a client command never needs the users file's hashing
+    from .users import Users
+
+typer_coerce.install()  # no pydantic on every run (see typer_coerce.py)
 app = typer.Typer(
     pretty_exceptions_enable=False,
     help=(
@@ -94,6 +97,8 @@ def _users_path(users: Path | None) -> Path:
 
 
 def _load_users(path: Path) -> Users:
+    from .users import Users, UsersFileError
+
     try:
         return Users.load(path)
     except UsersFileError as e:
@@ -109,6 +114,8 @@ def user_add(
 ) -> None:
     """Add a user, or change an existing user's password. The password is prompted for
     (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
+    from .users import UsersFileError
+
     path = _users_path(users)
     db = _load_users(path)
     password = read_password(f"Password for {name}", confirm=True)
@@ -481,36 +488,43 @@ def pull(
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
-    import json
-
-    from .client.pull import PullOptions, run_pull
-    from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines
+    from .client.engine import RunOptions
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "pull")
     conn = _connection(share, user, ca_cert, insecure, jobs)
-    options = PullOptions(
+    options = RunOptions(
         delete=delete, max_delete=max_delete, dry_run=dry_run, jobs=jobs, excludes=tuple(exclude),
         verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
     )  # fmt: skip
+    _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="pull")
+
+
+def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool, what: str) -> None:  # type: ignore[no-untyped-def]
+    """One run of pull, sync or push, reported as asked; exits with the run's status."""
+    import json
+
+    from .client.engine import run_once
+    from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines
+
     reporter = None
-    if not (json_out or quiet or dry_run):
-        reporter = RichReporter() if sys.stdout.isatty() else PlainReporter()
+    if not (json_out or quiet or options.dry_run):
+        reporter = RichReporter(command=what) if sys.stdout.isatty() else PlainReporter(command=what)
     try:
         with stop_signals() as stop:
-            result = run_pull(conn, folder, options, reporter, stop=stop)
+            result = run_once(conn, folder, options, reporter, stop=stop)
     except KeyboardInterrupt:
-        raise fail("interrupted; run the pull again to resume.", Exit.INTERRUPTED) from None
+        raise fail(f"interrupted; run the {what} again to resume.", Exit.INTERRUPTED) from None
     if result.interrupted:
-        raise fail("interrupted; run the pull again to resume.", Exit.INTERRUPTED)
+        raise fail(f"interrupted; run the {what} again to resume.", Exit.INTERRUPTED)
     if json_out:
         typer.echo(json.dumps(result.as_json(), indent=2))
     elif result.fatal is None:
         if quiet:
             lines = problem_lines(result)
-        elif dry_run:
-            lines = plan_lines(result.plan) + problem_lines(result)
-            lines = lines or ["Nothing to do: the mirror is in sync."]
+        elif options.dry_run:
+            lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result)
+            lines = lines or [f"Nothing to do: {'the mirror is' if what == 'pull' else 'both sides are'} in sync."]
         else:
             lines = summary_lines(result)
         if lines:
@@ -520,6 +534,104 @@ def pull(
     raise typer.Exit(int(result.exit_code))
 
 
+def _max_delete(text: str | None) -> tuple[int | None, float | None]:
+    from .client.plan import parse_max_delete
+
+    if text is None:
+        return None, None
+    try:
+        return parse_max_delete(text)
+    except ValueError as e:
+        raise fail(str(e), Exit.USAGE) from None
+
+
+MaxDeleteOpt = typer.Option(
+    None, "--max-delete", metavar="N|P%",
+    help="Refuse a side's deletions when more files than this would go (a count, or a share of the tracked "
+    "files such as 10%). [default: 50%]",
+)  # fmt: skip
+
+
+@app.command()
+def sync(
+    url: str | None = UrlArg,
+    dest: str | None = DestArg,
+    user: str | None = UserOpt,
+    jobs: int = JobsOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    exclude: list[str] = ExcludeOpt,
+    max_delete: str | None = MaxDeleteOpt,
+    name_rules: str | None = RulesOpt,
+    ca_cert: Path | None = CaOpt,
+    insecure: bool = InsecureOpt,
+    watch: bool = typer.Option(False, "--watch", help="Keep syncing until Ctrl-C: local writes go up within seconds."),
+    interval: float = typer.Option(2.0, "--interval", min=0.2, help="With --watch: seconds between asking the server."),
+    full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
+    log_file: Path | None = LogFileOpt,
+) -> None:
+    """Two-way sync of a share and DEST: edits, new files, renames and deletions go both ways.
+
+    Both changed differently: the server's version keeps the name, yours is kept (and uploaded) as
+    NAME.sync-conflict-DATE-TIME.EXT, exit status 3. Deleted files go to DEST/.davsync/trash/ here;
+    the server keeps versions of what sync overwrites or deletes there."""
+    from .client.engine import RunOptions
+    from .client.plan import Mode
+
+    _log_to(log_file)
+    share, folder = _url_and_dest(url, dest, "sync")
+    conn = _connection(share, user, ca_cert, insecure, jobs)
+    count, percent = _max_delete(max_delete)
+    options = RunOptions(
+        mode=Mode.SYNC, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
+        excludes=tuple(exclude), full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+    )  # fmt: skip
+    if watch:
+        if dry_run or json_out:
+            raise fail("--watch runs until stopped: it cannot be combined with --dry-run or --json.", Exit.USAGE)
+        from .client.watch import sync_watch_loop
+
+        raise typer.Exit(int(sync_watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
+    _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="sync")
+
+
+@app.command()
+def push(
+    url: str | None = UrlArg,
+    src: str | None = typer.Argument(
+        None, metavar="SRC", show_default=False, help="The local folder the share follows (or set DAVSYNC_DEST)."
+    ),
+    user: str | None = UserOpt,
+    jobs: int = JobsOpt,
+    delete: bool = typer.Option(False, "--delete", help="Delete on the server what was deleted here."),
+    max_delete: str | None = MaxDeleteOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    exclude: list[str] = ExcludeOpt,
+    name_rules: str | None = RulesOpt,
+    ca_cert: Path | None = CaOpt,
+    insecure: bool = InsecureOpt,
+    log_file: Path | None = LogFileOpt,
+) -> None:
+    """Make the share follow SRC: upload new and changed files (and with --delete, delete there).
+
+    A server file that changed since the last push is never overwritten: it is reported, exit status 3."""
+    from .client.engine import RunOptions
+    from .client.plan import Mode
+
+    _log_to(log_file)
+    share, folder = _url_and_dest(url, src, "push")
+    conn = _connection(share, user, ca_cert, insecure, jobs)
+    count, percent = _max_delete(max_delete)
+    options = RunOptions(
+        mode=Mode.PUSH, delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
+        excludes=tuple(exclude), name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+    )  # fmt: skip
+    _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="push")
+
+
 @app.command()
 def status(
     url: str | None = UrlArg,
@@ -527,41 +639,51 @@ def status(
     user: str | None = UserOpt,
     exclude: list[str] = ExcludeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable plan."),
+    as_mode: str | None = typer.Option(
+        None, "--as", metavar="pull|sync|push",
+        help="Judge DEST as this command would. [default: the command last run on DEST, else pull]",
+    ),
     ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
     log_file: Path | None = LogFileOpt,
 ) -> None:
-    """What a pull would do: new, changed, deleted-remotely, locally-modified, conflicts.
-    Exit status 0 when a pull would change nothing, 1 when it would download or delete
-    something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""
+    """What a pull (or, for a folder kept with `sync`, a sync) would do: to download, to upload,
+    conflicts, deletions. Exit status 0 when it would change nothing, 1 when it would transfer or
+    delete something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""  # fmt: skip
     import json
 
-    from .client.plan import Kind
-    from .client.pull import PullOptions, run_pull
+    from .client.engine import RunOptions, last_mode, run_once
+    from .client.plan import Mode
     from .client.report import plan_lines, problem_lines
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "status")
+    if as_mode is not None and as_mode not in ("pull", "sync", "push"):
+        raise fail("--as must be pull, sync or push.", Exit.USAGE)
+    mode = Mode(as_mode) if as_mode else last_mode(folder)
     conn = _connection(share, user, ca_cert, insecure, 4)
-    options = PullOptions(dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules))  # type: ignore[arg-type]
-    result = run_pull(conn, folder, options)
+    options = RunOptions(
+        mode=mode, dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+        settle_s=0.0,
+    )  # fmt: skip
+    result = run_once(conn, folder, options)
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
-    changes = result.plan.of(Kind.MKDIR, Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT, Kind.DELETE, Kind.RMDIR)
     if result.exit_code == Exit.PARTIAL:
         code = Exit.PARTIAL
     else:
-        code = Exit.OUT_OF_SYNC if changes else Exit.OK
+        code = Exit.OUT_OF_SYNC if result.plan.changes else Exit.OK
     if json_out:
         data = result.as_json()
         data["exit_code"] = int(code)
         data["in_sync"] = code == Exit.OK
         typer.echo(json.dumps(data, indent=2))
     else:
-        lines = plan_lines(result.plan) + problem_lines(result)
+        lines = plan_lines(result.plan, two_way=mode != Mode.PULL) + problem_lines(result)
         if code == Exit.OK:
-            lines.append("In sync." if result.plan.in_sync else "In sync: a pull would change no file.")
+            what = "a pull" if mode == Mode.PULL else f"a {mode.value}"
+            lines.append("In sync." if result.plan.in_sync else f"In sync: {what} would change no file.")
         typer.echo("\n".join(lines))
     raise typer.Exit(int(code))
 

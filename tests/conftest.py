@@ -288,3 +288,27 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(retry, "LISTING", _replace(retry.LISTING, sleep=asked.append))
     monkeypatch.setattr(retry, "TRANSFER", _replace(retry.TRANSFER, sleep=asked.append))
     return asked
+
+
+@pytest.fixture
+def sync_world(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Any]]:
+    """Make synchelp.SyncWorlds (server + recording proxy + DEST + phone + invariant checker);
+    each is stopped at teardown."""
+    from synchelp import SyncWorld
+
+    made: list[SyncWorld] = []
+
+    def make(**kw: Any) -> SyncWorld:
+        world = SyncWorld(kw.pop("tmp", tmp_path), users_file, **kw)
+        made.append(world)
+        return world
+
+    yield make
+    for world in made:
+        world.close()
+
+
+@pytest.fixture
+def world(sync_world: Callable[..., Any]) -> Any:
+    """One SyncWorld with default settings."""
+    return sync_world()

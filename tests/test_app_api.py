@@ -162,24 +162,34 @@ def test_add_a_pair_checks_then_saves_and_syncs(share, start_app, memory_keyring
     assert r.status_code == 409 and "already" in r.json()["error"]
 
 
-def test_sync_mode_is_refused_clearly(share, start_app, memory_keyring: MemoryKeyring, tmp_path: Path) -> None:
+def test_an_unknown_mode_is_refused_clearly(share, start_app, memory_keyring: MemoryKeyring, tmp_path: Path) -> None:
     running = start_app()
     c = running.client()
-    r = c.post("/api/pairs", add_form(share, tmp_path / "m", mode="sync", save=True))
-    assert r.status_code == 409 and "not available in this version" in r.json()["error"]
-    assert not running.config_file.exists()
     r = c.post("/api/pairs", add_form(share, tmp_path / "m", mode="both-ways", save=True))
     assert r.status_code == 409 and "unknown mode" in r.json()["error"]
+    assert not running.config_file.exists()
 
 
-def test_a_hand_written_sync_pair_needs_attention_not_faked(share, start_app, tmp_path: Path) -> None:
-    text = f'[[pair]]\nurl = "{share.url}"\nlocal = "{tmp_path / "m"}"\nmode = "sync"\n'
-    running = start_app(config_text=text)
-    wait_until(lambda: running.pair()["fatal"] is not None, 10, "the refusal")
-    p = running.pair()
-    assert "not available in this version" in p["fatal"]["error"] and "pull" in p["fatal"]["fix"]
-    assert running.state()["overall"]["state"] == "attention"
-    assert not (tmp_path / "m").exists()
+def test_a_sync_pair_carries_changes_both_ways(share, start_app, memory_keyring: MemoryKeyring, tmp_path: Path) -> None:
+    (share.root / "from-server.txt").write_bytes(b"server")
+    share.wait_indexed()
+    dest = tmp_path / "pc"
+    dest.mkdir()
+    (dest / "from-pc.txt").write_bytes(b"pc")
+    old = time.time() - 10  # saved a while ago, not still being written
+    os.utime(dest / "from-pc.txt", (old, old))
+    running = start_app()
+    c = running.client()
+    assert c.post("/api/pairs", add_form(share, dest, mode="sync", save=True)).json()["saved"] is True
+    assert tomllib.loads(running.config_file.read_text())["pair"][0]["mode"] == "sync"
+    wait_until(lambda: (dest / "from-server.txt").exists() and (share.root / "from-pc.txt").exists(), 20,
+               "the first two-way sync")  # fmt: skip
+    wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date")
+    assert (share.root / "from-pc.txt").read_bytes() == b"pc"
+    assert any(e["path"] == "from-pc.txt" and e["what"] == "uploaded" for e in running.pair()["recent"])
+    (dest / "later.txt").write_bytes(b"written on the pc")
+    wait_until(lambda: (share.root / "later.txt").exists(), 20, "a later local file to go up")
+    assert (share.root / "later.txt").read_bytes() == b"written on the pc"
 
 
 def test_conflict_listed_with_both_versions_and_resolved(share, start_app, memory_keyring, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_two_pulls_on_one_dest_second_is_refused_and_nothing_is_damaged(share, t
     finally:
         proxy.close()
     assert second.returncode == 2, second.stdout + second.stderr
-    assert "another davsync pull or watch is running on" in second.stderr and "Traceback" not in second.stderr
+    assert "another davsync pull, sync or watch is running on" in second.stderr and "Traceback" not in second.stderr
     assert first.returncode == 0, out + err
     assert (dest / "big.bin").read_bytes() == data and (dest / "small.txt").read_bytes() == b"small"
     assert not list(partial.glob("*.part"))
@@ -92,7 +92,7 @@ def test_rich_reporter_draws_progress_and_still_names_conflicts(share, tmp_path:
     assert "pull" in text and f"{total}/{total}" in text and "5.0/5.0 kB" in text  # the bar, completed
     assert "CONFLICT: f.txt (your" in text  # conflicts are printed, not only drawn
     assert "downloaded: new.bin" not in text  # plain downloads show in the bar only
-    assert [c["path"] for c in result.conflicts] == ["f.txt"]
+    assert [c.path for c in result.conflicts] == ["f.txt"]
 
 
 def test_json_summary_is_stable(share, tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_sync_token_fallback_end_to_end(share, tmp_path: Path) -> None:
     out = json.loads(second.stdout)
     assert second.returncode == 0, second.stdout + second.stderr
     assert out["mode"] == "walk"
-    assert any("no longer knows this mirror's sync token" in w for w in out["warnings"]), out["warnings"]
+    assert any("no longer knows this folder's sync token" in w for w in out["warnings"]), out["warnings"]
     placed = {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()}
     assert placed == {"a.txt": b"a, changed", "c.txt": b"c.txt", "d.txt": b"d"}
 

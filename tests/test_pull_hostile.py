@@ -85,7 +85,7 @@ def test_wrong_body_is_not_placed(hostile, tmp_path: Path) -> None:
     dest = tmp_path / "m"
     dest.mkdir()
     result = run_pull(ConnectionSettings(url), dest, PullOptions())
-    assert result.exit_code == 3 and "MD5 mismatch" in result.errors[0]["error"]
+    assert result.exit_code == 3 and "MD5 mismatch" in result.errors[0].error
     assert not (dest / "f.txt").exists()
     assert not list((dest / ".davsync" / "partial").glob("*"))
 

@@ -263,7 +263,7 @@ def test_incremental_pull_handles_deletes_conflicts_and_folders(share, tmp_path:
     share.request("PUT", "/newdir/n.txt", data=b"n")
     result = run_pull(conn, dest, PullOptions(delete=True))
     assert result.mode == "sync-collection"
-    assert result.conflicts and result.conflicts[0]["path"] == "c.txt"
+    assert result.conflicts and result.conflicts[0].path == "c.txt"
     assert not (dest / "dir").exists() and (dest / "newdir" / "n.txt").read_bytes() == b"n"
     assert (dest / "c.txt").read_bytes() == b"server edit"
     full = run_pull(conn, dest, PullOptions(full=True))

@@ -21,7 +21,7 @@ from ..client.remote import RemoteError, normalize_base
 
 DEFAULT_INTERVAL = 30.0
 MIN_INTERVAL = 0.2
-KNOWN_MODES = ("pull", "sync")  # `sync` is accepted in the file; the runner says when it cannot run it
+KNOWN_MODES = ("pull", "sync")
 
 
 class ConfigError(Exception):

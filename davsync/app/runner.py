@@ -1,8 +1,7 @@
 """One background loop per folder pair: run the pair's mode, publish what happened, wait, repeat.
 
-A mode is anything with `run_once() -> RunOutcome`, `stop()` and `close()`. `pull` wraps the
-client library's Puller. Two-way `sync` plugs in here as another entry of MODES once the sync
-engine exists; until then a pair set to `sync` is refused with a sentence saying so.
+A mode is anything with `run_once() -> RunOutcome`, `stop()` and `close()`. `pull` and two-way
+`sync` both wrap the client library's engine (the same code as `davsync pull` and `davsync sync`).
 """
 
 from __future__ import annotations
@@ -16,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..client.plan import TRANSFERS, Action, Kind
-from ..client.pull import Puller, PullOptions, PullResult
+from ..client.engine import Engine, RunOptions
+from ..client.plan import TRANSFERS, UPLOADS, Action, Kind
+from ..client.plan import Mode as ClientMode
 from ..client.remote import ConnectionSettings
+from ..client.results import RunResult
 from ..units import human_size
 from . import store
 from .config import FolderPair
@@ -67,14 +68,15 @@ FIXES: list[tuple[str, str]] = [
     (r"no space|disk (is )?full|ENOSPC|507", "Free some space on the disk; davsync retries at the next check."),
     (r"permission denied|read-only file system|access is denied",
      "Make the folder writable for your user (or choose another folder)."),
-    (r"another davsync (pull|watch) is running",
+    (r"another davsync (pull|sync|watch|pull, sync or watch) is running",
      "Stop the other davsync using this folder; the app retries by itself."),
     (r"share while the mirror is not empty",
      "Check that the server's disk is mounted. If the share really is empty now, delete the files here yourself."),
     (r"more than --max-delete",
      "If so many deletions are meant, remove the files here yourself (or raise max_delete)."),
     (r"could not be listed", "Nothing to do: deletions wait until every folder lists again."),
-    (r"changed locally during the pull", "Nothing to do: the file was left alone and is checked again next time."),
+    (r"changed locally during the (pull|run)",
+     "Nothing to do: the file was left alone and is checked again next time."),
     (r"local folder where the server has a file|folder .* file",
      "Rename or move the local item so the server's can be placed."),
 ]  # fmt: skip
@@ -91,23 +93,31 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def outcome_from_pull(result: PullResult, stopped: bool) -> RunOutcome:
-    done = {k: len(v) for k, v in result.done.items()}
+def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
+    """What a run of pull or sync did, in the dashboard's words."""
+    n = result.count
     counts = {
         k.value: len(result.plan.of(k)) for k in Kind if result.plan.of(k) and k not in (Kind.REFRESH, Kind.FORGET)
     }
     parts = []
-    fetched = done.get("download", 0) + done.get("update", 0)
+    fetched = n(Kind.DOWNLOAD, Kind.UPDATE)
     if fetched:
         parts.append(f"{fetched} downloaded ({human_size(result.bytes_downloaded)})")
-    if done.get("conflict"):
-        parts.append(_plural(done["conflict"], "conflict"))
-    if done.get("delete"):
-        parts.append(f"{done['delete']} moved to the trash")
-    if done.get("deleted-remotely"):
-        parts.append(f"{done['deleted-remotely']} deleted on the server but kept here")
-    if done.get("locally-modified"):
-        parts.append(f"{done['locally-modified']} changed here, left alone")
+    sent = n(Kind.UPLOAD, Kind.UPLOAD_EDIT)
+    if sent:
+        parts.append(f"{sent} uploaded ({human_size(result.bytes_uploaded)})")
+    if n(Kind.CONFLICT):
+        parts.append(_plural(n(Kind.CONFLICT), "conflict"))
+    if n(Kind.LOCAL_MOVE, Kind.REMOTE_MOVE):
+        parts.append(f"{n(Kind.LOCAL_MOVE, Kind.REMOTE_MOVE)} moved")
+    if n(Kind.DELETE):
+        parts.append(f"{n(Kind.DELETE)} moved to the trash")
+    if n(Kind.REMOTE_DELETE):
+        parts.append(f"{n(Kind.REMOTE_DELETE)} deleted on the server")
+    if n(Kind.REMOTE_DELETED):
+        parts.append(f"{n(Kind.REMOTE_DELETED)} deleted on the server but kept here")
+    if n(Kind.LOCAL_MODIFIED):
+        parts.append(f"{n(Kind.LOCAL_MODIFIED)} changed here, left alone")
     if result.errors:
         parts.append(_plural(len(result.errors), "error"))
     summary = ", ".join(parts) if parts else "nothing changed"
@@ -115,10 +125,10 @@ def outcome_from_pull(result: PullResult, stopped: bool) -> RunOutcome:
         fatal=result.fatal,
         retryable=result.retryable,
         stopped=stopped,
-        errors=[{"path": e["path"], "error": e["error"], "fix": fix_for(e["error"])}
-                for e in result.errors if not (stopped and e["error"] == "stopped")]
+        errors=[{"path": e.path, "error": e.error, "fix": fix_for(e.error)}
+                for e in result.errors if not (stopped and e.error == "stopped")]
         + [{"path": "(deletions)", "error": w, "fix": fix_for(w)} for w in result.plan.warnings],
-        conflicts=[dict(c) for c in result.conflicts],
+        conflicts=[{"path": c.path, "local_copy": c.local_copy, "reason": c.reason} for c in result.conflicts],
         skipped=[{"path": s.path, "reason": s.reason} for s in result.skipped],
         full_listing=result.mode == "walk",
         counts=counts,
@@ -132,6 +142,9 @@ class AppReporter:
     VERBS = {
         Kind.DOWNLOAD: "downloaded", Kind.UPDATE: "updated", Kind.CONFLICT: "conflict",
         Kind.DELETE: "moved to the trash", Kind.MKDIR: "created folder", Kind.RMDIR: "removed folder",
+        Kind.UPLOAD: "uploaded", Kind.UPLOAD_EDIT: "uploaded", Kind.REMOTE_DELETE: "deleted on the server",
+        Kind.REMOTE_MOVE: "moved on the server", Kind.LOCAL_MOVE: "moved",
+        Kind.REMOTE_MKDIR: "created folder on the server",
     }  # fmt: skip
 
     def __init__(self, hub: StatusHub, pair_id: str) -> None:
@@ -173,7 +186,7 @@ class AppReporter:
             entry["note"] = note
 
         def record(p: PairStatus) -> None:
-            if p.progress is not None and action.kind in TRANSFERS:
+            if p.progress is not None and action.kind in TRANSFERS | UPLOADS:
                 p.progress.files_done += 1
                 if action.path in p.progress.current:
                     p.progress.current.remove(action.path)
@@ -191,34 +204,45 @@ class AppReporter:
         self.hub.update(self.pair_id, clear)
 
 
-class PullMode:
-    """Mirror the share into the folder with the client library (the same code as `davsync pull`)."""
+class EngineMode:
+    """One folder pair on the client library's engine (the same code as `davsync pull` / `sync`)."""
+
+    MODE = ClientMode.PULL
 
     def __init__(self, pair: FolderPair, password: str | None, reporter: AppReporter) -> None:
         conn = ConnectionSettings(
             pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=pair.jobs
         )
-        options = PullOptions(delete=pair.delete, jobs=pair.jobs, excludes=pair.excludes)
-        self.puller = Puller(conn, pair.dest, options, reporter)
+        # A pair's loop is the app's watch: a file still being written is taken at the next check.
+        options = RunOptions(mode=self.MODE, delete=pair.delete, jobs=pair.jobs, excludes=pair.excludes,
+                             wait_to_settle=False)  # fmt: skip
+        self.engine = Engine(conn, pair.dest, options, reporter)
 
     def run_once(self) -> RunOutcome:
-        self.puller.stop.clear()
-        result = self.puller.run()
-        return outcome_from_pull(result, stopped=self.puller.stop.is_set())
+        self.engine.stop.clear()
+        result = self.engine.run()
+        return outcome_from_pull(result, stopped=self.engine.stop.is_set())
 
     def stop(self) -> None:
-        self.puller.stop.set()
+        self.engine.stop.set()
 
     def close(self) -> None:
-        self.puller.close()
+        self.engine.close()
+
+
+class PullMode(EngineMode):
+    """Mirror the share into the folder."""
+
+
+class SyncMode(EngineMode):
+    """Two-way sync of the share and the folder."""
+
+    MODE = ClientMode.SYNC
 
 
 ModeFactory = Callable[[FolderPair, "str | None", AppReporter], Mode]
-MODES: dict[str, ModeFactory] = {"pull": PullMode}
-NOT_YET = {
-    "sync": "Two-way sync (mode 'sync') is not available in this version of davsync yet. "
-    "Set this folder pair's mode to 'pull' to mirror the server onto this PC.",
-}
+MODES: dict[str, ModeFactory] = {"pull": PullMode, "sync": SyncMode}
+NOT_YET: dict[str, str] = {}  # modes a pair may name that this version cannot run yet (none now)
 
 
 def make_mode(pair: FolderPair, password: str | None, reporter: AppReporter) -> Mode:

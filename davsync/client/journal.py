@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..sqlpaths import at_or_below
@@ -28,6 +29,12 @@ CREATE TABLE IF NOT EXISTS placed (
     remote_name TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intent (
+    path TEXT PRIMARY KEY,
+    op TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    base_etag TEXT
+);
 """
 
 _COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, remote_name, prev"
@@ -64,13 +71,30 @@ class JournalError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Intent:
+    """A change about to be made, committed before it is made: after a crash the next run
+    finds out whether it happened instead of guessing (and never reads a row for a file not
+    yet placed as a deletion).
+
+    op "place": a download about to be renamed into place; `entry` is the row it would get.
+    op "put": an upload about to be sent; `entry` is the base it would give (its remote half
+    without the new etag), `base_etag` the server version it replaces (None: a new file).
+    """
+
+    path: str
+    op: str
+    entry: JournalEntry
+    base_etag: str | None = None
+
+
 class Journal:
     """Thread-safe; commits in batches (a crash loses at most the last batch, which the
     next pull re-adopts by comparing content, never by overwriting)."""
 
     def __init__(self, path: Path | None, before_commit: Callable[[], None] = lambda: None) -> None:
         """`path` None: an empty journal in memory (a dry run on a folder never pulled into writes nothing)."""
-        self._before_commit = before_commit
+        self.before_commit = before_commit
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -94,9 +118,11 @@ class Journal:
         self._pending = 0
 
     def close(self) -> None:
-        self.commit()
-        with self._lock:
-            self._db.close()
+        try:
+            self.commit()
+        finally:
+            with self._lock:
+                self._db.close()
 
     def load(self) -> dict[str, JournalEntry]:
         with self._lock:
@@ -142,7 +168,7 @@ class Journal:
             self._db.execute(sql, args)
             self._pending += 1
             if self._pending >= 500:
-                self._before_commit()
+                self.before_commit()
                 self._db.execute("COMMIT")
                 self._pending = 0
 
@@ -159,13 +185,41 @@ class Journal:
             self._db.execute("COMMIT")
             self._pending = 0
 
+    def intend(self, intent: Intent) -> None:
+        """Record an intent and commit it (with everything pending) before the change is made."""
+        data = _entry_json(intent.entry)
+        with self._lock:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO intent (path, op, entry, base_etag) VALUES (?, ?, ?, ?)",
+                (intent.path, intent.op, data, intent.base_etag),
+            )
+            self._db.execute("COMMIT")
+            self._pending = 0
+
+    def settle(self, path: str, entry: JournalEntry | None) -> None:
+        """The intended change happened (or was given up): write its row (None: none) and drop the intent."""
+        if entry is not None:
+            self.put(path, entry)
+        self._write("DELETE FROM intent WHERE path=?", (path,))
+
+    def intents(self) -> list[Intent]:
+        with self._lock:
+            rows = self._db.execute("SELECT path, op, entry, base_etag FROM intent ORDER BY path").fetchall()
+        return [Intent(r[0], r[1], _entry_from_json(r[2]), r[3]) for r in rows]
+
+    def clear(self) -> None:
+        """Drop every row (a union run: the old bases are not trusted)."""
+        self._write("DELETE FROM placed", ())
+
     def forget(self, path: str) -> None:
         self._write("DELETE FROM placed WHERE path=?", (path,))
 
     def commit(self) -> None:
         with self._lock:
             if self._db.in_transaction:
-                self._before_commit()
+                self.before_commit()
                 self._db.execute("COMMIT")
             self._pending = 0
 
@@ -179,3 +233,18 @@ class Journal:
             self._write("DELETE FROM meta WHERE key=?", (key,))
         else:
             self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def peek_meta(db: Path, key: str) -> str | None:
+    """One meta value, read-only: nothing is created, and a missing or damaged file is None."""
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None

@@ -1234,6 +1234,9 @@ class _TwoWay:
             elif a.kind in _REMOTE_DELETIONS and hold_remote:
                 reason = f"deleted here; kept on the server: {hold_remote}"
                 self.actions[path] = replace(a, kind=Kind.LOCAL_DELETED, reason=reason, record=None)
+            else:
+                continue
+            self.result.refused_deletions += 1  # held by a guard: left out of sync, a problem to report
 
 
 def _gone_above(path: str, entries: Mapping[str, object], removed: frozenset[str]) -> bool:

@@ -334,10 +334,16 @@ def stat_entry(path: Path) -> LocalEntry | None:
     return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st))
 
 
-def _same(a: LocalEntry | None, b: LocalEntry | None) -> bool:
+def same_stat(a: LocalEntry | None, b: LocalEntry | None) -> bool:
+    """Is this still the version that was looked at? A folder is judged by its type only."""
     if a is None or b is None:
         return a is b
-    return (a.is_dir, a.size, a.mtime_ns, a.ino) == (b.is_dir, b.size, b.mtime_ns, b.ino)
+    if a.is_dir or b.is_dir:
+        return a.is_dir == b.is_dir
+    return (a.size, a.mtime_ns, a.ino) == (b.size, b.mtime_ns, b.ino)
+
+
+_same = same_stat
 
 
 def place(
@@ -358,7 +364,7 @@ def place(
     try:
         if not _same(stat_entry(target), expected):
             _discard(got.partial)
-            raise Raced(f"{rel} changed locally during the pull; left alone")
+            raise Raced(f"{rel} changed locally during the run; left alone")
         if entry.mtime is not None and got.ready is None:
             osfs.set_mtime(got.partial, entry.mtime)
         placed = got.ready or stat_entry(got.partial)  # the rename keeps inode, size and mtime
@@ -389,12 +395,13 @@ def _path_too_long(e: OSError) -> bool:
     return e.errno == errno.ENAMETOOLONG or getattr(e, "winerror", None) == 206
 
 
-def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None) -> str:
-    """Rename the local version aside (never overwriting anything); returns its new path."""
+def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None, name: str | None = None) -> str:
+    """Rename the local version aside (never overwriting anything); returns its new path.
+    `name`: the conflict name the plan chose (numbered if something took it meanwhile)."""
     src = dest / rel
     if not _same(stat_entry(src), expected):
-        raise Raced(f"{rel} changed locally during the pull; left alone")
-    base = conflict_name(rel, datetime.now())
+        raise Raced(f"{rel} changed locally during the run; left alone")
+    base = name or conflict_name(rel, datetime.now())
     candidate, n = base, 1
     while (dest / candidate).exists():
         n += 1
@@ -413,7 +420,7 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None) -> str:
 def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
     src = dest / rel
     if not _same(stat_entry(src), expected):
-        raise Raced(f"{rel} changed locally during the pull; not deleted")
+        raise Raced(f"{rel} changed locally during the run; not deleted")
     target = dest / ".davsync" / "trash" / run_stamp / rel
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

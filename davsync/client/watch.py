@@ -1,21 +1,35 @@
-"""`davsync watch`: pull what changed, again and again, through server restarts and network drops."""
+"""`davsync watch` and `davsync sync --watch`: keep a folder in sync, through server restarts and
+network drops.
+
+`watch` pulls what the server reports changed every --interval seconds. `sync --watch` also
+watches the local folder: a local write is uploaded as soon as it has settled (a file modified
+in the last two seconds is still being written), and a full walk of the folder every
+FULL_SCAN_EVERY seconds catches whatever the watcher missed. An idle round is one REPORT request.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from ..concurrency import sliced_wait
 from ..console import stop_signals
 from ..exitcodes import Exit
-from .pull import Puller, PullOptions
+from .engine import Engine, RunOptions
+from .filters import Filter
+from .plan import Kind
+from .pull import PullOptions
 from .remote import ConnectionSettings
 from .report import PlainReporter, summary_lines
+from .results import RunResult
 
 MAX_BACKOFF = 60.0
+FULL_SCAN_EVERY = 600.0  # sync --watch: the safety net behind the local watcher
 
 
 def watch_loop(
@@ -46,16 +60,16 @@ def _loop(
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
-    puller = Puller(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
+    engine = Engine(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
 
-    say(f"watching {puller.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
+    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
     delay = interval
     down_since: float | None = None
     kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
     code = Exit.OK
     try:
         while not stop.is_set():
-            result = puller.run()
+            result = engine.run()
             if stop.is_set():
                 break
             if result.fatal is not None:
@@ -76,13 +90,13 @@ def _loop(
                 if acted or result.errors:
                     for line in summary_lines(result):
                         say(line)
-                kept = set(result.done.get("deleted-remotely", []))
+                kept = set(result.done.get(Kind.REMOTE_DELETED, []))
                 for line in kept_lines(kept - kept_reported, options.delete):
                     say(line)
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
             sliced_wait(stop, delay)
     finally:
-        puller.close()
+        engine.close()
     say("stopped")
     return code
 
@@ -97,3 +111,111 @@ def kept_lines(paths: set[str], delete: bool, limit: int = 20) -> list[str]:
     if len(paths) > limit:
         lines.append(f"  … and {len(paths) - limit} more")
     return lines
+
+
+_QUIET_KINDS = {Kind.LOCAL_MODIFIED, Kind.REMOTE_DELETED, Kind.LOCAL_DELETED, Kind.LOCAL_ONLY}
+
+
+def sync_watch_loop(
+    conn: ConnectionSettings,
+    dest: Path,
+    options: RunOptions,
+    *,
+    interval: float,
+    quiet: bool = False,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+    full_every: float = FULL_SCAN_EVERY,
+) -> Exit:
+    """`sync --watch`: runs until stopped; returns the exit status."""
+    with stop_signals(stop, interrupt=True) as stop:
+        return _sync_loop(conn, dest, options, interval, quiet, out or sys.stdout, stop, full_every)
+
+
+def _sync_loop(
+    conn: ConnectionSettings,
+    dest: Path,
+    options: RunOptions,
+    interval: float,
+    quiet: bool,
+    out: TextIO,
+    stop: threading.Event,
+    full_every: float,
+) -> Exit:
+    from .localwatch import LocalWatcher  # watchdog is imported only by a watch
+
+    def say(text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
+
+    reporter = None if quiet else PlainReporter(out, options.mode.value)
+    engine = Engine(conn, dest, replace(options, wait_to_settle=False), reporter, stop)
+    watcher = LocalWatcher(engine.dest, Filter.load(dest, options.excludes).excluded)
+    say(
+        f"syncing {engine.remote.base_url} <-> {dest}: local changes go up within seconds, the server is asked "
+        f"every {interval:g}s (Ctrl-C to stop)"
+    )
+    code = Exit.OK
+    delay = interval
+    down_since: float | None = None
+    carry: set[str] = set()  # paths still being written last round: looked at again
+    last_full = -full_every  # the first round scans everything
+    reported: set[str] = set()
+    started = False
+    try:
+        if engine.dest.is_dir():
+            watcher.start()
+            started = True
+        while not stop.is_set():
+            changed = watcher.drain()
+            full = changed is None or time.monotonic() - last_full >= full_every
+            paths = None if full else carry | (changed or set())
+            result = engine.run(local_paths=paths)
+            if stop.is_set():
+                break
+            if result.fatal is not None:
+                if not result.retryable:
+                    say(f"stopping: {result.fatal}")
+                    code = result.exit_code
+                    break
+                if down_since is None:
+                    down_since = time.monotonic()
+                delay = min(MAX_BACKOFF, max(interval, delay * 2))
+                say(f"server unreachable, retrying in {delay:.0f}s: {result.fatal}")
+                carry |= paths or set()
+                if paths is None:
+                    last_full = -full_every
+                sliced_wait(stop, delay)
+                continue
+            if down_since is not None:
+                say(f"connected again after {time.monotonic() - down_since:.0f}s")
+                down_since = None
+            delay = interval
+            if full:
+                last_full = time.monotonic()
+            if not started and engine.dest.is_dir():
+                watcher.start()  # DEST was made by the first round
+                started = True
+                last_full = -full_every  # what changed before the watcher started: the next round scans
+            carry = set(result.deferred) | {e.path for e in result.errors}
+            reported = _report_round(result, reported, say)
+            # Wake for a local change (after it settles), a deferred file, or the next server poll.
+            wait = min(interval, options.settle_s / 2) if carry else interval
+            if watcher.wait(wait) and not stop.is_set():
+                stop.wait(options.settle_s)  # a write just seen is still settling: let it finish
+    finally:
+        watcher.stop()
+        engine.close()
+    say("stopped")
+    return code
+
+
+def _report_round(result: RunResult, reported: set[str], say: Callable[[str], None]) -> set[str]:
+    """Say what a round did; problems that persist are said once, not every round."""
+    acted = any(k not in _QUIET_KINDS for k in result.done)
+    if acted or result.conflicts:
+        for line in summary_lines(result)[:1]:
+            say(line)
+    problems = {f"{e.path}: {e.error}" for e in result.errors} | {f"conflict: {c.path}" for c in result.conflicts}
+    for line in sorted(problems - reported):
+        say(line)
+    return problems

@@ -1,0 +1,610 @@
+"""One run of pull, sync or push: lock -> journal -> snapshot both sides -> plan -> execute -> result.
+
+`Engine` holds only what outlives a run (the connection, the options, the reporter, the stop
+event), so `watch` and the app keep one; everything a run learns lives in its `_Run`.
+
+Before planning, a run resolves what a crash may have left in flight (`Journal.intents`): a
+download whose rename may not have happened, an upload whose answer never came. Equal content
+on the server means the upload happened; a placed file with the intended stat means the rename
+did. Nothing is guessed from a row alone.
+
+Sync and push also decide, before anything changes:
+- read-only account (sync runs as a pull: local changes are kept and reported);
+- union mode: the journal's history does not belong to this server (another URL, a server
+  whose change log was recreated or restored from a backup): the base is ignored, nothing is
+  deleted, and differences become conflict copies;
+- files still being written (modified in the last `settle_s` seconds) wait for the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+from .. import osfs
+from ..exitcodes import Exit
+from .execute import Context, Executor, Reporter, SilentReporter
+from .filters import Filter
+from .journal import Journal, JournalError
+from .local import LocalScan, look_at, scan_local
+from .paths import NameRules, case_insensitive, effective_rules, nfc
+from .plan import (
+    Action,
+    JournalEntry,
+    Kind,
+    LocalEntry,
+    LocalView,
+    Mode,
+    Options,
+    Plan,
+    RemoteEntry,
+    RemoteView,
+    complete,
+    reconcile,
+)
+from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
+from .results import RunResult
+from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
+from .transfer import LocalWriteError, same_stat, stat_entry
+
+STATE_DIR = ".davsync"
+DEFAULT_MAX_DELETE_PERCENT = 50.0  # sync and push: refuse a side's deletions beyond half the tracked files
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    mode: Mode = Mode.PULL
+    delete: bool = False  # pull and push: deletions are opt-in (sync always propagates them)
+    max_delete: int | None = None
+    max_delete_percent: float | None = None
+    dry_run: bool = False
+    jobs: int = 4
+    excludes: tuple[str, ...] = ()
+    verify: bool = False  # re-hash every local file
+    full: bool = False  # walk the whole share even if it can list changes
+    name_rules: NameRules | None = None
+    settle_s: float = 2.0  # sync, push: a file modified this recently is still being written
+    wait_to_settle: bool = True  # one-shot runs wait (up to settle_s) for such files; watch moves on
+
+
+class DestLockedError(Exception):
+    pass
+
+
+@contextmanager
+def dest_lock(state_dir: Path) -> Iterator[None]:
+    """One run at a time per DEST (a watch and a scheduled pull must not interleave)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    osfs.hide(state_dir)
+    try:
+        with osfs.exclusive_lock(state_dir / "lock"):
+            yield
+    except osfs.DestLocked:
+        raise DestLockedError(
+            f"another davsync pull, sync or watch is running on {osfs.display_path(state_dir.parent)}; "
+            "wait for it or stop it."
+        ) from None
+
+
+def dest_problem(dest: Path, *, writing: bool) -> tuple[str, Exit] | None:
+    """What stops DEST from being synced into, said plainly, before anything is asked or made."""
+    if dest.exists() and not dest.is_dir():
+        return f"{dest} is a file, not a folder: give a folder to sync into (it is created if missing).", Exit.USAGE
+    if not writing:
+        return None
+    existing = dest
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create {dest}: {existing} is a file, not a folder.", Exit.USAGE
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = f"{dest} is not writable" if existing == dest else f"cannot create {dest}: {existing} is not writable"
+        return f"{what} (permission denied): choose another folder or fix its permissions.", Exit.LOCAL
+    return None
+
+
+def last_mode(dest: Path) -> Mode:
+    """The command last run on DEST (sync, push, or pull), read without creating anything."""
+    from .journal import peek_meta
+
+    value = peek_meta(Path(os.path.abspath(dest)) / STATE_DIR / "state.db", "last_mode")
+    return Mode(value) if value in ("sync", "push") else Mode.PULL
+
+
+class Engine:
+    """Runs pull, sync or push for one share and one folder; reusable across runs."""
+
+    def __init__(
+        self,
+        conn: ConnectionSettings,
+        dest: Path,
+        options: RunOptions,
+        reporter: Reporter | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.conn = conn
+        # Files are placed through the long-path form on Windows (no 260-character limit);
+        # the journal keeps the plain path, which SQLite opens everywhere.
+        self.dest = osfs.extended_path(dest)
+        self.state_dir = Path(os.path.abspath(dest)) / STATE_DIR
+        self.options = options
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.rules: NameRules = effective_rules(options.name_rules)
+        self.remote = Remote(conn)
+        self.stop = stop or threading.Event()
+
+    def close(self) -> None:
+        self.remote.close()
+
+    def run(self, *, local_paths: set[str] | None = None) -> RunResult:
+        """One run. `local_paths` (sync and push under watch): only these local paths changed
+        since the last run (a watcher's events); None looks at the whole folder."""
+        opts = self.options
+        result = RunResult(command=opts.mode)
+        problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not opts.dry_run)
+        if problem is not None:
+            return _fatal(result, *problem)
+        root_token: str | None | Ask = ASK
+        fresh = not (self.state_dir / "state.db").exists()
+        if fresh:
+            # Nothing is created on this computer until the server has answered: a wrong
+            # password or address must not leave an empty DEST/.davsync behind.
+            try:
+                root_token = self.remote.check_root()
+            except RemoteError as e:
+                return _remote_failed(result, e)
+        with ExitStack() as stack:
+            if fresh and opts.dry_run:
+                journal = Journal(None)  # a preview of a first run: nothing to read, nothing to write
+            else:
+                try:
+                    self.dest.mkdir(parents=True, exist_ok=True)
+                    stack.enter_context(dest_lock(self.state_dir))
+                except DestLockedError as e:
+                    return _fatal(result, str(e), Exit.USAGE)
+                except OSError as e:
+                    return _fatal(result, f"cannot create {osfs.display_path(self.dest)}: {e.strerror}.", Exit.LOCAL)
+                try:
+                    journal = Journal(self.state_dir / "state.db")
+                except JournalError as e:
+                    return _fatal(result, str(e), Exit.LOCAL)
+                for leftover in (self.state_dir / "partial").glob("*.small"):
+                    leftover.unlink(missing_ok=True)
+            run = _Run(self, opts, journal, result, root_token, local_paths)
+            journal.before_commit = run.ctx.sync_dirs
+            try:
+                run.go()
+            except RemoteError as e:
+                _remote_failed(result, e)
+            except LocalWriteError as e:
+                _fatal(result, str(e), Exit.LOCAL)
+            except sqlite3.OperationalError as e:
+                _fatal(result, _journal_failed(self.state_dir, e), Exit.LOCAL)
+            except KeyboardInterrupt:
+                self.stop.set()  # in-flight transfers stop at their next block; the journal is kept
+                raise
+            finally:
+                try:
+                    journal.close()
+                except sqlite3.OperationalError as e:
+                    if result.fatal is None:
+                        _fatal(result, _journal_failed(self.state_dir, e), Exit.LOCAL)
+                result.requests_sent = self.remote.requests_sent
+        # A fatal error also sets `stop` (to end the other workers); only a stop nobody failed for is an interruption.
+        result.interrupted = self.stop.is_set() and result.fatal is None
+        return result
+
+
+def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
+    if "full" in str(e):
+        return "disk full while recording progress. Free some space and run again; it resumes."
+    return f"could not write the state file {state_dir / 'state.db'} ({e}); check that folder and run again."
+
+
+def _remote_failed(result: RunResult, e: RemoteError) -> RunResult:
+    _fatal(result, str(e), Exit.USAGE if isinstance(e, NotAShare) else Exit.CONNECTION)
+    result.retryable = not e.fatal
+    return result
+
+
+def _fatal(result: RunResult, message: str, code: Exit) -> RunResult:
+    result.fatal = message
+    result.exit_code = code
+    return result
+
+
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+def _token_parts(token: str | None) -> tuple[str, int] | None:
+    """A sync token as (its server's part, its counter), when it ends in a counter."""
+    if not token:
+        return None
+    m = _TRAILING_NUMBER.search(token)
+    return (token[: m.start()], int(m.group(1))) if m else None
+
+
+class _Run:
+    """Everything one run learns; thrown away at its end."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        opts: RunOptions,
+        journal: Journal,
+        result: RunResult,
+        root_token: str | None | Ask,
+        local_paths: set[str] | None = None,
+    ) -> None:
+        self.local_paths = local_paths
+        self.engine = engine
+        self.opts = opts
+        self.journal = journal
+        self.result = result
+        self.root_token = root_token
+        self.remote = engine.remote
+        self.dest = engine.dest
+        self.now = datetime.now()
+        self.fold_case = case_insensitive(engine.rules) or bool(osfs.case_insensitive(engine.dest))
+        self.filter = Filter.load(engine.dest, opts.excludes)
+        self.not_judged: set[str] = set()
+        self.read_only = False
+        self.ctx = Context(
+            dest=engine.dest,
+            state_dir=engine.state_dir,
+            remote=engine.remote,
+            journal=journal,
+            reporter=engine.reporter,
+            stop=engine.stop,
+            jobs=opts.jobs,
+            stamp=self.now.strftime("%Y%m%d-%H%M%S"),
+            replan=self.replan,
+        )
+
+    # --- the run -----------------------------------------------------------------
+
+    def go(self) -> None:
+        opts, result = self.opts, self.result
+        write = not opts.dry_run
+        two_way = opts.mode != Mode.PULL
+        if opts.mode == Mode.SYNC and not self.remote.can_write():
+            self.read_only = result.read_only = True
+            result.warnings.append(
+                "This account cannot write to the share: syncing as a pull (local changes are kept here and reported)."
+            )
+        elif opts.mode == Mode.PUSH and not self.remote.can_write():
+            raise RemoteError("this account cannot write to the share, so there is nothing push can do.", fatal=True)
+        self._resolve_placements(write)
+        stored_token = self.journal.get_meta("sync_token")
+        snap = remote_snapshot(
+            self.remote, self.journal, jobs=opts.jobs, excluded=self.filter.excluded, rules=self.engine.rules,
+            fold_case=self.fold_case, incremental=not (opts.full or opts.verify or opts.dry_run),
+            root_token=self.root_token, warnings=result.warnings,
+        )  # fmt: skip
+        result.mode = snap.mode
+        result.skipped += snap.skipped
+        self.not_judged |= snap.not_judged
+        if two_way:
+            plan = self._plan_two_way(snap, stored_token, write)
+        else:
+            plan = self._plan_pull(snap)
+        for folder, err in snap.failed.items():
+            result.error(folder or "/", err)
+        result.plan = plan
+        result.warnings += plan.warnings
+        if opts.dry_run:
+            result.exit_code = result.decide_exit(ran=False)
+            return
+        listed = {a.path for a in plan.actions if a.remote is not None} | set(snap.view.entries)
+        for path in set(self.journal.gone()) & listed:
+            self.journal.mark_gone(path, False)  # it is back on the server
+        Executor(self.ctx, result).run(plan)
+        result.exit_code = result.decide_exit()
+        # Advance the token only when everything it covers was handled; otherwise the next
+        # run asks again from the old one (acting twice is harmless, skipping is not).
+        # A server change push did not take (server-changed) is not handled either: the next push
+        # must see it again, not plan an edit over it from a base that is no longer the server's.
+        handled = not result.errors and not plan.of(Kind.SERVER_CHANGED)
+        if handled and not self.engine.stop.is_set():
+            self.journal.set_meta("sync_url", self.remote.base_url if snap.token else None)
+            self.journal.set_meta("sync_token", snap.token)
+            if two_way:
+                self.journal.set_meta("server_url", self.remote.base_url)
+        if not self.engine.stop.is_set():
+            remember_skipped(self.journal, snap)
+        if two_way:
+            self.journal.set_meta("last_mode", opts.mode.value)
+
+    def _plan_two_way(self, snap: RemoteSnapshot, stored_token: str | None, write: bool) -> Plan:
+        """Sync and push: the whole journal is the base and the whole local folder is scanned;
+        under watch, when both sides report changes only, just the rows and paths in question."""
+        partial = self.local_paths is not None and not snap.view.complete
+        tracked: int | None = None
+        if partial:
+            assert self.local_paths is not None
+            if not self.local_paths and not snap.view.entries and not snap.view.removed:
+                return Plan()  # nothing changed on either side: the idle round of a watch
+            base = self._rows_for(self.local_paths | snap.touched)
+            paths = self.local_paths | {p for p in base if any(_under(p, q) for q in self.local_paths)}
+            scan = self._local(base, paths)
+            tracked = self.journal.count_files()
+        else:
+            base = self.journal.load()
+            scan = self._local(base, None)
+        base.update(scan.resolved)
+        union = self._union(stored_token, snap, base)
+        base = self._resolve_uploads(base, snap.view, write)
+        return reconcile(
+            base, scan.view, snap.view, self._options(union), now=self.now, excluded=self._excluded(scan),
+            tracked_files=tracked,
+        )  # fmt: skip
+
+    def _options(self, union: bool) -> Options:
+        opts = self.opts
+        max_delete, percent = opts.max_delete, opts.max_delete_percent
+        if opts.mode != Mode.PULL and max_delete is None and percent is None:
+            percent = DEFAULT_MAX_DELETE_PERCENT
+        return Options(
+            delete=opts.delete, max_delete=max_delete, max_delete_percent=percent, mode=opts.mode,
+            read_only=self.read_only, union=union,
+        )  # fmt: skip
+
+    def _rows_for(self, paths: set[str]) -> dict[str, JournalEntry]:
+        """The journal rows at these paths, and below any of them that was a folder."""
+        rows = self.journal.get(sorted(paths))
+        for path, row in list(rows.items()):
+            if row.is_dir:
+                rows.update(self.journal.under(path))
+        return rows
+
+    def _local(self, base: dict[str, JournalEntry], paths: set[str] | None) -> LocalScan:
+        """The whole local folder (`paths` None) or only these paths: new files found, only
+        changed stats hashed, files still being written deferred. A one-shot run waits for
+        those rather than leaving them behind."""
+        opts = self.opts
+        common = dict(
+            excluded=self.filter.excluded, rules=self.engine.rules, fold_case=self.fold_case,
+            hash_all=opts.verify, settle_s=opts.settle_s, stop=self.engine.stop,
+        )  # fmt: skip
+        if paths is None:
+            scan = scan_local(self.dest, base, **common)  # type: ignore[arg-type]
+        else:
+            scan = look_at(self.dest, paths, base, **common)  # type: ignore[arg-type]
+            scan.view = replace(scan.view, complete=False)
+        self.result.local_files_read += scan.files_hashed
+        if scan.deferred and opts.wait_to_settle and opts.settle_s > 0 and not self.engine.stop.is_set():
+            self.engine.stop.wait(opts.settle_s)
+            again = look_at(self.dest, sorted(scan.deferred), base, **common)  # type: ignore[arg-type]
+            self.result.local_files_read += again.files_hashed
+            entries = dict(scan.view.entries)
+            entries.update({p: e for p, e in again.view.entries.items() if p not in again.deferred})
+            scan.view = replace(scan.view, entries=entries)
+            scan.deferred = set(again.deferred)
+            scan.skipped += [s for s in again.skipped if s.path not in {k.path for k in scan.skipped}]
+        self.result.skipped += scan.skipped
+        self.result.deferred = sorted(scan.deferred)
+        self.ctx.on_disk = scan.on_disk
+        return scan
+
+    def _excluded(self, scan: LocalScan | None) -> Callable[[str, bool], bool]:
+        """Paths not judged this run: excluded, skipped names on either side, links in DEST,
+        files still being written."""
+        held = self.not_judged
+        excluded = self.filter.excluded
+
+        def not_judged(path: str, is_dir: bool) -> bool:
+            if path in held or excluded(path, is_dir):
+                return True
+            return scan is not None and scan.not_judged(path)
+
+        return not_judged
+
+    def _plan_pull(self, snap: RemoteSnapshot) -> Plan:
+        """Pull: the base is the journal rows in question; only those paths are looked at here."""
+        excluded = self.filter.excluded
+        remote = dict(snap.view.entries)
+        if snap.mode == "walk":
+            rows = self.journal.load()
+        else:
+            rows = self.journal.gone()  # kept earlier without --delete: judge them again
+            rows.update(self.journal.get(sorted(snap.touched)))
+        not_judged = self.not_judged
+        base = {
+            p: j for p, j in rows.items() if not excluded(p, j.is_dir) and not _at_or_under(p, not_judged)
+        }  # fmt: skip
+        renames = self._case_renames(remote, base)
+        local = self._look(remote, base)
+        view = replace(snap.view, entries=remote)
+        plan = reconcile(base, LocalView(local), view, self._options(False))
+        plan.actions[:0] = [
+            Action(Kind.RENAME, new, reason=f"from {old}", record=base[new]) for new, old in sorted(renames.items())
+        ]
+        return plan
+
+    def _case_renames(self, remote: dict[str, RemoteEntry], base: dict[str, JournalEntry]) -> dict[str, str]:
+        """A server rename that changes only letter case (`Report.txt` -> `report.txt`) is the
+        same file on a case-insensitive DEST: move its journal row to the new name (and
+        rename it here) instead of trashing the old name and downloading the new one."""
+        if not self.fold_case:
+            return {}
+        gone = {nfc(p).casefold(): p for p in base if p not in remote}
+        renames: dict[str, str] = {}
+        if gone:
+            for new in remote:
+                old = gone.get(nfc(new).casefold())
+                if old is not None and new not in base:
+                    base[new] = base.pop(old)
+                    renames[new] = old
+        self.ctx.case_renames = renames
+        return renames
+
+    def _look(self, remote: dict[str, RemoteEntry], base: dict[str, JournalEntry]) -> dict[str, LocalEntry | None]:
+        """Pull: stat every path in question; read a file only when its stat says it may differ.
+        What the look leaves alone (a link, an unreadable file) is reported and not judged."""
+        scan = look_at(
+            self.dest, set(remote) | set(base), base, excluded=_nothing_excluded, rules=self.engine.rules,
+            fold_case=self.fold_case, hash_all=self.opts.verify, settle_s=0,
+        )  # fmt: skip
+        base.update(scan.resolved)
+        self.result.local_files_read += scan.files_hashed
+        reported = {s.path for s in self.result.skipped}
+        for s in scan.skipped:
+            remote.pop(s.path, None)
+            base.pop(s.path, None)
+            if s.path not in reported:
+                self.result.skipped.append(s)
+        self.ctx.on_disk = scan.on_disk
+        return dict(scan.view.entries)
+
+    # --- what a crash may have left -------------------------------------------------
+
+    def _resolve_placements(self, write: bool) -> None:
+        """A download whose rename may not have happened: its row is written only if it did."""
+        for intent in self.journal.intents():
+            if intent.op != "place":
+                continue
+            here = stat_entry(self.dest / intent.path)
+            placed = intent.entry
+            done = here is not None and same_stat(here, _local_of(placed))
+            if write:
+                self.journal.settle(intent.path, placed if done else None)
+
+    def _resolve_uploads(
+        self, base: dict[str, JournalEntry], rv: RemoteView, write: bool
+    ) -> dict[str, JournalEntry]:
+        """An upload whose answer never came: done when the server holds that content."""
+        out = dict(base)
+        for intent in self.journal.intents():
+            if intent.op != "put":
+                continue
+            path, sent = intent.path, intent.entry
+            # Not among the changes since the token: the upload never reached the server.
+            r = rv.entries.get(path)
+            done = r is not None and not r.is_dir and self._holds(r, sent, intent.base_etag)
+            entry = complete(sent, None, r) if done and r is not None else None
+            if entry is not None:
+                out[path] = entry
+            if write:
+                self.journal.settle(path, entry)
+        return out
+
+    def _holds(self, r: RemoteEntry, sent: JournalEntry, base_etag: str | None) -> bool:
+        """Does the server's version equal what was sent? The listed MD5 decides; a server
+        without MD5s is asked for the file itself (only the few uploads a crash left in flight)."""
+        if r.md5 and sent.md5:
+            return r.md5 == sent.md5
+        if r.size != sent.size or (base_etag is not None and r.etag == base_etag):
+            return False
+        return sent.md5 is not None and self._server_md5(r) == sent.md5
+
+    def _server_md5(self, r: RemoteEntry) -> str | None:
+        url = self.remote.url_for(r.path, href=r.href)
+        resp = self.remote.request("GET", url, headers={"Accept-Encoding": "identity"}, stream=True)
+        with resp:
+            if resp.status_code != 200:
+                return None
+            digest = hashlib.md5()
+            try:
+                for chunk in resp.iter_content(1024 * 1024):
+                    digest.update(chunk)
+            except requests.exceptions.RequestException:
+                return None
+        return digest.hexdigest()
+
+    # --- union ------------------------------------------------------------------------
+
+    def _union(self, stored_token: str | None, snap: RemoteSnapshot, base: dict[str, JournalEntry]) -> bool:
+        """Does the journal's history belong to another server (or an earlier state of this one)?"""
+        if self.opts.mode == Mode.PULL or not base:
+            return False
+        why = None
+        known = self.journal.get_meta("server_url") or self.journal.get_meta("sync_url")
+        if known and known != self.remote.base_url:
+            why = f"it was last synced with {known}"
+        then, now = _token_parts(stored_token), _token_parts(snap.token if snap.mode == "walk" else None)
+        if why is None and then and now:
+            if then[0] != now[0]:
+                why = "the server's change log is not the one it was synced with (a new or replaced server)"
+            elif now[1] < then[1]:
+                why = "the server went back in time (restored from a backup?)"
+        if why is None:
+            return False
+        self.result.warnings.append(
+            f"This folder's history does not match the share ({why}): nothing is deleted this run, "
+            "and files that differ are kept both ways as conflict copies."
+        )
+        return True
+
+    # --- 412: plan a path again -------------------------------------------------------------
+
+    def replan(self, paths: set[str]) -> Plan:
+        """Someone wrote these paths on the server since they were listed: read both sides again
+        and plan just them."""
+        base = self.journal.get(sorted(paths))
+        entries: dict[str, RemoteEntry] = {}
+        removed: set[str] = set()
+        for path in sorted(paths):
+            fresh = self.remote.stat(path)
+            if fresh is None:
+                removed.add(path)
+            else:
+                entries[path] = fresh
+        here = look_at(
+            self.dest, sorted(paths), base, excluded=self.filter.excluded, rules=self.engine.rules,
+            fold_case=self.fold_case, settle_s=0.0, stop=self.engine.stop,
+        )  # fmt: skip
+        base.update(here.resolved)
+        self.ctx.on_disk.update(here.on_disk)
+        rv = RemoteView(entries, complete=False, removed=frozenset(removed))
+        return reconcile(
+            base, replace(here.view, complete=False), rv, self._options(False), now=datetime.now(),
+            excluded=self._excluded(here),
+            tracked_files=self.journal.count_files(),
+        )  # fmt: skip
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+def _at_or_under(path: str, folders: set[str]) -> bool:
+    if not folders:
+        return False
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in folders for i in range(1, len(parts) + 1))
+
+
+def _nothing_excluded(path: str, is_dir: bool) -> bool:
+    return False  # the paths a pull looks at are already filtered
+
+
+def _local_of(entry: JournalEntry) -> LocalEntry:
+    return LocalEntry(entry.is_dir, entry.size, entry.mtime_ns, entry.ino)
+
+
+def run_once(
+    conn: ConnectionSettings,
+    dest: Path,
+    options: RunOptions,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+) -> RunResult:
+    """One run of a fresh engine: what the CLI's one-shot commands call."""
+    engine = Engine(conn, dest, options, reporter, stop)
+    try:
+        return engine.run()
+    finally:
+        engine.close()
+
+
+__all__ = ["Engine", "RunOptions", "RunResult", "run_once", "dest_problem", "dest_lock", "DestLockedError"]

@@ -1,0 +1,601 @@
+"""The executor: carries out a plan's actions on both sides and records the journal.
+
+It needs nothing but the plan and a `Context`: each Action says what changes locally
+(`local_ops`), what changes on the server (`remote_ops`) and which journal rows it leaves
+(`to_record`, `extra`). The rules that make it safe:
+
+- Every change is checked against the version the plan judged: a local file must still have
+  the stat it had (else it is left for the next run); a server write carries `If-Match` with
+  the judged etag or `If-None-Match: *`. A 412 means someone else wrote meanwhile: the path is
+  read again and planned again (`Context.replan`), at most `REPLAN_ROUNDS` times.
+- Intents are committed before a download is renamed into place and before an upload is sent
+  (`Journal.intend`); the next run resolves them (`resolve_intents`), so a kill at any moment
+  neither loses a file nor invents a deletion or a conflict.
+- A base is recorded only for a version present on both sides. An upload whose file changed
+  while it streamed records the version sent, so the next run sees a local edit.
+- Server deletions go to DEST/.davsync/trash/; a folder is removed on the server only when it
+  lists empty (a WebDAV DELETE is recursive).
+
+Order: letter-case renames, then structure (folders, moves, a file against a folder; shallow
+first), transfers both ways (in parallel), deletions, folder removals (deepest first), reports.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from .. import osfs
+from ..concurrency import bounded
+from ..scan import md5_of_file as md5_of
+from .journal import Intent, Journal
+from .plan import Action, JournalEntry, JournalOp, Kind, LocalEntry, Plan, RemoteEntry, complete
+from .remote import NotFound, PreconditionFailed, Remote, RemoteError, SourceChanged, Stopped
+from .results import Conflict, RunResult
+from .transfer import (
+    DownloadError,
+    LocalWriteError,
+    PathWriteError,
+    Raced,
+    download,
+    keep_as_conflict,
+    move_to_trash,
+    path_error,
+    place,
+    same_stat,
+    stat_entry,
+)
+
+REPLAN_ROUNDS = 2  # a path refused with 412 is planned again this many times, then reported
+
+
+class Reporter(Protocol):
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def file_started(self, path: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, action: Action, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+    def end(self) -> None: ...
+
+
+class SilentReporter:
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def file_started(self, path: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def file_done(self, action: Action, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+    def end(self) -> None: ...
+
+
+# A download hook: fetch many small files at once and hand back the actions still to do
+# one by one (client/bundle.py plugs in here for pulls).
+Prefetch = Callable[[list[Action]], list[Action]]
+
+
+@dataclass
+class Context:
+    """What one run's executor works with; built per run (nothing here outlives it)."""
+
+    dest: Path  # the long-path form on Windows
+    state_dir: Path
+    remote: Remote
+    journal: Journal
+    reporter: Reporter
+    stop: threading.Event
+    jobs: int = 4
+    stamp: str = ""  # this run's trash folder name
+    # 412: plan these paths again from fresh facts on both sides (None: report instead).
+    replan: Callable[[set[str]], Plan] | None = None
+    case_renames: dict[str, str] = field(default_factory=dict)  # pull: new path -> old (letter case)
+    on_disk: dict[str, str] = field(default_factory=dict)  # NFC path -> its spelling on disk, where they differ
+    prefetch: Prefetch | None = None
+    _dirty: set[Path] = field(default_factory=set)
+    _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def dir_changed(self, folder: Path) -> None:
+        with self._dirty_lock:
+            self._dirty.add(folder)
+
+    def sync_dirs(self) -> None:
+        """Make renames durable before the journal records them (one fsync per folder)."""
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        for folder in dirty:
+            osfs.fsync_dir(folder)
+
+
+class _Deferred(Exception):
+    """The file changed while it was sent: nothing (or the version sent) was recorded; next run."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+class _Refused(Exception):
+    """The server answered 412: someone wrote this path since it was listed."""
+
+    def __init__(self, paths: set[str]) -> None:
+        super().__init__(", ".join(sorted(paths)))
+        self.paths = paths
+
+
+_STRUCTURE = {Kind.MKDIR, Kind.REMOTE_MKDIR, Kind.LOCAL_MOVE, Kind.REMOTE_MOVE}
+_TRANSFERS = {Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT, Kind.UPLOAD, Kind.UPLOAD_EDIT}
+_DELETIONS = {Kind.DELETE, Kind.REMOTE_DELETE}
+_REMOVALS = {Kind.RMDIR, Kind.REMOTE_RMDIR}
+
+
+def _depth(a: Action) -> int:
+    return a.path.count("/")
+
+
+def _is_folder_clash(a: Action) -> bool:
+    return a.kind == Kind.CONFLICT and any(e is not None and e.is_dir for e in (a.local, a.remote))
+
+
+class Executor:
+    """Runs one plan (and the re-plans its 412s lead to) into one RunResult."""
+
+    def __init__(self, ctx: Context, result: RunResult) -> None:
+        self.ctx = ctx
+        self.result = result
+        self._lock = threading.Lock()
+        self._refused: set[str] = set()
+
+    # --- the run -------------------------------------------------------------------
+
+    def run(self, plan: Plan) -> None:
+        ctx = self.ctx
+        if plan.reset_journal:
+            ctx.journal.clear()  # union: the old bases are not trusted; this run records new ones
+        transfers = [a for a in plan.actions if a.kind in _TRANSFERS and not _is_folder_clash(a)]
+        ctx.reporter.begin(len(transfers), sum(_size(a) for a in transfers))
+        try:
+            self._run_actions(plan.actions)
+            for _round in range(REPLAN_ROUNDS):
+                if not self._refused or ctx.replan is None or ctx.stop.is_set():
+                    break
+                paths, self._refused = self._refused, set()
+                again = ctx.replan(paths)
+                self.result.plan.actions.extend(again.actions)
+                self.result.plan.warnings.extend(again.warnings)
+                self._run_actions(again.actions)
+            for path in sorted(self._refused):
+                self._error(path, "changed on the server again while this run was writing it; run again to sync it")
+        finally:
+            ctx.reporter.end()
+
+    def _run_actions(self, actions: list[Action]) -> None:
+        stop = self.ctx.stop
+        renames = sorted((a for a in actions if a.kind == Kind.RENAME), key=_depth)
+        structure = sorted(
+            (a for a in actions if a.kind in _STRUCTURE or _is_folder_clash(a)), key=lambda a: (_depth(a), a.path)
+        )
+        transfers = [a for a in actions if a.kind in _TRANSFERS and not _is_folder_clash(a)]
+        deletions = [a for a in actions if a.kind in _DELETIONS]
+        removals = sorted((a for a in actions if a.kind in _REMOVALS), key=lambda a: (-_depth(a), a.path))
+        handled = {Kind.RENAME} | _STRUCTURE | _TRANSFERS | _DELETIONS | _REMOVALS
+        rest = [a for a in actions if a.kind not in handled]
+        for a in renames + structure:
+            if stop.is_set():
+                return
+            self._guarded(a, self._structure)
+        if self.ctx.prefetch is not None and transfers:
+            transfers = self.ctx.prefetch(transfers)
+        self._parallel(transfers, self._transfer)
+        for a in rest:  # journal-only and reports: quick, and before deletions (a FORGET frees a name)
+            if stop.is_set():
+                return
+            self._guarded(a, self._record_only)
+        self._parallel(deletions, self._delete)
+        for a in removals:
+            if stop.is_set():
+                return
+            self._guarded(a, self._remove_folder)
+
+    def _parallel(self, actions: list[Action], fn: Callable[[Action], None]) -> None:
+        if not actions or self.ctx.stop.is_set():
+            return
+        jobs = max(1, self.ctx.jobs)
+        if jobs == 1 or len(actions) == 1:
+            for a in actions:
+                if self.ctx.stop.is_set():
+                    return
+                self._guarded(a, fn)
+            return
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="davsync-run") as pool:
+            work = bounded(pool, lambda a: self._guarded(a, fn), actions, 4 * jobs)
+            try:
+                for _a, fut in work:
+                    fut.result()  # re-raises what stops the whole run
+            except BaseException:
+                self.ctx.stop.set()  # Ctrl-C too: in-flight transfers end at their next block
+                raise
+            finally:
+                work.close()
+
+    def _guarded(self, a: Action, fn: Callable[[Action], None]) -> None:
+        """Run one action; a failure that concerns only this path is reported and the run goes on."""
+        if self.ctx.stop.is_set():
+            return
+        try:
+            fn(a)
+        except _Refused as e:
+            with self._lock:
+                self._refused |= e.paths
+        except _Deferred as e:
+            with self._lock:
+                self.result.deferred.append(e.path)
+        except Stopped:
+            self._error(a.path, "stopped")
+        except (Raced, DownloadError) as e:
+            self._error(a.path, str(e))
+        except PathWriteError as e:
+            self._error(a.path, str(e))
+        except RemoteError as e:
+            if e.fatal:
+                raise
+            self._error(a.path, str(e))
+        except LocalWriteError:
+            raise
+        except (FileNotFoundError, NotADirectoryError, FileExistsError, IsADirectoryError):
+            self._error(a.path, "changed locally during the run; it is looked at again next time")
+        except OSError as e:
+            err = path_error(e, f"syncing {a.path}", self.ctx.dest / a.path)
+            if isinstance(err, LocalWriteError):
+                raise err from None
+            self._error(a.path, str(err))
+
+    def _error(self, path: str, message: str) -> None:
+        with self._lock:
+            self.result.error(path, message)
+        self.ctx.reporter.warn(f"{path}: {message}")
+
+    def _done(self, a: Action, note: str = "", *, kind: Kind | None = None) -> None:
+        with self._lock:
+            self.result.record(kind or a.kind, a.path)
+        self.ctx.reporter.file_done(a, note)
+
+    # --- journal ---------------------------------------------------------------------
+
+    def _record(self, a: Action, entry: JournalEntry | None) -> None:
+        """Write the action's own row (or drop it) and its extra rows."""
+        journal = self.ctx.journal
+        if entry is not None:
+            journal.put(a.path, entry)
+        elif a.journal == JournalOp.DROP:
+            journal.forget(a.path)
+        for path, row in a.extra:
+            if row is None:
+                journal.forget(path)
+            elif a.kind != Kind.CONFLICT:
+                journal.put(path, row)
+
+    def _rel(self, path: str) -> str:
+        """Where an (NFC) path of the plan is spelled on disk (a name a Mac wrote in NFD)."""
+        return self.ctx.on_disk.get(path, path)
+
+    def _disk(self, path: str) -> Path:
+        return self.ctx.dest / self._rel(path)
+
+    def _server_name(self, r: RemoteEntry | None) -> str | None:
+        return self.ctx.remote.server_name(r) if r is not None and not r.is_dir else None
+
+    # --- structure ---------------------------------------------------------------------
+
+    def _structure(self, a: Action) -> None:
+        if a.kind == Kind.RENAME:
+            self._case_rename(a)
+        elif a.kind == Kind.MKDIR:
+            self._mkdir(a)
+        elif a.kind == Kind.REMOTE_MKDIR:
+            self.ctx.remote.mkcol(a.path)
+            self._record(a, JournalEntry(True))
+            self._done(a)
+        elif a.kind == Kind.LOCAL_MOVE:
+            self._local_move(a)
+        elif a.kind == Kind.REMOTE_MOVE:
+            self._remote_move(a)
+        elif a.kind == Kind.CONFLICT:
+            self._folder_clash(a)
+
+    def _mkdir(self, a: Action) -> None:
+        target = self.ctx.dest / a.path
+        if not target.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        self._record(a, JournalEntry(True))
+        self._done(a)
+
+    def _case_rename(self, a: Action) -> None:
+        """Pull on a case-insensitive DEST: `Report.txt` renamed `report.txt` on the server."""
+        old = self.ctx.case_renames[a.path]
+        entry = a.record
+        assert entry is not None
+        if old.rsplit("/", 1)[-1] != a.path.rsplit("/", 1)[-1] and stat_entry(self.ctx.dest / old) is not None:
+            try:
+                osfs.rename_case(self.ctx.dest / old, self.ctx.dest / a.path)
+            except OSError as e:
+                raise Raced(f"could not rename {old} here: {e.strerror}") from None
+            self.ctx.dir_changed((self.ctx.dest / a.path).parent)
+        self.ctx.journal.forget(old)
+        self.ctx.journal.put(a.path, replace(entry, prev=None))
+        self._done(a, old)
+
+    def _local_move(self, a: Action) -> None:
+        """A rename on the server, done here as a rename (never as delete + download)."""
+        assert a.src is not None and a.record is not None
+        src, dst = self._disk(a.src), self.ctx.dest / a.path
+        if not same_stat(stat_entry(src), a.local):
+            raise Raced(f"{a.src} changed locally during the run; left alone")
+        same_file = a.src.casefold() == a.path.casefold()
+        if not same_file and stat_entry(dst) is not None:
+            raise Raced(f"something appeared at {a.path} during the run; {a.src} was not renamed")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if same_file:
+            osfs.rename_case(src, dst)
+        else:
+            osfs.rename(src, dst)
+        self.ctx.dir_changed(dst.parent)
+        self.ctx.dir_changed(src.parent)
+        placed = stat_entry(dst)
+        self._record(a, complete(a.record, placed if placed is not None and not placed.is_dir else None))
+        self._done(a, a.src)
+
+    def _remote_move(self, a: Action) -> None:
+        """A rename here, done on the server as one MOVE (a folder with everything inside)."""
+        assert a.src is not None and a.record is not None and a.remote is not None
+        if a.src.casefold() != a.path.casefold() and stat_entry(self._disk(a.src)) is not None:
+            raise Raced(f"{a.src} is back here; the rename is left for the next run")
+        etag = None if a.remote.is_dir else a.remote.etag
+        try:
+            moved = self.ctx.remote.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
+        except (PreconditionFailed, NotFound):  # changed, taken or gone on the server meanwhile
+            raise _Refused({a.src, a.path}) from None
+        here = stat_entry(self.ctx.dest / a.path)
+        entry = complete(
+            a.record,
+            here if here is not None and not here.is_dir else None,
+            moved if moved is not None and not moved.is_dir else None,
+        )
+        self._record(a, entry)
+        self._done(a, a.src)
+
+    def _folder_clash(self, a: Action) -> None:
+        """A file against a folder: keep both; the local one takes the conflict name."""
+        r = a.remote
+        assert r is not None and a.local is not None
+        copy = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
+        self.ctx.dir_changed((self.ctx.dest / copy).parent)
+        uploaded = False
+        if r.is_dir:  # the server has a folder: make it here
+            (self.ctx.dest / a.path).mkdir(parents=True, exist_ok=True)
+            self.ctx.journal.put(a.path, JournalEntry(True))
+            uploaded = self._upload_copy(a, copy)
+        else:  # the server has a file where a folder stood here: fetch it
+            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
+                           stop=self.ctx.stop)  # fmt: skip
+            self._place(a, got, None)
+        with self._lock:
+            self.result.conflicts.append(Conflict(a.path, copy, a.reason, uploaded))
+        self._done(a, copy)
+
+    # --- transfers ---------------------------------------------------------------------
+
+    def _transfer(self, a: Action) -> None:
+        if self.ctx.stop.is_set():
+            raise DownloadError("stopped")
+        if a.kind in (Kind.UPLOAD, Kind.UPLOAD_EDIT):
+            self._upload(a)
+        else:
+            self._download(a)
+
+    def _download(self, a: Action) -> None:
+        r = a.remote
+        assert r is not None
+        self.ctx.reporter.file_started(a.path, r.size or 0)
+        got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
+        with self._lock:
+            self.result.bytes_downloaded += got.bytes_fetched
+        expected = a.local
+        note = ""
+        uploaded = False
+        if a.kind == Kind.CONFLICT and a.local is not None:
+            note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
+            expected = None
+        self._place(a, got, expected)
+        if a.kind == Kind.CONFLICT:
+            if note and a.upload_copy:
+                uploaded = self._upload_copy(a, note)
+            with self._lock:
+                self.result.conflicts.append(Conflict(a.path, note, a.reason, uploaded))
+        self._done(a, note)
+
+    def _place(self, a: Action, got: object, expected: LocalEntry | None) -> None:
+        """Rename a verified download into place; its row is an intent until the rename is done."""
+        from .transfer import Downloaded
+
+        assert isinstance(got, Downloaded) and a.remote is not None
+        r = a.remote
+        planned = a.to_record
+        assert planned is not None
+        journal = self.ctx.journal
+        rows: list[JournalEntry] = []
+
+        def intend(placed: LocalEntry) -> None:
+            entry = replace(complete(planned, placed), md5=got.md5, remote_name=self._server_name(r))
+            rows.append(entry)
+            journal.intend(Intent(a.path, "place", entry))
+
+        target = self._rel(a.path) if expected is not None else a.path
+        place(got, self.ctx.dest, target, r, expected, self.ctx.dir_changed, before_rename=intend)
+        journal.settle(a.path, rows[0])
+        for path, row in a.extra:
+            if row is None:
+                journal.forget(path)
+
+    def _upload_copy(self, a: Action, copy: str) -> bool:
+        """Upload a conflict's local version under its conflict name (If-None-Match: *)."""
+        if not a.upload_copy or a.local is None or a.local.is_dir:
+            return False
+        planned = dict(a.extra).get(a.conflict_copy or "")
+        local = stat_entry(self.ctx.dest / copy)
+        if local is None or not same_stat(local, a.local):
+            return False  # changed since: the next run sees a new local file and uploads it
+        md5 = a.local.md5 or md5_of(self.ctx.dest / copy)
+        entry = planned or JournalEntry(
+            False, local.size, local.mtime_ns, local.ino, md5, None, local.size, local.mtime_ns / 1e9, md5
+        )
+        try:
+            self._send(copy, entry, None, md5, local)
+        except _Refused:
+            self._error(copy, "a file of that name appeared on the server; the conflict copy stays here only")
+            return False
+        return True
+
+    def _upload(self, a: Action) -> None:
+        loc = a.local
+        assert loc is not None and not loc.is_dir
+        planned = a.to_record
+        assert planned is not None
+        now = stat_entry(self._disk(a.path))
+        if not same_stat(now, loc):
+            raise Raced(f"{a.path} changed locally during the run; it is synced next time")
+        md5 = loc.md5 or planned.md5 or md5_of(self._disk(a.path))
+        base_etag = a.remote.etag if a.kind == Kind.UPLOAD_EDIT and a.remote is not None else None
+        self.ctx.reporter.file_started(a.path, loc.size)
+        href = a.remote.href if base_etag and a.remote is not None else ""
+        changed = self._send(a.path, planned, base_etag, md5, loc, href=href)
+        for path, row in a.extra:
+            if row is None:
+                self.ctx.journal.forget(path)
+        self._done(a, "changed while uploading; the new version goes next time" if changed else "")
+
+    def _send(
+        self, path: str, planned: JournalEntry, base_etag: str | None, md5: str, loc: LocalEntry, href: str = ""
+    ) -> bool:
+        """PUT one file with its preconditions; record the base. Returns whether the file
+        changed while it streamed (then the base is the version sent, and the next run
+        uploads the new one)."""
+        journal = self.ctx.journal
+        entry = replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5)
+        journal.intend(Intent(path, "put", entry, base_etag))
+        source = self._disk(path)
+        try:
+            up = self.ctx.remote.put_file(
+                path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
+                if_none_match=base_etag is None, href=href, progress=self.ctx.reporter.advance, stop=self.ctx.stop,
+            )  # fmt: skip
+        except PreconditionFailed:
+            journal.settle(path, None)  # nothing was written: the intent is moot
+            raise _Refused({path}) from None
+        except SourceChanged:
+            journal.settle(path, None)  # the server refused the torn body: nothing was replaced
+            raise _Deferred(path) from None
+        except FileNotFoundError:
+            journal.settle(path, None)
+            raise Raced(f"{path} disappeared here during the upload; it is looked at again next time") from None
+        with self._lock:
+            self.result.bytes_uploaded += loc.size
+        if up.sent_md5 != md5:
+            # A server that ignores OC-Checksum took bytes that changed while they streamed: the
+            # base is what it holds, so the next run sees the local file as changed and sends it.
+            entry = replace(entry, md5=up.sent_md5, remote_md5=up.sent_md5)
+        journal.settle(path, complete(entry, None, up.entry))
+        changed = up.sent_md5 != md5 or not same_stat(stat_entry(source), loc)
+        if changed:
+            with self._lock:
+                self.result.deferred.append(path)
+        return changed
+
+    # --- deletions ---------------------------------------------------------------------
+
+    def _delete(self, a: Action) -> None:
+        if a.kind == Kind.DELETE:
+            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), a.local, self.ctx.stamp)
+            self.ctx.journal.forget(a.path)
+            self._done(a, trashed)
+            return
+        r = a.remote
+        assert r is not None
+        if stat_entry(self._disk(a.path)) is not None:
+            raise Raced(f"{a.path} is back here; it is not deleted on the server")
+        try:
+            self.ctx.remote.delete(a.path, if_match=r.etag, href=r.href)
+        except PreconditionFailed:
+            raise _Refused({a.path}) from None
+        self.ctx.journal.forget(a.path)
+        self._done(a)
+
+    def _remove_folder(self, a: Action) -> None:
+        if a.kind == Kind.RMDIR:
+            try:
+                os.rmdir(self._disk(a.path))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                with self._lock:
+                    self.result.kept_folders.append(a.path)
+                return
+            self.ctx.journal.forget(a.path)
+            self._done(a)
+            return
+        # A WebDAV DELETE takes everything inside: send it only for a folder the server lists empty.
+        if stat_entry(self.ctx.dest / a.path) is not None:
+            with self._lock:
+                self.result.kept_folders.append(a.path)
+            return
+        href = a.remote.href if a.remote is not None else ""
+        try:
+            listing = self.ctx.remote.list_folder(a.path, href)
+        except RemoteError as e:
+            if e.status == 404:
+                self.ctx.journal.forget(a.path)
+                self._done(a)
+                return
+            raise
+        if listing.entries or listing.skipped:
+            with self._lock:
+                self.result.kept_folders.append(a.path)
+            return
+        self.ctx.remote.delete(a.path, href=href)
+        self.ctx.journal.forget(a.path)
+        self._done(a)
+
+    # --- journal only, and reports ----------------------------------------------------
+
+    def _record_only(self, a: Action) -> None:
+        k = a.kind
+        journal = self.ctx.journal
+        if k in (Kind.ADOPT, Kind.REFRESH):
+            entry = a.to_record
+            assert entry is not None
+            if a.remote is not None and not a.remote.is_dir:
+                entry = replace(entry, remote_name=self._server_name(a.remote))
+            journal.put(a.path, replace(entry, prev=None))
+            if k == Kind.ADOPT:
+                self._done(a)
+        elif k == Kind.FORGET:
+            journal.forget(a.path)
+        elif k == Kind.REMOTE_DELETED:
+            journal.mark_gone(a.path, True)
+            self._done(a)
+        elif k == Kind.BLOCKED:
+            self._error(a.path, a.reason)
+        elif k in (Kind.LOCAL_MODIFIED, Kind.LOCAL_DELETED, Kind.LOCAL_ONLY, Kind.SERVER_CHANGED):
+            self._done(a)
+
+
+def _size(a: Action) -> int:
+    if a.kind in (Kind.UPLOAD, Kind.UPLOAD_EDIT):
+        return a.local.size if a.local is not None else 0
+    return (a.remote.size or 0) if a.remote is not None else 0
+
+
+def paths_of(actions: Iterable[Action]) -> set[str]:
+    return {a.path for a in actions}

@@ -1,0 +1,108 @@
+"""What one run of pull, sync or push did, typed: the CLI, `--json`, watch and the app read this.
+
+`done` maps each Kind to the paths it was carried out for; problems are dataclasses, not
+dicts of strings. The exit status comes from `plan.exit_code`, the one place it is decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exitcodes import Exit
+from .paths import Skipped
+from .plan import Kind, Mode, Plan, exit_code
+
+# `--json` keeps the keys pull always printed; these were added with sync and push.
+JSON_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Both sides changed differently: the server's version keeps `path`, the local one `local_copy`."""
+
+    path: str
+    local_copy: str
+    reason: str
+    uploaded: bool = False  # sync: the local copy went to the server too
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One path this run could not handle; the rest went on."""
+
+    path: str
+    error: str
+
+
+@dataclass
+class RunResult:
+    command: Mode = Mode.PULL
+    plan: Plan = field(default_factory=Plan)
+    done: dict[Kind, list[str]] = field(default_factory=dict)
+    kept_folders: list[str] = field(default_factory=list)  # folders not removed: something is inside
+    conflicts: list[Conflict] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # being written while the run looked: next run
+    warnings: list[str] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0
+    requests_sent: int = 0
+    local_files_read: int = 0
+    fatal: str | None = None
+    interrupted: bool = False  # stopped early on request (SIGTERM, Ctrl-Break, console closed)
+    retryable: bool = False  # the fatal error may go away by itself (server down, network)
+    exit_code: Exit = Exit.OK
+    mode: str = "walk"  # how the server was listed: "walk" or "sync-collection" (pull's JSON key)
+    read_only: bool = False  # sync found an account that cannot write: it ran as a pull
+
+    def record(self, kind: Kind, path: str) -> None:
+        self.done.setdefault(kind, []).append(path)
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(Problem(path, message))
+
+    def count(self, *kinds: Kind) -> int:
+        return sum(len(self.done.get(k, ())) for k in kinds)
+
+    def decide_exit(self, *, ran: bool = True) -> Exit:
+        """Partial or OK, from the plan and what happened (fatal errors are decided where caught)."""
+        return exit_code(
+            self.plan,
+            errors=len(self.errors),
+            conflicts=len(self.conflicts),
+            skipped=len(self.skipped) + len(self.deferred),
+            ran=ran,
+        )
+
+    def has_problems(self, *, planned: bool = False) -> bool:
+        """Files this run leaves out of sync. `planned`: judge a dry run's plan."""
+        return self.decide_exit(ran=not planned) == Exit.PARTIAL
+
+    def as_json(self) -> dict[str, Any]:
+        done: dict[str, list[str]] = {k.value: v for k, v in self.done.items()}
+        if self.kept_folders:
+            done["kept-folder"] = list(self.kept_folders)  # pull's JSON always listed them here
+        return {
+            "version": JSON_VERSION,
+            "command": self.command.value,
+            "exit_code": int(self.exit_code),
+            "mode": self.mode,
+            "plan": {k.value: [a.path for a in self.plan.of(k)] for k in Kind if self.plan.of(k)},
+            "done": done,
+            "conflicts": [
+                {"path": c.path, "local_copy": c.local_copy, "reason": c.reason, "uploaded": c.uploaded}
+                for c in self.conflicts
+            ],
+            "errors": [{"path": e.path, "error": e.error} for e in self.errors],
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "deferred": list(self.deferred),
+            "refused_deletions": self.plan.refused_deletions,
+            "warnings": self.warnings,
+            "bytes_downloaded": self.bytes_downloaded,
+            "bytes_uploaded": self.bytes_uploaded,
+            "requests": self.requests_sent,
+            "read_only": self.read_only,
+            "fatal": self.fatal,
+        }

@@ -1,0 +1,173 @@
+"""The server's side of a run, as one RemoteView: a full walk, or the changes since the stored token.
+
+One builder per listing mode, each returning the same `RemoteSnapshot`; the planner never
+learns which one ran. Names this computer cannot hold are reported and not judged (a skipped
+name must never look deleted), and so is anything the excluded filter names.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .journal import Journal
+from .paths import NameRules, Skipped, filter_names
+from .plan import RemoteView
+from .remote import Changes, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
+from .walk import walk
+
+
+@dataclass
+class RemoteSnapshot:
+    view: RemoteView
+    token: str | None  # stored once the run handled everything it covers
+    mode: str  # "walk" or "sync-collection"
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # folder -> why its listing failed
+    # Incremental only: the paths the changes concern (changed, removed, and below removed
+    # folders); the journal rows for these are the base a pull needs.
+    touched: set[str] = field(default_factory=set)
+
+    @property
+    def not_judged(self) -> set[str]:
+        return {s.path for s in self.skipped}
+
+
+Excluded = Callable[[str, bool], bool]
+
+
+class Ask:
+    """The root's sync token has not been asked for yet in this run."""
+
+
+ASK = Ask()
+
+
+def walk_snapshot(
+    remote: Remote,
+    *,
+    jobs: int,
+    excluded: Excluded,
+    rules: NameRules,
+    fold_case: bool,
+    token: str | None,
+) -> RemoteSnapshot:
+    """Everything (Depth-1 PROPFIND per folder). `token`: the root's sync token, asked before the walk."""
+    listing = walk(remote, jobs=max(2, jobs), excluded=excluded)
+    if "" in listing.failed:
+        raise RemoteError(listing.failed[""])
+    kept, skipped = filter_names(listing.entries, rules, fold_case=fold_case)
+    entries = {p: e for p, e in listing.entries.items() if p in kept}
+    view = RemoteView(entries, failed=frozenset(listing.failed))
+    return RemoteSnapshot(view, token, "walk", listing.skipped + skipped, dict(listing.failed))
+
+
+def changes_snapshot(
+    remote: Remote,
+    journal: Journal,
+    token: str,
+    *,
+    excluded: Excluded,
+    rules: NameRules,
+    fold_case: bool,
+    warnings: list[str],
+) -> RemoteSnapshot | None:
+    """What changed since `token` (RFC 6578), or None when only a walk can tell."""
+    try:
+        changes = remote.sync_collection(token)
+    except SyncTokenInvalid:
+        warnings.append("The server no longer knows this folder's sync token; listing in full.")
+        journal.set_meta("sync_token", None)
+        return None
+    except SyncUnsupported:
+        journal.set_meta("sync_token", None)
+        return None
+    if spelling_changed(remote, journal, changes):
+        return None
+    changed = {p: e for p, e in changes.changed.items() if not excluded(p, e.is_dir)}
+    kept, skipped = filter_names(changed, rules, fold_case=fold_case)
+    entries = {p: e for p, e in changed.items() if p in kept}
+    removed = {p for p in changes.removed if not excluded(p, False)}
+    # Deletions held back earlier (kept here: no --delete, or a guard) are judged again.
+    removed |= {p for p, j in journal.gone().items() if p not in changed and not excluded(p, j.is_dir)}
+    touched = set(changed) | removed
+    for path in removed:
+        touched.update(journal.under(path))
+    skipped += _still_skipped(journal, changed, removed, {s.path for s in skipped})
+    total = journal.count_files()
+    going = sum(1 for p, j in journal.get(sorted(touched)).items() if not j.is_dir and p not in entries)
+    arriving = any(not e.is_dir for e in entries.values())
+    view = RemoteView(
+        entries,
+        complete=False,
+        removed=frozenset(removed),
+        looks_empty=total > 0 and going >= total and not arriving,
+    )
+    return RemoteSnapshot(view, changes.token, "sync-collection", changes.skipped + skipped, touched=touched)
+
+
+SKIPPED_META = "skipped_remote"
+
+
+def remember_skipped(journal: Journal, snap: RemoteSnapshot) -> None:
+    """Keep the server names this computer cannot hold, so a run that lists only changes still
+    reports them (a skipped file is a file not synced) instead of counting itself in sync."""
+    rows = [[s.path, s.reason] for s in snap.skipped]
+    if rows or journal.get_meta(SKIPPED_META):
+        journal.set_meta(SKIPPED_META, json.dumps(rows) if rows else None)
+
+
+def _still_skipped(journal: Journal, changed: Mapping[str, object], removed: set[str], now: set[str]) -> list[Skipped]:
+    """Names skipped by earlier runs that these changes do not touch: still there, still skipped."""
+    text = journal.get_meta(SKIPPED_META)
+    if not text:
+        return []
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        return []
+    out = []
+    for path, reason in rows:
+        touched = path in changed or path in now or any(p == path or path.startswith(p + "/") for p in removed)
+        if not touched:
+            out.append(Skipped(path, reason))
+    return out
+
+
+def spelling_changed(remote: Remote, journal: Journal, changes: Changes) -> bool:
+    """Does a changed entry reach a known local path under another server spelling (NFD
+    where NFC was synced)? Then another name may share that path, which only a full
+    listing can tell: a change list names one side of such a pair at a time."""
+    files = {p: e for p, e in changes.changed.items() if not e.is_dir}
+    known = journal.get(sorted(files))
+    return any(j.remote_name != remote.server_name(files[p]) for p, j in known.items() if not j.is_dir)
+
+
+def remote_snapshot(
+    remote: Remote,
+    journal: Journal,
+    *,
+    jobs: int,
+    excluded: Excluded,
+    rules: NameRules,
+    fold_case: bool,
+    incremental: bool,
+    root_token: str | None | Ask,
+    warnings: list[str],
+) -> RemoteSnapshot:
+    """The changes since the stored token when allowed and possible, else a walk.
+
+    `root_token`: the root's token when it was already asked for in this run (a first run
+    asks before creating anything), else ASK (only a walk needs it)."""
+    token = None
+    if journal.get_meta("sync_url") == remote.base_url:
+        token = journal.get_meta("sync_token")
+    if token and incremental:
+        snap = changes_snapshot(
+            remote, journal, token, excluded=excluded, rules=rules, fold_case=fold_case, warnings=warnings
+        )
+        if snap is not None:
+            return snap
+    root = remote.check_root() if isinstance(root_token, Ask) else root_token
+    return walk_snapshot(remote, jobs=jobs, excluded=excluded, rules=rules, fold_case=fold_case, token=root)
