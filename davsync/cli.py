@@ -7,18 +7,21 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 
-from . import __version__
+from . import __version__, typer_coerce
 from .cli_share import share_app
 from .cli_versions import versions_app
 from .console import log_to as _log_to
 from .console import stop_signals, utf8_streams
 from .exitcodes import Exit
-from .users import Users, UsersFileError
 
+if TYPE_CHECKING:  # imported where used: a client command never needs the users file's hashing
+    from .users import Users
+
+typer_coerce.install()  # no pydantic on every run (see typer_coerce.py)
 app = typer.Typer(
     pretty_exceptions_enable=False,
     help=(
@@ -94,6 +97,8 @@ def _users_path(users: Path | None) -> Path:
 
 
 def _load_users(path: Path) -> Users:
+    from .users import Users, UsersFileError
+
     try:
         return Users.load(path)
     except UsersFileError as e:
@@ -109,6 +114,8 @@ def user_add(
 ) -> None:
     """Add a user, or change an existing user's password. The password is prompted for
     (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
+    from .users import UsersFileError
+
     path = _users_path(users)
     db = _load_users(path)
     password = read_password(f"Password for {name}", confirm=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,6 +37,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_server_stop() -> Iterator[None]:
+    """cheroot's stop() waits for its select loop to notice, which polls every `expiration_interval`
+    (0.5 s on Linux): half a second at the end of every test that starts a share. 0.05 s makes a
+    stop prompt; it only changes how often idle connections are checked for expiry (timeout=60)."""
+    from cheroot.server import HTTPServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(HTTPServer, "expiration_interval", 0.05)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The user's config, state, data and cache folders (users file, server state, logs, the file
+    keyring) point into this session's temp dir: nothing touches the real home, and parallel
+    workers (pytest-xdist) never share one. Tests that need their own still set them."""
+    base = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+            (base / var.lower()).mkdir()
+            mp.setenv(var, str(base / var.lower()))
+        yield
 
 
 def require_tool(name: str) -> str:
@@ -93,12 +120,25 @@ class Share:
         return self.session(user).request(method, self.url + path.lstrip("/"), **kw)
 
 
+_USERS_TEMPLATE: list[Path] = []
+
+
 def make_users(path: Path) -> Users:
-    users = Users({})
-    for name, password in PASSWORDS.items():
-        users.add(name, password, read_only=name in READ_ONLY)
-    users.save(path)
-    return users
+    """Write the test users (alice, read-only bob) to `path`. Their scrypt hashes cost about a
+    quarter of a second each, so they are made once per process and the file is copied."""
+    if not _USERS_TEMPLATE:
+        users = Users({})
+        for name, password in PASSWORDS.items():
+            users.add(name, password, read_only=name in READ_ONLY)
+        folder = tempfile.mkdtemp(prefix="davsync-test-users-")
+        atexit.register(shutil.rmtree, folder, True)
+        template = Path(folder) / "users.json"
+        users.save(template)
+        _USERS_TEMPLATE.append(template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_USERS_TEMPLATE[0], path)
+    os.chmod(path, 0o600)
+    return Users.load(path)
 
 
 @pytest.fixture
@@ -248,3 +288,27 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(retry, "LISTING", _replace(retry.LISTING, sleep=asked.append))
     monkeypatch.setattr(retry, "TRANSFER", _replace(retry.TRANSFER, sleep=asked.append))
     return asked
+
+
+@pytest.fixture
+def sync_world(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Any]]:
+    """Make synchelp.SyncWorlds (server + recording proxy + DEST + phone + invariant checker);
+    each is stopped at teardown."""
+    from synchelp import SyncWorld
+
+    made: list[SyncWorld] = []
+
+    def make(**kw: Any) -> SyncWorld:
+        world = SyncWorld(kw.pop("tmp", tmp_path), users_file, **kw)
+        made.append(world)
+        return world
+
+    yield make
+    for world in made:
+        world.close()
+
+
+@pytest.fixture
+def world(sync_world: Callable[..., Any]) -> Any:
+    """One SyncWorld with default settings."""
+    return sync_world()

@@ -21,6 +21,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .fastget import FastGet
+from .fastpropfind import FastPropfind
 from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
@@ -29,6 +30,7 @@ from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
+from .sendfile import install as install_sendfile
 from .settings import ServeSettings
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
@@ -119,7 +121,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         },
     }
     dav_app = WsgiDAVApp(config)
-    fast = FastGet(dav_app, provider, users, settings.anonymous)
+    listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
+    fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
     links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
@@ -162,6 +165,7 @@ class DavServer:
             shutdown_timeout=5,
         )
         self._server.ConnectionClass = StickyConnection
+        install_sendfile(self._server)
         if settings.tls_cert:
             from cheroot.ssl.builtin import BuiltinSSLAdapter
 

@@ -188,6 +188,61 @@ RELIANCES: tuple[Reliance, ...] = (
         ("app.py",),
         "The class cheroot makes per connection: StickyConnection is installed through it.",
     ),
+    # --- cheroot: file bodies sent by the kernel (sendfile.py) -----------------------------------
+    Reliance(
+        "cheroot.server:HTTPServer",
+        "gateway",
+        ("sendfile.py",),
+        "The gateway class cheroot makes per request: SendfileGateway is installed through it.",
+    ),
+    Reliance(
+        "cheroot.wsgi:Gateway",
+        "remaining_bytes_out",
+        ("sendfile.py",),
+        "The Content-Length the application declared: how many bytes sendfile sends.",
+    ),
+    Reliance(
+        "cheroot.wsgi:Gateway",
+        "started_response",
+        ("sendfile.py",),
+        "Whether start_response ran: the file is sent raw only after it did.",
+    ),
+    Reliance(
+        "cheroot.server:HTTPRequest",
+        "sent_headers",
+        ("sendfile.py",),
+        "False until the first body byte: a file body is sent raw only when it is the whole body.",
+    ),
+    Reliance(
+        "cheroot.server:HTTPRequest",
+        "ensure_headers_sent",
+        ("sendfile.py",),
+        "Writes the status line and headers (through wfile, which flushes all of it) before the raw file.",
+    ),
+    Reliance(
+        "cheroot.server:HTTPRequest",
+        "chunked_write",
+        ("sendfile.py",),
+        "A chunked response needs cheroot's framing: never sent raw (guard).",
+    ),
+    Reliance(
+        "cheroot.server:HTTPRequest",
+        "close_connection",
+        ("sendfile.py",),
+        "Set when a file shrank while sent, so the client sees the end instead of waiting.",
+    ),
+    Reliance(
+        "cheroot.server:HTTPRequest",
+        "conn",
+        ("sendfile.py",),
+        "The connection, for its socket.",
+    ),
+    Reliance(
+        "cheroot.server:HTTPConnection",
+        "socket",
+        ("sendfile.py",),
+        "The client socket (an SSLSocket under TLS): sendfile and sendall go to it directly.",
+    ),
 )
 
 # Where our code copies, skips or replaces upstream code, its fingerprint (see source_fingerprint).
@@ -198,6 +253,22 @@ FINGERPRINTS: dict[str, str] = {
     "wsgidav.fs_dav_provider:FileResource.__init__": "d3149891456ace0c",
     "wsgidav.request_resolver:RequestResolver.__call__": "b1266662739bb708",
     "cheroot.server:HTTPConnection.communicate": "cf09216d770b907c",
+    # sendfile.py: the body is iterated inside respond (so FileBody may write raw there), and close() is called.
+    "cheroot.wsgi:Gateway.respond": "f9e847ca3e079a55",
+    # sendfile.py: a write returns only once everything is on the socket (headers before the raw file).
+    "cheroot.makefile:BufferedWriter.write": "c7706fb325c0d831",
+    "cheroot.makefile:BufferedWriter._flush_unlocked": "0b6d0539c4e50952",
+    # Not the server's, the command line's (davsync/typer_coerce.py): where typer builds a converter
+    # (typer.core.build_runtime_param, by its global name), and the adapters whose results ours
+    # reproduce (tests/test_cli_startup.py also compares both on every parameter).
+    # (tests/test_cli_startup.py compares both on every parameter).
+    "typer.core:_TyperParameter.get_runtime_param": "71533cbd759963f1",
+    "typer._coercion:build_runtime_param": "9bbd47b06446d0a4",
+    "typer._coercion:RuntimeParam.coerce": "75f3a2d3d4af1833",
+    "typer._adapters:build_leaf_adapter": "a8f9a17b066c1194",
+    "typer._adapters:_parse_cli_str": "09bac30372c7ba29",
+    "typer._adapters:_parse_cli_bool": "767218573d314a02",
+    "typer._adapters:_build_number_adapter": "9982971f828778b1",
 }
 
 # Parameters our calls and overrides depend on (names, in order).
@@ -209,6 +280,8 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "wsgidav.fs_dav_provider:FilesystemProvider._loc_to_file_path": ("self", "path", "environ"),
     "wsgidav.fs_dav_provider:FileResource.__init__": ("self", "path", "environ", "file_path"),
     "cheroot.server:HTTPConnection.communicate": ("self",),
+    "cheroot.wsgi:Gateway_10.get_environ": ("self",),
+    "cheroot.server:HTTPConnection.__init__": ("self", "server", "sock", "makefile"),
     "wsgidav.dir_browser._dir_browser:WsgiDavDirBrowser._get_context": ("self", "environ", "dav_res"),
 }  # fmt: skip
 

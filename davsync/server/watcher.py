@@ -14,7 +14,19 @@ import stat
 import threading
 import time
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -27,6 +39,12 @@ from .scanner import rescan
 log = logging.getLogger("davsync.server")
 
 DEBOUNCE = 0.05
+# What can change a file or folder. Left out: opened and closed-without-writing, which every
+# GET and PROPFIND causes; asking inotify for them costs the server a Python event per read.
+WATCHED_EVENTS = [
+    FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileMovedEvent, DirMovedEvent,
+    FileDeletedEvent, DirDeletedEvent, FileClosedEvent,
+]  # fmt: skip
 TOMBSTONES_KEPT = 50_000
 
 
@@ -60,7 +78,7 @@ class ChangeTracker:
     def start(self) -> None:
         try:
             observer = Observer()
-            observer.schedule(_Handler(self), self.root, recursive=True)
+            observer.schedule(_Handler(self), self.root, recursive=True, event_filter=WATCHED_EVENTS)
             observer.start()
             self._observer = observer
         except OSError as e:

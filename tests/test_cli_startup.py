@@ -1,0 +1,99 @@
+"""The command line starts light: no pydantic (typer's converters replaced by ours, with the same
+results), no server modules for client commands, no client modules for `serve`."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from conftest import PASSWORDS, Share
+from typer._click.exceptions import BadParameter
+from typer.main import get_command
+
+from davsync import typer_coerce
+from davsync.cli import app
+
+SAMPLES: dict[Any, list[Any]] = {
+    str: ["abc", "", "é", b"bytes"],
+    bool: ["true", "no", "1", "", "maybe", " Yes ", True, False],
+    int: ["5", " 7 ", "0", "65", "-1", "abc", "1.5", "1_000", "", 3, "+4"],
+    float: ["0.5", "0.1", "x", "2", " 3 ", "1e3", "inf", "nan", ""],
+    Path: ["some/path", "", "/", "/nonexistent/x"],
+    list[str]: [("a", "b"), (), ["x"]],
+}
+
+
+def _outcome(runtime: Any, value: Any, param: Any, ctx: Any) -> tuple[str, Any]:
+    try:
+        got = runtime.coerce(value, param=param, ctx=ctx)
+    except BadParameter as e:
+        return "refused", e.message
+    return "ok", "NaN" if isinstance(got, float) and math.isnan(got) else got
+
+
+def _params(command: Any) -> Any:
+    ctx = typer._click.Context(command)
+    for param in getattr(command, "params", []):
+        if getattr(param, "type_descriptor", None) is not None:
+            yield command.name, param, ctx
+    for sub in getattr(command, "commands", {}).values():
+        yield from _params(sub)
+
+
+def test_our_converters_cover_every_parameter_and_agree_with_typers() -> None:
+    """Same value or same message as typer's pydantic adapters, for every parameter of every
+    command (their min/max included), on ordinary and odd input."""
+    compared = 0
+    for command, param, ctx in _params(get_command(app)):
+        descriptor = param.type_descriptor
+        ours = typer_coerce.plain_runtime_param(descriptor)
+        assert ours is not None, f"{command} {param.name}: {descriptor.annotation} would load pydantic"
+        theirs = typer_coerce._typer_builder(descriptor)
+        for value in SAMPLES[descriptor.annotation]:
+            assert _outcome(ours, value, param, ctx) == _outcome(theirs, value, param, ctx), (command, param.name, value)
+            compared += 1
+    assert compared > 200
+
+
+def _imported_by(args: list[str], env: dict[str, str]) -> set[str]:
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "davsync", *args], capture_output=True, text=True,
+                         env=env, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return {line.rpartition("|")[2].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_pull_imports_neither_pydantic_nor_the_server(share: Share, tmp_path: Path) -> None:
+    (share.root / "a.txt").write_bytes(b"a")
+    share.wait_indexed()
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    modules = _imported_by(["pull", share.url, str(tmp_path / "m"), "--user", "alice", "--quiet"], env)
+    assert (tmp_path / "m" / "a.txt").read_bytes() == b"a"
+    assert "davsync.client.pull" in modules
+    unwanted = {m for m in modules if m.split(".")[0] in ("pydantic", "wsgidav", "cheroot", "watchdog", "rich")}
+    unwanted |= {m for m in modules if m.startswith("davsync.server") or m == "davsync.users"}
+    assert not unwanted
+
+
+@pytest.mark.parametrize("args", [["--version"], ["user", "list", "--users", "{users}"]])
+def test_small_commands_import_no_client_or_server(args: list[str], users_file: Path) -> None:
+    modules = _imported_by([a.format(users=users_file) for a in args], dict(os.environ))
+    heavy = {m for m in modules if m.split(".")[0] in ("pydantic", "requests", "wsgidav", "cheroot", "lxml", "rich")}
+    assert not heavy
+
+
+def test_typer_still_builds_converters_the_way_typer_coerce_replaces() -> None:
+    """typer_coerce swaps typer.core.build_runtime_param, which _TyperParameter.get_runtime_param
+    calls by its global name, and subclasses RuntimeParam through _coerce_value; coerce_cli_path
+    takes a Path without pydantic. (Fingerprints of these are in davsync/server/upstream.py.)"""
+    from typer import _coercion, _param_types, core
+
+    assert "build_runtime_param" in core._TyperParameter.get_runtime_param.__code__.co_names
+    assert core.build_runtime_param is typer_coerce._build  # installed
+    assert "_coerce_value" in _coercion.RuntimeParam.__abstractmethods__
+    assert _param_types.coerce_cli_path(Path("x"), typer.models.OptionInfo(), path_type=Path) == Path("x")
