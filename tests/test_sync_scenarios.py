@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from synchelp import DIR, Exchange, Known, KnownBug, Run, SyncWorld, conflict_copies, files_only, md5, read_journal
+from synchelp import DIR, Exchange, Known, Run, SyncWorld, conflict_copies, files_only, md5, read_journal
 
 # --- the change table -------------------------------------------------------------------------
 
@@ -275,10 +275,8 @@ def clean_message(run: Run) -> None:
 # --- deletion guards ---------------------------------------------------------------------------
 
 HELD_EXIT_0 = "engine: a sync whose deletions a guard held exits 0 with refused_deletions 0 (the contract: exit 3)"
-held_bug = pytest.mark.xfail(strict=True, raises=KnownBug, reason=HELD_EXIT_0)
 
 
-@held_bug
 def test_guard_dest_emptied_deletes_nothing_on_the_server(world: SyncWorld) -> None:
     """An emptied DEST (a drive unplugged under the folder) while the journal is not empty."""
     known = Known()
@@ -309,7 +307,6 @@ def test_guard_dest_missing_deletes_nothing_on_the_server(world: SyncWorld) -> N
 
 
 @pytest.mark.slow
-@held_bug
 def test_guard_server_empty_deletes_nothing_here(world: SyncWorld) -> None:
     """The share lists empty (the Pi's disk not mounted) while the journal is not."""
     known = Known()
@@ -330,7 +327,6 @@ def test_guard_server_empty_deletes_nothing_here(world: SyncWorld) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("side,limit", [("local", "3"), ("local", "30%"), ("remote", "3"), ("remote", "30%"), ("local", None),
                                         ("remote", None)])  # fmt: skip
-@held_bug
 def test_guard_max_delete(world: SyncWorld, side: str, limit: str | None) -> None:
     """4 of 10 deletions against a limit of 3 or 30%; 6 of 10 against the default 50%."""
     known = Known()
@@ -475,7 +471,6 @@ FORGETS_SKIPPED = ("engine: an incremental run forgets names skipped earlier: ex
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=FORGETS_SKIPPED)
 def test_windows_forbidden_names_from_the_server(world: SyncWorld) -> None:
     """--name-rules windows: names Windows cannot hold are reported and skipped, never deleted
     on the server (they are missing here because they cannot exist here)."""
@@ -830,7 +825,6 @@ PUSH_FORGETS = ("engine: push forgets a server change it reported once (the sync
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=PUSH_FORGETS)
 def test_push_never_overwrites_a_server_change(world: SyncWorld) -> None:
     known = Known()
     world.write("src/a.txt", "pushed")
