@@ -546,16 +546,20 @@ def _max_delete(text: str | None) -> tuple[int | None, float | None]:
 
 
 MaxDeleteOpt = typer.Option(
-    None, "--max-delete", metavar="N|P%",
+    None, "--max-delete", metavar="N|P%", show_default="50%",
     help="Refuse a side's deletions when more files than this would go (a count, or a share of the tracked "
-    "files such as 10%). [default: 50%]",
+    "files such as 10%).",
+)  # fmt: skip
+SyncDestArg = typer.Argument(
+    None, metavar="DEST", show_default=False,
+    help="The local folder kept in sync with the share, created if missing (or set DAVSYNC_DEST).",
 )  # fmt: skip
 
 
 @app.command()
 def sync(
     url: str | None = UrlArg,
-    dest: str | None = DestArg,
+    dest: str | None = SyncDestArg,
     user: str | None = UserOpt,
     jobs: int = JobsOpt,
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),

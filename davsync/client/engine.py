@@ -23,7 +23,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -324,7 +324,7 @@ class _Run:
             if two_way:
                 self.journal.set_meta("server_url", self.remote.base_url)
         if not self.engine.stop.is_set():
-            remember_skipped(self.journal, snap)
+            remember_skipped(self.journal, snap, self.engine.rules, self.fold_case)
         if two_way:
             self.journal.set_meta("last_mode", opts.mode.value)
 
@@ -344,11 +344,17 @@ class _Run:
         else:
             base = self.journal.load()
             scan = self._local(base, None)
-        base.update(scan.resolved)
+        _apply_resolved(base, scan.resolved)
         union = self._union(stored_token, snap, base)
         base = self._resolve_uploads(base, snap.view, write)
+        lv = scan.view
+        if not partial and not union and not snap.view.complete:
+            narrowed = _changes_only(lv, base, snap.touched)
+            if narrowed is not None:
+                tracked = sum(1 for j in base.values() if not j.is_dir)
+                lv, base = narrowed
         return reconcile(
-            base, scan.view, snap.view, self._options(union), now=self.now, excluded=self._excluded(scan),
+            base, lv, snap.view, self._options(union), now=self.now, excluded=self._excluded(scan),
             tracked_files=tracked,
         )  # fmt: skip
 
@@ -458,7 +464,7 @@ class _Run:
             self.dest, set(remote) | set(base), base, excluded=_nothing_excluded, rules=self.engine.rules,
             fold_case=self.fold_case, hash_all=self.opts.verify, settle_s=0,
         )  # fmt: skip
-        base.update(scan.resolved)
+        _apply_resolved(base, scan.resolved)
         self.result.local_files_read += scan.files_hashed
         reported = {s.path for s in self.result.skipped}
         for s in scan.skipped:
@@ -566,7 +572,7 @@ class _Run:
             self.dest, sorted(paths), base, excluded=self.filter.excluded, rules=self.engine.rules,
             fold_case=self.fold_case, settle_s=0.0, stop=self.engine.stop,
         )  # fmt: skip
-        base.update(here.resolved)
+        _apply_resolved(base, here.resolved)
         self.ctx.on_disk.update(here.on_disk)
         rv = RemoteView(entries, complete=False, removed=frozenset(removed))
         return reconcile(
@@ -585,6 +591,45 @@ def _at_or_under(path: str, folders: set[str]) -> bool:
         return False
     parts = path.split("/")
     return any("/".join(parts[:i]) in folders for i in range(1, len(parts) + 1))
+
+
+def _apply_resolved(base: dict[str, JournalEntry], resolved: Mapping[str, JournalEntry | None]) -> None:
+    """Rows a crash left in flight, as the local look resolved them (None: no base at all)."""
+    for path, row in resolved.items():
+        if row is None:
+            base.pop(path, None)
+        else:
+            base[path] = row
+
+
+def _changes_only(
+    lv: LocalView, base: dict[str, JournalEntry], touched: set[str]
+) -> tuple[LocalView, dict[str, JournalEntry]] | None:
+    """A full local scan narrowed to what differs from the base (plus what the server's changes
+    touch), with only those rows: with a changes-only server listing, the planner then judges
+    the changed paths, not every file (everything else is as the base says on both sides).
+
+    None when the whole picture is needed: a folder failed to read (its subtree is frozen), or
+    DEST holds no file at all (the empty-DEST guard must see a complete view)."""
+    if lv.failed or not any(e is not None and not e.is_dir for e in lv.entries.values()):
+        return None
+    entries: dict[str, LocalEntry | None] = {}
+    for path, e in lv.entries.items():
+        j = base.get(path)
+        if (
+            j is None
+            or e is None
+            or j.is_dir != e.is_dir
+            or (not e.is_dir and (not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5)))
+            or j.prev is not None
+            or path in touched
+        ):
+            entries[path] = e
+    for path in base:
+        if path not in lv.entries:
+            entries[path] = None
+    rows = {p: base[p] for p in set(entries) | touched if p in base}
+    return LocalView(entries, complete=False), rows
 
 
 def _nothing_excluded(path: str, is_dir: bool) -> bool:

@@ -699,6 +699,9 @@ class _TwoWay:
         self.children: dict[str, set[str]] = {}  # built when a folder decision first needs it
         self.everything: set[str] = set()
         self.sources: set[str] = set()  # paths that moved away (renames)
+        # Per-folder answers that every path below a folder would otherwise recompute.
+        self._gone_memo: tuple[dict[str, bool], dict[str, bool]] = ({}, {})  # (local, remote)
+        self._excluded_dirs: dict[str, bool] = {}
 
     # -- the two snapshots, resolved per path --
 
@@ -722,7 +725,7 @@ class _TwoWay:
             if e is not None and e.md5 is None and j is not None and j.md5 and j.matches_local(e):
                 return LocalEntry(False, e.size, e.mtime_ns, e.ino, j.md5)  # an unchanged stat: the journal knows
             return e
-        if self.lv.complete or j is None or _gone_above(path, self.lv.entries, frozenset()):
+        if self.lv.complete or j is None or self._gone_above(path, here=True):
             return None
         return LocalEntry(True) if j.is_dir else LocalEntry(False, j.size, j.mtime_ns, j.ino, j.md5)
 
@@ -734,11 +737,26 @@ class _TwoWay:
         j = self.raw_base.get(path)
         if path in self.rv.removed or j is None:
             return None
-        if _gone_above(path, self.rv.entries, self.rv.removed):
+        if self._gone_above(path, here=False):
             return None
         if j.is_dir:
             return RemoteEntry(path, True)
         return RemoteEntry(path, False, j.remote_size, j.remote_mtime, j.remote_etag, j.remote_md5)
+
+    def _gone_above(self, path: str, *, here: bool) -> bool:
+        """In a changes-only view: is a folder above this path removed, or now a file? (per folder)"""
+        folder = path.rpartition("/")[0]
+        if not folder:
+            return False
+        memo = self._gone_memo[0 if here else 1]
+        hit = memo.get(folder)
+        if hit is None:
+            if here:
+                hit = _gone_above(path, self.lv.entries, frozenset())
+            else:
+                hit = _gone_above(path, self.rv.entries, self.rv.removed)
+            memo[folder] = hit
+        return hit
 
     def _frozen(self, path: str) -> bool:
         if not (self.rv.failed or self.lv.failed or self.blocked):
@@ -750,7 +768,20 @@ class _TwoWay:
             return False
         entries = (self.lv.entries.get(path), self.rv.entries.get(path), self.raw_base.get(path))
         is_dir = any(e is not None and e.is_dir for e in entries)
-        return self.excluded(path, is_dir) or any(self.excluded(p, True) for p in _parents(path))
+        if self.excluded(path, is_dir):
+            return True
+        folder = path.rpartition("/")[0]
+        return bool(folder) and self._folder_excluded(folder)
+
+    def _folder_excluded(self, folder: str) -> bool:
+        """Is this folder, or one above it, excluded? (asked once per folder)"""
+        hit = self._excluded_dirs.get(folder)
+        if hit is None:
+            assert self.excluded is not None
+            parent = folder.rpartition("/")[0]
+            hit = self.excluded(folder, True) or (bool(parent) and self._folder_excluded(parent))
+            self._excluded_dirs[folder] = hit
+        return hit
 
     # -- the run --
 
@@ -790,14 +821,15 @@ class _TwoWay:
         if j is None or j.is_dir or j.prev is not None or self.set_aside:
             return False
         e, r = self.lv.entries.get(path), self.rv.entries.get(path)
-        return (
-            e is not None
-            and r is not None
-            and not r.is_dir
-            and j.matches_local(e)
-            and (e.md5 is None or e.md5 == j.md5)
-            and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (r.etag, r.size, r.mtime, r.md5)
-        )
+        if e is None or not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5):
+            return False
+        if r is None:
+            # A changes-only listing that does not name it: unchanged on the server since the
+            # token, unless it or a folder above it was removed there.
+            return not self.rv.complete and path not in self.rv.removed and not self._gone_above(path, here=False)
+        return not r.is_dir and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (
+            r.etag, r.size, r.mtime, r.md5,
+        )  # fmt: skip
 
     def _add(self, action: Action | None) -> None:
         if action is not None:
@@ -969,8 +1001,13 @@ class _TwoWay:
         Push changes nothing here: it reports the path and leaves everything below it alone."""
         for path in paths:
             e, r0 = self.lv.entries.get(path), self.rv.entries.get(path)
-            if e is not None and r0 is not None and e.is_dir == r0.is_dir and not self.set_aside:
-                continue  # the common case, without resolving the views
+            if e is not None and not self.set_aside:
+                if r0 is not None and e.is_dir == r0.is_dir:
+                    continue  # the common case, without resolving the views
+                if r0 is None and not self.rv.complete:
+                    j = self.raw_base.get(path)
+                    if j is None or j.is_dir == e.is_dir:
+                        continue  # not in the changes: the server holds the base's type, or nothing
             loc, r = self.local(path), self.remote(path)
             if loc is None or r is None or loc.is_dir == r.is_dir:
                 continue
