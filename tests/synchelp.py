@@ -114,6 +114,11 @@ class Exchange:
     answered: float | None = None  # when the server's answer did
 
     @property
+    def is_bundle(self) -> bool:
+        """davsync's bundle REPORT (a tar of small files, 200) or bulk POST, not a change list (207)."""
+        return (self.method == "REPORT" and self.status == 200) or self.method == "POST"
+
+    @property
     def path(self) -> str:
         """Relative, decoded, NFC, no slashes at either end ('' is the root)."""
         return nfc(unquote(urlsplit(self.target).path)).strip("/")
@@ -547,7 +552,12 @@ class Run:
 
     @property
     def transfers(self) -> list[Exchange]:
-        return [ex for ex in self.requests if ex.method in TRANSFER_METHODS]
+        return [ex for ex in self.requests if ex.method in TRANSFER_METHODS or ex.is_bundle]
+
+    @property
+    def downloads(self) -> list[Exchange]:
+        """GETs and bundle REPORTs (many small files in one answer)."""
+        return [ex for ex in self.requests if ex.method == "GET" or ex.is_bundle]
 
     def __repr__(self) -> str:
         return str(self)
