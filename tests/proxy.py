@@ -17,6 +17,9 @@ class Faults:
     stalls_left: int = 0
     fail_paths: tuple[str, ...] = ()  # answer 503 to requests whose target contains one of these...
     fails_left: int | None = None  # ...this many times (None: always)
+    # With this set, cuts and stalls hit only answers to requests whose request line contains
+    # it (e.g. "REPORT"), counting that answer's bytes alone.
+    only_for: str | None = None
 
 
 @dataclass
@@ -64,16 +67,24 @@ class Proxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+            request = _Request()
+            threading.Thread(target=self._pipe, args=(client, upstream, False, request), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True, request), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, to_client: bool, request: _Request) -> None:
         sent = 0
         try:
             while not self._stop.is_set():
                 data = src.recv(65536)
                 if not data:
                     break
+                if not to_client and data[:1].isalpha() and b" HTTP/1." in data.split(b"\r\n", 1)[0]:
+                    request.line, request.answered = data.split(b"\r\n", 1)[0].decode("latin-1"), 0
+                faulty = True
+                if to_client and self.faults.only_for is not None:
+                    faulty = self.faults.only_for in request.line
+                    sent = request.answered
+                    request.answered += len(data)
                 if not to_client and self.faults.fail_paths:
                     line = data.split(b"\r\n", 1)[0].decode("latin-1")
                     with self._lock:
@@ -89,8 +100,9 @@ class Proxy:
                 if to_client:
                     f = self.faults
                     with self._lock:
-                        cut = f.cut_after is not None and f.cuts_left > 0 and sent + len(data) >= f.cut_after
-                        stall = f.stall_after is not None and f.stalls_left > 0 and sent + len(data) >= f.stall_after
+                        cut = faulty and f.cut_after is not None and f.cuts_left > 0 and sent + len(data) >= f.cut_after
+                        stall = (faulty and f.stall_after is not None and f.stalls_left > 0
+                                 and sent + len(data) >= f.stall_after)
                         if cut:
                             f.cuts_left -= 1
                         if stall:
@@ -116,6 +128,14 @@ class Proxy:
                 except OSError:
                     pass
                 s.close()
+
+
+@dataclass
+class _Request:
+    """The latest request line seen on one connection, and how many answer bytes followed it."""
+
+    line: str = ""
+    answered: int = 0
 
 
 def _drain(sock: socket.socket, timeout: float = 5.0) -> None:

@@ -288,7 +288,8 @@ def test_stalled_connection_times_out_and_is_reported(share, tmp_path: Path, no_
     t0 = time.monotonic()
     try:
         result = run_pull(
-            ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"], timeout=1.0), tmp_path / "m", PullOptions()
+            # A short read timeout: the transfer is tried 6 times, and each try waits the timeout out.
+            ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"], timeout=0.3), tmp_path / "m", PullOptions()
         )
     finally:
         proxy.close()

@@ -33,6 +33,7 @@ import requests
 
 from .. import osfs
 from ..exitcodes import Exit
+from .bundle import bundled_downloads
 from .execute import Context, Executor, Reporter, SilentReporter
 from .filters import Filter
 from .journal import Journal, JournalError
@@ -270,6 +271,8 @@ class _Run:
             stamp=self.now.strftime("%Y%m%d-%H%M%S"),
             replan=self.replan,
         )
+        if opts.mode == Mode.PULL:  # small files many per request from servers that offer it (bundle.py)
+            self.ctx.prefetch = bundled_downloads(self.ctx, result)
 
     # --- the run -----------------------------------------------------------------
 
@@ -321,7 +324,7 @@ class _Run:
             if two_way:
                 self.journal.set_meta("server_url", self.remote.base_url)
         if not self.engine.stop.is_set():
-            remember_skipped(self.journal, snap)
+            remember_skipped(self.journal, snap, self.engine.rules, self.fold_case)
         if two_way:
             self.journal.set_meta("last_mode", opts.mode.value)
 

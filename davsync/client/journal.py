@@ -204,6 +204,26 @@ class Journal:
             self.put(path, entry)
         self._write("DELETE FROM intent WHERE path=?", (path,))
 
+    def intend_many(self, intents: list[Intent]) -> None:
+        """`intend` for a batch of changes: all recorded, then committed together."""
+        args = [(i.path, i.op, _entry_json(i.entry), i.base_etag) for i in intents]
+        with self._lock:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO intent (path, op, entry, base_etag) VALUES (?, ?, ?, ?)", args)
+            self._pending += len(args)
+        self.commit()
+
+    def settle_many(self, outcomes: list[tuple[str, JournalEntry | None]]) -> None:
+        """`settle` for a batch; the caller commits."""
+        rows = [_put_args(path, e) for path, e in outcomes if e is not None]
+        with self._lock:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.executemany(_PUT, rows)
+            self._db.executemany("DELETE FROM intent WHERE path=?", [(path,) for path, _ in outcomes])
+            self._pending += len(outcomes)
+
     def intents(self) -> list[Intent]:
         with self._lock:
             rows = self._db.execute("SELECT path, op, entry, base_etag FROM intent ORDER BY path").fetchall()

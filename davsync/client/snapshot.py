@@ -85,6 +85,8 @@ def changes_snapshot(
         return None
     if spelling_changed(remote, journal, changes):
         return None
+    if journal.get_meta(SKIPPED_META) and journal.get_meta(SKIPPED_RULES_META) != rules_key(rules, fold_case):
+        return None  # names skipped under other name rules: only a walk judges them again
     changed = {p: e for p, e in changes.changed.items() if not excluded(p, e.is_dir)}
     kept, skipped = filter_names(changed, rules, fold_case=fold_case)
     entries = {p: e for p, e in changed.items() if p in kept}
@@ -108,14 +110,21 @@ def changes_snapshot(
 
 
 SKIPPED_META = "skipped_remote"
+SKIPPED_RULES_META = "skipped_rules"  # the name rules those names were skipped under
 
 
-def remember_skipped(journal: Journal, snap: RemoteSnapshot) -> None:
+def rules_key(rules: NameRules, fold_case: bool) -> str:
+    return f"{rules}/{'fold' if fold_case else 'exact'}"
+
+
+def remember_skipped(journal: Journal, snap: RemoteSnapshot, rules: NameRules, fold_case: bool) -> None:
     """Keep the server names this computer cannot hold, so a run that lists only changes still
-    reports them (a skipped file is a file not synced) instead of counting itself in sync."""
+    reports them (a skipped file is a file not synced) instead of counting itself in sync.
+    The rules are kept too: a run under other rules walks, and judges those names again."""
     rows = [[s.path, s.reason] for s in snap.skipped]
     if rows or journal.get_meta(SKIPPED_META):
         journal.set_meta(SKIPPED_META, json.dumps(rows) if rows else None)
+        journal.set_meta(SKIPPED_RULES_META, rules_key(rules, fold_case) if rows else None)
 
 
 def _still_skipped(journal: Journal, changed: Mapping[str, object], removed: set[str], now: set[str]) -> list[Skipped]:

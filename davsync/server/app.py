@@ -20,6 +20,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
+from .bundle import BundleMiddleware
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
 from .http import StickyConnection
@@ -113,7 +114,10 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, WriteGuard, WsgiDavDirBrowser, _Resolver],
+        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py)
+        "middleware_stack": [
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+        ],
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,

@@ -34,7 +34,7 @@ from wsgidav.dav_error import DAVError, as_DAVError, get_http_status_string
 from ..users import Users
 from .fastget import authorised, http_date, mime_type
 from .names import etag_of, is_internal_name, is_internal_path, rel_of
-from .provider import CHECKSUMS, OC_NS, WIN32_MTIME, DavsyncProvider
+from .provider import CHECKSUMS, FEATURES, OC_NS, WIN32_MTIME, DavsyncProvider
 from .request_server import parse_propfind
 
 log = logging.getLogger("davsync.server")
@@ -51,7 +51,7 @@ LIVE = frozenset({
 # Live elsewhere in WsgiDAV or our provider, answered by WsgiDAV.
 LEAVE = frozenset({
     "{DAV:}lockdiscovery", "{DAV:}supportedlock", "{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes",
-    "{DAV:}sync-token", "{DAV:}supported-report-set",
+    "{DAV:}sync-token", "{DAV:}supported-report-set", *FEATURES,
 })  # fmt: skip
 _CONDITIONS = ("HTTP_IF", "HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE")
 OK = "200 OK"

@@ -149,6 +149,7 @@ class DavsyncFile(FileResource):
 
 SYNC_TOKEN = "{DAV:}sync-token"
 SUPPORTED_REPORTS = "{DAV:}supported-report-set"
+FEATURES = ("{urn:davsync:}bundle", "{urn:davsync:}bulk-upload")
 
 
 class DavsyncFolder(FolderResource):
@@ -161,7 +162,7 @@ class DavsyncFolder(FolderResource):
         names = super().get_property_names(is_allprop=is_allprop)
         # RFC 6578: sync-token must not be in allprop.
         if not is_allprop:
-            names += [SYNC_TOKEN, SUPPORTED_REPORTS]
+            names += [SYNC_TOKEN, SUPPORTED_REPORTS, *FEATURES]
         return names
 
     def get_property_value(self, name: str) -> Any:
@@ -172,6 +173,10 @@ class DavsyncFolder(FolderResource):
             report = etree.SubElement(etree.SubElement(el, "{DAV:}supported-report"), "{DAV:}report")
             etree.SubElement(report, "{DAV:}sync-collection")
             return el
+        if name in FEATURES:  # davsync's many-files-per-request extension (bundle.py)
+            from .bundle import feature_property
+
+            return feature_property(name, self.environ, self.provider)
         return super().get_property_value(name)
 
     def get_member_names(self) -> list[str]:

@@ -129,7 +129,7 @@ RELIANCES: tuple[Reliance, ...] = (
         "where upstream shows the href (which holds the token).",
     ),
     # --- WSGI environ keys -----------------------------------------------------------------------
-    Reliance("wsgidav", "wsgidav.provider", ("app.py",), "Set by WsgiDAVApp: the provider for the path."),
+    Reliance("wsgidav", "wsgidav.provider", ("app.py", "bundle.py"), "Set by WsgiDAVApp: the provider for the path."),
     Reliance(
         "wsgidav",
         "wsgidav.user_name",
@@ -140,26 +140,27 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("auth.py", "provider.py", "link_gate.py"),
+        ("auth.py", "provider.py", "link_gate.py", "bundle.py"),
         "Set by HTTPAuthenticator after a login; auth.py sets it after its own Digest check, and "
-        "share links set it to a link's own name.",
+        "share links set it to a link's own name. The bulk upload checks locks for this principal.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.conditions.if",
-        ("request_server.py",),
-        "Set by util.parse_if_header_dict: our PUT parses the If header only once.",
+        ("request_server.py", "bundle.py"),
+        "Set by util.parse_if_header_dict: our PUT and the bulk upload parse the If header only once.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.ifLockTokenList",
-        ("request_server.py", "provider.py"),
-        "The lock tokens from the If header, for lock_manager.write_transaction in our PUT.",
+        ("request_server.py", "provider.py", "bundle.py"),
+        "The lock tokens from the If header, for lock_manager.write_transaction in our PUT and the lock check "
+        "of each bulk-upload member.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.all_input_read",
-        ("request_server.py", "link_gate.py"),
+        ("request_server.py", "link_gate.py", "bundle.py"),
         "Tells WsgiDAVApp the body was consumed, so it does not drain the input again.",
     ),
     # --- cheroot --------------------------------------------------------------------------------

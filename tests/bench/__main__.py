@@ -26,6 +26,7 @@ from . import datasets
 from .harness import (
     PASSWORD,
     Pinning,
+    Runs,
     Server,
     davsync_cmd,
     env_with_password,
@@ -241,6 +242,7 @@ class Bench:
         pull = self.pin.client(davsync_cmd("pull", server.url, str(dest), "--user", "bench", "--quiet"))
 
         initial = timed(lambda: run(pull, env=env), self.sizes.repeat, before=lambda: rmtree(dest))
+        floor = self.local_floor(tree)
         noop = timed(lambda: run(pull, env=env), self.sizes.repeat)
         noop_full = timed(lambda: run([*pull, "--full"], env=env), self.sizes.repeat)
         peers: dict[str, float | None] = {}
@@ -254,16 +256,86 @@ class Bench:
                 peers[label] = timed(lambda copy=copy: run(copy), 1).median
                 noop_peers[label] = timed(lambda copy=copy: run(copy), self.sizes.repeat).median
         n = datasets.count_files(tree)
-        ratio = _div(peers.get("rclone copy"), initial.median)
-        self.add(Row(f"initial mirror of {n:,} small files", "s", initial.median, peers, ratio, "rclone/davsync",
-                     ">= 10x faster than rclone copy", _ge(ratio, 10),
-                     {"files_per_s": n / initial.median, "server_small_get_rate": getattr(self, "small_get_rate", None),
-                      "runs": initial.as_dict()}))  # fmt: skip
+        self.add_mirror_row(n, initial, floor, peers)
         ratio = _div(noop_peers.get("rclone copy"), noop.median)
         self.add(Row(f"no-op pull of {n:,} files (sync-collection)", "s", noop.median,
                      {**noop_peers, "davsync --full (walk)": noop_full.median}, ratio, "rclone/davsync",
                      ">= 10x faster than rclone's no-op copy", _ge(ratio, 10)))  # fmt: skip
         self.stop_all()
+
+    def local_floor(self, tree: Path) -> Runs:
+        """The local floor for copying this tree: `tar -c | tar -x` plus `sync`, no network, no checks."""
+        out = self.work / "floor-copy"
+        copy = f"tar -C {_sh(tree)} -cf - . | tar -C {_sh(out)} -xf - && sync"
+
+        def fresh() -> None:
+            rmtree(out)
+            out.mkdir()
+
+        runs = timed(lambda: run(self.pin.client(["sh", "-c", copy])), self.sizes.repeat, before=fresh)
+        rmtree(out)
+        return runs
+
+    def add_mirror_row(self, n: int, initial: Runs, floor: Runs, peers: dict[str, float | None]) -> None:
+        ratio = _div(initial.median, floor.median)
+        vs_rclone = _div(peers.get("rclone copy"), initial.median)
+        met = None if ratio is None else ratio <= 5 and (vs_rclone is None or vs_rclone >= 50)
+        self.add(Row(f"initial mirror of {n:,} small files", "s", initial.median,
+                     {"local floor (tar c, tar x, sync)": floor.median, **peers}, ratio, "davsync/floor",
+                     "<= 5x the local floor and >= 50x rclone copy", met,
+                     {"files_per_s": n / initial.median, "rclone/davsync": vs_rclone, "runs": initial.as_dict(),
+                      "floor_runs": floor.as_dict()}))  # fmt: skip
+
+    def mirror_measures(self, files: int) -> None:
+        """Initial mirror of a tree of small files next to the local floor and rclone, same run."""
+        self.log(f"client: initial mirror of {files:,} small files vs tar | tar + sync and rclone copy")
+        tree = self.work / f"mirror-tree-{files}"
+        datasets.small_tree(tree, files, max(1, files // 100), seed=11)
+        server = self.davsync_server(tree, self.work / f"state-mirror-{files}")
+        env = env_with_password()
+        dest = self.work / f"mirror-{files}"
+        pull = self.pin.client(davsync_cmd("pull", server.url, str(dest), "--user", "bench", "--quiet"))
+        run(pull, env=env)  # the server hashes and indexes once; then each run is a first pull
+        floor = self.local_floor(tree)
+        initial = timed(lambda: run(pull, env=env), self.sizes.repeat, before=lambda: rmtree(dest))
+        peers: dict[str, float | None] = {}
+        if need("rclone"):
+            rdest = self.work / "rclone-mirror-small"
+            rmtree(rdest)
+            peers["rclone copy"] = timed(lambda: run(self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest)))),
+                                         1).median  # fmt: skip
+            rmtree(rdest)
+        self.add_mirror_row(datasets.count_files(tree), initial, floor, peers)
+        self.stop_all()
+        rmtree(dest)
+        rmtree(tree)
+
+    def upload_measures(self, files: int) -> None:
+        """bulk_upload (the client API sync/push will use) of a tree of small files to an empty share."""
+        self.log(f"client: bulk upload of {files:,} small files vs tar | tar + sync")
+        tree = self.work / f"upload-tree-{files}"
+        datasets.small_tree(tree, files, max(1, files // 100), seed=12)
+        floor = self.local_floor(tree)
+        root = self.work / "upload-root"
+        runs = Runs()
+        for i in range(self.sizes.repeat):
+            rmtree(root)
+            root.mkdir()
+            server = self.davsync_server(root, self.work / f"state-upload-{i}", "--keep-versions", "0")
+            upload = self.pin.client([sys.executable, "-m", "tests.bench.bulk_upload", server.url, str(tree)])
+            t0 = time.perf_counter()
+            run(upload, env=env_with_password())
+            runs.values.append(time.perf_counter() - t0)
+            self.stop_all()
+        n = datasets.count_files(tree)
+        ok = sum(1 for p in root.rglob("*") if p.is_file()) == n
+        ratio = _div(runs.median, floor.median)
+        self.add(Row(f"bulk upload of {n:,} small files to an empty share (client API)", "s", runs.median,
+                     {"local floor (tar c, tar x, sync)": floor.median}, ratio, "davsync/floor",
+                     "<= 8x the local floor", None if ratio is None else ratio <= 8 and ok,
+                     {"all_files_arrived": ok, "runs": runs.as_dict()}))  # fmt: skip
+        rmtree(root)
+        rmtree(tree)
 
     def scale_measures(self, tree: Path) -> None:
         self.log("client at scale: no-op and 10 changes in the big tree; server and client RSS")
@@ -468,14 +540,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small datasets; finishes in a few minutes")
     parser.add_argument("--cores", type=int, choices=[1], help="pin server and client to one core each (Pi-like)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where bench.md and bench.json go")
-    parser.add_argument("--only", help="comma-separated: startup,server,index,client,scale,big,watch,sync")
+    parser.add_argument("--only", help="comma-separated: startup,server,index,client,mirror,upload,scale,big,watch,sync")
     args = parser.parse_args()
     sizes = datasets.QUICK if args.quick else datasets.FULL
     pin = Pinning(enabled=args.cores == 1)
     if pin.enabled and not need("taskset"):
         print("--cores 1 needs taskset (util-linux)", file=sys.stderr)
         return 2
-    only = set((args.only or "startup,server,index,client,scale,big,watch,sync").split(","))
+    only = set((args.only or "startup,server,index,client,mirror,upload,scale,big,watch,sync").split(","))
     if pin.enabled:
         os.sched_setaffinity(0, {1})  # this process is a client too (the PROPFIND timings): the client's core
     # Installed packages carry compiled bytecode; a checkout run with PYTHONDONTWRITEBYTECODE would
@@ -503,6 +575,10 @@ def main() -> int:
             big.unlink()
             if "client" in only:
                 bench.client_measures(tree)
+            if "mirror" in only:
+                bench.mirror_measures(sizes.mirror_files)
+            if "upload" in only:
+                bench.upload_measures(sizes.upload_files)
             if "watch" in only:
                 bench.watch_measures(tree)
             if "scale" in only:

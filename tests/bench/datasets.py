@@ -18,10 +18,12 @@ class Sizes:
     big_bytes: int
     repeat: int
     watch_trials: int
+    mirror_files: int = 5_000  # a second initial-mirror tree (the client tree is the first)
+    upload_files: int = 20_000
 
 
 FULL = Sizes(20_000, 200, 100_000, 1024**3, 3, 20)
-QUICK = Sizes(1_000, 20, 5_000, 128 * 1024**2, 3, 5)
+QUICK = Sizes(1_000, 20, 5_000, 128 * 1024**2, 3, 5, mirror_files=5_000, upload_files=1_000)
 
 
 def small_tree(root: Path, files: int, folders: int, seed: int = 1) -> int:

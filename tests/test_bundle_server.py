@@ -1,0 +1,316 @@
+"""The server's many-files-per-request extension: the bundle REPORT and the bulk POST.
+
+Hostile member paths, scopes (read-only accounts, anonymous guests, share links), changed and
+missing members, MD5 and precondition checks per member, cut bodies. Real server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import tarfile
+import threading
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import pytest
+import requests
+from conftest import PASSWORDS, wait_until
+
+from davsync.client.bulk import BulkItem, BulkUnsupported, bulk_upload
+from davsync.client.remote import ConnectionSettings, Remote
+from davsync.paxstream import END_OF_ARCHIVE, PaxReader, member_bytes
+from davsync.server.links import LinkStore
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def bundle_body(*paths: str | tuple[str, str]) -> bytes:
+    items = []
+    for p in paths:
+        path, etag = p if isinstance(p, tuple) else (p, None)
+        attr = f" etag={quoteattr(etag)}" if etag else ""
+        items.append(f"<ds:file{attr}>{escape(path)}</ds:file>")
+    return f'<ds:bundle xmlns:ds="urn:davsync:">{"".join(items)}</ds:bundle>'.encode()
+
+
+def fetch(session: requests.Session, url: str, *paths: str | tuple[str, str]) -> list[tuple[str, int, dict, bytes]]:
+    r = session.request("REPORT", url, data=bundle_body(*paths), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/x-tar"
+    reader = PaxReader(io.BytesIO(r.content).read)
+    out = []
+    while (m := reader.next()) is not None:
+        out.append((m.path, m.status, m.attrs, reader.data(m, 1 << 30) or b""))
+    assert reader.ended
+    return out
+
+
+@pytest.fixture
+def tree(share):  # type: ignore[no-untyped-def]
+    root = share.root
+    (root / "docs" / "deep").mkdir(parents=True)
+    (root / "docs" / "a.txt").write_bytes(b"alpha")
+    (root / "docs" / "deep" / "ünï b.txt").write_bytes(b"beta" * 100)
+    (root / "top.txt").write_bytes(b"top")
+    (root / "%2e%2e").write_bytes(b"a file literally named %2e%2e")
+    (root.parent / "outside.txt").write_bytes(b"SECRET outside the share")
+    os.symlink(root.parent / "outside.txt", root / "link.txt")
+    os.symlink(root.parent, root / "linkdir")
+    share.wait_indexed()
+    return share
+
+
+def test_bundle_carries_each_member_with_path_size_mtime_etag_and_md5(tree) -> None:
+    s = tree.session()
+    got = fetch(s, tree.url, "docs/a.txt", "docs/deep/ünï b.txt", "top.txt")
+    assert [(p, st, data) for p, st, _, data in got] == [
+        ("docs/a.txt", 200, b"alpha"), ("docs/deep/ünï b.txt", 200, b"beta" * 100), ("top.txt", 200, b"top")]
+    for path, _, attrs, data in got:
+        assert attrs["md5"] == md5(data)
+        st = os.stat(tree.root / path)
+        assert attrs["etag"] == tree.request("HEAD", path).headers["ETag"].strip('"')
+    # a generic tar reader reads the same stream (pax path, size and mtime)
+    raw = s.request("REPORT", tree.url, data=bundle_body("docs/a.txt", "top.txt"), timeout=30).content
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r|") as t:
+        names = [(m.name, m.size, int(m.mtime), t.extractfile(m).read()) for m in t]  # type: ignore[union-attr]
+    st = os.stat(tree.root / "top.txt")
+    assert names == [("docs/a.txt", 5, int(os.stat(tree.root / "docs/a.txt").st_mtime), b"alpha"),
+                     ("top.txt", 3, int(st.st_mtime), b"top")]
+    # relative to the collection asked
+    assert [p for p, *_ in fetch(s, tree.url + "docs/", "a.txt", "deep/ünï b.txt")] == ["a.txt", "deep/ünï b.txt"]
+
+
+def test_advertised_in_options_and_as_properties_by_scope(tree) -> None:
+    alice = tree.request("OPTIONS", "")
+    assert "max-files=" in alice.headers["X-Davsync-Bundle"] and "max-files=" in alice.headers["X-Davsync-Bulk-Upload"]
+    bob = tree.request("OPTIONS", "", user="bob")  # read-only: bundles yes, bulk upload no
+    assert "X-Davsync-Bundle" in bob.headers and "X-Davsync-Bulk-Upload" not in bob.headers
+    body = ('<d:propfind xmlns:d="DAV:" xmlns:ds="urn:davsync:"><d:prop><ds:bundle/><ds:bulk-upload/></d:prop>'
+            "</d:propfind>")
+    r = tree.request("PROPFIND", "", data=body, headers={"Depth": "0"})
+    assert r.status_code == 207 and "bundle max-files" in r.text and "bulk-upload max-files" in r.text
+    r = tree.request("PROPFIND", "", user="bob", data=body, headers={"Depth": "0"})
+    assert "bundle max-files" in r.text and "bulk-upload max-files" not in r.text
+    # allprop (what generic clients ask) never shows them
+    assert "urn:davsync:" not in tree.request("PROPFIND", "", headers={"Depth": "1"}).text
+
+
+HOSTILE = ["../outside.txt", "/etc/passwd", "docs/../../outside.txt", "docs\\a.txt", "docs//a.txt", "./top.txt",
+           "link.txt", "linkdir/outside.txt", ".~davsync-versions/x", "docs/.~davsync-upload.part", ""]
+
+
+def test_hostile_members_fail_alone_and_nothing_outside_is_read(tree) -> None:
+    asked = [x for h in HOSTILE for x in (h, "top.txt")]
+    got = fetch(tree.session(), tree.url, *asked)
+    assert [p for p, *_ in got] == asked
+    for (path, status, attrs, data), hostile in zip(got[::2], HOSTILE, strict=True):
+        assert path == hostile and status in (403, 404) and data == b"" and "error" in attrs, (hostile, status)
+    assert all(st == 200 and data == b"top" for _, st, _, data in got[1::2])  # the good ones between still arrive
+    assert not any(b"SECRET" in data for *_, data in got)
+
+
+def test_encoded_names_are_names_not_escapes(tree) -> None:
+    [(path, status, _, data)] = fetch(tree.session(), tree.url, "%2e%2e")
+    assert (path, status, data) == ("%2e%2e", 200, b"a file literally named %2e%2e")
+
+
+def test_missing_folder_and_changed_members_fail_alone(tree) -> None:
+    s = tree.session()
+    etag = tree.request("HEAD", "top.txt").headers["ETag"].strip('"')
+    got = fetch(s, tree.url, "gone.txt", "docs", ("top.txt", etag), ("docs/a.txt", "stale-etag"), "docs/a.txt")
+    assert [(p, st) for p, st, _, _ in got] == [("gone.txt", 404), ("docs", 404), ("top.txt", 200),
+                                                ("docs/a.txt", 412), ("docs/a.txt", 200)]  # fmt: skip
+    assert got[3][2]["etag"] == s.head(tree.url + "docs/a.txt").headers["ETag"].strip('"')
+
+
+def test_scopes_are_those_of_get(tree, start_share) -> None:
+    # a read-only account may read in bundles, a guest needs a login, a bad password is refused
+    assert fetch(tree.session("bob"), tree.url, "top.txt")[0][1] == 200
+    assert requests.request("REPORT", tree.url, data=bundle_body("top.txt"), timeout=30).status_code == 401
+    wrong = requests.request("REPORT", tree.url, data=bundle_body("top.txt"), auth=("alice", "nope"), timeout=30)
+    assert wrong.status_code == 401
+    # a read-only share link of docs/: members are relative to it, and nothing above it is reachable
+    issued = LinkStore(tree.state_dir).create("docs", "read-only", expires_in=3600, password=None)
+    url = f"{tree.url}s/{issued.token}/"
+    got = fetch(requests.Session(), url, "a.txt", "../top.txt", "deep/ünï b.txt")
+    assert [(p, st) for p, st, _, _ in got] == [("a.txt", 200), ("../top.txt", 403), ("deep/ünï b.txt", 200)]
+    # a drop box is write-only: no bundles
+    drop = LinkStore(tree.state_dir).create("docs", "drop", expires_in=3600, password=None)
+    r = requests.request("REPORT", f"{tree.url}s/{drop.token}/", data=bundle_body("a.txt"), timeout=30)
+    assert r.status_code == 403
+    assert "X-Davsync-Bundle" not in requests.options(f"{tree.url}s/{drop.token}/", timeout=30).headers
+    offered = requests.options(url, timeout=30).headers
+    assert "X-Davsync-Bundle" in offered and "X-Davsync-Bulk-Upload" not in offered
+    # bulk uploads go through no link
+    body = member_bytes("new.txt", b"x", None, md5=md5(b"x")) + END_OF_ARCHIVE
+    r = requests.post(url, data=body, headers={"Content-Type": "application/x-tar"}, timeout=30)
+    assert r.status_code in (403, 405) and not (tree.root / "docs" / "new.txt").exists()
+
+
+def test_too_many_members_is_refused_whole(tree) -> None:
+    r = tree.request("REPORT", "", data=bundle_body(*["top.txt"] * 1001))
+    assert r.status_code == 413
+
+
+# --- bulk upload ------------------------------------------------------------------------------------
+
+
+def remote_for(share, user: str = "alice") -> Remote:
+    return Remote(ConnectionSettings(share.url, user, PASSWORDS[user]))
+
+
+def test_bulk_upload_places_each_file_verified_with_preconditions(tree, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"new one.txt": b"brand new", "docs/a.txt": b"alpha v2", "top.txt": b"top v2", "docs/deep/n.txt": b"n"}
+    for i, data in enumerate(files.values()):
+        (src / f"{i}").write_bytes(data)
+    os.chmod(tree.root / "docs/a.txt", 0o640)
+    etag_a = tree.request("HEAD", "docs/a.txt").headers["ETag"].strip('"')
+    items = [
+        BulkItem("new one.txt", src / "0", mtime=1_600_000_000, if_none_match=True),
+        BulkItem("docs/a.txt", src / "1", if_match=etag_a),
+        BulkItem("top.txt", src / "2", if_match="not-the-etag"),  # changed meanwhile: refused
+        BulkItem("docs/deep/n.txt", src / "3", md5=md5(b"something else")),  # not what the caller hashed
+        BulkItem("missing/x.txt", src / "0"),
+        BulkItem("docs/a.txt", src / "0", if_none_match=True),  # exists now: refused
+        BulkItem("../escape.txt", src / "0"),
+        BulkItem(".~davsync-versions/x", src / "0"),
+    ]
+    remote = remote_for(tree)
+    try:
+        results = bulk_upload(remote, items)
+    finally:
+        remote.close()
+    assert [r.status for r in results] == [201, 204, 412, 0, 409, 412, 403, 403]
+    assert (tree.root / "new one.txt").read_bytes() == b"brand new"
+    assert os.stat(tree.root / "new one.txt").st_mtime == 1_600_000_000
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tree.root / "new one.txt").st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(tree.root / "docs/a.txt").st_mode & 0o777 == 0o640  # a replacement keeps the permissions
+    assert (tree.root / "docs/a.txt").read_bytes() == b"alpha v2"
+    assert (tree.root / "top.txt").read_bytes() == b"top"
+    assert not (tree.root / "docs/deep/n.txt").exists() and not (tree.root.parent / "escape.txt").exists()
+    assert results[0].md5 == md5(b"brand new") and results[1].md5 == md5(b"alpha v2")
+    for r, path in ((results[0], "new one.txt"), (results[1], "docs/a.txt")):
+        assert r.etag == tree.request("HEAD", path).headers["ETag"].strip('"')
+    assert "412" not in results[2].error and results[2].error  # a sentence, not a bare code
+    # the overwritten version is kept, like a PUT's
+    kept = tree.server.state.versions.files("docs/a.txt")
+    assert [(v.path, v.md5, v.method) for v in kept] == [("docs/a.txt", md5(b"alpha"), "POST")]
+    # and the index serves the new MD5s at once
+    wait_until(lambda: tree.index.fresh_md5("new one.txt", os.stat(tree.root / "new one.txt")) == md5(b"brand new"))
+    assert not [p for p in tree.root.rglob(".~davsync-*")]  # no temp files left
+
+
+def test_bulk_member_with_a_wrong_md5_is_refused_alone(tree) -> None:
+    body = (member_bytes("good.txt", b"good", None, md5=md5(b"good"))
+            + member_bytes("top.txt", b"corrupt", None, md5=md5(b"what was meant"))
+            + member_bytes("nomd5.txt", b"x", None) + END_OF_ARCHIVE)  # fmt: skip
+    r = tree.request("POST", "", data=body, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 207
+    assert [s.split()[1] for s in r.text.split("<d:status>")[1:]] == ["201", "400", "400"]
+    assert (tree.root / "good.txt").read_bytes() == b"good" and (tree.root / "top.txt").read_bytes() == b"top"
+    assert not (tree.root / "nomd5.txt").exists()
+
+
+def test_a_cut_bulk_body_places_nothing(tree) -> None:
+    body = (member_bytes("one.txt", b"1" * 5000, None, md5=md5(b"1" * 5000))
+            + member_bytes("top.txt", b"2" * 5000, None, md5=md5(b"2" * 5000)) + END_OF_ARCHIVE)  # fmt: skip
+    sock = socket.create_connection(("127.0.0.1", tree.server.port), timeout=30)
+    import base64
+
+    auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-tar\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    sock.sendall(head.encode() + body[: len(body) - 2000])
+    wait_until(lambda: any(p.name.startswith(".~davsync-") for p in tree.root.iterdir()), 10, "the body to arrive")
+    sock.close()
+    wait_until(lambda: not any(p.name.startswith(".~davsync-") for p in tree.root.iterdir()), 10, "temp files to go")
+    assert not (tree.root / "one.txt").exists() and (tree.root / "top.txt").read_bytes() == b"top"
+    # malformed: a body that is no tar at all
+    r = tree.request("POST", "", data=b"x" * 1024, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 400 and not (tree.root / "one.txt").exists()
+
+
+def test_bulk_preconditions_are_checked_again_right_before_the_rename(tree) -> None:
+    """Another client replaces the file while the bulk body is still arriving: the member,
+    sent with the etag it had before, is refused (an early check alone would have passed)."""
+    import base64
+
+    etag = tree.request("HEAD", "top.txt").headers["ETag"].strip('"')
+    first = member_bytes("top.txt", b"mine", None, md5=md5(b"mine"), **{"if-match": f'"{etag}"'})
+    rest = member_bytes("other.txt", b"o", None, md5=md5(b"o")) + END_OF_ARCHIVE
+    auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    sock = socket.create_connection(("127.0.0.1", tree.server.port), timeout=30)
+    sock.sendall((f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-tar\r\n"
+                  f"Content-Length: {len(first) + len(rest)}\r\n\r\n").encode() + first)  # fmt: skip
+    wait_until(lambda: any(p.name.startswith(".~davsync-") for p in tree.root.iterdir()), 10, "the body to arrive")
+    assert tree.request("PUT", "top.txt", data=b"theirs").status_code == 204
+    sock.sendall(rest)
+    answer = b""
+    while b"</d:multistatus>" not in answer:
+        chunk = sock.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    sock.close()
+    assert b"412 Precondition Failed" in answer and b"201 Created" in answer
+    assert (tree.root / "top.txt").read_bytes() == b"theirs" and (tree.root / "other.txt").read_bytes() == b"o"
+
+
+def test_bulk_is_refused_to_read_only_accounts(tree, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    remote = remote_for(tree, "bob")
+    try:
+        with pytest.raises(BulkUnsupported):
+            bulk_upload(remote, [BulkItem("f.txt", tmp_path / "f")])
+    finally:
+        remote.close()
+    body = member_bytes("f.txt", b"f", None, md5=md5(b"f")) + END_OF_ARCHIVE
+    r = tree.request("POST", "", user="bob", data=body, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 403 and not (tree.root / "f.txt").exists()
+
+
+def test_bulk_upload_of_many_files_in_several_requests(tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from davsync.client import bulk
+
+    monkeypatch.setattr(bulk, "BATCH_FILES", 40)
+    src = tmp_path / "many"
+    src.mkdir()
+    items = []
+    for i in range(150):
+        p = src / f"{i}.bin"
+        p.write_bytes(os.urandom(i * 7))
+        items.append(BulkItem(f"docs/f{i:03}.bin", p, if_none_match=True))
+    remote = remote_for(tree)
+    try:
+        before = tree.server.app.counts["POST"] if hasattr(tree.server.app, "counts") else None
+        results = bulk_upload(remote, items, jobs=3)
+        if before is not None:
+            assert tree.server.app.counts["POST"] - before == 4
+    finally:
+        remote.close()
+    assert all(r.status == 201 for r in results)
+    for i in range(150):
+        assert (tree.root / f"docs/f{i:03}.bin").read_bytes() == (src / f"{i}.bin").read_bytes()
+    _ = threading  # (no timing here)
+
+
+def test_bulk_members_respect_webdav_locks(tree) -> None:
+    body = ('<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope>'
+            "<d:locktype><d:write/></d:locktype><d:owner>t</d:owner></d:lockinfo>")  # fmt: skip
+    r = tree.request("LOCK", "top.txt", data=body, headers={"Timeout": "Second-60"})
+    assert r.status_code == 200, r.text
+    token = r.headers["Lock-Token"].strip("<>")
+    upload = member_bytes("top.txt", b"new", None, md5=md5(b"new")) + END_OF_ARCHIVE
+    r = tree.request("POST", "", data=upload, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 207 and "423" in r.text and (tree.root / "top.txt").read_bytes() == b"top"
+    r = tree.request("POST", "", data=upload, headers={"Content-Type": "application/x-tar",
+                                                      "If": f"<{tree.url}top.txt> (<{token}>)"})  # fmt: skip
+    assert r.status_code == 207 and "204 No Content" in r.text and (tree.root / "top.txt").read_bytes() == b"new"
