@@ -123,7 +123,7 @@ def kill_loop(share, tmp_path: Path, kills: int, seed: int) -> int:  # type: ign
     assert final.returncode == 0, final.stderr
     check_invariants(dest, history)
     assert {rel: hashlib.md5(p.read_bytes()).hexdigest() for rel, p in placed_files(dest).items()} == sums
-    assert not list((dest / ".davsync" / "partial").glob("*.small"))
+    assert not list((dest / ".davsync" / "partial").rglob("*.small"))
     return killed
 
 

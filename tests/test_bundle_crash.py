@@ -158,7 +158,7 @@ def converge(share, dest: Path) -> None:  # type: ignore[no-untyped-def]
     assert not final.conflicts
     assert files(dest) == files(share.root)
     check_disk_and_journal(dest, {p: {md5(d)} for p, d in files(share.root).items()})
-    assert not list((dest / ".davsync" / "partial").iterdir())
+    assert not [p for p in (dest / ".davsync" / "partial").rglob("*") if p.is_file()]  # no temp file left
 
 
 def test_kills_at_each_step_of_a_batch(share, tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_small_files_come_in_bundles_and_large_ones_by_get(share, tmp_path: Path
     assert len(result.done["download"]) == 61
     assert_journal_describes(dest)
     assert len(journal_rows(dest)) == 61
-    assert not list((dest / ".davsync" / "partial").iterdir())
+    assert not [p for p in (dest / ".davsync" / "partial").rglob("*") if p.is_file()]  # no temp file left
 
     # updates (a row with the old version first) and new files (rows after the renames), in one batch
     for i in range(0, 60, 3):
@@ -234,7 +234,7 @@ def test_members_that_lie_fail_alone_and_nothing_escapes_dest(fake_server, tmp_p
     assert placed == {n: FILES[n] for n in [names[0], *names[5:]]}
     assert sorted(gets) == sorted(names[5:])  # after the stray member: one by one
     assert not list(tmp_path.rglob("evil.txt"))
-    assert not list((dest / ".davsync" / "partial").iterdir())
+    assert not [p for p in (dest / ".davsync" / "partial").rglob("*") if p.is_file()]  # no temp file left
     assert_journal_describes(dest)
 
 
@@ -260,9 +260,17 @@ def test_batches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(len(b) <= 25 and (len(b) == 1 or sum(a.remote.size for a in b) <= 200_000) for b in batches)
 
 
-def test_batch_temp_files_are_named_like_single_small_downloads(tmp_path: Path) -> None:
-    """So a kill's leftovers of either kind are cleared at the next start (pull removes partial/*.small)."""
+def test_a_killed_batchs_temp_files_are_cleared_at_the_next_start(share, tmp_path: Path) -> None:
+    """Batches write into DEST/.davsync/partial/bundle-N/ with the names single small downloads use."""
     from davsync.client.transfer import _partial_paths
 
     for rel in ("a.txt", "dossier é/ünï b.jpg"):
         assert bundle._small_name(rel) == _partial_paths(tmp_path, rel)[0].with_suffix(".small").name
+    dest = tmp_path / "mirror"
+    leftover = dest / ".davsync" / "partial" / "bundle-0" / bundle._small_name("x.txt")
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a batch")
+    (share.root / "f.txt").write_bytes(b"f")
+    share.wait_indexed()
+    assert run_pull(conn(share.url), dest, PullOptions()).exit_code == 0
+    assert not leftover.exists()

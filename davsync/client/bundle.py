@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
 import threading
 import weakref
 from collections import deque
@@ -214,7 +215,12 @@ def transfer_small(b: Batcher, transfers: list[Action]) -> list[Action]:
         raise local_error(e, "creating the partial folder") from None
     back: set[int] = set()
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, b.jobs)), thread_name_prefix="davsync-bundle") as pool:
-        pending = {pool.submit(_Batch(b, batch).run) for batch in _batches(mine, offered)}
+        # Each batch in flight writes into its own folder: file creations in one folder are
+        # serialised by the filesystem, and would be the bottleneck with several batches.
+        folders: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        for n in range(max(1, min(WORKERS, b.jobs))):
+            folders.put(b.state_dir / "partial" / f"bundle-{n}")
+        pending = {pool.submit(_Batch(b, batch, folders).run) for batch in _batches(mine, offered)}
         try:
             while pending:
                 for fut in wait_first(pending):
@@ -252,22 +258,29 @@ class _Staged:
     got: Downloaded
     placed: LocalEntry | None = None
     error: Exception | None = None
+    row: JournalEntry | None = None  # the row it gets once placed (its intent until then)
 
 
 class _Batch:
     """One bundle: its request, its members staged in DEST/.davsync/partial/, then placed together."""
 
-    def __init__(self, b: Batcher, actions: list[Action]) -> None:
+    def __init__(self, b: Batcher, actions: list[Action], folders: queue.SimpleQueue[Path]) -> None:
         self.b = b
         self.actions = actions
+        self.folders = folders  # temp folders free for a batch to write into
         self.names: dict[int, str | None] = {}  # id(action) -> the server's spelling, when not the local one
         self.staged: list[_Staged] = []
         self.outcomes: list[tuple[Action, Outcome]] = []
-        self.partial = b.state_dir / "partial"
+        self.partial = b.state_dir / "partial"  # (set to a folder of its own while the batch runs)
 
     def run(self) -> tuple[list[Action], list[tuple[Action, Outcome]]]:
         """Returns the actions left for the per-file path, and the outcome of every other one."""
+        self.partial = self.folders.get()
         try:
+            try:
+                self.partial.mkdir(exist_ok=True)
+            except OSError as e:
+                raise local_error(e, "creating the partial folder") from None
             leftover = self._receive()
             self._place_all()
             # Every action is reported or handed back, whatever happened above.
@@ -278,6 +291,7 @@ class _Batch:
             for s in self.staged:  # what was not placed (a failure, a stop): its temp file goes
                 if s.placed is None:
                     _unlink(s.got.partial)
+            self.folders.put(self.partial)
 
     def _failed(self, a: Action, error: Exception) -> None:
         self.outcomes.append((a, error))
@@ -415,9 +429,10 @@ class _Batch:
             if not same_stat(stat_entry(b.dest / self._target(a)), a.local):
                 s.error = Raced(f"{a.path} changed locally during the run; left alone")
                 continue
-            new = s.got.ready or stat_entry(s.got.partial)
+            new = s.got.ready or stat_entry(s.got.partial)  # the rename keeps inode, size and mtime
             assert new is not None
-            intents.append(Intent(a.path, "place", self._row(s, new)))
+            s.row = self._row(s, new)
+            intents.append(Intent(a.path, "place", s.row))
             planned.append(s)
         if planned:
             b.journal.intend_many(intents)
@@ -446,7 +461,7 @@ class _Batch:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
-            b.journal.settle_many([(s.action.path, self._row(s, s.placed) if s.placed else None) for s in planned])
+            b.journal.settle_many([(s.action.path, s.row if s.placed else None) for s in planned])
             for s in planned:
                 if s.placed is not None:
                     for path, row in s.action.extra:

@@ -179,7 +179,7 @@ class Engine:
                     journal = Journal(self.state_dir / "state.db")
                 except JournalError as e:
                     return _fatal(result, str(e), Exit.LOCAL)
-                for leftover in (self.state_dir / "partial").glob("*.small"):
+                for leftover in (self.state_dir / "partial").glob("**/*.small"):  # (bundles: in sub-folders)
                     leftover.unlink(missing_ok=True)
             run = _Run(self, opts, journal, result, root_token, local_paths)
             journal.before_commit = run.ctx.sync_dirs
