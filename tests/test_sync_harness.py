@@ -242,3 +242,22 @@ def test_an_rclone_world_serves_pull_and_checks_unsynced_content(sync_world) -> 
     assert r.code == 0, r
     assert md5(b"a") not in world.ledger and md5(b"a2") in world.ledger
     world.check(r, verb="pull")
+
+
+def test_the_sampler_sees_a_partial_file_that_is_gone_by_the_end(world: SyncWorld) -> None:
+    """A half-written file visible for a moment during a run is caught, even if it is whole later."""
+    world.seed({"a.bin": os.urandom(200_000), "b.bin": os.urandom(200_000)})
+    assert world.proxy is not None
+
+    def flash(ex: object) -> None:
+        p = world.dest / "flash.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half of something")
+        wait_until(lambda: world.sampled_problems, 10, "the sampler to see the partial file")
+        p.unlink()
+
+    world.proxy.on("GET", action=flash)
+    r = world.pull()
+    assert r.code == 0, r
+    with pytest.raises(AssertionError, match="flash.txt was visible holding content nobody wrote"):
+        world.check(r, verb="pull", second=False)
