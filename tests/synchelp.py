@@ -114,6 +114,11 @@ class Exchange:
     answered: float | None = None  # when the server's answer did
 
     @property
+    def is_bundle(self) -> bool:
+        """davsync's bundle REPORT (a tar of small files, 200) or bulk POST, not a change list (207)."""
+        return (self.method == "REPORT" and self.status == 200) or self.method == "POST"
+
+    @property
     def path(self) -> str:
         """Relative, decoded, NFC, no slashes at either end ('' is the root)."""
         return nfc(unquote(urlsplit(self.target).path)).strip("/")
@@ -547,7 +552,12 @@ class Run:
 
     @property
     def transfers(self) -> list[Exchange]:
-        return [ex for ex in self.requests if ex.method in TRANSFER_METHODS]
+        return [ex for ex in self.requests if ex.method in TRANSFER_METHODS or ex.is_bundle]
+
+    @property
+    def downloads(self) -> list[Exchange]:
+        """GETs and bundle REPORTs (many small files in one answer)."""
+        return [ex for ex in self.requests if ex.method == "GET" or ex.is_bundle]
 
     def __repr__(self) -> str:
         return str(self)
@@ -599,6 +609,7 @@ class Phone:
             extra += ["-H", f"If-Match: {if_match}"]
         if if_none_match:
             extra += ["-H", "If-None-Match: *"]
+        self.world.seen.add(md5(data))  # it may be visible on the share before curl returns
         code = self._curl("-X", "PUT", *extra, self._url(rel), data=data)[0]
         if 200 <= code < 300:
             self.world.remember(md5(data))
@@ -646,6 +657,11 @@ class SyncWorld:
         self.running = False  # a client process is running: local writes join the ledger
         self._procs: list[subprocess.Popen[bytes]] = []
         self.journal_before: dict[str, dict[str, Any]] = {}  # the journal when the last run started
+        # Sample both sides for partial files while a client runs (off where a test itself writes
+        # a file in place during a run, and for rclone serve, which writes PUTs in place).
+        self.sampling = backend == "davsync"
+        self.sampled_problems: list[str] = []
+        self._sampler: tuple[threading.Event, threading.Thread] | None = None
         if start:
             self.start_server()
 
@@ -792,13 +808,13 @@ class SyncWorld:
         raw = data.encode() if isinstance(data, str) else data
         p = self.dest / rel
         p.parent.mkdir(parents=True, exist_ok=True)
+        if self.running:
+            self.remember(md5(raw))  # before it is visible: the partial sampler may look any time
         with self._user_overwrites(p):
             p.write_bytes(raw)
         if age:
             t = time.time() - age
             os.utime(p, (t, t))
-        if self.running:
-            self.remember(md5(raw))
         return p
 
     def rm(self, rel: str) -> None:
@@ -831,9 +847,9 @@ class SyncWorld:
             p = self.root / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             raw = data.encode() if isinstance(data, str) else data
-            p.write_bytes(raw)
             if self.running:
                 self.remember(md5(raw))
+            p.write_bytes(raw)
         for d in dirs:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self.wait_indexed()
@@ -885,7 +901,32 @@ class SyncWorld:
         proc = subprocess.Popen(cmd, env=self.env(user), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._procs.append(proc)
         self.running = True
+        if self.sampling:
+            self._start_sampler()
         return proc
+
+    def _start_sampler(self) -> None:
+        """While a client runs, look at both sides over and over: a visible file must always hold
+        a whole version someone wrote (never a half-written or mixed one)."""
+        stop = threading.Event()
+
+        def look() -> None:
+            while not stop.wait(0.05):
+                for label, t in (("share", self.share_tree()), ("DEST", self.dest_tree())):
+                    for rel, digest in t.items():
+                        if digest != DIR and digest not in self.seen and digest not in self.ledger:
+                            self.sampled_problems.append(f"{label}/{rel} was visible holding content nobody wrote")
+
+        thread = threading.Thread(target=look, daemon=True, name="partial-sampler")
+        thread.start()
+        self._sampler = (stop, thread)
+
+    def _stop_sampler(self) -> None:
+        if self._sampler is not None:
+            stop, thread = self._sampler
+            stop.set()
+            thread.join(30)
+            self._sampler = None
 
     def run(self, verb: str, *args: str, user: str = "alice", timeout: float = 240, json_out: bool = True) -> Run:
         """One client run to its end, with the requests it sent."""
@@ -900,6 +941,7 @@ class SyncWorld:
                 proc.kill()
                 proc.wait(10)
             self.running = False
+            self._stop_sampler()
         r = Run([verb, *args], proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                 self.proxy.since(mark), time.monotonic() - t0)  # fmt: skip
         self.runs.append(r)
@@ -921,6 +963,7 @@ class SyncWorld:
             os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         self.running = False
+        self._stop_sampler()
         return alive
 
     def close(self) -> None:
@@ -962,6 +1005,7 @@ class SyncWorld:
             second = finished
         problems += self._lost()
         problems += self._partials()
+        problems += sorted(set(self.sampled_problems))
         if journal != "off":
             problems += self._journal(strict=journal == "strict", pull=verb == "pull", ignore=ignore)
         if converged:

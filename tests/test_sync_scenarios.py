@@ -750,11 +750,13 @@ def test_server_disk_full(sync_world: Callable[..., SyncWorld], tmp_path: Path) 
 def test_file_changing_during_upload(world: SyncWorld, how: str) -> None:
     """Edited while its PUT streams: never recorded as synced; the next run sends the final version."""
     agreed(world)
+    world.sampling = how != "in-place"  # this test itself writes the file in place mid-run
     first = os.urandom(4_000_000)
     path = world.write("docs/growing.bin", first)
     final = os.urandom(4_000_000)
 
     def edit(ex: Exchange) -> None:
+        world.remember(md5(final))  # known before any of it is visible
         if how == "in-place":
             with open(path, "r+b") as f:
                 f.write(final)
@@ -762,7 +764,6 @@ def test_file_changing_during_upload(world: SyncWorld, how: str) -> None:
             tmp = path.with_name("growing.tmp-editor")
             tmp.write_bytes(final)
             os.replace(tmp, path)
-        world.remember(md5(final))
         world.ledger.discard(md5(first))  # the user overwrote it before it was ever synced
 
     assert world.proxy is not None
