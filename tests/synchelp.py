@@ -172,7 +172,7 @@ class Exchange:
                 ex.status = self.status
             return
         found = re.findall(rb"<d:status>HTTP/1\.1 (\d{3})", bytes(self._answer or b""))
-        for ex, status in zip(self.members, found):
+        for ex, status in zip(self.members, found, strict=False):  # (a refusal of the whole POST lists none)
             ex.status = int(status)
 
     @property

@@ -613,6 +613,8 @@ class Executor:
                 raise
             if e.status is not None:  # answered as a whole (refused, a server error): nothing was placed
                 self._give_up(ups)
+                if e.status in (403, 405, 501):
+                    self._bulk_off = True  # refused outright: the PUTs say why, file by file
             # Otherwise (a cut connection) which members landed is unknown: their intents stay
             # until the PUT path settles them (a PUT's 412 re-reads the path; a crash before
             # that is settled by the server's MD5 at the next start).
