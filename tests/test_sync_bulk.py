@@ -231,6 +231,7 @@ def test_a_lost_bulk_answer_goes_on_by_put_without_a_false_conflict(world: SyncW
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_kill_loop_during_bulk_uploads(world: SyncWorld) -> None:
     """Many kills at random moments of random batches (new files and edits, several batches per
     run), each followed by the checks; then one run converges."""
@@ -238,14 +239,15 @@ def test_kill_loop_during_bulk_uploads(world: SyncWorld) -> None:
     agreed(world)
     want = files_only(world.share_tree())
     killed = 0
-    for round_ in range(12):
-        for i in range(rng.randint(20, 700)):
+    for round_ in range(10):
+        many = round_ % 4 == 0  # more than one batch (bulk.BATCH_FILES): kill during the second
+        for i in range(700 if many else rng.randint(20, 300)):
             rel = f"r{round_ % 3}/n{i:03}.txt"
             data = rng.randbytes(rng.randint(1, 3000))  # (an empty file is never versioned: not "content")
             world.write(rel, data)
             want[rel] = md5(data)
         phase = rng.choice(["request", "body", "body", "response"])
-        killed += _kill_during_bulk(world, phase, after=rng.randint(0, 200_000), nth=rng.randint(1, 2))
+        killed += _kill_during_bulk(world, phase, after=rng.randint(0, 30_000), nth=2 if many else 1)
         world.check(None, converged=False, second=False, journal="loose")
     final = world.sync()
     assert final.code == 0, final

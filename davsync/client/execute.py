@@ -598,8 +598,14 @@ class Executor:
         for u in ups:
             ctx.reporter.file_started(u.a.path, u.loc.size)
         items = [
-            BulkItem(u.name, self._disk(u.a.path), u.md5, float(u.loc.mtime_ns // 1_000_000_000), u.base_etag,
-                     u.base_etag is None)  # fmt: skip
+            BulkItem(
+                u.name,
+                self._disk(u.a.path),
+                md5=u.md5,
+                mtime=float(u.loc.mtime_ns // 1_000_000_000),  # whole seconds, as a PUT's X-OC-Mtime
+                if_match=u.base_etag,
+                if_none_match=u.base_etag is None,
+            )
             for u in ups
         ]
         try:
