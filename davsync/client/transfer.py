@@ -234,15 +234,23 @@ def _fetch_once(
             else:
                 _write_meta(meta_path, entry)
             fetched = 0
+            body = remote.body_reader(resp, f"GET {entry.path} was cut off")
             with open(data_path, mode, buffering=0) as out, _Pipeline(digest, out.fileno()) as pipe:
                 try:
-                    for chunk in remote.chunks(resp, BLOCK, f"GET {entry.path} was cut off"):
+                    while True:
                         if stop is not None and stop.is_set():
                             raise DownloadError("stopped; the partial download is kept and resumes next time")
-                        _write_all(out, chunk)
-                        pipe.hash(chunk)
-                        fetched += len(chunk)
-                        progress(len(chunk))
+                        buffer = pipe.buffer()
+                        n = body.fill(buffer)
+                        if not n:
+                            pipe.give_back(buffer)
+                            break
+                        pipe.hash(buffer, n)  # hashed on the hasher thread while written here
+                        _write_all(out, buffer[:n])
+                        fetched += n
+                        progress(n)
+                        if n < len(buffer):
+                            break
                 except RemoteError as e:  # the transport's one mapping of a lost connection; disk errors pass
                     if e.fatal:
                         raise
@@ -253,25 +261,34 @@ def _fetch_once(
         return fetched, digest.hexdigest(), offset + fetched
 
 
-def _write_all(out: IO[bytes], data: bytes) -> None:
+def _write_all(out: IO[bytes], data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[out.write(view) :]
 
 
 class _Pipeline:
-    """Hash on one thread and flush to disk on another while the main thread receives.
+    """Receive, hash and flush to disk at once, through a few reused buffers.
 
-    hashlib and fdatasync (fsync where there is none) release the GIL, so a large download costs about the slowest
-    of network, MD5 and disk instead of their sum; the final fsync has little left to do.
+    The main thread fills a buffer from the socket, hands it to the hasher thread and writes it
+    while the hasher reads it; the buffer comes back for reuse once hashed. Another thread
+    flushes the written data to disk every SYNC_EVERY seconds, so the fsync before the rename
+    has little left. hashlib and fdatasync (fsync where there is none) release the GIL, so a
+    large download costs about the slowest of network, MD5 and disk instead of their sum when a
+    core is free; no per-chunk bytes objects are made.
     """
 
     SYNC_EVERY = 0.5
+    BUFFERS = 6
+    BUFFER_SIZE = BLOCK
 
     def __init__(self, digest: hashlib._Hash, fd: int) -> None:
         self._digest = digest
         self._fd = fd
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(self.BUFFERS):
+            self._free.put(memoryview(bytearray(self.BUFFER_SIZE)))
+        self._filled: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
         self._done = threading.Event()
         self._hasher = threading.Thread(target=self._hash_loop, daemon=True)
         self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
@@ -281,12 +298,22 @@ class _Pipeline:
         self._syncer.start()
         return self
 
-    def hash(self, chunk: bytes) -> None:
-        self._chunks.put(chunk)
+    def buffer(self) -> memoryview:
+        """A buffer to fill (waits while all are being hashed: the hasher sets the pace then)."""
+        return self._free.get()
+
+    def give_back(self, buffer: memoryview) -> None:
+        self._free.put(buffer)
+
+    def hash(self, buffer: memoryview, n: int) -> None:
+        """Hash the first n bytes of `buffer` (in order); the buffer is reused only after that."""
+        self._filled.put((buffer, n))
 
     def _hash_loop(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
-            self._digest.update(chunk)
+        while (item := self._filled.get()) is not None:
+            buffer, n = item
+            self._digest.update(buffer[:n])
+            self._free.put(buffer)
 
     def _sync_loop(self) -> None:
         while not self._done.wait(self.SYNC_EVERY):
@@ -296,7 +323,7 @@ class _Pipeline:
                 return
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._chunks.put(None)
+        self._filled.put(None)
         self._hasher.join()
         self._done.set()
         self._syncer.join()
