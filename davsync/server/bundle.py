@@ -11,9 +11,10 @@ A davsync extension that generic WebDAV clients never see unless they ask for it
   others arrive. Every member is stat'ed before the answer starts, so it carries an exact
   Content-Length and the connection stays open for the next request; a member that changes
   after that is sent as `DAVSYNC.status: 409` with zeros filling exactly the length announced
-  for it (the client skips them), so it fails alone and the framing holds. REPORT is a read method, so authentication, read-only accounts and share links
-  (read-only and read-write links allow it, drop boxes do not) apply exactly as for GET, and
-  every member path goes through the provider's path jail like a GET's.
+  for it (the client skips them), so it fails alone and the framing holds. REPORT is a read
+  method, so authentication, read-only accounts and share links (read-only and read-write
+  links allow it, drop boxes do not) apply exactly as for GET, and every member path goes
+  through the provider's path jail like a GET's.
 - **Bulk upload** (write): `POST` of an `application/x-tar` body to a collection. Each member
   carries `DAVSYNC.md5` (required) and optionally `DAVSYNC.if-match` (an etag) or
   `DAVSYNC.if-none-match: *`. Each file goes to a hidden temp file beside its target, is
