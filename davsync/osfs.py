@@ -185,6 +185,8 @@ def flush_data(fd: int) -> None:
 DIRECT_ALIGN = 4096  # offsets, lengths and buffer addresses of writes that bypass the page cache
 _O_DIRECT: int | None = getattr(os, "O_DIRECT", None)  # Linux (and some BSDs); not Windows or macOS
 _PWRITE: Callable[[int, memoryview, int], int] | None = getattr(os, "pwrite", None)  # not on Windows
+# Local disks only: on NFS, SMB or FUSE every direct write is a synchronous round trip or refused.
+DIRECT_FILESYSTEMS = frozenset({"ext4", "ext3", "xfs", "btrfs", "f2fs"})
 
 
 class Appender:
@@ -194,8 +196,9 @@ class Appender:
     on a small VM, as much as curl spends in all), and leaves all of it to be flushed before
     the rename. Where there is O_DIRECT (Linux), whole 4 KiB blocks from page-aligned buffers
     are written straight to the device: almost no CPU, nothing left dirty. A tail that is not
-    a whole block, an unaligned start (a resume), a filesystem that refuses O_DIRECT (tmpfs,
-    some FUSE), and every other platform go through the page cache as usual. Durability is
+    a whole block, an unaligned start (a resume), a filesystem that is not a local disk's
+    (DIRECT_FILESYSTEMS) or refuses O_DIRECT, and every other platform go through the page
+    cache as usual. Durability is
     unchanged: the caller still fsyncs before the rename (which also flushes the device's cache).
     """
 
@@ -204,7 +207,12 @@ class Appender:
         self._fd = fd
         self._pos = offset
         self._direct: int | None = None
-        if _O_DIRECT is not None and _PWRITE is not None and offset % DIRECT_ALIGN == 0:
+        if (
+            _O_DIRECT is not None
+            and _PWRITE is not None
+            and offset % DIRECT_ALIGN == 0
+            and filesystem_type(path) in DIRECT_FILESYSTEMS
+        ):
             try:
                 self._direct = os.open(path, os.O_WRONLY | _O_DIRECT | _O_CLOEXEC | _O_BINARY)
             except OSError:

@@ -95,3 +95,15 @@ def test_a_full_disk_is_an_error_not_a_short_file(tmp_path: Path, monkeypatch: p
             appender.write(aligned(os.urandom(1 << 20)))
         appender.close()
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_only_local_disk_filesystems_are_written_around_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DEST on NFS, SMB or a FUSE volume keeps the page cache: a direct write there is a
+    synchronous round trip each (or refused)."""
+    path = tmp_path / "f.part"
+    path.write_bytes(b"")
+    for fs in ("nfs4", "cifs", "fuseblk", "tmpfs"):
+        monkeypatch.setattr(osfs, "filesystem_type", lambda p, fs=fs: fs)
+        assert not append(path, [os.urandom(1 << 16)]).direct, fs
