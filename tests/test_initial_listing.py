@@ -7,14 +7,17 @@ import hashlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import pytest
 from conftest import PASSWORDS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from proxy import Faults, Proxy
 from test_pull_hostile import GOOD, TRAVERSAL_HREFS, hostile, multistatus, response  # noqa: F401 (a fixture)
 
+from davsync.client.paths import HrefResolver, UnsafeHref, href_to_relpath
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings, Remote, RemoteError
 
@@ -179,3 +182,29 @@ def test_a_cut_report_is_not_used_and_the_next_run_recovers(share, tmp_path: Pat
     finally:
         proxy.close()
     assert again.mode == "sync-collection" and again.bytes_downloaded == 0 and not again.errors
+
+
+HREFS = [*TRAVERSAL_HREFS, "/share/", "/share", "/share/a%20b/c%C3%A9.txt", "/share/a b/e\u0301.txt", "/share/%2e%2e/x",
+         "/share/a%2fb", "/share/a//b", "/share/x?q=1", "/share/x#f", "//other/share/x", "/SHARE/x", "/share/%ff",
+         "/share/./x", "/share/x/..", "/share/%2E/x", "http://h:1/share/ok", "https://h:1/share/ok", "/share/a%5cb",
+         "/sha%72e/x", "/share/a\u0000b", "relative.txt", "sub/x.txt", "../x", "/share/.davsync/x", "/share/x/"]  # fmt: skip
+
+
+@given(st.one_of(st.sampled_from(HREFS), st.text(min_size=1, max_size=30).map(lambda t: "/share/" + t),
+                 st.text(max_size=30)))  # fmt: skip
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_href_short_path_agrees_with_href_to_relpath(href: str) -> None:
+    """HrefResolver (what listings use) gives what href_to_relpath gives, or refuses the same."""
+    for folder in ("http://h:1/share/", "http://h:1/share/sub/"):
+        fast = HrefResolver(folder, "http://h:1/share/")
+        try:
+            want: str | type = href_to_relpath(href, folder, "http://h:1/share/")
+        except UnsafeHref:
+            want = UnsafeHref
+        try:
+            got: str | type = fast.relpath(href)
+        except UnsafeHref:
+            got = UnsafeHref
+        assert got == want, (href, folder)
+        if want is not UnsafeHref:
+            assert fast.absolute(href) == urljoin(folder, href)
