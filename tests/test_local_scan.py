@@ -324,6 +324,21 @@ def test_look_at_sees_only_the_named_paths_and_walks_new_folders(tree: Path) -> 
     assert s.files_hashed == 2  # docs/b.txt is unchanged
 
 
+def test_look_at_finds_a_name_spelled_nfd_on_disk_and_never_calls_it_gone(tree: Path) -> None:
+    """A watcher names paths in NFC; a folder and file written in NFD (a Mac, an old share) are
+    the same names, so a look must find them, not report them deleted (which sync would carry)."""
+    nfd_dir, nfd_file = (unicodedata.normalize("NFD", n) for n in ("café", "résumé.txt"))
+    write(tree, f"{nfd_dir}/{nfd_file}", b"cv")
+    base = synced(tree)
+    base = {unicodedata.normalize("NFC", p): e for p, e in base.items()}
+    (tree / nfd_dir / nfd_file).write_bytes(b"cv, edited")
+    s = look_at(tree, ["café/résumé.txt", "café/gone.txt"], base, excluded=lambda p, d: False,
+                rules="posix", fold_case=False, settle_s=0)  # fmt: skip
+    assert files(s)["café/résumé.txt"].md5 == md5(b"cv, edited")
+    assert s.disk_path(tree, "café/résumé.txt").read_bytes() == b"cv, edited"
+    assert s.view.entries["café/gone.txt"] is None  # a name truly absent is still absent
+
+
 def test_a_stopped_scan_is_not_complete(tree: Path) -> None:
     stop = threading.Event()
     stop.set()

@@ -239,6 +239,31 @@ def test_fast_propfind_answers_like_wsgidav(share: Share, monkeypatch: pytest.Mo
     assert rendered[0] == 19, "the symlink and the upload temp file are not listed"
 
 
+def test_digest_logins_take_the_fast_paths_once_the_gate_checked_them(start_share,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows' mini-redirector and many phone apps log in with Digest: once FrontGate accepted the
+    login, a GET or PROPFIND is as cheap as with Basic. A wrong password never gets that far."""
+    share: Share = start_share(anonymous="off")
+    (share.root / "f.txt").write_text("digest")
+    share.wait_indexed()
+    fast: list[str] = []
+    original = fastget.FastGet._try
+    monkeypatch.setattr(fastget.FastGet, "_try",
+                        lambda self, env, sr: (r := original(self, env, sr), r is not None and fast.append("GET"))[0])  # fmt: skip
+    render = fastpropfind._Listing.render
+    monkeypatch.setattr(fastpropfind._Listing, "render", lambda self, m: (fast.append("PROPFIND"), render(self, m))[-1])
+    session = requests.Session()
+    session.auth = requests.auth.HTTPDigestAuth("alice", PASSWORDS["alice"])
+    got = session.get(share.url + "f.txt", timeout=30)
+    assert (got.status_code, got.content, fast) == (200, b"digest", ["GET"])
+    body = _propfind_body(PROP_SETS["davsync"]).encode()
+    listed = session.request("PROPFIND", share.url, data=body, headers={"Depth": "1"}, timeout=30)
+    assert listed.status_code == 207 and fast == ["GET", "PROPFIND"]
+    session.auth = requests.auth.HTTPDigestAuth("alice", "wrong")
+    assert session.get(share.url + "f.txt", timeout=30).status_code == 401
+    assert fast == ["GET", "PROPFIND"]
+
+
 LEFT_TO_WSGIDAV = [
     (b"", {"Depth": "1"}, "alice"),  # allprop
     (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>', {"Depth": "1"}, "alice"),

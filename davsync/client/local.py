@@ -249,7 +249,15 @@ class _Look:
             return
         full = self.dest / path
         try:
-            st = os.stat(full, follow_symlinks=False)
+            try:
+                st = os.stat(full, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                disk = None if path.isascii() else self.spelled(path)
+                if disk is None:
+                    raise
+                self.result.on_disk[path] = disk
+                full = self.dest / disk
+                st = os.stat(full, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
             self.entries[path] = None
             return
@@ -281,6 +289,27 @@ class _Look:
                 self.walk(path, os.fspath(full))  # new here: what came with it is new too
             return
         self.file(path, os.fspath(full), _entry_of_stat(full, st))
+
+    def spelled(self, path: str) -> str | None:
+        """The spelling on disk of an NFC path not found as named (written in NFD by a Mac or
+        an old share): the entry of its folder whose NFC form is the name, None if there is none."""
+        if path in self.result.on_disk:
+            return self.result.on_disk[path]
+        parent, _, name = path.rpartition("/")
+        disk_parent = (self.spelled(parent) if not os.path.lexists(self.dest / parent) else parent) if parent else ""
+        if disk_parent is None:
+            return None
+        try:
+            names = os.listdir(self.dest / disk_parent)
+        except OSError:
+            return None
+        found = next((n for n in names if _nfc(n) == name), None)
+        if found is None:
+            return None
+        disk = f"{disk_parent}/{found}" if disk_parent else found
+        if disk != path:
+            self.result.on_disk[path] = disk
+        return disk
 
     def refusal(self, path: str, *, folder: bool = False) -> str | None:
         """Why the name rules refuse this path or a folder above it (folders cached)."""

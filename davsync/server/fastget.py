@@ -2,12 +2,12 @@
 
 WsgiDAV's full stack (authenticator, error printer, dir browser, request server,
 resource objects) costs more than sending a small file. A plain GET that is already
-authorised (anonymous read, or Basic credentials the users file accepts) is answered
-here, with the same headers WsgiDAV would send; so is a single byte range (a resumed
-download), with WsgiDAV's If-Range rule. The body goes out through the server's
-`wsgi.file_wrapper` (sendfile, see sendfile.py). Anything else (several or unsatisfiable
-ranges, If-Range with a date, conditional headers, folders, Digest, missing credentials,
-odd paths) falls through to WsgiDAV.
+authorised (anonymous read, Basic credentials the users file accepts, or a Digest login
+the front gate checked) is answered here, with the same headers WsgiDAV would send; so
+is a single byte range (a resumed download), with WsgiDAV's If-Range rule. The body goes
+out through the server's `wsgi.file_wrapper` (sendfile, see sendfile.py). Anything else
+(several or unsatisfiable ranges, If-Range with a date, conditional headers, folders,
+missing credentials, odd paths) falls through to WsgiDAV.
 """
 
 from __future__ import annotations
@@ -168,7 +168,10 @@ def mime_type(path: str, config: dict) -> str:
 
 def authorised(users: Users, anonymous: str, environ: dict) -> bool:
     """May this request read without WsgiDAV's authenticator? (A guest where guests may read,
-    or Basic credentials the users file accepts; anything else goes the full way.)"""
+    Basic credentials the users file accepts, or a Digest login FrontGate has just verified;
+    anything else goes the full way.)"""
+    if "davsync.digest_user" in environ:  # set by auth.FrontGate only after checking the response
+        return True
     header = environ.get("HTTP_AUTHORIZATION")
     if header is None:
         return anonymous in ("read", "write")

@@ -7,11 +7,11 @@ time (davsync, rclone, gio, Explorer), always with a named property set. This pa
 those from one scandir, one index query per folder and plain string formatting, with the same
 multistatus WsgiDAV would send (same hrefs, values, propstat grouping and order; 200 first).
 
-It takes only what it can answer exactly: an authorised PROPFIND (anonymous read, or Basic
-credentials the users file accepts) of a folder, Depth 0 or 1, no conditional headers, a
+It takes only what it can answer exactly: an authorised PROPFIND (anonymous read, Basic
+credentials the users file accepts, or a checked Digest login) of a folder, Depth 0 or 1, no conditional headers, a
 `<prop>` body whose names are the live properties below or names that live nowhere (answered
 from the dead-property store, like WsgiDAV). allprop, propname, lock and quota properties,
-sync-token, bodies it cannot parse, Digest and everything else go on to WsgiDAV.
+sync-token, bodies it cannot parse and everything else go on to WsgiDAV.
 """
 
 from __future__ import annotations
