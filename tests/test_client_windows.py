@@ -49,7 +49,7 @@ def test_the_shim_removes_and_refuses_what_windows_does(tmp_path: Path) -> None:
     probe = (
         "import os, sys\n"
         "try:\n    import fcntl\nexcept ImportError:\n    print('no fcntl')\n"
-        "print([n for n in ('O_DIRECTORY', 'O_CLOEXEC', 'O_NOFOLLOW', 'fdatasync') if hasattr(os, n)])\n"
+        "print([n for n in ('O_DIRECTORY', 'O_CLOEXEC', 'O_NOFOLLOW', 'O_DIRECT', 'fdatasync', 'pwrite') if hasattr(os, n)])\n"
         "print(os.utime in os.supports_fd)\n"
         f"fd = os.open({str(tmp_path / 'b')!r}, os.O_WRONLY | os.O_CREAT | os.O_BINARY); os.close(fd); print('binary ok')\n"
         f"os.open({str(tmp_path / 't')!r}, os.O_WRONLY | os.O_CREAT)\n"

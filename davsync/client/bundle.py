@@ -349,6 +349,8 @@ class _Batch:
                     if self._take(waiting[0], member, reader):
                         back.append(waiting[0])
                     waiting.popleft()  # (only now: a member cut off in the middle stays waiting)
+                if not waiting:
+                    reader.next()  # the end-of-archive blocks: read to the end, the connection is reused
             except _STREAM_ERRORS:
                 pass  # cut off (CutStream is a TarFormatError) or garbled: what arrived whole is kept
         return back + list(waiting)

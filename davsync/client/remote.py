@@ -44,7 +44,7 @@ from .davxml import (
 )
 from .paths import HrefResolver, Skipped, UnsafeHref, shown, url_segments
 from .plan import RemoteEntry
-from .transport import NETWORK_ERRORS, ConnectionSettings, RemoteError, Transport, normalize_base
+from .transport import NETWORK_ERRORS, BodyReader, ConnectionSettings, RemoteError, Transport, normalize_base
 
 __all__ = [
     "MAX_LISTING_BYTES",
@@ -159,6 +159,9 @@ class Remote:
 
     def chunks(self, resp: requests.Response, size: int, what: str) -> Iterator[bytes]:
         return self.transport.chunks(resp, size, what)
+
+    def body_reader(self, resp: requests.Response, what: str) -> BodyReader:
+        return self.transport.body_reader(resp, what)
 
     def close(self) -> None:
         self.transport.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import mmap
 import os
 import queue
 import stat as _stat
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 
 import requests
 
@@ -220,9 +220,9 @@ def _fetch_once(
         if retry.transient_status(resp.status_code):
             raise _Transient(f"server error {resp.status_code}", 0)
         if resp.status_code == 206 and offset > 0 and _range_start(resp) == offset:
-            mode = "ab"
+            pass  # the rest, from where the partial file ends
         elif resp.status_code == 200:
-            mode, offset = "wb", 0
+            offset = 0  # the whole file (a changed file, or a server without ranges): start over
         else:
             raise RemoteError(f"GET {entry.path} answered HTTP {resp.status_code}", status=resp.status_code)
         digest = hashlib.md5()
@@ -233,60 +233,101 @@ def _fetch_once(
                         digest.update(block)
             else:
                 _write_meta(meta_path, entry)
+                open(data_path, "wb").close()  # start over from an empty file; below, everything appends
             fetched = 0
-            with open(data_path, mode, buffering=0) as out, _Pipeline(digest, out.fileno()) as pipe:
+            body = remote.body_reader(resp, f"GET {entry.path} was cut off")
+            with open(data_path, "ab", buffering=0) as out, _Pipeline(digest, out.fileno(), data_path, offset) as pipe:
                 try:
-                    for chunk in remote.chunks(resp, BLOCK, f"GET {entry.path} was cut off"):
+                    while True:
                         if stop is not None and stop.is_set():
                             raise DownloadError("stopped; the partial download is kept and resumes next time")
-                        _write_all(out, chunk)
-                        pipe.hash(chunk)
-                        fetched += len(chunk)
-                        progress(len(chunk))
+                        buffer = pipe.buffer()
+                        n = body.fill(buffer)
+                        if n:
+                            pipe.submit(buffer, n)  # written, then hashed, on the pipeline's threads
+                        else:
+                            pipe.give_back(buffer)
+                        fetched += n
+                        progress(n)
+                        if n < len(buffer):
+                            break
                 except RemoteError as e:  # the transport's one mapping of a lost connection; disk errors pass
                     if e.fatal:
                         raise
                     raise _Transient(f"the connection was lost after {offset + fetched} bytes", fetched) from None
-            # _Pipeline's exit has hashed everything and fsynced the file.
+            # _Pipeline's exit has written and hashed everything and fsynced the file.
         except OSError as e:
             raise local_error(e, f"downloading {entry.path}") from None
         return fetched, digest.hexdigest(), offset + fetched
 
 
-def _write_all(out: IO[bytes], data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[out.write(view) :]
-
-
 class _Pipeline:
-    """Hash on one thread and flush to disk on another while the main thread receives.
+    """Receive, write and hash at once, through a few reused buffers.
 
-    hashlib and fdatasync (fsync where there is none) release the GIL, so a large download costs about the slowest
-    of network, MD5 and disk instead of their sum; the final fsync has little left to do.
+    The main thread fills a buffer from the socket and hands it on; a writer thread appends it
+    to the file (around the page cache where it can: osfs.Appender), then the hasher thread
+    hashes it, and the buffer comes back for reuse. Another thread flushes what went through
+    the page cache every SYNC_EVERY seconds, so the fsync before the rename has little left.
+    Receiving, writing, hashlib and fdatasync all release the GIL, so a large download costs
+    about the slowest of network, disk and MD5 when a core is free, and no per-chunk bytes
+    objects are made. A write error (disk full) stops the receiving at the next buffer.
     """
 
     SYNC_EVERY = 0.5
+    BUFFERS = 6
+    BUFFER_SIZE = BLOCK  # a multiple of osfs.DIRECT_ALIGN; the buffers are page-aligned (mmap)
 
-    def __init__(self, digest: hashlib._Hash, fd: int) -> None:
+    def __init__(self, digest: hashlib._Hash, fd: int, path: Path, offset: int) -> None:
         self._digest = digest
         self._fd = fd
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._appender = osfs.Appender(path, fd, offset)
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(self.BUFFERS):
+            self._free.put(memoryview(mmap.mmap(-1, self.BUFFER_SIZE)))
+        self._to_write: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._to_hash: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._error: OSError | None = None
         self._done = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, daemon=True)
         self._hasher = threading.Thread(target=self._hash_loop, daemon=True)
         self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
 
     def __enter__(self) -> _Pipeline:
+        self._writer.start()
         self._hasher.start()
         self._syncer.start()
         return self
 
-    def hash(self, chunk: bytes) -> None:
-        self._chunks.put(chunk)
+    def buffer(self) -> memoryview:
+        """A buffer to fill (waits while all are in flight: the disk or the MD5 sets the pace then)."""
+        buffer = self._free.get()
+        if self._error is not None:
+            raise self._error
+        return buffer
+
+    def give_back(self, buffer: memoryview) -> None:
+        self._free.put(buffer)
+
+    def submit(self, buffer: memoryview, n: int) -> None:
+        """Append the first n bytes of `buffer` to the file and the hash, in order."""
+        self._to_write.put((buffer, n))
+
+    def _write_loop(self) -> None:
+        while (item := self._to_write.get()) is not None:
+            buffer, n = item
+            if self._error is None:
+                try:
+                    self._appender.write(buffer[:n])
+                except OSError as e:
+                    self._error = e
+            self._to_hash.put(item)
+        self._to_hash.put(None)
 
     def _hash_loop(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
-            self._digest.update(chunk)
+        while (item := self._to_hash.get()) is not None:
+            buffer, n = item
+            self._digest.update(buffer[:n])
+            self._free.put(buffer)
 
     def _sync_loop(self) -> None:
         while not self._done.wait(self.SYNC_EVERY):
@@ -296,10 +337,14 @@ class _Pipeline:
                 return
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._chunks.put(None)
+        self._to_write.put(None)
+        self._writer.join()
         self._hasher.join()
         self._done.set()
         self._syncer.join()
+        self._appender.close()
+        if self._error is not None:
+            raise self._error
         if exc_type is None:
             os.fsync(self._fd)
 

@@ -13,7 +13,7 @@ import http.client
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -273,6 +273,10 @@ class Transport:
                 raise self.failure(e, what) from None
             yield chunk
 
+    def body_reader(self, resp: requests.Response, what: str) -> BodyReader:
+        """A streamed answer's body read into the caller's buffers (see BodyReader)."""
+        return BodyReader(resp, lambda e: self.failure(e, what), what)
+
     def get_small(self, url: str, what: str) -> tuple[int, bytes]:
         """GET a whole small file: urllib3 directly, as requests' per-call overhead is larger
         than a small file's transfer. Digest logins, and a 401, take the requests path."""
@@ -297,3 +301,56 @@ class Transport:
                 return resp.status_code, resp.content
             except NETWORK_ERRORS as e:
                 raise self.failure(e, f"GET {what} failed") from None
+
+
+class BodyReader:
+    """Reads a streamed answer's body into buffers the caller owns and reuses.
+
+    A 1 GiB download through iter_content costs a fresh 1 MiB bytes object per chunk and
+    urllib3's buffering copies; here the socket fills the caller's buffer directly
+    (http.client's readinto, under urllib3's `_fp`, when the body is not content-encoded), so
+    the body is copied once, kernel to buffer. A body shorter than its Content-Length is a
+    lost connection (RemoteError), never a silent end; after the whole body the connection goes
+    back to the pool. Anything unexpected about the response falls back to urllib3's readinto.
+    """
+
+    def __init__(self, resp: requests.Response, failure: Callable[[BaseException], RemoteError], what: str) -> None:
+        self._raw = resp.raw
+        self._failure = failure
+        self._what = what
+        fp = getattr(resp.raw, "_fp", None)  # urllib3's http.client response (2.x and 1.26 alike)
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        self._direct: http.client.HTTPResponse | None = (
+            fp if isinstance(fp, http.client.HTTPResponse) and not encoded else None
+        )
+        length = resp.headers.get("Content-Length", "")
+        self._left: int | None = int(length) if length.isdigit() and "chunked" not in resp.headers.get(
+            "Transfer-Encoding", "").lower() else None  # fmt: skip
+        self.received = 0
+
+    def fill(self, buffer: memoryview) -> int:
+        """Fill `buffer` as far as the body goes; returns the bytes read (fewer only at the end, 0 after it)."""
+        got = 0
+        try:
+            while got < len(buffer):
+                n = self._read(buffer[got:])
+                if not n:
+                    break
+                got += n
+        except NETWORK_ERRORS as e:
+            raise self._failure(e) from None
+        self.received += got
+        if got < len(buffer):
+            self._finish()
+        return got
+
+    def _read(self, view: memoryview) -> int:
+        if self._direct is not None:
+            return self._direct.readinto(view)
+        return self._raw.readinto(view)
+
+    def _finish(self) -> None:
+        if self._left is not None and self.received != self._left:
+            raise RemoteError(f"{self._what}: the server sent {self.received} of {self._left} bytes")
+        if self._direct is not None and self._direct.isclosed():
+            self._raw.release_conn()  # read to its end: the connection can carry the next request

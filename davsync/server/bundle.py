@@ -8,9 +8,13 @@ A davsync extension that generic WebDAV clients never see unless they ask for it
   mtime, `DAVSYNC.etag` and `DAVSYNC.md5`. A member that is missing, is a folder, lies outside
   the share, is too large, or whose etag differs from the one asked for (it changed since the
   client listed it) comes with its `DAVSYNC.status` and `DAVSYNC.error` and no content; the
-  others arrive. REPORT is a read method, so authentication, read-only accounts and share links
-  (read-only and read-write links allow it, drop boxes do not) apply exactly as for GET, and
-  every member path goes through the provider's path jail like a GET's.
+  others arrive. Every member is stat'ed before the answer starts, so it carries an exact
+  Content-Length and the connection stays open for the next request; a member that changes
+  after that is sent as `DAVSYNC.status: 409` with zeros filling exactly the length announced
+  for it (the client skips them), so it fails alone and the framing holds. REPORT is a read
+  method, so authentication, read-only accounts and share links (read-only and read-write
+  links allow it, drop boxes do not) apply exactly as for GET, and every member path goes
+  through the provider's path jail like a GET's.
 - **Bulk upload** (write): `POST` of an `application/x-tar` body to a collection. Each member
   carries `DAVSYNC.md5` (required) and optionally `DAVSYNC.if-match` (an etag) or
   `DAVSYNC.if-none-match: *`. Each file goes to a hidden temp file beside its target, is
@@ -48,7 +52,16 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..osfs import flush_files
-from ..paxstream import END_OF_ARCHIVE, CutStream, Member, PaxReader, TarFormatError, member_bytes
+from ..paxstream import (
+    END_OF_ARCHIVE,
+    CutStream,
+    Member,
+    PaxReader,
+    TarFormatError,
+    member_bytes,
+    member_header,
+    padding,
+)
 from .guard import PATH_LOCKS, recheck
 from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
@@ -194,22 +207,86 @@ def _serve_bundle(environ: dict, start_response: StartResponse, provider: Any, b
         wanted.append((el.text or "", el.get("etag")))
     if len(wanted) > MAX_FILES:
         raise DAVError(413, f"A bundle holds at most {MAX_FILES} files; ask in several requests.")
-    start_response("200 OK", [("Content-Type", "application/x-tar"), ("X-Davsync-Bundle", limits_header()),
-                              ("Cache-Control", "no-store")])  # fmt: skip
-    return _stream(provider, base, wanted)
+    planned = _plan(provider, base, wanted)
+    length = sum(p.length for p in planned) + len(END_OF_ARCHIVE)
+    # An exact Content-Length keeps the connection open for the client's next bundle (without
+    # one, WsgiDAV closes it) and lets the client tell a cut answer from a complete one.
+    start_response("200 OK", [("Content-Type", "application/x-tar"), ("Content-Length", str(length)),
+                              ("X-Davsync-Bundle", limits_header()), ("Cache-Control", "no-store")])  # fmt: skip
+    return _stream(provider, planned)
 
 
-def _stream(provider: Any, base: str, wanted: list[tuple[str, str | None]]) -> Iterator[bytes]:
+@dataclass
+class _Planned:
+    """One member as announced: failed already (`data` is the whole member), or a file whose
+    stat fixed the member's length (`length`) before anything was sent."""
+
+    rel: str
+    length: int
+    data: bytes = b""
+    path: str = ""
+    st: os.stat_result | None = None
+    etag: str = ""
+
+
+_MD5_PLACEHOLDER = "0" * 32  # every MD5 is 32 hex digits: the header's length is known before the hash
+
+
+def _plan(provider: Any, base: str, wanted: list[tuple[str, str | None]]) -> list[_Planned]:
+    """Stat every member first, so the answer's length is known before its first byte."""
+    planned: list[_Planned] = []
+    budget = MAX_BYTES
+    folder = _Folder(provider, Counter())
+    try:
+        for rel, want_etag in wanted:
+            item = _plan_member(folder, base, rel, want_etag, min(MAX_FILE_SIZE, budget))
+            if item.st is not None:
+                budget -= item.st.st_size
+            planned.append(item)
+    finally:
+        folder.close()
+    return planned
+
+
+def _plan_member(folder: _Folder, base: str, rel: str, want_etag: str | None, limit: int) -> _Planned:
+    problem = member_problem(rel)
+    if problem is not None:
+        return _failed(rel, 403, f"refused: {problem}")
+    path = _join(base, rel)
+    parent, _, name = path.rpartition("/")
+    dir_fd = folder.open(parent or "/")
+    if isinstance(dir_fd, tuple):
+        return _failed(rel, *dir_fd)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return _failed(rel, 404, "no such file")
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return _failed(rel, 403, "the server may not read this file")
+        return _failed(rel, 500, f"the server could not read this file ({e.strerror})")
+    if stat.S_ISLNK(st.st_mode):
+        return _failed(rel, 403, "symbolic links are not served")
+    if not stat.S_ISREG(st.st_mode):
+        return _failed(rel, 404, "not a file")
+    etag = etag_of(st)
+    if want_etag is not None and want_etag != etag:
+        return _failed(rel, 412, "changed on the server since it was listed", etag=etag)
+    if st.st_size > limit:
+        return _failed(rel, 413, "too large for a bundle; fetch it with GET", etag=etag)
+    header = member_header(rel, st.st_size, st.st_mtime_ns / 1e9, etag=etag, md5=_MD5_PLACEHOLDER)
+    return _Planned(rel, len(header) + st.st_size + len(padding(st.st_size)), path=path, st=st, etag=etag)
+
+
+def _stream(provider: Any, planned: list[_Planned]) -> Iterator[bytes]:
     out: list[bytes] = []
     gathered = 0
-    budget = MAX_BYTES
-    folder = _Folder(provider, Counter(_join(base, rel).rpartition("/")[0] or "/" for rel, _ in wanted))
+    folder = _Folder(provider, Counter(p.path.rpartition("/")[0] or "/" for p in planned if p.st is not None))
     try:
-        for rel, etag in wanted:
-            member = _read_member(provider, folder, base, rel, etag, min(MAX_FILE_SIZE, budget))
-            budget -= member.size
-            out.append(member.data)
-            gathered += len(member.data)
+        for item in planned:
+            data = item.data if item.st is None else _read_member(provider, folder, item)
+            out.append(data)
+            gathered += len(data)
             if gathered >= SEND_AFTER:
                 yield b"".join(out)
                 out, gathered = [], 0
@@ -271,60 +348,58 @@ class _Folder:
         self.path, self.fd, self.refusal, self.known = None, None, None, None
 
 
-@dataclass
-class _Encoded:
-    data: bytes
-    size: int
+def _failed(rel: str, status: int, message: str, **attrs: str) -> _Planned:
+    data = member_bytes(rel, b"", None, status=str(status), error=message, **attrs)
+    return _Planned(rel, len(data), data)
 
 
-def _failed(rel: str, status: int, message: str, **attrs: str) -> _Encoded:
-    return _Encoded(member_bytes(rel, b"", None, status=str(status), error=message, **attrs), 0)
+def _changed(item: _Planned, message: str) -> bytes:
+    """A failed member in exactly the space announced for `item` (which changed after its length
+    was announced): a status header, then zeros as its data, which the client skips unread."""
+    for attrs in ({"status": "409", "error": message}, {"status": "409"}):
+        header = member_header(item.rel, 0, None, **attrs)
+        filler = item.length - len(header)  # both are whole blocks: the filler needs no padding
+        if filler >= 0:
+            return member_header(item.rel, filler, None, **attrs) + bytes(filler)
+    raise AssertionError("a status header is never longer than the member it replaces")
 
 
-def _read_member(provider: Any, folder: _Folder, base: str, rel: str, want_etag: str | None, limit: int) -> _Encoded:
-    problem = member_problem(rel)
-    if problem is not None:
-        return _failed(rel, 403, f"refused: {problem}")
-    path = _join(base, rel)
-    parent, _, name = path.rpartition("/")
+def _read_member(provider: Any, folder: _Folder, item: _Planned) -> bytes:
+    """The member's bytes, of exactly `item.length`: the file as planned, or a 409 in its place."""
+    assert item.st is not None
+    parent, _, name = item.path.rpartition("/")
     dir_fd = folder.open(parent or "/")
     if isinstance(dir_fd, tuple):
-        return _failed(rel, *dir_fd)
+        return _changed(item, "gone from the server while the bundle was sent")
+    planned = Identity.of(item.st)
     for _attempt in range(3):
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return _failed(rel, 404, "no such file")
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                return _failed(rel, 403, "symbolic links are not served")
-            if e.errno in (errno.EACCES, errno.EPERM):
-                return _failed(rel, 403, "the server may not read this file")
-            return _failed(rel, 500, f"the server could not read this file ({e.strerror})")
+        except OSError:
+            return _changed(item, "gone from the server while the bundle was sent")
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return _failed(rel, 404, "not a file")
-            etag = etag_of(st)
-            if want_etag is not None and want_etag != etag:
-                return _failed(rel, 412, "changed on the server since it was listed", etag=etag)
-            if st.st_size > limit:
-                return _failed(rel, 413, "too large for a bundle; fetch it with GET", etag=etag)
-            data = os.read(fd, st.st_size + 1) if st.st_size else b""
+            if Identity.of(os.fstat(fd)) != planned:
+                return _changed(item, "changed on the server while the bundle was sent")
+            size = item.st.st_size
+            data = os.read(fd, size + 1) if size else b""
             after = os.fstat(fd)
         except OSError as e:
-            return _failed(rel, 500, f"the server could not read this file ({e.strerror})")
+            return _changed(item, f"the server could not read this file ({e.strerror})")
         finally:
             os.close(fd)
-        if len(data) != st.st_size or Identity.of(after) != Identity.of(st):
-            continue  # written to while read: read it again
-        index_rel = path.strip("/")
-        md5 = folder.md5(index_rel, st)
+        if Identity.of(after) != planned:
+            return _changed(item, "changed on the server while the bundle was sent")
+        if len(data) != size:
+            continue  # written to while read, and put back as it was: read it again
+        index_rel = item.path.strip("/")
+        md5 = folder.md5(index_rel, item.st)
         if md5 is None:
             md5 = hashlib.md5(data).hexdigest()
-            provider.index.record_file(index_rel, st, md5)
-        return _Encoded(member_bytes(rel, data, st.st_mtime_ns / 1e9, etag=etag, md5=md5), len(data))
-    return _failed(rel, 409, "the file kept changing while it was read; try again later")
+            provider.index.record_file(index_rel, item.st, md5)
+        encoded = member_bytes(item.rel, data, item.st.st_mtime_ns / 1e9, etag=item.etag, md5=md5)
+        assert len(encoded) == item.length
+        return encoded
+    return _changed(item, "the file kept changing while it was read; try again later")
 
 
 # --- bulk upload: many files in one request -------------------------------------------------

@@ -4,7 +4,7 @@ AN APPROXIMATION, NOT WINDOWS. It makes a Linux Python process lack what CPython
 on Windows and behave as Windows does where that loses data silently, so the client's
 code paths for Windows run in CI:
 
-- `fcntl` cannot be imported; `os.O_DIRECTORY`, `os.O_CLOEXEC`, `os.O_NOFOLLOW`,
+- `fcntl` cannot be imported; `os.O_DIRECTORY`, `os.O_CLOEXEC`, `os.O_NOFOLLOW`, `os.O_DIRECT`, `os.pwrite`,
   `os.fdatasync` and `os.statvfs` are gone; `os.utime` takes no fd (and is not in
   `os.supports_fd`).
 - `os.O_BINARY` exists (0x8000, as on Windows); `os.open` of a regular file without it
@@ -44,7 +44,7 @@ class TextModeOpen(RuntimeError):
 
 
 sys.modules["fcntl"] = None  # type: ignore[assignment]  # `import fcntl` raises ImportError
-for _name in ("O_DIRECTORY", "O_CLOEXEC", "O_NOFOLLOW", "fdatasync", "statvfs"):
+for _name in ("O_DIRECTORY", "O_CLOEXEC", "O_NOFOLLOW", "O_DIRECT", "fdatasync", "pwrite", "statvfs"):
     if hasattr(os, _name):
         delattr(os, _name)
 os.O_BINARY = O_BINARY  # type: ignore[attr-defined]
