@@ -134,7 +134,7 @@ def test_sync_token_fallback_end_to_end(share, tmp_path: Path) -> None:
     share.wait_indexed()
     dest = tmp_path / "m"
     first = pull_cli(share.url, dest, "--json")
-    assert first.returncode == 0 and json.loads(first.stdout)["mode"] == "walk", first.stdout + first.stderr
+    assert first.returncode == 0 and json.loads(first.stdout)["mode"] == "initial-report", first.stdout + first.stderr
 
     assert share.request("PUT", "/a.txt", data=b"a, changed").status_code == 204
     assert share.request("DELETE", "/b.txt").status_code == 204

@@ -229,7 +229,7 @@ def test_pull_after_10_changes_is_one_report_plus_10_gets(share, tmp_path: Path)
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
     dest = tmp_path / "mirror"
     first = run_pull(conn, dest, PullOptions())
-    assert first.exit_code == 0 and first.mode == "walk" and len(first.done["download"]) == 600
+    assert first.exit_code == 0 and first.mode == "initial-report" and len(first.done["download"]) == 600
     changed = [share.root / f"d{i:02}" / "f007.txt" for i in range(10)]
     for i, p in enumerate(changed):
         p.write_bytes(b"changed %d" % i)

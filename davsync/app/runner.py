@@ -130,7 +130,7 @@ def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
         + [{"path": "(deletions)", "error": w, "fix": fix_for(w)} for w in result.plan.warnings],
         conflicts=[{"path": c.path, "local_copy": c.local_copy, "reason": c.reason} for c in result.conflicts],
         skipped=[{"path": s.path, "reason": s.reason} for s in result.skipped],
-        full_listing=result.mode == "walk",
+        full_listing=result.mode in ("walk", "initial-report"),
         counts=counts,
         summary=summary[0].upper() + summary[1:] + ".",
     )  # fmt: skip

@@ -96,7 +96,8 @@ def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntr
     an entry with `removed=True`; a top-level <D:sync-token> comes as ("", entry) with
     the token in `token`.
     """
-    parser = safe_parser(events=("end",))
+    # Events only for what is read: a listing has a dozen elements per member.
+    parser = safe_parser(events=("end",), tag=("{DAV:}response", "{DAV:}sync-token"))
     total = 0
     try:
         for chunk in chunks:
@@ -133,23 +134,34 @@ def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:
 
 
 def _entry_from(response: etree._Element) -> ParsedEntry | None:
-    status = response.findtext("{DAV:}status") or ""
+    """One response's entry. Walks the children once (a listing has one per member, and
+    findtext/iterfind/QName per property cost more than the rest of the parse)."""
+    status = ""
+    props: dict[str, etree._Element] = {}
+    ok = False
+    for child in response:
+        tag = child.tag
+        if tag == "{DAV:}status":
+            status = status or child.text or ""
+        elif tag == "{DAV:}propstat":
+            prop = None
+            good: bool | None = None
+            for part in child:
+                if part.tag == "{DAV:}status" and good is None:
+                    good = " 200" in (part.text or "")
+                elif part.tag == "{DAV:}prop" and prop is None:
+                    prop = part
+            if not good:
+                continue
+            ok = True
+            if prop is not None:
+                for p in prop:
+                    if isinstance(p.tag, str):
+                        props[p.tag.rpartition("}")[2]] = p
     if " 404" in status:
         return ParsedEntry(False, None, None, None, None, removed=True)
     if " 507" in status:
         return ParsedEntry(True, None, None, None, None, token="truncated")
-    props: dict[str, etree._Element] = {}
-    ok = False
-    for propstat in response.iterfind("{DAV:}propstat"):
-        status = propstat.findtext("{DAV:}status") or ""
-        if " 200" not in status:
-            continue
-        ok = True
-        prop = propstat.find("{DAV:}prop")
-        if prop is not None:
-            for p in prop:
-                if isinstance(p.tag, str):
-                    props[etree.QName(p).localname] = p
     if not ok:
         return None
     rt = props.get("resourcetype")
@@ -174,10 +186,20 @@ def _int(el: etree._Element | None) -> int | None:
 def _http_date(el: etree._Element | None) -> float | None:
     if el is None or not el.text:
         return None
+    text = el.text.strip()
+    if text in _dates:  # files of one folder often share their second
+        return _dates[text]
     try:
-        return parsedate_to_datetime(el.text.strip()).timestamp()
+        value: float | None = parsedate_to_datetime(text).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+        value = None
+    if len(_dates) > 4096:
+        _dates.clear()
+    _dates[text] = value
+    return value
+
+
+_dates: dict[str, float | None] = {}
 
 
 def _etag(el: etree._Element | None) -> str | None:
@@ -189,7 +211,7 @@ def _md5(el: etree._Element | None) -> str | None:
     if el is None:
         return None
     for node in el.iter():
-        if not isinstance(node.tag, str) or etree.QName(node).localname != "checksum":
+        if not isinstance(node.tag, str) or node.tag.rpartition("}")[2] != "checksum":
             continue
         value = md5_token(node.text or "")
         if value is not None and is_md5(value):

@@ -426,7 +426,7 @@ class _Run:
         """Pull: the base is the journal rows in question; only those paths are looked at here."""
         excluded = self.filter.excluded
         remote = dict(snap.view.entries)
-        if snap.mode == "walk":
+        if snap.view.complete:  # a walk, or a first run's whole listing in one REPORT
             rows = self.journal.load()
         else:
             rows = self.journal.gone()  # kept earlier without --delete: judge them again
@@ -544,7 +544,7 @@ class _Run:
         known = self.journal.get_meta("server_url") or self.journal.get_meta("sync_url")
         if known and known != self.remote.base_url:
             why = f"it was last synced with {known}"
-        then, now = _token_parts(stored_token), _token_parts(snap.token if snap.mode == "walk" else None)
+        then, now = _token_parts(stored_token), _token_parts(snap.token if snap.view.complete else None)
         if why is None and then and now:
             if then[0] != now[0]:
                 why = "the server's change log is not the one it was synced with (a new or replaced server)"

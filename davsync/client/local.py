@@ -239,7 +239,11 @@ class _Look:
         top, _, _ = path.partition("/")
         if _is_state_dir(top, self.fold_case) or osfs.is_own_temp(path.rpartition("/")[2]):
             return  # davsync's own: never looked at
-        link = self.link_above(path.rpartition("/")[0])
+        parent = path.rpartition("/")[0]
+        if parent and parent in self.entries and self.entries[parent] is None:
+            self.entries[path] = None  # its folder is not here (folders are looked at first): a first run's usual case
+            return
+        link = self.link_above(parent)
         if link is not None:
             self.skip(path, f"inside {link!r}, a link or junction in DEST, which davsync does not follow")
             return

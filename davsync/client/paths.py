@@ -104,6 +104,61 @@ def href_to_relpath(href: str, folder_url: str, base_url: str) -> str:
     return "/".join(segments)
 
 
+class HrefResolver:
+    """href_to_relpath for every href of one listing, and the href made absolute, both cheap
+    for the usual href (an absolute path, no query, no fragment): the base's segments are
+    decoded once, a segment without `%` is not decoded at all. Anything else, and anything
+    the short path doubts, goes through href_to_relpath, which refuses it with its reason."""
+
+    def __init__(self, folder_url: str, base_url: str) -> None:
+        self.folder_url = folder_url
+        self.base_url = base_url
+        folder, base = urlsplit(folder_url), urlsplit(base_url)
+        self.same_origin = (folder.scheme, folder.netloc.lower()) == (base.scheme, base.netloc.lower())
+        self.origin = f"{folder.scheme}://{folder.netloc}"
+        self.base_segments = [_comparable(s) for s in url_segments(base.path)]
+        self._prefix: dict[str, str] = {}  # raw segment -> comparable, for the base's part
+
+    def relpath(self, href: str) -> str:
+        if not self.same_origin or not href.startswith("/") or href.startswith("//") or _UNUSUAL.search(href):
+            return href_to_relpath(href, self.folder_url, self.base_url)
+        raws = url_segments(href)
+        n = len(self.base_segments)
+        if len(raws) < n:
+            return href_to_relpath(href, self.folder_url, self.base_url)
+        for raw, want in zip(raws[:n], self.base_segments, strict=True):
+            got = self._prefix.get(raw)
+            if got is None:
+                got = _comparable(raw)
+                if len(self._prefix) < 1024:
+                    self._prefix[raw] = got
+            if got != want or got in (".", ".."):
+                return href_to_relpath(href, self.folder_url, self.base_url)
+        segments = []
+        for raw in raws[n:]:
+            if "%" in raw:
+                try:
+                    seg = unquote(raw, errors="strict")
+                except UnicodeDecodeError:
+                    return href_to_relpath(href, self.folder_url, self.base_url)
+            else:
+                seg = raw
+            if seg in ("", ".", "..") or "/" in seg or "\x00" in seg or "\\" in seg:
+                return href_to_relpath(href, self.folder_url, self.base_url)
+            segments.append(seg if seg.isascii() else nfc(seg))
+        return "/".join(segments)
+
+    def absolute(self, href: str) -> str:
+        """urljoin(folder_url, href)."""
+        if href.startswith("/") and not href.startswith("//") and not _UNUSUAL.search(href):
+            return self.origin + href
+        return urljoin(self.folder_url, href)
+
+
+# What urljoin reads or drops (query, fragment, params, tab, CR, LF), NUL, backslash, a raw dot segment.
+_UNUSUAL = re.compile(r"[?#;\\\x00\t\r\n]|/\.{1,2}(?:/|$)")
+
+
 def url_segments(path: str) -> list[str]:
     """A URL path's raw segments, without the leading and trailing slash."""
     stripped = path.strip("/")

@@ -42,7 +42,7 @@ from .davxml import (
     sync_token,
     xml_escape,
 )
-from .paths import Skipped, UnsafeHref, href_to_relpath, shown, url_segments
+from .paths import HrefResolver, Skipped, UnsafeHref, shown, url_segments
 from .plan import RemoteEntry
 from .transport import NETWORK_ERRORS, BodyReader, ConnectionSettings, RemoteError, Transport, normalize_base
 
@@ -240,11 +240,12 @@ class Remote:
                 raise RemoteError(f"listing {folder or '/'} failed: HTTP {resp.status_code}", status=resp.status_code)
             listing = FolderListing(folder)
             cut_off = f"listing {folder or '/'} was cut off"
+            hrefs = HrefResolver(url, self.base_url)
             for href, entry in parse_multistatus(self.chunks(resp, 65536, cut_off)):
                 if entry.removed or entry.token is not None:
                     continue
                 try:
-                    rel = href_to_relpath(href, url, self.base_url)
+                    rel = hrefs.relpath(href)
                 except UnsafeHref as e:
                     listing.skipped.append(Skipped(_display(href, self.base_url), str(e)))
                     continue
@@ -255,7 +256,7 @@ class Remote:
                     listing.skipped.append(Skipped(rel, f"listed under {folder or '/'} but is not a direct member"))
                     continue
                 listing.entries.append(  # the href resolved here: a relative one means this folder
-                    RemoteEntry(rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, urljoin(url, href))
+                    RemoteEntry(rel, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, hrefs.absolute(href))
                 )
             listing.entries, collided = split_collisions(listing.entries, self)
             listing.skipped += collided
@@ -266,6 +267,7 @@ class Remote:
     def sync_collection(self, token: str) -> Changes:
         """What changed since `token` (RFC 6578, sync-level infinite), following truncation."""
         changes = Changes(token=token)
+        hrefs = HrefResolver(self.base_url, self.base_url)
         for _round in range(10_000):
             body = SYNC_BODY.format(token=xml_escape(changes.token)).encode()
             resp = self.request("REPORT", self.base_url, data=body, headers=_REPORT_HEADERS, stream=True)
@@ -286,7 +288,7 @@ class Remote:
                         truncated = True
                         continue
                     try:
-                        rel = href_to_relpath(href, self.base_url, self.base_url)
+                        rel = hrefs.relpath(href)
                     except UnsafeHref as e:
                         changes.skipped.append(Skipped(_display(href, self.base_url), str(e)))
                         continue
@@ -304,7 +306,7 @@ class Remote:
                             entry.mtime,
                             entry.etag,
                             entry.md5,
-                            urljoin(self.base_url, href),
+                            hrefs.absolute(href),
                         )
                         old = changes.changed.get(rel)
                         if old is not None and old.href and _comparable_href(old.href) != _comparable_href(href):

@@ -54,7 +54,7 @@ class RunResult:
     interrupted: bool = False  # stopped early on request (SIGTERM, Ctrl-Break, console closed)
     retryable: bool = False  # the fatal error may go away by itself (server down, network)
     exit_code: Exit = Exit.OK
-    mode: str = "walk"  # how the server was listed: "walk" or "sync-collection" (pull's JSON key)
+    mode: str = "walk"  # how the server was listed: "walk", "initial-report" or "sync-collection" (pull's JSON key)
     read_only: bool = False  # sync found an account that cannot write: it ran as a pull
 
     def record(self, kind: Kind, path: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .journal import Journal
 from .paths import NameRules, Skipped, filter_names
-from .plan import RemoteView
+from .plan import RemoteEntry, RemoteView
 from .remote import Changes, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
 from .walk import walk
 
@@ -22,7 +22,7 @@ from .walk import walk
 class RemoteSnapshot:
     view: RemoteView
     token: str | None  # stored once the run handled everything it covers
-    mode: str  # "walk" or "sync-collection"
+    mode: str  # "walk", "initial-report" (a whole listing in one REPORT) or "sync-collection" (changes)
     skipped: list[Skipped] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # folder -> why its listing failed
     # Incremental only: the paths the changes concern (changed, removed, and below removed
@@ -61,6 +61,52 @@ def walk_snapshot(
     entries = {p: e for p, e in listing.entries.items() if p in kept}
     view = RemoteView(entries, failed=frozenset(listing.failed))
     return RemoteSnapshot(view, token, "walk", listing.skipped + skipped, dict(listing.failed))
+
+
+def initial_snapshot(remote: Remote, *, excluded: Excluded, rules: NameRules, fold_case: bool) -> RemoteSnapshot | None:
+    """Everything in one request, for a first run: RFC 6578's initial sync-collection (the
+    empty token) lists every member with its properties and gives the token the next run
+    continues from. None when the server offers no sync-collection, or the answer failed or
+    was cut (then the walk lists instead, folder by folder with retries): nothing of a
+    failed answer is used, so a cut listing never looks like deletions.
+
+    The same safety as the walk: hostile hrefs are refused (reported, not judged), as are
+    names this computer cannot hold; excluded names and everything below an excluded folder
+    are left out; and an entry whose folder the answer does not list (which no walk can
+    produce) is reported and not judged."""
+    try:
+        changes = remote.sync_collection("")
+    except (SyncTokenInvalid, SyncUnsupported):
+        return None
+    except RemoteError as e:
+        if e.fatal:
+            raise
+        return None
+    folders = {p for p, e in changes.changed.items() if e.is_dir}
+    left_out: dict[str, bool] = {"": False}  # folder -> is it (or a folder above it) excluded or missing
+
+    def out(folder: str) -> bool:
+        known = left_out.get(folder)
+        if known is None:
+            known = folder not in folders or excluded(folder, True) or out(folder.rpartition("/")[0])
+            left_out[folder] = known
+        return known
+
+    listed: dict[str, RemoteEntry] = {}
+    orphans: list[Skipped] = []
+    for path, entry in changes.changed.items():
+        parent = path.rpartition("/")[0]
+        if parent and parent not in folders:
+            orphans.append(Skipped(path, "listed by the server without its folder"))
+        elif not out(parent) and not excluded(path, entry.is_dir):
+            listed[path] = entry
+    kept, skipped = filter_names(listed, rules, fold_case=fold_case)
+    entries = {p: e for p, e in listed.items() if p in kept}
+    view = RemoteView(entries)
+    return RemoteSnapshot(view, changes.token, INITIAL, changes.skipped + orphans + skipped)
+
+
+INITIAL = "initial-report"
 
 
 def changes_snapshot(
@@ -178,5 +224,12 @@ def remote_snapshot(
         )
         if snap is not None:
             return snap
+    if incremental and not token and journal.count_files() == 0:
+        # A first run: the whole share in one request when the server can (else the walk).
+        # Not when a journal holds files: the server's index may lag its disk by a moment,
+        # and only a listing of the disk may judge deletions.
+        first = initial_snapshot(remote, excluded=excluded, rules=rules, fold_case=fold_case)
+        if first is not None:
+            return first
     root = remote.check_root() if isinstance(root_token, Ask) else root_token
     return walk_snapshot(remote, jobs=jobs, excluded=excluded, rules=rules, fold_case=fold_case, token=root)

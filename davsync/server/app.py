@@ -177,6 +177,7 @@ class DavServer:
         self._thread: threading.Thread | None = None
         self.tracker = ChangeTracker(str(settings.root), self.state.index, rescan_interval=settings.rescan_interval)
         self.state.tracker = self.tracker
+        self.state.provider.sweep = self.tracker.sweep
 
     @property
     def scan_done(self) -> threading.Event:

@@ -229,6 +229,26 @@ class HashIndex:
             rows = self._db.execute(sql, args).fetchall()
         return [Change(p, bool(d), bool(x), s) for p, d, x, s in rows]
 
+    def change_rows(
+        self, after: int, upto: int, limit: int, *, under: str = "", live_only: bool = False
+    ) -> list[tuple[str, int, int, int, int | None, int | None, int | None, int | None, int | None, str | None]]:
+        """One page of changes with seq in (after, upto], oldest first, below `under` (sync-level
+        infinite), each with its stored identity and MD5: (path, is_dir, deleted, seq, size,
+        mtime_ns, ctime_ns, ino, dev, md5). A REPORT pages through these so a listing of 100,000
+        files never sits in memory, and needs no second query per file for its MD5."""
+        sql = ("SELECT path, is_dir, deleted, seq, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+               "WHERE seq>? AND seq<=? AND path!=?")  # fmt: skip
+        args: list[object] = [after, upto, under]
+        if under:
+            sql += " AND path LIKE ? ESCAPE '\\'"
+            args.append(like_below(under))
+        if live_only:
+            sql += " AND deleted=0"
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
     # --- hashing -----------------------------------------------------------
 
     def md5_for(self, path: str, file_path: str, st: os.stat_result) -> str | None:
@@ -409,5 +429,3 @@ _UPSERT = (
     "size=excluded.size, mtime_ns=excluded.mtime_ns, ctime_ns=excluded.ctime_ns, "
     "ino=excluded.ino, dev=excluded.dev, md5=excluded.md5, seq=excluded.seq, deleted=0"
 )
-
-

@@ -243,6 +243,9 @@ class DavsyncProvider(FilesystemProvider):
         super().__init__(root, readonly=readonly, fs_opts={"follow_symlinks": False})
         self.index = index
         self.versions = versions
+        # Brings the index up to the disk before a first sync-collection (the server's change
+        # tracker sets it; without one the index is taken as it is).
+        self.sweep: Callable[[float], bool] | None = None
         self._verified_dirs: dict[str, tuple[int, int]] = {}
 
     @property

@@ -74,6 +74,9 @@ class ChangeTracker:
         self.initial_scan_done = threading.Event()
         self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)
         self.idle = threading.Event()
+        self._sweeps_asked = 0  # sweeps asked for by sweep(); each runs rescan in the worker
+        self._sweeps_done = 0
+        self._swept = threading.Condition(self._lock)
 
     def start(self) -> None:
         try:
@@ -108,6 +111,22 @@ class ChangeTracker:
             self.idle.clear()
         self._wake.set()
 
+    def sweep(self, timeout: float) -> bool:
+        """Bring the index up to the disk now: wait for the initial scan, then for a rescan that
+        starts after this call (run by the worker, after the events already queued). A first
+        sync-collection answers from the index, and must list what a walk of the disk would,
+        files copied onto the server a moment ago included. False when it took too long."""
+        deadline = time.monotonic() + timeout
+        if not self.initial_scan_done.wait(timeout):
+            return False
+        with self._lock:
+            want = self._sweeps_asked = max(self._sweeps_asked, self._sweeps_done + 1)
+        self._wake.set()
+        with self._swept:
+            return self._swept.wait_for(
+                lambda: self._sweeps_done >= want or self._stop.is_set(), max(0.0, deadline - time.monotonic())
+            ) and self._sweeps_done >= want
+
     def _run(self) -> None:
         try:
             report = rescan(self.root, self.index, self._stop, remove_stale_uploads=True)
@@ -131,6 +150,16 @@ class ChangeTracker:
                         self.refresh(rel)
                     except Exception:
                         log.exception("Could not index %s", rel)
+                with self._lock:
+                    asked = self._sweeps_asked
+                if asked > self._sweeps_done:
+                    try:
+                        rescan(self.root, self.index, self._stop)
+                    except Exception:
+                        log.exception("Rescan for a first listing failed")
+                    with self._swept:
+                        self._sweeps_done = asked
+                        self._swept.notify_all()
             if time.monotonic() - last_scan >= self.rescan_interval:
                 try:
                     rescan(self.root, self.index, self._stop)
