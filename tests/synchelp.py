@@ -14,6 +14,12 @@ The proxy parses HTTP passively in both directions, so a test can count what rea
 (`Run.requests`) and act at an exact moment of an exchange (`RecordingProxy.on`): run a phone's
 write just before the client's PUT goes on (a deterministic 412 race), cut the connection after
 the server has answered (a lost response), or SIGKILL the client in the middle of a body.
+A bulk upload (davsync's POST of a tar of small files) is recorded as the POST and, once its
+body has passed, as one PUT exchange per member (`in_bulk`: the POST's number) carrying the
+member's preconditions and checksum as headers and, once answered, its own status: per-path
+counts and header checks hold whichever way a file travelled. Likewise a bundle REPORT (many
+small downloads in one answer) is followed by one GET exchange per file it asked for, with the
+REPORT's status.
 """
 
 from __future__ import annotations
@@ -112,11 +118,62 @@ class Exchange:
     body_received: int = 0  # response body bytes forwarded to the client
     started: float = field(default_factory=time.monotonic)  # when its head reached the proxy
     answered: float | None = None  # when the server's answer did
+    in_bulk: int | None = None  # a bulk upload's member: the number of its POST
+    members: list[Exchange] = field(default_factory=list)  # a bulk POST's members
+    _sent: bytearray | None = None  # a bulk POST's body, and its answer (parsed into `members`)
+    _answer: bytearray | None = None
 
     @property
     def is_bundle(self) -> bool:
         """davsync's bundle REPORT (a tar of small files, 200) or bulk POST, not a change list (207)."""
         return (self.method == "REPORT" and self.status == 200) or self.method == "POST"
+
+    def bulk_members(self) -> list[Exchange]:
+        """A bulk POST's body as one PUT exchange per member; a bundle REPORT's as one GET per file."""
+        from davsync.paxstream import PaxReader, TarFormatError
+
+        body = bytes(self._sent or b"")
+        folder = urlsplit(self.target).path.rstrip("/")
+        if self.method == "REPORT":
+            if b"bundle" not in body[:300]:
+                return []  # a change list, not a bundle
+            from lxml import etree
+
+            files = etree.fromstring(body).iterfind("{urn:davsync:}file")
+            return [Exchange(self.n, self.conn, "GET", f"{folder}/{quote(f.text or '')}", {}, in_bulk=self.n)
+                    for f in files]  # fmt: skip
+        pos = 0
+
+        def read(n: int) -> bytes:
+            nonlocal pos
+            chunk = body[pos : pos + n]
+            pos += len(chunk)
+            return chunk
+
+        reader = PaxReader(read)
+        out: list[Exchange] = []
+        try:
+            while (m := reader.next()) is not None:
+                headers = {"oc-checksum": f"MD5:{m.attrs.get('md5', '')}"}
+                if "if-match" in m.attrs:
+                    headers["if-match"] = m.attrs["if-match"]
+                if "if-none-match" in m.attrs:
+                    headers["if-none-match"] = m.attrs["if-none-match"]
+                out.append(Exchange(self.n, self.conn, "PUT", f"{folder}/{quote(m.path)}", headers, in_bulk=self.n,
+                                    body_sent=m.size))  # fmt: skip
+        except TarFormatError:
+            pass  # a cut body: the members before the cut
+        return out
+
+    def answer_members(self) -> None:
+        """Each member's status from the bulk POST's multistatus (in order); a bundle's: the REPORT's."""
+        if self.method == "REPORT":
+            for ex in self.members:
+                ex.status = self.status
+            return
+        found = re.findall(rb"<d:status>HTTP/1\.1 (\d{3})", bytes(self._answer or b""))
+        for ex, status in zip(self.members, found, strict=False):  # (a refusal of the whole POST lists none)
+            ex.status = int(status)
 
     @property
     def path(self) -> str:
@@ -380,6 +437,10 @@ class RecordingProxy:
                             with self._lock:
                                 current = Exchange(len(self.log), conn_id, method, target, headers)
                                 self.log.append(current)
+                            if method == "POST" and "tar" in headers.get("content-type", ""):
+                                current._sent, current._answer = bytearray(), bytearray()
+                            elif method == "REPORT":
+                                current._sent = bytearray()
                             pending.append(current)
                             if self._fire(current, "request", reply=src) is not None:
                                 raise _Cut
@@ -391,6 +452,8 @@ class RecordingProxy:
                                 if current is not None:
                                     current.status = status
                                     current.answered = time.monotonic()
+                                    if current.method == "REPORT":
+                                        current.answer_members()
                                     if self._fire(current, "response") is not None:
                                         raise _Cut
                             else:
@@ -400,6 +463,15 @@ class RecordingProxy:
                     elif kind == "data":
                         self._forward(dst, value, current, to_server)
                     elif kind == "end":
+                        if current is not None and current._sent is not None:
+                            if to_server:  # a bulk POST's body has passed: record its members
+                                with self._lock:
+                                    current.members = current.bulk_members()
+                                    for m in current.members:
+                                        m.n = len(self.log)
+                                        self.log.append(m)
+                            else:
+                                current.answer_members()
                         current = None if to_server else current
         except (_Cut, OSError):
             pass
@@ -422,8 +494,12 @@ class RecordingProxy:
         dst.sendall(data)
         if to_server:
             ex.body_sent += len(data)
+            if ex._sent is not None:
+                ex._sent += data
         else:
             ex.body_received += len(data)
+            if ex._answer is not None:
+                ex._answer += data
 
 
 def canned(status: int, reason: str, body: bytes = b"", content_type: str = "text/plain") -> bytes:
@@ -557,7 +633,7 @@ class Run:
     @property
     def downloads(self) -> list[Exchange]:
         """GETs and bundle REPORTs (many small files in one answer)."""
-        return [ex for ex in self.requests if ex.method == "GET" or ex.is_bundle]
+        return [ex for ex in self.requests if ex.method == "GET" or (ex.is_bundle and ex.method == "REPORT")]
 
     def __repr__(self) -> str:
         return str(self)

@@ -33,6 +33,7 @@ import requests
 
 from .. import osfs
 from ..exitcodes import Exit
+from .bulk import bulk_upload
 from .bundle import bundled_downloads
 from .execute import Context, Executor, Reporter, SilentReporter
 from .filters import Filter
@@ -271,8 +272,11 @@ class _Run:
             stamp=self.now.strftime("%Y%m%d-%H%M%S"),
             replan=self.replan,
         )
-        if opts.mode == Mode.PULL:  # small files many per request from servers that offer it (bundle.py)
-            self.ctx.prefetch = bundled_downloads(self.ctx, result)
+        # Small files many per request, from and to servers that offer it (bundle.py, bulk.py).
+        self.ctx.prefetch = bundled_downloads(self.ctx, result)
+        if opts.mode != Mode.PULL:
+            remote = engine.remote
+            self.ctx.upload_many = lambda items: bulk_upload(remote, items, jobs=1)
 
     # --- the run -----------------------------------------------------------------
 

@@ -15,6 +15,11 @@ It needs nothing but the plan and a `Context`: each Action says what changes loc
   while it streamed records the version sent, so the next run sees a local edit.
 - Server deletions go to DEST/.davsync/trash/; a folder is removed on the server only when it
   lists empty (a WebDAV DELETE is recursive).
+- Small uploads go many per request when the server offers it (`Context.upload_many`, a davsync
+  server's bulk POST): one intent transaction per batch before its request, and every member's
+  answer handled exactly as a single PUT's (412 re-planned, refusals reported alone, the base
+  recorded the same way). What a batch cannot settle (not sent, too large, a server error, a
+  failed request) goes on by PUT.
 
 Order: letter-case renames, then structure (folders, moves, a file against a folder; shallow
 first), transfers both ways (in parallel), deletions, folder removals (deepest first), reports.
@@ -27,15 +32,27 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
 from .. import osfs
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
+from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
+from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
 from .plan import Action, JournalEntry, JournalOp, Kind, LocalEntry, Plan, RemoteEntry, complete
-from .remote import NotFound, PreconditionFailed, Remote, RemoteError, SourceChanged, Stopped
+from .remote import (
+    NotFound,
+    PreconditionFailed,
+    Remote,
+    RemoteError,
+    SourceChanged,
+    Stopped,
+    one_line,
+    write_refusal,
+)
 from .results import Conflict, RunResult
 from .transfer import (
     DownloadError,
@@ -73,8 +90,12 @@ class SilentReporter:
 
 
 # A download hook: fetch many small files at once and hand back the actions still to do
-# one by one (client/bundle.py plugs in here for pulls).
+# one by one (client/bundle.py plugs in here).
 Prefetch = Callable[[list[Action]], list[Action]]
+# An upload hook: send many small files in one request, one result per item, in order
+# (client/bulk.py's bulk POST); raises BulkUnsupported when the server offers none.
+UploadMany = Callable[[list[BulkItem]], list[BulkResult]]
+BULK_WORKERS = 2  # bulk requests in flight at once: the client reads the next batch while the server places one
 
 
 @dataclass
@@ -94,6 +115,7 @@ class Context:
     case_renames: dict[str, str] = field(default_factory=dict)  # pull: new path -> old (letter case)
     on_disk: dict[str, str] = field(default_factory=dict)  # NFC path -> its spelling on disk, where they differ
     prefetch: Prefetch | None = None
+    upload_many: UploadMany | None = None
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -147,6 +169,7 @@ class Executor:
         self.result = result
         self._lock = threading.Lock()
         self._refused: set[str] = set()
+        self._bulk_off = False  # the server offers no bulk upload: PUT for the rest of the run
 
     # --- the run -------------------------------------------------------------------
 
@@ -188,6 +211,8 @@ class Executor:
             self._guarded(a, self._structure)
         if self.ctx.prefetch is not None and transfers:
             transfers = self.ctx.prefetch(transfers)
+        if self.ctx.upload_many is not None and transfers:
+            transfers = self._upload_in_batches(transfers)
         self._parallel(transfers, self._transfer)
         for a in rest:  # journal-only and reports: quick, and before deletions (a FORGET frees a name)
             if stop.is_set():
@@ -459,6 +484,13 @@ class Executor:
         return True
 
     def _upload(self, a: Action) -> None:
+        up = self._prepare_upload(a)
+        self.ctx.reporter.file_started(a.path, up.loc.size)
+        changed = self._send(a.path, up.planned, up.base_etag, up.md5, up.loc, href=up.href)
+        self._uploaded(a, changed)
+
+    def _prepare_upload(self, a: Action) -> _Upload:
+        """What an upload sends, checked against the plan: the local file must be as judged."""
         loc = a.local
         assert loc is not None and not loc.is_dir
         planned = a.to_record
@@ -468,13 +500,19 @@ class Executor:
             raise Raced(f"{a.path} changed locally during the run; it is synced next time")
         md5 = loc.md5 or planned.md5 or md5_of(self._disk(a.path))
         base_etag = a.remote.etag if a.kind == Kind.UPLOAD_EDIT and a.remote is not None else None
-        self.ctx.reporter.file_started(a.path, loc.size)
         href = a.remote.href if base_etag and a.remote is not None else ""
-        changed = self._send(a.path, planned, base_etag, md5, loc, href=href)
+        name = (self._server_name(a.remote) if base_etag else None) or a.path
+        return _Upload(a, planned, loc, md5, base_etag, href, name)
+
+    def _uploaded(self, a: Action, changed: bool) -> None:
         for path, row in a.extra:
             if row is None:
                 self.ctx.journal.forget(path)
         self._done(a, "changed while uploading; the new version goes next time" if changed else "")
+
+    def _intent_entry(self, planned: JournalEntry, md5: str, loc: LocalEntry) -> JournalEntry:
+        """The base an upload gives once the server has it (its remote half without the new etag)."""
+        return replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5)
 
     def _send(
         self, path: str, planned: JournalEntry, base_etag: str | None, md5: str, loc: LocalEntry, href: str = ""
@@ -483,7 +521,7 @@ class Executor:
         changed while it streamed (then the base is the version sent, and the next run
         uploads the new one)."""
         journal = self.ctx.journal
-        entry = replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5)
+        entry = self._intent_entry(planned, md5, loc)
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
@@ -500,18 +538,120 @@ class Executor:
         except FileNotFoundError:
             journal.settle(path, None)
             raise Raced(f"{path} disappeared here during the upload; it is looked at again next time") from None
+        return self._record_upload(path, entry, md5, loc, up.sent_md5, up.entry)
+
+    def _record_upload(
+        self, path: str, entry: JournalEntry, md5: str, loc: LocalEntry, sent_md5: str, placed: RemoteEntry | None
+    ) -> bool:
+        """The server holds what was sent: settle the intent into the base (single PUT and bulk
+        member alike). Returns whether the local file changed meanwhile."""
         with self._lock:
             self.result.bytes_uploaded += loc.size
-        if up.sent_md5 != md5:
+        if sent_md5 != md5:
             # A server that ignores OC-Checksum took bytes that changed while they streamed: the
             # base is what it holds, so the next run sees the local file as changed and sends it.
-            entry = replace(entry, md5=up.sent_md5, remote_md5=up.sent_md5)
-        journal.settle(path, complete(entry, None, up.entry))
-        changed = up.sent_md5 != md5 or not same_stat(stat_entry(source), loc)
+            entry = replace(entry, md5=sent_md5, remote_md5=sent_md5)
+        self.ctx.journal.settle(path, complete(entry, None, placed))
+        changed = sent_md5 != md5 or not same_stat(stat_entry(self._disk(path)), loc)
         if changed:
             with self._lock:
                 self.result.deferred.append(path)
         return changed
+
+    # --- small uploads in batches (a davsync server's bulk POST) ---------------------------
+
+    def _upload_in_batches(self, transfers: list[Action]) -> list[Action]:
+        """Send the small uploads among `transfers` in bulk requests; returns the transfers
+        left for the per-file path (everything else, and what a batch could not settle)."""
+        small = [a for a in transfers if _bulk_candidate(a)]
+        if len(small) < MIN_FILES or self._bulk_off or self.ctx.stop.is_set():
+            return transfers
+        back: set[int] = set()
+        batches = list(_upload_batches(small))
+        workers = max(1, min(BULK_WORKERS, self.ctx.jobs, len(batches)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="davsync-bulk") as pool:
+            work = bounded(pool, self._upload_batch, batches, workers)
+            try:
+                for _batch, fut in work:
+                    back.update(id(a) for a in fut.result())
+            except BaseException:
+                self.ctx.stop.set()  # the other batches are not sent
+                raise
+            finally:
+                work.close()
+        handled = {id(a) for a in small} - back
+        return [a for a in transfers if id(a) not in handled]
+
+    def _upload_batch(self, batch: list[Action]) -> list[Action]:
+        """One bulk request: intents committed together, then each member's answer handled as
+        a PUT's. Returns the actions handed back to the per-file path."""
+        ctx = self.ctx
+        if self._bulk_off or ctx.stop.is_set():
+            return batch
+        ups: list[_Upload] = []
+        for a in batch:
+            self._guarded(a, lambda a: ups.append(self._prepare_upload(a)))
+        if not ups:
+            return []
+        entries = [self._intent_entry(u.planned, u.md5, u.loc) for u in ups]
+        ctx.journal.intend_many([Intent(u.a.path, "put", e, u.base_etag) for u, e in zip(ups, entries, strict=True)])
+        for u in ups:
+            ctx.reporter.file_started(u.a.path, u.loc.size)
+        items = [
+            BulkItem(
+                u.name,
+                self._disk(u.a.path),
+                md5=u.md5,
+                mtime=float(u.loc.mtime_ns // 1_000_000_000),  # whole seconds, as a PUT's X-OC-Mtime
+                if_match=u.base_etag,
+                if_none_match=u.base_etag is None,
+            )
+            for u in ups
+        ]
+        try:
+            results = ctx.upload_many(items) if ctx.upload_many is not None else []
+        except BulkUnsupported:
+            self._bulk_off = True
+            self._give_up(ups)
+            return [u.a for u in ups]
+        except RemoteError as e:
+            if e.fatal:
+                raise
+            if e.status is not None:  # answered as a whole (refused, a server error): nothing was placed
+                self._give_up(ups)
+                if e.status in (403, 405, 501):
+                    self._bulk_off = True  # refused outright: the PUTs say why, file by file
+            # Otherwise (a cut connection) which members landed is unknown: their intents stay
+            # until the PUT path settles them (a PUT's 412 re-reads the path; a crash before
+            # that is settled by the server's MD5 at the next start).
+            return [u.a for u in ups]
+        back: list[Action] = []
+        for u, entry, res in zip(ups, entries, results, strict=True):
+            if _put_instead(res):
+                ctx.journal.settle(u.a.path, None)  # not placed: the PUT path sends it
+                back.append(u.a)
+            else:
+                self._guarded(u.a, partial(self._member_done, u, entry, res))
+        ctx.journal.commit()
+        return back
+
+    def _member_done(self, u: _Upload, entry: JournalEntry, res: BulkResult, _a: Action) -> None:
+        """A bulk member's answer, handled as the answer to its own PUT."""
+        path = u.a.path
+        if res.ok:
+            placed = RemoteEntry(path, False, res.sent_size, float(u.loc.mtime_ns // 1_000_000_000), res.etag,
+                                 res.md5)  # fmt: skip
+            self.ctx.reporter.advance(u.loc.size)
+            self._uploaded(u.a, self._record_upload(path, entry, u.md5, u.loc, u.md5, placed))
+            return
+        self.ctx.journal.settle(path, None)  # refused: nothing was written
+        if res.status == 412:
+            raise _Refused({path})
+        raise write_refusal("PUT", path, res.status, one_line(res.error))
+
+    def _give_up(self, ups: list[_Upload]) -> None:
+        self.ctx.journal.settle_many([(u.a.path, None) for u in ups])
+        self.ctx.journal.commit()
 
     # --- deletions ---------------------------------------------------------------------
 
@@ -589,6 +729,52 @@ class Executor:
             self._error(a.path, a.reason)
         elif k in (Kind.LOCAL_MODIFIED, Kind.LOCAL_DELETED, Kind.LOCAL_ONLY, Kind.SERVER_CHANGED):
             self._done(a)
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """One upload, checked and hashed, ready to send."""
+
+    a: Action
+    planned: JournalEntry
+    loc: LocalEntry
+    md5: str
+    base_etag: str | None  # the version it replaces (If-Match); None: a new file (If-None-Match: *)
+    href: str  # the server's href for an edit ('' for a new file)
+    name: str  # its path as the server spells it
+
+
+def _bulk_candidate(a: Action) -> bool:
+    """A small new file or edit: it may go in a bulk request (conflict copies go by PUT)."""
+    loc = a.local
+    return (
+        a.kind in (Kind.UPLOAD, Kind.UPLOAD_EDIT)
+        and loc is not None
+        and not loc.is_dir
+        and loc.size <= MAX_FILE
+        and a.to_record is not None
+    )
+
+
+def _upload_batches(actions: list[Action]) -> Iterable[list[Action]]:
+    """Batches of at most bulk.BATCH_FILES files and BATCH_BYTES bytes (one request each)."""
+    batch: list[Action] = []
+    size = 0
+    for a in actions:
+        n = a.local.size if a.local is not None else 0
+        if batch and (len(batch) >= BATCH_FILES or size + n > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(a)
+        size += n
+    if batch:
+        yield batch
+
+
+def _put_instead(res: BulkResult) -> bool:
+    """A member the bulk request did not settle: not sent (it could not be read as hashed), too
+    large for bulk, or a server error other than a full disk; a PUT sends it (or says why not)."""
+    return res.status == 0 or res.status == 413 or (res.status >= 500 and res.status != 507)
 
 
 def _size(a: Action) -> int:

@@ -541,14 +541,23 @@ def _server_says(resp: requests.Response) -> str:
     if "html" in resp.headers.get("Content-Type", ""):
         found = re.search(r"<p>(.*?)</p>", text, re.S)
         text = html.unescape(found.group(1)) if found else ""
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """A server's reason as one short printable line ('' when it is not printable text)."""
     line = " ".join(text.split())[:200].rstrip(". ")
     return line if line.isprintable() else ""
 
 
 def _write_error(method: str, path: str, resp: requests.Response) -> RemoteError:
     """A refused write as the RemoteError subclass the caller acts on, in one sentence."""
-    status = resp.status_code
-    said = _server_says(resp)
+    return write_refusal(method, path, resp.status_code, _server_says(resp))
+
+
+def write_refusal(method: str, path: str, status: int, said: str) -> RemoteError:
+    """A write refused with `status` (the server's reason `said`, one line) as the RemoteError
+    subclass the caller acts on, in one sentence; one wording for a PUT and a bulk member."""
     why = f" (the server says: {said})" if said else ""
     what = shown(path) or "/"
     if status == 412:

@@ -23,7 +23,7 @@ class Sizes:
 
 
 FULL = Sizes(20_000, 200, 100_000, 1024**3, 3, 20)
-QUICK = Sizes(1_000, 20, 5_000, 128 * 1024**2, 3, 5, mirror_files=5_000, upload_files=1_000)
+QUICK = Sizes(1_000, 20, 5_000, 128 * 1024**2, 3, 5, mirror_files=5_000, upload_files=5_000)
 
 
 def small_tree(root: Path, files: int, folders: int, seed: int = 1) -> int:
@@ -39,6 +39,17 @@ def small_tree(root: Path, files: int, folders: int, seed: int = 1) -> int:
             (folder / name).write_bytes(rng.randbytes(rng.randint(1000, 8000)))
             made += 1
     return made
+
+
+def settle(root: Path, age_s: float = 3600) -> None:
+    """Date every file `age_s` seconds back: a sync or push takes files modified in the last
+    seconds for files still being written and waits for them."""
+    import time
+
+    t = time.time() - age_s
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            os.utime(os.path.join(folder, name), (t, t))
 
 
 def big_file(path: Path, size: int, seed: int = 2) -> None:

@@ -1,0 +1,309 @@
+"""`davsync sync` / `push` with small files in batches, both ways (issue 13): uploads in bulk POSTs
+to a davsync server (PUT elsewhere, and for large files), downloads in bundles.
+
+Every member of a bulk request must behave as its own PUT: its preconditions, a 412 from a third
+writer re-planned into a conflict, a refusal failing that file alone with a clean sentence, and
+the base recorded so that a second run sends nothing. A kill at any moment of a batch, then a
+rerun, converges with nothing lost. A bundle placed in sync mode never overwrites a local edit
+that raced it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from conftest import PASSWORDS
+from synchelp import Exchange, SyncWorld, conflict_copies, files_only, md5
+
+from davsync.client import bulk
+from davsync.client.engine import RunOptions, run_once
+from davsync.client.plan import Mode
+from davsync.client.remote import ConnectionSettings
+
+
+def agreed(world: SyncWorld, n: int = 10) -> dict[str, bytes]:
+    files = {f"docs/f{i:02}.txt": f"docs file {i}\n".encode() for i in range(n)}
+    world.seed(dict(files))
+    world.settle()
+    return files
+
+
+def bulk_posts(run_requests: list[Exchange]) -> list[Exchange]:
+    return [ex for ex in run_requests if ex.method == "POST"]
+
+
+def puts(run_requests: list[Exchange], *, in_bulk: bool) -> list[Exchange]:
+    return [ex for ex in run_requests if ex.method == "PUT" and (ex.in_bulk is not None) == in_bulk]
+
+
+def test_sync_and_push_send_small_files_in_bulk_and_large_ones_by_put(world: SyncWorld) -> None:
+    files = agreed(world)
+    new = {f"new/n{i:02}.txt": f"new here {i}\n".encode() for i in range(20)}
+    for rel, data in new.items():
+        world.write(rel, data)
+    for i in range(5):
+        world.write(f"docs/f{i:02}.txt", f"edited here {i}\n")
+    world.write("big.bin", os.urandom(bulk.BATCH_BYTES // 10))  # over the 1 MiB bulk threshold
+    run = world.sync()
+    assert run.code == 0, run
+    assert len(bulk_posts(run.requests)) == 1, run
+    members = puts(run.requests, in_bulk=True)
+    assert {ex.path for ex in members} == set(new) | {f"docs/f{i:02}.txt" for i in range(5)}, run
+    for ex in members:
+        assert ex.status in (201, 204), f"{ex}: {run}"
+        assert ex.headers["oc-checksum"].startswith("MD5:") and len(ex.headers["oc-checksum"]) == 36
+        if ex.path.startswith("new/"):
+            assert ex.headers.get("if-none-match") == "*" and "if-match" not in ex.headers, ex.headers
+        else:
+            assert ex.headers.get("if-match") and "if-none-match" not in ex.headers, ex.headers
+    assert [ex.path for ex in puts(run.requests, in_bulk=False)] == ["big.bin"], run
+    world.check(run)  # converged, honest bases, and a second run sends nothing
+    assert {k: v for k, v in files_only(world.share_tree()).items() if k in new} == {k: md5(v) for k, v in new.items()}
+
+    for i in range(12):
+        world.write(f"pushed/p{i:02}.txt", f"pushed {i}\n")
+    world.write("docs/f07.txt", "edited for push\n")
+    pushed = world.push()
+    assert pushed.code == 0, pushed
+    assert len(bulk_posts(pushed.requests)) == 1 and not puts(pushed.requests, in_bulk=False), pushed
+    assert len(puts(pushed.requests, in_bulk=True)) == 13, pushed
+    world.check(pushed, verb="push")
+    assert len(files) == 10
+
+
+def test_a_third_writers_412_is_replanned_and_the_other_members_land(world: SyncWorld) -> None:
+    """The phone edits a file right before the bulk request that edits it too: that member gets
+    412, is read again and becomes a conflict (the phone's version keeps the name, ours is kept
+    as a conflict copy and uploaded); every other member lands."""
+    agreed(world)
+    for i in range(10):
+        world.write(f"new/n{i}.txt", f"new {i}\n")
+    world.write("docs/f03.txt", "mine\n")
+    assert world.proxy is not None
+    world.proxy.on("POST", action=lambda ex: world.phone.put("docs/f03.txt", b"theirs\n"))
+    run = world.sync()
+    assert run.code == 3, run
+    raced = [ex for ex in puts(run.requests, in_bulk=True) if ex.path == "docs/f03.txt"]
+    assert [ex.status for ex in raced] == [412], run
+    share = files_only(world.share_tree())
+    assert share["docs/f03.txt"] == md5(b"theirs\n")
+    assert list(conflict_copies(share, "docs/f03.txt").values()) == [md5(b"mine\n")], run
+    assert all(share[f"new/n{i}.txt"] == md5(f"new {i}\n".encode()) for i in range(10))
+    world.check(run, converged=True)
+
+
+def test_refused_members_fail_alone_with_one_sentence(world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member whose bytes do not match its MD5 (corrupted on the way) and one the server refuses
+    (403: a name it reserves) fail alone, with clean messages; the others land and are recorded."""
+    agreed(world)
+    for i in range(10):
+        world.write(f"new/n{i}.txt", f"new {i}\n")
+    world.write("new/garbled.txt", "what I wrote\n")
+    world.write("new/.~davsync-reserved.txt", "a name the server keeps for itself\n")
+    real = bulk.member_bytes
+
+    def garbled_on_the_way(path: str, data: bytes, mtime: float | None = None, **attrs: str) -> bytes:
+        return real(path, b"what I did not write\n" if path == "new/garbled.txt" else data, mtime, **attrs)
+
+    monkeypatch.setattr(bulk, "member_bytes", garbled_on_the_way)
+    world.snapshot()
+    result = run_once(ConnectionSettings(world.url, "alice", PASSWORDS["alice"]), world.dest,
+                      RunOptions(mode=Mode.SYNC))  # fmt: skip
+    assert result.exit_code == 3, result.as_json()
+    errors = {e.path: e.error for e in result.errors}
+    assert set(errors) == {"new/garbled.txt", "new/.~davsync-reserved.txt"}, errors
+    assert errors["new/garbled.txt"].startswith("PUT 'new/garbled.txt' failed: HTTP 400 (the server says: MD5 mismatch")
+    assert errors["new/.~davsync-reserved.txt"].startswith("the server refused PUT of 'new/.~davsync-reserved.txt' (HTTP 403)")
+    for message in errors.values():
+        assert message.endswith(".") and "\n" not in message and "Traceback" not in message
+    share = files_only(world.share_tree())
+    assert "new/garbled.txt" not in share and not any("reserved" in p for p in share)
+    assert all(share[f"new/n{i}.txt"] == md5(f"new {i}\n".encode()) for i in range(10))
+    world.rm("new/.~davsync-reserved.txt")  # (the checker takes such a name for a temp file)
+    world.check(None, converged=False, second=False)  # nothing lost; a base only for what is on both sides
+    monkeypatch.undo()
+    final = world.sync()
+    assert final.code == 0 and [ex.path for ex in final.of("PUT")] == ["new/garbled.txt"], final
+    world.check(final)
+
+
+def test_an_account_made_read_only_mid_run_is_told_file_by_file(sync_world: Callable[..., SyncWorld],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The operator makes the account read-only while a sync runs: the bulk request is refused as
+    a whole, the files go on by PUT, and each is reported with the read-only sentence; nothing
+    lands, no base is recorded, and once the account may write again the next run sends them."""
+    from dataclasses import replace
+
+    from davsync.users import Users
+
+    loaded: list[Users] = []
+    real = Users.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Users, "load", classmethod(lambda cls, path: loaded.append(real(cls, path)) or loaded[-1]))
+    world = sync_world()
+    agreed(world)
+    for i in range(10):
+        world.write(f"new/n{i}.txt", f"new {i}\n")
+    alice = loaded[-1].users["alice"]
+
+    def revoke(ex: Exchange) -> None:
+        loaded[-1].users["alice"] = replace(alice, read_only=True)
+
+    assert world.proxy is not None
+    world.proxy.on("POST", action=revoke)
+    run = world.sync()
+    assert run.code == 3, run
+    assert [ex.status for ex in bulk_posts(run.requests)] == [403], run
+    by_put = puts(run.requests, in_bulk=False)
+    assert len(by_put) == 10 and {ex.status for ex in by_put} == {403}, run
+    errors = {e["path"]: e["error"] for e in run.json["errors"]}
+    assert errors == {f"new/n{i}.txt": f"cannot change 'new/n{i}.txt': your access to this share is read-only; "
+                      "ask the operator for a read-write account." for i in range(10)}, run  # fmt: skip
+    assert not any(p.startswith("new/") for p in files_only(world.share_tree()))
+    world.check(run, converged=False, second=False)
+    loaded[-1].users["alice"] = alice
+    final = world.sync()
+    assert final.code == 0, final
+    world.check(final)
+
+
+def _kill_during_bulk(world: SyncWorld, phase: str, after: int = 0, nth: int = 1) -> bool:
+    """Start a sync and SIGKILL it at `phase` of its `nth` bulk POST; True if it was killed there."""
+    assert world.proxy is not None
+    holder: list[subprocess.Popen[bytes]] = []
+
+    def kill(ex: Exchange) -> None:
+        if holder and holder[0].poll() is None:
+            os.kill(holder[0].pid, signal.SIGKILL)
+
+    world.proxy.clear_triggers()
+    world.proxy.on("POST", phase=phase, after=after, nth=nth, action=kill)
+    proc = world.popen("sync")
+    holder.append(proc)
+    try:
+        proc.wait(120)
+    finally:
+        world.kill(proc)
+        world.proxy.clear_triggers()
+    return proc.returncode == -signal.SIGKILL
+
+
+def test_a_kill_during_a_bulk_upload_then_a_rerun_converges(world: SyncWorld) -> None:
+    """Killed mid-body (nothing placed) and after the server placed a batch but before the client
+    heard (intents settled by the server's MD5): nothing lost, no false conflict, a journal that
+    matches the server, and then nothing more to send."""
+    agreed(world)
+    want = files_only(world.share_tree())
+    for round_, phase in enumerate(("body", "response")):
+        for i in range(30):
+            data = f"round {round_} file {i}\n".encode() * (i + 1)
+            world.write(f"up{round_}/n{i:02}.txt", data)
+            want[f"up{round_}/n{i:02}.txt"] = md5(data)
+        assert _kill_during_bulk(world, phase, after=2000), f"the client was not killed at the bulk POST's {phase}"
+        world.check(None, converged=False, second=False, journal="loose")
+    final = world.sync()
+    assert final.code == 0, final
+    # the second kill came after the server placed everything: the intents are settled by MD5
+    assert not final.of("PUT") and not bulk_posts(final.requests), final
+    assert not conflict_copies(world.share_tree()), final
+    assert files_only(world.share_tree()) == want
+    world.check(final)
+
+
+def test_a_lost_bulk_answer_goes_on_by_put_without_a_false_conflict(world: SyncWorld) -> None:
+    """The connection drops after the server placed a batch, before the client heard: the files
+    go on by PUT, whose 412 (the file is already there) is read again and found identical."""
+    agreed(world)
+    for i in range(12):
+        world.write(f"new/n{i:02}.txt", f"new {i}\n")
+    assert world.proxy is not None
+    world.proxy.on("POST", phase="response", cut=True)
+    run = world.sync()
+    assert run.code == 0, run
+    assert len(run.of("PUT")) == 24 and all(ex.status == 412 for ex in puts(run.requests, in_bulk=False)), run
+    assert not conflict_copies(world.share_tree()), run
+    world.check(run)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_kill_loop_during_bulk_uploads(world: SyncWorld) -> None:
+    """Many kills at random moments of random batches (new files and edits, several batches per
+    run), each followed by the checks; then one run converges."""
+    rng = random.Random(13)
+    agreed(world)
+    want = files_only(world.share_tree())
+    killed = 0
+    for round_ in range(10):
+        many = round_ % 4 == 0  # more than one batch (bulk.BATCH_FILES): kill during the second
+        for i in range(700 if many else rng.randint(20, 300)):
+            rel = f"r{round_ % 3}/n{i:03}.txt"
+            data = rng.randbytes(rng.randint(1, 3000))  # (an empty file is never versioned: not "content")
+            world.write(rel, data)
+            want[rel] = md5(data)
+        phase = rng.choice(["request", "body", "body", "response"])
+        killed += _kill_during_bulk(world, phase, after=rng.randint(0, 30_000), nth=2 if many else 1)
+        world.check(None, converged=False, second=False, journal="loose")
+    final = world.sync()
+    assert final.code == 0, final
+    assert files_only(world.share_tree()) == want
+    assert not conflict_copies(world.share_tree()), final
+    world.check(final)
+    print(f"\nbulk upload kills survived: {killed}")
+    assert killed >= 8
+
+
+def test_a_local_edit_racing_a_bundle_placement_in_sync_is_kept(world: SyncWorld) -> None:
+    """Sync fetches server edits in a bundle; the user saves one of those files locally while the
+    bundle is on its way: that file is not overwritten, and the next run makes it a conflict
+    (the server's version keeps the name, the local edit is kept as a conflict copy and uploaded)."""
+    agreed(world, n=12)
+    for i in range(12):
+        world.rput(f"docs/f{i:02}.txt", f"edited on the server {i}\n")
+    assert world.proxy is not None
+    raced: list[Exchange] = []
+
+    def save_locally(ex: Exchange) -> None:
+        if ex.status == 200 and not raced:  # the bundle's answer, not a change list
+            raced.append(ex)
+            world.write("docs/f05.txt", "saved here meanwhile\n", age=0)
+
+    world.proxy.on("REPORT", phase="response", times=10, action=save_locally)
+    run = world.sync()
+    assert raced, f"no bundle was used: {run}"
+    assert run.code == 3, run
+    assert (world.dest / "docs/f05.txt").read_bytes() == b"saved here meanwhile\n"
+    assert any(e["path"] == "docs/f05.txt" and "changed locally" in e["error"] for e in run.json["errors"]), run
+    for i in range(12):
+        if i != 5:
+            assert (world.dest / f"docs/f{i:02}.txt").read_bytes() == f"edited on the server {i}\n".encode()
+    world.check(run, converged=False, second=False)
+    os.utime(world.dest / "docs/f05.txt", (1e9, 1e9))  # settled (not still being written)
+    after = world.sync()
+    assert after.code == 3, after
+    dest = files_only(world.dest_tree())
+    assert dest["docs/f05.txt"] == md5(b"edited on the server 5\n")
+    assert list(conflict_copies(dest, "docs/f05.txt").values()) == [md5(b"saved here meanwhile\n")]
+    world.check(after, converged=True)
+
+
+def test_sync_to_a_server_without_bulk_uploads_uses_put(sync_world: Callable[..., SyncWorld]) -> None:
+    """rclone serve webdav offers no bulk upload: many small files go by PUT, as before."""
+    w = sync_world(backend="rclone")
+    w.seed({"docs/a.txt": "a"})
+    assert w.sync().code == 0
+    for i in range(10):
+        w.write(f"docs/n{i}.txt", f"n{i}")
+    run = w.sync()
+    assert run.code == 0, run
+    assert not bulk_posts(run.requests) and len(run.of("PUT")) == 10, run
+    w.check(run)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q", "-n", "0"]))
