@@ -181,6 +181,9 @@ def test_a_write_on_the_server_during_the_upload_is_a_412_and_planned_again(shar
     assert files(share.root) == files(dest) == {
         "notes.txt": b"edited on the phone meanwhile", conflict.local_copy: b"edited on the pc",
     }  # fmt: skip
+    planned = [path for paths in result.as_json()["plan"].values() for path in paths]
+    assert planned.count("notes.txt") == 1, result.as_json()["plan"]  # the re-plan replaces the refused upload
+    assert "conflict" in result.as_json()["plan"], result.as_json()["plan"]
     quiet_second_run(share, dest)
 
 

@@ -186,7 +186,9 @@ class Executor:
                     break
                 paths, self._refused = self._refused, set()
                 again = ctx.replan(paths)
-                self.result.plan.actions.extend(again.actions)
+                # The plan reported is the one carried out: the new actions replace the refused ones.
+                kept = [a for a in self.result.plan.actions if a.path not in paths]
+                self.result.plan.actions[:] = kept + again.actions
                 self.result.plan.warnings.extend(again.warnings)
                 self._run_actions(again.actions)
             for path in sorted(self._refused):
