@@ -18,8 +18,10 @@ from proxy import Faults, Proxy
 from test_pull_hostile import GOOD, TRAVERSAL_HREFS, hostile, multistatus, response  # noqa: F401 (a fixture)
 
 from davsync.client.paths import HrefResolver, UnsafeHref, href_to_relpath
+from davsync.client.plan import RemoteEntry
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings, Remote, RemoteError
+from davsync.client.remote import Changes, ConnectionSettings, Remote, RemoteError
+from davsync.client.snapshot import RemoteSnapshot, initial_snapshot
 
 LISTING_PROPS = (
     "<d:prop><d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:checksums/></d:prop>"
@@ -113,6 +115,10 @@ def test_the_fast_report_answers_as_the_general_one(share) -> None:
     assert fast == general and fast["/gone.txt"] == ("HTTP/1.1 404 Not Found", {}) and len(fast) == 3
 
 
+# (an entry below a folder the answer does not list makes the whole answer walked instead: below)
+REPORT_HOSTILE = [h for h in TRAVERSAL_HREFS if h != "/share/deep/notmine.txt"]
+
+
 def test_hostile_hrefs_in_the_report_are_refused(hostile, tmp_path: Path) -> None:  # noqa: F811
     asked: list[str] = []
 
@@ -122,8 +128,9 @@ def test_hostile_hrefs_in_the_report_are_refused(hostile, tmp_path: Path) -> Non
         if method == "PROPFIND":  # the root check only
             return "207 Multi-Status", [("Content-Type", "application/xml")], multistatus(response("/share/", is_dir=True))
         if method == "REPORT":
-            items = [response("/share/", is_dir=True), response("/share/ok.txt", size=len(GOOD))]
-            items += [response(h, size=len(GOOD)) for h in TRAVERSAL_HREFS]
+            items = [response("/share/", is_dir=True), response("/share/ok.txt", size=len(GOOD)),
+                     response("/share/.davsync/", is_dir=True)]  # fmt: skip
+            items += [response(h, size=len(GOOD)) for h in REPORT_HOSTILE]
             body = multistatus(*items).replace(b"</d:multistatus>", b"<d:sync-token>urn:t:1</d:sync-token></d:multistatus>")
             return "207 Multi-Status", [("Content-Type", "application/xml")], body
         if environ["PATH_INFO"] == "/share/ok.txt":
@@ -136,7 +143,7 @@ def test_hostile_hrefs_in_the_report_are_refused(hostile, tmp_path: Path) -> Non
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert all(w.startswith("deep/m/") for w in written), written
     assert (dest / "ok.txt").read_bytes() == GOOD and mirror(dest) == {"ok.txt": GOOD}
-    assert len(result.skipped) == len(TRAVERSAL_HREFS)
+    assert len(result.skipped) == len(REPORT_HOSTILE) + 1, result.skipped  # and the .davsync folder itself
 
 
 def test_a_server_without_sync_collection_is_walked(hostile, tmp_path: Path) -> None:  # noqa: F811
@@ -208,3 +215,37 @@ def test_the_href_short_path_agrees_with_href_to_relpath(href: str) -> None:
         assert got == want, (href, folder)
         if want is not UnsafeHref:
             assert fast.absolute(href) == urljoin(folder, href)
+
+
+class _Answers:
+    """A server's initial sync-collection answer, already parsed (what Remote.sync_collection returns)."""
+
+    def __init__(self, changes: Changes) -> None:
+        self.changes = changes
+
+    def sync_collection(self, token: str) -> Changes:
+        assert token == ""
+        return self.changes
+
+
+def _initial(paths: list[str]) -> RemoteSnapshot | None:
+    changed = {p: RemoteEntry(p.rstrip("/"), p.endswith("/")) for p in paths}
+    changes = Changes("t", {p.rstrip("/"): e for p, e in changed.items()})
+    return initial_snapshot(_Answers(changes), excluded=lambda p, d: p == "skip", rules="posix",  # type: ignore[arg-type]
+                            fold_case=False)  # fmt: skip
+
+
+def test_an_answer_listing_entries_without_their_folder_is_not_used() -> None:
+    """Files below a folder the answer left out would be dropped with the token stored, so no
+    later run would offer them: such an answer (a race, a broken server) is walked instead."""
+    assert _initial(["x/y/", "x/y/z.txt", "x/y/w/", "x/y/w/q.txt"]) is None
+    snap = _initial(["x/", "x/y/", "x/y/z.txt", "skip/", "skip/hidden.txt"])
+    assert snap is not None and sorted(snap.view.entries) == ["x", "x/y", "x/y/z.txt"] and snap.token == "t"
+
+
+def test_a_deeply_nested_answer_is_listed_without_recursion() -> None:
+    """A hostile server nesting thousands of folders cannot stop a first run (RecursionError)."""
+    depth = 3000
+    folders = ["/".join(f"d{i}" for i in range(n)) + "/" for n in range(depth, 0, -1)]  # deepest first
+    snap = _initial([*folders, folders[0] + "leaf.txt"])
+    assert snap is not None and len(snap.view.entries) == depth + 1

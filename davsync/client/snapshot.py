@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .journal import Journal
 from .paths import NameRules, Skipped, filter_names
-from .plan import RemoteEntry, RemoteView
+from .plan import RemoteView
 from .remote import Changes, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
 from .walk import walk
 
@@ -72,8 +72,8 @@ def initial_snapshot(remote: Remote, *, excluded: Excluded, rules: NameRules, fo
 
     The same safety as the walk: hostile hrefs are refused (reported, not judged), as are
     names this computer cannot hold; excluded names and everything below an excluded folder
-    are left out; and an entry whose folder the answer does not list (which no walk can
-    produce) is reported and not judged."""
+    are left out; and an answer listing an entry without its folder (which no walk can
+    produce) is not used: the walk lists instead."""
     try:
         changes = remote.sync_collection("")
     except (SyncTokenInvalid, SyncUnsupported):
@@ -83,27 +83,20 @@ def initial_snapshot(remote: Remote, *, excluded: Excluded, rules: NameRules, fo
             raise
         return None
     folders = {p for p, e in changes.changed.items() if e.is_dir}
-    left_out: dict[str, bool] = {"": False}  # folder -> is it (or a folder above it) excluded or missing
-
-    def out(folder: str) -> bool:
-        known = left_out.get(folder)
-        if known is None:
-            known = folder not in folders or excluded(folder, True) or out(folder.rpartition("/")[0])
-            left_out[folder] = known
-        return known
-
-    listed: dict[str, RemoteEntry] = {}
-    orphans: list[Skipped] = []
-    for path, entry in changes.changed.items():
-        parent = path.rpartition("/")[0]
-        if parent and parent not in folders:
-            orphans.append(Skipped(path, "listed by the server without its folder"))
-        elif not out(parent) and not excluded(path, entry.is_dir):
-            listed[path] = entry
+    if any(p.rpartition("/")[0] not in folders for p in changes.changed if "/" in p):
+        return None  # an entry without its folder (a race, or a broken server): the walk knows better
+    left_out: dict[str, bool] = {"": False}  # folder -> is it, or a folder above it, excluded
+    for folder in sorted(folders, key=lambda f: f.count("/")):  # parents first: no recursion
+        left_out[folder] = left_out[folder.rpartition("/")[0]] or excluded(folder, True)
+    listed = {
+        path: entry
+        for path, entry in changes.changed.items()
+        if not left_out[path.rpartition("/")[0]] and not excluded(path, entry.is_dir)
+    }
     kept, skipped = filter_names(listed, rules, fold_case=fold_case)
     entries = {p: e for p, e in listed.items() if p in kept}
     view = RemoteView(entries)
-    return RemoteSnapshot(view, changes.token, INITIAL, changes.skipped + orphans + skipped)
+    return RemoteSnapshot(view, changes.token, INITIAL, changes.skipped + skipped)
 
 
 INITIAL = "initial-report"
