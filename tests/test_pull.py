@@ -269,6 +269,45 @@ def test_resume_starts_over_when_remote_changed(share, tmp_path: Path, no_backof
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
 
+class _Killed(BaseException):
+    """A kill -9 at one exact moment: nothing after it runs."""
+
+
+def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version(
+    share, tmp_path: Path, no_backoff: list[float], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The partial of an old version is emptied before the new version's meta is written; in
+    the other order a kill between the two resumes the old bytes into the new file."""
+    from davsync.client import transfer
+
+    (share.root / "f.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    dest = tmp_path / "mirror"
+    proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
+    try:
+        run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions())
+    finally:
+        proxy.close()
+    (part,) = (dest / ".davsync" / "partial").glob("*.part")
+    assert part.stat().st_size > 0
+    new = os.urandom(6 * 1024 * 1024)
+    (share.root / "f.bin").write_bytes(new)
+    write_meta = transfer._write_meta
+
+    def kill_after_meta(*args):  # type: ignore[no-untyped-def]
+        write_meta(*args)
+        raise _Killed
+
+    monkeypatch.setattr(transfer, "_write_meta", kill_after_meta)
+    try:
+        run_pull(conn(share), dest, PullOptions())
+    except _Killed:
+        pass
+    assert part.stat().st_size == 0, "the old version's bytes sit under the new version's meta"
+    monkeypatch.setattr(transfer, "_write_meta", write_meta)
+    result = run_pull(conn(share), dest, PullOptions())
+    assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
+
+
 def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backoff: list[float]) -> None:
     data = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(data)

@@ -237,3 +237,25 @@ def test_multistatus_parser_structured_fuzz(items: list[tuple[str, bool]]) -> No
     except RemoteError:
         return
     assert len(parsed) <= len(items)
+
+
+def test_a_large_body_compressed_against_our_wish_is_decoded_not_written_as_is(hostile, tmp_path: Path) -> None:
+    """We ask for `Accept-Encoding: identity`; a server (or proxy) that gzips anyway must not
+    get its compressed bytes placed, nor a perfectly good file refused as cut short."""
+    import gzip
+
+    data = (b"davsync " * 1024 + bytes(range(256))) * 700  # above the one-piece size: the streamed path
+    packed = gzip.compress(data)
+    listing = multistatus(response("/share/", is_dir=True),
+                          response("/share/big.bin", size=len(data), md5=hashlib.md5(data).hexdigest()))  # fmt: skip
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            return "207 Multi-Status", [("Content-Type", "application/xml")], listing
+        return "200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"'),
+                          ("Content-Encoding", "gzip")], packed  # fmt: skip
+
+    dest = tmp_path / "m"
+    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    assert result.exit_code == 0, result.as_json()
+    assert (dest / "big.bin").read_bytes() == data

@@ -232,8 +232,11 @@ def _fetch_once(
                     while block := f.read(BLOCK):
                         digest.update(block)
             else:
+                # Start over from an empty file (below, everything appends). Emptied before the new
+                # version's meta is written: a kill between the two must not leave the old
+                # version's bytes under the new etag, to be resumed into a mix.
+                open(data_path, "wb").close()
                 _write_meta(meta_path, entry)
-                open(data_path, "wb").close()  # start over from an empty file; below, everything appends
             fetched = 0
             body = remote.body_reader(resp, f"GET {entry.path} was cut off")
             with open(data_path, "ab", buffering=0) as out, _Pipeline(digest, out.fileno(), data_path, offset) as pipe:
@@ -242,7 +245,16 @@ def _fetch_once(
                         if stop is not None and stop.is_set():
                             raise DownloadError("stopped; the partial download is kept and resumes next time")
                         buffer = pipe.buffer()
-                        n = body.fill(buffer)
+                        try:
+                            n = body.fill(buffer)
+                        except RemoteError as e:
+                            if e.partial:  # what arrived before the cut is kept: the resume starts after it
+                                pipe.submit(buffer, e.partial)
+                                fetched += e.partial
+                                progress(e.partial)
+                            else:
+                                pipe.give_back(buffer)
+                            raise
                         if n:
                             pipe.submit(buffer, n)  # written, then hashed, on the pipeline's threads
                         else:

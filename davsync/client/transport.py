@@ -34,6 +34,7 @@ class RemoteError(Exception):
         super().__init__(message)
         self.fatal = fatal
         self.status = status
+        self.partial = 0  # a body cut short: bytes that did arrive in the reader's buffer (BodyReader)
 
 
 @dataclass(frozen=True)
@@ -323,13 +324,19 @@ class BodyReader:
         self._direct: http.client.HTTPResponse | None = (
             fp if isinstance(fp, http.client.HTTPResponse) and not encoded else None
         )
+        self._encoded = encoded  # a server compressing although asked not to: decoded here, length unknown
+        self._chunks: Iterator[bytes] = resp.iter_content(1 << 20) if encoded else iter(())  # requests decodes
+        self._pending = b""
         length = resp.headers.get("Content-Length", "")
-        self._left: int | None = int(length) if length.isdigit() and "chunked" not in resp.headers.get(
+        self._left: int | None = int(length) if length.isdigit() and not encoded and "chunked" not in resp.headers.get(
             "Transfer-Encoding", "").lower() else None  # fmt: skip
         self.received = 0
 
     def fill(self, buffer: memoryview) -> int:
-        """Fill `buffer` as far as the body goes; returns the bytes read (fewer only at the end, 0 after it)."""
+        """Fill `buffer` as far as the body goes; returns the bytes read (fewer only at the end, 0 after it).
+
+        A lost connection raises a RemoteError whose `partial` says how many bytes of `buffer`
+        did arrive before it: a download keeps them, so each resume gets further."""
         got = 0
         try:
             while got < len(buffer):
@@ -338,15 +345,28 @@ class BodyReader:
                     break
                 got += n
         except NETWORK_ERRORS as e:
-            raise self._failure(e) from None
+            error = self._failure(e)
+            error.partial = got
+            raise error from None
         self.received += got
         if got < len(buffer):
-            self._finish()
+            try:
+                self._finish()
+            except RemoteError as e:
+                e.partial = got
+                raise
         return got
 
     def _read(self, view: memoryview) -> int:
         if self._direct is not None:
             return self._direct.readinto(view)
+        if self._encoded:
+            if not self._pending:
+                self._pending = next(self._chunks, b"")
+            n = min(len(view), len(self._pending))
+            view[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
         return self._raw.readinto(view)
 
     def _finish(self) -> None:
