@@ -249,3 +249,22 @@ def test_a_deeply_nested_answer_is_listed_without_recursion() -> None:
     folders = ["/".join(f"d{i}" for i in range(n)) + "/" for n in range(depth, 0, -1)]  # deepest first
     snap = _initial([*folders, folders[0] + "leaf.txt"])
     assert snap is not None and len(snap.view.entries) == depth + 1
+
+
+def test_a_first_listing_is_walked_when_the_servers_rescan_fails(share, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The one-REPORT listing answers from the index, brought up to the disk by a rescan first;
+    if that rescan fails, the index may lack files on disk, so the server says 503 and the
+    client walks the folders (which read the disk) instead."""
+    from davsync.server import watcher
+
+    tree(share.root, 2, 3)
+    share.wait_indexed()
+
+    def broken(*args, **kw):  # type: ignore[no-untyped-def]
+        raise OSError("the disk went away for a moment")
+
+    monkeypatch.setattr(watcher, "rescan", broken)
+    dest = tmp_path / "m"
+    result = run_pull(conn(share.url), dest, PullOptions())
+    assert result.exit_code == 0 and result.mode == "walk", (result.mode, result.errors)
+    assert mirror(dest) == mirror(share.root) and len(mirror(dest)) == 6

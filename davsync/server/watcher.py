@@ -76,6 +76,7 @@ class ChangeTracker:
         self.idle = threading.Event()
         self._sweeps_asked = 0  # sweeps asked for by sweep(); each runs rescan in the worker
         self._sweeps_done = 0
+        self._sweep_ok = True  # whether the last sweep's rescan finished
         self._swept = threading.Condition(self._lock)
 
     def start(self) -> None:
@@ -115,7 +116,8 @@ class ChangeTracker:
         """Bring the index up to the disk now: wait for the initial scan, then for a rescan that
         starts after this call (run by the worker, after the events already queued). A first
         sync-collection answers from the index, and must list what a walk of the disk would,
-        files copied onto the server a moment ago included. False when it took too long."""
+        files copied onto the server a moment ago included. False when it took too long or
+        the rescan failed."""
         deadline = time.monotonic() + timeout
         if not self.initial_scan_done.wait(timeout):
             return False
@@ -123,9 +125,13 @@ class ChangeTracker:
             want = self._sweeps_asked = max(self._sweeps_asked, self._sweeps_done + 1)
         self._wake.set()
         with self._swept:
-            return self._swept.wait_for(
-                lambda: self._sweeps_done >= want or self._stop.is_set(), max(0.0, deadline - time.monotonic())
-            ) and self._sweeps_done >= want
+            return (
+                self._swept.wait_for(
+                    lambda: self._sweeps_done >= want or self._stop.is_set(), max(0.0, deadline - time.monotonic())
+                )
+                and self._sweeps_done >= want
+                and self._sweep_ok
+            )
 
     def _run(self) -> None:
         try:
@@ -153,12 +159,14 @@ class ChangeTracker:
                 with self._lock:
                     asked = self._sweeps_asked
                 if asked > self._sweeps_done:
+                    ok = True
                     try:
                         rescan(self.root, self.index, self._stop)
                     except Exception:
+                        ok = False  # the index may lack what is on disk: the first listing must not use it
                         log.exception("Rescan for a first listing failed")
                     with self._swept:
-                        self._sweeps_done = asked
+                        self._sweeps_done, self._sweep_ok = asked, ok
                         self._swept.notify_all()
             if time.monotonic() - last_scan >= self.rescan_interval:
                 try:
