@@ -230,6 +230,44 @@ def test_a_lost_bulk_answer_goes_on_by_put_without_a_false_conflict(world: SyncW
     world.check(run)
 
 
+class _Killed(BaseException):
+    """A kill -9 at one exact moment: nothing after it runs."""
+
+
+def test_a_server_error_after_placing_keeps_the_intents_until_settled(world: SyncWorld,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server renamed a batch into place and then failed (500): the members may be there, so
+    their intents stay. Killed before the PUTs begin and then edited here, the next run
+    settles them by the server's MD5 and uploads the edit: no false conflict copy."""
+    from wsgidav.dav_error import DAVError
+
+    from davsync.client import journal as journal_mod
+    from davsync.server import index as index_mod
+
+    agreed(world)
+    for i in range(12):
+        world.write(f"new/n{i:02}.txt", f"new {i}\n")
+
+    def fail_after_placing(self, items):  # type: ignore[no-untyped-def]
+        raise DAVError(500, "the index could not be written")  # answered as a 500 (not a dropped connection)
+
+    def killed(*args, **kw):  # type: ignore[no-untyped-def]
+        raise _Killed
+
+    monkeypatch.setattr(index_mod.HashIndex, "record_many", fail_after_placing)
+    monkeypatch.setattr(journal_mod.Journal, "intend", killed)  # the PUT path's first step: killed before it
+    with pytest.raises(_Killed):
+        run_once(ConnectionSettings(world.url, "alice", PASSWORDS["alice"]), world.dest, RunOptions(mode=Mode.SYNC))
+    monkeypatch.undo()
+    assert files_only(world.share_tree())["new/n03.txt"] == md5(b"new 3\n"), "the server placed the batch"
+    world.write("new/n03.txt", "edited here after the crash\n")
+    final = world.sync()
+    assert final.code == 0, final
+    assert not conflict_copies(world.share_tree()) and not conflict_copies(world.dest_tree()), final
+    assert files_only(world.share_tree())["new/n03.txt"] == md5(b"edited here after the crash\n")
+    world.check(final)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_kill_loop_during_bulk_uploads(world: SyncWorld) -> None:

@@ -619,18 +619,20 @@ class Executor:
         except RemoteError as e:
             if e.fatal:
                 raise
-            if e.status is not None:  # answered as a whole (refused, a server error): nothing was placed
+            if e.status is not None and e.status < 500:  # refused as a whole: nothing was placed
                 self._give_up(ups)
-                if e.status in (403, 405, 501):
-                    self._bulk_off = True  # refused outright: the PUTs say why, file by file
-            # Otherwise (a cut connection) which members landed is unknown: their intents stay
-            # until the PUT path settles them (a PUT's 412 re-reads the path; a crash before
-            # that is settled by the server's MD5 at the next start).
+            if e.status in (403, 405, 501):
+                self._bulk_off = True  # refused outright: the PUTs say why, file by file
+            # Otherwise (a server error, a cut connection) some members may have landed: their
+            # intents stay until the PUT path settles them (a PUT's 412 re-reads the path; a
+            # crash before that is settled by the server's MD5 at the next start).
             return [u.a for u in ups]
         back: list[Action] = []
         for u, entry, res in zip(ups, entries, results, strict=True):
             if _put_instead(res):
-                ctx.journal.settle(u.a.path, None)  # not placed: the PUT path sends it
+                if res.status < 500:
+                    ctx.journal.settle(u.a.path, None)  # not placed: the PUT path sends it
+                # (after a server error it may be in place: the intent stays for the PUT path to settle)
                 back.append(u.a)
             else:
                 self._guarded(u.a, partial(self._member_done, u, entry, res))
