@@ -53,6 +53,7 @@ def test_sync_and_push_send_small_files_in_bulk_and_large_ones_by_put(world: Syn
     run = world.sync()
     assert run.code == 0, run
     assert len(bulk_posts(run.requests)) == 1, run
+    assert len(run.of("OPTIONS")) == 1, "one OPTIONS tells both whether we may write and what the server offers"
     members = puts(run.requests, in_bulk=True)
     assert {ex.path for ex in members} == set(new) | {f"docs/f{i:02}.txt" for i in range(5)}, run
     for ex in members:

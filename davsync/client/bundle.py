@@ -113,18 +113,17 @@ def features(remote: Remote) -> Features:
         known = _features.get(remote)
     if known is not None:
         return known
-    try:
-        resp = remote.request("OPTIONS", remote.base_url)
-    except RemoteError as e:
-        if e.fatal:
-            raise
-        return Features()  # not remembered: asked again next time
-    with resp:
-        found = (
-            Features(parse_limits(resp.headers.get(FEATURES_HEADER)), parse_limits(resp.headers.get(BULK_HEADER)))
-            if resp.status_code == 200
-            else Features()
-        )
+    headers = remote.options_headers  # sync and push asked already (Remote.can_write): no second OPTIONS
+    if headers is None:
+        try:
+            resp = remote.request("OPTIONS", remote.base_url)
+        except RemoteError as e:
+            if e.fatal:
+                raise
+            return Features()  # not remembered: asked again next time
+        with resp:
+            headers = resp.headers if resp.status_code == 200 else {}
+    found = Features(parse_limits(headers.get(FEATURES_HEADER)), parse_limits(headers.get(BULK_HEADER)))
     with _features_lock:
         _features[remote] = found
     return found

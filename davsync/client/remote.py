@@ -13,7 +13,7 @@ import html
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -140,6 +140,7 @@ class Remote:
         self.settings = settings
         self.transport = Transport(settings)
         self.base_url = self.transport.base_url
+        self.options_headers: Mapping[str, str] | None = None  # the share root's last OPTIONS answer
 
     # --- the connection (transport.py) ------------------------------------------
 
@@ -358,6 +359,8 @@ class Remote:
             resp.close()
             if retry.transient_status(resp.status_code):
                 raise RemoteError(f"OPTIONS answered HTTP {resp.status_code}", status=resp.status_code)
+            if resp.status_code == 200:
+                self.options_headers = resp.headers  # what the server offers (bundle.features reads it)
             allow = resp.headers.get("Allow")
             if resp.status_code >= 400 or allow is None:
                 return True
