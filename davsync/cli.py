@@ -207,7 +207,8 @@ def _url_and_dest(first: str | None, second: str | None, command: str) -> tuple[
 
     `davsync pull URL DEST` always works; with DAVSYNC_URL set, `davsync pull DEST` too;
     with both variables set, `davsync pull`. A single argument is the URL if it has a
-    scheme (`http://`), else DEST.
+    scheme (`http://`), else DEST; two in the other order (`davsync push SRC URL`, as
+    rclone and scp write it) are taken as meant.
     """
     env_url = os.environ.get("DAVSYNC_URL") or None
     env_dest = os.environ.get("DAVSYNC_DEST") or None
@@ -215,7 +216,7 @@ def _url_and_dest(first: str | None, second: str | None, command: str) -> tuple[
     url: str | None
     dest: str | None
     if len(given) == 2:
-        url, dest = given
+        url, dest = given if _looks_like_url(given[0]) or not _looks_like_url(given[1]) else given[::-1]
     elif len(given) == 1 and _looks_like_url(given[0]):
         url, dest = given[0], env_dest
     elif len(given) == 1:

@@ -395,6 +395,8 @@ def test_davsync_url_and_dest_from_the_environment(share, tmp_path: Path) -> Non
     explicit = davsync("pull", share.url, str(tmp_path / "three"), "-u", "alice",
                        env={"DAVSYNC_URL": "http://127.0.0.1:1/", "DAVSYNC_DEST": str(tmp_path / "wrong")})  # fmt: skip
     assert explicit.returncode == 0 and (tmp_path / "three" / "a.txt").exists() and not (tmp_path / "wrong").exists()
+    swapped = davsync("pull", str(tmp_path / "four"), share.url, "-u", "alice")  # SRC/DEST first, as rclone writes it
+    assert swapped.returncode == 0 and (tmp_path / "four" / "a.txt").exists(), swapped.stderr
     url_arg = davsync("status", share.url, "-u", "alice", env={"DAVSYNC_DEST": str(tmp_path / "two")})
     assert url_arg.returncode == 0 and "In sync" in url_arg.stdout
     user_env = davsync("status", str(tmp_path / "two"), env={"DAVSYNC_URL": share.url, "DAVSYNC_USER": "alice"})
