@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import TypeVar
 
@@ -59,3 +59,18 @@ def bounded(pool: Executor, fn: Callable[[T], R], items: Iterable[T], window: in
         for fut in pending:
             fut.cancel()
 
+
+def batches(items: Iterable[T], size_of: Callable[[T], int], *, max_items: int, max_bytes: int) -> Iterator[list[T]]:
+    """Consecutive runs of `items`, each at most `max_items` long and `max_bytes` in total by
+    `size_of` (an item larger than that goes alone): the requests of a bundle or bulk upload."""
+    batch: list[T] = []
+    size = 0
+    for item in items:
+        n = size_of(item)
+        if batch and (len(batch) >= max_items or size + n > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += n
+    if batch:
+        yield batch

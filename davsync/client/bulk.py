@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
 
+from .. import concurrency
 from ..paxstream import END_OF_ARCHIVE, member_bytes
-from .bundle import Limits, features
+from .bundle import features
 from .remote import Remote, RemoteError
 
 BATCH_FILES = 500
@@ -85,27 +85,13 @@ def bulk_upload(remote: Remote, items: list[BulkItem], *, jobs: int = 2) -> list
             results[i] = BulkResult(item.path, 413, error="too large for a bulk upload; upload it with PUT")
             continue
         sendable.append((i, item, size))
-    batches = list(_batches(sendable, limits))
+    batches = list(concurrency.batches(sendable, lambda entry: entry[2], max_items=min(BATCH_FILES, limits.max_files),
+                                       max_bytes=min(BATCH_BYTES, limits.max_bytes)))  # fmt: skip
     workers = max(1, min(jobs, len(batches) or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="davsync-bulk") as pool:
         for done in pool.map(lambda batch: _send(remote, batch), batches):
             results.update(done)
     return [results[i] for i in range(len(items))]
-
-
-def _batches(items: list[tuple[int, BulkItem, int]], limits: Limits) -> Iterator[list[tuple[int, BulkItem, int]]]:
-    most = min(BATCH_FILES, limits.max_files)
-    most_bytes = min(BATCH_BYTES, limits.max_bytes)
-    batch: list[tuple[int, BulkItem, int]] = []
-    size = 0
-    for entry in items:
-        if batch and (len(batch) >= most or size + entry[2] > most_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += entry[2]
-    if batch:
-        yield batch
 
 
 def _read(item: BulkItem) -> tuple[bytes, os.stat_result] | str:

@@ -41,7 +41,7 @@ from xml.sax.saxutils import escape, quoteattr
 import urllib3
 
 from .. import osfs
-from ..concurrency import wait_first
+from ..concurrency import batches, wait_first
 from ..paxstream import Member, PaxReader, TarFormatError
 from .journal import Intent, Journal
 from .plan import Action, JournalEntry, Kind, LocalEntry, complete
@@ -236,19 +236,13 @@ def transfer_small(b: Batcher, transfers: list[Action]) -> list[Action]:
 
 
 def _batches(actions: list[Action], limits: Limits) -> Iterator[list[Action]]:
-    most = min(BATCH_FILES, limits.max_files)
-    most_bytes = min(BATCH_BYTES, limits.max_bytes)
-    batch: list[Action] = []
-    size = 0
-    for a in actions:
-        n = (a.remote.size or 0) if a.remote is not None else 0
-        if batch and (len(batch) >= most or size + n > most_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(a)
-        size += n
-    if batch:
-        yield batch
+    """Requests within our batch size and the server's limits, whichever is smaller."""
+    return batches(
+        actions,
+        lambda a: (a.remote.size or 0) if a.remote is not None else 0,
+        max_items=min(BATCH_FILES, limits.max_files),
+        max_bytes=min(BATCH_BYTES, limits.max_bytes),
+    )
 
 
 @dataclass

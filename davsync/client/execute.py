@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import osfs
+from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
 from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
@@ -569,7 +570,7 @@ class Executor:
         if len(small) < MIN_FILES or self._bulk_off or self.ctx.stop.is_set():
             return transfers
         back: set[int] = set()
-        batches = list(_upload_batches(small))
+        batches = list(batches_of(small, _size, max_items=BATCH_FILES, max_bytes=BATCH_BYTES))
         workers = max(1, min(BULK_WORKERS, self.ctx.jobs, len(batches)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="davsync-bulk") as pool:
             work = bounded(pool, self._upload_batch, batches, workers)
@@ -758,21 +759,6 @@ def _bulk_candidate(a: Action) -> bool:
         and loc.size <= MAX_FILE
         and a.to_record is not None
     )
-
-
-def _upload_batches(actions: list[Action]) -> Iterable[list[Action]]:
-    """Batches of at most bulk.BATCH_FILES files and BATCH_BYTES bytes (one request each)."""
-    batch: list[Action] = []
-    size = 0
-    for a in actions:
-        n = a.local.size if a.local is not None else 0
-        if batch and (len(batch) >= BATCH_FILES or size + n > BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(a)
-        size += n
-    if batch:
-        yield batch
 
 
 def _put_instead(res: BulkResult) -> bool:
