@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cheroot import wsgi
 from conftest import PASSWORDS
 from proxy import Faults, Proxy
+from test_pull_hostile import Handler, hostile  # noqa: F401 (a fixture)
 
 from davsync.client import bundle
 from davsync.client.plan import Action
@@ -153,30 +151,6 @@ def test_pull_from_a_server_without_bundles_is_unchanged(rclone_webdav, tmp_path
 
 # --- an untrusted server ------------------------------------------------------------------------
 
-Handler = Callable[[dict], tuple[str, list[tuple[str, str]], bytes]]
-
-
-@pytest.fixture
-def fake_server() -> Iterator[Callable[[Handler], str]]:
-    servers: list[wsgi.Server] = []
-
-    def start(handler: Handler) -> str:
-        def app(environ: dict, start_response: Callable) -> list[bytes]:
-            status, headers, body = handler(environ)
-            start_response(status, headers)
-            return [body]
-
-        server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
-        server.prepare()
-        threading.Thread(target=server.serve, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.bind_addr[1]}/share/"
-
-    yield start
-    for s in servers:
-        s.stop()
-
-
 FILES = {f"f{i:02}.txt": f"content {i}\n".encode() for i in range(12)}
 
 
@@ -212,7 +186,7 @@ def hostile_server(bundle_body: bytes, gets: list[str]) -> Handler:
     return handler
 
 
-def test_members_that_lie_fail_alone_and_nothing_escapes_dest(fake_server, tmp_path: Path) -> None:
+def test_members_that_lie_fail_alone_and_nothing_escapes_dest(hostile, tmp_path: Path) -> None:  # noqa: F811
     names = list(FILES)
     members = [
         member_bytes(names[0], FILES[names[0]], 0, md5=md5(FILES[names[0]]), status="200"),
@@ -224,7 +198,7 @@ def test_members_that_lie_fail_alone_and_nothing_escapes_dest(fake_server, tmp_p
         member_bytes("../../evil.txt", b"evil", 0, md5=md5(b"evil"), status="200"),  # not what was asked
     ]
     gets: list[str] = []
-    url = fake_server(hostile_server(b"".join(members) + END_OF_ARCHIVE, gets))
+    url = hostile(hostile_server(b"".join(members) + END_OF_ARCHIVE, gets))
     dest = tmp_path / "deep" / "mirror"
     result = run_pull(ConnectionSettings(url), dest, PullOptions())
     assert result.exit_code == 3
@@ -238,11 +212,11 @@ def test_members_that_lie_fail_alone_and_nothing_escapes_dest(fake_server, tmp_p
     assert_journal_describes(dest)
 
 
-def test_a_garbled_stream_falls_back_to_get(fake_server, tmp_path: Path) -> None:
+def test_a_garbled_stream_falls_back_to_get(hostile, tmp_path: Path) -> None:  # noqa: F811
     gets: list[str] = []
     first = list(FILES)[0]
     good = member_bytes(first, FILES[first], 0, md5=md5(FILES[first]), status="200")
-    url = fake_server(hostile_server(good + b"\x01" * 1024, gets))
+    url = hostile(hostile_server(good + b"\x01" * 1024, gets))
     result = run_pull(ConnectionSettings(url), tmp_path / "mirror", PullOptions())
     assert result.exit_code == 0, why(result)
     assert mirror(tmp_path / "mirror") == FILES

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import re
 import stat
@@ -63,6 +62,7 @@ from ..paxstream import (
     padding,
 )
 from .guard import PATH_LOCKS, recheck
+from .http import peek_body
 from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
 
@@ -159,15 +159,8 @@ def _with_features(start_response: StartResponse, environ: dict, provider: Any) 
 def _peek_bundle(environ: dict) -> etree._Element | None:
     """The parsed body when this REPORT is a bundle request; otherwise None, with the body put
     back for the REPORT handler (sync-collection) to read."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-    if not 0 < length <= MAX_BODY:
-        return None
-    raw = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = io.BytesIO(raw)
-    if b"urn:davsync:" not in raw:
+    raw = peek_body(environ, MAX_BODY)
+    if raw is None or b"urn:davsync:" not in raw:
         return None
     try:
         root = etree.fromstring(raw, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))

@@ -15,6 +15,7 @@ adapter's own reader stays.
 
 from __future__ import annotations
 
+import io
 import select
 import socket
 from typing import Any
@@ -129,3 +130,18 @@ class StickyConnection(HTTPConnection):
         except (OSError, ValueError):
             return False
         return bool(readable)
+
+
+def peek_body(environ: dict, limit: int) -> bytes | None:
+    """A small request body read ahead by a middleware that may not handle the request after all:
+    returned, and put back for the next app to read. None (nothing read) when it has no length or
+    is larger than `limit`."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= limit:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body

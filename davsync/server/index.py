@@ -147,13 +147,7 @@ class HashIndex:
 
     def identities_in(self, parent: str) -> dict[str, tuple[Identity, str | None]]:
         """Stored identity and MD5 of each live file directly in a folder."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-                "WHERE parent=? AND deleted=0 AND is_dir=0",
-                (parent,),
-            ).fetchall()
-        return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
+        return {path: (Identity(*row[:5]), row[5]) for path, row in self.md5_rows_in(parent).items()}
 
     def md5_rows_in(self, parent: str) -> dict[str, tuple[int, int, int, int, int, str | None]]:
         """identities_in as plain tuples (size, mtime_ns, ctime_ns, ino, dev, md5): what a

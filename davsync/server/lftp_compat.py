@@ -27,6 +27,8 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from .http import peek_body
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 WINDOW = 60.0  # seconds between the PUT and its PROPPATCH
@@ -85,15 +87,8 @@ class LftpProppatchCompat:
             entry = self._uploaded.get(key)
         if entry is None or entry[1] < time.monotonic():
             return None
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not 0 < length <= MAX_BODY:
-            return None
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = _Replay(body)  # not ours after all: the app reads it again
-        if _only_mtime(body) != entry[0]:
+        body = peek_body(environ, MAX_BODY)  # if not ours after all, the app reads it again
+        if body is None or _only_mtime(body) != entry[0]:
             return None
         with self._lock:
             self._uploaded.pop(key, None)
@@ -126,26 +121,3 @@ def _only_mtime(body: bytes) -> int | None:
         return int(parsedate_to_datetime((props[0].text or "").strip()).timestamp())
     except (TypeError, ValueError, IndexError):
         return None
-
-
-class _Replay:
-    """A request body already read, offered again to the next app."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size is None or size < 0 else min(len(self._data), self._pos + size)
-        chunk = self._data[self._pos:end]
-        self._pos = end
-        return chunk
-
-    def readline(self, size: int = -1) -> bytes:
-        nl = self._data.find(b"\n", self._pos)
-        end = len(self._data) if nl < 0 else nl + 1
-        if size is not None and size >= 0:
-            end = min(end, self._pos + size)
-        chunk = self._data[self._pos:end]
-        self._pos = end
-        return chunk
