@@ -24,6 +24,7 @@ REPORT's status.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ import sys
 import threading
 import time
 import unicodedata
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -887,11 +889,30 @@ class SyncWorld:
         if self.running:
             self.remember(md5(raw))  # before it is visible: the partial sampler may look any time
         with self._user_overwrites(p):
-            p.write_bytes(raw)
+            if self.running:
+                self._save_whole(p, raw)
+            else:
+                p.write_bytes(raw)
         if age:
             t = time.time() - age
             os.utime(p, (t, t))
         return p
+
+    def _save_whole(self, p: Path, raw: bytes) -> None:
+        """Save as editors do, staged outside DEST and renamed in, so the sampler never sees the
+        empty file an in-place write passes through (a test that writes in place turns it off)."""
+        staging = self.tmp / "user-saves"
+        staging.mkdir(exist_ok=True)
+        staged = staging / f"{uuid.uuid4().hex}.tmp"
+        staged.write_bytes(raw)
+        try:
+            os.replace(staged, p)
+        except OSError as e:
+            staged.unlink()
+            if e.errno != errno.EXDEV:
+                raise
+            self.remember(md5(b""))  # a DEST on another volume: in place, through an empty file
+            p.write_bytes(raw)
 
     def rm(self, rel: str) -> None:
         p = self.dest / rel
