@@ -259,3 +259,37 @@ def test_a_large_body_compressed_against_our_wish_is_decoded_not_written_as_is(h
     result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
     assert result.exit_code == 0, result.as_json()
     assert (dest / "big.bin").read_bytes() == data
+
+
+def test_a_body_longer_than_listed_is_not_written_past_the_listed_size(tmp_path: Path) -> None:
+    """A server that keeps sending (a listed 6 MiB file, a body without end) must not fill the
+    disk: the download stops once the body is longer than the listing said."""
+    size = 6 * 1024 * 1024
+    listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin", size=size))
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(256):  # 256 MiB: far more than the listing says
+            sent[0] += len(chunk)
+            yield chunk
+
+    def app(environ: dict, start_response: Callable) -> Iterator[bytes] | list[bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            start_response("207 Multi-Status", [("Content-Type", "application/xml")])
+            return [listing]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"')])
+        return endless()
+
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), tmp_path / "m",
+                          PullOptions())  # fmt: skip
+    finally:
+        server.stop()
+    assert result.exit_code != 0 and not (tmp_path / "m" / "big.bin").exists()
+    assert "more" in result.errors[0].error, result.errors
+    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as {size}"
+    assert not list((tmp_path / "m" / ".davsync" / "partial").glob("*.part")), "the over-long partial was kept"

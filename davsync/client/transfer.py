@@ -124,6 +124,9 @@ def download(
                 resumed_from = offset
             n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress, stop)
             fetched += n
+        except _TooLong:
+            _discard(data_path, meta_path)
+            raise
         except _Transient as e:  # reset, timeout, 5xx: try again (resuming where possible)
             fetched += e.fetched
             last_error = str(e)
@@ -171,6 +174,10 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
         raise local_error(e, f"downloading {entry.path}") from None
     ready = LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st)) if entry.mtime is not None else None
     return Downloaded(path, md5, len(body), len(body), 0, ready)
+
+
+class _TooLong(DownloadError):
+    """The body goes on past the size the server listed."""
 
 
 class _Transient(Exception):
@@ -260,6 +267,10 @@ def _fetch_once(
                             else:
                                 pipe.give_back(buffer)
                             raise
+                        if entry.size is not None and offset + fetched + n > entry.size:
+                            pipe.give_back(buffer)  # a body without end must not fill the disk
+                            raise _TooLong(f"the server sent more than the {entry.size} bytes it listed; "
+                                           "nothing was placed (the file may be changing)")  # fmt: skip
                         if n:
                             pipe.submit(buffer, n)  # written, then hashed, on the pipeline's threads
                         else:
