@@ -293,3 +293,45 @@ def test_a_body_longer_than_listed_is_not_written_past_the_listed_size(tmp_path:
     assert "more" in result.errors[0].error, result.errors
     assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as {size}"
     assert not list((tmp_path / "m" / ".davsync" / "partial").glob("*.part")), "the over-long partial was kept"
+
+
+def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_refused_forever(
+    hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill after the whole body arrived leaves a complete partial file; a server that lists
+    no size answers its resume (a range past the end) with 416. That must not fail the file on
+    every run from then on."""
+    from davsync.client import execute
+
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB: above the one-piece size, so resumable
+    listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin"))
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            return "207 Multi-Status", [("Content-Type", "application/xml")], listing
+        start = environ.get("HTTP_RANGE", "bytes=0-")[len("bytes="):].split("-")[0]
+        if int(start) >= len(data):
+            return "416 Range Not Satisfiable", [("Content-Range", f"bytes */{len(data)}")], b""
+        status = "206 Partial Content" if int(start) else "200 OK"
+        headers = [("Content-Type", "application/octet-stream"), ("ETag", '"e-/share/big.bin"')]
+        if int(start):
+            headers.append(("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"))
+        return status, headers, data[int(start):]
+
+    url = hostile(handler)
+    dest = tmp_path / "m"
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args: object, **kw: object) -> None:
+        raise Killed
+
+    place = execute.place
+    monkeypatch.setattr(execute, "place", killed)
+    with pytest.raises(Killed):
+        run_pull(ConnectionSettings(url), dest, PullOptions())
+    monkeypatch.setattr(execute, "place", place)
+    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert result.exit_code == 0, result.errors
+    assert (dest / "big.bin").read_bytes() == data
