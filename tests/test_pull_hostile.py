@@ -335,3 +335,34 @@ def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_r
     result = run_pull(ConnectionSettings(url), dest, PullOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "big.bin").read_bytes() == data
+
+
+def test_a_small_file_with_an_endless_body_is_not_read_into_memory(tmp_path: Path) -> None:
+    """A file listed as 100 bytes (fetched in one piece, in memory) whose body has no end: the
+    client stops reading past the listed size instead of holding everything the server sends."""
+    listing = multistatus(response("/share/", is_dir=True), response("/share/small.bin", size=100))
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(256):
+            sent[0] += len(chunk)
+            yield chunk
+
+    def app(environ: dict, start_response: Callable) -> Iterator[bytes] | list[bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            start_response("207 Multi-Status", [("Content-Type", "application/xml")])
+            return [listing]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"')])
+        return endless()
+
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), tmp_path / "m",
+                          PullOptions())  # fmt: skip
+    finally:
+        server.stop()
+    assert result.exit_code != 0 and not (tmp_path / "m" / "small.bin").exists()
+    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as 100"

@@ -152,7 +152,7 @@ def download(
 
 def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Callable[[int], None]) -> Downloaded:
     try:
-        status, body = remote.get_small(entry.path, entry.href)
+        status, body = remote.get_small(entry.path, entry.href, limit=entry.size or 0)
     except RemoteError as e:
         if e.fatal:
             raise
