@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -346,3 +347,34 @@ def test_sync_to_a_server_without_bulk_uploads_uses_put(sync_world: Callable[...
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q", "-n", "0"]))
+
+
+def test_new_folders_at_one_depth_are_made_side_by_side(world: SyncWorld) -> None:
+    """MKCOLs of sibling folders are independent round trips: sync sends them together (each
+    level after its parents), so 200 new folders are not 200 waits in a row."""
+    for top in ("a", "b"):
+        for i in range(6):
+            world.write(f"{top}/s{i}/f.txt", f"{top}{i}\n")
+    assert world.proxy is not None
+    lock = threading.Condition()
+    in_flight, overlapped = [0], [0]
+
+    def hold_until_a_sibling_comes(ex: Exchange) -> None:
+        with lock:
+            in_flight[0] += 1
+            lock.notify_all()
+            if overlapped[0] < 2 and lock.wait_for(lambda: in_flight[0] > 1 or overlapped[0] > 0, timeout=5):
+                overlapped[0] += 1
+                lock.notify_all()
+            in_flight[0] -= 1
+
+    world.proxy.on("MKCOL", phase="request", times=100, action=hold_until_a_sibling_comes)
+    run = world.sync()
+    assert run.code == 0, run
+    made = [ex.path for ex in run.of("MKCOL")]
+    assert len(made) == 14, run
+    for path in made:  # a parent before its children
+        parent = path.rstrip("/").rpartition("/")[0]
+        assert not parent or made.index(parent) < made.index(path), made
+    assert overlapped[0] >= 2, f"no two MKCOLs were in flight together: {made}"
+    world.check(run)

@@ -22,7 +22,8 @@ It needs nothing but the plan and a `Context`: each Action says what changes loc
   failed request) goes on by PUT.
 
 Order: letter-case renames, then structure (folders, moves, a file against a folder; shallow
-first), transfers both ways (in parallel), deletions, folder removals (deepest first), reports.
+first, a level's new server folders side by side), transfers both ways (in parallel),
+deletions, folder removals (deepest first), reports.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
@@ -208,10 +210,20 @@ class Executor:
         removals = sorted((a for a in actions if a.kind in _REMOVALS), key=lambda a: (-_depth(a), a.path))
         handled = {Kind.RENAME} | _STRUCTURE | _TRANSFERS | _DELETIONS | _REMOVALS
         rest = [a for a in actions if a.kind not in handled]
-        for a in renames + structure:
+        for a in renames:
             if stop.is_set():
                 return
             self._guarded(a, self._structure)
+        for _level, same_depth in groupby(structure, key=_depth):
+            # A level's new server folders are independent round trips (their parents were
+            # made a level earlier): send them side by side, the rest one by one, in order.
+            level = list(same_depth)
+            for a in level:
+                if stop.is_set():
+                    return
+                if a.kind != Kind.REMOTE_MKDIR:
+                    self._guarded(a, self._structure)
+            self._parallel([a for a in level if a.kind == Kind.REMOTE_MKDIR], self._structure)
         if self.ctx.prefetch is not None and transfers:
             transfers = self.ctx.prefetch(transfers)
         if self.ctx.upload_many is not None and transfers:
