@@ -314,3 +314,26 @@ def test_bulk_members_respect_webdav_locks(tree) -> None:
     r = tree.request("POST", "", data=upload, headers={"Content-Type": "application/x-tar",
                                                       "If": f"<{tree.url}top.txt> (<{token}>)"})  # fmt: skip
     assert r.status_code == 207 and "204 No Content" in r.text and (tree.root / "top.txt").read_bytes() == b"new"
+
+
+def test_a_placement_failing_unexpectedly_leaves_no_temp_files_in_the_share(
+    tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The versions store's database refusing (disk full is an sqlite error, not an OSError)
+    fails the request; the members not yet placed must not stay behind as temp files in the
+    user's folders (visible to everything on the Pi until the server restarts)."""
+    import sqlite3
+
+    provider = tree.server.state.provider
+
+    def refuse(*args: object) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(provider, "replace", refuse)
+    etag = tree.request("HEAD", "top.txt").headers["ETag"].strip('"')
+    body = (member_bytes("top.txt", b"mine", None, md5=md5(b"mine"), **{"if-match": f'"{etag}"'})
+            + member_bytes("docs/later.txt", b"later", None, md5=md5(b"later")) + END_OF_ARCHIVE)  # fmt: skip
+    r = tree.request("POST", "", data=body, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code >= 500
+    assert (tree.root / "top.txt").read_bytes() == b"top"
+    assert not [p for p in tree.root.rglob(".~davsync-*")], "temp files left in the share"

@@ -167,9 +167,9 @@ class Remote:
     def close(self) -> None:
         self.transport.close()
 
-    def get_small(self, path: str, href: str = "") -> tuple[int, bytes]:
-        """GET a whole small file in one piece (see Transport.get_small)."""
-        return self.transport.get_small(self.url_for(path, href=href), shown(path))
+    def get_small(self, path: str, href: str = "", limit: int = 4 * 1024 * 1024) -> tuple[int, bytes]:
+        """GET a whole small file in one piece, reading at most `limit` + 1 bytes (see Transport.get_small)."""
+        return self.transport.get_small(self.url_for(path, href=href), shown(path), limit)
 
     def url_for(self, path: str, is_dir: bool = False, href: str = "") -> str:
         """The URL to ask for `path`: the server's own href when it listed one.

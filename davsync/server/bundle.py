@@ -477,8 +477,11 @@ def _bulk_upload(environ: dict, start_response: StartResponse, provider: Any) ->
         raise DAVError(507, "The server could not make the files durable; nothing was placed.") from None
     folders: set[str] = set()
     placed: list[tuple[str, os.stat_result, str]] = []
-    for s in staged:
-        _place(s, provider, environ, folders, placed)
+    try:
+        for s in staged:
+            _place(s, provider, environ, folders, placed)
+    finally:  # something unforeseen failed the request: no member left behind as a temp file
+        _discard([s for s in staged if s.outcome.status == 0])
     flush_files([Path(f) for f in sorted(folders)], folders=True)
     record_many = getattr(provider.index, "record_many", None)  # one index transaction for the request
     if record_many is not None:
