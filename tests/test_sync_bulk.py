@@ -16,16 +16,18 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from conftest import PASSWORDS
 from synchelp import Exchange, SyncWorld, conflict_copies, files_only, md5
+from test_pull_hostile import hostile  # noqa: F401 (a fixture)
 
 from davsync.client import bulk
 from davsync.client.engine import RunOptions, run_once
 from davsync.client.plan import Mode
-from davsync.client.remote import ConnectionSettings
+from davsync.client.remote import ConnectionSettings, Remote, RemoteError
 
 
 def agreed(world: SyncWorld, n: int = 10) -> dict[str, bytes]:
@@ -378,3 +380,40 @@ def test_new_folders_at_one_depth_are_made_side_by_side(world: SyncWorld) -> Non
         assert not parent or made.index(parent) < made.index(path), made
     assert overlapped[0] >= 2, f"no two MKCOLs were in flight together: {made}"
     world.check(run)
+
+
+def test_a_bulk_answer_without_end_is_not_read_into_memory(hostile, tmp_path: Path) -> None:  # noqa: F811
+    """A server whose 207 answer to a bulk upload goes on and on (here 128 MiB of padding) is
+    read only as far as an answer for that many files can reach; the request then fails as a
+    cut connection does (no status: the caller keeps the members' intents and checks each)."""
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        yield (b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" xmlns:ds="urn:davsync:"><d:response>'
+               b"<d:href>/share/a.txt</d:href><d:status>HTTP/1.1 201 Created</d:status><ds:path>a.txt</ds:path>"
+               b"</d:response>")  # fmt: skip
+        chunk = b" " * (1 << 20)
+        for _ in range(128):
+            sent[0] += len(chunk)
+            yield chunk
+        yield b"</d:multistatus>"
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]:
+        if environ["REQUEST_METHOD"] == "OPTIONS":
+            limits = "max-files=1000; max-file-size=1048576; max-bytes=9999999"
+            return "200 OK", [("X-Davsync-Bulk-Upload", limits), ("DAV", "1")], b""
+        if environ["REQUEST_METHOD"] == "POST":
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            return "207 Multi-Status", [("Content-Type", "application/xml")], endless()
+        return "405 Method Not Allowed", [], b""
+
+    (tmp_path / "a.txt").write_bytes(b"a")
+    remote = Remote(ConnectionSettings(hostile(handler)))
+    try:
+        with pytest.raises(RemoteError) as raised:
+            bulk.bulk_upload(remote, [bulk.BulkItem("a.txt", tmp_path / "a.txt")])
+    finally:
+        remote.close()
+    assert raised.value.status is None and not raised.value.fatal
+    assert "bulk upload" in str(raised.value)
+    assert sent[0] < 32 * 1024 * 1024, f"{sent[0]} bytes of answer were read for one file"
