@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def multistatus(*responses: str) -> bytes:
     ).encode()
 
 
-Handler = Callable[[dict], tuple[str, list[tuple[str, str]], bytes]]
+Handler = Callable[[dict], tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]]
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def hostile() -> Iterator[Callable[[Handler], str]]:
         def app(environ: dict, start_response: Callable) -> list[bytes]:
             status, headers, body = handler(environ)
             start_response(status, headers)
-            return [body]
+            return [body] if isinstance(body, bytes) else body  # (an iterable: streamed, or cut by raising)
 
         server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
         server.prepare()
@@ -366,3 +366,37 @@ def test_a_small_file_with_an_endless_body_is_not_read_into_memory(tmp_path: Pat
         server.stop()
     assert result.exit_code != 0 and not (tmp_path / "m" / "small.bin").exists()
     assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as 100"
+
+
+def test_a_resume_answered_from_the_wrong_byte_starts_over_instead_of_failing_every_run(
+    hostile, tmp_path: Path, no_backoff: list[float]
+) -> None:
+    """A server (or a proxy before it) that answers a resume's Range with a 206 from another
+    byte than asked: the partial cannot be continued with it. Dropped, the download starts over
+    and lands; kept, the same resume would fail that file on every run."""
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB: above the one-piece size, so resumable
+    listing = multistatus(response("/share/", is_dir=True),
+                          response("/share/big.bin", size=len(data), md5=hashlib.md5(data).hexdigest()))  # fmt: skip
+    whole_gets = [0]
+
+    def cut_halfway() -> Iterator[bytes]:
+        yield data[: len(data) // 2]
+        raise ConnectionResetError("cut")  # cheroot drops the connection: the client keeps the half
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            return "207 Multi-Status", [("Content-Type", "application/xml")], listing
+        if environ["REQUEST_METHOD"] != "GET":
+            return "405 Method Not Allowed", [], b""
+        headers = [("Content-Type", "application/octet-stream"), ("ETag", '"e-/share/big.bin"'),
+                   ("Content-Length", str(len(data)))]  # fmt: skip
+        if "HTTP_RANGE" in environ:  # whatever was asked: from byte 0
+            return "206 Partial Content", [*headers, ("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")], data
+        whole_gets[0] += 1
+        return "200 OK", headers, cut_halfway() if whole_gets[0] == 1 else data
+
+    dest = tmp_path / "m"
+    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    assert result.exit_code == 0, result.errors
+    assert (dest / "big.bin").read_bytes() == data
+    assert whole_gets[0] == 2

@@ -48,11 +48,13 @@ from .journal import Intent, Journal
 from .plan import Action, JournalEntry, JournalOp, Kind, LocalEntry, Plan, RemoteEntry, complete
 from .remote import (
     NotFound,
+    NotHeld,
     PreconditionFailed,
     Remote,
     RemoteError,
     SourceChanged,
     Stopped,
+    not_held,
     one_line,
     write_refusal,
 )
@@ -496,6 +498,9 @@ class Executor:
         except _Refused:
             self._error(copy, "a file of that name appeared on the server; the conflict copy stays here only")
             return False
+        except NotHeld as e:
+            self._error(copy, str(e))
+            return False
         return True
 
     def _upload(self, a: Action) -> None:
@@ -553,6 +558,9 @@ class Executor:
         except FileNotFoundError:
             journal.settle(path, None)
             raise Raced(f"{path} disappeared here during the upload; it is looked at again next time") from None
+        except NotHeld:
+            journal.settle(path, None)  # by the server's word it holds something else: no base
+            raise
         return self._record_upload(path, entry, md5, loc, up.sent_md5, up.entry)
 
     def _record_upload(
@@ -655,6 +663,9 @@ class Executor:
     def _member_done(self, u: _Upload, entry: JournalEntry, res: BulkResult, _a: Action) -> None:
         """A bulk member's answer, handled as the answer to its own PUT."""
         path = u.a.path
+        if res.ok and res.md5 is not None and res.md5 != u.md5:
+            self.ctx.journal.settle(path, None)  # by the server's word it holds something else: no base
+            raise not_held(path, res.md5, u.md5)
         if res.ok:
             placed = RemoteEntry(path, False, res.sent_size, float(u.loc.mtime_ns // 1_000_000_000), res.etag,
                                  res.md5)  # fmt: skip

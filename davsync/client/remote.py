@@ -102,6 +102,17 @@ class NotFound(RemoteError):
     """404 on what a write names as its source (a MOVE of something already gone)."""
 
 
+class NotHeld(RemoteError):
+    """The server answered an upload with another MD5 than the bytes sent: by its own word it
+    does not hold them, so no base may say both sides are equal. Nothing is retried or undone;
+    the next run compares both sides again (a real difference becomes a conflict, both kept)."""
+
+
+def not_held(path: str, reported: str, sent: str) -> NotHeld:
+    return NotHeld(f"the server answered the upload of {shown(path)} with another MD5 ({reported}) than the one sent "
+                   f"({sent}); it is not recorded as synced, and the next run compares both sides again.")  # fmt: skip
+
+
 class SourceChanged(RemoteError):
     """The local file changed while it was being sent (it shrank, or the server found the body's
     MD5 differs from the one declared); nothing was replaced. `sent_md5` is what was streamed."""
@@ -482,7 +493,10 @@ class Remote:
                 resp.close()
                 sent_md5 = body.digest.hexdigest()
                 if resp.status_code in (200, 201, 204):
-                    return self._uploaded(path, url, resp, body.sent, sent_md5, mtime_ns)
+                    up = self._uploaded(path, url, resp, body.sent, sent_md5, mtime_ns)
+                    if up.entry.md5 and up.entry.md5 != sent_md5:
+                        raise not_held(path, up.entry.md5, sent_md5)
+                    return up
                 if resp.status_code == 412 and attempts > 1:
                     now = self.stat(path, href)
                     if now is not None and not now.is_dir and now.md5 == sent_md5:

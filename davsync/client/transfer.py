@@ -237,6 +237,11 @@ def _fetch_once(
             pass  # the rest, from where the partial file ends
         elif resp.status_code == 200:
             offset = 0  # the whole file (a changed file, or a server without ranges): start over
+        elif resp.status_code == 206 and offset > 0:
+            # A range from another byte than asked (a broken server or proxy): the partial cannot be
+            # continued with it, and the same resume would fail every run. The next attempt starts over.
+            _discard(data_path, meta_path)
+            raise _Transient(f"the server answered a resume from byte {offset} with another range; starting over", 0)
         elif resp.status_code == 416 and offset > 0:
             # Nothing after the partial's end: it may be whole (its size was not listed), or longer
             # than the file now is. Either way the next attempt starts over, not this again forever.

@@ -65,6 +65,7 @@ from .guard import PATH_LOCKS, recheck
 from .http import peek_body
 from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
+from .upload import valid_mtime
 
 StartResponse = Callable[..., Any]
 
@@ -506,6 +507,8 @@ def _receive_member(reader: PaxReader, member: Member, provider: Any, base: str,
         return _Outcome(rel, 400, "each member needs DAVSYNC.md5 (32 hex digits)")
     if member.size > MAX_FILE_SIZE:
         return _Outcome(rel, 413, f"members are at most {MAX_FILE_SIZE} bytes; upload this one with PUT")
+    if member.mtime is not None and not valid_mtime(member.mtime):
+        return _Outcome(rel, 400, f"the member's mtime ({member.mtime}) is not a time a file can have")
     path = _join(base, rel)
     try:
         file_path = provider.file_path(path)
