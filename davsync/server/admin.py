@@ -229,7 +229,7 @@ class AdminGate:
         user = self.users.users.get(name)
         if user is None or not user.admin:
             return self._reply(start_response, "403 Forbidden",
-                               f"{name} is not an admin. On the server: davsync user add {name} --admin\n".encode(),
+                               f"{name} is not an admin. On the server: davsync user add {name} --admin --update\n".encode(),
                                "text/plain; charset=utf-8")  # fmt: skip
         method = environ["REQUEST_METHOD"]
         if method == "GET" and rest in ("", "admin.js", "admin.css"):
