@@ -471,3 +471,21 @@ def test_folders_moved_out_and_back_keep_the_watcher_quiet_and_alive(
     wait_until(lambda: "w/deep/b.txt" in share.index.live_paths(), 10, "the watcher to see a file in the restored folder")
     noisy = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert noisy == []
+
+
+def test_a_folder_wiped_on_the_pc_and_synced_is_restored_whole(world: Any) -> None:
+    """The trial: `rm -rf PC/many`, `davsync sync --max-delete 100%`, then `versions restore many`."""
+    import shutil
+
+    files = {f"many/f{i:02}.txt": f"many {i}\n".encode() for i in range(12)} | {"many/in/deep.txt": b"deep\n"}
+    world.seed({**files, "keep.txt": b"DEST is not empty\n"})
+    world.settle()
+    shutil.rmtree(world.dest / "many")
+    run = world.sync("--max-delete", "100%")
+    assert run.code == 0 and not (world.root / "many").exists(), run
+    where = ["--root", str(world.root), "--state-dir", str(world.state_dir)]
+    r = runner.invoke(app, ["versions", "list", *where])
+    assert "many/  (folder, 13 files)" in r.output and "many/f03.txt" not in r.output, r.output
+    r = runner.invoke(app, ["versions", "restore", "many", *where])
+    assert r.exit_code == 0 and "(13 files," in r.output, r.output
+    assert {p.relative_to(world.root).as_posix(): p.read_bytes() for p in world.root.rglob("many/**/*.txt")} == files
