@@ -58,3 +58,33 @@ def test_a_sweep_asked_during_a_rescan_waits_for_one_that_starts_after_it(
     wait_until(lambda: first, 30, "the first sweep")
     assert first == [True]
 
+
+def test_a_rescan_does_not_tombstone_a_file_uploaded_while_it_lists_the_folder(
+    start_share: Callable[..., Share], rescans_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PUT lands (and is indexed) just after a rescan listed the folder: the rescan must not
+    take it for a file that vanished. A tombstone would tell every client it was deleted (a
+    mirror with --delete removes it) until the next look brings it back."""
+    from davsync.server import scanner
+
+    share = start_share()
+    (share.root / "dir").mkdir()
+    (share.root / "dir" / "old.txt").write_bytes(b"old")
+    assert share.server.tracker.sweep(30)
+    real = scanner.iter_folders
+    put: list[int] = []
+
+    def listing_then_a_put(*args: Any, **kw: Any) -> Iterator[Any]:
+        for folder, entries in real(*args, **kw):
+            if folder == "dir" and not put:
+                put.append(share.request("PUT", "/dir/uploaded.txt", data=b"just uploaded").status_code)
+            yield folder, entries
+
+    monkeypatch.setattr(scanner, "iter_folders", listing_then_a_put)
+    before = share.index.current_seq
+    assert share.server.tracker.sweep(30)
+    assert put == [201]
+    changes = {c.path: c for c in share.index.changes_since(before)}
+    assert "dir/uploaded.txt" in share.index.live_paths()
+    assert not changes["dir/uploaded.txt"].deleted, "the rescan tombstoned a file it had not listed"
+    assert set(changes) == {"dir/uploaded.txt"}, changes
