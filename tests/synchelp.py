@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from conftest import PASSWORDS, wait_until
+from conftest import PASSWORDS, stale_in_index, wait_until
 
 # Requests that move or change content; a no-op run sends none of them.
 TRANSFER_METHODS = frozenset({"PUT", "GET", "MOVE", "DELETE", "MKCOL", "COPY"})
@@ -823,8 +823,12 @@ class SyncWorld:
         if self.backend != "davsync":
             return
         index = self.server.state.index
-        wait_until(lambda: {nfc(p) for p in index.live_paths()} == on_disk(), timeout,
-                   "the server's index to catch up with its disk")  # fmt: skip
+
+        def caught_up() -> bool:  # every path, and every file as it is now (an overwrite keeps its path)
+            return ({nfc(p) for p in index.live_paths()} == on_disk()
+                    and not stale_in_index(index, self.root, skip=lambda name: name.startswith(SERVER_TEMP)))  # fmt: skip
+
+        wait_until(caught_up, timeout, "the server's index to catch up with its disk")
 
     def versions_dirs(self) -> list[Path]:
         if not self.keeps_versions:
