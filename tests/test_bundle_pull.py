@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from davsync.client import bundle
 from davsync.client.plan import Action
 from davsync.client.pull import PullOptions, SilentReporter, run_pull
 from davsync.client.remote import ConnectionSettings
-from davsync.paxstream import END_OF_ARCHIVE, member_bytes
+from davsync.paxstream import END_OF_ARCHIVE, member_bytes, member_header
 
 
 def md5(data: bytes) -> str:
@@ -248,3 +249,36 @@ def test_a_killed_batchs_temp_files_are_cleared_at_the_next_start(share, tmp_pat
     share.wait_indexed()
     assert run_pull(conn(share.url), dest, PullOptions()).exit_code == 0
     assert not leftover.exists()
+
+
+def test_a_member_claiming_an_enormous_size_is_not_read_through(hostile, tmp_path: Path) -> None:  # noqa: F811
+    """A member that says it holds far more than the file's listed size (here 1 TiB, then
+    zeros without end) fails, and the stream stops there: it is neither written nor read
+    through; the other files come one by one."""
+    names = list(FILES)
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        yield member_bytes(names[0], FILES[names[0]], 0, md5=md5(FILES[names[0]]), status="200")
+        yield member_header(names[1], 1 << 40, 0, status="200")
+        chunk = bytes(1 << 20)
+        for _ in range(512):  # 512 MiB: far more than any member asked for
+            sent[0] += len(chunk)
+            yield chunk
+
+    gets: list[str] = []
+    serve = hostile_server(b"", gets)
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]:
+        if environ["REQUEST_METHOD"] == "REPORT":
+            return "200 OK", [("Content-Type", "application/x-tar")], endless()
+        return serve(environ)
+
+    dest = tmp_path / "mirror"
+    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    assert [e.path for e in result.errors] == [names[1]], why(result)
+    assert f"1099511627776 bytes but listed {len(FILES[names[1]])};" in result.errors[0].error
+    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were read for a file listed as {len(FILES[names[1]])}"
+    assert mirror(dest) == {n: FILES[n] for n in names if n != names[1]}
+    assert sorted(gets) == sorted(names[2:])
+    assert not [p for p in (dest / ".davsync" / "partial").rglob("*") if p.is_file()]

@@ -314,3 +314,66 @@ def test_bulk_members_respect_webdav_locks(tree) -> None:
     r = tree.request("POST", "", data=upload, headers={"Content-Type": "application/x-tar",
                                                       "If": f"<{tree.url}top.txt> (<{token}>)"})  # fmt: skip
     assert r.status_code == 207 and "204 No Content" in r.text and (tree.root / "top.txt").read_bytes() == b"new"
+
+
+def test_a_placement_failing_unexpectedly_leaves_no_temp_files_in_the_share(
+    tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The versions store's database refusing (disk full is an sqlite error, not an OSError)
+    fails the request; the members not yet placed must not stay behind as temp files in the
+    user's folders (visible to everything on the Pi until the server restarts)."""
+    import sqlite3
+
+    provider = tree.server.state.provider
+
+    def refuse(*args: object) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(provider, "replace", refuse)
+    etag = tree.request("HEAD", "top.txt").headers["ETag"].strip('"')
+    body = (member_bytes("top.txt", b"mine", None, md5=md5(b"mine"), **{"if-match": f'"{etag}"'})
+            + member_bytes("docs/later.txt", b"later", None, md5=md5(b"later")) + END_OF_ARCHIVE)  # fmt: skip
+    r = tree.request("POST", "", data=body, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code >= 500
+    assert (tree.root / "top.txt").read_bytes() == b"top"
+    assert not [p for p in tree.root.rglob(".~davsync-*")], "temp files left in the share"
+
+
+def _member_with_mtime(path: str, data: bytes, mtime: str) -> bytes:
+    """A member whose pax mtime is `mtime` as written (member_bytes writes numbers only)."""
+    info = tarfile.TarInfo(path)
+    info.size = len(data)
+    info.pax_headers = {"mtime": mtime, "DAVSYNC.md5": md5(data)}
+    return info.tobuf(tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % 512)
+
+
+BAD_MTIMES = ["inf", "-inf", "nan", "1e300", "-1e300", str(2**40)]
+
+
+def test_a_bulk_member_with_an_impossible_mtime_fails_alone_like_a_put(tree) -> None:
+    """An mtime no file can have (infinite, not a number, beyond any clock) fails that member
+    with 400, as the same X-OC-Mtime fails a PUT; the other members land, nothing is left behind.
+    A time before 1970 is a time a file can have: taken by both."""
+    body = member_bytes("good.txt", b"good", 1_600_000_000, md5=md5(b"good"))
+    for i, bad in enumerate(BAD_MTIMES):
+        body += _member_with_mtime(f"bad{i}.txt", b"bad", bad)
+    body += _member_with_mtime("old.txt", b"old", "-86400") + END_OF_ARCHIVE
+    r = tree.request("POST", "", data=body, headers={"Content-Type": "application/x-tar"})
+    assert r.status_code == 207, r.text
+    assert [s.split()[1] for s in r.text.split("<d:status>")[1:]] == ["201", *["400"] * len(BAD_MTIMES), "201"]
+    assert "mtime" in r.text
+    assert (tree.root / "good.txt").read_bytes() == b"good"
+    assert os.stat(tree.root / "old.txt").st_mtime == -86400
+    assert not [p for p in tree.root.iterdir() if p.name.startswith("bad")]
+    assert not [p for p in tree.root.rglob(".~davsync-*")], "temp files left in the share"
+    for bad in BAD_MTIMES:
+        r = tree.request("PUT", "put.txt", data=b"x", headers={"X-OC-Mtime": bad})
+        assert r.status_code == 400, (bad, r.status_code)
+    r = tree.request("PUT", "put.txt", data=b"x", headers={"X-OC-Mtime": "-86400"})
+    assert r.status_code == 201 and os.stat(tree.root / "put.txt").st_mtime == -86400
+    # the same rule for a modification time set by PROPPATCH (Windows Explorer, rclone)
+    for bad in BAD_MTIMES:
+        prop = ('<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>'
+                f"<d:lastmodified>{bad}</d:lastmodified></d:prop></d:set></d:propertyupdate>")  # fmt: skip
+        r = tree.request("PROPPATCH", "top.txt", data=prop)
+        assert r.status_code in (207, 400) and "500" not in r.text, (bad, r.status_code, r.text)

@@ -403,3 +403,31 @@ def test_pull_from_rclone_serve_webdav(rclone_webdav, tmp_path: Path) -> None:
     (src / "deep" / "er" / "new.txt").write_bytes(b"new")
     third = run_pull(ConnectionSettings(url), dest, PullOptions())
     assert third.done == {"download": ["deep/er/new.txt"]}
+
+
+def test_a_kill_after_the_whole_body_arrived_resumes_into_a_placed_file(
+    share, tmp_path: Path, no_backoff: list[float], monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A kill between the last byte and the rename leaves a complete partial file; the next run
+    must place it (or fetch it again), not ask for the range past its end forever (a 416)."""
+    data = os.urandom(6 * 1024 * 1024)  # above SMALL_FILE: resumable
+    (share.root / "f.bin").write_bytes(data)
+    dest = tmp_path / "mirror"
+
+    def killed(*args, **kw):  # type: ignore[no-untyped-def]
+        raise _Killed
+
+    from davsync.client import execute
+
+    place = execute.place
+    monkeypatch.setattr(execute, "place", killed)
+    try:
+        run_pull(conn(share), dest, PullOptions())
+    except _Killed:
+        pass
+    (part,) = (dest / ".davsync" / "partial").glob("*.part")
+    assert part.stat().st_size == len(data)
+    monkeypatch.setattr(execute, "place", place)
+    result = run_pull(conn(share), dest, PullOptions())
+    assert result.exit_code == 0, result.errors
+    assert (dest / "f.bin").read_bytes() == data

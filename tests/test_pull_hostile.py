@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,7 @@ def multistatus(*responses: str) -> bytes:
     ).encode()
 
 
-Handler = Callable[[dict], tuple[str, list[tuple[str, str]], bytes]]
+Handler = Callable[[dict], tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]]
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def hostile() -> Iterator[Callable[[Handler], str]]:
         def app(environ: dict, start_response: Callable) -> list[bytes]:
             status, headers, body = handler(environ)
             start_response(status, headers)
-            return [body]
+            return [body] if isinstance(body, bytes) else body  # (an iterable: streamed, or cut by raising)
 
         server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
         server.prepare()
@@ -259,3 +259,144 @@ def test_a_large_body_compressed_against_our_wish_is_decoded_not_written_as_is(h
     result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
     assert result.exit_code == 0, result.as_json()
     assert (dest / "big.bin").read_bytes() == data
+
+
+def test_a_body_longer_than_listed_is_not_written_past_the_listed_size(tmp_path: Path) -> None:
+    """A server that keeps sending (a listed 6 MiB file, a body without end) must not fill the
+    disk: the download stops once the body is longer than the listing said."""
+    size = 6 * 1024 * 1024
+    listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin", size=size))
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(256):  # 256 MiB: far more than the listing says
+            sent[0] += len(chunk)
+            yield chunk
+
+    def app(environ: dict, start_response: Callable) -> Iterator[bytes] | list[bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            start_response("207 Multi-Status", [("Content-Type", "application/xml")])
+            return [listing]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"')])
+        return endless()
+
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), tmp_path / "m",
+                          PullOptions())  # fmt: skip
+    finally:
+        server.stop()
+    assert result.exit_code != 0 and not (tmp_path / "m" / "big.bin").exists()
+    assert "more" in result.errors[0].error, result.errors
+    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as {size}"
+    assert not list((tmp_path / "m" / ".davsync" / "partial").glob("*.part")), "the over-long partial was kept"
+
+
+def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_refused_forever(
+    hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill after the whole body arrived leaves a complete partial file; a server that lists
+    no size answers its resume (a range past the end) with 416. That must not fail the file on
+    every run from then on."""
+    from davsync.client import execute
+
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB: above the one-piece size, so resumable
+    listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin"))
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            return "207 Multi-Status", [("Content-Type", "application/xml")], listing
+        start = environ.get("HTTP_RANGE", "bytes=0-")[len("bytes="):].split("-")[0]
+        if int(start) >= len(data):
+            return "416 Range Not Satisfiable", [("Content-Range", f"bytes */{len(data)}")], b""
+        status = "206 Partial Content" if int(start) else "200 OK"
+        headers = [("Content-Type", "application/octet-stream"), ("ETag", '"e-/share/big.bin"')]
+        if int(start):
+            headers.append(("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"))
+        return status, headers, data[int(start):]
+
+    url = hostile(handler)
+    dest = tmp_path / "m"
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args: object, **kw: object) -> None:
+        raise Killed
+
+    place = execute.place
+    monkeypatch.setattr(execute, "place", killed)
+    with pytest.raises(Killed):
+        run_pull(ConnectionSettings(url), dest, PullOptions())
+    monkeypatch.setattr(execute, "place", place)
+    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    assert result.exit_code == 0, result.errors
+    assert (dest / "big.bin").read_bytes() == data
+
+
+def test_a_small_file_with_an_endless_body_is_not_read_into_memory(tmp_path: Path) -> None:
+    """A file listed as 100 bytes (fetched in one piece, in memory) whose body has no end: the
+    client stops reading past the listed size instead of holding everything the server sends."""
+    listing = multistatus(response("/share/", is_dir=True), response("/share/small.bin", size=100))
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(256):
+            sent[0] += len(chunk)
+            yield chunk
+
+    def app(environ: dict, start_response: Callable) -> Iterator[bytes] | list[bytes]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            start_response("207 Multi-Status", [("Content-Type", "application/xml")])
+            return [listing]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"')])
+        return endless()
+
+    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), tmp_path / "m",
+                          PullOptions())  # fmt: skip
+    finally:
+        server.stop()
+    assert result.exit_code != 0 and not (tmp_path / "m" / "small.bin").exists()
+    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as 100"
+
+
+def test_a_resume_answered_from_the_wrong_byte_starts_over_instead_of_failing_every_run(
+    hostile, tmp_path: Path, no_backoff: list[float]
+) -> None:
+    """A server (or a proxy before it) that answers a resume's Range with a 206 from another
+    byte than asked: the partial cannot be continued with it. Dropped, the download starts over
+    and lands; kept, the same resume would fail that file on every run."""
+    data = bytes(range(256)) * (5 * 4096)  # 5 MiB: above the one-piece size, so resumable
+    listing = multistatus(response("/share/", is_dir=True),
+                          response("/share/big.bin", size=len(data), md5=hashlib.md5(data).hexdigest()))  # fmt: skip
+    whole_gets = [0]
+
+    def cut_halfway() -> Iterator[bytes]:
+        yield data[: len(data) // 2]
+        raise ConnectionResetError("cut")  # cheroot drops the connection: the client keeps the half
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]:
+        if environ["REQUEST_METHOD"] == "PROPFIND":
+            return "207 Multi-Status", [("Content-Type", "application/xml")], listing
+        if environ["REQUEST_METHOD"] != "GET":
+            return "405 Method Not Allowed", [], b""
+        headers = [("Content-Type", "application/octet-stream"), ("ETag", '"e-/share/big.bin"'),
+                   ("Content-Length", str(len(data)))]  # fmt: skip
+        if "HTTP_RANGE" in environ:  # whatever was asked: from byte 0
+            return "206 Partial Content", [*headers, ("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")], data
+        whole_gets[0] += 1
+        return "200 OK", headers, cut_halfway() if whole_gets[0] == 1 else data
+
+    dest = tmp_path / "m"
+    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    assert result.exit_code == 0, result.errors
+    assert (dest / "big.bin").read_bytes() == data
+    assert whole_gets[0] == 2

@@ -15,16 +15,19 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from conftest import PASSWORDS
-from synchelp import Exchange, SyncWorld, conflict_copies, files_only, md5
+from synchelp import Exchange, SyncWorld, conflict_copies, files_only, md5, read_journal
+from test_pull_hostile import Handler, hostile  # noqa: F401 (a fixture)
 
-from davsync.client import bulk
+from davsync.client import bulk, bundle
 from davsync.client.engine import RunOptions, run_once
 from davsync.client.plan import Mode
-from davsync.client.remote import ConnectionSettings
+from davsync.client.remote import ConnectionSettings, Remote, RemoteError
 
 
 def agreed(world: SyncWorld, n: int = 10) -> dict[str, bytes]:
@@ -354,3 +357,135 @@ def test_sync_to_a_server_without_bulk_uploads_uses_put(sync_world: Callable[...
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q", "-n", "0"]))
+
+
+def test_new_folders_at_one_depth_are_made_side_by_side(world: SyncWorld) -> None:
+    """MKCOLs of sibling folders are independent round trips: sync sends them together (each
+    level after its parents), so 200 new folders are not 200 waits in a row."""
+    for top in ("a", "b"):
+        for i in range(6):
+            world.write(f"{top}/s{i}/f.txt", f"{top}{i}\n")
+    assert world.proxy is not None
+    lock = threading.Condition()
+    in_flight, overlapped = [0], [0]
+
+    def hold_until_a_sibling_comes(ex: Exchange) -> None:
+        with lock:
+            in_flight[0] += 1
+            lock.notify_all()
+            if overlapped[0] < 2 and lock.wait_for(lambda: in_flight[0] > 1 or overlapped[0] > 0, timeout=5):
+                overlapped[0] += 1
+                lock.notify_all()
+            in_flight[0] -= 1
+
+    world.proxy.on("MKCOL", phase="request", times=100, action=hold_until_a_sibling_comes)
+    run = world.sync()
+    assert run.code == 0, run
+    made = [ex.path for ex in run.of("MKCOL")]
+    assert len(made) == 14, run
+    for path in made:  # a parent before its children
+        parent = path.rstrip("/").rpartition("/")[0]
+        assert not parent or made.index(parent) < made.index(path), made
+    assert overlapped[0] >= 2, f"no two MKCOLs were in flight together: {made}"
+    world.check(run)
+
+
+def test_a_bulk_answer_without_end_is_not_read_into_memory(hostile, tmp_path: Path) -> None:  # noqa: F811
+    """A server whose 207 answer to a bulk upload goes on and on (here 128 MiB of padding) is
+    read only as far as an answer for that many files can reach; the request then fails as a
+    cut connection does (no status: the caller keeps the members' intents and checks each)."""
+    sent = [0]
+
+    def endless() -> Iterator[bytes]:
+        yield (b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" xmlns:ds="urn:davsync:"><d:response>'
+               b"<d:href>/share/a.txt</d:href><d:status>HTTP/1.1 201 Created</d:status><ds:path>a.txt</ds:path>"
+               b"</d:response>")  # fmt: skip
+        chunk = b" " * (1 << 20)
+        for _ in range(128):
+            sent[0] += len(chunk)
+            yield chunk
+        yield b"</d:multistatus>"
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]:
+        if environ["REQUEST_METHOD"] == "OPTIONS":
+            limits = "max-files=1000; max-file-size=1048576; max-bytes=9999999"
+            return "200 OK", [("X-Davsync-Bulk-Upload", limits), ("DAV", "1")], b""
+        if environ["REQUEST_METHOD"] == "POST":
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            return "207 Multi-Status", [("Content-Type", "application/xml")], endless()
+        return "405 Method Not Allowed", [], b""
+
+    (tmp_path / "a.txt").write_bytes(b"a")
+    remote = Remote(ConnectionSettings(hostile(handler)))
+    try:
+        with pytest.raises(RemoteError) as raised:
+            bulk.bulk_upload(remote, [bulk.BulkItem("a.txt", tmp_path / "a.txt")])
+    finally:
+        remote.close()
+    assert raised.value.status is None and not raised.value.fatal
+    assert "bulk upload" in str(raised.value)
+    assert sent[0] < 32 * 1024 * 1024, f"{sent[0]} bytes of answer were read for one file"
+
+
+def lying_front(target: str, hostile: Callable[[Handler], str], methods: list[str]) -> str:  # noqa: F811
+    """A server in front of `target` (a real davsync server) that passes everything through but
+    answers each upload, PUT or bulk member, with another MD5 than the one it was sent. The
+    methods it relays go into `methods`."""
+    import re
+
+    import requests
+
+    other = md5(b"not what you sent")
+    session = requests.Session()
+
+    def handler(environ: dict) -> tuple[str, list[tuple[str, str]], bytes | Iterable[bytes]]:
+        method = environ["REQUEST_METHOD"]
+        methods.append(method)
+        url = target.rstrip("/") + environ["PATH_INFO"] + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+        headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        headers.pop("Host", None)
+        headers["Accept-Encoding"] = "identity"
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").title()] = environ[key]
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        resp = session.request(method, url, data=body, headers=headers, allow_redirects=False)
+        out = [(k, v) for k, v in resp.headers.items()
+               if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length")]  # fmt: skip
+        content = resp.content
+        if method == "PUT":
+            out = [(k, f"MD5:{other}" if k.lower() == "oc-checksum" else v) for k, v in out]
+        elif method == "POST" and resp.status_code == 207:
+            content = re.sub(rb"<ds:md5>[0-9a-f]{32}</ds:md5>", f"<ds:md5>{other}</ds:md5>".encode(), content)
+        return f"{resp.status_code} {resp.reason}", out, content
+
+    return hostile(handler).replace("/share/", "/")
+
+
+def test_an_upload_answered_with_another_md5_is_not_recorded_as_synced(world: SyncWorld, hostile) -> None:  # noqa: F811
+    """The server says, in its answer to a PUT or to a bulk member, that it holds content with
+    another MD5 than the one sent: that is no base to record (the next run would take the two
+    sides as equal). Each such file fails with one sentence; nothing is deleted or overwritten;
+    the next run against an honest server finds both sides equal and records them."""
+    agreed(world, 2)
+    small = {f"new/n{i:02}.txt": f"new here {i}\n".encode() for i in range(bundle.MIN_FILES)}
+    for rel, data in small.items():
+        world.write(rel, data)
+    big = os.urandom(bundle.MAX_FILE + 1)  # too large for a bulk request: a PUT
+    world.write("big.bin", big)
+    methods: list[str] = []
+    url = lying_front(world.server_url, hostile, methods)
+    result = run_once(ConnectionSettings(url, "alice", PASSWORDS["alice"]), world.dest,
+                      RunOptions(mode=Mode.SYNC, settle_s=0))  # fmt: skip
+    errors = {e.path: e.error for e in result.errors}
+    assert set(errors) == {*small, "big.bin"}, result.as_json()
+    assert "POST" in methods and "PUT" in methods  # a bulk member and a PUT were both answered so
+    for message in errors.values():
+        assert "another MD5" in message and message.endswith(".") and "\n" not in message, message
+    assert not set(read_journal(world.dest)) & set(errors), "recorded as synced"
+    assert all((world.dest / rel).read_bytes() == data for rel, data in small.items())
+    assert (world.dest / "big.bin").read_bytes() == big
+    again = world.sync()  # straight to the server: it does hold what was sent
+    assert again.code == 0 and not again.of("PUT") and not again.of("POST"), again
+    assert set(read_journal(world.dest)) >= {*small, "big.bin"}
+    world.check(again)

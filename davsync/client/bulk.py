@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 from lxml import etree
 
 from .. import concurrency
@@ -37,6 +38,11 @@ from .remote import Remote, RemoteError
 BATCH_FILES = 500
 BATCH_BYTES = 16 * 1024 * 1024
 NS = "urn:davsync:"
+# The 207 answer has one response per file: its href (percent-encoded and XML-escaped, so a few
+# times the path's bytes), path, status, etag, MD5 and a one-line reason. Larger is not an answer.
+ANSWER_BASE = 64 * 1024
+ANSWER_PER_FILE = 4 * 1024
+ERROR_PAGE = 64 * 1024  # what is read of a refusal's body, for its message
 
 
 class BulkUnsupported(RemoteError):
@@ -134,19 +140,42 @@ def _send(remote: Remote, batch: list[tuple[int, BulkItem, int]]) -> dict[int, B
         return results
     parts.append(END_OF_ARCHIVE)
     body = b"".join(parts)
-    resp = remote.request("POST", remote.base_url, data=body, headers={"Content-Type": "application/x-tar"})
+    resp = remote.request("POST", remote.base_url, data=body, headers={"Content-Type": "application/x-tar"},
+                          stream=True)  # fmt: skip
     with resp:
         if resp.status_code != 207:
-            plain = resp.headers.get("Content-Type", "").startswith("text/plain") and resp.text.strip()
-            message = resp.text.strip().splitlines()[0][:300] if plain else ""
+            text = _read_at_most(remote, resp, ERROR_PAGE, len(sent), whole=False)
+            plain = resp.headers.get("Content-Type", "").startswith("text/plain") and text.strip()
+            message = text.decode("utf-8", "replace").strip().splitlines()[0][:300] if plain else ""
             raise RemoteError(f"the bulk upload of {len(sent)} files answered HTTP {resp.status_code}"
                               + (f": {message}" if message else ""), status=resp.status_code)  # fmt: skip
-        answers = _parse(resp.content)
+        share = len(remote.base_url)
+        limit = ANSWER_BASE + sum(ANSWER_PER_FILE + 10 * (share + len(item.path.encode("utf-8", "surrogateescape")))
+                                  for _, item, _, _ in sent)  # fmt: skip
+        answers = _parse(_read_at_most(remote, resp, limit, len(sent)))
     if [a[0] for a in answers] != [item.path for _, item, _, _ in sent]:
         raise RemoteError("the server's answer to a bulk upload does not list the files sent, in order")
     for (i, item, st, _sent_md5), (_path, status, etag, placed_md5, error) in zip(sent, answers, strict=True):
         results[i] = BulkResult(item.path, status, etag, placed_md5, error, st.st_size, st.st_mtime_ns)
     return results
+
+
+def _read_at_most(remote: Remote, resp: requests.Response, limit: int, files: int, *, whole: bool = True) -> bytes:
+    """The answer's body, read only up to `limit` bytes (a body without end must not fill the
+    memory). Longer, the request fails as a cut connection does, without a status (`whole`), or
+    (an error page, read for its message) what came up to the limit is enough."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in remote.chunks(resp, 64 * 1024, f"the answer to a bulk upload of {files} files was cut off"):
+        size += len(chunk)
+        if size > limit and not whole:
+            parts.append(chunk)
+            return b"".join(parts)[:limit]
+        if size > limit:
+            raise RemoteError(f"the server's answer to a bulk upload of {files} files goes on past {limit} bytes; "
+                              "it was not read further")  # fmt: skip
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _parse(body: bytes) -> list[tuple[str, int, str | None, str | None, str]]:

@@ -42,7 +42,7 @@ import urllib3
 
 from .. import osfs
 from ..concurrency import batches, wait_first
-from ..paxstream import Member, PaxReader, TarFormatError
+from ..paxstream import BLOCK, MAX_PAX, Member, PaxReader, TarFormatError
 from .journal import Intent, Journal
 from .plan import Action, JournalEntry, Kind, LocalEntry, complete
 from .remote import Remote, RemoteError
@@ -339,6 +339,14 @@ class _Batch:
                     member = reader.next()
                     if member is None or member.path != self._asked_name(waiting[0]):
                         break  # not what was asked: the rest goes one by one
+                    if _oversized(member, waiting[0]):
+                        # Not read through (a hostile member may claim terabytes, and never end):
+                        # it fails, and the rest goes one by one.
+                        a = waiting.popleft()
+                        assert a.remote is not None
+                        self._failed(a, DownloadError(f"the server sent {member.size} bytes but listed "
+                                                      f"{a.remote.size}; nothing was placed"))  # fmt: skip
+                        break
                     if self._take(waiting[0], member, reader):
                         back.append(waiting[0])
                     waiting.popleft()  # (only now: a member cut off in the middle stays waiting)
@@ -463,6 +471,17 @@ class _Batch:
                         if row is None:
                             b.journal.forget(path)
             b.journal.commit()
+
+
+# A member failed by the server (409 "changed while sent") fills the space announced for the file
+# with zeros: up to its listed size plus a header's worth. Beyond that a member is not skipped through.
+_FAILED_SLACK = MAX_PAX + 4 * BLOCK
+
+
+def _oversized(member: Member, a: Action) -> bool:
+    """Does `member` claim more data than the file it stands for can hold?"""
+    assert a.remote is not None and a.remote.size is not None
+    return member.size > a.remote.size + _FAILED_SLACK
 
 
 class _Raw(io.RawIOBase):

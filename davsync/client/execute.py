@@ -22,7 +22,8 @@ It needs nothing but the plan and a `Context`: each Action says what changes loc
   failed request) goes on by PUT.
 
 Order: letter-case renames, then structure (folders, moves, a file against a folder; shallow
-first), transfers both ways (in parallel), deletions, folder removals (deepest first), reports.
+first, a level's new server folders side by side), transfers both ways (in parallel),
+deletions, folder removals (deepest first), reports.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
@@ -46,11 +48,13 @@ from .journal import Intent, Journal
 from .plan import Action, JournalEntry, JournalOp, Kind, LocalEntry, Plan, RemoteEntry, complete
 from .remote import (
     NotFound,
+    NotHeld,
     PreconditionFailed,
     Remote,
     RemoteError,
     SourceChanged,
     Stopped,
+    not_held,
     one_line,
     write_refusal,
 )
@@ -208,10 +212,20 @@ class Executor:
         removals = sorted((a for a in actions if a.kind in _REMOVALS), key=lambda a: (-_depth(a), a.path))
         handled = {Kind.RENAME} | _STRUCTURE | _TRANSFERS | _DELETIONS | _REMOVALS
         rest = [a for a in actions if a.kind not in handled]
-        for a in renames + structure:
+        for a in renames:
             if stop.is_set():
                 return
             self._guarded(a, self._structure)
+        for _level, same_depth in groupby(structure, key=_depth):
+            # A level's new server folders are independent round trips (their parents were
+            # made a level earlier): send them side by side, the rest one by one, in order.
+            level = list(same_depth)
+            for a in level:
+                if stop.is_set():
+                    return
+                if a.kind != Kind.REMOTE_MKDIR:
+                    self._guarded(a, self._structure)
+            self._parallel([a for a in level if a.kind == Kind.REMOTE_MKDIR], self._structure)
         if self.ctx.prefetch is not None and transfers:
             transfers = self.ctx.prefetch(transfers)
         if self.ctx.upload_many is not None and transfers:
@@ -484,6 +498,9 @@ class Executor:
         except _Refused:
             self._error(copy, "a file of that name appeared on the server; the conflict copy stays here only")
             return False
+        except NotHeld as e:
+            self._error(copy, str(e))
+            return False
         return True
 
     def _upload(self, a: Action) -> None:
@@ -541,6 +558,9 @@ class Executor:
         except FileNotFoundError:
             journal.settle(path, None)
             raise Raced(f"{path} disappeared here during the upload; it is looked at again next time") from None
+        except NotHeld:
+            journal.settle(path, None)  # by the server's word it holds something else: no base
+            raise
         return self._record_upload(path, entry, md5, loc, up.sent_md5, up.entry)
 
     def _record_upload(
@@ -643,6 +663,9 @@ class Executor:
     def _member_done(self, u: _Upload, entry: JournalEntry, res: BulkResult, _a: Action) -> None:
         """A bulk member's answer, handled as the answer to its own PUT."""
         path = u.a.path
+        if res.ok and res.md5 is not None and res.md5 != u.md5:
+            self.ctx.journal.settle(path, None)  # by the server's word it holds something else: no base
+            raise not_held(path, res.md5, u.md5)
         if res.ok:
             placed = RemoteEntry(path, False, res.sent_size, float(u.loc.mtime_ns // 1_000_000_000), res.etag,
                                  res.md5)  # fmt: skip

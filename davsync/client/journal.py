@@ -186,10 +186,13 @@ class Journal:
             self._pending = 0
 
     def intend(self, intent: Intent) -> None:
-        """Record an intent and commit it (with everything pending) before the change is made."""
+        """Record an intent and commit it (with everything pending) before the change is made.
+        Pending rows may describe renames whose folders are not yet fsynced: `before_commit` first."""
         data = _entry_json(intent.entry)
         with self._lock:
-            if not self._db.in_transaction:
+            if self._db.in_transaction:
+                self.before_commit()
+            else:
                 self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR REPLACE INTO intent (path, op, entry, base_etag) VALUES (?, ?, ?, ?)",

@@ -102,6 +102,17 @@ class NotFound(RemoteError):
     """404 on what a write names as its source (a MOVE of something already gone)."""
 
 
+class NotHeld(RemoteError):
+    """The server answered an upload with another MD5 than the bytes sent: by its own word it
+    does not hold them, so no base may say both sides are equal. Nothing is retried or undone;
+    the next run compares both sides again (a real difference becomes a conflict, both kept)."""
+
+
+def not_held(path: str, reported: str, sent: str) -> NotHeld:
+    return NotHeld(f"the server answered the upload of {shown(path)} with another MD5 ({reported}) than the one sent "
+                   f"({sent}); it is not recorded as synced, and the next run compares both sides again.")  # fmt: skip
+
+
 class SourceChanged(RemoteError):
     """The local file changed while it was being sent (it shrank, or the server found the body's
     MD5 differs from the one declared); nothing was replaced. `sent_md5` is what was streamed."""
@@ -167,9 +178,9 @@ class Remote:
     def close(self) -> None:
         self.transport.close()
 
-    def get_small(self, path: str, href: str = "") -> tuple[int, bytes]:
-        """GET a whole small file in one piece (see Transport.get_small)."""
-        return self.transport.get_small(self.url_for(path, href=href), shown(path))
+    def get_small(self, path: str, href: str = "", limit: int = 4 * 1024 * 1024) -> tuple[int, bytes]:
+        """GET a whole small file in one piece, reading at most `limit` + 1 bytes (see Transport.get_small)."""
+        return self.transport.get_small(self.url_for(path, href=href), shown(path), limit)
 
     def url_for(self, path: str, is_dir: bool = False, href: str = "") -> str:
         """The URL to ask for `path`: the server's own href when it listed one.
@@ -482,7 +493,10 @@ class Remote:
                 resp.close()
                 sent_md5 = body.digest.hexdigest()
                 if resp.status_code in (200, 201, 204):
-                    return self._uploaded(path, url, resp, body.sent, sent_md5, mtime_ns)
+                    up = self._uploaded(path, url, resp, body.sent, sent_md5, mtime_ns)
+                    if up.entry.md5 and up.entry.md5 != sent_md5:
+                        raise not_held(path, up.entry.md5, sent_md5)
+                    return up
                 if resp.status_code == 412 and attempts > 1:
                     now = self.stat(path, href)
                     if now is not None and not now.is_dir and now.md5 == sent_md5:

@@ -124,6 +124,9 @@ def download(
                 resumed_from = offset
             n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress, stop)
             fetched += n
+        except _TooLong:
+            _discard(data_path, meta_path)
+            raise
         except _Transient as e:  # reset, timeout, 5xx: try again (resuming where possible)
             fetched += e.fetched
             last_error = str(e)
@@ -149,7 +152,7 @@ def download(
 
 def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Callable[[int], None]) -> Downloaded:
     try:
-        status, body = remote.get_small(entry.path, entry.href)
+        status, body = remote.get_small(entry.path, entry.href, limit=entry.size or 0)
     except RemoteError as e:
         if e.fatal:
             raise
@@ -171,6 +174,10 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
         raise local_error(e, f"downloading {entry.path}") from None
     ready = LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st)) if entry.mtime is not None else None
     return Downloaded(path, md5, len(body), len(body), 0, ready)
+
+
+class _TooLong(DownloadError):
+    """The body goes on past the size the server listed."""
 
 
 class _Transient(Exception):
@@ -206,6 +213,13 @@ def _fetch_once(
     progress: Callable[[int], None],
     stop: threading.Event | None = None,
 ) -> tuple[int, str, int]:
+    if offset > 0 and offset == entry.size:
+        # The whole body arrived before a kill (or a failed rename): the server would answer a
+        # range past the end with 416, every run. The partial is checked like any download.
+        try:
+            return 0, _md5_of(data_path).hexdigest(), offset
+        except OSError as e:
+            raise local_error(e, f"downloading {entry.path}") from None
     headers = {"Accept-Encoding": "identity"}
     if offset > 0 and entry.etag:
         headers["Range"] = f"bytes={offset}-"
@@ -223,15 +237,23 @@ def _fetch_once(
             pass  # the rest, from where the partial file ends
         elif resp.status_code == 200:
             offset = 0  # the whole file (a changed file, or a server without ranges): start over
+        elif resp.status_code == 206 and offset > 0:
+            # A range from another byte than asked (a broken server or proxy): the partial cannot be
+            # continued with it, and the same resume would fail every run. The next attempt starts over.
+            _discard(data_path, meta_path)
+            raise _Transient(f"the server answered a resume from byte {offset} with another range; starting over", 0)
+        elif resp.status_code == 416 and offset > 0:
+            # Nothing after the partial's end: it may be whole (its size was not listed), or longer
+            # than the file now is. Either way the next attempt starts over, not this again forever.
+            _discard(data_path, meta_path)
+            raise _Transient(f"the server has nothing after byte {offset}; starting over", 0)
         else:
             raise RemoteError(f"GET {entry.path} answered HTTP {resp.status_code}", status=resp.status_code)
-        digest = hashlib.md5()
         try:
             if offset:
-                with open(data_path, "rb") as f:
-                    while block := f.read(BLOCK):
-                        digest.update(block)
+                digest = _md5_of(data_path)
             else:
+                digest = hashlib.md5()
                 # Start over from an empty file (below, everything appends). Emptied before the new
                 # version's meta is written: a kill between the two must not leave the old
                 # version's bytes under the new etag, to be resumed into a mix.
@@ -255,6 +277,10 @@ def _fetch_once(
                             else:
                                 pipe.give_back(buffer)
                             raise
+                        if entry.size is not None and offset + fetched + n > entry.size:
+                            pipe.give_back(buffer)  # a body without end must not fill the disk
+                            raise _TooLong(f"the server sent more than the {entry.size} bytes it listed; "
+                                           "nothing was placed (the file may be changing)")  # fmt: skip
                         if n:
                             pipe.submit(buffer, n)  # written, then hashed, on the pipeline's threads
                         else:
@@ -359,6 +385,15 @@ class _Pipeline:
             raise self._error
         if exc_type is None:
             os.fsync(self._fd)
+
+
+def _md5_of(path: Path) -> hashlib._Hash:
+    """The hash of a partial file's bytes so far (a resume goes on from it)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest
 
 
 def _range_start(resp: requests.Response) -> int | None:

@@ -278,30 +278,57 @@ class Transport:
         """A streamed answer's body read into the caller's buffers (see BodyReader)."""
         return BodyReader(resp, lambda e: self.failure(e, what), what)
 
-    def get_small(self, url: str, what: str) -> tuple[int, bytes]:
+    def get_small(self, url: str, what: str, limit: int) -> tuple[int, bytes]:
         """GET a whole small file: urllib3 directly, as requests' per-call overhead is larger
-        than a small file's transfer. Digest logins, and a 401, take the requests path."""
+        than a small file's transfer. Digest logins, and a 401, take the requests path. At most
+        `limit` + 1 bytes are read (a body without end must not fill the memory): a longer body
+        comes back that long, for the caller's length check."""
         if self._use_digest:
-            return self._get_whole(url, what)
+            return self._get_whole(url, what, limit)
         headers = {"User-Agent": "davsync", "Accept-Encoding": "identity"}
         if self.user:
             headers.update(urllib3.make_headers(basic_auth=f"{self.user}:{self.client.webdav.password or ''}"))
         self._count()
         timeout = urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout)
         try:
-            resp = self._pool().request("GET", url, headers=headers, timeout=timeout, redirect=False)
+            resp = self._pool().request("GET", url, headers=headers, timeout=timeout, redirect=False,
+                                        preload_content=False)  # fmt: skip
         except NETWORK_ERRORS as e:
             raise self.failure(e, f"GET {what} failed") from None
         if resp.status == 401:  # let the requests path work out Digest, or report the refused login
-            return self._get_whole(url, what)
-        return resp.status, resp.data
+            resp.close()
+            return self._get_whole(url, what, limit)
+        if resp.status != 200:
+            limit = max(limit, 64 * 1024)  # an error page: read whole, the connection is kept
+        data = b""
+        try:
+            while len(data) <= limit:
+                chunk = resp.read(limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except NETWORK_ERRORS as e:
+            resp.close()
+            raise self.failure(e, f"GET {what} failed") from None
+        if len(data) > limit:
+            resp.close()  # the rest is not read: this connection cannot carry another request
+        else:
+            resp.release_conn()
+        return resp.status, data
 
-    def _get_whole(self, url: str, what: str) -> tuple[int, bytes]:
-        with self.request("GET", url, headers={"Accept-Encoding": "identity"}) as resp:
+    def _get_whole(self, url: str, what: str, limit: int) -> tuple[int, bytes]:
+        with self.request("GET", url, headers={"Accept-Encoding": "identity"}, stream=True) as resp:
+            chunks: list[bytes] = []
+            got = 0
             try:
-                return resp.status_code, resp.content
+                for chunk in resp.iter_content(256 * 1024):
+                    chunks.append(chunk)
+                    got += len(chunk)
+                    if got > max(limit, 64 * 1024):  # (an error page is read whole)
+                        break
             except NETWORK_ERRORS as e:
                 raise self.failure(e, f"GET {what} failed") from None
+            return resp.status_code, b"".join(chunks)
 
 
 class BodyReader:

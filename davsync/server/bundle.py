@@ -65,6 +65,7 @@ from .guard import PATH_LOCKS, recheck
 from .http import peek_body
 from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
+from .upload import valid_mtime
 
 StartResponse = Callable[..., Any]
 
@@ -477,8 +478,11 @@ def _bulk_upload(environ: dict, start_response: StartResponse, provider: Any) ->
         raise DAVError(507, "The server could not make the files durable; nothing was placed.") from None
     folders: set[str] = set()
     placed: list[tuple[str, os.stat_result, str]] = []
-    for s in staged:
-        _place(s, provider, environ, folders, placed)
+    try:
+        for s in staged:
+            _place(s, provider, environ, folders, placed)
+    finally:  # something unforeseen failed the request: no member left behind as a temp file
+        _discard([s for s in staged if s.outcome.status == 0])
     flush_files([Path(f) for f in sorted(folders)], folders=True)
     record_many = getattr(provider.index, "record_many", None)  # one index transaction for the request
     if record_many is not None:
@@ -503,6 +507,8 @@ def _receive_member(reader: PaxReader, member: Member, provider: Any, base: str,
         return _Outcome(rel, 400, "each member needs DAVSYNC.md5 (32 hex digits)")
     if member.size > MAX_FILE_SIZE:
         return _Outcome(rel, 413, f"members are at most {MAX_FILE_SIZE} bytes; upload this one with PUT")
+    if member.mtime is not None and not valid_mtime(member.mtime):
+        return _Outcome(rel, 400, f"the member's mtime ({member.mtime}) is not a time a file can have")
     path = _join(base, rel)
     try:
         file_path = provider.file_path(path)

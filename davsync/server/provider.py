@@ -31,6 +31,7 @@ from ..scan import iter_tree
 from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path, rel_of
+from .upload import valid_mtime
 from .versions import VersionStore, Who
 
 OC_NS = "http://owncloud.org/ns"
@@ -55,13 +56,15 @@ def parse_mtime(text: str | None) -> int:
     """Accept unix seconds (rclone, ownCloud) or an HTTP date (RFC 4918 getlastmodified)."""
     text = (text or "").strip()
     try:
-        return int(float(text))
+        value = float(text)
     except ValueError:
-        pass
-    try:
-        return int(parsedate_to_datetime(text).timestamp())
-    except (TypeError, ValueError, IndexError):
-        raise DAVError(HTTP_BAD_REQUEST, f"Unparseable modification time: {text!r}") from None
+        try:
+            value = parsedate_to_datetime(text).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            raise DAVError(HTTP_BAD_REQUEST, f"Unparseable modification time: {text!r}") from None
+    if not valid_mtime(value):
+        raise DAVError(HTTP_BAD_REQUEST, f"Modification time out of range: {text!r}")
+    return int(value)
 
 
 class DavsyncFile(FileResource):

@@ -52,6 +52,16 @@ def expected_md5(oc_checksum: str | None) -> str | None:
     return value
 
 
+MTIME_LIMIT = 2**40  # seconds either side of 1970: past any real file's time, within every time_t
+
+
+def valid_mtime(value: float) -> bool:
+    """Can a file be given this modification time? One rule for a PUT's X-OC-Mtime, a bulk
+    member's mtime and a PROPPATCH: infinities, NaN and times beyond any clock are refused
+    (os.utime would raise and fail the whole request); a time before 1970 is a real file's."""
+    return -MTIME_LIMIT < value < MTIME_LIMIT  # (NaN compares false)
+
+
 def parse_oc_mtime(header: str | None) -> int | None:
     if header is None:
         return None
@@ -59,7 +69,7 @@ def parse_oc_mtime(header: str | None) -> int | None:
         value = float(header.strip())
     except ValueError:
         raise UploadError(400, f"X-OC-Mtime must be unix seconds, got {header!r}") from None
-    if not (0 <= value < 2**40):
+    if not valid_mtime(value):
         raise UploadError(400, f"X-OC-Mtime is out of range: {header!r}")
     return int(value)
 
