@@ -111,14 +111,23 @@ def user_add(
     name: str = typer.Argument(..., help="User name."),
     read_only: bool = typer.Option(False, "--read-only", help="May read but never write."),
     admin: bool = typer.Option(False, "--admin", help="May use the admin page of `serve --admin`."),
+    update: bool = typer.Option(
+        False, "--update", help="Change an existing user's password (and access, as given by the other options)."
+    ),
     users: Path | None = UsersOpt,
 ) -> None:
-    """Add a user, or change an existing user's password. The password is prompted for
-    (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
+    """Add a user (--update: change an existing user's password and access). The password is
+    prompted for (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
     from .users import UsersFileError
 
     path = _users_path(users)
     db = _load_users(path)
+    if name in db.users and not update:
+        # a typo or a second run of a setup script must not silently replace someone's password
+        raise fail(
+            f"user {name!r} already exists in {path}; to change their password, run: davsync user add {name} --update",
+            Exit.USAGE,
+        )
     password = read_password(f"Password for {name}", confirm=True)
     if not password:
         raise fail("an empty password is not allowed.", Exit.USAGE)

@@ -33,6 +33,21 @@ def test_user_add_list_remove(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no user 'carol'" in missing.output
 
 
+def test_user_add_never_replaces_an_existing_password_without_update(tmp_path: Path) -> None:
+    from davsync.users import Users
+
+    users = tmp_path / "users.json"
+    assert runner.invoke(app, ["user", "add", "bob", "--users", str(users)], env={"DAVSYNC_PASSWORD": "first"}).exit_code == 0
+    r = runner.invoke(app, ["user", "add", "bob", "--read-only", "--users", str(users)], env={"DAVSYNC_PASSWORD": "second"})
+    assert r.exit_code == 2 and "already exists" in r.output and "davsync user add bob --update" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    db = Users.load(users)
+    assert db.check_basic("bob", "first") is not None and not db.users["bob"].read_only  # untouched
+    r = runner.invoke(app, ["user", "add", "bob", "--update", "--users", str(users)], env={"DAVSYNC_PASSWORD": "second"})
+    assert r.exit_code == 0 and "Updated read-write user 'bob'" in r.output, r.output
+    assert Users.load(users).check_basic("bob", "second") is not None
+
+
 def test_serve_without_users_explains_how_to_add_one(tmp_path: Path) -> None:
     (tmp_path / "root").mkdir()
     r = runner.invoke(

@@ -93,6 +93,26 @@ def test_nothing_moved_yet_or_half_pruned(store: VersionStore) -> None:
     assert live.read_bytes() == b"stays" and os.listdir(store.dir) == [] and pending_rows(store) == 0
 
 
+def test_killed_while_a_deleted_folder_gathers_its_files_loses_none(store: VersionStore) -> None:
+    """A folder deleted after its files (as sync does) takes their versions in; a kill halfway
+    leaves each file in the folder's version or in its own, never in neither or both."""
+    root = Path(store.root)
+    (root / "d").mkdir()
+    who = Who("alice", "DELETE")
+    for name in ("a", "b"):
+        (root / "d" / name).write_bytes(name.encode())
+        store.remove(f"d/{name}", str(root / "d" / name), who, replaced=False)
+    [a_id] = [v.id for v in store.files() if v.path == "d/a"]
+    folder = store._begin("d", True, who, "rename", False, None)
+    os.rename(root / "d", store.blob_path(folder))
+    assert store._claim(a_id, "restoring")
+    os.rename(store.blob_path(a_id), store.blob_path(folder) / "a")  # ...and the process dies here
+    store.recover()
+    assert pending_rows(store) == 0
+    assert sorted((v.path, v.folder) for v in store.files()) == [("d/a", "d"), ("d/b", None)]
+    assert [(f.path, f.files) for f in store.folders()] == [("d", 1)]
+
+
 def test_upstream_watchdog_stop_keyerror(tmp_path: Path) -> None:
     """watchdog 7.1 raises KeyError from Observer.stop() once a watched folder was moved out and
     another moved to its path (davsync.fswatch.stop_observer swallows it). If this stops raising, drop that."""

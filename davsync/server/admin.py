@@ -228,9 +228,8 @@ class AdminGate:
                                "text/plain; charset=utf-8", challenge)  # fmt: skip
         user = self.users.users.get(name)
         if user is None or not user.admin:
-            return self._reply(start_response, "403 Forbidden",
-                               f"{name} is not an admin. On the server: davsync user add {name} --admin\n".encode(),
-                               "text/plain; charset=utf-8")  # fmt: skip
+            text = f"{name} is not an admin. On the server: davsync user add {name} --admin --update\n"
+            return self._reply(start_response, "403 Forbidden", text.encode(), "text/plain; charset=utf-8")
         method = environ["REQUEST_METHOD"]
         if method == "GET" and rest in ("", "admin.js", "admin.css"):
             page = {"": ("admin.html", "text/html; charset=utf-8"), "admin.js": ("admin.js", "text/javascript"),

@@ -34,11 +34,15 @@ from pathlib import Path
 
 from ..osfs import fsync_dir
 from ..scan import iter_tree, md5_of_file
-from ..sqlpaths import at_or_below
+from ..sqlpaths import at_or_below, like_below
 from .index import Identity
 from .names import TEMP_PREFIX, is_internal_path
 
 log = logging.getLogger("davsync.server")
+
+# A folder's deletion takes in the deletions below it made by the same user, each at most this
+# long after the one before (a sync run deleting file by file, then the emptied folder).
+GATHER_GAP_NS = 10 * 60 * 1_000_000_000
 
 IN_SHARE_NAME = ".~davsync-versions"  # starts with TEMP_PREFIX: an internal name everywhere
 
@@ -333,13 +337,66 @@ class VersionStore:
         fsync_dir(os.path.dirname(file_path))
         fsync_dir(self.dir)
         if is_dir:
-            self._record_members(vid, blob, rel, known)
+            gathered = {} if replaced else self._gather(blob, rel, who)
+            self._record_members(vid, blob, rel, known, gathered)
         pending = Pending(self, vid, file_path, blob)
         if not replaced:
             pending.commit()
         return pending
 
-    def _record_members(self, vid: str, blob: Path, rel: str, known: dict[str, tuple[Identity, str | None]]) -> None:
+    def _gather(self, blob: Path, rel: str, who: Who) -> dict[str, tuple[int, int, str | None]]:
+        """Move into a deleted folder's blob what the same user deleted inside it just before.
+
+        A sync client deletes a folder file by file (each DELETE with its own If-Match), then
+        the emptied folder: without this the folder's version would hold nothing and its files
+        would be hundreds of separate lines. Taken: that user's deletions below the folder, newest
+        first, as long as each follows the previous within GATHER_GAP_NS (one run), the newest
+        per path, never over something the folder itself held (which is newer). Each moved blob is
+        claimed first ('restoring'), so a crash leaves it where `recover()` settles it; the folder's
+        blob is still pending, and `recover()` re-reads its tree. Returns path -> (size, mtime_ns,
+        md5) of the files gathered, so their known MD5s carry over.
+        """
+        if not rel:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, path, time_ns FROM blobs WHERE state='kept' AND replaced=0 AND user=? "
+                "AND path LIKE ? ESCAPE '\\' ORDER BY time_ns DESC, id DESC",
+                (who.user, like_below(rel)),
+            ).fetchall()
+        gathered: dict[str, tuple[int, int, str | None]] = {}
+        moved: list[str] = []
+        taken: set[str] = set()
+        prev = time.time_ns()
+        for mid, mpath, t in rows:
+            if prev - t > GATHER_GAP_NS:
+                break  # an earlier run: those deletions were not part of this one
+            prev = t
+            dest = blob.joinpath(*mpath[len(rel) + 1 :].split("/"))
+            if mpath in taken or os.path.lexists(dest) or not self._claim(mid, "restoring"):
+                continue
+            with self._lock:
+                members = self._db.execute(
+                    "SELECT path, size, mtime_ns, md5 FROM files WHERE blob=?", (mid,)
+                ).fetchall()
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(self.blob_path(mid), dest)
+            except OSError:
+                self._set_state(mid, "kept")  # a file where a parent folder should be: it stays a version of its own
+                continue
+            taken.add(mpath)
+            moved.append(mid)
+            gathered.update({p: (size, mtime_ns, md5) for p, size, mtime_ns, md5 in members})
+        if moved:
+            fsync_dir(blob)
+            with self._tx() as db:  # all of each moved: forget them (after a crash, recover() does)
+                db.executemany("DELETE FROM files WHERE blob=?", [(m,) for m in moved])
+                db.executemany("DELETE FROM blobs WHERE id=?", [(m,) for m in moved])
+        return gathered
+
+    def _record_members(self, vid: str, blob: Path, rel: str, known: dict[str, tuple[Identity, str | None]],
+                        gathered: dict[str, tuple[int, int, str | None]] | None = None) -> None:  # fmt: skip
         rows: list[tuple[str, str, str, int, int, str | None]] = []
         for sub, entry in iter_tree(str(blob)):
             try:
@@ -351,6 +408,9 @@ class VersionStore:
             path = f"{rel}/{sub}" if rel else sub
             hit = known.get(path)
             md5 = hit[1] if hit is not None and hit[0] == Identity.of(st) else None
+            kept = gathered.get(path) if gathered else None
+            if md5 is None and kept is not None and kept[:2] == (st.st_size, st.st_mtime_ns):
+                md5 = kept[2]
             rows.append((vid, sub, path, st.st_size, st.st_mtime_ns, md5))
         with self._tx() as db:
             db.execute("DELETE FROM files WHERE blob=?", (vid,))

@@ -27,10 +27,9 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from ..fswatch import stop_observer
+from ..fswatch import stop_observer, tree_observer
 from ..scan import iter_tree
 from .index import HashIndex
 from .names import is_internal_path
@@ -82,7 +81,7 @@ class ChangeTracker:
 
     def start(self) -> None:
         try:
-            observer = Observer()
+            observer = tree_observer()  # folders leave for the versions area and come back
             observer.schedule(_Handler(self), self.root, recursive=True, event_filter=WATCHED_EVENTS)
             observer.start()
             self._observer = observer
