@@ -56,6 +56,7 @@ from .plan import (
 )
 from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 from .results import RunResult
+from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
 from .transfer import LocalWriteError, same_stat, stat_entry
 
@@ -153,6 +154,7 @@ class Engine:
         since the last run (a watcher's events); None looks at the whole folder."""
         opts = self.options
         result = RunResult(command=opts.mode)
+        self.remote.outage.reset()
         problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not opts.dry_run)
         if problem is not None:
             return _fatal(result, *problem)
@@ -215,7 +217,7 @@ def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
 
 def _remote_failed(result: RunResult, e: RemoteError) -> RunResult:
     _fatal(result, str(e), Exit.USAGE if isinstance(e, NotAShare) else Exit.CONNECTION)
-    result.retryable = not e.fatal
+    result.retryable = not e.fatal or isinstance(e, ServerGone)  # a server that went away may come back
     return result
 
 
