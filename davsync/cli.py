@@ -340,6 +340,8 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
             lines = summary_lines(result)
         if lines:
             typer.echo("\n".join(lines))
+    elif result.errors or result.conflicts:  # what went wrong before the run had to stop
+        typer.echo("\n".join(problem_lines(result)))
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
     raise typer.Exit(int(result.exit_code))

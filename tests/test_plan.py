@@ -86,7 +86,7 @@ TABLE = [
     ("remote folder over local file",          RD(),                None,     L(),                    {},               Kind.CONFLICT),
     ("remote file over local folder",          R(),                 None,     LD(),                   {},               Kind.BLOCKED),
     ("remote folder deleted, --delete",        None,                JD(),     LD(),                   {"delete": True}, Kind.RMDIR),
-    ("remote folder deleted, kept",            None,                JD(),     LD(),                   {},               Kind.BLOCKED),
+    ("remote folder deleted, kept",            None,                JD(),     LD(),                   {},               Kind.REMOTE_DELETED),
 ]
 # fmt: on
 

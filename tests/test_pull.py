@@ -211,6 +211,33 @@ def test_deletion_guards(share, tmp_path: Path) -> None:
     assert any("empty" in w for w in out["warnings"])
 
 
+def test_a_folder_deleted_on_the_server_is_kept_like_its_files(share, tmp_path: Path) -> None:
+    """Without --delete a folder deleted on the server (with a sub-folder and files) is kept and
+    said once per path, exit 0, as for files; `status` calls that in sync; --delete removes it."""
+    (share.root / "gone" / "inner").mkdir(parents=True)
+    (share.root / "gone" / "f.txt").write_bytes(b"f")
+    (share.root / "gone" / "inner" / "g.txt").write_bytes(b"g")
+    (share.root / "stays.txt").write_bytes(b"s")
+    dest = tmp_path / "mirror"
+    assert pull_cli(share.url, dest).returncode == 0
+    share.wait_indexed()
+    assert share.request("DELETE", "/gone/").status_code in (200, 204)
+    share.wait_indexed()
+    kept = pull_cli(share.url, dest)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    lines = kept.stdout.splitlines()
+    assert not [line for line in lines if line.startswith(("error", "warning"))], kept.stdout
+    for path in ("gone", "gone/inner", "gone/f.txt", "gone/inner/g.txt"):
+        assert sum(line.endswith(f": {path}") for line in lines) == 1, (path, kept.stdout)
+    assert "error(s)" not in kept.stdout and (dest / "gone" / "inner" / "g.txt").exists()
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    status = subprocess.run([sys.executable, "-m", "davsync", "status", share.url, str(dest), "-u", "alice"],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    assert status.returncode == 0 and "blocked" not in status.stdout, status.stdout
+    code, out = pull_json(share.url, dest, "--delete")
+    assert code == 0 and not (dest / "gone").exists() and (dest / "stays.txt").exists(), out
+
+
 def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "ok").mkdir()
     (share.root / "ok" / "gone.txt").write_bytes(b"x")

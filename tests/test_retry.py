@@ -45,3 +45,43 @@ def test_a_client_error_is_not_retried(no_backoff: list[float]) -> None:
     with pytest.raises(RemoteError):
         list_with_retries(remote, "a")  # type: ignore[arg-type]
     assert remote.calls == 1 and no_backoff == []
+
+
+def test_one_request_without_answer_gives_up_alone(no_backoff: list[float]) -> None:
+    outage = retry.Outage("pi:8080")
+    with pytest.raises(RemoteError) as e:
+        retry.call(lambda: _raise(outage, "GET a"), retry.TRANSFER, outage)
+    assert not isinstance(e.value, retry.ServerGone)  # one file's trouble is that file's error
+    assert len(no_backoff) == retry.TRANSFER.retries
+
+
+def test_the_backoff_budget_is_the_run_s_not_each_file_s(no_backoff: list[float]) -> None:
+    """Files in turn against a server that answers none: the second file already finds the run's
+    budget spent, and the run ends (ServerGone) instead of waiting it out again per file."""
+    outage = retry.Outage("pi:8080")
+    with pytest.raises(RemoteError):
+        retry.call(lambda: _raise(outage, "GET f0"), retry.TRANSFER, outage)
+    with pytest.raises(retry.ServerGone) as gone:
+        retry.call(lambda: _raise(outage, "GET f1"), retry.TRANSFER, outage)
+    assert len(no_backoff) == retry.TRANSFER.retries  # not 5 per file
+    with pytest.raises(retry.ServerGone):  # and every other request of the run hears it at once
+        retry.call(lambda: _raise(outage, "GET f2"), retry.TRANSFER, outage)
+    assert str(gone.value) == ("the server at pi:8080 stopped answering (connections refused); what was done so "
+                               "far is kept: run again when it is back.")  # fmt: skip
+    assert gone.value.fatal
+
+
+def test_an_answer_in_between_keeps_each_file_on_its_own_budget(no_backoff: list[float]) -> None:
+    outage = retry.Outage("pi:8080")
+    for i in range(3):
+        with pytest.raises(RemoteError) as e:
+            retry.call(lambda i=i: _raise(outage, f"GET f{i}", answered=True), retry.TRANSFER, outage)
+        assert not isinstance(e.value, retry.ServerGone)
+    assert len(no_backoff) == 3 * retry.TRANSFER.retries
+
+
+def _raise(outage: retry.Outage, key: str, *, answered: bool = False) -> None:
+    outage.no_answer(key, "connections refused")
+    if answered:
+        outage.answered()  # other requests got through meanwhile: the server is there
+    raise RemoteError("cannot reach the server")

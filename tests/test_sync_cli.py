@@ -392,3 +392,25 @@ def test_a_folder_last_synced_with_another_share_is_merged_never_deleted(start_s
                 "only-one.txt": b"1", "only-two.txt": b"2"}  # fmt: skip
     assert files(dest) == files(second.root) == expected
     quiet_second_run(second, dest)  # a new history starts from the union
+
+
+def test_push_from_a_folder_that_is_not_there_is_refused_and_creates_nothing(share, tmp_path: Path) -> None:
+    """push only sends: a missing (mistyped) SRC is a usage error, before the server is asked, and
+    the same with -n and with --delete (which would otherwise plan deleting the share)."""
+    (share.root / "keep.txt").write_bytes(b"k")
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    missing = tmp_path / "does-not-exist"
+    asked = counting(share)
+    for extra in ([], ["-n"], ["--delete"], ["--delete", "--json"]):
+        r = subprocess.run([sys.executable, "-m", "davsync", "push", share.url, str(missing), "-u", "alice", *extra],
+                           capture_output=True, text=True, env=env)  # fmt: skip
+        assert r.returncode == 2, (extra, r.stdout, r.stderr)
+        assert not missing.exists(), extra
+        said = (r.stderr if "--json" not in extra else json.loads(r.stdout)["fatal"]).strip()
+        assert "does not exist; push sends a folder that is there" in said and len(said.splitlines()) == 1, said
+    a_file = tmp_path / "notes.txt"
+    a_file.write_bytes(b"n")
+    r = subprocess.run([sys.executable, "-m", "davsync", "push", share.url, str(a_file), "-u", "alice"],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr, r.stderr
+    assert asked() == {} and (share.root / "keep.txt").exists()

@@ -163,8 +163,7 @@ def bundled_downloads(ctx: Context, result: RunResult) -> Callable[[list[Action]
 
     def done(a: Action, outcome: Outcome) -> None:
         if isinstance(outcome, Exception):
-            result.error(a.path, str(outcome))
-            ctx.reporter.warn(f"{a.path}: {outcome}")
+            result.error(a.path, str(outcome))  # said once, with the run's problems (not also as a warning)
             return
         result.bytes_downloaded += outcome
         result.record(a.kind, a.path)

@@ -56,6 +56,7 @@ from .plan import (
 )
 from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 from .results import RunResult
+from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
 from .transfer import LocalWriteError, same_stat, stat_entry
 
@@ -98,8 +99,14 @@ def dest_lock(state_dir: Path) -> Iterator[None]:
         ) from None
 
 
-def dest_problem(dest: Path, *, writing: bool) -> tuple[str, Exit] | None:
-    """What stops DEST from being synced into, said plainly, before anything is asked or made."""
+def dest_problem(dest: Path, *, writing: bool, mode: Mode = Mode.PULL) -> tuple[str, Exit] | None:
+    """What stops DEST from being synced into, said plainly, before anything is asked or made.
+    push's SRC must be a folder that is there: push only sends, so a mistyped path must not
+    become a new empty folder (nor, with --delete, an empty share)."""
+    if mode == Mode.PUSH and not dest.is_dir():
+        if dest.exists():
+            return f"SRC {dest} is a file, not a folder; push sends a folder, so give its path.", Exit.USAGE
+        return f"SRC {dest} does not exist; push sends a folder that is there, so check the path.", Exit.USAGE
     if dest.exists() and not dest.is_dir():
         return f"{dest} is a file, not a folder: give a folder to sync into (it is created if missing).", Exit.USAGE
     if not writing:
@@ -153,7 +160,8 @@ class Engine:
         since the last run (a watcher's events); None looks at the whole folder."""
         opts = self.options
         result = RunResult(command=opts.mode)
-        problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not opts.dry_run)
+        self.remote.outage.reset()
+        problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not opts.dry_run, mode=opts.mode)
         if problem is not None:
             return _fatal(result, *problem)
         root_token: str | None | Ask = ASK
@@ -215,7 +223,7 @@ def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
 
 def _remote_failed(result: RunResult, e: RemoteError) -> RunResult:
     _fatal(result, str(e), Exit.USAGE if isinstance(e, NotAShare) else Exit.CONNECTION)
-    result.retryable = not e.fatal
+    result.retryable = not e.fatal or isinstance(e, ServerGone)  # a server that went away may come back
     return result
 
 

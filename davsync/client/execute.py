@@ -295,9 +295,9 @@ class Executor:
             self._error(a.path, str(err))
 
     def _error(self, path: str, message: str) -> None:
+        """A path this run could not handle: reported once, with the run's problems at its end."""
         with self._lock:
             self.result.error(path, message)
-        self.ctx.reporter.warn(f"{path}: {message}")
 
     def _done(self, a: Action, note: str = "", *, kind: Kind | None = None) -> None:
         with self._lock:

@@ -617,11 +617,11 @@ def _guard_pull_deletions(
     files = [a for a in deletions if a.kind == Kind.DELETE]
 
     def keep(reason: str, guard: str | None = None) -> list[Action]:
+        # A kept folder is kept like its files (reported, remembered, judged again next run): not
+        # a problem in itself. A refusal by a guard is counted (refused_deletions) by the caller.
         if guard:
             plan.guards.append(guard)
-        return [
-            replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None) for a in deletions if a.kind == Kind.DELETE
-        ] + [replace(a, kind=Kind.BLOCKED, reason=reason, record=None) for a in deletions if a.kind == Kind.RMDIR]
+        return [replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None) for a in deletions]
 
     if not deletions:
         return []

@@ -151,6 +151,9 @@ class Remote:
         self.settings = settings
         self.transport = Transport(settings)
         self.base_url = self.transport.base_url
+        # Is the server still answering at all? Shared by every request and retry of a run.
+        self.outage = retry.Outage(urlsplit(self.base_url).netloc)
+        self.transport.outage = self.outage
         self.options_headers: Mapping[str, str] | None = None  # the share root's last OPTIONS answer
 
     # --- the connection (transport.py) ------------------------------------------
@@ -534,7 +537,7 @@ class Remote:
     def _retrying(self, once: Callable[[], _T], *, safe: bool = True) -> _T:
         """Run one write-side request with the one retry policy (retry.TRANSFER), again on a
         transient failure only if repeating it is safe."""
-        return retry.call(once, retry.TRANSFER if safe else None)
+        return retry.call(once, retry.TRANSFER if safe else None, self.outage)
 
 
 _REPORT_HEADERS = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}

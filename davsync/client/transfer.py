@@ -113,14 +113,19 @@ def download(
     last_error = ""
     small = entry.size is not None and entry.size <= SMALL_FILE
     backoff = backoff or retry.TRANSFER
-    for attempt in range(backoff.retries + 1):
-        if attempt:
-            backoff.wait(attempt)
+    outage = getattr(remote, "outage", None)
+    attempt = 0
+    while True:
+        if attempt and not retry.retry_after(outage, attempt - 1, backoff):
+            raise DownloadError(f"gave up after {attempt} attempts: {last_error}")
+        if attempt and stop is not None and stop.is_set():
+            raise DownloadError("stopped; the partial download is kept and resumes next time")
+        attempt += 1
         try:
             if small:
                 return _fetch_small(remote, entry, data_path.with_suffix(".small"), progress)
             offset = _resumable_offset(data_path, meta_path, entry)
-            if attempt == 0:
+            if attempt == 1:
                 resumed_from = offset
             n, md5, total = _fetch_once(remote, entry, data_path, meta_path, offset, progress, stop)
             fetched += n
@@ -147,7 +152,6 @@ def download(
             _discard(data_path, meta_path)
             raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
         return Downloaded(data_path, md5, total, fetched, resumed_from)
-    raise DownloadError(f"gave up after {backoff.retries + 1} attempts: {last_error}")
 
 
 def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Callable[[int], None]) -> Downloaded:

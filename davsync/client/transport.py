@@ -15,7 +15,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
@@ -25,6 +25,9 @@ from requests.auth import AuthBase, HTTPDigestAuth
 from webdav3.client import Client
 
 from .neterrors import causes, connection_message, tls_message
+
+if TYPE_CHECKING:
+    from .retry import Outage
 
 
 class RemoteError(Exception):
@@ -133,6 +136,8 @@ class Transport:
         self._lock = threading.Lock()
         self.requests_sent = 0
         self._proxies = requests.utils.get_environ_proxies(self.base_url)
+        # Told of every answer and every failure without one (retry.Outage; set by Remote).
+        self.outage: Outage | None = None
 
     # --- sessions ------------------------------------------------------------
 
@@ -196,18 +201,28 @@ class Transport:
 
     # --- the one error mapping -------------------------------------------------
 
-    def failure(self, e: BaseException, what: str = "") -> RemoteError:
+    def failure(self, e: BaseException, what: str = "", key: str = "") -> RemoteError:
         """Any network exception (requests, urllib3, http.client, socket, ssl) as a RemoteError:
-        TLS problems are fatal (retrying cannot help), the rest is transient (no status).
+        TLS problems are fatal (retrying cannot help), the rest is transient (no status), and
+        the outage watch hears of it (`key`: the request, else `what`).
         `what` names the exchange that failed (`listing a/b was cut off`) when it helps."""
         found = list(causes(e))
         if any(isinstance(c, (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)) for c in found):
             return RemoteError(tls_message(e, self.base_url, self.settings.ca_cert), fatal=True)
         if any(_timed_out(c) for c in found):
             message = f"the server at {self.base_url} did not answer within {self.settings.timeout:g}s."
+            how = f"no answer within {self.settings.timeout:g}s"
         else:
             message = connection_message(e, self.base_url)
+            refused = any(isinstance(c, ConnectionRefusedError) for c in found) or "nothing is listening" in message
+            how = "connections refused" if refused else "connections cut off"
+        if self.outage is not None:
+            self.outage.no_answer(key or what, how)
         return RemoteError(f"{what}: {message}" if what else message)
+
+    def _answered(self) -> None:
+        if self.outage is not None:
+            self.outage.answered()
 
     # --- requests ------------------------------------------------------------
 
@@ -222,7 +237,8 @@ class Transport:
         try:
             resp = self.session().request(method, url, **kw)
         except NETWORK_ERRORS as e:
-            raise self.failure(e) from None
+            raise self.failure(e, key=f"{method} {url}") from None
+        self._answered()
         if resp.status_code == 401 and login:
             resp.close()
             if self._negotiate(resp):
@@ -295,6 +311,7 @@ class Transport:
                                         preload_content=False)  # fmt: skip
         except NETWORK_ERRORS as e:
             raise self.failure(e, f"GET {what} failed") from None
+        self._answered()
         if resp.status == 401:  # let the requests path work out Digest, or report the refused login
             resp.close()
             return self._get_whole(url, what, limit)

@@ -16,7 +16,7 @@ from .remote import FolderListing, Remote, RemoteError
 def list_with_retries(remote: Remote, folder: str, href: str = "") -> FolderListing:
     """A folder's listing, retrying transient failures (resets, timeouts, 50x) with the one policy.
     `href` is the server's own spelling of the folder (it may differ from the NFC path)."""
-    return retry.call(lambda: remote.list_folder(folder, href), retry.LISTING)
+    return retry.call(lambda: remote.list_folder(folder, href), retry.LISTING, getattr(remote, "outage", None))
 
 
 @dataclass
