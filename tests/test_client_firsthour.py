@@ -487,7 +487,7 @@ def test_watch_reports_server_deletions_it_keeps_once(share, tmp_path: Path, wat
     (share.root / "a.txt").unlink()
     wait_until(lambda: "kept: a.txt" in log.read_text(), 30, "watch to report the kept file")
     text = log.read_text()
-    assert "1 file(s) deleted on the server are kept here; run with --delete to remove them:" in text
+    assert "1 file deleted on the server is kept here; run with --delete to remove them:" in text
     (share.root / "c.txt").write_bytes(b"c")
     wait_until(lambda: (dest / "c.txt").exists(), 30, "the next change")
     wait_until(lambda: "c.txt" in log.read_text(), 30, "the next report")
