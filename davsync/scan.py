@@ -27,18 +27,24 @@ def iter_folders(
     descend: Descend = plain_folder,
     on_error: OnError | None = None,
     stop: threading.Event | None = None,
+    before_listing: Callable[[str], object] | None = None,
 ) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
     """Yield (relative folder, its entries) for ROOT and every folder below it that `descend` allows.
 
     Relative paths use '/'; folders are opened through `DirEntry.path` (the OS's own
     separator, so a Windows `\\\\?\\` long-path root keeps working). A folder that cannot be
     listed is passed to `on_error` (or silently left out) and nothing below it is visited.
+    `before_listing` is called with each folder just before it is listed: a caller comparing
+    the listing with its own record reads the record there, so an entry added to both while
+    the folder is walked never looks vanished.
     """
     stack: list[tuple[str, str]] = [("", root)]
     while stack:
         if stop is not None and stop.is_set():
             return
         rel, path = stack.pop()
+        if before_listing is not None:
+            before_listing(rel)
         try:
             with os.scandir(path) as it:
                 entries = list(it)

@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -108,16 +109,38 @@ class Share:
         return s
 
     def wait_indexed(self, timeout: float = 20) -> None:
-        """Wait until the change journal knows every path on disk (the watcher is asynchronous)."""
+        """Wait until the change journal knows every path on disk, and every file as it is now
+        (the watcher is asynchronous; a file overwritten in place keeps its path)."""
 
         def on_disk() -> set[str]:
             return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if not p.is_symlink()}
 
-        wait_until(lambda: set(self.index.live_paths()) == on_disk(), timeout, "the index to catch up with the disk")
+        def caught_up() -> bool:
+            return set(self.index.live_paths()) == on_disk() and not stale_in_index(self.index, self.root)
+
+        wait_until(caught_up, timeout, "the index to catch up with the disk")
 
     def request(self, method: str, path: str, user: str | None = "alice", **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
         return self.session(user).request(method, self.url + path.lstrip("/"), **kw)
+
+
+def stale_in_index(index: Any, root: Path, skip: Callable[[str], bool] = lambda name: False) -> list[str]:
+    """Files on the server's disk whose index row does not describe their current content (not
+    hashed yet since the last write). `skip(name)` leaves out a folder or file by its name."""
+    stale = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not skip(d)]
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # gone meanwhile: the caller's comparison of paths sees it
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            if stat.S_ISREG(st.st_mode) and not skip(name) and index.fresh_md5(rel, st) is None:
+                stale.append(rel)
+    return stale
 
 
 _USERS_TEMPLATE: list[Path] = []

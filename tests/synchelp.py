@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from conftest import PASSWORDS, wait_until
+from conftest import PASSWORDS, stale_in_index, wait_until
 
 # Requests that move or change content; a no-op run sends none of them.
 TRANSFER_METHODS = frozenset({"PUT", "GET", "MOVE", "DELETE", "MKCOL", "COPY"})
@@ -329,6 +329,7 @@ class RecordingProxy:
         self.log: list[Exchange] = []
         self.triggers: list[Trigger] = []
         self._conns = 0
+        self._piping: Counter[int] = Counter()  # connection -> its pipe threads still running
         threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
 
     @property
@@ -342,6 +343,19 @@ class RecordingProxy:
     def since(self, mark: int) -> list[Exchange]:
         with self._lock:
             return list(self.log[mark:])
+
+    def finished(self, mark: int, timeout: float = 30) -> list[Exchange]:
+        """`since(mark)` once every connection that carried those exchanges has closed. A body's
+        members and their statuses are recorded after its last bytes are forwarded, so a client
+        that has exited may have heard them before this proxy's thread wrote them down."""
+        conns = {ex.conn for ex in self.since(mark)}
+
+        def closed() -> bool:
+            with self._lock:
+                return not any(self._piping[c] for c in conns)
+
+        wait_until(closed, timeout, "the proxy to finish recording the exchanges")
+        return self.since(mark)
 
     def on(self, method: str | None = None, path: str | Callable[[str], bool] | None = None, **kw: Any) -> Trigger:
         t = Trigger(method, path, **kw)
@@ -383,6 +397,7 @@ class RecordingProxy:
                 self._conns += 1
                 conn_id = self._conns
                 self._sockets |= {client, upstream}
+                self._piping[conn_id] = 2
             pending: deque[Exchange] = deque()
             args = (conn_id, pending, client, upstream)
             threading.Thread(target=self._pipe, args=(*args, True), daemon=True).start()
@@ -482,6 +497,9 @@ class RecordingProxy:
                 _close(s)
             with self._lock:
                 self._sockets -= {src, dst}
+                self._piping[conn_id] -= 1
+                if not self._piping[conn_id]:
+                    del self._piping[conn_id]
 
     def _forward(self, dst: socket.socket, data: bytes, ex: Exchange | None, to_server: bool) -> None:
         if ex is None or not data:
@@ -823,8 +841,12 @@ class SyncWorld:
         if self.backend != "davsync":
             return
         index = self.server.state.index
-        wait_until(lambda: {nfc(p) for p in index.live_paths()} == on_disk(), timeout,
-                   "the server's index to catch up with its disk")  # fmt: skip
+
+        def caught_up() -> bool:  # every path, and every file as it is now (an overwrite keeps its path)
+            return ({nfc(p) for p in index.live_paths()} == on_disk()
+                    and not stale_in_index(index, self.root, skip=lambda name: name.startswith(SERVER_TEMP)))  # fmt: skip
+
+        wait_until(caught_up, timeout, "the server's index to catch up with its disk")
 
     def versions_dirs(self) -> list[Path]:
         if not self.keeps_versions:
@@ -1040,7 +1062,7 @@ class SyncWorld:
             self.running = False
             self._stop_sampler()
         r = Run([verb, *args], proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
-                self.proxy.since(mark), time.monotonic() - t0)  # fmt: skip
+                self.proxy.finished(mark), time.monotonic() - t0)  # fmt: skip
         self.runs.append(r)
         return r
 

@@ -106,6 +106,7 @@ def test_server_side_changes_are_exactly_what_is_acted_on(share, tmp_path: Path)
     os.utime(same, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and mtime put back
     (share.root / "file07.txt").write_bytes(b"different size now")
     (share.root / "file09.txt").unlink()
+    share.wait_indexed()  # (an incremental pull knows what the server's tracker has seen)
     code, out = pull_json(share.url, dest, "--delete")
     assert code == 0, out
     done = {kind: sorted(paths) for kind, paths in out["done"].items()}
@@ -120,6 +121,7 @@ def test_conflict_keeps_local_edit_and_reports(share, tmp_path: Path) -> None:
     assert pull_json(share.url, dest)[0] == 0
     (dest / "notes.txt").write_bytes(b"my local edit")
     (share.root / "notes.txt").write_bytes(b"v2 from the server")
+    share.wait_indexed()
     code, out = pull_json(share.url, dest)
     assert code == 3, out
     assert out["conflicts"][0]["path"] == "notes.txt"
@@ -183,8 +185,10 @@ def test_deletion_guards(share, tmp_path: Path) -> None:
     (share.root / "keep").write_bytes(b"k")
     dest = tmp_path / "mirror"
     pull_json(share.url, dest)
-    # Without --delete: kept and reported.
+    # Without --delete: kept and reported. (Each disk change is awaited in the server's change
+    # journal: a pull started before its tracker saw it would rightly not know of it yet.)
     (share.root / "f0").unlink()
+    share.wait_indexed()
     code, out = pull_json(share.url, dest)
     assert code == 0 and out["done"] == {"deleted-remotely": ["f0"]} and (dest / "f0").exists()
     # Locally modified: never deleted.
@@ -194,12 +198,14 @@ def test_deletion_guards(share, tmp_path: Path) -> None:
     # More than --max-delete: all refused.
     for i in (1, 2, 3):
         (share.root / f"f{i}").unlink()
+    share.wait_indexed()
     code, out = pull_json(share.url, dest, "--delete", "--max-delete", "2")
     assert "delete" not in out["done"] and all((dest / f"f{i}").exists() for i in (1, 2, 3))
     assert any("--max-delete" in w for w in out["warnings"])
     # Remote root empty while the mirror is not: refused.
     for p in share.root.iterdir():
         p.unlink()
+    share.wait_indexed()
     code, out = pull_json(share.url, dest, "--delete")
     assert "delete" not in out["done"] and (dest / "keep").exists()
     assert any("empty" in w for w in out["warnings"])
@@ -213,6 +219,7 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backof
     dest = tmp_path / "mirror"
     pull_json(share.url, dest)
     (share.root / "ok" / "gone.txt").unlink()
+    share.wait_indexed()
     proxy = Proxy(share.server.port, Faults(fail_paths=("/flaky/",)))
     try:  # in-process, so the listing's retries take the injected backoff
         out = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions(delete=True)).as_json()
@@ -265,6 +272,7 @@ def test_resume_starts_over_when_remote_changed(share, tmp_path: Path, no_backof
     assert no_backoff == [0.5, 1.0, 2.0, 4.0, 8.0]  # every retry of the policy, none waited for
     new = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(new)
+    share.wait_indexed()
     result = run_pull(conn(share), dest, PullOptions())
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
@@ -291,6 +299,7 @@ def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version
     assert part.stat().st_size > 0
     new = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(new)
+    share.wait_indexed()
     write_meta = transfer._write_meta
 
     def kill_after_meta(*args):  # type: ignore[no-untyped-def]

@@ -497,12 +497,13 @@ class _Run:
     ) -> dict[str, JournalEntry]:
         """An upload whose answer never came: done when the server holds that content."""
         out = dict(base)
-        for intent in self.journal.intents():
-            if intent.op != "put":
-                continue
+        puts = [intent for intent in self.journal.intents() if intent.op == "put"]
+        unlisted = self._unlisted(
+            [i.path for i in puts if i.path not in rv.entries and i.path not in rv.removed] if not rv.complete else []
+        )
+        for intent in puts:
             path, sent = intent.path, intent.entry
-            # Not among the changes since the token: the upload never reached the server.
-            r = rv.entries.get(path)
+            r = rv.entries.get(path) or unlisted.get(path)
             done = r is not None and not r.is_dir and self._holds(r, sent, intent.base_etag)
             entry = complete(sent, None, r) if done and r is not None else None
             if entry is not None:
@@ -510,6 +511,31 @@ class _Run:
             if write:
                 self.journal.settle(path, entry)
         return out
+
+    def _unlisted(self, paths: list[str]) -> dict[str, RemoteEntry]:
+        """The server's entries for in-flight uploads a change list does not name. A change list
+        can lag the server's disk (its index missed the write: a failed index update, a server
+        relying on rescans), so absence proves nothing: ask the server itself, one PROPFIND per
+        path or, for several in one folder, one listing of the folder."""
+        folders: dict[str, list[str]] = {}
+        for path in paths:
+            folders.setdefault(path.rpartition("/")[0], []).append(path)
+        found: dict[str, RemoteEntry] = {}
+        for folder, members in folders.items():
+            if len(members) == 1:
+                entry = self.remote.stat(members[0])
+                if entry is not None:
+                    found[members[0]] = entry
+                continue
+            try:
+                listing = self.remote.list_folder(folder)
+            except RemoteError as e:
+                if e.status == 404:
+                    continue  # the folder is not there: nor is any of the uploads into it
+                raise
+            wanted = set(members)
+            found.update((e.path, e) for e in listing.entries if e.path in wanted)
+        return found
 
     def _holds(self, r: RemoteEntry, sent: JournalEntry, base_etag: str | None) -> bool:
         """Does the server's version equal what was sent? The listed MD5 decides; a server

@@ -64,14 +64,22 @@ def rescan(
     """
     report = ScanReport()
 
+    recorded: dict[str, tuple[dict[str, bool], dict[str, tuple[Identity, str | None]]]] = {}
+
+    def read_record(folder: str) -> None:
+        # Before the folder is listed: a file an upload places (and indexes) after the listing
+        # must not look vanished, nor a folder a DELETE removes after it look new.
+        recorded.clear()  # (a folder that could not be listed left its record behind)
+        if not (folder and is_internal_path(folder)):
+            recorded[folder] = (index.children(folder), index.identities_in(folder))
+
     def stale_files() -> Iterator[tuple[str, str, os.stat_result]]:
-        for folder, entries in iter_folders(root):
+        for folder, entries in iter_folders(root, before_listing=read_record):
             if stop is not None and stop.is_set():
                 return
             if folder and is_internal_path(folder):
                 continue
-            known = index.children(folder)
-            hashed = index.identities_in(folder)
+            known, hashed = recorded.pop(folder)
             present: set[str] = set()
             for entry in entries:
                 rel = f"{folder}/{entry.name}" if folder else entry.name

@@ -75,6 +75,7 @@ class ChangeTracker:
         self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)
         self.idle = threading.Event()
         self._sweeps_asked = 0  # sweeps asked for by sweep(); each runs rescan in the worker
+        self._sweeps_started = 0  # asks covered by the rescan under way (or the last one)
         self._sweeps_done = 0
         self._sweep_ok = True  # whether the last sweep's rescan finished
         self._swept = threading.Condition(self._lock)
@@ -122,7 +123,8 @@ class ChangeTracker:
         if not self.initial_scan_done.wait(timeout):
             return False
         with self._lock:
-            want = self._sweeps_asked = max(self._sweeps_asked, self._sweeps_done + 1)
+            # Not one under way: it may have walked past a file copied in a moment ago.
+            want = self._sweeps_asked = max(self._sweeps_asked, self._sweeps_started + 1)
         self._wake.set()
         with self._swept:
             return (
@@ -157,7 +159,7 @@ class ChangeTracker:
                     except Exception:
                         log.exception("Could not index %s", rel)
                 with self._lock:
-                    asked = self._sweeps_asked
+                    asked = self._sweeps_started = self._sweeps_asked
                 if asked > self._sweeps_done:
                     ok = True
                     try:
