@@ -61,13 +61,17 @@ def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
 
 def share_password(url: str, user: str) -> str:
     """DAVSYNC_PASSWORD, else the one `davsync login` stored in the OS credential store, else a prompt."""
+    hint = ""
     if os.environ.get("DAVSYNC_PASSWORD") is None:
-        from .client.credentials import load_password
+        from .client.credentials import load_password, store_available
 
         stored = load_password(url, user)
         if stored is not None:
             return stored
-    hint = f"run `davsync login {url} --user {user}` once to store it, or set DAVSYNC_PASSWORD."
+        if store_available():
+            hint = f"run `davsync login {url} --user {user}` once to store it, or set DAVSYNC_PASSWORD."
+        else:  # `davsync login` cannot help here: offer only what works
+            hint = "set DAVSYNC_PASSWORD, or run this in a terminal to be asked (there is no credential store here)."
     return read_password(f"Password for {user}", confirm=False, hint=hint)
 
 
@@ -255,13 +259,20 @@ def _check_ca_cert(ca_cert: Path) -> None:
         raise fail(f"cannot read the CA certificate {ca_cert}: {e.strerror}.", Exit.USAGE) from None
 
 
-def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
-    from .client.remote import ConnectionSettings, RemoteError, normalize_base
+def _canonical(url: str) -> str:
+    """The share URL as every command sends it (one slash between segments, encoded once)."""
+    from .client.remote import RemoteError, normalize_base
 
     try:
-        url = normalize_base(url)
+        return normalize_base(url)
     except RemoteError as e:
         raise fail(str(e), Exit.USAGE) from None
+
+
+def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
+    from .client.remote import ConnectionSettings
+
+    url = _canonical(url)
     if ca_cert is not None and insecure:
         raise fail("use either --ca-cert or --insecure, not both.", Exit.USAGE)
     if ca_cert is not None:
@@ -331,13 +342,14 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     if json_out:
         typer.echo(json.dumps(result.as_json(), indent=2))
     elif result.fatal is None:
+        rerun = {"url": _arg(conn.url), "folder": _arg(str(folder))}  # for the fixes a problem line suggests
         if quiet:
-            lines = problem_lines(result)
+            lines = problem_lines(result, **rerun)
         elif options.dry_run:
-            lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result)
+            lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result, **rerun)
             lines = lines or [f"Nothing to do: {'the mirror is' if what == 'pull' else 'both sides are'} in sync."]
         else:
-            lines = summary_lines(result)
+            lines = summary_lines(result, list_paths=True, **rerun)
         if lines:
             typer.echo("\n".join(lines))
     elif result.errors or result.conflicts:  # what went wrong before the run had to stop
@@ -345,6 +357,11 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
     raise typer.Exit(int(result.exit_code))
+
+
+def _arg(text: str) -> str:
+    """A URL or folder as it can be pasted into a command line (quoted if it has spaces)."""
+    return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
 def _max_delete(text: str | None) -> tuple[int | None, float | None]:
@@ -497,7 +514,8 @@ def status(
         data["in_sync"] = code == Exit.OK
         typer.echo(json.dumps(data, indent=2))
     else:
-        lines = plan_lines(result.plan, two_way=mode != Mode.PULL) + problem_lines(result)
+        lines = plan_lines(result.plan, two_way=mode != Mode.PULL)
+        lines += problem_lines(result, url=_arg(conn.url), folder=_arg(str(folder)))
         if code == Exit.OK:
             what = "a pull" if mode == Mode.PULL else f"a {mode.value}"
             lines.append("In sync." if result.plan.in_sync else f"In sync: {what} would change no file.")
@@ -549,30 +567,42 @@ def login(
 
     Windows Credential Manager, macOS Keychain or the Secret Service: pull, status, watch
     and doctor then need neither a prompt nor DAVSYNC_PASSWORD."""
-    from .client.credentials import CredentialStoreError, delete_password, save_password
-    from .client.remote import Remote, RemoteError
+    from .client.credentials import (
+        NO_STORE,
+        CredentialStoreError,
+        NoCredentialStore,
+        delete_password,
+        save_password,
+        store_available,
+    )
+    from .client.remote import NotAShare, Remote, RemoteError
 
-    url = _share_url(url)
+    url = _canonical(_share_url(url))  # the key pull and sync look the password up by
     if forget:
         try:
-            removed = delete_password(url, user)
+            removed = store_available() and delete_password(url, user)
         except CredentialStoreError as e:
             raise fail(str(e), Exit.LOCAL) from None
         typer.echo(
             f"Forgot the password for {user} on {url}." if removed else f"No password was stored for {user} on {url}."
         )
         return
+    if not store_available():  # said before the password is asked for, not after the server checked it
+        raise fail(NO_STORE, Exit.USAGE)
     conn = _connection(url, None, ca_cert, insecure, 1)
     password = read_password(f"Password for {user} on {url}", confirm=False)
     remote = Remote(replace(conn, user=user, password=password))
     try:
         remote.check_root()
     except RemoteError as e:
-        raise fail(f"{e} Nothing was stored.", Exit.CONNECTION) from None
+        code = Exit.USAGE if isinstance(e, NotAShare) else Exit.CONNECTION
+        raise fail(f"{e} Nothing was stored.", code) from None
     finally:
         remote.close()
     try:
         save_password(url, user, password)
+    except NoCredentialStore as e:
+        raise fail(str(e), Exit.USAGE) from None
     except CredentialStoreError as e:
         raise fail(str(e), Exit.LOCAL) from None
     typer.echo(f"Logged in: the password for {user} on {url} is in the system's credential store.")

@@ -11,6 +11,7 @@ import typer
 
 from .console import stop_signals
 from .exitcodes import Exit
+from .units import plural
 
 if TYPE_CHECKING:  # the server is imported when it starts: other commands never load it
     from .server.settings import ServeSettings
@@ -218,7 +219,7 @@ def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) 
     lan = urls[-1]
     host = lan.split("//", 1)[1].rsplit(":", 1)[0]
     access = {"off": "users only", "read": "guests may read", "write": "guests may read AND WRITE"}
-    typer.echo(f"davsync is sharing {settings.root}  ({access[settings.anonymous]}, {len(db.users)} user(s))")
+    typer.echo(f"davsync is sharing {settings.root}  ({access[settings.anonymous]}, {plural(len(db.users), 'user')})")
     for url in urls:
         typer.echo(f"  {url}")
     typer.echo("Connect from:")

@@ -132,7 +132,8 @@ def versions_list(
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    kept = f"{count} {'version' if count == 1 else 'versions'} kept, {human_size(total)}."
+    where = " in the whole share" if rel else ""  # the total is the share's, not PATH's: say so
+    kept = f"{count} {'version' if count == 1 else 'versions'} kept{where}, {human_size(total)}."
     typer.echo(f"{kept} Restore one: davsync versions restore PATH [--id ID | --at TIME]")
 
 

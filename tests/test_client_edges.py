@@ -67,10 +67,38 @@ def test_plain_reporter_prints_one_line_per_action(share, tmp_path: Path) -> Non
     assert result.exit_code == 0
     lines = out.getvalue().splitlines()
     assert sorted(lines) == sorted(
-        ["created folder: docs", "Downloading 2 file(s), 3 B", "downloaded: b.txt", "downloaded: docs/a.txt"]
+        ["created folder: docs", "Downloading 2 files, 3 B", "downloaded: b.txt", "downloaded: docs/a.txt"]
     )
-    assert lines.index("Downloading 2 file(s), 3 B") < lines.index("downloaded: b.txt")
+    assert lines.index("Downloading 2 files, 3 B") < lines.index("downloaded: b.txt")
     assert summary_lines(result) == ["Done: 2 downloaded (3 B)."]
+
+
+def test_the_summary_counts_agree_and_a_long_report_shows_a_few_paths_and_the_fix() -> None:
+    """A sync with a conflict (its server version down, the local copy up) and 311 deletions a
+    guard refused: counts that match the bytes and the guard's warning, five paths, the way on."""
+    from davsync.client.plan import Action, Kind, LocalEntry, Mode, Plan, RemoteEntry
+    from davsync.client.results import Conflict, RunResult
+
+    conflict = Action(Kind.CONFLICT, "r.txt", remote=RemoteEntry("r.txt", False, 2100), local=LocalEntry(False, 8))
+    folders = [Action(Kind.LOCAL_DELETED, f"d{i}", remote=RemoteEntry(f"d{i}", True)) for i in range(11)]
+    files = [Action(Kind.LOCAL_DELETED, f"d0/f{i}", remote=RemoteEntry(f"d0/f{i}", False, 1)) for i in range(300)]
+    plan = Plan(actions=[conflict, *folders, *files], guards=["max-delete-remote"], refused_deletions=311)
+    result = RunResult(
+        command=Mode.SYNC, plan=plan, bytes_downloaded=2100, bytes_uploaded=8,
+        done={Kind.CONFLICT: ["r.txt"], Kind.LOCAL_DELETED: [a.path for a in folders + files]},
+        conflicts=[Conflict("r.txt", "r.sync-conflict-20261122-013000.txt", "changed on both sides", uploaded=True)],
+    )  # fmt: skip
+    lines = summary_lines(result, url="http://pi:8080/", folder="pc", list_paths=True)
+    assert lines[0] == (
+        "Done: 1 downloaded (2.1 kB), 1 uploaded (8 B), 1 conflict, 300 files and 11 folders deleted here but kept "
+        "on the server."
+    )
+    assert lines[1:3] == ["deleted here but kept on the server:", "  d0/"]
+    assert "  … and 306 more (--json lists them all)" in lines and len(lines) < 12, lines
+    assert lines[-1] == "Check these deletions; if they are meant, run again with --max-delete 100% (or --max-delete 300)."
+    out = io.StringIO()
+    PlainReporter(out, "sync").file_done(files[0])  # reported, not acted on: no line per file
+    assert out.getvalue() == ""
 
 
 def test_rich_reporter_draws_progress_and_still_names_conflicts(share, tmp_path: Path) -> None:

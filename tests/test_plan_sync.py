@@ -429,6 +429,15 @@ def test_a_failed_listing_freezes_its_subtree_and_holds_every_deletion() -> None
     p, _ = check_run(w, SYNC, failed_remote=frozenset({"d"}))
     assert "failed-listing" in p.guards and p.warnings
     assert kinds(p) == {"f": Kind.LOCAL_DELETED, "g": Kind.UPDATE}
+    assert "could not be listed (on the server: d)" in p.warnings[0]  # which folder, and on which side
+
+
+def test_the_failed_listing_warning_names_a_few_folders_and_each_side() -> None:
+    from davsync.client.plan import failed_where
+
+    assert failed_where({"Photos"}, ()) == "on this computer: Photos"
+    many = failed_where({"", "b"}, {"s1", "s2", "s3", "s4", "s5"})
+    assert many == "on this computer: /, b; on the server: s1, s2, s3 and 2 more"
 
 
 def test_a_failed_local_folder_is_frozen_too() -> None:
@@ -436,6 +445,9 @@ def test_a_failed_local_folder_is_frozen_too() -> None:
     rm_remote(w, "d")
     p, _ = check_run(w, SYNC, failed_local=frozenset({"d"}))
     assert p.actions == []
+    assert p.warnings == [
+        "Some folders could not be listed (on this computer: d): they are left alone, and nothing is deleted this run."
+    ]
 
 
 def test_lost_journal_is_union_only() -> None:

@@ -280,6 +280,12 @@ def test_push_never_overwrites_a_server_file_changed_since_the_last_push(share, 
     delta = counting(share)
     again = sync(share, src, Mode.PUSH)  # still reported, and no PUT tried over it (nor a 412 needed)
     assert again.exit_code == 3 and again.done.get(Kind.SERVER_CHANGED) == ["a.txt"] and "PUT" not in delta()
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    cmd = [sys.executable, "-m", "davsync", "push", share.url, str(src), "--user", "alice"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 3, r.stdout + r.stderr  # and the way out is said, not only the path
+    assert "changed on the server, not overwritten:\n  a.txt\n" in r.stdout, r.stdout
+    assert f"run `davsync sync {share.url} {src}` to take the server's changes in" in r.stdout, r.stdout
     result = sync(share, src, Mode.PUSH, delete=True)
     assert not (share.root / "b.txt").exists() and result.done.get(Kind.REMOTE_DELETE) == ["b.txt"]
 
@@ -292,6 +298,8 @@ def test_status_shows_the_two_way_view_of_a_synced_folder(share, tmp_path: Path)
     (dest / "up.txt").write_bytes(b"to upload")
     settle(dest / "up.txt")
     (share.root / "down.txt").write_bytes(b"to download")
+    (dest / "s.txt").unlink()  # deleted here while it changed on the server: it comes back, said as such
+    assert share.request("PUT", "/s.txt", data=b"s, edited on the server").status_code == 204
     share.wait_indexed()
     env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
     cmd = [sys.executable, "-m", "davsync", "status", share.url, str(dest), "--user", "alice"]
@@ -299,6 +307,7 @@ def test_status_shows_the_two_way_view_of_a_synced_folder(share, tmp_path: Path)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "to upload (new here): 1\n  up.txt" in r.stdout and "to download (new on the server): 1\n  down.txt" in r.stdout
+    assert "to download (changed on the server; deleted here): 1\n  s.txt" in r.stdout, r.stdout
     assert not set(delta()) & WRITES
     assert not (share.root / "up.txt").exists() and not (dest / "down.txt").exists()
 

@@ -362,7 +362,9 @@ def test_state_dir_alone_finds_the_server_for_versions_and_share(share: Share) -
     put(share, "d.txt", b"1")
     share.request("DELETE", "d.txt")
     r = runner.invoke(app, ["versions", "list", "--state-dir", str(share.state_dir)])
-    assert r.exit_code == 0 and "d.txt" in r.output and "1 version kept" in r.output, r.output
+    assert r.exit_code == 0 and "d.txt" in r.output and "1 version kept," in r.output, r.output
+    r = runner.invoke(app, ["versions", "list", "d.txt", "--state-dir", str(share.state_dir)])
+    assert "1 version kept in the whole share," in r.output, r.output  # the total is not PATH's
     r = runner.invoke(app, ["share", "list", "--state-dir", str(share.state_dir)])
     assert r.exit_code == 0, r.output
 

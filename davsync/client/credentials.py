@@ -29,10 +29,34 @@ def service_name(url: str) -> str:
     return SERVICE_PREFIX + urlunsplit((scheme, f"{host}:{port}", path, "", ""))
 
 
+NO_STORE = (
+    "this system has no credential store (keyring) to keep the password in: set DAVSYNC_PASSWORD "
+    "for each run instead, or run davsync in a terminal to be asked for it."
+)
+
+
+class NoCredentialStore(CredentialStoreError):
+    """No keyring backend at all (a server or container without a desktop session): a setup
+    fact, not a failure, so `login` says what works instead."""
+
+
+def store_available() -> bool:
+    """Is there a credential store to keep a password in? (keyring falls back to a backend
+    that refuses everything when none is installed or reachable.)"""
+    import keyring
+    from keyring.backends import fail
+
+    return not isinstance(keyring.get_keyring(), fail.Keyring)
+
+
 def _store_error(e: Exception) -> CredentialStoreError:
+    from keyring.errors import NoKeyringError
+
+    if isinstance(e, NoKeyringError):
+        return NoCredentialStore(NO_STORE)
     return CredentialStoreError(
-        f"the system's credential store is not available ({e.__class__.__name__}: {e}). "
-        "Set DAVSYNC_PASSWORD for this process instead, or install a keyring backend."
+        f"the system's credential store refused the request ({e}): unlock it and try again, "
+        "or set DAVSYNC_PASSWORD for each run instead."
     )
 
 

@@ -605,6 +605,19 @@ def _decide_pull(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: 
     return _pulled(j, Kind.DELETE, path, None, loc, "deleted on the server")
 
 
+def failed_where(here: Iterable[str], there: Iterable[str], limit: int = 3) -> str:
+    """Which folders failed to list, and on which side (`on this computer: Photos; on the server: a, b, c
+    and 2 more`): a warning that names none leaves the user nothing to check."""
+
+    def few(folders: Iterable[str]) -> str:
+        names = sorted(f or "/" for f in folders)  # "" is the top folder itself
+        shown = ", ".join(names[:limit])
+        return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+    sides = (("on this computer", here), ("on the server", there))
+    return "; ".join(f"{side}: {few(folders)}" for side, folders in sides if folders)
+
+
 def _guard_pull_deletions(
     deletions: list[Action],
     remote_empty: bool,
@@ -628,7 +641,9 @@ def _guard_pull_deletions(
     if not options.delete:
         return keep("deleted on the server; kept (use --delete to remove)")
     if failed_folders:
-        plan.warnings.append("Deletions skipped: some folders could not be listed this run.")
+        plan.warnings.append(
+            f"Deletions skipped: some folders could not be listed this run ({failed_where((), failed_folders)})."
+        )
         return keep("deletion skipped: a listing failed this run", "failed-listing")
     mirror_nonempty = any(not j.is_dir for j in journal.values())
     if remote_empty and mirror_nonempty:
@@ -791,7 +806,8 @@ class _TwoWay:
         judged = {p for p in candidates if not self._frozen(p) and not self._is_excluded(p)}
         if self.rv.failed or self.lv.failed:
             self.result.warnings.append(
-                "Some folders could not be listed: they are left alone, and nothing is deleted."
+                f"Some folders could not be listed ({failed_where(self.lv.failed, self.rv.failed)}): they are "
+                "left alone, and nothing is deleted this run."
             )
         self._type_clashes(sorted(judged))
         judged = {p for p in judged if not self._frozen(p)} | self._set_aside_paths()

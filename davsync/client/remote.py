@@ -78,7 +78,8 @@ __all__ = [
 
 
 class NotAShare(RemoteError):
-    """The URL answers, but names something that cannot be mirrored (a file): a usage error."""
+    """The server answers, but the URL names nothing that can be mirrored (a file, no folder at
+    all, no WebDAV): a usage error (exit 2), since the fix is in the URL, not the network."""
 
 
 class PreconditionFailed(RemoteError):
@@ -234,7 +235,10 @@ class Remote:
         if resp.status_code == 403:
             raise RemoteError(f"the server denies access to {self.base_url} (403).", fatal=True, status=403)
         if resp.status_code == 404:
-            raise RemoteError(f"there is no share at {self.base_url} (404). Check the URL.", fatal=True, status=404)
+            # The server answered: a wrong path in the URL is a configuration error (exit 2), not a connection one.
+            raise NotAShare(
+                f"the server has no folder at {self.base_url} (404): check the path in the URL.", fatal=True, status=404
+            )
         if resp.status_code in (200, 405, 501):  # a web page, or PROPFIND refused: no WebDAV here
             raise NotAShare(
                 f"{self.base_url} is not a WebDAV share (PROPFIND answered HTTP {resp.status_code}): "

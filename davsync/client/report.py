@@ -6,7 +6,7 @@ import sys
 import threading
 from typing import Any, TextIO, cast
 
-from ..units import human_size
+from ..units import human_size, plural
 from .plan import Action, Kind, Mode, Plan
 from .results import RunResult
 
@@ -39,14 +39,16 @@ class PlainReporter:
     def begin(self, files: int, total_bytes: int) -> None:
         if files:
             verb = "Downloading" if self.command == "pull" else "Transferring"
-            self._line(f"{verb} {files} file(s), {human_size(total_bytes)}")
+            self._line(f"{verb} {plural(files, 'file')}, {human_size(total_bytes)}")
 
     def file_started(self, path: str, size: int) -> None: ...
 
     def advance(self, nbytes: int) -> None: ...
 
     def file_done(self, action: Action, note: str = "") -> None:
-        verb = VERBS.get(action.kind, action.kind.value)
+        verb = VERBS.get(action.kind)
+        if verb is None:  # a file only reported, not acted on: the summary lists a few (--json all)
+            return
         extra = f" (your version kept as {note})" if action.kind == Kind.CONFLICT and note else ""
         self._line(f"{verb}: {action.path}{extra}")
 
@@ -172,30 +174,82 @@ _WITH_REASON = {
 }  # fmt: skip
 
 
+def _restores(a: Action) -> bool:
+    """A transfer that brings back a file the other side deleted (it had a base as a file)."""
+    return a.base is not None and not a.base.is_dir
+
+
+# Two-way transfers of a file one side deleted and the other changed: said as such, not "new".
+_RESTORE_LABELS = {
+    Kind.DOWNLOAD: "to download (changed on the server; deleted here)",
+    Kind.UPLOAD: "to upload (changed here; deleted on the server)",
+}
+
+
 def plan_lines(plan: Plan, limit: int = 50, *, two_way: bool = False) -> list[str]:
     """The plan as `status` and `--dry-run` print it."""
     lines = []
     for kind, label in TWO_WAY_LABELS if two_way else STATUS_LABELS:
-        actions = plan.of(kind)
-        if not actions:
-            continue
-        lines.append(f"{label}: {len(actions)}")
-        for a in actions[:limit]:
-            where = f"{a.src} -> {a.path}" if a.src else a.path
-            detail = f"  ({a.reason})" if kind in _WITH_REASON and (two_way or kind != Kind.LOCAL_MODIFIED) else ""
-            lines.append(f"  {where}{detail}")
-        if len(actions) > limit:
-            lines.append(f"  … and {len(actions) - limit} more")
+        groups = [(label, plan.of(kind))]
+        if two_way and kind in _RESTORE_LABELS:
+            groups = [
+                (label, [a for a in groups[0][1] if not _restores(a)]),
+                (_RESTORE_LABELS[kind], [a for a in groups[0][1] if _restores(a)]),
+            ]
+        for shown, actions in groups:
+            if not actions:
+                continue
+            lines.append(f"{shown}: {len(actions)}")
+            for a in actions[:limit]:
+                where = f"{a.src} -> {a.path}" if a.src else a.path
+                detail = f"  ({a.reason})" if kind in _WITH_REASON and (two_way or kind != Kind.LOCAL_MODIFIED) else ""
+                lines.append(f"  {where}{detail}")
+            if len(actions) > limit:
+                lines.append(f"  … and {len(actions) - limit} more (--json lists them all)")
     return lines
 
 
-def summary_lines(result: RunResult) -> list[str]:
+def _is_dir(a: Action) -> bool:
+    return any(e is not None and e.is_dir for e in (a.remote, a.local, a.base))
+
+
+def _items(paths: list[str], folders: set[str]) -> str:
+    """`30 files and 3 folders`: the same count a guard's warning gives (it counts files)."""
+    dirs = sum(1 for p in paths if p in folders)
+    files = len(paths) - dirs
+    if dirs and files:
+        return f"{plural(files, 'file')} and {plural(dirs, 'folder')}"
+    return plural(dirs, "folder") if dirs else plural(files, "file")
+
+
+def _folders(result: RunResult) -> set[str]:
+    return {a.path for a in result.plan.actions if _is_dir(a)}
+
+
+def _transfers(result: RunResult) -> tuple[int, int]:
+    """Files downloaded and uploaded, a conflict's too: its server version came down, and in
+    sync the local copy went up, so the counts agree with the bytes beside them."""
     n = result.count
-    parts = [f"{n(Kind.DOWNLOAD, Kind.UPDATE)} downloaded ({human_size(result.bytes_downloaded)})"]
+    remote_files = {a.path for a in result.plan.of(Kind.CONFLICT) if a.remote is not None and not a.remote.is_dir}
+    fetched = sum(1 for c in result.conflicts if c.path in remote_files)
+    sent = sum(1 for c in result.conflicts if c.uploaded)
+    return n(Kind.DOWNLOAD, Kind.UPDATE) + fetched, n(Kind.UPLOAD, Kind.UPLOAD_EDIT) + sent
+
+
+def summary_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", list_paths: bool = False) -> list[str]:
+    """The one-line summary of a run, then (`list_paths`) a few paths of each kind only reported,
+    then its problems."""
+    n = result.count
+    folders = _folders(result)
+    down, up = _transfers(result)
+    parts = []
+    if result.command != Mode.PUSH:  # push never downloads
+        parts.append(f"{down} downloaded ({human_size(result.bytes_downloaded)})")
     if result.command != Mode.PULL:
-        parts.append(f"{n(Kind.UPLOAD, Kind.UPLOAD_EDIT)} uploaded ({human_size(result.bytes_uploaded)})")
+        parts.append(f"{up} uploaded ({human_size(result.bytes_uploaded)})")
+    if n(Kind.CONFLICT):
+        parts.append(plural(n(Kind.CONFLICT), "conflict"))
     for kinds, label in (
-        ((Kind.CONFLICT,), "conflicts"),
         ((Kind.LOCAL_MOVE, Kind.REMOTE_MOVE), "moved"),
         ((Kind.DELETE,), "deleted here (to the trash)" if result.command != Mode.PULL else "deleted"),
         ((Kind.REMOTE_DELETE,), "deleted on the server"),
@@ -204,29 +258,85 @@ def summary_lines(result: RunResult) -> list[str]:
     ):
         if n(*kinds):
             parts.append(f"{n(*kinds)} {label}")
-    if n(Kind.REMOTE_DELETED):
-        parts.append(f"{n(Kind.REMOTE_DELETED)} deleted on the server but kept")
-    if n(Kind.LOCAL_MODIFIED):
-        parts.append(f"{n(Kind.LOCAL_MODIFIED)} modified locally, left alone")
-    if n(Kind.LOCAL_DELETED):
-        parts.append(f"{n(Kind.LOCAL_DELETED)} deleted here but kept on the server")
-    if n(Kind.LOCAL_ONLY):
-        parts.append(f"{n(Kind.LOCAL_ONLY)} new here, not uploaded")
-    if n(Kind.SERVER_CHANGED):
-        parts.append(f"{n(Kind.SERVER_CHANGED)} changed on the server, not overwritten")
+    for kind, label in _HELD:
+        paths = result.done.get(kind, [])
+        if paths:
+            parts.append(f"{_items(paths, folders)} {label}")
     if result.errors:
-        parts.append(f"{len(result.errors)} error(s)")
+        parts.append(plural(len(result.errors), "error"))
     if result.skipped:
         parts.append(f"{len(result.skipped)} skipped")
     if result.deferred:
         parts.append(f"{len(result.deferred)} still being written, left for the next run")
-    if result.plan.refused_deletions:
-        parts.append(f"{result.plan.refused_deletions} deletion(s) refused")
-    return ["Done: " + ", ".join(parts) + "."] + problem_lines(result)
+    lines = ["Done: " + ", ".join(parts) + "."]
+    if list_paths:
+        lines += held_lines(result)
+    return lines + problem_lines(result, url=url, folder=folder)
 
 
-def problem_lines(result: RunResult) -> list[str]:
-    """Everything a pull left out of sync, and why: what --quiet still prints."""
+# Kinds a run only reports (nothing was changed for them), as the summary says them.
+_HELD = [
+    (Kind.REMOTE_DELETED, "deleted on the server but kept here"),
+    (Kind.LOCAL_MODIFIED, "modified locally, left alone"),
+    (Kind.LOCAL_DELETED, "deleted here but kept on the server"),
+    (Kind.LOCAL_ONLY, "new here, not uploaded"),
+    (Kind.SERVER_CHANGED, "changed on the server, not overwritten"),
+]
+
+
+def held_lines(result: RunResult, limit: int = 5) -> list[str]:
+    """A few paths of each reported kind (folders end in /), then how many more: the full
+    list is in --json. One line per file flooded the screen (311 refused deletions)."""
+    folders = _folders(result)
+    lines = []
+    for kind, label in _HELD:
+        paths = result.done.get(kind, [])
+        if not paths:
+            continue
+        lines.append(f"{label}:")
+        lines += [f"  {p}/" if p in folders else f"  {p}" for p in paths[:limit]]
+        if len(paths) > limit:
+            lines.append(f"  … and {len(paths) - limit} more (--json lists them all)")
+    return lines
+
+
+def _held_files(plan: Plan) -> int:
+    """The most files one side's guard held: what --max-delete must allow for them to go."""
+    return max(sum(1 for a in plan.of(k) if not _is_dir(a)) for k in (Kind.LOCAL_DELETED, Kind.REMOTE_DELETED))
+
+
+def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> list[str]:
+    """What to do about what this run left out of sync on purpose: one sentence each."""
+    lines = []
+    guards = set(result.plan.guards)
+    if result.plan.refused_deletions and "local-empty" in guards:
+        lines.append(
+            f"If you emptied {folder} on purpose, delete those files on the server yourself (a browser or any WebDAV "
+            "client): davsync never empties the share because the local folder looks empty."
+        )
+    if result.plan.refused_deletions and "remote-empty" in guards:
+        lines.append(
+            f"If the share was emptied on purpose, delete the files in {folder} yourself: davsync never empties "
+            "a local folder because the share looks empty."
+        )
+    if result.plan.refused_deletions and not guards & {"local-empty", "remote-empty"}:
+        if guards & {"max-delete-local", "max-delete-remote"}:
+            many = max(_held_files(result.plan), 1)
+            option = f"--max-delete {many}"
+            if result.command != Mode.PULL:  # sync and push take a share too
+                option = f"--max-delete 100% (or {option})"
+            lines.append(f"Check these deletions; if they are meant, run again with {option}.")
+    if result.plan.of(Kind.SERVER_CHANGED):
+        lines.append(
+            "`davsync push` never overwrites or deletes a server file it has not seen: run "
+            f"`davsync sync {url} {folder}` to take the server's changes in (where both sides changed, both "
+            "versions are kept), or remove those files on the server and push again."
+        )
+    return lines
+
+
+def problem_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> list[str]:
+    """Everything a run left out of sync, why, and what to do: what --quiet still prints."""
     lines = []
     for c in result.conflicts:
         sent = " (and uploaded)" if c.uploaded else ""
@@ -241,4 +351,4 @@ def problem_lines(result: RunResult) -> list[str]:
         lines.append(f"deferred: {p}: still being written; it is synced next time")
     for w in result.warnings:
         lines.append(f"warning: {w}")
-    return lines
+    return lines + fix_lines(result, url=url, folder=folder)

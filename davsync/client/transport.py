@@ -87,12 +87,10 @@ def normalize_base(url: str) -> str:
         _ = parts.port  # urllib parses the port lazily: reading it validates it
     except ValueError:
         raise RemoteError(f"the port in '{url}' is not a number from 1 to 65535.", fatal=True) from None
-    segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/")]
-    path = "/".join(segments)
-    if not path.startswith("/"):
-        path = "/" + path
-    if not path.endswith("/"):
-        path += "/"
+    # Empty segments (`http://pi:8080//share/`, a slash too many when pasting) are dropped: servers
+    # answer such a path with 400 or another folder, never the share meant.
+    segments = [quote(unquote(seg), safe=_SEGMENT_SAFE) for seg in parts.path.split("/") if seg]
+    path = "/" + "".join(seg + "/" for seg in segments)
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 

@@ -20,6 +20,7 @@ from typing import TextIO
 from ..concurrency import sliced_wait
 from ..console import stop_signals
 from ..exitcodes import Exit
+from ..units import plural
 from .engine import Engine, RunOptions
 from .filters import Filter
 from .plan import Kind
@@ -106,7 +107,8 @@ def kept_lines(paths: set[str], delete: bool, limit: int = 20) -> list[str]:
     if not paths:
         return []
     why = "a deletion guard refused them (see the warning)" if delete else "run with --delete to remove them"
-    lines = [f"{len(paths)} file(s) deleted on the server are kept here; {why}:"]
+    are = "is" if len(paths) == 1 else "are"
+    lines = [f"{plural(len(paths), 'file')} deleted on the server {are} kept here; {why}:"]
     lines += [f"  kept: {p}" for p in sorted(paths)[:limit]]
     if len(paths) > limit:
         lines.append(f"  … and {len(paths) - limit} more")

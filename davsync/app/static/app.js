@@ -36,7 +36,7 @@ const when = (t) => {
 };
 function size(n) {
   if (n === null || n === undefined) return "?";
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  const units = ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
   while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
   return i ? `${n.toFixed(1)} ${units[i]}` : `${Math.round(n)} B`;

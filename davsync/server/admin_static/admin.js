@@ -14,7 +14,7 @@ function h(tag, attrs, ...kids) {
   return el;
 }
 function size(n) {
-  const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0;
+  const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
   while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
   return i ? `${n.toFixed(1)} ${u[i]}` : `${n} B`;
 }
