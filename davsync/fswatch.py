@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 
 from watchdog.observers.api import BaseObserver
+
+log = logging.getLogger(__name__)
 
 
 def stop_observer(observer: BaseObserver, timeout: float = 10.0) -> None:
@@ -23,6 +27,17 @@ def stop_observer(observer: BaseObserver, timeout: float = 10.0) -> None:
     observer.join(timeout=timeout)
 
 
+def _written_against(group: type, emitter: type, observer: type) -> bool:
+    """Whether watchdog's inotify internals are the ones tree_observer reaches into."""
+    fields = {f.name for f in dataclasses.fields(group)} if dataclasses.is_dataclass(group) else set()
+    return (
+        {"_inotify_fd", "_lock", "_id", "_active_callbacks_by_watch", "_active_callbacks_by_path"} <= fields
+        and all(hasattr(group, n) for n in ("_build_event_source_path", "_remove_watch_internally", "on_event"))
+        and all(hasattr(emitter, n) for n in ("on_thread_start", "get_event_mask_from_filter"))
+        and hasattr(observer(), "_emitter_class")
+    )
+
+
 def tree_observer() -> BaseObserver:
     """A watchdog observer that forgets a folder's inotify watches the moment it leaves the tree.
 
@@ -39,21 +54,26 @@ def tree_observer() -> BaseObserver:
     Uses watchdog internals (InotifyWatchGroup's path maps and callback id), pinned by
     tests/test_versions.py::test_folders_moved_out_and_back_keep_the_watcher_quiet_and_alive.
     """
+    from watchdog.observers import Observer
+
     try:
         from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
         from watchdog.observers.inotify_c import InotifyEvent, WatchDescriptor
     except Exception:  # no inotify (not Linux)
-        from watchdog.observers import Observer
-
         return Observer()
+    if not _written_against(InotifyWatchGroup, InotifyEmitter, InotifyObserver):
+        return Observer()  # another watchdog than the 7.1 this was written against: its own behaviour
 
     class _Group(InotifyWatchGroup):
         def on_event(self, event: InotifyEvent) -> None:
             if event.is_moved_from and event.is_directory and self.is_recursive:
-                with self._lock:
-                    src = self._build_event_source_path(event) if self.is_active else None
-                    if src is not None:
-                        self._forget_tree(src)
+                try:
+                    with self._lock:
+                        src = self._build_event_source_path(event) if self.is_active else None
+                        if src is not None:
+                            self._forget_tree(src)
+                except Exception:  # never let this tidy-up end the reader thread
+                    log.exception("Could not drop the watches of a folder moved away")
             super().on_event(event)
 
         def _forget_tree(self, src: bytes) -> None:

@@ -205,3 +205,16 @@ def test_resolver_closes_the_app_iter(monkeypatch: pytest.MonkeyPatch, read_all:
         assert next(iter(out)) == b"one"
         out.close()  # what cheroot does when the client disconnects mid-body
     assert bodies and bodies[0].closed
+
+
+def test_watchdog_inotify_internals_tree_observer_reaches_into_are_still_there() -> None:
+    """The server's watcher (fswatch.tree_observer) drops the watches of folders moved out of the
+    share using watchdog 7.1's inotify internals; on another layout it falls back to watchdog's
+    plain Observer, and this fails so that we look again."""
+    pytest.importorskip("watchdog.observers.inotify")
+    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+
+    from davsync.fswatch import _written_against, tree_observer
+
+    assert _written_against(InotifyWatchGroup, InotifyEmitter, InotifyObserver)
+    assert tree_observer()._emitter_class is not InotifyEmitter
