@@ -34,7 +34,9 @@ def _written_against(group: type, emitter: type, observer: type) -> bool:
         {"_inotify_fd", "_lock", "_id", "_active_callbacks_by_watch", "_active_callbacks_by_path"} <= fields
         and all(hasattr(group, n) for n in ("_build_event_source_path", "_remove_watch_internally", "on_event"))
         and all(hasattr(emitter, n) for n in ("on_thread_start", "get_event_mask_from_filter"))
-        and hasattr(observer(), "_emitter_class")
+        # (the class, never an instance: InotifyObserver() opens an inotify fd and starts a thread)
+        and "_emitter_class" in BaseObserver.__init__.__code__.co_names
+        and issubclass(observer, BaseObserver)
     )
 
 

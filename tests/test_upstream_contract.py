@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,37 @@ def test_watchdog_inotify_internals_tree_observer_reaches_into_are_still_there()
     pytest.importorskip("watchdog.observers.inotify")
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
-    from davsync.fswatch import _written_against, tree_observer
+    from davsync.fswatch import _written_against, stop_observer, tree_observer
 
     assert _written_against(InotifyWatchGroup, InotifyEmitter, InotifyObserver)
-    assert tree_observer()._emitter_class is not InotifyEmitter
+    observer = tree_observer()
+    observer.start()  # (an InotifyObserver holds an inotify instance until its thread stops)
+    try:
+        assert observer._emitter_class is not InotifyEmitter
+    finally:
+        stop_observer(observer)
+
+
+def test_the_server_watcher_leaves_no_inotify_instance_behind() -> None:
+    """Each inotify instance counts against a per-user limit (128 by default): a server that
+    leaked one per start (an observer made and never run) ran out of them within one test run."""
+    pytest.importorskip("watchdog.observers.inotify")
+    from davsync.fswatch import stop_observer, tree_observer
+
+    def inotify_fds() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if _link(fd) == "anon_inode:inotify")
+
+    before = inotify_fds()
+    for _ in range(5):
+        observer = tree_observer()
+        observer.start()
+        stop_observer(observer)
+    assert inotify_fds() == before
+
+
+def _link(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:
+        return ""
