@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from davsync.client.paths import UnsafeHref, filter_names, href_to_relpath, name_problem
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings, RemoteError, parse_multistatus
+from davsync.client.results import RunResult
 
 GOOD = b"the real content\n"
 
@@ -261,16 +262,14 @@ def test_a_large_body_compressed_against_our_wish_is_decoded_not_written_as_is(h
     assert (dest / "big.bin").read_bytes() == data
 
 
-def test_a_body_longer_than_listed_is_not_written_past_the_listed_size(tmp_path: Path) -> None:
-    """A server that keeps sending (a listed 6 MiB file, a body without end) must not fill the
-    disk: the download stops once the body is longer than the listing said."""
-    size = 6 * 1024 * 1024
-    listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin", size=size))
+def _pull_from_an_endless_body(listing: bytes, dest: Path) -> tuple[RunResult, int]:
+    """Pull from a server that lists `listing` and answers every GET with 256 MiB of body
+    (streamed, so it costs only what the client reads); returns the result and the bytes sent."""
     sent = [0]
 
     def endless() -> Iterator[bytes]:
         chunk = b"x" * (1 << 20)
-        for _ in range(256):  # 256 MiB: far more than the listing says
+        for _ in range(256):
             sent[0] += len(chunk)
             yield chunk
 
@@ -285,13 +284,21 @@ def test_a_body_longer_than_listed_is_not_written_past_the_listed_size(tmp_path:
     server.prepare()
     threading.Thread(target=server.serve, daemon=True).start()
     try:
-        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), tmp_path / "m",
-                          PullOptions())  # fmt: skip
+        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), dest, PullOptions())
     finally:
         server.stop()
+    return result, sent[0]
+
+
+def test_a_body_longer_than_listed_is_not_written_past_the_listed_size(tmp_path: Path) -> None:
+    """A server that keeps sending (a listed 6 MiB file, a body without end) must not fill the
+    disk: the download stops once the body is longer than the listing said."""
+    size = 6 * 1024 * 1024
+    listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin", size=size))
+    result, sent = _pull_from_an_endless_body(listing, tmp_path / "m")
     assert result.exit_code != 0 and not (tmp_path / "m" / "big.bin").exists()
     assert "more" in result.errors[0].error, result.errors
-    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as {size}"
+    assert sent < 64 * 1024 * 1024, f"{sent} bytes were taken for a file listed as {size}"
     assert not list((tmp_path / "m" / ".davsync" / "partial").glob("*.part")), "the over-long partial was kept"
 
 
@@ -341,31 +348,9 @@ def test_a_small_file_with_an_endless_body_is_not_read_into_memory(tmp_path: Pat
     """A file listed as 100 bytes (fetched in one piece, in memory) whose body has no end: the
     client stops reading past the listed size instead of holding everything the server sends."""
     listing = multistatus(response("/share/", is_dir=True), response("/share/small.bin", size=100))
-    sent = [0]
-
-    def endless() -> Iterator[bytes]:
-        chunk = b"x" * (1 << 20)
-        for _ in range(256):
-            sent[0] += len(chunk)
-            yield chunk
-
-    def app(environ: dict, start_response: Callable) -> Iterator[bytes] | list[bytes]:
-        if environ["REQUEST_METHOD"] == "PROPFIND":
-            start_response("207 Multi-Status", [("Content-Type", "application/xml")])
-            return [listing]
-        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("ETag", '"e"')])
-        return endless()
-
-    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
-    server.prepare()
-    threading.Thread(target=server.serve, daemon=True).start()
-    try:
-        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), tmp_path / "m",
-                          PullOptions())  # fmt: skip
-    finally:
-        server.stop()
+    result, sent = _pull_from_an_endless_body(listing, tmp_path / "m")
     assert result.exit_code != 0 and not (tmp_path / "m" / "small.bin").exists()
-    assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were taken for a file listed as 100"
+    assert sent < 64 * 1024 * 1024, f"{sent} bytes were taken for a file listed as 100"
 
 
 def test_a_resume_answered_from_the_wrong_byte_starts_over_instead_of_failing_every_run(
