@@ -5,10 +5,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 
 from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
+
+# watchdog 7.1 watches a new folder's subfolders when it sees the folder made, and again when
+# their own creation events arrive: it warns (with a dump of its state) and keeps one watch.
+# Harmless, but `serve` and `watch` would print it raw to the user.
+warnings.filterwarnings("ignore", message=r"Callback with id '\d+' already exists", category=RuntimeWarning)
 
 
 def stop_observer(observer: BaseObserver, timeout: float = 10.0) -> None:
