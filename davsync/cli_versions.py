@@ -125,7 +125,7 @@ def versions_list(
     if not shown and not folders:
         typer.echo(f"No versions kept{' of ' + rel if rel else ''}.")
         return
-    rows = [(f"{f.path}/  (folder, {f.files} files)", _when(f.time_ns), human_size(f.bytes), f.user, f.method, f.id)
+    rows = [(f"{f.path}/  (folder, {_files(f.files)})", _when(f.time_ns), human_size(f.bytes), f.user, f.method, f.id)
             for f in folders]  # fmt: skip
     rows += [(v.path, _when(v.time_ns), human_size(v.size), v.user, v.method, v.id) for v in shown]
     header = ("PATH", "SET ASIDE", "SIZE", "BY", "METHOD", "ID")
@@ -175,7 +175,7 @@ def versions_restore(
         store.close()
         if lock is not None:
             release(lock)
-    what = f"{len(result.files)} files" if len(result.files) != 1 else "1 file"
+    what = _files(len(result.files))
     typer.echo(f"Restored {path.strip('/')} ({what}, version {result.version_id}) to {result.target}.")
     if result.replaced_id:
         typer.echo(f"What was at {result.target} is kept as version {result.replaced_id}.")
@@ -222,3 +222,7 @@ def _wait_forgotten(state_dir: Path, rel: str, timeout: float = 5.0) -> None:
             time.sleep(0.05)
     finally:
         con.close()
+
+
+def _files(n: int) -> str:
+    return "1 file" if n == 1 else f"{n} files"
