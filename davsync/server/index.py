@@ -205,17 +205,9 @@ class HashIndex:
         with. children_only keeps direct members (sync-level 1); live_only leaves out
         tombstones (an initial sync lists what exists).
         """
-        sql = "SELECT path, is_dir, deleted, seq FROM entries WHERE seq>? AND path!=?"
-        args: list[object] = [seq, under]
-        if children_only:
-            sql += " AND parent=?"
-            args.append(under)
-        elif under:
-            sql += " AND path LIKE ? ESCAPE '\\'"
-            args.append(like_below(under))
-        if live_only:
-            sql += " AND deleted=0"
-        sql += " ORDER BY seq"
+        scope, args = _change_scope(under, children_only=children_only, live_only=live_only)
+        sql = f"SELECT path, is_dir, deleted, seq FROM entries WHERE seq>? AND {scope} ORDER BY seq"
+        args.insert(0, seq)
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -230,16 +222,10 @@ class HashIndex:
         infinite), each with its stored identity and MD5: (path, is_dir, deleted, seq, size,
         mtime_ns, ctime_ns, ino, dev, md5). A REPORT pages through these so a listing of 100,000
         files never sits in memory, and needs no second query per file for its MD5."""
+        scope, args = _change_scope(under, live_only=live_only)
         sql = ("SELECT path, is_dir, deleted, seq, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-               "WHERE seq>? AND seq<=? AND path!=?")  # fmt: skip
-        args: list[object] = [after, upto, under]
-        if under:
-            sql += " AND path LIKE ? ESCAPE '\\'"
-            args.append(like_below(under))
-        if live_only:
-            sql += " AND deleted=0"
-        sql += " ORDER BY seq LIMIT ?"
-        args.append(limit)
+               f"WHERE seq>? AND seq<=? AND {scope} ORDER BY seq LIMIT ?")  # fmt: skip
+        args = [after, upto, *args, limit]
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
@@ -414,6 +400,22 @@ class _Batch:
             self._index._db.execute("COMMIT")
         finally:
             self._index._lock.release()
+
+
+def _change_scope(under: str, *, children_only: bool = False, live_only: bool = False) -> tuple[str, list[object]]:
+    """The WHERE terms of a change list's scope: below `under` (not itself), its direct members
+    only (sync-level 1), or live rows only (an initial listing)."""
+    terms: list[str] = ["path!=?"]
+    args: list[object] = [under]
+    if children_only:
+        terms.append("parent=?")
+        args.append(under)
+    elif under:
+        terms.append("path LIKE ? ESCAPE '\\'")
+        args.append(like_below(under))
+    if live_only:
+        terms.append("deleted=0")
+    return " AND ".join(terms), args
 
 
 _UPSERT = (
