@@ -20,7 +20,7 @@ def rescans_only(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_inotify() -> Any:
         raise OSError("inotify is not available")
 
-    monkeypatch.setattr(watcher, "tree_observer", no_inotify)
+    monkeypatch.setattr(watcher, "new_observer", no_inotify)
 
 
 def test_a_sweep_asked_during_a_rescan_waits_for_one_that_starts_after_it(

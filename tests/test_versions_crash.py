@@ -113,36 +113,6 @@ def test_killed_while_a_deleted_folder_gathers_its_files_loses_none(store: Versi
     assert [(f.path, f.files) for f in store.folders()] == [("d", 1)]
 
 
-def test_upstream_watchdog_stop_keyerror(tmp_path: Path) -> None:
-    """watchdog 7.1 raises KeyError from Observer.stop() once a watched folder was moved out and
-    another moved to its path (davsync.fswatch.stop_observer swallows it). If this stops raising, drop that."""
-    from watchdog.events import FileSystemEventHandler
-    from watchdog.observers import Observer
-
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    root.mkdir()
-    outside.mkdir()
-    seen: set[str] = set()
-
-    class H(FileSystemEventHandler):
-        def on_any_event(self, event: Any) -> None:
-            seen.add(os.path.basename(str(event.src_path)))
-
-    obs = Observer()
-    obs.schedule(H(), str(root), recursive=True)
-    obs.start()
-    for d in ("s", "t"):  # s is watched first, so its watch is removed first at stop
-        (root / d).mkdir()
-        (root / d / f"in-{d}").write_bytes(b"x")  # an event from inside: the folder is watched
-        wait_until(lambda: f"in-{d}" in seen, 10, "watchdog to watch the new folder")
-    os.rename(root / "t", outside / "t")
-    os.rename(root / "s", root / "t")
-    (root / "t" / "marker").write_bytes(b"")
-    wait_until(lambda: "marker" in seen, 10, "watchdog to catch up")
-    with pytest.raises(KeyError):
-        obs.stop()
-
-
 # --- kill -9 of a real server during a burst of versioning writes -------------------
 
 

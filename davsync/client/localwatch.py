@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from .. import osfs
-from ..fswatch import stop_observer
+from ..fswatch import new_observer, stop_observer
 from .paths import STATE_DIR_NAME
 
 log = logging.getLogger("davsync.client")
@@ -51,7 +50,7 @@ class LocalWatcher:
     def start(self) -> None:
         _watchers.add(self)
         try:
-            observer = Observer()
+            observer = new_observer()
             observer.schedule(_Handler(self), self.root, recursive=True)
             observer.start()
         except OSError as e:

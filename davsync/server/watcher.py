@@ -29,7 +29,7 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
-from ..fswatch import stop_observer, tree_observer
+from ..fswatch import new_observer, stop_observer
 from ..scan import iter_tree
 from .index import HashIndex
 from .names import is_internal_path
@@ -81,7 +81,7 @@ class ChangeTracker:
 
     def start(self) -> None:
         try:
-            observer = tree_observer()  # folders leave for the versions area and come back
+            observer = new_observer()
             observer.schedule(_Handler(self), self.root, recursive=True, event_filter=WATCHED_EVENTS)
             observer.start()
             self._observer = observer
@@ -97,7 +97,7 @@ class ChangeTracker:
         self._stop.set()
         self._wake.set()
         if self._observer is not None:
-            stop_observer(self._observer)  # DELETE sets folders aside: watchdog 7.1's KeyError case
+            stop_observer(self._observer)
         self._worker.join(timeout=30)
 
     def notice(self, abs_path: str) -> None:
