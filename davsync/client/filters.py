@@ -12,7 +12,7 @@ from .paths import own_name
 
 @dataclass(frozen=True)
 class Filter:
-    spec: Any  # pathspec.PathSpec, imported only when there are patterns
+    spec: Any  # pathspec.GitIgnoreSpec, imported only when there are patterns
 
     @classmethod
     def load(cls, dest: Path, excludes: tuple[str, ...] | list[str] = ()) -> Filter:
@@ -25,7 +25,7 @@ class Filter:
             return cls(None)
         import pathspec
 
-        return cls(pathspec.PathSpec.from_lines("gitwildmatch", lines))
+        return cls(pathspec.GitIgnoreSpec.from_lines(lines))
 
     def excluded(self, path: str, is_dir: bool) -> bool:
         if "/" not in path and own_name(path) == IGNORE_FILE:
