@@ -143,6 +143,7 @@ def test_parser_units() -> None:
     assert without_userinfo("http://h/u:p@x") == "http://h/u:p@x"
 
 
+@pytest.mark.contract("wsgidav")
 def test_upstream_still_unquotes_before_parsing() -> None:
     """We patch WsgiDAV's `_copy_or_move` by swapping its `unquote` and `urlparse`. If this
     fails, upstream changed how it parses Destination: re-check destination.py (the fix may

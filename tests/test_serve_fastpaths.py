@@ -379,6 +379,7 @@ def test_pipelined_requests_and_a_chunked_upload_on_plain_http(share: Share) -> 
     assert r.status_code == 201 and (share.root / "up.bin").read_bytes() == body
 
 
+@pytest.mark.contract("cheroot")
 def test_cheroot_asks_its_reader_only_what_the_line_reader_does() -> None:
     """cheroot reads a connection through read, readline, has_data and close (and counts bytes_read):
     a new use upstream would find LineReader lacking it."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 
 from davsync.server import app as server_app
 from davsync.server import upstream
@@ -34,14 +35,26 @@ def _attribute_exists(owner: Any, name: str) -> bool:
     return False
 
 
+def _contract(dotted: str) -> pytest.MarkDecorator:
+    """The contract mark for the package that owns `dotted` ("wsgidav.x:Y.z" -> wsgidav)."""
+    return pytest.mark.contract(dotted.split(":")[0].split(".")[0])
+
+
+def _by_package(values: Any, dotted: Any) -> list[Any]:
+    return [pytest.param(v, marks=_contract(dotted(v))) for v in values]
+
+
 @pytest.mark.parametrize(
-    "rel", [r for r in upstream.RELIANCES if not r.name.startswith("wsgidav.")], ids=lambda r: f"{r.owner}.{r.name}"
+    "rel",
+    _by_package([r for r in upstream.RELIANCES if not r.name.startswith("wsgidav.")], lambda r: r.owner),
+    ids=lambda r: f"{r.owner}.{r.name}",
 )
 def test_every_internal_still_exists(rel: upstream.Reliance) -> None:
     owner = upstream.resolve(rel.owner)
     assert _attribute_exists(owner, rel.name), f"{rel.owner}.{rel.name} is gone: {rel.why}"
 
 
+@pytest.mark.contract("wsgidav")
 @pytest.mark.parametrize("rel", [r for r in upstream.RELIANCES if r.name.startswith("wsgidav.")], ids=lambda r: r.name)
 def test_every_environ_key_is_still_used_upstream(rel: upstream.Reliance) -> None:
     """Upstream still reads or writes the key (a renamed key would leave ours dangling)."""
@@ -50,7 +63,7 @@ def test_every_environ_key_is_still_used_upstream(rel: upstream.Reliance) -> Non
     assert any(q in p.read_text(encoding="utf-8") for p in package.rglob("*.py") for q in quoted), rel.name
 
 
-@pytest.mark.parametrize("dotted", sorted(upstream.FINGERPRINTS))
+@pytest.mark.parametrize("dotted", _by_package(sorted(upstream.FINGERPRINTS), str))
 def test_code_we_copy_skip_or_replace_is_unchanged(dotted: str) -> None:
     got = upstream.source_fingerprint(upstream.resolve(dotted))
     assert got == upstream.FINGERPRINTS[dotted], (
@@ -59,18 +72,20 @@ def test_code_we_copy_skip_or_replace_is_unchanged(dotted: str) -> None:
     )
 
 
-@pytest.mark.parametrize("dotted", sorted(upstream.SIGNATURES))
+@pytest.mark.parametrize("dotted", _by_package(sorted(upstream.SIGNATURES), str))
 def test_signatures_we_call_or_override(dotted: str) -> None:
     params = tuple(inspect.signature(upstream.resolve(dotted)).parameters)
     assert params == upstream.SIGNATURES[dotted], f"{dotted} now takes {params}"
 
 
+@pytest.mark.contract("wsgidav")
 def test_copy_or_move_still_uses_the_names_destination_py_rebinds() -> None:
     """destination.py swaps the globals `unquote` and `urlparse` of upstream's _copy_or_move."""
     names = upstream.resolve("wsgidav.request_server:RequestServer._copy_or_move").__code__.co_names
     assert "unquote" in names and "urlparse" in names
 
 
+@pytest.mark.contract("wsgidav")
 def test_file_resource_init_sets_only_what_ours_sets() -> None:
     """DavsyncFile skips FileResource.__init__: it must set every attribute that one sets."""
     source = inspect.getsource(upstream.resolve("wsgidav.fs_dav_provider:FileResource.__init__"))
@@ -132,6 +147,7 @@ def _server_sources() -> dict[str, str]:
     return {p.name: p.read_text(encoding="utf-8") for p in SERVER.glob("*.py") if p.name != "upstream.py"}
 
 
+@pytest.mark.contract("wsgidav", "cheroot")
 def test_the_list_is_complete_and_exact() -> None:
     """Every use of an upstream internal is listed with its module, and every listed use is real."""
     uses = server_uses(_server_sources())
@@ -151,6 +167,7 @@ def test_own_names_are_ours() -> None:
         assert any(re.search(rf"self\.{name}\s*[:=]|def {name}\(", t) for t in sources.values()), name
 
 
+@pytest.mark.contract("wsgidav")
 def test_the_completeness_check_catches_an_unlisted_use() -> None:
     fake = {
         "new.py": "def f(server, environ):\n    server._davProvider\n    return environ['wsgidav.some_key']\n",
@@ -208,29 +225,80 @@ def test_resolver_closes_the_app_iter(monkeypatch: pytest.MonkeyPatch, read_all:
     assert bodies and bodies[0].closed
 
 
-def test_watchdog_inotify_internals_tree_observer_reaches_into_are_still_there() -> None:
-    """The server's watcher (fswatch.tree_observer) drops the watches of folders moved out of the
-    share using watchdog 7.1's inotify internals; on another layout it falls back to watchdog's
-    plain Observer, and this fails so that we look again."""
-    pytest.importorskip("watchdog.observers.inotify")
-    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+# --- watchdog (davsync/fswatch.py) -----------------------------------------------------------------
+# Until 7.1.0 the server patched watchdog's inotify watch bookkeeping; 7.1.1 fixed both bugs
+# below upstream, so davsync uses watchdog's own Observer. These prove the fixes stay fixed.
 
-    from davsync.fswatch import _written_against, stop_observer, tree_observer
 
-    assert _written_against(InotifyWatchGroup, InotifyEmitter, InotifyObserver)
-    observer = tree_observer()
-    observer.start()  # (an InotifyObserver holds an inotify instance until its thread stops)
+def _watch(root: Path) -> tuple[Any, list[tuple[str, str]]]:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: Any) -> None:
+            seen.append((event.event_type, os.fsdecode(event.src_path)))
+
+    observer = Observer()
+    observer.schedule(Handler(), str(root), recursive=True)
+    observer.start()
+    return observer, seen
+
+
+@pytest.mark.contract("watchdog")
+def test_watchdog_stops_cleanly_after_a_watched_folder_was_replaced(tmp_path: Path) -> None:
+    """watchdog 7.1.0 raised KeyError from Observer.stop() once a watched folder was moved out and
+    another moved to its path (the server does this when a folder is deleted and restored), and
+    its emitter thread never ended."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    observer, seen = _watch(root)
+    for d in ("s", "t"):  # s is watched first, so its watch is removed first at stop
+        (root / d).mkdir()
+        (root / d / f"in-{d}").write_bytes(b"x")  # an event from inside: the folder is watched
+        wait_until(lambda: any(p.endswith(f"in-{d}") for _, p in seen), 10, "watchdog to watch the new folder")
+    os.rename(root / "t", outside / "t")
+    os.rename(root / "s", root / "t")
+    (root / "t" / "marker").write_bytes(b"")
+    wait_until(lambda: any(p.endswith("marker") for _, p in seen), 10, "watchdog to catch up")
+    observer.stop()  # raised KeyError in 7.1.0
+    observer.join(timeout=10)
+    assert not observer.is_alive()
+
+
+@pytest.mark.contract("watchdog")
+def test_watchdog_forgets_a_folder_moved_out_of_the_tree(tmp_path: Path) -> None:
+    """A folder moved out of the share (into the versions area) must not go on reporting events
+    as if it were still inside; moved back, its files are seen again. watchdog 7.1.0 kept the old
+    watch following the inode and reported later writes under the folder's old path."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    observer, seen = _watch(root)
     try:
-        assert observer._emitter_class is not InotifyEmitter
+        (root / "d" / "first").write_bytes(b"x")
+        wait_until(lambda: any(p.endswith("first") for _, p in seen), 10, "watchdog to watch d")
+        os.rename(root / "d", outside / "d")
+        (outside / "d" / "ghost").write_bytes(b"written outside the tree")
+        (root / "beacon").write_bytes(b"")  # an event after the ghost's, inside the tree
+        wait_until(lambda: any(p.endswith("beacon") for _, p in seen), 10, "watchdog to see the beacon")
+        assert not any(p.endswith("ghost") for _, p in seen), seen
+        os.rename(outside / "d", root / "d")
+        (root / "d" / "back").write_bytes(b"x")
+        wait_until(lambda: any(p.endswith("back") for _, p in seen), 10, "watchdog to watch d again")
     finally:
-        stop_observer(observer)
+        observer.stop()
+        observer.join(timeout=10)
 
 
+@pytest.mark.contract("watchdog")
 def test_the_server_watcher_leaves_no_inotify_instance_behind() -> None:
     """Each inotify instance counts against a per-user limit (128 by default): a server that
     leaked one per start (an observer made and never run) ran out of them within one test run."""
     pytest.importorskip("watchdog.observers.inotify")
-    from davsync.fswatch import stop_observer, tree_observer
+    from davsync.fswatch import new_observer, stop_observer
 
     def inotify_fds() -> int:
         fds = Path("/proc/self/fd")
@@ -238,7 +306,7 @@ def test_the_server_watcher_leaves_no_inotify_instance_behind() -> None:
 
     before = inotify_fds()
     for _ in range(5):
-        observer = tree_observer()
+        observer = new_observer()
         observer.start()
         stop_observer(observer)
     assert inotify_fds() == before
@@ -249,3 +317,64 @@ def _link(fd: Path) -> str:
         return os.readlink(fd)
     except OSError:
         return ""
+
+
+# --- urllib3 (davsync/client/transport.py, BodyReader) ----------------------------------------------
+
+
+@pytest.mark.contract("urllib3", "requests")
+def test_a_streamed_answer_still_exposes_http_clients_response_as_fp() -> None:
+    """BodyReader reads a download straight into its buffer through urllib3's private `_fp` (the
+    http.client response under it); without it every download falls back to urllib3's copies."""
+    import http.server
+    import threading
+
+    import requests
+
+    from davsync.client.transport import BodyReader
+
+    body = os.urandom(100_000)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with requests.get(f"http://127.0.0.1:{server.server_address[1]}/", stream=True, timeout=10) as resp:
+            reader = BodyReader(resp, lambda e: AssertionError(e), "test")  # type: ignore[arg-type,return-value]
+            assert reader._direct is not None, "urllib3 no longer exposes its http.client response as _fp"
+            buffer = bytearray(len(body) + 10)
+            got = reader.fill(memoryview(buffer))
+        assert bytes(buffer[:got]) == body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- pathspec (davsync/client/filters.py) ----------------------------------------------------------
+
+
+@pytest.mark.contract("pathspec")
+def test_exclude_patterns_keep_gitignore_meaning(tmp_path: Path) -> None:
+    """--exclude and .davsyncignore are documented as gitignore syntax; pathspec's GitIgnoreSpec
+    gives it (the older "gitwildmatch" pattern name is deprecated since pathspec 1.0)."""
+    import warnings
+
+    from davsync.client.filters import Filter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        filt = Filter.load(tmp_path, ["*.tmp", "!keep.tmp", "build/", "/top.txt", "docs/**/draft*"])
+    assert filt.excluded("a.tmp", False) and filt.excluded("sub/b.tmp", False)
+    assert not filt.excluded("keep.tmp", False)  # a later negation wins
+    assert filt.excluded("build", True) and filt.excluded("x/build", True) and not filt.excluded("build", False)
+    assert filt.excluded("top.txt", False) and not filt.excluded("sub/top.txt", False)
+    assert filt.excluded("docs/a/b/draft1.md", False) and not filt.excluded("docs/final.md", False)

@@ -450,6 +450,7 @@ def test_a_folder_deleted_file_by_file_is_one_version_and_comes_back_whole(
     share.wait_indexed()
 
 
+@pytest.mark.contract("watchdog")
 def test_folders_moved_out_and_back_keep_the_watcher_quiet_and_alive(
     share: Share, recwarn: pytest.WarningsRecorder
 ) -> None:

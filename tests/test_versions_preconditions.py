@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import requests
 from conftest import Share, wait_until
 from wsgidav.request_server import RequestServer
@@ -15,6 +16,7 @@ from davsync.server.names import TEMP_PREFIX
 LATE = "changed meanwhile"  # the re-check's message (WsgiDAV's early check says "header condition failed")
 
 
+@pytest.mark.contract("wsgidav")
 def test_upstream_skips_if_match_on_missing_target() -> None:
     """WsgiDAV does not evaluate If-Match when the target does not exist (RFC 9110 says 412);
     do_PUT adds the check. If this starts raising, upstream fixed it: drop our patch."""
