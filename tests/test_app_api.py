@@ -42,7 +42,7 @@ def test_overall_is_green_only_when_every_pair_is_fine() -> None:
     assert overall([ok_pair(), ok_pair("b", conflicts=[conflict])], NOW, False)["state"] == "attention"
     assert overall([ok_pair(errors=[{"path": "x", "error": "e", "fix": "f"}])], NOW, False)["label"] == "Needs attention (1)"
     assert overall([ok_pair(skipped=[{"path": "a:b", "reason": "r"}])], NOW, False)["state"] == "attention"
-    assert overall([ok_pair(fatal={"error": "login refused", "fix": "f"})], NOW, False)["state"] == "attention"
+    assert overall([ok_pair(fatal={"error": "login refused", "fix": "f"})], NOW, False)["state"] == "error"
     assert overall([ok_pair(last_run_failed=True)], NOW, False)["state"] == "attention"
     # never green when the last good check is older than twice the interval
     assert overall([ok_pair(last_check=NOW - 61)], NOW, False)["state"] == "stale"
@@ -60,9 +60,11 @@ def test_overall_offline_paused_and_syncing() -> None:
     progress = Progress(files_total=4, files_done=1, bytes_total=4000)
     progress.add_bytes(0, 100.0)
     progress.add_bytes(1000, 101.0)
-    o = overall([ok_pair(progress=progress), ok_pair("b", conflicts=[{"path": "x", "local_copy": "y"}])], NOW, False)
+    o = overall([ok_pair(progress=progress), ok_pair("b", skipped=[{"path": "x", "reason": "r"}])], NOW, False)
+    assert o["state"] == "attention"  # a person's choice outranks a transfer (one order: see test_app_state)
+    o = overall([ok_pair(progress=progress), ok_pair("b")], NOW, False)
     assert o["state"] == "syncing" and o["label"] == "Syncing 1 of 4 files"
-    assert o["bytes_done"] == 1000 and o["bytes_total"] == 4000 and "1 needs attention" in o["detail"]
+    assert o["bytes_done"] == 1000 and o["bytes_total"] == 4000
     # a paused pair never hides one that needs a person
     assert overall([ok_pair(paused=True), ok_pair("b", errors=[{"path": "x", "error": "e", "fix": "f"}])], NOW,
                    False)["state"] == "attention"  # fmt: skip
@@ -359,7 +361,7 @@ def test_install_autostart_writes_an_xdg_entry(tmp_path: Path, monkeypatch: pyte
 
 
 def test_tray_icon_for_each_state() -> None:
-    states = ("ok", "syncing", "attention", "offline", "stale", "paused", "checking", "empty")
+    states = ("ok", "syncing", "error", "attention", "offline", "stale", "paused", "checking", "empty")
     assert set(ICONS) == set(states)
     assert [s for s in states if icon_for(s).green] == ["ok"]
     assert icon_for("something new").green is False
@@ -399,7 +401,7 @@ def test_edit_and_remove_a_pair(share, start_app, memory_keyring: MemoryKeyring,
     credentials.save_password(share.url, "alice", "an old password")
     running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
     c = running.client()
-    wait_until(lambda: running.state()["overall"]["state"] == "attention", 20, "the refused login to need attention")
+    wait_until(lambda: running.state()["overall"]["state"] == "error", 20, "the refused login to stop the pair")
     assert "Edit this folder pair" in running.pair()["fatal"]["fix"]
     pid = running.pair()["id"]
 
@@ -432,7 +434,7 @@ def test_a_pair_without_a_stored_password_says_so(share, start_app, memory_keyri
     wait_until(lambda: running.pair()["fatal"] is not None, 10, "the missing password")
     assert "no password for user 'alice'" in running.pair()["fatal"]["error"]
     assert "Settings" in running.pair()["fatal"]["fix"]
-    assert running.state()["overall"]["state"] == "attention" and not (tmp_path / "m").exists()
+    assert running.state()["overall"]["state"] == "error" and not (tmp_path / "m").exists()
     c = running.client()
     assert c.post(f"/api/pairs/{running.pair()['id']}/edit", {"password": PASSWORDS["alice"]}).status_code == 200
     wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date once the password is there")
@@ -550,7 +552,7 @@ def test_a_mode_plugs_in_and_a_crash_in_it_is_contained(monkeypatch: pytest.Monk
     try:
         wait_until(lambda: (hub.pair("p").fatal or {}).get("error", "").startswith("internal error (RuntimeError: boom)"),
                    10, "the contained crash")  # fmt: skip
-        assert hub.overall()["state"] == "attention"
+        assert hub.overall()["state"] == "error"
         wait_until(lambda: hub.pair("p").last_check is not None, 10, "the next run")
         assert hub.pair("p").fatal is None and hub.overall()["state"] == "ok"
     finally:

@@ -255,13 +255,20 @@ class App:
             except files.ActionError as e:
                 raise CommandError(str(e)) from None
 
+        uploads = choice == "mine" and runner.pair.mode == "sync"
+
         def drop(p: PairStatus) -> None:
             p.conflicts = [c for c in p.conflicts if c.get("local_copy") != local_copy]
+            if uploads:  # shown as "uploading" until a run after this confirms the server has it
+                p.uploading = [u for u in p.uploading if u["path"] != conflict["path"]]
+                p.uploading.append({"path": conflict["path"], "since": time.time()})
             p.recent.append({"time": time.time(), "what": f"conflict resolved ({choice})",
                              "path": conflict["path"]})  # fmt: skip
             store.save(self.state_dir, p)
 
         self.hub.update(pair_id, drop)
+        if uploads:
+            runner.sync_now()
         return message
 
     def trash(self, pair_id: str) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from .status import PairStatus, Progress, StatusHub
 log = logging.getLogger("davsync.app")
 
 MAX_BACKOFF = 300.0
+SETTLE_RETRY = 3.0  # seconds before looking again at a file that was still being written
 PROGRESS_EVERY = 0.25  # seconds between progress notifications (bytes arrive far more often)
 
 
@@ -43,6 +44,7 @@ class RunOutcome:
     conflicts: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     full_listing: bool = False  # skipped names are complete (a walk), not just the changed ones
+    deferred: list[str] = field(default_factory=list)  # still being written: taken at the next check
     counts: dict[str, int] = field(default_factory=dict)
     summary: str = ""
 
@@ -131,6 +133,7 @@ def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
         conflicts=[{"path": c.path, "local_copy": c.local_copy, "reason": c.reason} for c in result.conflicts],
         skipped=[{"path": s.path, "reason": s.reason} for s in result.skipped],
         full_listing=result.mode in ("walk", "initial-report"),
+        deferred=sorted(set(result.deferred)),
         counts=counts,
         summary=summary[0].upper() + summary[1:] + ".",
     )  # fmt: skip
@@ -271,6 +274,7 @@ class PairRunner:
         self._password = password
         self._all_paused = all_paused
         self._wake = threading.Event()
+        self._started = 0.0
         self._quit = threading.Event()
         self._paused = pair.paused
         self._mode: Mode | None = None
@@ -359,6 +363,7 @@ class PairRunner:
                 self._wait(None)
                 return delay
         self._publish(lambda p: setattr(p, "running", True))
+        self._started = time.time()  # choices made before this run are confirmed by its success
         with self._lock:
             outcome = self._mode.run_once()
         delay = self._after(outcome, delay)
@@ -388,6 +393,8 @@ class PairRunner:
         if outcome.stopped and outcome.fatal is None:
             def stopped(p: PairStatus) -> None:
                 p.running = False
+                if p.progress is not None:
+                    p.pending = max(0, p.progress.files_total - p.progress.files_done)
                 p.progress = None
                 p.last_result = "Paused in the middle of a run; it goes on from there when resumed."
 
@@ -410,7 +417,9 @@ class PairRunner:
         if outcome.fatal is not None:
             self._publish_fatal(outcome.fatal, fix_for(outcome.fatal))
             return min(MAX_BACKOFF, max(interval, delay * 2))
-        dest = self.pair.dest
+        dest, started = self.pair.dest, self._started
+        unsure = {e["path"] for e in outcome.errors} | set(outcome.deferred)
+        waiting = []
 
         def done(p: PairStatus) -> None:
             p.running = False
@@ -430,12 +439,16 @@ class PairRunner:
                 names = {s["path"] for s in p.skipped}
                 p.skipped += [s for s in outcome.skipped if s["path"] not in names]
             p.counts = outcome.counts
+            p.deferred, p.pending = outcome.deferred, 0
+            # a choice is confirmed by a whole run that began after it and did not fail on the file
+            p.uploading = [u for u in p.uploading if u["since"] >= started or u["path"] in unsure]
+            waiting.extend(p.uploading)
             p.last_check = now
             p.last_result = outcome.summary
             store.save(self.state_dir, p)
 
         self._publish(done)
-        return interval
+        return min(interval, SETTLE_RETRY) if outcome.deferred or waiting else interval
 
     def refresh_conflicts(self) -> None:
         """Re-read both versions of every listed conflict (after an action, or a change by hand)."""

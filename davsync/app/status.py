@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..units import human_size
 
@@ -86,6 +87,9 @@ class PairStatus:
     errors: list[dict[str, str]] = field(default_factory=list)  # {"path", "error", "fix"}
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+    deferred: list[str] = field(default_factory=list)  # still being written when the last run looked
+    uploading: list[dict[str, Any]] = field(default_factory=list)  # {"path", "since"}: not confirmed yet
+    pending: int = 0  # changes a stopped (paused) run found and did not do yet
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
 
     @property
@@ -93,16 +97,50 @@ class PairStatus:
         return len(self.conflicts) + len(self.errors) + len(self.skipped) + (1 if self.fatal else 0)
 
 
-def pair_state(p: PairStatus, now: float) -> str:
-    """syncing | paused | offline | attention | checking | stale | ok (in that order of precedence)."""
-    if p.progress is not None and p.progress.files_total:
+# One precedence order, highest first: the overall state is the highest of the pairs' states.
+# "checking" and "stale" (no recent contact) sit between syncing and paused: never green.
+ORDER = ("error", "offline", "attention", "syncing", "checking", "stale", "paused", "ok")
+COLOURS = {
+    "error": "red", "offline": "orange", "attention": "red", "syncing": "blue", "checking": "grey",
+    "stale": "orange", "paused": "grey", "ok": "green", "empty": "grey",
+}  # fmt: skip
+
+
+def server_of(url: str) -> str:
+    """The server a pair talks to (scheme, host, port): pairs of one server share its reachability."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc.rpartition('@')[2]).lower()}"
+
+
+def servers_down(pairs: list[PairStatus]) -> dict[str, float]:
+    """Server -> the earliest time a pair of it found it unreachable (and has not reached it since)."""
+    down: dict[str, float] = {}
+    for p in pairs:
+        if p.offline_since is not None:
+            key = server_of(p.url)
+            down[key] = min(down.get(key, p.offline_since), p.offline_since)
+    return down
+
+
+def _pending(p: PairStatus) -> int:
+    return len(p.deferred) + len(p.uploading) + p.pending
+
+
+def pair_state(p: PairStatus, now: float, down: dict[str, float] | None = None) -> str:
+    """The pair's state from its facts and their age, in ORDER's precedence. `down` (from
+    servers_down) makes a server another pair found down count for this pair too, unless this
+    pair reached it after that."""
+    if p.fatal is not None:
+        return "error"
+    found_down = (down or {}).get(server_of(p.url))
+    if p.offline_since is not None or (found_down is not None and found_down >= (p.last_check or 0)):
+        return "offline"
+    if p.errors or p.conflicts or p.skipped or p.last_run_failed:
+        return "attention"
+    if p.progress is not None and p.progress.files_total or (_pending(p) and not p.paused):
         return "syncing"
     if p.paused:
         return "paused"
-    if p.fatal is not None or p.errors or p.conflicts or p.skipped or p.last_run_failed and p.offline_since is None:
-        return "attention"
-    if p.offline_since is not None:
-        return "offline"
     if p.last_check is None:
         return "checking"
     if now - p.last_check > 2 * p.interval:
@@ -123,18 +161,105 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _n(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _names(paths: list[str], limit: int = 3) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def pair_words(p: PairStatus, state: str, now: float, down: dict[str, float] | None = None) -> str:
+    """One plain sentence for a pair's card: what its state means and the one thing that helps."""
+    if state == "error":
+        fatal = p.fatal or {}
+        return _sentence(f"Syncing stopped: {fatal.get('error', '')} {fatal.get('fix', '')}")
+    if state == "offline":
+        since = p.offline_since or (down or {}).get(server_of(p.url))
+        retry = f" davsync tries again at {_clock(p.next_retry)}." if p.next_retry else " davsync keeps trying."
+        return f"Offline since {_clock(since)}: the server cannot be reached.{retry} Check that it is switched on."
+    if state == "attention":
+        return f"Needs attention: {_n(p.attention, 'item needs', 'items need')} your choice (see below)."
+    if state == "syncing":
+        if p.progress is not None and p.progress.files_total:
+            return f"Syncing {p.progress.files_done} of {_n(p.progress.files_total, 'file')}."
+        if p.uploading:
+            return f"Uploading your choice for {_names([u['path'] for u in p.uploading])}."
+        if p.deferred:
+            return (f"Waiting for {_names(p.deferred)} to be finished (still being written); "
+                    "it is sent at the next check.")  # fmt: skip
+        return f"Waiting: {_n(p.pending, 'change')} to sync at the next check."
+    if state == "paused":
+        waiting = f" {_n(_pending(p), 'change waits', 'changes wait')}." if _pending(p) else ""
+        who = "Paused" if p.pair_paused else "Paused with everything else (Resume at the top)"
+        return f"{who}: nothing is synced until you resume.{waiting}"
+    if state == "checking":
+        return "Checking the server for changes." if p.last_check is None else (
+            f"Checking; the last good check was at {_clock(p.last_check)}.")  # fmt: skip
+    if state == "stale":
+        return f"Not checked since {_clock(p.last_check)}; davsync keeps trying. Use Sync now to check at once."
+    return f"Up to date: last checked at {_clock(p.last_check)}, every {p.interval:g} s."
+
+
 def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, Any]:
-    """The one state shown in the header and the tray. Green ("ok") only when every pair is."""
+    """The one state shown in the header and the tray: the highest of the pairs' states in ORDER.
+    Green ("ok") only when every pair is."""
     attention = sum(p.attention for p in pairs)
-    states = {p.id: pair_state(p, now) for p in pairs}
+    down = servers_down(pairs)
+    states = {p.id: pair_state(p, now, down) for p in pairs}
     out: dict[str, Any] = {"attention": attention, "pairs": len(pairs)}
     if not pairs:
-        return out | {"state": "empty", "label": "No folder pairs yet", "detail": "Add a folder pair to start."}
-    syncing = [p for p in pairs if states[p.id] == "syncing"]
-    if syncing:
-        files_total = sum(p.progress.files_total for p in syncing if p.progress)
-        files_done = sum(p.progress.files_done for p in syncing if p.progress)
-        views = [p.progress.view() for p in syncing if p.progress]
+        return out | {"state": "empty", "colour": COLOURS["empty"], "label": "No folder pairs yet",
+                      "detail": "Add a folder pair to start."}  # fmt: skip
+    state = min(states.values(), key=ORDER.index)
+    these = [p for p in pairs if states[p.id] == state]
+    out |= {"state": state, "colour": COLOURS[state]}
+    others = attention - sum(p.attention for p in these) if state == "attention" else attention
+    also = f" · {others} need{'s' if others == 1 else ''} attention" if others else ""
+    if state == "error":
+        fatal = these[0].fatal or {}
+        return out | {"label": "Syncing stopped",
+                      "detail": _sentence(f"{fatal.get('error', '')} {fatal.get('fix', '')}") + also}  # fmt: skip
+    if state == "offline":
+        since = min(p.offline_since or down.get(server_of(p.url), now) for p in these)
+        retry = min((p.next_retry for p in these if p.next_retry), default=None)
+        detail = "The server cannot be reached"
+        detail += f"; davsync tries again at {_clock(retry)}." if retry else "; davsync keeps trying."
+        return out | {"label": f"Offline since {_clock(since)}", "detail": detail + also, "since": since,
+                      "next_retry": retry, "offline_pairs": len(these)}  # fmt: skip
+    if state == "attention":
+        return out | {"label": f"Needs attention ({max(attention, 1)})",
+                      "detail": "See the items marked below and choose what to do."}  # fmt: skip
+    if state == "syncing":
+        return out | _syncing(these) | ({"detail": _syncing(these)["detail"] + also} if also else {})
+    if state == "checking":
+        return out | {"label": "Checking…", "detail": "Looking for changes on the server."}
+    if state == "stale":
+        oldest = min(p.last_check or 0 for p in these)
+        return out | {"label": f"Not checked since {_clock(oldest)}",
+                      "detail": "The last check is overdue; davsync keeps trying. Use Sync now to check at once."}
+    if state == "paused":
+        detail = ("Nothing is synced until you resume." if len(these) == len(pairs) or all_paused
+                  else f"{len(these)} of {len(pairs)} folder pairs paused.")  # fmt: skip
+        return out | {"label": "Paused", "detail": detail}
+    last = min(p.last_check or 0 for p in pairs)
+    return out | {"label": "Up to date", "detail": f"Last checked at {_clock(last)}", "last_check": last}
+
+
+def _syncing(these: list[PairStatus]) -> dict[str, Any]:
+    """The header while something moves, or waits to move: transfers first, then what waits."""
+    moving = [p for p in these if p.progress is not None and p.progress.files_total]
+    if moving:
+        files_total = sum(p.progress.files_total for p in moving if p.progress)
+        files_done = sum(p.progress.files_done for p in moving if p.progress)
+        views = [p.progress.view() for p in moving if p.progress]
         bytes_total = sum(v["bytes_total"] for v in views)
         bytes_done = sum(v["bytes_done"] for v in views)
         speed = sum(v["speed"] for v in views)
@@ -144,43 +269,19 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
             detail += f" at {human_size(speed)}/s"
         if eta is not None and bytes_total > bytes_done:
             detail += f", about {_duration(eta)} left"
-        if attention:
-            detail += f" · {attention} need{'s' if attention == 1 else ''} attention"
-        return out | {
-            "state": "syncing",
-            "label": f"Syncing {files_done} of {files_total} files",
-            "detail": detail,
-            "files_done": files_done, "files_total": files_total, "bytes_done": bytes_done,
-            "bytes_total": bytes_total, "speed": speed, "eta": eta,
-        }  # fmt: skip
-    if attention or "attention" in states.values():
-        n = max(attention, 1)
-        return out | {"state": "attention", "label": f"Needs attention ({n})",
-                      "detail": "See the items marked below."}  # fmt: skip
-    offline = [p for p in pairs if states[p.id] == "offline"]
-    if offline:
-        since = min(p.offline_since or now for p in offline)
-        retry = min((p.next_retry for p in offline if p.next_retry), default=None)
-        detail = f"Server unreachable since {_clock(since)}"
-        if retry:
-            detail += f"; next try at {_clock(retry)}"
-        return out | {"state": "offline", "label": f"Offline since {_clock(since)}", "detail": detail,
-                      "since": since, "next_retry": retry}  # fmt: skip
-    if all_paused or any(s == "paused" for s in states.values()):
-        n = sum(1 for s in states.values() if s == "paused")
-        detail = (
-            "Nothing is synced until you resume." if n == len(pairs) else f"{n} of {len(pairs)} folder pairs paused."
-        )
-        return out | {"state": "paused", "label": "Paused", "detail": detail}
-    stale = [p for p in pairs if states[p.id] == "stale"]
-    if stale:
-        oldest = min(p.last_check or 0 for p in stale)
-        return out | {"state": "stale", "label": f"Not checked since {_clock(oldest)}",
-                      "detail": "The last check is overdue; davsync keeps trying."}  # fmt: skip
-    if any(s == "checking" for s in states.values()):
-        return out | {"state": "checking", "label": "Checking…", "detail": "Looking for changes on the server."}
-    last = min(p.last_check or 0 for p in pairs)
-    return out | {"state": "ok", "label": "Up to date", "detail": f"Last checked at {_clock(last)}", "last_check": last}
+        return {"label": f"Syncing {files_done} of {files_total} files", "detail": detail,
+                "files_done": files_done, "files_total": files_total, "bytes_done": bytes_done,
+                "bytes_total": bytes_total, "speed": speed, "eta": eta}  # fmt: skip
+    uploading = [u["path"] for p in these for u in p.uploading]
+    if uploading:
+        return {"label": f"Uploading {_n(len(uploading), 'file')}",
+                "detail": f"Your choice for {_names(uploading)} goes to the server at the next check."}
+    deferred = [d for p in these for d in p.deferred]
+    if deferred:
+        return {"label": f"Waiting for {_n(len(deferred), 'file')} still being written",
+                "detail": f"{_names(deferred)}: sent when the program writing it has finished."}
+    n = sum(p.pending for p in these)
+    return {"label": f"{_n(n, 'change')} waiting to sync", "detail": "They are synced at the next check."}
 
 
 class StatusHub:
@@ -264,17 +365,19 @@ class StatusHub:
         now = now or time.time()
         with self._cond:
             pairs = [self._pairs[i] for i in self._order]
+            down = servers_down(pairs)
             return {
                 "version": self.version,
                 "now": now,
                 "all_paused": self.all_paused,
                 "notice": self.notice,
                 "overall": overall(pairs, now, self.all_paused),
-                "pairs": [_pair_view(p, now) for p in pairs],
+                "pairs": [_pair_view(p, now, down) for p in pairs],
             }
 
 
-def _pair_view(p: PairStatus, now: float) -> dict[str, Any]:
+def _pair_view(p: PairStatus, now: float, down: dict[str, float]) -> dict[str, Any]:
+    state = pair_state(p, now, down)
     return {
         "id": p.id,
         "url": p.url,
@@ -283,7 +386,11 @@ def _pair_view(p: PairStatus, now: float) -> dict[str, Any]:
         "interval": p.interval,
         "paused": p.paused,
         "running": p.running,
-        "state": pair_state(p, now),
+        "state": state,
+        "colour": COLOURS[state],
+        "words": pair_words(p, state, now, down),
+        "deferred": list(p.deferred),
+        "uploading": list(p.uploading),
         "progress": p.progress.view() if p.progress is not None and p.progress.files_total else None,
         "pair_paused": p.pair_paused,
         "last_check": p.last_check,

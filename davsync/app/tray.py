@@ -26,6 +26,7 @@ class IconSpec:
 ICONS: dict[str, IconSpec] = {
     "ok": IconSpec("#1a7f37", "check", green=True),
     "syncing": IconSpec("#0969da", "arrows"),
+    "error": IconSpec("#cf222e", "bang"),
     "attention": IconSpec("#cf222e", "bang"),
     "offline": IconSpec("#bf5700", "cross"),
     "stale": IconSpec("#bf5700", "clock"),
