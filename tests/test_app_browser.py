@@ -202,7 +202,68 @@ def test_dashboard_end_to_end(serve_process, start_app, memory_keyring, chromium
         sp.stop()
         wait_until(lambda: overall() == "offline", 30, "Offline")
         assert driver.find_element(By.ID, "overall-label").text.startswith("Offline since ")
-        assert "next try at" in text("overall-detail")
+        assert "tries again at" in text("overall-detail")
         shot(driver, "8-offline")
     finally:
         proxy.close()
+
+
+def test_a_stopped_server_and_a_quit_app_are_never_green(serve_process, start_app, memory_keyring, chromium,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """Two pairs on one server: when one finds it down, both say Offline (the other's own next check
+    is ten minutes away). Then Quit: the page says it lost contact with the app, and since when."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    from davsync.app.config import FolderPair
+    from davsync.client import credentials
+
+    driver = chromium
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"a")
+    sp = serve_process(root)
+    credentials.save_password(sp.url, "alice", PASSWORDS["alice"])
+    running = start_app([FolderPair(sp.url, str(tmp_path / "Photos"), user="alice", interval=0.5),
+                         FolderPair(sp.url, str(tmp_path / "Music"), user="alice", interval=600)])  # fmt: skip
+
+    def stop_like_main() -> None:  # what `davsync app` does when Quit is chosen
+        running.app.quit.wait()
+        running.app.stop()
+        running.dash.stop()
+
+    threading.Thread(target=stop_like_main, daemon=True).start()
+
+    def states() -> list[str]:
+        return [c.get_attribute("data-state") or "" for c in driver.find_elements(By.CSS_SELECTOR, ".pair")]
+
+    def overall() -> str:
+        return driver.find_element(By.ID, "overall").get_attribute("data-state") or ""
+
+    def dot_colour() -> str:
+        return str(driver.execute_script(
+            "return getComputedStyle(document.querySelector('#overall .dot')).backgroundColor"))  # fmt: skip
+
+    driver.get(running.dash.url)
+    wait_until(lambda: states() == ["ok", "ok"] and overall() == "ok", 30, "both pairs up to date")
+    green = dot_colour()
+    sp.stop()
+    wait_until(lambda: states() == ["offline", "offline"], 30, "both pairs offline")
+    assert overall() == "offline" and dot_colour() != green
+    assert running.app.hub.pair(running.pair(1)["id"]).offline_since is None  # the second never checked itself
+    cards = driver.find_elements(By.CSS_SELECTOR, ".pair")
+    assert all("Offline since" in c.text and "cannot be reached" in c.text for c in cards)
+    shot(driver, "9-server-down-two-pairs")
+
+    driver.find_element(By.ID, "quit").click()
+    driver.switch_to.alert.accept()
+    wait_until(lambda: overall() == "lost", 20, "the page to say it lost contact")
+    label = driver.find_element(By.ID, "overall-label").text
+    assert label.startswith("Lost contact with davsync app at "), label
+    assert any(ch.isdigit() for ch in label)  # the time it happened
+    assert "not running" in driver.find_element(By.ID, "overall-detail").text
+    assert dot_colour() != green
+    assert driver.title.startswith("davsync: Lost contact")
+    assert all(c.get_attribute("aria-disabled") == "true" for c in driver.find_elements(By.CSS_SELECTOR, ".pair"))
+    shot(driver, "10-lost-contact")

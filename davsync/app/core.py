@@ -72,11 +72,11 @@ class App:
         return credentials.load_password(pair.url, pair.user) if pair.user else None
 
     def stop(self) -> None:
+        self.hub.close()  # first: open dashboards learn at once that the app is going away
         with self._lock:
             runners = list(self.runners.values())
         for r in runners:
             r.stop()
-        self.hub.close()
 
     def reload_if_changed(self) -> bool:
         """Pick up a hand edit of the config file: start new pairs, restart changed ones, stop

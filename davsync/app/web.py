@@ -200,13 +200,15 @@ class _Handler(BaseHTTPRequestHandler):
                     seen, shown, idle = snap["version"], (snap["overall"]["state"], snap["overall"]["label"]), 0.0
                     self.wfile.write(b"data: " + json.dumps(snap).encode() + b"\n\n")
                     self.wfile.flush()
-                elif idle >= KEEPALIVE:
-                    self.wfile.write(b": keepalive\n\n")
+                elif idle >= KEEPALIVE:  # an event, not a comment: the page counts the silence
+                    self.wfile.write(b"event: ping\ndata: {}\n\n")
                     self.wfile.flush()
                     idle = 0.0
                 started = time.monotonic()
                 hub.wait(seen, CLOCK_TICK)
                 idle += time.monotonic() - started
+            self.wfile.write(b"event: bye\ndata: {}\n\n")  # the app is stopping: the page says so at once
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             return
 

@@ -46,7 +46,7 @@ function duration(s) {
   if (s < 5400) return `${Math.round(s / 60)} min`;
   return `${(s / 3600).toFixed(1)} h`;
 }
-const STATE_WORDS = {ok: "Up to date", syncing: "Syncing", paused: "Paused", offline: "Offline",
+const STATE_WORDS = {error: "Stopped", ok: "Up to date", syncing: "Syncing", paused: "Paused", offline: "Offline",
   attention: "Needs attention", checking: "Checking", stale: "Check overdue"};
 const COUNT_WORDS = {download: ["new"], update: ["changed"], conflict: ["conflict", "conflicts"],
   mkdir: ["new folder", "new folders"], "locally-modified": ["changed here"], "deleted-remotely": ["deleted on server, kept"],
@@ -184,11 +184,7 @@ function renderPair(p) {
   parts.badge.textContent = STATE_WORDS[p.state] || p.state;
   parts.badge.className = `badge state state-${p.state}`;
   parts.result.textContent = p.last_result;
-  let checked = p.last_check ? `Last good check at ${clock(p.last_check)}, every ${p.interval} s.` : "Not checked yet.";
-  if (p.offline_since) checked = `Offline since ${clock(p.offline_since)}; next try at ${clock(p.next_retry)}.`;
-  if (p.paused) checked = p.pair_paused ? "Paused: nothing is synced until you resume." :
-    "Paused with everything else (Resume at the top).";
-  parts.checked.textContent = checked;
+  parts.checked.textContent = p.words;  // the app's one sentence for this state, with what helps
   parts.pause.textContent = p.pair_paused ? "Resume" : "Pause";
   parts.pause.dataset.paused = p.pair_paused ? "1" : "0";
   update(parts.counts, p.counts, () =>
@@ -253,6 +249,9 @@ async function loadTrash(pairId, list) {
 
 function render(s) {
   state = s;
+  lostAt = null;
+  document.body.classList.remove("lost");
+  for (const card of cards.values()) card.root.removeAttribute("aria-disabled");
   csrf = s.csrf || csrf;
   renderOverall(s);
   const box = $("pairs");
@@ -304,11 +303,42 @@ $("quit").addEventListener("click", async () => {
   if (confirm("Quit davsync app? Nothing is synced until it runs again.")) await run("/api/quit");
 });
 
-function connect() {
-  const es = new EventSource("/api/events");
-  es.onmessage = (ev) => { $("lost").hidden = true; render(JSON.parse(ev.data)); };
-  es.onerror = () => { $("lost").hidden = false; };
+// --- contact with the app -----------------------------------------------------------
+// The page must never keep showing the last state of an app that is gone: when the event stream
+// dies (the app said goodbye, the connection broke, or nothing came for too long), it says so,
+// with the time, and greys out what it shows.
+
+const SILENCE = 40000;  // ms without any event (the app sends one at least every 15 s)
+let lostAt = null;
+let heard = 0;
+
+function lost() {
+  if (lostAt === null) lostAt = Date.now() / 1000;
+  const label = `Lost contact with davsync app at ${clock(lostAt)}`;
+  $("overall").className = "overall state-lost";
+  $("overall").dataset.state = "lost";
+  $("overall-label").textContent = label;
+  $("overall-detail").textContent = "It is not running (or not answering), so nothing is synced and what you see " +
+    "below may be out of date. Start davsync app again; this page reconnects by itself.";
+  document.title = `davsync: ${label}`;
+  document.body.classList.add("lost");
+  for (const card of cards.values()) card.root.setAttribute("aria-disabled", "true");
+  $("lost").hidden = true;
 }
+
+let source = null;
+function connect() {
+  if (source) source.close();
+  const es = source = new EventSource("/api/events");
+  es.onmessage = (ev) => { heard = Date.now(); $("lost").hidden = true; render(JSON.parse(ev.data)); };
+  es.addEventListener("ping", () => { heard = Date.now(); });
+  es.addEventListener("bye", () => { es.close(); lost(); });
+  es.onerror = () => { lost(); };
+}
+setInterval(() => {
+  if (lostAt === null && heard && Date.now() - heard > SILENCE) lost();
+  if (lostAt !== null && source && source.readyState === EventSource.CLOSED) connect();  // try again
+}, 5000);
 
 api("/api/state").then(render).catch((e) => say(e.message, true));
 connect();
