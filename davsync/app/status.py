@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..units import human_size
+from .words import count_words, plain
 
 RECENT_LIMIT = 200
 SPEED_WINDOW = 5.0  # seconds of transfer history behind the speed and the ETA
@@ -180,7 +181,7 @@ def pair_words(p: PairStatus, state: str, now: float, down: dict[str, float] | N
     """One plain sentence for a pair's card: what its state means and the one thing that helps."""
     if state == "error":
         fatal = p.fatal or {}
-        return _sentence(f"Syncing stopped: {fatal.get('error', '')} {fatal.get('fix', '')}")
+        return _sentence(plain(f"Syncing stopped: {fatal.get('error', '')} {fatal.get('fix', '')}"))
     if state == "offline":
         since = p.offline_since or (down or {}).get(server_of(p.url))
         retry = f" davsync tries again at {_clock(p.next_retry)}." if p.next_retry else " davsync keeps trying."
@@ -221,12 +222,13 @@ def overall(pairs: list[PairStatus], now: float, all_paused: bool) -> dict[str, 
     state = min(states.values(), key=ORDER.index)
     these = [p for p in pairs if states[p.id] == state]
     out |= {"state": state, "colour": COLOURS[state]}
-    others = attention - sum(p.attention for p in these) if state == "attention" else attention
+    # the count of items that need a person, beside a state that outranks them (a stop is not one of them)
+    others = 0 if state == "attention" else attention - sum(1 for p in pairs if p.fatal is not None)
     also = f" · {others} need{'s' if others == 1 else ''} attention" if others else ""
     if state == "error":
         fatal = these[0].fatal or {}
-        return out | {"label": "Syncing stopped",
-                      "detail": _sentence(f"{fatal.get('error', '')} {fatal.get('fix', '')}") + also}  # fmt: skip
+        detail = _sentence(plain(f"{fatal.get('error', '')} {fatal.get('fix', '')}"))
+        return out | {"label": "Syncing stopped", "detail": detail + also}
     if state == "offline":
         since = min(p.offline_since or down.get(server_of(p.url), now) for p in these)
         retry = min((p.next_retry for p in these if p.next_retry), default=None)
@@ -394,14 +396,19 @@ def _pair_view(p: PairStatus, now: float, down: dict[str, float]) -> dict[str, A
         "progress": p.progress.view() if p.progress is not None and p.progress.files_total else None,
         "pair_paused": p.pair_paused,
         "last_check": p.last_check,
-        "last_result": p.last_result,
+        "last_result": plain(p.last_result),
         "counts": dict(p.counts),
+        "count_words": count_words(p.counts),
         "offline_since": p.offline_since,
         "next_retry": p.next_retry,
-        "fatal": p.fatal,
-        "errors": list(p.errors),
-        "conflicts": list(p.conflicts),
-        "skipped": list(p.skipped),
+        "fatal": _plain(p.fatal, "error", "fix") if p.fatal else None,
+        "errors": [_plain(e, "error", "fix") for e in p.errors],
+        "conflicts": [_plain(c, "reason") for c in p.conflicts],
+        "skipped": [_plain(s, "reason") for s in p.skipped],
         "attention": p.attention,
-        "recent": list(reversed(p.recent))[:50],
+        "recent": [_plain(r, "note") for r in reversed(p.recent)][:50],
     }
+
+
+def _plain(item: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return item | {k: plain(str(item[k])) for k in keys if item.get(k)}

@@ -48,10 +48,6 @@ function duration(s) {
 }
 const STATE_WORDS = {error: "Stopped", ok: "Up to date", syncing: "Syncing", paused: "Paused", offline: "Offline",
   attention: "Needs attention", checking: "Checking", stale: "Check overdue"};
-const COUNT_WORDS = {download: ["new"], update: ["changed"], conflict: ["conflict", "conflicts"],
-  mkdir: ["new folder", "new folders"], "locally-modified": ["changed here"], "deleted-remotely": ["deleted on server, kept"],
-  delete: ["to trash"], rmdir: ["folder to remove", "folders to remove"], adopt: ["already identical"], blocked: ["blocked"]};
-const countWords = (k, n) => { const w = COUNT_WORDS[k] || [k]; return `${n} ${n === 1 ? w[0] : w[w.length - 1]}`; };
 
 async function api(path, body) {
   const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
@@ -180,15 +176,14 @@ function renderPair(p) {
   parts.title.textContent = name;
   parts.title.title = p.local;
   parts.url.textContent = `${p.local}  ←  ${p.url}`;
-  parts.mode.textContent = p.mode;
+  parts.mode.textContent = p.mode === "sync" ? "two-way" : "from the server";
   parts.badge.textContent = STATE_WORDS[p.state] || p.state;
   parts.badge.className = `badge state state-${p.state}`;
   parts.result.textContent = p.last_result;
   parts.checked.textContent = p.words;  // the app's one sentence for this state, with what helps
   parts.pause.textContent = p.pair_paused ? "Resume" : "Pause";
   parts.pause.dataset.paused = p.pair_paused ? "1" : "0";
-  update(parts.counts, p.counts, () =>
-    parts.counts.replaceChildren(...Object.entries(p.counts || {}).map(([k, n]) => h("span", {}, countWords(k, n)))));
+  update(parts.counts, p.count_words, () => parts.counts.replaceChildren(...p.count_words.map((w) => h("span", {}, w))));
   if (p.progress) {
     const g = p.progress;
     const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
@@ -212,12 +207,12 @@ function version(label, v, copyName) {
 function renderAttention(p, box) {
   const items = [];
   if (p.fatal) items.push(h("li", {class: "fatal"}, h("span", {class: "item-path"}, "Syncing stopped: "), p.fatal.error,
-    h("div", {class: "fix"}, `Fix: ${p.fatal.fix}`)));
+    h("div", {class: "fix"}, `What to do: ${p.fatal.fix}`)));
   for (const c of p.conflicts) {
     const copy = c.local_copy;
     const choose = (choice) => run(`/api/pairs/${p.id}/resolve`, {local_copy: copy, choice});
     items.push(h("li", {class: "conflict", "data-path": c.path},
-      h("div", {}, h("span", {class: "item-path"}, c.path), h("span", {class: "muted"}, ` changed on both sides (${c.reason || "conflict"})`)),
+      h("div", {}, h("span", {class: "item-path"}, c.path), h("span", {class: "muted"}, `: ${c.reason || "changed on both sides"}. Which version do you keep?`)),
       h("div", {class: "versions"}, version("Theirs (server):", c.theirs), version("Mine (this PC):", c.mine, copy)),
       h("div", {class: "buttons"},
         h("button", {type: "button", class: "small keep-mine", on: {click: () => choose("mine")}}, "Keep mine"),
@@ -225,10 +220,11 @@ function renderAttention(p, box) {
         h("button", {type: "button", class: "small keep-both", on: {click: () => choose("both")}}, "Keep both"),
         h("button", {type: "button", class: "small", on: {click: () => run(`/api/pairs/${p.id}/open`, {path: c.path})}}, "Open folder"))));
   }
-  for (const e of p.errors) items.push(h("li", {class: "error"}, h("span", {class: "item-path"}, e.path), `: ${e.error}`,
-    h("div", {class: "fix"}, `Fix: ${e.fix}`)));
+  for (const e of p.errors) items.push(h("li", {class: "error"},
+    h("span", {class: "item-path"}, e.path === "(deletions)" ? "Deletions held back" : e.path), `: ${e.error}`,
+    h("div", {class: "fix"}, `What to do: ${e.fix}`)));
   for (const s of p.skipped) items.push(h("li", {class: "skipped"}, h("span", {class: "item-path"}, s.path),
-    h("span", {class: "muted"}, ` skipped: ${s.reason}`)));
+    h("span", {class: "muted"}, ` is not synced: ${s.reason}`)));
   box.hidden = items.length === 0;
   box.replaceChildren(...(items.length ? [h("h3", {}, `Needs attention (${items.length})`), h("ul", {class: "plain"}, items)] : []));
 }

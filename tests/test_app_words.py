@@ -1,0 +1,105 @@
+"""No command-line jargon on the dashboard: every state, rendered by the real page in Chromium,
+holds none of the words a person who never typed a command would not know."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from apphelp import start_app  # noqa: F401  (fixtures)
+from conftest import wait_until
+from test_app_browser import chromium  # noqa: F401  (fixture)
+
+from davsync.app.runner import FIXES
+from davsync.app.status import PairStatus, Progress, StatusHub
+from davsync.app.words import COUNT_WORDS, count_words, plain
+from davsync.client.plan import Kind
+
+FORBIDDEN = re.compile(
+    r"\bjournal\b|\bbase\b|\betags?\b|--[a-z]|\bmax_delete\b|\bca_cert\b|\bremote_gone\b|`|Traceback|Errno|gitignore|"
+    + "|".join(re.escape(k.value) for k in Kind if "-" in k.value),
+    re.IGNORECASE,
+)
+NOW = time.time()
+
+# What the client library says, verbatim (davsync/client/plan.py, remote.py, engine.py), as the
+# app receives it: warnings, conflict reasons, kept-deletion reasons, fatal errors.
+LIBRARY = [
+    "Deletions refused: the server lists an empty share while the journal is not empty (an unmounted disk on the server?).",
+    "Deletions refused: the local folder is empty or missing while the journal is not (an unplugged drive?).",
+    "Deletions refused: 40 files on the server would go, more than --max-delete 10.",
+    "Deletions refused: the server lists an empty share while the mirror is not empty (an unmounted disk on the server?).",
+    "deleted on the server; kept (use --delete to remove)",
+    "an unsynced local file differs from the remote",
+    "the remote replaced this file with a folder",
+    "cannot reach 127.0.0.1:8080: nothing is listening there; check that `davsync serve` is running and the port is right.",
+]
+
+
+def test_every_change_kind_has_plain_words() -> None:
+    assert set(COUNT_WORDS) == {k.value for k in Kind}
+    words = count_words({k.value: 2 for k in Kind} | {"something-new": 1})
+    assert words[-1] == "1 other change"
+    for w in words:
+        assert not FORBIDDEN.search(w), w
+
+
+def test_the_librarys_sentences_come_out_plain() -> None:
+    for text in LIBRARY + [fix for _pattern, fix in FIXES]:
+        assert not FORBIDDEN.search(plain(text)), (text, plain(text))
+    assert plain("more than --max-delete 10") == "more than the safety limit (10)"
+
+
+def _states() -> list[tuple[str, list[PairStatus]]]:
+    def pair(pid: str, **kw: Any) -> PairStatus:
+        p = PairStatus(id=pid, url=f"http://pi.local:8080/{pid}/", local=f"/home/anna/{pid}", mode="sync",
+                       interval=30, last_check=NOW - 5, last_result="Nothing changed.")  # fmt: skip
+        for k, v in kw.items():
+            setattr(p, k, v)
+        return p
+
+    g = Progress(files_total=3, files_done=1, bytes_total=3000)
+    g.add_bytes(500)
+    errors = [{"path": "(deletions)", "error": w, "fix": fixes} for w, (_, fixes) in zip(LIBRARY[:4], FIXES[:4], strict=True)]
+    return [
+        ("error", [pair("Photos", fatal={"error": LIBRARY[-1], "fix": FIXES[-1][1]})]),
+        ("offline", [pair("Photos", offline_since=NOW - 60, next_retry=NOW + 30, last_run_failed=True,
+                          last_result=f"Could not reach the server: {LIBRARY[-1]}"), pair("Music")]),  # fmt: skip
+        ("attention", [pair("Photos", errors=errors, counts={k.value: 1 for k in Kind},
+                            conflicts=[{"path": "holiday.jpg", "local_copy": "holiday.sync-conflict-1.jpg",
+                                        "reason": LIBRARY[5]}],
+                            skipped=[{"path": "a:b.txt", "reason": "the name is not allowed on Windows"}],
+                            recent=[{"time": NOW, "what": "kept", "path": "x.txt", "note": LIBRARY[4]}])]),
+        ("syncing", [pair("Photos", progress=g), pair("Music", deferred=["film.mp4"]),
+                     pair("Docs", uploading=[{"path": "letter.odt", "since": NOW}])]),
+        ("paused", [pair("Photos", paused=True, pair_paused=True, deferred=["film.mp4"])]),
+        ("stale", [pair("Photos", last_check=NOW - 3600)]),
+        ("checking", [pair("Photos", last_check=None, running=True)]),
+        ("ok", [pair("Photos"), pair("Music")]),
+    ]
+
+
+def test_no_jargon_in_any_rendered_state(start_app, chromium) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    running = start_app()
+    driver = chromium
+    driver.get(running.dash.url)
+    wait_until(lambda: driver.find_element(By.ID, "overall").get_attribute("data-state") == "empty", 15, "the page")
+    csrf = driver.execute_script("return csrf")
+    driver.find_element(By.ID, "add-open").click()  # the form's words count too
+    for state, pairs in _states():
+        hub = StatusHub()
+        hub.set_pairs(pairs)
+        snap = hub.snapshot() | {"csrf": csrf, "config_file": "/home/anna/.config/davsync/app.toml"}
+        for view in snap["pairs"]:
+            view["settings"] = {}
+        assert snap["overall"]["state"] == state
+        driver.execute_script("render(arguments[0]);"
+                              "document.querySelectorAll('details').forEach((d) => { d.open = true; });", snap)  # fmt: skip
+        wait_until(lambda: driver.find_element(By.ID, "overall").get_attribute("data-state") == state, 5, state)  # noqa: B023
+        text = driver.find_element(By.TAG_NAME, "body").text
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".pair")) == len(pairs)
+        found = FORBIDDEN.findall(text)
+        assert not found, f"{state}: {found} in\n{text}"
