@@ -33,6 +33,8 @@ LIBRARY = [
     "deleted on the server; kept (use --delete to remove)",
     "an unsynced local file differs from the remote",
     "the remote replaced this file with a folder",
+    "the server refused the login for user 'anna'. Check --user and the password (DAVSYNC_PASSWORD).",
+    "this share needs a login: add --user NAME (the password is asked for, or read from DAVSYNC_PASSWORD).",
     "cannot reach 127.0.0.1:8080: nothing is listening there; check that `davsync serve` is running and the port is right.",
 ]
 

@@ -164,11 +164,29 @@ class AppConfig:
     def get(self, pair_id: str) -> FolderPair | None:
         return next((p for p in self.pairs if p.id == pair_id), None)
 
+    def clash(self, pair: FolderPair) -> str | None:
+        """Why `pair`'s folder cannot be used beside the other pairs (one folder, one pair: nested
+        folders would sync each other's files and state), or None."""
+        mine = _folder_key(pair.dest)
+        for other in self.pairs:
+            if other.id == pair.id:
+                continue
+            theirs = _folder_key(other.dest)
+            if mine == theirs:
+                return f"{pair.local} is already synced with {other.url}; choose another folder."
+            if theirs in mine.parents:
+                return (f"{pair.local} is inside {other.local}, which is already synced with {other.url}; "
+                        "choose a folder outside it.")  # fmt: skip
+            if mine in theirs.parents:
+                return (f"{other.local} (already synced with {other.url}) is inside {pair.local}; "
+                        "choose a folder that does not contain it.")  # fmt: skip
+        return None
+
     def upsert(self, pair: FolderPair) -> None:
         pair = pair.validated()
-        for other in self.pairs:
-            if other.id != pair.id and _same_folder(other.dest, pair.dest):
-                raise ConfigError(f"{pair.local} is already mirrored from {other.url}; choose another folder.")
+        clash = self.clash(pair)
+        if clash:
+            raise ConfigError(clash)
         self.pairs = [pair if p.id == pair.id else p for p in self.pairs]
         if self.get(pair.id) is None:
             self.pairs.append(pair)
@@ -215,8 +233,14 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def _same_folder(a: Path, b: Path) -> bool:
+def _folder_key(p: Path) -> Path:
+    """The folder as the file system names it (resolved; letter case folded where Windows ignores it)."""
     try:
-        return a.resolve() == b.resolve()
+        p = p.resolve()
     except OSError:
-        return a == b
+        pass
+    return Path(os.path.normcase(p))
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return _folder_key(a) == _folder_key(b)

@@ -22,6 +22,7 @@ from . import files, store
 from .config import AppConfig, ConfigError, FolderPair
 from .runner import NOT_YET, PairRunner
 from .status import PairStatus, StatusHub
+from .words import plain
 
 MUST_PASS = ("reachable", "authentication", "connection")  # doctor checks without which a pair cannot work
 
@@ -147,10 +148,16 @@ class App:
         if pair.user and not password:
             password = credentials.load_password(pair.url, pair.user)
         conn = ConnectionSettings(pair.url, pair.user or None, password, pair.ca_cert or None, pair.insecure, jobs=1)
-        checks = [{"name": c.name, "ok": c.ok, "detail": c.detail,
+        checks = [{"name": c.name, "ok": c.ok, "detail": plain(c.detail),
                    "required": c.blocking or c.name.split(" ")[0] in MUST_PASS} for c in self._check(conn)]  # fmt: skip
         checks.append(_local_check(pair.dest))
         return checks
+
+    def _check_login(self, pair: FolderPair, password: str | None) -> None:
+        """New credentials are tried on the server before they replace the old ones."""
+        failed = [c for c in self.check_pair(pair, password) if c["required"] and not c["ok"]]
+        if failed:
+            raise CommandError(f"{failed[0]['name']}: {failed[0]['detail']} Nothing was changed.")
 
     def add_pair(self, form: dict[str, Any]) -> tuple[FolderPair | None, list[dict[str, Any]]]:
         """Check, and save only when the checks that matter pass. Returns (pair or None, checks)."""
@@ -158,7 +165,10 @@ class App:
         password = str(form.get("password") or "") or None
         with self._lock:
             if self.config.get(pair.id) is not None:
-                raise CommandError(f"{pair.local} is already mirrored from {pair.url}.")
+                raise CommandError(f"{pair.local} is already synced with {pair.url}.")
+            clash = self.config.clash(pair)
+            if clash:
+                raise CommandError(clash)
         checks = self.check_pair(pair, password)
         if not form.get("save") or not all(c["ok"] for c in checks if c["required"]):
             return None, checks
@@ -183,6 +193,8 @@ class App:
             form = {k: v for k, v in form.items() if k not in ("url", "local")}
             pair = self.pair_from_form(form, base=old)
             password = str(form.get("password") or "") or None
+            if pair.user and password or pair.user != old.user:
+                self._check_login(pair, password)
             if pair.user and password:
                 _save_password(pair, password)
             try:

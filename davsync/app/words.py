@@ -50,6 +50,10 @@ def count_words(counts: dict[str, int]) -> list[str]:
 
 # The library's command-line phrasing -> the app's words (first match first; all are applied).
 REWRITES: list[tuple[str, str]] = [
+    (r"Check --user and the password \(DAVSYNC_PASSWORD\)", "Check the user name and the password"),
+    (r"add --user NAME \(the password is asked for, or read from DAVSYNC_PASSWORD\)",
+     "enter a user name and password"),
+    (r"give the user with --user and the password with[^.]*", "enter them in the User and Password boxes instead"),
     (r"more than --max-delete (\d+%?)", r"more than the safety limit (\1)"),
     (r"\s*\(use --delete to remove\)", " (turn on 'Also delete here' in Settings to remove it)"),
     (r"\s*\(raise max_delete\)|\s*\(or raise max_delete\)", ""),

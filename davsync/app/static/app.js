@@ -137,7 +137,7 @@ function makeEditor(p) {
       h("label", {}, "Check every (seconds)", h("input", {name: "interval", type: "number", min: "0.2", step: "any"})),
       h("label", {}, "Mode", h("select", {name: "mode"}, h("option", {value: "pull"}, "Pull: mirror the server onto this PC"),
         h("option", {value: "sync"}, "Sync: changes go both ways")))),
-    h("label", {class: "check"}, h("input", {type: "checkbox", name: "delete"}), "Also delete here what is deleted on the server"),
+    h("label", {class: "check"}, h("input", {type: "checkbox", name: "delete"}), "Also delete here what is deleted on the server (to the trash; two-way sync always does this, both ways)"),
     h("label", {}, "Skip these (one pattern a line)", h("textarea", {name: "excludes", rows: "2"})),
     h("div", {class: "buttons"},
       h("button", {type: "submit", class: "primary small"}, "Save"),

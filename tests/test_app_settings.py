@@ -1,0 +1,63 @@
+"""Settings are checked before they are saved: a folder inside (or around) another pair's folder, the
+same folder twice, a wrong password in Settings, an unreachable server: refused with the reason,
+and nothing changes."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from apphelp import MemoryKeyring, memory_keyring, start_app  # noqa: F401  (fixtures)
+from conftest import PASSWORDS, free_port, wait_until
+
+
+def form(url: str, dest: Path, **kw: object) -> dict[str, object]:
+    return {"url": url, "user": "alice", "password": PASSWORDS["alice"], "local": str(dest), "mode": "pull",
+            "interval": "0.5", "save": True, **kw}  # fmt: skip
+
+
+def test_folders_of_two_pairs_may_not_overlap(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    running = start_app()
+    c = running.client()
+    dest = tmp_path / "Pi"
+    assert c.post("/api/pairs", form(share.url, dest)).json()["saved"] is True
+    before = running.config_file.read_text()
+    other = share.url + "sub/"  # another share: still the same folder must not be synced twice
+    for local, why in ((dest, "already synced"), (dest / "Photos", "inside"), (tmp_path, "does not contain it")):
+        r = c.post("/api/pairs", form(other, local))
+        assert r.status_code == 409, (local, r.text)
+        error = r.json()["error"]
+        assert why in error and str(dest) in error and "choose" in error, error
+    assert running.config_file.read_text() == before
+    assert len(running.state()["pairs"]) == 1
+    # a sibling folder is fine to check
+    r = c.post("/api/pairs", form(share.url, tmp_path / "Other", save=False))
+    assert r.status_code == 200 and all(ch["ok"] for ch in r.json()["checks"])
+
+
+def test_an_unreachable_server_is_refused_when_adding(start_app, memory_keyring, tmp_path: Path) -> None:
+    running = start_app()
+    r = running.client().post("/api/pairs", form(f"http://127.0.0.1:{free_port()}/", tmp_path / "m")).json()
+    assert r["saved"] is False
+    failed = [ch for ch in r["checks"] if ch["required"] and not ch["ok"]]
+    assert failed and "nothing is listening" in failed[0]["detail"]
+    assert not running.config_file.exists()
+
+
+def test_a_wrong_password_in_settings_is_refused(share, start_app, memory_keyring: MemoryKeyring,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    running = start_app()
+    c = running.client()
+    assert c.post("/api/pairs", form(share.url, tmp_path / "m")).json()["saved"] is True
+    wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date")
+    pid = running.pair()["id"]
+    before = running.config_file.read_text()
+    r = c.post(f"/api/pairs/{pid}/edit", {"user": "alice", "password": "not the password", "interval": "5"})
+    assert r.status_code == 409 and "refused the login" in r.json()["error"], r.text
+    assert "Nothing was changed" in r.json()["error"] and "--user" not in r.json()["error"]
+    assert list(memory_keyring.store.values()) == [PASSWORDS["alice"]]  # the good one is kept
+    assert running.config_file.read_text() == before
+    # the right one is taken
+    r = c.post(f"/api/pairs/{pid}/edit", {"user": "alice", "password": PASSWORDS["alice"], "interval": "5"})
+    assert r.status_code == 200, r.text
+    assert tomllib.loads(running.config_file.read_text())["pair"][0]["interval"] == 5
