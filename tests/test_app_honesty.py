@@ -104,3 +104,25 @@ def test_a_file_still_being_written_is_not_up_to_date(share, start_app, memory_k
         return True
 
     wait_until(green_and_complete, 30, "Up to date with the whole file on the server")
+
+
+def test_held_deletions_list_the_files(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    """The server's share looks empty: nothing is deleted here, and the page can show which files
+    would have gone (and where), beside what to do."""
+    for name in ("a.txt", "Photos/b.jpg"):
+        (share.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (share.root / name).write_bytes(b"x")
+    share.wait_indexed()
+    dest = tmp_path / "pc"
+    credentials.save_password(share.url, "alice", PASSWORDS["alice"])
+    running = start_app([FolderPair(share.url, str(dest), user="alice", delete=True, interval=0.3)])
+    wait_until(lambda: (dest / "Photos" / "b.jpg").exists() and running.state()["overall"]["state"] == "ok", 20,
+               "the first sync")  # fmt: skip
+    (share.root / "a.txt").unlink()
+    (share.root / "Photos" / "b.jpg").unlink()
+    (share.root / "Photos").rmdir()
+    held = wait_until(lambda: [e for e in running.pair()["errors"] if e["path"] == "(deletions)"], 20, "the guard")
+    assert {(f["path"], f["where"]) for f in held[0]["files"]} >= {("a.txt", "here"), ("Photos/b.jpg", "here")}
+    assert "mounted" in held[0]["fix"]
+    assert running.state()["overall"]["state"] == "attention"
+    assert (dest / "a.txt").exists() and (dest / "Photos" / "b.jpg").exists()

@@ -63,7 +63,9 @@ def _states() -> list[tuple[str, list[PairStatus]]]:
 
     g = Progress(files_total=3, files_done=1, bytes_total=3000)
     g.add_bytes(500)
-    errors = [{"path": "(deletions)", "error": w, "fix": fixes} for w, (_, fixes) in zip(LIBRARY[:4], FIXES[:4], strict=True)]
+    held = [{"path": "Photos/beach.jpg", "where": "here"}, {"path": "letter.odt", "where": "server"}]
+    errors = [{"path": "(deletions)", "error": w, "fix": fixes, "files": held}
+              for w, (_, fixes) in zip(LIBRARY[:4], FIXES[:4], strict=True)]
     return [
         ("error", [pair("Photos", fatal={"error": LIBRARY[-1], "fix": FIXES[-1][1]})]),
         ("offline", [pair("Photos", offline_since=NOW - 60, next_retry=NOW + 30, last_run_failed=True,
@@ -103,5 +105,7 @@ def test_no_jargon_in_any_rendered_state(start_app, chromium) -> None:  # noqa: 
         wait_until(lambda: driver.find_element(By.ID, "overall").get_attribute("data-state") == state, 5, state)  # noqa: B023
         text = driver.find_element(By.TAG_NAME, "body").text
         assert len(driver.find_elements(By.CSS_SELECTOR, ".pair")) == len(pairs)
+        if state == "attention":  # the held deletions are listed, with where they would have gone
+            assert "Photos/beach.jpg (on this PC)" in text and "letter.odt (on the server)" in text
         found = FORBIDDEN.findall(text)
         assert not found, f"{state}: {found} in\n{text}"

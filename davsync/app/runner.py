@@ -40,7 +40,7 @@ class RunOutcome:
     fatal: str | None = None
     retryable: bool = False
     stopped: bool = False
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     full_listing: bool = False  # skipped names are complete (a walk), not just the changed ones
@@ -95,6 +95,19 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+HELD_LIMIT = 500  # files listed under a held deletion (the page shows how many more)
+
+
+def held_deletions(result: RunResult) -> list[dict[str, str]]:
+    """The deletions a guard held this run: which file, and where it would have gone."""
+    held = []
+    for a in result.plan.of(Kind.REMOTE_DELETED, Kind.LOCAL_DELETED):
+        if a.reason.startswith(("deletion refused", "deletion skipped")) or "kept: " in a.reason \
+                or "kept on the server: " in a.reason:  # fmt: skip
+            held.append({"path": a.path, "where": "here" if a.kind == Kind.REMOTE_DELETED else "server"})
+    return held[:HELD_LIMIT]
+
+
 def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
     """What a run of pull or sync did, in the dashboard's words."""
     n = result.count
@@ -129,7 +142,8 @@ def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
         stopped=stopped,
         errors=[{"path": e.path, "error": e.error, "fix": fix_for(e.error)}
                 for e in result.errors if not (stopped and e.error == "stopped")]
-        + [{"path": "(deletions)", "error": w, "fix": fix_for(w)} for w in result.plan.warnings],
+        + [{"path": "(deletions)", "error": w, "fix": fix_for(w), "files": held_deletions(result)}
+           for w in result.plan.warnings],
         conflicts=[{"path": c.path, "local_copy": c.local_copy, "reason": c.reason} for c in result.conflicts],
         skipped=[{"path": s.path, "reason": s.reason} for s in result.skipped],
         full_listing=result.mode in ("walk", "initial-report"),

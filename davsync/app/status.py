@@ -85,7 +85,7 @@ class PairStatus:
     offline_since: float | None = None
     next_retry: float | None = None
     fatal: dict[str, str] | None = None  # {"error", "fix"}: the loop cannot go on until a person acts
-    errors: list[dict[str, str]] = field(default_factory=list)  # {"path", "error", "fix"}
+    errors: list[dict[str, Any]] = field(default_factory=list)  # {"path", "error", "fix"[, "files"]}
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     deferred: list[str] = field(default_factory=list)  # still being written when the last run looked

@@ -204,6 +204,18 @@ function version(label, v, copyName) {
     h("span", {}, v ? `${size(v.size)}, modified ${when(v.mtime)}` + (copyName ? ` (as ${copyName})` : "") : "missing")];
 }
 
+// The files a deletion guard held: nothing was deleted; this is what would have gone, and where.
+function heldFiles(files) {
+  if (!files || !files.length) return null;
+  const here = files.filter((f) => f.where === "here").length;
+  const parts = [];
+  if (here) parts.push(`${here} on this PC`);
+  if (files.length - here) parts.push(`${files.length - here} on the server`);
+  return h("details", {class: "held"}, h("summary", {}, `Show the files that would have been deleted (${parts.join(", ")})`),
+    h("ul", {class: "plain"}, files.map((f) => h("li", {}, h("span", {class: "item-path"}, f.path),
+      h("span", {class: "muted"}, f.where === "here" ? " (on this PC)" : " (on the server)")))));
+}
+
 function renderAttention(p, box) {
   const items = [];
   if (p.fatal) items.push(h("li", {class: "fatal"}, h("span", {class: "item-path"}, "Syncing stopped: "), p.fatal.error,
@@ -222,7 +234,7 @@ function renderAttention(p, box) {
   }
   for (const e of p.errors) items.push(h("li", {class: "error"},
     h("span", {class: "item-path"}, e.path === "(deletions)" ? "Deletions held back" : e.path), `: ${e.error}`,
-    h("div", {class: "fix"}, `What to do: ${e.fix}`)));
+    h("div", {class: "fix"}, `What to do: ${e.fix}`), heldFiles(e.files)));
   for (const s of p.skipped) items.push(h("li", {class: "skipped"}, h("span", {class: "item-path"}, s.path),
     h("span", {class: "muted"}, ` is not synced: ${s.reason}`)));
   box.hidden = items.length === 0;
