@@ -124,5 +124,52 @@ def test_held_deletions_list_the_files(share, start_app, memory_keyring, tmp_pat
     held = wait_until(lambda: [e for e in running.pair()["errors"] if e["path"] == "(deletions)"], 20, "the guard")
     assert {(f["path"], f["where"]) for f in held[0]["files"]} >= {("a.txt", "here"), ("Photos/b.jpg", "here")}
     assert "mounted" in held[0]["fix"]
+    assert not held[0]["can_accept"] and not held[0]["can_restore"]  # the server's disk: check it there
     assert running.state()["overall"]["state"] == "attention"
     assert (dest / "a.txt").exists() and (dest / "Photos" / "b.jpg").exists()
+
+
+def _sync_with_held_deletions(share, start_app, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A two-way pair where 3 of 4 files were deleted here: more than half, so the guard holds the
+    deletions on the server (as `davsync sync` does without --max-delete)."""
+    names = ["a.txt", "b.txt", "c.txt", "d.txt"]
+    for name in names:
+        (share.root / name).write_bytes(name.encode())
+    share.wait_indexed()
+    dest = tmp_path / "pc"
+    credentials.save_password(share.url, "alice", PASSWORDS["alice"])
+    running = start_app([FolderPair(share.url, str(dest), user="alice", mode="sync", interval=0.3)])
+    wait_until(lambda: all((dest / n).exists() for n in names) and running.state()["overall"]["state"] == "ok", 20,
+               "the first sync")  # fmt: skip
+    for name in names[:3]:
+        (dest / name).unlink()
+    held = wait_until(lambda: [e for e in running.pair()["errors"] if e["path"] == "(deletions)"], 20, "the guard")[0]
+    assert sorted(f["path"] for f in held["files"]) == names[:3] and {f["where"] for f in held["files"]} == {"server"}
+    assert held["can_accept"] and held["can_restore"]
+    assert all((share.root / n).exists() for n in names)
+    return running, dest, names
+
+
+def test_held_deletions_restored_from_the_page(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    running, dest, names = _sync_with_held_deletions(share, start_app, tmp_path)
+    c = running.client()
+    r = c.post(f"/api/pairs/{running.pair()['id']}/deletions", {"choice": "restore"})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: all((dest / n).exists() for n in names), 20, "the files back here")
+    wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date")
+    assert all((share.root / n).read_bytes() == n.encode() for n in names)
+    assert [(dest / n).read_bytes() for n in names] == [n.encode() for n in names]
+
+
+def test_held_deletions_accepted_from_the_page(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    running, dest, names = _sync_with_held_deletions(share, start_app, tmp_path)
+    c = running.client()
+    r = c.post(f"/api/pairs/{running.pair()['id']}/deletions", {"choice": "accept"})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: not any((share.root / n).exists() for n in names[:3]), 20, "the deletions on the server")
+    wait_until(lambda: running.state()["overall"]["state"] == "ok", 20, "Up to date")
+    assert (share.root / "d.txt").exists() and (dest / "d.txt").exists()
+    assert not any((dest / n).exists() for n in names[:3])
+    # nothing held any more: a second choice is refused with the reason
+    r = c.post(f"/api/pairs/{running.pair()['id']}/deletions", {"choice": "accept"})
+    assert r.status_code == 409 and "no deletions" in r.json()["error"]

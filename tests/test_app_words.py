@@ -64,7 +64,7 @@ def _states() -> list[tuple[str, list[PairStatus]]]:
     g = Progress(files_total=3, files_done=1, bytes_total=3000)
     g.add_bytes(500)
     held = [{"path": "Photos/beach.jpg", "where": "here"}, {"path": "letter.odt", "where": "server"}]
-    errors = [{"path": "(deletions)", "error": w, "fix": fixes, "files": held}
+    errors = [{"path": "(deletions)", "error": w, "fix": fixes, "files": held, "can_accept": True, "can_restore": True}
               for w, (_, fixes) in zip(LIBRARY[:4], FIXES[:4], strict=True)]
     return [
         ("error", [pair("Photos", fatal={"error": LIBRARY[-1], "fix": FIXES[-1][1]})]),
@@ -107,5 +107,6 @@ def test_no_jargon_in_any_rendered_state(start_app, chromium) -> None:  # noqa: 
         assert len(driver.find_elements(By.CSS_SELECTOR, ".pair")) == len(pairs)
         if state == "attention":  # the held deletions are listed, with where they would have gone
             assert "Photos/beach.jpg (on this PC)" in text and "letter.odt (on the server)" in text
+            assert "This is right, go ahead" in text and "Restore them" in text
         found = FORBIDDEN.findall(text)
         assert not found, f"{state}: {found} in\n{text}"

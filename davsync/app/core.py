@@ -283,6 +283,20 @@ class App:
             runner.sync_now()
         return message
 
+    def decide_deletions(self, pair_id: str, choice: str) -> str:
+        """What a person chose for the deletions a guard held: go ahead, or put them back."""
+        runner = self._runner(pair_id)
+        status = self.hub.pair(pair_id)
+        held = next((e for e in (status.errors if status else []) if e.get("path") == "(deletions)"), None)
+        if held is None:
+            raise CommandError("there are no deletions held back for this folder pair (any more).")
+        if choice not in ("accept", "restore") or not held.get(f"can_{choice}"):
+            raise CommandError("that choice cannot help here; follow the advice shown with the deletions.")
+        if runner.paused or not runner.run_once_with(choice):
+            raise CommandError("the folder pair is paused or not running yet; resume it and try again.")
+        return ("Going ahead: the next check carries out the deletions." if choice == "accept"
+                else "Putting them back: the next check copies each missing file from the other side.")  # fmt: skip
+
     def trash(self, pair_id: str) -> list[dict[str, Any]]:
         return files.list_trash(self._runner(pair_id).pair.dest)
 

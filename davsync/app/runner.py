@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -108,6 +108,23 @@ def held_deletions(result: RunResult) -> list[dict[str, str]]:
     return held[:HELD_LIMIT]
 
 
+ONCE: dict[str, dict[str, Any]] = {
+    # the person checked the held deletions: the CLI's `--max-delete 100%` for one run
+    "accept": {"max_delete": None, "max_delete_percent": 100.0},
+    # put them back: one sync that deletes nothing and fills each side from the other
+    "restore": {"restore": True, "full": True},
+}
+
+
+def choices(result: RunResult) -> dict[str, bool]:
+    """Which of ONCE can help with what this run's guards held. An empty share or folder, or a
+    listing that failed, is never accepted from here: those are checked where they happened."""
+    guards = set(result.plan.guards)
+    sure = not guards & {"remote-empty", "local-empty", "failed-listing"}
+    return {"can_accept": sure and any(g.startswith("max-delete") for g in guards),
+            "can_restore": result.command == ClientMode.SYNC and "failed-listing" not in guards}  # fmt: skip
+
+
 def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
     """What a run of pull or sync did, in the dashboard's words."""
     n = result.count
@@ -142,7 +159,7 @@ def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
         stopped=stopped,
         errors=[{"path": e.path, "error": e.error, "fix": fix_for(e.error)}
                 for e in result.errors if not (stopped and e.error == "stopped")]
-        + [{"path": "(deletions)", "error": w, "fix": fix_for(w), "files": held_deletions(result)}
+        + [{"path": "(deletions)", "error": w, "fix": fix_for(w), "files": held_deletions(result)} | choices(result)
            for w in result.plan.warnings],
         conflicts=[{"path": c.path, "local_copy": c.local_copy, "reason": c.reason} for c in result.conflicts],
         skipped=[{"path": s.path, "reason": s.reason} for s in result.skipped],
@@ -234,10 +251,16 @@ class EngineMode:
         options = RunOptions(mode=self.MODE, delete=pair.delete, jobs=pair.jobs, excludes=pair.excludes,
                              wait_to_settle=False)  # fmt: skip
         self.engine = Engine(conn, pair.dest, options, reporter)
+        self.once: dict[str, Any] = {}  # option changes for the next run only (ONCE)
 
     def run_once(self) -> RunOutcome:
         self.engine.stop.clear()
-        result = self.engine.run()
+        options, self.engine.options = self.engine.options, replace(self.engine.options, **self.once)
+        self.once = {}
+        try:
+            result = self.engine.run()
+        finally:
+            self.engine.options = options
         return outcome_from_pull(result, stopped=self.engine.stop.is_set())
 
     def stop(self) -> None:
@@ -322,6 +345,15 @@ class PairRunner:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def run_once_with(self, choice: str) -> bool:
+        """The next run with ONCE[choice]; False if this pair's mode cannot."""
+        mode = self._mode
+        if not isinstance(mode, EngineMode):
+            return False
+        mode.once = ONCE[choice]
+        self._wake.set()
+        return True
 
     def folder_lock(self) -> threading.Lock:
         return self._lock

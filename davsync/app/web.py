@@ -269,6 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "message": app.resolve(pair_id, str(body.get("local_copy", "")), str(body.get("choice", "")))
             },
             "restore": lambda: {"message": app.restore(pair_id, str(body.get("item", "")))},
+            "deletions": lambda: {"message": app.decide_deletions(pair_id, str(body.get("choice", "")))},
             "open": lambda: app.open_folder(pair_id, str(body.get("path", ""))),
         }  # fmt: skip
         return routes.get(verb)

@@ -78,6 +78,9 @@ class RunOptions:
     name_rules: NameRules | None = None
     settle_s: float = 2.0  # sync, push: a file modified this recently is still being written
     wait_to_settle: bool = True  # one-shot runs wait (up to settle_s) for such files; watch moves on
+    # sync: put back what a deletion guard held, once: planned as after a lost journal (no shared
+    # history, nothing deleted, each side filled from the other; differing files kept both ways)
+    restore: bool = False
 
 
 class DestLockedError(Exception):
@@ -357,7 +360,7 @@ class _Run:
             base = self.journal.load()
             scan = self._local(base, None)
         _apply_resolved(base, scan.resolved)
-        union = self._union(stored_token, snap, base)
+        union = (self.opts.restore and self.opts.mode == Mode.SYNC) or self._union(stored_token, snap, base)
         base = self._resolve_uploads(base, snap.view, write)
         lv = scan.view
         if not partial and not union and not snap.view.complete:

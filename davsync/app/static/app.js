@@ -205,15 +205,26 @@ function version(label, v, copyName) {
 }
 
 // The files a deletion guard held: nothing was deleted; this is what would have gone, and where.
-function heldFiles(files) {
+function heldFiles(p, e) {
+  const files = e.files;
   if (!files || !files.length) return null;
   const here = files.filter((f) => f.where === "here").length;
   const parts = [];
   if (here) parts.push(`${here} on this PC`);
   if (files.length - here) parts.push(`${files.length - here} on the server`);
-  return h("details", {class: "held"}, h("summary", {}, `Show the files that would have been deleted (${parts.join(", ")})`),
-    h("ul", {class: "plain"}, files.map((f) => h("li", {}, h("span", {class: "item-path"}, f.path),
-      h("span", {class: "muted"}, f.where === "here" ? " (on this PC)" : " (on the server)")))));
+  const decide = (choice) => run(`/api/pairs/${p.id}/deletions`, {choice});
+  const buttons = [];
+  if (e.can_accept) buttons.push(h("button", {type: "button", class: "small danger held-accept", on: {click: () => {
+    if (confirm(`Delete these ${files.length} files (${parts.join(", ")})? Deleted files go to the trash here, and to the server's versions there.`))
+      decide("accept");
+  }}}, "This is right, go ahead"));
+  if (e.can_restore) buttons.push(h("button", {type: "button", class: "small held-restore", on: {click: () => decide("restore")}},
+    "Restore them"));
+  return h("div", {},
+    h("details", {class: "held"}, h("summary", {}, `Show the files that would have been deleted (${parts.join(", ")})`),
+      h("ul", {class: "plain"}, files.map((f) => h("li", {}, h("span", {class: "item-path"}, f.path),
+        h("span", {class: "muted"}, f.where === "here" ? " (on this PC)" : " (on the server)"))))),
+    buttons.length ? h("div", {class: "buttons"}, buttons) : null);
 }
 
 function renderAttention(p, box) {
@@ -234,7 +245,7 @@ function renderAttention(p, box) {
   }
   for (const e of p.errors) items.push(h("li", {class: "error"},
     h("span", {class: "item-path"}, e.path === "(deletions)" ? "Deletions held back" : e.path), `: ${e.error}`,
-    h("div", {class: "fix"}, `What to do: ${e.fix}`), heldFiles(e.files)));
+    h("div", {class: "fix"}, `What to do: ${e.fix}`), heldFiles(p, e)));
   for (const s of p.skipped) items.push(h("li", {class: "skipped"}, h("span", {class: "item-path"}, s.path),
     h("span", {class: "muted"}, ` is not synced: ${s.reason}`)));
   box.hidden = items.length === 0;
