@@ -46,6 +46,8 @@ MAKERS: dict[str, Callable[[str], PairStatus]] = {
                                 last_run_failed=True, conflicts=[{"path": "x", "local_copy": "x.c"}]),
     "attention": lambda pid: fine(pid, f"http://a{pid}/", conflicts=[{"path": "x", "local_copy": "x.c"}]),
     "syncing": lambda pid: fine(pid, f"http://s{pid}/", progress=progress(), running=True),
+    "checking": lambda pid: fine(pid, f"http://c{pid}/", last_check=None, running=True),
+    "stale": lambda pid: fine(pid, f"http://t{pid}/", last_check=NOW - 3600),
     "paused": lambda pid: fine(pid, f"http://p{pid}/", paused=True, pair_paused=True),
     "ok": lambda pid: fine(pid, f"http://k{pid}/"),
 }
@@ -55,13 +57,16 @@ WORDS = {
     "offline": rf"^Offline since {_clock(NOW - 100)}$",
     "attention": r"^Needs attention \(\d+\)$",
     "syncing": r"^Syncing 1 of 3 files$",
+    "checking": r"^Checking…$",
+    "stale": rf"^Not checked since {_clock(NOW - 3600)}$",
     "paused": r"^Paused$",
     "ok": r"^Up to date$",
 }
 
 
 def test_the_order_is_the_one_the_issue_names() -> None:
-    assert MAIN == ["error", "offline", "attention", "syncing", "paused", "ok"]
+    assert [s for s in MAIN if s not in ("checking", "stale")] == ["error", "offline", "attention", "syncing", "paused", "ok"]
+    assert MAIN == list(ORDER)  # every state is in the matrix
     assert [s for s, c in COLOURS.items() if c == "green"] == ["ok"]
 
 
