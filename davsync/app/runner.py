@@ -29,7 +29,9 @@ from .status import PairStatus, Progress, StatusHub
 log = logging.getLogger("davsync.app")
 
 MAX_BACKOFF = 300.0
-SETTLE_RETRY = 3.0  # seconds before looking again at a file that was still being written
+# seconds before looking again at a file newly found still being written (one that stays open
+# for long, like a mailbox file, is looked at on the pair's own interval) or at an unconfirmed choice
+SETTLE_RETRY = 3.0
 PROGRESS_EVERY = 0.25  # seconds between progress notifications (bytes arrive far more often)
 
 
@@ -465,7 +467,7 @@ class PairRunner:
             return min(MAX_BACKOFF, max(interval, delay * 2))
         dest, started = self.pair.dest, self._started
         unsure = {e["path"] for e in outcome.errors} | set(outcome.deferred)
-        waiting = []
+        waiting: list[Any] = []  # what is worth a look sooner than the interval
 
         def done(p: PairStatus) -> None:
             p.running = False
@@ -485,6 +487,8 @@ class PairRunner:
                 names = {s["path"] for s in p.skipped}
                 p.skipped += [s for s in outcome.skipped if s["path"] not in names]
             p.counts = outcome.counts
+            if outcome.deferred != p.deferred:
+                waiting.extend(outcome.deferred)
             p.deferred, p.pending = outcome.deferred, 0
             # a choice is confirmed by a whole run that began after it and did not fail on the file
             p.uploading = [u for u in p.uploading if u["since"] >= started or u["path"] in unsure]
@@ -494,7 +498,7 @@ class PairRunner:
             store.save(self.state_dir, p)
 
         self._publish(done)
-        return min(interval, SETTLE_RETRY) if outcome.deferred or waiting else interval
+        return min(interval, SETTLE_RETRY) if waiting else interval
 
     def refresh_conflicts(self) -> None:
         """Re-read both versions of every listed conflict (after an action, or a change by hand)."""
