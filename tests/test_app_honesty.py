@@ -173,3 +173,45 @@ def test_held_deletions_accepted_from_the_page(share, start_app, memory_keyring,
     # nothing held any more: a second choice is refused with the reason
     r = c.post(f"/api/pairs/{running.pair()['id']}/deletions", {"choice": "accept"})
     assert r.status_code == 409 and "no deletions" in r.json()["error"]
+
+
+def test_a_choice_not_yet_uploaded_survives_a_restart(share, start_app, memory_keyring, tmp_path: Path) -> None:
+    """Quit right after "Keep mine": started again, the app still says it is uploading until a run
+    has confirmed it (it does not start green from the last good check on disk)."""
+    (share.root / "report.txt").write_bytes(b"v1")
+    share.wait_indexed()
+    proxy = Proxy(share.server.port, Faults())
+    url = f"http://127.0.0.1:{proxy.port}/"
+    dest = tmp_path / "pc"
+    credentials.save_password(url, "alice", PASSWORDS["alice"])
+    try:
+        running = start_app([FolderPair(url, str(dest), user="alice", mode="sync", interval=0.3)])
+        c = running.client()
+        pid = running.pair()["id"]
+        wait_until(lambda: (dest / "report.txt").exists() and running.state()["overall"]["state"] == "ok", 20, "sync")
+        c.post(f"/api/pairs/{pid}/pause")
+        wait_until(lambda: running.pair()["state"] == "paused", 10, "paused")
+        (dest / "report.txt").write_bytes(b"mine")
+        old = time.time() - 10
+        os.utime(dest / "report.txt", (old, old))
+        (share.root / "report.txt").write_bytes(b"theirs")
+        share.wait_indexed()
+        c.post(f"/api/pairs/{pid}/resume")
+        conflict = wait_until(lambda: running.pair()["conflicts"], 20, "the conflict")[0]
+        c.post(f"/api/pairs/{pid}/pause")  # the choice is made, but nothing runs before the quit
+        wait_until(lambda: running.pair()["paused"], 10, "paused")
+        r = c.post(f"/api/pairs/{pid}/resolve", {"local_copy": conflict["local_copy"], "choice": "mine"})
+        assert r.status_code == 200, r.text
+        running.app.stop()
+        running.dash.stop()
+        proxy.faults.rate = 300  # the restarted app's first run takes seconds
+        again = start_app()
+        assert [u["path"] for u in again.pair()["uploading"]] == ["report.txt"]
+        assert again.state()["overall"]["state"] != "ok"
+        c2 = again.client()
+        c2.post(f"/api/pairs/{pid}/resume")
+        proxy.faults.rate = None
+        wait_until(lambda: again.state()["overall"]["state"] == "ok", 30, "Up to date")
+        assert (share.root / "report.txt").read_bytes() == b"mine" and again.pair()["uploading"] == []
+    finally:
+        proxy.close()

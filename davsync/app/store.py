@@ -1,6 +1,7 @@
 """What must survive a restart of the app, per folder pair: the Needs-attention items, the recent
 changes and the time of the last good check. One small JSON file per pair in the app's state dir.
 
+A choice on a conflict stays "uploading" until a run after it succeeded.
 Conflicts stay listed until a person resolves them (or the conflict copy is gone from disk);
 skipped names stay until a full listing no longer reports them.
 """
@@ -34,6 +35,8 @@ def load_into(state_dir: Path, status: PairStatus) -> None:
         status.last_check = float(data["last_check"])
     if isinstance(data.get("last_result"), str):
         status.last_result = data["last_result"]
+    status.uploading = [u for u in data.get("uploading", [])
+                        if isinstance(u, dict) and isinstance(u.get("path"), str) and isinstance(u.get("since"), float)]
     if isinstance(data.get("counts"), dict):
         status.counts = {str(k): int(v) for k, v in data["counts"].items() if isinstance(v, int)}
 
@@ -46,6 +49,7 @@ def save(state_dir: Path, status: PairStatus) -> None:
         "last_check": status.last_check,
         "last_result": status.last_result,
         "counts": status.counts,
+        "uploading": status.uploading,  # a choice on a conflict the server has not confirmed yet
     }
     target = _path(state_dir, status.id)
     tmp = target.with_name(target.name + ".tmp")
