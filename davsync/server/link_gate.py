@@ -15,7 +15,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -49,6 +49,7 @@ PROBE_LISTING = (
     b"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"
 )
 MAX_CLASH = 10_000
+DROP_DONE = "Received."
 APPS_CACHED = 64
 
 
@@ -312,23 +313,29 @@ class LinkGate:
             return mounted.app(environ, start)
         if method == "OPTIONS":
             return mounted.app(environ, _DropOptions(start))
-        if method != "PUT" or rel.endswith("/"):
+        if method == "MKCOL" and rel.strip("/") and os.path.lexists(target):
+            # Whatever holds the name: the same answer as a new folder, so MKCOL is no oracle.
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or 0)
+            return _answer(start, "201 Created", environ, DROP_DONE)
+        if method == "MKCOL":
+            return _uniform(mounted.app, environ, start)
+        if method != "PUT":
             return mounted.app(environ, start)
+        if rel.endswith("/"):
+            # WsgiDAV strips the slash and would replace the file named before it.
+            return _answer(start, "400 Bad Request", environ,
+                           "A file name cannot end with '/'; upload to the file's name.")  # fmt: skip
         parent, _, name = rel.rpartition("/")
         chosen = self._reserve(os.path.dirname(target), name)
         if chosen is None:
             return _answer(start, "409 Conflict", environ, "Too many files with this name; rename it and try again.")
-        new_rel = f"{parent}/{chosen}"
-        environ["PATH_INFO"] = new_rel.encode("utf-8").decode("latin-1")
-        location = quote(prefix + new_rel, safe="/!*'(),$-_|.")
-
-        def with_location(status: str, headers: list, exc_info: Any = None) -> Any:
-            if status.startswith("201"):
-                headers = [*headers, ("Location", location)]
-            return start(status, headers, exc_info)
-
+        environ["PATH_INFO"] = f"{parent}/{chosen}".encode().decode("latin-1")
         reserved = os.path.join(os.path.dirname(target), chosen)
-        return _released(mounted.app(environ, with_location), lambda: self._release(reserved))
+        # No Location: the name chosen ('name (2)') would tell a stranger that 'name' exists.
+        try:
+            return _uniform(mounted.app, environ, start)
+        finally:
+            self._release(reserved)
 
     def _reserve(self, folder: str, name: str) -> str | None:
         """The first of name, 'name (2)', 'name (3)'... that is neither on disk nor being uploaded."""
@@ -421,14 +428,27 @@ def _destination_problem(destination: str | None, prefix: str) -> str | None:
     return None
 
 
-def _released(body: Iterable[bytes], release: Callable[[], None]) -> Iterator[bytes]:
+def _uniform(app: WsgiApp, environ: dict, start: StartResponse) -> list[bytes]:
+    """Runs a drop's PUT or MKCOL to the end and answers a success in one fixed form (no ETag,
+    no Location, no dated page), so no answer differs by what the folder already holds."""
+    got: list[Any] = []
+
+    def capture(status: str, headers: list, exc_info: Any = None) -> Callable[[bytes], None]:
+        got[:] = [status, headers, exc_info]
+        return lambda data: None
+
+    body = app(environ, capture)
     try:
-        yield from body
+        chunks = list(body)
     finally:
         close = getattr(body, "close", None)
         if close is not None:
             close()
-        release()
+    status, headers, exc_info = got
+    if status[:1] == "2":
+        return _answer(start, "201 Created", environ, DROP_DONE)
+    start(status, headers, exc_info)
+    return chunks
 
 
 def _answer(start: StartResponse, status: str, environ: dict, text: str, html: bytes | None = None,
