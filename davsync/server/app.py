@@ -13,7 +13,6 @@ from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
 from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.http_authenticator import HTTPAuthenticator
-from wsgidav.lock_man.lock_storage import LockStorageShelve
 from wsgidav.mw.base_mw import BaseMiddleware
 from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.wsgidav_app import WsgiDAVApp
@@ -28,6 +27,7 @@ from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
+from .lockstore import LockStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
@@ -94,7 +94,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "verbose": 3 if settings.verbose else 1,
         "logging": {"enable": bool(settings.verbose)},
         "block_size": IO_BLOCK,
-        "lock_storage": LockStorageShelve(str(state_dir / "locks.shelve")),
+        "lock_storage": LockStore(str(state_dir / "locks.shelve")),
         "property_manager": ShelvePropertyManager(str(state_dir / "props.shelve")),
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,

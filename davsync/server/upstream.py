@@ -244,6 +244,14 @@ RELIANCES: tuple[Reliance, ...] = (
         ("sendfile.py",),
         "The client socket (an SSLSocket under TLS): sendfile and sendall go to it directly.",
     ),
+    # --- wsgidav.lock_man.lock_storage (lockstore.py) --------------------------------------------
+    Reliance(
+        "wsgidav.lock_man.lock_storage:LockStorageDict",
+        "_dict",
+        ("lockstore.py",),
+        "The stored locks (token -> lock dict with 'owner' bytes): read once at open to drop locks "
+        "whose owner no answer could render.",
+    ),
 )
 
 # Where our code copies, skips or replaces upstream code, its fingerprint (see source_fingerprint).
