@@ -69,3 +69,60 @@ def test_an_unreadable_lock_left_by_an_earlier_version_is_dropped_at_start(start
     assert share.request("PUT", "other.txt", data=b"x").status_code == 423  # a readable lock stays
     share.server.stop()
     assert stored_locks(state) == [good["token"]] and bad["token"] not in stored_locks(state)
+
+
+# --- browser-side protections (issue 23 item 9) ------------------------------------------------
+
+HTML = {"Accept": "text/html"}
+
+
+def framing_refused(r) -> bool:
+    return r.headers.get("X-Frame-Options") == "DENY" and "frame-ancestors 'none'" in r.headers.get(
+        "Content-Security-Policy", "")  # fmt: skip
+
+
+def test_every_user_file_is_served_sandboxed_and_never_sniffed(share) -> None:
+    from davsync.server.links import LinkStore
+
+    files = {"a.txt": b"plain", "b.pdf": b"%PDF-1.4 x", "c.png": b"\x89PNG\r\n\x1a\n", "d.html": b"<script>1</script>",
+             "e.bin": b"\x00\x01", "noext": b"<html><script>alert(1)</script>"}  # fmt: skip
+    (share.root / "Docs").mkdir()
+    for name, data in files.items():
+        (share.root / "Docs" / name).write_bytes(data)
+    share.wait_indexed()
+    token = LinkStore(share.state_dir).create("Docs", "read-only", expires_in=3600, password=None).token
+    for name, data in files.items():
+        answers = [share.request("GET", f"Docs/{name}"), share.request("HEAD", f"Docs/{name}"),
+                   share.request("GET", f"Docs/{name}", headers={"Range": "bytes=0-1"}),
+                   share.request("GET", f"s/{token}/{name}", user=None)]  # fmt: skip
+        for r in answers:
+            assert r.status_code in (200, 206), (name, r.status_code)
+            csp = r.headers.get("Content-Security-Policy", "")
+            assert "sandbox" in csp.split(";")[0], (name, r.request.method, r.url, csp)
+            assert r.headers.get("X-Content-Type-Options") == "nosniff", (name, r.url)
+        assert answers[0].content == data
+
+
+def test_listings_and_link_pages_refuse_framing_and_sniffing(share) -> None:
+    from davsync.server.links import LinkStore
+
+    (share.root / "Inbox").mkdir()
+    (share.root / "Inbox" / "x.txt").write_text("x")
+    store = LinkStore(share.state_dir)
+    drop = store.create("Inbox", "drop", expires_in=3600, password=None).token
+    locked = store.create("Inbox", "read-only", expires_in=3600, password="s3cret-pass").token
+    readable = store.create("Inbox", "read-only", expires_in=3600, password=None).token
+    pages = {
+        "listing": share.request("GET", "Inbox/", headers=HTML),
+        "link listing": share.request("GET", f"s/{readable}/", user=None, headers=HTML),
+        "drop page": share.request("GET", f"s/{drop}/", user=None, headers=HTML),
+        "login page": share.request("GET", f"s/{locked}/", user=None, headers=HTML),
+        "no such link": share.request("GET", "s/" + "A" * 32 + "/", user=None, headers=HTML),
+        "not found": share.request("GET", "missing/", headers=HTML),
+        "login needed": share.request("GET", "Inbox/", user=None, headers=HTML),
+    }
+    for what, r in pages.items():
+        assert r.headers.get("X-Content-Type-Options") == "nosniff", what
+        assert framing_refused(r), (what, r.headers)
+    for what in ("listing", "link listing", "drop page"):
+        assert pages[what].status_code == 200 and "sandbox" not in pages[what].headers["Content-Security-Policy"]

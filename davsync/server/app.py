@@ -19,6 +19,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
+from .browser_headers import BrowserHeaders
 from .bundle import BundleMiddleware
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
@@ -134,8 +135,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     if settings.admin:
         from .admin import AdminGate
 
-        return AdminGate(gate, users, settings, state), state
-    return gate, state
+        return AdminGate(BrowserHeaders(gate), users, settings, state), state  # the admin page sets its own
+    return BrowserHeaders(gate), state
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

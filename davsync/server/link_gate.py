@@ -21,6 +21,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from .browser_headers import OWN_PAGE
 from .link_auth import COOKIE_NAME, LinkAuth
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
@@ -453,6 +454,7 @@ def _uniform(app: WsgiApp, environ: dict, start: StartResponse) -> list[bytes]:
 
 def _answer(start: StartResponse, status: str, environ: dict, text: str, html: bytes | None = None,
             headers: list | None = None) -> list[bytes]:  # fmt: skip
+    environ[OWN_PAGE] = True
     if html is not None and (_wants_html(environ) or not text):
         body, ctype = html, "text/html; charset=utf-8"
     else:
