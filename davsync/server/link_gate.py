@@ -26,6 +26,7 @@ from .link_auth import COOKIE_NAME, LinkAuth
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
 from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
+from .names import is_internal_path
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
@@ -204,7 +205,10 @@ class LinkGate:
         return mounted.app(environ, start)
 
     def _folder(self, link: ShareLink) -> str | None:
-        """The shared folder's real path, if it is still a real folder inside the share (no symlink swapped in)."""
+        """The shared folder's real path, if it is still a real folder inside the share (no symlink swapped in)
+        and not one of davsync's own (the versions area, in any spelling the volume folds to it)."""
+        if is_internal_path(link.path):
+            return None
         folder = os.path.join(self.root, *[p for p in link.path.split("/") if p])
         try:
             st = os.lstat(folder)

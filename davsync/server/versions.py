@@ -36,7 +36,7 @@ from ..osfs import fsync_dir
 from ..scan import iter_tree, md5_of_file
 from ..sqlpaths import at_or_below, like_below
 from .index import Identity
-from .names import TEMP_PREFIX, is_internal_path
+from .names import is_internal_name, is_internal_path
 
 log = logging.getLogger("davsync.server")
 
@@ -558,7 +558,7 @@ class VersionStore:
         target_rel = (to if to is not None else path).strip("/")
         if not target_rel:
             raise VersionError("cannot restore onto the share's root folder; use --to NEWPATH.")
-        if any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) or "\x00" in p for p in target_rel.split("/")):
+        if any(p in ("", ".", "..") or is_internal_name(p) or "\x00" in p for p in target_rel.split("/")):
             raise VersionError(f"{target_rel!r} is not a path inside the share; use a/b/name.")
         target = os.path.join(self.root, *target_rel.split("/"))
         if not self._claim(vid_, "restoring"):
