@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cheroot import wsgi
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
 from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.error_printer import ErrorPrinter
@@ -21,6 +20,7 @@ from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .browser_headers import BrowserHeaders
 from .bundle import BundleMiddleware
+from .connguard import GuardedServer
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
 from .http import StickyConnection
@@ -161,7 +161,7 @@ class DavServer:
         self._run_lock = hold_shared(settings.state_dir)  # `davsync versions` sees a server is running
         self.app, self.state = build_app(settings, users)
         self.pruner = Pruner(self.state.versions)
-        self._server = wsgi.Server(
+        self._server = GuardedServer(
             (settings.host, settings.port),
             self.app,
             numthreads=settings.threads,

@@ -54,6 +54,28 @@ class LineReader:
         self._buf += data
         return True
 
+    def fill_now(self) -> bool | None:
+        """Append what the socket has right now, without waiting: True (got some), False (the peer
+        closed), None (nothing yet). Used by the selector thread while a request head arrives."""
+        timeout = self._sock.gettimeout()
+        self._sock.settimeout(0)
+        try:
+            return self._fill()
+        except (BlockingIOError, InterruptedError):
+            return None
+        finally:
+            self._sock.settimeout(timeout)
+
+    def head_complete(self) -> bool:
+        """The buffered bytes hold a whole request line and headers (up to the empty line)."""
+        buf, pos = self._buf, self._pos
+        while buf.startswith(b"\r\n", pos):  # cheroot skips blank lines before a request line
+            pos += 2
+        return buf.find(b"\n\r\n", pos) >= 0 or buf.find(b"\n\n", pos) >= 0
+
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
     def _take(self, n: int) -> bytes:
         data = bytes(self._buf[self._pos : self._pos + n])
         self._pos += n
@@ -119,7 +141,18 @@ class StickyConnection(HTTPConnection):
         return keep
 
     def _next_request_ready(self) -> bool:
+        """A next request is here in full; a head still arriving goes back to the selector (connguard.py),
+        so a client cannot trickle its second request to hold this worker."""
         rfile = self.rfile
+        if isinstance(rfile, LineReader):
+            if not rfile.head_complete():
+                try:
+                    readable, _, _ = select.select([self.socket], [], [], FOLLOW_UP_WAIT)
+                except (OSError, ValueError):
+                    return False
+                if readable:
+                    rfile.fill_now()
+            return rfile.head_complete()
         if getattr(rfile, "has_data", None) and rfile.has_data():
             return True
         try:
@@ -130,6 +163,12 @@ class StickyConnection(HTTPConnection):
         except (OSError, ValueError):
             return False
         return bool(readable)
+
+    def close(self) -> None:
+        super().close()
+        closed = getattr(self.server, "connection_closed", None)
+        if closed is not None:
+            closed(self)
 
 
 def peek_body(environ: dict, limit: int) -> bytes | None:

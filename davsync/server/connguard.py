@@ -1,0 +1,179 @@
+"""No connection holds a worker until its request head is complete (slowloris, idle sockets).
+
+Stock cheroot 11.1.2 hands every accepted connection straight to a worker thread
+(ConnectionManager._run -> HTTPServer.process_conn -> ThreadPool), which then blocks in
+HTTPRequest.read_request_line for up to `timeout` per read: 40 sockets that never send
+a byte, or that send a header byte now and then, take all 40 workers and every other
+client waits. Only *between* requests does cheroot park a keep-alive connection in its
+selector without a worker.
+
+Here every connection is parked the same way until its whole request head (request
+line and headers) is buffered: the selector thread reads what has arrived without
+waiting (LineReader.fill_now) and hands the connection to a worker only when the empty
+line is there. A head must be complete within the server's timeout from the accept (or
+from the previous answer on a keep-alive connection), and stay under MAX_HEAD bytes;
+cheroot's own expiry closes the late ones. One address (an IPv6 /64) may hold
+PER_ADDRESS connections; past MAX_OPEN in all, the connection idle the longest is
+closed to make room. Request *bodies* and slow readers of answers still hold a worker
+while they last (per-read timeout); README "Putting it on the internet" says what that
+means. Under the built-in TLS, cheroot's adapter reads the handshake and the head
+itself, so only the address cap applies there.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import selectors
+import threading
+import time
+from typing import Any
+
+from cheroot import wsgi
+
+from .http import LineReader
+from .link_auth import client_key
+
+log = logging.getLogger("davsync.server")
+
+PER_ADDRESS = 128
+MAX_OPEN = 4096
+SPARE_FDS = 256  # the index, the versions store, inotify, logs
+MAX_HEAD = 64 * 1024
+LISTEN_BACKLOG = 1024
+TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def raise_fd_limit(want: int = MAX_OPEN + SPARE_FDS) -> int:
+    """Lift the soft RLIMIT_NOFILE towards the hard one (often 1,024 soft, far more hard); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return MAX_OPEN + SPARE_FDS if soft == resource.RLIM_INFINITY else soft
+
+
+class GuardedServer(wsgi.Server):
+    """cheroot's WSGI server with head gathering in the selector and connection caps."""
+
+    per_address = PER_ADDRESS
+    _connections: Any  # cheroot's ConnectionManager, made by prepare()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # cheroot's listen backlog is 5: a burst of connects overflows it, and each dropped SYN
+        # costs its client a 1 s retransmit. The kernel caps it at net.core.somaxconn.
+        self.request_queue_size = LISTEN_BACKLOG
+        self.max_open = MAX_OPEN
+        self._guard = threading.Lock()
+        self._per_key: dict[str, int] = {}
+        self._open = 0
+        self._warned: dict[str, float] = {}
+
+    def prepare(self) -> None:
+        self.max_open = max(64, min(MAX_OPEN, raise_fd_limit() - SPARE_FDS))
+        super().prepare()
+        # Idle keep-alives cost no worker; the caps above bound them (cheroot's default is 10).
+        self.keep_alive_conn_limit = self.max_open
+
+    # --- cheroot calls this for a new connection, and for one whose socket became readable ---
+
+    def process_conn(self, conn: Any) -> None:
+        if not hasattr(conn, "davsync_key") and not self._admit(conn):
+            return
+        rfile = conn.rfile
+        if isinstance(rfile, LineReader) and not rfile.head_complete():
+            try:
+                got = rfile.fill_now()
+            except OSError:
+                got = False
+            if got is False:
+                conn.close()  # the peer went away
+                return
+            if not rfile.head_complete():
+                if rfile.buffered() > MAX_HEAD:
+                    self._refuse(conn)
+                else:
+                    self._park(conn)
+                return
+        super().process_conn(conn)
+
+    def _park(self, conn: Any) -> None:
+        """Back into cheroot's selector until more arrives; `last_used` is left alone, so the head's
+        deadline runs from the accept (or the previous answer), not from its latest byte."""
+        if not self.ready:
+            conn.close()
+            return
+        self._connections._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+
+    def _refuse(self, conn: Any) -> None:
+        try:
+            conn.socket.settimeout(0)
+            conn.socket.send(TOO_LARGE)
+        except OSError:
+            pass
+        conn.close()
+
+    # --- accounting -------------------------------------------------------------------
+
+    def _admit(self, conn: Any) -> bool:
+        key = client_key(str(getattr(conn, "remote_addr", "") or ""))
+        full = False
+        with self._guard:
+            if self._per_key.get(key, 0) >= self.per_address:
+                self._warn(key)
+                refused = True
+            else:
+                refused = False
+                self._per_key[key] = self._per_key.get(key, 0) + 1
+                self._open += 1
+                conn.davsync_key = key
+                full = self._open > self.max_open
+        if refused:
+            conn.close()
+            return False
+        conn.last_used = time.time()
+        if full:
+            self._shed_oldest_idle()
+        return True
+
+    def connection_closed(self, conn: Any) -> None:
+        """StickyConnection.close: one connection fewer for its address (once)."""
+        key = getattr(conn, "davsync_key", None)
+        if key is None:
+            return
+        with self._guard:
+            if getattr(conn, "davsync_counted_out", False):
+                return
+            conn.davsync_counted_out = True
+            self._open -= 1
+            left = self._per_key.get(key, 1) - 1
+            if left > 0:
+                self._per_key[key] = left
+            else:
+                self._per_key.pop(key, None)
+
+    def _shed_oldest_idle(self) -> None:
+        """Too many open connections: close the one parked (idle, or its head unfinished) the longest."""
+        selector = self._connections._selector
+        parked = [(conn.last_used, fd, conn) for fd, conn in selector.connections if conn is not self]
+        if not parked:
+            return
+        _, fd, conn = min(parked, key=lambda item: item[0])
+        try:
+            selector.unregister(fd)
+        except (KeyError, ValueError):
+            return  # a worker took it meanwhile
+        conn.close()
+
+    def _warn(self, key: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, 0.0) > 60:
+            if len(self._warned) > 10_000:
+                self._warned.clear()
+            self._warned[key] = now
+            log.warning("%s has %d connections open; closing its new ones until some end", key, self.per_address)
