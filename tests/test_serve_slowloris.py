@@ -124,3 +124,21 @@ def _read_answer(s: socket.socket) -> bytes:
             break
         body += chunk
     return head + b"\r\n\r\n" + body
+
+
+def test_an_unread_body_is_not_waited_for(share, enough_fds: None) -> None:
+    """A request refused before its body is read (here: no login) is answered at once and the
+    connection closed; cheroot would first read the whole announced body, a worker per sender."""
+    (share.root / "hello.txt").write_bytes(b"hello")
+    held = open_sockets(share.server.port, 60, "127.0.0.2")
+    try:
+        for s in held:
+            s.sendall(b"PUT /big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nfirst bytes")
+        for s in held[:3]:
+            answer = _read_answer(s)
+            assert answer.startswith(b"HTTP/1.1 401"), answer[:100]
+        assert served(share)
+    finally:
+        for s in held:
+            with contextlib.suppress(OSError):
+                s.close()

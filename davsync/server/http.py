@@ -21,9 +21,10 @@ import socket
 from typing import Any
 
 from cheroot.makefile import MakeFile
-from cheroot.server import HTTPConnection
+from cheroot.server import HTTPConnection, HTTPRequest
 
 FOLLOW_UP_WAIT = 0.002
+MAX_DRAIN = 64 * 1024  # unread body bytes read before an answer to keep a connection
 MAX_IN_A_ROW = 200  # then yield the thread, so one client cannot keep a worker forever
 
 
@@ -126,7 +127,21 @@ class LineReader:
         self._pos = 0
 
 
+class BoundedDrainRequest(HTTPRequest):
+    """cheroot reads a request body the application left unread (a 401 before an upload) before it
+    sends the answer, to keep the connection: a client announcing 100 MB and sending it slowly
+    holds a worker as long as it likes, without a login. Past MAX_DRAIN unread bytes the answer
+    goes out at once and the connection is closed instead (what nginx does after its lingering close)."""
+
+    def send_headers(self) -> None:
+        if getattr(self.rfile, "remaining", 0) > MAX_DRAIN:
+            self.close_connection = True
+        super().send_headers()
+
+
 class StickyConnection(HTTPConnection):
+    RequestHandlerClass = BoundedDrainRequest
+
     def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
         super().__init__(server, sock, makefile)
         if makefile is MakeFile and type(sock) is socket.socket:  # plain http (TLS keeps its adapter's reader)
