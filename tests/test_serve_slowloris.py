@@ -142,3 +142,13 @@ def test_an_unread_body_is_not_waited_for(share, enough_fds: None) -> None:
         for s in held:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+def test_bytes_that_are_not_http_are_answered_without_a_worker(share) -> None:
+    """A TLS hello to plain http, or garbage without a line end, gets its 400 at once (a worker
+    would wait for a line end that never comes)."""
+    for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"\x00", b"\r\n\xff"):
+        with socket.create_connection(("127.0.0.1", share.server.port), timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.sendall(junk)
+            answer = _read_answer(s)
+            assert answer.startswith(b"HTTP/1.1 400") and b"not HTTP" in answer, (junk, answer[:80])

@@ -412,7 +412,7 @@ def test_a_link_to_the_whole_share_and_a_real_folder_named_s(tree) -> None:
 
 
 def test_limiter_counts_per_address_and_ipv6_network() -> None:
-    from davsync.server.link_auth import FailureLimiter, client_key
+    from davsync.server.limiter import FailureLimiter, client_key
 
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"

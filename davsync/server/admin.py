@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 
 from ..users import Users, UsersFileError, basic_credentials
 from .guard import PATH_LOCKS
+from .limiter import FailureLimiter, client_address, too_many
 from .names import TEMP_PREFIX
 from .settings import ServeSettings
 from .versions import FileVersion, FolderVersion, Restored, VersionError, Who
@@ -150,9 +151,11 @@ class _Accounted:
 class AdminGate:
     """The outermost WSGI layer when `serve --admin` is on."""
 
-    def __init__(self, app: WsgiApp, users: Users, settings: ServeSettings, state: Any) -> None:
+    def __init__(self, app: WsgiApp, users: Users, settings: ServeSettings, state: Any,
+                 limiter: FailureLimiter | None = None) -> None:  # fmt: skip
         self.app = app
         self.users = users
+        self.limiter = limiter or FailureLimiter()  # the server's one limiter: wrong passwords anywhere count
         self.settings = settings
         self.state = state  # ShareState: index, and the tracker once the server has one
         self.clients = ClientLog()
@@ -202,7 +205,15 @@ class AdminGate:
         return user.name if user is not None else None
 
     def _admin(self, environ: dict, start_response: StartResponse, rest: str) -> list[bytes]:
+        addr = client_address(environ)
+        if "HTTP_AUTHORIZATION" in environ:
+            wait = self.limiter.retry_after(addr)
+            if wait:
+                return self._reply(start_response, "429 Too Many Requests", too_many(wait).encode(),
+                                   "text/plain; charset=utf-8", [("Retry-After", str(wait))])  # fmt: skip
         name = self._login(environ)
+        if name is None and "HTTP_AUTHORIZATION" in environ:
+            self.limiter.failed(addr)
         if name is None:
             challenge = [("WWW-Authenticate", 'Basic realm="davsync admin"')]
             return self._reply(start_response, "401 Unauthorized", b"Log in with a davsync admin user.\n",

@@ -26,6 +26,7 @@ from .fastpropfind import FastPropfind
 from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
+from .limiter import FailureLimiter
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
 from .lockstore import LockStore
@@ -128,14 +129,16 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     dav_app = WsgiDAVApp(config)
     listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
-    front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
+    limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
+    front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous, limiter)
     links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
-                    anonymous=settings.anonymous)
+                    anonymous=settings.anonymous, limiter=limiter)  # fmt: skip
     if settings.admin:
         from .admin import AdminGate
 
-        return AdminGate(BrowserHeaders(gate), users, settings, state), state  # the admin page sets its own
+        # (the admin page sets its own headers)
+        return AdminGate(BrowserHeaders(gate), users, settings, state, limiter), state
     return BrowserHeaders(gate), state
 
 

@@ -13,7 +13,8 @@ waiting (LineReader.fill_now) and hands the connection to a worker only when the
 line is there. A head must be complete within the server's timeout from the accept (or
 from the previous answer on a keep-alive connection), and stay under MAX_HEAD bytes;
 cheroot's own expiry closes the late ones. One address (an IPv6 /64) may hold
-PER_ADDRESS connections; past MAX_OPEN in all, the connection idle the longest is
+PER_ADDRESS connections (this machine's own loopback address, where a reverse proxy
+connects from, any number); past MAX_OPEN in all, the connection idle the longest is
 closed to make room. Request *bodies* and slow readers of answers still hold a worker
 while they last (per-read timeout); README "Putting it on the internet" says what that
 means. Under the built-in TLS, cheroot's adapter reads the handshake and the head
@@ -32,7 +33,7 @@ from typing import Any
 from cheroot import wsgi
 
 from .http import LineReader
-from .link_auth import client_key
+from .limiter import LOCAL_PEERS, client_key
 
 log = logging.getLogger("davsync.server")
 
@@ -42,6 +43,9 @@ SPARE_FDS = 256  # the index, the versions store, inotify, logs
 MAX_HEAD = 64 * 1024
 LISTEN_BACKLOG = 1024
 TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_NOT_HTTP_TEXT = b"This server speaks HTTP; the request was not HTTP.\n"
+NOT_HTTP = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(_NOT_HTTP_TEXT), _NOT_HTTP_TEXT))  # fmt: skip
 
 
 def raise_fd_limit(want: int = MAX_OPEN + SPARE_FDS) -> int:
@@ -94,9 +98,12 @@ class GuardedServer(wsgi.Server):
             if got is False:
                 conn.close()  # the peer went away
                 return
+            if rfile.not_http():
+                self._refuse(conn, NOT_HTTP)  # (a TLS client learns from this that the server speaks http)
+                return
             if not rfile.head_complete():
                 if rfile.buffered() > MAX_HEAD:
-                    self._refuse(conn)
+                    self._refuse(conn, TOO_LARGE)
                 else:
                     self._park(conn)
                 return
@@ -110,10 +117,10 @@ class GuardedServer(wsgi.Server):
             return
         self._connections._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
 
-    def _refuse(self, conn: Any) -> None:
+    def _refuse(self, conn: Any, answer: bytes) -> None:
         try:
             conn.socket.settimeout(0)
-            conn.socket.send(TOO_LARGE)
+            conn.socket.send(answer)
         except OSError:
             pass
         conn.close()
@@ -121,10 +128,12 @@ class GuardedServer(wsgi.Server):
     # --- accounting -------------------------------------------------------------------
 
     def _admit(self, conn: Any) -> bool:
-        key = client_key(str(getattr(conn, "remote_addr", "") or ""))
+        addr = str(getattr(conn, "remote_addr", "") or "")
+        key = client_key(addr)
         full = False
         with self._guard:
-            if self._per_key.get(key, 0) >= self.per_address:
+            # (a reverse proxy on this machine brings everyone's connections from one address)
+            if addr not in LOCAL_PEERS and self._per_key.get(key, 0) >= self.per_address:
                 self._warn(key)
                 refused = True
             else:

@@ -74,6 +74,14 @@ class LineReader:
             pos += 2
         return buf.find(b"\n\r\n", pos) >= 0 or buf.find(b"\n\n", pos) >= 0
 
+    def not_http(self) -> bool:
+        """The buffered bytes cannot start a request line (a method is ASCII letters): a TLS
+        ClientHello sent to plain http, or garbage. Answered without a worker (connguard.py)."""
+        buf, pos = self._buf, self._pos
+        while buf.startswith(b"\r\n", pos):
+            pos += 2
+        return pos < len(buf) and not (65 <= buf[pos] <= 90 or 97 <= buf[pos] <= 122 or buf[pos] == 13)
+
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .browser_headers import OWN_PAGE
+from .limiter import FailureLimiter, client_address, too_many
 from .link_auth import COOKIE_NAME, LinkAuth
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
@@ -65,7 +66,8 @@ class LinkGate:
     """Routes `/s/...` to share links and everything else to the share's own app."""
 
     def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
-                 index: Any, versions: Any = None, anonymous: str = "off") -> None:  # fmt: skip
+                 index: Any, versions: Any = None, anonymous: str = "off",
+                 limiter: FailureLimiter | None = None) -> None:  # fmt: skip
         self.app = app
         self.anonymous = anonymous  # the share's own guest access: a guest's probes need no help then
         self.store = store
@@ -73,7 +75,7 @@ class LinkGate:
         self.make_dav_app = make_dav_app
         self.index = index
         self.versions = versions  # writes through a link keep versions like any other
-        self.auth = LinkAuth()
+        self.auth = LinkAuth(limiter)
         self._mounted: OrderedDict[tuple, Mounted] = OrderedDict()
         self._lock = threading.Lock()
         self._reserved: set[str] = set()  # drop-box names being uploaded right now
@@ -142,7 +144,7 @@ class LinkGate:
     def _serve(self, environ: dict, start_response: StartResponse, token: str, rest: str) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         prefix = "/s/" + token
-        addr = environ.get("REMOTE_ADDR", "")
+        addr = client_address(environ)
         try:
             link = self.store.find(token)
         except LinkError as e:
@@ -241,7 +243,7 @@ class LinkGate:
         """None when the request may go on; otherwise the answer (challenge, login form, 429)."""
         if link.password is None:
             return None
-        addr = environ.get("REMOTE_ADDR", "")
+        addr = client_address(environ)
         method = environ["REQUEST_METHOD"]
         is_login = method == "POST" and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -251,8 +253,7 @@ class LinkGate:
             wait = self.auth.limiter.retry_after(addr)
             if wait:
                 log.warning("%s - too many wrong passwords for share links; refused for %d s", addr, wait)
-                return _answer(start, "429 Too Many Requests", environ,
-                               f"Too many wrong passwords from your address; try again in {wait} seconds.",
+                return _answer(start, "429 Too Many Requests", environ, too_many(wait).strip(),
                                headers=[("Retry-After", str(wait))])  # fmt: skip
         if is_login:
             return self._login(environ, start, link, prefix, rest)
@@ -268,8 +269,7 @@ class LinkGate:
         else:
             ok = False
         if ok:
-            self.auth.limiter.succeeded(addr)
-            return None
+            return None  # (failures are not forgiven: knowing one password must not reset guesses at others)
         if header and not stale:
             self.auth.limiter.failed(addr)
         if not header and method in ("GET", "HEAD") and _wants_html(environ):
@@ -279,7 +279,7 @@ class LinkGate:
                        headers=self.auth.challenges(link, stale=stale))  # fmt: skip
 
     def _login(self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str) -> Iterable[bytes]:
-        addr = environ.get("REMOTE_ADDR", "")
+        addr = client_address(environ)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -294,7 +294,6 @@ class LinkGate:
             page = login_page(link.label, prefix + rest, "Wrong password.")
             return _answer(start, "401 Unauthorized", environ, "", page,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
-        self.auth.limiter.succeeded(addr)
         value, max_age = self.auth.make_cookie(link)
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
         cookie = f"{COOKIE_NAME}={value}; Path={prefix}/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
