@@ -152,3 +152,43 @@ def test_bytes_that_are_not_http_are_answered_without_a_worker(share) -> None:
             s.sendall(junk)
             answer = _read_answer(s)
             assert answer.startswith(b"HTTP/1.1 400") and b"not HTTP" in answer, (junk, answer[:80])
+
+
+def test_silent_and_trickling_clients_do_not_block_a_tls_server(start_share, tmp_path, enough_fds: None) -> None:
+    """With --tls-cert, cheroot did the TLS handshake on the thread that accepts connections: one
+    client that connected and said nothing held up every new connection for the whole timeout."""
+    trustme = pytest.importorskip("trustme", reason="trustme is in the test extras")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key_file, cert_file, ca_file = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    share = start_share(tls_cert=cert_file, tls_key=key_file)
+    (share.root / "hello.txt").write_bytes(b"hello")
+    port = share.server.port
+    held = open_sockets(port, 3, "127.0.0.2")  # silent: no ClientHello
+    try:
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(ca_file))
+        trickling = []
+        for _ in range(IDLE // 4):  # handshaken, then a request head that never ends
+            raw_sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.3", 0))
+            tls = context.wrap_socket(raw_sock, server_hostname="127.0.0.1")
+            tls.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            trickling.append(tls)
+        held += trickling
+        with requests.Session() as s:
+            s.auth = ("alice", PASSWORDS["alice"])
+            for _ in range(3):
+                r = s.get(share.url + "hello.txt", timeout=10, verify=str(ca_file))
+                assert r.status_code == 200 and r.content == b"hello"
+        slow = trickling[0]
+        slow.sendall(b"\r\nAuthorization: Basic " + _basic() + b"\r\n\r\n")
+        answer = _read_answer(slow)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hello"), answer[:200]
+    finally:
+        for s in held:
+            with contextlib.suppress(OSError):
+                s.close()

@@ -20,7 +20,7 @@ from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .browser_headers import BrowserHeaders
 from .bundle import BundleMiddleware
-from .connguard import GuardedServer
+from .connguard import DeferredTLS, GuardedServer
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
 from .http import StickyConnection
@@ -175,9 +175,7 @@ class DavServer:
         self._server.ConnectionClass = StickyConnection
         install_sendfile(self._server)
         if settings.tls_cert:
-            from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-            self._server.ssl_adapter = BuiltinSSLAdapter(str(settings.tls_cert), str(settings.tls_key))
+            self._server.ssl_adapter = DeferredTLS(str(settings.tls_cert), str(settings.tls_key))
         self._thread: threading.Thread | None = None
         self.tracker = ChangeTracker(str(settings.root), self.state.index, rescan_interval=settings.rescan_interval)
         self.state.tracker = self.tracker

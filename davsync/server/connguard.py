@@ -17,20 +17,25 @@ PER_ADDRESS connections (this machine's own loopback address, where a reverse pr
 connects from, any number); past MAX_OPEN in all, the connection idle the longest is
 closed to make room. Request *bodies* and slow readers of answers still hold a worker
 while they last (per-read timeout); README "Putting it on the internet" says what that
-means. Under the built-in TLS, cheroot's adapter reads the handshake and the head
-itself, so only the address cap applies there.
+means. Under the built-in TLS the handshake is done the same way, a step each time the
+client's bytes arrive (DeferredTLS; cheroot's adapter does it whole on the accepting
+thread, so one silent client stalled every new connection), then the head is gathered
+from the TLS socket like from a plain one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import selectors
+import ssl
 import threading
 import time
 from typing import Any
 
 from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from .http import LineReader
 from .limiter import LOCAL_PEERS, client_key
@@ -89,6 +94,9 @@ class GuardedServer(wsgi.Server):
     def process_conn(self, conn: Any) -> None:
         if not hasattr(conn, "davsync_key") and not self._admit(conn):
             return
+        if isinstance(conn.socket, ssl.SSLSocket) and not getattr(conn, "davsync_tls", False):
+            if not self._handshake(conn):
+                return
         rfile = conn.rfile
         if isinstance(rfile, LineReader) and not rfile.head_complete():
             try:
@@ -109,13 +117,37 @@ class GuardedServer(wsgi.Server):
                 return
         super().process_conn(conn)
 
-    def _park(self, conn: Any) -> None:
+    def _handshake(self, conn: Any) -> bool:
+        """One step of the TLS handshake, without waiting (DeferredTLS left it undone): True once
+        it is complete; else the connection is parked until the client's next bytes, or closed."""
+        sock = conn.socket
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._park(conn)
+            return False
+        except ssl.SSLWantWriteError:
+            self._park(conn, selectors.EVENT_WRITE)
+            return False
+        except OSError:  # not TLS (plain http to this port: the client sees the close), or a reset
+            conn.close()
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
+        conn.davsync_tls = True
+        conn.ssl_env = self.ssl_adapter.get_environ(sock)
+        return True
+
+    def _park(self, conn: Any, events: int = selectors.EVENT_READ) -> None:
         """Back into cheroot's selector until more arrives; `last_used` is left alone, so the head's
         deadline runs from the accept (or the previous answer), not from its latest byte."""
         if not self.ready:
             conn.close()
             return
-        self._connections._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
+        self._connections._selector.register(conn.socket.fileno(), events, data=conn)
 
     def _refuse(self, conn: Any, answer: bytes) -> None:
         try:
@@ -186,3 +218,12 @@ class GuardedServer(wsgi.Server):
                 self._warned.clear()
             self._warned[key] = now
             log.warning("%s has %d connections open; closing its new ones until some end", key, self.per_address)
+
+
+class DeferredTLS(BuiltinSSLAdapter):
+    """cheroot's TLS adapter, leaving the handshake to GuardedServer.process_conn."""
+
+    def wrap(self, sock: Any) -> tuple[Any, dict]:
+        # Upstream (cheroot 11.1.2, BuiltinSSLAdapter.wrap): wrap_socket(do_handshake_on_connect=True)
+        # runs in ConnectionManager's selector thread and blocks it for up to the server's timeout.
+        return self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True), {}

@@ -283,6 +283,8 @@ FINGERPRINTS: dict[str, str] = {
     "cheroot.connections:ConnectionManager.put": "0dd3e24ed8671df9",
     "cheroot.connections:ConnectionManager._expire": "ccc41c292cbf7dcc",
     "cheroot.server:HTTPServer.process_conn": "18eb32db76ab765c",
+    # connguard.py DeferredTLS replaces wrap (no handshake there) and does the handshake itself.
+    "cheroot.ssl.builtin:BuiltinSSLAdapter.wrap": "992906516442c198",
     # http.py BoundedDrainRequest: send_headers drains `rfile.remaining` unless close_connection is set.
     "cheroot.server:HTTPRequest.send_headers": "d88188af39e6d88d",
     # sendfile.py: the body is iterated inside respond (so FileBody may write raw there), and close() is called.
