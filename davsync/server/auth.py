@@ -29,6 +29,7 @@ from .request_server import WRITE_METHODS
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
+BASIC_USER = "davsync.basic_user"  # environ: the Basic login FrontGate verified (clients cannot set environ keys)
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
@@ -70,7 +71,10 @@ class DavsyncDomainController(BaseDomainController):
         return True
 
     def basic_auth_user(self, realm: str, user_name: str, password: str, environ: dict) -> bool:
-        user = self.users.check_basic(user_name, password)
+        if environ.get(BASIC_USER) == user_name:  # FrontGate checked this very header
+            user = self.users.users.get(user_name)
+        else:
+            user = self.users.check_basic(user_name, password)
         if user is None:
             return False
         environ["davsync.readonly"] = user.read_only
@@ -149,6 +153,7 @@ class FrontGate:
                           self._challenges(stale=verdict.state == "stale"))  # fmt: skip
         assert credentials is not None
         if self.users.check_basic(*credentials) is not None:
+            environ[BASIC_USER] = credentials[0]  # checked: the fast paths and WsgiDAV need not again
             return None
         log.warning("%s - Basic login refused for %r", addr, credentials[0])
         self.limiter.failed(addr)

@@ -11,6 +11,7 @@ last address the proxy added to X-Forwarded-For.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 import time
@@ -22,6 +23,7 @@ FIRST_WAIT = 30.0  # seconds, doubled by each failure after a wait
 LOCAL_PEERS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(address: str) -> str:
     """The limiter's key: the address, or its /64 for IPv6 (one home network, many addresses)."""
     try:
@@ -75,6 +77,8 @@ class FailureLimiter:
 
     def retry_after(self, address: str) -> int:
         """Seconds this address must wait before trying a password again; 0 when it may."""
+        if not self._failures:  # the usual case, without a lock or a parse
+            return 0
         key = client_key(address)
         now = time.monotonic()
         with self._lock:
