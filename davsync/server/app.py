@@ -29,7 +29,7 @@ from .lftp_compat import LftpProppatchCompat
 from .limiter import FailureLimiter
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
-from .lockstore import LockStore
+from .lockstore import LOCKS_FILE, LockStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
@@ -96,7 +96,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "verbose": 3 if settings.verbose else 1,
         "logging": {"enable": bool(settings.verbose)},
         "block_size": IO_BLOCK,
-        "lock_storage": LockStore(str(state_dir / "locks.shelve")),
+        "lock_storage": LockStore(str(state_dir / LOCKS_FILE)),
         "property_manager": ShelvePropertyManager(str(state_dir / "props.shelve")),
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
