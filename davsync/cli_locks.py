@@ -11,6 +11,7 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import typer
 
@@ -20,7 +21,7 @@ from .exitcodes import Exit
 locks_app = typer.Typer(help="WebDAV locks kept by `serve`: list them, break one.", no_args_is_help=True)
 
 
-def _stopped(root: Path | None, state_dir: Path | None, config: Path | None) -> tuple[Path, object]:
+def _stopped(root: Path | None, state_dir: Path | None, config: Path | None) -> tuple[Path, IO[bytes]]:
     from .server.runlock import try_exclusive
 
     settings = _settings(root, state_dir, config)
@@ -45,7 +46,7 @@ def list_cmd(root: Path | None = RootOpt, state_dir: Path | None = StateOpt, con
     try:
         found = list_locks(folder)
     finally:
-        release(held)  # type: ignore[arg-type]
+        release(held)
     if json_out:
         typer.echo(json.dumps([info.as_json() for info in found], indent=2))
         return
@@ -71,7 +72,7 @@ def break_cmd(what: str = typer.Argument(..., help="A lock token (opaquelocktoke
     try:
         gone = break_locks(folder, what)
     finally:
-        release(held)  # type: ignore[arg-type]
+        release(held)
     if not gone:
         raise _fail(f"no lock matches {what!r}; `davsync locks list` shows them.", Exit.PARTIAL)
     for info in gone:
