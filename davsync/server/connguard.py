@@ -32,6 +32,7 @@ import selectors
 import ssl
 import threading
 import time
+import weakref
 from typing import Any
 
 from cheroot import wsgi
@@ -79,8 +80,10 @@ class GuardedServer(wsgi.Server):
         self.request_queue_size = LISTEN_BACKLOG
         self.max_open = MAX_OPEN
         self._guard = threading.Lock()
-        self._per_key: dict[str, int] = {}
-        self._open = 0
+        # Open connections per address, held weakly: one dropped by some path without close()
+        # leaves the count when it is collected, so an address is never capped by ghosts.
+        self._per_key: dict[str, weakref.WeakSet[Any]] = {}
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
         self._warned: dict[str, float] = {}
 
     def prepare(self) -> None:
@@ -165,15 +168,18 @@ class GuardedServer(wsgi.Server):
         full = False
         with self._guard:
             # (a reverse proxy on this machine brings everyone's connections from one address)
-            if addr not in LOCAL_PEERS and self._per_key.get(key, 0) >= self.per_address:
+            mine = self._per_key.get(key)
+            if addr not in LOCAL_PEERS and mine is not None and len(mine) >= self.per_address:
                 self._warn(key)
                 refused = True
             else:
                 refused = False
-                self._per_key[key] = self._per_key.get(key, 0) + 1
-                self._open += 1
+                if mine is None:
+                    mine = self._per_key[key] = weakref.WeakSet()
+                mine.add(conn)
+                self._all.add(conn)
                 conn.davsync_key = key
-                full = self._open > self.max_open
+                full = len(self._all) > self.max_open
         if refused:
             conn.close()
             return False
@@ -183,20 +189,17 @@ class GuardedServer(wsgi.Server):
         return True
 
     def connection_closed(self, conn: Any) -> None:
-        """StickyConnection.close: one connection fewer for its address (once)."""
+        """StickyConnection.close: one connection fewer for its address."""
         key = getattr(conn, "davsync_key", None)
         if key is None:
             return
         with self._guard:
-            if getattr(conn, "davsync_counted_out", False):
-                return
-            conn.davsync_counted_out = True
-            self._open -= 1
-            left = self._per_key.get(key, 1) - 1
-            if left > 0:
-                self._per_key[key] = left
-            else:
-                self._per_key.pop(key, None)
+            self._all.discard(conn)
+            mine = self._per_key.get(key)
+            if mine is not None:
+                mine.discard(conn)
+                if not mine:
+                    del self._per_key[key]
 
     def _shed_oldest_idle(self) -> None:
         """Too many open connections: close the one parked (idle, or its head unfinished) the longest."""

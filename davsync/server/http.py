@@ -174,10 +174,10 @@ class StickyConnection(HTTPConnection):
             if not rfile.head_complete():
                 try:
                     readable, _, _ = select.select([self.socket], [], [], FOLLOW_UP_WAIT)
+                    if readable:
+                        rfile.fill_now()
                 except (OSError, ValueError):
                     return False
-                if readable:
-                    rfile.fill_now()
             return rfile.head_complete()
         if getattr(rfile, "has_data", None) and rfile.has_data():
             return True
