@@ -632,6 +632,15 @@ class VersionStore:
         now_ns = time.time_ns() if now_ns is None else now_ns
         cutoff = now_ns - int(self.keep_seconds * 1e9)
         removed = freed = 0
+        # A blob claimed by an earlier pass whose removal failed (a busy or unreadable file): this
+        # pass finishes it, so no row waits in 'pruning' (hidden, its bytes uncounted) for a restart.
+        # Only the pruner claims 'pruning', one pass at a time.
+        with self._lock:
+            leftover = self._db.execute("SELECT id, bytes FROM blobs WHERE state='pruning'").fetchall()
+        for vid, nbytes in leftover:
+            if self._prune_one(vid):
+                removed += 1
+                freed += nbytes
         _n, total = self.usage()
         after = (-1, "")
         while True:
@@ -651,12 +660,22 @@ class VersionStore:
                     return removed, freed
                 if not self._claim(vid, "pruning"):
                     continue  # a restore took it meanwhile
-                _remove_tree(self.blob_path(vid))
-                self._drop(vid)
-                removed += 1
-                freed += nbytes
                 total -= nbytes
+                if self._prune_one(vid):
+                    removed += 1
+                    freed += nbytes
         return removed, freed
+
+    def _prune_one(self, vid: str) -> bool:
+        """Remove a claimed blob from disk, then its rows; False (left claimed, for the next pass) on failure."""
+        try:
+            _remove_tree(self.blob_path(vid))
+        except OSError as e:
+            log.warning("Could not remove old version %s yet (%s); the next pruning pass tries again.", vid,
+                        e.strerror or e)  # fmt: skip
+            return False
+        self._drop(vid)
+        return True
 
     def fill_hashes(self, limit: int = 200) -> int:
         """Hash kept files whose MD5 was unknown when they were set aside."""
