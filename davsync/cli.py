@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 import typer
 
 from . import __version__, typer_coerce
+from .cli_locks import locks_app
 from .cli_serve import serve
 from .cli_share import share_app
 from .cli_versions import versions_app
@@ -37,6 +38,7 @@ user_app = typer.Typer(help="Manage who may connect to `davsync serve`.", no_arg
 app.add_typer(user_app, name="user")
 app.add_typer(share_app, name="share")
 app.add_typer(versions_app, name="versions")
+app.add_typer(locks_app, name="locks")
 
 
 def fail(message: str, code: Exit) -> typer.Exit:

@@ -94,6 +94,10 @@ def _relative_folder(where: _Where, path: Path) -> str:
         raise _fail(
             f"{target} is outside the shared folder {where.root}; only folders inside it can be shared."
         ) from None
+    from .server.names import is_internal_path  # (here: a pull must not import the server)
+
+    if is_internal_path(rel.as_posix()):
+        raise _fail(f"{target} is davsync's own folder (kept versions, uploads in progress); it cannot be shared.")
     return rel.as_posix() if rel.parts else ""
 
 

@@ -61,6 +61,20 @@ def check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(expected, got)
 
 
+# scrypt takes 16 MiB and a noticeable moment per check. KDF_SLOTS checks run at once, server-wide
+# (the share, links, the admin page): memory stays bounded, and no check waits for one slow one.
+KDF_SLOTS = threading.BoundedSemaphore(2)
+_DUMMY_HASH: list[str] = []
+
+
+def dummy_check(password: str) -> None:
+    """The same work as checking a real hash, for a name that has none: answering an unknown
+    user at once would tell an attacker which names exist."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_password(secrets.token_hex(16)))
+    check_password(_DUMMY_HASH[0], password)
+
+
 def validate_name(name: str) -> str:
     if not name or len(name) > 64 or any(c in name for c in ':"\\\x00\r\n') or name != name.strip():
         raise UsersFileError(
@@ -76,9 +90,7 @@ class Users:
         self.users = users
         self._secret = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
-        self._lock = threading.Lock()
-        # scrypt uses 16 MiB per check; one at a time keeps a burst of logins from spiking memory.
-        self._kdf_lock = threading.Lock()
+        self._lock = threading.Lock()  # the cache only; never held during a KDF
 
     @classmethod
     def load(cls, path: Path) -> Users:
@@ -137,12 +149,14 @@ class Users:
     def check_basic(self, name: str, password: str) -> User | None:
         user = self.users.get(name)
         if user is None:
+            with KDF_SLOTS:
+                dummy_check(password)
             return None
         token = hmac.new(self._secret, f"{name}\0{password}\0{user.scrypt}".encode(), "sha256").digest()
         with self._lock:
             if token in self._verified:
                 return user
-        with self._kdf_lock:
+        with KDF_SLOTS:
             with self._lock:
                 if token in self._verified:  # verified while we waited
                     return user

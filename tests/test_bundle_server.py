@@ -377,3 +377,98 @@ def test_a_bulk_member_with_an_impossible_mtime_fails_alone_like_a_put(tree) -> 
                 f"<d:lastmodified>{bad}</d:lastmodified></d:prop></d:set></d:propertyupdate>")  # fmt: skip
         r = tree.request("PROPPATCH", "top.txt", data=prop)
         assert r.status_code in (207, 400) and "500" not in r.text, (bad, r.status_code, r.text)
+
+
+# --- large members are streamed (issue 23 item 4) -----------------------------------------------
+
+
+def _slow_bundle(share, paths: list[str], got: dict, key: str, started: threading.Event | None = None,
+                 pause: threading.Event | None = None) -> None:  # fmt: skip
+    """A bundle read 64 KiB at a time (like a client on a slow line), kept raw in got[key];
+    `started` is set after the first read, then `pause` (when given) is waited for."""
+    import base64
+
+    body = bundle_body(*paths)
+    auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    with socket.create_connection(("127.0.0.1", share.server.port), timeout=30) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"REPORT /big/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth.encode()
+                  + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)  # fmt: skip
+        data = got[key] = bytearray()
+        while chunk := s.recv(64 * 1024):
+            data += chunk
+            if started is not None:
+                started.set()
+                started = None
+                if pause is not None:
+                    pause.wait(30)
+
+
+def _answer(raw: bytearray) -> tuple[int, bytes, dict]:
+    """(Content-Length, body as received, {path: (status, md5 header, data)})."""
+    head, _, rest = bytes(raw).partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    members = {}
+    if len(rest) == length:
+        reader = PaxReader(io.BytesIO(rest).read)
+        while (m := reader.next()) is not None:
+            members[m.path] = (m.status, m.attrs.get("md5"), reader.data(m, 1 << 30))
+    return length, rest, members
+
+
+def test_large_members_are_streamed_not_held_whole(share) -> None:
+    """Two slow readers of 4 x 6 MiB: the server held each member whole (and once more encoded),
+    so its memory grew with the members and the readers; streamed, it stays near a few blocks."""
+    import tracemalloc
+
+    (share.root / "big").mkdir()
+    files = {f"f{i}.bin": os.urandom(6 * 1024 * 1024) for i in range(4)}
+    for name, data in files.items():
+        (share.root / "big" / name).write_bytes(data)
+    share.wait_indexed()
+    got: dict = {}
+    tracemalloc.start()
+    try:
+        readers = [threading.Thread(target=_slow_bundle, args=(share, list(files), got, str(i))) for i in range(2)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(120)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for raw in got.values():
+        length, body, members = _answer(raw)
+        assert len(body) == length
+        assert {p: (st, md5) for p, (st, md5, _) in members.items()} == {
+            p: (200, hashlib.md5(d).hexdigest()) for p, d in files.items()}  # fmt: skip
+        assert all(members[p][2] == d for p, d in files.items())
+    # the readers' own buffers (2 x 24 MiB, grown in place) are this test's; the server's part is small
+    assert peak - 2 * 24 * 1024 * 1024 < 12 * 1024 * 1024, peak
+
+
+def test_a_member_changed_in_place_while_sent_is_never_sent_torn(share) -> None:
+    """Streamed, a member's bytes go out after its MD5: a file edited in place meanwhile must cut
+    the answer short (the client drops it), never complete it with bytes that do not match."""
+    (share.root / "big").mkdir()
+    victim = share.root / "big" / "v.bin"
+    victim.write_bytes(b"a" * (15 * 1024 * 1024))  # more than the socket buffers hold
+    share.wait_indexed()
+    got: dict = {}
+    started, pause = threading.Event(), threading.Event()
+    reader = threading.Thread(target=_slow_bundle, args=(share, ["v.bin"], got, "r", started, pause))
+    reader.start()
+    try:
+        assert started.wait(30)
+        with open(victim, "r+b") as f:  # edited in place on the Pi's disk, same size
+            f.seek(14 * 1024 * 1024)
+            f.write(b"b" * 1024)
+    finally:
+        pause.set()
+        reader.join(60)
+    length, body, members = _answer(got["r"])
+    if len(body) == length:  # complete: then it must be whole and true to its header
+        status, md5, data = members["v.bin"]
+        assert status != 200 or hashlib.md5(data).hexdigest() == md5
+    else:
+        assert len(body) < length

@@ -79,6 +79,10 @@ def attempt(share, method: str, who: str) -> int:
         lock = locker.request("LOCK", url + target, data=LOCK_BODY, timeout=30)
         assert lock.status_code == 200, lock.text
         headers["Lock-Token"] = lock.headers["Lock-Token"]
+    if who == "wrong":
+        # each wrong password from its own address, as through a reverse proxy: one address's
+        # wrong passwords would soon be limited (429; tests/test_serve_auth_limits.py)
+        headers["X-Forwarded-For"] = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
     r = s.request(method, url + target, headers=headers, data=data, timeout=30)
     return r.status_code
 

@@ -345,13 +345,14 @@ def test_serve_prints_the_admin_page(serve_process, tmp_path: Path) -> None:
 
 def test_share_files_cannot_script_the_admin_page(admin_share) -> None:
     """An uploaded page is served sandboxed (no scripts, no origin), so it cannot read the admin
-    API with an admin's cached login; folder listings and plain files are unchanged."""
+    API with an admin's cached login; so is every other file (issue 23); listings are not."""
     evil = b"<script>fetch('/.~davsync-admin/api/status')</script>"
     auth = ("alice", PASSWORDS["alice"])
     assert requests.put(admin_share.url + "evil.html", data=evil, auth=auth, timeout=10).status_code in (200, 201, 204)
     assert requests.put(admin_share.url + "note.txt", data=b"hi", auth=auth, timeout=10).status_code in (200, 201, 204)
     r = requests.get(admin_share.url + "evil.html", auth=auth, timeout=10)
-    assert r.content == evil and r.headers["Content-Security-Policy"] == "sandbox"
-    assert "Content-Security-Policy" not in requests.get(admin_share.url + "note.txt", auth=auth, timeout=10).headers
+    assert r.content == evil and r.headers["Content-Security-Policy"].startswith("sandbox")
+    note = requests.get(admin_share.url + "note.txt", auth=auth, timeout=10)
+    assert note.content == b"hi" and note.headers["Content-Security-Policy"].startswith("sandbox")
     listing = requests.get(admin_share.url, auth=auth, timeout=10)
     assert listing.status_code == 200 and "sandbox" not in listing.headers.get("Content-Security-Policy", "")

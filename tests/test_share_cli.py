@@ -91,11 +91,13 @@ def test_create_list_revoke_reissue(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["/etc", "--drop"], "outside the shared folder"),
         (["missing", "--drop"], "is not a folder"),
         (["Photos", "--drop", "--expires", "soon"], "cannot read the duration"),
+        ([".~DAVSYNC-versions", "--read-only"], "davsync's own"),
     ],
 )
 def test_create_refuses_bad_input_with_one_sentence(tmp_path: Path, args: list[str], message: str) -> None:
     root = tmp_path / "root"
     (root / "Photos").mkdir(parents=True)
+    (root / ".~DAVSYNC-versions").mkdir()  # how the versions area looks through a case-insensitive volume
     result = cli("share", "create", *args, "--root", str(root), "--state-dir", str(tmp_path / "state"))
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "state" / "shares.json").exists() or "[]" in (tmp_path / "state" / "shares.json").read_text()

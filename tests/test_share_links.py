@@ -205,7 +205,7 @@ def test_drop_link_methods_and_never_overwrites(tree) -> None:
     assert (photos / "beach.jpg").read_bytes() == b"sand" * 100
     assert (photos / "beach (2).jpg").read_bytes() == b"dropped once"
     assert (photos / "beach (3).jpg").read_bytes() == b"dropped twice"
-    assert urlsplit(url).path + "beach%20%282%29.jpg" == first.headers["Location"].replace("(", "%28").replace(")", "%29")
+    assert "Location" not in first.headers  # the name chosen would tell that beach.jpg exists
     assert requests.put(url + "2024/x.txt", data=b"y", timeout=10).status_code == 201
     assert (photos / "2024" / "x.txt").read_text() == "x" and (photos / "2024" / "x (2).txt").read_text() == "y"
 
@@ -412,7 +412,7 @@ def test_a_link_to_the_whole_share_and_a_real_folder_named_s(tree) -> None:
 
 
 def test_limiter_counts_per_address_and_ipv6_network() -> None:
-    from davsync.server.link_auth import FailureLimiter, client_key
+    from davsync.server.limiter import FailureLimiter, client_key
 
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
@@ -449,7 +449,6 @@ def test_concurrent_drops_of_one_name_never_overwrite_each_other(tree) -> None:
     release.set()
     slow.join(30)
     assert fast.status_code == results["slow"].status_code == 201
-    assert fast.headers["Location"] != results["slow"].headers["Location"]
     contents = {p.name: p.read_bytes() for p in photos.iterdir() if p.name.startswith("beach")}
     assert contents == {"beach.jpg": b"sand" * 100, "beach (2).jpg": b"slow upload", "beach (3).jpg": b"fast upload"}
 
@@ -636,3 +635,29 @@ def test_folder_page_heading_names_the_folder_not_the_token(tree) -> None:
         title = page.text.split("<title>", 1)[1].split("</title>", 1)[0]
         assert f"Index of {shown}" in heading and f"Index of {shown}" in title
         assert token not in heading and token not in title
+
+
+def test_drop_link_only_ever_creates_and_tells_nothing_about_what_is_there(tree) -> None:
+    """Issue 23 item 1: a PUT whose URL ends in '/' replaced the named file, and the answers
+    (Location, MKCOL's status) told a stranger with a drop link which names exist."""
+    url, _ = link(tree, mode="drop")
+    photos = tree.root / "Photos"
+    for target in ("beach.jpg/", "beach.jpg//", "2024/x.txt/"):
+        r = requests.put(url + target, data=b"overwritten?", timeout=10)
+        assert r.status_code == 400, (target, r.status_code)
+        assert "overwritten?" not in r.text
+    assert (photos / "beach.jpg").read_bytes() == b"sand" * 100 and (photos / "2024" / "x.txt").read_text() == "x"
+    assert not [p for p in photos.rglob("*") if p.is_file() and p.read_bytes() == b"overwritten?"]
+
+    def answer(r: requests.Response) -> tuple:
+        return r.status_code, r.text, {k: v for k, v in r.headers.items() if k.lower() not in ("date", "x-davsync-link")}
+
+    taken = requests.put(url + "beach.jpg", data=b"a", timeout=10)
+    free = requests.put(url + "unused-name.jpg", data=b"b", timeout=10)
+    assert answer(taken) == answer(free) and taken.status_code == 201
+    assert "Location" not in taken.headers  # 'beach (2).jpg' would say that beach.jpg exists
+    assert (photos / "beach.jpg").read_bytes() == b"sand" * 100 and (photos / "beach (2).jpg").read_bytes() == b"a"
+    # a new folder: the same answer whether the name is free, a folder, or a file
+    answers = [answer(requests.request("MKCOL", url + name, timeout=10)) for name in ("Fresh", "2024", "beach.jpg")]
+    assert answers[0][0] == 201 and answers[0] == answers[1] == answers[2]
+    assert (photos / "Fresh").is_dir() and (photos / "beach.jpg").read_bytes() == b"sand" * 100

@@ -25,13 +25,15 @@ SERVER = Path(upstream.__file__).parent
 
 
 def _attribute_exists(owner: Any, name: str) -> bool:
-    """A class attribute, or one its __init__ assigns (instance attributes are not on the class)."""
+    """A class attribute, or one its __init__ (or prepare, for cheroot's server) assigns (instance
+    attributes are not on the class)."""
     if hasattr(owner, name):
         return True
     for klass in inspect.getmro(owner):
-        init = klass.__dict__.get("__init__")
-        if init is not None and re.search(rf"self\.{re.escape(name)}\s*[:=]", inspect.getsource(init)):
-            return True
+        for method in ("__init__", "prepare"):
+            init = klass.__dict__.get(method)
+            if init is not None and re.search(rf"self\.{re.escape(name)}\s*[:=]", inspect.getsource(init)):
+                return True
     return False
 
 

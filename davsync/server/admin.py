@@ -5,8 +5,8 @@ the share can never hold, list or serve a name like that, so the page cannot col
 Admins log in with Basic auth (their davsync password); every POST needs the page's CSRF token
 in a header, which a cross-site form cannot send. Everything else passes through, after noting who
 connected from where and how many bytes they were sent (an answer's Content-Length; only a body
-without one is counted as it goes, so a download costs nothing extra); files that a browser would run as a page
-(HTML, SVG, XML) are sent sandboxed so they cannot act as a logged-in admin. Kept versions are
+without one is counted as it goes, so a download costs nothing extra); the share's files are sent
+sandboxed (browser_headers.py) so they cannot act as a logged-in admin. Kept versions are
 listed and restored through the same VersionStore calls as `davsync versions`.
 """
 
@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 
 from ..users import Users, UsersFileError, basic_credentials
 from .guard import PATH_LOCKS
+from .limiter import FailureLimiter, client_address, too_many
 from .names import TEMP_PREFIX
 from .settings import ServeSettings
 from .versions import FileVersion, FolderVersion, Restored, VersionError, Who
@@ -93,23 +94,6 @@ class ClientLog:
             return [vars(s).copy() for s in rows]
 
 
-ACTIVE_TYPES = ("text/html", "application/xhtml+xml", "image/svg+xml", "text/xml", "application/xml")
-
-
-def _sandboxing(start_response: StartResponse) -> StartResponse:
-    """A file from the share shares its origin with the admin page: an HTML or SVG file a user
-    uploaded, opened by an admin, could otherwise script the admin page with the admin's login.
-    Served with CSP `sandbox`, such a file runs no script and has no origin of its own."""
-
-    def wrapped(status: str, headers: list, exc_info: Any = None) -> Any:
-        ctype = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
-        if ctype in ACTIVE_TYPES:
-            headers = [*headers, ("Content-Security-Policy", "sandbox")]
-        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-
-    return wrapped
-
-
 class _Meter:
     """start_response that notes the answer's Content-Length, so most bodies need no counting."""
 
@@ -167,9 +151,11 @@ class _Accounted:
 class AdminGate:
     """The outermost WSGI layer when `serve --admin` is on."""
 
-    def __init__(self, app: WsgiApp, users: Users, settings: ServeSettings, state: Any) -> None:
+    def __init__(self, app: WsgiApp, users: Users, settings: ServeSettings, state: Any,
+                 limiter: FailureLimiter | None = None) -> None:  # fmt: skip
         self.app = app
         self.users = users
+        self.limiter = limiter or FailureLimiter()  # the server's one limiter: wrong passwords anywhere count
         self.settings = settings
         self.state = state  # ShareState: index, and the tracker once the server has one
         self.clients = ClientLog()
@@ -182,8 +168,6 @@ class AdminGate:
         if path == ADMIN_PREFIX.rstrip("/") or path.startswith(ADMIN_PREFIX):
             return self._admin(environ, start_response, path[len(ADMIN_PREFIX) :])
         method = environ["REQUEST_METHOD"]
-        if method in ("GET", "HEAD") and not path.endswith("/"):
-            start_response = _sandboxing(start_response)
         meter = _Meter(start_response, head=method == "HEAD")
         result = self.app(environ, meter)
 
@@ -221,7 +205,15 @@ class AdminGate:
         return user.name if user is not None else None
 
     def _admin(self, environ: dict, start_response: StartResponse, rest: str) -> list[bytes]:
+        addr = client_address(environ)
+        if "HTTP_AUTHORIZATION" in environ:
+            wait = self.limiter.retry_after(addr)
+            if wait:
+                return self._reply(start_response, "429 Too Many Requests", too_many(wait).encode(),
+                                   "text/plain; charset=utf-8", [("Retry-After", str(wait))])  # fmt: skip
         name = self._login(environ)
+        if name is None and "HTTP_AUTHORIZATION" in environ:
+            self.limiter.failed(addr)
         if name is None:
             challenge = [("WWW-Authenticate", 'Basic realm="davsync admin"')]
             return self._reply(start_response, "401 Unauthorized", b"Log in with a davsync admin user.\n",

@@ -8,26 +8,28 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cheroot import wsgi
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
 from wsgidav.dir_browser import WsgiDavDirBrowser
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.http_authenticator import HTTPAuthenticator
-from wsgidav.lock_man.lock_storage import LockStorageShelve
 from wsgidav.mw.base_mw import BaseMiddleware
 from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
+from .browser_headers import BrowserHeaders
 from .bundle import BundleMiddleware
+from .connguard import DeferredTLS, GuardedServer
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
 from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
+from .limiter import FailureLimiter
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
+from .lockstore import LOCKS_FILE, LockStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
@@ -94,7 +96,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "verbose": 3 if settings.verbose else 1,
         "logging": {"enable": bool(settings.verbose)},
         "block_size": IO_BLOCK,
-        "lock_storage": LockStorageShelve(str(state_dir / "locks.shelve")),
+        "lock_storage": LockStore(str(state_dir / LOCKS_FILE)),
         "property_manager": ShelvePropertyManager(str(state_dir / "props.shelve")),
         "http_authenticator": {
             "domain_controller": DavsyncDomainController,
@@ -127,15 +129,17 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     dav_app = WsgiDAVApp(config)
     listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
-    front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous)
+    limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
+    front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous, limiter)
     links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
-                    anonymous=settings.anonymous)
+                    anonymous=settings.anonymous, limiter=limiter)  # fmt: skip
     if settings.admin:
         from .admin import AdminGate
 
-        return AdminGate(gate, users, settings, state), state
-    return gate, state
+        # (the admin page sets its own headers)
+        return AdminGate(BrowserHeaders(gate), users, settings, state, limiter), state
+    return BrowserHeaders(gate), state
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -160,7 +164,7 @@ class DavServer:
         self._run_lock = hold_shared(settings.state_dir)  # `davsync versions` sees a server is running
         self.app, self.state = build_app(settings, users)
         self.pruner = Pruner(self.state.versions)
-        self._server = wsgi.Server(
+        self._server = GuardedServer(
             (settings.host, settings.port),
             self.app,
             numthreads=settings.threads,
@@ -171,9 +175,7 @@ class DavServer:
         self._server.ConnectionClass = StickyConnection
         install_sendfile(self._server)
         if settings.tls_cert:
-            from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-            self._server.ssl_adapter = BuiltinSSLAdapter(str(settings.tls_cert), str(settings.tls_key))
+            self._server.ssl_adapter = DeferredTLS(str(settings.tls_cert), str(settings.tls_key))
         self._thread: threading.Thread | None = None
         self.tracker = ChangeTracker(str(settings.root), self.state.index, rescan_interval=settings.rescan_interval)
         self.state.tracker = self.tracker

@@ -24,10 +24,12 @@ from wsgidav.mw.base_mw import BaseMiddleware
 from ..users import REALM, Users, basic_credentials
 from . import digest
 from .destination import DestinationError, destination_path, without_userinfo
+from .limiter import FailureLimiter, client_address, too_many
 from .request_server import WRITE_METHODS
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
+BASIC_USER = "davsync.basic_user"  # environ: the Basic login FrontGate verified (clients cannot set environ keys)
 WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
@@ -69,7 +71,10 @@ class DavsyncDomainController(BaseDomainController):
         return True
 
     def basic_auth_user(self, realm: str, user_name: str, password: str, environ: dict) -> bool:
-        user = self.users.check_basic(user_name, password)
+        if environ.get(BASIC_USER) == user_name:  # FrontGate checked this very header
+            user = self.users.users.get(user_name)
+        else:
+            user = self.users.check_basic(user_name, password)
         if user is None:
             return False
         environ["davsync.readonly"] = user.read_only
@@ -83,10 +88,11 @@ class FrontGate:
     """Runs first: refuses bad paths and malformed credentials cleanly, answers anonymous
     writes on a read-only share, checks Digest logins, and offers Digest (our nonces) and Basic."""
 
-    def __init__(self, app: WsgiApp, users: Users, anonymous: str) -> None:
+    def __init__(self, app: WsgiApp, users: Users, anonymous: str, limiter: FailureLimiter | None = None) -> None:
         self.app = app
         self.users = users
         self.anonymous = anonymous
+        self.limiter = limiter or FailureLimiter()
         self.nonces = digest.NonceBook()
         self.counts: Counter[str] = Counter()  # requests per method, for diagnostics and tests
 
@@ -102,16 +108,14 @@ class FrontGate:
         if environ["REQUEST_METHOD"] in ("GET", "HEAD") and environ.get("CONTENT_LENGTH") not in (None, "", "0"):
             # (WsgiDAV's folder page crashes on this instead of answering 415)
             return _plain(start_response, "415 Unsupported Media Type", "GET and HEAD take no request body.")
-        scheme = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")[0]
-        if scheme.lower() == "basic" and basic_credentials(environ["HTTP_AUTHORIZATION"]) is None:
+        scheme = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")[0].lower()
+        credentials = basic_credentials(environ["HTTP_AUTHORIZATION"]) if scheme == "basic" else None
+        if scheme == "basic" and credentials is None:
             del environ["HTTP_AUTHORIZATION"]
-        if scheme.lower() == "digest" and self.anonymous != "write":
-            verdict = self._digest(environ)
-            if not verdict.ok:
-                if verdict.state == "bad":
-                    log.warning("%s - Digest login refused for %r", environ.get("REMOTE_ADDR", "?"), verdict.user)
-                return _plain(start_response, "401 Unauthorized", "Log in with a davsync user name and password.",
-                              self._challenges(stale=verdict.state == "stale"))  # fmt: skip
+        if scheme in ("basic", "digest") and self.anonymous != "write" and "HTTP_AUTHORIZATION" in environ:
+            refused = self._login(environ, start_response, scheme, credentials)
+            if refused is not None:
+                return refused
         if (
             self.anonymous == "read"
             and not self.users.users
@@ -126,6 +130,35 @@ class FrontGate:
             return start_response(status, headers, exc_info)
 
         return self.app(environ, our_challenges)
+
+    def _login(self, environ: dict, start_response: StartResponse, scheme: str,
+               credentials: tuple[str, str] | None) -> list[bytes] | None:  # fmt: skip
+        """Every login to the share is checked here first, through the server's one limiter: a
+        limited address gets 429 before any password work; a wrong password is counted and
+        answered here. A right Basic password is cached, so WsgiDAV's and the fast paths'
+        checks after this one cost no KDF."""
+        addr = client_address(environ)
+        wait = self.limiter.retry_after(addr)
+        if wait:
+            log.warning("%s - too many wrong passwords; refused for %d s", addr, wait)
+            return _plain(start_response, "429 Too Many Requests", too_many(wait).strip(), [("Retry-After", str(wait))])
+        if scheme == "digest":
+            verdict = self._digest(environ)
+            if verdict.ok:
+                return None
+            if verdict.state == "bad":
+                log.warning("%s - Digest login refused for %r", addr, verdict.user)
+                self.limiter.failed(addr)
+            return _plain(start_response, "401 Unauthorized", "Log in with a davsync user name and password.",
+                          self._challenges(stale=verdict.state == "stale"))  # fmt: skip
+        assert credentials is not None
+        if self.users.check_basic(*credentials) is not None:
+            environ[BASIC_USER] = credentials[0]  # checked: the fast paths and WsgiDAV need not again
+            return None
+        log.warning("%s - Basic login refused for %r", addr, credentials[0])
+        self.limiter.failed(addr)
+        return _plain(start_response, "401 Unauthorized", "Log in with a davsync user name and password.",
+                      self._challenges())
 
     def _digest(self, environ: dict) -> digest.Verdict:
         """Check a Digest login; on success the request goes on as that user."""

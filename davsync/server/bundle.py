@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -67,6 +68,8 @@ from .index import Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
 from .upload import valid_mtime
 
+log = logging.getLogger("davsync.server")
+
 StartResponse = Callable[..., Any]
 
 NS = "urn:davsync:"
@@ -77,6 +80,8 @@ MAX_FILE_SIZE = 16 * 1024 * 1024  # per member: larger files go by GET (with res
 MAX_BYTES = 64 * 1024 * 1024  # a bundle answer's content; a bulk body's content
 MAX_BODY = 1024 * 1024  # the bundle request's XML
 SEND_AFTER = 256 * 1024  # bytes gathered before handing them to the server
+STREAM_FROM = 1024 * 1024  # members larger than this are streamed block by block
+STREAM_BLOCK = 256 * 1024
 _MD5_HEX = frozenset("0123456789abcdef")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
@@ -278,6 +283,12 @@ def _stream(provider: Any, planned: list[_Planned]) -> Iterator[bytes]:
     folder = _Folder(provider, Counter(p.path.rpartition("/")[0] or "/" for p in planned if p.st is not None))
     try:
         for item in planned:
+            if item.st is not None and item.st.st_size > STREAM_FROM:
+                if out:
+                    yield b"".join(out)
+                    out, gathered = [], 0
+                yield from _stream_member(provider, folder, item)
+                continue
             data = item.data if item.st is None else _read_member(provider, folder, item)
             out.append(data)
             gathered += len(data)
@@ -394,6 +405,71 @@ def _read_member(provider: Any, folder: _Folder, item: _Planned) -> bytes:
         assert len(encoded) == item.length
         return encoded
     return _changed(item, "the file kept changing while it was read; try again later")
+
+
+class MemberTorn(Exception):
+    """A member's file changed in place after its header went out: the answer is cut short."""
+
+
+def _stream_member(provider: Any, folder: _Folder, item: _Planned) -> Iterator[bytes]:
+    """A large member block by block, so a slow client costs a block of memory, not the file
+    (20 slow readers of 16 MiB members held 1 GB). Its MD5 goes in the header, before the bytes:
+    from the index, or from a first reading pass. The file is read through one descriptor (a
+    PUT's rename does not tear it); one changed in place after the header went out ends the
+    answer (MemberTorn: cut short, which the client tells from a complete one) rather than
+    send bytes that do not match the header."""
+    assert item.st is not None
+    parent, _, name = item.path.rpartition("/")
+    dir_fd = folder.open(parent or "/")
+    if isinstance(dir_fd, tuple):
+        yield _changed(item, "gone from the server while the bundle was sent")
+        return
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        yield _changed(item, "gone from the server while the bundle was sent")
+        return
+    planned, size = Identity.of(item.st), item.st.st_size
+    try:
+        try:
+            md5 = folder.md5(item.path.strip("/"), item.st) if Identity.of(os.fstat(fd)) == planned else ""
+            if md5 is None:
+                md5 = _hash_fd(fd, size, planned)
+                if md5:
+                    provider.index.record_file(item.path.strip("/"), item.st, md5)
+        except OSError as e:
+            yield _changed(item, f"the server could not read this file ({e.strerror})")
+            return
+        if not md5:
+            yield _changed(item, "changed on the server while the bundle was sent")
+            return
+        header = member_header(item.rel, size, item.st.st_mtime_ns / 1e9, etag=item.etag, md5=md5)
+        assert len(header) + size + len(padding(size)) == item.length
+        yield header
+        pos = 0
+        while pos < size:
+            block = os.pread(fd, min(STREAM_BLOCK, size - pos), pos)
+            if not block or Identity.of(os.fstat(fd)) != planned:
+                log.warning("%s changed on the server's disk while a bundle sent it; that answer was cut short",
+                            item.path)  # fmt: skip
+                raise MemberTorn(item.path)
+            yield block
+            pos += len(block)
+        yield padding(size)
+    finally:
+        os.close(fd)
+
+
+def _hash_fd(fd: int, size: int, planned: Identity) -> str:
+    """The file's MD5, read in blocks; '' when it is not `size` bytes or changed meanwhile."""
+    h, pos = hashlib.md5(), 0
+    while pos < size:
+        block = os.pread(fd, min(STREAM_BLOCK, size - pos), pos)
+        if not block:
+            return ""
+        h.update(block)
+        pos += len(block)
+    return h.hexdigest() if Identity.of(os.fstat(fd)) == planned else ""
 
 
 # --- bulk upload: many files in one request -------------------------------------------------

@@ -170,7 +170,7 @@ def authorised(users: Users, anonymous: str, environ: dict) -> bool:
     """May this request read without WsgiDAV's authenticator? (A guest where guests may read,
     Basic credentials the users file accepts, or a Digest login FrontGate has just verified;
     anything else goes the full way.)"""
-    if "davsync.digest_user" in environ:  # set by auth.FrontGate only after checking the response
+    if "davsync.digest_user" in environ or "davsync.basic_user" in environ:  # set by auth.FrontGate, after checking
         return True
     header = environ.get("HTTP_AUTHORIZATION")
     if header is None:

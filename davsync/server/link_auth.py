@@ -1,86 +1,34 @@
-"""Passwords on share links: Basic with any user name, Digest, a login cookie, and a per-address limiter.
+"""Passwords on share links: Basic with any user name, Digest, and a login cookie.
 
-Brute-force protection counts failures per client address (an IPv6 client by its /64),
-never per link: an attacker slows only themselves, and the link keeps working for the
-people it was given to (the lesson of ocis#12825 and nextcloud bruteforcesettings#450).
+Wrong passwords count in the server's one per-address limiter (limiter.py), never per
+link: an attacker slows only themselves, and the link keeps working for the people it
+was given to.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 import threading
 import time
-from collections import deque
 
-from ..users import basic_credentials
+from ..users import KDF_SLOTS, basic_credentials
 from . import digest
+from .limiter import FailureLimiter
 from .links import DIGEST_USER, ShareLink
 
-MAX_FAILURES = 10
-FAILURE_WINDOW = 600.0  # seconds
 COOKIE_NAME = "davsync_share"
 COOKIE_LIFETIME = 7 * 86400
-
-
-def client_key(address: str) -> str:
-    """The limiter's key: the address, or its /64 for IPv6 (one home network, many addresses)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
-class FailureLimiter:
-    """Failed password attempts per client address in a sliding window."""
-
-    def __init__(self, max_failures: int = MAX_FAILURES, window: float = FAILURE_WINDOW) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, address: str) -> int:
-        """Seconds this address must wait before trying a password again; 0 when it may."""
-        key = client_key(address)
-        now = time.monotonic()
-        with self._lock:
-            q = self._failures.get(key)
-            if not q:
-                return 0
-            while q and q[0] <= now - self.window:
-                q.popleft()
-            if len(q) < self.max_failures:
-                return 0
-            return max(1, int(q[0] + self.window - now + 0.999))
-
-    def failed(self, address: str) -> None:
-        key = client_key(address)
-        with self._lock:
-            if len(self._failures) > 50_000:  # bounded memory under a spray of addresses
-                self._failures.clear()
-            self._failures.setdefault(key, deque(maxlen=self.max_failures)).append(time.monotonic())
-
-    def succeeded(self, address: str) -> None:
-        with self._lock:
-            self._failures.pop(client_key(address), None)
 
 
 class LinkAuth:
     """Checks a request's credentials against a link's password."""
 
-    def __init__(self) -> None:
+    def __init__(self, limiter: FailureLimiter | None = None) -> None:
         self._secret = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
-        self._lock = threading.Lock()
-        self._kdf_lock = threading.Lock()  # scrypt takes 16 MiB: one at a time
-        self.limiter = FailureLimiter()
+        self._lock = threading.Lock()  # the cache only; never held during a KDF
+        self.limiter = limiter or FailureLimiter()
         self.nonces = digest.NonceBook()
 
     # --- passwords -----------------------------------------------------------
@@ -91,7 +39,7 @@ class LinkAuth:
         with self._lock:
             if key in self._verified:
                 return True
-        with self._kdf_lock:
+        with KDF_SLOTS:
             if not link.check_password(password):
                 return False
         with self._lock:

@@ -15,16 +15,19 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from .browser_headers import OWN_PAGE
+from .limiter import FailureLimiter, client_address, too_many
 from .link_auth import COOKIE_NAME, LinkAuth
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
 from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
+from .names import is_internal_path
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
@@ -49,6 +52,7 @@ PROBE_LISTING = (
     b"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"
 )
 MAX_CLASH = 10_000
+DROP_DONE = "Received."
 APPS_CACHED = 64
 
 
@@ -62,7 +66,8 @@ class LinkGate:
     """Routes `/s/...` to share links and everything else to the share's own app."""
 
     def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
-                 index: Any, versions: Any = None, anonymous: str = "off") -> None:  # fmt: skip
+                 index: Any, versions: Any = None, anonymous: str = "off",
+                 limiter: FailureLimiter | None = None) -> None:  # fmt: skip
         self.app = app
         self.anonymous = anonymous  # the share's own guest access: a guest's probes need no help then
         self.store = store
@@ -70,7 +75,7 @@ class LinkGate:
         self.make_dav_app = make_dav_app
         self.index = index
         self.versions = versions  # writes through a link keep versions like any other
-        self.auth = LinkAuth()
+        self.auth = LinkAuth(limiter)
         self._mounted: OrderedDict[tuple, Mounted] = OrderedDict()
         self._lock = threading.Lock()
         self._reserved: set[str] = set()  # drop-box names being uploaded right now
@@ -139,7 +144,7 @@ class LinkGate:
     def _serve(self, environ: dict, start_response: StartResponse, token: str, rest: str) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         prefix = "/s/" + token
-        addr = environ.get("REMOTE_ADDR", "")
+        addr = client_address(environ)
         try:
             link = self.store.find(token)
         except LinkError as e:
@@ -202,7 +207,10 @@ class LinkGate:
         return mounted.app(environ, start)
 
     def _folder(self, link: ShareLink) -> str | None:
-        """The shared folder's real path, if it is still a real folder inside the share (no symlink swapped in)."""
+        """The shared folder's real path, if it is still a real folder inside the share (no symlink swapped in)
+        and not one of davsync's own (the versions area, in any spelling the volume folds to it)."""
+        if is_internal_path(link.path):
+            return None
         folder = os.path.join(self.root, *[p for p in link.path.split("/") if p])
         try:
             st = os.lstat(folder)
@@ -235,7 +243,7 @@ class LinkGate:
         """None when the request may go on; otherwise the answer (challenge, login form, 429)."""
         if link.password is None:
             return None
-        addr = environ.get("REMOTE_ADDR", "")
+        addr = client_address(environ)
         method = environ["REQUEST_METHOD"]
         is_login = method == "POST" and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -245,8 +253,7 @@ class LinkGate:
             wait = self.auth.limiter.retry_after(addr)
             if wait:
                 log.warning("%s - too many wrong passwords for share links; refused for %d s", addr, wait)
-                return _answer(start, "429 Too Many Requests", environ,
-                               f"Too many wrong passwords from your address; try again in {wait} seconds.",
+                return _answer(start, "429 Too Many Requests", environ, too_many(wait).strip(),
                                headers=[("Retry-After", str(wait))])  # fmt: skip
         if is_login:
             return self._login(environ, start, link, prefix, rest)
@@ -262,8 +269,7 @@ class LinkGate:
         else:
             ok = False
         if ok:
-            self.auth.limiter.succeeded(addr)
-            return None
+            return None  # (failures are not forgiven: knowing one password must not reset guesses at others)
         if header and not stale:
             self.auth.limiter.failed(addr)
         if not header and method in ("GET", "HEAD") and _wants_html(environ):
@@ -273,7 +279,7 @@ class LinkGate:
                        headers=self.auth.challenges(link, stale=stale))  # fmt: skip
 
     def _login(self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str) -> Iterable[bytes]:
-        addr = environ.get("REMOTE_ADDR", "")
+        addr = client_address(environ)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -288,7 +294,6 @@ class LinkGate:
             page = login_page(link.label, prefix + rest, "Wrong password.")
             return _answer(start, "401 Unauthorized", environ, "", page,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
-        self.auth.limiter.succeeded(addr)
         value, max_age = self.auth.make_cookie(link)
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
         cookie = f"{COOKIE_NAME}={value}; Path={prefix}/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
@@ -312,23 +317,29 @@ class LinkGate:
             return mounted.app(environ, start)
         if method == "OPTIONS":
             return mounted.app(environ, _DropOptions(start))
-        if method != "PUT" or rel.endswith("/"):
+        if method == "MKCOL" and rel.strip("/") and os.path.lexists(target):
+            # Whatever holds the name: the same answer as a new folder, so MKCOL is no oracle.
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or 0)
+            return _answer(start, "201 Created", environ, DROP_DONE)
+        if method == "MKCOL":
+            return _uniform(mounted.app, environ, start)
+        if method != "PUT":
             return mounted.app(environ, start)
+        if rel.endswith("/"):
+            # WsgiDAV strips the slash and would replace the file named before it.
+            return _answer(start, "400 Bad Request", environ,
+                           "A file name cannot end with '/'; upload to the file's name.")  # fmt: skip
         parent, _, name = rel.rpartition("/")
         chosen = self._reserve(os.path.dirname(target), name)
         if chosen is None:
             return _answer(start, "409 Conflict", environ, "Too many files with this name; rename it and try again.")
-        new_rel = f"{parent}/{chosen}"
-        environ["PATH_INFO"] = new_rel.encode("utf-8").decode("latin-1")
-        location = quote(prefix + new_rel, safe="/!*'(),$-_|.")
-
-        def with_location(status: str, headers: list, exc_info: Any = None) -> Any:
-            if status.startswith("201"):
-                headers = [*headers, ("Location", location)]
-            return start(status, headers, exc_info)
-
+        environ["PATH_INFO"] = f"{parent}/{chosen}".encode().decode("latin-1")
         reserved = os.path.join(os.path.dirname(target), chosen)
-        return _released(mounted.app(environ, with_location), lambda: self._release(reserved))
+        # No Location: the name chosen ('name (2)') would tell a stranger that 'name' exists.
+        try:
+            return _uniform(mounted.app, environ, start)
+        finally:
+            self._release(reserved)
 
     def _reserve(self, folder: str, name: str) -> str | None:
         """The first of name, 'name (2)', 'name (3)'... that is neither on disk nor being uploaded."""
@@ -421,18 +432,32 @@ def _destination_problem(destination: str | None, prefix: str) -> str | None:
     return None
 
 
-def _released(body: Iterable[bytes], release: Callable[[], None]) -> Iterator[bytes]:
+def _uniform(app: WsgiApp, environ: dict, start: StartResponse) -> list[bytes]:
+    """Runs a drop's PUT or MKCOL to the end and answers a success in one fixed form (no ETag,
+    no Location, no dated page), so no answer differs by what the folder already holds."""
+    got: list[Any] = []
+
+    def capture(status: str, headers: list, exc_info: Any = None) -> Callable[[bytes], None]:
+        got[:] = [status, headers, exc_info]
+        return lambda data: None
+
+    body = app(environ, capture)
     try:
-        yield from body
+        chunks = list(body)
     finally:
         close = getattr(body, "close", None)
         if close is not None:
             close()
-        release()
+    status, headers, exc_info = got
+    if status[:1] == "2":
+        return _answer(start, "201 Created", environ, DROP_DONE)
+    start(status, headers, exc_info)
+    return chunks
 
 
 def _answer(start: StartResponse, status: str, environ: dict, text: str, html: bytes | None = None,
             headers: list | None = None) -> list[bytes]:  # fmt: skip
+    environ[OWN_PAGE] = True
     if html is not None and (_wants_html(environ) or not text):
         body, ctype = html, "text/html; charset=utf-8"
     else:

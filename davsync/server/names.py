@@ -1,14 +1,20 @@
-"""Names the server keeps to itself (upload temp files are never listed or served), paths, and ETags."""
+"""Names the server keeps to itself (upload temp files, the versions area, the admin page), paths, and ETags."""
 
 import os
+import unicodedata
 
 TEMP_PREFIX = ".~davsync-"
 TEMP_SUFFIX = ".part"
 
 
 def is_internal_name(name: str) -> bool:
-    """True for our in-flight upload files, which clients must never see or touch."""
-    return name.startswith(TEMP_PREFIX)
+    """True for every name starting with TEMP_PREFIX, in any case and Unicode form: on exFAT or FAT
+    (a Pi's USB disk) `.~DAVSYNC-versions` opens `.~davsync-versions`. casefold() also folds the
+    look-alikes such a volume folds (the long s 'ſ', the Kelvin sign). The one check every path
+    from a client goes through: listings, GET, PUT, COPY/MOVE, bundles, links and the change feed."""
+    return name[:1] == "." and unicodedata.normalize("NFC", name[: len(TEMP_PREFIX) + 8]).casefold().startswith(
+        TEMP_PREFIX
+    )
 
 
 def is_internal_path(path: str) -> bool:

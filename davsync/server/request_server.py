@@ -7,6 +7,8 @@ to read-only users. These overrides keep its locking and If-header logic.
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -35,10 +37,21 @@ from .upload import UploadError, expected_md5, parse_oc_mtime, receive
 
 MAX_XML_BODY = 1024 * 1024
 XML_METHODS = {"PROPFIND", "PROPPATCH", "REPORT", "LOCK"}
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST"})
 
 StartResponse = Callable[..., Any]
 _copy_or_move_fixed = with_destination_fix(RequestServer._copy_or_move)
+
+
+def refuse_doctype(environ: dict, length: int) -> None:
+    """400 for a DAV body with a DTD. WsgiDAV parses with resolve_entities=False, keeps `&name;`
+    unexpanded and stores it (a LOCK owner, a dead property), then fails to re-parse it on every
+    later answer: a 500 and a lock that no one can see or remove. No WebDAV client sends a DTD."""
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    if _DTD.search(body):
+        raise DAVError(HTTP_BAD_REQUEST, context_info="XML bodies with a DOCTYPE or ENTITY are not accepted.")
 
 
 class DavsyncRequestServer(RequestServer):
@@ -57,6 +70,8 @@ class DavsyncRequestServer(RequestServer):
                 raise DAVError(HTTP_BAD_REQUEST, "Content-Length is not a number.") from None
             if length > MAX_XML_BODY:
                 raise DAVError(413, f"XML request bodies are limited to {MAX_XML_BODY} bytes.")
+            if length > 0:
+                refuse_doctype(environ, length)
         if method in ("DELETE", "MOVE") and environ["PATH_INFO"].strip("/") == "":
             raise DAVError(HTTP_FORBIDDEN, "The share's root folder cannot be deleted or moved.")
         return super().__call__(environ, start_response)

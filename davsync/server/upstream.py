@@ -244,6 +244,29 @@ RELIANCES: tuple[Reliance, ...] = (
         ("sendfile.py",),
         "The client socket (an SSLSocket under TLS): sendfile and sendall go to it directly.",
     ),
+    # --- cheroot's connection manager (connguard.py) ---------------------------------------------
+    Reliance(
+        "cheroot.server:HTTPServer",
+        "_connections",
+        ("connguard.py",),
+        "The ConnectionManager prepare() makes: a connection whose request head is unfinished is "
+        "parked in its selector, and the idle one that waited longest is closed when too many are open.",
+    ),
+    Reliance(
+        "cheroot.connections:ConnectionManager",
+        "_selector",
+        ("connguard.py",),
+        "Its thread-safe selector: registered into directly (put() would reset last_used, the head's "
+        "deadline, and hand a partly buffered head straight back to process_conn).",
+    ),
+    # --- wsgidav.lock_man.lock_storage (lockstore.py) --------------------------------------------
+    Reliance(
+        "wsgidav.lock_man.lock_storage:LockStorageDict",
+        "_dict",
+        ("lockstore.py",),
+        "The stored locks (token -> lock dict with 'owner' bytes): read once at open to drop locks "
+        "whose owner no answer could render.",
+    ),
 )
 
 # Where our code copies, skips or replaces upstream code, its fingerprint (see source_fingerprint).
@@ -254,6 +277,16 @@ FINGERPRINTS: dict[str, str] = {
     "wsgidav.fs_dav_provider:FileResource.__init__": "d3149891456ace0c",
     "wsgidav.request_resolver:RequestResolver.__call__": "b1266662739bb708",
     "cheroot.server:HTTPConnection.communicate": "cf09216d770b907c",
+    # connguard.py: new and readable connections reach process_conn (unregistered first), put()
+    # parks idle ones, _expire closes those whose last_used is older than the server's timeout.
+    "cheroot.connections:ConnectionManager._run": "6fcca31c1292f216",
+    "cheroot.connections:ConnectionManager.put": "0dd3e24ed8671df9",
+    "cheroot.connections:ConnectionManager._expire": "ccc41c292cbf7dcc",
+    "cheroot.server:HTTPServer.process_conn": "18eb32db76ab765c",
+    # connguard.py DeferredTLS replaces wrap (no handshake there) and does the handshake itself.
+    "cheroot.ssl.builtin:BuiltinSSLAdapter.wrap": "992906516442c198",
+    # http.py BoundedDrainRequest: send_headers drains `rfile.remaining` unless close_connection is set.
+    "cheroot.server:HTTPRequest.send_headers": "d88188af39e6d88d",
     # sendfile.py: the body is iterated inside respond (so FileBody may write raw there), and close() is called.
     "cheroot.wsgi:Gateway.respond": "f9e847ca3e079a55",
     # sendfile.py: a write returns only once everything is on the socket (headers before the raw file).

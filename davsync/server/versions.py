@@ -36,7 +36,7 @@ from ..osfs import fsync_dir
 from ..scan import iter_tree, md5_of_file
 from ..sqlpaths import at_or_below, like_below
 from .index import Identity
-from .names import TEMP_PREFIX, is_internal_path
+from .names import is_internal_name, is_internal_path
 
 log = logging.getLogger("davsync.server")
 
@@ -558,7 +558,7 @@ class VersionStore:
         target_rel = (to if to is not None else path).strip("/")
         if not target_rel:
             raise VersionError("cannot restore onto the share's root folder; use --to NEWPATH.")
-        if any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) or "\x00" in p for p in target_rel.split("/")):
+        if any(p in ("", ".", "..") or is_internal_name(p) or "\x00" in p for p in target_rel.split("/")):
             raise VersionError(f"{target_rel!r} is not a path inside the share; use a/b/name.")
         target = os.path.join(self.root, *target_rel.split("/"))
         if not self._claim(vid_, "restoring"):
@@ -632,6 +632,15 @@ class VersionStore:
         now_ns = time.time_ns() if now_ns is None else now_ns
         cutoff = now_ns - int(self.keep_seconds * 1e9)
         removed = freed = 0
+        # A blob claimed by an earlier pass whose removal failed (a busy or unreadable file): this
+        # pass finishes it, so no row waits in 'pruning' (hidden, its bytes uncounted) for a restart.
+        # Only the pruner claims 'pruning', one pass at a time.
+        with self._lock:
+            leftover = self._db.execute("SELECT id, bytes FROM blobs WHERE state='pruning'").fetchall()
+        for vid, nbytes in leftover:
+            if self._prune_one(vid):
+                removed += 1
+                freed += nbytes
         _n, total = self.usage()
         after = (-1, "")
         while True:
@@ -651,12 +660,22 @@ class VersionStore:
                     return removed, freed
                 if not self._claim(vid, "pruning"):
                     continue  # a restore took it meanwhile
-                _remove_tree(self.blob_path(vid))
-                self._drop(vid)
-                removed += 1
-                freed += nbytes
                 total -= nbytes
+                if self._prune_one(vid):
+                    removed += 1
+                    freed += nbytes
         return removed, freed
+
+    def _prune_one(self, vid: str) -> bool:
+        """Remove a claimed blob from disk, then its rows; False (left claimed, for the next pass) on failure."""
+        try:
+            _remove_tree(self.blob_path(vid))
+        except OSError as e:
+            log.warning("Could not remove old version %s yet (%s); the next pruning pass tries again.", vid,
+                        e.strerror or e)  # fmt: skip
+            return False
+        self._drop(vid)
+        return True
 
     def fill_hashes(self, limit: int = 200) -> int:
         """Hash kept files whose MD5 was unknown when they were set aside."""
