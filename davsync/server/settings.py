@@ -54,6 +54,7 @@ class ServeSettings:
     admin: bool = False  # the admin page at ADMIN_PREFIX, for users with the admin flag
     keep_versions: str = "30d"
     versions_max_size: str = "10%"
+    new_share: bool = False  # mark ROOT as a new share even though the state dir knew another (shareroot.py)
 
     @property
     def keep_versions_seconds(self) -> float:

@@ -34,6 +34,7 @@ from ..scan import iter_tree
 from .index import HashIndex
 from .names import is_internal_path
 from .scanner import rescan
+from .shareroot import RootGuard
 
 log = logging.getLogger("davsync.server")
 
@@ -45,6 +46,7 @@ WATCHED_EVENTS = [
     FileDeletedEvent, DirDeletedEvent, FileClosedEvent,
 ]  # fmt: skip
 TOMBSTONES_KEPT = 50_000
+RETRY_FIRST_SCAN = 5.0  # seconds between tries of a first scan refused because the disk is away
 
 
 class _Handler(FileSystemEventHandler):
@@ -60,17 +62,20 @@ class _Handler(FileSystemEventHandler):
 
 
 class ChangeTracker:
-    def __init__(self, root: str, index: HashIndex, *, rescan_interval: float = 600.0) -> None:
+    def __init__(
+        self, root: str, index: HashIndex, *, rescan_interval: float = 600.0, guard: RootGuard | None = None
+    ) -> None:
         self.root = root
         self.index = index
         self.rescan_interval = rescan_interval
+        self.guard = guard  # the share's marker: no deletion is recorded while the disk is away
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._observer: BaseObserver | None = None
         self._worker = threading.Thread(target=self._run, name="davsync-tracker", daemon=True)
-        self.initial_scan_done = threading.Event()
+        self.initial_scan_done = guard.scanned if guard is not None else threading.Event()
         self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)
         self.idle = threading.Event()
         self._sweeps_asked = 0  # sweeps asked for by sweep(); each runs rescan in the worker
@@ -134,12 +139,24 @@ class ChangeTracker:
                 and self._sweep_ok
             )
 
-    def _run(self) -> None:
-        try:
-            report = rescan(self.root, self.index, self._stop, remove_stale_uploads=True)
+    def _rescan(self, *, first: bool = False) -> bool:
+        """One full rescan; False when it did not complete (stopped, or the disk is away)."""
+        intact = self.guard.intact if self.guard is not None else None
+        report = rescan(self.root, self.index, self._stop, remove_stale_uploads=first, intact=intact)
+        if first and report.complete:
             log.info("Index ready: %d files, %d hashed, %d removed.", report.files, report.hashed, report.removed)
-        except Exception:
-            log.exception("Initial index scan failed")
+        return report.complete
+
+    def _run(self) -> None:
+        while True:  # the first scan must complete before listings are answered (shareroot.py)
+            try:
+                if self._rescan(first=True):
+                    break
+            except Exception:
+                log.exception("Initial index scan failed")
+                break
+            if self._stop.wait(RETRY_FIRST_SCAN):
+                return
         self.initial_scan_done.set()
         self.last_rescan = time.time()
         last_scan = time.monotonic()
@@ -160,9 +177,8 @@ class ChangeTracker:
                 with self._lock:
                     asked = self._sweeps_started = self._sweeps_asked
                 if asked > self._sweeps_done:
-                    ok = True
                     try:
-                        rescan(self.root, self.index, self._stop)
+                        ok = self._rescan()
                     except Exception:
                         ok = False  # the index may lack what is on disk: the first listing must not use it
                         log.exception("Rescan for a first listing failed")
@@ -171,7 +187,7 @@ class ChangeTracker:
                         self._swept.notify_all()
             if time.monotonic() - last_scan >= self.rescan_interval:
                 try:
-                    rescan(self.root, self.index, self._stop)
+                    self._rescan()
                 except Exception:
                     log.exception("Periodic rescan failed")
                 last_scan = time.monotonic()
@@ -189,7 +205,8 @@ class ChangeTracker:
         try:
             st = os.lstat(fp)
         except (FileNotFoundError, NotADirectoryError):
-            self.index.forget(rel)
+            if self.guard is None or self.guard.present():  # not a whole disk gone
+                self.index.forget(rel)
             return
         if stat.S_ISDIR(st.st_mode) and not self.index.is_known_dir(rel):
             # Moved in whole: inotify reports only the folder itself.
