@@ -160,3 +160,22 @@ def test_listings_and_every_token_wait_for_the_first_scan(start_share, slow_tree
     changed, _removed, _token = parse(report(again, token))
     assert any(href.endswith("/big.bin") for href in changed)
     assert listing(again).status_code == 207
+
+
+def test_a_client_waits_for_the_first_scan_and_says_why(start_share, slow_tree: Path, tmp_path: Path) -> None:
+    from test_pull import pull_cli
+
+    dest, state = tmp_path / "mirror", tmp_path / "state"
+    share = start_share(slow_tree, state_dir=state)
+    assert pull_cli(share.url, dest, "--exclude", "big.bin").returncode == 0
+    (slow_tree / "c.txt").write_text("charlie")
+    share.server.stop()
+    with open(slow_tree / "big.bin", "wb") as f:
+        f.truncate(4 << 30)
+
+    again = start_share(slow_tree, state_dir=state, wait_scan=False)
+    r = pull_cli(again.url, dest, "--exclude", "big.bin", "--delete")
+    assert again.server.scan_done.is_set()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "still reading its share" in r.stdout + r.stderr  # why it waited
+    assert (dest / "c.txt").read_text() == "charlie" and (dest / "b.txt").exists()
