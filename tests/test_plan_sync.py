@@ -603,15 +603,24 @@ def test_incremental_removal_of_a_folder_reaches_the_rows_below() -> None:
 
 def test_tracked_files_drive_the_percentage_for_partial_bases() -> None:
     w = world3()
-    view = RemoteView({}, complete=False, removed=frozenset({"f.txt"}), looks_empty=False)
-    base = {"f.txt": w.base["f.txt"]}
+    view = RemoteView({}, complete=False, removed=frozenset({"f.txt", "g.txt"}), looks_empty=False)
+    base = {"f.txt": w.base["f.txt"], "g.txt": w.base["g.txt"]}
     local = LocalView({}, complete=False)
     held = reconcile(base, local, view, Options(mode=Mode.SYNC, max_delete_percent=50), now=NOW,
-                     tracked_files=1)  # fmt: skip
+                     tracked_files=3)  # fmt: skip
     assert held.guards == ["max-delete-local"]
     ok = reconcile(base, local, view, Options(mode=Mode.SYNC, max_delete_percent=50), now=NOW,
                    tracked_files=1000)  # fmt: skip
-    assert kinds(ok) == {"f.txt": Kind.DELETE}
+    assert kinds(ok) == {"f.txt": Kind.DELETE, "g.txt": Kind.DELETE}
+
+
+def test_one_tracked_file_deleted_is_not_a_mass_deletion() -> None:
+    """A share (or journal) of one file may lose it: the percentage never forbids one file."""
+    w = world3()
+    view = RemoteView({}, complete=False, removed=frozenset({"f.txt"}), looks_empty=True)
+    ok = reconcile({"f.txt": w.base["f.txt"]}, LocalView({}, complete=False), view,
+                   Options(mode=Mode.SYNC, max_delete_percent=50), now=NOW, tracked_files=1)  # fmt: skip
+    assert kinds(ok) == {"f.txt": Kind.DELETE} and not ok.guards
 
 
 # --- explanations and exit codes -------------------------------------------------------------

@@ -401,7 +401,7 @@ class _Run:
     def _options(self, union: bool) -> Options:
         opts = self.opts
         max_delete, percent = opts.max_delete, opts.max_delete_percent
-        if opts.mode != Mode.PULL and max_delete is None and percent is None:
+        if max_delete is None and percent is None:  # pull --delete too: the same default as sync
             percent = DEFAULT_MAX_DELETE_PERCENT
         return Options(
             delete=opts.delete, max_delete=max_delete, max_delete_percent=percent, mode=opts.mode,
@@ -474,7 +474,7 @@ class _Run:
         renames = self._case_renames(remote, base)
         local = self._look(remote, base)
         view = replace(snap.view, entries=remote)
-        plan = reconcile(base, LocalView(local), view, self._options(False))
+        plan = reconcile(base, LocalView(local), view, self._options(False), tracked_files=self.journal.count_files())
         plan.actions[:0] = [
             Action(Kind.RENAME, new, reason=f"from {old}", record=base[new]) for new, old in sorted(renames.items())
         ]
