@@ -128,8 +128,9 @@ class RootGuard:
 
 
 class RootGate:
-    """503 + Retry-After while the disk is away (every request), and for listings until the
-    first scan is complete. OPTIONS still answers: clients probe with it."""
+    """503 + Retry-After while the disk is away (every request), and for listings and REPORTs
+    until the first scan is complete, with a plain sentence a client can show. OPTIONS still
+    answers: clients probe with it."""
 
     def __init__(self, app: WsgiApp, guard: RootGuard) -> None:
         self.app = app
@@ -139,7 +140,9 @@ class RootGate:
         method = environ["REQUEST_METHOD"]
         if method != "OPTIONS" and not self.guard.present():
             return _unavailable(start_response, GONE, RETRY_AFTER_GONE)
-        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") != "0" and not self.guard.scanned.is_set():
+        if not self.guard.scanned.is_set() and (
+            method == "REPORT" or (method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") != "0")
+        ):  # listings and the change feed (sync.py checks too), and bundles: clients list first
             return _unavailable(start_response, SCANNING, RETRY_AFTER_SCAN)
         return self.app(environ, start_response)
 
