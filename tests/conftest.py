@@ -253,7 +253,8 @@ def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Se
     procs: list[ServeProcess] = []
 
     def start(
-        root: Path, *args: str, state_dir: Path | None = None, port: int | None = None, preexec: Any = None
+        root: Path, *args: str, state_dir: Path | None = None, port: int | None = None, preexec: Any = None,
+        wait_scan: bool = True,
     ) -> ServeProcess:
         port = port or free_port()
         state_dir = state_dir or tmp_path / "serve-state"
@@ -272,11 +273,19 @@ def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Se
                 return False
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return True
+                    pass
             except OSError:
                 return False
+            if not wait_scan:
+                return True
+            # Listings answer 503 until the first scan is complete (shareroot.py): wait for it too.
+            try:
+                probe = requests.request("PROPFIND", sp.url, headers={"Depth": "1"}, timeout=10)
+            except requests.RequestException:
+                return True  # (https, or a test's own protocol: as before, listening is enough)
+            return probe.status_code != 503
 
-        wait_until(up, 30, "davsync serve to listen")
+        wait_until(up, 60, "davsync serve to listen and finish its first scan")
         return sp
 
     yield start

@@ -73,7 +73,7 @@ def test_a_remounted_disk_costs_no_client_a_file(serve_process, users_file: Path
     disk.rmdir()
     os.rename(away, disk)
     os.chmod(disk / "big.bin", 0o600)  # a new ctime: hashed again at start
-    server = serve_process(disk, state_dir=state, port=port)
+    server = serve_process(disk, state_dir=state, port=port, wait_scan=False)
     results = both()
     for code, out in results:
         assert code == 0, out
