@@ -670,3 +670,23 @@ def test_a_watcher_reporting_only_a_removed_folder_reaches_the_files_in_it() -> 
     view = LocalView({"d": None}, complete=False)
     p = reconcile(w.base, view, w.remote_view(), SYNC, now=NOW)
     assert kinds(p) == {"d/x.txt": Kind.REMOTE_DELETE, "d": Kind.REMOTE_RMDIR}
+
+
+def test_a_folder_renamed_here_while_a_file_inside_is_edited_on_the_server() -> None:
+    """Issue 24 item 4: one folder MOVE on the server, then the server's edit at the new path
+    (never the edit restored in a recreated old folder and the old content uploaded anew)."""
+    w = agreed({"d/x.txt": A, "d/y.txt": B, "o.txt": C})
+    mv_local(w, "d", "e")
+    edit_remote(w, "d/x.txt", D)
+    p, after = check_run(w, SYNC)
+    assert kinds(p) == {"e": Kind.REMOTE_MOVE, "e/x.txt": Kind.UPDATE, "d": Kind.REMOTE_RMDIR} or kinds(p) == {
+        "e": Kind.REMOTE_MOVE, "e/x.txt": Kind.UPDATE}, p.explain()
+    assert after.content_here("e/x.txt") == D and "d/x.txt" not in after.local and "d/x.txt" not in after.remote
+
+
+def test_a_file_renamed_here_and_edited_on_the_server_alone_keeps_the_old_behaviour() -> None:
+    w = agreed({"x.txt": A, "o.txt": C})
+    mv_local(w, "x.txt", "z.txt")
+    edit_remote(w, "x.txt", D)
+    p, after = check_run(w, SYNC)
+    assert kinds(p) == {"x.txt": Kind.DOWNLOAD, "z.txt": Kind.UPLOAD}, p.explain()

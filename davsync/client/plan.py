@@ -720,6 +720,10 @@ class _TwoWay:
         self.children: dict[str, set[str]] = {}  # built when a folder decision first needs it
         self.everything: set[str] = set()
         self.sources: set[str] = set()  # paths that moved away (renames)
+        # Files renamed here (with their folder) while edited on the server: new path -> (the two
+        # actions they replace, the server's edited version); see _moved_while_edited.
+        self.edited_moves: dict[str, tuple[Action, Action, RemoteEntry]] = {}
+        self.followups: list[Action] = []  # downloads after a folder MOVE (a path's second action)
         # Per-folder answers that every path below a folder would otherwise recompute.
         self._gone_memo: tuple[dict[str, bool], dict[str, bool]] = ({}, {})  # (local, remote)
         self._excluded_dirs: dict[str, bool] = {}
@@ -828,13 +832,15 @@ class _TwoWay:
             else:
                 self._add(self._decide_file(path))
         if not self.ro and not self.options.union:
+            self._moved_while_edited()
             self._find_renames()
         for path in sorted(folders, key=lambda p: (-p.count("/"), p)):
             self._add(self._decide_folder(path))
         if not self.ro and not self.options.union:
             self._collapse_folder_moves()
+            self._settle_edited_moves()
         self._guard()
-        self.result.actions = sorted(self.actions.values(), key=_order)
+        self.result.actions = sorted([*self.actions.values(), *self.followups], key=_order)
         return self.result
 
     def _untouched(self, path: str) -> bool:
@@ -1148,6 +1154,58 @@ class _TwoWay:
             del self.actions[p]
             self.sources.add(p)
             self.actions[q] = self._move(p, q, on_server)
+
+    def _moved_while_edited(self) -> None:
+        """A file renamed here (its folder renamed, most often) while the phone edited it on the
+        server: the edit would be restored at the old path and the old content uploaded at the new
+        one, splitting the file in two. Pair them as a rename instead: the server's version moves
+        (with its folder), then comes down at the new path. The local file must be the base's
+        content, else it is a true conflict and stays one."""
+        restored = {
+            p: a for p, a in self.actions.items()
+            if a.kind == Kind.DOWNLOAD and a.base is not None and not a.base.is_dir and a.base.md5
+            and self.local(p) is None and a.remote is not None and not a.remote.is_dir
+        }  # fmt: skip
+        if not restored:
+            return
+        for q in sorted(p for p, a in self.actions.items() if a.kind == Kind.UPLOAD and a.base is None):
+            loc = self.local(q)
+            if loc is None or loc.is_dir or not loc.md5:
+                continue
+            ranked = sorted(
+                (r, p) for p, a in restored.items() if a.base is not None and a.base.md5 == loc.md5
+                for r in [self._local_rename(p, q)] if r
+            )  # fmt: skip
+            if not ranked:
+                continue
+            p = ranked[0][1]
+            down, up = restored.pop(p), self.actions[q]
+            j, r = self.base[p], self.remote(p)
+            assert r is not None
+            del self.actions[p]
+            self.sources.add(p)
+            # The base moves along, its server half unchanged: if the download after the MOVE
+            # does not happen, the next run still sees the server's edit and brings it down.
+            record = replace(j, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, prev=None)
+            self.actions[q] = Action(Kind.REMOTE_MOVE, q, r, loc, "renamed here (edited on the server)", base=j,
+                                     src=p, record=record, extra=((p, None),))  # fmt: skip
+            self.edited_moves[q] = (down, up, r)
+
+    def _settle_edited_moves(self) -> None:
+        """A pair of _moved_while_edited that became part of a folder MOVE: its edit comes down at
+        the new path after it. One that did not (a single file) goes back to what it was."""
+        for q, (down, up, r) in sorted(self.edited_moves.items()):
+            move = self.actions.get(q)
+            if move is not None and move.kind == Kind.REMOTE_MOVE and move.src == down.path:
+                del self.actions[q]
+                self.sources.discard(down.path)
+                self.actions[down.path], self.actions[q] = down, up
+                continue
+            moved = replace(r, path=q, href="")  # (its href is the old path's; the new one is asked by path)
+            j = self.base[down.path]
+            base = replace(j, size=up.local.size, mtime_ns=up.local.mtime_ns, ino=up.local.ino) if up.local else j
+            self.followups.append(Action(Kind.UPDATE, q, moved, up.local, "changed on the server (moved here with "
+                                         "its folder)", base=base, record=_file_record(moved)))  # fmt: skip
 
     def _local_rename(self, p: str, q: str) -> int:
         """A rank (1 best, 0 no match): the same file id, else the same size and mtime (MD5 already equal)."""
