@@ -179,3 +179,18 @@ def test_a_client_waits_for_the_first_scan_and_says_why(start_share, slow_tree: 
     assert r.returncode == 0, r.stdout + r.stderr
     assert "still reading its share" in r.stdout + r.stderr  # why it waited
     assert (dest / "c.txt").read_text() == "charlie" and (dest / "b.txt").exists()
+
+
+def test_a_root_the_server_cannot_mark_is_still_served(start_share, tmp_path: Path) -> None:
+    """A read-only disk (simulated: the marker's temp name is taken by a folder, as root may
+    write anywhere): served without a marker, with a warning, and again after a restart."""
+    root, state = tmp_path / "ro", tmp_path / "state"
+    fill(root)
+    (root / f"{SHARE_MARKER}.tmp").mkdir()
+    share = start_share(root, state_dir=state)
+    assert not (root / SHARE_MARKER).exists()
+    assert listing(share).status_code == 207
+    share.server.stop()
+    again = start_share(root, state_dir=state)
+    r = listing(again)
+    assert r.status_code == 207 and "b.txt" in r.text

@@ -67,6 +67,17 @@ def write_marker(root: Path, share_id: str) -> None:
     fsync_dir(root)
 
 
+def _mark(root: Path) -> str | None:
+    share_id = uuid.uuid4().hex
+    try:
+        write_marker(root, share_id)
+    except OSError as e:
+        log.warning("Cannot write the share marker into %s (%s): served without it, so an unmounted disk "
+                    "cannot be told from an empty share here.", root, e.strerror or e)  # fmt: skip
+        return None
+    return share_id
+
+
 def _empty(root: Path) -> bool:
     try:
         with os.scandir(root) as it:
@@ -75,24 +86,25 @@ def _empty(root: Path) -> bool:
         return True
 
 
-def claim_root(root: Path, index: HashIndex, *, new_share: bool = False) -> str:
-    """Check (or on the first serve, mark) the root before anything reads it; the share's identity.
+def claim_root(root: Path, index: HashIndex, *, new_share: bool = False) -> str | None:
+    """Check (or on the first serve, mark) the root before anything reads it; the share's identity,
+    or None for a root the server cannot write (a read-only disk: served without a marker).
 
     Raises RootRefused for a root without its marker once the index knows a share (or, for an
     index from before markers, a completely empty root under an index that lists files)."""
     found = read_marker(root)
     known = index.share_id
     if new_share and found in (None, known):
-        found = uuid.uuid4().hex
-        write_marker(root, found)
+        found = _mark(root)
     if found is None:
         if known is not None or (index.has_files() and _empty(root)):
             raise RootRefused(
                 f"{root} does not hold this share (its {SHARE_MARKER} marker is missing): the disk looks "
                 "unmounted; mount it and start again (if this is really a new, empty share, add --new-share)."
             )
-        found = uuid.uuid4().hex
-        write_marker(root, found)
+        found = _mark(root)
+        if found is None:
+            return None
         index.claim(found)
     elif known is None:
         index.claim(found)
@@ -105,7 +117,7 @@ def claim_root(root: Path, index: HashIndex, *, new_share: bool = False) -> str:
 class RootGuard:
     """Is the share's disk still there (one stat), and has the first scan after start-up ended?"""
 
-    def __init__(self, root: Path, share_id: str) -> None:
+    def __init__(self, root: Path, share_id: str | None) -> None:
         self.root = root
         self.share_id = share_id
         self.marker = str(root / SHARE_MARKER)
@@ -113,6 +125,8 @@ class RootGuard:
         self._warned = False
 
     def present(self) -> bool:
+        if self.share_id is None:  # a root the server could not mark (read-only)
+            return True
         here = os.path.isfile(self.marker)
         if not here and not self._warned:
             self._warned = True
@@ -124,7 +138,7 @@ class RootGuard:
 
     def intact(self) -> bool:
         """The marker is there and names this share (before a rescan may record deletions)."""
-        return read_marker(self.root) == self.share_id and self.present()
+        return self.share_id is None or (read_marker(self.root) == self.share_id and self.present())
 
 
 class RootGate:
