@@ -194,3 +194,12 @@ def test_a_root_the_server_cannot_mark_is_still_served(start_share, tmp_path: Pa
     again = start_share(root, state_dir=state)
     r = listing(again)
     assert r.status_code == 207 and "b.txt" in r.text
+
+
+def test_new_share_is_a_flag_for_one_start_never_a_config_setting(tmp_path: Path) -> None:
+    from davsync.server.settings import SettingsError, load_config
+
+    config = tmp_path / "davsync.toml"
+    config.write_text('root = "share"\nnew-share = true\n')
+    with pytest.raises(SettingsError, match="Unknown setting 'new-share'"):
+        load_config(config)
