@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PASSWORDS, free_port
+from conftest import PASSWORDS, free_port, wait_until
 
 from davsync.server.names import SHARE_MARKER
 
@@ -45,39 +45,51 @@ def test_a_remounted_disk_costs_no_client_a_file(serve_process, users_file: Path
         f.truncate(6 << 30)  # sparse: costs no space, but seconds to hash
     port = free_port()
     server = serve_process(disk, state_dir=state, port=port)
-    mirror, synced = tmp_path / "mirror", tmp_path / "synced"
+    mirror, synced, watched = tmp_path / "mirror", tmp_path / "synced", tmp_path / "watched"
 
-    def both(*extra: str) -> list[tuple[int, str]]:
-        procs = [client("pull", server.url, mirror, "--delete", "--quiet", *extra), client("sync", server.url, synced)]
+    def both() -> list[tuple[int, str]]:
+        procs = [client("pull", server.url, mirror, "--delete", "--quiet"), client("sync", server.url, synced)]
         return [finish(p) for p in procs]
 
     assert [code for code, _ in both()] == [0, 0]  # (the first runs wait for the first scan)
     before = inodes(mirror), inodes(synced)
     assert len(before[0]) == len(before[1]) == FILES
+    watcher = client("sync", server.url, watched, "--watch", "--interval", "0.5")  # runs through all of it
+    try:
+        wait_until(lambda: len(inodes(watched)) == FILES, 120, "sync --watch to catch up")
+        watched_before = inodes(watched)
 
-    # The disk is unplugged: the server restarts over the empty mount point, and is refused.
-    server.stop()
-    os.rename(disk, away)
-    disk.mkdir()
-    refused = subprocess.run(
-        [sys.executable, "-m", "davsync", "serve", str(disk), "--host", "127.0.0.1", "--port", str(port),
-         "--state-dir", str(state), "--users", str(users_file), "--no-qr"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert refused.returncode == 2 and "unmounted" in refused.stderr, refused.stdout + refused.stderr
-    assert not (disk / SHARE_MARKER).exists()
-    for code, out in both():
-        assert code == 4, out  # nobody answers: nothing changes on either side
+        # The disk is unplugged: the server restarts over the empty mount point, and is refused.
+        server.stop()
+        os.rename(disk, away)
+        disk.mkdir()
+        refused = subprocess.run(
+            [sys.executable, "-m", "davsync", "serve", str(disk), "--host", "127.0.0.1", "--port", str(port),
+             "--state-dir", str(state), "--users", str(users_file), "--no-qr"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 2 and "unmounted" in refused.stderr, refused.stdout + refused.stderr
+        assert not (disk / SHARE_MARKER).exists()
+        for code, out in both():
+            assert code == 4, out  # nobody answers: nothing changes on either side
 
-    # The disk is back, one big file touched: the restart rebuilds that for seconds while clients run.
-    disk.rmdir()
-    os.rename(away, disk)
-    os.chmod(disk / "big.bin", 0o600)  # a new ctime: hashed again at start
-    server = serve_process(disk, state_dir=state, port=port, wait_scan=False)
-    results = both()
-    for code, out in results:
-        assert code == 0, out
-    assert any("still reading its share" in out for _, out in results[1:]), results  # sync said why it waited
-    assert trash(mirror) == [] and trash(synced) == []
-    assert (inodes(mirror), inodes(synced)) == before  # nothing downloaded again
-    assert sorted(p.name for p in disk.rglob("*.txt")) == sorted(f"f{i}.txt" for i in range(FILES))
+        # The disk is back, one big file touched: the restart rebuilds that for seconds while clients run.
+        disk.rmdir()
+        os.rename(away, disk)
+        os.chmod(disk / "big.bin", 0o600)  # a new ctime: hashed again at start
+        server = serve_process(disk, state_dir=state, port=port, wait_scan=False)
+        results = both()
+        for code, out in results:
+            assert code == 0, out
+        assert "still reading its share" in results[1][1], results  # sync said why it waited
+        assert trash(mirror) == [] and trash(synced) == []
+        assert (inodes(mirror), inodes(synced)) == before  # nothing downloaded again
+        assert sorted(p.name for p in disk.rglob("*.txt")) == sorted(f"f{i}.txt" for i in range(FILES))
+
+        (disk / "d0" / "late.txt").write_text("written after the disk came back")
+        wait_until(lambda: (watched / "d0" / "late.txt").exists(), 120, "sync --watch to go on after the remount")
+    finally:
+        watcher.terminate()
+        watch_out = watcher.communicate(timeout=60)
+    assert trash(watched) == [], watch_out
+    assert {k: v for k, v in inodes(watched).items() if k != "d0/late.txt"} == watched_before, watch_out
