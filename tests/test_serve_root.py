@@ -203,3 +203,27 @@ def test_new_share_is_a_flag_for_one_start_never_a_config_setting(tmp_path: Path
     config.write_text('root = "share"\nnew-share = true\n')
     with pytest.raises(SettingsError, match="Unknown setting 'new-share'"):
         load_config(config)
+
+
+def test_the_disk_coming_back_is_read_again_before_it_is_listed(start_share, tmp_path: Path) -> None:
+    """Changed while away (plugged into another computer): when the marker is back, the server
+    scans the root again, and only then answers listings and the change feed."""
+    root = tmp_path / "root"
+    fill(root)
+    share = start_share(root)
+    _changed, _removed, token = parse(report(share))
+    os.rename(root, tmp_path / "away")
+    root.mkdir()
+    assert listing(share).status_code == 503  # the server notices the disk is gone
+    (tmp_path / "away" / "b.txt").unlink()
+    (tmp_path / "away" / "docs" / "new.txt").write_text("written elsewhere")
+    root.rmdir()
+    os.rename(tmp_path / "away", root)
+
+    def feed() -> tuple[dict[str, str | None], list[str], str] | None:
+        r = report(share, token)
+        return parse(r) if r.status_code == 207 else None
+
+    changed, removed, _token = wait_until(feed, 30, "the change feed to answer again")
+    assert any(h.endswith("/docs/new.txt") for h in changed), changed
+    assert any(h.endswith("/b.txt") for h in removed), removed

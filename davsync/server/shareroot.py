@@ -122,6 +122,7 @@ class RootGuard:
         self.share_id = share_id
         self.marker = str(root / SHARE_MARKER)
         self.scanned = threading.Event()  # set by the change tracker when its first scan is complete
+        self.on_return: Callable[[], None] | None = None  # the tracker reads the root again
         self._warned = False
 
     def present(self) -> bool:
@@ -132,8 +133,13 @@ class RootGuard:
             self._warned = True
             log.error("The share's marker %s is gone: the disk looks unmounted; nothing is served or "
                       "recorded as deleted until it is back.", self.marker)  # fmt: skip
-        elif here:
+        elif here and self._warned:
+            # Back (remounted, maybe changed elsewhere meanwhile): read it all again before
+            # anything is listed from the index, as after a start.
             self._warned = False
+            self.scanned.clear()
+            if self.on_return is not None:
+                self.on_return()
         return here
 
     def intact(self) -> bool:

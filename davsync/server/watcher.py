@@ -76,6 +76,9 @@ class ChangeTracker:
         self._observer: BaseObserver | None = None
         self._worker = threading.Thread(target=self._run, name="davsync-tracker", daemon=True)
         self.initial_scan_done = guard.scanned if guard is not None else threading.Event()
+        self._reread = False  # the share's disk came back: watch and scan it again
+        if guard is not None:
+            guard.on_return = self._root_returned
         self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)
         self.idle = threading.Event()
         self._sweeps_asked = 0  # sweeps asked for by sweep(); each runs rescan in the worker
@@ -84,7 +87,23 @@ class ChangeTracker:
         self._sweep_ok = True  # whether the last sweep's rescan finished
         self._swept = threading.Condition(self._lock)
 
+    def _root_returned(self) -> None:
+        with self._lock:
+            self._reread = True
+        self._wake.set()
+
+    def _watch_again(self) -> None:
+        """A remounted disk's folders are new to inotify (the old watches died with the unmount)."""
+        old, self._observer = self._observer, None
+        if old is not None:
+            stop_observer(old)
+        self._watch()
+
     def start(self) -> None:
+        self._watch()
+        self._worker.start()
+
+    def _watch(self) -> None:
         try:
             observer = tree_observer()  # folders leave for the versions area and come back
             observer.schedule(_Handler(self), self.root, recursive=True, event_filter=WATCHED_EVENTS)
@@ -96,7 +115,6 @@ class ChangeTracker:
                 "Raise fs.inotify.max_user_watches to watch large trees.",
                 self.root, e, self.rescan_interval,
             )  # fmt: skip
-        self._worker.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -169,6 +187,9 @@ class ChangeTracker:
                 self._wake.clear()
                 with self._lock:
                     batch, self._pending = self._pending, set()
+                    reread, self._reread = self._reread, False
+                if reread:
+                    self._reread_root()
                 for rel in sorted(batch, key=lambda p: p.count("/")):
                     try:
                         self.refresh(rel)
@@ -196,6 +217,21 @@ class ChangeTracker:
             with self._lock:
                 if not self._pending:
                     self.idle.set()
+
+    def _reread_root(self) -> None:
+        """The share's disk is back: watch it again and scan it whole; listings wait until then."""
+        log.warning("The share's disk is back at %s: reading it again.", self.root)
+        self._watch_again()
+        try:
+            done = self._rescan()
+        except Exception:
+            log.exception("Rescan after the disk came back failed")
+            done = False
+        if done:
+            self.initial_scan_done.set()
+        else:  # gone again, or stopped: try once more later
+            self._stop.wait(RETRY_FIRST_SCAN)
+            self._root_returned()
 
     def refresh(self, rel: str) -> None:
         """Bring one path (and, for a folder new to the index, its subtree) up to date."""
