@@ -292,6 +292,13 @@ def _check_rules(name_rules: str | None) -> str | None:
     return name_rules
 
 
+MaxDeleteOpt = typer.Option(
+    None, "--max-delete", metavar="N|P%", show_default="50%",
+    help="Refuse a side's deletions when more files than this would go (a count, or a share of the tracked "
+    "files such as 10%).",
+)  # fmt: skip
+
+
 @app.command()
 def pull(
     url: str | None = UrlArg,
@@ -299,7 +306,7 @@ def pull(
     user: str | None = UserOpt,
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
-    max_delete: int | None = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
+    max_delete: str | None = MaxDeleteOpt,
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
     exclude: list[str] = ExcludeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
@@ -317,9 +324,10 @@ def pull(
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "pull")
     conn = _connection(share, user, ca_cert, insecure, jobs)
+    count, percent = _max_delete(max_delete)
     options = RunOptions(
-        delete=delete, max_delete=max_delete, dry_run=dry_run, jobs=jobs, excludes=tuple(exclude),
-        verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
+        delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
+        excludes=tuple(exclude), verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
     )  # fmt: skip
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="pull")
 
@@ -329,7 +337,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     import json
 
     from .client.engine import run_once
-    from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines
+    from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines, trash_lines
 
     reporter = None
     if not (json_out or quiet or options.dry_run):
@@ -346,7 +354,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     elif result.fatal is None:
         rerun = {"url": _arg(conn.url), "folder": _arg(str(folder))}  # for the fixes a problem line suggests
         if quiet:
-            lines = problem_lines(result, **rerun)
+            lines = trash_lines(result, folder=rerun["folder"]) + problem_lines(result, **rerun)
         elif options.dry_run:
             lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result, **rerun)
             lines = lines or [f"Nothing to do: {'the mirror is' if what == 'pull' else 'both sides are'} in sync."]
@@ -377,11 +385,6 @@ def _max_delete(text: str | None) -> tuple[int | None, float | None]:
         raise fail(str(e), Exit.USAGE) from None
 
 
-MaxDeleteOpt = typer.Option(
-    None, "--max-delete", metavar="N|P%", show_default="50%",
-    help="Refuse a side's deletions when more files than this would go (a count, or a share of the tracked "
-    "files such as 10%).",
-)  # fmt: skip
 SyncDestArg = typer.Argument(
     None, metavar="DEST", show_default=False,
     help="The local folder kept in sync with the share, created if missing (or set DAVSYNC_DEST).",
@@ -533,7 +536,7 @@ def watch(
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between asking for changes."),
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
-    max_delete: int | None = typer.Option(None, "--max-delete", min=0, help="Refuse all deletions if more would go."),
+    max_delete: str | None = MaxDeleteOpt,
     exclude: list[str] = ExcludeOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
     ca_cert: Path | None = CaOpt,
@@ -549,8 +552,9 @@ def watch(
     conn = _connection(share, user, ca_cert, insecure, jobs)
     from .client.pull import PullOptions
 
+    count, percent = _max_delete(max_delete)
     options = PullOptions(
-        delete=delete, max_delete=max_delete, jobs=jobs, excludes=tuple(exclude),
+        delete=delete, max_delete=count, max_delete_percent=percent, jobs=jobs, excludes=tuple(exclude),
         name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
     )  # fmt: skip
     code = watch_loop(conn, folder, options, interval=interval, quiet=quiet)

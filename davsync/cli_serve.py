@@ -83,6 +83,9 @@ def serve(
     versions_max_size: str | None = typer.Option(
         None, "--versions-max-size", help="Cap on kept versions, oldest go first (10%, 20G). [default: 10% of the disk]"
     ),
+    new_share: bool = typer.Option(
+        False, "--new-share", help="Serve ROOT as a new share although the state dir knew another one there."
+    ),
     config: Path | None = typer.Option(None, "--config", help="TOML file with the same settings as the flags."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -101,6 +104,8 @@ def serve(
         values.update({k: v for k, v in flags.items() if v is not None})
         if verbose:
             values["verbose"] = True
+        if new_share:
+            values["new_share"] = True
         if values.get("root") is None:
             raise SettingsError("name the folder to share: davsync serve FOLDER")
         # A QR code is for eyes: not into a pipe, a log file or the journal, unless asked for.
@@ -120,6 +125,7 @@ def _run_server(settings: ServeSettings) -> None:
 
     from .server.app import DavServer
     from .server.netinfo import bind_problem, share_urls
+    from .server.shareroot import RootRefused
 
     db = _load_users(settings.users_file)
     if settings.anonymous == "off" and not db.users:
@@ -137,6 +143,8 @@ def _run_server(settings: ServeSettings) -> None:
         raise fail(problem, Exit.USAGE)
     try:
         server = DavServer(settings, db)
+    except RootRefused as e:
+        raise fail(str(e), Exit.USAGE) from None
     except OSError as e:
         raise fail(
             f"cannot create or open the state dir {settings.state_dir} ({e.strerror or e}); "

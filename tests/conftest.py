@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from davsync.server.app import DavServer
+from davsync.server.names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_name
 from davsync.server.settings import ServeSettings
 from davsync.users import Users
 
@@ -113,7 +114,8 @@ class Share:
         (the watcher is asynchronous; a file overwritten in place keeps its path)."""
 
         def on_disk() -> set[str]:
-            return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if not p.is_symlink()}
+            return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
+                    if not p.is_symlink() and not is_internal_name(p.name)}  # fmt: skip
 
         def caught_up() -> bool:
             return set(self.index.live_paths()) == on_disk() and not stale_in_index(self.index, self.root)
@@ -123,6 +125,17 @@ class Share:
     def request(self, method: str, path: str, user: str | None = "alice", **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
         return self.session(user).request(method, self.url + path.lstrip("/"), **kw)
+
+
+def shown(folder: Path) -> list[str]:
+    """Names in a folder of a share that clients see: not the server's own (upload temp files,
+    the share's marker, the in-share versions area)."""
+    return [name for name in os.listdir(folder) if not is_internal_name(name)]
+
+
+def upload_temps(root: Path) -> list[Path]:
+    """The server's in-flight (or left-behind) upload files anywhere in a share."""
+    return [p for p in root.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")]
 
 
 def stale_in_index(index: Any, root: Path, skip: Callable[[str], bool] = lambda name: False) -> list[str]:
@@ -138,7 +151,7 @@ def stale_in_index(index: Any, root: Path, skip: Callable[[str], bool] = lambda 
             except FileNotFoundError:
                 continue  # gone meanwhile: the caller's comparison of paths sees it
             rel = os.path.relpath(path, root).replace(os.sep, "/")
-            if stat.S_ISREG(st.st_mode) and not skip(name) and index.fresh_md5(rel, st) is None:
+            if stat.S_ISREG(st.st_mode) and not skip(name) and not is_internal_name(name) and index.fresh_md5(rel, st) is None:
                 stale.append(rel)
     return stale
 
@@ -240,7 +253,8 @@ def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Se
     procs: list[ServeProcess] = []
 
     def start(
-        root: Path, *args: str, state_dir: Path | None = None, port: int | None = None, preexec: Any = None
+        root: Path, *args: str, state_dir: Path | None = None, port: int | None = None, preexec: Any = None,
+        wait_scan: bool = True,
     ) -> ServeProcess:
         port = port or free_port()
         state_dir = state_dir or tmp_path / "serve-state"
@@ -259,11 +273,19 @@ def serve_process(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Se
                 return False
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return True
+                    pass
             except OSError:
                 return False
+            if not wait_scan:
+                return True
+            # Listings answer 503 until the first scan is complete (shareroot.py): wait for it too.
+            try:
+                probe = requests.request("PROPFIND", sp.url, headers={"Depth": "1"}, timeout=10)
+            except requests.RequestException:
+                return True  # (https, or a test's own protocol: as before, listening is enough)
+            return probe.status_code != 503
 
-        wait_until(up, 30, "davsync serve to listen")
+        wait_until(up, 60, "davsync serve to listen and finish its first scan")
         return sp
 
     yield start

@@ -282,11 +282,16 @@ def contents(world: World) -> set[str]:
 
 
 def precious(world: World) -> set[str]:
-    """Every version on either side that differs from its path's base: these must survive."""
+    """Every version on either side that differs from its path's base: these must survive. A
+    local file renamed here unchanged (its file id and content are a base's) is that base's
+    version, which the server keeps when it is overwritten (its versions area): not precious."""
     out = set()
+    agreed_here = {(j.ino, j.md5) for j in world.base.values() if not j.is_dir}
     for side in (world.local, world.remote):
         for p, e in side.items():
             j = world.base.get(p)
+            if side is world.local and (getattr(e, "ino", None), e.md5) in agreed_here:
+                continue
             if not e.is_dir and e.md5 and (j is None or j.is_dir or e.md5 != j.md5):
                 out.add(e.md5)
     return out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PASSWORDS, wait_until
+from conftest import PASSWORDS, upload_temps, wait_until
 from proxy import Faults, Proxy
 
 ENV = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
@@ -160,13 +160,13 @@ def test_server_killed_mid_put_keeps_old_or_new(serve_process, tmp_path: Path) -
     port = int(server.url.rsplit(":", 1)[1].strip("/"))
     for cut in (1, 1024 * 1024, len(new) - 1):
         conn = _slow_put(port, "/doc.bin", new, cut)
-        wait_until(lambda: any(p.name.startswith(".~davsync-") for p in root.iterdir()), 10, "the upload to start")
+        wait_until(lambda: upload_temps(root), 10, "the upload to start")
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(10)
         conn.close()
         assert (root / "doc.bin").read_bytes() == old, f"mixed file after a kill at byte {cut}"
         server = serve_process(root, port=port, state_dir=server.state_dir)
-        wait_until(lambda: not any(p.name.startswith(".~davsync-") for p in root.iterdir()), 15,
+        wait_until(lambda: not upload_temps(root), 15,
                    "stale upload temp files to be removed at start")  # fmt: skip
     r = requests.put(server.url + "doc.bin", data=new, auth=("alice", PASSWORDS["alice"]), timeout=60)
     assert r.status_code == 204 and (root / "doc.bin").read_bytes() == new

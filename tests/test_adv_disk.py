@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PASSWORDS
+from conftest import PASSWORDS, upload_temps
 
 ENV = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
 
@@ -75,5 +75,5 @@ def test_put_onto_a_full_disk_is_507_and_keeps_the_original(serve_process, small
     r = requests.put(server.url + "doc.txt", data=os.urandom(6 * 1024 * 1024), auth=auth, timeout=60)
     assert r.status_code == 507 and "disk is full" in r.text
     assert (root / "doc.txt").read_bytes() == b"original"
-    assert not [p for p in root.iterdir() if p.name.startswith(".~davsync-")]
+    assert not upload_temps(root)
     assert requests.put(server.url + "doc.txt", data=b"fits", auth=auth, timeout=60).status_code == 204

@@ -22,6 +22,7 @@ from conftest import PASSWORDS
 
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
+from davsync.server.names import is_internal_name
 
 KILLER = r"""
 import os, signal, sys
@@ -73,7 +74,7 @@ def md5(data: bytes) -> str:
 
 def files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".davsync" not in p.relative_to(root).parts}  # fmt: skip
+            if p.is_file() and ".davsync" not in p.relative_to(root).parts and not is_internal_name(p.name)}  # fmt: skip
 
 
 def rows(dest: Path) -> tuple[dict[str, tuple[int, int, str]], dict[str, dict]]:

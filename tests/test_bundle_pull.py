@@ -18,6 +18,7 @@ from davsync.client.plan import Action
 from davsync.client.pull import PullOptions, SilentReporter, run_pull
 from davsync.client.remote import ConnectionSettings
 from davsync.paxstream import END_OF_ARCHIVE, member_bytes, member_header
+from davsync.server.names import is_internal_name
 
 
 def md5(data: bytes) -> str:
@@ -30,7 +31,7 @@ def conn(url: str) -> ConnectionSettings:
 
 def mirror(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".davsync" not in p.relative_to(root).parts}  # fmt: skip
+            if p.is_file() and ".davsync" not in p.relative_to(root).parts and not is_internal_name(p.name)}  # fmt: skip
 
 
 def journal_rows(dest: Path) -> dict[str, tuple[int, int, str]]:

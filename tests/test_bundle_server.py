@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 import requests
-from conftest import PASSWORDS, wait_until
+from conftest import PASSWORDS, upload_temps, wait_until
 
 from davsync.client.bulk import BulkItem, BulkUnsupported, bulk_upload
 from davsync.client.remote import ConnectionSettings, Remote
@@ -206,7 +206,7 @@ def test_bulk_upload_places_each_file_verified_with_preconditions(tree, tmp_path
     assert [(v.path, v.md5, v.method) for v in kept] == [("docs/a.txt", md5(b"alpha"), "POST")]
     # and the index serves the new MD5s at once
     wait_until(lambda: tree.index.fresh_md5("new one.txt", os.stat(tree.root / "new one.txt")) == md5(b"brand new"))
-    assert not [p for p in tree.root.rglob(".~davsync-*")]  # no temp files left
+    assert not upload_temps(tree.root)  # no temp files left
 
 
 def test_bulk_member_with_a_wrong_md5_is_refused_alone(tree) -> None:
@@ -230,9 +230,9 @@ def test_a_cut_bulk_body_places_nothing(tree) -> None:
     head = (f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-tar\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
     sock.sendall(head.encode() + body[: len(body) - 2000])
-    wait_until(lambda: any(p.name.startswith(".~davsync-") for p in tree.root.iterdir()), 10, "the body to arrive")
+    wait_until(lambda: upload_temps(tree.root), 10, "the body to arrive")
     sock.close()
-    wait_until(lambda: not any(p.name.startswith(".~davsync-") for p in tree.root.iterdir()), 10, "temp files to go")
+    wait_until(lambda: not upload_temps(tree.root), 10, "temp files to go")
     assert not (tree.root / "one.txt").exists() and (tree.root / "top.txt").read_bytes() == b"top"
     # malformed: a body that is no tar at all
     r = tree.request("POST", "", data=b"x" * 1024, headers={"Content-Type": "application/x-tar"})
@@ -251,7 +251,7 @@ def test_bulk_preconditions_are_checked_again_right_before_the_rename(tree) -> N
     sock = socket.create_connection(("127.0.0.1", tree.server.port), timeout=30)
     sock.sendall((f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-tar\r\n"
                   f"Content-Length: {len(first) + len(rest)}\r\n\r\n").encode() + first)  # fmt: skip
-    wait_until(lambda: any(p.name.startswith(".~davsync-") for p in tree.root.iterdir()), 10, "the body to arrive")
+    wait_until(lambda: upload_temps(tree.root), 10, "the body to arrive")
     assert tree.request("PUT", "top.txt", data=b"theirs").status_code == 204
     sock.sendall(rest)
     answer = b""
@@ -336,7 +336,7 @@ def test_a_placement_failing_unexpectedly_leaves_no_temp_files_in_the_share(
     r = tree.request("POST", "", data=body, headers={"Content-Type": "application/x-tar"})
     assert r.status_code >= 500
     assert (tree.root / "top.txt").read_bytes() == b"top"
-    assert not [p for p in tree.root.rglob(".~davsync-*")], "temp files left in the share"
+    assert not upload_temps(tree.root), "temp files left in the share"
 
 
 def _member_with_mtime(path: str, data: bytes, mtime: str) -> bytes:
@@ -365,7 +365,7 @@ def test_a_bulk_member_with_an_impossible_mtime_fails_alone_like_a_put(tree) -> 
     assert (tree.root / "good.txt").read_bytes() == b"good"
     assert os.stat(tree.root / "old.txt").st_mtime == -86400
     assert not [p for p in tree.root.iterdir() if p.name.startswith("bad")]
-    assert not [p for p in tree.root.rglob(".~davsync-*")], "temp files left in the share"
+    assert not upload_temps(tree.root), "temp files left in the share"
     for bad in BAD_MTIMES:
         r = tree.request("PUT", "put.txt", data=b"x", headers={"X-OC-Mtime": bad})
         assert r.status_code == 400, (bad, r.status_code)

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORDS, wait_until
 
+from davsync.server.names import is_internal_name
+
 SHIM = Path(__file__).resolve().parent / "winshim"
 BINARY = b"line one\nline two\r\nctrl-z \x1a then more\n" + bytes(range(256)) * 40
 JAPANESE = "報告書 2024年.txt"
@@ -75,7 +77,7 @@ def on_disk(root: Path) -> dict[str, bytes | None]:
     return {
         p.relative_to(root).as_posix(): (None if p.is_dir() else p.read_bytes())
         for p in sorted(root.rglob("*"))
-        if ".davsync" not in p.relative_to(root).parts
+        if ".davsync" not in p.relative_to(root).parts and not is_internal_name(p.name)
     }
 
 

@@ -22,6 +22,7 @@ from davsync.client.plan import RemoteEntry
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import Changes, ConnectionSettings, Remote, RemoteError
 from davsync.client.snapshot import RemoteSnapshot, initial_snapshot
+from davsync.server.names import is_internal_name
 
 LISTING_PROPS = (
     "<d:prop><d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/><oc:checksums/></d:prop>"
@@ -42,7 +43,7 @@ def tree(root: Path, folders: int, per: int) -> None:
 
 def mirror(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".davsync" not in p.relative_to(root).parts}  # fmt: skip
+            if p.is_file() and ".davsync" not in p.relative_to(root).parts and not is_internal_name(p.name)}  # fmt: skip
 
 
 def counter(share) -> Callable[[], dict[str, int]]:  # type: ignore[no-untyped-def]

@@ -8,8 +8,10 @@ change; a changes-only view plans like a full listing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from planmodel import (
     NOW,
@@ -163,3 +165,30 @@ def test_guards_hold_every_deletion_when_tripped(world: World) -> None:
     assert not p.of(Kind.DELETE, Kind.REMOTE_DELETE)
     p = world.plan(Options(mode=Mode.SYNC), failed_remote=frozenset({"zz"}))
     assert not p.of(Kind.DELETE, Kind.REMOTE_DELETE, Kind.RMDIR, Kind.REMOTE_RMDIR)
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), st.sampled_from([Mode.SYNC, Mode.PULL]), st.booleans())
+def test_a_remount_deletes_nothing_and_downloads_nothing_again(world: World, mode: Mode, changes: bool) -> None:
+    """The remount step: the share is swapped for an empty folder (a disk not mounted) and comes
+    back. Planned while it is away (a full listing, or the changes a server would report), then
+    after: nothing deleted or moved away here, nothing downloaded again, by sync or `pull --delete`."""
+    assume(sum(1 for j in world.base.values() if not j.is_dir) > 1)  # (one file gone is that file's deletion)
+    opts = Options(mode=mode, delete=True)
+    away = world.copy()
+    away.remote = {}
+    view = away.changes_view() if changes else away.remote_view()
+    p = reconcile(away.base, away.local_view(), view, opts, now=NOW)
+    assert not p.of(Kind.DELETE, Kind.RMDIR, Kind.RENAME, Kind.CONFLICT), "\n".join(p.explain())
+    if mode == Mode.SYNC:
+        p = replace(p, actions=[a for a in p.actions if not a.remote_ops])  # (nothing to upload into: a test of here)
+    away.remote = dict(world.remote)  # the disk is back, as it was
+    away.apply(p)
+    back = away.plan(opts)
+    unchanged = {
+        path for path, j in world.base.items()
+        if not j.is_dir and path in world.local and path in world.remote and j.matches_local(world.local[path])
+        and (j.remote_etag, j.remote_md5) == (world.remote[path].etag, world.remote[path].md5)
+    }  # fmt: skip
+    again = {a.path for a in back.of(Kind.DOWNLOAD, Kind.UPDATE, Kind.CONFLICT)} & unchanged
+    assert not again, f"downloaded again after the remount: {sorted(again)}"

@@ -603,15 +603,24 @@ def test_incremental_removal_of_a_folder_reaches_the_rows_below() -> None:
 
 def test_tracked_files_drive_the_percentage_for_partial_bases() -> None:
     w = world3()
-    view = RemoteView({}, complete=False, removed=frozenset({"f.txt"}), looks_empty=False)
-    base = {"f.txt": w.base["f.txt"]}
+    view = RemoteView({}, complete=False, removed=frozenset({"f.txt", "g.txt"}), looks_empty=False)
+    base = {"f.txt": w.base["f.txt"], "g.txt": w.base["g.txt"]}
     local = LocalView({}, complete=False)
     held = reconcile(base, local, view, Options(mode=Mode.SYNC, max_delete_percent=50), now=NOW,
-                     tracked_files=1)  # fmt: skip
+                     tracked_files=3)  # fmt: skip
     assert held.guards == ["max-delete-local"]
     ok = reconcile(base, local, view, Options(mode=Mode.SYNC, max_delete_percent=50), now=NOW,
                    tracked_files=1000)  # fmt: skip
-    assert kinds(ok) == {"f.txt": Kind.DELETE}
+    assert kinds(ok) == {"f.txt": Kind.DELETE, "g.txt": Kind.DELETE}
+
+
+def test_one_tracked_file_deleted_is_not_a_mass_deletion() -> None:
+    """A share (or journal) of one file may lose it: the percentage never forbids one file."""
+    w = world3()
+    view = RemoteView({}, complete=False, removed=frozenset({"f.txt"}), looks_empty=True)
+    ok = reconcile({"f.txt": w.base["f.txt"]}, LocalView({}, complete=False), view,
+                   Options(mode=Mode.SYNC, max_delete_percent=50), now=NOW, tracked_files=1)  # fmt: skip
+    assert kinds(ok) == {"f.txt": Kind.DELETE} and not ok.guards
 
 
 # --- explanations and exit codes -------------------------------------------------------------
@@ -661,3 +670,23 @@ def test_a_watcher_reporting_only_a_removed_folder_reaches_the_files_in_it() -> 
     view = LocalView({"d": None}, complete=False)
     p = reconcile(w.base, view, w.remote_view(), SYNC, now=NOW)
     assert kinds(p) == {"d/x.txt": Kind.REMOTE_DELETE, "d": Kind.REMOTE_RMDIR}
+
+
+def test_a_folder_renamed_here_while_a_file_inside_is_edited_on_the_server() -> None:
+    """Issue 24 item 4: one folder MOVE on the server, then the server's edit at the new path
+    (never the edit restored in a recreated old folder and the old content uploaded anew)."""
+    w = agreed({"d/x.txt": A, "d/y.txt": B, "o.txt": C})
+    mv_local(w, "d", "e")
+    edit_remote(w, "d/x.txt", D)
+    p, after = check_run(w, SYNC)
+    assert kinds(p) == {"e": Kind.REMOTE_MOVE, "e/x.txt": Kind.UPDATE, "d": Kind.REMOTE_RMDIR} or kinds(p) == {
+        "e": Kind.REMOTE_MOVE, "e/x.txt": Kind.UPDATE}, p.explain()
+    assert after.content_here("e/x.txt") == D and "d/x.txt" not in after.local and "d/x.txt" not in after.remote
+
+
+def test_a_file_renamed_here_and_edited_on_the_server_alone_keeps_the_old_behaviour() -> None:
+    w = agreed({"x.txt": A, "o.txt": C})
+    mv_local(w, "x.txt", "z.txt")
+    edit_remote(w, "x.txt", D)
+    p, after = check_run(w, SYNC)
+    assert kinds(p) == {"x.txt": Kind.DOWNLOAD, "z.txt": Kind.UPLOAD}, p.explain()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, Share, wait_until
+from conftest import PASSWORDS, Share, shown, wait_until
 from proxy import Faults, Proxy
 
 from davsync.client.remote import (
@@ -164,7 +164,7 @@ def test_stop_cuts_the_body_and_the_server_keeps_nothing(share: Share, alice: Re
     with pytest.raises(Stopped):
         alice.put_file("s.bin", src, md5=md5_of(src), if_none_match=True, progress=lambda n: stop.set(), stop=stop)
     assert alice.stat("s.bin") is None
-    wait_until(lambda: os.listdir(share.root) == [], 10, "the server to drop the cut upload's temp file")
+    wait_until(lambda: shown(share.root) == [], 10, "the server to drop the cut upload's temp file")
 
 
 def test_mkcol_twice_and_missing_parents(share: Share, alice: Remote, tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ def test_a_read_only_account_cannot_write_and_is_told(share: Share, remote_for, 
     for write in (lambda: bob.mkcol("d"), lambda: bob.delete("r.txt"), lambda: bob.move("a", "b")):
         with pytest.raises(WriteRefused):
             write()
-    assert os.listdir(share.root) == []
+    assert shown(share.root) == []
 
 
 def test_a_name_the_server_spells_in_nfd_is_addressed_by_its_href(share: Share, alice: Remote, tmp_path: Path) -> None:
@@ -259,14 +259,14 @@ def test_a_name_the_server_spells_in_nfd_is_addressed_by_its_href(share: Share, 
     entry = listed[0]
     src = local(tmp_path, "café.txt", b"edited on the PC")
     up = alice.put_file("café.txt", src, md5=md5_of(src), if_match=entry.etag, href=entry.href)
-    assert os.listdir(share.root) == [nfd]  # no NFC twin
+    assert shown(share.root) == [nfd]  # no NFC twin
     assert (share.root / nfd).read_bytes() == b"edited on the PC"
     again = alice.stat("café.txt", href=entry.href)
     assert again is not None and again.md5 == up.sent_md5
     moved = alice.move("café.txt", "cafe.txt", src_href=entry.href, if_match=up.entry.etag)
-    assert moved is not None and os.listdir(share.root) == ["cafe.txt"]
+    assert moved is not None and shown(share.root) == ["cafe.txt"]
     alice.delete("cafe.txt", if_match=moved.etag)
-    assert os.listdir(share.root) == []
+    assert shown(share.root) == []
 
 
 def test_a_lost_put_answer_is_retried_and_recognised(

@@ -212,3 +212,14 @@ def test_webdav4_fsspec_calls_on_files(share, tmp_path) -> None:
     assert fs.info(path)["type"] == "file"
     fs.pipe("dir 1/up.txt", b"written by fsspec")
     assert (share.root / "dir 1" / "up.txt").read_bytes() == b"written by fsspec"
+
+
+def test_webdavclient3_set_property_sends_depth_1_and_is_accepted(share) -> None:
+    """RFC 4918 gives PROPPATCH no Depth semantics; webdavclient3's set_property sends Depth: 1."""
+    from webdav3.client import Client
+
+    (share.root / "notes.txt").write_text("hello")
+    client = Client({"webdav_hostname": share.url, "webdav_login": "alice", "webdav_password": PASSWORDS["alice"]})
+    client.set_property("notes.txt", {"namespace": "urn:example", "name": "colour", "value": "blue"})
+    assert client.get_property("notes.txt", {"namespace": "urn:example", "name": "colour"}) == "blue"
+    assert (share.root / "notes.txt").read_text() == "hello"

@@ -8,7 +8,7 @@ import os
 import socket
 from pathlib import Path
 
-from conftest import PASSWORDS, wait_until
+from conftest import PASSWORDS, upload_temps, wait_until
 from davhelp import checksums, md5_bytes
 
 AUTH = "Basic " + base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
@@ -29,7 +29,7 @@ def raw_put(port: int, path: str, head_extra: str, body: bytes, *, close_early: 
 
 
 def no_temp_files(root: Path) -> bool:
-    return not [p for p in root.rglob("*") if p.name.startswith(".~davsync-")]
+    return not upload_temps(root)
 
 
 def setup_original(share) -> Path:

@@ -24,6 +24,7 @@ from davsync.client.execute import SilentReporter
 from davsync.client.plan import Kind, Mode
 from davsync.client.remote import ConnectionSettings
 from davsync.client.results import RunResult
+from davsync.server.names import is_internal_name
 
 WRITES = {"PUT", "GET", "MOVE", "DELETE", "MKCOL", "COPY"}
 
@@ -47,7 +48,7 @@ def files(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".davsync" not in p.relative_to(root).parts
+        if p.is_file() and ".davsync" not in p.relative_to(root).parts and not is_internal_name(p.name)
     }
 
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 from conftest import PASSWORDS, wait_until
 
+from davsync.server.names import SHARE_MARKER
 from davsync.server.versions import VersionStore, Who
 
 WHO = Who("alice", "PUT")
@@ -174,7 +175,7 @@ def test_kill_9_during_versioning_loses_nothing(serve_process: Any, tmp_path: Pa
             t.join(30)
 
     sp = serve_process(root, "--no-qr", state_dir=state)  # recovery runs at start-up
-    wait_until(lambda: not any(n.startswith(".~davsync") for n in os.listdir(root)), 30,
+    wait_until(lambda: not any(n.startswith(".~davsync") and n != SHARE_MARKER for n in os.listdir(root)), 30,
                "the start-up scan to remove cut-off uploads")  # fmt: skip
     sp.stop()
     versions_dir = state / "versions"

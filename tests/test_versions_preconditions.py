@@ -11,7 +11,7 @@ import requests
 from conftest import Share, wait_until
 from wsgidav.request_server import RequestServer
 
-from davsync.server.names import TEMP_PREFIX
+from davsync.server.names import SHARE_MARKER, TEMP_PREFIX
 
 LATE = "changed meanwhile"  # the re-check's message (WsgiDAV's early check says "header condition failed")
 
@@ -43,7 +43,7 @@ def receiving(share: Share, n: int) -> bool:
     """The server has passed its early checks and opened a temp file for `n` PUTs (the body is being read).
 
     Only then is a refusal proof of the late re-check: a request merely sent may not be read yet."""
-    return sum(1 for p in share.root.iterdir() if p.name.startswith(TEMP_PREFIX)) >= n
+    return sum(1 for p in share.root.iterdir() if p.name.startswith(TEMP_PREFIX) and p.name != SHARE_MARKER) >= n
 
 
 def race(share: Share, path: str, headers: dict[str, str], bodies: list[bytes]) -> list[requests.Response]:

@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -59,9 +60,11 @@ from .results import RunResult
 from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
 from .transfer import LocalWriteError, same_stat, stat_entry
+from .transport import ServerBusy
 
 STATE_DIR = ".davsync"
 DEFAULT_MAX_DELETE_PERCENT = 50.0  # sync and push: refuse a side's deletions beyond half the tracked files
+BUSY_WAIT = 300.0  # seconds a run waits for a server that asks to (503 + Retry-After) before it gives up
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,28 @@ class Engine:
 
     def run(self, *, local_paths: set[str] | None = None) -> RunResult:
         """One run. `local_paths` (sync and push under watch): only these local paths changed
-        since the last run (a watcher's events); None looks at the whole folder."""
+        since the last run (a watcher's events); None looks at the whole folder.
+
+        A server that answers 503 with Retry-After (davsync's while its first scan after a start
+        runs) is waited for, saying why, and the run starts again from the top, for up to
+        BUSY_WAIT seconds: nothing is ever judged from a partial listing."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            busy: list[ServerBusy] = []
+            result = self._run_once(local_paths, busy)
+            left = deadline - time.monotonic()
+            if not busy or self.stop.is_set():
+                return result
+            if left <= 0:
+                result.fatal = f"{busy[0]}; gave up waiting after {BUSY_WAIT / 60:.0f} minutes: run again later."
+                result.retryable = True
+                return result
+            wait = min(busy[0].retry_after, left)
+            self.reporter.warn(f"{busy[0]}; trying again in {wait:.0f} s.")
+            if self.stop.wait(wait):
+                return result
+
+    def _run_once(self, local_paths: set[str] | None, busy: list[ServerBusy]) -> RunResult:
         opts = self.options
         result = RunResult(command=opts.mode)
         self.remote.outage.reset()
@@ -175,6 +199,8 @@ class Engine:
             try:
                 root_token = self.remote.check_root()
             except RemoteError as e:
+                if isinstance(e, ServerBusy):
+                    busy.append(e)
                 return _remote_failed(result, e)
         with ExitStack() as stack:
             if fresh and opts.dry_run:
@@ -198,6 +224,8 @@ class Engine:
             try:
                 run.go()
             except RemoteError as e:
+                if isinstance(e, ServerBusy):
+                    busy.append(e)
                 _remote_failed(result, e)
             except LocalWriteError as e:
                 _fatal(result, str(e), Exit.LOCAL)
@@ -376,7 +404,7 @@ class _Run:
     def _options(self, union: bool) -> Options:
         opts = self.opts
         max_delete, percent = opts.max_delete, opts.max_delete_percent
-        if opts.mode != Mode.PULL and max_delete is None and percent is None:
+        if max_delete is None and percent is None:  # pull --delete too: the same default as sync
             percent = DEFAULT_MAX_DELETE_PERCENT
         return Options(
             delete=opts.delete, max_delete=max_delete, max_delete_percent=percent, mode=opts.mode,
@@ -449,7 +477,7 @@ class _Run:
         renames = self._case_renames(remote, base)
         local = self._look(remote, base)
         view = replace(snap.view, entries=remote)
-        plan = reconcile(base, LocalView(local), view, self._options(False))
+        plan = reconcile(base, LocalView(local), view, self._options(False), tracked_files=self.journal.count_files())
         plan.actions[:0] = [
             Action(Kind.RENAME, new, reason=f"from {old}", record=base[new]) for new, old in sorted(renames.items())
         ]

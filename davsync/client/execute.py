@@ -751,7 +751,7 @@ class Executor:
         elif k == Kind.FORGET:
             journal.forget(a.path)
         elif k == Kind.REMOTE_DELETED:
-            journal.mark_gone(a.path, True)
+            journal.mark_gone(a.path, True, refused=a.guarded)
             self._done(a)
         elif k == Kind.BLOCKED:
             self._error(a.path, a.reason)

@@ -59,6 +59,7 @@ def _entry_json(e: JournalEntry | None) -> str | None:
     return json.dumps(data)
 
 
+REFUSED = 2  # remote_gone: deleted on the server, held back by a guard (1: kept, no --delete)
 _PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 
 
@@ -148,14 +149,20 @@ class Journal:
             rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE {where}", args).fetchall()
         return {r[0]: _entry(r[1:]) for r in rows}
 
-    def mark_gone(self, path: str, gone: bool) -> None:
-        """Remember a file deleted on the server but kept here, so a later --delete still sees it."""
-        self._write("UPDATE placed SET remote_gone=? WHERE path=?", (int(gone), path))
+    def mark_gone(self, path: str, gone: bool, *, refused: bool = False) -> None:
+        """Remember a file deleted on the server but kept here, so a later --delete still sees it;
+        `refused`: a guard held the deletion back, so only a complete listing may confirm it."""
+        self._write("UPDATE placed SET remote_gone=? WHERE path=?", (REFUSED if refused else int(gone), path))
 
     def gone(self) -> dict[str, JournalEntry]:
         with self._lock:
-            rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone=1").fetchall()
+            rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone>=1").fetchall()
         return {r[0]: _entry(r[1:]) for r in rows}
+
+    def has_refused(self) -> bool:
+        """Does a deletion a guard refused wait for a complete listing to confirm it?"""
+        with self._lock:
+            return self._db.execute(f"SELECT 1 FROM placed WHERE remote_gone={REFUSED} LIMIT 1").fetchone() is not None
 
     def count_files(self) -> int:
         with self._lock:

@@ -233,6 +233,7 @@ class Action:
     upload_copy: bool = False  # conflicts (sync): the conflict copy is uploaded too
     record: JournalEntry | None = None  # the base at `path` once done (complete() adds run-time facts)
     extra: tuple[tuple[str, JournalEntry | None], ...] = ()  # other rows: a move's source (None: drop)
+    guarded: bool = False  # a deletion a guard held back: only a complete listing may confirm it later
 
     @property
     def local_ops(self) -> tuple[LocalOp, ...]:
@@ -299,7 +300,8 @@ class Options:
         if self.max_delete is not None:
             limits.append(self.max_delete)
         if self.max_delete_percent is not None:
-            limits.append(int(tracked_files * self.max_delete_percent / 100))
+            # One file is never a mass deletion: a share (or folder) of one file may lose it.
+            limits.append(max(1, int(tracked_files * self.max_delete_percent / 100)))
         return min(limits) if limits else None
 
 
@@ -476,7 +478,7 @@ def reconcile(
     lv = local if isinstance(local, LocalView) else LocalView(local)
     rv = remote if isinstance(remote, RemoteView) else RemoteView(remote)
     if options.mode == Mode.PULL:
-        return _plan_pull(base, lv, rv, options)
+        return _plan_pull(base, lv, rv, options, tracked_files)
     if now is None:
         raise ValueError("sync and push need the time to name conflict copies")
     return _TwoWay(base, lv, rv, options, now, excluded, tracked_files).plan()
@@ -514,7 +516,9 @@ def _file_record(r: RemoteEntry, loc: LocalEntry | None = None, md5: str | None 
     return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
 
 
-def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteView, options: Options) -> Plan:
+def _plan_pull(
+    journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteView, options: Options, tracked: int | None = None
+) -> Plan:
     remote, failed_folders = rv.entries, rv.failed
     result = Plan()
     deletions: list[Action] = []
@@ -536,7 +540,9 @@ def _plan_pull(journal: Mapping[str, JournalEntry], lv: LocalView, rv: RemoteVie
     remote_looks_empty = rv.looks_empty
     if remote_looks_empty is None:
         remote_looks_empty = not any(p for p in remote if p != "")
-    guarded = _guard_pull_deletions(deletions, remote_looks_empty, journal, failed_folders, options, result)
+    if tracked is None:
+        tracked = sum(1 for j in journal.values() if not j.is_dir)
+    guarded = _guard_pull_deletions(deletions, remote_looks_empty, tracked, failed_folders, options, result)
     if options.delete:
         result.refused_deletions = sum(1 for a in guarded if a.reason.startswith("deletion refused"))
     result.actions += guarded
@@ -621,7 +627,7 @@ def failed_where(here: Iterable[str], there: Iterable[str], limit: int = 3) -> s
 def _guard_pull_deletions(
     deletions: list[Action],
     remote_empty: bool,
-    journal: Mapping[str, JournalEntry],
+    tracked: int,
     failed_folders: frozenset[str],
     options: Options,
     plan: Plan,
@@ -634,7 +640,8 @@ def _guard_pull_deletions(
         # a problem in itself. A refusal by a guard is counted (refused_deletions) by the caller.
         if guard:
             plan.guards.append(guard)
-        return [replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None) for a in deletions]
+        return [replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None, guarded=bool(guard))
+                for a in deletions]  # fmt: skip
 
     if not deletions:
         return []
@@ -645,14 +652,13 @@ def _guard_pull_deletions(
             f"Deletions skipped: some folders could not be listed this run ({failed_where((), failed_folders)})."
         )
         return keep("deletion skipped: a listing failed this run", "failed-listing")
-    mirror_nonempty = any(not j.is_dir for j in journal.values())
-    if remote_empty and mirror_nonempty:
+    if remote_empty and tracked > 1:  # (one file gone is that file's deletion, not a share gone)
         plan.warnings.append(
             "Deletions refused: the server lists an empty share while the mirror is not empty "
             "(an unmounted disk on the server?)."
         )
         return keep("deletion refused: the server's share looks empty", "remote-empty")
-    limit = options.delete_limit(sum(1 for j in journal.values() if not j.is_dir))
+    limit = options.delete_limit(tracked)
     if limit is not None and len(files) > limit:
         plan.warnings.append(f"Deletions refused: {len(files)} files would go, more than --max-delete {limit}.")
         return keep(f"deletion refused: more than --max-delete {limit}", "max-delete-local")
@@ -714,6 +720,10 @@ class _TwoWay:
         self.children: dict[str, set[str]] = {}  # built when a folder decision first needs it
         self.everything: set[str] = set()
         self.sources: set[str] = set()  # paths that moved away (renames)
+        # Files renamed here (with their folder) while edited on the server: new path -> (the two
+        # actions they replace, the server's edited version); see _moved_while_edited.
+        self.edited_moves: dict[str, tuple[Action, Action, RemoteEntry]] = {}
+        self.followups: list[Action] = []  # downloads after a folder MOVE (a path's second action)
         # Per-folder answers that every path below a folder would otherwise recompute.
         self._gone_memo: tuple[dict[str, bool], dict[str, bool]] = ({}, {})  # (local, remote)
         self._excluded_dirs: dict[str, bool] = {}
@@ -822,13 +832,15 @@ class _TwoWay:
             else:
                 self._add(self._decide_file(path))
         if not self.ro and not self.options.union:
+            self._moved_while_edited()
             self._find_renames()
         for path in sorted(folders, key=lambda p: (-p.count("/"), p)):
             self._add(self._decide_folder(path))
         if not self.ro and not self.options.union:
             self._collapse_folder_moves()
+            self._settle_edited_moves()
         self._guard()
-        self.result.actions = sorted(self.actions.values(), key=_order)
+        self.result.actions = sorted([*self.actions.values(), *self.followups], key=_order)
         return self.result
 
     def _untouched(self, path: str) -> bool:
@@ -1143,6 +1155,58 @@ class _TwoWay:
             self.sources.add(p)
             self.actions[q] = self._move(p, q, on_server)
 
+    def _moved_while_edited(self) -> None:
+        """A file renamed here (its folder renamed, most often) while the phone edited it on the
+        server: the edit would be restored at the old path and the old content uploaded at the new
+        one, splitting the file in two. Pair them as a rename instead: the server's version moves
+        (with its folder), then comes down at the new path. The local file must be the base's
+        content, else it is a true conflict and stays one."""
+        restored = {
+            p: a for p, a in self.actions.items()
+            if a.kind == Kind.DOWNLOAD and a.base is not None and not a.base.is_dir and a.base.md5
+            and self.local(p) is None and a.remote is not None and not a.remote.is_dir
+        }  # fmt: skip
+        if not restored:
+            return
+        for q in sorted(p for p, a in self.actions.items() if a.kind == Kind.UPLOAD and a.base is None):
+            loc = self.local(q)
+            if loc is None or loc.is_dir or not loc.md5:
+                continue
+            ranked = sorted(
+                (r, p) for p, a in restored.items() if a.base is not None and a.base.md5 == loc.md5
+                for r in [self._local_rename(p, q)] if r
+            )  # fmt: skip
+            if not ranked:
+                continue
+            p = ranked[0][1]
+            down, up = restored.pop(p), self.actions[q]
+            j, r = self.base[p], self.remote(p)
+            assert r is not None
+            del self.actions[p]
+            self.sources.add(p)
+            # The base moves along, its server half unchanged: if the download after the MOVE
+            # does not happen, the next run still sees the server's edit and brings it down.
+            record = replace(j, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, prev=None)
+            self.actions[q] = Action(Kind.REMOTE_MOVE, q, r, loc, "renamed here (edited on the server)", base=j,
+                                     src=p, record=record, extra=((p, None),))  # fmt: skip
+            self.edited_moves[q] = (down, up, r)
+
+    def _settle_edited_moves(self) -> None:
+        """A pair of _moved_while_edited that became part of a folder MOVE: its edit comes down at
+        the new path after it. One that did not (a single file) goes back to what it was."""
+        for q, (down, up, r) in sorted(self.edited_moves.items()):
+            move = self.actions.get(q)
+            if move is not None and move.kind == Kind.REMOTE_MOVE and move.src == down.path:
+                del self.actions[q]
+                self.sources.discard(down.path)
+                self.actions[down.path], self.actions[q] = down, up
+                continue
+            moved = replace(r, path=q, href="")  # (its href is the old path's; the new one is asked by path)
+            j = self.base[down.path]
+            base = replace(j, size=up.local.size, mtime_ns=up.local.mtime_ns, ino=up.local.ino) if up.local else j
+            self.followups.append(Action(Kind.UPDATE, q, moved, up.local, "changed on the server (moved here with "
+                                         "its folder)", base=base, record=_file_record(moved)))  # fmt: skip
+
     def _local_rename(self, p: str, q: str) -> int:
         """A rank (1 best, 0 no match): the same file id, else the same size and mtime (MD5 already equal)."""
         j, new = self.base[p], self.local(q)
@@ -1260,13 +1324,14 @@ class _TwoWay:
         remote_empty = self.rv.looks_empty
         if remote_empty is None:
             remote_empty = self.rv.complete and not any(p for p in self.rv.entries if p != "")
-        if remote_empty and self.tracked:
+        # The journal's view: one tracked file gone is that file's deletion, not a share gone.
+        if remote_empty and self.tracked > 1:
             hold_local = hold_local or "the server's share looks empty"
             self.result.guards.append("remote-empty")
             warn("Deletions refused: the server lists an empty share while the journal is not empty "
                  "(an unmounted disk on the server?).")  # fmt: skip
         local_empty = self.lv.complete and not any(e is not None and not e.is_dir for e in self.lv.entries.values())
-        if local_empty and self.tracked:
+        if local_empty and self.tracked > 1:
             hold_remote = hold_remote or "the local folder is empty or missing"
             self.result.guards.append("local-empty")
             warn("Deletions refused: the local folder is empty or missing while the journal is not "
@@ -1283,7 +1348,7 @@ class _TwoWay:
         for path, a in list(self.actions.items()):
             if a.kind in _LOCAL_DELETIONS and hold_local:
                 reason = f"deleted on the server; kept: {hold_local}"
-                self.actions[path] = replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None)
+                self.actions[path] = replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None, guarded=True)
             elif a.kind in _REMOTE_DELETIONS and hold_remote:
                 reason = f"deleted here; kept on the server: {hold_remote}"
                 self.actions[path] = replace(a, kind=Kind.LOCAL_DELETED, reason=reason, record=None)

@@ -335,6 +335,14 @@ def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> l
     return lines
 
 
+def trash_lines(result: RunResult, *, folder: str = "DEST") -> list[str]:
+    """The one line --quiet prints when files went to the trash: a deletion is never silent."""
+    n = result.count(Kind.DELETE)
+    if not n:
+        return []
+    return [f"{plural(n, 'file')} deleted on the server moved to the trash: {folder}/.davsync/trash"]
+
+
 def problem_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> list[str]:
     """Everything a run left out of sync, why, and what to do: what --quiet still prints."""
     lines = []

@@ -211,7 +211,9 @@ def remote_snapshot(
     token = None
     if journal.get_meta("sync_url") == remote.base_url:
         token = journal.get_meta("sync_token")
-    if token and incremental:
+    # A deletion a guard refused is judged again only against a complete listing (a walk): a
+    # list of changes from a server still rebuilding its index could confirm it wrongly.
+    if token and incremental and not journal.has_refused():
         snap = changes_snapshot(
             remote, journal, token, excluded=excluded, rules=rules, fold_case=fold_case, warnings=warnings
         )

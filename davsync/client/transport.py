@@ -13,8 +13,10 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -38,6 +40,39 @@ class RemoteError(Exception):
         self.fatal = fatal
         self.status = status
         self.partial = 0  # a body cut short: bytes that did arrive in the reader's buffer (BodyReader)
+
+
+class ServerBusy(RemoteError):
+    """503 with Retry-After: the server asks to come back later (davsync's server while its first
+    scan after a start runs, or while its disk is away). Nothing of the run may go on from half
+    a listing, so the run waits as asked and starts again (Engine.run)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, fatal=True, status=503)
+        self.retry_after = retry_after
+
+
+MAX_BUSY_REASON = 200
+
+
+def busy_answer(resp: requests.Response, base_url: str) -> ServerBusy | None:
+    """The ServerBusy a 503 with Retry-After stands for (seconds or an HTTP date), else None."""
+    if resp.status_code != 503 or "Retry-After" not in resp.headers:
+        return None
+    value = resp.headers["Retry-After"].strip()
+    try:
+        wait = float(value)
+    except ValueError:
+        try:
+            wait = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            wait = 5.0
+    reason = ""
+    if resp.headers.get("Content-Type", "").startswith("text/plain"):
+        text = resp.text.strip().splitlines()[0] if resp.text.strip() else ""
+        if len(text) <= MAX_BUSY_REASON and text.isprintable():
+            reason = f": {text.rstrip('.')}"
+    return ServerBusy(f"the server at {base_url} asked to wait{reason}", max(1.0, min(wait, 60.0)))
 
 
 @dataclass(frozen=True)
@@ -245,6 +280,10 @@ class Transport:
                     rewind(0)  # an upload goes again from its first byte
                 return self.request(method, url, **kw)
             raise self.login_refused()
+        busy = busy_answer(resp, self.base_url)
+        if busy is not None:
+            resp.close()
+            raise busy
         return resp
 
     def _negotiate(self, answer: requests.Response) -> bool:

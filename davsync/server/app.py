@@ -35,6 +35,7 @@ from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
 from .sendfile import install as install_sendfile
 from .settings import ServeSettings
+from .shareroot import RootGate, RootGuard, claim_root
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
 
@@ -73,6 +74,7 @@ class ShareState:
     index: HashIndex
     provider: DavsyncProvider
     versions: VersionStore
+    guard: RootGuard
     tracker: Any = None  # the ChangeTracker, once the server has one (the admin page reads its health)
 
 
@@ -82,6 +84,11 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         raise ValueError("build_app needs resolved settings: ServeSettings.resolved() fills in state_dir.")
     state_dir.mkdir(parents=True, exist_ok=True)
     index = HashIndex(state_dir / "index.sqlite")
+    try:  # before anything reads the root: an empty mount point is not the share (shareroot.py)
+        guard = RootGuard(settings.root, claim_root(settings.root, index, new_share=settings.new_share))
+    except BaseException:
+        index.close()
+        raise
     versions = VersionStore(
         settings.root, state_dir, keep_seconds=settings.keep_versions_seconds,
         max_bytes=settings.versions_max_bytes(), known=index.known_under,
@@ -90,7 +97,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     if recovered:
         log.warning("Settled %d versions left half-done by a crash.", recovered)
     provider = DavsyncProvider(str(settings.root), index, versions=versions)
-    state = ShareState(settings, index, provider, versions)
+    provider.scanned = guard.scanned
+    state = ShareState(settings, index, provider, versions, guard)
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "verbose": 3 if settings.verbose else 1,
@@ -130,7 +138,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
-    front = FrontGate(LftpProppatchCompat(fast), users, settings.anonymous, limiter)
+    front = FrontGate(RootGate(LftpProppatchCompat(fast), guard), users, settings.anonymous, limiter)
     links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
                     anonymous=settings.anonymous, limiter=limiter)  # fmt: skip
@@ -162,7 +170,11 @@ class DavServer:
         assert settings.state_dir is not None
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self._run_lock = hold_shared(settings.state_dir)  # `davsync versions` sees a server is running
-        self.app, self.state = build_app(settings, users)
+        try:
+            self.app, self.state = build_app(settings, users)
+        except BaseException:
+            release(self._run_lock)
+            raise
         self.pruner = Pruner(self.state.versions)
         self._server = GuardedServer(
             (settings.host, settings.port),
@@ -177,7 +189,9 @@ class DavServer:
         if settings.tls_cert:
             self._server.ssl_adapter = DeferredTLS(str(settings.tls_cert), str(settings.tls_key))
         self._thread: threading.Thread | None = None
-        self.tracker = ChangeTracker(str(settings.root), self.state.index, rescan_interval=settings.rescan_interval)
+        self.tracker = ChangeTracker(
+            str(settings.root), self.state.index, rescan_interval=settings.rescan_interval, guard=self.state.guard
+        )
         self.state.tracker = self.tracker
         self.state.provider.sweep = self.tracker.sweep
 

@@ -100,6 +100,36 @@ class HashIndex:
     def _meta(self, key: str) -> str:
         return self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
 
+    @property
+    def share_id(self) -> str | None:
+        """The identity of the share this index describes (its root's marker), once known."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='share'").fetchone()
+            return None if row is None else str(row[0])
+
+    def claim(self, share_id: str) -> None:
+        """Record which share this index describes (the first serve of a root)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('share', ?)", (share_id,))
+
+    def start_over(self, share_id: str) -> None:
+        """Another share is served from this state dir: its rows describe nothing here. A new
+        instance makes every earlier sync token unknown, so clients treat this as a new server
+        (a union that deletes nothing) rather than reading the difference as deletions."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM entries")
+            self._db.execute("UPDATE meta SET value=? WHERE key='instance'", (uuid.uuid4().hex,))
+            self._db.execute("UPDATE meta SET value='0' WHERE key='min_seq'")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('share', ?)", (share_id,))
+            self._db.execute("COMMIT")
+            self.instance = self._meta("instance")
+            self._seq = 0
+
+    def has_files(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM entries WHERE deleted=0 LIMIT 1").fetchone() is not None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -5,6 +5,9 @@ import unicodedata
 
 TEMP_PREFIX = ".~davsync-"
 TEMP_SUFFIX = ".part"
+# The share's identity marker in its root (like Syncthing's .stfolder): an internal name, so no
+# client lists, reads or writes it (shareroot.py).
+SHARE_MARKER = f"{TEMP_PREFIX}share"
 
 
 def is_internal_name(name: str) -> bool:

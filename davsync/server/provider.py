@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
@@ -249,6 +250,7 @@ class DavsyncProvider(FilesystemProvider):
         # Brings the index up to the disk before a first sync-collection (the server's change
         # tracker sets it; without one the index is taken as it is).
         self.sweep: Callable[[float], bool] | None = None
+        self.scanned: threading.Event | None = None  # set once the first scan after start-up is complete
         self._verified_dirs: dict[str, tuple[int, int]] = {}
 
     @property

@@ -160,6 +160,15 @@ class DavsyncRequestServer(RequestServer):
 
         return send_multistatus(start_response, responses(), stream=res.is_collection and depth != "0")
 
+    # --- PROPPATCH ---------------------------------------------------------------
+
+    def do_PROPPATCH(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        # Upstream (WsgiDAV 4.4) answers 400 to any Depth but 0; RFC 4918 9.2 gives PROPPATCH no
+        # Depth semantics, and webdavclient3's set_property sends Depth: 1. Nothing to refuse: it
+        # applies to the resource itself, whatever Depth says.
+        environ["HTTP_DEPTH"] = "0"
+        return super().do_PROPPATCH(environ, start_response)
+
     # --- REPORT -----------------------------------------------------------------
 
     def do_REPORT(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ class ScanReport:
     folders: int = 0
     hashed: int = 0
     removed: int = 0
+    complete: bool = True  # False: stopped, or refused because the share's disk went away
 
 
 def _hash(item: tuple[str, str, os.stat_result]) -> tuple[str, os.stat_result, str] | None:
@@ -52,6 +53,7 @@ def rescan(
     stop: threading.Event | None = None,
     workers: int = 3,
     remove_stale_uploads: bool = False,
+    intact: Callable[[], bool] | None = None,
 ) -> ScanReport:
     """Hash every file whose identity changed, record new folders, tombstone vanished paths.
 
@@ -61,8 +63,21 @@ def rescan(
     Hashing runs on a few threads (hashlib releases the GIL), overlapping the walk, and
     results are written in batches. At start-up (`remove_stale_uploads`), temp files of
     uploads cut off by a crash are deleted.
+
+    `intact()` says whether the share's disk is still there (its marker, shareroot.py): an
+    unmounted disk's empty mount point must never be read as every file deleted, so the scan
+    records nothing without it and asks again before each removal.
     """
     report = ScanReport()
+    if intact is not None and not intact():
+        report.complete = False
+        return report
+
+    def may_remove() -> bool:
+        if intact is None or intact():
+            return True
+        report.complete = False
+        return False
 
     recorded: dict[str, tuple[dict[str, bool], dict[str, tuple[Identity, str | None]]]] = {}
 
@@ -76,6 +91,7 @@ def rescan(
     def stale_files() -> Iterator[tuple[str, str, os.stat_result]]:
         for folder, entries in iter_folders(root, before_listing=read_record):
             if stop is not None and stop.is_set():
+                report.complete = False
                 return
             if folder and is_internal_path(folder):
                 continue
@@ -104,12 +120,16 @@ def rescan(
                 present.add(rel)
                 report.files += 1
                 if known.get(rel) is True:
+                    if not may_remove():
+                        return
                     index.forget(rel)  # a folder became a file: its old subtree is gone
                 stored = hashed.get(rel)
                 if stored is None or stored[1] is None or stored[0] != Identity.of(st):
                     yield rel, entry.path, st
             for rel in known:
                 if rel not in present:
+                    if not may_remove():
+                        return
                     index.forget(rel)  # a vanished folder takes its subtree with it
                     report.removed += 1
 
@@ -117,6 +137,7 @@ def rescan(
         done: list[tuple[str, os.stat_result, str]] = []
         for _item, fut in bounded(pool, _hash, stale_files(), window=4 * max(1, workers)):
             if stop is not None and stop.is_set():
+                report.complete = False
                 return report
             result = fut.result()
             if result is not None:

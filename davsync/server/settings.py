@@ -54,6 +54,7 @@ class ServeSettings:
     admin: bool = False  # the admin page at ADMIN_PREFIX, for users with the admin flag
     keep_versions: str = "30d"
     versions_max_size: str = "10%"
+    new_share: bool = False  # mark ROOT as a new share even though the state dir knew another (shareroot.py)
 
     @property
     def keep_versions_seconds(self) -> float:
@@ -128,6 +129,9 @@ def parse_size(text: str, whole: int, flag: str) -> int:
     return int(value * _SIZES[m.group(2)])
 
 
+ONE_OFF = {"new_share"}  # flags for one start, never a standing setting: each start would be a new share
+
+
 def load_config(path: Path) -> dict[str, Any]:
     """The TOML file's settings, with keys spelled like the flags (dashes or underscores)."""
     try:
@@ -136,7 +140,7 @@ def load_config(path: Path) -> dict[str, Any]:
         raise SettingsError(f"The config file {path} does not exist.") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise SettingsError(f"The config file {path} could not be read: {e}") from None
-    known = {f.name for f in fields(ServeSettings)}
+    known = {f.name for f in fields(ServeSettings)} - ONE_OFF
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")

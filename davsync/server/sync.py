@@ -26,6 +26,7 @@ from .index import HashIndex
 from .multistatus import PreconditionError, property_response, send_multistatus, status_response
 from .names import etag_of, is_internal_path, rel_of
 from .provider import CHECKSUMS, OC_NS
+from .shareroot import RETRY_AFTER_SCAN, SCANNING
 
 HREF_SAFE = "/!*'(),$-_|."  # WsgiDAV's get_href
 
@@ -66,9 +67,14 @@ def sync_collection(provider: DavsyncProvider, environ: dict, start_response: Ca
             HTTP_FORBIDDEN, PRECONDITION_VALID_TOKEN, "The sync token is unknown or expired; list in full."
         )
 
+    if provider.scanned is not None and not provider.scanned.is_set():
+        # Until the first scan after start-up is complete the index is half built: any answer
+        # from it, for any token, would show files not scanned yet as deleted (shareroot.py).
+        raise DAVError(HTTP_SERVICE_UNAVAILABLE, SCANNING, add_headers=[("Retry-After", str(RETRY_AFTER_SCAN))])
     if since < 0 and provider.sweep is not None and not provider.sweep(SWEEP_TIMEOUT):
         # A first listing answers from the index, which must first catch up with the disk.
-        raise DAVError(HTTP_SERVICE_UNAVAILABLE, "The index is still being built; list the folders instead.")
+        raise DAVError(HTTP_SERVICE_UNAVAILABLE, "The index is still being built; list the folders instead.",
+                       add_headers=[("Retry-After", str(RETRY_AFTER_SCAN))])  # fmt: skip
     last_seq = index.current_seq  # read first: a change made meanwhile is sent again next time, never lost
     share = provider.mount_path + provider.share_path
     if limit is None and level == "infinite" and isinstance(index, HashIndex) and names and set(names) <= FAST_PROPS:

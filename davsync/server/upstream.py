@@ -273,6 +273,8 @@ RELIANCES: tuple[Reliance, ...] = (
 FINGERPRINTS: dict[str, str] = {
     "wsgidav.request_server:RequestServer._copy_or_move": "abf4177b964d67c3",
     "wsgidav.request_server:RequestServer._evaluate_if_headers": "75831b992d505bd3",
+    # request_server.py: do_PROPPATCH sets Depth 0 before upstream's, which refuses any other Depth.
+    "wsgidav.request_server:RequestServer.do_PROPPATCH": "dd60c718b07f118b",
     "wsgidav.fs_dav_provider:FilesystemProvider._loc_to_file_path": "9c571849abbcdbfa",
     "wsgidav.fs_dav_provider:FileResource.__init__": "d3149891456ace0c",
     "wsgidav.request_resolver:RequestResolver.__call__": "b1266662739bb708",

@@ -34,6 +34,7 @@ from ..scan import iter_tree
 from .index import HashIndex
 from .names import is_internal_path
 from .scanner import rescan
+from .shareroot import RootGuard
 
 log = logging.getLogger("davsync.server")
 
@@ -45,6 +46,7 @@ WATCHED_EVENTS = [
     FileDeletedEvent, DirDeletedEvent, FileClosedEvent,
 ]  # fmt: skip
 TOMBSTONES_KEPT = 50_000
+RETRY_FIRST_SCAN = 5.0  # seconds between tries of a first scan refused because the disk is away
 
 
 class _Handler(FileSystemEventHandler):
@@ -60,17 +62,23 @@ class _Handler(FileSystemEventHandler):
 
 
 class ChangeTracker:
-    def __init__(self, root: str, index: HashIndex, *, rescan_interval: float = 600.0) -> None:
+    def __init__(
+        self, root: str, index: HashIndex, *, rescan_interval: float = 600.0, guard: RootGuard | None = None
+    ) -> None:
         self.root = root
         self.index = index
         self.rescan_interval = rescan_interval
+        self.guard = guard  # the share's marker: no deletion is recorded while the disk is away
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._observer: BaseObserver | None = None
         self._worker = threading.Thread(target=self._run, name="davsync-tracker", daemon=True)
-        self.initial_scan_done = threading.Event()
+        self.initial_scan_done = guard.scanned if guard is not None else threading.Event()
+        self._reread = False  # the share's disk came back: watch and scan it again
+        if guard is not None:
+            guard.on_return = self._root_returned
         self.last_rescan: float | None = None  # wall time of the last full rescan (the admin page shows it)
         self.idle = threading.Event()
         self._sweeps_asked = 0  # sweeps asked for by sweep(); each runs rescan in the worker
@@ -79,7 +87,23 @@ class ChangeTracker:
         self._sweep_ok = True  # whether the last sweep's rescan finished
         self._swept = threading.Condition(self._lock)
 
+    def _root_returned(self) -> None:
+        with self._lock:
+            self._reread = True
+        self._wake.set()
+
+    def _watch_again(self) -> None:
+        """A remounted disk's folders are new to inotify (the old watches died with the unmount)."""
+        old, self._observer = self._observer, None
+        if old is not None:
+            stop_observer(old)
+        self._watch()
+
     def start(self) -> None:
+        self._watch()
+        self._worker.start()
+
+    def _watch(self) -> None:
         try:
             observer = new_observer()
             observer.schedule(_Handler(self), self.root, recursive=True, event_filter=WATCHED_EVENTS)
@@ -91,7 +115,6 @@ class ChangeTracker:
                 "Raise fs.inotify.max_user_watches to watch large trees.",
                 self.root, e, self.rescan_interval,
             )  # fmt: skip
-        self._worker.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -134,12 +157,24 @@ class ChangeTracker:
                 and self._sweep_ok
             )
 
-    def _run(self) -> None:
-        try:
-            report = rescan(self.root, self.index, self._stop, remove_stale_uploads=True)
+    def _rescan(self, *, first: bool = False) -> bool:
+        """One full rescan; False when it did not complete (stopped, or the disk is away)."""
+        intact = self.guard.intact if self.guard is not None else None
+        report = rescan(self.root, self.index, self._stop, remove_stale_uploads=first, intact=intact)
+        if first and report.complete:
             log.info("Index ready: %d files, %d hashed, %d removed.", report.files, report.hashed, report.removed)
-        except Exception:
-            log.exception("Initial index scan failed")
+        return report.complete
+
+    def _run(self) -> None:
+        while True:  # the first scan must complete before listings are answered (shareroot.py)
+            try:
+                if self._rescan(first=True):
+                    break
+            except Exception:
+                log.exception("Initial index scan failed")
+                break
+            if self._stop.wait(RETRY_FIRST_SCAN):
+                return
         self.initial_scan_done.set()
         self.last_rescan = time.time()
         last_scan = time.monotonic()
@@ -152,6 +187,9 @@ class ChangeTracker:
                 self._wake.clear()
                 with self._lock:
                     batch, self._pending = self._pending, set()
+                    reread, self._reread = self._reread, False
+                if reread:
+                    self._reread_root()
                 for rel in sorted(batch, key=lambda p: p.count("/")):
                     try:
                         self.refresh(rel)
@@ -160,9 +198,8 @@ class ChangeTracker:
                 with self._lock:
                     asked = self._sweeps_started = self._sweeps_asked
                 if asked > self._sweeps_done:
-                    ok = True
                     try:
-                        rescan(self.root, self.index, self._stop)
+                        ok = self._rescan()
                     except Exception:
                         ok = False  # the index may lack what is on disk: the first listing must not use it
                         log.exception("Rescan for a first listing failed")
@@ -171,7 +208,7 @@ class ChangeTracker:
                         self._swept.notify_all()
             if time.monotonic() - last_scan >= self.rescan_interval:
                 try:
-                    rescan(self.root, self.index, self._stop)
+                    self._rescan()
                 except Exception:
                     log.exception("Periodic rescan failed")
                 last_scan = time.monotonic()
@@ -181,6 +218,21 @@ class ChangeTracker:
                 if not self._pending:
                     self.idle.set()
 
+    def _reread_root(self) -> None:
+        """The share's disk is back: watch it again and scan it whole; listings wait until then."""
+        log.warning("The share's disk is back at %s: reading it again.", self.root)
+        self._watch_again()
+        try:
+            done = self._rescan()
+        except Exception:
+            log.exception("Rescan after the disk came back failed")
+            done = False
+        if done:
+            self.initial_scan_done.set()
+        else:  # gone again, or stopped: try once more later
+            self._stop.wait(RETRY_FIRST_SCAN)
+            self._root_returned()
+
     def refresh(self, rel: str) -> None:
         """Bring one path (and, for a folder new to the index, its subtree) up to date."""
         if rel == "":
@@ -189,7 +241,8 @@ class ChangeTracker:
         try:
             st = os.lstat(fp)
         except (FileNotFoundError, NotADirectoryError):
-            self.index.forget(rel)
+            if self.guard is None or self.guard.present():  # not a whole disk gone
+                self.index.forget(rel)
             return
         if stat.S_ISDIR(st.st_mode) and not self.index.is_known_dir(rel):
             # Moved in whole: inotify reports only the folder itself.
