@@ -30,6 +30,7 @@ from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
+from .resumable import ResumableMiddleware, SessionStore
 from .runlock import hold_shared, release
 from .sendfile import install as install_sendfile
 from .settings import ServeSettings
@@ -114,14 +115,17 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
-        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py)
+        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
+        # ResumableMiddleware: resumable uploads of big files (resumable.py)
         "middleware_stack": [
-            ErrorPrinter, HTTPAuthenticator, WriteGuard, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, WsgiDavDirBrowser, BundleMiddleware,
+            _Resolver,
         ],
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,
             "allow_infinite_depth": settings.allow_infinite_depth,
+            "uploads": SessionStore(state_dir / "uploads"),
         },
     }
     dav_app = WsgiDAVApp(config)
