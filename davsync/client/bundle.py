@@ -70,6 +70,7 @@ WORKERS = 4  # bundles in flight at once
 FEATURES_HEADER = "X-Davsync-Bundle"
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (TarFormatError, *NETWORK_ERRORS)  # a cut or garbled bundle
 BULK_HEADER = "X-Davsync-Bulk-Upload"
+RESUMABLE_HEADER = "X-Davsync-Resumable"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Features:
 
     bundle: Limits | None = None
     bulk_upload: Limits | None = None
+    resumable: bool = False  # resumable uploads of big files (client/resume.py)
 
 
 def parse_limits(header: str | None) -> Limits | None:
@@ -123,7 +125,8 @@ def features(remote: Remote) -> Features:
             return Features()  # not remembered: asked again next time
         with resp:
             headers = resp.headers if resp.status_code == 200 else {}
-    found = Features(parse_limits(headers.get(FEATURES_HEADER)), parse_limits(headers.get(BULK_HEADER)))
+    found = Features(parse_limits(headers.get(FEATURES_HEADER)), parse_limits(headers.get(BULK_HEADER)),
+                     RESUMABLE_HEADER in headers)  # fmt: skip
     with _features_lock:
         _features[remote] = found
     return found

@@ -42,6 +42,7 @@ from .. import osfs
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
+from . import resume
 from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
 from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
@@ -545,9 +546,10 @@ class Executor:
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
-            up = self.ctx.remote.put_file(
-                path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
+            up = resume.put_file(
+                self.ctx.remote, journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
                 if_none_match=base_etag is None, href=href, progress=self.ctx.reporter.advance, stop=self.ctx.stop,
+                note=getattr(self.ctx.reporter, "note", None),
             )  # fmt: skip
         except PreconditionFailed:
             journal.settle(path, None)  # nothing was written: the intent is moot
