@@ -79,3 +79,29 @@ def test_a_third_writer_during_the_resumed_upload_wins_and_ours_is_a_conflict_co
     assert len(copies) == 1 and copies[0].read_bytes() == ours, again
     assert any(ex.status == 412 for ex in again.of("PATCH")), again
     world.check(again, journal="loose")
+
+
+def test_the_upload_resumes_across_a_server_restart(world: SyncWorld) -> None:
+    world.sampling = False
+    data = os.urandom(SIZE)
+    world.write("big.bin", data)
+    _killed_mid_body(world, "push")
+    world.restart_server()  # the session is on disk; the MD5 so far is read back from its part
+    again = world.push()
+    assert again.code == 0, again
+    assert [ex.headers.get("upload-offset") for ex in again.of("PATCH")] == [str(CUT)], again
+    assert (world.root / "big.bin").read_bytes() == data
+    world.check(again, verb="push")
+
+
+def test_a_connection_cut_in_the_run_resumes_in_the_same_run(world: SyncWorld) -> None:
+    world.sampling = False
+    data = os.urandom(SIZE)
+    world.write("big.bin", data)
+    world.proxy.on("PATCH", phase="body", after=CUT, cut=True)
+    run = world.push()
+    assert run.code == 0, run
+    assert [ex.headers.get("upload-offset") for ex in run.of("PATCH")] == ["0", str(CUT)], run
+    assert CUT + run.of("PATCH")[1].body_sent == SIZE
+    assert (world.root / "big.bin").read_bytes() == data
+    world.check(run, verb="push")
