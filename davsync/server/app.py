@@ -20,6 +20,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
+from .blocks import BlocksMiddleware, BlockStore
 from .bundle import BundleMiddleware
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
@@ -89,6 +90,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     if recovered:
         log.warning("Settled %d versions left half-done by a crash.", recovered)
     provider = DavsyncProvider(str(settings.root), index, versions=versions)
+    provider.blocks = BlockStore(state_dir / "blocks.sqlite")
     state = ShareState(settings, index, provider, versions)
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
@@ -116,10 +118,11 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
         # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
-        # ResumableMiddleware: resumable uploads of big files (resumable.py)
+        # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
+        # big files' block hashes for delta transfers (blocks.py)
         "middleware_stack": [
-            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, WsgiDavDirBrowser, BundleMiddleware,
-            _Resolver,
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, WsgiDavDirBrowser,
+            BundleMiddleware, _Resolver,
         ],
         "davsync": {
             "users": users,
@@ -215,6 +218,7 @@ class DavServer:
             self.pruner.stop()
         self.state.versions.close()
         self.state.index.close()
+        self.state.provider.blocks.close()
         release(self._run_lock)
 
     def __enter__(self) -> DavServer:

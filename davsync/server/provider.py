@@ -249,6 +249,7 @@ class DavsyncProvider(FilesystemProvider):
         # Brings the index up to the disk before a first sync-collection (the server's change
         # tracker sets it; without one the index is taken as it is).
         self.sweep: Callable[[float], bool] | None = None
+        self.blocks: Any = None  # the BlockStore of big files' block hashes (blocks.py), set by build_app
         self._verified_dirs: dict[str, tuple[int, int]] = {}
 
     @property

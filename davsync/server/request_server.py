@@ -205,7 +205,7 @@ class DavsyncRequestServer(RequestServer):
         except UploadError as e:
             raise DAVError(e.status, e.message) from None
         environ["wsgidav.all_input_read"] = 1
-        return answer_upload(environ, start_response, provider.index, path, upload, mtime_given=mtime is not None)
+        return answer_upload(environ, start_response, provider, path, upload, mtime_given=mtime is not None)
 
     def _receive(self, environ: dict, path: str, length: int | None, md5: str | None, mtime: int | None) -> Any:
         return receive(

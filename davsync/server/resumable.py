@@ -29,7 +29,6 @@ share), belong to the user who created them, and are swept after EXPIRES seconds
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -47,6 +46,7 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from .auth import _plain
+from .blocks import FileDigest
 from .guard import recheck
 from .names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_path
 from .upload import UploadError, answer_upload, expected_md5, finish, parse_oc_mtime, storage_error
@@ -142,7 +142,8 @@ class SessionStore:
             known = self._hashes.get(sid)
         if known is not None and known[0] == offset:
             return known[1]
-        digest = hashlib.md5()
+        session = self.load(sid)
+        digest = FileDigest(session.length if session is not None else None)
         with open(self.data(sid), "rb") as f:
             left = offset
             while left > 0:
@@ -385,7 +386,7 @@ def _append(
     if complete:
         if session.length is not None and offset != session.length:
             raise DAVError(400, f"The upload ended at {offset} bytes, Upload-Length said {session.length}.")
-        return _commit(store, provider, environ, start_response, session, digest.hexdigest())
+        return _commit(store, provider, environ, start_response, session, digest)
     status = "201 Created" if created else "204 No Content"
     headers = [("Upload-Offset", str(offset)), ("Upload-Complete", "?0"), ("Content-Length", "0")]
     if created:
@@ -397,7 +398,8 @@ def _append(
 
 
 def _commit(
-    store: SessionStore, provider: Any, environ: dict, start_response: StartResponse, session: Session, md5: str
+    store: SessionStore, provider: Any, environ: dict, start_response: StartResponse, session: Session,
+    digest: FileDigest,
 ) -> Iterable[bytes]:
     """Place the assembled file exactly as a PUT places its body; the session ends either way,
     except when the server could not write (then the client may try the commit again)."""
@@ -429,10 +431,10 @@ def _commit(
             with lock_man.write_transaction(
                 url=provider.ref_url_of(session.path), token_list=session.lock_tokens, principal=session.user
             ):
-                upload = finish(tmp, dest, md5, existed=existed, md5_expected=session.md5, mtime=session.mtime,
+                upload = finish(tmp, dest, digest, existed=existed, md5_expected=session.md5, mtime=session.mtime,
                                 place=place)  # fmt: skip
         else:
-            upload = finish(tmp, dest, md5, existed=existed, md5_expected=session.md5, mtime=session.mtime,
+            upload = finish(tmp, dest, digest, existed=existed, md5_expected=session.md5, mtime=session.mtime,
                             place=place)  # fmt: skip
     except BaseException as e:
         if os.path.exists(tmp) and not data.exists():
@@ -447,6 +449,6 @@ def _commit(
             raise DAVError(storage_error(e).status, storage_error(e).message) from None
         raise
     store.remove(session.id)
-    return answer_upload(env, start_response, provider.index, session.path, upload,
+    return answer_upload(env, start_response, provider, session.path, upload,
                          mtime_given=session.mtime is not None)  # fmt: skip
 

@@ -7,7 +7,6 @@ place and no temp file behind.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from wsgidav.dav_error import DAVError
 from ..checksums import is_md5, md5_checksum, md5_token
 from ..oserrors import is_disk_full, is_not_permitted
 from ..osfs import fsync_dir
+from .blocks import FileDigest
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, rel_of
 
 WRITE_BLOCK = 256 * 1024
@@ -40,6 +40,7 @@ class Upload:
     st: os.stat_result
     md5: str
     created: bool
+    digest: FileDigest | None = None  # the MD5 and (a big file's) block hashes, from the same read
 
 
 def expected_md5(oc_checksum: str | None) -> str | None:
@@ -96,7 +97,7 @@ def receive(
     except OSError as e:
         raise storage_error(e) from None
     try:
-        digest = hashlib.md5()
+        digest = FileDigest(content_length)
         received = 0
         with os.fdopen(fd, "wb") as out:
             while content_length is None or received < content_length:
@@ -113,8 +114,7 @@ def receive(
                 )
             out.flush()
             os.fsync(out.fileno())
-        return finish(tmp, dest, digest.hexdigest(), existed=existed, md5_expected=md5_expected, mtime=mtime,
-                      place=place)  # fmt: skip
+        return finish(tmp, dest, digest, existed=existed, md5_expected=md5_expected, mtime=mtime, place=place)
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -130,7 +130,7 @@ def receive(
 def finish(
     tmp: str,
     dest: str,
-    md5: str,
+    digest: FileDigest,
     *,
     existed: bool,
     md5_expected: str | None,
@@ -138,9 +138,10 @@ def finish(
     place: Callable[[str, str], bool] | None,
 ) -> Upload:
     """The commit every upload shares (PUT, resumable): a complete, durable temp file beside
-    `dest` whose MD5 is `md5` is checked against the client's, given its mode and mtime, and
-    placed (`place` re-checks the preconditions under the path's lock). The caller removes
-    `tmp` when this raises."""
+    `dest` whose hashes are `digest` is checked against the client's MD5, given its mode and
+    mtime, and placed (`place` re-checks the preconditions under the path's lock). The caller
+    removes `tmp` when this raises."""
+    md5 = digest.hexdigest()
     if md5_expected is not None and md5 != md5_expected:
         raise UploadError(
             400,
@@ -154,15 +155,17 @@ def finish(
     else:
         existed = place(tmp, dest)
     fsync_dir(os.path.dirname(dest))
-    return Upload(os.stat(dest), md5, created=not existed)
+    return Upload(os.stat(dest), md5, created=not existed, digest=digest)
 
 
 def answer_upload(
-    environ: dict, start_response: Callable[..., Any], index: Any, path: str, upload: Upload, *, mtime_given: bool
+    environ: dict, start_response: Callable[..., Any], provider: Any, path: str, upload: Upload, *, mtime_given: bool
 ) -> Iterable[bytes]:
-    """Record a placed upload in the index and answer as a PUT does: 201 or 204 with the new
-    ETag and MD5, and whether X-OC-Mtime was applied."""
-    index.record_file(rel_of(path), upload.st, upload.md5)
+    """Record a placed upload in the index (and its block hashes) and answer as a PUT does:
+    201 or 204 with the new ETag and MD5, and whether X-OC-Mtime was applied."""
+    provider.index.record_file(rel_of(path), upload.st, upload.md5)
+    if provider.blocks is not None and upload.digest is not None:
+        provider.blocks.record(rel_of(path), upload.st, upload.digest)
     headers = [("ETag", f'"{etag_of(upload.st)}"'), ("OC-Checksum", md5_checksum(upload.md5))]
     if mtime_given:
         headers.append(("X-OC-MTime", "accepted"))
