@@ -71,6 +71,7 @@ FEATURES_HEADER = "X-Davsync-Bundle"
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (TarFormatError, *NETWORK_ERRORS)  # a cut or garbled bundle
 BULK_HEADER = "X-Davsync-Bulk-Upload"
 RESUMABLE_HEADER = "X-Davsync-Resumable"
+BLOCKS_HEADER = "X-Davsync-Blocks"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Features:
     bundle: Limits | None = None
     bulk_upload: Limits | None = None
     resumable: bool = False  # resumable uploads of big files (client/resume.py)
+    blocks: bool = False  # big files' block hashes, for delta pulls (client/delta.py)
 
 
 def parse_limits(header: str | None) -> Limits | None:
@@ -126,7 +128,7 @@ def features(remote: Remote) -> Features:
         with resp:
             headers = resp.headers if resp.status_code == 200 else {}
     found = Features(parse_limits(headers.get(FEATURES_HEADER)), parse_limits(headers.get(BULK_HEADER)),
-                     RESUMABLE_HEADER in headers)  # fmt: skip
+                     RESUMABLE_HEADER in headers, BLOCKS_HEADER in headers)  # fmt: skip
     with _features_lock:
         _features[remote] = found
     return found

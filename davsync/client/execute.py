@@ -42,7 +42,7 @@ from .. import osfs
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
-from . import resume
+from . import delta, resume
 from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
 from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
@@ -442,7 +442,13 @@ class Executor:
         r = a.remote
         assert r is not None
         self.ctx.reporter.file_started(a.path, r.size or 0)
-        got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
+        got = None
+        if a.kind == Kind.UPDATE and a.local is not None:  # the local file is the base: fetch only what changed
+            got = delta.download(self.ctx.remote, r, self._disk(a.path), self.ctx.state_dir,
+                                 progress=self.ctx.reporter.advance, stop=self.ctx.stop)  # fmt: skip
+        if got is None:
+            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
+                           stop=self.ctx.stop)  # fmt: skip
         with self._lock:
             self.result.bytes_downloaded += got.bytes_fetched
         expected = a.local

@@ -1,0 +1,229 @@
+"""Delta pulls: fetch only the blocks of a changed big file that the local copy lacks.
+
+For a file the server changed while the local copy is still the last synced version, from a
+server that publishes block hashes (server/blocks.py, `GET <file>?blocks`): the local file is
+hashed block by block (SHA-256, the server's block size), every server block found anywhere
+in it is reused, and the rest is fetched with multi-range GETs (multipart/byteranges). The
+new file is assembled in DEST/.davsync/partial/, its whole-file MD5 checked against the
+server's, and handed to the ordinary placement (transfer.place). Whenever delta would not
+pay (more than half the file changed, a small file) or cannot be trusted (the server lacks
+the extension, answers one range for several, the file changes meanwhile, the MD5
+differs), it returns None and the caller downloads the whole file as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import osfs
+from .bundle import features
+from .plan import RemoteEntry
+from .remote import Remote, RemoteError
+from .transfer import Downloaded, _discard, _partial_paths
+
+MIN_SIZE = 4 * 1024 * 1024  # smaller files are fetched whole: the block list would not pay
+MAX_SHARE = 0.5  # more than this part of the file to fetch: fetch it whole
+RANGES_PER_REQUEST = 200  # keeps the Range header a few kB
+READ = 1024 * 1024
+
+
+class _NoDelta(Exception):
+    """Delta does not apply here after all; the whole file is fetched instead."""
+
+
+def download(
+    remote: Remote,
+    entry: RemoteEntry,
+    base: Path,
+    state_dir: Path,
+    *,
+    progress: Callable[[int], None] = lambda n: None,
+    stop: threading.Event | None = None,
+) -> Downloaded | None:
+    """The new version of `entry` built from the local `base` plus the blocks it lacks, verified;
+    None when the whole file should be fetched instead."""
+    if entry.size is None or entry.size < MIN_SIZE or not entry.md5 or not features(remote).blocks:
+        return None
+    out_path = _partial_paths(state_dir, entry.path)[0].with_suffix(".delta")
+    try:
+        got = _delta(remote, entry, osfs.extended_path(base), out_path, progress, stop)
+    except (_NoDelta, RemoteError, OSError):
+        _discard(out_path)
+        return None
+    return got
+
+
+def _delta(
+    remote: Remote, entry: RemoteEntry, base: Path, out_path: Path, progress: Callable[[int], None],
+    stop: threading.Event | None,
+) -> Downloaded:
+    size = entry.size
+    assert size is not None
+    url = remote.url_for(entry.path, href=entry.href)
+    info = _block_list(remote, url, entry)
+    block = int(info["block_size"])
+    wanted: list[str] = info["blocks"]
+    if block <= 0 or len(wanted) != -(-size // block):
+        raise _NoDelta("a block list that does not fit the file")
+    have = _local_blocks(base, block, set(wanted))
+    missing = [i for i, h in enumerate(wanted) if h not in have]
+    missing_bytes = sum(min(block, size - i * block) for i in missing)
+    if missing_bytes > size * MAX_SHARE:
+        raise _NoDelta("most of the file changed")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fetched = 0
+    with open(out_path, "w+b") as out, open(base, "rb") as src:
+        out.truncate(size)
+        runs = _runs(missing, block, size)
+        for i in range(0, len(runs), RANGES_PER_REQUEST):
+            if stop is not None and stop.is_set():
+                raise _NoDelta("stopped")
+            fetched += _fetch(remote, url, info["etag"], runs[i : i + RANGES_PER_REQUEST], out, progress)
+        digest = hashlib.md5()
+        for i, h in enumerate(wanted):
+            n = min(block, size - i * block)
+            if h in have:  # reuse: read it from the local file (checked: it may have changed since)
+                src.seek(have[h])
+                data = src.read(n)
+                if hashlib.sha256(data).hexdigest() != h:
+                    raise _NoDelta("the local file changed while it was read")
+                out.seek(i * block)
+                out.write(data)
+                progress(n)
+            else:
+                out.seek(i * block)
+                data = out.read(n)
+            digest.update(data)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != entry.md5:
+        raise _NoDelta("the assembled file's MD5 is not the server's")
+    return Downloaded(out_path, entry.md5, size, fetched, 0)
+
+
+def _block_list(remote: Remote, url: str, entry: RemoteEntry) -> dict[str, Any]:
+    resp = remote.request("GET", url + "?blocks", headers={"Accept": "application/json"})
+    with resp:
+        if resp.status_code != 200 or "json" not in resp.headers.get("Content-Type", ""):
+            raise _NoDelta("no block list")
+        try:
+            info: dict[str, Any] = resp.json()
+        except ValueError:
+            raise _NoDelta("a malformed block list") from None
+    if info.get("md5") != entry.md5 or info.get("size") != entry.size or info.get("algorithm") != "sha256":
+        raise _NoDelta("the block list is of another version")
+    return info
+
+
+def _local_blocks(base: Path, block: int, wanted: set[str]) -> dict[str, int]:
+    """hash -> offset of every block of the local file that the new version contains."""
+    found: dict[str, int] = {}
+    with open(base, "rb", buffering=0) as f:
+        offset = 0
+        while data := f.read(block):
+            h = hashlib.sha256(data).hexdigest()
+            if h in wanted and h not in found:
+                found[h] = offset
+            offset += len(data)
+    return found
+
+
+def _runs(missing: list[int], block: int, size: int) -> list[tuple[int, int]]:
+    """Adjacent missing blocks as (start, end inclusive) byte ranges."""
+    runs: list[tuple[int, int]] = []
+    for i in missing:
+        start, end = i * block, min(size, (i + 1) * block) - 1
+        if runs and runs[-1][1] + 1 == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def _fetch(
+    remote: Remote, url: str, etag: str, runs: list[tuple[int, int]], out: Any, progress: Callable[[int], None]
+) -> int:
+    """GET `runs` (one request) into `out` at their offsets; returns the body bytes received."""
+    spec = ",".join(f"{s}-{e}" for s, e in runs)
+    headers = {"Range": f"bytes={spec}", "If-Range": f'"{etag}"', "Accept-Encoding": "identity"}
+    resp = remote.request("GET", url, headers=headers, stream=True)
+    with resp:
+        if resp.status_code != 206 or resp.headers.get("ETag", "").strip('"') != etag:
+            raise _NoDelta(f"the ranges were answered with HTTP {resp.status_code}")
+        ctype = resp.headers.get("Content-Type", "").lower()
+        reader = io.BufferedReader(resp.raw, READ)
+        if ctype.startswith("multipart/byteranges"):
+            raw = resp.headers.get("Content-Type", "")  # (a boundary is case-sensitive)
+            at = raw.lower().find("boundary=")
+            boundary = raw[at + 9 :].partition(";")[0].strip().strip('"') if at >= 0 else ""
+            if not boundary:
+                raise _NoDelta("a multipart answer without a boundary")
+            done = set(_multipart(reader, boundary.encode("latin-1"), out, progress))
+        elif len(runs) == 1:
+            start, end = _single(resp.headers.get("Content-Range", ""))
+            _copy(reader, out, start, end, progress)
+            done = {(start, end)}
+        else:
+            raise _NoDelta("several ranges answered with one (the server does not do multipart/byteranges)")
+        if done != set(runs):
+            raise _NoDelta("the answer's ranges are not the ones asked for")
+    return sum(e - s + 1 for s, e in runs)
+
+
+def _single(content_range: str) -> tuple[int, int]:
+    unit, _, rest = content_range.partition(" ")
+    span = rest.partition("/")[0]
+    first, _, last = span.partition("-")
+    if unit != "bytes" or not first.isdigit() or not last.isdigit():
+        raise _NoDelta("a range answer without a usable Content-Range")
+    return int(first), int(last)
+
+
+def _multipart(
+    reader: io.BufferedReader, boundary: bytes, out: Any, progress: Callable[[int], None]
+) -> Iterator[tuple[int, int]]:
+    """Each part of a multipart/byteranges body, written to `out` at its range; yields the ranges."""
+    delimiter = b"--" + boundary
+    line = reader.readline(READ)
+    while line.rstrip(b"\r\n") != delimiter:  # the preamble (davsync and nginx send an empty line)
+        if not line:
+            raise _NoDelta("a multipart answer without its first part")
+        line = reader.readline(READ)
+    while True:
+        content_range = ""
+        while (line := reader.readline(READ)) not in (b"\r\n", b"\n"):
+            if not line:
+                raise _NoDelta("a multipart answer cut off in a part's headers")
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-range":
+                content_range = value.strip()
+        start, end = _single(content_range)
+        _copy(reader, out, start, end, progress)
+        yield start, end
+        line = reader.readline(READ)
+        if line in (b"\r\n", b"\n"):
+            line = reader.readline(READ)
+        text = line.rstrip(b"\r\n")
+        if text == delimiter + b"--":
+            return
+        if text != delimiter:
+            raise _NoDelta("a multipart answer with a malformed delimiter")
+
+
+def _copy(reader: io.BufferedReader, out: Any, start: int, end: int, progress: Callable[[int], None]) -> int:
+    pos = start
+    while pos <= end:
+        chunk = reader.read(min(READ, end + 1 - pos))
+        if not chunk:
+            raise _NoDelta("the answer was cut off")
+        out.seek(pos)
+        out.write(chunk)
+        pos += len(chunk)
+        progress(len(chunk))
+    return end - start + 1
