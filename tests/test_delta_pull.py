@@ -118,3 +118,19 @@ def test_random_edits_pull_byte_exact(world: SyncWorld) -> None:
         got = (world.dest / "big.bin").read_bytes()
         assert hashlib.md5(got).hexdigest() == hashlib.md5(data).hexdigest(), run
     world.check(run, verb="pull")
+
+
+def test_a_server_without_block_lists_gets_plain_whole_file_gets(sync_world) -> None:
+    world = sync_world(backend="rclone")  # `rclone serve webdav`: no davsync extensions
+    world.sampling = False
+    rng = random.Random(5)
+    data = rng.randbytes(SIZE)
+    world.seed({"big.bin": data})
+    assert world.pull().code == 0
+    edited = _edit(data, MiB, b"changed")
+    world.rput("big.bin", edited)
+    run = world.pull()
+    assert run.code == 0, run
+    assert (world.dest / "big.bin").read_bytes() == edited
+    assert not [ex for ex in run.requests if "?blocks" in ex.target or "range" in ex.headers], run
+    assert _received(run.requests) >= SIZE
