@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,38 +72,36 @@ def _delta(
     wanted: list[str] = info["blocks"]
     if block <= 0 or len(wanted) != -(-size // block):
         raise _NoDelta("a block list that does not fit the file")
-    have = _local_blocks(base, block, set(wanted))
+    have, in_place = _local_blocks(base, block, wanted)
     missing = [i for i, h in enumerate(wanted) if h not in have]
     missing_bytes = sum(min(block, size - i * block) for i in missing)
     if missing_bytes > size * MAX_SHARE:
         raise _NoDelta("most of the file changed")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    # The local file as the starting point, copied by the kernel (copy_file_range or sendfile,
+    # a reflink where the filesystem can): only blocks that moved or changed are written here.
+    shutil.copyfile(base, out_path)
     fetched = 0
-    with open(out_path, "w+b") as out, open(base, "rb") as src:
+    with open(out_path, "r+b") as out, open(base, "rb") as src:
         out.truncate(size)
         runs = _runs(missing, block, size)
         for i in range(0, len(runs), RANGES_PER_REQUEST):
             if stop is not None and stop.is_set():
                 raise _NoDelta("stopped")
             fetched += _fetch(remote, url, info["etag"], runs[i : i + RANGES_PER_REQUEST], out, progress)
-        digest = hashlib.md5()
         for i, h in enumerate(wanted):
             n = min(block, size - i * block)
-            if h in have:  # reuse: read it from the local file (checked: it may have changed since)
+            if h in have and not in_place[i]:  # a block found elsewhere in the local file
                 src.seek(have[h])
-                data = src.read(n)
-                if hashlib.sha256(data).hexdigest() != h:
-                    raise _NoDelta("the local file changed while it was read")
                 out.seek(i * block)
-                out.write(data)
+                out.write(src.read(n))
+            if h in have:
                 progress(n)
-            else:
-                out.seek(i * block)
-                data = out.read(n)
-            digest.update(data)
         out.flush()
         os.fsync(out.fileno())
-    if digest.hexdigest() != entry.md5:
+    with open(out_path, "rb", buffering=0) as f:  # the rule: nothing is placed unverified
+        md5 = hashlib.file_digest(f, "md5").hexdigest()
+    if md5 != entry.md5:
         raise _NoDelta("the assembled file's MD5 is not the server's")
     return Downloaded(out_path, entry.md5, size, fetched, 0)
 
@@ -121,17 +120,23 @@ def _block_list(remote: Remote, url: str, entry: RemoteEntry) -> dict[str, Any]:
     return info
 
 
-def _local_blocks(base: Path, block: int, wanted: set[str]) -> dict[str, int]:
-    """hash -> offset of every block of the local file that the new version contains."""
+def _local_blocks(base: Path, block: int, wanted: list[str]) -> tuple[dict[str, int], list[bool]]:
+    """hash -> offset of every block of the local file that the new version contains, and for
+    each block of the new version whether the local file has it at the same place already."""
+    wanted_set = set(wanted)
     found: dict[str, int] = {}
+    in_place = [False] * len(wanted)
     with open(base, "rb", buffering=0) as f:
-        offset = 0
+        offset, i = 0, 0
         while data := f.read(block):
             h = hashlib.sha256(data).hexdigest()
-            if h in wanted and h not in found:
-                found[h] = offset
+            if h in wanted_set:
+                found.setdefault(h, offset)
+                if i < len(wanted) and wanted[i] == h:
+                    in_place[i] = True
             offset += len(data)
-    return found
+            i += 1
+    return found, in_place
 
 
 def _runs(missing: list[int], block: int, size: int) -> list[tuple[int, int]]:
