@@ -1,4 +1,4 @@
-"""Delta pulls: fetch only the blocks of a changed big file that the local copy lacks.
+"""Delta transfers of big files: fetch only the blocks a local copy lacks; send only new bytes.
 
 For a file the server changed while the local copy is still the last synced version, from a
 server that publishes block hashes (server/blocks.py, `GET <file>?blocks`): the local file is
@@ -9,6 +9,11 @@ server's, and handed to the ordinary placement (transfer.place). Whenever delta 
 pay (more than half the file changed, a small file) or cannot be trusted (the server lacks
 the extension, answers one range for several, the file changes meanwhile, the MD5
 differs), it returns None and the caller downloads the whole file as before.
+
+Delta push (`push`) is the other way: for an edit of a big file based on the server's current
+version (If-Match), the server's block list of that version is fetched, and the new file is
+sent as references to its blocks plus the bytes it lacks (server/deltapush.py); the server
+assembles, checks the MD5 and commits as a PUT. Anything else: the caller sends the file whole.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import osfs
+from ..checksums import md5_checksum
 from .bundle import features
 from .plan import RemoteEntry
-from .remote import Remote, RemoteError
+from .remote import Remote, RemoteError, Uploaded, _quoted, _write_error, not_held
 from .transfer import Downloaded, _discard, _partial_paths
 
 MIN_SIZE = 4 * 1024 * 1024  # smaller files are fetched whole: the block list would not pay
@@ -232,3 +238,118 @@ def _copy(reader: io.BufferedReader, out: Any, start: int, end: int, progress: C
         pos += len(chunk)
         progress(len(chunk))
     return end - start + 1
+
+
+# --- delta push --------------------------------------------------------------------------------
+
+_COPY = b"C"
+_DATA = b"D"
+
+
+def push(
+    remote: Remote,
+    path: str,
+    source: Path,
+    *,
+    md5: str,
+    if_match: str,
+    mtime_ns: int | None = None,
+    href: str = "",
+    progress: Callable[[int], None] = lambda n: None,
+) -> Uploaded | None:
+    """Send a new version of a big file as the server's blocks it already has plus the new bytes
+    (server/deltapush.py); None when delta would not pay or cannot be used (then the caller sends
+    the whole file, which also finds out about a refused precondition)."""
+    disk = osfs.extended_path(source)
+    size = os.stat(disk).st_size
+    if size < MIN_SIZE or not features(remote).delta_push or not features(remote).blocks:
+        return None
+    url = remote.url_for(path, href=href)
+    try:
+        info = _base_blocks(remote, url, if_match)
+        if info is None:
+            return None
+        block = int(info["block_size"])
+        base = {h: i * block for i, h in reversed(list(enumerate(info["blocks"])))}
+        base_size = int(info["size"])
+        body = _DeltaBody(disk, size, block, base, base_size)
+        if body.new_bytes > size * MAX_SHARE:
+            return None
+        headers = {"Content-Type": "application/x-davsync-delta", "If-Match": _quoted(if_match),
+                   "OC-Checksum": md5_checksum(md5), "Upload-Length": str(size)}  # fmt: skip
+        if mtime_ns is not None:
+            headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
+        resp = remote.request("POST", url, data=body, headers=headers)
+        resp.close()
+    except (_NoDelta, OSError, ValueError, KeyError):
+        return None
+    except RemoteError as e:
+        if e.fatal:
+            raise
+        return None
+    if resp.status_code in (200, 201, 204):
+        progress(size)
+        up = remote._uploaded(path, url, resp, size, md5, mtime_ns)
+        if up.entry.md5 and up.entry.md5 != md5:
+            raise not_held(path, up.entry.md5, md5)
+        return up
+    if resp.status_code == 412:
+        raise _write_error("PUT", path, resp)
+    return None
+
+
+def _base_blocks(remote: Remote, url: str, if_match: str) -> dict[str, Any] | None:
+    """The block list of the server's file if it is still the version `if_match` names."""
+    resp = remote.request("GET", url + "?blocks", headers={"Accept": "application/json"})
+    with resp:
+        if resp.status_code != 200 or "json" not in resp.headers.get("Content-Type", ""):
+            return None
+        info: dict[str, Any] = resp.json()
+    if info.get("etag") != if_match.strip('"') or info.get("algorithm") != "sha256":
+        return None
+    return info
+
+
+class _DeltaBody:
+    """The delta records for a local file against the server's block list: planned in one read
+    (SHA-256 per block), then streamed with an exact length (requests sends Content-Length)."""
+
+    def __init__(self, disk: Path, size: int, block: int, base: dict[str, int], base_size: int) -> None:
+        self.disk, self.size, self.block = disk, size, block
+        self.plan: list[tuple[bytes, int, int]] = []  # (kind, start in base or local, length)
+        with open(disk, "rb", buffering=0) as f:
+            offset = 0
+            while data := f.read(block):
+                at = base.get(hashlib.sha256(data).hexdigest())
+                if at is not None and at + len(data) <= base_size:
+                    self._add(_COPY, at, len(data))
+                else:
+                    self._add(_DATA, offset, len(data))
+                offset += len(data)
+        if offset != size:
+            raise _NoDelta("the local file changed while it was read")
+        self.new_bytes = sum(n for kind, _, n in self.plan if kind == _DATA)
+
+    def _add(self, kind: bytes, start: int, n: int) -> None:
+        if self.plan and self.plan[-1][0] == kind and self.plan[-1][1] + self.plan[-1][2] == start:
+            self.plan[-1] = (kind, self.plan[-1][1], self.plan[-1][2] + n)
+        else:
+            self.plan.append((kind, start, n))
+
+    def __len__(self) -> int:
+        return sum(17 if kind == _COPY else 9 + n for kind, _, n in self.plan)
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.disk, "rb") as f:
+            for kind, start, n in self.plan:
+                if kind == _COPY:
+                    yield _COPY + start.to_bytes(8, "big") + n.to_bytes(8, "big")
+                    continue
+                yield _DATA + n.to_bytes(8, "big")
+                f.seek(start)
+                while n > 0:
+                    chunk = f.read(min(READ, n))
+                    if not chunk:
+                        raise _NoDelta("the local file got shorter while it was sent")
+                    yield chunk
+                    n -= len(chunk)

@@ -24,6 +24,7 @@ from urllib.parse import urljoin
 from .. import osfs
 from ..checksums import md5_checksum
 from ..units import human_size
+from . import delta
 from .bundle import features
 from .paths import shown
 from .remote import (
@@ -76,7 +77,13 @@ def put_file(
     stop: threading.Event | None = None,
     note: Callable[[str], None] | None = None,
 ) -> Uploaded:
-    """Remote.put_file, resumable for a big file when the server offers it."""
+    """Remote.put_file, as a delta (client/delta.py) or resumable for a big file when the server
+    offers it."""
+    if if_match:  # an edit: only the changed blocks, when the server has the base's block list
+        pushed = delta.push(remote, path, source, md5=md5, if_match=if_match, mtime_ns=mtime_ns, href=href,
+                            progress=progress or (lambda n: None))  # fmt: skip
+        if pushed is not None:
+            return pushed
     size = os.stat(osfs.extended_path(source)).st_size
     if size < MIN_SIZE or not features(remote).resumable:
         return remote.put_file(path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,

@@ -22,6 +22,7 @@ from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .blocks import BlocksMiddleware, BlockStore
 from .bundle import BundleMiddleware
+from .deltapush import DeltaPushMiddleware
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
 from .http import StickyConnection
@@ -119,10 +120,11 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "suppress_version_info": True,
         # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
         # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
-        # big files' block hashes for delta transfers (blocks.py)
+        # big files' block hashes for delta transfers (blocks.py); DeltaPushMiddleware: edits of big
+        # files sent as changed blocks (deltapush.py)
         "middleware_stack": [
-            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, WsgiDavDirBrowser,
-            BundleMiddleware, _Resolver,
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, DeltaPushMiddleware,
+            WsgiDavDirBrowser, BundleMiddleware, _Resolver,
         ],
         "davsync": {
             "users": users,

@@ -130,7 +130,7 @@ RELIANCES: tuple[Reliance, ...] = (
     ),
     # --- WSGI environ keys -----------------------------------------------------------------------
     Reliance(
-        "wsgidav", "wsgidav.provider", ("app.py", "bundle.py", "resumable.py", "blocks.py"),
+        "wsgidav", "wsgidav.provider", ("app.py", "bundle.py", "resumable.py", "blocks.py", "deltapush.py"),
         "Set by WsgiDAVApp: the provider for the path.",
     ),
     Reliance(
@@ -164,7 +164,7 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.all_input_read",
-        ("request_server.py", "link_gate.py", "bundle.py", "resumable.py"),
+        ("request_server.py", "link_gate.py", "bundle.py", "resumable.py", "deltapush.py"),
         "Tells WsgiDAVApp the body was consumed, so it does not drain the input again.",
     ),
     # --- cheroot --------------------------------------------------------------------------------
