@@ -624,8 +624,10 @@ class _Body:
         progress: Callable[[int], None] | None,
         stop: threading.Event | None,
         start: int = 0,
+        hashing: bool = True,
     ) -> None:
-        """`start`: the file from this offset on (a resumed upload's rest, client/resume.py)."""
+        """`start`: the file from this offset on (a resumed upload's rest, client/resume.py);
+        `hashing` False: no MD5 of what is sent (the server checks the whole file's itself)."""
         self._file = open(source, "rb")  # closed by __exit__
         self._size = os.fstat(self._file.fileno()).st_size
         self._start = start
@@ -634,6 +636,7 @@ class _Body:
         self._progress = progress
         self._stop = stop
         self.sent = start
+        self._hashing = hashing
         self.digest = hashlib.md5()
         self.failure: BaseException | None = None
 
@@ -653,7 +656,8 @@ class _Body:
                     f"{shown(self._path)} got shorter while it was being uploaded; nothing was replaced.",
                     sent_md5=self.digest.hexdigest(),
                 ))  # fmt: skip
-            self.digest.update(block)
+            if self._hashing:
+                self.digest.update(block)
             self.sent += len(block)
             if self._progress is not None:
                 self._progress(len(block))

@@ -211,7 +211,8 @@ class _Upload:
             self._advance(position)
 
         headers = {"Content-Type": PARTIAL, "Upload-Offset": str(offset), "Upload-Complete": "?1"}
-        with _Body(osfs.extended_path(self.source), self.path, on_bytes, self.stop, start=offset) as body:
+        with _Body(osfs.extended_path(self.source), self.path, on_bytes, self.stop, start=offset,
+                   hashing=False) as body:
             try:
                 resp = self.remote.request("PATCH", url, data=body if len(body) else b"", headers=headers)
             except _SourceFailed:  # reading the source, not the network, failed

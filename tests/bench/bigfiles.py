@@ -5,6 +5,7 @@
 - 1 MiB edited in place in the middle of the file (uploaded to the server with curl, as from
   another PC), then `davsync pull`: bytes on the wire and time, against the first (whole-file)
   pull of the same file in the same run.
+- The same edit made on this PC, then `davsync push`: bytes and time against the first push.
 - An upload cut (the client SIGKILLed) at 90% of the file, then `davsync push` again: bytes
   sent beyond the file's size over both runs.
 - A fresh upload (`davsync push` of a folder holding the file to an empty share) against
@@ -80,6 +81,30 @@ def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
     return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": delta_s, "delta_bytes": delta_bytes}
 
 
+def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
+    root, src = work / "share-dpush", work / "src-dpush"
+    root.mkdir()
+    src.mkdir()
+    datasets.big_file(src / "big.bin", size, seed=9)
+    datasets.settle(src)
+    server = _serve(work, root, users)
+    proxy = Proxy(server.port)
+    try:
+        whole_s = _timed(_client("push", proxy.url, src))
+        whole_bytes = proxy.bytes_to_server
+        with open(src / "big.bin", "r+b") as f:  # 1 MiB edited in place, mid-file, on this PC
+            f.seek(size // 2 + 12345)
+            f.write(os.urandom(MiB))
+        datasets.settle(src)
+        delta_s = _timed(_client("push", proxy.url, src))
+        delta_bytes = proxy.bytes_to_server - whole_bytes
+        assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    finally:
+        proxy.close()
+        server.stop()
+    return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": delta_s, "delta_bytes": delta_bytes}
+
+
 def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
     root, src = work / "share-resume", work / "src-resume"
     root.mkdir()
@@ -147,11 +172,12 @@ def main() -> None:
         users = work / "users.json"
         run(davsync_cmd("user", "add", "bench", "--users", str(users)), env=env_with_password())
         results = {"size_mib": args.size_mib, "delta_pull": delta_pull(work, users, size),
+                   "delta_push": delta_push(work, users, size),
                    "resumed_upload": resumed_upload(work, users, size),
                    "fresh_upload": fresh_upload(work, users, size)}  # fmt: skip
     finally:
         rmtree(work)
-    d, r, f = results["delta_pull"], results["resumed_upload"], results["fresh_upload"]
+    d, p, r, f = results["delta_pull"], results["delta_push"], results["resumed_upload"], results["fresh_upload"]
     lines = [
         f"Big files, {args.size_mib} MiB, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
@@ -161,6 +187,10 @@ def main() -> None:
         f"{d['whole_bytes'] / MiB:.1f} MiB | {d['delta_bytes'] / d['whole_bytes']:.4f} |",
         f"| 1 MiB edited in place, pull: time | {d['delta_s']:.2f} s | whole-file pull {d['whole_s']:.2f} s "
         f"| {d['delta_s'] / d['whole_s']:.3f} |",
+        f"| 1 MiB edited in place, push: bytes on the wire | {p['delta_bytes'] / MiB:.2f} MiB | whole-file push "
+        f"{p['whole_bytes'] / MiB:.1f} MiB | {p['delta_bytes'] / p['whole_bytes']:.4f} |",
+        f"| 1 MiB edited in place, push: time | {p['delta_s']:.2f} s | whole-file push {p['whole_s']:.2f} s "
+        f"| {p['delta_s'] / p['whole_s']:.3f} |",
         f"| upload killed at {r['cut_at'] / MiB:.0f} MiB, then resumed: bytes sent beyond the file | "
         f"{r['resent'] / 1024:.1f} KiB | file {args.size_mib} MiB | {r['resent'] / size:.5f} |",
         f"| fresh upload (push, whole process) | {f['davsync_s']:.2f} s | curl -T {f['curl_s']:.2f} s | "
