@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import subprocess
 
 from conftest import wait_until
@@ -104,4 +105,41 @@ def test_a_connection_cut_in_the_run_resumes_in_the_same_run(world: SyncWorld) -
     assert [ex.headers.get("upload-offset") for ex in run.of("PATCH")] == ["0", str(CUT)], run
     assert CUT + run.of("PATCH")[1].body_sent == SIZE
     assert (world.root / "big.bin").read_bytes() == data
+    world.check(run, verb="push")
+
+
+def test_killed_again_and_again_at_random_points_the_upload_still_lands_whole(world: SyncWorld) -> None:
+    """Ten SIGKILLs at random moments (in the creation, early or late in the body, after the
+    commit), each run a new process, a new version whenever the last one landed; then one run
+    to the end. The server only ever holds whole versions, and ends with the last."""
+    world.sampling = False
+    rng = random.Random(27)
+    versions: set[bytes] = set()
+    data = b""
+    kills = 0
+    for _ in range(10):
+        if not data or (world.root / "big.bin").exists() and (world.root / "big.bin").read_bytes() == data:
+            data = os.urandom(SIZE)
+            versions.add(data)
+            world.write("big.bin", data)
+        procs: list[subprocess.Popen[bytes]] = []
+        where = rng.choice(["create", "body", "body", "answer"])
+        if where == "create":
+            world.proxy.on("POST", phase="request", action=lambda ex: world.kill(procs[0]), cut=True)
+        elif where == "body":
+            world.proxy.on("PATCH", phase="body", after=rng.randrange(1, SIZE // 2),
+                           action=lambda ex: world.kill(procs[0]), cut=True)  # fmt: skip
+        else:  # the commit happened; the answer never reaches the client
+            world.proxy.on("PATCH", phase="response", action=lambda ex: world.kill(procs[0]), cut=True)
+        procs.append(world.popen("push"))
+        wait_until(lambda: procs[0].poll() is not None, 120, "the client to be killed or to finish")
+        world.proxy.clear_triggers()
+        kills += procs[0].returncode == -9
+        if (world.root / "big.bin").exists():
+            assert (world.root / "big.bin").read_bytes() in versions  # never a part, never a mix
+    assert kills >= 8, kills
+    run = world.push()
+    assert run.code == 0, run
+    assert (world.root / "big.bin").read_bytes() == data
+    assert not list((world.state_dir / "uploads").glob("*.data"))  # sessions resumed or cancelled, none left
     world.check(run, verb="push")
