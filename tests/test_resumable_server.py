@@ -135,3 +135,27 @@ def test_idle_sessions_are_swept(share) -> None:
 def test_plain_put_is_unaffected(share) -> None:
     assert share.request("PUT", "/plain.bin", data=DATA).status_code == 201
     assert (share.root / "plain.bin").read_bytes() == DATA
+
+
+def test_overwriting_keeps_the_previous_version(share) -> None:
+    (share.root / "kept.bin").write_bytes(b"the old version")
+    share.wait_indexed()
+    location = create(share, "/kept.bin").headers["Location"]
+    assert patch(share, location, 0, DATA, complete=True).status_code == 204
+    assert (share.root / "kept.bin").read_bytes() == DATA
+    kept = share.server.state.versions.files("kept.bin")
+    assert [v.md5 for v in kept] == [hashlib.md5(b"the old version").hexdigest()]
+
+
+def test_a_webdav_lock_is_respected(share) -> None:
+    (share.root / "locked.bin").write_bytes(b"locked")
+    share.wait_indexed()
+    body = ('<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope>'
+            "<d:locktype><d:write/></d:locktype><d:owner>t</d:owner></d:lockinfo>")  # fmt: skip
+    r = share.request("LOCK", "/locked.bin", data=body, headers={"Timeout": "Second-60"})
+    assert r.status_code == 200, r.text
+    token = r.headers["Lock-Token"].strip("<>")
+    assert create(share, "/locked.bin").status_code == 423
+    location = create(share, "/locked.bin", If=f"<{share.url}locked.bin> (<{token}>)").headers["Location"]
+    assert patch(share, location, 0, DATA, complete=True).status_code == 204
+    assert (share.root / "locked.bin").read_bytes() == DATA
