@@ -159,3 +159,11 @@ def test_a_webdav_lock_is_respected(share) -> None:
     location = create(share, "/locked.bin", If=f"<{share.url}locked.bin> (<{token}>)").headers["Location"]
     assert patch(share, location, 0, DATA, complete=True).status_code == 204
     assert (share.root / "locked.bin").read_bytes() == DATA
+
+
+def test_a_name_with_spaces_and_non_ascii_letters(share) -> None:
+    (share.root / "Vidéos 2026").mkdir()
+    resp = create(share, "/Vid%C3%A9os%202026/f%C3%BCr%20Oma%20%2B%20Opa.bin")
+    assert resp.status_code == 201, resp.text
+    assert patch(share, resp.headers["Location"], 0, DATA, complete=True).status_code == 201
+    assert (share.root / "Vidéos 2026" / "für Oma + Opa.bin").read_bytes() == DATA

@@ -56,7 +56,7 @@ StartResponse = Callable[..., Any]
 PREFIX = f"/{TEMP_PREFIX}upload/"  # upload resources: a reserved name, never a share path
 HEADER = "X-Davsync-Resumable"
 EXPIRES = 24 * 3600  # idle seconds before a session is swept (Nextcloud's chunked uploads: 24 h)
-BLOCK = 1024 * 1024
+BLOCK = 256 * 1024  # body reads, as upload.receive reads a PUT body
 LOCK_WAIT = 30.0  # a resumed part waits this long for a cut one still draining on the server
 PARTIAL = "application/partial-upload"
 
