@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.parser
 import hashlib
+import json
 import random
 
 from synchelp import Exchange, SyncWorld
@@ -134,3 +135,36 @@ def test_a_server_without_block_lists_gets_plain_whole_file_gets(sync_world) -> 
     assert (world.dest / "big.bin").read_bytes() == edited
     assert not [ex for ex in run.requests if "?blocks" in ex.target or "range" in ex.headers], run
     assert _received(run.requests) >= SIZE
+
+
+def test_the_local_block_list_is_kept_and_a_wrong_one_costs_only_a_whole_download(world: SyncWorld) -> None:
+    world.sampling = False
+    rng = random.Random(6)
+    data = rng.randbytes(SIZE)
+    world.seed({"big.bin": data})
+    assert world.pull().code == 0
+    kept = list((world.dest / ".davsync" / "blocks").glob("*.json"))
+    assert len(kept) == 1
+    record = json.loads(kept[0].read_text())
+    st = (world.dest / "big.bin").stat()
+    assert (record["size"], record["mtime_ns"], record["ino"]) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert record["blocks"] == [hashlib.sha256(data[i : i + BLOCK]).hexdigest() for i in range(0, SIZE, BLOCK)]
+
+    b = record["blocks"]  # a lie (two blocks swapped): the delta would copy the wrong bytes; its MD5 tells
+    b[3], b[4] = b[4], b[3]
+    kept[0].write_text(json.dumps(record))
+    edited = _edit(data, 2 * MiB, b"edited")
+    world.rput("big.bin", edited)
+    world.wait_indexed()
+    run = world.pull()
+    assert run.code == 0, run
+    assert (world.dest / "big.bin").read_bytes() == edited
+    assert _received(run.requests) >= SIZE  # the delta failed its MD5 check: the whole file came
+
+    again = _edit(edited, 9 * MiB, b"again")  # the list kept after that whole download is right
+    world.rput("big.bin", again)
+    world.wait_indexed()
+    run = world.pull()
+    assert run.code == 0 and (world.dest / "big.bin").read_bytes() == again
+    assert _received(run.requests) < SIZE // 10, run
+    world.check(run, verb="pull")

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,7 +59,8 @@ def download(
         return None
     out_path = _partial_paths(state_dir, entry.path)[0].with_suffix(".delta")
     try:
-        got = _delta(remote, entry, osfs.extended_path(base), out_path, progress, stop)
+        got = _delta(remote, entry, osfs.extended_path(base), out_path, _cache_path(state_dir, entry.path), progress,
+                     stop)  # fmt: skip
     except (_NoDelta, RemoteError, OSError):
         _discard(out_path)
         return None
@@ -67,7 +68,7 @@ def download(
 
 
 def _delta(
-    remote: Remote, entry: RemoteEntry, base: Path, out_path: Path, progress: Callable[[int], None],
+    remote: Remote, entry: RemoteEntry, base: Path, out_path: Path, cache: Path, progress: Callable[[int], None],
     stop: threading.Event | None,
 ) -> Downloaded:
     size = entry.size
@@ -78,38 +79,40 @@ def _delta(
     wanted: list[str] = info["blocks"]
     if block <= 0 or len(wanted) != -(-size // block):
         raise _NoDelta("a block list that does not fit the file")
-    have, in_place = _local_blocks(base, block, wanted)
+    known = _cached(cache, base, block)  # the local file's blocks, kept from when it was placed
+    have, in_place = _where(known, block, wanted) if known is not None else _local_blocks(base, block, wanted)
     missing = [i for i, h in enumerate(wanted) if h not in have]
     missing_bytes = sum(min(block, size - i * block) for i in missing)
     if missing_bytes > size * MAX_SHARE:
         raise _NoDelta("most of the file changed")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # The local file as the starting point, copied by the kernel (copy_file_range or sendfile,
-    # a reflink where the filesystem can): only blocks that moved or changed are written here.
-    shutil.copyfile(base, out_path)
     fetched = 0
-    with open(out_path, "r+b") as out, open(base, "rb") as src:
-        out.truncate(size)
+    with open(out_path, "w+b", buffering=0) as out, open(base, "rb", buffering=0) as src:
         runs = _runs(missing, block, size)
         for i in range(0, len(runs), RANGES_PER_REQUEST):
             if stop is not None and stop.is_set():
                 raise _NoDelta("stopped")
             fetched += _fetch(remote, url, info["etag"], runs[i : i + RANGES_PER_REQUEST], out, progress)
+        # One pass in order: local blocks copied in, fetched ones read back, the MD5 of it all.
+        digest = hashlib.md5()
         for i, h in enumerate(wanted):
             n = min(block, size - i * block)
-            if h in have and not in_place[i]:  # a block found elsewhere in the local file
-                src.seek(have[h])
-                out.seek(i * block)
-                out.write(src.read(n))
             if h in have:
+                if not in_place[i] or src.tell() != i * block:
+                    src.seek(have[h] if not in_place[i] else i * block)
+                data = src.read(n)
+                out.seek(i * block)
+                _write_all(out, data)
                 progress(n)
-        out.flush()
+            else:
+                out.seek(i * block)
+                data = out.read(n)
+            digest.update(data)
+        out.truncate(size)
         os.fsync(out.fileno())
-    with open(out_path, "rb", buffering=0) as f:  # the rule: nothing is placed unverified
-        md5 = hashlib.file_digest(f, "md5").hexdigest()
-    if md5 != entry.md5:
+    if digest.hexdigest() != entry.md5:  # (also a local file that changed since its blocks were hashed)
         raise _NoDelta("the assembled file's MD5 is not the server's")
-    return Downloaded(out_path, entry.md5, size, fetched, 0)
+    return Downloaded(out_path, entry.md5, size, fetched, 0, blocks=(block, wanted))
 
 
 def _block_list(remote: Remote, url: str, entry: RemoteEntry) -> dict[str, Any]:
@@ -127,22 +130,71 @@ def _block_list(remote: Remote, url: str, entry: RemoteEntry) -> dict[str, Any]:
 
 
 def _local_blocks(base: Path, block: int, wanted: list[str]) -> tuple[dict[str, int], list[bool]]:
+    """Hash the local file block by block: see _where."""
+    hashes: list[str] = []
+    with open(base, "rb", buffering=0) as f:
+        while data := f.read(block):
+            hashes.append(hashlib.sha256(data).hexdigest())
+    return _where(hashes, block, wanted)
+
+
+def _where(local: list[str], block: int, wanted: list[str]) -> tuple[dict[str, int], list[bool]]:
     """hash -> offset of every block of the local file that the new version contains, and for
     each block of the new version whether the local file has it at the same place already."""
     wanted_set = set(wanted)
     found: dict[str, int] = {}
-    in_place = [False] * len(wanted)
-    with open(base, "rb", buffering=0) as f:
-        offset, i = 0, 0
-        while data := f.read(block):
-            h = hashlib.sha256(data).hexdigest()
-            if h in wanted_set:
-                found.setdefault(h, offset)
-                if i < len(wanted) and wanted[i] == h:
-                    in_place[i] = True
-            offset += len(data)
-            i += 1
+    for i, h in enumerate(local):
+        if h in wanted_set:
+            found.setdefault(h, i * block)
+    in_place = [i < len(local) and local[i] == h for i, h in enumerate(wanted)]
     return found, in_place
+
+
+# --- the local files' block lists (kept so that a delta need not read the file to hash it) ------
+
+
+def _cache_path(state_dir: Path, rel: str) -> Path:
+    return state_dir / "blocks" / (hashlib.sha1(rel.encode("utf-8", "surrogateescape")).hexdigest() + ".json")
+
+
+def _cached(cache: Path, base: Path, block: int) -> list[str] | None:
+    """The local file's block hashes as kept when it was placed, if it is still that file."""
+    try:
+        kept = json.loads(cache.read_text())
+        st = os.stat(base)
+    except (OSError, ValueError):
+        return None
+    if [kept.get("size"), kept.get("mtime_ns"), kept.get("ino"), kept.get("block_size")] != [
+        st.st_size, st.st_mtime_ns, st.st_ino, block,
+    ]:  # fmt: skip
+        return None
+    blocks = kept.get("blocks")
+    return blocks if isinstance(blocks, list) else None
+
+
+def remember(remote: Remote, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
+    """After a big file is placed: keep its block list (a delta's, or the server's for the MD5
+    it was verified against) with its stat, for the next delta. Best effort."""
+    size = got.size
+    if size < MIN_SIZE or placed.ino is None:
+        return
+    blocks = got.blocks
+    try:
+        if blocks is None:
+            if not features(remote).blocks or not got.md5:
+                return
+            info = _block_list(remote, remote.url_for(entry.path, href=entry.href), entry)
+            if info.get("md5") != got.md5:
+                return
+            blocks = (int(info["block_size"]), list(info["blocks"]))
+        cache = _cache_path(state_dir, entry.path)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"size": placed.size, "mtime_ns": placed.mtime_ns, "ino": placed.ino,
+                                   "block_size": blocks[0], "blocks": blocks[1]}))  # fmt: skip
+        osfs.replace(tmp, cache)
+    except (_NoDelta, RemoteError, OSError, ValueError, KeyError):
+        return
 
 
 def _runs(missing: list[int], block: int, size: int) -> list[tuple[int, int]]:
@@ -234,7 +286,7 @@ def _copy(reader: io.BufferedReader, out: Any, start: int, end: int, progress: C
         if not chunk:
             raise _NoDelta("the answer was cut off")
         out.seek(pos)
-        out.write(chunk)
+        _write_all(out, chunk)
         pos += len(chunk)
         progress(len(chunk))
     return end - start + 1
@@ -353,3 +405,10 @@ class _DeltaBody:
                         raise _NoDelta("the local file got shorter while it was sent")
                     yield chunk
                     n -= len(chunk)
+
+
+def _write_all(out: Any, data: bytes) -> None:
+    """An unbuffered file's write may take less than it is given."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]

@@ -457,7 +457,9 @@ class Executor:
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
-        self._place(a, got, expected)
+        placed = self._place(a, got, expected)
+        if a.kind in (Kind.DOWNLOAD, Kind.UPDATE):  # big files: keep the block list for the next delta
+            delta.remember(self.ctx.remote, self.ctx.state_dir, r, placed, got)
         if a.kind == Kind.CONFLICT:
             if note and a.upload_copy:
                 uploaded = self._upload_copy(a, note)
@@ -465,8 +467,9 @@ class Executor:
                 self.result.conflicts.append(Conflict(a.path, note, a.reason, uploaded))
         self._done(a, note)
 
-    def _place(self, a: Action, got: object, expected: LocalEntry | None) -> None:
-        """Rename a verified download into place; its row is an intent until the rename is done."""
+    def _place(self, a: Action, got: object, expected: LocalEntry | None) -> JournalEntry:
+        """Rename a verified download into place; its row is an intent until the rename is done.
+        Returns the row (the placed file's stat)."""
         from .transfer import Downloaded
 
         assert isinstance(got, Downloaded) and a.remote is not None
@@ -487,6 +490,7 @@ class Executor:
         for path, row in a.extra:
             if row is None:
                 journal.forget(path)
+        return rows[0]
 
     def _upload_copy(self, a: Action, copy: str) -> bool:
         """Upload a conflict's local version under its conflict name (If-None-Match: *)."""
