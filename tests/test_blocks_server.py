@@ -95,3 +95,11 @@ def test_a_resumable_upload_stores_the_block_list(share) -> None:
     stored = share.server.state.provider.blocks.get("r.bin", st)
     assert stored is not None
     assert stored[1].hex() == "".join(expected_blocks(DATA, 128 * KiB))
+
+
+def test_blocks_stored_answers_only_a_kept_list(share) -> None:
+    (share.root / "disk.bin").write_bytes(DATA)  # written on the server's disk: no list kept yet
+    share.wait_indexed()
+    assert share.request("GET", "/disk.bin?blocks=stored").status_code == 404
+    assert share.request("GET", "/disk.bin?blocks").status_code == 200  # made now, with the MD5
+    assert share.request("GET", "/disk.bin?blocks=stored").json()["blocks"] == expected_blocks(DATA, 128 * KiB)

@@ -141,7 +141,8 @@ def test_the_local_block_list_is_kept_and_a_wrong_one_costs_only_a_whole_downloa
     world.sampling = False
     rng = random.Random(6)
     data = rng.randbytes(SIZE)
-    world.seed({"big.bin": data})
+    world.rput("big.bin", data)  # uploaded: the server keeps its block list, and the pull keeps it too
+    world.wait_indexed()
     assert world.pull().code == 0
     kept = list((world.dest / ".davsync" / "blocks").glob("*.json"))
     assert len(kept) == 1

@@ -115,8 +115,8 @@ def _delta(
     return Downloaded(out_path, entry.md5, size, fetched, 0, blocks=(block, wanted))
 
 
-def _block_list(remote: Remote, url: str, entry: RemoteEntry) -> dict[str, Any]:
-    resp = remote.request("GET", url + "?blocks", headers={"Accept": "application/json"})
+def _block_list(remote: Remote, url: str, entry: RemoteEntry, query: str = "blocks") -> dict[str, Any]:
+    resp = remote.request("GET", f"{url}?{query}", headers={"Accept": "application/json"})
     with resp:
         if resp.status_code != 200 or "json" not in resp.headers.get("Content-Type", ""):
             raise _NoDelta("no block list")
@@ -183,7 +183,9 @@ def remember(remote: Remote, state_dir: Path, entry: RemoteEntry, placed: Any, g
         if blocks is None:
             if not features(remote).blocks or not got.md5:
                 return
-            info = _block_list(remote, remote.url_for(entry.path, href=entry.href), entry)
+            # Only a list the server keeps already (it has one for every upload): asking must not
+            # make it read the file again; without one, the first delta hashes the local file.
+            info = _block_list(remote, remote.url_for(entry.path, href=entry.href), entry, "blocks=stored")
             if info.get("md5") != got.md5:
                 return
             blocks = (int(info["block_size"]), list(info["blocks"]))

@@ -6,7 +6,8 @@ They live in `<state>/blocks.sqlite`, keyed by path and trusted only while the f
 identity (size, mtime, ctime, inode, device) is the one they were computed for, as the MD5
 index is. A client reads them with `GET <file>?blocks` (a davsync extension advertised in
 OPTIONS as `X-Davsync-Blocks`; a plain GET is unchanged): a JSON object with the file's
-size, etag, md5, block_size and the list of block hashes in hex.
+size, etag, md5, block_size and the list of block hashes in hex. `?blocks=stored` answers
+only a list already kept (404 otherwise), so asking costs the server no read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ StartResponse = Callable[..., Any]
 
 HEADER = "X-Davsync-Blocks"
 QUERY = "blocks"
+STORED = "blocks=stored"  # only a list already kept: nothing is read to answer it
 ALGORITHM = "sha256"
 MIN_BLOCK = 128 * 1024
 MAX_BLOCK = 16 * 1024 * 1024
@@ -135,9 +137,9 @@ class BlockStore:
             self._db.close()
 
 
-def blocks_of(provider: Any, path: str) -> dict[str, Any]:
+def blocks_of(provider: Any, path: str, *, stored_only: bool = False) -> dict[str, Any]:
     """The block list of the file at `path` as a client reads it, hashing it (with its MD5)
-    when the stored one is not for the file as it is now."""
+    when the stored one is not for the file as it is now (`stored_only`: 404 instead)."""
     file_path = provider.file_path(path)
     rel = rel_of(path)
     store: BlockStore = provider.blocks
@@ -154,6 +156,8 @@ def blocks_of(provider: Any, path: str) -> dict[str, Any]:
         md5 = provider.index.fresh_md5(rel, before)
         if known is not None and md5 is not None:
             return _answer(before, md5, *known)
+        if stored_only:
+            raise DAVError(404, "No block list is kept for this version yet; ask ?blocks to have it made.")
         digest = digest_file(file_path, before.st_size)
         after = os.stat(file_path, follow_symlinks=False)
         if Identity.of(after) == Identity.of(before):
@@ -184,11 +188,12 @@ class BlocksMiddleware(BaseMiddleware):
         if provider is None or getattr(provider, "blocks", None) is None or getattr(provider, "mode", None):
             return self.app(environ, start_response)
         method = environ["REQUEST_METHOD"]
-        if method == "GET" and environ.get("QUERY_STRING") == QUERY:
+        if method == "GET" and environ.get("QUERY_STRING") in (QUERY, STORED):
             path = environ["PATH_INFO"]
             if is_internal_path(path):
                 raise DAVError(404, "No such file.")
-            body = json.dumps(blocks_of(provider, path), separators=(",", ":")).encode()
+            found = blocks_of(provider, path, stored_only=environ["QUERY_STRING"] == STORED)
+            body = json.dumps(found, separators=(",", ":")).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                                       ("Cache-Control", "no-store")])  # fmt: skip
             return [body]
