@@ -34,6 +34,7 @@ class Proxy:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self.bytes_to_client = 0
+        self.bytes_to_server = 0  # everything forwarded the other way (request heads and bodies)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -119,6 +120,9 @@ class Proxy:
                         self.bytes_to_client += len(data)
                 dst.sendall(data)
                 sent += len(data)
+                if not to_client:
+                    with self._lock:
+                        self.bytes_to_server += len(data)
         except OSError:
             pass
         finally:

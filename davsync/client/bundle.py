@@ -70,6 +70,9 @@ WORKERS = 4  # bundles in flight at once
 FEATURES_HEADER = "X-Davsync-Bundle"
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (TarFormatError, *NETWORK_ERRORS)  # a cut or garbled bundle
 BULK_HEADER = "X-Davsync-Bulk-Upload"
+RESUMABLE_HEADER = "X-Davsync-Resumable"
+BLOCKS_HEADER = "X-Davsync-Blocks"
+DELTA_PUSH_HEADER = "X-Davsync-Delta-Push"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class Features:
 
     bundle: Limits | None = None
     bulk_upload: Limits | None = None
+    resumable: bool = False  # resumable uploads of big files (client/resume.py)
+    blocks: bool = False  # big files' block hashes, for delta pulls (client/delta.py)
+    delta_push: bool = False  # edits of big files sent as changed blocks (client/delta.py)
 
 
 def parse_limits(header: str | None) -> Limits | None:
@@ -123,7 +129,8 @@ def features(remote: Remote) -> Features:
             return Features()  # not remembered: asked again next time
         with resp:
             headers = resp.headers if resp.status_code == 200 else {}
-    found = Features(parse_limits(headers.get(FEATURES_HEADER)), parse_limits(headers.get(BULK_HEADER)))
+    found = Features(parse_limits(headers.get(FEATURES_HEADER)), parse_limits(headers.get(BULK_HEADER)),
+                     RESUMABLE_HEADER in headers, BLOCKS_HEADER in headers, DELTA_PUSH_HEADER in headers)  # fmt: skip
     with _features_lock:
         _features[remote] = found
     return found

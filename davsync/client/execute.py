@@ -42,6 +42,7 @@ from .. import osfs
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
+from . import delta, resume
 from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
 from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
@@ -441,7 +442,13 @@ class Executor:
         r = a.remote
         assert r is not None
         self.ctx.reporter.file_started(a.path, r.size or 0)
-        got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
+        got = None
+        if a.kind == Kind.UPDATE and a.local is not None:  # the local file is the base: fetch only what changed
+            got = delta.download(self.ctx.remote, r, self._disk(a.path), self.ctx.state_dir,
+                                 progress=self.ctx.reporter.advance, stop=self.ctx.stop)  # fmt: skip
+        if got is None:
+            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
+                           stop=self.ctx.stop)  # fmt: skip
         with self._lock:
             self.result.bytes_downloaded += got.bytes_fetched
         expected = a.local
@@ -450,7 +457,9 @@ class Executor:
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
-        self._place(a, got, expected)
+        placed = self._place(a, got, expected)
+        if a.kind in (Kind.DOWNLOAD, Kind.UPDATE):  # big files: keep the block list for the next delta
+            delta.remember(self.ctx.remote, self.ctx.state_dir, r, placed, got)
         if a.kind == Kind.CONFLICT:
             if note and a.upload_copy:
                 uploaded = self._upload_copy(a, note)
@@ -458,8 +467,9 @@ class Executor:
                 self.result.conflicts.append(Conflict(a.path, note, a.reason, uploaded))
         self._done(a, note)
 
-    def _place(self, a: Action, got: object, expected: LocalEntry | None) -> None:
-        """Rename a verified download into place; its row is an intent until the rename is done."""
+    def _place(self, a: Action, got: object, expected: LocalEntry | None) -> JournalEntry:
+        """Rename a verified download into place; its row is an intent until the rename is done.
+        Returns the row (the placed file's stat)."""
         from .transfer import Downloaded
 
         assert isinstance(got, Downloaded) and a.remote is not None
@@ -480,6 +490,7 @@ class Executor:
         for path, row in a.extra:
             if row is None:
                 journal.forget(path)
+        return rows[0]
 
     def _upload_copy(self, a: Action, copy: str) -> bool:
         """Upload a conflict's local version under its conflict name (If-None-Match: *)."""
@@ -545,9 +556,10 @@ class Executor:
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
-            up = self.ctx.remote.put_file(
-                path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
+            up = resume.put_file(
+                self.ctx.remote, journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
                 if_none_match=base_etag is None, href=href, progress=self.ctx.reporter.advance, stop=self.ctx.stop,
+                note=getattr(self.ctx.reporter, "note", None),
             )  # fmt: skip
         except PreconditionFailed:
             journal.settle(path, None)  # nothing was written: the intent is moot

@@ -618,19 +618,30 @@ class _Body:
     """
 
     def __init__(
-        self, source: Path, path: str, progress: Callable[[int], None] | None, stop: threading.Event | None
+        self,
+        source: Path,
+        path: str,
+        progress: Callable[[int], None] | None,
+        stop: threading.Event | None,
+        start: int = 0,
+        hashing: bool = True,
     ) -> None:
+        """`start`: the file from this offset on (a resumed upload's rest, client/resume.py);
+        `hashing` False: no MD5 of what is sent (the server checks the whole file's itself)."""
         self._file = open(source, "rb")  # closed by __exit__
         self._size = os.fstat(self._file.fileno()).st_size
+        self._start = start
+        self._file.seek(start)
         self._path = path
         self._progress = progress
         self._stop = stop
-        self.sent = 0
+        self.sent = start
+        self._hashing = hashing
         self.digest = hashlib.md5()
         self.failure: BaseException | None = None
 
     def __len__(self) -> int:
-        return self._size
+        return self._size - self._start
 
     def __iter__(self) -> Iterator[bytes]:
         while self.sent < self._size:
@@ -645,22 +656,23 @@ class _Body:
                     f"{shown(self._path)} got shorter while it was being uploaded; nothing was replaced.",
                     sent_md5=self.digest.hexdigest(),
                 ))  # fmt: skip
-            self.digest.update(block)
+            if self._hashing:
+                self.digest.update(block)
             self.sent += len(block)
             if self._progress is not None:
                 self._progress(len(block))
             yield block
 
     def tell(self) -> int:
-        return self.sent
+        return self.sent - self._start
 
     def seek(self, offset: int, whence: int = 0) -> int:
         """Start over: a login answered with a Digest challenge (or a stale nonce) is sent again,
         and requests rewinds the body through this; without it the retry would send no bytes."""
         if (offset, whence) != (0, 0):
             raise OSError("an upload body can only start over from the beginning")
-        self._file.seek(0)
-        self.sent = 0
+        self._file.seek(self._start)
+        self.sent = self._start
         self.digest = hashlib.md5()
         return 0
 

@@ -55,6 +55,10 @@ class PlainReporter:
     def warn(self, message: str) -> None:
         self._line(f"warning: {message}")
 
+    def note(self, message: str) -> None:
+        """Something the user should see about a file in flight ("big.iso: resuming at 3.9 GB")."""
+        self._line(message)
+
     def end(self) -> None: ...
 
     def _line(self, text: str) -> None:
@@ -126,6 +130,9 @@ class RichReporter(PlainReporter):
 
     def warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}")
+
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False)
 
     def end(self) -> None:
         if self._bytes_task is not None:

@@ -64,6 +64,7 @@ class Downloaded:
     bytes_fetched: int
     resumed_from: int
     ready: LocalEntry | None = None  # set when the mtime is already applied: the file's final stat
+    blocks: tuple[int, list[str]] | None = None  # a delta's block list of it (block size, hashes)
 
 
 def _partial_paths(state_dir: Path, rel: str) -> tuple[Path, Path]:

@@ -18,9 +18,11 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
+from .blocks import BlocksMiddleware, BlockStore
 from .browser_headers import BrowserHeaders
 from .bundle import BundleMiddleware
 from .connguard import DeferredTLS, GuardedServer
+from .deltapush import DeltaPushMiddleware
 from .fastget import FastGet
 from .fastpropfind import FastPropfind
 from .http import StickyConnection
@@ -32,6 +34,7 @@ from .links import LinkStore
 from .lockstore import LOCKS_FILE, LockStore
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
+from .resumable import ResumableMiddleware, SessionStore
 from .runlock import hold_shared, release
 from .sendfile import install as install_sendfile
 from .settings import ServeSettings
@@ -99,6 +102,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     provider = DavsyncProvider(str(settings.root), index, versions=versions)
     provider.scanned = guard.scanned
     state = ShareState(settings, index, provider, versions, guard)
+    provider.blocks = BlockStore(state_dir / "blocks.sqlite")
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "verbose": 3 if settings.verbose else 1,
@@ -124,14 +128,19 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
-        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py)
+        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
+        # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
+        # big files' block hashes for delta transfers (blocks.py); DeltaPushMiddleware: edits of big
+        # files sent as changed blocks (deltapush.py)
         "middleware_stack": [
-            ErrorPrinter, HTTPAuthenticator, WriteGuard, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, DeltaPushMiddleware,
+            WsgiDavDirBrowser, BundleMiddleware, _Resolver,
         ],
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,
             "allow_infinite_depth": settings.allow_infinite_depth,
+            "uploads": SessionStore(state_dir / "uploads"),
         },
     }
     dav_app = WsgiDAVApp(config)
@@ -227,6 +236,7 @@ class DavServer:
             self.pruner.stop()
         self.state.versions.close()
         self.state.index.close()
+        self.state.provider.blocks.close()
         release(self._run_lock)
 
     def __enter__(self) -> DavServer:

@@ -4,9 +4,10 @@ WsgiDAV's full stack (authenticator, error printer, dir browser, request server,
 resource objects) costs more than sending a small file. A plain GET that is already
 authorised (anonymous read, Basic credentials the users file accepts, or a Digest login
 the front gate checked) is answered here, with the same headers WsgiDAV would send; so
-is a single byte range (a resumed download), with WsgiDAV's If-Range rule. The body goes
+is a single byte range (a resumed download), with WsgiDAV's If-Range rule, and several
+ranges as multipart/byteranges (byteranges.py: WsgiDAV answers only the first). The body goes
 out through the server's `wsgi.file_wrapper` (sendfile, see sendfile.py). Anything else
-(several or unsatisfiable ranges, If-Range with a date, conditional headers, folders,
+(unsatisfiable or overlapping ranges, If-Range with a date, conditional headers, folders,
 missing credentials, odd paths) falls through to WsgiDAV.
 """
 
@@ -24,6 +25,7 @@ from wsgidav import util
 from wsgidav.dav_error import DAVError
 
 from ..users import Users, basic_credentials
+from . import byteranges
 from .names import etag_of, is_internal_path
 from .provider import DavsyncProvider
 
@@ -89,8 +91,13 @@ class FastGet:
         etag = etag_of(st)
         span = _byte_range(environ, st.st_size, etag) if "HTTP_RANGE" in environ else (0, st.st_size, False)
         if span is None:
+            ranges = _several_ranges(environ, st.st_size, etag) if method == "GET" else None
+            if ranges is not None:  # WsgiDAV would answer only the first (byteranges.py)
+                return byteranges.serve(start_response, fd, st.st_size, ranges, mime_type(path, self.config), [
+                    ("Last-Modified", http_date(int(st.st_mtime))), ("Date", http_date(int(time.time()))),
+                    ("ETag", f'"{etag}"'), ("Accept-Ranges", "bytes")])  # fmt: skip
             os.close(fd)
-            return None  # WsgiDAV answers what this path does not (416, several ranges, If-Range dates)
+            return None  # WsgiDAV answers what this path does not (416, odd ranges, If-Range dates)
         start, length, partial = span
         body: list[bytes] | None = None
         if method == "GET" and length <= SMALL:  # one read, before answering: cheaper than any wrapper
@@ -187,6 +194,14 @@ def _stream(file: BinaryIO, length: int) -> Iterator[bytes]:
             yield chunk
     finally:
         file.close()
+
+
+def _several_ranges(environ: dict, size: int, etag: str) -> list[tuple[int, int]] | None:
+    """The ranges of a multi-range request this path answers (an If-Range, if any, is our etag)."""
+    if_range = environ.get("HTTP_IF_RANGE")
+    if if_range is not None and if_range.strip('" ') != etag:
+        return None
+    return byteranges.parse_ranges(environ["HTTP_RANGE"], size)
 
 
 def _byte_range(environ: dict, size: int, etag: str) -> tuple[int, int, bool] | None:

@@ -251,6 +251,7 @@ class DavsyncProvider(FilesystemProvider):
         # tracker sets it; without one the index is taken as it is).
         self.sweep: Callable[[float], bool] | None = None
         self.scanned: threading.Event | None = None  # set once the first scan after start-up is complete
+        self.blocks: Any = None  # the BlockStore of big files' block hashes (blocks.py), set by build_app
         self._verified_dirs: dict[str, tuple[int, int]] = {}
 
     @property

@@ -27,18 +27,17 @@ from wsgidav.dav_error import (
 )
 from wsgidav.request_server import RequestServer
 
-from ..checksums import md5_checksum
 from .destination import check_same_origin, with_destination_fix
 from .multistatus import property_response, send_multistatus
-from .names import etag_of, is_internal_path, rel_of
+from .names import is_internal_path
 from .provider import DavsyncProvider
 from .sync import sync_collection
-from .upload import UploadError, expected_md5, parse_oc_mtime, receive
+from .upload import UploadError, answer_upload, expected_md5, parse_oc_mtime, receive
 
 MAX_XML_BODY = 1024 * 1024
 XML_METHODS = {"PROPFIND", "PROPPATCH", "REPORT", "LOCK"}
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST"})
+WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST", "PATCH"})
 
 StartResponse = Callable[..., Any]
 _copy_or_move_fixed = with_destination_fix(RequestServer._copy_or_move)
@@ -230,17 +229,7 @@ class DavsyncRequestServer(RequestServer):
         except UploadError as e:
             raise DAVError(e.status, e.message) from None
         environ["wsgidav.all_input_read"] = 1
-        provider.index.record_file(rel_of(path), upload.st, upload.md5)
-
-        st = upload.st
-        headers = [
-            ("ETag", f'"{etag_of(st)}"'),
-            ("OC-Checksum", md5_checksum(upload.md5)),
-        ]
-        if mtime is not None:
-            headers.append(("X-OC-MTime", "accepted"))
-        status = 201 if upload.created else 204
-        return util.send_status_response(environ, start_response, status, add_headers=headers)
+        return answer_upload(environ, start_response, provider, path, upload, mtime_given=mtime is not None)
 
     def _receive(self, environ: dict, path: str, length: int | None, md5: str | None, mtime: int | None) -> Any:
         return receive(

@@ -7,19 +7,20 @@ place and no temp file behind.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from wsgidav import util
 from wsgidav.dav_error import DAVError
 
-from ..checksums import is_md5, md5_token
+from ..checksums import is_md5, md5_checksum, md5_token
 from ..oserrors import is_disk_full, is_not_permitted
 from ..osfs import fsync_dir
-from .names import TEMP_PREFIX, TEMP_SUFFIX
+from .blocks import FileDigest
+from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, rel_of
 
 WRITE_BLOCK = 256 * 1024
 _CUT_OFF = {None, errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED}
@@ -39,6 +40,7 @@ class Upload:
     st: os.stat_result
     md5: str
     created: bool
+    digest: FileDigest | None = None  # the MD5 and (a big file's) block hashes, from the same read
 
 
 def expected_md5(oc_checksum: str | None) -> str | None:
@@ -93,9 +95,9 @@ def receive(
     try:
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
     except OSError as e:
-        raise _os_error(e) from None
+        raise storage_error(e) from None
     try:
-        digest = hashlib.md5()
+        digest = FileDigest(content_length)
         received = 0
         with os.fdopen(fd, "wb") as out:
             while content_length is None or received < content_length:
@@ -112,21 +114,7 @@ def receive(
                 )
             out.flush()
             os.fsync(out.fileno())
-        md5 = digest.hexdigest()
-        if md5_expected is not None and md5 != md5_expected:
-            raise UploadError(
-                400,
-                f"OC-Checksum mismatch: the body's MD5 is {md5}, the header said {md5_expected}; nothing was replaced.",
-            )
-        _copy_mode(dest if existed else None, tmp)
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
-        if place is None:
-            os.replace(tmp, dest)
-        else:
-            existed = place(tmp, dest)
-        fsync_dir(folder)
-        return Upload(os.stat(dest), md5, created=not existed)
+        return finish(tmp, dest, digest, existed=existed, md5_expected=md5_expected, mtime=mtime, place=place)
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -135,8 +123,53 @@ def receive(
         if isinstance(e, (UploadError, DAVError)) or not isinstance(e, Exception):
             raise
         if isinstance(e, OSError) and e.errno not in _CUT_OFF:
-            raise _os_error(e) from None
+            raise storage_error(e) from None
         raise UploadError(400, f"The request body was malformed or cut off ({e}); nothing was replaced.") from None
+
+
+def finish(
+    tmp: str,
+    dest: str,
+    digest: FileDigest,
+    *,
+    existed: bool,
+    md5_expected: str | None,
+    mtime: int | None,
+    place: Callable[[str, str], bool] | None,
+) -> Upload:
+    """The commit every upload shares (PUT, resumable): a complete, durable temp file beside
+    `dest` whose hashes are `digest` is checked against the client's MD5, given its mode and
+    mtime, and placed (`place` re-checks the preconditions under the path's lock). The caller
+    removes `tmp` when this raises."""
+    md5 = digest.hexdigest()
+    if md5_expected is not None and md5 != md5_expected:
+        raise UploadError(
+            400,
+            f"OC-Checksum mismatch: the body's MD5 is {md5}, the header said {md5_expected}; nothing was replaced.",
+        )
+    _copy_mode(dest if existed else None, tmp)
+    if mtime is not None:
+        os.utime(tmp, (mtime, mtime))
+    if place is None:
+        os.replace(tmp, dest)
+    else:
+        existed = place(tmp, dest)
+    fsync_dir(os.path.dirname(dest))
+    return Upload(os.stat(dest), md5, created=not existed, digest=digest)
+
+
+def answer_upload(
+    environ: dict, start_response: Callable[..., Any], provider: Any, path: str, upload: Upload, *, mtime_given: bool
+) -> Iterable[bytes]:
+    """Record a placed upload in the index (and its block hashes) and answer as a PUT does:
+    201 or 204 with the new ETag and MD5, and whether X-OC-Mtime was applied."""
+    provider.index.record_file(rel_of(path), upload.st, upload.md5)
+    if provider.blocks is not None and upload.digest is not None:
+        provider.blocks.record(rel_of(path), upload.st, upload.digest)
+    headers = [("ETag", f'"{etag_of(upload.st)}"'), ("OC-Checksum", md5_checksum(upload.md5))]
+    if mtime_given:
+        headers.append(("X-OC-MTime", "accepted"))
+    return util.send_status_response(environ, start_response, 201 if upload.created else 204, add_headers=headers)
 
 
 def _copy_mode(existing: str | None, tmp: str) -> None:
@@ -151,7 +184,7 @@ def _copy_mode(existing: str | None, tmp: str) -> None:
     os.chmod(tmp, 0o666 & ~umask)
 
 
-def _os_error(e: OSError) -> UploadError:
+def storage_error(e: OSError) -> UploadError:
     if is_disk_full(e):
         return UploadError(507, "The server's disk is full; nothing was replaced.")
     if is_not_permitted(e):

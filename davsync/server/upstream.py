@@ -129,7 +129,10 @@ RELIANCES: tuple[Reliance, ...] = (
         "where upstream shows the href (which holds the token).",
     ),
     # --- WSGI environ keys -----------------------------------------------------------------------
-    Reliance("wsgidav", "wsgidav.provider", ("app.py", "bundle.py"), "Set by WsgiDAVApp: the provider for the path."),
+    Reliance(
+        "wsgidav", "wsgidav.provider", ("app.py", "bundle.py", "resumable.py", "blocks.py", "deltapush.py"),
+        "Set by WsgiDAVApp: the provider for the path.",
+    ),
     Reliance(
         "wsgidav",
         "wsgidav.user_name",
@@ -140,9 +143,10 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.auth.user_name",
-        ("auth.py", "provider.py", "link_gate.py", "bundle.py"),
+        ("auth.py", "provider.py", "link_gate.py", "bundle.py", "resumable.py"),
         "Set by HTTPAuthenticator after a login; auth.py sets it after its own Digest check, and "
-        "share links set it to a link's own name. The bulk upload checks locks for this principal.",
+        "share links set it to a link's own name. The bulk upload checks locks for this principal; "
+        "a resumable upload belongs to it.",
     ),
     Reliance(
         "wsgidav",
@@ -153,14 +157,14 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.ifLockTokenList",
-        ("request_server.py", "provider.py", "bundle.py"),
-        "The lock tokens from the If header, for lock_manager.write_transaction in our PUT and the lock check "
-        "of each bulk-upload member.",
+        ("request_server.py", "provider.py", "bundle.py", "resumable.py"),
+        "The lock tokens from the If header, for lock_manager.write_transaction in our PUT, the lock check "
+        "of each bulk-upload member and a resumable upload's commit.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.all_input_read",
-        ("request_server.py", "link_gate.py", "bundle.py"),
+        ("request_server.py", "link_gate.py", "bundle.py", "resumable.py", "deltapush.py"),
         "Tells WsgiDAVApp the body was consumed, so it does not drain the input again.",
     ),
     # --- cheroot --------------------------------------------------------------------------------

@@ -1,0 +1,241 @@
+"""Resumable uploads of big files, the client's half (wire form and server: server/resumable.py).
+
+A file of MIN_SIZE or more goes to a server that offers the extension as an upload session:
+created with an empty body (carrying the MD5, mtime and If-Match / If-None-Match a PUT would
+carry), its URL journaled and committed before any byte is sent, then appended with PATCH.
+After a cut (in this run: the retry policy; or a killed client: the next run), the server is
+asked how much it holds and only the rest is sent. The session is resumed only for the same
+content (size and MD5) against the same base; otherwise it is cancelled and a new one made.
+Anything else about the upload (what the caller does with a 412, a changed source, a lost
+answer) is exactly as for Remote.put_file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+from .. import osfs
+from ..checksums import md5_checksum
+from ..units import human_size
+from . import delta
+from .bundle import features
+from .paths import shown
+from .remote import (
+    RemoteError,
+    SourceChanged,
+    Uploaded,
+    _Body,
+    _quoted,
+    _SourceFailed,
+    _write_error,
+    not_held,
+)
+
+if TYPE_CHECKING:
+    from .journal import Journal
+    from .remote import Remote
+
+MIN_SIZE = 8 * 1024 * 1024  # smaller files go by one PUT: a cut costs little to send again
+PARTIAL = "application/partial-upload"
+_KEY = "resumable-upload:"  # journal meta key prefix, per path
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A journaled session: its URL, and the content and base it was made for."""
+
+    url: str
+    md5: str
+    size: int
+    if_match: str | None
+    if_none_match: bool
+
+
+class _Gone(RemoteError):
+    """The session expired or was cancelled on the server: start a new one."""
+
+
+def put_file(
+    remote: Remote,
+    journal: Journal,
+    path: str,
+    source: Path,
+    *,
+    md5: str,
+    mtime_ns: int | None = None,
+    if_match: str | None = None,
+    if_none_match: bool = False,
+    href: str = "",
+    progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+    note: Callable[[str], None] | None = None,
+) -> Uploaded:
+    """Remote.put_file, as a delta (client/delta.py) or resumable for a big file when the server
+    offers it."""
+    if if_match:  # an edit: only the changed blocks, when the server has the base's block list
+        pushed = delta.push(remote, path, source, md5=md5, if_match=if_match, mtime_ns=mtime_ns, href=href,
+                            progress=progress or (lambda n: None))  # fmt: skip
+        if pushed is not None:
+            return pushed
+    size = os.stat(osfs.extended_path(source)).st_size
+    if size < MIN_SIZE or not features(remote).resumable:
+        return remote.put_file(path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
+                               if_none_match=if_none_match, href=href, progress=progress, stop=stop)  # fmt: skip
+    want = _Record("", md5, size, if_match, if_none_match)
+    return _Upload(remote, journal, path, source, want, mtime_ns, href, progress, stop, note).run()
+
+
+class _Upload:
+    def __init__(
+        self,
+        remote: Remote,
+        journal: Journal,
+        path: str,
+        source: Path,
+        want: _Record,
+        mtime_ns: int | None,
+        href: str,
+        progress: Callable[[int], None] | None,
+        stop: threading.Event | None,
+        note: Callable[[str], None] | None,
+    ) -> None:
+        self.remote, self.journal, self.path, self.source, self.want = remote, journal, path, source, want
+        self.mtime_ns, self.href, self.stop, self.note = mtime_ns, href, stop, note
+        self.target = remote.url_for(path, href=href)
+        self._progress = progress
+        self._reported = 0  # bytes shown as done: a resent part is not counted twice
+
+    def run(self) -> Uploaded:
+        return self.remote._retrying(self._once)
+
+    def _once(self) -> Uploaded:
+        rec = self._load()
+        offset: int | None = None
+        if rec is not None and (rec.md5, rec.size, rec.if_match, rec.if_none_match) == (
+            self.want.md5, self.want.size, self.want.if_match, self.want.if_none_match,
+        ):  # fmt: skip
+            offset = self._offset(rec.url)
+        elif rec is not None:
+            self._cancel(rec.url)  # made for other content or another base
+        if rec is None or offset is None:
+            created = self._create()
+            if isinstance(created, Uploaded):
+                return created
+            rec, offset = created, 0
+        elif offset > 0 and self.note is not None:
+            self.note(f"resuming {shown(self.path)} at {human_size(offset)} of {human_size(self.want.size)}")
+        try:
+            return self._send(rec.url, offset)
+        except _Gone:
+            self._save(None)
+            return self._once()
+
+    # --- the session ---------------------------------------------------------------------
+
+    def _load(self) -> _Record | None:
+        raw = self.journal.get_meta(_KEY + self.path)
+        if raw is None:
+            return None
+        try:
+            return _Record(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
+
+    def _save(self, rec: _Record | None) -> None:
+        self.journal.set_meta(_KEY + self.path, None if rec is None else json.dumps(asdict(rec)))
+        self.journal.commit()
+
+    def _offset(self, url: str) -> int | None:
+        """How much of the session the server holds (None: it is gone)."""
+        resp = self.remote.request("HEAD", url)
+        resp.close()
+        if resp.status_code in (404, 410):
+            self._save(None)
+            return None
+        value = resp.headers.get("Upload-Offset", "")
+        if resp.status_code not in (200, 204) or not value.isdigit():
+            raise _write_error("PUT", self.path, resp)
+        return int(value)
+
+    def _cancel(self, url: str) -> None:
+        try:
+            self.remote.request("DELETE", url).close()
+        except RemoteError as e:
+            if e.fatal:
+                raise
+        self._save(None)
+
+    def _create(self) -> _Record | Uploaded:
+        w = self.want
+        headers = {"Upload-Complete": "?0", "Upload-Length": str(w.size), "OC-Checksum": md5_checksum(w.md5),
+                   "Content-Type": "application/octet-stream"}  # fmt: skip
+        if self.mtime_ns is not None:
+            headers["X-OC-Mtime"] = str(self.mtime_ns // 1_000_000_000)
+        if w.if_match:
+            headers["If-Match"] = _quoted(w.if_match)
+        if w.if_none_match:
+            headers["If-None-Match"] = "*"
+        resp = self.remote.request("POST", self.target, data=b"", headers=headers)
+        resp.close()
+        if resp.status_code == 201 and resp.headers.get("Location"):
+            rec = _Record(urljoin(self.target, resp.headers["Location"]), w.md5, w.size, w.if_match, w.if_none_match)
+            self._save(rec)  # journaled before the first byte is sent
+            return rec
+        if resp.status_code == 412:
+            now = self.remote.stat(self.path, self.href)
+            if now is not None and not now.is_dir and now.md5 == w.md5:
+                return Uploaded(now, w.md5)  # an earlier commit whose answer was lost: it landed
+        raise _write_error("PUT", self.path, resp)
+
+    # --- the bytes ----------------------------------------------------------------------
+
+    def _advance(self, position: int) -> None:
+        if self._progress is not None and position > self._reported:
+            self._progress(position - self._reported)
+            self._reported = position
+
+    def _send(self, url: str, offset: int) -> Uploaded:
+        self._advance(offset)
+        position = offset
+
+        def on_bytes(n: int) -> None:
+            nonlocal position
+            position += n
+            self._advance(position)
+
+        headers = {"Content-Type": PARTIAL, "Upload-Offset": str(offset), "Upload-Complete": "?1"}
+        with _Body(osfs.extended_path(self.source), self.path, on_bytes, self.stop, start=offset,
+                   hashing=False) as body:
+            try:
+                resp = self.remote.request("PATCH", url, data=body if len(body) else b"", headers=headers)
+            except _SourceFailed:  # reading the source, not the network, failed
+                assert body.failure is not None
+                raise body.failure from None
+            resp.close()
+        status = resp.status_code
+        if status in (200, 201, 204) and resp.headers.get("Upload-Complete") != "?0":
+            self._save(None)
+            up = self.remote._uploaded(self.path, self.target, resp, self.want.size, self.want.md5, self.mtime_ns)
+            if up.entry.md5 and up.entry.md5 != self.want.md5:
+                raise not_held(self.path, up.entry.md5, self.want.md5)
+            return up
+        if status in (404, 410):
+            raise _Gone(f"the upload session of {shown(self.path)} ended on the server", status=status)
+        if status == 409:  # the server holds another offset (a cut part still draining): ask again
+            raise RemoteError(f"the server holds another part of {shown(self.path)}; asking again", status=503)
+        if status == 412:
+            self._save(None)
+        if status == 400 and self._offset(url) is None:
+            # The server ended the session: the assembled file's MD5 was not the one announced.
+            raise SourceChanged(
+                f"{shown(self.path)} changed while it was being uploaded; the server kept its version.",
+                sent_md5=None, status=400,
+            )  # fmt: skip
+        raise _write_error("PUT", self.path, resp)

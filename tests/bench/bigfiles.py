@@ -1,0 +1,212 @@
+"""Big-file benchmarks: delta pull, resumed upload, fresh upload vs curl, ratios from one run.
+
+    python -m tests.bench.bigfiles [--size-mib 1024] [--out bench-results]
+
+- 1 MiB edited in place in the middle of the file (uploaded to the server with curl, as from
+  another PC), then `davsync pull`: bytes on the wire and time, against the first (whole-file)
+  pull of the same file in the same run.
+- The same edit made on this PC, then `davsync push`: bytes and time against the first push.
+- An upload cut (the client SIGKILLed) at 90% of the file, then `davsync push` again: bytes
+  sent beyond the file's size over both runs.
+- A fresh upload (`davsync push` of a folder holding the file to an empty share) against
+  `curl -T` of the same file to the same server.
+
+The server runs as `davsync serve`; the client goes through tests/proxy.py (a plain TCP
+relay) so the bytes on the wire are counted. Data lives in a temp dir, never in the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..proxy import Proxy
+from . import datasets
+from .harness import PASSWORD, Server, davsync_cmd, env_with_password, free_port, need, rmtree, run, wait_port
+
+MiB = 1024 * 1024
+
+
+def _serve(work: Path, root: Path, users: Path) -> Server:
+    port = free_port()
+    cmd = davsync_cmd("serve", str(root), "--host", "127.0.0.1", "--port", str(port), "--state-dir",
+                      str(work / f"state-{root.name}"), "--users", str(users))  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc, timeout=600)
+    return Server("davsync", f"http://127.0.0.1:{port}/", proc, port)
+
+
+def _client(verb: str, url: str, folder: Path) -> list[str]:
+    return davsync_cmd(verb, url, str(folder), "--user", "bench")
+
+
+def _timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    run(cmd, env=env_with_password())
+    return time.perf_counter() - t0
+
+
+def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
+    root, dest = work / "share-delta", work / "dest-delta"
+    root.mkdir()
+    datasets.big_file(root / "big.bin", size)
+    server = _serve(work, root, users)
+    proxy = Proxy(server.port)
+    try:
+        whole_s = _timed(_client("pull", proxy.url, dest))
+        whole_bytes = proxy.bytes_to_client
+        runs: list[tuple[float, int]] = []
+        for at in (size // 2 + 12345, size // 4):
+            # 1 MiB edited in place by another PC: it uploads the new version (curl PUT here), so
+            # the server has its block list from the upload's own read. The first delta hashes
+            # the local file; the second finds its block list kept from the first.
+            edited = work / "edited.bin"
+            shutil.copyfile(root / "big.bin", edited)
+            with open(edited, "r+b") as f:
+                f.seek(at)
+                f.write(os.urandom(MiB))
+            run(["curl", "-sf", "-u", f"bench:{PASSWORD}", "-T", str(edited), server.url + "big.bin"])
+            before = proxy.bytes_to_client
+            took = _timed(_client("pull", proxy.url, dest))
+            runs.append((took, proxy.bytes_to_client - before))
+            assert (dest / "big.bin").read_bytes() == edited.read_bytes()
+    finally:
+        proxy.close()
+        server.stop()
+    return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": runs[0][0], "delta_bytes": runs[0][1],
+            "delta_kept_s": runs[1][0], "delta_kept_bytes": runs[1][1]}  # fmt: skip
+
+
+def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
+    root, src = work / "share-dpush", work / "src-dpush"
+    root.mkdir()
+    src.mkdir()
+    datasets.big_file(src / "big.bin", size, seed=9)
+    datasets.settle(src)
+    server = _serve(work, root, users)
+    proxy = Proxy(server.port)
+    try:
+        whole_s = _timed(_client("push", proxy.url, src))
+        whole_bytes = proxy.bytes_to_server
+        with open(src / "big.bin", "r+b") as f:  # 1 MiB edited in place, mid-file, on this PC
+            f.seek(size // 2 + 12345)
+            f.write(os.urandom(MiB))
+        datasets.settle(src)
+        delta_s = _timed(_client("push", proxy.url, src))
+        delta_bytes = proxy.bytes_to_server - whole_bytes
+        assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    finally:
+        proxy.close()
+        server.stop()
+    return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": delta_s, "delta_bytes": delta_bytes}
+
+
+def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
+    root, src = work / "share-resume", work / "src-resume"
+    root.mkdir()
+    src.mkdir()
+    datasets.big_file(src / "big.bin", size, seed=5)
+    datasets.settle(src)  # written long ago: push does not wait for a file still being written
+    server = _serve(work, root, users)
+    proxy = Proxy(server.port)
+    uploads = work / f"state-{root.name}" / "uploads"
+    try:
+        proc = subprocess.Popen(_client("push", proxy.url, src), env=env_with_password(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        cut_at = 0
+        while proc.poll() is None:
+            parts = list(uploads.glob("*.data")) if uploads.is_dir() else []
+            have = sum(p.stat().st_size for p in parts)
+            if have >= size * 9 // 10:
+                os.kill(proc.pid, signal.SIGKILL)
+                cut_at = have
+                break
+            time.sleep(0.01)
+        proc.wait(60)
+        if not cut_at:
+            raise RuntimeError("the upload ended before it could be cut at 90%")
+        first = proxy.bytes_to_server
+        t0 = time.perf_counter()
+        out = run(_client("push", proxy.url, src), env=env_with_password()).stdout
+        resume_s = time.perf_counter() - t0
+        total = proxy.bytes_to_server
+        assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    finally:
+        proxy.close()
+        server.stop()
+    return {"cut_at": cut_at, "first_run_bytes": first, "total_bytes": total, "resent": total - size,
+            "resume_s": resume_s, "said_resuming": float("resuming" in out)}  # fmt: skip
+
+
+def fresh_upload(work: Path, users: Path, size: int) -> dict[str, float]:
+    root, src = work / "share-fresh", work / "src-fresh"
+    root.mkdir()
+    src.mkdir()
+    datasets.big_file(src / "big.bin", size, seed=7)
+    datasets.settle(src)
+    server = _serve(work, root, users)
+    try:
+        davsync_s = _timed(_client("push", server.url, src))
+        curl_s = None
+        if need("curl"):
+            t0 = time.perf_counter()
+            run(["curl", "-sf", "-u", f"bench:{PASSWORD}", "-T", str(src / "big.bin"), server.url + "curl.bin"])
+            curl_s = time.perf_counter() - t0
+    finally:
+        server.stop()
+    return {"davsync_s": davsync_s, "curl_s": curl_s or 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args()
+    size = args.size_mib * MiB
+    work = Path(tempfile.mkdtemp(prefix="davsync-bench-big-"))
+    try:
+        users = work / "users.json"
+        run(davsync_cmd("user", "add", "bench", "--users", str(users)), env=env_with_password())
+        results = {"size_mib": args.size_mib, "delta_pull": delta_pull(work, users, size),
+                   "delta_push": delta_push(work, users, size),
+                   "resumed_upload": resumed_upload(work, users, size),
+                   "fresh_upload": fresh_upload(work, users, size)}  # fmt: skip
+    finally:
+        rmtree(work)
+    d, p, r, f = results["delta_pull"], results["delta_push"], results["resumed_upload"], results["fresh_upload"]
+    lines = [
+        f"Big files, {args.size_mib} MiB, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        "| measure | davsync | reference (same run) | ratio |",
+        "|---|---|---|---|",
+        f"| 1 MiB edited in place, pull: bytes on the wire | {d['delta_bytes'] / MiB:.2f} MiB | whole-file pull "
+        f"{d['whole_bytes'] / MiB:.1f} MiB | {d['delta_bytes'] / d['whole_bytes']:.4f} |",
+        f"| 1 MiB edited in place, pull: time | {d['delta_s']:.2f} s | whole-file pull {d['whole_s']:.2f} s "
+        f"| {d['delta_s'] / d['whole_s']:.3f} |",
+        f"| the same, next edit (local block list kept): time | {d['delta_kept_s']:.2f} s | whole-file pull "
+        f"{d['whole_s']:.2f} s | {d['delta_kept_s'] / d['whole_s']:.3f} |",
+        f"| 1 MiB edited in place, push: bytes on the wire | {p['delta_bytes'] / MiB:.2f} MiB | whole-file push "
+        f"{p['whole_bytes'] / MiB:.1f} MiB | {p['delta_bytes'] / p['whole_bytes']:.4f} |",
+        f"| 1 MiB edited in place, push: time | {p['delta_s']:.2f} s | whole-file push {p['whole_s']:.2f} s "
+        f"| {p['delta_s'] / p['whole_s']:.3f} |",
+        f"| upload killed at {r['cut_at'] / MiB:.0f} MiB, then resumed: bytes sent beyond the file | "
+        f"{r['resent'] / 1024:.1f} KiB | file {args.size_mib} MiB | {r['resent'] / size:.5f} |",
+        f"| fresh upload (push, whole process) | {f['davsync_s']:.2f} s | curl -T {f['curl_s']:.2f} s | "
+        f"{(f['curl_s'] / f['davsync_s']) if f['davsync_s'] else 0:.3f} (curl/davsync: davsync's speed vs curl's) |",
+    ]
+    print("\n".join(lines))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bigfiles.md").write_text("\n".join(lines) + "\n")
+    (args.out / "bigfiles.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
