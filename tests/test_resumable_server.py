@@ -10,6 +10,7 @@ import time
 
 from conftest import PASSWORDS, wait_until
 
+from davsync.server.names import SHARE_MARKER
 from davsync.server.resumable import EXPIRES, SessionStore
 
 AUTH = "Basic " + base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
@@ -93,7 +94,7 @@ def test_a_third_writer_meanwhile_gives_412_not_an_overwrite(share) -> None:
     assert resp.status_code == 412
     assert f.read_bytes() == b"third writer"
     assert share.request("HEAD", location).status_code == 404
-    assert not [p for p in share.root.iterdir() if p.name.startswith(".~davsync-")]
+    assert not [p for p in share.root.iterdir() if p.name.startswith(".~davsync-") and p.name != SHARE_MARKER]
 
 
 def test_stale_precondition_is_refused_at_creation(share) -> None:
