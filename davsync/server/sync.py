@@ -72,9 +72,10 @@ def sync_collection(provider: DavsyncProvider, environ: dict, start_response: Ca
         # from it, for any token, would show files not scanned yet as deleted (shareroot.py).
         raise DAVError(HTTP_SERVICE_UNAVAILABLE, SCANNING, add_headers=[("Retry-After", str(RETRY_AFTER_SCAN))])
     if since < 0 and provider.sweep is not None and not provider.sweep(SWEEP_TIMEOUT):
-        # A first listing answers from the index, which must first catch up with the disk.
-        raise DAVError(HTTP_SERVICE_UNAVAILABLE, "The index is still being built; list the folders instead.",
-                       add_headers=[("Retry-After", str(RETRY_AFTER_SCAN))])  # fmt: skip
+        # A first listing answers from the index, which must first catch up with the disk. If it
+        # cannot, the client walks the folders (PROPFIND reads the disk): no Retry-After, which
+        # would make it wait for a rescan that may keep failing.
+        raise DAVError(HTTP_SERVICE_UNAVAILABLE, "The index is still being built; list the folders instead.")
     last_seq = index.current_seq  # read first: a change made meanwhile is sent again next time, never lost
     share = provider.mount_path + provider.share_path
     if limit is None and level == "infinite" and isinstance(index, HashIndex) and names and set(names) <= FAST_PROPS:
