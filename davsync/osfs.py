@@ -412,6 +412,69 @@ def file_id(path: StrPath, st: os.stat_result) -> int:
     return ino
 
 
+def change_time_ns(path: StrPath, st: os.stat_result) -> int:
+    """When the file's content or metadata last changed (its ctime), or 0 where that is unknown.
+
+    Any write moves it, also one whose tool then restores the mtime, so a same-size edit
+    with the old mtime is still seen. Windows: `st_ctime` is the creation time there, so the
+    NTFS ChangeTime is read from the file itself (one more open per file). FAT, exFAT and FUSE
+    volumes: 0, as for file IDs (their values do not survive a remount); the caller then
+    compares content (MD5) where it must be sure.
+    """
+    if not ids_are_stable(path, st.st_dev):
+        return 0
+    if sys.platform == "win32":
+        return _ntfs_change_time(path)
+    return st.st_ctime_ns
+
+
+def _ntfs_change_time(path: StrPath) -> int:
+    """FILE_BASIC_INFO.ChangeTime (100 ns units since 1601; only compared, never shown); 0 on failure."""
+    if sys.platform != "win32":
+        return 0
+    import ctypes
+    from ctypes import wintypes
+
+    class FileBasicInfo(ctypes.Structure):
+        _fields_ = [("CreationTime", ctypes.c_int64), ("LastAccessTime", ctypes.c_int64),
+                    ("LastWriteTime", ctypes.c_int64), ("ChangeTime", ctypes.c_int64),
+                    ("FileAttributes", wintypes.DWORD)]  # fmt: skip
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.CreateFileW.restype = wintypes.HANDLE
+    kernel32.CreateFileW.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, ctypes.c_void_p,
+                                     wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]  # fmt: skip
+    kernel32.GetFileInformationByHandleEx.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD]
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    handle = kernel32.CreateFileW(
+        os.fspath(path),
+        _FILE_READ_ATTRIBUTES,
+        _FILE_SHARE_ALL,  # never in the way of the program editing it
+        None,
+        _OPEN_EXISTING,
+        _FILE_FLAG_BACKUP_SEMANTICS | _FILE_FLAG_OPEN_REPARSE_POINT,
+        None,
+    )
+    if handle is None or handle == ctypes.c_void_p(-1).value:
+        return 0
+    try:
+        info = FileBasicInfo()
+        if not kernel32.GetFileInformationByHandleEx(handle, _FILE_BASIC_INFO_CLASS, ctypes.byref(info),
+                                                     ctypes.sizeof(info)):  # fmt: skip
+            return 0
+        return int(info.ChangeTime) * 100
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+_FILE_READ_ATTRIBUTES = 0x80
+_FILE_SHARE_ALL = 0x1 | 0x2 | 0x4  # read, write, delete
+_OPEN_EXISTING = 3
+_FILE_FLAG_BACKUP_SEMANTICS = 0x02000000
+_FILE_FLAG_OPEN_REPARSE_POINT = 0x00200000
+_FILE_BASIC_INFO_CLASS = 0  # FileBasicInfo in FILE_INFO_BY_HANDLE_CLASS
+
+
 def ids_are_stable(path: StrPath, dev: int) -> bool:
     known = _stable_by_dev.get(dev)
     if known is None:

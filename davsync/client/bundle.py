@@ -463,7 +463,7 @@ class _Batch:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
-            b.journal.settle_many([(s.action.path, s.row if s.placed else None) for s in planned])
+            b.journal.settle_many([(s.action.path, _settled(s)) for s in planned])
             for s in planned:
                 if s.placed is not None:
                     for path, row in s.action.extra:
@@ -514,3 +514,10 @@ def _unlink(path: Path) -> None:
         pass
     except OSError:
         pass  # cleared with the other leftovers at the next start
+
+
+def _settled(s: _Staged) -> JournalEntry | None:
+    """The row of a placed file, with its ctime after the rename (a rename moves it)."""
+    if s.placed is None or s.row is None:
+        return None
+    return replace(s.row, ctime_ns=s.placed.ctime_ns)

@@ -52,6 +52,7 @@ from .plan import (
     RemoteEntry,
     RemoteView,
     complete,
+    learns_ctime,
     reconcile,
 )
 from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
@@ -659,6 +660,7 @@ def _changes_only(
             or e is None
             or j.is_dir != e.is_dir
             or (not e.is_dir and (not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5)))
+            or learns_ctime(j, e)
             or j.prev is not None
             or path in touched
         ):

@@ -474,9 +474,15 @@ class Executor:
             rows.append(entry)
             journal.intend(Intent(a.path, "place", entry))
 
+        def set_aside(copy: str) -> None:  # edited here since the plan judged it: kept, never replaced
+            with self._lock:
+                why = "changed here while the server's version came"
+                self.result.conflicts.append(Conflict(a.path, copy, why, False))
+
         target = self._rel(a.path) if expected is not None else a.path
-        place(got, self.ctx.dest, target, r, expected, self.ctx.dir_changed, before_rename=intend)
-        journal.settle(a.path, rows[0])
+        final = place(got, self.ctx.dest, target, r, _with_base_md5(a, expected), self.ctx.dir_changed,
+                      before_rename=intend, set_aside=set_aside)  # fmt: skip
+        journal.settle(a.path, replace(rows[0], ctime_ns=final.ctime_ns))
         for path, row in a.extra:
             if row is None:
                 journal.forget(path)
@@ -487,11 +493,13 @@ class Executor:
             return False
         planned = dict(a.extra).get(a.conflict_copy or "")
         local = stat_entry(self.ctx.dest / copy)
-        if local is None or not same_stat(local, a.local):
+        # (its ctime moved with the rename, checked just before it; the upload's MD5 sees a later edit)
+        if local is None or not same_stat(local, replace(a.local, ctime_ns=0)):
             return False  # changed since: the next run sees a new local file and uploads it
         md5 = a.local.md5 or md5_of(self.ctx.dest / copy)
-        entry = planned or JournalEntry(
-            False, local.size, local.mtime_ns, local.ino, md5, None, local.size, local.mtime_ns / 1e9, md5
+        entry = replace(planned, ctime_ns=local.ctime_ns) if planned else JournalEntry(
+            False, local.size, local.mtime_ns, local.ino, md5, None, local.size, local.mtime_ns / 1e9, md5,
+            ctime_ns=local.ctime_ns,
         )
         try:
             self._send(copy, entry, None, md5, local)
@@ -532,7 +540,8 @@ class Executor:
 
     def _intent_entry(self, planned: JournalEntry, md5: str, loc: LocalEntry) -> JournalEntry:
         """The base an upload gives once the server has it (its remote half without the new etag)."""
-        return replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5)
+        return replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5,
+                       ctime_ns=loc.ctime_ns)  # fmt: skip
 
     def _send(
         self, path: str, planned: JournalEntry, base_etag: str | None, md5: str, loc: LocalEntry, href: str = ""
@@ -685,7 +694,7 @@ class Executor:
 
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
-            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), a.local, self.ctx.stamp)
+            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), _with_base_md5(a, a.local), self.ctx.stamp)
             self.ctx.journal.forget(a.path)
             self._done(a, trashed)
             return
@@ -770,6 +779,17 @@ class _Upload:
     base_etag: str | None  # the version it replaces (If-Match); None: a new file (If-None-Match: *)
     href: str  # the server's href for an edit ('' for a new file)
     name: str  # its path as the server spells it
+
+
+def _with_base_md5(a: Action, local: LocalEntry | None) -> LocalEntry | None:
+    """The judged local version with its MD5: a stat equal to the base's means the base's content.
+    Where the base's ctime is unknown (a row from before davsync kept it), that stat is not sure:
+    the ctime is dropped so the executor reads the file to confirm it (transfer.still_as_judged)."""
+    if local is None or a.base is None or not a.base.matches_local(local):
+        return local
+    if local.md5 and a.base.ctime_ns:
+        return local
+    return replace(local, md5=local.md5 or a.base.md5, ctime_ns=local.ctime_ns if a.base.ctime_ns else 0)
 
 
 def _bulk_candidate(a: Action) -> bool:

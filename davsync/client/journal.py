@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS placed (
     remote_md5 TEXT,
     remote_gone INTEGER NOT NULL DEFAULT 0,
     prev TEXT,
-    remote_name TEXT
+    remote_name TEXT,
+    ctime_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intent (
@@ -37,14 +38,17 @@ CREATE TABLE IF NOT EXISTS intent (
 );
 """
 
-_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, remote_name, prev"
+_COLUMNS = (
+    "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, remote_name, prev, ctime_ns"
+)
 
 
 def _entry(row: tuple) -> JournalEntry:
     """A row (without its path) as a JournalEntry; `prev` is stored as JSON."""
-    *values, prev = row
+    *values, prev, ctime_ns = row
     # (mypy cannot tell that the row's columns stop before `prev`)
-    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None)  # type: ignore[misc]
+    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None,  # type: ignore[misc]
+                        ctime_ns=ctime_ns)  # fmt: skip
 
 
 def _entry_from_json(text: str) -> JournalEntry:
@@ -59,12 +63,12 @@ def _entry_json(e: JournalEntry | None) -> str | None:
     return json.dumps(data)
 
 
-_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES ({', '.join('?' * 13)}, 0)"
 
 
 def _put_args(path: str, e: JournalEntry) -> tuple:
     return (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
-            e.remote_md5, e.remote_name, _entry_json(e.prev))  # fmt: skip
+            e.remote_md5, e.remote_name, _entry_json(e.prev), e.ctime_ns)  # fmt: skip
 
 
 class JournalError(Exception):
@@ -109,6 +113,8 @@ class Journal:
                 self._db.execute("ALTER TABLE placed ADD COLUMN prev TEXT")
             if "remote_name" not in columns:
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_name TEXT")
+            if "ctime_ns" not in columns:  # rows without it are judged by size, mtime and file ID until refreshed
+                self._db.execute("ALTER TABLE placed ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as e:
             raise JournalError(
                 f"the state file {path} is damaged ({e}): move it aside and pull again to rebuild it; "

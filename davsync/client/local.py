@@ -2,7 +2,7 @@
 
 `scan_local` walks all of DEST (the folder-by-folder walk the server's rescans use);
 `look_at` looks only at named paths (a server change list, a watcher's events). Both read
-a file to hash it only when its stat (size, mtime_ns, file ID) differs from its base row or
+a file to hash it only when its stat (size, mtime_ns, ctime, file ID) differs from its base row or
 it has none, so an unchanged tree costs one lstat per file and no reads.
 
 What the result promises the planner and the executor:
@@ -24,7 +24,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import osfs
@@ -228,7 +228,7 @@ class _Look:
             self.entries[path] = _UNREAD
             self.skip(path, f"cannot be read ({e.strerror or e}); left alone")
             return False
-        self.file(path, entry.path, LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(entry.path, st)))
+        self.file(path, entry.path, _entry_of_stat(entry.path, st))
         return False
 
     # -- one named path -------------------------------------------------------------
@@ -383,7 +383,7 @@ class _Look:
         if md5 is None or after is None or (after.st_size, after.st_mtime_ns) != (before.size, before.mtime_ns):
             self.result.deferred.add(path)  # changed (or went) while it was read: still being written
             return
-        self.entries[path] = LocalEntry(False, before.size, before.mtime_ns, before.ino, md5)
+        self.entries[path] = replace(before, md5=md5)
 
 
 def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
@@ -400,12 +400,11 @@ def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str
 
 
 def _entry_of(entry: os.DirEntry[str]) -> LocalEntry:
-    st = osfs.entry_stat(entry)
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(entry.path, st))
+    return _entry_of_stat(entry.path, osfs.entry_stat(entry))
 
 
-def _entry_of_stat(full: Path, st: os.stat_result) -> LocalEntry:
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(full, st))
+def _entry_of_stat(full: str | Path, st: os.stat_result) -> LocalEntry:
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(full, st), ctime_ns=osfs.change_time_ns(full, st))
 
 
 def _nfc(name: str) -> str:

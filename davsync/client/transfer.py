@@ -26,8 +26,9 @@ import requests
 
 from .. import osfs
 from ..oserrors import is_disk_full, is_not_permitted
+from ..scan import md5_of_file
 from . import retry
-from .plan import LocalEntry, RemoteEntry, conflict_name
+from .plan import LocalEntry, RemoteEntry, conflict_name, same_ctime
 from .remote import Remote, RemoteError
 from .retry import Backoff
 
@@ -427,7 +428,7 @@ def stat_entry(path: Path) -> LocalEntry | None:
         return None
     if _stat.S_ISDIR(st.st_mode):
         return LocalEntry(True)
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st))
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st), ctime_ns=osfs.change_time_ns(path, st))
 
 
 def same_stat(a: LocalEntry | None, b: LocalEntry | None) -> bool:
@@ -436,10 +437,27 @@ def same_stat(a: LocalEntry | None, b: LocalEntry | None) -> bool:
         return a is b
     if a.is_dir or b.is_dir:
         return a.is_dir == b.is_dir
-    return (a.size, a.mtime_ns, a.ino) == (b.size, b.mtime_ns, b.ino)
+    return (a.size, a.mtime_ns, a.ino) == (b.size, b.mtime_ns, b.ino) and same_ctime(a.ctime_ns, b.ctime_ns)
 
 
 _same = same_stat
+
+
+def still_as_judged(path: Path, expected: LocalEntry | None) -> tuple[bool, LocalEntry | None]:
+    """Is the file at `path` still the version the plan judged, and what is there now?
+
+    The stat decides where it can (size, mtime, ctime, file ID: a silent edit moves the ctime);
+    where the change time is unknown (FAT, exFAT, FUSE volumes) and the judged MD5 is known, the
+    content decides: no local byte is replaced or trashed unread."""
+    now = stat_entry(path)
+    if not _same(now, expected):
+        return False, now
+    if now is None or now.is_dir or expected is None or (now.ctime_ns and expected.ctime_ns) or not expected.md5:
+        return True, now
+    try:
+        return md5_of_file(path) == expected.md5, now
+    except OSError:
+        return False, now
 
 
 def place(
@@ -450,17 +468,29 @@ def place(
     expected: LocalEntry | None,
     dir_changed: Callable[[Path], None] = osfs.fsync_dir,
     before_rename: Callable[[LocalEntry], None] = lambda placed: None,
+    set_aside: Callable[[str], None] | None = None,
 ) -> LocalEntry:
-    """Move a verified download into place; refuse if the local file changed since planning.
+    """Move a verified download into place; never over a local file that changed since planning.
 
-    `dir_changed` makes the rename durable; a caller may batch it (fsync each folder once
-    before the journal commits) instead of one directory fsync per file.
+    A file edited since (`still_as_judged`) is kept as a conflict copy, its name given to
+    `set_aside`, and the download placed; without `set_aside`, or for any other change (the
+    file gone, a folder there), nothing is placed (Raced). `dir_changed` makes the rename
+    durable; a caller may batch it (fsync each folder once before the journal commits)
+    instead of one directory fsync per file. Returns the placed file's stat after the rename
+    (a rename moves the ctime).
     """
     target = dest / rel
     try:
-        if not _same(stat_entry(target), expected):
-            _discard(got.partial)
-            raise Raced(f"{rel} changed locally during the run; left alone")
+        same, now = still_as_judged(target, expected)
+        if not same:
+            if set_aside is None or now is None or now.is_dir or expected is None or expected.is_dir:
+                _discard(got.partial)
+                raise Raced(f"{rel} changed locally during the run; left alone")
+            try:
+                set_aside(keep_as_conflict(dest, rel, now))
+            except BaseException:
+                _discard(got.partial)
+                raise
         if entry.mtime is not None and got.ready is None:
             osfs.set_mtime(got.partial, entry.mtime)
         placed = got.ready or stat_entry(got.partial)  # the rename keeps inode, size and mtime
@@ -474,6 +504,9 @@ def place(
         dir_changed(target.parent)
         if got.partial.suffix == ".part":
             discard_partial(dest / ".davsync", rel)
+        after = stat_entry(target)
+        if after is not None and (after.size, after.mtime_ns, after.ino) == (placed.size, placed.mtime_ns, placed.ino):
+            placed = after
     except osfs.FileInUse:
         _discard(got.partial)
         raise NotPlaced(f"{rel} is in use by another program; retried next run") from None
@@ -515,7 +548,7 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None, name: st
 
 def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
     src = dest / rel
-    if not _same(stat_entry(src), expected):
+    if not still_as_judged(src, expected)[0]:
         raise Raced(f"{rel} changed locally during the run; not deleted")
     target = dest / ".davsync" / "trash" / run_stamp / rel
     try:

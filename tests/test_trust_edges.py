@@ -1,0 +1,131 @@
+"""Issue 24, the client's side of trust at the edges: silent local edits (same size and mtime),
+Unicode twins on the server, default excludes, honest exits. Real server, real client process."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from synchelp import conflict_copies, md5, read_journal
+
+from davsync.client.plan import RemoteEntry
+from davsync.client.transfer import Downloaded, Raced, move_to_trash, place, stat_entry
+
+
+def silent_edit(path: Path, data: bytes) -> None:
+    """Rewrite a file in place with content of the same size, then restore its mtime, as some
+    editors and `cp --preserve=timestamps` do: size, mtime and inode all stay as they were."""
+    st = os.stat(path)
+    assert len(data) == st.st_size
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def test_sync_keeps_a_silent_local_edit_as_a_conflict_copy_when_the_server_changes_too(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "version one", "b.txt": "other"})
+    first = world.sync()
+    assert first.code == 0, first
+    silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
+    world.rput("a.txt", "server edit, longer")
+    run = world.sync()
+    tree = world.dest_tree()
+    copies = conflict_copies(tree, "a.txt")
+    assert tree["a.txt"] == md5(b"server edit, longer"), run
+    assert list(copies.values()) == [md5(b"LOCAL EDIT!")], f"the silent local edit was overwritten: {tree}\n{run}"
+    world.check(run, converged=False, second=False)
+
+
+def test_sync_uploads_a_silent_local_edit(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "version one"})
+    assert world.sync().code == 0
+    silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
+    run = world.sync()
+    assert run.code == 0, run
+    assert (world.root / "a.txt").read_bytes() == b"LOCAL EDIT!", run
+
+
+def test_pull_keeps_a_silent_local_edit_as_a_conflict_copy(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "version one"})
+    assert world.pull().code == 0
+    silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
+    world.rput("a.txt", "server edit, longer")
+    run = world.pull()
+    tree = world.dest_tree()
+    assert tree["a.txt"] == md5(b"server edit, longer"), run
+    assert list(conflict_copies(tree, "a.txt").values()) == [md5(b"LOCAL EDIT!")], f"overwritten: {tree}\n{run}"
+
+
+def test_place_sets_aside_a_file_edited_after_planning_with_its_stat_restored(tmp_path: Path) -> None:
+    """The executor's last look before a rename: the planned version is checked with ctime too,
+    and a file that is no longer it is kept as a conflict copy, never replaced unread."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    target = dest / "a.txt"
+    target.write_bytes(b"base version")
+    planned = stat_entry(target)
+    assert planned is not None
+    silent_edit(target, b"EDITED AFTER")
+    partial = tmp_path / "download.tmp"
+    partial.write_bytes(b"the server's new version")
+    got = Downloaded(partial, md5(b"the server's new version"), partial.stat().st_size, partial.stat().st_size, 0)
+    entry = RemoteEntry("a.txt", False, got.size, None, '"e2"', got.md5)
+    copies: list[str] = []
+    placed = place(got, dest, "a.txt", entry, planned, set_aside=copies.append)
+    kept = {p.name: p.read_bytes() for p in dest.iterdir()}
+    assert len(copies) == 1 and kept.get(copies[0]) == b"EDITED AFTER", f"the edit was replaced unread: {kept}"
+    assert copies[0].startswith("a.sync-conflict-") and copies[0].endswith(".txt")
+    assert kept["a.txt"] == b"the server's new version"
+    assert placed == stat_entry(target), "the stat returned is not the placed file's as it is now (after the rename)"
+
+
+def test_trash_refuses_a_file_edited_after_planning_with_its_stat_restored(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    target = dest / "a.txt"
+    target.write_bytes(b"base version")
+    planned = stat_entry(target)
+    silent_edit(target, b"EDITED AFTER")
+    with pytest.raises(Raced):
+        move_to_trash(dest, "a.txt", planned, "stamp")
+    assert target.read_bytes() == b"EDITED AFTER"
+
+
+def _drop_ctime_column(dest: Path) -> None:
+    """Make DEST's journal look as davsync wrote it before it kept ctime."""
+    conn = sqlite3.connect(dest / ".davsync" / "state.db")
+    conn.execute("ALTER TABLE placed DROP COLUMN ctime_ns")
+    conn.commit()
+    conn.close()
+
+
+def test_a_journal_from_before_ctime_still_never_replaces_a_silent_edit(world) -> None:  # type: ignore[no-untyped-def]
+    """Old rows have no ctime: the stat cannot be sure, so the file is read before it is replaced."""
+    world.seed({"a.txt": "version one", "b.txt": "other"})
+    assert world.pull().code == 0
+    _drop_ctime_column(world.dest)
+    again = world.pull()
+    assert again.code == 0 and not again.transfers, again
+    silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
+    world.rput("a.txt", "server edit, longer")
+    run = world.pull()
+    tree = world.dest_tree()
+    assert tree["a.txt"] == md5(b"server edit, longer"), run
+    assert list(conflict_copies(tree, "a.txt").values()) == [md5(b"LOCAL EDIT!")], f"overwritten: {tree}\n{run}"
+
+
+def test_a_journal_from_before_ctime_learns_it_on_a_full_look_without_a_transfer(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "version one", "b.txt": "other"})
+    assert world.sync().code == 0
+    _drop_ctime_column(world.dest)
+    again = world.sync()
+    assert again.code == 0 and not again.transfers, again
+    rows = read_journal(world.dest)
+    assert all(rows[p]["ctime_ns"] == os.stat(world.dest / p).st_ctime_ns for p in ("a.txt", "b.txt")), (rows, again.stdout)
+    silent_edit(world.dest / "b.txt", b"OTHER")
+    run = world.sync()
+    assert run.code == 0 and (world.root / "b.txt").read_bytes() == b"OTHER", run
