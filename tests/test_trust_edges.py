@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,32 @@ def test_a_journal_from_before_ctime_learns_it_on_a_full_look_without_a_transfer
     silent_edit(world.dest / "b.txt", b"OTHER")
     run = world.sync()
     assert run.code == 0 and (world.root / "b.txt").read_bytes() == b"OTHER", run
+
+
+# --- item 3: Unicode twins on the server -------------------------------------------------------
+
+NFC_NAME = unicodedata.normalize("NFC", "café.txt")
+NFD_NAME = unicodedata.normalize("NFD", "café.txt")
+
+
+@pytest.mark.parametrize("verb", ["pull", "sync"])
+@pytest.mark.parametrize("deleted", ["NFD", "NFC"])
+def test_the_survivor_of_unicode_twins_appears_here_when_one_is_deleted(world, verb: str, deleted: str) -> None:  # type: ignore[no-untyped-def]
+    args = ("--delete",) if verb == "pull" else ()
+    world.seed({NFC_NAME: "composed", "other.txt": "other"})
+    assert world.run(verb, *args).code == 0
+    (world.root / NFD_NAME).write_bytes(b"decomposed")  # a Mac wrote the same name in NFD
+    world.wait_indexed()
+    twins = world.run(verb, *args)
+    assert twins.code in (0, 3), twins
+    assert (world.dest / NFC_NAME).read_bytes() == b"composed", "a twin replaced the file while both exist"
+    gone, survivor = (NFD_NAME, b"composed") if deleted == "NFD" else (NFC_NAME, b"decomposed")
+    world.rrm(gone)
+    world.wait_indexed()
+    run = world.run(verb, *args)
+    assert run.code == 0, run
+    here = [p for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME]
+    assert [p.read_bytes() for p in here] == [survivor], f"{[p.name for p in here]}\n{run}"
+    again = world.run(verb, *args)
+    assert again.code == 0 and not again.transfers, again
+    assert [p.read_bytes() for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME] == [survivor]

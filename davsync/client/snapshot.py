@@ -122,7 +122,7 @@ def changes_snapshot(
     except SyncUnsupported:
         journal.set_meta("sync_token", None)
         return None
-    if spelling_changed(remote, journal, changes):
+    if spelling_changed(remote, journal, changes) or _skipped_name_changed(journal, changes):
         return None
     if journal.get_meta(SKIPPED_META) and journal.get_meta(SKIPPED_RULES_META) != rules_key(rules, fold_case):
         return None  # names skipped under other name rules: only a walk judges them again
@@ -181,6 +181,20 @@ def _still_skipped(journal: Journal, changed: Mapping[str, object], removed: set
         if not touched:
             out.append(Skipped(path, reason))
     return out
+
+
+def _skipped_name_changed(journal: Journal, changes: Changes) -> bool:
+    """Is a name skipped earlier (Unicode or letter-case twins) among the changes? A change
+    list names one twin at a time: when one goes, only a listing shows the one that stays
+    (and that it may now be synced)."""
+    text = journal.get_meta(SKIPPED_META)
+    if not text:
+        return False
+    try:
+        skipped = {row[0] for row in json.loads(text)}
+    except (ValueError, TypeError, IndexError):
+        return True
+    return any(p in skipped for p in changes.removed) or any(p in skipped for p in changes.changed)
 
 
 def spelling_changed(remote: Remote, journal: Journal, changes: Changes) -> bool:
