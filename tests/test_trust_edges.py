@@ -159,3 +159,72 @@ def test_the_survivor_of_unicode_twins_appears_here_when_one_is_deleted(world, v
     again = world.run(verb, *args)
     assert again.code == 0 and not again.transfers, again
     assert [p.read_bytes() for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME] == [survivor]
+
+
+# --- item 7: default excludes ------------------------------------------------------------------
+
+CLUTTER = {
+    "~$Report.docx": "Office",
+    ".~lock.notes.odt#": "LibreOffice",
+    "~WRL0001.tmp": "Office",
+    "notes.txt~": "backup",
+    ".notes.txt.swp": "vim",
+    "Thumbs.db": "thumbnail",
+    "desktop.ini": "Explorer",
+    ".DS_Store": "Finder",
+    "._photo.jpg": "AppleDouble",
+    "movie.mkv.part": "download",
+    "sub/setup.exe.crdownload": "download",
+    "big.iso.filepart": "transfer",
+    "@eaDir/photo.jpg/SYNOPHOTO_THUMB_M.jpg": "Synology",
+    ".Trash-1000/files/old.txt": "trash",
+    "$RECYCLE.BIN/S-1-5-21/desktop.ini": "Recycle Bin",
+}
+
+
+def test_clutter_is_never_uploaded_and_status_says_why(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"Report.docx": "the real document"})
+    assert world.sync().code == 0
+    for rel in CLUTTER:
+        world.write(rel, f"clutter {rel}")
+    run = world.sync()
+    assert run.code == 0, run
+    on_server = set(world.share_tree())
+    assert not on_server & set(CLUTTER), f"clutter uploaded: {sorted(on_server & set(CLUTTER))}\n{run}"
+    assert "Report.docx" in on_server
+    status = world.run("status", "--excluded", json_out=False)
+    assert status.code == 0, status
+    for rel, why in CLUTTER.items():
+        top = rel.split("/")[0] if rel.startswith(("@eaDir", ".Trash-", "$RECYCLE")) else rel
+        line = next((ln for ln in status.stdout.splitlines() if ln.startswith(top + ":")), None)
+        assert line is not None and why.lower() in line.lower(), f"{rel}: {line!r}\n{status.stdout}"
+
+
+def test_a_default_exclude_is_overridden_by_a_negation_in_davsyncignore(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "a"})
+    assert world.sync().code == 0
+    world.write(".davsyncignore", "!desktop.ini\n")
+    world.write("desktop.ini", "[.ShellClassInfo]\n")
+    world.write("Thumbs.db", "thumbs")
+    run = world.sync()
+    assert run.code == 0, run
+    assert (world.root / "desktop.ini").exists(), run
+    assert not (world.root / "Thumbs.db").exists(), run
+    status = world.run("status", "--excluded", json_out=False)
+    assert "Thumbs.db:" in status.stdout and "desktop.ini" not in status.stdout, status
+
+
+@pytest.mark.parametrize("verb", ["pull", "sync"])
+def test_a_synced_file_that_becomes_excluded_is_never_deleted(world, verb: str) -> None:  # type: ignore[no-untyped-def]
+    args = ("--delete",) if verb == "pull" else ()
+    world.seed({"desktop.ini": "[.ShellClassInfo]\n", "Thumbs.db": "thumbs", "a.txt": "a"})
+    first = world.run(verb, *args, "--exclude", "!desktop.ini", "--exclude", "!Thumbs.db")
+    assert first.code == 0 and (world.dest / "desktop.ini").exists() and (world.dest / "Thumbs.db").exists(), first
+    world.rrm("desktop.ini")  # gone on the server: the copy here is not judged any more
+    if verb == "sync":
+        world.rm("Thumbs.db")  # gone here: the server's is not judged any more
+    world.wait_indexed()
+    run = world.run(verb, *args)
+    assert run.code == 0, run
+    assert (world.dest / "desktop.ini").read_bytes() == b"[.ShellClassInfo]\n", run
+    assert (world.root / "Thumbs.db").read_bytes() == b"thumbs", run
