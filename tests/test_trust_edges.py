@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORDS, wait_until
+from proxy import Faults, Proxy
 from synchelp import conflict_copies, md5, read_journal
 
 from davsync.client.plan import RemoteEntry
@@ -228,3 +232,32 @@ def test_a_synced_file_that_becomes_excluded_is_never_deleted(world, verb: str) 
     assert run.code == 0, run
     assert (world.dest / "desktop.ini").read_bytes() == b"[.ShellClassInfo]\n", run
     assert (world.root / "Thumbs.db").read_bytes() == b"thumbs", run
+
+
+# --- item 10: the server killed mid-download ---------------------------------------------------
+
+
+def test_a_server_killed_mid_download_ends_the_run_as_unreachable(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One file downloading when the server goes away: exit 4 with the README's sentence, not
+    'gave up after N attempts' and exit 3 (which says the server is fine and one file failed)."""
+    (share.root / "big.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    proxy = Proxy(share.server.port, Faults(rate=2 * 1024 * 1024))
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "davsync", "pull", proxy.url, str(dest), "-u", "alice"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        partial = dest / ".davsync" / "partial"
+        wait_until(lambda: any(p.stat().st_size > 0 for p in partial.glob("*.part")) if partial.exists() else False,
+                   60, "the download to start")  # fmt: skip
+        proxy.close()  # the server's port goes away mid-body, as when the Pi loses power
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proxy.close()
+    assert proc.returncode == 4, out + err
+    assert "stopped answering" in err and "run again when it is back" in err, err
+    assert "gave up after" not in out + err and "Traceback" not in err, out + err

@@ -153,9 +153,13 @@ class Remote:
         self.transport = Transport(settings)
         self.base_url = self.transport.base_url
         # Is the server still answering at all? Shared by every request and retry of a run.
-        self.outage = retry.Outage(urlsplit(self.base_url).netloc)
+        self.outage = retry.Outage(urlsplit(self.base_url).netloc, probe=self._probe)
         self.transport.outage = self.outage
         self.options_headers: Mapping[str, str] | None = None  # the share root's last OPTIONS answer
+
+    def _probe(self) -> None:
+        """Does the server answer anything? (OPTIONS on the share, once; see retry.Outage.)"""
+        self.request("OPTIONS", self.base_url).close()
 
     # --- the connection (transport.py) ------------------------------------------
 
