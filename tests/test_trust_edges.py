@@ -3,6 +3,7 @@ Unicode twins on the server, default excludes, honest exits. Real server, real c
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -261,3 +262,34 @@ def test_a_server_killed_mid_download_ends_the_run_as_unreachable(share, tmp_pat
     assert proc.returncode == 4, out + err
     assert "stopped answering" in err and "run again when it is back" in err, err
     assert "gave up after" not in out + err and "Traceback" not in err, out + err
+
+
+# --- item 13: bytes count only for files placed --------------------------------------------------
+
+
+def test_bytes_of_a_download_that_was_not_placed_are_not_counted(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file of the same name appears here while the download runs: the download is not placed
+    (the local file is left alone), so the summary must not count its bytes as downloaded."""
+    (share.root / "small.txt").write_bytes(b"small one")
+    (share.root / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    proxy = Proxy(share.server.port, Faults(rate=2 * 1024 * 1024))
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "davsync", "pull", proxy.url, str(dest), "-u", "alice", "--json"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        partial = dest / ".davsync" / "partial"
+        wait_until(lambda: any(p.stat().st_size > 0 for p in partial.glob("*.part")) if partial.exists() else False,
+                   60, "the download to start")  # fmt: skip
+        (dest / "big.bin").write_bytes(b"mine, made meanwhile")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proxy.close()
+    assert (dest / "big.bin").read_bytes() == b"mine, made meanwhile", out + err
+    data = json.loads(out)
+    assert "big.bin" not in data["done"].get("download", []), out
+    assert data["bytes_downloaded"] == len(b"small one"), f"bytes of a file not placed were counted: {out}"

@@ -442,8 +442,6 @@ class Executor:
         assert r is not None
         self.ctx.reporter.file_started(a.path, r.size or 0)
         got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
-        with self._lock:
-            self.result.bytes_downloaded += got.bytes_fetched
         expected = a.local
         note = ""
         uploaded = False
@@ -451,6 +449,8 @@ class Executor:
             note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
         self._place(a, got, expected)
+        with self._lock:  # counted once placed: a download left unplaced (raced, refused) is no download
+            self.result.bytes_downloaded += got.bytes_fetched
         if a.kind == Kind.CONFLICT:
             if note and a.upload_copy:
                 uploaded = self._upload_copy(a, note)
