@@ -293,3 +293,46 @@ def test_bytes_of_a_download_that_was_not_placed_are_not_counted(share, tmp_path
     data = json.loads(out)
     assert "big.bin" not in data["done"].get("download", []), out
     assert data["bytes_downloaded"] == len(b"small one"), f"bytes of a file not placed were counted: {out}"
+
+
+# --- item 14: a file changing on the server between listing and download ----------------------
+
+
+@pytest.mark.parametrize("verb", ["pull", "sync"])
+def test_a_file_changed_on_the_server_after_listing_is_listed_again_in_the_same_run(world, verb: str) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "one", "b.txt": "b"})
+    assert world.run(verb).code == 0
+    world.rput("a.txt", "two, listed")
+    world.wait_indexed()
+    world.proxy.on("GET", "a.txt", action=lambda ex: world.phone.put("a.txt", b"three, saved by a phone"))
+    run = world.run(verb)
+    assert run.code == 0, run
+    assert (world.dest / "a.txt").read_bytes() == b"three, saved by a phone", run
+
+
+def test_a_file_that_keeps_changing_on_the_server_is_reported(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "one", "b.txt": "b"})
+    assert world.pull().code == 0
+    world.rput("a.txt", "two, listed")
+    world.wait_indexed()
+    saves = iter(range(100))
+    world.proxy.on("GET", "a.txt", times=100, action=lambda ex: world.phone.put("a.txt", f"save {next(saves)}".encode()))
+    run = world.pull()
+    assert run.code == 3, run
+    (error,) = run.json["errors"]
+    assert error["path"] == "a.txt" and "keeps changing on the server" in error["error"], run
+    assert (world.dest / "a.txt").read_bytes() == b"one", run
+    assert 2 <= len(run.of("GET", "a.txt")) <= 4, run  # listed again a bounded number of times
+
+
+def test_a_small_file_changed_on_the_server_after_listing_is_retried_out_of_a_bundle(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({f"f{i}.txt": f"file {i}" for i in range(10)})
+    assert world.pull().code == 0
+    for i in range(10):
+        world.rput(f"f{i}.txt", f"file {i}, second version")
+    world.wait_indexed()
+    world.proxy.on("REPORT", nth=2, action=lambda ex: world.phone.put("f3.txt", b"f3 saved by a phone meanwhile"))
+    run = world.pull()
+    assert run.code == 0, run
+    assert (world.dest / "f3.txt").read_bytes() == b"f3 saved by a phone meanwhile", run
+    assert (world.dest / "f4.txt").read_bytes() == b"file 4, second version", run

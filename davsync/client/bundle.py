@@ -47,6 +47,7 @@ from .journal import Intent, Journal
 from .plan import Action, JournalEntry, Kind, LocalEntry, complete
 from .remote import Remote, RemoteError
 from .transfer import (
+    ChangedOnServer,
     Downloaded,
     DownloadError,
     Raced,
@@ -162,6 +163,9 @@ def bundled_downloads(ctx: Context, result: RunResult) -> Callable[[list[Action]
     reported into this run's result as the executor reports a single download."""
 
     def done(a: Action, outcome: Outcome) -> None:
+        if isinstance(outcome, ChangedOnServer) and ctx.changed_on_server is not None:
+            ctx.changed_on_server(a.path, str(outcome))  # listed and planned again within the run
+            return
         if isinstance(outcome, Exception):
             result.error(a.path, str(outcome))  # said once, with the run's problems (not also as a warning)
             return
@@ -369,7 +373,7 @@ class _Batch:
             if status in (404, 409, 412):
                 what = {404: "it is gone from the server", 409: "it keeps changing on the server",
                         412: "it changed on the server since it was listed"}[status]  # fmt: skip
-                self._failed(a, DownloadError(f"{what}; nothing was placed (the next run fetches it)"))
+                self._failed(a, ChangedOnServer(f"{what}; nothing was placed"))
                 return False
             if status == 403:
                 self._failed(a, DownloadError(f"the server refused it (403{': ' + reason if reason else ''})"))
@@ -377,13 +381,13 @@ class _Batch:
             return True  # too large for a bundle, a server error: GET it
         data = reader.data(member, r.size)
         if data is None or len(data) != r.size:
-            self._failed(a, DownloadError(f"the server sent {member.size} bytes but listed {r.size}; "
-                                          "nothing was placed (the file may be changing)"))  # fmt: skip
+            self._failed(a, ChangedOnServer(f"the server sent {member.size} bytes but listed {r.size}; "
+                                            "nothing was placed (the file may be changing)"))  # fmt: skip
             return False
         md5 = hashlib.md5(data).hexdigest()
         claimed = (member.attrs.get("md5") or "").lower()
         if r.md5 and md5 != r.md5:
-            self._failed(a, DownloadError(f"MD5 mismatch (got {md5}, the server lists {r.md5}); nothing was placed"))
+            self._failed(a, ChangedOnServer(f"MD5 mismatch (got {md5}, the server lists {r.md5}); nothing was placed"))
             return False
         if claimed and md5 != claimed:
             self._failed(a, DownloadError(f"MD5 mismatch (got {md5}, the bundle says {claimed}); nothing was placed"))

@@ -60,6 +60,7 @@ from .remote import (
 )
 from .results import Conflict, RunResult
 from .transfer import (
+    ChangedOnServer,
     DownloadError,
     LocalWriteError,
     PathWriteError,
@@ -121,6 +122,8 @@ class Context:
     on_disk: dict[str, str] = field(default_factory=dict)  # NFC path -> its spelling on disk, where they differ
     prefetch: Prefetch | None = None
     upload_many: UploadMany | None = None
+    # A download found the file changed since it was listed: list and plan it again (set by the Executor).
+    changed_on_server: Callable[[str, str], None] | None = None
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -175,6 +178,13 @@ class Executor:
         self._lock = threading.Lock()
         self._refused: set[str] = set()
         self._bulk_off = False  # the server offers no bulk upload: PUT for the rest of the run
+        self._changed: dict[str, str] = {}  # path -> why a download was not the version listed
+        ctx.changed_on_server = self._changed_on_server
+
+    def _changed_on_server(self, path: str, why: str = "") -> None:
+        with self._lock:  # listed again and planned again, like a 412
+            self._refused.add(path)
+            self._changed[path] = why
 
     # --- the run -------------------------------------------------------------------
 
@@ -197,7 +207,12 @@ class Executor:
                 self.result.plan.warnings.extend(again.warnings)
                 self._run_actions(again.actions)
             for path in sorted(self._refused):
-                self._error(path, "changed on the server again while this run was writing it; run again to sync it")
+                why = self._changed.get(path)
+                if why:
+                    self._error(path, f"{why}, again after listing it anew: it keeps changing on the server; "
+                                      "run again to sync it")  # fmt: skip
+                else:
+                    self._error(path, "changed on the server again while this run was writing it; run again to sync it")
         finally:
             ctx.reporter.end()
 
@@ -276,6 +291,8 @@ class Executor:
                 self.result.deferred.append(e.path)
         except Stopped:
             self._error(a.path, "stopped")
+        except ChangedOnServer as e:
+            self._changed_on_server(a.path, str(e))
         except (Raced, DownloadError) as e:
             self._error(a.path, str(e))
         except PathWriteError as e:

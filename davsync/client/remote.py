@@ -42,7 +42,7 @@ from .davxml import (
     sync_token,
     xml_escape,
 )
-from .paths import HrefResolver, Skipped, UnsafeHref, shown, url_segments
+from .paths import HrefResolver, Skipped, UnsafeHref, nfc, shown, url_segments
 from .plan import RemoteEntry
 from .transport import NETWORK_ERRORS, BodyReader, ConnectionSettings, RemoteError, Transport, normalize_base
 
@@ -360,12 +360,21 @@ class Remote:
                     return None
                 if resp.status_code != 207:
                     raise _write_error("PROPFIND", path, resp)
-                for _href, entry in parse_multistatus(self.chunks(resp, 65536, f"reading {shown(path)} was cut off")):
-                    if entry.removed:
-                        return None
-                    if entry.token is None:
-                        return RemoteEntry(path, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, url)
-                return None
+                # The response for this href (a server answering more than asked lists others too);
+                # the only one when its href is spelled otherwise (encoding, Unicode form).
+                want = nfc(_comparable_href(url))
+                found: list[tuple[bool, RemoteEntry | None]] = []
+                for listed, entry in parse_multistatus(self.chunks(resp, 65536, f"reading {shown(path)} was cut off")):
+                    if entry.token is not None:
+                        continue
+                    mine = None if entry.removed else RemoteEntry(
+                        path, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, url
+                    )
+                    found.append((nfc(_comparable_href(listed)) == want, mine))
+                exact = [e for same, e in found if same]
+                if exact:
+                    return exact[0]
+                return found[0][1] if len(found) == 1 else None
             finally:
                 resp.close()
 

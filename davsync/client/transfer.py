@@ -48,6 +48,11 @@ class PathWriteError(DownloadError):
     """One place in DEST refuses writes (a read-only sub-folder): that file is reported, the rest goes on."""
 
 
+class ChangedOnServer(DownloadError):
+    """What arrived is not the version listed (another size or MD5): the file changed on the
+    server since the listing. The executor lists it again and retries within the run."""
+
+
 class Raced(Exception):
     """The local file changed between planning and placing; left alone."""
 
@@ -146,12 +151,12 @@ def download(
             continue
         if entry.size is not None and total != entry.size:
             _discard(data_path, meta_path)
-            raise DownloadError(
+            raise ChangedOnServer(
                 f"the server sent {total} bytes but listed {entry.size}; nothing was placed (the file may be changing)"
             )
         if entry.md5 and md5 != entry.md5:
             _discard(data_path, meta_path)
-            raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
+            raise ChangedOnServer(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
         return Downloaded(data_path, md5, total, fetched, resumed_from)
 
 
@@ -169,9 +174,9 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
     progress(len(body))
     md5 = hashlib.md5(body).hexdigest()
     if len(body) != entry.size:
-        raise DownloadError(f"the server sent {len(body)} bytes but listed {entry.size}; nothing was placed")
+        raise ChangedOnServer(f"the server sent {len(body)} bytes but listed {entry.size}; nothing was placed")
     if entry.md5 and md5 != entry.md5:
-        raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
+        raise ChangedOnServer(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
     try:
         st = osfs.write_new_file(path, body, entry.mtime)
     except OSError as e:
