@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -336,3 +337,47 @@ def test_a_small_file_changed_on_the_server_after_listing_is_retried_out_of_a_bu
     assert run.code == 0, run
     assert (world.dest / "f3.txt").read_bytes() == b"f3 saved by a phone meanwhile", run
     assert (world.dest / "f4.txt").read_bytes() == b"file 4, second version", run
+
+
+# --- item 12: a .davsync folder that cannot be written ------------------------------------------
+
+
+def _immutable(path: Path, on: bool) -> None:
+    """chattr +i: even root cannot write there (a read-only folder as a user meets it)."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed (e2fsprogs)")
+    r = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True, text=True)
+    if r.returncode != 0 and on:
+        pytest.skip(f"this filesystem has no immutable flag: {r.stderr.strip()}")
+
+
+@pytest.mark.parametrize("what", ["folder", "state.db"])
+def test_a_state_folder_that_cannot_be_written_is_diagnosed_as_such(world, what: str) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "a"})
+    assert world.pull().code == 0
+    world.rput("b.txt", "b")
+    state = world.dest / ".davsync"
+    target = state if what == "folder" else state / "state.db"
+    _immutable(target, True)
+    try:
+        run = world.pull(json_out=False)
+    finally:
+        _immutable(target, False)
+    said = run.stdout + run.stderr
+    assert run.code == 5, run
+    assert "damaged" not in said and "move it aside" not in said, said
+    assert "cannot write" in said and ".davsync" in said, said
+    assert "Traceback" not in said
+    assert world.pull().code == 0  # the journal was fine all along
+
+
+def test_a_state_file_that_is_really_damaged_is_still_called_damaged(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "a"})
+    assert world.pull().code == 0
+    for extra in (world.dest / ".davsync").glob("state.db-*"):
+        extra.unlink()
+    (world.dest / ".davsync" / "state.db").write_bytes(b"this is not a database, just garbage " * 200)
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    run = subprocess.run([sys.executable, "-m", "davsync", "pull", world.url, str(world.dest), "-u", "alice"],
+                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert run.returncode == 5 and "is damaged" in run.stderr and "cannot write" not in run.stderr, run

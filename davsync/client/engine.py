@@ -37,7 +37,7 @@ from .bulk import bulk_upload
 from .bundle import bundled_downloads
 from .execute import Context, Executor, Reporter, SilentReporter
 from .filters import Filter
-from .journal import Journal, JournalError
+from .journal import Journal, JournalError, write_problem
 from .local import LocalScan, look_at, scan_local
 from .paths import NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
@@ -219,6 +219,9 @@ class Engine:
 def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
     if "full" in str(e):
         return "disk full while recording progress. Free some space and run again; it resumes."
+    cannot = write_problem(state_dir)
+    if cannot is not None:
+        return cannot
     return f"could not write the state file {state_dir / 'state.db'} ({e}); check that folder and run again."
 
 

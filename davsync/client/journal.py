@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import osfs
 from ..sqlpaths import at_or_below
 from .plan import JournalEntry
 
@@ -75,6 +77,37 @@ class JournalError(Exception):
     pass
 
 
+def write_problem(state_dir: Path) -> str | None:
+    """Why davsync cannot write its own folder (permissions, a read-only volume), or None.
+
+    SQLite reports a folder it cannot write as "unable to open database file" or "readonly
+    database", much as it reports damage; this tells them apart, so a healthy journal is never
+    called damaged (and never moved aside on that advice)."""
+    probe = state_dir / f"write-probe-{os.getpid()}.tmp"
+    try:
+        open(probe, "xb").close()
+        probe.unlink()
+    except FileExistsError:
+        pass
+    except OSError as e:
+        return _cannot_write(state_dir, e)
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        file = state_dir / name
+        try:
+            open(file, "r+b").close()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return _cannot_write(file, e)
+    return None
+
+
+def _cannot_write(where: Path, e: OSError) -> str:
+    why = (e.strerror or str(e)).lower()
+    return (f"cannot write {osfs.display_path(where)}: {why}. davsync keeps its journal there: make it writable "
+            "and run again (the journal is kept as it is).")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Intent:
     """A change about to be made, committed before it is made: after a crash the next run
@@ -116,6 +149,9 @@ class Journal:
             if "ctime_ns" not in columns:  # rows without it are judged by size, mtime and file ID until refreshed
                 self._db.execute("ALTER TABLE placed ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as e:
+            cannot = write_problem(path.parent) if path is not None else None
+            if cannot is not None:  # (SQLite says "unable to open", "readonly": the folder is the trouble)
+                raise JournalError(cannot) from None
             raise JournalError(
                 f"the state file {path} is damaged ({e}): move it aside and pull again to rebuild it; "
                 "no local file is overwritten."
