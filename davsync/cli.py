@@ -641,11 +641,15 @@ def doctor(
 ) -> None:
     """Check a share: reachability and TLS, login, access, DAV class, checksums, sync-collection,
     clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
-    from .client.doctor import run_checks
+    from .client.doctor import reachability, run_checks
 
     _log_to(log_file)
-    conn = _connection(_share_url(url), user, ca_cert, insecure, 1)
-    checks = run_checks(conn)
+    share = _share_url(url)
+    first = reachability(_connection(share, None, ca_cert, insecure, 1))  # before any password is asked
+    if not first.ok:
+        checks = [first]
+    else:
+        checks = run_checks(_connection(share, user, ca_cert, insecure, 1))
     for c in checks:
         mark = typer.style("PASS", fg=typer.colors.GREEN) if c.ok else typer.style("FAIL", fg=typer.colors.RED)
         typer.echo(f"{mark}  {c.name}: {c.detail}")

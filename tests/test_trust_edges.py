@@ -13,7 +13,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, wait_until
+from conftest import PASSWORDS, free_port, wait_until
 from proxy import Faults, Proxy
 from synchelp import conflict_copies, md5, read_journal
 
@@ -381,3 +381,17 @@ def test_a_state_file_that_is_really_damaged_is_still_called_damaged(world) -> N
     run = subprocess.run([sys.executable, "-m", "davsync", "pull", world.url, str(world.dest), "-u", "alice"],
                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert run.returncode == 5 and "is damaged" in run.stderr and "cannot write" not in run.stderr, run
+
+
+# --- item 11: doctor checks the server before asking for a password ------------------------------
+
+
+def test_doctor_says_the_server_is_unreachable_before_asking_for_a_password(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "DAVSYNC_PASSWORD"}
+    run = subprocess.run([sys.executable, "-m", "davsync", "doctor", f"http://127.0.0.1:{port}/", "-u", "alice"],
+                         input="", capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    said = run.stdout + run.stderr
+    assert run.returncode == 4, said
+    assert "FAIL  reachable" in said and "nothing is listening" in said, said
+    assert "password" not in said.lower(), f"asked for a password before checking the server: {said}"
