@@ -395,3 +395,30 @@ def test_doctor_says_the_server_is_unreachable_before_asking_for_a_password(tmp_
     assert run.returncode == 4, said
     assert "FAIL  reachable" in said and "nothing is listening" in said, said
     assert "password" not in said.lower(), f"asked for a password before checking the server: {said}"
+
+
+# --- item 9: letter-case twins on the server, a case-insensitive PC -----------------------------
+
+
+def test_case_twins_on_the_server_one_is_synced_by_the_stated_rule_and_the_other_reported(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"Report.txt": "upper", "report.txt": "lower", "other.txt": "o"})
+    run = world.pull("--name-rules", "windows")
+    assert run.code == 3, run
+    here = sorted(p.name for p in world.dest.iterdir() if p.name.lower() == "report.txt")
+    assert here == ["Report.txt"] and (world.dest / "Report.txt").read_bytes() == b"upper", run  # code-point order
+    (skip,) = run.json["skipped"]
+    assert skip["path"] == "report.txt", run
+    assert "Report.txt" in skip["reason"] and "synced here instead" in skip["reason"] and "rename" in skip["reason"], run
+
+
+def test_a_case_twin_appearing_later_never_displaces_the_file_already_synced(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"report.txt": "synced first", "other.txt": "o"})
+    assert world.pull("--name-rules", "windows").code == 0
+    world.rput("Report.txt", "a twin, later")
+    world.wait_indexed()
+    run = world.pull("--name-rules", "windows")
+    assert run.code == 3, run
+    here = sorted(p.name for p in world.dest.iterdir() if p.name.lower() == "report.txt")
+    assert here == ["report.txt"] and (world.dest / "report.txt").read_bytes() == b"synced first", run
+    assert [s["path"] for s in run.json["skipped"]] == ["Report.txt"], run
+    assert "report.txt" in run.json["skipped"][0]["reason"], run

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +198,19 @@ class Journal:
         with self._lock:
             rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone=1").fetchall()
         return {r[0]: _entry(r[1:]) for r in rows}
+
+    def has_case_variant(self, paths: list[str], going: Container[str] = frozenset()) -> bool:
+        """Is a recorded path, not among `paths` nor `going`, one of them in another letter case
+        (ASCII)? (One pass over the table per 500 paths: asked for a change list's files.)"""
+        named = set(paths)
+        with self._lock:
+            for i in range(0, len(paths), 500):
+                chunk = [p.lower() for p in paths[i : i + 500]]
+                marks = ",".join("?" * len(chunk))
+                for (found,) in self._db.execute(f"SELECT path FROM placed WHERE lower(path) IN ({marks})", chunk):
+                    if found not in named and found not in going:
+                        return True
+        return False
 
     def count_files(self) -> int:
         with self._lock:
