@@ -422,3 +422,18 @@ def test_a_case_twin_appearing_later_never_displaces_the_file_already_synced(wor
     assert here == ["report.txt"] and (world.dest / "report.txt").read_bytes() == b"synced first", run
     assert [s["path"] for s in run.json["skipped"]] == ["Report.txt"], run
     assert "report.txt" in run.json["skipped"][0]["reason"], run
+
+
+# --- item 8: a read-only account ---------------------------------------------------------------
+
+
+def test_a_file_deleted_here_in_a_read_only_pair_is_restored_from_the_server(world) -> None:  # type: ignore[no-untyped-def]
+    world.seed({"a.txt": "a", "b.txt": "b"})
+    assert world.sync(user="bob").code == 0
+    world.rm("a.txt")
+    run = world.sync(user="bob")
+    assert run.code == 0, run
+    assert (world.dest / "a.txt").read_bytes() == b"a", f"left missing: {run}"
+    assert (world.root / "a.txt").read_bytes() == b"a"
+    again = world.sync(user="bob")
+    assert again.code == 0 and not again.transfers, again

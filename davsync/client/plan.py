@@ -944,8 +944,10 @@ class _TwoWay:
             why = "changed on both sides" if ls == St.MODIFIED else "new on both sides"
             return self._conflict(path, f"{why}, with different content{union}")
         if ls == St.DELETED and rs == St.SAME:
-            if ro:
-                return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
+            if ro:  # a read-only pair mirrors the server (as pull does): never silently left missing
+                assert r is not None
+                return self._act(Kind.DOWNLOAD, path, "deleted here, but the account cannot delete on the server: "
+                                 "restored", record=_file_record(r))  # fmt: skip
             return self._act(Kind.REMOTE_DELETE, path, "deleted here")
         if ls == St.SAME and rs == St.DELETED:
             return self._act(Kind.DELETE, path, "deleted on the server")
@@ -1125,8 +1127,9 @@ class _TwoWay:
             if here and not self.push:
                 why = "deleted here, but content inside changed on the server: made again"
                 return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
-            if self.ro:
-                return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
+            if self.ro:  # as its files: a read-only pair mirrors the server
+                why = "deleted here, but the account cannot delete on the server: made again"
+                return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
             if there:
                 return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept: files inside stay on the server")
             if self.push and not self.options.delete:
