@@ -429,7 +429,8 @@ def change_time_ns(path: StrPath, st: os.stat_result) -> int:
 
 
 def _ntfs_change_time(path: StrPath) -> int:
-    """FILE_BASIC_INFO.ChangeTime (100 ns units since 1601; only compared, never shown); 0 on failure."""
+    """FILE_BASIC_INFO.ChangeTime as ns since 1970 (as st_ctime_ns elsewhere); 0 on failure.
+    (Its raw 100 ns units since 1601, times 100, would not fit SQLite's 64-bit INTEGER.)"""
     if sys.platform != "win32":
         return 0
     import ctypes
@@ -462,7 +463,7 @@ def _ntfs_change_time(path: StrPath) -> int:
         if not kernel32.GetFileInformationByHandleEx(handle, _FILE_BASIC_INFO_CLASS, ctypes.byref(info),
                                                      ctypes.sizeof(info)):  # fmt: skip
             return 0
-        return int(info.ChangeTime) * 100
+        return max(0, int(info.ChangeTime) - _FILETIME_1970) * 100
     finally:
         kernel32.CloseHandle(handle)
 
@@ -473,6 +474,7 @@ _OPEN_EXISTING = 3
 _FILE_FLAG_BACKUP_SEMANTICS = 0x02000000
 _FILE_FLAG_OPEN_REPARSE_POINT = 0x00200000
 _FILE_BASIC_INFO_CLASS = 0  # FileBasicInfo in FILE_INFO_BY_HANDLE_CLASS
+_FILETIME_1970 = 116444736000000000  # 1970-01-01 in FILETIME's 100 ns units since 1601
 
 
 def ids_are_stable(path: StrPath, dev: int) -> bool:
