@@ -11,6 +11,7 @@ Windows does. Windows-only calls (attributes, volume information) sit behind
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import filelock
 
@@ -434,6 +436,36 @@ def _ntfs_change_time(path: StrPath) -> int:
     if sys.platform != "win32":
         return 0
     import ctypes
+
+    kernel32, basic_info = _kernel32_basic_info()
+    handle = kernel32.CreateFileW(
+        os.fspath(path),
+        _FILE_READ_ATTRIBUTES,
+        _FILE_SHARE_ALL,  # never in the way of the program editing it
+        None,
+        _OPEN_EXISTING,
+        _FILE_FLAG_BACKUP_SEMANTICS | _FILE_FLAG_OPEN_REPARSE_POINT,
+        None,
+    )
+    if handle is None or handle == ctypes.c_void_p(-1).value:
+        return 0
+    try:
+        info = basic_info()
+        if not kernel32.GetFileInformationByHandleEx(handle, _FILE_BASIC_INFO_CLASS, ctypes.byref(info),
+                                                     ctypes.sizeof(info)):  # fmt: skip
+            return 0
+        return max(0, int(info.ChangeTime) - _FILETIME_1970) * 100
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+@functools.cache
+def _kernel32_basic_info() -> tuple[Any, Any]:
+    """kernel32 with the prototypes `_ntfs_change_time` calls, and FILE_BASIC_INFO: set up once
+    (a scan asks for every file)."""
+    if sys.platform != "win32":
+        raise OSError("Windows only")
+    import ctypes
     from ctypes import wintypes
 
     class FileBasicInfo(ctypes.Structure):
@@ -447,25 +479,7 @@ def _ntfs_change_time(path: StrPath) -> int:
                                      wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]  # fmt: skip
     kernel32.GetFileInformationByHandleEx.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD]
     kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-    handle = kernel32.CreateFileW(
-        os.fspath(path),
-        _FILE_READ_ATTRIBUTES,
-        _FILE_SHARE_ALL,  # never in the way of the program editing it
-        None,
-        _OPEN_EXISTING,
-        _FILE_FLAG_BACKUP_SEMANTICS | _FILE_FLAG_OPEN_REPARSE_POINT,
-        None,
-    )
-    if handle is None or handle == ctypes.c_void_p(-1).value:
-        return 0
-    try:
-        info = FileBasicInfo()
-        if not kernel32.GetFileInformationByHandleEx(handle, _FILE_BASIC_INFO_CLASS, ctypes.byref(info),
-                                                     ctypes.sizeof(info)):  # fmt: skip
-            return 0
-        return max(0, int(info.ChangeTime) - _FILETIME_1970) * 100
-    finally:
-        kernel32.CloseHandle(handle)
+    return kernel32, FileBasicInfo
 
 
 _FILE_READ_ATTRIBUTES = 0x80
