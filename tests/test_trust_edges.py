@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 from pathlib import Path
@@ -19,6 +20,8 @@ from proxy import Faults, Proxy
 from synchelp import conflict_copies, md5, read_journal
 
 from davsync.client.plan import RemoteEntry
+from davsync.client.pull import PullOptions, run_pull
+from davsync.client.remote import ConnectionSettings
 from davsync.client.transfer import Downloaded, Raced, move_to_trash, place, stat_entry
 
 
@@ -456,3 +459,48 @@ def test_the_change_time_moves_on_a_silent_edit_and_fits_the_journal(tmp_path: P
     after = osfs.change_time_ns(p, os.stat(p))
     assert after != before and 0 < after < 2**63
     assert abs(after - time.time_ns()) < 3600 * 10**9  # ns since 1970, as st_ctime_ns
+
+
+class _Counting:
+    """A reporter that adds up the bytes the progress display would show."""
+
+    def __init__(self) -> None:
+        self.shown = 0
+        self.lock = threading.Lock()
+
+    def begin(self, files: int, total_bytes: int) -> None: ...
+    def file_started(self, path: str, size: int) -> None: ...
+    def advance(self, nbytes: int) -> None:
+        with self.lock:
+            self.shown += nbytes
+
+    def file_done(self, action: object, note: str = "") -> None: ...
+    def warn(self, message: str) -> None: ...
+    def end(self) -> None: ...
+
+
+def test_progress_takes_back_the_bytes_of_a_download_that_was_not_placed(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (share.root / "small.txt").write_bytes(b"small one")
+    (share.root / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    proxy = Proxy(share.server.port, Faults(rate=2 * 1024 * 1024))
+    reporter = _Counting()
+    partial = dest / ".davsync" / "partial"
+
+    def meanwhile() -> None:
+        wait_until(lambda: any(p.stat().st_size > 0 for p in partial.glob("*.part")) if partial.exists() else False,
+                   60, "the download to start")  # fmt: skip
+        (dest / "big.bin").write_bytes(b"mine, made meanwhile")
+
+    writer = threading.Thread(target=meanwhile)
+    writer.start()
+    try:
+        result = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions(),
+                          reporter=reporter)  # type: ignore[arg-type]  # fmt: skip
+    finally:
+        writer.join(60)
+        proxy.close()
+    assert (dest / "big.bin").read_bytes() == b"mine, made meanwhile"
+    assert result.bytes_downloaded == len(b"small one")
+    assert reporter.shown == len(b"small one"), f"the progress still counts {reporter.shown} bytes"

@@ -447,6 +447,7 @@ class _Batch:
             if s.placed is not None:
                 self.outcomes.append((s.action, s.got.bytes_fetched))
             else:
+                self.b.reporter.advance(-s.got.bytes_fetched)  # the progress shows only what was placed
                 self._failed(s.action, s.error or DownloadError("not placed"))
 
     def _rename_all(self, planned: list[_Staged]) -> None:

@@ -465,7 +465,11 @@ class Executor:
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
-        self._place(a, got, expected)
+        try:
+            self._place(a, got, expected)
+        except BaseException:
+            self.ctx.reporter.advance(-got.bytes_fetched)  # the progress shows only what was placed
+            raise
         with self._lock:  # counted once placed: a download left unplaced (raced, refused) is no download
             self.result.bytes_downloaded += got.bytes_fetched
         if a.kind == Kind.CONFLICT:
