@@ -504,3 +504,20 @@ def test_progress_takes_back_the_bytes_of_a_download_that_was_not_placed(share, 
     assert (dest / "big.bin").read_bytes() == b"mine, made meanwhile"
     assert result.bytes_downloaded == len(b"small one")
     assert reporter.shown == len(b"small one"), f"the progress still counts {reporter.shown} bytes"
+
+
+def test_a_silent_edit_under_an_old_journal_row_is_set_aside_in_the_bundle_path_too(world) -> None:  # type: ignore[no-untyped-def]
+    """Many small files come in bundles; one was edited silently and its row has no ctime: the
+    file is read before it is replaced, and kept as a conflict copy (not refused every run)."""
+    world.seed({f"f{i}.txt": f"file {i}" for i in range(10)})
+    assert world.pull().code == 0
+    _drop_ctime_column(world.dest)
+    silent_edit(world.dest / "f3.txt", b"FILE 3")
+    for i in range(10):
+        world.rput(f"f{i}.txt", f"file {i}, second version")
+    world.wait_indexed()
+    run = world.pull()
+    tree = world.dest_tree()
+    assert tree["f3.txt"] == md5(b"file 3, second version"), run
+    assert list(conflict_copies(tree, "f3.txt").values()) == [md5(b"FILE 3")], f"{tree}\n{run}"
+    assert tree["f4.txt"] == md5(b"file 4, second version"), run

@@ -51,11 +51,12 @@ from .transfer import (
     Downloaded,
     DownloadError,
     Raced,
+    judged_with_md5,
     local_error,
     path_error,
     place,
-    same_stat,
     stat_entry,
+    still_as_judged,
 )
 from .transport import NETWORK_ERRORS
 
@@ -255,6 +256,7 @@ class _Staged:
     placed: LocalEntry | None = None
     error: Exception | None = None
     row: JournalEntry | None = None  # the row it gets once placed (its intent until then)
+    back: bool = False  # handed back to the per-file path (which keeps a local edit as a conflict copy)
 
 
 class _Batch:
@@ -432,8 +434,8 @@ class _Batch:
         intents: list[Intent] = []
         for s in self.staged:
             a = s.action
-            if not same_stat(stat_entry(b.dest / self._target(a)), a.local):
-                s.error = Raced(f"{a.path} changed locally during the run; left alone")
+            if not still_as_judged(b.dest / self._target(a), judged_with_md5(a, a.local))[0]:
+                s.back = True  # changed here since planned: the per-file path sets it aside or leaves it
                 continue
             new = s.got.ready or stat_entry(s.got.partial)  # the rename keeps inode, size and mtime
             assert new is not None
@@ -446,6 +448,8 @@ class _Batch:
         for s in self.staged:
             if s.placed is not None:
                 self.outcomes.append((s.action, s.got.bytes_fetched))
+            elif s.back:
+                self.b.reporter.advance(-s.got.bytes_fetched)  # fetched again by the per-file path
             else:
                 self.b.reporter.advance(-s.got.bytes_fetched)  # the progress shows only what was placed
                 self._failed(s.action, s.error or DownloadError("not placed"))
@@ -458,7 +462,7 @@ class _Batch:
                 a = s.action
                 assert a.remote is not None
                 try:
-                    s.placed = place(s.got, b.dest, self._target(a), a.remote, a.local, folders.add)
+                    s.placed = place(s.got, b.dest, self._target(a), a.remote, judged_with_md5(a, a.local), folders.add)
                 except (Raced, DownloadError) as e:
                     s.error = e
         finally:

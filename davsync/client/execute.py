@@ -66,6 +66,7 @@ from .transfer import (
     PathWriteError,
     Raced,
     download,
+    judged_with_md5,
     keep_as_conflict,
     move_to_trash,
     path_error,
@@ -501,7 +502,7 @@ class Executor:
                 self.result.conflicts.append(Conflict(a.path, copy, why, False))
 
         target = self._rel(a.path) if expected is not None else a.path
-        final = place(got, self.ctx.dest, target, r, _with_base_md5(a, expected), self.ctx.dir_changed,
+        final = place(got, self.ctx.dest, target, r, judged_with_md5(a, expected), self.ctx.dir_changed,
                       before_rename=intend, set_aside=set_aside)  # fmt: skip
         journal.settle(a.path, replace(rows[0], ctime_ns=final.ctime_ns))
         for path, row in a.extra:
@@ -715,7 +716,7 @@ class Executor:
 
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
-            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), _with_base_md5(a, a.local), self.ctx.stamp)
+            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
             self.ctx.journal.forget(a.path)
             self._done(a, trashed)
             return
@@ -800,17 +801,6 @@ class _Upload:
     base_etag: str | None  # the version it replaces (If-Match); None: a new file (If-None-Match: *)
     href: str  # the server's href for an edit ('' for a new file)
     name: str  # its path as the server spells it
-
-
-def _with_base_md5(a: Action, local: LocalEntry | None) -> LocalEntry | None:
-    """The judged local version with its MD5: a stat equal to the base's means the base's content.
-    Where the base's ctime is unknown (a row from before davsync kept it), that stat is not sure:
-    the ctime is dropped so the executor reads the file to confirm it (transfer.still_as_judged)."""
-    if local is None or a.base is None or not a.base.matches_local(local):
-        return local
-    if local.md5 and a.base.ctime_ns:
-        return local
-    return replace(local, md5=local.md5 or a.base.md5, ctime_ns=local.ctime_ns if a.base.ctime_ns else 0)
 
 
 def _bulk_candidate(a: Action) -> bool:

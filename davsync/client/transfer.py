@@ -18,7 +18,7 @@ import queue
 import stat as _stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from .. import osfs
 from ..oserrors import is_disk_full, is_not_permitted
 from ..scan import md5_of_file
 from . import retry
-from .plan import LocalEntry, RemoteEntry, conflict_name, same_ctime
+from .plan import Action, LocalEntry, RemoteEntry, conflict_name, same_ctime
 from .remote import Remote, RemoteError
 from .retry import Backoff
 
@@ -549,6 +549,17 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None, name: st
     except OSError as e:
         raise path_error(e, f"keeping {rel} as a conflict copy", src) from None
     return candidate
+
+
+def judged_with_md5(a: Action, local: LocalEntry | None) -> LocalEntry | None:
+    """The judged local version with its MD5: a stat equal to the base's means the base's content.
+    Where the base's ctime is unknown (a row from before davsync kept it), that stat is not sure:
+    the ctime is dropped so the executor reads the file to confirm it (transfer.still_as_judged)."""
+    if local is None or a.base is None or not a.base.matches_local(local):
+        return local
+    if local.md5 and a.base.ctime_ns:
+        return local
+    return replace(local, md5=local.md5 or a.base.md5, ctime_ns=local.ctime_ns if a.base.ctime_ns else 0)
 
 
 def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
