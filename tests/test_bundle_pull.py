@@ -128,15 +128,16 @@ def test_a_local_edit_during_a_batch_is_left_alone_and_the_journal_keeps_the_old
                 (dest / victim).write_bytes(b"my edit")
 
     result = run_pull(conn(share.url), dest, PullOptions(full=True), reporter=EditsDuringTheBatch())
-    # The batch does not place over the edit; the per-file path takes the file and, as for any
-    # file no longer the version planned against, keeps the edit as a conflict copy in this run
-    # (issue 24, item 2). Before that, the row stays what davsync last placed.
-    assert result.exit_code == 3 and not result.errors, why(result)
-    assert [c.path for c in result.conflicts] == [victim]
+    assert result.exit_code == 3
+    assert [e.path for e in result.errors] == [victim] and "changed locally" in result.errors[0].error
+    assert (dest / victim).read_bytes() == b"my edit"
+    assert journal_rows(dest)[victim] == old_row  # what davsync last placed there, not the version never placed
+    others = {p: d for p, d in mirror(share.root).items() if p != victim}
+    assert {p: d for p, d in mirror(dest).items() if p != victim} == others
+    # the next pull sees a local edit against a changed server file: a conflict copy, nothing lost
+    final = run_pull(conn(share.url), dest, PullOptions(full=True))
+    assert final.exit_code == 3 and [c.path for c in final.conflicts] == [victim]
     assert b"my edit" in [p.read_bytes() for p in dest.glob("album 1/*sync-conflict*")]
-    assert (dest / victim).read_bytes() == (share.root / victim).read_bytes()
-    assert journal_rows(dest)[victim] != old_row
-    assert mirror(share.root).items() <= mirror(dest).items()
 
 
 def test_pull_from_a_server_without_bundles_is_unchanged(rclone_webdav, tmp_path: Path) -> None:

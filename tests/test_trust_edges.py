@@ -37,8 +37,22 @@ def silent_edit(path: Path, data: bytes) -> None:
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def test_sync_keeps_a_silent_local_edit_as_a_conflict_copy_when_the_server_changes_too(world) -> None:  # type: ignore[no-untyped-def]
-    world.seed({"a.txt": "version one", "b.txt": "other"})
+def old_world(sync_world, files: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A world whose share holds `files`, last modified an hour ago (written before the server
+    starts, so its first scan indexes them so): a silent edit then restores an old mtime, as it
+    does for a user (a file modified in the last seconds counts as still being written)."""
+    world = sync_world(start=False)
+    t = time.time() - 3600
+    for rel, text in files.items():
+        (world.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (world.root / rel).write_text(text)
+        os.utime(world.root / rel, (t, t))
+    world.start_server()
+    return world
+
+
+def test_sync_keeps_a_silent_local_edit_as_a_conflict_copy_when_the_server_changes_too(sync_world) -> None:  # type: ignore[no-untyped-def]
+    world = old_world(sync_world, {"a.txt": "version one", "b.txt": "other"})
     first = world.sync()
     assert first.code == 0, first
     silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
@@ -51,8 +65,8 @@ def test_sync_keeps_a_silent_local_edit_as_a_conflict_copy_when_the_server_chang
     world.check(run, converged=False, second=False)
 
 
-def test_sync_uploads_a_silent_local_edit(world) -> None:  # type: ignore[no-untyped-def]
-    world.seed({"a.txt": "version one"})
+def test_sync_uploads_a_silent_local_edit(sync_world) -> None:  # type: ignore[no-untyped-def]
+    world = old_world(sync_world, {"a.txt": "version one"})
     assert world.sync().code == 0
     silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
     run = world.sync()
@@ -60,8 +74,8 @@ def test_sync_uploads_a_silent_local_edit(world) -> None:  # type: ignore[no-unt
     assert (world.root / "a.txt").read_bytes() == b"LOCAL EDIT!", run
 
 
-def test_pull_keeps_a_silent_local_edit_as_a_conflict_copy(world) -> None:  # type: ignore[no-untyped-def]
-    world.seed({"a.txt": "version one"})
+def test_pull_keeps_a_silent_local_edit_as_a_conflict_copy(sync_world) -> None:  # type: ignore[no-untyped-def]
+    world = old_world(sync_world, {"a.txt": "version one"})
     assert world.pull().code == 0
     silent_edit(world.dest / "a.txt", b"LOCAL EDIT!")
     world.rput("a.txt", "server edit, longer")
@@ -78,6 +92,7 @@ def test_place_sets_aside_a_file_edited_after_planning_with_its_stat_restored(tm
     dest.mkdir()
     target = dest / "a.txt"
     target.write_bytes(b"base version")
+    os.utime(target, (time.time() - 3600, time.time() - 3600))  # settled long ago, not being written
     planned = stat_entry(target)
     assert planned is not None
     silent_edit(target, b"EDITED AFTER")
@@ -114,9 +129,9 @@ def _drop_ctime_column(dest: Path) -> None:
     conn.close()
 
 
-def test_a_journal_from_before_ctime_still_never_replaces_a_silent_edit(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_journal_from_before_ctime_still_never_replaces_a_silent_edit(sync_world) -> None:  # type: ignore[no-untyped-def]
     """Old rows have no ctime: the stat cannot be sure, so the file is read before it is replaced."""
-    world.seed({"a.txt": "version one", "b.txt": "other"})
+    world = old_world(sync_world, {"a.txt": "version one", "b.txt": "other"})
     assert world.pull().code == 0
     _drop_ctime_column(world.dest)
     again = world.pull()
@@ -129,8 +144,8 @@ def test_a_journal_from_before_ctime_still_never_replaces_a_silent_edit(world) -
     assert list(conflict_copies(tree, "a.txt").values()) == [md5(b"LOCAL EDIT!")], f"overwritten: {tree}\n{run}"
 
 
-def test_a_journal_from_before_ctime_learns_it_on_a_full_look_without_a_transfer(world) -> None:  # type: ignore[no-untyped-def]
-    world.seed({"a.txt": "version one", "b.txt": "other"})
+def test_a_journal_from_before_ctime_learns_it_on_a_full_look_without_a_transfer(sync_world) -> None:  # type: ignore[no-untyped-def]
+    world = old_world(sync_world, {"a.txt": "version one", "b.txt": "other"})
     assert world.sync().code == 0
     _drop_ctime_column(world.dest)
     again = world.sync()
@@ -506,10 +521,10 @@ def test_progress_takes_back_the_bytes_of_a_download_that_was_not_placed(share, 
     assert reporter.shown == len(b"small one"), f"the progress still counts {reporter.shown} bytes"
 
 
-def test_a_silent_edit_under_an_old_journal_row_is_set_aside_in_the_bundle_path_too(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_silent_edit_under_an_old_journal_row_is_set_aside_in_the_bundle_path_too(sync_world) -> None:  # type: ignore[no-untyped-def]
     """Many small files come in bundles; one was edited silently and its row has no ctime: the
     file is read before it is replaced, and kept as a conflict copy (not refused every run)."""
-    world.seed({f"f{i}.txt": f"file {i}" for i in range(10)})
+    world = old_world(sync_world, {f"f{i}.txt": f"file {i}" for i in range(10)})
     assert world.pull().code == 0
     _drop_ctime_column(world.dest)
     silent_edit(world.dest / "f3.txt", b"FILE 3")

@@ -38,7 +38,7 @@ from .bundle import bundled_downloads
 from .execute import Context, Executor, Reporter, SilentReporter
 from .filters import Filter
 from .journal import Journal, JournalError, write_problem
-from .local import LocalScan, look_at, scan_local
+from .local import SETTLE_S, LocalScan, look_at, scan_local
 from .paths import NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
@@ -77,7 +77,7 @@ class RunOptions:
     verify: bool = False  # re-hash every local file
     full: bool = False  # walk the whole share even if it can list changes
     name_rules: NameRules | None = None
-    settle_s: float = 2.0  # sync, push: a file modified this recently is still being written
+    settle_s: float = SETTLE_S  # sync, push: a file modified this recently is still being written
     wait_to_settle: bool = True  # one-shot runs wait (up to settle_s) for such files; watch moves on
 
 

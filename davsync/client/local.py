@@ -33,6 +33,7 @@ from ..scan import iter_folders, md5_of_file
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
+SETTLE_S = 2.0  # a file modified this recently is still being written: judged (or set aside) later
 HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading large files
 SMALL_FILE = 256 * 1024  # read on the scanning thread: a hand-off to a thread costs more
 LINK_REASON = "a link or junction in DEST, left alone"
@@ -79,7 +80,7 @@ def scan_local(
     rules: NameRules,
     fold_case: bool,
     hash_all: bool = False,
-    settle_s: float = 2.0,
+    settle_s: float = SETTLE_S,
     now_ns: int | None = None,
     stop: threading.Event | None = None,
 ) -> LocalScan:
@@ -101,7 +102,7 @@ def look_at(
     rules: NameRules,
     fold_case: bool,
     hash_all: bool = False,
-    settle_s: float = 2.0,
+    settle_s: float = SETTLE_S,
     now_ns: int | None = None,
     stop: threading.Event | None = None,
 ) -> LocalScan:

@@ -17,6 +17,7 @@ import os
 import queue
 import stat as _stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -28,6 +29,7 @@ from .. import osfs
 from ..oserrors import is_disk_full, is_not_permitted
 from ..scan import md5_of_file
 from . import retry
+from .local import SETTLE_S
 from .plan import Action, LocalEntry, RemoteEntry, conflict_name, same_ctime
 from .remote import Remote, RemoteError
 from .retry import Backoff
@@ -478,8 +480,9 @@ def place(
     """Move a verified download into place; never over a local file that changed since planning.
 
     A file edited since (`still_as_judged`) is kept as a conflict copy, its name given to
-    `set_aside`, and the download placed; without `set_aside`, or for any other change (the
-    file gone, a folder there), nothing is placed (Raced). `dir_changed` makes the rename
+    `set_aside`, and the download placed; without `set_aside`, for a file still being written
+    (modified within SETTLE_S: the next run judges it), or for any other change (the file
+    gone, a folder there), nothing is placed (Raced). `dir_changed` makes the rename
     durable; a caller may batch it (fsync each folder once before the journal commits)
     instead of one directory fsync per file. Returns the placed file's stat after the rename
     (a rename moves the ctime).
@@ -488,7 +491,8 @@ def place(
     try:
         same, now = still_as_judged(target, expected)
         if not same:
-            if set_aside is None or now is None or now.is_dir or expected is None or expected.is_dir:
+            if (set_aside is None or now is None or now.is_dir or expected is None or expected.is_dir
+                    or 0 <= time.time_ns() - now.mtime_ns < SETTLE_S * 1e9):  # fmt: skip
                 _discard(got.partial)
                 raise Raced(f"{rel} changed locally during the run; left alone")
             try:
