@@ -486,6 +486,10 @@ def status(
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
     log_file: Path | None = LogFileOpt,
+    excluded: bool = typer.Option(
+        False, "--excluded",
+        help="List what in DEST is never synced (default excludes, --exclude, .davsyncignore), and why.",
+    ),
 ) -> None:
     """What a pull (or, for a folder kept with `sync`, a sync) would do: to download, to upload,
     conflicts, deletions. Exit status 0 when it would change nothing, 1 when it would transfer or
@@ -498,6 +502,9 @@ def status(
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "status")
+    if excluded:
+        _print_excluded(folder, tuple(exclude), json_out)
+        return
     if as_mode is not None and as_mode not in ("pull", "sync", "push"):
         raise fail("--as must be pull, sync or push.", Exit.USAGE)
     mode = Mode(as_mode) if as_mode else last_mode(folder)
@@ -526,6 +533,22 @@ def status(
             lines.append("In sync." if result.plan.in_sync else f"In sync: {what} would change no file.")
         typer.echo("\n".join(lines))
     raise typer.Exit(int(code))
+
+
+def _print_excluded(folder: Path, exclude: tuple[str, ...], json_out: bool) -> None:
+    """`status --excluded`: local only (the server is not asked), one line per excluded path."""
+    import json
+
+    from .client.filters import Filter
+
+    if not folder.is_dir():
+        raise fail(f"{folder} is not a folder.", Exit.USAGE)
+    found = Filter.load(folder, exclude).excluded_in(folder)
+    if json_out:
+        typer.echo(json.dumps({"excluded": [{"path": p, "why": why} for p, why in found]}, indent=2))
+        return
+    lines = [f"{path}: {why}" for path, why in found]
+    typer.echo("\n".join(lines) if lines else "Nothing in this folder is excluded from syncing.")
 
 
 @app.command()
@@ -624,11 +647,15 @@ def doctor(
 ) -> None:
     """Check a share: reachability and TLS, login, access, DAV class, checksums, sync-collection,
     clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
-    from .client.doctor import run_checks
+    from .client.doctor import reachability, run_checks
 
     _log_to(log_file)
-    conn = _connection(_share_url(url), user, ca_cert, insecure, 1)
-    checks = run_checks(conn)
+    share = _share_url(url)
+    first = reachability(_connection(share, None, ca_cert, insecure, 1))  # before any password is asked
+    if not first.ok:
+        checks = [first]
+    else:
+        checks = run_checks(_connection(share, user, ca_cert, insecure, 1))
     for c in checks:
         mark = typer.style("PASS", fg=typer.colors.GREEN) if c.ok else typer.style("FAIL", fg=typer.colors.RED)
         typer.echo(f"{mark}  {c.name}: {c.detail}")

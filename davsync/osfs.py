@@ -11,6 +11,7 @@ Windows does. Windows-only calls (attributes, volume information) sit behind
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import filelock
 
@@ -410,6 +412,83 @@ def file_id(path: StrPath, st: os.stat_result) -> int:
     if ino > _SQLITE_MAX:
         ino = (ino ^ (ino >> 64)) & _SQLITE_MAX
     return ino
+
+
+def change_time_ns(path: StrPath, st: os.stat_result) -> int:
+    """When the file's content or metadata last changed (its ctime), or 0 where that is unknown.
+
+    Any write moves it, also one whose tool then restores the mtime, so a same-size edit
+    with the old mtime is still seen. Windows: `st_ctime` is the creation time there, so the
+    NTFS ChangeTime is read from the file itself (one more open per file). FAT, exFAT and FUSE
+    volumes: 0, as for file IDs (their values do not survive a remount); the caller then
+    compares content (MD5) where it must be sure.
+    """
+    if not ids_are_stable(path, st.st_dev):
+        return 0
+    if sys.platform == "win32":
+        return _ntfs_change_time(path)
+    return st.st_ctime_ns
+
+
+def _ntfs_change_time(path: StrPath) -> int:
+    """FILE_BASIC_INFO.ChangeTime as ns since 1970 (as st_ctime_ns elsewhere); 0 on failure.
+    (Its raw 100 ns units since 1601, times 100, would not fit SQLite's 64-bit INTEGER.)"""
+    if sys.platform != "win32":
+        return 0
+    import ctypes
+
+    kernel32, basic_info = _kernel32_basic_info()
+    handle = kernel32.CreateFileW(
+        os.fspath(path),
+        _FILE_READ_ATTRIBUTES,
+        _FILE_SHARE_ALL,  # never in the way of the program editing it
+        None,
+        _OPEN_EXISTING,
+        _FILE_FLAG_BACKUP_SEMANTICS | _FILE_FLAG_OPEN_REPARSE_POINT,
+        None,
+    )
+    if handle is None or handle == ctypes.c_void_p(-1).value:
+        return 0
+    try:
+        info = basic_info()
+        if not kernel32.GetFileInformationByHandleEx(handle, _FILE_BASIC_INFO_CLASS, ctypes.byref(info),
+                                                     ctypes.sizeof(info)):  # fmt: skip
+            return 0
+        return max(0, int(info.ChangeTime) - _FILETIME_1970) * 100
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+@functools.cache
+def _kernel32_basic_info() -> tuple[Any, Any]:
+    """kernel32 with the prototypes `_ntfs_change_time` calls, and FILE_BASIC_INFO: set up once
+    (a scan asks for every file)."""
+    if sys.platform != "win32":
+        raise OSError("Windows only")
+    import ctypes
+    from ctypes import wintypes
+
+    class FileBasicInfo(ctypes.Structure):
+        _fields_ = [("CreationTime", ctypes.c_int64), ("LastAccessTime", ctypes.c_int64),
+                    ("LastWriteTime", ctypes.c_int64), ("ChangeTime", ctypes.c_int64),
+                    ("FileAttributes", wintypes.DWORD)]  # fmt: skip
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.CreateFileW.restype = wintypes.HANDLE
+    kernel32.CreateFileW.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, ctypes.c_void_p,
+                                     wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]  # fmt: skip
+    kernel32.GetFileInformationByHandleEx.argtypes = [wintypes.HANDLE, ctypes.c_int, ctypes.c_void_p, wintypes.DWORD]
+    kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+    return kernel32, FileBasicInfo
+
+
+_FILE_READ_ATTRIBUTES = 0x80
+_FILE_SHARE_ALL = 0x1 | 0x2 | 0x4  # read, write, delete
+_OPEN_EXISTING = 3
+_FILE_FLAG_BACKUP_SEMANTICS = 0x02000000
+_FILE_FLAG_OPEN_REPARSE_POINT = 0x00200000
+_FILE_BASIC_INFO_CLASS = 0  # FileBasicInfo in FILE_INFO_BY_HANDLE_CLASS
+_FILETIME_1970 = 116444736000000000  # 1970-01-01 in FILETIME's 100 ns units since 1601
 
 
 def ids_are_stable(path: StrPath, dev: int) -> bool:

@@ -271,7 +271,7 @@ def test_skipped_names_and_refused_deletions_exit_3_and_show_with_quiet(share, t
     assert r.returncode == 3, r.stdout + r.stderr
     assert "skipped: a:b.txt: name contains characters Windows forbids: ':'" in r.stdout
     assert "skipped: CON.txt: name is reserved on Windows" in r.stdout
-    assert "skipped: Case.txt: differs only by case from 'case.TXT'" in r.stdout
+    assert "skipped: case.TXT: differs only by case from 'Case.txt', which is synced here instead" in r.stdout
     assert "Done:" not in r.stdout  # --quiet: the problems, not the summary
     assert (dest / "fine.txt").exists() and not (dest / "a:b.txt").exists()
     assert davsync("status", share.url, str(dest), "-u", "alice", "--name-rules", "windows").returncode == 3

@@ -91,7 +91,7 @@ def test_a_full_scan_finds_every_file_and_folder_the_journal_does_not_know(tree:
     }
     assert s.files_hashed == 3
     st = (tree / "a.txt").stat()
-    assert files(s)["a.txt"] == LocalEntry(False, 5, st.st_mtime_ns, st.st_ino, md5(b"alpha"))
+    assert files(s)["a.txt"] == LocalEntry(False, 5, st.st_mtime_ns, st.st_ino, md5(b"alpha"), st.st_ctime_ns)
 
 
 def test_an_unchanged_stat_is_not_read_and_a_changed_one_is(tree: Path) -> None:

@@ -496,7 +496,7 @@ def test_read_only_account_syncs_as_pull_and_reports_local_changes() -> None:
     assert kinds(p) == {
         "f.txt": Kind.LOCAL_MODIFIED,
         "mine.txt": Kind.LOCAL_ONLY,
-        "d/x.txt": Kind.LOCAL_DELETED,
+        "d/x.txt": Kind.DOWNLOAD,  # deleted here: restored from the server (issue 24, item 8)
         "g.txt": Kind.UPDATE,
     }
     assert after.local["f.txt"].md5 == D

@@ -85,3 +85,28 @@ def _raise(outage: retry.Outage, key: str, *, answered: bool = False) -> None:
     if answered:
         outage.answered()  # other requests got through meanwhile: the server is there
     raise RemoteError("cannot reach the server")
+
+
+def test_one_request_out_of_retries_asks_the_server_something_else_before_blaming_the_file(
+    no_backoff: list[float],
+) -> None:
+    """One big download and the server gone (issue 24, item 10): the probe gets no answer
+    either, so the run ends as 'stopped answering' (exit 4), not as that file's error."""
+    probes: list[str] = []
+
+    def dead() -> None:
+        probes.append("OPTIONS")
+        _raise(outage, "OPTIONS /")
+
+    outage = retry.Outage("pi:8080", probe=dead)
+    with pytest.raises(retry.ServerGone):
+        retry.call(lambda: _raise(outage, "GET big"), retry.TRANSFER, outage)
+    assert probes == ["OPTIONS"]
+
+    def alive() -> None:
+        outage.answered()
+
+    outage = retry.Outage("pi:8080", probe=alive)  # the server answers: this one file is the trouble
+    with pytest.raises(RemoteError) as e:
+        retry.call(lambda: _raise(outage, "GET big"), retry.TRANSFER, outage)
+    assert not isinstance(e.value, retry.ServerGone)

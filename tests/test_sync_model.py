@@ -69,6 +69,22 @@ class SyncMachine(RuleBasedStateMachine):
         if not _blocked(self.world.dest, rel):
             self.world.write(rel, self._content(text, fresh))
 
+    @rule(rel=st.sampled_from(PATHS))
+    def local_silent_edit(self, rel: str) -> None:
+        """An edit in place that keeps size and mtime (issue 24, item 2): only ctime shows it."""
+        p = self.world.dest / rel
+        if not p.is_file():
+            return
+        old = p.read_bytes()
+        new = old.swapcase()
+        if new == old:
+            return
+        st = os.stat(p)
+        with self.world._user_overwrites(p):
+            with open(p, "r+b") as f:
+                f.write(new)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
     @rule(rel=st.sampled_from(PATHS + FOLDERS))
     def local_delete(self, rel: str) -> None:
         if (self.world.dest / rel).exists():

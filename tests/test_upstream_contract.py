@@ -366,8 +366,8 @@ def test_a_streamed_answer_still_exposes_http_clients_response_as_fp() -> None:
 
 @pytest.mark.contract("pathspec")
 def test_exclude_patterns_keep_gitignore_meaning(tmp_path: Path) -> None:
-    """--exclude and .davsyncignore are documented as gitignore syntax; pathspec's GitIgnoreSpec
-    gives it (the older "gitwildmatch" pattern name is deprecated since pathspec 1.0)."""
+    """--exclude and .davsyncignore are documented as gitignore syntax; pathspec's "gitignore"
+    pattern style gives it (the older "gitwildmatch" name is deprecated since pathspec 1.0)."""
     import warnings
 
     from davsync.client.filters import Filter

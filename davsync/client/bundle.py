@@ -47,14 +47,16 @@ from .journal import Intent, Journal
 from .plan import Action, JournalEntry, Kind, LocalEntry, complete
 from .remote import Remote, RemoteError
 from .transfer import (
+    ChangedOnServer,
     Downloaded,
     DownloadError,
     Raced,
+    judged_with_md5,
     local_error,
     path_error,
     place,
-    same_stat,
     stat_entry,
+    still_as_judged,
 )
 from .transport import NETWORK_ERRORS
 
@@ -169,6 +171,9 @@ def bundled_downloads(ctx: Context, result: RunResult) -> Callable[[list[Action]
     reported into this run's result as the executor reports a single download."""
 
     def done(a: Action, outcome: Outcome) -> None:
+        if isinstance(outcome, ChangedOnServer) and ctx.changed_on_server is not None:
+            ctx.changed_on_server(a.path, str(outcome))  # listed and planned again within the run
+            return
         if isinstance(outcome, Exception):
             result.error(a.path, str(outcome))  # said once, with the run's problems (not also as a warning)
             return
@@ -258,6 +263,7 @@ class _Staged:
     placed: LocalEntry | None = None
     error: Exception | None = None
     row: JournalEntry | None = None  # the row it gets once placed (its intent until then)
+    back: bool = False  # handed back to the per-file path (which keeps a local edit as a conflict copy)
 
 
 class _Batch:
@@ -376,7 +382,7 @@ class _Batch:
             if status in (404, 409, 412):
                 what = {404: "it is gone from the server", 409: "it keeps changing on the server",
                         412: "it changed on the server since it was listed"}[status]  # fmt: skip
-                self._failed(a, DownloadError(f"{what}; nothing was placed (the next run fetches it)"))
+                self._failed(a, ChangedOnServer(f"{what}; nothing was placed"))
                 return False
             if status == 403:
                 self._failed(a, DownloadError(f"the server refused it (403{': ' + reason if reason else ''})"))
@@ -384,13 +390,13 @@ class _Batch:
             return True  # too large for a bundle, a server error: GET it
         data = reader.data(member, r.size)
         if data is None or len(data) != r.size:
-            self._failed(a, DownloadError(f"the server sent {member.size} bytes but listed {r.size}; "
-                                          "nothing was placed (the file may be changing)"))  # fmt: skip
+            self._failed(a, ChangedOnServer(f"the server sent {member.size} bytes but listed {r.size}; "
+                                            "nothing was placed (the file may be changing)"))  # fmt: skip
             return False
         md5 = hashlib.md5(data).hexdigest()
         claimed = (member.attrs.get("md5") or "").lower()
         if r.md5 and md5 != r.md5:
-            self._failed(a, DownloadError(f"MD5 mismatch (got {md5}, the server lists {r.md5}); nothing was placed"))
+            self._failed(a, ChangedOnServer(f"MD5 mismatch (got {md5}, the server lists {r.md5}); nothing was placed"))
             return False
         if claimed and md5 != claimed:
             self._failed(a, DownloadError(f"MD5 mismatch (got {md5}, the bundle says {claimed}); nothing was placed"))
@@ -435,8 +441,8 @@ class _Batch:
         intents: list[Intent] = []
         for s in self.staged:
             a = s.action
-            if not same_stat(stat_entry(b.dest / self._target(a)), a.local):
-                s.error = Raced(f"{a.path} changed locally during the run; left alone")
+            if not still_as_judged(b.dest / self._target(a), judged_with_md5(a, a.local))[0]:
+                s.back = True  # changed here since planned: the per-file path sets it aside or leaves it
                 continue
             new = s.got.ready or stat_entry(s.got.partial)  # the rename keeps inode, size and mtime
             assert new is not None
@@ -449,7 +455,10 @@ class _Batch:
         for s in self.staged:
             if s.placed is not None:
                 self.outcomes.append((s.action, s.got.bytes_fetched))
+            elif s.back:
+                self.b.reporter.advance(-s.got.bytes_fetched)  # fetched again by the per-file path
             else:
+                self.b.reporter.advance(-s.got.bytes_fetched)  # the progress shows only what was placed
                 self._failed(s.action, s.error or DownloadError("not placed"))
 
     def _rename_all(self, planned: list[_Staged]) -> None:
@@ -460,7 +469,7 @@ class _Batch:
                 a = s.action
                 assert a.remote is not None
                 try:
-                    s.placed = place(s.got, b.dest, self._target(a), a.remote, a.local, folders.add)
+                    s.placed = place(s.got, b.dest, self._target(a), a.remote, judged_with_md5(a, a.local), folders.add)
                 except (Raced, DownloadError) as e:
                     s.error = e
         finally:
@@ -470,7 +479,7 @@ class _Batch:
                 osfs.flush_files(sorted(folders), folders=True)
             except OSError as e:
                 raise path_error(e, "placing downloaded files", b.dest) from None
-            b.journal.settle_many([(s.action.path, s.row if s.placed else None) for s in planned])
+            b.journal.settle_many([(s.action.path, _settled(s)) for s in planned])
             for s in planned:
                 if s.placed is not None:
                     for path, row in s.action.extra:
@@ -521,3 +530,10 @@ def _unlink(path: Path) -> None:
         pass
     except OSError:
         pass  # cleared with the other leftovers at the next start
+
+
+def _settled(s: _Staged) -> JournalEntry | None:
+    """The row of a placed file, with its ctime after the rename (a rename moves it)."""
+    if s.placed is None or s.row is None:
+        return None
+    return replace(s.row, ctime_ns=s.placed.ctime_ns)

@@ -7,7 +7,7 @@ one sentence saying what happened and what to do.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -27,6 +27,19 @@ class Check:
     blocking: bool = False  # the share could not be reached or logged into: the checks stopped here
 
 
+def reachability(conn: ConnectionSettings) -> Check:
+    """Does the server answer at all, with valid TLS? Asked without credentials, so a user is
+    never asked for a password by a check whose server cannot be reached."""
+    try:
+        remote = Remote(replace(conn, user=None, password=None))
+    except RemoteError as e:  # a URL that cannot be used at all
+        return Check("reachable", False, str(e), blocking=True)
+    try:
+        return _reach(remote)[0]
+    finally:
+        remote.close()
+
+
 def run_checks(conn: ConnectionSettings) -> list[Check]:
     try:
         remote = Remote(conn)
@@ -38,20 +51,28 @@ def run_checks(conn: ConnectionSettings) -> list[Check]:
         remote.close()
 
 
-def _run(remote: Remote, conn: ConnectionSettings) -> list[Check]:
-    checks: list[Check] = []
+def _reach(remote: Remote) -> tuple[Check, requests.Response | None, requests.Response | None]:
+    """The first check, and the share's OPTIONS and PROPFIND answers without a login, when there are."""
     base = remote.base_url
     reachable = "reachable" + (" with valid TLS" if urlsplit(base).scheme == "https" else "")
-    tls = urlsplit(base).scheme == "https"
     try:  # without credentials on purpose: what Explorer sees first
         options = remote.request("OPTIONS", base, login=False)
         options.close()
         probe = remote.request("PROPFIND", base, login=False, headers={"Depth": "0"})
         probe.close()
     except RemoteError as e:
-        return [Check(reachable, False, str(e), blocking=True)]
+        return Check(reachable, False, str(e), blocking=True), None, None
     server = options.headers.get("Server", "the server")
-    checks.append(Check(reachable, True, f"HTTP {options.status_code} from {server}"))
+    return Check(reachable, True, f"HTTP {options.status_code} from {server}"), options, probe
+
+
+def _run(remote: Remote, conn: ConnectionSettings) -> list[Check]:
+    base = remote.base_url
+    tls = urlsplit(base).scheme == "https"
+    first, options, probe = _reach(remote)
+    if options is None or probe is None:
+        return [first]
+    checks: list[Check] = [first]
 
     try:
         token = remote.check_root()

@@ -38,8 +38,8 @@ from .bulk import bulk_upload
 from .bundle import bundled_downloads
 from .execute import Context, Executor, Reporter, SilentReporter
 from .filters import Filter
-from .journal import Journal, JournalError
-from .local import LocalScan, look_at, scan_local
+from .journal import Journal, JournalError, write_problem
+from .local import SETTLE_S, LocalScan, look_at, scan_local
 from .paths import NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
@@ -53,6 +53,7 @@ from .plan import (
     RemoteEntry,
     RemoteView,
     complete,
+    learns_ctime,
     reconcile,
 )
 from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
@@ -79,7 +80,7 @@ class RunOptions:
     verify: bool = False  # re-hash every local file
     full: bool = False  # walk the whole share even if it can list changes
     name_rules: NameRules | None = None
-    settle_s: float = 2.0  # sync, push: a file modified this recently is still being written
+    settle_s: float = SETTLE_S  # sync, push: a file modified this recently is still being written
     wait_to_settle: bool = True  # one-shot runs wait (up to settle_s) for such files; watch moves on
     # sync: put back what a deletion guard held, once: planned as after a lost journal (no shared
     # history, nothing deleted, each side filled from the other; differing files kept both ways)
@@ -249,6 +250,9 @@ class Engine:
 def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
     if "full" in str(e):
         return "disk full while recording progress. Free some space and run again; it resumes."
+    cannot = write_problem(state_dir)
+    if cannot is not None:
+        return cannot
     return f"could not write the state file {state_dir / 'state.db'} ({e}); check that folder and run again."
 
 
@@ -690,6 +694,7 @@ def _changes_only(
             or e is None
             or j.is_dir != e.is_dir
             or (not e.is_dir and (not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5)))
+            or learns_ctime(j, e)
             or j.prev is not None
             or path in touched
         ):

@@ -61,11 +61,13 @@ from .remote import (
 )
 from .results import Conflict, RunResult
 from .transfer import (
+    ChangedOnServer,
     DownloadError,
     LocalWriteError,
     PathWriteError,
     Raced,
     download,
+    judged_with_md5,
     keep_as_conflict,
     move_to_trash,
     path_error,
@@ -122,6 +124,8 @@ class Context:
     on_disk: dict[str, str] = field(default_factory=dict)  # NFC path -> its spelling on disk, where they differ
     prefetch: Prefetch | None = None
     upload_many: UploadMany | None = None
+    # A download found the file changed since it was listed: list and plan it again (set by the Executor).
+    changed_on_server: Callable[[str, str], None] | None = None
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -176,6 +180,13 @@ class Executor:
         self._lock = threading.Lock()
         self._refused: set[str] = set()
         self._bulk_off = False  # the server offers no bulk upload: PUT for the rest of the run
+        self._changed: dict[str, str] = {}  # path -> why a download was not the version listed
+        ctx.changed_on_server = self._changed_on_server
+
+    def _changed_on_server(self, path: str, why: str = "") -> None:
+        with self._lock:  # listed again and planned again, like a 412
+            self._refused.add(path)
+            self._changed[path] = why
 
     # --- the run -------------------------------------------------------------------
 
@@ -198,7 +209,12 @@ class Executor:
                 self.result.plan.warnings.extend(again.warnings)
                 self._run_actions(again.actions)
             for path in sorted(self._refused):
-                self._error(path, "changed on the server again while this run was writing it; run again to sync it")
+                why = self._changed.get(path)
+                if why:
+                    self._error(path, f"{why}, again after listing it anew: it keeps changing on the server; "
+                                      "run again to sync it")  # fmt: skip
+                else:
+                    self._error(path, "changed on the server again while this run was writing it; run again to sync it")
         finally:
             ctx.reporter.end()
 
@@ -277,6 +293,8 @@ class Executor:
                 self.result.deferred.append(e.path)
         except Stopped:
             self._error(a.path, "stopped")
+        except ChangedOnServer as e:
+            self._changed_on_server(a.path, str(e))
         except (Raced, DownloadError) as e:
             self._error(a.path, str(e))
         except PathWriteError as e:
@@ -449,15 +467,19 @@ class Executor:
         if got is None:
             got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
                            stop=self.ctx.stop)  # fmt: skip
-        with self._lock:
-            self.result.bytes_downloaded += got.bytes_fetched
         expected = a.local
         note = ""
         uploaded = False
         if a.kind == Kind.CONFLICT and a.local is not None:
             note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
-        placed = self._place(a, got, expected)
+        try:
+            placed = self._place(a, got, expected)
+        except BaseException:
+            self.ctx.reporter.advance(-got.bytes_fetched)  # the progress shows only what was placed
+            raise
+        with self._lock:  # counted once placed: a download left unplaced (raced, refused) is no download
+            self.result.bytes_downloaded += got.bytes_fetched
         if a.kind in (Kind.DOWNLOAD, Kind.UPDATE):  # big files: keep the block list for the next delta
             delta.remember(self.ctx.remote, self.ctx.state_dir, r, placed, got)
         if a.kind == Kind.CONFLICT:
@@ -484,9 +506,15 @@ class Executor:
             rows.append(entry)
             journal.intend(Intent(a.path, "place", entry))
 
+        def set_aside(copy: str) -> None:  # edited here since the plan judged it: kept, never replaced
+            with self._lock:
+                why = "changed here while the server's version came"
+                self.result.conflicts.append(Conflict(a.path, copy, why, False))
+
         target = self._rel(a.path) if expected is not None else a.path
-        place(got, self.ctx.dest, target, r, expected, self.ctx.dir_changed, before_rename=intend)
-        journal.settle(a.path, rows[0])
+        final = place(got, self.ctx.dest, target, r, judged_with_md5(a, expected), self.ctx.dir_changed,
+                      before_rename=intend, set_aside=set_aside)  # fmt: skip
+        journal.settle(a.path, replace(rows[0], ctime_ns=final.ctime_ns))
         for path, row in a.extra:
             if row is None:
                 journal.forget(path)
@@ -498,11 +526,13 @@ class Executor:
             return False
         planned = dict(a.extra).get(a.conflict_copy or "")
         local = stat_entry(self.ctx.dest / copy)
-        if local is None or not same_stat(local, a.local):
+        # (its ctime moved with the rename, checked just before it; the upload's MD5 sees a later edit)
+        if local is None or not same_stat(local, replace(a.local, ctime_ns=0)):
             return False  # changed since: the next run sees a new local file and uploads it
         md5 = a.local.md5 or md5_of(self.ctx.dest / copy)
-        entry = planned or JournalEntry(
-            False, local.size, local.mtime_ns, local.ino, md5, None, local.size, local.mtime_ns / 1e9, md5
+        entry = replace(planned, ctime_ns=local.ctime_ns) if planned else JournalEntry(
+            False, local.size, local.mtime_ns, local.ino, md5, None, local.size, local.mtime_ns / 1e9, md5,
+            ctime_ns=local.ctime_ns,
         )
         try:
             self._send(copy, entry, None, md5, local)
@@ -543,7 +573,8 @@ class Executor:
 
     def _intent_entry(self, planned: JournalEntry, md5: str, loc: LocalEntry) -> JournalEntry:
         """The base an upload gives once the server has it (its remote half without the new etag)."""
-        return replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5)
+        return replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5,
+                       ctime_ns=loc.ctime_ns)  # fmt: skip
 
     def _send(
         self, path: str, planned: JournalEntry, base_etag: str | None, md5: str, loc: LocalEntry, href: str = ""
@@ -697,7 +728,7 @@ class Executor:
 
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
-            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), a.local, self.ctx.stamp)
+            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
             self.ctx.journal.forget(a.path)
             self._done(a, trashed)
             return

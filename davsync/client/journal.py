@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import osfs
 from ..sqlpaths import at_or_below
 from .plan import JournalEntry
 
@@ -26,7 +28,8 @@ CREATE TABLE IF NOT EXISTS placed (
     remote_md5 TEXT,
     remote_gone INTEGER NOT NULL DEFAULT 0,
     prev TEXT,
-    remote_name TEXT
+    remote_name TEXT,
+    ctime_ns INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intent (
@@ -37,14 +40,17 @@ CREATE TABLE IF NOT EXISTS intent (
 );
 """
 
-_COLUMNS = "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, remote_name, prev"
+_COLUMNS = (
+    "is_dir, size, mtime_ns, ino, md5, remote_etag, remote_size, remote_mtime, remote_md5, remote_name, prev, ctime_ns"
+)
 
 
 def _entry(row: tuple) -> JournalEntry:
     """A row (without its path) as a JournalEntry; `prev` is stored as JSON."""
-    *values, prev = row
+    *values, prev, ctime_ns = row
     # (mypy cannot tell that the row's columns stop before `prev`)
-    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None)  # type: ignore[misc]
+    return JournalEntry(bool(values[0]), *values[1:], prev=_entry_from_json(prev) if prev else None,  # type: ignore[misc]
+                        ctime_ns=ctime_ns)  # fmt: skip
 
 
 def _entry_from_json(text: str) -> JournalEntry:
@@ -60,16 +66,47 @@ def _entry_json(e: JournalEntry | None) -> str | None:
 
 
 REFUSED = 2  # remote_gone: deleted on the server, held back by a guard (1: kept, no --delete)
-_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES ({', '.join('?' * 13)}, 0)"
 
 
 def _put_args(path: str, e: JournalEntry) -> tuple:
     return (path, int(e.is_dir), e.size, e.mtime_ns, e.ino, e.md5, e.remote_etag, e.remote_size, e.remote_mtime,
-            e.remote_md5, e.remote_name, _entry_json(e.prev))  # fmt: skip
+            e.remote_md5, e.remote_name, _entry_json(e.prev), e.ctime_ns)  # fmt: skip
 
 
 class JournalError(Exception):
     pass
+
+
+def write_problem(state_dir: Path) -> str | None:
+    """Why davsync cannot write its own folder (permissions, a read-only volume), or None.
+
+    SQLite reports a folder it cannot write as "unable to open database file" or "readonly
+    database", much as it reports damage; this tells them apart, so a healthy journal is never
+    called damaged (and never moved aside on that advice)."""
+    probe = state_dir / f"write-probe-{os.getpid()}.tmp"
+    try:
+        open(probe, "xb").close()
+        probe.unlink()
+    except FileExistsError:
+        pass
+    except OSError as e:
+        return _cannot_write(state_dir, e)
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        file = state_dir / name
+        try:
+            open(file, "r+b").close()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return _cannot_write(file, e)
+    return None
+
+
+def _cannot_write(where: Path, e: OSError) -> str:
+    why = (e.strerror or str(e)).lower()
+    return (f"cannot write {osfs.display_path(where)}: {why}. davsync keeps its journal there: make it writable "
+            "and run again (the journal is kept as it is).")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -110,7 +147,12 @@ class Journal:
                 self._db.execute("ALTER TABLE placed ADD COLUMN prev TEXT")
             if "remote_name" not in columns:
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_name TEXT")
+            if "ctime_ns" not in columns:  # rows without it are judged by size, mtime and file ID until refreshed
+                self._db.execute("ALTER TABLE placed ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as e:
+            cannot = write_problem(path.parent) if path is not None else None
+            if cannot is not None:  # (SQLite says "unable to open", "readonly": the folder is the trouble)
+                raise JournalError(cannot) from None
             raise JournalError(
                 f"the state file {path} is damaged ({e}): move it aside and pull again to rebuild it; "
                 "no local file is overwritten."
@@ -163,6 +205,19 @@ class Journal:
         """Does a deletion a guard refused wait for a complete listing to confirm it?"""
         with self._lock:
             return self._db.execute(f"SELECT 1 FROM placed WHERE remote_gone={REFUSED} LIMIT 1").fetchone() is not None
+
+    def has_case_variant(self, paths: list[str], going: Container[str] = frozenset()) -> bool:
+        """Is a recorded path, not among `paths` nor `going`, one of them in another letter case
+        (ASCII)? (One pass over the table per 500 paths: asked for a change list's files.)"""
+        named = set(paths)
+        with self._lock:
+            for i in range(0, len(paths), 500):
+                chunk = [p.lower() for p in paths[i : i + 500]]
+                marks = ",".join("?" * len(chunk))
+                for (found,) in self._db.execute(f"SELECT path FROM placed WHERE lower(path) IN ({marks})", chunk):
+                    if found not in named and found not in going:
+                        return True
+        return False
 
     def count_files(self) -> int:
         with self._lock:

@@ -2,7 +2,7 @@
 
 `scan_local` walks all of DEST (the folder-by-folder walk the server's rescans use);
 `look_at` looks only at named paths (a server change list, a watcher's events). Both read
-a file to hash it only when its stat (size, mtime_ns, file ID) differs from its base row or
+a file to hash it only when its stat (size, mtime_ns, ctime, file ID) differs from its base row or
 it has none, so an unchanged tree costs one lstat per file and no reads.
 
 What the result promises the planner and the executor:
@@ -24,7 +24,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import osfs
@@ -33,6 +33,7 @@ from ..scan import iter_folders, md5_of_file
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
+SETTLE_S = 2.0  # a file modified this recently is still being written: judged (or set aside) later
 HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading large files
 SMALL_FILE = 256 * 1024  # read on the scanning thread: a hand-off to a thread costs more
 LINK_REASON = "a link or junction in DEST, left alone"
@@ -79,7 +80,7 @@ def scan_local(
     rules: NameRules,
     fold_case: bool,
     hash_all: bool = False,
-    settle_s: float = 2.0,
+    settle_s: float = SETTLE_S,
     now_ns: int | None = None,
     stop: threading.Event | None = None,
 ) -> LocalScan:
@@ -101,7 +102,7 @@ def look_at(
     rules: NameRules,
     fold_case: bool,
     hash_all: bool = False,
-    settle_s: float = 2.0,
+    settle_s: float = SETTLE_S,
     now_ns: int | None = None,
     stop: threading.Event | None = None,
 ) -> LocalScan:
@@ -228,7 +229,7 @@ class _Look:
             self.entries[path] = _UNREAD
             self.skip(path, f"cannot be read ({e.strerror or e}); left alone")
             return False
-        self.file(path, entry.path, LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(entry.path, st)))
+        self.file(path, entry.path, _entry_of_stat(entry.path, st))
         return False
 
     # -- one named path -------------------------------------------------------------
@@ -383,7 +384,7 @@ class _Look:
         if md5 is None or after is None or (after.st_size, after.st_mtime_ns) != (before.size, before.mtime_ns):
             self.result.deferred.add(path)  # changed (or went) while it was read: still being written
             return
-        self.entries[path] = LocalEntry(False, before.size, before.mtime_ns, before.ino, md5)
+        self.entries[path] = replace(before, md5=md5)
 
 
 def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
@@ -400,12 +401,11 @@ def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str
 
 
 def _entry_of(entry: os.DirEntry[str]) -> LocalEntry:
-    st = osfs.entry_stat(entry)
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(entry.path, st))
+    return _entry_of_stat(entry.path, osfs.entry_stat(entry))
 
 
-def _entry_of_stat(full: Path, st: os.stat_result) -> LocalEntry:
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(full, st))
+def _entry_of_stat(full: str | Path, st: os.stat_result) -> LocalEntry:
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(full, st), ctime_ns=osfs.change_time_ns(full, st))
 
 
 def _nfc(name: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urljoin, urlsplit
@@ -220,14 +220,17 @@ class Skipped:
 
 
 def filter_names(
-    paths: Iterable[str], rules: NameRules, *, fold_case: bool | None = None
+    paths: Iterable[str], rules: NameRules, *, fold_case: bool | None = None, prefer: Container[str] | None = None
 ) -> tuple[set[str], list[Skipped]]:
     """Keep the paths this filesystem can hold; report the rest.
 
     On case-insensitive filesystems (`fold_case`, by default from the rules), names in
-    one folder that differ only by case would overwrite each other, so all of them are
-    skipped. Anything below a skipped folder is skipped too. A root name that could
-    stand for `.davsync` on some filesystem is always skipped.
+    one folder that differ only by case would overwrite each other. With `prefer` (the
+    server's names: the paths already synced here), one of them is kept by a stated rule:
+    the one already synced, else the first in code-point order (`Report.txt` before
+    `report.txt`); without it (the local side), all are skipped. Anything below a skipped
+    folder is skipped too. A root name that could stand for `.davsync` on some filesystem
+    is always skipped.
     """
     paths = sorted(set(paths))
     skipped: dict[str, str] = {}
@@ -251,7 +254,14 @@ def filter_names(
         for path in paths:
             groups.setdefault(nfc(path).casefold(), []).append(path)
         for members in groups.values():
-            if len(members) > 1:
+            if len(members) > 1 and prefer is not None:
+                keep = next((m for m in members if m in prefer), min(members))
+                for m in members:
+                    if m != keep:
+                        skipped.setdefault(m, f"differs only by case from {shown(keep)}, which is synced here instead "
+                                              "(this filesystem cannot hold both); rename one of them on the server "
+                                              "to have both here")  # fmt: skip
+            elif len(members) > 1:
                 for m in members:
                     others = ", ".join(shown(o) for o in members if o != m)
                     skipped.setdefault(m, f"differs only by case from {others}; this filesystem cannot hold both")

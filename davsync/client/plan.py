@@ -67,6 +67,7 @@ class LocalEntry:
     mtime_ns: int = 0
     ino: int = 0
     md5: str | None = None  # only filled when the stat differs from the journal, or for untracked files
+    ctime_ns: int = 0  # osfs.change_time_ns: 0 where unknown (then the stat alone is not sure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +88,21 @@ class JournalEntry:
     # Set while a placement is in flight: what was there before. If a crash stopped the
     # rename, the local file still matches this, and this is what the journal means.
     prev: JournalEntry | None = None
+    # The file's ctime when recorded (0: unknown, a row from before davsync kept it): a silent
+    # edit (same size, mtime restored) changes only this.
+    ctime_ns: int = 0
 
     def matches_local(self, local: LocalEntry) -> bool:
         return (
             not local.is_dir
             and (self.size, self.mtime_ns, self.ino) == (local.size, local.mtime_ns, local.ino)
+            and same_ctime(self.ctime_ns, local.ctime_ns)
         )
+
+
+def same_ctime(a: int, b: int) -> bool:
+    """Equal change times, where both are known (0 is unknown: a FAT volume, an old journal row)."""
+    return a == b or not a or not b
 
 
 def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) -> JournalEntry | None:
@@ -107,7 +117,8 @@ def resolve_in_flight(journal: JournalEntry | None, local: LocalEntry | None) ->
 def complete(entry: JournalEntry, local: LocalEntry | None = None, remote: RemoteEntry | None = None) -> JournalEntry:
     """A planned base with what only the run learns: the placed file's stat, the server's new etag."""
     if local is not None and not entry.is_dir:
-        entry = replace(entry, size=local.size, mtime_ns=local.mtime_ns, ino=local.ino, md5=local.md5 or entry.md5)
+        entry = replace(entry, size=local.size, mtime_ns=local.mtime_ns, ino=local.ino, md5=local.md5 or entry.md5,
+                        ctime_ns=local.ctime_ns)  # fmt: skip
     if remote is not None and not entry.is_dir:
         entry = replace(
             entry,
@@ -412,6 +423,11 @@ def same_content(local: LocalEntry, remote: RemoteEntry) -> bool:
     )
 
 
+def learns_ctime(j: JournalEntry, loc: LocalEntry) -> bool:
+    """A row from before the journal kept ctime, for a file whose ctime is known: record it once."""
+    return not j.ctime_ns and bool(loc.ctime_ns) and not loc.is_dir
+
+
 def _local_unchanged(j: JournalEntry, loc: LocalEntry) -> bool:
     """A known local MD5 decides; otherwise an unchanged stat means unchanged content."""
     if loc.md5 is not None:
@@ -513,7 +529,8 @@ def _file_record(r: RemoteEntry, loc: LocalEntry | None = None, md5: str | None 
     """The base after a download (local stat filled in by complete()) or an adoption (stat known)."""
     if loc is None:
         return JournalEntry(False, r.size or 0, 0, 0, r.md5, r.etag, r.size, r.mtime, r.md5)
-    return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5)
+    return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, r.etag, r.size, r.mtime, r.md5,
+                        ctime_ns=loc.ctime_ns)  # fmt: skip
 
 
 def _plan_pull(
@@ -589,7 +606,7 @@ def _decide_pull(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: 
                 if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
                     return _pulled(j, Kind.REFRESH, path, r, loc, "remote metadata changed, content same")
                 return _pulled(j, Kind.UPDATE, path, r, loc, "changed on the server")
-            if not j.matches_local(loc) or j.remote_etag != r.etag:
+            if not j.matches_local(loc) or j.remote_etag != r.etag or learns_ctime(j, loc):
                 return _pulled(j, Kind.REFRESH, path, r, loc, "metadata changed, content same")
             return None
         if same_content(loc, r) and (loc.md5 is not None or not changed):
@@ -748,11 +765,11 @@ class _TwoWay:
         if path in self.lv.entries:
             e = self.lv.entries[path]
             if e is not None and e.md5 is None and j is not None and j.md5 and j.matches_local(e):
-                return LocalEntry(False, e.size, e.mtime_ns, e.ino, j.md5)  # an unchanged stat: the journal knows
+                return replace(e, md5=j.md5)  # an unchanged stat: the journal knows
             return e
         if self.lv.complete or j is None or self._gone_above(path, here=True):
             return None
-        return LocalEntry(True) if j.is_dir else LocalEntry(False, j.size, j.mtime_ns, j.ino, j.md5)
+        return LocalEntry(True) if j.is_dir else LocalEntry(False, j.size, j.mtime_ns, j.ino, j.md5, j.ctime_ns)
 
     def remote(self, path: str) -> RemoteEntry | None:
         if path in self.rv.entries:
@@ -849,7 +866,7 @@ class _TwoWay:
         if j is None or j.is_dir or j.prev is not None or self.set_aside:
             return False
         e, r = self.lv.entries.get(path), self.rv.entries.get(path)
-        if e is None or not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5):
+        if e is None or not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5) or learns_ctime(j, e):
             return False
         if r is None:
             # A changes-only listing that does not name it: unchanged on the server since the
@@ -900,7 +917,8 @@ class _TwoWay:
         loc = self.local(path)
         assert loc is not None
         md5 = self._local_md5(path)
-        return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, None, loc.size, loc.mtime_ns / 1e9, md5)
+        return JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, None, loc.size, loc.mtime_ns / 1e9, md5,
+                            ctime_ns=loc.ctime_ns)  # fmt: skip
 
     def _both_record(self, path: str) -> JournalEntry:
         loc, r, j = self.local(path), self.remote(path), self.base.get(path)
@@ -938,8 +956,10 @@ class _TwoWay:
             why = "changed on both sides" if ls == St.MODIFIED else "new on both sides"
             return self._conflict(path, f"{why}, with different content{union}")
         if ls == St.DELETED and rs == St.SAME:
-            if ro:
-                return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
+            if ro:  # a read-only pair mirrors the server (as pull does): never silently left missing
+                assert r is not None
+                return self._act(Kind.DOWNLOAD, path, "deleted here, but the account cannot delete on the server: "
+                                 "restored", record=_file_record(r))  # fmt: skip
             return self._act(Kind.REMOTE_DELETE, path, "deleted here")
         if ls == St.SAME and rs == St.DELETED:
             return self._act(Kind.DELETE, path, "deleted on the server")
@@ -999,6 +1019,7 @@ class _TwoWay:
         if (
             j.prev is None
             and j.matches_local(loc)
+            and not learns_ctime(j, loc)
             and (j.remote_etag, j.remote_size, j.remote_mtime, j.remote_md5) == (r.etag, r.size, r.mtime, r.md5)
             and (loc.md5 or r.md5 or j.md5) == j.md5
         ):
@@ -1015,7 +1036,7 @@ class _TwoWay:
         if upload:
             md5 = self._local_md5(path)
             extra = ((copy, JournalEntry(False, loc.size, loc.mtime_ns, loc.ino, md5, None, loc.size,
-                                         loc.mtime_ns / 1e9, md5)),)  # fmt: skip
+                                         loc.mtime_ns / 1e9, md5, ctime_ns=loc.ctime_ns)),)  # fmt: skip
         record = JournalEntry(True) if r.is_dir else _file_record(r)
         return self._act(
             Kind.CONFLICT, path, reason, conflict_copy=copy, upload_copy=upload, record=record, extra=extra
@@ -1118,8 +1139,9 @@ class _TwoWay:
             if here and not self.push:
                 why = "deleted here, but content inside changed on the server: made again"
                 return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
-            if self.ro:
-                return self._act(Kind.LOCAL_DELETED, path, "deleted here; the account cannot delete on the server")
+            if self.ro:  # as its files: a read-only pair mirrors the server
+                why = "deleted here, but the account cannot delete on the server: made again"
+                return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
             if there:
                 return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept: files inside stay on the server")
             if self.push and not self.options.delete:

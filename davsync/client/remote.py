@@ -42,7 +42,7 @@ from .davxml import (
     sync_token,
     xml_escape,
 )
-from .paths import HrefResolver, Skipped, UnsafeHref, shown, url_segments
+from .paths import HrefResolver, Skipped, UnsafeHref, nfc, shown, url_segments
 from .plan import RemoteEntry
 from .transport import NETWORK_ERRORS, BodyReader, ConnectionSettings, RemoteError, Transport, normalize_base
 
@@ -153,9 +153,13 @@ class Remote:
         self.transport = Transport(settings)
         self.base_url = self.transport.base_url
         # Is the server still answering at all? Shared by every request and retry of a run.
-        self.outage = retry.Outage(urlsplit(self.base_url).netloc)
+        self.outage = retry.Outage(urlsplit(self.base_url).netloc, probe=self._probe)
         self.transport.outage = self.outage
         self.options_headers: Mapping[str, str] | None = None  # the share root's last OPTIONS answer
+
+    def _probe(self) -> None:
+        """Does the server answer anything? (OPTIONS on the share, once; see retry.Outage.)"""
+        self.request("OPTIONS", self.base_url).close()
 
     # --- the connection (transport.py) ------------------------------------------
 
@@ -356,12 +360,21 @@ class Remote:
                     return None
                 if resp.status_code != 207:
                     raise _write_error("PROPFIND", path, resp)
-                for _href, entry in parse_multistatus(self.chunks(resp, 65536, f"reading {shown(path)} was cut off")):
-                    if entry.removed:
-                        return None
-                    if entry.token is None:
-                        return RemoteEntry(path, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, url)
-                return None
+                # The response for this href (a server answering more than asked lists others too);
+                # the only one when its href is spelled otherwise (encoding, Unicode form).
+                want = nfc(_comparable_href(url))
+                found: list[tuple[bool, RemoteEntry | None]] = []
+                for listed, entry in parse_multistatus(self.chunks(resp, 65536, f"reading {shown(path)} was cut off")):
+                    if entry.token is not None:
+                        continue
+                    mine = None if entry.removed else RemoteEntry(
+                        path, entry.is_dir, entry.size, entry.mtime, entry.etag, entry.md5, url
+                    )
+                    found.append((nfc(_comparable_href(listed)) == want, mine))
+                exact = [e for same, e in found if same]
+                if exact:
+                    return exact[0]
+                return found[0][1] if len(found) == 1 else None
             finally:
                 resp.close()
 

@@ -68,10 +68,13 @@ class Outage:
     A failure with no answer (refused, timed out, reset, cut off) followed by any answer was one
     request's accident: its retries wait by its own policy. While nothing answers, every retry
     of every file waits in one shared round of `TRANSFER`'s backoff; when its rounds are spent and
-    the failures span more than one request, the server is gone: `ServerGone`, for every caller."""
+    the failures span more than one request, the server is gone: `ServerGone`, for every caller.
+    When they all hit one request (one big download), `probe` asks the server something else
+    once: no answer there either means the server is gone, not that one file fails."""
 
-    def __init__(self, where: str = "the share") -> None:
+    def __init__(self, where: str = "the share", probe: Callable[[], object] | None = None) -> None:
         self.where = where  # host:port, for the message
+        self.probe = probe  # one cheap request, no retry (its failure reaches no_answer as usual)
         self._cond = threading.Condition()
         self.reset()
 
@@ -117,14 +120,16 @@ class Outage:
                 self._check()
                 return attempt < backoff.retries
             else:
+                if attempt >= backoff.retries and len(self._keys) == 1 and self.probe is not None:
+                    # This request's retries are spent: is it the request, or the server?
+                    try:
+                        self.probe()  # the condition's lock is reentrant: no_answer/answered may run here
+                    except RemoteError:
+                        pass
+                    if self._failures and len(self._keys) > 1:
+                        self._declare_gone()
                 if self._rounds >= budget.retries and len(self._keys) > 1:
-                    why = f" ({self._last})" if self._last else ""
-                    self._gone = (
-                        f"the server at {self.where} stopped answering{why}; what was done so far is kept: "
-                        "run again when it is back."
-                    )
-                    self._cond.notify_all()
-                    self._check()
+                    self._declare_gone()
                 if attempt >= backoff.retries:
                     return False
                 self._rounds += 1
@@ -140,6 +145,16 @@ class Outage:
         with self._cond:
             self._check()
         return True
+
+    def _declare_gone(self) -> None:
+        """(With the lock held.) Every caller gets ServerGone from now on, this one first."""
+        why = f" ({self._last})" if self._last else ""
+        self._gone = (
+            f"the server at {self.where} stopped answering{why}; what was done so far is kept: "
+            "run again when it is back."
+        )
+        self._cond.notify_all()
+        self._check()
 
     @property
     def gone(self) -> str | None:

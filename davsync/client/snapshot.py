@@ -8,7 +8,7 @@ name must never look deleted), and so is anything the excluded filter names.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from .journal import Journal
@@ -52,12 +52,14 @@ def walk_snapshot(
     rules: NameRules,
     fold_case: bool,
     token: str | None,
+    synced: Container[str] = frozenset(),
 ) -> RemoteSnapshot:
-    """Everything (Depth-1 PROPFIND per folder). `token`: the root's sync token, asked before the walk."""
+    """Everything (Depth-1 PROPFIND per folder). `token`: the root's sync token, asked before the walk.
+    `synced`: the paths already synced here (of letter-case twins, the one synced stays)."""
     listing = walk(remote, jobs=max(2, jobs), excluded=excluded)
     if "" in listing.failed:
         raise RemoteError(listing.failed[""])
-    kept, skipped = filter_names(listing.entries, rules, fold_case=fold_case)
+    kept, skipped = filter_names(listing.entries, rules, fold_case=fold_case, prefer=synced)
     entries = {p: e for p, e in listing.entries.items() if p in kept}
     view = RemoteView(entries, failed=frozenset(listing.failed))
     return RemoteSnapshot(view, token, "walk", listing.skipped + skipped, dict(listing.failed))
@@ -93,7 +95,7 @@ def initial_snapshot(remote: Remote, *, excluded: Excluded, rules: NameRules, fo
         for path, entry in changes.changed.items()
         if not left_out[path.rpartition("/")[0]] and not excluded(path, entry.is_dir)
     }
-    kept, skipped = filter_names(listed, rules, fold_case=fold_case)
+    kept, skipped = filter_names(listed, rules, fold_case=fold_case, prefer=frozenset())  # a first run: none synced
     entries = {p: e for p, e in listed.items() if p in kept}
     view = RemoteView(entries)
     return RemoteSnapshot(view, changes.token, INITIAL, changes.skipped + skipped)
@@ -122,12 +124,16 @@ def changes_snapshot(
     except SyncUnsupported:
         journal.set_meta("sync_token", None)
         return None
-    if spelling_changed(remote, journal, changes):
+    if spelling_changed(remote, journal, changes) or _skipped_name_changed(journal, changes):
         return None
+    files = [p for p, e in changes.changed.items() if not e.is_dir]
+    if fold_case and journal.has_case_variant(files, going=changes.removed):
+        return None  # a letter-case twin of a synced name: only a listing tells which stays
+
     if journal.get_meta(SKIPPED_META) and journal.get_meta(SKIPPED_RULES_META) != rules_key(rules, fold_case):
         return None  # names skipped under other name rules: only a walk judges them again
     changed = {p: e for p, e in changes.changed.items() if not excluded(p, e.is_dir)}
-    kept, skipped = filter_names(changed, rules, fold_case=fold_case)
+    kept, skipped = filter_names(changed, rules, fold_case=fold_case, prefer=_Synced(journal))
     entries = {p: e for p, e in changed.items() if p in kept}
     removed = {p for p in changes.removed if not excluded(p, False)}
     # Deletions held back earlier (kept here: no --delete, or a guard) are judged again.
@@ -183,6 +189,20 @@ def _still_skipped(journal: Journal, changed: Mapping[str, object], removed: set
     return out
 
 
+def _skipped_name_changed(journal: Journal, changes: Changes) -> bool:
+    """Is a name skipped earlier (Unicode or letter-case twins) among the changes? A change
+    list names one twin at a time: when one goes, only a listing shows the one that stays
+    (and that it may now be synced)."""
+    text = journal.get_meta(SKIPPED_META)
+    if not text:
+        return False
+    try:
+        skipped = {row[0] for row in json.loads(text)}
+    except (ValueError, TypeError, IndexError):
+        return True
+    return any(p in skipped for p in changes.removed) or any(p in skipped for p in changes.changed)
+
+
 def spelling_changed(remote: Remote, journal: Journal, changes: Changes) -> bool:
     """Does a changed entry reach a known local path under another server spelling (NFD
     where NFC was synced)? Then another name may share that path, which only a full
@@ -227,4 +247,16 @@ def remote_snapshot(
         if first is not None:
             return first
     root = remote.check_root() if isinstance(root_token, Ask) else root_token
-    return walk_snapshot(remote, jobs=jobs, excluded=excluded, rules=rules, fold_case=fold_case, token=root)
+    return walk_snapshot(
+        remote, jobs=jobs, excluded=excluded, rules=rules, fold_case=fold_case, token=root, synced=_Synced(journal)
+    )
+
+
+class _Synced:
+    """The paths the journal knows, asked one at a time (only letter-case twins ask)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and bool(self.journal.get([path]))

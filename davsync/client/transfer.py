@@ -17,8 +17,9 @@ import os
 import queue
 import stat as _stat
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,8 +27,10 @@ import requests
 
 from .. import osfs
 from ..oserrors import is_disk_full, is_not_permitted
+from ..scan import md5_of_file
 from . import retry
-from .plan import LocalEntry, RemoteEntry, conflict_name
+from .local import SETTLE_S
+from .plan import Action, LocalEntry, RemoteEntry, conflict_name, same_ctime
 from .remote import Remote, RemoteError
 from .retry import Backoff
 
@@ -45,6 +48,11 @@ class LocalWriteError(Exception):
 
 class PathWriteError(DownloadError):
     """One place in DEST refuses writes (a read-only sub-folder): that file is reported, the rest goes on."""
+
+
+class ChangedOnServer(DownloadError):
+    """What arrived is not the version listed (another size or MD5): the file changed on the
+    server since the listing. The executor lists it again and retries within the run."""
 
 
 class Raced(Exception):
@@ -146,12 +154,12 @@ def download(
             continue
         if entry.size is not None and total != entry.size:
             _discard(data_path, meta_path)
-            raise DownloadError(
+            raise ChangedOnServer(
                 f"the server sent {total} bytes but listed {entry.size}; nothing was placed (the file may be changing)"
             )
         if entry.md5 and md5 != entry.md5:
             _discard(data_path, meta_path)
-            raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
+            raise ChangedOnServer(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
         return Downloaded(data_path, md5, total, fetched, resumed_from)
 
 
@@ -169,9 +177,9 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
     progress(len(body))
     md5 = hashlib.md5(body).hexdigest()
     if len(body) != entry.size:
-        raise DownloadError(f"the server sent {len(body)} bytes but listed {entry.size}; nothing was placed")
+        raise ChangedOnServer(f"the server sent {len(body)} bytes but listed {entry.size}; nothing was placed")
     if entry.md5 and md5 != entry.md5:
-        raise DownloadError(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
+        raise ChangedOnServer(f"MD5 mismatch (got {md5}, the server lists {entry.md5}); nothing was placed")
     try:
         st = osfs.write_new_file(path, body, entry.mtime)
     except OSError as e:
@@ -428,7 +436,7 @@ def stat_entry(path: Path) -> LocalEntry | None:
         return None
     if _stat.S_ISDIR(st.st_mode):
         return LocalEntry(True)
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st))
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st), ctime_ns=osfs.change_time_ns(path, st))
 
 
 def same_stat(a: LocalEntry | None, b: LocalEntry | None) -> bool:
@@ -437,10 +445,27 @@ def same_stat(a: LocalEntry | None, b: LocalEntry | None) -> bool:
         return a is b
     if a.is_dir or b.is_dir:
         return a.is_dir == b.is_dir
-    return (a.size, a.mtime_ns, a.ino) == (b.size, b.mtime_ns, b.ino)
+    return (a.size, a.mtime_ns, a.ino) == (b.size, b.mtime_ns, b.ino) and same_ctime(a.ctime_ns, b.ctime_ns)
 
 
 _same = same_stat
+
+
+def still_as_judged(path: Path, expected: LocalEntry | None) -> tuple[bool, LocalEntry | None]:
+    """Is the file at `path` still the version the plan judged, and what is there now?
+
+    The stat decides where it can (size, mtime, ctime, file ID: a silent edit moves the ctime);
+    where the change time is unknown (FAT, exFAT, FUSE volumes) and the judged MD5 is known, the
+    content decides: no local byte is replaced or trashed unread."""
+    now = stat_entry(path)
+    if not _same(now, expected):
+        return False, now
+    if now is None or now.is_dir or expected is None or (now.ctime_ns and expected.ctime_ns) or not expected.md5:
+        return True, now
+    try:
+        return md5_of_file(path) == expected.md5, now
+    except OSError:
+        return False, now
 
 
 def place(
@@ -451,17 +476,31 @@ def place(
     expected: LocalEntry | None,
     dir_changed: Callable[[Path], None] = osfs.fsync_dir,
     before_rename: Callable[[LocalEntry], None] = lambda placed: None,
+    set_aside: Callable[[str], None] | None = None,
 ) -> LocalEntry:
-    """Move a verified download into place; refuse if the local file changed since planning.
+    """Move a verified download into place; never over a local file that changed since planning.
 
-    `dir_changed` makes the rename durable; a caller may batch it (fsync each folder once
-    before the journal commits) instead of one directory fsync per file.
+    A file edited since (`still_as_judged`) is kept as a conflict copy, its name given to
+    `set_aside`, and the download placed; without `set_aside`, for a file still being written
+    (modified within SETTLE_S: the next run judges it), or for any other change (the file
+    gone, a folder there), nothing is placed (Raced). `dir_changed` makes the rename
+    durable; a caller may batch it (fsync each folder once before the journal commits)
+    instead of one directory fsync per file. Returns the placed file's stat after the rename
+    (a rename moves the ctime).
     """
     target = dest / rel
     try:
-        if not _same(stat_entry(target), expected):
-            _discard(got.partial)
-            raise Raced(f"{rel} changed locally during the run; left alone")
+        same, now = still_as_judged(target, expected)
+        if not same:
+            if (set_aside is None or now is None or now.is_dir or expected is None or expected.is_dir
+                    or 0 <= time.time_ns() - now.mtime_ns < SETTLE_S * 1e9):  # fmt: skip
+                _discard(got.partial)
+                raise Raced(f"{rel} changed locally during the run; left alone")
+            try:
+                set_aside(keep_as_conflict(dest, rel, now))
+            except BaseException:
+                _discard(got.partial)
+                raise
         if entry.mtime is not None and got.ready is None:
             osfs.set_mtime(got.partial, entry.mtime)
         placed = got.ready or stat_entry(got.partial)  # the rename keeps inode, size and mtime
@@ -475,6 +514,9 @@ def place(
         dir_changed(target.parent)
         if got.partial.suffix == ".part":
             discard_partial(dest / ".davsync", rel)
+        after = stat_entry(target)
+        if after is not None and (after.size, after.mtime_ns, after.ino) == (placed.size, placed.mtime_ns, placed.ino):
+            placed = after
     except osfs.FileInUse:
         _discard(got.partial)
         raise NotPlaced(f"{rel} is in use by another program; retried next run") from None
@@ -514,9 +556,20 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None, name: st
     return candidate
 
 
+def judged_with_md5(a: Action, local: LocalEntry | None) -> LocalEntry | None:
+    """The judged local version with its MD5: a stat equal to the base's means the base's content.
+    Where the base's ctime is unknown (a row from before davsync kept it), that stat is not sure:
+    the ctime is dropped so the executor reads the file to confirm it (transfer.still_as_judged)."""
+    if local is None or a.base is None or not a.base.matches_local(local):
+        return local
+    if local.md5 and a.base.ctime_ns:
+        return local
+    return replace(local, md5=local.md5 or a.base.md5, ctime_ns=local.ctime_ns if a.base.ctime_ns else 0)
+
+
 def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
     src = dest / rel
-    if not _same(stat_entry(src), expected):
+    if not still_as_judged(src, expected)[0]:
         raise Raced(f"{rel} changed locally during the run; not deleted")
     target = dest / ".davsync" / "trash" / run_stamp / rel
     try:
