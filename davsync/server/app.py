@@ -28,6 +28,7 @@ from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
+from .pages import PageBrowser
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .runlock import hold_shared, release
@@ -114,9 +115,10 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
-        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py)
+        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
+        # PageBrowser: davsync's own folder pages for browsers (pages/), WsgiDAV's page for the rest
         "middleware_stack": [
-            ErrorPrinter, HTTPAuthenticator, WriteGuard, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, PageBrowser, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
         ],
         "davsync": {
             "users": users,

@@ -1,0 +1,122 @@
+"""The middleware that answers a browser's GET of a folder with davsync's own page.
+
+The rule (README, "A browser"): a GET or HEAD of a folder whose `Accept` names `text/html`
+and that has no query gets the page; `?zip` on a folder gets the folder as a zip, whatever
+the `Accept`. Everything else (WebDAV clients, `?davmount`, files) goes on unchanged to
+WsgiDAV. The page's script and style live under a reserved name (`ASSET_PREFIX`), which no
+file in the share can have.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+from wsgidav.dav_error import DAVError
+from wsgidav.mw.base_mw import BaseMiddleware
+
+from .headers import security_headers
+from .listing import ASSET_DIR, FolderView, entries, render
+from .zipstream import members, stream_zip
+
+StartResponse = Callable[..., Any]
+ASSET_PREFIX = f"/{ASSET_DIR}/"
+ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8"}
+
+
+def wants_html(environ: dict) -> bool:
+    return "text/html" in environ.get("HTTP_ACCEPT", "")
+
+
+def folder_label(provider: Any, path: str) -> str:
+    """What a folder is called on its page and in its zip's name; a link's root is the shared
+    folder's own name (never the token), the share's root is "Home"."""
+    parts = [p for p in path.split("/") if p]
+    if parts:
+        return parts[-1]
+    return os.path.basename(provider.root_folder_path.rstrip("/")) if hasattr(provider, "mode") else "Home"
+
+
+class PageBrowser(BaseMiddleware):
+    """In WsgiDAV's stack after HTTPAuthenticator and WriteGuard: only authorised requests get here."""
+
+    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
+        super().__init__(wsgidav_app, next_app, config)
+        self.app = next_app
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "")
+        provider = environ.get("wsgidav.provider")
+        if method not in ("GET", "HEAD") or provider is None or getattr(provider, "mode", "") == "drop":
+            return self.app(environ, start_response)
+        if path.startswith(ASSET_PREFIX):
+            return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
+        query = environ.get("QUERY_STRING", "")
+        if not (query == "zip" or (query == "" and wants_html(environ))):
+            return self.app(environ, start_response)
+        try:
+            res = provider.get_resource_inst(path, environ)
+        except DAVError:
+            return self.app(environ, start_response)  # WsgiDAV answers with the proper error
+        if res is None or not res.is_collection:
+            return self.app(environ, start_response)
+        base = environ.get("SCRIPT_NAME", "").rstrip("/")
+        if not path.endswith("/"):  # relative links on the page need the slash
+            location = quote(base + path + "/") + (f"?{query}" if query else "")
+            start_response("301 Moved Permanently", [("Location", location), ("Content-Length", "0"),
+                                                     *security_headers(None)])  # fmt: skip
+            return [b""]
+        if query == "zip":
+            return self._zip(environ, start_response, res, path, provider)
+        body = render(self._view(environ, provider, base, path), entries(res))
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                                  ("Cache-Control", "no-store"), ("Vary", "Accept"), *security_headers()])  # fmt: skip
+        return [b""] if method == "HEAD" else [body]
+
+    def _view(self, environ: dict, provider: Any, base: str, path: str) -> FolderView:
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+        name, port = host, ""
+        if not host.endswith("]") and ":" in host:
+            name, _, port = host.rpartition(":")
+        ssl = "@SSL" if scheme == "https" else ""
+        unc = "\\\\" + name + ssl + (f"@{port}" if port else "") + "\\DavWWWRoot" + (base + path).replace("/", "\\")
+        is_link = hasattr(provider, "mode")
+        return FolderView(
+            base=base,
+            path=path,
+            root_label=folder_label(provider, "/"),
+            can_write=not environ.get("davsync.readonly") and not provider.is_readonly(),
+            dav_url=f"{scheme}://{host}{quote(base + path)}",
+            windows_path=unc.rstrip("\\"),
+            login_hint=(
+                "Log in with any user name and the link's password (if it has one)."
+                if is_link
+                else "Log in with your davsync user name and password."
+            ),  # fmt: skip
+        )
+
+    def _zip(self, environ: dict, start_response: StartResponse, res: Any, path: str, provider: Any) -> Iterable[bytes]:
+        filename = folder_label(provider, path) + ".zip"
+        ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+        disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+        start_response("200 OK", [("Content-Type", "application/zip"), ("Content-Disposition", disposition),
+                                  ("Cache-Control", "no-store"), *security_headers("sandbox")])  # fmt: skip
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return [b""]
+        return stream_zip(members(res))
+
+    def _asset(self, environ: dict, start_response: StartResponse, name: str) -> Iterable[bytes]:
+        if name not in ASSETS:
+            body = b"No such page asset.\n"
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body))), *security_headers()])  # fmt: skip
+            return [body]
+        body = resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
+        start_response("200 OK", [("Content-Type", ASSETS[name]), ("Content-Length", str(len(body))),
+                                  ("Cache-Control", "private, max-age=300"), *security_headers()])  # fmt: skip
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]

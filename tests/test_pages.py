@@ -1,0 +1,157 @@
+"""davsync's own folder pages over HTTP: who gets them (browsers, by Accept), what they show to
+whom (write controls only where WebDAV would allow the write), and folders as streamed zips."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from lxml import html as lxml_html
+
+from davsync.server.links import LinkStore
+
+HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # what Chromium sends
+
+
+@pytest.fixture
+def tree(share) -> Any:
+    root = share.root
+    (root / "Photos" / "2024").mkdir(parents=True)
+    (root / "Photos" / "beach.jpg").write_bytes(b"sand" * 1000)
+    (root / "Photos" / "2024" / "x.txt").write_text("x")
+    (root / "<b>bold<i>.txt").write_text("markup in a name")
+    (root / "Notes").mkdir()
+    share.wait_indexed()
+    return share
+
+
+def link(share, path: str, mode: str) -> str:
+    issued = LinkStore(share.state_dir).create(path, mode, expires_in=3600, password=None)
+    return f"{share.url}s/{issued.token}/"
+
+
+def page(resp: requests.Response) -> Any:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].startswith("text/html")
+    return lxml_html.fromstring(resp.content)
+
+
+def names(doc: Any) -> list[str]:
+    return [str(n) for n in doc.xpath("//table[@id='list']/tbody/tr/@data-name")]
+
+
+def test_a_browser_gets_the_page_and_webdav_clients_do_not(tree) -> None:
+    s = tree.session()
+    doc = page(s.get(tree.url, headers=HTML))
+    assert doc.xpath("//meta[@name='viewport']")
+    assert names(doc) == ["Notes", "Photos", "<b>bold<i>.txt"]  # folders first
+    assert not doc.xpath("//b")  # the name is text, not markup
+    sizes = {row.get("data-name"): row.xpath("string(td[@class='size'])") for row in doc.xpath("//tbody/tr")}
+    assert sizes == {"Notes": "", "Photos": "", "<b>bold<i>.txt": "16 B"}
+    times = doc.xpath("//tbody/tr/td[@class='date']/time/@datetime")
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times)  # ISO: the browser shows local time
+    # A WebDAV client's GET of a folder (no text/html in Accept) is WsgiDAV's as before, and so is ?davmount.
+    plain = s.get(tree.url)
+    assert plain.status_code == 200 and 'id="list"' not in plain.text
+    mount = s.get(tree.url + "?davmount", headers=HTML)
+    assert mount.headers["Content-Type"].startswith("application/davmount+xml")
+    listing = s.request("PROPFIND", tree.url + "Photos/", headers={"Depth": "1"})
+    assert listing.status_code == 207 and b"beach.jpg" in listing.content
+    # A file is the file, whatever the Accept.
+    assert s.get(tree.url + "Photos/beach.jpg", headers=HTML).content == b"sand" * 1000
+
+
+def test_page_has_breadcrumbs_search_and_mount_box_and_security_headers(tree) -> None:
+    s = tree.session()
+    moved = s.get(tree.url + "Photos/2024", headers=HTML, allow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["Location"] == "/Photos/2024/"
+    resp = s.get(tree.url + "Photos/2024/", headers=HTML)
+    doc = page(resp)
+    crumbs = doc.xpath("//ol[@class='crumbs']/li")
+    assert [c.text_content() for c in crumbs] == ["Home", "Photos", "2024"]
+    assert doc.xpath("//ol[@class='crumbs']/li/a/@href") == ["/", "/Photos/"]
+    assert doc.xpath("//input[@id='filter' and @type='search']")
+    assert doc.xpath("//code[@id='dav-url']")[0].text == f"{tree.url}Photos/2024/"
+    assert "\\DavWWWRoot\\Photos\\2024" in doc.xpath("//details[@id='mount']")[0].text_content()
+    for r in (resp, s.get(tree.url + ".~davsync-pages/pages.js"), s.get(tree.url + "?zip")):
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert "Content-Security-Policy" in r.headers
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert s.get(tree.url + ".~davsync-pages/nothing.js").status_code == 404
+
+
+def test_login_is_needed_for_the_page_and_its_assets(tree) -> None:
+    assert requests.get(tree.url, headers=HTML, timeout=30).status_code == 401
+    assert requests.get(tree.url + ".~davsync-pages/pages.js", timeout=30).status_code == 401
+    assert requests.get(tree.url + "?zip", timeout=30).status_code == 401
+
+
+def test_write_controls_only_for_sessions_that_may_write(tree) -> None:
+    writer = page(tree.session("alice").get(tree.url, headers=HTML))
+    assert writer.xpath("//button[@id='mkdir']") and writer.xpath("//input[@id='files']")
+    assert writer.xpath("//button[@class='delete']") and writer.xpath("//button[@class='rename']")
+    assert "versions" in writer.xpath("//p[@id='undo-note']")[0].text_content()
+    reader = page(tree.session("bob").get(tree.url, headers=HTML))  # bob is read-only
+    assert names(reader) == names(writer)
+    assert not reader.xpath("//button[@id='mkdir'] | //input[@type='file'] | //button[@class='delete']")
+    assert reader.xpath("//body/@data-write") == ["0"]
+
+
+def test_links_get_the_page_inside_their_scope(tree) -> None:
+    ro = link(tree, "Photos", "read-only")
+    token = ro.rstrip("/").rsplit("/", 1)[1]
+    resp = requests.get(ro, headers=HTML, timeout=30)
+    doc = page(resp)
+    assert names(doc) == ["2024", "beach.jpg"]
+    assert token not in doc.xpath("//title")[0].text and "Photos" in doc.xpath("//title")[0].text
+    assert not doc.xpath("//button[@id='mkdir'] | //input[@type='file'] | //button[@class='delete']")
+    assert doc.xpath("//ol[@class='crumbs']/li")[0].text_content() == "Photos"
+    assert doc.xpath("//link[@rel='stylesheet']/@href")[0].startswith(f"/s/{token}/")
+    assert requests.get(ro + ".~davsync-pages/pages.css", timeout=30).status_code == 200
+    sub = page(requests.get(ro + "2024/", headers=HTML, timeout=30))
+    assert names(sub) == ["x.txt"]
+    with zipfile.ZipFile(io.BytesIO(requests.get(ro + "?zip", timeout=30).content)) as zf:
+        assert sorted(zf.namelist()) == ["2024/", "2024/x.txt", "beach.jpg"]
+    rw = page(requests.get(link(tree, "Photos", "read-write"), headers=HTML, timeout=30))
+    assert rw.xpath("//button[@id='mkdir']") and rw.xpath("//button[@class='delete']")
+
+
+def test_a_drop_link_shows_only_its_upload_page(tree) -> None:
+    drop = link(tree, "Photos", "drop")
+    resp = requests.get(drop, headers=HTML, timeout=30)
+    assert resp.status_code == 200 and "beach.jpg" not in resp.text and "<input id=files type=file" in resp.text
+    for target in (drop + "?zip", drop + "2024/"):
+        r = requests.get(target, timeout=30)
+        assert r.status_code == 403 and b"beach" not in r.content and b"PK" not in r.content[:2]
+
+
+def test_zip_of_a_folder_has_every_file_and_folder(tree) -> None:
+    (tree.root / "Photos" / "2024" / "empty").mkdir()
+    (tree.root / "Photos" / "ünïcode naïve.bin").write_bytes(os.urandom(3_000_000))
+    s = tree.session("bob")  # reading is enough
+    resp = s.get(tree.url + "Photos/?zip", stream=True)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/zip"
+    assert "Content-Length" not in resp.headers  # streamed while it is built
+    assert "filename*=UTF-8''Photos.zip" in resp.headers["Content-Disposition"]
+    data = resp.raw.read()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        assert sorted(zf.namelist()) == ["2024/", "2024/empty/", "2024/x.txt", "beach.jpg", "ünïcode naïve.bin"]
+        for name in ("beach.jpg", "ünïcode naïve.bin", "2024/x.txt"):
+            assert zf.read(name) == (tree.root / "Photos" / name).read_bytes()
+
+
+def test_zip_leaves_out_symlinks_and_davsync_names(tree, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not in the share")
+    os.symlink(outside, tree.root / "Photos" / "link.txt")
+    (tree.root / "Photos" / ".~davsync-upload.part").write_bytes(b"in flight")
+    with zipfile.ZipFile(io.BytesIO(tree.session().get(tree.url + "Photos/?zip").content)) as zf:
+        assert "link.txt" not in zf.namelist() and not any("davsync" in n for n in zf.namelist())
