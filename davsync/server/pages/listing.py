@@ -20,8 +20,6 @@ from ..names import TEMP_PREFIX
 
 ASSET_DIR = f"{TEMP_PREFIX}pages"  # a reserved name: no file in the share can be called this
 _TEMPLATE: list[Template] = []
-ICONS = {"folder": "📁", "image": "🖼️", "audio": "🎵", "video": "🎬", "pdf": "📕", "text": "📝",
-         "archive": "🗜️", "file": "📄"}  # fmt: skip
 ARCHIVES = frozenset({"application/zip", "application/x-tar", "application/gzip", "application/x-7z-compressed",
                       "application/x-bzip2", "application/x-xz", "application/vnd.rar"})  # fmt: skip
 
@@ -104,8 +102,8 @@ def _row(view: FolderView, e: Entry) -> str:
     return (
         f'<tr data-name="{escape(e.name, quote=True)}" data-size="{-1 if e.is_dir else e.size}" '
         f'data-mtime="{int(e.mtime)}" data-dir="{int(e.is_dir)}" data-href="{_href(view.base, path)}">'
-        f'<td class="name"><a href="{_href(view.base, path)}"><span class="icon {icon}" aria-hidden="true">'
-        f"{ICONS[icon]}</span>{escape(e.name)}</a></td>"
+        f'<td class="name"><a href="{_href(view.base, path)}"><svg class="icon {icon}" aria-hidden="true">'
+        f'<use href="#i-{icon}"/></svg>{escape(e.name)}</a></td>'
         f'<td class="size">{size}</td><td class="date"><time datetime="{_iso(e.mtime)}">'
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(e.mtime))}</time></td>{acts}</tr>\n"
     )
@@ -151,7 +149,6 @@ def render(view: FolderView, items: list[Entry]) -> bytes:
             can_write="1" if view.can_write else "0",
             crumbs=_crumbs(view),
             write_tools=tools,
-            zip_name=escape(heading[0] + ".zip", quote=True),
             upload_area=upload,
             act_head=act_head,
             rows="".join(_row(view, e) for e in items),

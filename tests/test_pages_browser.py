@@ -1,0 +1,158 @@
+"""davsync's folder page in real headless Chromium, at phone size (390x844) and desktop size:
+browse, search, sort, upload with progress, new folder, rename, delete, zip download, and a
+read-only link that shows no write controls. The files on the server's disk prove each action.
+Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browserhelp import DESKTOP, PHONE, chromium_at
+from conftest import PASSWORDS, wait_until
+
+from davsync.server.links import LinkStore
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"pages-{name}.png"))
+
+
+def rows(driver: Any) -> list[str]:
+    """The names the listing shows, in order (read in one go: the page may replace its rows)."""
+    return list(driver.execute_script(
+        "return Array.from(document.querySelectorAll('#list tbody tr'))"
+        ".filter((r) => r.getClientRects().length > 0).map((r) => r.dataset.name)"
+    ))  # fmt: skip
+
+
+def answer_dialog(driver: Any, text: str | None) -> str:
+    """Accept the page's prompt (typing `text`) or confirm; returns what it asked."""
+    alert = wait_until(lambda: _alert(driver), 10, "the dialog")
+    asked = alert.text
+    if text is not None:
+        alert.send_keys(text)
+    alert.accept()
+    return str(asked)
+
+
+def _alert(driver: Any) -> Any:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        return driver.switch_to.alert
+    except NoAlertPresentException:
+        return None
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -> None:
+    from selenium.webdriver.common.by import By
+
+    label = "phone" if size == PHONE else "desktop"
+    root = share.root
+    (root / "Photos").mkdir()
+    (root / "Photos" / "beach.jpg").write_bytes(os.urandom(40_000))
+    (root / "notes.txt").write_text("notes")
+    (root / "big.bin").write_bytes(os.urandom(2_000_000))
+    share.wait_indexed()
+    to_send = tmp_path / "send"
+    to_send.mkdir()
+    (to_send / "movie.bin").write_bytes(os.urandom(6_000_000))
+    (to_send / "small.txt").write_text("small file")
+    downloads = tmp_path / "downloads"
+
+    with chromium_at(tmp_path, size, downloads) as driver:
+        auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {auth}"}})
+        driver.get(share.url)
+        assert rows(driver) == ["Photos", "big.bin", "notes.txt"]
+        # one column on a phone, a table on a desktop
+        display = driver.execute_script("return getComputedStyle(document.querySelector('#list tbody tr')).display")
+        assert display == ("grid" if size == PHONE else "table-row")
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= size[0]  # no sideways scroll
+        # local times, rendered by the page's script from the ISO timestamps
+        shown = driver.find_element(By.CSS_SELECTOR, "tr[data-name='notes.txt'] time").text
+        assert shown and not shown.endswith("UTC")
+        shot(driver, f"{label}-listing")
+
+        by_size = driver.find_element(By.CSS_SELECTOR, "[data-sort=size]")
+        by_size.click()  # largest first, folders always first
+        assert by_size.get_attribute("data-order") == "desc" and rows(driver) == ["Photos", "big.bin", "notes.txt"]
+        by_size.click()
+        assert by_size.get_attribute("data-order") == "asc" and rows(driver) == ["Photos", "notes.txt", "big.bin"]
+        driver.find_element(By.ID, "filter").send_keys("NOT")
+        wait_until(lambda: rows(driver) == ["notes.txt"], 10, "the search")
+        driver.find_element(By.ID, "filter").clear()
+        driver.execute_script("document.getElementById('filter').dispatchEvent(new Event('input'))")
+        wait_until(lambda: len(rows(driver)) == 3, 10, "the search cleared")
+
+        # --- new folder ----------------------------------------------------------------
+        driver.find_element(By.ID, "mkdir").click()
+        answer_dialog(driver, "Albums")
+        wait_until(lambda: (root / "Albums").is_dir() and "Albums" in rows(driver), 15, "the new folder")
+
+        # --- upload two files, slowed down so the progress bars move -------------------
+        driver.execute_script("""
+            window.progressSeen = [];
+            new MutationObserver((ms) => { for (const m of ms) if (m.target.tagName === 'PROGRESS')
+              window.progressSeen.push(m.target.value); })
+            .observe(document.getElementById('uploads'), {attributes: true, subtree: true, attributeFilter: ['value']});""")
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": False, "latency": 0,
+                               "downloadThroughput": -1, "uploadThroughput": 3_000_000})  # fmt: skip
+        driver.find_element(By.ID, "files").send_keys(f"{to_send / 'movie.bin'}\n{to_send / 'small.txt'}")
+        wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done]")) == 2, 60,
+                   "both uploads")  # fmt: skip
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": False, "latency": 0,
+                               "downloadThroughput": -1, "uploadThroughput": -1})  # fmt: skip
+        seen = driver.execute_script("return window.progressSeen")
+        assert any(0 < v < 100 for v in seen), seen  # the bar moved while the file was on its way
+        assert all(
+            int(p.get_attribute("value")) == 100 for p in driver.find_elements(By.CSS_SELECTOR, "#uploads progress")
+        )
+        assert (root / "movie.bin").read_bytes() == (to_send / "movie.bin").read_bytes()
+        assert (root / "small.txt").read_text() == "small file"
+        wait_until(lambda: "movie.bin" in rows(driver), 15, "the listing refreshed")
+        shot(driver, f"{label}-uploaded")
+
+        # --- rename, then delete (undoable: the server keeps a version) -----------------
+        driver.find_element(By.CSS_SELECTOR, "tr[data-name='notes.txt'] button.rename").click()
+        answer_dialog(driver, "renamed.txt")
+        wait_until(lambda: (root / "renamed.txt").exists() and not (root / "notes.txt").exists(), 15, "the rename")
+        wait_until(lambda: "renamed.txt" in rows(driver), 15, "the renamed row")
+        driver.find_element(By.CSS_SELECTOR, "tr[data-name='renamed.txt'] button.delete").click()
+        asked = answer_dialog(driver, None)
+        assert "versions" in asked and "restored" in asked
+        wait_until(lambda: not (root / "renamed.txt").exists(), 15, "the delete")
+        wait_until(lambda: "renamed.txt" not in rows(driver), 15, "the row gone")
+        assert [v.path for v in share.server.state.versions.files("renamed.txt")] == ["renamed.txt"]
+        assert "restored" in driver.find_element(By.ID, "status").text
+
+        # --- the folder as a zip ------------------------------------------------------------
+        driver.find_element(By.ID, "zip").click()
+        target = downloads / "Home.zip"
+        wait_until(lambda: target.exists() and not list(downloads.glob("*.crdownload")), 30, "the zip download")
+        with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as zf:
+            assert zf.testzip() is None
+            assert zf.read("movie.bin") == (root / "movie.bin").read_bytes()
+            assert {"Albums/", "Photos/", "Photos/beach.jpg", "big.bin", "small.txt"} <= set(zf.namelist())
+
+        # --- a read-only link: the same page, no write controls -------------------------
+        issued = LinkStore(share.state_dir).create("Photos", "read-only", expires_in=3600, password=None)
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        driver.get(f"{share.url}s/{issued.token}/")
+        assert rows(driver) == ["beach.jpg"]
+        for selector in ("#mkdir", "#files", "button.rename", "button.delete", "#dropzone"):
+            assert not driver.find_elements(By.CSS_SELECTOR, selector), selector
+        assert driver.find_element(By.ID, "zip").is_displayed()
+        shot(driver, f"{label}-readonly-link")
