@@ -155,3 +155,51 @@ def test_zip_leaves_out_symlinks_and_davsync_names(tree, tmp_path: Path) -> None
     (tree.root / "Photos" / ".~davsync-upload.part").write_bytes(b"in flight")
     with zipfile.ZipFile(io.BytesIO(tree.session().get(tree.url + "Photos/?zip").content)) as zf:
         assert "link.txt" not in zf.namelist() and not any("davsync" in n for n in zf.namelist())
+
+
+# --- the viewer: ?view pages and their ?inline bytes ------------------------------------------
+
+
+def test_previewable_files_link_to_their_page_and_others_to_the_file(tree) -> None:
+    (tree.root / "clip.mp4").write_bytes(bytes(range(256)) * 40)
+    (tree.root / "data.bin").write_bytes(b"\0" * 10)
+    s = tree.session()
+    doc = page(s.get(tree.url, headers=HTML))
+    links = {row.get("data-name"): row.xpath("string(td[@class='name']/a/@href)") for row in doc.xpath("//tbody/tr")}
+    assert links["clip.mp4"] == "/clip.mp4?view" and links["data.bin"] == "/data.bin"
+    assert links["<b>bold<i>.txt"] == "/%3Cb%3Ebold%3Ci%3E.txt?view"
+    viewer = page(s.get(tree.url + "clip.mp4?view"))
+    assert viewer.xpath("//video/@src") == ["/clip.mp4?inline"]
+    assert viewer.xpath("//a[@id='download']/@href") == ["/clip.mp4"]
+    assert viewer.xpath("//a[@id='back']/@href") == ["/"]
+    photo = page(s.get(tree.url + "Photos/beach.jpg?view"))
+    assert photo.xpath("//img/@src") == ["/Photos/beach.jpg?inline"]
+    assert [c.text_content() for c in photo.xpath("//ol[@class='crumbs']/li")] == ["Home", "Photos", "beach.jpg"]
+    text = page(s.get(tree.url + "%3Cb%3Ebold%3Ci%3E.txt?view"))
+    frame = text.xpath("//iframe")[0]
+    assert frame.get("src") == "/%3Cb%3Ebold%3Ci%3E.txt?inline" and frame.get("sandbox") == ""
+    # video seeks: ?inline answers a range like the file itself
+    part = s.get(tree.url + "clip.mp4?inline", headers={"Range": "bytes=300-309"})
+    assert part.status_code == 206 and part.content == (bytes(range(256)) * 40)[300:310]
+
+
+def test_inline_bytes_are_sandboxed_and_text_is_never_rendered(tree) -> None:
+    (tree.root / "evil.html").write_text("<script>parent.document.title='owned'</script>")
+    (tree.root / "evil.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    s = tree.session()
+    for name, ctype in (("evil.html", "text/plain; charset=utf-8"), ("evil.svg", "image/svg+xml")):
+        r = s.get(tree.url + name + "?inline")
+        assert r.status_code == 200 and r.headers["Content-Type"] == ctype, r.headers
+        assert r.headers["Content-Security-Policy"].startswith("sandbox")
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert requests.get(tree.url + "evil.html?inline", timeout=30).status_code == 401
+    assert requests.get(tree.url + "evil.html?view", timeout=30).status_code == 401
+
+
+def test_viewer_through_a_read_only_link(tree) -> None:
+    ro = link(tree, "Photos", "read-only")
+    token = ro.rstrip("/").rsplit("/", 1)[1]
+    viewer = page(requests.get(ro + "beach.jpg?view", timeout=30))
+    assert viewer.xpath("//img/@src") == [f"/s/{token}/beach.jpg?inline"]
+    assert requests.get(ro + "beach.jpg?inline", timeout=30).content == b"sand" * 1000

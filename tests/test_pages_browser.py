@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,17 @@ ARTIFACTS = REPO / "test-artifacts"
 def shot(driver: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"pages-{name}.png"))
+
+
+def png(width: int, height: int) -> bytes:
+    """A real PNG image (grey), written by hand: the test needs no imaging library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\0" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def rows(driver: Any) -> list[str]:
@@ -64,6 +77,8 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
     (root / "Photos" / "beach.jpg").write_bytes(os.urandom(40_000))
     (root / "notes.txt").write_text("notes")
     (root / "big.bin").write_bytes(os.urandom(2_000_000))
+    (root / "Photos" / "pic.png").write_bytes(png(64, 48))
+    (root / "Photos" / "page.html").write_text("<h1>not rendered</h1><script>document.title='ran'</script>")
     share.wait_indexed()
     to_send = tmp_path / "send"
     to_send.mkdir()
@@ -145,13 +160,30 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as zf:
             assert zf.testzip() is None
             assert zf.read("movie.bin") == (root / "movie.bin").read_bytes()
-            assert {"Albums/", "Photos/", "Photos/beach.jpg", "big.bin", "small.txt"} <= set(zf.namelist())
+            assert {"Albums/", "Photos/", "Photos/beach.jpg", "Photos/pic.png", "big.bin", "small.txt"} <= set(
+                zf.namelist()
+            )
+
+        # --- previews: an image inline, HTML source as text in a sandboxed frame --------
+        driver.get(share.url + "Photos/")
+        driver.find_element(By.PARTIAL_LINK_TEXT, "pic.png").click()
+        img = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".preview img"), 15, "the image page")[0]
+        wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", img) == 64, 15, "the image")
+        assert not driver.find_element(By.CSS_SELECTOR, "main time").text.endswith("UTC")  # the script ran
+        shot(driver, f"{label}-image")
+        driver.find_element(By.ID, "back").click()
+        driver.find_element(By.PARTIAL_LINK_TEXT, "page.html").click()
+        frame = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".preview iframe"), 15, "the text page")[0]
+        driver.switch_to.frame(frame)
+        wait_until(lambda: "<script>" in driver.find_element(By.TAG_NAME, "body").text, 15, "the source shown as text")
+        driver.switch_to.default_content()
+        assert driver.title.startswith("page.html")
 
         # --- a read-only link: the same page, no write controls -------------------------
         issued = LinkStore(share.state_dir).create("Photos", "read-only", expires_in=3600, password=None)
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
         driver.get(f"{share.url}s/{issued.token}/")
-        assert rows(driver) == ["beach.jpg"]
+        assert rows(driver) == ["beach.jpg", "page.html", "pic.png"]
         for selector in ("#mkdir", "#files", "button.rename", "button.delete", "#dropzone"):
             assert not driver.find_elements(By.CSS_SELECTOR, selector), selector
         assert driver.find_element(By.ID, "zip").is_displayed()

@@ -1,10 +1,11 @@
 """The middleware that answers a browser's GET of a folder with davsync's own page.
 
 The rule (README, "A browser"): a GET or HEAD of a folder whose `Accept` names `text/html`
-and that has no query gets the page; `?zip` on a folder gets the folder as a zip, whatever
-the `Accept`. Everything else (WebDAV clients, `?davmount`, files) goes on unchanged to
-WsgiDAV. The page's script and style live under a reserved name (`ASSET_PREFIX`), which no
-file in the share can have.
+and that has no query gets the page; `?zip` on a folder gets the folder as a zip, `?view` on
+a file its page and `?inline` its bytes for that page (viewer.py), whatever the `Accept`.
+Everything else (WebDAV clients, `?davmount`, files) goes on unchanged to WsgiDAV. The
+page's script and style live under a reserved name (`ASSET_PREFIX`), which no file in the
+share can have.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, entries, render
+from .viewer import inline, render_viewer
 from .zipstream import members, stream_zip
 
 StartResponse = Callable[..., Any]
@@ -56,15 +58,23 @@ class PageBrowser(BaseMiddleware):
         if path.startswith(ASSET_PREFIX):
             return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
         query = environ.get("QUERY_STRING", "")
-        if not (query == "zip" or (query == "" and wants_html(environ))):
+        if not (query in ("zip", "view", "inline") or (query == "" and wants_html(environ))):
             return self.app(environ, start_response)
         try:
             res = provider.get_resource_inst(path, environ)
         except DAVError:
             return self.app(environ, start_response)  # WsgiDAV answers with the proper error
-        if res is None or not res.is_collection:
+        if res is None or query in ("view", "inline") and res.is_collection:
             return self.app(environ, start_response)
         base = environ.get("SCRIPT_NAME", "").rstrip("/")
+        if not res.is_collection:
+            if query == "inline":
+                return inline(self.app, environ, start_response, res.name)
+            if query != "view":
+                return self.app(environ, start_response)
+            view = self._view(environ, provider, base, path)
+            page = render_viewer(view, res.name, res.get_content_length() or 0, res.get_last_modified() or 0.0)
+            return self._html(environ, start_response, page)
         if not path.endswith("/"):  # relative links on the page need the slash
             location = quote(base + path + "/") + (f"?{query}" if query else "")
             start_response("301 Moved Permanently", [("Location", location), ("Content-Length", "0"),
@@ -72,10 +82,12 @@ class PageBrowser(BaseMiddleware):
             return [b""]
         if query == "zip":
             return self._zip(environ, start_response, res, path, provider)
-        body = render(self._view(environ, provider, base, path), entries(res))
+        return self._html(environ, start_response, render(self._view(environ, provider, base, path), entries(res)))
+
+    def _html(self, environ: dict, start_response: StartResponse, body: bytes) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store"), ("Vary", "Accept"), *security_headers()])  # fmt: skip
-        return [b""] if method == "HEAD" else [body]
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
     def _view(self, environ: dict, provider: Any, base: str, path: str) -> FolderView:
         scheme = environ.get("wsgi.url_scheme", "http")

@@ -7,6 +7,7 @@ import mimetypes
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from html import escape
 from importlib import resources
 from string import Template
@@ -19,9 +20,11 @@ from ...units import human_size
 from ..names import TEMP_PREFIX
 
 ASSET_DIR = f"{TEMP_PREFIX}pages"  # a reserved name: no file in the share can be called this
-_TEMPLATE: list[Template] = []
 ARCHIVES = frozenset({"application/zip", "application/x-tar", "application/gzip", "application/x-7z-compressed",
                       "application/x-bzip2", "application/x-xz", "application/vnd.rar"})  # fmt: skip
+
+
+PREVIEWED = frozenset({"image", "audio", "video", "pdf", "text"})  # kinds the viewer page shows (viewer.py)
 
 
 @dataclass
@@ -82,7 +85,18 @@ def entries(folder: Any) -> list[Entry]:
     return out
 
 
-def _href(base: str, path: str) -> str:
+@cache
+def template(name: str) -> Template:
+    """A page template from static/ (string.Template: $names are filled in, already escaped)."""
+    return Template(resources.files(__package__).joinpath("static").joinpath(name).read_text("utf-8"))
+
+
+def head(title: str, base: str) -> str:
+    """The pages' common <head> (viewport, no referrer, no indexing, the stylesheet)."""
+    return template("head.html").substitute(title=escape(title), assets=escape(base + "/" + ASSET_DIR, quote=True))
+
+
+def href(base: str, path: str) -> str:
     return escape(quote(base + path, safe="/!$&'()*+,;=:@-._~"), quote=True)
 
 
@@ -93,6 +107,7 @@ def _iso(mtime: float) -> str:
 def _row(view: FolderView, e: Entry) -> str:
     path = view.path + e.name + ("/" if e.is_dir else "")
     icon = kind(e.name, e.is_dir)
+    link = href(view.base, path) + ("?view" if icon in PREVIEWED else "")
     size = "" if e.is_dir else human_size(e.size)
     acts = ""
     if view.can_write:
@@ -101,15 +116,15 @@ def _row(view: FolderView, e: Entry) -> str:
                 f'<button type="button" class="delete" aria-label="Delete {label}">Delete</button></td>')  # fmt: skip
     return (
         f'<tr data-name="{escape(e.name, quote=True)}" data-size="{-1 if e.is_dir else e.size}" '
-        f'data-mtime="{int(e.mtime)}" data-dir="{int(e.is_dir)}" data-href="{_href(view.base, path)}">'
-        f'<td class="name"><a href="{_href(view.base, path)}"><svg class="icon {icon}" aria-hidden="true">'
+        f'data-mtime="{int(e.mtime)}" data-dir="{int(e.is_dir)}" data-href="{href(view.base, path)}">'
+        f'<td class="name"><a href="{link}"><svg class="icon {icon}" aria-hidden="true">'
         f'<use href="#i-{icon}"/></svg>{escape(e.name)}</a></td>'
         f'<td class="size">{size}</td><td class="date"><time datetime="{_iso(e.mtime)}">'
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(e.mtime))}</time></td>{acts}</tr>\n"
     )
 
 
-def _crumbs(view: FolderView) -> str:
+def crumbs(view: FolderView) -> str:
     parts = [p for p in view.path.split("/") if p]
     items = [(view.root_label, "/")]
     for i, part in enumerate(parts):
@@ -119,14 +134,11 @@ def _crumbs(view: FolderView) -> str:
         if i == len(items) - 1:
             out.append(f'<li><span aria-current="page">{escape(label)}</span></li>')
         else:
-            out.append(f'<li><a href="{_href(view.base, path)}">{escape(label)}</a></li>')
+            out.append(f'<li><a href="{href(view.base, path)}">{escape(label)}</a></li>')
     return "".join(out)
 
 
 def render(view: FolderView, items: list[Entry]) -> bytes:
-    if not _TEMPLATE:
-        text = resources.files(__package__).joinpath("static").joinpath("folder.html").read_text("utf-8")
-        _TEMPLATE.append(Template(text))
     heading = [p for p in view.path.split("/") if p][-1:] or [view.root_label]
     tools = upload = act_head = ""
     if view.can_write:
@@ -141,13 +153,13 @@ def render(view: FolderView, items: list[Entry]) -> bytes:
         )
         act_head = '<th scope="col" class="acts"><span class="sr">Actions</span></th>'
     return (
-        _TEMPLATE[0]
+        template("folder.html")
         .substitute(
-            title=escape(f"{heading[0]} – davsync"),
+            head=head(f"{heading[0]} – davsync", view.base),
             heading=escape(heading[0]),
             assets=escape(view.base + "/" + ASSET_DIR, quote=True),
             can_write="1" if view.can_write else "0",
-            crumbs=_crumbs(view),
+            crumbs=crumbs(view),
             write_tools=tools,
             upload_area=upload,
             act_head=act_head,

@@ -48,6 +48,9 @@
     empty.textContent = rows().length ? 'Nothing here matches the search.' : 'This folder is empty.';
   }
 
+  localTimes(document);
+  if (!tbody) return; // a file's page (viewer.py): local times only
+
   for (const b of document.querySelectorAll('[data-sort]')) {
     b.addEventListener('click', () => {
       if (b.dataset.sort === sortKey) ascending = !ascending;
@@ -56,7 +59,6 @@
     });
   }
   filter.addEventListener('input', applyFilter);
-  localTimes(document);
 
   if (body.dataset.write !== '1') return;
 
