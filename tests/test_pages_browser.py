@@ -100,6 +100,12 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         shown = driver.find_element(By.CSS_SELECTOR, "tr[data-name='notes.txt'] time").text
         assert shown and not shown.endswith("UTC")
         shot(driver, f"{label}-listing")
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
+                                                                            "value": "dark"}]})  # fmt: skip
+        wait_until(lambda: driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+                   == "rgb(31, 31, 31)", 10, "the dark theme")  # fmt: skip
+        shot(driver, f"{label}-listing-dark")
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
         by_size = driver.find_element(By.CSS_SELECTOR, "[data-sort=size]")
         by_size.click()  # largest first, folders always first
