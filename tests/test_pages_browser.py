@@ -194,3 +194,31 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
             assert not driver.find_elements(By.CSS_SELECTOR, selector), selector
         assert driver.find_element(By.ID, "zip").is_displayed()
         shot(driver, f"{label}-readonly-link")
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, int], scheme: str) -> None:
+    """axe-core (not a dependency: point AXE_CORE_JS at its axe.min.js, from the npm package
+    axe-core) finds nothing on the folder page, a file's page and a link's page."""
+    axe_js = os.environ.get("AXE_CORE_JS")
+    if not axe_js or not Path(axe_js).is_file():
+        pytest.skip("set AXE_CORE_JS to axe-core's axe.min.js to run the accessibility check")
+    (share.root / "Photos").mkdir()
+    (share.root / "Photos" / "pic.png").write_bytes(png(8, 8))
+    (share.root / "notes.txt").write_text("notes")
+    issued = LinkStore(share.state_dir).create("Photos", "read-only", expires_in=3600, password=None)
+    with chromium_at(tmp_path, size, tmp_path / "downloads") as driver:
+        auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {auth}"}})
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                               {"features": [{"name": "prefers-color-scheme", "value": scheme}]})  # fmt: skip
+        for target in ("", "Photos/", "notes.txt?view", "Photos/pic.png?view", f"s/{issued.token}/"):
+            driver.get(share.url + target)
+            driver.execute_script(Path(axe_js).read_text())
+            found = driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "axe.run().then((r) => done(r.violations.map((v) => [v.impact, v.id, v.nodes[0].html])));"
+            )
+            assert found == [], (target, found)
