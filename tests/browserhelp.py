@@ -1,8 +1,10 @@
-"""Headless Chromium for page tests, at a chosen window size, with downloads into a folder."""
+"""Headless Chromium for page tests, at a chosen window size, with downloads into a folder; PNGs."""
 
 from __future__ import annotations
 
 import shutil
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,3 +44,15 @@ def chromium_at(tmp_path: Path, size: tuple[int, int], downloads: Path) -> Itera
         yield driver
     finally:
         driver.quit()
+
+
+def png(width: int, height: int, pixels: bytes | None = None) -> bytes:
+    """A PNG (grey, 8 bit) written by hand, so a test needs no imaging library; `pixels` replaces
+    the image data (a file that claims a size it does not hold)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = pixels if pixels is not None else b"".join(b"\0" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")

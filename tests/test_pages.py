@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+from browserhelp import png
 from lxml import html as lxml_html
 
 from davsync.server.links import LinkStore
@@ -203,3 +204,56 @@ def test_viewer_through_a_read_only_link(tree) -> None:
     viewer = page(requests.get(ro + "beach.jpg?view", timeout=30))
     assert viewer.xpath("//img/@src") == [f"/s/{token}/beach.jpg?inline"]
     assert requests.get(ro + "beach.jpg?inline", timeout=30).content == b"sand" * 1000
+
+
+# --- thumbnails (only with Pillow, which is not a runtime dependency on Linux) ---------------
+
+
+def test_thumbnails_are_made_once_and_kept_in_the_state_dir(tree) -> None:
+    image = pytest.importorskip("PIL.Image", reason="thumbnails need Pillow (in the test extra)")
+    photo = tree.root / "Photos" / "big photo.jpg"
+    image.new("RGB", (1200, 800), (200, 30, 30)).save(photo, "JPEG")
+    s = tree.session("bob")  # reading is enough
+    doc = page(s.get(tree.url + "Photos/", headers=HTML))
+    thumbs = doc.xpath("//img[@class='thumb']/@src")
+    assert sorted(thumbs) == ["/Photos/beach.jpg?thumb", "/Photos/big%20photo.jpg?thumb"]
+    r = s.get(tree.url + "Photos/big%20photo.jpg?thumb")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+    with image.open(io.BytesIO(r.content)) as im:
+        assert im.size == (160, 107)
+    cache = tree.state_dir / "thumbnails"
+    kept = list(cache.glob("*.jpg"))
+    assert len(kept) == 1
+    assert s.get(tree.url + "Photos/big%20photo.jpg?thumb").content == r.content
+    assert list(cache.glob("*.jpg")) == kept  # served from the cache
+    image.new("RGB", (100, 400), (0, 0, 200)).save(photo, "JPEG")  # edited: a new thumbnail
+    with image.open(io.BytesIO(s.get(tree.url + "Photos/big%20photo.jpg?thumb").content)) as im:
+        assert im.size == (40, 160)
+    # not an image after all (beach.jpg is "sand"...), or a folder: no thumbnail, the page shows an icon
+    assert s.get(tree.url + "Photos/beach.jpg?thumb").status_code == 404
+    assert "image" not in s.get(tree.url + "Photos/2024?thumb").headers["Content-Type"]
+    assert requests.get(tree.url + "Photos/big%20photo.jpg?thumb", timeout=30).status_code == 401
+
+
+def test_a_decompression_bomb_gets_no_thumbnail(tree) -> None:
+    pytest.importorskip("PIL.Image", reason="thumbnails need Pillow (in the test extra)")
+    bomb = png(100_000, 100_000, pixels=b"\0" * 1000)  # claims 10 gigapixels, holds nothing
+    (tree.root / "bomb.png").write_bytes(bomb)
+    assert tree.session().get(tree.url + "bomb.png?thumb").status_code == 404
+    assert tree.session().get(tree.url, headers=HTML).status_code == 200  # the server is fine
+
+
+def test_thumbnail_cache_is_bounded(tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image", reason="thumbnails need Pillow (in the test extra)")
+    from davsync.server.pages.thumbs import Thumbnails
+
+    thumbs = Thumbnails(tmp_path / "cache")
+    made = []
+    for i in range(12):
+        p = tmp_path / f"p{i}.png"
+        image.effect_noise((300, 300), 60).convert("RGB").save(p)  # noise: thumbnails of about the same size
+        made.append(thumbs.get(str(p), p.stat()))
+        if i == 0:
+            thumbs.max_bytes = int(len(made[0] or b"") * 3.5)  # room for three
+    sizes = [f.stat().st_size for f in (tmp_path / "cache").glob("*.jpg")]
+    assert all(made) and 0 < sum(sizes) <= thumbs.max_bytes and len(sizes) == 3

@@ -6,16 +6,15 @@ Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
-import struct
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browserhelp import DESKTOP, PHONE, chromium_at
+from browserhelp import DESKTOP, PHONE, chromium_at, png
 from conftest import PASSWORDS, wait_until
 
 from davsync.server.links import LinkStore
@@ -27,17 +26,6 @@ ARTIFACTS = REPO / "test-artifacts"
 def shot(driver: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"pages-{name}.png"))
-
-
-def png(width: int, height: int) -> bytes:
-    """A real PNG image (grey), written by hand: the test needs no imaging library."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\0" + b"\x80" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def rows(driver: Any) -> list[str]:
@@ -172,6 +160,15 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
 
         # --- previews: an image inline, HTML source as text in a sandboxed frame --------
         driver.get(share.url + "Photos/")
+        if importlib.util.find_spec("PIL") is not None:  # thumbnails need Pillow on the server
+            thumb = "tr[data-name='pic.png'] img.thumb"
+            wait_until(lambda: driver.execute_script(f"const i = document.querySelector(\"{thumb}\");"
+                                                     "return i && i.complete && i.naturalWidth") == 64, 15,
+                       "the thumbnail")  # fmt: skip
+            # beach.jpg is not really a JPEG: no thumbnail, and the page shows the image icon instead
+            wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "tr[data-name='beach.jpg'] svg.icon.image"), 15,
+                       "the icon instead of a broken thumbnail")  # fmt: skip
+            shot(driver, f"{label}-thumbnails")
         driver.find_element(By.PARTIAL_LINK_TEXT, "pic.png").click()
         img = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".preview img"), 15, "the image page")[0]
         wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", img) == 64, 15, "the image")

@@ -124,6 +124,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
             "users": users,
             "anonymous": settings.anonymous,
             "allow_infinite_depth": settings.allow_infinite_depth,
+            "state_dir": str(state_dir),  # the pages' thumbnail cache (pages/thumbs.py)
         },
     }
     dav_app = WsgiDAVApp(config)

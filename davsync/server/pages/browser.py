@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +21,8 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from .headers import security_headers
-from .listing import ASSET_DIR, FolderView, entries, render
+from .listing import ASSET_DIR, FolderView, entries, render, thumbnail_kind
+from .thumbs import for_folder
 from .viewer import inline, render_viewer
 from .zipstream import members, stream_zip
 
@@ -48,6 +50,8 @@ class PageBrowser(BaseMiddleware):
     def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
         super().__init__(wsgidav_app, next_app, config)
         self.app = next_app
+        state_dir = config.get("davsync", {}).get("state_dir")
+        self.thumbs = for_folder(Path(state_dir) / "thumbnails") if state_dir else None
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -58,18 +62,20 @@ class PageBrowser(BaseMiddleware):
         if path.startswith(ASSET_PREFIX):
             return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
         query = environ.get("QUERY_STRING", "")
-        if not (query in ("zip", "view", "inline") or (query == "" and wants_html(environ))):
+        if not (query in ("zip", "view", "inline", "thumb") or (query == "" and wants_html(environ))):
             return self.app(environ, start_response)
         try:
             res = provider.get_resource_inst(path, environ)
         except DAVError:
             return self.app(environ, start_response)  # WsgiDAV answers with the proper error
-        if res is None or query in ("view", "inline") and res.is_collection:
+        if res is None or query in ("view", "inline", "thumb") and res.is_collection:
             return self.app(environ, start_response)
         base = environ.get("SCRIPT_NAME", "").rstrip("/")
         if not res.is_collection:
             if query == "inline":
                 return inline(self.app, environ, start_response, res.name)
+            if query == "thumb":
+                return self._thumb(environ, start_response, res)
             if query != "view":
                 return self.app(environ, start_response)
             view = self._view(environ, provider, base, path)
@@ -103,6 +109,7 @@ class PageBrowser(BaseMiddleware):
             path=path,
             root_label=folder_label(provider, "/"),
             can_write=not environ.get("davsync.readonly") and not provider.is_readonly(),
+            thumbs=self.thumbs is not None and self.thumbs.enabled,
             dav_url=f"{scheme}://{host}{quote(base + path)}",
             windows_path=unc.rstrip("\\"),
             login_hint=(
@@ -111,6 +118,20 @@ class PageBrowser(BaseMiddleware):
                 else "Log in with your davsync user name and password."
             ),  # fmt: skip
         )
+
+    def _thumb(self, environ: dict, start_response: StartResponse, res: Any) -> list[bytes]:
+        data = None
+        if self.thumbs is not None and thumbnail_kind(res.name):
+            data = self.thumbs.get(environ["wsgidav.provider"].file_path(res.path), res.file_stat)
+        if data is None:
+            body = b"No thumbnail for this file.\n"
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body))), *security_headers()])  # fmt: skip
+            return [body]
+        start_response("200 OK", [("Content-Type", "image/jpeg"), ("Content-Length", str(len(data))),
+                                  ("Cache-Control", "private, max-age=86400"),
+                                  *security_headers("sandbox")])  # fmt: skip
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [data]
 
     def _zip(self, environ: dict, start_response: StartResponse, res: Any, path: str, provider: Any) -> Iterable[bytes]:
         filename = folder_label(provider, path) + ".zip"

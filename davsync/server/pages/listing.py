@@ -46,6 +46,7 @@ class FolderView:
     dav_url: str  # the folder's full WebDAV address
     windows_path: str
     login_hint: str
+    thumbs: bool = False  # image rows show a thumbnail (thumbs.py; only with Pillow installed)
 
 
 def kind(name: str, is_dir: bool) -> str:
@@ -61,6 +62,12 @@ def kind(name: str, is_dir: bool) -> str:
     if major == "text" or ctype in ("application/json", "application/xml"):
         return "text"
     return "archive" if ctype in ARCHIVES else "file"
+
+
+def thumbnail_kind(name: str) -> bool:
+    """Images a thumbnail is made of: raster formats (an SVG is a document, not decoded here)."""
+    ctype = mimetypes.guess_type(name)[0] or ""
+    return ctype.startswith("image/") and ctype != "image/svg+xml"
 
 
 def live_members(folder: Any) -> Iterator[tuple[str, Any]]:
@@ -108,6 +115,11 @@ def _row(view: FolderView, e: Entry) -> str:
     path = view.path + e.name + ("/" if e.is_dir else "")
     icon = kind(e.name, e.is_dir)
     link = href(view.base, path) + ("?view" if icon in PREVIEWED else "")
+    picture = f'<svg class="icon {icon}" aria-hidden="true"><use href="#i-{icon}"/></svg>'
+    if view.thumbs and not e.is_dir and thumbnail_kind(e.name):
+        picture = (
+            f'<img class="thumb" src="{href(view.base, path)}?thumb" alt="" loading="lazy" width="40" height="40">'
+        )
     size = "" if e.is_dir else human_size(e.size)
     acts = ""
     if view.can_write:
@@ -117,8 +129,7 @@ def _row(view: FolderView, e: Entry) -> str:
     return (
         f'<tr data-name="{escape(e.name, quote=True)}" data-size="{-1 if e.is_dir else e.size}" '
         f'data-mtime="{int(e.mtime)}" data-dir="{int(e.is_dir)}" data-href="{href(view.base, path)}">'
-        f'<td class="name"><a href="{link}"><svg class="icon {icon}" aria-hidden="true">'
-        f'<use href="#i-{icon}"/></svg>{escape(e.name)}</a></td>'
+        f'<td class="name"><a href="{link}">{picture}{escape(e.name)}</a></td>'
         f'<td class="size">{size}</td><td class="date"><time datetime="{_iso(e.mtime)}">'
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(e.mtime))}</time></td>{acts}</tr>\n"
     )

@@ -51,6 +51,19 @@
   localTimes(document);
   if (!tbody) return; // a file's page (viewer.py): local times only
 
+  // a thumbnail the server could not make (thumbs.py): the image icon instead
+  tbody.addEventListener('error', (ev) => {
+    const img = ev.target;
+    if (!(img instanceof HTMLImageElement) || !img.classList.contains('thumb')) return;
+    const icon = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    icon.setAttribute('class', 'icon image');
+    icon.setAttribute('aria-hidden', 'true');
+    const use = document.createElementNS('http://www.w3.org/2000/svg', 'use');
+    use.setAttribute('href', '#i-image');
+    icon.appendChild(use);
+    img.replaceWith(icon);
+  }, true);
+
   for (const b of document.querySelectorAll('[data-sort]')) {
     b.addEventListener('click', () => {
       if (b.dataset.sort === sortKey) ascending = !ascending;
