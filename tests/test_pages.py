@@ -287,3 +287,13 @@ def test_zip_of_a_large_folder_keeps_server_memory_bounded(serve_process, tmp_pa
     assert total > 4 * 256 * 1024 * 1024  # every byte went out
     growth = vm("VmHWM") - before
     assert growth < 64 * 1024 * 1024, f"server peak grew by {growth / 2**20:.0f} MiB while zipping 1 GiB"
+
+
+def test_guests_of_a_read_only_share_see_the_page_without_write_controls(start_share) -> None:
+    share = start_share(anonymous="read")
+    (share.root / "readme.txt").write_text("hello")
+    doc = page(requests.get(share.url, headers=HTML, timeout=30))
+    assert names(doc) == ["readme.txt"] and doc.xpath("//body/@data-write") == ["0"]
+    assert not doc.xpath("//button[@id='mkdir'] | //input[@type='file'] | //button[@class='delete']")
+    logged_in = page(share.session("alice").get(share.url, headers=HTML))
+    assert logged_in.xpath("//button[@id='mkdir']")

@@ -139,6 +139,9 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         answer_dialog(driver, "renamed.txt")
         wait_until(lambda: (root / "renamed.txt").exists() and not (root / "notes.txt").exists(), 15, "the rename")
         wait_until(lambda: "renamed.txt" in rows(driver), 15, "the renamed row")
+        driver.find_element(By.CSS_SELECTOR, "tr[data-name='small.txt'] button.rename").click()
+        answer_dialog(driver, "Albums/small.txt")  # a path: moved into the folder
+        wait_until(lambda: (root / "Albums" / "small.txt").exists() and "small.txt" not in rows(driver), 15, "the move")
         driver.find_element(By.CSS_SELECTOR, "tr[data-name='renamed.txt'] button.delete").click()
         asked = answer_dialog(driver, None)
         assert "versions" in asked and "restored" in asked
@@ -154,7 +157,7 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as zf:
             assert zf.testzip() is None
             assert zf.read("movie.bin") == (root / "movie.bin").read_bytes()
-            assert {"Albums/", "Photos/", "Photos/beach.jpg", "Photos/pic.png", "big.bin", "small.txt"} <= set(
+            assert {"Albums/", "Albums/small.txt", "Photos/", "Photos/beach.jpg", "Photos/pic.png", "big.bin"} <= set(
                 zf.namelist()
             )
 
