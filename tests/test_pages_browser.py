@@ -134,6 +134,17 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         wait_until(lambda: "movie.bin" in rows(driver), 15, "the listing refreshed")
         shot(driver, f"{label}-uploaded")
 
+        # --- a folder upload keeps the folder's tree ------------------------------------
+        tree = tmp_path / "Trip"
+        (tree / "day 1").mkdir(parents=True)
+        (tree / "day 1" / "a.txt").write_text("first day")
+        (tree / "b.txt").write_text("b")
+        driver.find_element(By.ID, "folder").send_keys(str(tree))
+        wait_until(lambda: (root / "Trip" / "day 1" / "a.txt").exists() and (root / "Trip" / "b.txt").exists(), 30,
+                   "the folder upload")  # fmt: skip
+        assert (root / "Trip" / "day 1" / "a.txt").read_text() == "first day"
+        wait_until(lambda: "Trip" in rows(driver), 15, "the uploaded folder listed")
+
         # --- rename, then delete (undoable: the server keeps a version) -----------------
         driver.find_element(By.CSS_SELECTOR, "tr[data-name='notes.txt'] button.rename").click()
         answer_dialog(driver, "renamed.txt")

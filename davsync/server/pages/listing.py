@@ -155,7 +155,9 @@ def render(view: FolderView, items: list[Entry]) -> bytes:
     if view.can_write:
         tools = ('<button type="button" id="mkdir">New folder</button>'
                  '<label class="button" for="files">Upload files</label>'
-                 '<input id="files" type="file" multiple class="sr">')  # fmt: skip
+                 '<input id="files" type="file" multiple class="sr">'
+                 '<label class="button folder-upload" for="folder">Upload a folder</label>'
+                 '<input id="folder" type="file" webkitdirectory multiple class="sr">')  # fmt: skip
         upload = (
             '<div id="dropzone" class="dropzone">Drop files here to upload them to this folder.</div>\n'
             '<ul id="uploads" aria-live="polite"></ul>\n<p id="status" role="status"></p>\n'
