@@ -297,3 +297,19 @@ def test_guests_of_a_read_only_share_see_the_page_without_write_controls(start_s
     assert not doc.xpath("//button[@id='mkdir'] | //input[@type='file'] | //button[@class='delete']")
     logged_in = page(share.session("alice").get(share.url, headers=HTML))
     assert logged_in.xpath("//button[@id='mkdir']")
+
+
+def test_under_admin_the_file_page_keeps_its_own_csp(start_share) -> None:
+    """`serve --admin` sandboxes HTML answers for file paths (a user's HTML file must not act as an
+    admin); davsync's own file page must keep its script (local times, links) all the same."""
+    share = start_share(admin=True)
+    (share.root / "song.mp3").write_bytes(b"ID3")
+    (share.root / "page.html").write_text("<script>alert(1)</script>")
+    s = share.session()
+    r = s.get(share.url + "song.mp3?view")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    assert (
+        "sandbox" not in r.headers["Content-Security-Policy"]
+        and "script-src 'self'" in r.headers["Content-Security-Policy"]
+    )
+    assert "sandbox" in s.get(share.url + "page.html").headers["Content-Security-Policy"]  # a user's HTML still is

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 from ..users import Users, UsersFileError, basic_credentials
 from .guard import PATH_LOCKS
 from .names import TEMP_PREFIX
+from .pages.headers import PAGE_CSP
 from .settings import ServeSettings
 from .versions import FileVersion, FolderVersion, Restored, VersionError, Who
 
@@ -103,7 +104,8 @@ def _sandboxing(start_response: StartResponse) -> StartResponse:
 
     def wrapped(status: str, headers: list, exc_info: Any = None) -> Any:
         ctype = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
-        if ctype in ACTIVE_TYPES:
+        # davsync's own file page (pages/viewer.py) comes with its own CSP, and needs its script
+        if ctype in ACTIVE_TYPES and ("Content-Security-Policy", PAGE_CSP) not in headers:
             headers = [*headers, ("Content-Security-Policy", "sandbox")]
         return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
