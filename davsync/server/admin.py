@@ -282,7 +282,7 @@ class AdminGate:
     def status(self, environ: dict, me: str) -> dict[str, Any]:
         import segno
 
-        from .netinfo import share_urls
+        from .netinfo import explorer_folder, share_urls
 
         s = self.settings
         scheme = "https" if s.tls_cert else "http"
@@ -293,7 +293,7 @@ class AdminGate:
         disk = shutil.disk_usage(s.root)
         tracker = getattr(self.state, "tracker", None)
         index = self.state.index
-        unc = f"\\\\{host}@SSL@{port}\\DavWWWRoot" if scheme == "https" else f"\\\\{host}@{port}\\DavWWWRoot"
+        unc = explorer_folder(host, port, scheme)
         return {
             "csrf": self.csrf,
             "me": me,

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from ..netinfo import explorer_folder
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, entries, render, thumbnail_kind
 from .thumbs import for_folder
@@ -101,8 +102,6 @@ class PageBrowser(BaseMiddleware):
         name, port = host, ""
         if not host.endswith("]") and ":" in host:
             name, _, port = host.rpartition(":")
-        ssl = "@SSL" if scheme == "https" else ""
-        unc = "\\\\" + name + ssl + (f"@{port}" if port else "") + "\\DavWWWRoot" + (base + path).replace("/", "\\")
         is_link = hasattr(provider, "mode")
         return FolderView(
             base=base,
@@ -111,7 +110,7 @@ class PageBrowser(BaseMiddleware):
             can_write=not environ.get("davsync.readonly") and not provider.is_readonly(),
             thumbs=self.thumbs is not None and self.thumbs.enabled,
             dav_url=f"{scheme}://{host}{quote(base + path)}",
-            windows_path=unc.rstrip("\\"),
+            windows_path=explorer_folder(name, port, scheme, base + path),
             login_hint=(
                 "Log in with any user name and the link's password (if it has one)."
                 if is_link
