@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import itertools
 import json
-import os
 import re
 import secrets
 import shutil
@@ -29,11 +28,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..users import Users, UsersFileError, basic_credentials
-from .guard import PATH_LOCKS
 from .names import TEMP_PREFIX
 from .pages.headers import PAGE_CSP
+from .restore import restore_in_share
 from .settings import ServeSettings
-from .versions import FileVersion, FolderVersion, Restored, VersionError, Who
+from .versions import FileVersion, FolderVersion, Restored, VersionError
 
 ADMIN_PREFIX = f"/{TEMP_PREFIX}admin/"
 StartResponse = Callable[..., Any]
@@ -427,25 +426,7 @@ class AdminGate:
         return self._json(start_response, {"message": message, "target": result.target, "replaced": result.replaced_id})
 
     def restore_version(self, path: str, vid: str, to: str | None, me: str) -> Restored:
-        """VersionStore.restore (atomic placement, what is at the target kept as a version first),
-        under the target's request lock, then recorded in this server's change journal."""
-        store, index = self.state.versions, self.state.index
-        target = (to if to is not None else path).strip("/")
-        key = os.path.abspath(os.path.join(self.state.provider.root_folder_path, *target.split("/")))
-        with PATH_LOCKS.hold(key):  # the same key WebDAV requests lock the target by
-            # what a folder (or anything but a file) at the target is set aside, it leaves the journal
-            # before the restored one arrives; a file replaced by a file is simply recorded anew
-            result = store.restore(path, Who(me, "RESTORE"), vid=vid, to=to, between=index.forget)
-            for folder in result.folders:
-                index.record_dir(folder)
-            with index.batch():
-                for rel, size, mtime_ns, md5 in result.files:
-                    try:
-                        st = os.stat(os.path.join(str(self.settings.root), *rel.split("/")))
-                    except OSError:
-                        continue
-                    index.record_file(rel, st, md5 if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else None)
-        return result
+        return restore_in_share(self.state, path, vid, to, me)
 
 
 def _file_json(v: FileVersion) -> dict[str, Any]:
