@@ -313,3 +313,42 @@ def test_under_admin_the_file_page_keeps_its_own_csp(start_share) -> None:
         and "script-src 'self'" in r.headers["Content-Security-Policy"]
     )
     assert "sandbox" in s.get(share.url + "page.html").headers["Content-Security-Policy"]  # a user's HTML still is
+
+
+# --- recently deleted: listed and restored from the folder page --------------------------------
+
+
+def test_recently_deleted_files_and_folders_are_listed_and_restored(tree) -> None:
+    s = tree.session("alice")
+    assert s.delete(tree.url + "Photos/beach.jpg").status_code == 204
+    assert s.delete(tree.url + "Photos/2024/").status_code == 204
+    assert page(s.get(tree.url + "Photos/", headers=HTML)).xpath("//details[@id='deleted']")
+    listed = s.get(tree.url + "Photos/?deleted").json()
+    assert {(r["name"], r["is_dir"]) for r in listed} == {("beach.jpg", False), ("2024", True)}
+    by_name = {r["name"]: r for r in listed}
+    headers = {"X-Davsync-Page": "1"}
+    beach = {"id": by_name["beach.jpg"]["id"], "name": "beach.jpg"}
+    assert s.post(tree.url + "Photos/?restore", json=beach).status_code == 403  # no page header: not from our page
+    bob = tree.session("bob")
+    assert bob.post(tree.url + "Photos/?restore", json=beach, headers=headers).status_code == 403
+    assert bob.get(tree.url + "Photos/?deleted").status_code == 403
+    assert not page(bob.get(tree.url + "Photos/", headers=HTML)).xpath("//details[@id='deleted']")
+    wrong = {"id": by_name["2024"]["id"], "name": "beach.jpg"}  # a version of another path
+    assert s.post(tree.url + "Photos/?restore", json=wrong, headers=headers).status_code == 409
+    assert not (tree.root / "Photos" / "beach.jpg").exists()
+    r = s.post(tree.url + "Photos/?restore", json=beach, headers=headers)
+    assert r.status_code == 200 and "beach.jpg" in r.json()["message"]
+    assert (tree.root / "Photos" / "beach.jpg").read_bytes() == b"sand" * 1000
+    folder = {"id": by_name["2024"]["id"], "name": "2024"}
+    assert s.post(tree.url + "Photos/?restore", json=folder, headers=headers).status_code == 200
+    assert (tree.root / "Photos" / "2024" / "x.txt").read_text() == "x"
+    assert s.get(tree.url + "Photos/?deleted").json() == []
+    # the index knows them again: a WebDAV listing shows them with their MD5
+    listing = s.request("PROPFIND", tree.url + "Photos/", headers={"Depth": "1"})
+    assert b"beach.jpg" in listing.content and b"2024" in listing.content
+
+
+def test_links_do_not_offer_restores(tree) -> None:
+    rw = link(tree, "Photos", "read-write")
+    assert not page(requests.get(rw, headers=HTML, timeout=30)).xpath("//details[@id='deleted']")
+    assert requests.get(rw + "?deleted", timeout=30).status_code == 403

@@ -160,6 +160,11 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         wait_until(lambda: "renamed.txt" not in rows(driver), 15, "the row gone")
         assert [v.path for v in share.server.state.versions.files("renamed.txt")] == ["renamed.txt"]
         assert "restored" in driver.find_element(By.ID, "status").text
+        driver.find_element(By.CSS_SELECTOR, "#deleted summary").click()  # ... and restore it from the page
+        restore = "#deleted-list li[data-name='renamed.txt'] button.restore"
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, restore), 15, "the deleted file listed")[0].click()
+        wait_until(lambda: (root / "renamed.txt").exists() and "renamed.txt" in rows(driver), 15, "the restore")
+        assert (root / "renamed.txt").read_text() == "notes"
 
         # --- the folder as a zip ------------------------------------------------------------
         driver.find_element(By.ID, "zip").click()

@@ -125,6 +125,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
             "anonymous": settings.anonymous,
             "allow_infinite_depth": settings.allow_infinite_depth,
             "state_dir": str(state_dir),  # the pages' thumbnail cache (pages/thumbs.py)
+            "share_state": state,  # the pages' "Recently deleted" (pages/deleted.py)
         },
     }
     dav_app = WsgiDAVApp(config)

@@ -21,6 +21,7 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..netinfo import explorer_folder
+from . import deleted
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, entries, render, thumbnail_kind
 from .thumbs import for_folder
@@ -53,17 +54,22 @@ class PageBrowser(BaseMiddleware):
         self.app = next_app
         state_dir = config.get("davsync", {}).get("state_dir")
         self.thumbs = for_folder(Path(state_dir) / "thumbnails") if state_dir else None
+        self.state = config.get("davsync", {}).get("share_state")  # None in a share link's app: no restore there
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
         provider = environ.get("wsgidav.provider")
-        if method not in ("GET", "HEAD") or provider is None or getattr(provider, "mode", "") == "drop":
+        if provider is None or getattr(provider, "mode", "") == "drop":
+            return self.app(environ, start_response)
+        if method == "POST" and environ.get("QUERY_STRING") == "restore" and self._restorable(environ, provider):
+            return deleted.restore(environ, start_response, self.state, self._share_folder(provider, path))
+        if method not in ("GET", "HEAD"):
             return self.app(environ, start_response)
         if path.startswith(ASSET_PREFIX):
             return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
         query = environ.get("QUERY_STRING", "")
-        if not (query in ("zip", "view", "inline", "thumb") or (query == "" and wants_html(environ))):
+        if not (query in ("zip", "view", "inline", "thumb", "deleted") or (query == "" and wants_html(environ))):
             return self.app(environ, start_response)
         try:
             res = provider.get_resource_inst(path, environ)
@@ -89,12 +95,26 @@ class PageBrowser(BaseMiddleware):
             return [b""]
         if query == "zip":
             return self._zip(environ, start_response, res, path, provider)
+        if query == "deleted":
+            if not self._restorable(environ, provider):
+                return deleted.answer(start_response, "403 Forbidden", {"error": "Only a user who may write restores."})
+            rows = deleted.deleted_here(self.state, provider.file_path(path), self._share_folder(provider, path))
+            return deleted.answer(start_response, "200 OK", rows)
         return self._html(environ, start_response, render(self._view(environ, provider, base, path), entries(res)))
 
     def _html(self, environ: dict, start_response: StartResponse, body: bytes) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store"), ("Vary", "Accept"), *security_headers()])  # fmt: skip
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    def _restorable(self, environ: dict, provider: Any) -> bool:
+        """A user of the share who may write, on a server that keeps versions (not through a link)."""
+        return (self.state is not None and self.state.versions.enabled and not hasattr(provider, "mode")
+                and not environ.get("davsync.readonly") and not provider.is_readonly())  # fmt: skip
+
+    @staticmethod
+    def _share_folder(provider: Any, path: str) -> str:
+        return str(provider.share_rel(path.strip("/")))
 
     def _view(self, environ: dict, provider: Any, base: str, path: str) -> FolderView:
         scheme = environ.get("wsgi.url_scheme", "http")
@@ -109,6 +129,7 @@ class PageBrowser(BaseMiddleware):
             root_label=folder_label(provider, "/"),
             can_write=not environ.get("davsync.readonly") and not provider.is_readonly(),
             thumbs=self.thumbs is not None and self.thumbs.enabled,
+            show_deleted=self._restorable(environ, provider),
             dav_url=f"{scheme}://{host}{quote(base + path)}",
             windows_path=explorer_folder(name, port, scheme, base + path),
             login_hint=(

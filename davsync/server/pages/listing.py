@@ -27,6 +27,13 @@ ARCHIVES = frozenset({"application/zip", "application/x-tar", "application/gzip"
 PREVIEWED = frozenset({"image", "audio", "video", "pdf", "text"})  # kinds the viewer page shows (viewer.py)
 
 
+DELETED_BOX = (
+    '<details class="deleted" id="deleted"><summary>Recently deleted in this folder</summary>'
+    '<p class="muted">The server keeps deleted and overwritten files for a while; put one back here.</p>'
+    '<ul id="deleted-list"></ul></details>\n'
+)
+
+
 @dataclass
 class Entry:
     name: str
@@ -47,6 +54,7 @@ class FolderView:
     windows_path: str
     login_hint: str
     thumbs: bool = False  # image rows show a thumbnail (thumbs.py; only with Pillow installed)
+    show_deleted: bool = False  # the "Recently deleted" box (deleted.py)
 
 
 def kind(name: str, is_dir: bool) -> str:
@@ -177,6 +185,7 @@ def render(view: FolderView, items: list[Entry]) -> bytes:
             upload_area=upload,
             act_head=act_head,
             rows="".join(_row(view, e) for e in items),
+            deleted_box=DELETED_BOX if view.show_deleted else "",
             empty_hidden="" if not items else " hidden",
             empty_text="This folder is empty." if not items else "Nothing here matches the search.",
             dav_url=escape(view.dav_url),

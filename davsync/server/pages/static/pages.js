@@ -200,6 +200,40 @@
     await refresh();
   }
 
+  // Recently deleted (deleted.py): listed when opened, each with a Restore button
+  const deletedBox = document.getElementById('deleted');
+  async function listDeleted() {
+    const ul = document.getElementById('deleted-list');
+    const r = await fetch(here + '?deleted', {credentials: 'same-origin', cache: 'no-store'});
+    if (!r.ok) { ul.textContent = 'Could not list deleted files: ' + await problem(r); return; }
+    const rows = await r.json();
+    ul.replaceChildren();
+    if (!rows.length) { const li = document.createElement('li'); li.textContent = 'Nothing deleted here is kept.'; ul.appendChild(li); }
+    for (const v of rows) {
+      const li = document.createElement('li');
+      li.dataset.name = v.name;
+      const label = document.createElement('span');
+      const when = new Date(v.time);
+      label.textContent = v.name + (v.is_dir ? '/' : '') + ' · ' + v.size + ' · ' + when.toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'}) + ' · ' + v.user;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'restore';
+      button.textContent = 'Restore';
+      button.setAttribute('aria-label', 'Restore ' + v.name);
+      button.addEventListener('click', async () => {
+        const resp = await fetch(here + '?restore', {method: 'POST', credentials: 'same-origin',
+          headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify({id: v.id, name: v.name})});
+        const data = await resp.json().catch(() => ({}));
+        say(resp.ok ? data.message : 'Could not restore “' + v.name + '”: ' + (data.error || 'HTTP ' + resp.status));
+        await refresh();
+        await listDeleted();
+      });
+      li.append(label, ' ', button);
+      ul.appendChild(li);
+    }
+  }
+  if (deletedBox) deletedBox.addEventListener('toggle', () => { if (deletedBox.open) listDeleted(); });
+
   const picker = document.getElementById('files');
   picker.addEventListener('change', () => { uploadAll(picker.files).then(() => { picker.value = ''; }); });
   const folderPicker = document.getElementById('folder');
