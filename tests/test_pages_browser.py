@@ -238,3 +238,25 @@ def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, in
                 "axe.run().then((r) => done(r.violations.map((v) => [v.impact, v.id, v.nodes[0].html])));"
             )
             assert found == [], (target, found)
+
+
+def test_admin_page_fits_a_phone(start_share, users_file: Path, tmp_path: Path) -> None:
+    """`serve --admin` on a phone: the page never scrolls sideways (wide tables scroll in their card)."""
+    from selenium.webdriver.common.by import By
+
+    from davsync.server.admin import ADMIN_PREFIX
+    from davsync.users import Users
+
+    users = Users.load(users_file)
+    users.add("root", "root-secret", read_only=False, admin=True)
+    users.save(users_file)
+    share = start_share(admin=True)
+    assert share.request("PUT", "a%20rather%20long%20file%20name%20from%20a%20camera.jpg", data=b"x").status_code == 201
+    assert share.request("DELETE", "a%20rather%20long%20file%20name%20from%20a%20camera.jpg").status_code == 204
+    with chromium_at(tmp_path, PHONE, tmp_path / "downloads") as driver:
+        driver.get(share.url.replace("http://", "http://root:root-secret@").rstrip("/") + ADMIN_PREFIX)
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "tr[data-user='root']"), 15, "the users table")
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#versions-list tr"), 15, "the versions table")
+        shot(driver, "admin-phone")
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= PHONE[0], f"the admin page is {width} px wide on a {PHONE[0]} px phone"
