@@ -352,3 +352,19 @@ def test_links_do_not_offer_restores(tree) -> None:
     rw = link(tree, "Photos", "read-write")
     assert not page(requests.get(rw, headers=HTML, timeout=30)).xpath("//details[@id='deleted']")
     assert requests.get(rw + "?deleted", timeout=30).status_code == 403
+
+
+def test_a_file_page_lists_earlier_versions_and_restores_one(tree) -> None:
+    s = tree.session("alice")
+    assert s.put(tree.url + "report.txt", data=b"first draft").status_code == 201
+    assert s.put(tree.url + "report.txt", data=b"second draft").status_code == 204
+    assert page(s.get(tree.url + "report.txt?view")).xpath("//details[@id='versions']")
+    assert not page(tree.session("bob").get(tree.url + "report.txt?view")).xpath("//details[@id='versions']")
+    assert tree.session("bob").get(tree.url + "report.txt?versions").status_code == 403
+    kept = s.get(tree.url + "report.txt?versions").json()
+    assert len(kept) == 1 and kept[0]["size"] == "11 B"
+    r = s.post(tree.url + "?restore", json={"id": kept[0]["id"], "name": "report.txt"}, headers={"X-Davsync-Page": "1"})
+    assert r.status_code == 200
+    assert (tree.root / "report.txt").read_bytes() == b"first draft"
+    now = s.get(tree.url + "report.txt?versions").json()  # the restored one left the store; the second draft is kept
+    assert [v["size"] for v in now] == ["12 B"] and now[0]["id"] != kept[0]["id"]

@@ -165,6 +165,16 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, restore), 15, "the deleted file listed")[0].click()
         wait_until(lambda: (root / "renamed.txt").exists() and "renamed.txt" in rows(driver), 15, "the restore")
         assert (root / "renamed.txt").read_text() == "notes"
+        (to_send / "renamed.txt").write_text("notes, edited")  # overwritten by an upload ...
+        driver.find_element(By.ID, "files").send_keys(str(to_send / "renamed.txt"))
+        wait_until(lambda: (root / "renamed.txt").read_text() == "notes, edited", 30, "the overwrite")
+        driver.get(share.url + "renamed.txt?view")  # ... and the earlier version restored from its page
+        driver.find_element(By.CSS_SELECTOR, "#versions summary").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#versions-list button.restore"), 15, "the versions")[
+            0
+        ].click()
+        wait_until(lambda: (root / "renamed.txt").read_text() == "notes", 15, "the earlier version back")
+        driver.get(share.url)
 
         # --- the folder as a zip ------------------------------------------------------------
         driver.find_element(By.ID, "zip").click()

@@ -69,13 +69,15 @@ class PageBrowser(BaseMiddleware):
         if path.startswith(ASSET_PREFIX):
             return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
         query = environ.get("QUERY_STRING", "")
-        if not (query in ("zip", "view", "inline", "thumb", "deleted") or (query == "" and wants_html(environ))):
+        if not (
+            query in ("zip", "view", "inline", "thumb", "deleted", "versions") or (query == "" and wants_html(environ))
+        ):
             return self.app(environ, start_response)
         try:
             res = provider.get_resource_inst(path, environ)
         except DAVError:
             return self.app(environ, start_response)  # WsgiDAV answers with the proper error
-        if res is None or query in ("view", "inline", "thumb") and res.is_collection:
+        if res is None or query in ("view", "inline", "thumb", "versions") and res.is_collection:
             return self.app(environ, start_response)
         base = environ.get("SCRIPT_NAME", "").rstrip("/")
         if not res.is_collection:
@@ -83,6 +85,13 @@ class PageBrowser(BaseMiddleware):
                 return inline(self.app, environ, start_response, res.name)
             if query == "thumb":
                 return self._thumb(environ, start_response, res)
+            if query == "versions":
+                if not self._restorable(environ, provider):
+                    return deleted.answer(
+                        start_response, "403 Forbidden", {"error": "Only a user who may write restores."}
+                    )
+                return deleted.answer(start_response, "200 OK",
+                                      deleted.versions_of(self.state, self._share_folder(provider, path)))  # fmt: skip
             if query != "view":
                 return self.app(environ, start_response)
             view = self._view(environ, provider, base, path)

@@ -1,5 +1,6 @@
-"""Recently deleted in a folder: what the server kept when a file or folder here went away,
-listed on the folder page for a user who may write, and put back with one click.
+"""Recently deleted in a folder, and a file's earlier versions: what the server kept when a
+file or folder here went away or was overwritten, listed for a user who may write, and put
+back with one click.
 
 The restore is the admin page's (restore.py): under the target's lock, what is at the
 target now kept as a version first, recorded in the change journal. A version is only ever
@@ -50,6 +51,16 @@ def deleted_here(state: Any, folder_fs: str, share_folder: str) -> list[dict[str
     for r in rows:
         del r["time_ns"]
     return rows
+
+
+def versions_of(state: Any, share_path: str) -> list[dict[str, Any]]:
+    """The kept versions of one file, newest first (what it was before each overwrite or delete)."""
+    rows = []
+    for v in state.versions.files(share_path):
+        if v.path == share_path and v.folder is None:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.time_ns / 1e9))
+            rows.append({"id": v.id, "size": human_size(v.size), "time": when, "user": v.user, "how": v.method})
+    return rows[:MAX_LISTED]
 
 
 def answer(start_response: StartResponse, status: str, data: Any) -> list[bytes]:

@@ -25,6 +25,12 @@ from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, crumbs, head, href, kind, template
 
 StartResponse = Callable[..., Any]
+VERSIONS_BOX = (
+    '<details class="deleted" id="versions"><summary>Earlier versions</summary>'
+    '<p class="muted">What this file was before it was overwritten; restoring one keeps the current file as a '
+    "version too.</p>"
+    '<ul id="versions-list"></ul></details>'
+)
 INLINE_CSP = (
     "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 )
@@ -62,6 +68,7 @@ def render_viewer(view: FolderView, name: str, size: int, mtime: float) -> bytes
             folder=href(view.base, folder),
             kind=what,
             preview=preview,
+            versions_box=VERSIONS_BOX if view.show_deleted else "",
         )
         .encode()
     )

@@ -49,7 +49,43 @@
   }
 
   localTimes(document);
-  if (!tbody) return; // a file's page (viewer.py): local times only
+  if (!tbody) { fileVersions(); return; } // a file's page (viewer.py)
+
+  // A file's earlier versions (deleted.py), for users who may write: listed when opened
+  function fileVersions() {
+    const box = document.getElementById('versions');
+    if (!box) return;
+    const path = location.pathname;
+    const folder = path.slice(0, path.lastIndexOf('/') + 1);
+    const name = decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
+    const ul = document.getElementById('versions-list');
+    async function list() {
+      const r = await fetch(path + '?versions', {credentials: 'same-origin', cache: 'no-store'});
+      const rows = r.ok ? await r.json() : [];
+      ul.replaceChildren();
+      if (!rows.length) { const li = document.createElement('li'); li.textContent = r.ok ? 'No earlier version is kept.' : 'Could not list the versions.'; ul.appendChild(li); }
+      for (const v of rows) {
+        const li = document.createElement('li');
+        li.dataset.id = v.id;
+        const when = new Date(v.time).toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'restore';
+        button.textContent = 'Restore';
+        button.setAttribute('aria-label', 'Restore the version of ' + when);
+        button.addEventListener('click', async () => {
+          const resp = await fetch(folder + '?restore', {method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify({id: v.id, name})});
+          const data = await resp.json().catch(() => ({}));
+          if (resp.ok) location.reload();
+          else li.append(' Could not restore: ' + (data.error || 'HTTP ' + resp.status));
+        });
+        li.append(v.size + ' · set aside ' + when + ' · ' + v.user + ' ', button);
+        ul.appendChild(li);
+      }
+    }
+    box.addEventListener('toggle', () => { if (box.open) list(); });
+  }
 
   // a thumbnail the server could not make (thumbs.py): the image icon instead
   tbody.addEventListener('error', (ev) => {
