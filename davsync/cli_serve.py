@@ -224,6 +224,8 @@ def _advertise(settings, port: int, scheme: str):  # type: ignore[no-untyped-def
 
 
 def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) -> None:  # type: ignore[no-untyped-def]
+    from .server.netinfo import explorer_folder
+
     lan = urls[-1]
     host = lan.split("//", 1)[1].rsplit(":", 1)[0]
     access = {"off": "users only", "read": "guests may read", "write": "guests may read AND WRITE"}
@@ -233,7 +235,7 @@ def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) 
     typer.echo("Connect from:")
     typer.echo(f"  a browser:         open {lan}")
     typer.echo(f"  a phone app:       WebDAV server {lan} with your davsync user")
-    unc = f"\\\\{host}@SSL@{port}\\DavWWWRoot" if scheme == "https" else f"\\\\{host}@{port}\\DavWWWRoot"
+    unc = explorer_folder(host, port, scheme)
     typer.echo(f"  Windows Explorer:  This PC > Map network drive > Folder: {unc}")
     typer.echo(f"  davsync pull:      davsync pull {lan} DEST --user NAME")
     typer.echo(f"  rclone:            --webdav-url {lan} --webdav-vendor owncloud")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hmac
 import itertools
 import json
-import os
 import re
 import secrets
 import shutil
@@ -29,11 +28,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..users import Users, UsersFileError, basic_credentials
-from .guard import PATH_LOCKS
 from .limiter import FailureLimiter, client_address, too_many
 from .names import TEMP_PREFIX
+from .restore import restore_in_share
 from .settings import ServeSettings
-from .versions import FileVersion, FolderVersion, Restored, VersionError, Who
+from .versions import FileVersion, FolderVersion, Restored, VersionError
 
 ADMIN_PREFIX = f"/{TEMP_PREFIX}admin/"
 StartResponse = Callable[..., Any]
@@ -272,7 +271,7 @@ class AdminGate:
     def status(self, environ: dict, me: str) -> dict[str, Any]:
         import segno
 
-        from .netinfo import share_urls
+        from .netinfo import explorer_folder, share_urls
 
         s = self.settings
         scheme = "https" if s.tls_cert else "http"
@@ -283,7 +282,7 @@ class AdminGate:
         disk = shutil.disk_usage(s.root)
         tracker = getattr(self.state, "tracker", None)
         index = self.state.index
-        unc = f"\\\\{host}@SSL@{port}\\DavWWWRoot" if scheme == "https" else f"\\\\{host}@{port}\\DavWWWRoot"
+        unc = explorer_folder(host, port, scheme)
         return {
             "csrf": self.csrf,
             "me": me,
@@ -417,25 +416,7 @@ class AdminGate:
         return self._json(start_response, {"message": message, "target": result.target, "replaced": result.replaced_id})
 
     def restore_version(self, path: str, vid: str, to: str | None, me: str) -> Restored:
-        """VersionStore.restore (atomic placement, what is at the target kept as a version first),
-        under the target's request lock, then recorded in this server's change journal."""
-        store, index = self.state.versions, self.state.index
-        target = (to if to is not None else path).strip("/")
-        key = os.path.abspath(os.path.join(self.state.provider.root_folder_path, *target.split("/")))
-        with PATH_LOCKS.hold(key):  # the same key WebDAV requests lock the target by
-            # what a folder (or anything but a file) at the target is set aside, it leaves the journal
-            # before the restored one arrives; a file replaced by a file is simply recorded anew
-            result = store.restore(path, Who(me, "RESTORE"), vid=vid, to=to, between=index.forget)
-            for folder in result.folders:
-                index.record_dir(folder)
-            with index.batch():
-                for rel, size, mtime_ns, md5 in result.files:
-                    try:
-                        st = os.stat(os.path.join(str(self.settings.root), *rel.split("/")))
-                    except OSError:
-                        continue
-                    index.record_file(rel, st, md5 if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else None)
-        return result
+        return restore_in_share(self.state, path, vid, to, me)
 
 
 def _file_json(v: FileVersion) -> dict[str, Any]:

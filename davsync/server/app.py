@@ -32,6 +32,7 @@ from .limiter import FailureLimiter
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
 from .lockstore import LOCKS_FILE, LockStore
+from .pages import PageBrowser
 from .provider import DavsyncProvider
 from .request_server import DavsyncRequestServer
 from .resumable import ResumableMiddleware, SessionStore
@@ -131,16 +132,19 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
         # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
         # big files' block hashes for delta transfers (blocks.py); DeltaPushMiddleware: edits of big
-        # files sent as changed blocks (deltapush.py)
+        # files sent as changed blocks (deltapush.py); PageBrowser: davsync's own folder pages for
+        # browsers (pages/), WsgiDAV's page for the rest
         "middleware_stack": [
             ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, DeltaPushMiddleware,
-            WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+            PageBrowser, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
         ],
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,
             "allow_infinite_depth": settings.allow_infinite_depth,
             "uploads": SessionStore(state_dir / "uploads"),
+            "state_dir": str(state_dir),  # the pages' thumbnail cache (pages/thumbs.py)
+            "share_state": state,  # the pages' "Recently deleted" (pages/deleted.py)
         },
     }
     dav_app = WsgiDAVApp(config)

@@ -78,3 +78,11 @@ def bind_problem(host: str, port: int) -> str | None:
     if last.errno in (errno.EACCES, errno.EPERM):
         return f"port {port} is below 1024 and needs root; use --port 8080 (or any port above 1023)."
     return f"cannot listen on {host}:{port} ({last.strerror})."
+
+
+def explorer_folder(host: str, port: int | str, scheme: str, path: str = "/") -> str:
+    """What Windows Explorer's "Map network drive" takes as Folder for this share (or a folder in
+    it): `\\\\host@port\\DavWWWRoot\\path`, with `@SSL` for https."""
+    ssl = "@SSL" if scheme == "https" else ""
+    at_port = f"@{port}" if port else ""
+    return f"\\\\{host}{ssl}{at_port}\\DavWWWRoot" + path.rstrip("/").replace("/", "\\")

@@ -1,0 +1,285 @@
+'use strict';
+// davsync's folder page: local times, sort, search, and (for sessions that may write) upload,
+// new folder, rename and delete, each a plain WebDAV request the server checks like any other.
+(() => {
+  const body = document.body;
+  const tbody = document.querySelector('#list tbody');
+  const empty = document.getElementById('empty');
+  const filter = document.getElementById('filter');
+  const rows = () => Array.from(tbody.rows);
+  let sortKey = 'name';
+  let ascending = true;
+
+  function localTimes(root) {
+    for (const t of root.querySelectorAll('time[datetime]')) {
+      const d = new Date(t.getAttribute('datetime'));
+      if (!isNaN(d.getTime())) {
+        t.textContent = d.toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+        t.title = d.toString();
+      }
+    }
+  }
+
+  function applySort() {
+    const list = rows();
+    list.sort((a, b) => {
+      if (a.dataset.dir !== b.dataset.dir) return Number(b.dataset.dir) - Number(a.dataset.dir);
+      let r = sortKey === 'name' ? 0 : Number(a.dataset[sortKey]) - Number(b.dataset[sortKey]);
+      if (r === 0) r = a.dataset.name.localeCompare(b.dataset.name, undefined, {numeric: true, sensitivity: 'base'});
+      return ascending ? r : -r;
+    });
+    for (const r of list) tbody.appendChild(r);
+    for (const b of document.querySelectorAll('[data-sort]')) {
+      const on = b.dataset.sort === sortKey;
+      b.setAttribute('aria-pressed', String(on));
+      b.dataset.order = on ? (ascending ? 'asc' : 'desc') : '';
+    }
+  }
+
+  function applyFilter() {
+    const q = filter.value.trim().toLocaleLowerCase();
+    let shown = 0;
+    for (const r of rows()) {
+      const ok = !q || r.dataset.name.toLocaleLowerCase().includes(q);
+      r.hidden = !ok;
+      if (ok) shown++;
+    }
+    empty.hidden = shown > 0;
+    empty.textContent = rows().length ? 'Nothing here matches the search.' : 'This folder is empty.';
+  }
+
+  localTimes(document);
+  if (!tbody) { fileVersions(); return; } // a file's page (viewer.py)
+
+  // A file's earlier versions (deleted.py), for users who may write: listed when opened
+  function fileVersions() {
+    const box = document.getElementById('versions');
+    if (!box) return;
+    const path = location.pathname;
+    const folder = path.slice(0, path.lastIndexOf('/') + 1);
+    const name = decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
+    const ul = document.getElementById('versions-list');
+    async function list() {
+      const r = await fetch(path + '?versions', {credentials: 'same-origin', cache: 'no-store'});
+      const rows = r.ok ? await r.json() : [];
+      ul.replaceChildren();
+      if (!rows.length) { const li = document.createElement('li'); li.textContent = r.ok ? 'No earlier version is kept.' : 'Could not list the versions.'; ul.appendChild(li); }
+      for (const v of rows) {
+        const li = document.createElement('li');
+        li.dataset.id = v.id;
+        const when = new Date(v.time).toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'restore';
+        button.textContent = 'Restore';
+        button.setAttribute('aria-label', 'Restore the version of ' + when);
+        button.addEventListener('click', async () => {
+          const resp = await fetch(folder + '?restore', {method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify({id: v.id, name})});
+          const data = await resp.json().catch(() => ({}));
+          if (resp.ok) location.reload();
+          else li.append(' Could not restore: ' + (data.error || 'HTTP ' + resp.status));
+        });
+        li.append(v.size + ' · set aside ' + when + ' · ' + v.user + ' ', button);
+        ul.appendChild(li);
+      }
+    }
+    box.addEventListener('toggle', () => { if (box.open) list(); });
+  }
+
+  // a thumbnail the server could not make (thumbs.py): the image icon instead
+  tbody.addEventListener('error', (ev) => {
+    const img = ev.target;
+    if (!(img instanceof HTMLImageElement) || !img.classList.contains('thumb')) return;
+    const icon = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    icon.setAttribute('class', 'icon image');
+    icon.setAttribute('aria-hidden', 'true');
+    const use = document.createElementNS('http://www.w3.org/2000/svg', 'use');
+    use.setAttribute('href', '#i-image');
+    icon.appendChild(use);
+    img.replaceWith(icon);
+  }, true);
+
+  for (const b of document.querySelectorAll('[data-sort]')) {
+    b.addEventListener('click', () => {
+      if (b.dataset.sort === sortKey) ascending = !ascending;
+      else { sortKey = b.dataset.sort; ascending = sortKey === 'name'; }
+      applySort();
+    });
+  }
+  filter.addEventListener('input', applyFilter);
+
+  if (body.dataset.write !== '1') return;
+
+  const here = location.pathname; // always ends with '/': the server redirects to it
+  const status = document.getElementById('status');
+  const say = (text) => { status.textContent = text; };
+  const target = (name, isDir) => here + encodeURIComponent(name) + (isDir ? '/' : '');
+  const badName = (name) => !name || name === '.' || name === '..' || /[\/\\\u0000]/.test(name);
+
+  async function problem(r) {
+    const text = (await r.text()).trim().split('\n')[0].slice(0, 200);
+    return text && !text.startsWith('<') ? text : 'HTTP ' + r.status;
+  }
+
+  async function refresh() {
+    const r = await fetch(here, {headers: {Accept: 'text/html'}, credentials: 'same-origin', cache: 'no-store'});
+    if (!r.ok) return;
+    const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+    const fresh = doc.querySelector('#list tbody');
+    if (!fresh) return;
+    localTimes(fresh);
+    tbody.replaceChildren(...Array.from(fresh.rows).map((row) => document.importNode(row, true)));
+    applySort();
+    applyFilter();
+  }
+
+  async function dav(method, url, headers) {
+    const r = await fetch(url, {method, headers: headers || {}, credentials: 'same-origin'});
+    if (!r.ok) throw new Error(await problem(r));
+  }
+
+  document.getElementById('mkdir').addEventListener('click', async () => {
+    const name = (prompt('Name of the new folder:') || '').trim();
+    if (!name) return;
+    if (badName(name)) { say('A folder name cannot contain / or \\ or be . or ..'); return; }
+    try {
+      await dav('MKCOL', target(name, true));
+      say('Folder “' + name + '” created.');
+      await refresh();
+    } catch (e) { say('Could not create “' + name + '”: ' + e.message); }
+  });
+
+  tbody.addEventListener('click', async (ev) => {
+    const button = ev.target.closest('button');
+    if (!button) return;
+    const row = button.closest('tr');
+    const name = row.dataset.name;
+    const isDir = row.dataset.dir === '1';
+    if (button.classList.contains('delete')) {
+      if (!confirm('Delete “' + name + '”? The server keeps it among its versions for a while, so it can be restored.')) return;
+      try {
+        await dav('DELETE', target(name, isDir));
+        say('Deleted “' + name + '”; it is kept in the server\'s versions and can be restored.');
+        await refresh();
+      } catch (e) { say('Could not delete “' + name + '”: ' + e.message); }
+    } else if (button.classList.contains('rename')) {
+      const to = (prompt('New name (or a path such as other/' + name + ' to move it):', name) || '').trim();
+      if (!to || to === name) return;
+      const parts = to.split('/').filter((p) => p);
+      if (!parts.length || parts.some(badName)) { say('That is not a valid name.'); return; }
+      const dest = location.origin + here + parts.map(encodeURIComponent).join('/') + (isDir ? '/' : '');
+      try {
+        await dav('MOVE', target(name, isDir), {Destination: dest, Overwrite: 'F'});
+        say('Renamed “' + name + '” to “' + to + '”.');
+        await refresh();
+      } catch (e) { say('Could not rename “' + name + '”: ' + e.message); }
+    }
+  });
+
+  const list = document.getElementById('uploads');
+  const relPath = (file) => file.webkitRelativePath || file.name; // a folder upload keeps its tree
+  const urlOf = (rel) => here + rel.split('/').map(encodeURIComponent).join('/');
+
+  async function makeFolders(files) {
+    const folders = new Set();
+    for (const f of files) {
+      const parts = relPath(f).split('/').slice(0, -1);
+      for (let i = 1; i <= parts.length; i++) folders.add(parts.slice(0, i).join('/'));
+    }
+    for (const folder of Array.from(folders).sort((a, b) => a.split('/').length - b.split('/').length)) {
+      const r = await fetch(urlOf(folder) + '/', {method: 'MKCOL', credentials: 'same-origin'});
+      if (!r.ok && r.status !== 405) throw new Error('could not create folder “' + folder + '”: ' + await problem(r));
+    }
+  }
+
+  function upload(file) {
+    return new Promise((resolve) => {
+      const li = document.createElement('li');
+      const label = document.createElement('span');
+      const bar = document.createElement('progress');
+      const note = document.createElement('span');
+      label.textContent = relPath(file);
+      bar.max = 100;
+      bar.value = 0;
+      bar.setAttribute('aria-label', 'Upload of ' + file.name);
+      note.className = 'note';
+      li.append(label, bar, note);
+      li.dataset.state = 'sending';
+      list.appendChild(li);
+      const xhr = new XMLHttpRequest();
+      xhr.open('PUT', urlOf(relPath(file)));
+      xhr.setRequestHeader('X-OC-Mtime', String(Math.floor(file.lastModified / 1000)));
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
+      xhr.onload = () => {
+        const ok = xhr.status >= 200 && xhr.status < 300;
+        if (ok) bar.value = 100;
+        li.dataset.state = ok ? 'done' : 'failed';
+        note.textContent = ok ? ' uploaded' : ' failed: ' + (xhr.responseText.trim().split('\n')[0].slice(0, 200) || 'HTTP ' + xhr.status);
+        resolve(ok);
+      };
+      xhr.onerror = () => { li.dataset.state = 'failed'; note.textContent = ' failed: the connection broke; try again.'; resolve(false); };
+      xhr.send(file);
+    });
+  }
+
+  async function uploadAll(files) {
+    const chosen = Array.from(files).filter((f) => !relPath(f).split('/').some(badName));
+    if (!chosen.length) return;
+    say('Uploading ' + chosen.length + (chosen.length === 1 ? ' file…' : ' files…'));
+    try {
+      await makeFolders(chosen);
+    } catch (e) { say('Nothing was uploaded: ' + e.message); return; }
+    const results = await Promise.all(chosen.map(upload));
+    const failed = results.filter((ok) => !ok).length;
+    say(failed ? failed + ' of ' + chosen.length + ' uploads failed.' : 'Uploaded ' + chosen.length + (chosen.length === 1 ? ' file.' : ' files.'));
+    await refresh();
+  }
+
+  // Recently deleted (deleted.py): listed when opened, each with a Restore button
+  const deletedBox = document.getElementById('deleted');
+  async function listDeleted() {
+    const ul = document.getElementById('deleted-list');
+    const r = await fetch(here + '?deleted', {credentials: 'same-origin', cache: 'no-store'});
+    if (!r.ok) { ul.textContent = 'Could not list deleted files: ' + await problem(r); return; }
+    const rows = await r.json();
+    ul.replaceChildren();
+    if (!rows.length) { const li = document.createElement('li'); li.textContent = 'Nothing deleted here is kept.'; ul.appendChild(li); }
+    for (const v of rows) {
+      const li = document.createElement('li');
+      li.dataset.name = v.name;
+      const label = document.createElement('span');
+      const when = new Date(v.time);
+      label.textContent = v.name + (v.is_dir ? '/' : '') + ' · ' + v.size + ' · ' + when.toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'}) + ' · ' + v.user;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'restore';
+      button.textContent = 'Restore';
+      button.setAttribute('aria-label', 'Restore ' + v.name);
+      button.addEventListener('click', async () => {
+        const resp = await fetch(here + '?restore', {method: 'POST', credentials: 'same-origin',
+          headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify({id: v.id, name: v.name})});
+        const data = await resp.json().catch(() => ({}));
+        say(resp.ok ? data.message : 'Could not restore “' + v.name + '”: ' + (data.error || 'HTTP ' + resp.status));
+        await refresh();
+        await listDeleted();
+      });
+      li.append(label, ' ', button);
+      ul.appendChild(li);
+    }
+  }
+  if (deletedBox) deletedBox.addEventListener('toggle', () => { if (deletedBox.open) listDeleted(); });
+
+  const picker = document.getElementById('files');
+  picker.addEventListener('change', () => { uploadAll(picker.files).then(() => { picker.value = ''; }); });
+  const folderPicker = document.getElementById('folder');
+  folderPicker.addEventListener('change', () => { uploadAll(folderPicker.files).then(() => { folderPicker.value = ''; }); });
+  const zone = document.getElementById('dropzone');
+  document.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) zone.classList.remove('over'); });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    zone.classList.remove('over');
+    if (e.dataTransfer && e.dataTransfer.files.length) uploadAll(e.dataTransfer.files);
+  });
+})();
