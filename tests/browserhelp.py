@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import zlib
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+REPO = Path(__file__).resolve().parent.parent
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
 
@@ -56,3 +58,12 @@ def png(width: int, height: int, pixels: bytes | None = None) -> bytes:
     raw = pixels if pixels is not None else b"".join(b"\0" + b"\x80" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def axe_source() -> str:
+    """axe-core's script, from a local file, never fetched: `npm pack axe-core` (its tarball ships
+    package/axe.min.js) and DAVSYNC_AXE_JS pointing at it (.ci/run does), or node_modules/."""
+    for candidate in (os.environ.get("DAVSYNC_AXE_JS"), REPO / "node_modules" / "axe-core" / "axe.min.js"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_text(encoding="utf-8")
+    pytest.skip("axe-core is not here: `npm pack axe-core`, then DAVSYNC_AXE_JS=.../package/axe.min.js")

@@ -7,36 +7,26 @@ package/axe.min.js) and point DAVSYNC_AXE_JS at it, or keep it at node_modules/a
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from apphelp import start_app  # noqa: F401  (fixtures)
+from browserhelp import axe_source
 from conftest import wait_until
 from test_app_browser import chromium  # noqa: F401  (fixture)
 from test_app_words import _states
 
 from davsync.app.status import StatusHub
 
-REPO = Path(__file__).resolve().parent.parent
 RUN = """const done = arguments[arguments.length - 1];
 axe.run(document, {resultTypes: ["violations"]}).then((r) => done(r.violations
   .filter((v) => v.impact === "serious" || v.impact === "critical")
   .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ") + " " + (n.failureSummary || "")).join(" | ")}`)));"""
 
 
-def _axe() -> str:
-    for candidate in (os.environ.get("DAVSYNC_AXE_JS"), REPO / "node_modules" / "axe-core" / "axe.min.js"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).read_text(encoding="utf-8")
-    pytest.skip("axe-core is not here: `npm pack axe-core`, then DAVSYNC_AXE_JS=.../package/axe.min.js")
-
-
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_serious_accessibility_problem_in_any_state(scheme: str, start_app, chromium) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
 
-    axe = _axe()
+    axe = axe_source()
     running = start_app()
     driver = chromium
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})

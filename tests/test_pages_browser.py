@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserhelp import DESKTOP, PHONE, chromium_at, png
+from browserhelp import DESKTOP, PHONE, axe_source, chromium_at, png
 from conftest import PASSWORDS, wait_until
 
 from davsync.server.links import LinkStore
@@ -225,11 +225,9 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, int], scheme: str) -> None:
-    """axe-core (not a dependency: point AXE_CORE_JS at its axe.min.js, from the npm package
-    axe-core) finds nothing on the folder page, a file's page and a link's page."""
-    axe_js = os.environ.get("AXE_CORE_JS")
-    if not axe_js or not Path(axe_js).is_file():
-        pytest.skip("set AXE_CORE_JS to axe-core's axe.min.js to run the accessibility check")
+    """axe-core (not a dependency: browserhelp.axe_source) finds nothing on the folder page, a
+    file's page and a link's page."""
+    axe = axe_source()
     (share.root / "Photos").mkdir()
     (share.root / "Photos" / "pic.png").write_bytes(png(8, 8))
     (share.root / "notes.txt").write_text("notes")
@@ -242,7 +240,7 @@ def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, in
                                {"features": [{"name": "prefers-color-scheme", "value": scheme}]})  # fmt: skip
         for target in ("", "Photos/", "notes.txt?view", "Photos/pic.png?view", f"s/{issued.token}/"):
             driver.get(share.url + target)
-            driver.execute_script(Path(axe_js).read_text())
+            driver.execute_script(axe)
             found = driver.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
                 "axe.run().then((r) => done(r.violations.map((v) => [v.impact, v.id, v.nodes[0].html])));"
