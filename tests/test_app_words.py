@@ -21,7 +21,6 @@ FORBIDDEN = re.compile(
     + "|".join(re.escape(k.value) for k in Kind if "-" in k.value),
     re.IGNORECASE,
 )
-NOW = time.time()
 
 # What the client library says, verbatim (davsync/client/plan.py, remote.py, engine.py), as the
 # app receives it: warnings, conflict reasons, kept-deletion reasons, fatal errors.
@@ -54,9 +53,11 @@ def test_the_librarys_sentences_come_out_plain() -> None:
 
 
 def _states() -> list[tuple[str, list[PairStatus]]]:
+    now = time.time()  # read when the states are rendered, not when the module was imported
+
     def pair(pid: str, **kw: Any) -> PairStatus:
         p = PairStatus(id=pid, url=f"http://pi.local:8080/{pid}/", local=f"/home/anna/{pid}", mode="sync",
-                       interval=30, last_check=NOW - 5, last_result="Nothing changed.")  # fmt: skip
+                       interval=30, last_check=now - 5, last_result="Nothing changed.")  # fmt: skip
         for k, v in kw.items():
             setattr(p, k, v)
         return p
@@ -68,17 +69,17 @@ def _states() -> list[tuple[str, list[PairStatus]]]:
               for w, (_, fixes) in zip(LIBRARY[:4], FIXES[:4], strict=True)]
     return [
         ("error", [pair("Photos", fatal={"error": LIBRARY[-1], "fix": FIXES[-1][1]})]),
-        ("offline", [pair("Photos", offline_since=NOW - 60, next_retry=NOW + 30, last_run_failed=True,
+        ("offline", [pair("Photos", offline_since=now - 60, next_retry=now + 30, last_run_failed=True,
                           last_result=f"Could not reach the server: {LIBRARY[-1]}"), pair("Music")]),  # fmt: skip
         ("attention", [pair("Photos", errors=errors, counts={k.value: 1 for k in Kind},
                             conflicts=[{"path": "holiday.jpg", "local_copy": "holiday.sync-conflict-1.jpg",
                                         "reason": LIBRARY[5]}],
                             skipped=[{"path": "a:b.txt", "reason": "the name is not allowed on Windows"}],
-                            recent=[{"time": NOW, "what": "kept", "path": "x.txt", "note": LIBRARY[4]}])]),
+                            recent=[{"time": now, "what": "kept", "path": "x.txt", "note": LIBRARY[4]}])]),
         ("syncing", [pair("Photos", progress=g), pair("Music", deferred=["film.mp4"]),
-                     pair("Docs", uploading=[{"path": "letter.odt", "since": NOW}])]),
+                     pair("Docs", uploading=[{"path": "letter.odt", "since": now}])]),
         ("paused", [pair("Photos", paused=True, pair_paused=True, deferred=["film.mp4"])]),
-        ("stale", [pair("Photos", last_check=NOW - 3600)]),
+        ("stale", [pair("Photos", last_check=now - 3600)]),
         ("checking", [pair("Photos", last_check=None, running=True)]),
         ("ok", [pair("Photos"), pair("Music")]),
     ]
