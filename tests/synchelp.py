@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from brokered import BrokeredServer, brokered
 from conftest import PASSWORDS, stale_in_index, wait_until
 
 # Requests that move or change content; a no-op run sends none of them.
@@ -767,22 +768,28 @@ class SyncWorld:
         if self.backend == "rclone":
             self._start_rclone()
             return
+        if state_dir is not None:
+            self.state_dir = state_dir
+            self.state_dirs.append(state_dir)
+        if brokered():  # the Windows lane: a `davsync serve` on the Linux side (tests/brokered.py)
+            self.server = BrokeredServer(self.root, self.state_dir, self.users_file, **self.server_opts)
+        else:
+            self._start_in_process()
+        if self.proxy is None:
+            self.proxy = RecordingProxy(self.server.port)
+        else:
+            self.proxy.target_port = self.server.port
+
+    def _start_in_process(self) -> None:
         from davsync.server.app import DavServer
         from davsync.server.settings import ServeSettings
         from davsync.users import Users
 
-        if state_dir is not None:
-            self.state_dir = state_dir
-            self.state_dirs.append(state_dir)
         settings = ServeSettings(root=self.root, host="127.0.0.1", port=0, state_dir=self.state_dir,
                                  users=self.users_file, **self.server_opts).resolved()  # fmt: skip
         self.server = DavServer(settings, Users.load(self.users_file))
         self.server.start()
         wait_until(self.server.scan_done.is_set, 60, "the server's initial index scan")
-        if self.proxy is None:
-            self.proxy = RecordingProxy(self.server.port)
-        else:
-            self.proxy.target_port = self.server.port
 
     def _start_rclone(self) -> None:
         exe = shutil.which("rclone")
@@ -839,6 +846,9 @@ class SyncWorld:
             return set(self.share_tree())
 
         if self.backend != "davsync":
+            return
+        if brokered():
+            wait_until(lambda: self.server.caught_up(SERVER_TEMP), timeout, "the server's index to catch up with its disk")
             return
         index = self.server.state.index
 
