@@ -181,6 +181,7 @@ class Engine:
                     self.dest.mkdir(parents=True, exist_ok=True)
                     stack.enter_context(dest_lock(self.state_dir))
                 except DestLockedError as e:
+                    result.busy = True
                     return _fatal(result, str(e), Exit.USAGE)
                 except OSError as e:
                     return _fatal(result, f"cannot create {osfs.display_path(self.dest)}: {e.strerror}.", Exit.LOCAL)
