@@ -9,6 +9,7 @@ the test with the reason.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from pathlib import Path
@@ -31,6 +32,13 @@ def _ask(action: str, **body: Any) -> dict[str, Any]:
     if r.status_code != 200:
         raise AssertionError(f"the broker could not {action}: {answer.get('error')}")
     return answer
+
+
+def linux_tool(tool: str, args: list[str], data: bytes | None) -> bytes:
+    """Run a Linux client (curl) on the Linux side and return its stdout: on the Windows lane the
+    third writer of the sync scenarios stays the real client it is on Linux."""
+    answer = _ask("tool", tool=tool, args=args, data=base64.b64encode(data).decode() if data is not None else None)
+    return base64.b64decode(answer["stdout"])
 
 
 class BrokeredServer:

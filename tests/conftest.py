@@ -74,6 +74,28 @@ def require_tool(name: str) -> str:
     return path
 
 
+# How a process ended by kill_hard exits: -SIGKILL on POSIX, the code TerminateProcess was given on Windows.
+KILLED = 0xDEAD if sys.platform == "win32" else -9
+
+
+def kill_hard(pid: int) -> None:
+    """kill -9, on every platform: SIGKILL, or TerminateProcess (Windows' kill -9: no cleanup runs)."""
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x0001, False, pid)  # PROCESS_TERMINATE
+        if handle:  # else it has ended already
+            try:
+                kernel32.TerminateProcess(handle, KILLED)
+            finally:
+                kernel32.CloseHandle(handle)
+        return
+    import signal
+
+    os.kill(pid, signal.SIGKILL)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll a condition; fail with a message instead of sleeping a fixed time."""
     deadline = time.monotonic() + timeout

@@ -20,7 +20,8 @@ PLAINTEXT = "keyrings.alt.file.PlaintextKeyring"
 
 def env_for(tmp_path: Path, backend: str = PLAINTEXT, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DAVSYNC_PASSWORD", "DAVSYNC_USER", "DAVSYNC_URL")}
-    env.update(PYTHON_KEYRING_BACKEND=backend, XDG_DATA_HOME=str(tmp_path / "data"), HOME=str(tmp_path / "home"))
+    env.update(PYTHON_KEYRING_BACKEND=backend, XDG_DATA_HOME=str(tmp_path / "data"), HOME=str(tmp_path / "home"),
+               LOCALAPPDATA=str(tmp_path / "data"))  # where keyrings.alt's files go on Windows
     env.update(extra)
     return env
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import KILLED, kill_hard
 from synchelp import DIR, Exchange, Run, SyncWorld, conflict_copies, files_only, md5, read_journal
 
 # --- the change table -------------------------------------------------------------------------
@@ -921,9 +921,9 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
         def kill(ex: Exchange, holder: list[subprocess.Popen[bytes]] = holder, delay: float = delay) -> None:
             if holder:
                 if delay:
-                    threading.Timer(delay, lambda: holder[0].poll() is None and os.kill(holder[0].pid, signal.SIGKILL)).start()
+                    threading.Timer(delay, lambda: holder[0].poll() is None and kill_hard(holder[0].pid)).start()
                 else:
-                    os.kill(holder[0].pid, signal.SIGKILL)
+                    kill_hard(holder[0].pid)
 
         method = rng.choice(["PUT", "PUT", "GET", "GET", "MOVE", "DELETE", "MKCOL", None])
         phase = rng.choice(["request", "body", "response", "response-body"] if method in ("PUT", "GET") else ["request", "response"])
@@ -935,7 +935,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
         try:
             proc.wait(120)
         finally:
-            was = proc.returncode == -signal.SIGKILL
+            was = proc.returncode == KILLED
             world.kill(proc)
         world.proxy.clear_triggers()
         killed += was

@@ -3,7 +3,8 @@
 A Windows process under wine cannot start or wait on a Linux program (the handle it gets back is
 unusable), so the Windows-side fixtures (tests/brokered.py) ask this broker, over HTTP on
 127.0.0.1, for a fresh server: POST /start {root, state_dir, users, opts, paths} -> {id, port};
-POST /indexed {id} -> {caught_up}; POST /stop {id}. Windows paths (C:\\..., Z:\\...) are mapped to
+POST /indexed {id} -> {caught_up}; POST /stop {id}; POST /tool {tool, args, data} runs a Linux client
+(curl) for them. Windows paths (C:\\..., Z:\\...) are mapped to
 the Linux paths of the wine prefix ($WINEPREFIX/dosdevices). Every server is stopped by its PID
 when asked, and all of them when the broker ends (the lane kills the broker by PID).
 """
@@ -11,6 +12,7 @@ when asked, and all of them when the broker ends (the lane kills the broker by P
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -123,6 +125,17 @@ def indexed(req: dict[str, Any]) -> dict[str, Any]:
     return {"caught_up": live == on_disk and not stale_in_index(served.index, served.root, skip=skip)}
 
 
+TOOLS = {"curl"}  # the Linux clients a Windows-side test may run here
+
+
+def tool(req: dict[str, Any]) -> dict[str, Any]:
+    if req["tool"] not in TOOLS:
+        raise ValueError(f"{req['tool']!r} is not one of the broker's tools {sorted(TOOLS)}")
+    data = base64.b64decode(req["data"]) if req.get("data") is not None else None
+    r = subprocess.run([req["tool"], *req["args"]], input=data, capture_output=True, timeout=60)
+    return {"stdout": base64.b64encode(r.stdout).decode(), "returncode": r.returncode}
+
+
 def stop(req: dict[str, Any]) -> dict[str, Any]:
     with LOCK:
         served = SERVERS.pop(req["id"], None)
@@ -133,7 +146,7 @@ def stop(req: dict[str, Any]) -> dict[str, Any]:
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        actions = {"/start": start, "/indexed": indexed, "/stop": stop}
+        actions = {"/start": start, "/indexed": indexed, "/stop": stop, "/tool": tool}
         try:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             answer, code = actions[self.path](body), 200
