@@ -58,7 +58,7 @@ from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 from .results import RunResult
 from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
-from .transfer import LocalWriteError, same_stat, stat_entry
+from .transfer import LocalWriteError, drop_empty_trash, same_stat, stat_entry
 
 STATE_DIR = ".davsync"
 DEFAULT_MAX_DELETE_PERCENT = 50.0  # sync and push: refuse a side's deletions beyond half the tracked files
@@ -205,6 +205,7 @@ class Engine:
                 self.stop.set()  # in-flight transfers stop at their next block; the journal is kept
                 raise
             finally:
+                drop_empty_trash(self.dest, run.ctx.stamp)
                 try:
                     journal.close()
                 except sqlite3.OperationalError as e:

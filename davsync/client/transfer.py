@@ -513,6 +513,17 @@ def keep_as_conflict(dest: Path, rel: str, expected: LocalEntry | None, name: st
     return candidate
 
 
+def drop_empty_trash(dest: Path, run_stamp: str) -> None:
+    """Remove the run's trash folders nothing was moved into (a deletion deferred because the file
+    was in use made them). Called once the run's workers are done, so no move is racing it."""
+    top = dest / ".davsync" / "trash" / run_stamp
+    for folder, _dirs, _files in os.walk(top, topdown=False):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass  # not empty: something was trashed there
+
+
 def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
     src = dest / rel
     if not _same(stat_entry(src), expected):
