@@ -85,7 +85,8 @@ def test_second_pull_transfers_nothing_and_reads_no_file(share, tmp_path: Path) 
 
     def audit(event: str, args: tuple) -> None:
         if event == "open" and isinstance(args[0], str) and args[0].startswith(prefix):
-            synced = "/.davsync/" not in args[0] and not args[0].endswith("/.davsyncignore")
+            rel = args[0][len(prefix) :].replace(os.sep, "/")
+            synced = not rel.startswith("/.davsync/") and rel != "/.davsyncignore"
             if synced and (len(args) < 2 or "r" in str(args[1]) or args[1] is None):
                 opened.append(args[0])
 

@@ -870,7 +870,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
     log: list[str] = []
     while killed < kills:
         attempts += 1
-        assert attempts < kills * 4, f"only {killed} of {attempts} runs could be killed"
+        assert attempts < kills * 4, f"only {killed} of {attempts} runs could be killed\n" + "\n".join(log[-60:])
         # local changes in L/
         for _ in range(rng.randint(1, 4)):
             mine = sorted(k for k in model if k.startswith("L/"))

@@ -70,6 +70,7 @@ class Served:
 SERVERS: dict[int, Served] = {}
 LOCK = threading.Lock()
 COUNTER = iter(range(1, 1 << 30))
+LOG_DIR = Path(".")  # set by main()
 
 
 def start(req: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def start(req: dict[str, Any]) -> dict[str, Any]:
         else:
             args += [flag, str(linux_path(value)) if name in req.get("paths", []) else str(value)]
     port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"davsync-broker-serve-{os.getpid()}-{port}.log"
+    log = LOG_DIR / f"serve-{port}.log"
     cmd = [sys.executable, "-m", "davsync", "serve", str(root), "--host", "127.0.0.1", "--port", str(port),
            "--state-dir", str(state_dir), "--users", str(users), "--no-qr", *args]  # fmt: skip
     with log.open("wb") as out:
@@ -166,7 +167,11 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--log-dir", type=Path, required=True, help="each server's output goes here")
     args = parser.parse_args()
+    global LOG_DIR
+    LOG_DIR = args.log_dir
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
 

