@@ -217,9 +217,23 @@ def _row_problems(world: SyncWorld, row: Row, prefix: str, run: Run) -> list[str
     return problems
 
 
-def test_change_table_all_rows_at_once(world: SyncWorld) -> None:
+def local_case_renames_work(folder: Path) -> bool:
+    """Can a local rename change only the letter case? Real Windows can; wine on a case-sensitive
+    Linux filesystem cannot (it leaves `photo.jpg` as it was)."""
+    probe = folder / "case-probe.tmp"
+    probe.write_bytes(b"")
+    probe.rename(folder / "CASE-PROBE.TMP")
+    works = "CASE-PROBE.TMP" in os.listdir(folder)
+    (folder / "CASE-PROBE.TMP").unlink()
+    return works
+
+
+def test_change_table_all_rows_at_once(world: SyncWorld, tmp_path: Path) -> None:
     """Every row of the table, each in its own folder, in one sync: per-row outcomes and requests."""
     rows = [r for r in ROWS if r.bug is None]
+    if not local_case_renames_work(tmp_path):  # the row is left out here, said in the output (-rs shows no reason)
+        rows = [r for r in rows if r.id != "local-case-rename"]
+        print("local-case-rename left out: this filesystem cannot rename only the letter case (wine)")
     _seed(world, rows, lambda r: f"{r.id}/")
     world.settle()
     for row in rows:
