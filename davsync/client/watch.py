@@ -23,6 +23,7 @@ from ..exitcodes import Exit
 from ..units import plural
 from .engine import Engine, RunOptions
 from .filters import Filter
+from .local import IN_USE
 from .plan import Kind
 from .pull import PullOptions
 from .remote import ConnectionSettings
@@ -216,7 +217,8 @@ def _sync_loop(
                 watcher.start()  # DEST was made by the first round
                 started = True
                 last_full = -full_every  # what changed before the watcher started: the next round scans
-            carry = set(result.deferred) | {e.path for e in result.errors}
+            in_use = {s.path for s in result.skipped if s.reason == IN_USE}  # held open elsewhere: tried again soon
+            carry = set(result.deferred) | {e.path for e in result.errors} | in_use
             reported = _report_round(result, reported, say)
             # Wake for a local change (after it settles), a deferred file, or the next server poll.
             wait = min(interval, options.settle_s / 2) if carry else interval
