@@ -11,6 +11,7 @@
 # installed (keyed by the interpreter's pinned hash and the sha256 of every wheel); davsync itself is
 # installed fresh from the working tree on every run. Exit status: 0 only when no test failed.
 set -euo pipefail
+shopt -s inherit_errexit  # a failing step inside $(...) fails the lane too
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${DAVSYNC_WINE_CACHE:-$HOME/.cache/davsync-wine}
 LINUX_PY=${LINUX_PY:-$REPO/.venv/bin/python}
@@ -63,7 +64,8 @@ need_tools() {
 make_prefix() {
   local key
   key=$( (wine --version 2>/dev/null; cat "$REPO/tests/windows/bcryptprimitives.c") | sha256sum | cut -c1-16)
-  export WINEPREFIX=$CACHE/prefix-$key WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+  # winedbg disabled: a crashing Windows program ends instead of waiting in the debugger for ever
+  export WINEPREFIX=$CACHE/prefix-$key WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=;winedbg.exe=d"
   [ -f "$WINEPREFIX/.davsync-ready" ] && return
   rm -rf "$WINEPREFIX"
   wineboot -i 2>&1 | quiet_wine
@@ -137,11 +139,17 @@ make_interpreter() (  # $1 = 3.11 | 3.12; sets nothing, prints the prefix dir on
     rm -f "$PY"/python*._pth    # no ._pth: site, Lib\site-packages and PYTHONPATH work as usual
     mkdir -p "$PY/DLLs"         # extension modules in DLLs\, as a full install has them
     mv "$PY"/*.pyd "$PY"/libcrypto-3.dll "$PY"/libssl-3.dll "$PY"/libffi-8.dll "$PY"/sqlite3.dll "$PY/DLLs/"
+    # CPython 3.12's _wmi (platform.win32_ver, which pip calls) needs propsys.VariantToString, which
+    # wine 8.0 lacks: the process aborts. Without _wmi, platform uses its pre-3.12 registry lookup.
+    rm -f "$PY/DLLs/_wmi.pyd"
     wenv
     local_wheels=$(winpath "$CACHE/wheels/cp$ver")
     PYTHONPATH="$local_wheels\\$(grep '^pip-' "$WORK/wheels-$ver.txt")" wpy -m pip install -q --no-warn-script-location --no-index \
       --find-links "$local_wheels" pip
     wpy -m pip install -q --no-warn-script-location --no-index --find-links "$local_wheels" -r "$(winpath "$WORK/requirements-win-$ver.txt")"
+    # marked ready only when it works (wpy's output is a pipe, so ask for a sentinel, not a status)
+    wpy -c "import pytest, xdist, pytest_timeout, keyrings.alt, watchdog, lxml; print('interpreter-ok')" \
+      | tee /dev/stderr | grep '^interpreter-ok' >/dev/null || { echo "the $ver interpreter could not be set up" >&2; exit 1; }
     wineserver -w
     touch "$PY/.davsync-ready"
   fi
