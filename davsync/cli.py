@@ -16,8 +16,8 @@ from .cli_locks import locks_app
 from .cli_serve import serve
 from .cli_share import share_app
 from .cli_versions import versions_app
+from .console import can_prompt, stop_signals, utf8_streams
 from .console import log_to as _log_to
-from .console import stop_signals, utf8_streams
 from .exitcodes import Exit
 
 if TYPE_CHECKING:  # imported where used: a client command never needs the users file's hashing
@@ -51,7 +51,7 @@ def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
     env = os.environ.get("DAVSYNC_PASSWORD")
     if env is not None:
         return env
-    if not sys.stdin or not sys.stdin.isatty():
+    if not can_prompt():
         raise fail(
             f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE
         )

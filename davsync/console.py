@@ -40,6 +40,31 @@ def utf8_streams() -> None:
             pass
 
 
+def can_prompt() -> bool:
+    """Someone can answer a prompt: stdin is an interactive terminal or console. On Windows,
+    isatty() is True for every character device, NUL included, and getpass then waits on the
+    console for ever (a scheduled task, `< NUL`); only a real console input handle has a mode."""
+    stdin = sys.stdin
+    try:
+        fd = stdin.fileno() if stdin is not None else -1
+    except (AttributeError, OSError, ValueError):
+        return False
+    if fd < 0:
+        return False
+    if sys.platform == "win32":
+        import ctypes
+        import msvcrt
+        from ctypes import wintypes
+
+        try:
+            handle = msvcrt.get_osfhandle(fd)
+        except OSError:
+            return False
+        mode = wintypes.DWORD()
+        return bool(ctypes.windll.kernel32.GetConsoleMode(wintypes.HANDLE(handle), ctypes.byref(mode)))
+    return os.isatty(fd)
+
+
 def attach_null_streams() -> None:
     """A windowless process (pythonw) starts with sys.stdout/stderr set to None."""
     for name in ("stdout", "stderr"):

@@ -285,6 +285,30 @@ def is_sharing_violation(e: OSError) -> bool:
     return getattr(e, "winerror", None) in SHARING_VIOLATIONS
 
 
+def in_use_elsewhere(e: OSError) -> bool:
+    """Did this fail because another program holds the file open without sharing (Excel, a media
+    player)? os.replace says so (WinError 32/33), but open() goes through the C runtime, which
+    turns a sharing violation into a bare EACCES: then a second open asks Windows itself."""
+    if is_sharing_violation(e):
+        return True
+    if sys.platform != "win32" or not isinstance(e, PermissionError) or e.filename is None:
+        return False
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    create = kernel32.CreateFileW
+    create.restype = wintypes.HANDLE
+    create.argtypes = [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, wintypes.LPVOID,
+                       wintypes.DWORD, wintypes.DWORD, wintypes.HANDLE]  # fmt: skip
+    generic_read, share_all, open_existing = 0x80000000, 0x7, 3
+    handle = create(os.fspath(e.filename), generic_read, share_all, None, open_existing, 0, None)
+    if handle is None or handle == wintypes.HANDLE(-1).value:
+        return ctypes.get_last_error() in SHARING_VIOLATIONS - {5}  # 5: really not allowed
+    kernel32.CloseHandle(handle)
+    return True  # it opens now: the other program has let go since
+
+
 def _retrying(fn: Callable[[StrPath, StrPath], None], src: StrPath, dst: StrPath) -> None:
     for delay in (*REPLACE_RETRY_DELAYS, None):
         try:

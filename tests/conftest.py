@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from brokered import BrokeredServer, brokered
 
-from davsync.server.app import DavServer
 from davsync.server.names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_name
-from davsync.server.settings import ServeSettings
 from davsync.users import Users
+
+if TYPE_CHECKING:
+    from davsync.server.settings import ServeSettings
 
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
 READ_ONLY = {"bob"}
@@ -73,6 +75,28 @@ def require_tool(name: str) -> str:
     return path
 
 
+# How a process ended by kill_hard exits: -SIGKILL on POSIX, the code TerminateProcess was given on Windows.
+KILLED = 0xDEAD if sys.platform == "win32" else -9
+
+
+def kill_hard(pid: int) -> None:
+    """kill -9, on every platform: SIGKILL, or TerminateProcess (Windows' kill -9: no cleanup runs)."""
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x0001, False, pid)  # PROCESS_TERMINATE
+        if handle:  # else it has ended already
+            try:
+                kernel32.TerminateProcess(handle, KILLED)
+            finally:
+                kernel32.CloseHandle(handle)
+        return
+    import signal
+
+    os.kill(pid, signal.SIGKILL)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll a condition; fail with a message instead of sleeping a fixed time."""
     deadline = time.monotonic() + timeout
@@ -87,11 +111,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
 
 @dataclass
 class Share:
-    server: DavServer
+    server: Any  # DavServer, or on the Windows lane a BrokeredServer (tests/brokered.py)
     root: Path
     state_dir: Path
     users_file: Path
-    settings: ServeSettings
+    settings: ServeSettings | None  # None on the Windows lane
     sessions: list[requests.Session] = field(default_factory=list)
 
     @property
@@ -120,6 +144,9 @@ class Share:
         def caught_up() -> bool:
             return set(self.index.live_paths()) == on_disk() and not stale_in_index(self.index, self.root)
 
+        if brokered():
+            wait_until(self.server.caught_up, timeout, "the index to catch up with the disk")
+            return
         wait_until(caught_up, timeout, "the index to catch up with the disk")
 
     def request(self, method: str, path: str, user: str | None = "alice", **kw: Any) -> requests.Response:
@@ -186,7 +213,8 @@ def users_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def start_share(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Share]]:
-    """Start a davsync server in this process (cheroot on a thread); stopped at teardown."""
+    """Start a davsync server in this process (cheroot on a thread); stopped at teardown. On the
+    Windows lane the server is a `davsync serve` on the Linux side, started by the lane's broker."""
     started: list[Share] = []
 
     def start(
@@ -201,6 +229,13 @@ def start_share(tmp_path: Path, users_file: Path) -> Iterator[Callable[..., Shar
         root = root or tmp_path / "root"
         root.mkdir(parents=True, exist_ok=True)
         state_dir = state_dir or tmp_path / "state"
+        if brokered():
+            share = Share(BrokeredServer(root, state_dir, users, **opts), root, state_dir, users, None)
+            started.append(share)
+            return share
+        from davsync.server.app import DavServer
+        from davsync.server.settings import ServeSettings
+
         settings = ServeSettings(
             root=root, host="127.0.0.1", port=0, state_dir=state_dir, users=users, **opts
         ).resolved()

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -47,7 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from conftest import PASSWORDS, stale_in_index, wait_until
+from brokered import BrokeredServer, brokered, linux_tool
+from conftest import PASSWORDS, kill_hard, stale_in_index, wait_until
 
 # Requests that move or change content; a no-op run sends none of them.
 TRANSFER_METHODS = frozenset({"PUT", "GET", "MOVE", "DELETE", "MKCOL", "COPY"})
@@ -674,7 +674,7 @@ class Phone:
     def __init__(self, world: SyncWorld, user: str = "alice") -> None:
         self.world = world
         self.user = user
-        self.exe = shutil.which("curl")
+        self.exe = "curl" if brokered() else shutil.which("curl")  # the lane's broker runs it on the Linux side
 
     def _url(self, rel: str) -> str:
         return self.world.server_url + quote(rel)
@@ -688,8 +688,10 @@ class Phone:
                f"{self.user}:{PASSWORDS[self.user]}", *args]  # fmt: skip
         if data is not None:
             cmd += ["--data-binary", "@-"]
-        r = subprocess.run(cmd, input=data, capture_output=True, timeout=60)
-        out = r.stdout.decode("latin-1")
+        if brokered():
+            out = linux_tool("curl", cmd[1:], data).decode("latin-1")
+        else:
+            out = subprocess.run(cmd, input=data, capture_output=True, timeout=60).stdout.decode("latin-1")
         headers = {}
         for line in out.splitlines()[1:]:
             if ":" in line:
@@ -767,22 +769,28 @@ class SyncWorld:
         if self.backend == "rclone":
             self._start_rclone()
             return
+        if state_dir is not None:
+            self.state_dir = state_dir
+            self.state_dirs.append(state_dir)
+        if brokered():  # the Windows lane: a `davsync serve` on the Linux side (tests/brokered.py)
+            self.server = BrokeredServer(self.root, self.state_dir, self.users_file, **self.server_opts)
+        else:
+            self._start_in_process()
+        if self.proxy is None:
+            self.proxy = RecordingProxy(self.server.port)
+        else:
+            self.proxy.target_port = self.server.port
+
+    def _start_in_process(self) -> None:
         from davsync.server.app import DavServer
         from davsync.server.settings import ServeSettings
         from davsync.users import Users
 
-        if state_dir is not None:
-            self.state_dir = state_dir
-            self.state_dirs.append(state_dir)
         settings = ServeSettings(root=self.root, host="127.0.0.1", port=0, state_dir=self.state_dir,
                                  users=self.users_file, **self.server_opts).resolved()  # fmt: skip
         self.server = DavServer(settings, Users.load(self.users_file))
         self.server.start()
         wait_until(self.server.scan_done.is_set, 60, "the server's initial index scan")
-        if self.proxy is None:
-            self.proxy = RecordingProxy(self.server.port)
-        else:
-            self.proxy.target_port = self.server.port
 
     def _start_rclone(self) -> None:
         exe = shutil.which("rclone")
@@ -839,6 +847,9 @@ class SyncWorld:
             return set(self.share_tree())
 
         if self.backend != "davsync":
+            return
+        if brokered():
+            wait_until(lambda: self.server.caught_up(SERVER_TEMP), timeout, "the server's index to catch up with its disk")
             return
         index = self.server.state.index
 
@@ -1076,10 +1087,10 @@ class SyncWorld:
         return self.run("pull", *args, **kw)
 
     def kill(self, proc: subprocess.Popen[bytes]) -> bool:
-        """SIGKILL a client we started, by PID; True if it was still running."""
+        """kill -9 a client we started, by PID; True if it was still running."""
         alive = proc.poll() is None
         if alive:
-            os.kill(proc.pid, signal.SIGKILL)
+            kill_hard(proc.pid)
         proc.communicate(timeout=30)
         self.running = False
         self._stop_sampler()
@@ -1088,7 +1099,7 @@ class SyncWorld:
     def close(self) -> None:
         for proc in self._procs:
             if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
+                kill_hard(proc.pid)
                 proc.wait(10)
         if self.proxy is not None:
             self.proxy.close()

@@ -20,7 +20,8 @@ PLAINTEXT = "keyrings.alt.file.PlaintextKeyring"
 
 def env_for(tmp_path: Path, backend: str = PLAINTEXT, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DAVSYNC_PASSWORD", "DAVSYNC_USER", "DAVSYNC_URL")}
-    env.update(PYTHON_KEYRING_BACKEND=backend, XDG_DATA_HOME=str(tmp_path / "data"), HOME=str(tmp_path / "home"))
+    env.update(PYTHON_KEYRING_BACKEND=backend, XDG_DATA_HOME=str(tmp_path / "data"), HOME=str(tmp_path / "home"),
+               LOCALAPPDATA=str(tmp_path / "data"))  # where keyrings.alt's files go on Windows
     env.update(extra)
     return env
 
@@ -56,6 +57,24 @@ def test_login_stores_the_password_and_pull_uses_it(share, tmp_path: Path) -> No
     forgot = davsync(env, "login", share.url, "--user", "alice", "--forget")
     assert forgot.returncode == 0 and "Forgot" in forgot.stdout
     assert davsync(env, "pull", share.url, str(dest), "-u", "alice").returncode == 2
+
+
+@pytest.mark.parametrize("command", ["pull", "sync", "doctor", "login"])
+def test_no_console_and_no_password_ends_at_once_with_how_to_store_one(share, tmp_path: Path, command: str) -> None:
+    """stdin from NUL (Windows) or /dev/null, as a scheduled task has it, and no stored password: no
+    prompt that nobody can answer. On Windows CPython NUL is a character device, so isatty() is True
+    for it and getpass would wait on the console for ever (found on the Windows lane)."""
+    pytest.importorskip("keyrings.alt", reason="keyrings.alt is in the test extras")
+    args = {"pull": [str(tmp_path / "m")], "sync": [str(tmp_path / "m")], "doctor": [], "login": []}[command]
+    try:
+        proc = davsync(env_for(tmp_path), command, share.url, *args, "--user", "alice")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`davsync {command}` with stdin from {os.devnull} waited for a password nobody can type")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    how = "DAVSYNC_PASSWORD" if command == "login" else f"davsync login {share.url} --user alice"
+    assert lines[0].startswith("davsync: no password:") and how in lines[0], lines[0]
 
 
 def test_no_credential_store_is_one_clear_sentence(share, tmp_path: Path) -> None:

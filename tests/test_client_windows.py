@@ -122,6 +122,25 @@ def test_a_sharing_violation_that_clears_is_retried(share, tmp_path: Path) -> No
     assert (tmp_path / "winshim.log").read_text().count("busy") == 3
 
 
+def test_a_deletion_deferred_by_a_file_in_use_leaves_no_empty_trash_folder(share, tmp_path: Path) -> None:
+    for name in ("held.xlsx", "gone.txt"):
+        (share.root / name).write_bytes(b"old\n")
+    share.wait_indexed()
+    dest = tmp_path / "mirror"
+    assert davsync(tmp_path, "pull", share.url, str(dest), "-u", "alice", "-q").returncode == 0
+    (share.root / "held.xlsx").unlink()
+    share.wait_indexed()
+    proc = davsync(tmp_path, "pull", share.url, str(dest), "-u", "alice", "--delete", DAVSYNC_WINSHIM_BUSY="held.xlsx")
+    out = text(proc)
+    assert proc.returncode == 3 and "held.xlsx is in use by another program, so it was not deleted" in out, out
+    assert (dest / "held.xlsx").read_bytes() == b"old\n"
+    trash = dest / ".davsync" / "trash"
+    leftovers = sorted(trash.rglob("*")) if trash.exists() else []
+    assert not leftovers, leftovers
+    later = davsync(tmp_path, "pull", share.url, str(dest), "-u", "alice", "--delete", "-q")  # the program closed it
+    assert later.returncode == 0, text(later)
+    assert [p.name for p in trash.rglob("*") if p.is_file()] == ["held.xlsx"]
+
 def test_a_file_held_open_is_reported_and_the_rest_goes_on(share, tmp_path: Path) -> None:
     for name in ("held.xlsx", "other.txt", "third.txt"):
         (share.root / name).write_bytes(b"old\n")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import PASSWORDS, shown, wait_until
+import pytest
+from conftest import PASSWORDS, kill_hard, shown, wait_until
 from davhelp import WEIRD_NAMES
 from proxy import Faults, Proxy
 
+from davsync.client.paths import name_problem
 from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import ConnectionSettings
 from davsync.server.names import is_internal_name
@@ -48,10 +49,15 @@ def tree(root: Path) -> dict[str, bytes | None]:
     return out
 
 
+# Windows cannot hold `what?.txt`: there the mirror tests use the names it can (skipping the others
+# is tested in test_pull_hostile.py and, on real NTFS, test_client_volumes.py).
+MIRROR_NAMES = [n for n in WEIRD_NAMES if sys.platform != "win32" or name_problem(n, "windows") is None]
+
+
 def make_source(root: Path) -> None:
     (root / "empty folder").mkdir(parents=True)
     (root / "deep" / "er" / "est").mkdir(parents=True)
-    for i, name in enumerate(WEIRD_NAMES):
+    for i, name in enumerate(MIRROR_NAMES):
         folder = root if i % 2 else root / "deep" / "er"
         (folder / name).write_bytes(b"" if name == "empty" else os.urandom(200 + 37 * i))
     (root / "deep" / "er" / "est" / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
@@ -80,7 +86,8 @@ def test_second_pull_transfers_nothing_and_reads_no_file(share, tmp_path: Path) 
 
     def audit(event: str, args: tuple) -> None:
         if event == "open" and isinstance(args[0], str) and args[0].startswith(prefix):
-            synced = "/.davsync/" not in args[0] and not args[0].endswith("/.davsyncignore")
+            rel = args[0][len(prefix) :].replace(os.sep, "/")
+            synced = not rel.startswith("/.davsync/") and rel != "/.davsyncignore"
             if synced and (len(args) < 2 or "r" in str(args[1]) or args[1] is None):
                 opened.append(args[0])
 
@@ -132,6 +139,7 @@ def test_conflict_keeps_local_edit_and_reports(share, tmp_path: Path) -> None:
     assert (dest / "notes.txt").read_bytes() == b"v2 from the server"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need a privilege on Windows, and under wine they are plain files")
 def test_a_file_link_in_dest_is_left_alone_and_reported(share, tmp_path: Path) -> None:
     """A symbolic link where the server has a file is the user's: never read through, set
     aside or replaced; reported as skipped (exit 3) while the rest is pulled."""
@@ -277,7 +285,7 @@ def test_kill_9_during_large_download_then_resume(share, tmp_path: Path) -> None
             return any(p.stat().st_size > 8 * 1024 * 1024 for p in partial.glob("*.part")) if partial.exists() else False
 
         wait_until(enough, 60, "the download to get going")
-        os.kill(proc.pid, signal.SIGKILL)
+        kill_hard(proc.pid)
         proc.wait(10)
     finally:
         if proc.poll() is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS
+from conftest import KILLED, PASSWORDS, kill_hard
 from synchelp import Exchange, SyncWorld, conflict_copies, files_only, md5, read_journal
 from test_pull_hostile import Handler, hostile  # noqa: F401 (a fixture)
 
@@ -183,7 +182,7 @@ def _kill_during_bulk(world: SyncWorld, phase: str, after: int = 0, nth: int = 1
 
     def kill(ex: Exchange) -> None:
         if holder and holder[0].poll() is None:
-            os.kill(holder[0].pid, signal.SIGKILL)
+            kill_hard(holder[0].pid)
 
     world.proxy.clear_triggers()
     world.proxy.on("POST", phase=phase, after=after, nth=nth, action=kill)
@@ -194,7 +193,7 @@ def _kill_during_bulk(world: SyncWorld, phase: str, after: int = 0, nth: int = 1
     finally:
         world.kill(proc)
         world.proxy.clear_triggers()
-    return proc.returncode == -signal.SIGKILL
+    return proc.returncode == KILLED
 
 
 def test_a_kill_during_a_bulk_upload_then_a_rerun_converges(world: SyncWorld) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import KILLED, kill_hard
 from synchelp import DIR, Exchange, Run, SyncWorld, conflict_copies, files_only, md5, read_journal
 
 # --- the change table -------------------------------------------------------------------------
@@ -217,9 +217,23 @@ def _row_problems(world: SyncWorld, row: Row, prefix: str, run: Run) -> list[str
     return problems
 
 
-def test_change_table_all_rows_at_once(world: SyncWorld) -> None:
+def local_case_renames_work(folder: Path) -> bool:
+    """Can a local rename change only the letter case? Real Windows can; wine on a case-sensitive
+    Linux filesystem cannot (it leaves `photo.jpg` as it was)."""
+    probe = folder / "case-probe.tmp"
+    probe.write_bytes(b"")
+    probe.rename(folder / "CASE-PROBE.TMP")
+    works = "CASE-PROBE.TMP" in os.listdir(folder)
+    (folder / "CASE-PROBE.TMP").unlink()
+    return works
+
+
+def test_change_table_all_rows_at_once(world: SyncWorld, tmp_path: Path) -> None:
     """Every row of the table, each in its own folder, in one sync: per-row outcomes and requests."""
     rows = [r for r in ROWS if r.bug is None]
+    if not local_case_renames_work(tmp_path):  # the row is left out here, said in the output (-rs shows no reason)
+        rows = [r for r in rows if r.id != "local-case-rename"]
+        print("local-case-rename left out: this filesystem cannot rename only the letter case (wine)")
     _seed(world, rows, lambda r: f"{r.id}/")
     world.settle()
     for row in rows:
@@ -870,7 +884,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
     log: list[str] = []
     while killed < kills:
         attempts += 1
-        assert attempts < kills * 4, f"only {killed} of {attempts} runs could be killed"
+        assert attempts < kills * 4, f"only {killed} of {attempts} runs could be killed\n" + "\n".join(log[-60:])
         # local changes in L/
         for _ in range(rng.randint(1, 4)):
             mine = sorted(k for k in model if k.startswith("L/"))
@@ -921,9 +935,9 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
         def kill(ex: Exchange, holder: list[subprocess.Popen[bytes]] = holder, delay: float = delay) -> None:
             if holder:
                 if delay:
-                    threading.Timer(delay, lambda: holder[0].poll() is None and os.kill(holder[0].pid, signal.SIGKILL)).start()
+                    threading.Timer(delay, lambda: holder[0].poll() is None and kill_hard(holder[0].pid)).start()
                 else:
-                    os.kill(holder[0].pid, signal.SIGKILL)
+                    kill_hard(holder[0].pid)
 
         method = rng.choice(["PUT", "PUT", "GET", "GET", "MOVE", "DELETE", "MKCOL", None])
         phase = rng.choice(["request", "body", "response", "response-body"] if method in ("PUT", "GET") else ["request", "response"])
@@ -935,7 +949,7 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
         try:
             proc.wait(120)
         finally:
-            was = proc.returncode == -signal.SIGKILL
+            was = proc.returncode == KILLED
             world.kill(proc)
         world.proxy.clear_triggers()
         killed += was

@@ -60,7 +60,7 @@ from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
 from .results import RunResult
 from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
-from .transfer import LocalWriteError, same_stat, stat_entry
+from .transfer import LocalWriteError, drop_empty_trash, same_stat, stat_entry
 from .transport import ServerBusy
 
 STATE_DIR = ".davsync"
@@ -211,6 +211,7 @@ class Engine:
                     self.dest.mkdir(parents=True, exist_ok=True)
                     stack.enter_context(dest_lock(self.state_dir))
                 except DestLockedError as e:
+                    result.busy = True
                     return _fatal(result, str(e), Exit.USAGE)
                 except OSError as e:
                     return _fatal(result, f"cannot create {osfs.display_path(self.dest)}: {e.strerror}.", Exit.LOCAL)
@@ -236,6 +237,7 @@ class Engine:
                 self.stop.set()  # in-flight transfers stop at their next block; the journal is kept
                 raise
             finally:
+                drop_empty_trash(self.dest, run.ctx.stamp)
                 try:
                     journal.close()
                 except sqlite3.OperationalError as e:

@@ -227,7 +227,7 @@ class _Look:
             st = osfs.entry_stat(entry)
         except OSError as e:
             self.entries[path] = _UNREAD
-            self.skip(path, f"cannot be read ({e.strerror or e}); left alone")
+            self.skip(path, unread_reason(e))
             return False
         self.file(path, entry.path, _entry_of_stat(entry.path, st))
         return False
@@ -264,7 +264,7 @@ class _Look:
             return
         except OSError as e:
             self.entries[path] = _UNREAD
-            self.skip(path, f"cannot be read ({e.strerror or e}); left alone")
+            self.skip(path, unread_reason(e))
             return
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.excluded(path, is_dir):
@@ -376,7 +376,7 @@ class _Look:
 
     def hashed(self, path: str, md5: str | None, after: os.stat_result | None, error: str | None) -> None:
         if error is not None:
-            self.skip(path, f"cannot be read ({error}); left alone")
+            self.skip(path, error)
             return
         self.result.files_hashed += 1
         before = self.entries[path]
@@ -388,16 +388,27 @@ class _Look:
 
 
 def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
-    """(md5, the stat after reading, error): a file changed while read shows in the stat."""
+    """(md5, the stat after reading, why it was not read): a file changed while read shows in the stat."""
     _path, disk = item
     try:
         md5 = md5_of_file(disk)
     except OSError as e:
-        return None, None, e.strerror or str(e)
+        return None, None, unread_reason(e)
     try:
         return md5, os.stat(disk, follow_symlinks=False), None
     except OSError:
         return md5, None, None
+
+
+IN_USE = "in use by another program; retried next run"
+
+
+def unread_reason(e: OSError) -> str:
+    """Why a local file was not read, as the report says it. A file another program holds open
+    without sharing (Excel, WinError 32) is no permission problem: it is read again next run."""
+    if osfs.in_use_elsewhere(e):
+        return IN_USE
+    return f"cannot be read ({e.strerror or e}); left alone"
 
 
 def _entry_of(entry: os.DirEntry[str]) -> LocalEntry:

@@ -53,6 +53,7 @@ class RunResult:
     fatal: str | None = None
     interrupted: bool = False  # stopped early on request (SIGTERM, Ctrl-Break, console closed)
     retryable: bool = False  # the fatal error may go away by itself (server down, network)
+    busy: bool = False  # the fatal error is another run holding DEST's lock: a watch waits its turn
     exit_code: Exit = Exit.OK
     mode: str = "walk"  # how the server was listed: "walk", "initial-report" or "sync-collection" (pull's JSON key)
     read_only: bool = False  # sync found an account that cannot write: it ran as a pull

@@ -567,6 +567,17 @@ def judged_with_md5(a: Action, local: LocalEntry | None) -> LocalEntry | None:
     return replace(local, md5=local.md5 or a.base.md5, ctime_ns=local.ctime_ns if a.base.ctime_ns else 0)
 
 
+def drop_empty_trash(dest: Path, run_stamp: str) -> None:
+    """Remove the run's trash folders nothing was moved into (a deletion deferred because the file
+    was in use made them). Called once the run's workers are done, so no move is racing it."""
+    top = dest / ".davsync" / "trash" / run_stamp
+    for folder, _dirs, _files in os.walk(top, topdown=False):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass  # not empty: something was trashed there
+
+
 def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
     src = dest / rel
     if not still_as_judged(src, expected)[0]:

@@ -15,19 +15,23 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..concurrency import sliced_wait
+from ..concurrency import SLICE, sliced_wait
 from ..console import stop_signals
 from ..exitcodes import Exit
 from ..units import plural
 from .engine import Engine, RunOptions
 from .filters import Filter
+from .local import IN_USE
 from .plan import Kind
 from .pull import PullOptions
 from .remote import ConnectionSettings
 from .report import PlainReporter, summary_lines
 from .results import RunResult
+
+if TYPE_CHECKING:
+    from .localwatch import LocalWatcher
 
 MAX_BACKOFF = 60.0
 FULL_SCAN_EVERY = 600.0  # sync --watch: the safety net behind the local watcher
@@ -68,11 +72,17 @@ def _loop(
     down_since: float | None = None
     kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
     code = Exit.OK
+    waiting = False
     try:
         while not stop.is_set():
             result = engine.run()
             if stop.is_set():
                 break
+            if result.busy:
+                waiting = _wait_turn(dest, waiting, say)
+                sliced_wait(stop, interval)
+                continue
+            waiting = False
             if result.fatal is not None:
                 if not result.retryable:
                     say(f"stopping: {result.fatal}")
@@ -163,6 +173,7 @@ def _sync_loop(
     last_full = -full_every  # the first round scans everything
     reported: set[str] = set()
     started = False
+    waiting = False
     try:
         if engine.dest.is_dir():
             watcher.start()
@@ -174,6 +185,14 @@ def _sync_loop(
             result = engine.run(local_paths=paths)
             if stop.is_set():
                 break
+            if result.busy:
+                waiting = _wait_turn(dest, waiting, say)
+                carry |= paths or set()
+                if paths is None:
+                    last_full = -full_every
+                sliced_wait(stop, interval)
+                continue
+            waiting = False
             if result.fatal is not None:
                 if not result.retryable:
                     say(f"stopping: {result.fatal}")
@@ -198,17 +217,38 @@ def _sync_loop(
                 watcher.start()  # DEST was made by the first round
                 started = True
                 last_full = -full_every  # what changed before the watcher started: the next round scans
-            carry = set(result.deferred) | {e.path for e in result.errors}
+            in_use = {s.path for s in result.skipped if s.reason == IN_USE}  # held open elsewhere: tried again soon
+            carry = set(result.deferred) | {e.path for e in result.errors} | in_use
             reported = _report_round(result, reported, say)
             # Wake for a local change (after it settles), a deferred file, or the next server poll.
             wait = min(interval, options.settle_s / 2) if carry else interval
-            if watcher.wait(wait) and not stop.is_set():
-                stop.wait(options.settle_s)  # a write just seen is still settling: let it finish
+            if _wait_for_change(watcher, stop, wait) and not stop.is_set():
+                sliced_wait(stop, options.settle_s)  # a write just seen is still settling: let it finish
     finally:
         watcher.stop()
         engine.close()
     say("stopped")
     return code
+
+
+def _wait_for_change(watcher: LocalWatcher, stop: threading.Event, timeout: float) -> bool:
+    """The watcher's wait in slices: Ctrl-C (it sets `stop`) is acted on at once, not when the
+    interval ends, and on Windows a long Condition.wait could not be interrupted at all."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if watcher.wait(min(SLICE, left)):
+            return True
+    return False
+
+
+def _wait_turn(dest: Path, waiting: bool, say: Callable[[str], None]) -> bool:
+    """Another run (a scheduled pull, a second window) holds DEST's lock: wait for it, said once."""
+    if not waiting:
+        say(f"another davsync run is working on {dest}; this one goes on when it has finished")
+    return True
 
 
 def _report_round(result: RunResult, reported: set[str], say: Callable[[str], None]) -> set[str]:
