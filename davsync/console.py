@@ -51,18 +51,9 @@ def can_prompt() -> bool:
         return False
     if fd < 0:
         return False
-    if sys.platform == "win32":
-        import ctypes
-        import msvcrt
-        from ctypes import wintypes
+    from .osfs import is_console
 
-        try:
-            handle = msvcrt.get_osfhandle(fd)
-        except OSError:
-            return False
-        mode = wintypes.DWORD()
-        return bool(ctypes.windll.kernel32.GetConsoleMode(wintypes.HANDLE(handle), ctypes.byref(mode)))
-    return os.isatty(fd)
+    return is_console(fd)
 
 
 def attach_null_streams() -> None:

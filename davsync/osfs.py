@@ -620,3 +620,20 @@ def case_insensitive(folder: Path) -> bool | None:
         except OSError:
             return False
     return None
+
+
+def is_console(fd: int) -> bool:
+    """Is `fd` an interactive terminal or console? On Windows isatty() is True for every character
+    device, NUL included; only a real console input handle has a console mode."""
+    if sys.platform == "win32":
+        import ctypes
+        import msvcrt
+        from ctypes import wintypes
+
+        try:
+            handle = msvcrt.get_osfhandle(fd)
+        except OSError:
+            return False
+        mode = wintypes.DWORD()
+        return bool(ctypes.windll.kernel32.GetConsoleMode(wintypes.HANDLE(handle), ctypes.byref(mode)))
+    return os.isatty(fd)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.markers import Marker
@@ -98,7 +98,10 @@ def for_platform(platform: str, python: str, lock: Path = LOCK) -> list[Pin]:
         "platform_python_implementation": "CPython",
         "extra": "",
     }
-    return [p for p in pins(lock) if p.marker is None or Marker(p.marker).evaluate(env)]
+    chosen = [p for p in pins(lock) if p.marker is None or Marker(p.marker).evaluate(env)]
+    # the markers are decided: drop them, or pip (evaluating them for the machine it runs on, even
+    # under `pip download --platform`) would skip every Windows-only pin on Linux
+    return [replace(p, marker=None, text=re.sub(r"^(\S+==\S+)\s*;[^\\\n]*", r"\1 ", p.text)) for p in chosen]
 
 
 def wheels(platform: str, python: str, into: Path) -> list[Path]:
