@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import PASSWORDS, free_port, stale_in_index  # noqa: E402
 
 from davsync.server.index import HashIndex  # noqa: E402
+from davsync.server.names import is_internal_name  # noqa: E402
 
 WINDOWS_PATH = re.compile(r"^([A-Za-z]):[\\/](.*)$")
 
@@ -120,6 +121,7 @@ def indexed(req: dict[str, Any]) -> dict[str, Any]:
         served.index = HashIndex(served.state_dir / "index.sqlite")
     skip_prefix = req.get("skip_prefix") or None
     on_disk = {nfc(p.relative_to(served.root).as_posix()) for p in served.root.rglob("*") if not p.is_symlink()
+               and not is_internal_name(p.name)  # the share's marker, upload temps
                and not (skip_prefix and p.name.startswith(skip_prefix))}  # fmt: skip
     live = {nfc(p) for p in served.index.live_paths()}
     skip = (lambda name: name.startswith(skip_prefix)) if skip_prefix else (lambda name: False)

@@ -104,7 +104,7 @@ resolve_wheels() {  # $1 = 3.11 | 3.12: the locked test environment for win_amd6
   local ver=$1 out=$WORK/requirements-win-$1.txt
   local pip_version; pip_version=$("$LINUX_PY" -m pip --version | cut -d' ' -f2)
   # one folder per lock, resolver (tests/deps.py) and pip version: never mixed with an older one
-  WHEELS=$CACHE/wheels/cp$ver-$( (sha256sum "$REPO/requirements.lock" "$REPO/tests/deps.py"; echo "$pip_version") | sha256sum | cut -c1-16)
+  WHEELS=$CACHE/wheels/cp$ver-$( (cat "$REPO/requirements.lock" "$REPO/tests/deps.py"; echo "$pip_version") | sha256sum | cut -c1-16)
   if [ ! -f "$WHEELS/.complete" ]; then
     rm -rf "$WHEELS"
     # every locked file for win_amd64 and this Python, hashes checked (tests/deps.py); wsgidav's
