@@ -9,7 +9,7 @@ from watchdog.observers.api import BaseObserver
 # watchdog 7.1 watches a new folder's subfolders when it sees the folder made, and again when
 # their own creation events arrive: it warns (with a dump of its state) and keeps one watch.
 # Harmless, but `serve` and `watch` would print it raw to the user. Still so in 7.1.1
-# (inotify_c.py, add_callback; the TODO in inotify.py, _add_all_callbacks).
+# (inotify_c.py, add_callback; the open note in inotify.py, _add_all_callbacks).
 warnings.filterwarnings("ignore", message=r"Callback with id '\d+' already exists", category=RuntimeWarning)
 
 
