@@ -170,14 +170,18 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
         wait_until(lambda: (root / "renamed.txt").read_text() == "notes, edited", 30, "the overwrite")
         driver.get(share.url + "renamed.txt?view")  # ... and the earlier version restored from its page
         driver.find_element(By.CSS_SELECTOR, "#versions summary").click()
+        driver.execute_script("window.beforeRestore = true;")
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#versions-list button.restore"), 15, "the versions")[
             0
         ].click()
         wait_until(lambda: (root / "renamed.txt").read_text() == "notes", 15, "the earlier version back")
+        # the page reloads itself once the restore is answered: let it, or it may land after our next page
+        wait_until(lambda: driver.execute_script("return !window.beforeRestore && document.readyState === 'complete'"),
+                   15, "the file's page reloaded after the restore")  # fmt: skip
         driver.get(share.url)
 
         # --- the folder as a zip ------------------------------------------------------------
-        driver.find_element(By.ID, "zip").click()
+        wait_until(lambda: driver.find_elements(By.ID, "zip"), 15, "the folder page")[0].click()
         target = downloads / "Home.zip"
         wait_until(lambda: target.exists() and not list(downloads.glob("*.crdownload")), 30, "the zip download")
         with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as zf:
