@@ -882,9 +882,12 @@ def _kill_loop(world: SyncWorld, kills: int, seed: int, files: int = 12) -> int:
     killed = attempts = 0
     counter = iter(range(10**6))
     log: list[str] = []
+    # A trigger is drawn at random (say the 3rd PUT, or a MKCOL) and a run may send no such request:
+    # that run is checked like any other, it just was not killed. The budget keeps the loop bounded.
+    budget = max(kills * 4, 20)
     while killed < kills:
         attempts += 1
-        assert attempts < kills * 4, f"only {killed} of {attempts} runs could be killed\n" + "\n".join(log[-60:])
+        assert attempts < budget, f"only {killed} of {attempts} runs could be killed\n" + "\n".join(log[-60:])
         # local changes in L/
         for _ in range(rng.randint(1, 4)):
             mine = sorted(k for k in model if k.startswith("L/"))
