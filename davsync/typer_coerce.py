@@ -6,7 +6,7 @@ no-op `davsync pull` spends on its own work. Our parameters are plain str, int, 
 and Path (optional or not, numbers with a min/max), so we convert those the way typer's
 adapters do, with the same messages, and leave any other annotation to typer.
 `install()` swaps typer's builder (typer.core.build_runtime_param); the contract test
-(tests/test_upstream_contract.py, entries in davsync/server/upstream.py) fails if typer changes
+(tests/test_upstream_contract.py, entries in davsync/upstream.py) fails if typer changes
 what we replace.
 """
 

@@ -91,7 +91,7 @@ def test_small_commands_import_no_client_or_server(args: list[str], users_file: 
 def test_typer_still_builds_converters_the_way_typer_coerce_replaces() -> None:
     """typer_coerce swaps typer.core.build_runtime_param, which _TyperParameter.get_runtime_param
     calls by its global name, and subclasses RuntimeParam through _coerce_value; coerce_cli_path
-    takes a Path without pydantic. (Fingerprints of these are in davsync/server/upstream.py.)"""
+    takes a Path without pydantic. (Fingerprints of these are in davsync/upstream.py.)"""
     from typer import _coercion, _param_types, core
 
     assert "build_runtime_param" in core._TyperParameter.get_runtime_param.__code__.co_names

@@ -1,8 +1,8 @@
-"""The WsgiDAV and cheroot internals davsync relies on are still there and unchanged.
+"""The upstream internals and behaviours davsync relies on are still there and unchanged.
 
-davsync/server/upstream.py lists them. When this fails after an upgrade: read the upstream change
-to the named function, adapt our code that depends on it, then update the fingerprint or signature
-in upstream.py.
+davsync/upstream.py lists them (one registry for every dependency). When this fails after an
+upgrade: read the upstream change to the named function, adapt our code that depends on it, then
+update the fingerprint or signature in upstream.py.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
+from davsync import upstream
 from davsync.server import app as server_app
-from davsync.server import upstream
 
-SERVER = Path(upstream.__file__).parent
+PACKAGE = Path(upstream.__file__).parent
+TESTS = Path(__file__).parent
 
 
 def _attribute_exists(owner: Any, name: str) -> bool:
@@ -70,7 +71,7 @@ def test_code_we_copy_skip_or_replace_is_unchanged(dotted: str) -> None:
     got = upstream.source_fingerprint(upstream.resolve(dotted))
     assert got == upstream.FINGERPRINTS[dotted], (
         f"{dotted} changed upstream (fingerprint {got}): review the change against our code "
-        f"(see davsync/server/upstream.py), then update its fingerprint"
+        f"(see davsync/upstream.py), then update its fingerprint"
     )
 
 
@@ -95,7 +96,9 @@ def test_file_resource_init_sets_only_what_ours_sets() -> None:
 
 
 # Our own attributes that happen to share a name with a private one somewhere in WsgiDAV or cheroot.
-OWN_NAMES = {"_db", "_lock", "_run", "_worker"}
+OWN_NAMES = {"_check", "_db", "_lock", "_path", "_run", "_worker"}
+# The same, where the name is also an upstream one we use elsewhere (so it stays checked there).
+OWN_IN = {("_fail", "client/remote.py")}
 
 
 def _private(name: str) -> bool:
@@ -119,8 +122,9 @@ def _upstream_private_names() -> frozenset[str]:
 
 
 def server_uses(sources: dict[str, str]) -> dict[str, set[str]]:
-    """What each module touches that may be upstream's: private attributes, `wsgidav.*` environ
-    keys, and explicit `Base.__init__(self, ...)` calls (which skip an upstream __init__)."""
+    """What each module touches that may be upstream's: private attributes, `getattr(x, "_name")`,
+    names imported from a private module, `wsgidav.*` environ keys, and explicit
+    `Base.__init__(self, ...)` calls (which skip an upstream __init__)."""
     uses: dict[str, set[str]] = {}
     for file, text in sources.items():
         for node in ast.walk(ast.parse(text)):
@@ -128,6 +132,11 @@ def server_uses(sources: dict[str, str]) -> dict[str, set[str]]:
                 uses.setdefault(node.attr, set()).add(file)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("wsgidav."):
                 uses.setdefault(node.value, set()).add(file)
+            elif _getattr_private(node):  # a private name reached by string: always upstream's or listed
+                uses.setdefault(GETATTR + node.args[1].value, set()).add(file)  # type: ignore[attr-defined]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and _private_module(node.module or ""):
+                for alias in node.names:
+                    uses.setdefault(f"{node.module}.{alias.name}", set()).add(file)
             elif (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
@@ -138,35 +147,74 @@ def server_uses(sources: dict[str, str]) -> dict[str, set[str]]:
     return uses
 
 
+GETATTR = "getattr:"
+
+
+def _getattr_private(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("getattr", "hasattr", "setattr")
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+        and _private(node.args[1].value)
+    )
+
+
+def _private_module(module: str) -> bool:
+    return not module.startswith("davsync") and any(_private(part) for part in module.split("."))
+
+
 def unlisted(uses: dict[str, set[str]], upstream_names: frozenset[str]) -> set[tuple[str, str]]:
     """(name, module) pairs the registry does not list."""
-    listed = {(r.name, f) for r in upstream.RELIANCES for f in r.used_in}
-    ours = {n for n in uses if n.startswith("wsgidav.") or n == "__init__" or (n in upstream_names - OWN_NAMES)}
-    return {(n, f) for n in ours for f in uses[n]} - listed
+    listed = {(_listed_name(r), f) for r in upstream.RELIANCES for f in r.used_in}
+    ours = {
+        n
+        for n in uses
+        if n.startswith(("wsgidav.", GETATTR)) or n == "__init__" or "." in n or (n in upstream_names - OWN_NAMES)
+    }
+    return {(n.removeprefix(GETATTR), f) for n in ours for f in uses[n]} - listed - OWN_IN
 
 
-def _server_sources() -> dict[str, str]:
-    return {p.name: p.read_text(encoding="utf-8") for p in SERVER.glob("*.py") if p.name != "upstream.py"}
+def _listed_name(rel: upstream.Reliance) -> str:
+    """How the scan names a use: a name imported from a private module is "module.name"."""
+    if ":" not in rel.owner and _private_module(rel.owner):
+        return f"{rel.owner}.{rel.name}"
+    return rel.name
+
+
+def _sources() -> dict[str, str]:
+    """Every davsync module but the registry, by its path relative to davsync/."""
+    return {
+        p.relative_to(PACKAGE).as_posix(): p.read_text(encoding="utf-8")
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "upstream.py" or p.parent != PACKAGE
+    }
 
 
 @pytest.mark.contract("wsgidav", "cheroot")
 def test_the_list_is_complete_and_exact() -> None:
     """Every use of an upstream internal is listed with its module, and every listed use is real."""
-    uses = server_uses(_server_sources())
+    uses = server_uses(_sources())
     missing = unlisted(uses, _upstream_private_names())
     assert not missing, f"upstream internals used but not listed in upstream.py: {sorted(missing)}"
     for rel in upstream.RELIANCES:
         for rel_path in rel.used_in:
-            text = (SERVER / rel_path).read_text(encoding="utf-8")
-            found = rel_path in uses.get(rel.name, set()) if _private(rel.name) else rel.name in text
+            text = (PACKAGE / rel_path).read_text(encoding="utf-8")
+            name = _listed_name(rel)
+            users = uses.get(name, set()) | uses.get(GETATTR + name, set())
+            found = rel_path in users if _private(name) or "." in name else rel.name in text
             assert found, f"upstream.py says {rel_path} uses {rel.name}; it no longer does"
 
 
 def test_own_names_are_ours() -> None:
     """The names excused as coincidences are assigned by our own code (so the excuse stays true)."""
-    sources = _server_sources()
+    sources = _sources()
     for name in OWN_NAMES:
         assert any(re.search(rf"self\.{name}\s*[:=]|def {name}\(", t) for t in sources.values()), name
+    for name, module in OWN_IN:
+        assert re.search(rf"self\.{name}\s*[:=]|def {name}\(", sources[module]), (name, module)
 
 
 @pytest.mark.contract("wsgidav")
@@ -174,9 +222,16 @@ def test_the_completeness_check_catches_an_unlisted_use() -> None:
     fake = {
         "new.py": "def f(server, environ):\n    server._davProvider\n    return environ['wsgidav.some_key']\n",
         "skip.py": "class F(FileResource):\n    def __init__(self):\n        DAVNonCollection.__init__(self)\n",
+        "client.py": "from typer._internal import thing\n\ndef g(resp):\n    return getattr(resp.raw, '_fp2', None)\n",
     }
     got = unlisted(server_uses(fake), _upstream_private_names())
-    assert got == {("_davProvider", "new.py"), ("wsgidav.some_key", "new.py"), ("__init__", "skip.py")}
+    assert got == {
+        ("_davProvider", "new.py"),
+        ("wsgidav.some_key", "new.py"),
+        ("__init__", "skip.py"),
+        ("typer._internal.thing", "client.py"),
+        ("_fp2", "client.py"),
+    }
 
 
 def test_the_check_catches_a_change(monkeypatch: pytest.MonkeyPatch) -> None:

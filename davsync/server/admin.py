@@ -292,7 +292,7 @@ class AdminGate:
             "disk": {"total": disk.total, "used": disk.used, "free": disk.free},
             "index": {
                 "scan_done": bool(tracker and tracker.initial_scan_done.is_set()),
-                "backlog": len(getattr(tracker, "_pending", ())) if tracker else None,
+                "backlog": tracker.backlog if tracker else None,
                 "last_rescan": getattr(tracker, "last_rescan", None),
                 "rescan_interval": s.rescan_interval,
                 "files": self._files_indexed(),

@@ -87,6 +87,12 @@ class ChangeTracker:
         self._sweep_ok = True  # whether the last sweep's rescan finished
         self._swept = threading.Condition(self._lock)
 
+    @property
+    def backlog(self) -> int:
+        """Paths seen changing on disk and not yet read into the index (the admin page shows it)."""
+        with self._lock:
+            return len(self._pending)
+
     def _root_returned(self) -> None:
         with self._lock:
             self._reread = True
