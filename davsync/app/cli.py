@@ -1,4 +1,4 @@
-"""The `davsync app` command. cli.py only registers it; heavy imports wait until it runs."""
+"""The `davsync app` command. davsync/cli/main.py only registers it; heavy imports wait until it runs."""
 
 from __future__ import annotations
 

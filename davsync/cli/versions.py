@@ -17,27 +17,19 @@ from pathlib import Path
 
 import typer
 
-from .exitcodes import Exit
-from .units import human_size
+from ..exitcodes import Exit
+from ..units import human_size
+from .common import ConfigOpt, RootOpt, StateOpt, fail
 
 versions_app = typer.Typer(
     help="Previous versions of files overwritten or deleted through WebDAV (kept by `serve`).",
     no_args_is_help=True,
 )
 
-RootOpt = typer.Option(None, "--root", help="The shared folder (as given to `serve`).")
-StateOpt = typer.Option(None, "--state-dir", help="The server's state dir, if `serve` was given one.")
-ConfigOpt = typer.Option(None, "--config", help="The TOML file `serve` uses.")
 
 
-def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
-    from .cli import fail
-
-    return fail(message, code)
-
-
-def _settings(root: Path | None, state_dir: Path | None, config: Path | None):  # type: ignore[no-untyped-def]
-    from .server.settings import ServeSettings, SettingsError, locate_server
+def server_settings(root: Path | None, state_dir: Path | None, config: Path | None):  # type: ignore[no-untyped-def]
+    from ..server.settings import ServeSettings, SettingsError, locate_server
 
     try:
         values = locate_server(root, state_dir, config)
@@ -45,12 +37,12 @@ def _settings(root: Path | None, state_dir: Path | None, config: Path | None):  
             raise SettingsError("name the shared folder: --root FOLDER (or --config FILE), as for `serve`.")
         settings = ServeSettings(**values).resolved()
     except SettingsError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     except TypeError as e:
-        raise _fail(f"bad setting in {config}: {e}") from None
+        raise fail(f"bad setting in {config}: {e}") from None
     assert settings.state_dir is not None  # resolved() fills it in
     if not (settings.state_dir / "index.sqlite").exists():
-        raise _fail(
+        raise fail(
             f"no davsync state for {settings.root} in {settings.state_dir}; "
             "pass the --state-dir (or --config) that `serve` uses."
         )
@@ -58,7 +50,7 @@ def _settings(root: Path | None, state_dir: Path | None, config: Path | None):  
 
 
 def _store(settings):  # type: ignore[no-untyped-def]
-    from .server.versions import VersionStore
+    from ..server.versions import VersionStore
 
     return VersionStore(settings.root, settings.state_dir, keep_seconds=settings.keep_versions_seconds)
 
@@ -73,7 +65,7 @@ def _iso(ns: int) -> str:
 
 def parse_time(text: str) -> int:
     """An ISO date/time (local unless it names a zone), or an age like 2h or 3d: nanoseconds since the epoch."""
-    from .server.settings import SettingsError, parse_duration
+    from ..server.settings import SettingsError, parse_duration
 
     text = text.strip()
     try:
@@ -81,7 +73,7 @@ def parse_time(text: str) -> int:
             return time.time_ns() - int(parse_duration(text, "--at") * 1e9)
         return _parse_iso(text)
     except (SettingsError, ValueError):
-        raise _fail(
+        raise fail(
             f"--at takes a time like 2026-11-21T14:30, '2026-11-21 14:30' or an age like 2h, not {text!r}."
         ) from None
 
@@ -102,7 +94,7 @@ def versions_list(
     config: Path | None = ConfigOpt,
 ) -> None:
     """List kept versions, newest first per path (reads only the index, never the files)."""
-    settings = _settings(root, state_dir, config)
+    settings = server_settings(root, state_dir, config)
     store = _store(settings)
     rel = path.strip("/")
     folders = store.folders(rel)
@@ -149,13 +141,13 @@ def versions_restore(
 ) -> None:
     """Put a version back (the newest unless --at or --id). Whatever is there now is kept as a version first;
     clients see the restore as an ordinary change."""
-    from .server.runlock import release, try_exclusive
-    from .server.versions import VersionError, Who
+    from ..server.runlock import release, try_exclusive
+    from ..server.versions import VersionError, Who
 
     if at is not None and vid is not None:
-        raise _fail("use either --at or --id, not both.")
+        raise fail("use either --at or --id, not both.")
     at_ns = parse_time(at) if at is not None else None
-    settings = _settings(root, state_dir, config)
+    settings = server_settings(root, state_dir, config)
     lock = try_exclusive(settings.state_dir)
     server_running = lock is None
     store = _store(settings)
@@ -168,9 +160,9 @@ def versions_restore(
         if not server_running:
             _journal(settings, result)
     except VersionError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     except OSError as e:
-        raise _fail(f"could not restore {path}: {e.strerror or e}; nothing was lost.", Exit.LOCAL) from None
+        raise fail(f"could not restore {path}: {e.strerror or e}; nothing was lost.", Exit.LOCAL) from None
     finally:
         store.close()
         if lock is not None:
@@ -185,7 +177,7 @@ def _journal(settings, result) -> None:  # type: ignore[no-untyped-def]
     """No server is running: record the restored files in the change journal ourselves."""
     import os
 
-    from .server.index import HashIndex
+    from ..server.index import HashIndex
 
     index = HashIndex(settings.state_dir / "index.sqlite")
     try:

@@ -1,183 +1,19 @@
-"""The command line: a thin Typer shell over davsync.server and davsync.client."""
+"""The PC's commands: pull, sync, push, status, watch, login and doctor (a thin shell over
+davsync.client: options in, one library call, its report out)."""
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 import typer
 
-from . import __version__, typer_coerce
-from .cli_locks import locks_app
-from .cli_serve import serve
-from .cli_share import share_app
-from .cli_versions import versions_app
-from .console import can_prompt, stop_signals, utf8_streams
-from .console import log_to as _log_to
-from .exitcodes import Exit
-
-if TYPE_CHECKING:  # imported where used: a client command never needs the users file's hashing
-    from .users import Users
-
-typer_coerce.install()  # no pydantic on every run (see typer_coerce.py)
-app = typer.Typer(
-    pretty_exceptions_enable=False,
-    help=(
-        "Serve a folder over WebDAV with trustworthy MD5s, and mirror it safely.\n\n"
-        "Environment: DAVSYNC_URL (share URL), DAVSYNC_DEST (local folder), DAVSYNC_USER (user name), "
-        "DAVSYNC_PASSWORD (password, instead of `davsync login` or the prompt)."
-    ),
-    no_args_is_help=True,
-    add_completion=True,
-)
-user_app = typer.Typer(help="Manage who may connect to `davsync serve`.", no_args_is_help=True)
-app.add_typer(user_app, name="user")
-app.add_typer(share_app, name="share")
-app.add_typer(versions_app, name="versions")
-app.add_typer(locks_app, name="locks")
-
-
-def fail(message: str, code: Exit) -> typer.Exit:
-    typer.secho(f"davsync: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(int(code))
-
-
-def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
-    """DAVSYNC_PASSWORD for scripts, else a hidden prompt."""
-    env = os.environ.get("DAVSYNC_PASSWORD")
-    if env is not None:
-        return env
-    if not can_prompt():
-        raise fail(
-            f"no password: {hint or 'set DAVSYNC_PASSWORD, or run this in a terminal to be prompted.'}", Exit.USAGE
-        )
-    password = getpass.getpass(f"{prompt}: ")
-    if confirm and getpass.getpass("Repeat it: ") != password:
-        raise fail("the two passwords differ; nothing was changed.", Exit.USAGE)
-    return password
-
-
-def share_password(url: str, user: str) -> str:
-    """DAVSYNC_PASSWORD, else the one `davsync login` stored in the OS credential store, else a prompt."""
-    hint = ""
-    if os.environ.get("DAVSYNC_PASSWORD") is None:
-        from .client.credentials import load_password, store_available
-
-        stored = load_password(url, user)
-        if stored is not None:
-            return stored
-        if store_available():
-            hint = f"run `davsync login {url} --user {user}` once to store it, or set DAVSYNC_PASSWORD."
-        else:  # `davsync login` cannot help here: offer only what works
-            hint = "set DAVSYNC_PASSWORD, or run this in a terminal to be asked (there is no credential store here)."
-    return read_password(f"Password for {user}", confirm=False, hint=hint)
-
-
-def version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"davsync {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: bool = typer.Option(
-        False, "--version", callback=version_callback, is_eager=True, help="Show the version and exit."
-    ),
-) -> None:
-    """davsync: WebDAV file sync for a home server."""
-
-
-# --- users -------------------------------------------------------------------
-
-UsersOpt = typer.Option(None, "--users", help="Users file (default: ~/.config/davsync/users.json).")
-
-
-def _users_path(users: Path | None) -> Path:
-    from .server.settings import default_users_file
-
-    return (users or default_users_file()).expanduser()
-
-
-def _load_users(path: Path) -> Users:
-    from .users import Users, UsersFileError
-
-    try:
-        return Users.load(path)
-    except UsersFileError as e:
-        raise fail(str(e), Exit.USAGE) from None
-
-
-@user_app.command("add")
-def user_add(
-    name: str = typer.Argument(..., help="User name."),
-    read_only: bool = typer.Option(False, "--read-only", help="May read but never write."),
-    admin: bool = typer.Option(False, "--admin", help="May use the admin page of `serve --admin`."),
-    update: bool = typer.Option(
-        False, "--update", help="Change an existing user's password (and access, as given by the other options)."
-    ),
-    users: Path | None = UsersOpt,
-) -> None:
-    """Add a user (--update: change an existing user's password and access). The password is
-    prompted for (hidden) or taken from DAVSYNC_PASSWORD; only hashes are stored."""
-    from .users import UsersFileError
-
-    path = _users_path(users)
-    db = _load_users(path)
-    if name in db.users and not update:
-        # a typo or a second run of a setup script must not silently replace someone's password
-        raise fail(
-            f"user {name!r} already exists in {path}; to change their password, run: davsync user add {name} --update",
-            Exit.USAGE,
-        )
-    password = read_password(f"Password for {name}", confirm=True)
-    if not password:
-        raise fail("an empty password is not allowed.", Exit.USAGE)
-    existed = name in db.users
-    try:
-        db.add(name, password, read_only=read_only, admin=admin)
-        db.save(path)
-    except UsersFileError as e:
-        raise fail(str(e), Exit.USAGE) from None
-    except OSError as e:
-        raise fail(f"could not write {path}: {e.strerror}.", Exit.LOCAL) from None
-    access = ("read-only" if read_only else "read-write") + (" admin" if admin else "")
-    typer.echo(f"{'Updated' if existed else 'Added'} {access} user {name!r} in {path}.")
-
-
-@user_app.command("remove")
-def user_remove(name: str = typer.Argument(..., help="User name."), users: Path | None = UsersOpt) -> None:
-    """Remove a user."""
-    path = _users_path(users)
-    db = _load_users(path)
-    if not db.remove(name):
-        raise fail(f"there is no user {name!r} in {path}.", Exit.USAGE)
-    db.save(path)
-    typer.echo(f"Removed user {name!r} from {path}.")
-
-
-@user_app.command("list")
-def user_list(users: Path | None = UsersOpt) -> None:
-    """List users and their access."""
-    path = _users_path(users)
-    db = _load_users(path)
-    if not db.users:
-        typer.echo(f"No users in {path}. Add one with: davsync user add NAME")
-    for u in db.users.values():
-        typer.echo(f"{u.name}\t{'read-only' if u.read_only else 'read-write'}{chr(9) + 'admin' if u.admin else ''}")
-
-
-# --- serve -------------------------------------------------------------------
-
-
-app.command()(serve)
-
-
-# --- pull / status -------------------------------------------------------------
+from ..console import log_to as _log_to
+from ..console import stop_signals
+from ..exitcodes import Exit
+from .common import fail, read_password, share_password
 
 UrlArg = typer.Argument(
     None, metavar="URL", show_default=False,
@@ -254,7 +90,7 @@ def _check_ca_cert(ca_cert: Path) -> None:
     try:
         ssl.create_default_context(cafile=str(ca_cert))
     except ssl.SSLError:
-        from .client.neterrors import ca_cert_not_pem
+        from ..client.neterrors import ca_cert_not_pem
 
         raise fail(ca_cert_not_pem(ca_cert), Exit.USAGE) from None
     except OSError as e:
@@ -263,7 +99,7 @@ def _check_ca_cert(ca_cert: Path) -> None:
 
 def _canonical(url: str) -> str:
     """The share URL as every command sends it (one slash between segments, encoded once)."""
-    from .client.remote import RemoteError, normalize_base
+    from ..client.remote import RemoteError, normalize_base
 
     try:
         return normalize_base(url)
@@ -272,7 +108,7 @@ def _canonical(url: str) -> str:
 
 
 def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
-    from .client.remote import ConnectionSettings
+    from ..client.remote import ConnectionSettings
 
     url = _canonical(url)
     if ca_cert is not None and insecure:
@@ -299,7 +135,6 @@ MaxDeleteOpt = typer.Option(
 )  # fmt: skip
 
 
-@app.command()
 def pull(
     url: str | None = UrlArg,
     dest: str | None = DestArg,
@@ -319,7 +154,7 @@ def pull(
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
-    from .client.engine import RunOptions
+    from ..client.engine import RunOptions
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "pull")
@@ -336,8 +171,8 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     """One run of pull, sync or push, reported as asked; exits with the run's status."""
     import json
 
-    from .client.engine import run_once
-    from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines, trash_lines
+    from ..client.engine import run_once
+    from ..client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines, trash_lines
 
     reporter = None
     if not (json_out or quiet or options.dry_run):
@@ -375,7 +210,7 @@ def _arg(text: str) -> str:
 
 
 def _max_delete(text: str | None) -> tuple[int | None, float | None]:
-    from .client.plan import parse_max_delete
+    from ..client.plan import parse_max_delete
 
     if text is None:
         return None, None
@@ -391,7 +226,6 @@ SyncDestArg = typer.Argument(
 )  # fmt: skip
 
 
-@app.command()
 def sync(
     url: str | None = UrlArg,
     dest: str | None = SyncDestArg,
@@ -415,8 +249,8 @@ def sync(
     Both changed differently: the server's version keeps the name, yours is kept (and uploaded) as
     NAME.sync-conflict-DATE-TIME.EXT, exit status 3. Deleted files go to DEST/.davsync/trash/ here;
     the server keeps versions of what sync overwrites or deletes there."""
-    from .client.engine import RunOptions
-    from .client.plan import Mode
+    from ..client.engine import RunOptions
+    from ..client.plan import Mode
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "sync")
@@ -429,13 +263,12 @@ def sync(
     if watch:
         if dry_run or json_out:
             raise fail("--watch runs until stopped: it cannot be combined with --dry-run or --json.", Exit.USAGE)
-        from .client.watch import sync_watch_loop
+        from ..client.watch import sync_watch_loop
 
         raise typer.Exit(int(sync_watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="sync")
 
 
-@app.command()
 def push(
     url: str | None = UrlArg,
     src: str | None = typer.Argument(
@@ -457,8 +290,8 @@ def push(
     """Make the share follow SRC: upload new and changed files (and with --delete, delete there).
 
     A server file that changed since the last push is never overwritten: it is reported, exit status 3."""
-    from .client.engine import RunOptions
-    from .client.plan import Mode
+    from ..client.engine import RunOptions
+    from ..client.plan import Mode
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, src, "push")
@@ -471,7 +304,6 @@ def push(
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="push")
 
 
-@app.command()
 def status(
     url: str | None = UrlArg,
     dest: str | None = DestArg,
@@ -496,9 +328,9 @@ def status(
     delete something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""  # fmt: skip
     import json
 
-    from .client.engine import RunOptions, last_mode, run_once
-    from .client.plan import Mode
-    from .client.report import plan_lines, problem_lines
+    from ..client.engine import RunOptions, last_mode, run_once
+    from ..client.plan import Mode
+    from ..client.report import plan_lines, problem_lines
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "status")
@@ -539,7 +371,7 @@ def _print_excluded(folder: Path, exclude: tuple[str, ...], json_out: bool) -> N
     """`status --excluded`: local only (the server is not asked), one line per excluded path."""
     import json
 
-    from .client.filters import Filter
+    from ..client.filters import Filter
 
     if not folder.is_dir():
         raise fail(f"{folder} is not a folder.", Exit.USAGE)
@@ -551,7 +383,6 @@ def _print_excluded(folder: Path, exclude: tuple[str, ...], json_out: bool) -> N
     typer.echo("\n".join(lines) if lines else "Nothing in this folder is excluded from syncing.")
 
 
-@app.command()
 def watch(
     url: str | None = UrlArg,
     dest: str | None = DestArg,
@@ -568,12 +399,12 @@ def watch(
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
-    from .client.watch import watch_loop
+    from ..client.watch import watch_loop
 
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "watch")
     conn = _connection(share, user, ca_cert, insecure, jobs)
-    from .client.pull import PullOptions
+    from ..client.pull import PullOptions
 
     count, percent = _max_delete(max_delete)
     options = PullOptions(
@@ -584,7 +415,6 @@ def watch(
     raise typer.Exit(int(code))
 
 
-@app.command()
 def login(
     url: str | None = UrlArg,
     user: str = typer.Option(..., "--user", "-u", envvar="DAVSYNC_USER", help="User name on the share."),
@@ -596,7 +426,7 @@ def login(
 
     Windows Credential Manager, macOS Keychain or the Secret Service: pull, status, watch
     and doctor then need neither a prompt nor DAVSYNC_PASSWORD."""
-    from .client.credentials import (
+    from ..client.credentials import (
         NO_STORE,
         CredentialStoreError,
         NoCredentialStore,
@@ -604,7 +434,7 @@ def login(
         save_password,
         store_available,
     )
-    from .client.remote import NotAShare, Remote, RemoteError
+    from ..client.remote import NotAShare, Remote, RemoteError
 
     url = _canonical(_share_url(url))  # the key pull and sync look the password up by
     if forget:
@@ -637,7 +467,6 @@ def login(
     typer.echo(f"Logged in: the password for {user} on {url} is in the system's credential store.")
 
 
-@app.command()
 def doctor(
     url: str | None = UrlArg,
     user: str | None = UserOpt,
@@ -647,7 +476,7 @@ def doctor(
 ) -> None:
     """Check a share: reachability and TLS, login, access, DAV class, checksums, sync-collection,
     clock skew, and Windows Explorer readiness. Exit status 0 only when every check passes."""
-    from .client.doctor import reachability, run_checks
+    from ..client.doctor import reachability, run_checks
 
     _log_to(log_file)
     share = _share_url(url)
@@ -663,58 +492,3 @@ def doctor(
     if failed:
         raise typer.Exit(int(Exit.CONNECTION if any(c.blocking for c in failed) else Exit.PARTIAL))
     typer.echo("All checks passed.")
-
-
-from .app.cli import app_cmd  # noqa: E402  (the `davsync app` command lives with the app)
-
-app.command("app")(app_cmd)
-
-
-def command() -> typer.core.TyperGroup:
-    """The click command behind `app`, with help that reads as a user expects: an on/off
-    flag shows no `<bool>` value, since it takes none."""
-    cmd = typer.main.get_command(app)
-    stack = [cmd]
-    while stack:
-        c = stack.pop()
-        stack.extend(getattr(c, "commands", {}).values())
-        help_option = c.get_help_option(typer.Context(c))  # built once and cached by the command
-        for param in [*c.params, *([help_option] if help_option else [])]:
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""
-    return cast("typer.core.TyperGroup", cmd)  # get_command types it as the click base class
-
-
-def run() -> None:
-    """Entry point: expected failures print one line; a bug prints one line and a crash log."""
-    utf8_streams()
-    try:
-        command()(prog_name="davsync")
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        typer.secho("davsync: interrupted.", err=True, fg=typer.colors.RED)
-        raise SystemExit(int(Exit.INTERRUPTED)) from None
-    except Exception as e:  # a bug: keep the details, show one line
-        import traceback
-
-        from .console import crash_log
-
-        where = crash_log(traceback.format_exc())
-        where_text = f" Details: {where}" if where else ""
-        typer.secho(f"davsync: internal error ({e.__class__.__name__}: {e}).{where_text} Please report it.", err=True,
-                    fg=typer.colors.RED)  # fmt: skip
-        raise SystemExit(70) from None
-
-
-def run_windowless() -> None:
-    """`davsyncw`: the same commands without a console window (pythonw), for Task Scheduler.
-    There is no stdout or stderr there: output goes to --log-file, or nowhere."""
-    from .console import attach_null_streams
-
-    attach_null_streams()
-    run()
-
-
-if __name__ == "__main__":
-    run()

@@ -15,19 +15,20 @@ from typing import IO
 
 import typer
 
-from .cli_versions import ConfigOpt, RootOpt, StateOpt, _fail, _settings
-from .exitcodes import Exit
+from ..exitcodes import Exit
+from .common import ConfigOpt, RootOpt, StateOpt, fail
+from .versions import server_settings
 
 locks_app = typer.Typer(help="WebDAV locks kept by `serve`: list them, break one.", no_args_is_help=True)
 
 
 def _stopped(root: Path | None, state_dir: Path | None, config: Path | None) -> tuple[Path, IO[bytes]]:
-    from .server.runlock import try_exclusive
+    from ..server.runlock import try_exclusive
 
-    settings = _settings(root, state_dir, config)
+    settings = server_settings(root, state_dir, config)
     held = try_exclusive(settings.state_dir)
     if held is None:
-        raise _fail(
+        raise fail(
             "a server is running on this state dir and owns its lock table; stop it first "
             "(for the systemd service: sudo systemctl stop davsync), then run this again.",
             Exit.USAGE,
@@ -39,8 +40,8 @@ def _stopped(root: Path | None, state_dir: Path | None, config: Path | None) -> 
 def list_cmd(root: Path | None = RootOpt, state_dir: Path | None = StateOpt, config: Path | None = ConfigOpt,
              json_out: bool = typer.Option(False, "--json", help="One JSON array.")) -> None:  # fmt: skip
     """The locks in force: path, user, the client's owner text, and when each expires."""
-    from .server.lockstore import list_locks
-    from .server.runlock import release
+    from ..server.lockstore import list_locks
+    from ..server.runlock import release
 
     folder, held = _stopped(root, state_dir, config)
     try:
@@ -65,8 +66,8 @@ def break_cmd(what: str = typer.Argument(..., help="A lock token (opaquelocktoke
               root: Path | None = RootOpt, state_dir: Path | None = StateOpt,
               config: Path | None = ConfigOpt) -> None:  # fmt: skip
     """Remove a lock, so its file can be written again."""
-    from .server.lockstore import break_locks
-    from .server.runlock import release
+    from ..server.lockstore import break_locks
+    from ..server.runlock import release
 
     folder, held = _stopped(root, state_dir, config)
     try:
@@ -74,7 +75,7 @@ def break_cmd(what: str = typer.Argument(..., help="A lock token (opaquelocktoke
     finally:
         release(held)
     if not gone:
-        raise _fail(f"no lock matches {what!r}; `davsync locks list` shows them.", Exit.PARTIAL)
+        raise fail(f"no lock matches {what!r}; `davsync locks list` shows them.", Exit.PARTIAL)
     for info in gone:
         owner = info.owner or "no owner given"
         typer.echo(f"Broke the lock on {info.path} held by {info.user or 'a guest'} ({owner}).")

@@ -9,25 +9,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .console import stop_signals
-from .exitcodes import Exit
-from .units import plural
+from ..console import stop_signals
+from ..exitcodes import Exit
+from ..units import plural
+from .common import fail, load_users
 
 if TYPE_CHECKING:  # the server is imported when it starts: other commands never load it
-    from .server.settings import ServeSettings
-    from .users import Users
+    from ..server.settings import ServeSettings
+    from ..users import Users
 
 
-def fail(message: str, code: Exit) -> typer.Exit:
-    from .cli import fail as cli_fail
-
-    return cli_fail(message, code)
-
-
-def _load_users(path: Path) -> Users:
-    from .cli import _load_users as load
-
-    return load(path)
 
 
 def serve(
@@ -90,7 +81,7 @@ def serve(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Share a folder over WebDAV, publishing every file's MD5."""
-    from .server.settings import ServeSettings, SettingsError, load_config
+    from ..server.settings import ServeSettings, SettingsError, load_config
 
     try:
         values = load_config(config) if config else {}
@@ -123,11 +114,11 @@ def _run_server(settings: ServeSettings) -> None:
     import sqlite3
     import ssl
 
-    from .server.app import DavServer
-    from .server.netinfo import bind_problem, share_urls
-    from .server.shareroot import RootRefused
+    from ..server.app import DavServer
+    from ..server.netinfo import bind_problem, share_urls
+    from ..server.shareroot import RootRefused
 
-    db = _load_users(settings.users_file)
+    db = load_users(settings.users_file)
     if settings.anonymous == "off" and not db.users:
         raise fail(
             f"no users can log in ({settings.users_file} has none), and anonymous access is off.\n"
@@ -165,7 +156,7 @@ def _run_server(settings: ServeSettings) -> None:
         raise fail(
             f"cannot listen on {settings.host}:{settings.port} ({e.strerror or 'see above'}).", Exit.USAGE
         ) from None
-    from .concurrency import sliced_wait
+    from ..concurrency import sliced_wait
 
     advertiser = None
     with stop_signals(interrupt=True) as stopped:
@@ -179,7 +170,7 @@ def _run_server(settings: ServeSettings) -> None:
                     ]
                     typer.echo(f"Admin page: {urls[-1].rstrip('/')}/.~davsync-admin/  (admins: {', '.join(admins)})")
                 if settings.qr:
-                    from .server.discovery import qr_text
+                    from ..server.discovery import qr_text
 
                     typer.echo(f"Scan to connect a phone ({urls[-1]}):")
                     typer.echo(qr_text(urls[-1]))
@@ -207,8 +198,8 @@ def _silence_stdout() -> None:
 def _advertise(settings, port: int, scheme: str):  # type: ignore[no-untyped-def]
     import socket
 
-    from .server.discovery import Advertiser, service_info
-    from .server.netinfo import lan_addresses
+    from ..server.discovery import Advertiser, service_info
+    from ..server.netinfo import lan_addresses
 
     addresses = lan_addresses() if settings.host in ("0.0.0.0", "::", "") else [settings.host]
     name = f"davsync on {socket.gethostname().split('.')[0]}"
@@ -224,7 +215,7 @@ def _advertise(settings, port: int, scheme: str):  # type: ignore[no-untyped-def
 
 
 def _print_banner(settings, port: int, scheme: str, urls: list[str], db: Users) -> None:  # type: ignore[no-untyped-def]
-    from .server.netinfo import explorer_folder
+    from ..server.netinfo import explorer_folder
 
     lan = urls[-1]
     host = lan.split("//", 1)[1].rsplit(":", 1)[0]

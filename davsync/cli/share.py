@@ -10,60 +10,52 @@ from typing import Any
 
 import typer
 
-from .exitcodes import Exit
+from ..exitcodes import Exit
+from .common import ConfigOpt, RootOpt, StateOpt, fail, read_password
 
 share_app = typer.Typer(
     help="Share one folder by link, for a phone or a friend: read-only, read-write or drop-only (uploads).",
     no_args_is_help=True,
 )
 
-RootOpt = typer.Option(None, "--root", help="The folder `davsync serve` shares (finds its state dir).")
-StateOpt = typer.Option(None, "--state-dir", help="The server's state dir (as given to `davsync serve`).")
-ConfigOpt = typer.Option(None, "--config", help="The TOML file `davsync serve --config` uses.")
 BaseOpt = typer.Option(None, "--base-url", help="Print links on this address, e.g. https://files.example.org/ .")
 QrOpt = typer.Option(True, "--qr/--no-qr", help="Print a QR code of the link.")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
-
-
-def _fail(message: str, code: Exit = Exit.USAGE) -> typer.Exit:
-    from .cli import fail
-
-    return fail(message, code)
 
 
 class _Where:
     """The server's state, found as `serve` finds it: --root, --state-dir or --config."""
 
     def __init__(self, root: Path | None, state_dir: Path | None, config: Path | None) -> None:
-        from .server.server_info import read_server_info
-        from .server.settings import SettingsError, locate_server
+        from ..server.server_info import read_server_info
+        from ..server.settings import SettingsError, locate_server
 
         try:
             self.values: dict[str, Any] = locate_server(root, state_dir, config)
         except SettingsError as e:
-            raise _fail(str(e)) from None
+            raise fail(str(e)) from None
         root, state_dir = self.values.get("root"), self.values.get("state_dir")
         if state_dir is None:
-            raise _fail(
+            raise fail(
                 "say which server: --root FOLDER (as given to `davsync serve`), --state-dir DIR or --config FILE."
             )
         if root is not None and not Path(root).expanduser().is_dir():
-            raise _fail(f"the shared folder {root} does not exist or is not a folder.")
+            raise fail(f"the shared folder {root} does not exist or is not a folder.")
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.info = read_server_info(self.state_dir) or {}
         self.root = Path(root).expanduser().resolve() if root is not None else None
 
     def store(self) -> Any:
-        from .server.links import LinkStore
+        from ..server.links import LinkStore
 
         return LinkStore(self.state_dir)
 
     def base_url(self, override: str | None) -> str:
-        from .server.netinfo import share_urls
+        from ..server.netinfo import share_urls
 
         if override:
             if not override.startswith(("http://", "https://")):
-                raise _fail(f"--base-url must start with http:// or https://, not {override!r}.")
+                raise fail(f"--base-url must start with http:// or https://, not {override!r}.")
             return override.rstrip("/")
         if self.info.get("port"):
             host, port, scheme = (
@@ -81,23 +73,23 @@ class _Where:
 def _relative_folder(where: _Where, path: Path) -> str:
     """PATH (absolute, or relative to the shared root) as a '/'-path inside the root."""
     if where.root is None:
-        raise _fail("give --root FOLDER (or --config) so the folder to share can be found and checked.")
+        raise fail("give --root FOLDER (or --config) so the folder to share can be found and checked.")
     target = path.expanduser()
     if not target.is_absolute():
         target = where.root / target
     real = Path(os.path.realpath(target))
     if not real.is_dir():
-        raise _fail(f"{target} is not a folder; share links open folders.")
+        raise fail(f"{target} is not a folder; share links open folders.")
     try:
         rel = real.relative_to(where.root)
     except ValueError:
-        raise _fail(
+        raise fail(
             f"{target} is outside the shared folder {where.root}; only folders inside it can be shared."
         ) from None
-    from .server.names import is_internal_path  # (here: a pull must not import the server)
+    from ..server.names import is_internal_path  # (here: a pull must not import the server)
 
     if is_internal_path(rel.as_posix()):
-        raise _fail(f"{target} is davsync's own folder (kept versions, uploads in progress); it cannot be shared.")
+        raise fail(f"{target} is davsync's own folder (kept versions, uploads in progress); it cannot be shared.")
     return rel.as_posix() if rel.parts else ""
 
 
@@ -126,7 +118,7 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
     if link.password:
         typer.echo('  Logging in:        any user name with the password (Windows Explorer: user name "share")')
     if qr:
-        from .server.discovery import qr_text
+        from ..server.discovery import qr_text
 
         typer.echo("Scan it with a phone's WebDAV app:")
         typer.echo(qr_text(url))
@@ -154,12 +146,11 @@ def create(
     json_out: bool = JsonOpt,
 ) -> None:
     """Make a link to a folder and print it, with a QR code and the Windows Explorer form."""
-    from .cli import read_password
-    from .server.links import LinkError, parse_duration
+    from ..server.links import LinkError, parse_duration
 
     modes = [m for m, on in (("read-only", read_only), ("read-write", read_write), ("drop", drop)) if on]
     if len(modes) != 1:
-        raise _fail("choose exactly one of --read-only, --read-write or --drop.")
+        raise fail("choose exactly one of --read-only, --read-write or --drop.")
     where = _Where(root, state_dir, config)
     rel = _relative_folder(where, path)
     try:
@@ -167,9 +158,9 @@ def create(
         secret = read_password("Password for the link", confirm=True) if password else None
         issued = where.store().create(rel, modes[0], expires_in=lifetime, password=secret, label=label)
     except LinkError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     except OSError as e:
-        raise _fail(f"could not write the shares file in {where.state_dir}: {e.strerror or e}.", Exit.LOCAL) from None
+        raise fail(f"could not write the shares file in {where.state_dir}: {e.strerror or e}.", Exit.LOCAL) from None
     _show_issued(where, issued, base_url, qr, json_out)
 
 
@@ -181,13 +172,13 @@ def list_links(
     json_out: bool = JsonOpt,
 ) -> None:
     """List the links: ID, mode, state, expiry, password, folder and label (never the tokens)."""
-    from .server.links import LinkError
+    from ..server.links import LinkError
 
     where = _Where(root, state_dir, config)
     try:
         links = where.store().links()
     except LinkError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if json_out:
         typer.echo(json.dumps([link.as_json() for link in links], indent=2))
         return
@@ -210,13 +201,13 @@ def revoke(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Withdraw a link: a running server answers 404 to it from the next request on."""
-    from .server.links import LinkError
+    from ..server.links import LinkError
 
     where = _Where(root, state_dir, config)
     try:
         link = where.store().revoke(link_id)
     except LinkError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     typer.echo(f"Revoked link {link.id} ({link.mode}, /{link.path}); it stops working at once.")
 
 
@@ -234,12 +225,12 @@ def reissue(
     json_out: bool = JsonOpt,
 ) -> None:
     """Give a link a new token (the old one stops working at once) and print it."""
-    from .server.links import LinkError, parse_duration
+    from ..server.links import LinkError, parse_duration
 
     where = _Where(root, state_dir, config)
     try:
         lifetime: Any = False if expires is None else parse_duration(expires)
         issued = where.store().reissue(link_id, expires_in=lifetime)
     except LinkError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     _show_issued(where, issued, base_url, qr, json_out)
