@@ -27,11 +27,11 @@ from wsgidav.dav_error import (
 )
 from wsgidav.request_server import RequestServer
 
+from .changefeed import sync_collection
 from .destination import check_same_origin, with_destination_fix
 from .multistatus import property_response, send_multistatus
 from .names import is_internal_path
 from .provider import DavsyncProvider
-from .sync import sync_collection
 from .upload import UploadError, answer_upload, expected_md5, parse_oc_mtime, receive
 
 MAX_XML_BODY = 1024 * 1024

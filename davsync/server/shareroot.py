@@ -162,7 +162,7 @@ class RootGate:
             return _unavailable(start_response, GONE, RETRY_AFTER_GONE)
         if not self.guard.scanned.is_set() and (
             method == "REPORT" or (method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity") != "0")
-        ):  # listings and the change feed (sync.py checks too), and bundles: clients list first
+        ):  # listings and the change feed (changefeed.py checks too), and bundles: clients list first
             return _unavailable(start_response, SCANNING, RETRY_AFTER_SCAN)
         return self.app(environ, start_response)
 
