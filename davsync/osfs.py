@@ -408,12 +408,6 @@ def hide(path: Path) -> None:
             kernel32.SetFileAttributesW(str(path), attrs | _FILE_ATTRIBUTE_HIDDEN)
 
 
-def is_hidden(path: Path) -> bool:
-    if sys.platform == "win32":
-        return bool(os.stat(path).st_file_attributes & _FILE_ATTRIBUTE_HIDDEN)
-    return path.name.startswith(".")
-
-
 # --- file IDs ----------------------------------------------------------------------
 
 _SQLITE_MAX = 2**63 - 1

@@ -237,16 +237,6 @@ class Journal:
     def put(self, path: str, e: JournalEntry) -> None:
         self._write(_PUT, _put_args(path, e))
 
-    def put_before_rename(self, path: str, e: JournalEntry) -> None:
-        """Record a placement (with `prev`) and commit before the rename, so a crash at any
-        moment leaves a journal that describes the disk either way."""
-        with self._lock:
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN")
-            self._db.execute(_PUT, _put_args(path, e))
-            self._db.execute("COMMIT")
-            self._pending = 0
-
     def intend(self, intent: Intent) -> None:
         """Record an intent and commit it (with everything pending) before the change is made.
         Pending rows may describe renames whose folders are not yet fsynced: `before_commit` first."""

@@ -77,10 +77,6 @@ class RunResult:
             ran=ran,
         )
 
-    def has_problems(self, *, planned: bool = False) -> bool:
-        """Files this run leaves out of sync. `planned`: judge a dry run's plan."""
-        return self.decide_exit(ran=not planned) == Exit.PARTIAL
-
     def as_json(self) -> dict[str, Any]:
         done: dict[str, list[str]] = {k.value: v for k, v in self.done.items()}
         if self.kept_folders:
