@@ -20,7 +20,7 @@ from test_client_volumes import Volume, exfat  # noqa: F401  (the real exFAT vol
 from davsync.paxstream import PaxReader
 from davsync.server.links import LinkStore
 from davsync.server.names import is_internal_name, is_internal_path
-from davsync.server.versions import IN_SHARE_NAME
+from davsync.server.version_keeper import IN_SHARE_NAME
 
 SPELLINGS = [IN_SHARE_NAME.upper(), ".~DavSync-Versions", ".~davſync-versions",  # ſ folds to s
              unicodedata.normalize("NFD", ".~DAVSYNC-versions")]  # fmt: skip
@@ -92,7 +92,7 @@ def test_exfat_versions_area_is_unreachable_by_any_spelling(exfat_share) -> None
 
 
 def test_restoring_a_version_onto_a_reserved_name_is_refused(share) -> None:
-    from davsync.server.versions import VersionError, Who
+    from davsync.server.version_keeper import VersionError, Who
 
     (share.root / "a.txt").write_bytes(b"first")
     share.wait_indexed()

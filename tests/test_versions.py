@@ -16,7 +16,7 @@ from davhelp import PROPFIND_MD5, parse_multistatus
 from typer.testing import CliRunner
 
 from davsync.cli import app
-from davsync.server.versions import IN_SHARE_NAME
+from davsync.server.version_keeper import IN_SHARE_NAME
 
 runner = CliRunner()
 
@@ -420,7 +420,7 @@ def _delete_like_sync(share: Share, path: str) -> None:
 def test_a_folder_deleted_file_by_file_is_one_version_and_comes_back_whole(
     share: Share, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from davsync.server import versions
+    from davsync.server import version_keeper
 
     tree = {f"many/f{i}.txt": f"file {i}".encode() for i in range(20)}
     tree |= {f"many/sub/s{i}.txt": f"sub {i}".encode() for i in range(10)}
@@ -428,7 +428,7 @@ def test_a_folder_deleted_file_by_file_is_one_version_and_comes_back_whole(
     for rel, data in {**tree, "many/old.txt": b"deleted long before"}.items():
         (share.root / rel).write_bytes(data)
     share.wait_indexed()
-    monkeypatch.setattr(versions, "GATHER_GAP_NS", 2_000_000_000)  # 10 minutes in real life
+    monkeypatch.setattr(version_keeper, "GATHER_GAP_NS", 2_000_000_000)  # 10 minutes in real life
     assert share.request("DELETE", "many/old.txt").status_code == 204  # an earlier, separate deletion
     t = time.time_ns()
     wait_until(lambda: time.time_ns() > t + 2_100_000_000, what="the gap to pass")
@@ -507,7 +507,7 @@ def test_a_prune_that_fails_midway_is_finished_by_the_next_one(share: Share, mon
     store = share.server.state.versions
     blobs = {row["id"]: store.blob_path(row["id"]) for row in listed(share)["versions"]}
     assert len(blobs) == 2 and all(p.exists() for p in blobs.values())
-    real = versions_module._remove_tree
+    real = versions_module.remove_tree
     failing = {"left": 1}
 
     def flaky(path: Path) -> None:
@@ -516,7 +516,7 @@ def test_a_prune_that_fails_midway_is_finished_by_the_next_one(share: Share, mon
             raise PermissionError(13, "Permission denied", str(path))
         real(path)
 
-    monkeypatch.setattr(versions_module, "_remove_tree", flaky)
+    monkeypatch.setattr(versions_module, "remove_tree", flaky)  # as prune calls it
     later = time.time_ns() + int(store.keep_seconds * 1e9) + 1
     removed, _ = store.prune(now_ns=later)  # one fails: that one is left for the next pass, nothing raised
     assert removed == 1

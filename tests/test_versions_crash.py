@@ -16,7 +16,8 @@ import requests
 from conftest import PASSWORDS, wait_until
 
 from davsync.server.names import SHARE_MARKER
-from davsync.server.versions import VersionStore, Who
+from davsync.server.version_keeper import Who
+from davsync.server.versions import VersionStore
 
 WHO = Who("alice", "PUT")
 

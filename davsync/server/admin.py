@@ -32,7 +32,7 @@ from .limiter import FailureLimiter, client_address, too_many
 from .names import TEMP_PREFIX
 from .restore import restore_in_share
 from .settings import ServeSettings
-from .versions import FileVersion, FolderVersion, Restored, VersionError
+from .version_keeper import FileVersion, FolderVersion, Restored, VersionError
 
 ADMIN_PREFIX = f"/{TEMP_PREFIX}admin/"
 StartResponse = Callable[..., Any]

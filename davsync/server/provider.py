@@ -33,7 +33,8 @@ from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name, is_internal_path, rel_of
 from .upload import valid_mtime
-from .versions import VersionStore, Who
+from .version_keeper import Who
+from .versions import VersionStore
 
 OC_NS = "http://owncloud.org/ns"
 CHECKSUMS = f"{{{OC_NS}}}checksums"

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .guard import PATH_LOCKS
-from .versions import Restored, Who
+from .version_keeper import Restored, Who
 
 
 def restore_in_share(state: Any, path: str, vid: str, to: str | None, user: str) -> Restored:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...units import human_size
 from ..restore import restore_in_share
-from ..versions import VersionError
+from ..version_keeper import VersionError
 from .headers import security_headers
 
 StartResponse = Callable[..., Any]
