@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from davsync import osfs
+from davsync import fileid, osfs
 from davsync.client.credentials import service_name
 from davsync.client.filters import Filter
 from davsync.client.paths import effective_rules, filter_names, name_problem, own_name
@@ -56,15 +56,15 @@ def test_file_ids_fit_sqlite(tmp_path: Path) -> None:
     f.write_bytes(b"x")
     st = os.stat(f)
     huge = os.stat_result((st.st_mode, 2**127 + 12345, st.st_dev, 1, 0, 0, 1, 0, 0, 0))
-    folded = osfs.file_id(f, huge)
+    folded = fileid.file_id(f, huge)
     assert 0 <= folded < 2**63
-    assert folded == osfs.file_id(f, huge)  # stable
+    assert folded == fileid.file_id(f, huge)  # stable
     import sqlite3
 
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE t (ino INTEGER)")
     db.execute("INSERT INTO t VALUES (?)", (folded,))
-    assert osfs.file_id(f, st) in (st.st_ino, 0)
+    assert fileid.file_id(f, st) in (st.st_ino, 0)
 
 
 def test_long_path_forms() -> None:

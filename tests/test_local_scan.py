@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from davsync import osfs
+from davsync import fileid
 from davsync.client.local import LINK_REASON, LocalScan, look_at, scan_local
 from davsync.client.paths import NameRules
 from davsync.client.plan import JournalEntry, LocalEntry
@@ -49,7 +49,7 @@ def synced(root: Path) -> dict[str, JournalEntry]:
         else:
             st = p.stat()
             digest = md5(p.read_bytes())
-            base[rel] = JournalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(p, st), digest)
+            base[rel] = JournalEntry(False, st.st_size, st.st_mtime_ns, fileid.file_id(p, st), digest)
     return base
 
 

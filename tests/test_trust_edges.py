@@ -459,19 +459,19 @@ def test_a_file_deleted_here_in_a_read_only_pair_is_restored_from_the_server(wor
 
 
 def test_the_change_time_moves_on_a_silent_edit_and_fits_the_journal(tmp_path: Path) -> None:
-    """osfs.change_time_ns: st_ctime_ns on POSIX, the NTFS ChangeTime on Windows (run there by the
+    """fileid.change_time_ns: st_ctime_ns on POSIX, the NTFS ChangeTime on Windows (run there by the
     Windows lane; checked by hand under wine's real CPython 3.11.9, where the raw FILETIME times
     100 did not fit SQLite's INTEGER)."""
-    from davsync import osfs
+    from davsync import fileid
 
     p = tmp_path / "a.txt"
     p.write_bytes(b"version one")
-    before = osfs.change_time_ns(p, os.stat(p))
-    assert before == osfs.change_time_ns(p, os.stat(p)) and 0 < before < 2**63
+    before = fileid.change_time_ns(p, os.stat(p))
+    assert before == fileid.change_time_ns(p, os.stat(p)) and 0 < before < 2**63
     # File times come from a coarse clock (a few ms) on older kernels: let it move past the write.
     wait_until(lambda: time.time_ns() > before + 50_000_000, 5, "the clock to move past the first write")
     silent_edit(p, b"VERSION ONE")
-    after = osfs.change_time_ns(p, os.stat(p))
+    after = fileid.change_time_ns(p, os.stat(p))
     assert after != before and 0 < after < 2**63
     assert abs(after - time.time_ns()) < 3600 * 10**9  # ns since 1970, as st_ctime_ns
 

@@ -40,7 +40,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import urllib3
 
-from .. import osfs
+from .. import fileid, osfs
 from ..concurrency import batches, wait_first
 from ..paxstream import BLOCK, MAX_PAX, Member, PaxReader, TarFormatError
 from .journal import Intent, Journal
@@ -409,7 +409,7 @@ class _Batch:
             _unlink(tmp)
             raise local_error(e, f"downloading {a.path}") from None
         self.b.reporter.advance(len(data))
-        ready = LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(tmp, st)) if r.mtime is not None else None
+        ready = LocalEntry(False, st.st_size, st.st_mtime_ns, fileid.file_id(tmp, st)) if r.mtime is not None else None
         self.staged.append(_Staged(a, Downloaded(tmp, md5, len(data), len(data), 0, ready)))
         return False
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .. import osfs
+from .. import fileid, osfs
 from ..concurrency import bounded
 from ..scan import iter_folders, md5_of_file
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
@@ -229,7 +229,7 @@ class _Look:
             self.entries[path] = _UNREAD
             self.skip(path, unread_reason(e))
             return False
-        self.file(path, entry.path, _entry_of_stat(entry.path, st))
+        self.file(path, entry.path, entry_of_stat(entry.path, st))
         return False
 
     # -- one named path -------------------------------------------------------------
@@ -268,18 +268,18 @@ class _Look:
             return
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.excluded(path, is_dir):
-            self.entries[path] = LocalEntry(True) if is_dir else _entry_of_stat(full, st)
+            self.entries[path] = LocalEntry(True) if is_dir else entry_of_stat(full, st)
             return
         if osfs.is_link_stat(st):
             self.link_at[path] = path
-            self.entries[path] = _entry_of_stat(full, st)
+            self.entries[path] = entry_of_stat(full, st)
             self.skip(path, LINK_REASON)
             return
         if not is_dir and not stat.S_ISREG(st.st_mode):
             return  # a socket, a FIFO, a device
         refusal = self.refusal(path)
         if refusal is not None:
-            self.entries[path] = LocalEntry(True) if is_dir else _entry_of_stat(full, st)
+            self.entries[path] = LocalEntry(True) if is_dir else entry_of_stat(full, st)
             self.skip(path, refusal)
             return
         if is_dir:
@@ -289,7 +289,7 @@ class _Look:
             if row is None or not row.is_dir:
                 self.walk(path, os.fspath(full))  # new here: what came with it is new too
             return
-        self.file(path, os.fspath(full), _entry_of_stat(full, st))
+        self.file(path, os.fspath(full), entry_of_stat(full, st))
 
     def spelled(self, path: str) -> str | None:
         """The spelling on disk of an NFC path not found as named (written in NFD by a Mac or
@@ -412,11 +412,13 @@ def unread_reason(e: OSError) -> str:
 
 
 def _entry_of(entry: os.DirEntry[str]) -> LocalEntry:
-    return _entry_of_stat(entry.path, osfs.entry_stat(entry))
+    return entry_of_stat(entry.path, osfs.entry_stat(entry))
 
 
-def _entry_of_stat(full: str | Path, st: os.stat_result) -> LocalEntry:
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(full, st), ctime_ns=osfs.change_time_ns(full, st))
+def entry_of_stat(full: str | Path, st: os.stat_result) -> LocalEntry:
+    """A file's entry as the change detector compares it: size, mtime, file ID, change time."""
+    file_id, ctime_ns = fileid.file_id(full, st), fileid.change_time_ns(full, st)
+    return LocalEntry(False, st.st_size, st.st_mtime_ns, file_id, ctime_ns=ctime_ns)
 
 
 def _nfc(name: str) -> str:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import requests
 
-from .. import osfs
+from .. import fileid, osfs
 from ..oserrors import is_disk_full, is_not_permitted
 from ..scan import md5_of_file
 from . import retry
-from .local import SETTLE_S
+from .local import SETTLE_S, entry_of_stat
 from .plan import Action, LocalEntry, RemoteEntry, conflict_name, same_ctime
 from .remote import Remote, RemoteError
 from .retry import Backoff
@@ -185,7 +185,7 @@ def _fetch_small(remote: Remote, entry: RemoteEntry, path: Path, progress: Calla
     except OSError as e:
         _discard(path)
         raise local_error(e, f"downloading {entry.path}") from None
-    ready = LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st)) if entry.mtime is not None else None
+    ready = LocalEntry(False, st.st_size, st.st_mtime_ns, fileid.file_id(path, st)) if entry.mtime is not None else None
     return Downloaded(path, md5, len(body), len(body), 0, ready)
 
 
@@ -436,7 +436,7 @@ def stat_entry(path: Path) -> LocalEntry | None:
         return None
     if _stat.S_ISDIR(st.st_mode):
         return LocalEntry(True)
-    return LocalEntry(False, st.st_size, st.st_mtime_ns, osfs.file_id(path, st), ctime_ns=osfs.change_time_ns(path, st))
+    return entry_of_stat(path, st)
 
 
 def same_stat(a: LocalEntry | None, b: LocalEntry | None) -> bool:
