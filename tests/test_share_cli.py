@@ -70,6 +70,8 @@ def test_create_list_revoke_reissue(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert [(x["mode"], x["path"], x["state"], x["has_password"]) for x in links] == [("read-only", "Photos/2024", "active", False)]
     assert 2 * 86400 - 60 < links[0]["expires"] - links[0]["created"] <= 2 * 86400
     link_id = links[0]["id"]
+    # the command it suggests names the server the way this one did (without it, it fails)
+    assert f"Lost it? davsync share reissue {link_id} --root {root}" in out.replace("\n", " ")
 
     again = cli("share", "reissue", link_id, "--root", str(root), "--json", "--expires", "never")
     assert again.exit_code == 0, again.output

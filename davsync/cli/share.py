@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ class _Where:
         from ..server.server_info import read_server_info
         from ..server.settings import SettingsError, locate_server
 
+        given = (("--root", root), ("--state-dir", state_dir), ("--config", config))
+        # how the user named the server, for the commands we suggest (they need it too)
+        self.flags = " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
         try:
             self.values: dict[str, Any] = locate_server(root, state_dir, config)
         except SettingsError as e:
@@ -123,7 +127,8 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
         typer.echo("Scan it with a phone's WebDAV app:")
         typer.echo(qr_text(url))
     typer.echo(
-        f"The link is shown only this once (davsync keeps only a hash). Lost it? davsync share reissue {link.id}"
+        "The link is shown only this once (davsync keeps only a hash). "
+        f"Lost it? davsync share reissue {link.id} {where.flags}".rstrip()
     )
 
 
