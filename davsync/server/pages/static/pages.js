@@ -109,7 +109,76 @@
   }
   filter.addEventListener('input', applyFilter);
 
+  sharing();
   if (body.dataset.write !== '1') return;
+
+  // Share links (sharing.py): make one for this folder, list the user's own, withdraw one
+  function sharing() {
+    const box = document.getElementById('share');
+    if (!box) return;
+    const folder = location.pathname;
+    const ul = document.getElementById('share-list');
+    const tell = (text) => { document.getElementById('share-note').textContent = text; };
+    const made = document.getElementById('share-made');
+    const post = (query, data) => fetch(folder + '?' + query, {method: 'POST', credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify(data)});
+    const when = (iso) => new Date(iso).toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+    const words = {'read-only': 'see and download', 'read-write': 'upload, rename and delete', 'drop': 'upload only'};
+    async function list() {
+      const r = await fetch(folder + '?links', {credentials: 'same-origin', cache: 'no-store'});
+      const links = r.ok ? await r.json() : null;
+      ul.replaceChildren();
+      if (!links || !links.length) {
+        const li = document.createElement('li');
+        li.textContent = links ? 'You have made no links yet.' : 'Could not list your links.';
+        ul.appendChild(li);
+        return;
+      }
+      for (const l of links) {
+        const li = document.createElement('li');
+        li.dataset.id = l.id;
+        li.dataset.state = l.state;
+        const state = l.state === 'active' ? (l.expires_iso ? 'until ' + when(l.expires_iso) : 'no end date') : l.state;
+        li.append(l.folder + ' · ' + words[l.mode] + ' · ' + state + (l.has_password ? ' · password' : '') +
+          (l.label ? ' · ' + l.label : '') + ' ');
+        if (l.state === 'active') {
+          const button = document.createElement('button');
+          button.type = 'button';
+          button.className = 'revoke';
+          button.textContent = 'Withdraw';
+          button.setAttribute('aria-label', 'Withdraw the link ' + l.id + ' to ' + l.folder);
+          button.addEventListener('click', async () => {
+            const resp = await post('unshare', {id: l.id});
+            const data = await resp.json().catch(() => ({}));
+            tell(resp.ok ? data.message : 'Could not withdraw the link: ' + (data.error || 'HTTP ' + resp.status));
+            await list();
+          });
+          li.appendChild(button);
+        }
+        ul.appendChild(li);
+      }
+    }
+    document.getElementById('share-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const form = ev.target;
+      const resp = await post('share', {mode: form.elements.mode.value, expires: form.elements.expires.value,
+        password: form.elements.password.value, label: form.elements.label.value});
+      const data = await resp.json().catch(() => ({}));
+      if (!resp.ok) { tell('Could not make the link: ' + (data.error || 'HTTP ' + resp.status)); return; }
+      form.elements.password.value = '';
+      document.getElementById('share-message').textContent = data.message;
+      document.getElementById('share-url').value = data.url;
+      document.getElementById('share-qr').src = data.qr;
+      made.hidden = false;
+      await list();
+    });
+    document.getElementById('share-copy').addEventListener('click', async () => {
+      const field = document.getElementById('share-url');
+      field.select();
+      try { await navigator.clipboard.writeText(field.value); tell('Link copied.'); } catch (e) { tell('Select the link and copy it.'); }
+    });
+    box.addEventListener('toggle', () => { if (box.open) list(); });
+  }
 
   const here = location.pathname; // always ends with '/': the server redirects to it
   const status = document.getElementById('status');
