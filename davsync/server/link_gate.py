@@ -28,6 +28,9 @@ from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
 from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
+from .pages.browser import ASSET_PREFIX
+from .resumable import DROP_NAMER
+from .resumable import PREFIX as RESUMABLE_PREFIX
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
@@ -182,14 +185,17 @@ class LinkGate:
         denied = self._authenticate(environ, start, link, prefix, rest)
         if denied is not None:
             return denied
-        if method not in WRITE_METHODS:
+        resumable = link.mode == "drop" and _resumable(environ, rest)
+        if link.mode == "drop" and method == "GET" and rest.startswith(ASSET_PREFIX):
+            resumable = True  # the upload page's script and style (pages/browser.py serves them)
+        if method not in WRITE_METHODS and not resumable:
             return _answer(start, "405 Method Not Allowed", environ, f"{method} is not supported here.",
                            headers=[("Allow", ", ".join(sorted(ALLOWED[link.mode])))])  # fmt: skip
-        if link.mode == "drop" and method in ("GET", "HEAD"):
+        if link.mode == "drop" and method in ("GET", "HEAD") and not resumable:
             if _wants_html(environ):
-                return _answer(start, "200 OK", environ, "", drop_page(link.label))
+                return _answer(start, "200 OK", environ, "", drop_page(link.label, prefix))
             return _answer(start, "403 Forbidden", environ, REFUSED["drop"])
-        if method not in ALLOWED[link.mode]:
+        if method not in ALLOWED[link.mode] and not resumable:
             return _answer(start, "403 Forbidden", environ, REFUSED[link.mode])
         problem = _destination_problem(environ.get("HTTP_DESTINATION"), prefix)
         if problem:
@@ -202,6 +208,10 @@ class LinkGate:
         if link.mode == "read-only":
             environ["davsync.readonly"] = True
         environ.pop("HTTP_AUTHORIZATION", None)  # handled here; the DAV app has no authenticator
+        if resumable:
+            if method != "GET":
+                environ[DROP_NAMER] = self._namer(mounted.provider)
+            return mounted.app(environ, _DropResumable(start))
         if link.mode == "drop":
             return self._drop(environ, start, mounted, folder, rel or "/", prefix)
         return mounted.app(environ, start)
@@ -355,6 +365,20 @@ class LinkGate:
                     return candidate
         return None
 
+    def _namer(self, provider: LinkProvider) -> Callable[[str], tuple[str | None, Callable[[], None]]]:
+        """A resumable upload's commit (resumable.py) takes the first free name, as a drop's PUT does."""
+
+        def name(path: str) -> tuple[str | None, Callable[[], None]]:
+            parent, _, base = path.rpartition("/")
+            folder = os.path.dirname(provider.file_path(path))
+            chosen = self._reserve(folder, base)
+            if chosen is None:
+                return None, lambda: None
+            full = os.path.join(folder, chosen)
+            return f"{parent}/{chosen}", lambda: self._release(full)
+
+        return name
+
     def _release(self, full: str) -> None:
         with self._lock:
             self._reserved.discard(full)
@@ -486,6 +510,30 @@ class _DropOptions:
                 value = "1"
             out.append((name, value))
         return self.start(status, out, exc_info)
+
+
+class _DropResumable:
+    """A drop's resumable upload answers with offsets and its upload resource, never with what
+    names the file got (no ETag, no Location but the upload's own, no dates)."""
+
+    def __init__(self, start: StartResponse) -> None:
+        self.start = start
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Any:
+        kept = [(k, v) for k, v in headers if k.lower() not in _DROP_HIDDEN
+                and not (k.lower() == "location" and RESUMABLE_PREFIX not in v)]  # fmt: skip
+        return self.start(status, kept, exc_info)
+
+
+_DROP_HIDDEN = frozenset({"etag", "oc-etag", "oc-fileid", "last-modified", "oc-checksum", "x-oc-mtime"})
+
+
+def _resumable(environ: dict, rest: str) -> bool:
+    """A request of the resumable-upload protocol (resumable.py): a create, or its upload resource."""
+    method = environ["REQUEST_METHOD"]
+    if rest.startswith(RESUMABLE_PREFIX):
+        return method in ("HEAD", "PATCH", "DELETE")
+    return method in ("POST", "PUT") and "HTTP_UPLOAD_COMPLETE" in environ
 
 
 class _Decorated:

@@ -30,7 +30,8 @@ from .zipstream import members, stream_zip
 
 StartResponse = Callable[..., Any]
 ASSET_PREFIX = f"/{ASSET_DIR}/"
-ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8"}
+ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8",
+          "upload.js": "text/javascript; charset=utf-8"}
 
 
 def wants_html(environ: dict) -> bool:
@@ -61,7 +62,11 @@ class PageBrowser(BaseMiddleware):
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
         provider = environ.get("wsgidav.provider")
-        if provider is None or getattr(provider, "mode", "") == "drop":
+        if provider is None:
+            return self.app(environ, start_response)
+        if getattr(provider, "mode", "") == "drop":  # the gate's upload page needs only the assets
+            if method == "GET" and path.startswith(ASSET_PREFIX):
+                return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
             return self.app(environ, start_response)
         if method == "POST" and environ.get("QUERY_STRING") == "restore" and self._restorable(environ, provider):
             return deleted.restore(environ, start_response, self.state, self._share_folder(provider, path))

@@ -246,65 +246,6 @@
     }
   });
 
-  const list = document.getElementById('uploads');
-  const relPath = (file) => file.webkitRelativePath || file.name; // a folder upload keeps its tree
-  const urlOf = (rel) => here + rel.split('/').map(encodeURIComponent).join('/');
-
-  async function makeFolders(files) {
-    const folders = new Set();
-    for (const f of files) {
-      const parts = relPath(f).split('/').slice(0, -1);
-      for (let i = 1; i <= parts.length; i++) folders.add(parts.slice(0, i).join('/'));
-    }
-    for (const folder of Array.from(folders).sort((a, b) => a.split('/').length - b.split('/').length)) {
-      const r = await fetch(urlOf(folder) + '/', {method: 'MKCOL', credentials: 'same-origin'});
-      if (!r.ok && r.status !== 405) throw new Error('could not create folder “' + folder + '”: ' + await problem(r));
-    }
-  }
-
-  function upload(file) {
-    return new Promise((resolve) => {
-      const li = document.createElement('li');
-      const label = document.createElement('span');
-      const bar = document.createElement('progress');
-      const note = document.createElement('span');
-      label.textContent = relPath(file);
-      bar.max = 100;
-      bar.value = 0;
-      bar.setAttribute('aria-label', 'Upload of ' + file.name);
-      note.className = 'note';
-      li.append(label, bar, note);
-      li.dataset.state = 'sending';
-      list.appendChild(li);
-      const xhr = new XMLHttpRequest();
-      xhr.open('PUT', urlOf(relPath(file)));
-      xhr.setRequestHeader('X-OC-Mtime', String(Math.floor(file.lastModified / 1000)));
-      xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
-      xhr.onload = () => {
-        const ok = xhr.status >= 200 && xhr.status < 300;
-        if (ok) bar.value = 100;
-        li.dataset.state = ok ? 'done' : 'failed';
-        note.textContent = ok ? ' uploaded' : ' failed: ' + (xhr.responseText.trim().split('\n')[0].slice(0, 200) || 'HTTP ' + xhr.status);
-        resolve(ok);
-      };
-      xhr.onerror = () => { li.dataset.state = 'failed'; note.textContent = ' failed: the connection broke; try again.'; resolve(false); };
-      xhr.send(file);
-    });
-  }
-
-  async function uploadAll(files) {
-    const chosen = Array.from(files).filter((f) => !relPath(f).split('/').some(badName));
-    if (!chosen.length) return;
-    say('Uploading ' + chosen.length + (chosen.length === 1 ? ' file…' : ' files…'));
-    try {
-      await makeFolders(chosen);
-    } catch (e) { say('Nothing was uploaded: ' + e.message); return; }
-    const results = await Promise.all(chosen.map(upload));
-    const failed = results.filter((ok) => !ok).length;
-    say(failed ? failed + ' of ' + chosen.length + ' uploads failed.' : 'Uploaded ' + chosen.length + (chosen.length === 1 ? ' file.' : ' files.'));
-    await refresh();
-  }
-
   // Recently deleted (deleted.py): listed when opened, each with a Restore button
   const deletedBox = document.getElementById('deleted');
   async function listDeleted() {
@@ -339,16 +280,7 @@
   }
   if (deletedBox) deletedBox.addEventListener('toggle', () => { if (deletedBox.open) listDeleted(); });
 
-  const picker = document.getElementById('files');
-  picker.addEventListener('change', () => { uploadAll(picker.files).then(() => { picker.value = ''; }); });
-  const folderPicker = document.getElementById('folder');
-  folderPicker.addEventListener('change', () => { uploadAll(folderPicker.files).then(() => { folderPicker.value = ''; }); });
-  const zone = document.getElementById('dropzone');
-  document.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
-  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) zone.classList.remove('over'); });
-  document.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('over');
-    if (e.dataTransfer && e.dataTransfer.files.length) uploadAll(e.dataTransfer.files);
-  });
+  // uploads (upload.js): the pickers, the drop zone, then the listing again
+  window.davsyncUploads.attach({here, list: document.getElementById('uploads'), say, zone: document.getElementById('dropzone'),
+    pickers: [document.getElementById('files'), document.getElementById('folder')], done: refresh});
 })();
