@@ -136,3 +136,36 @@ def test_drop_page_in_chromium(tree, tmp_path: Path, size: tuple[int, int]) -> N
             driver.save_screenshot(str(ARTIFACTS / f"pages-{label}-drop.png"))
     finally:
         proxy.close()
+
+
+def test_dragging_a_folder_in_uploads_its_tree(tree, tmp_path: Path) -> None:
+    """A drop event whose items are a folder's entries (what webkitGetAsEntry gives for a folder
+    dragged from the desktop; WebDriver cannot drag from the OS, so the page gets the same entry
+    objects made in the page), and plain dropped files: both land, the tree with its empty folder."""
+    from selenium.webdriver.common.by import By
+
+    inbox = tree.root / "Inbox"
+    with chromium_at(tmp_path, DESKTOP, tmp_path / "downloads") as driver:
+        driver.get(drop_link(tree))
+        driver.execute_script("""
+            const file = (name, text) => { const f = new File([text], name);
+              return {isFile: true, isDirectory: false, name, file: (ok) => ok(f)}; };
+            const dir = (name, children) => { let given = false; return {isFile: false, isDirectory: true, name,
+              createReader: () => ({readEntries: (ok) => { ok(given ? [] : children); given = true; }})}; };
+            const album = dir('Album', [file('one.txt', 'one'), dir('Empty', []), dir('Sub', [file('two.txt', 'two')])]);
+            const items = [{kind: 'file', webkitGetAsEntry: () => album}];
+            const ev = new Event('drop', {bubbles: true, cancelable: true});
+            ev.dataTransfer = {items, files: []};
+            document.dispatchEvent(ev);""")
+        wait_until(lambda: (inbox / "Album" / "Sub" / "two.txt").exists() and (inbox / "Album" / "one.txt").exists(),
+                   30, "the dragged folder's tree")  # fmt: skip
+        assert (inbox / "Album" / "Sub" / "two.txt").read_text() == "two"
+        assert (inbox / "Album" / "Empty").is_dir()
+        driver.execute_script("""
+            const dt = new DataTransfer();
+            dt.items.add(new File(['dropped'], 'loose.txt'));
+            const ev = new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt});
+            document.dispatchEvent(ev);""")
+        wait_until(lambda: (inbox / "loose.txt").exists(), 30, "the dropped file")
+        assert (inbox / "loose.txt").read_text() == "dropped"
+        assert driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done]")
