@@ -19,7 +19,7 @@ def page(title: str, body: str) -> bytes:
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         '<meta name=referrer content=no-referrer><meta name=robots content="noindex,nofollow">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+        f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"
     ).encode()
 
 
