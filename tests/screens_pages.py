@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import shutil
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,10 @@ def _tree(root: Path) -> None:
 
 
 def shoot(out: Path) -> list[Path]:
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
 
-    binary, driver_exe = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not binary or not driver_exe:
-        raise SystemExit("needs chromium and chromedriver")
+    from tests.browserhelp import chromium_at
+
     made: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -58,19 +56,16 @@ def shoot(out: Path) -> list[Path]:
         _wait(server.scan_done.is_set)
         url = f"http://127.0.0.1:{server.port}/"
         (base / "IMG_5012.jpg").write_bytes(os.urandom(1_500_000))
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = binary
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                    "--hide-scrollbars", f"--user-data-dir={base / 'profile'}"):  # fmt: skip
-            opts.add_argument(arg)
-        driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_exe))
         auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        stack = ExitStack()
         try:
+            driver = stack.enter_context(chromium_at(base, (PHONE, 900), base / "downloads"))
             driver.execute_cdp_cmd("Network.enable", {})
             for width in (PHONE, DESKTOP):
                 size = "phone" if width == PHONE else "desktop"
                 for scheme in ("light", "dark"):
                     suffix = "" if scheme == "light" else "-dark"
+
                     def viewport(width: int = width) -> None:
                         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": 900,
                                                "deviceScaleFactor": 1, "mobile": width == PHONE})  # fmt: skip
@@ -99,7 +94,7 @@ def shoot(out: Path) -> list[Path]:
                     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done]"))
                     made.append(_save(driver, out / f"pages-{size}-drop{suffix}.png"))
         finally:
-            driver.quit()
+            stack.close()
             server.stop()
     return made
 
