@@ -82,7 +82,7 @@ def shoot(out: Path) -> list[Path]:
                     drop = LinkStore(base / "state").create("2026 Holiday", "drop", expires_in=3600, password=None)
                     driver.get(url + "2026%20Holiday/")
                     driver.find_element(By.CSS_SELECTOR, "#share summary").click()
-                    driver.find_element(By.ID, "share-label").send_keys("for Grandma")
+                    driver.find_element(By.ID, "share-label").send_keys("Holiday photos")
                     driver.find_element(By.ID, "share-create").click()
                     _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#share-list li[data-state=active]"))
                     driver.execute_script("document.getElementById('share').scrollIntoView()")

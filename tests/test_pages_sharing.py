@@ -163,3 +163,43 @@ def test_share_a_folder_in_chromium(tree, tmp_path: Path, size: tuple[int, int])
         assert driver.find_element(By.TAG_NAME, "h1").text == "No such link"
         assert "withdrawn" in driver.find_element(By.TAG_NAME, "body").text
         assert not driver.find_elements(By.CSS_SELECTOR, "#list")
+
+
+def test_a_link_gives_no_more_than_its_maker_has_now(start_share, users_file: Path) -> None:
+    """A link made on the page stops writing when its maker becomes read-only (its read-only links
+    go on), and stops altogether when the maker is removed; CLI links (no owner) are the operator's."""
+    from davsync.server.admin import ADMIN_PREFIX
+    from davsync.users import Users
+
+    users = Users.load(users_file)
+    users.add("root", "root-secret", read_only=False, admin=True)
+    users.save(users_file)
+    share = start_share(admin=True)
+    (share.root / "Inbox").mkdir()
+    (share.root / "Inbox" / "a.txt").write_text("a")
+    share.wait_indexed()
+    rw = make(share, "Inbox/", mode="read-write").json()["url"]
+    ro = make(share, "Inbox/").json()["url"]
+    cli = LinkStore(share.state_dir).create("Inbox", "read-write", expires_in=3600, password=None)
+    cli_url = f"{share.url}s/{cli.token}/"
+    assert requests.put(rw + "b.txt", data=b"b", timeout=30).status_code == 201
+
+    admin = requests.Session()
+    admin.auth = ("root", "root-secret")
+    csrf = admin.get(share.url + ADMIN_PREFIX.lstrip("/") + "api/status", timeout=30).json()["csrf"]
+
+    def change(verb: str, **body: Any) -> None:
+        r = admin.post(share.url + ADMIN_PREFIX.lstrip("/") + f"api/users/{verb}", json={"name": "alice", **body},
+                       headers={"X-CSRF-Token": csrf}, timeout=30)  # fmt: skip
+        assert r.status_code == 200, r.text
+
+    change("read-only", read_only=True)
+    assert requests.put(rw + "c.txt", data=b"c", timeout=30).status_code == 404
+    assert requests.get(rw + "a.txt", timeout=30).status_code == 404
+    assert requests.get(ro + "a.txt", timeout=30).content == b"a"
+    assert requests.put(cli_url + "d.txt", data=b"d", timeout=30).status_code == 201
+    change("read-only", read_only=False)
+    assert requests.get(rw + "a.txt", timeout=30).content == b"a"  # back with the maker's rights
+    change("remove")
+    assert requests.get(ro + "a.txt", timeout=30).status_code == 404
+    assert not (share.root / "Inbox" / "c.txt").exists()

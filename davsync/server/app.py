@@ -155,7 +155,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
     front = FrontGate(RootGate(LftpProppatchCompat(fast), guard), users, settings.anonymous, limiter)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
-                    anonymous=settings.anonymous, limiter=limiter)  # fmt: skip
+                    anonymous=settings.anonymous, limiter=limiter, users=users)  # fmt: skip
     if settings.admin:
         from .admin import AdminGate
 

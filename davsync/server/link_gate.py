@@ -21,16 +21,17 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ..users import Users
 from .browser_headers import OWN_PAGE
 from .limiter import FailureLimiter, client_address, too_many
 from .link_auth import COOKIE_NAME, LinkAuth
+from .link_drop import DropResumable, is_resumable, owner_allows
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
 from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
 from .pages.browser import ASSET_PREFIX
 from .resumable import DROP_NAMER
-from .resumable import PREFIX as RESUMABLE_PREFIX
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
@@ -70,7 +71,7 @@ class LinkGate:
 
     def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
                  index: Any, versions: Any = None, anonymous: str = "off",
-                 limiter: FailureLimiter | None = None) -> None:  # fmt: skip
+                 limiter: FailureLimiter | None = None, users: Users | None = None) -> None:  # fmt: skip
         self.app = app
         self.anonymous = anonymous  # the share's own guest access: a guest's probes need no help then
         self.store = store
@@ -79,6 +80,7 @@ class LinkGate:
         self.index = index
         self.versions = versions  # writes through a link keep versions like any other
         self.auth = LinkAuth(limiter)
+        self.users = users  # the share's users: a link made on the page keeps to its maker's rights
         self._mounted: OrderedDict[tuple, Mounted] = OrderedDict()
         self._lock = threading.Lock()
         self._reserved: set[str] = set()  # drop-box names being uploaded right now
@@ -155,7 +157,7 @@ class LinkGate:
             return _answer(_Decorated(start_response, None, prefix), "503 Service Unavailable", environ,
                            "The share links cannot be read right now.")  # fmt: skip
         shown = f"/s/{shorten(token)}{rest}"
-        if link is None or link.revoked is not None:
+        if link is None or link.revoked is not None or not owner_allows(link, self.users):
             unknown = _Decorated(
                 _Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix
             )
@@ -185,7 +187,7 @@ class LinkGate:
         denied = self._authenticate(environ, start, link, prefix, rest)
         if denied is not None:
             return denied
-        resumable = link.mode == "drop" and _resumable(environ, rest)
+        resumable = link.mode == "drop" and is_resumable(environ, rest)
         if link.mode == "drop" and method == "GET" and rest.startswith(ASSET_PREFIX):
             resumable = True  # the upload page's script and style (pages/browser.py serves them)
         if method not in WRITE_METHODS and not resumable:
@@ -211,7 +213,7 @@ class LinkGate:
         if resumable:
             if method != "GET":
                 environ[DROP_NAMER] = self._namer(mounted.provider)
-            return mounted.app(environ, _DropResumable(start))
+            return mounted.app(environ, DropResumable(start))
         if link.mode == "drop":
             return self._drop(environ, start, mounted, folder, rel or "/", prefix)
         return mounted.app(environ, start)
@@ -392,7 +394,6 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
     from wsgidav.http_authenticator import HTTPAuthenticator
     from wsgidav.wsgidav_app import WsgiDAVApp
 
-    from ..users import Users
     from .auth import FrontGate
 
     class LinkDirBrowser(WsgiDavDirBrowser):
@@ -510,30 +511,6 @@ class _DropOptions:
                 value = "1"
             out.append((name, value))
         return self.start(status, out, exc_info)
-
-
-class _DropResumable:
-    """A drop's resumable upload answers with offsets and its upload resource, never with what
-    names the file got (no ETag, no Location but the upload's own, no dates)."""
-
-    def __init__(self, start: StartResponse) -> None:
-        self.start = start
-
-    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Any:
-        kept = [(k, v) for k, v in headers if k.lower() not in _DROP_HIDDEN
-                and not (k.lower() == "location" and RESUMABLE_PREFIX not in v)]  # fmt: skip
-        return self.start(status, kept, exc_info)
-
-
-_DROP_HIDDEN = frozenset({"etag", "oc-etag", "oc-fileid", "last-modified", "oc-checksum", "x-oc-mtime"})
-
-
-def _resumable(environ: dict, rest: str) -> bool:
-    """A request of the resumable-upload protocol (resumable.py): a create, or its upload resource."""
-    method = environ["REQUEST_METHOD"]
-    if rest.startswith(RESUMABLE_PREFIX):
-        return method in ("HEAD", "PATCH", "DELETE")
-    return method in ("POST", "PUT") and "HTTP_UPLOAD_COMPLETE" in environ
 
 
 class _Decorated:
