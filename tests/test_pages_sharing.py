@@ -74,6 +74,8 @@ def test_read_only_users_guests_and_cross_site_forms_make_no_links(tree, start_s
     assert not page.xpath("//*[@id='share']")
     page = lxml_html.fromstring(tree.request("GET", "Photos/", headers=HTML).content)
     assert page.xpath("//*[@id='share']//form")
+    viewer = tree.request("GET", "Photos/beach.jpg?view", user="bob").content
+    assert b"share-folder" not in viewer and b"share-folder" in tree.request("GET", "Photos/beach.jpg?view").content
     assert tree.request("GET", "?links", user="bob").status_code == 403
     # a form on another site cannot send the page's header
     r = tree.request("POST", "Photos/?share", json={"mode": "read-only", "expires": "7d"})
@@ -120,8 +122,10 @@ def test_share_a_folder_in_chromium(tree, tmp_path: Path, size: tuple[int, int])
         auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {auth}"}})
-        driver.get(tree.url + "Photos/")
-        driver.find_element(By.CSS_SELECTOR, "#share summary").click()
+        driver.get(tree.url + "Photos/beach.jpg?view")  # from a file's page to its folder's share box
+        driver.find_element(By.ID, "share-folder").click()
+        wait_until(lambda: driver.execute_script("const b = document.getElementById('share'); return b && b.open"),
+                   15, "the folder page with its share box open")  # fmt: skip
         wait_until(lambda: "no links" in driver.find_element(By.ID, "share-list").text, 15, "the empty list")
         driver.find_element(By.ID, "share-label").send_keys("for Anna")
         driver.find_element(By.ID, "share-create").click()

@@ -85,6 +85,7 @@
       }
     }
     box.addEventListener('toggle', () => { if (box.open) list(); });
+    if (location.hash === '#share') { box.open = true; box.scrollIntoView(); } // "Share its folder" on a file's page
   }
 
   // a thumbnail the server could not make (thumbs.py): the image icon instead
@@ -178,6 +179,7 @@
       try { await navigator.clipboard.writeText(field.value); tell('Link copied.'); } catch (e) { tell('Select the link and copy it.'); }
     });
     box.addEventListener('toggle', () => { if (box.open) list(); });
+    if (location.hash === '#share') { box.open = true; box.scrollIntoView(); } // "Share its folder" on a file's page
   }
 
   const here = location.pathname; // always ends with '/': the server redirects to it
