@@ -169,3 +169,21 @@ def test_dragging_a_folder_in_uploads_its_tree(tree, tmp_path: Path) -> None:
         wait_until(lambda: (inbox / "loose.txt").exists(), 30, "the dropped file")
         assert (inbox / "loose.txt").read_text() == "dropped"
         assert driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done]")
+
+
+def test_a_read_write_links_page_uploads_big_files_too(tree, tmp_path: Path) -> None:
+    """A read-write link takes no resumable uploads (only drop links do): its page sends a big
+    file as one PUT instead."""
+    from selenium.webdriver.common.by import By
+
+    big = os.urandom(2_500_000)
+    (tmp_path / "big.bin").write_bytes(big)
+    with chromium_at(tmp_path, DESKTOP, tmp_path / "downloads") as driver:
+        driver.get(drop_link(tree, mode="read-write"))
+        driver.find_element(By.ID, "files").send_keys(str(tmp_path / "big.bin"))
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done], "
+                                                "#uploads li[data-state=failed]"), 30, "the upload")  # fmt: skip
+        assert driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done]"), driver.find_element(
+            By.ID, "uploads"
+        ).text
+    assert (tree.root / "Inbox" / "big.bin").read_bytes() == big

@@ -92,6 +92,7 @@ window.davsyncUploads = (() => {
       if (!made) await sleep(1000);
     }
     if (!made) return 'the connection broke; try again.';
+    if (made.status === 405 || made.status === 501) return put(item, url, show); // no resumable uploads here (a read-write link)
     if (made.status !== 201 || !made.getResponseHeader('Location')) return problem(made);
     const where = made.getResponseHeader('Location');
     let offset = Number(made.getResponseHeader('Upload-Offset') || 0);
