@@ -187,3 +187,17 @@ def test_a_read_write_links_page_uploads_big_files_too(tree, tmp_path: Path) -> 
             By.ID, "uploads"
         ).text
     assert (tree.root / "Inbox" / "big.bin").read_bytes() == big
+
+
+def test_a_password_drop_link_asks_for_it_on_every_step_of_a_resumable_upload(tree) -> None:
+    issued = LinkStore(tree.state_dir).create("Inbox", "drop", expires_in=3600, password="let me in")
+    url = f"{tree.url}s/{issued.token}/"
+    start = {"Upload-Complete": "?0", "Upload-Length": "3"}
+    assert requests.post(url + "n.txt", headers=start, timeout=30).status_code == 401
+    made = requests.post(url + "n.txt", headers=start, auth=("x", "let me in"), timeout=30)
+    assert made.status_code == 201, made.text
+    session = tree.url.rstrip("/") + made.headers["Location"]
+    last = {"Content-Type": "application/partial-upload", "Upload-Offset": "0", "Upload-Complete": "?1"}
+    assert requests.patch(session, data=b"new", headers=last, timeout=30).status_code == 401
+    assert requests.patch(session, data=b"new", headers=last, auth=("x", "let me in"), timeout=30).status_code == 201
+    assert (tree.root / "Inbox" / "n.txt").read_bytes() == b"new"
