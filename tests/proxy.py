@@ -20,6 +20,10 @@ class Faults:
     # With this set, cuts and stalls hit only answers to requests whose request line contains
     # it (e.g. "REPORT"), counting that answer's bytes alone.
     only_for: str | None = None
+    # Cut a request on its way to the server (both sides closed) after this many bytes of it
+    # (head and body), this many times; with only_for, only requests whose line contains it.
+    cut_request_after: int | None = None
+    request_cuts_left: int = 0
 
 
 @dataclass
@@ -81,6 +85,12 @@ class Proxy:
                     break
                 if not to_client and data[:1].isalpha() and b" HTTP/1." in data.split(b"\r\n", 1)[0]:
                     request.line, request.answered = data.split(b"\r\n", 1)[0].decode("latin-1"), 0
+                    request.sent = 0
+                if not to_client and self._cut_request(request, len(data)):
+                    dst.sendall(data[: max(0, (self.faults.cut_request_after or 0) - request.sent)])
+                    break
+                if not to_client:
+                    request.sent += len(data)
                 faulty = True
                 if to_client and self.faults.only_for is not None:
                     faulty = self.faults.only_for in request.line
@@ -134,12 +144,24 @@ class Proxy:
                 s.close()
 
 
+    def _cut_request(self, request: _Request, more: int) -> bool:
+        f = self.faults
+        with self._lock:
+            cut = (f.cut_request_after is not None and f.request_cuts_left > 0
+                   and (f.only_for is None or f.only_for in request.line)
+                   and request.sent + more >= f.cut_request_after)  # fmt: skip
+            if cut:
+                f.request_cuts_left -= 1
+        return cut
+
+
 @dataclass
 class _Request:
-    """The latest request line seen on one connection, and how many answer bytes followed it."""
+    """The latest request line seen on one connection, and how many bytes of it and of its answer passed."""
 
     line: str = ""
     answered: int = 0
+    sent: int = 0
 
 
 def _drain(sock: socket.socket, timeout: float = 5.0) -> None:

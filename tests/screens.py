@@ -1,4 +1,5 @@
-"""The README's dashboard screenshots, made again: `python -m tests.screens [--out docs]`.
+"""The README's dashboard screenshots, made again: `python -m tests.screens [--out docs]` (and
+the server's browser pages: tests/screens_pages.py).
 
 Starts the real app and its dashboard on 127.0.0.1 (no folder pairs, nothing synced), opens it in
 headless Chromium, and has the page render scenes with realistic names: a conflict (light and
@@ -114,6 +115,9 @@ def main() -> int:
             driver.quit()
             app.stop()
             dash.stop()
+    from tests.screens_pages import shoot  # the server's browser pages
+
+    shoot(args.out)
     return 0
 
 

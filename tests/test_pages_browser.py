@@ -229,27 +229,50 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
 @pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, int], scheme: str) -> None:
-    """axe-core (not a dependency: browserhelp.axe_source) finds nothing on the folder page, a
-    file's page and a link's page."""
+    """axe-core (not a dependency: browserhelp.axe_source) finds nothing on the folder page (also
+    with its share box open), a file's page, a link's page, a drop link's page (also after an
+    upload) and a withdrawn link's page."""
+    from selenium.webdriver.common.by import By
+
     axe = axe_source()
     (share.root / "Photos").mkdir()
     (share.root / "Photos" / "pic.png").write_bytes(png(8, 8))
     (share.root / "notes.txt").write_text("notes")
     issued = LinkStore(share.state_dir).create("Photos", "read-only", expires_in=3600, password=None)
+    drop = LinkStore(share.state_dir).create("Photos", "drop", expires_in=3600, password=None)
+    gone = LinkStore(share.state_dir).create("Photos", "read-only", expires_in=3600, password=None)
+    LinkStore(share.state_dir).revoke(gone.link.id)
     with chromium_at(tmp_path, size, tmp_path / "downloads") as driver:
         auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {auth}"}})
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
                                {"features": [{"name": "prefers-color-scheme", "value": scheme}]})  # fmt: skip
-        for target in ("", "Photos/", "notes.txt?view", "Photos/pic.png?view", f"s/{issued.token}/"):
-            driver.get(share.url + target)
+
+        def check(target: str) -> None:
             driver.execute_script(axe)
             found = driver.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
                 "axe.run().then((r) => done(r.violations.map((v) => [v.impact, v.id, v.nodes[0].html])));"
             )
             assert found == [], (target, found)
+
+        for target in ("", "Photos/", "notes.txt?view", "Photos/pic.png?view", f"s/{issued.token}/",
+                       f"s/{drop.token}/", f"s/{gone.token}/"):  # fmt: skip
+            driver.get(share.url + target)
+            check(target)
+        # the share box open, with a link made and listed, and a drop page with an upload done
+        driver.get(share.url + "Photos/")
+        driver.find_element(By.CSS_SELECTOR, "#share summary").click()
+        driver.find_element(By.ID, "share-create").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#share-list li[data-state=active]"), 15, "a link")
+        check("Photos/ (share box)")
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        driver.get(f"{share.url}s/{drop.token}/")
+        (tmp_path / "sent.txt").write_text("sent")
+        driver.find_element(By.ID, "files").send_keys(str(tmp_path / "sent.txt"))
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#uploads li[data-state=done]"), 15, "the upload")
+        check("drop page (uploaded)")
 
 
 def test_admin_page_fits_a_phone(start_share, users_file: Path, tmp_path: Path) -> None:

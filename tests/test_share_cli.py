@@ -277,8 +277,7 @@ def test_browser_drops_files_into_an_upload_only_link(served, chromium, tmp_path
     driver.find_element(By.ID, "login").click()
     wait_until(lambda: "Upload only" in page_text(driver), 15, "the upload page")
     assert "2024" not in driver.find_element(By.TAG_NAME, "body").text  # nothing is listed
-    driver.find_element(By.ID, "files").send_keys(str(upload))
-    driver.find_element(By.ID, "send").click()
+    driver.find_element(By.ID, "files").send_keys(str(upload))  # sent as soon as it is chosen
     wait_until(lambda: "Uploaded beach.jpg" in driver.find_element(By.ID, "status").text, 15, "the upload")
     assert (served.root / "Photos" / "beach.jpg").read_bytes() == b"sand" * 1000  # never overwritten
     assert (served.root / "Photos" / "beach (2).jpg").read_bytes() == b"a friend's beach"

@@ -104,6 +104,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     provider.scanned = guard.scanned
     state = ShareState(settings, index, provider, versions, guard)
     provider.blocks = BlockStore(state_dir / "blocks.sqlite")
+    links = LinkStore(state_dir)
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "verbose": 3 if settings.verbose else 1,
@@ -145,6 +146,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
             "uploads": SessionStore(state_dir / "uploads"),
             "state_dir": str(state_dir),  # the pages' thumbnail cache (pages/thumbs.py)
             "share_state": state,  # the pages' "Recently deleted" (pages/deleted.py)
+            "links": links,  # links made on the folder page (pages/sharing.py)
         },
     }
     dav_app = WsgiDAVApp(config)
@@ -152,9 +154,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
     front = FrontGate(RootGate(LftpProppatchCompat(fast), guard), users, settings.anonymous, limiter)
-    links = LinkStore(state_dir)
     gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
-                    anonymous=settings.anonymous, limiter=limiter)  # fmt: skip
+                    anonymous=settings.anonymous, limiter=limiter, users=users)  # fmt: skip
     if settings.admin:
         from .admin import AdminGate
 

@@ -21,13 +21,17 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ..users import Users
 from .browser_headers import OWN_PAGE
 from .limiter import FailureLimiter, client_address, too_many
 from .link_auth import COOKIE_NAME, LinkAuth
+from .link_drop import DropResumable, is_resumable, owner_allows
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
 from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
+from .pages.browser import ASSET_PREFIX
+from .resumable import DROP_NAMER
 
 log = logging.getLogger("davsync.server")
 StartResponse = Callable[..., Any]
@@ -67,7 +71,7 @@ class LinkGate:
 
     def __init__(self, app: WsgiApp, store: LinkStore, root: str, make_dav_app: Callable[[LinkProvider, str], WsgiApp],
                  index: Any, versions: Any = None, anonymous: str = "off",
-                 limiter: FailureLimiter | None = None) -> None:  # fmt: skip
+                 limiter: FailureLimiter | None = None, users: Users | None = None) -> None:  # fmt: skip
         self.app = app
         self.anonymous = anonymous  # the share's own guest access: a guest's probes need no help then
         self.store = store
@@ -76,6 +80,7 @@ class LinkGate:
         self.index = index
         self.versions = versions  # writes through a link keep versions like any other
         self.auth = LinkAuth(limiter)
+        self.users = users  # the share's users: a link made on the page keeps to its maker's rights
         self._mounted: OrderedDict[tuple, Mounted] = OrderedDict()
         self._lock = threading.Lock()
         self._reserved: set[str] = set()  # drop-box names being uploaded right now
@@ -152,7 +157,7 @@ class LinkGate:
             return _answer(_Decorated(start_response, None, prefix), "503 Service Unavailable", environ,
                            "The share links cannot be read right now.")  # fmt: skip
         shown = f"/s/{shorten(token)}{rest}"
-        if link is None or link.revoked is not None:
+        if link is None or link.revoked is not None or not owner_allows(link, self.users):
             unknown = _Decorated(
                 _Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix
             )
@@ -182,14 +187,17 @@ class LinkGate:
         denied = self._authenticate(environ, start, link, prefix, rest)
         if denied is not None:
             return denied
-        if method not in WRITE_METHODS:
+        resumable = link.mode == "drop" and is_resumable(environ, rest)
+        if link.mode == "drop" and method == "GET" and rest.startswith(ASSET_PREFIX):
+            resumable = True  # the upload page's script and style (pages/browser.py serves them)
+        if method not in WRITE_METHODS and not resumable:
             return _answer(start, "405 Method Not Allowed", environ, f"{method} is not supported here.",
                            headers=[("Allow", ", ".join(sorted(ALLOWED[link.mode])))])  # fmt: skip
-        if link.mode == "drop" and method in ("GET", "HEAD"):
+        if link.mode == "drop" and method in ("GET", "HEAD") and not resumable:
             if _wants_html(environ):
-                return _answer(start, "200 OK", environ, "", drop_page(link.label))
+                return _answer(start, "200 OK", environ, "", drop_page(link.label, prefix))
             return _answer(start, "403 Forbidden", environ, REFUSED["drop"])
-        if method not in ALLOWED[link.mode]:
+        if method not in ALLOWED[link.mode] and not resumable:
             return _answer(start, "403 Forbidden", environ, REFUSED[link.mode])
         problem = _destination_problem(environ.get("HTTP_DESTINATION"), prefix)
         if problem:
@@ -202,6 +210,10 @@ class LinkGate:
         if link.mode == "read-only":
             environ["davsync.readonly"] = True
         environ.pop("HTTP_AUTHORIZATION", None)  # handled here; the DAV app has no authenticator
+        if resumable:
+            if method != "GET":
+                environ[DROP_NAMER] = self._namer(mounted.provider)
+            return mounted.app(environ, DropResumable(start))
         if link.mode == "drop":
             return self._drop(environ, start, mounted, folder, rel or "/", prefix)
         return mounted.app(environ, start)
@@ -355,6 +367,20 @@ class LinkGate:
                     return candidate
         return None
 
+    def _namer(self, provider: LinkProvider) -> Callable[[str], tuple[str | None, Callable[[], None]]]:
+        """A resumable upload's commit (resumable.py) takes the first free name, as a drop's PUT does."""
+
+        def name(path: str) -> tuple[str | None, Callable[[], None]]:
+            parent, _, base = path.rpartition("/")
+            folder = os.path.dirname(provider.file_path(path))
+            chosen = self._reserve(folder, base)
+            if chosen is None:
+                return None, lambda: None
+            full = os.path.join(folder, chosen)
+            return f"{parent}/{chosen}", lambda: self._release(full)
+
+        return name
+
     def _release(self, full: str) -> None:
         with self._lock:
             self._reserved.discard(full)
@@ -368,7 +394,6 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
     from wsgidav.http_authenticator import HTTPAuthenticator
     from wsgidav.wsgidav_app import WsgiDAVApp
 
-    from ..users import Users
     from .auth import FrontGate
 
     class LinkDirBrowser(WsgiDavDirBrowser):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from .pages.listing import ASSET_DIR, head
+
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#222}"
     "h1{font-size:1.4rem}input{font-size:1rem;padding:.4rem;margin:.3rem 0}"
@@ -17,7 +19,7 @@ def page(title: str, body: str) -> bytes:
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         '<meta name=referrer content=no-referrer><meta name=robots content="noindex,nofollow">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+        f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"
     ).encode()
 
 
@@ -50,20 +52,24 @@ def not_found_page() -> bytes:
     )
 
 
-def drop_page(label: str) -> bytes:
+def drop_page(label: str, base: str) -> bytes:
+    """The upload-only page: files, folders, drag and drop, a progress bar per file, big files in
+    resumable parts (pages/static/upload.js); `base` is the link's URL path, for the assets."""
     what = f"“{escape(label)}”" if label else "this folder"
-    return page(
-        "Upload only",
-        f"<p>You can add files to {what}, but not see what is in it.</p>"
-        "<p>Choose files to upload; a file whose name is taken is saved as “name (2)”.</p>"
-        '<input id=files type=file multiple> <button id=send type=button>Upload</button>'
-        '<p id=status class=muted></p>'
-        "<script>"
-        "document.getElementById('send').onclick=async()=>{"
-        "const s=document.getElementById('status');"
-        "for(const f of document.getElementById('files').files){"
-        "s.textContent='Uploading '+f.name+'…';"
-        "const r=await fetch(encodeURIComponent(f.name),{method:'PUT',body:f,credentials:'same-origin'});"
-        "s.textContent=r.ok?'Uploaded '+f.name:'Upload of '+f.name+' failed: HTTP '+r.status;}};"
-        "</script>",
-    )
+    assets = escape(base + "/" + ASSET_DIR, quote=True)
+    return (
+        head("Upload only – davsync", base)
+        + '<body data-page="drop"><main>'
+        "<h1>Upload only</h1>"
+        f"<p>You can add files to {what}, but not see what is in it. A file whose name is taken is saved as "
+        "“name (2)”; nothing already there is replaced.</p>"
+        '<div class="toolbar"><label class="button" for="files">Choose files</label>'
+        '<input id="files" type="file" multiple class="sr">'
+        '<label class="button folder-upload" for="folder">Choose a folder</label>'
+        '<input id="folder" type="file" webkitdirectory multiple class="sr"></div>'
+        '<div id="dropzone" class="dropzone">Or drop files and folders here.</div>'
+        '<ul id="uploads" aria-live="polite"></ul><p id="status" role="status"></p>'
+        '<p class="muted">A big file that is cut off (a dropped connection, a phone going to sleep) '
+        "goes on where it stopped when the connection is back, as long as this page stays open.</p>"
+        f'</main><script src="{assets}/upload.js"></script></body></html>'
+    ).encode()

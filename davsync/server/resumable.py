@@ -23,6 +23,10 @@ WebDAV clients never send these headers and see ordinary PUT.
   precondition or MD5 ends the session.
 - **Cancel**: `DELETE <Location>` -> 204.
 
+A drop link (link_gate.py) uses the same sessions: its gate puts a namer in the environ
+(DROP_NAMER), and the commit places the file under the first free name ("name (2)"), as a drop's
+PUT does; nothing in a drop's answers tells which names exist.
+
 Sessions live in the server's state dir (`uploads/<id>.json` and `<id>.data`, outside the
 share), belong to the user who created them, and are swept after EXPIRES seconds idle.
 """
@@ -37,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,7 @@ EXPIRES = 24 * 3600  # idle seconds before a session is swept (Nextcloud's chunk
 BLOCK = 256 * 1024  # body reads, as upload.receive reads a PUT body
 LOCK_WAIT = 30.0  # a resumed part waits this long for a cut one still draining on the server
 PARTIAL = "application/partial-upload"
+DROP_NAMER = "davsync.drop_namer"  # environ: a drop link's (path) -> (free path, release) at the commit
 
 
 @dataclass
@@ -191,8 +196,10 @@ class ResumableMiddleware(BaseMiddleware):
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         provider = environ.get("wsgidav.provider")
         store = self.store
-        if provider is None or store is None or getattr(provider, "mode", None):  # share links: none
+        if provider is None or store is None:
             return self.app(environ, start_response)
+        if getattr(provider, "mode", None) and not (provider.mode == "drop" and DROP_NAMER in environ):
+            return self.app(environ, start_response)  # share links: only a drop link's gate sends these here
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
         if path.startswith(PREFIX):
@@ -267,7 +274,7 @@ def _create(store: SessionStore, provider: Any, environ: dict, start_response: S
         mtime = parse_oc_mtime(environ.get("HTTP_X_OC_MTIME"))
     except UploadError as e:
         raise DAVError(e.status, e.message) from None
-    res = provider.get_resource_inst(path, environ)
+    res = None if DROP_NAMER in environ else provider.get_resource_inst(path, environ)  # a drop: named later
     if res is not None and res.is_collection:
         raise DAVError(405, "Cannot upload onto a folder.")
     if not provider.is_collection(util.get_uri_parent(path), environ):
@@ -403,6 +410,23 @@ def _commit(
 ) -> Iterable[bytes]:
     """Place the assembled file exactly as a PUT places its body; the session ends either way,
     except when the server could not write (then the client may try the commit again)."""
+    namer = environ.get(DROP_NAMER)
+    if namer is None:
+        return _place(store, provider, environ, start_response, session, digest)
+    path, release = namer(session.path)
+    if path is None:
+        raise DAVError(409, "Too many files with this name; rename it and try again.")
+    try:  # the free name, and never over a file that appeared meanwhile
+        session = replace(session, path=path, if_match=None, if_none_match="*")
+        return _place(store, provider, environ, start_response, session, digest)
+    finally:
+        release()
+
+
+def _place(
+    store: SessionStore, provider: Any, environ: dict, start_response: StartResponse, session: Session,
+    digest: FileDigest,
+) -> Iterable[bytes]:
     env = {k: v for k, v in environ.items() if k not in ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")}
     env.update(PATH_INFO=session.path, REQUEST_METHOD="PUT")
     if session.if_match is not None:

@@ -21,7 +21,7 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..netinfo import explorer_folder
-from . import deleted
+from . import deleted, sharing
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, entries, render, thumbnail_kind
 from .thumbs import for_folder
@@ -30,7 +30,8 @@ from .zipstream import members, stream_zip
 
 StartResponse = Callable[..., Any]
 ASSET_PREFIX = f"/{ASSET_DIR}/"
-ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8"}
+ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8",
+          "upload.js": "text/javascript; charset=utf-8"}
 
 
 def wants_html(environ: dict) -> bool:
@@ -55,22 +56,30 @@ class PageBrowser(BaseMiddleware):
         state_dir = config.get("davsync", {}).get("state_dir")
         self.thumbs = for_folder(Path(state_dir) / "thumbnails") if state_dir else None
         self.state = config.get("davsync", {}).get("share_state")  # None in a share link's app: no restore there
+        self.links = config.get("davsync", {}).get("links")  # the LinkStore: links made on the page (sharing.py)
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
         provider = environ.get("wsgidav.provider")
-        if provider is None or getattr(provider, "mode", "") == "drop":
+        if provider is None:
+            return self.app(environ, start_response)
+        if getattr(provider, "mode", "") == "drop":  # the gate's upload page needs only the assets
+            if method == "GET" and path.startswith(ASSET_PREFIX):
+                return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
             return self.app(environ, start_response)
         if method == "POST" and environ.get("QUERY_STRING") == "restore" and self._restorable(environ, provider):
             return deleted.restore(environ, start_response, self.state, self._share_folder(provider, path))
+        if method == "POST" and self.links is not None and environ.get("QUERY_STRING") in ("share", "unshare"):
+            return self._share(environ, start_response, provider, path)
         if method not in ("GET", "HEAD"):
             return self.app(environ, start_response)
         if path.startswith(ASSET_PREFIX):
             return self._asset(environ, start_response, path[len(ASSET_PREFIX) :])
         query = environ.get("QUERY_STRING", "")
         if not (
-            query in ("zip", "view", "inline", "thumb", "deleted", "versions") or (query == "" and wants_html(environ))
+            query in ("zip", "view", "inline", "thumb", "deleted", "versions", "links")
+            or (query == "" and wants_html(environ))
         ):
             return self.app(environ, start_response)
         try:
@@ -104,6 +113,10 @@ class PageBrowser(BaseMiddleware):
             return [b""]
         if query == "zip":
             return self._zip(environ, start_response, res, path, provider)
+        if query == "links":
+            return sharing.mine(environ, start_response, self.links) if self.links is not None else self.app(
+                environ, start_response
+            )
         if query == "deleted":
             if not self._restorable(environ, provider):
                 return deleted.answer(start_response, "403 Forbidden", {"error": "Only a user who may write restores."})
@@ -115,6 +128,18 @@ class PageBrowser(BaseMiddleware):
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store"), ("Vary", "Accept"), *security_headers()])  # fmt: skip
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    def _share(self, environ: dict, start_response: StartResponse, provider: Any, path: str) -> list[bytes]:
+        if environ["QUERY_STRING"] == "unshare":
+            return sharing.revoke(environ, start_response, self.links)
+        try:
+            res = provider.get_resource_inst(path, environ)
+        except DAVError:
+            res = None
+        if res is None or not res.is_collection:
+            return deleted.answer(start_response, "404 Not Found", {"error": "Share links open folders; "
+                                  "open the folder's page and share it there."})  # fmt: skip
+        return sharing.create(environ, start_response, self.links, self._share_folder(provider, path))
 
     def _restorable(self, environ: dict, provider: Any) -> bool:
         """A user of the share who may write, on a server that keeps versions (not through a link)."""
@@ -139,6 +164,7 @@ class PageBrowser(BaseMiddleware):
             can_write=not environ.get("davsync.readonly") and not provider.is_readonly(),
             thumbs=self.thumbs is not None and self.thumbs.enabled,
             show_deleted=self._restorable(environ, provider),
+            can_share=self.links is not None and sharing.sharer(environ) is not None,
             dav_url=f"{scheme}://{host}{quote(base + path)}",
             windows_path=explorer_folder(name, port, scheme, base + path),
             login_hint=(

@@ -70,15 +70,26 @@ def answer(start_response: StartResponse, status: str, data: Any) -> list[bytes]
     return [body]
 
 
-def restore(environ: dict, start_response: StartResponse, state: Any, share_folder: str) -> list[bytes]:
-    """POST folder/?restore {"id": ..., "name": ...}: that version back at folder/name."""
+def page_json(environ: dict) -> dict[str, Any] | None:
+    """A page's POST body: None without the page's header (a cross-site form), {} if unreadable."""
     if environ.get(PAGE_HEADER) != "1":
-        return answer(start_response, "403 Forbidden", {"error": "Restore from the folder page."})
+        return None
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         if not 0 < length <= MAX_BODY:
-            raise ValueError
+            return {}
         body = json.loads(environ["wsgi.input"].read(length))
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def restore(environ: dict, start_response: StartResponse, state: Any, share_folder: str) -> list[bytes]:
+    """POST folder/?restore {"id": ..., "name": ...}: that version back at folder/name."""
+    body = page_json(environ)
+    if body is None:
+        return answer(start_response, "403 Forbidden", {"error": "Restore from the folder page."})
+    try:
         vid, name = body["id"], body["name"]
         if not isinstance(vid, str) or not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
             raise ValueError

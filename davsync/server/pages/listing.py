@@ -55,6 +55,7 @@ class FolderView:
     login_hint: str
     thumbs: bool = False  # image rows show a thumbnail (thumbs.py; only with Pillow installed)
     show_deleted: bool = False  # the "Recently deleted" box (deleted.py)
+    can_share: bool = False  # the "Share this folder" box (sharing.py)
 
 
 def kind(name: str, is_dir: bool) -> str:
@@ -186,6 +187,7 @@ def render(view: FolderView, items: list[Entry]) -> bytes:
             act_head=act_head,
             rows="".join(_row(view, e) for e in items),
             deleted_box=DELETED_BOX if view.show_deleted else "",
+            share_box=template("share.html").template if view.can_share else "",
             empty_hidden="" if not items else " hidden",
             empty_text="This folder is empty." if not items else "Nothing here matches the search.",
             dav_url=escape(view.dav_url),

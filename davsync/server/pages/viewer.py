@@ -36,6 +36,10 @@ INLINE_CSP = (
 )
 
 
+# share links open folders (links.py): a file's page leads to its folder's share box
+SHARE_FOLDER = '<a class="button" id="share-folder" href="{folder}#share">Share its folder by link</a>\n'
+
+
 def render_viewer(view: FolderView, name: str, size: int, mtime: float) -> bytes:
     """The page of the file `view.path` (which ends with its name)."""
     what = kind(name, False)
@@ -69,6 +73,7 @@ def render_viewer(view: FolderView, name: str, size: int, mtime: float) -> bytes
             kind=what,
             preview=preview,
             versions_box=VERSIONS_BOX if view.show_deleted else "",
+            share_link=SHARE_FOLDER.format(folder=href(view.base, folder)) if view.can_share else "",
         )
         .encode()
     )

@@ -85,6 +85,7 @@
       }
     }
     box.addEventListener('toggle', () => { if (box.open) list(); });
+    if (location.hash === '#share') { box.open = true; box.scrollIntoView(); } // "Share its folder" on a file's page
   }
 
   // a thumbnail the server could not make (thumbs.py): the image icon instead
@@ -109,7 +110,77 @@
   }
   filter.addEventListener('input', applyFilter);
 
+  sharing();
   if (body.dataset.write !== '1') return;
+
+  // Share links (sharing.py): make one for this folder, list the user's own, withdraw one
+  function sharing() {
+    const box = document.getElementById('share');
+    if (!box) return;
+    const folder = location.pathname;
+    const ul = document.getElementById('share-list');
+    const tell = (text) => { document.getElementById('share-note').textContent = text; };
+    const made = document.getElementById('share-made');
+    const post = (query, data) => fetch(folder + '?' + query, {method: 'POST', credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify(data)});
+    const when = (iso) => new Date(iso).toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+    const words = {'read-only': 'see and download', 'read-write': 'upload, rename and delete', 'drop': 'upload only'};
+    async function list() {
+      const r = await fetch(folder + '?links', {credentials: 'same-origin', cache: 'no-store'});
+      const links = r.ok ? await r.json() : null;
+      ul.replaceChildren();
+      if (!links || !links.length) {
+        const li = document.createElement('li');
+        li.textContent = links ? 'You have made no links yet.' : 'Could not list your links.';
+        ul.appendChild(li);
+        return;
+      }
+      for (const l of links) {
+        const li = document.createElement('li');
+        li.dataset.id = l.id;
+        li.dataset.state = l.state;
+        const state = l.state === 'active' ? (l.expires_iso ? 'until ' + when(l.expires_iso) : 'no end date') : l.state;
+        li.append(l.folder + ' · ' + words[l.mode] + ' · ' + state + (l.has_password ? ' · password' : '') +
+          (l.label ? ' · ' + l.label : '') + ' ');
+        if (l.state === 'active') {
+          const button = document.createElement('button');
+          button.type = 'button';
+          button.className = 'revoke';
+          button.textContent = 'Withdraw';
+          button.setAttribute('aria-label', 'Withdraw the link ' + l.id + ' to ' + l.folder);
+          button.addEventListener('click', async () => {
+            const resp = await post('unshare', {id: l.id});
+            const data = await resp.json().catch(() => ({}));
+            tell(resp.ok ? data.message : 'Could not withdraw the link: ' + (data.error || 'HTTP ' + resp.status));
+            await list();
+          });
+          li.appendChild(button);
+        }
+        ul.appendChild(li);
+      }
+    }
+    document.getElementById('share-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const form = ev.target;
+      const resp = await post('share', {mode: form.elements.mode.value, expires: form.elements.expires.value,
+        password: form.elements.password.value, label: form.elements.label.value});
+      const data = await resp.json().catch(() => ({}));
+      if (!resp.ok) { tell('Could not make the link: ' + (data.error || 'HTTP ' + resp.status)); return; }
+      form.elements.password.value = '';
+      document.getElementById('share-message').textContent = data.message;
+      document.getElementById('share-url').value = data.url;
+      document.getElementById('share-qr').src = data.qr;
+      made.hidden = false;
+      await list();
+    });
+    document.getElementById('share-copy').addEventListener('click', async () => {
+      const field = document.getElementById('share-url');
+      field.select();
+      try { await navigator.clipboard.writeText(field.value); tell('Link copied.'); } catch (e) { tell('Select the link and copy it.'); }
+    });
+    box.addEventListener('toggle', () => { if (box.open) list(); });
+    if (location.hash === '#share') { box.open = true; box.scrollIntoView(); } // "Share its folder" on a file's page
+  }
 
   const here = location.pathname; // always ends with '/': the server redirects to it
   const status = document.getElementById('status');
@@ -177,65 +248,6 @@
     }
   });
 
-  const list = document.getElementById('uploads');
-  const relPath = (file) => file.webkitRelativePath || file.name; // a folder upload keeps its tree
-  const urlOf = (rel) => here + rel.split('/').map(encodeURIComponent).join('/');
-
-  async function makeFolders(files) {
-    const folders = new Set();
-    for (const f of files) {
-      const parts = relPath(f).split('/').slice(0, -1);
-      for (let i = 1; i <= parts.length; i++) folders.add(parts.slice(0, i).join('/'));
-    }
-    for (const folder of Array.from(folders).sort((a, b) => a.split('/').length - b.split('/').length)) {
-      const r = await fetch(urlOf(folder) + '/', {method: 'MKCOL', credentials: 'same-origin'});
-      if (!r.ok && r.status !== 405) throw new Error('could not create folder “' + folder + '”: ' + await problem(r));
-    }
-  }
-
-  function upload(file) {
-    return new Promise((resolve) => {
-      const li = document.createElement('li');
-      const label = document.createElement('span');
-      const bar = document.createElement('progress');
-      const note = document.createElement('span');
-      label.textContent = relPath(file);
-      bar.max = 100;
-      bar.value = 0;
-      bar.setAttribute('aria-label', 'Upload of ' + file.name);
-      note.className = 'note';
-      li.append(label, bar, note);
-      li.dataset.state = 'sending';
-      list.appendChild(li);
-      const xhr = new XMLHttpRequest();
-      xhr.open('PUT', urlOf(relPath(file)));
-      xhr.setRequestHeader('X-OC-Mtime', String(Math.floor(file.lastModified / 1000)));
-      xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
-      xhr.onload = () => {
-        const ok = xhr.status >= 200 && xhr.status < 300;
-        if (ok) bar.value = 100;
-        li.dataset.state = ok ? 'done' : 'failed';
-        note.textContent = ok ? ' uploaded' : ' failed: ' + (xhr.responseText.trim().split('\n')[0].slice(0, 200) || 'HTTP ' + xhr.status);
-        resolve(ok);
-      };
-      xhr.onerror = () => { li.dataset.state = 'failed'; note.textContent = ' failed: the connection broke; try again.'; resolve(false); };
-      xhr.send(file);
-    });
-  }
-
-  async function uploadAll(files) {
-    const chosen = Array.from(files).filter((f) => !relPath(f).split('/').some(badName));
-    if (!chosen.length) return;
-    say('Uploading ' + chosen.length + (chosen.length === 1 ? ' file…' : ' files…'));
-    try {
-      await makeFolders(chosen);
-    } catch (e) { say('Nothing was uploaded: ' + e.message); return; }
-    const results = await Promise.all(chosen.map(upload));
-    const failed = results.filter((ok) => !ok).length;
-    say(failed ? failed + ' of ' + chosen.length + ' uploads failed.' : 'Uploaded ' + chosen.length + (chosen.length === 1 ? ' file.' : ' files.'));
-    await refresh();
-  }
-
   // Recently deleted (deleted.py): listed when opened, each with a Restore button
   const deletedBox = document.getElementById('deleted');
   async function listDeleted() {
@@ -270,16 +282,7 @@
   }
   if (deletedBox) deletedBox.addEventListener('toggle', () => { if (deletedBox.open) listDeleted(); });
 
-  const picker = document.getElementById('files');
-  picker.addEventListener('change', () => { uploadAll(picker.files).then(() => { picker.value = ''; }); });
-  const folderPicker = document.getElementById('folder');
-  folderPicker.addEventListener('change', () => { uploadAll(folderPicker.files).then(() => { folderPicker.value = ''; }); });
-  const zone = document.getElementById('dropzone');
-  document.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
-  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) zone.classList.remove('over'); });
-  document.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('over');
-    if (e.dataTransfer && e.dataTransfer.files.length) uploadAll(e.dataTransfer.files);
-  });
+  // uploads (upload.js): the pickers, the drop zone, then the listing again
+  window.davsyncUploads.attach({here, list: document.getElementById('uploads'), say, zone: document.getElementById('dropzone'),
+    pickers: [document.getElementById('files'), document.getElementById('folder')], done: refresh});
 })();
