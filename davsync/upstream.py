@@ -148,6 +148,7 @@ RELIANCES: tuple[Reliance, ...] = (
             "server/blocks.py",
             "server/deltapush.py",
             "server/pages/browser.py",
+            "server/pages/sharing.py",
         ),
         "Set by WsgiDAVApp: the provider for the path.",
     ),
@@ -168,6 +169,7 @@ RELIANCES: tuple[Reliance, ...] = (
             "server/bundle.py",
             "server/resumable.py",
             "server/pages/deleted.py",
+            "server/pages/sharing.py",
         ),
         "Set by HTTPAuthenticator after a login; auth.py sets it after its own Digest check, and "
         "share links set it to a link's own name. The bulk upload checks locks for this principal; "
