@@ -32,7 +32,7 @@ from .destination import check_same_origin, with_destination_fix
 from .multistatus import property_response, send_multistatus
 from .names import is_internal_path
 from .provider import DavsyncProvider
-from .upload import UploadError, answer_upload, expected_md5, parse_oc_mtime, receive
+from .upload import UploadError, answer_upload, body_length, expected_md5, parse_oc_mtime, receive
 
 MAX_XML_BODY = 1024 * 1024
 XML_METHODS = {"PROPFIND", "PROPPATCH", "REPORT", "LOCK"}
@@ -208,7 +208,7 @@ class DavsyncRequestServer(RequestServer):
         try:
             md5_expected = expected_md5(environ.get("HTTP_OC_CHECKSUM"))
             mtime = parse_oc_mtime(environ.get("HTTP_X_OC_MTIME"))
-            content_length = _content_length(environ)
+            content_length = body_length(environ)
         except UploadError as e:
             raise DAVError(e.status, e.message) from None
 
@@ -253,18 +253,6 @@ def _members(res: Any, depth: str) -> Iterator[Any]:
             member = res.get_member(name)
             if member is not None:
                 yield member
-
-
-def _content_length(environ: dict) -> int | None:
-    """None means "read to the end" (chunked); a missing length on a plain body means empty."""
-    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return None
-    raw = (environ.get("CONTENT_LENGTH") or "").strip()
-    if not raw:
-        return 0
-    if not raw.isdigit():
-        raise UploadError(400, f"Content-Length is not a number: {raw!r}")
-    return int(raw)
 
 
 def parse_propfind(body: Any) -> tuple[str, list[str]]:

@@ -53,7 +53,16 @@ from .auth import _plain
 from .blocks import FileDigest
 from .guard import recheck
 from .names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_path
-from .upload import UploadError, answer_upload, expected_md5, finish, parse_oc_mtime, storage_error
+from .upload import (
+    UploadError,
+    answer_upload,
+    body_chunks,
+    body_length,
+    expected_md5,
+    finish,
+    parse_oc_mtime,
+    storage_error,
+)
 
 StartResponse = Callable[..., Any]
 
@@ -248,17 +257,6 @@ def _number(environ: dict, name: str) -> int | None:
     return int(raw.strip())
 
 
-def _body_length(environ: dict) -> int | None:
-    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-        return None
-    raw = (environ.get("CONTENT_LENGTH") or "").strip()
-    if not raw:
-        return 0
-    if not raw.isdigit():
-        raise DAVError(400, "Content-Length is not a number.")
-    return int(raw)
-
-
 def _create(store: SessionStore, provider: Any, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     if not _may_write(environ, provider):
@@ -360,8 +358,11 @@ def _append(
     created: str | None = None,
 ) -> Iterable[bytes]:
     """Append this request's body to the session (caller holds its lock); commit when complete."""
-    body_length = _body_length(environ)
-    if session.length is not None and body_length is not None and offset + body_length > session.length:
+    try:
+        size = body_length(environ)
+    except UploadError as e:
+        raise DAVError(e.status, e.message) from None
+    if session.length is not None and size is not None and offset + size > session.length:
         raise DAVError(400, f"The part goes past Upload-Length ({session.length} bytes).")
     digest = store.hash_to(session.id, offset)
     received = 0
@@ -369,11 +370,7 @@ def _append(
     stream = environ["wsgi.input"]
     with open(store.data(session.id), "ab") as out:
         try:
-            while body_length is None or received < body_length:
-                want = BLOCK if body_length is None else min(BLOCK, body_length - received)
-                chunk = stream.read(want)
-                if not chunk:
-                    break
+            for chunk in body_chunks(stream, size, BLOCK):
                 out.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
@@ -386,7 +383,7 @@ def _append(
     environ["wsgidav.all_input_read"] = 1
     offset += received
     store.remember(session.id, offset, digest)
-    if cut or (body_length is not None and received < body_length):
+    if cut or (size is not None and received < size):
         return _plain(start_response, "400 Bad Request",
                       f"The part was cut off; the server has {offset} bytes: resume from there.",
                       [("Upload-Offset", str(offset)), ("Cache-Control", "no-store")])  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -76,6 +76,31 @@ def parse_oc_mtime(header: str | None) -> int | None:
     return int(value)
 
 
+def body_length(environ: dict) -> int | None:
+    """The request body's length: None means "read to the end" (chunked); a missing length on a
+    plain body means empty. A length that is not a number is a 400."""
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    raw = (environ.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise UploadError(400, f"Content-Length is not a number: {raw!r}")
+    return int(raw)
+
+
+def body_chunks(stream: BinaryIO, length: int | None, block: int) -> Iterator[bytes]:
+    """A request body in blocks: `length` bytes at most (to the end when None, a chunked body).
+    Stops early when the client stops sending; the caller compares what it got with `length`."""
+    received = 0
+    while length is None or received < length:
+        chunk = stream.read(block if length is None else min(block, length - received))
+        if not chunk:
+            return
+        received += len(chunk)
+        yield chunk
+
+
 def receive(
     body: BinaryIO,
     dest: str,
@@ -100,11 +125,7 @@ def receive(
         digest = FileDigest(content_length)
         received = 0
         with os.fdopen(fd, "wb") as out:
-            while content_length is None or received < content_length:
-                want = WRITE_BLOCK if content_length is None else min(WRITE_BLOCK, content_length - received)
-                chunk = body.read(want)
-                if not chunk:
-                    break
+            for chunk in body_chunks(body, content_length, WRITE_BLOCK):
                 digest.update(chunk)
                 out.write(chunk)
                 received += len(chunk)
