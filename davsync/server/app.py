@@ -29,6 +29,7 @@ from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
 from .limiter import FailureLimiter
+from .link_api import LinkApi
 from .link_gate import LinkGate, link_app_factory
 from .links import LinkStore
 from .lockstore import LOCKS_FILE, LockStore
@@ -133,10 +134,20 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
         # big files' block hashes for delta transfers (blocks.py); DeltaPushMiddleware: edits of big
         # files sent as changed blocks (deltapush.py); PageBrowser: davsync's own folder pages for
-        # browsers (pages/), WsgiDAV's page for the rest
+        # browsers (pages/), WsgiDAV's page for the rest; LinkApi: `?links`, share links made by a
+        # logged-in user (the PC app's Share)
         "middleware_stack": [
-            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, DeltaPushMiddleware,
-            PageBrowser, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+            ErrorPrinter,
+            HTTPAuthenticator,
+            WriteGuard,
+            ResumableMiddleware,
+            BlocksMiddleware,
+            DeltaPushMiddleware,
+            LinkApi,
+            PageBrowser,
+            WsgiDavDirBrowser,
+            BundleMiddleware,
+            _Resolver,
         ],
         "davsync": {
             "users": users,

@@ -72,6 +72,7 @@ class ShareLink:
     digest_ha1: str | None = None  # MD5(share:realm:password) for Windows Explorer over http
     revoked: float | None = None
     reissued: int = 0
+    owner: str = ""  # the user who made it over HTTP (link_api.py); '' for `davsync share` on the server
 
     @property
     def realm(self) -> str:
@@ -186,7 +187,14 @@ class LinkStore:
         os.replace(tmp, self.path)
 
     def create(
-        self, path: str, mode: str, *, expires_in: float | None, password: str | None, label: str = ""
+        self,
+        path: str,
+        mode: str,
+        *,
+        expires_in: float | None,
+        password: str | None,
+        label: str = "",
+        owner: str = "",
     ) -> Issued:
         if mode not in MODES:
             raise LinkError(f"the mode must be one of {', '.join(MODES)}, not {mode!r}.")
@@ -199,7 +207,7 @@ class LinkStore:
             now = time.time()
             link = ShareLink(
                 id=link_id, token_sha256=token_hash(token), token_hint=shorten(token), path=path, mode=mode,
-                created=now, expires=None if expires_in is None else now + expires_in, label=label,
+                created=now, expires=None if expires_in is None else now + expires_in, label=label, owner=owner,
             )  # fmt: skip
             if password is not None:
                 link = replace(
