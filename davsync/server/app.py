@@ -137,18 +137,9 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         # browsers (pages/), WsgiDAV's page for the rest; LinkApi: `?links`, share links made by a
         # logged-in user (the PC app's Share)
         "middleware_stack": [
-            ErrorPrinter,
-            HTTPAuthenticator,
-            WriteGuard,
-            ResumableMiddleware,
-            BlocksMiddleware,
-            DeltaPushMiddleware,
-            LinkApi,
-            PageBrowser,
-            WsgiDavDirBrowser,
-            BundleMiddleware,
-            _Resolver,
-        ],
+            ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, DeltaPushMiddleware,
+            LinkApi, PageBrowser, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
+        ],  # fmt: skip
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,

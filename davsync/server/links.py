@@ -187,14 +187,7 @@ class LinkStore:
         os.replace(tmp, self.path)
 
     def create(
-        self,
-        path: str,
-        mode: str,
-        *,
-        expires_in: float | None,
-        password: str | None,
-        label: str = "",
-        owner: str = "",
+        self, path: str, mode: str, *, expires_in: float | None, password: str | None, label: str = "", owner: str = ""
     ) -> Issued:
         if mode not in MODES:
             raise LinkError(f"the mode must be one of {', '.join(MODES)}, not {mode!r}.")
