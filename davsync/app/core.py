@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import keyring.errors
 from ..client import credentials
 from ..client.doctor import Check, run_checks
 from ..client.remote import ConnectionSettings
-from . import files, store
+from . import files, sharing, store
 from .config import AppConfig, ConfigError, FolderPair
 from .runner import NOT_YET, PairRunner
 from .status import PairStatus, StatusHub
@@ -315,6 +316,48 @@ class App:
             files.open_folder(target.parent if target is not None else dest, target)
         except files.ActionError as e:
             raise CommandError(str(e)) from None
+
+    # --- the server: browse, share links, versions (sharing.py) ----------------------------
+
+    @contextmanager
+    def _server(self, pair_id: str) -> Iterator[sharing.Server]:
+        pair = self._runner(pair_id).pair
+        try:
+            server = sharing.Server(pair, self._password(pair))
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        try:
+            yield server
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        finally:
+            server.close()
+
+    def browse(self, pair_id: str, folder: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return sharing.listing(server, folder)
+
+    def links(self, pair_id: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return {"links": sharing.links(server)}
+
+    def share(self, pair_id: str, folder: str, form: dict[str, Any]) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return sharing.create_link(server, folder, form)
+
+    def revoke_link(self, pair_id: str, link_id: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return {"message": sharing.revoke_link(server, link_id)}
+
+    def versions(self, pair_id: str, path: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return {"path": path, "versions": sharing.versions(server, path)}
+
+    def restore_version(self, pair_id: str, path: str, vid: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            message = sharing.restore_version(server, path, vid)
+        self._runner(pair_id).sync_now()  # bring it down now rather than at the next check
+        return {"message": message}
 
 
 def _save_password(pair: FolderPair, password: str) -> None:

@@ -27,6 +27,7 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/share.js": ("share.js", "text/javascript; charset=utf-8"),
 }
 KEEPALIVE = 15.0  # seconds between SSE comments, so a dead browser tab is noticed
 CLOCK_TICK = 1.0  # how often the overall state is re-judged by the clock (Up to date -> overdue)
@@ -165,11 +166,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(self._state())
         elif path == "/api/events":
             self._events()
-        elif path.startswith("/api/pairs/") and path.endswith("/trash"):
-            pair_id = path[len("/api/pairs/") : -len("/trash")]
-            self._command(lambda: {"items": self.dash.app.trash(pair_id)})
+        elif path.startswith("/api/pairs/") and path.count("/") == 4:
+            pair_id, _, what = path[len("/api/pairs/") :].partition("/")
+            self._get_pair(pair_id, what, _query.get("path", [""])[0])
         else:
             self._refuse(HTTPStatus.NOT_FOUND, "Not found.")
+
+    def _get_pair(self, pair_id: str, what: str, rel: str) -> None:
+        app = self.dash.app
+        routes: dict[str, Callable[[], Any]] = {
+            "trash": lambda: {"items": app.trash(pair_id)},
+            "browse": lambda: app.browse(pair_id, rel),
+            "links": lambda: app.links(pair_id),
+            "versions": lambda: app.versions(pair_id, rel),
+        }
+        if what not in routes:
+            self._refuse(HTTPStatus.NOT_FOUND, "Not found.")
+            return
+        self._command(routes[what])
 
     def _state(self) -> dict[str, Any]:
         snap = self.dash.app.hub.snapshot()
@@ -271,6 +285,9 @@ class _Handler(BaseHTTPRequestHandler):
             "restore": lambda: {"message": app.restore(pair_id, str(body.get("item", "")))},
             "deletions": lambda: {"message": app.decide_deletions(pair_id, str(body.get("choice", "")))},
             "open": lambda: app.open_folder(pair_id, str(body.get("path", ""))),
+            "share": lambda: app.share(pair_id, str(body.get("path", "")), body),
+            "revoke-link": lambda: app.revoke_link(pair_id, str(body.get("id", ""))),
+            "restore-version": lambda: app.restore_version(pair_id, str(body.get("path", "")), str(body.get("id", ""))),
         }  # fmt: skip
         return routes.get(verb)
 

@@ -124,6 +124,7 @@ function makeCard(p) {
     parts.result, parts.checked, parts.counts, parts.progress, parts.attention,
     h("details", {class: "recent-panel"}, h("summary", {text: "Recent changes"}), parts.recentList),
     trash,
+    makeSharePanel(p),
     makeEditor(p));
   return {root, parts};
 }
