@@ -284,6 +284,43 @@ class App:
             runner.sync_now()
         return message
 
+    def resolve_many(self, pair_id: str, local_copies: list[str], choice: str) -> str:
+        """One choice for several conflicts (the page's bulk action); says how many, and any that failed."""
+        if choice not in ("mine", "theirs", "both"):
+            raise CommandError(f"unknown choice {choice!r}: use mine, theirs or both.")
+        done, failed = 0, []
+        for copy in dict.fromkeys(local_copies):
+            try:
+                self.resolve(pair_id, copy, choice)
+                done += 1
+            except CommandError as e:
+                failed.append(f"{copy}: {e}")
+        whose = {"mine": "your version", "theirs": "the server's version", "both": "both versions"}[choice]
+        message = f"Kept {whose} for {done} file{'' if done == 1 else 's'}."
+        if failed:
+            message += f" Not done for {len(failed)}: {'; '.join(failed[:3])}"
+        return message
+
+    def _conflict_file(self, pair_id: str, rel: str) -> Path:
+        """A file of a listed conflict (either version): the page previews and opens only these."""
+        status = self.hub.pair(pair_id)
+        listed = {x for c in (status.conflicts if status else []) for x in (c.get("path"), c.get("local_copy")) if x}
+        if rel not in listed:
+            raise CommandError("that file is not part of a listed conflict (resolved already?).")
+        return files.inside(self._runner(pair_id).pair.dest, rel)
+
+    def preview(self, pair_id: str, rel: str) -> dict[str, Any]:
+        try:
+            return files.preview(self._conflict_file(pair_id, rel))
+        except files.ActionError as e:
+            raise CommandError(str(e)) from None
+
+    def open_file(self, pair_id: str, rel: str) -> None:
+        try:
+            files.open_file(self._conflict_file(pair_id, rel))
+        except files.ActionError as e:
+            raise CommandError(str(e)) from None
+
     def decide_deletions(self, pair_id: str, choice: str) -> str:
         """What a person chose for the deletions a guard held: go ahead, or put them back."""
         runner = self._runner(pair_id)

@@ -28,6 +28,7 @@ STATIC = {
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     "/share.js": ("share.js", "text/javascript; charset=utf-8"),
+    "/conflicts.js": ("conflicts.js", "text/javascript; charset=utf-8"),
 }
 KEEPALIVE = 15.0  # seconds between SSE comments, so a dead browser tab is noticed
 CLOCK_TICK = 1.0  # how often the overall state is re-judged by the clock (Up to date -> overdue)
@@ -179,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             "browse": lambda: app.browse(pair_id, rel),
             "links": lambda: app.links(pair_id),
             "versions": lambda: app.versions(pair_id, rel),
+            "preview": lambda: app.preview(pair_id, rel),
         }
         if what not in routes:
             self._refuse(HTTPStatus.NOT_FOUND, "Not found.")
@@ -282,6 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
             "resolve": lambda: {
                 "message": app.resolve(pair_id, str(body.get("local_copy", "")), str(body.get("choice", "")))
             },
+            "resolve-many": lambda: {"message": app.resolve_many(
+                pair_id, _strings(body.get("local_copies")), str(body.get("choice", "")))},
+            "open-file": lambda: app.open_file(pair_id, str(body.get("path", ""))),
             "restore": lambda: {"message": app.restore(pair_id, str(body.get("item", "")))},
             "deletions": lambda: {"message": app.decide_deletions(pair_id, str(body.get("choice", "")))},
             "open": lambda: app.open_folder(pair_id, str(body.get("path", ""))),
@@ -298,6 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": str(e)}, HTTPStatus.CONFLICT)
             return
         self._json(result if isinstance(result, dict) else {"ok": True})
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(x) for x in value] if isinstance(value, list) else []
 
 
 def _added(pair: Any, checks: list[dict[str, Any]]) -> dict[str, Any]:
