@@ -18,9 +18,11 @@ import keyring.errors
 
 from ..client import credentials
 from ..client.doctor import Check, run_checks
+from ..client.filters import folder_line
 from ..client.remote import ConnectionSettings
-from . import files, sharing, store
+from . import files, picker, sharing, store
 from .config import AppConfig, ConfigError, FolderPair
+from .discover import LanServers
 from .runner import NOT_YET, PairRunner
 from .status import PairStatus, StatusHub
 from .words import plain
@@ -54,6 +56,7 @@ class App:
         self._check = check
         self._lock = threading.RLock()  # one command at a time changes config and runners
         self.quit = threading.Event()
+        self.lan = LanServers()  # servers announcing themselves, for the Add form (started when it asks)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class App:
 
     def stop(self) -> None:
         self.hub.close()  # first: open dashboards learn at once that the app is going away
+        self.lan.stop()
         with self._lock:
             runners = list(self.runners.values())
         for r in runners:
@@ -395,6 +399,49 @@ class App:
             message = sharing.restore_version(server, path, vid)
         self._runner(pair_id).sync_now()  # bring it down now rather than at the next check
         return {"message": message}
+
+    # --- adding a pair: servers found, the server's folders, the local folder --------------------
+
+    def remote_folders(self, form: dict[str, Any]) -> dict[str, Any]:
+        """The folders in one folder of a server not yet a pair (the Add form's picker), with the
+        form's login (or the one stored for that server and user)."""
+        url, user = str(form.get("url") or "").strip(), str(form.get("user") or "").strip()
+        password = str(form.get("password") or "") or (credentials.load_password(url, user) if user and url else None)
+        ca_cert, insecure = str(form.get("ca_cert") or ""), bool(form.get("insecure"))
+        probe = FolderPair(url, "", user=user, ca_cert=ca_cert, insecure=insecure)
+        try:
+            server = sharing.Server(probe, password)
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        try:
+            found = sharing.listing(server, str(form.get("path") or ""))
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        finally:
+            server.close()
+        # each with the exclude line that skips it when this folder is the pair's (selective sync)
+        folders = [e | {"skip": folder_line(str(e["name"]))} for e in found["entries"] if e["is_dir"]]
+        return {"base": server.remote.base_url, "folder": found["folder"], "folders": folders,
+                "files": len(found["entries"]) - len(folders)}  # fmt: skip
+
+    def pick_local_folder(self, start: str) -> dict[str, Any]:
+        """The system's folder dialog; {"path": None} on Cancel, "available": False with none."""
+        if not picker.available():
+            return {"available": False, "path": None}
+        try:
+            return {"available": True, "path": picker.pick(start)}
+        except picker.PickerError as e:
+            raise CommandError(str(e)) from None
+
+    def check_local(self, path: str) -> dict[str, Any]:
+        """A typed local folder, judged as the Add form's checks judge it."""
+        if not path.strip():
+            return {"ok": False, "detail": "Give the folder on this PC to keep in sync."}
+        dest = Path(path.strip()).expanduser()
+        if not dest.is_absolute():
+            return {"ok": False, "detail": f"{path} is not a full path: start it at a drive or at /."}
+        check = _local_check(dest)
+        return {"ok": check["ok"], "detail": check["detail"]}
 
 
 def _save_password(pair: FolderPair, password: str) -> None:

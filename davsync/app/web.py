@@ -29,6 +29,7 @@ STATIC = {
     "/app.css": ("app.css", "text/css; charset=utf-8"),
     "/share.js": ("share.js", "text/javascript; charset=utf-8"),
     "/conflicts.js": ("conflicts.js", "text/javascript; charset=utf-8"),
+    "/addpair.js": ("addpair.js", "text/javascript; charset=utf-8"),
 }
 KEEPALIVE = 15.0  # seconds between SSE comments, so a dead browser tab is noticed
 CLOCK_TICK = 1.0  # how often the overall state is re-judged by the clock (Up to date -> overdue)
@@ -167,6 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(self._state())
         elif path == "/api/events":
             self._events()
+        elif path == "/api/discover":
+            self._json(self.dash.app.lan.found())
+        elif path == "/api/check-local":
+            self._json(self.dash.app.check_local(_query.get("path", [""])[0]))
         elif path.startswith("/api/pairs/") and path.count("/") == 4:
             pair_id, _, what = path[len("/api/pairs/") :].partition("/")
             self._get_pair(pair_id, what, _query.get("path", [""])[0])
@@ -272,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
             return app.request_quit
         if path == "/api/pairs":
             return lambda: _added(*app.add_pair(body))
+        if path == "/api/remote-folders":
+            return lambda: app.remote_folders(body)
+        if path == "/api/pick-folder":
+            return lambda: app.pick_local_folder(str(body.get("start") or ""))
         if not path.startswith("/api/pairs/"):
             return None
         pair_id, _, verb = path[len("/api/pairs/") :].partition("/")
