@@ -190,7 +190,8 @@ function renderPair(p) {
     const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
     parts.progress.replaceChildren(
       h("progress", {max: String(Math.max(g.bytes_total, 1)), value: String(g.bytes_done)}),
-      h("p", {class: "muted"}, `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
+      h("p", {class: "muted"}, (g.phase === "checking" ? "Checking the files already here: " : "") +
+        `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
         (g.speed ? ` at ${size(g.speed)}/s` : "") + eta + (g.current.length ? ` · ${g.current.join(", ")}` : "")));
   } else parts.progress.replaceChildren();
   update(parts.attention, [p.fatal, p.conflicts, p.errors, p.skipped, p.uploading], () => renderAttention(p, parts.attention));
