@@ -8,6 +8,7 @@ nothing serious or critical, light and dark.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,37 @@ def test_conflicts_sorted_previewed_and_resolved_in_bulk(start_share, start_app,
         MINE["cherries.txt"]
     ]
     wait_until(lambda: running.pair()["state"] == "ok", 30, "up to date again")
+
+
+def test_open_hands_the_listed_file_to_the_system(start_share, start_app, memory_keyring, monkeypatch,  # noqa: F811
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    """*Open* runs the system's opener (xdg-open on Linux; a stand-in here records what it was given)."""
+    import stat
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opener = bin_dir / "xdg-open"
+    opener.write_text(f'#!/bin/sh\nprintf "%s" "$1" > "{bin_dir / "opened"}"\n')
+    opener.chmod(opener.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "plan.txt").write_bytes(b"agreed\n")
+    share = start_share(root)
+    dest = tmp_path / "Household"
+    credentials.save_password(share.url, "alice", PASSWORDS["alice"])
+    running = start_app([FolderPair(share.url, str(dest), user="alice", mode="sync", interval=0.3)])
+    pid = running.pair()["id"]
+    wait_until(lambda: running.pair()["state"] == "ok" and (dest / "plan.txt").exists(), 30, "the first sync")
+    running.app.set_paused(True, pid)
+    (dest / "plan.txt").write_bytes(b"mine\n")
+    assert share.session("alice").put(share.url + "plan.txt", data=b"theirs!\n", timeout=10).status_code == 204
+    running.app.set_paused(False, pid)
+    wait_until(lambda: running.pair()["conflicts"], 30, "the conflict")
+    copy = running.pair()["conflicts"][0]["local_copy"]
+    api = running.client()
+    assert api.post(f"/api/pairs/{pid}/open-file", {"path": copy}).status_code == 200
+    wait_until(lambda: (bin_dir / "opened").exists(), 10, "the opener to run")
+    assert (bin_dir / "opened").read_text() == str(dest / copy)
+    refused = api.post(f"/api/pairs/{pid}/open-file", {"path": "../root/plan.txt"})
+    assert refused.status_code == 409 and "not part of a listed conflict" in refused.json()["error"]

@@ -137,3 +137,23 @@ def test_a_refusal_is_one_sentence_on_the_page(start_share, start_app, memory_ke
     message = driver.find_element(By.ID, "message").text
     assert "Traceback" not in message and "HTTP" not in message, message
     assert LinkStore(share.state_dir).links() == []
+
+
+def test_a_server_without_links_says_so_in_a_sentence(rclone_webdav, start_app, memory_keyring,  # noqa: F811
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    """Another WebDAV server (rclone's) has no ?links or ?versions: the app says what to do."""
+    served = tmp_path / "served"
+    (served / "Photos").mkdir(parents=True)
+    (served / "Photos" / "a.jpg").write_bytes(b"a")
+    url = rclone_webdav(served)
+    running = start_app([FolderPair(url, str(tmp_path / "mirror"), interval=600)])
+    api = running.client()
+    pid = running.pair()["id"]
+    listed = api.get(f"/api/pairs/{pid}/browse?path=")
+    assert listed.status_code == 200 and [e["name"] for e in listed.json()["entries"]] == ["Photos"]
+    for answer in (api.get(f"/api/pairs/{pid}/links"), api.post(f"/api/pairs/{pid}/share", {"path": "Photos",
+                   "mode": "read-only"}), api.get(f"/api/pairs/{pid}/versions?path=Photos/a.jpg")):  # fmt: skip
+        assert answer.status_code == 409, answer.text
+        error = answer.json()["error"]
+        assert "does not offer this" in error and "update davsync on the server" in error, error
+        assert "Traceback" not in error and "<" not in error
