@@ -1,7 +1,7 @@
 """The local-folder picker behind the Add form's "Choose…": the system's own dialog where one exists.
 
-Windows: tkinter's dialog where Python has it (python.org's installer), else PowerShell's
-FolderBrowserDialog (the embeddable Python has no tkinter). Linux: zenity (GNOME) or kdialog
+Windows: its own IFileOpenDialog (winpicker.py, ctypes), else tkinter's dialog where Python has
+it (python.org's installer), else PowerShell's FolderBrowserDialog. Linux: zenity (GNOME) or kdialog
 (KDE) when installed. macOS: osascript's "choose folder". Otherwise, or when the dialog
 cannot start, the form keeps its typed path, which the checks validate as before.
 """
@@ -48,6 +48,12 @@ def available() -> bool:
 def pick(start: str = "") -> str | None:
     """Show the dialog and wait: the chosen folder, or None when the person cancelled."""
     if sys.platform == "win32":
+        from . import winpicker
+
+        try:
+            return winpicker.pick_folder()
+        except OSError:
+            pass  # no COM dialog here: tkinter's, else PowerShell's
         answered = _tk(start)
         if answered is not None:
             return answered or None
