@@ -36,6 +36,9 @@ def test_a_skipped_folder_line_skips_that_folder_only(name: str, tmp_path: Path)
     assert not spec.excluded(name, False)  # a file of that name is not a folder
 
 
+ATTRS = "return [...document.querySelectorAll(arguments[0])].map((el) => el.dataset[arguments[1]]);"
+
+
 def _stand_in(bin_dir: Path, name: str, answer: str, code: int = 0) -> Path:
     """A program answering as zenity/kdialog do: the chosen path on stdout, exit 1 on Cancel."""
     bin_dir.mkdir(exist_ok=True)
@@ -70,6 +73,9 @@ def test_add_a_pair_found_browsed_and_partly_skipped(start_share, start_app, mem
     def present(css: str) -> list[Any]:
         return driver.find_elements(By.CSS_SELECTOR, css)
 
+    def attrs(css: str, key: str) -> list[str]:  # read in the page at once: a re-render cannot stale it
+        return driver.execute_script(ATTRS, css, key)  # type: ignore[no-any-return]
+
     driver.get(running.dash.url)
     wait_until(lambda: el("#overall").get_attribute("data-state") == "empty", 15, "the empty dashboard")
     el("#add-open").click()
@@ -82,8 +88,7 @@ def test_add_a_pair_found_browsed_and_partly_skipped(start_share, start_app, mem
 
     # --- the server's folders: open Photos, untick Raw, sync Photos ---------------------------
     el("#add-browse").click()
-    wait_until(lambda: [li.get_attribute("data-path") for li in present("#remote-list li")] == ["Music", "Photos"], 15,
-               "the share's folders")  # fmt: skip
+    wait_until(lambda: attrs("#remote-list li", "path") == ["Music", "Photos"], 15, "the share's folders")
     el('#remote-list li[data-path="Photos"] .open-sub').click()
     wait_until(lambda: present('#remote-list li[data-path="Photos/Raw"]'), 15, "the folders in Photos")
     el('#remote-list li[data-path="Photos/Raw"] .sync-sub').click()  # untick

@@ -14,6 +14,7 @@ from typing import Any
 
 from apphelp import memory_keyring, start_app  # noqa: F401  (fixtures)
 from conftest import PASSWORDS, wait_until
+from test_app_addpair import ATTRS
 from test_app_browser import chromium, shot, stays  # noqa: F401  (fixture)
 from test_app_share import accessibility_problems
 
@@ -51,8 +52,11 @@ def test_conflicts_sorted_previewed_and_resolved_in_bulk(start_share, start_app,
     def present(css: str) -> list[Any]:
         return driver.find_elements(By.CSS_SELECTOR, css)
 
+    def attrs(css: str, key: str) -> list[str]:  # read in the page at once: a re-render cannot stale it
+        return driver.execute_script(ATTRS, css, key)  # type: ignore[no-any-return]
+
     def order() -> list[str]:
-        return [li.get_attribute("data-path") for li in present(".conflict")]
+        return attrs(".conflict", "path")
 
     driver.get(running.dash.url)
     wait_until(lambda: len(present(".conflict")) == 3, 30, "three conflicts on the page")
@@ -84,8 +88,7 @@ def test_conflicts_sorted_previewed_and_resolved_in_bulk(start_share, start_app,
         present(f'.conflict[data-path="{name}"] .pick')[0].click()
     wait_until(lambda: "2 selected" in present(".conflict-tools")[0].text, 5, "two selected")
     present(".bulk-mine")[0].click()
-    wait_until(lambda: {li.get_attribute("data-path") for li in present(".uploading")} == {"apples.txt", "budget.txt"},
-               10, "the two shown as uploading")  # fmt: skip
+    wait_until(lambda: set(attrs(".uploading", "path")) == {"apples.txt", "budget.txt"}, 10, "the two shown as uploading")
     assert order() == ["cherries.txt"]
     assert "Kept your version for 2 files" in driver.find_element(By.ID, "message").text
     assert (dest / "apples.txt").read_bytes() == MINE["apples.txt"]

@@ -109,8 +109,9 @@ def test_share_a_folder_revoke_it_and_restore_a_version(start_share, start_app, 
     assert (root / "report.txt").read_bytes() == b"the first draft\n"
     wait_until(lambda: (dest / "report.txt").read_bytes() == b"the first draft\n", 30, "the restored file here")
     # What the restore replaced is itself kept: the list now offers the second draft instead.
-    def listed() -> list[str]:
-        return [li.get_attribute("data-version") for li in driver.find_elements(By.CSS_SELECTOR, ".version-list li")]
+    def listed() -> list[str]:  # read in the page at once: a re-render cannot stale it
+        return driver.execute_script(  # type: ignore[no-any-return]
+            "return [...document.querySelectorAll('.version-list li')].map((li) => li.dataset.version || null);")
 
     wait_until(lambda: listed() and first not in listed() and None not in listed(), 10, "the replaced version listed")
 
