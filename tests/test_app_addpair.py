@@ -155,3 +155,12 @@ def test_the_local_folder_from_the_system_dialog(dialog: str, start_app, chromiu
     driver.find_element(By.ID, "add-pick-local").click()
     wait_until(lambda: driver.find_element(By.ID, "add-local-check").text == "", 15, "the cancel")
     assert driver.find_element(By.ID, "add-local").get_attribute("value") == str(chosen)
+
+
+def test_a_record_names_its_share_url() -> None:
+    """What `serve --advertise` publishes, read back as the Add form shows it (no network)."""
+    from davsync.app.discover import url_of
+
+    assert url_of(service_info("davsync on pi", 8080, ["192.0.2.7"])) == "http://192.0.2.7:8080/"
+    assert url_of(service_info("davsync on pi", 8443, ["192.0.2.7"], tls=True)) == "https://192.0.2.7:8443/"
+    assert url_of(service_info("nas", 80, ["192.0.2.9"], path="/dav/team")) == "http://192.0.2.9:80/dav/team/"
