@@ -74,6 +74,10 @@ def test_conflicts_sorted_previewed_and_resolved_in_bulk(start_share, start_app,
     wait_until(lambda: "my apples" in present('.conflict[data-path="apples.txt"] .preview')[0].text, 10, "mine")
     present('.conflict[data-path="apples.txt"] .preview-open')[0].click()  # theirs
     wait_until(lambda: "their apples" in present('.conflict[data-path="apples.txt"] .preview')[0].text, 10, "theirs")
+    driver.find_element(By.CSS_SELECTOR, ".conflict-sort option[value=name]").click()  # the list is built again
+    wait_until(lambda: order() == ["apples.txt", "budget.txt", "cherries.txt"], 5, "by name again")
+    wait_until(lambda: "their apples" in present('.conflict[data-path="apples.txt"] .preview')[0].text, 10,
+               "the open preview kept")  # fmt: skip
     # Only a listed conflict's two files are previewed or opened, nothing else on the disk.
     api = running.client()
     for rel in ("../root/apples.txt", "notes-elsewhere.txt", ".davsync/state.db"):

@@ -6,6 +6,7 @@
 
 const conflictSort = new Map();  // pair id -> "name" | "newest" | "size"
 const conflictPicked = new Map();  // pair id -> Set of the selected conflicts' local copies
+const conflictShown = new Map();  // "pair id/conflict path" -> [file, label] of the open preview (kept across re-renders)
 
 function sortedConflicts(p) {
   const by = conflictSort.get(p.id) || "name";
@@ -20,6 +21,8 @@ function conflictItems(p, rerender) {
   const picked = conflictPicked.get(p.id) || new Set();
   conflictPicked.set(p.id, picked);
   for (const copy of [...picked]) if (!p.conflicts.some((c) => c.local_copy === copy)) picked.delete(copy);
+  for (const key of [...conflictShown.keys()])
+    if (key.startsWith(`${p.id}/`) && !p.conflicts.some((c) => key === `${p.id}/${c.path}`)) conflictShown.delete(key);
   const items = [];
   if (p.conflicts.length > 1) items.push(conflictToolbar(p, picked, rerender));
   for (const c of sortedConflicts(p)) items.push(conflictItem(p, c, picked, rerender));
@@ -66,8 +69,10 @@ function conflictItem(p, c, picked, rerender) {
   box.addEventListener("change", () => { if (box.checked) picked.add(copy); else picked.delete(copy); rerender(); });
   const row = (label, v, rel, copyName) => [h("span", {class: "muted"}, label),
     h("span", {}, v ? `${size(v.size)}, modified ${when(v.mtime)}` + (copyName ? ` (as ${copyName})` : "") : "missing",
-      v ? [" ", h("button", {type: "button", class: "link preview-open", on: {click: () => showPreview(p, rel, label, view)}}, "Preview"),
+      v ? [" ", h("button", {type: "button", class: "link preview-open", on: {click: () => showPreview(p, rel, label, view, c.path)}}, "Preview"),
         " ", h("button", {type: "button", class: "link file-open", on: {click: () => run(`/api/pairs/${p.id}/open-file`, {path: rel})}}, "Open")] : [])];
+  const shown = conflictShown.get(`${p.id}/${c.path}`);
+  if (shown) showPreview(p, shown[0], shown[1], view, c.path);
   return h("li", {class: "conflict", "data-path": c.path, "data-copy": copy},
     h("div", {}, p.conflicts.length > 1 ? box : null, h("span", {class: "item-path"}, c.path),
       h("span", {class: "muted"}, `: ${c.reason || "changed on both sides"}. Which version do you keep?`)),
@@ -80,13 +85,18 @@ function conflictItem(p, c, picked, rerender) {
       h("button", {type: "button", class: "small", on: {click: () => run(`/api/pairs/${p.id}/open`, {path: c.path})}}, "Open folder")));
 }
 
-async function showPreview(p, rel, label, view) {
+async function showPreview(p, rel, label, view, conflictPath) {
+  conflictShown.set(`${p.id}/${conflictPath}`, [rel, label]);
   view.hidden = false;
   view.replaceChildren(h("p", {class: "muted"}, "Loading…"));
   try {
     const d = await api(`/api/pairs/${p.id}/preview?path=${encodeURIComponent(rel)}`);
     const head = h("p", {class: "muted"}, `${label} ${rel}`);
-    const close = h("button", {type: "button", class: "small", on: {click: () => { view.hidden = true; view.replaceChildren(); }}}, "Close preview");
+    const close = h("button", {type: "button", class: "small", on: {click: () => {
+      conflictShown.delete(`${p.id}/${conflictPath}`);
+      view.hidden = true;
+      view.replaceChildren();
+    }}}, "Close preview");
     if (d.kind === "image") view.replaceChildren(head, h("img", {src: d.data, alt: `${label} ${rel}`}), close);
     else if (d.kind === "text") view.replaceChildren(head, h("pre", {tabindex: "0"}, d.text + (d.cut ? "\n…" : "")), close);
     else view.replaceChildren(head, h("p", {}, d.message), close);
