@@ -14,6 +14,7 @@ import requests
 
 from davsync.app.config import AppConfig, FolderPair
 from davsync.app.core import App
+from davsync.app.discover import LanServers
 from davsync.app.web import Dashboard
 
 
@@ -102,6 +103,7 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., RunningApp]]:
         for p in pairs or []:
             config.upsert(p)
         app = App(config, tmp_path / "app-state")
+        app.lan = LanServers(interfaces=["127.0.0.1"])  # the Add form's LAN browse stays on this machine
         dash = Dashboard(app, 0)
         app.start()
         dash.start()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ import keyring.errors
 
 from ..client import credentials
 from ..client.doctor import Check, run_checks
+from ..client.filters import folder_line
 from ..client.remote import ConnectionSettings
-from . import files, store
+from . import files, picker, sharing, store
 from .config import AppConfig, ConfigError, FolderPair
+from .discover import LanServers
 from .runner import NOT_YET, PairRunner
 from .status import PairStatus, StatusHub
 from .words import plain
@@ -53,6 +56,7 @@ class App:
         self._check = check
         self._lock = threading.RLock()  # one command at a time changes config and runners
         self.quit = threading.Event()
+        self.lan = LanServers()  # servers announcing themselves, for the Add form (started when it asks)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -74,6 +78,7 @@ class App:
 
     def stop(self) -> None:
         self.hub.close()  # first: open dashboards learn at once that the app is going away
+        self.lan.stop()
         with self._lock:
             runners = list(self.runners.values())
         for r in runners:
@@ -283,6 +288,43 @@ class App:
             runner.sync_now()
         return message
 
+    def resolve_many(self, pair_id: str, local_copies: list[str], choice: str) -> str:
+        """One choice for several conflicts (the page's bulk action); says how many, and any that failed."""
+        if choice not in ("mine", "theirs", "both"):
+            raise CommandError(f"unknown choice {choice!r}: use mine, theirs or both.")
+        done, failed = 0, []
+        for copy in dict.fromkeys(local_copies):
+            try:
+                self.resolve(pair_id, copy, choice)
+                done += 1
+            except CommandError as e:
+                failed.append(f"{copy}: {e}")
+        whose = {"mine": "your version", "theirs": "the server's version", "both": "both versions"}[choice]
+        message = f"Kept {whose} for {done} file{'' if done == 1 else 's'}."
+        if failed:
+            message += f" Not done for {len(failed)}: {'; '.join(failed[:3])}"
+        return message
+
+    def _conflict_file(self, pair_id: str, rel: str) -> Path:
+        """A file of a listed conflict (either version): the page previews and opens only these."""
+        status = self.hub.pair(pair_id)
+        listed = {x for c in (status.conflicts if status else []) for x in (c.get("path"), c.get("local_copy")) if x}
+        if rel not in listed:
+            raise CommandError("that file is not part of a listed conflict (resolved already?).")
+        return files.inside(self._runner(pair_id).pair.dest, rel)
+
+    def preview(self, pair_id: str, rel: str) -> dict[str, Any]:
+        try:
+            return files.preview(self._conflict_file(pair_id, rel))
+        except files.ActionError as e:
+            raise CommandError(str(e)) from None
+
+    def open_file(self, pair_id: str, rel: str) -> None:
+        try:
+            files.open_file(self._conflict_file(pair_id, rel))
+        except files.ActionError as e:
+            raise CommandError(str(e)) from None
+
     def decide_deletions(self, pair_id: str, choice: str) -> str:
         """What a person chose for the deletions a guard held: go ahead, or put them back."""
         runner = self._runner(pair_id)
@@ -315,6 +357,91 @@ class App:
             files.open_folder(target.parent if target is not None else dest, target)
         except files.ActionError as e:
             raise CommandError(str(e)) from None
+
+    # --- the server: browse, share links, versions (sharing.py) ----------------------------
+
+    @contextmanager
+    def _server(self, pair_id: str) -> Iterator[sharing.Server]:
+        pair = self._runner(pair_id).pair
+        try:
+            server = sharing.Server(pair, self._password(pair))
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        try:
+            yield server
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        finally:
+            server.close()
+
+    def browse(self, pair_id: str, folder: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return sharing.listing(server, folder)
+
+    def links(self, pair_id: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return {"links": sharing.links(server)}
+
+    def share(self, pair_id: str, folder: str, form: dict[str, Any]) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return sharing.create_link(server, folder, form)
+
+    def revoke_link(self, pair_id: str, link_id: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return {"message": sharing.revoke_link(server, link_id)}
+
+    def versions(self, pair_id: str, path: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            return {"path": path, "versions": sharing.versions(server, path)}
+
+    def restore_version(self, pair_id: str, path: str, vid: str) -> dict[str, Any]:
+        with self._server(pair_id) as server:
+            message = sharing.restore_version(server, path, vid)
+        self._runner(pair_id).sync_now()  # bring it down now rather than at the next check
+        return {"message": message}
+
+    # --- adding a pair: servers found, the server's folders, the local folder --------------------
+
+    def remote_folders(self, form: dict[str, Any]) -> dict[str, Any]:
+        """The folders in one folder of a server not yet a pair (the Add form's picker), with the
+        form's login (or the one stored for that server and user)."""
+        url, user = str(form.get("url") or "").strip(), str(form.get("user") or "").strip()
+        password = str(form.get("password") or "") or (credentials.load_password(url, user) if user and url else None)
+        ca_cert, insecure = str(form.get("ca_cert") or ""), bool(form.get("insecure"))
+        probe = FolderPair(url, "", user=user, ca_cert=ca_cert, insecure=insecure)
+        try:
+            server = sharing.Server(probe, password)
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        try:
+            found = sharing.listing(server, str(form.get("path") or ""))
+        except sharing.SharingError as e:
+            raise CommandError(str(e)) from None
+        finally:
+            server.close()
+        # each with the exclude line that skips it when this folder is the pair's (selective sync)
+        folders = [e | {"skip": folder_line(str(e["name"]))} for e in found["entries"] if e["is_dir"]]
+        return {"base": server.remote.base_url, "folder": found["folder"], "folders": folders,
+                "files": len(found["entries"]) - len(folders)}  # fmt: skip
+
+    def pick_local_folder(self, start: str) -> dict[str, Any]:
+        """The system's folder dialog; {"path": None} on Cancel, "available": False with none."""
+        if not picker.available():
+            return {"available": False, "path": None}
+        try:
+            return {"available": True, "path": picker.pick(start)}
+        except picker.PickerError as e:
+            raise CommandError(str(e)) from None
+
+    def check_local(self, path: str) -> dict[str, Any]:
+        """A typed local folder, judged as the Add form's checks judge it."""
+        if not path.strip():
+            return {"ok": False, "detail": "Give the folder on this PC to keep in sync."}
+        dest = Path(path.strip()).expanduser()
+        if not dest.is_absolute():
+            return {"ok": False, "detail": f"{path} is not a full path: start it at a drive or at /."}
+        check = _local_check(dest)
+        return {"ok": check["ok"], "detail": check["detail"]}
 
 
 def _save_password(pair: FolderPair, password: str) -> None:

@@ -7,6 +7,7 @@ from a request, and are checked to stay inside DEST all the same.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -17,6 +18,11 @@ from typing import Any
 from ..client.pull import STATE_DIR
 
 TRASH_LIMIT = 1000
+PREVIEW_TEXT = 20_000  # characters of a text file shown in a preview
+PREVIEW_IMAGE = 8 * 1024 * 1024  # bytes: a bigger picture is opened, not previewed
+IMAGES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
+TEXTS = {".txt", ".md", ".csv", ".log", ".json", ".xml", ".ini", ".toml", ".yaml", ".yml", ".html", ".css", ".js",
+         ".py", ".tex", ".srt"}  # fmt: skip
 
 
 class ActionError(Exception):
@@ -189,3 +195,37 @@ def open_folder(path: Path, select: Path | None = None) -> None:
         subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         raise ActionError(f"no file manager could be started ({cmd[0]} is missing); the folder is {path}.") from None
+
+
+def preview(path: Path) -> dict[str, Any]:
+    """What the page can show of a file without opening it: a picture (as a data: URI, which the
+    page's CSP allows and which cannot run script) or the start of a text; else say to open it."""
+    suffix = path.suffix.lower()
+    try:
+        size = path.stat().st_size
+        if suffix in IMAGES and size <= PREVIEW_IMAGE:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            return {"kind": "image", "data": f"data:{IMAGES[suffix]};base64,{data}"}
+        if suffix in TEXTS or suffix == "":
+            with open(path, "rb") as f:
+                head = f.read(PREVIEW_TEXT * 4)
+            if b"\0" not in head:
+                text = head.decode("utf-8", "replace")[:PREVIEW_TEXT]
+                return {"kind": "text", "text": text, "cut": size > len(head) or len(text) == PREVIEW_TEXT}
+    except OSError as e:
+        raise ActionError(f"could not read {path.name}: {e.strerror}.") from None
+    return {"kind": "none", "message": f"No preview for {path.name}: use Open to see it in its own program."}
+
+
+def open_file(path: Path) -> None:
+    """Open a file in the program the system uses for it (a conflict's 'Open')."""
+    if not path.is_file():
+        raise ActionError(f"{path} is no longer there.")
+    if sys.platform == "win32":
+        os.startfile(path)  # type: ignore[attr-defined,unused-ignore]
+        return
+    cmd = ["open", str(path)] if sys.platform == "darwin" else ["xdg-open", str(path)]
+    try:
+        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        raise ActionError(f"no program could open it ({cmd[0]} is missing); the file is {path}.") from None

@@ -32,6 +32,7 @@ MAX_BACKOFF = 300.0
 # seconds before looking again at a file newly found still being written (one that stays open
 # for long, like a mailbox file, is looked at on the pair's own interval) or at an unconfirmed choice
 SETTLE_RETRY = 3.0
+CHECKING_SHOWN = (50, 50_000_000)  # files, bytes: reading fewer than both is over too soon to show
 PROGRESS_EVERY = 0.25  # seconds between progress notifications (bytes arrive far more often)
 
 
@@ -197,6 +198,19 @@ class AppReporter:
                 p.progress = progress
 
             self.hub.update(self.pair_id, set_progress)
+
+    def hashing(self, files_done: int, files_total: int, bytes_done: int, bytes_total: int) -> None:
+        """Reading the files already here (adopting a folder): shown only when it takes a while."""
+        if files_total < CHECKING_SHOWN[0] and bytes_total < CHECKING_SHOWN[1]:
+            return
+
+        def checking(p: PairStatus) -> None:
+            if p.progress is None or p.progress.phase != "checking":
+                p.progress = Progress(files_total=files_total, bytes_total=bytes_total, phase="checking")
+            p.progress.files_done = files_done
+            p.progress.add_bytes(bytes_done - p.progress.bytes_done)
+
+        self.hub.update(self.pair_id, checking, notify=self._due() or files_done == files_total)
 
     def file_started(self, path: str, size: int) -> None:
         self.hub.update(self.pair_id, lambda p: p.progress.current.append(path) if p.progress else None, notify=False)

@@ -33,6 +33,7 @@ class Progress:
     bytes_done: int = 0
     current: list[str] = field(default_factory=list)
     samples: deque[tuple[float, int]] = field(default_factory=deque)
+    phase: str = "transfer"  # or "checking": reading the files already here (adopting a folder)
 
     def add_bytes(self, n: int, at: float | None = None) -> None:
         """Count bytes; `at` is a time.monotonic() reading (the speed never uses the wall clock)."""
@@ -62,6 +63,7 @@ class Progress:
             "speed": speed,
             "eta": left / speed if speed > 0 and left else None,
             "current": self.current[:5],
+            "phase": self.phase,
         }
 
 
@@ -189,6 +191,9 @@ def pair_words(p: PairStatus, state: str, now: float, down: dict[str, float] | N
     if state == "attention":
         return f"Needs attention: {_n(p.attention, 'item needs', 'items need')} your choice (see below)."
     if state == "syncing":
+        if p.progress is not None and p.progress.files_total and p.progress.phase == "checking":
+            return (f"Checking the files already here against the server: {p.progress.files_done} of "
+                    f"{_n(p.progress.files_total, 'file')}; equal ones are kept, none is overwritten.")  # fmt: skip
         if p.progress is not None and p.progress.files_total:
             return f"Syncing {p.progress.files_done} of {_n(p.progress.files_total, 'file')}."
         if p.uploading:
@@ -271,7 +276,9 @@ def _syncing(these: list[PairStatus]) -> dict[str, Any]:
             detail += f" at {human_size(speed)}/s"
         if eta is not None and bytes_total > bytes_done:
             detail += f", about {_duration(eta)} left"
-        return {"label": f"Syncing {files_done} of {files_total} files", "detail": detail,
+        verb = "Checking" if all(v["phase"] == "checking" for v in views) else "Syncing"
+        label = f"{verb} {files_done} of {files_total} files" + (" already here" if verb == "Checking" else "")
+        return {"label": label, "detail": detail,
                 "files_done": files_done, "files_total": files_total, "bytes_done": bytes_done,
                 "bytes_total": bytes_total, "speed": speed, "eta": eta}  # fmt: skip
     uploading = [u["path"] for p in these for u in p.uploading]

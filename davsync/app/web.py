@@ -27,6 +27,9 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/share.js": ("share.js", "text/javascript; charset=utf-8"),
+    "/conflicts.js": ("conflicts.js", "text/javascript; charset=utf-8"),
+    "/addpair.js": ("addpair.js", "text/javascript; charset=utf-8"),
 }
 KEEPALIVE = 15.0  # seconds between SSE comments, so a dead browser tab is noticed
 CLOCK_TICK = 1.0  # how often the overall state is re-judged by the clock (Up to date -> overdue)
@@ -165,11 +168,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(self._state())
         elif path == "/api/events":
             self._events()
-        elif path.startswith("/api/pairs/") and path.endswith("/trash"):
-            pair_id = path[len("/api/pairs/") : -len("/trash")]
-            self._command(lambda: {"items": self.dash.app.trash(pair_id)})
+        elif path == "/api/discover":
+            self._json(self.dash.app.lan.found())
+        elif path == "/api/check-local":
+            self._json(self.dash.app.check_local(_query.get("path", [""])[0]))
+        elif path.startswith("/api/pairs/") and path.count("/") == 4:
+            pair_id, _, what = path[len("/api/pairs/") :].partition("/")
+            self._get_pair(pair_id, what, _query.get("path", [""])[0])
         else:
             self._refuse(HTTPStatus.NOT_FOUND, "Not found.")
+
+    def _get_pair(self, pair_id: str, what: str, rel: str) -> None:
+        app = self.dash.app
+        routes: dict[str, Callable[[], Any]] = {
+            "trash": lambda: {"items": app.trash(pair_id)},
+            "browse": lambda: app.browse(pair_id, rel),
+            "links": lambda: app.links(pair_id),
+            "versions": lambda: app.versions(pair_id, rel),
+            "preview": lambda: app.preview(pair_id, rel),
+        }
+        if what not in routes:
+            self._refuse(HTTPStatus.NOT_FOUND, "Not found.")
+            return
+        self._command(routes[what])
 
     def _state(self) -> dict[str, Any]:
         snap = self.dash.app.hub.snapshot()
@@ -256,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
             return app.request_quit
         if path == "/api/pairs":
             return lambda: _added(*app.add_pair(body))
+        if path == "/api/remote-folders":
+            return lambda: app.remote_folders(body)
+        if path == "/api/pick-folder":
+            return lambda: app.pick_local_folder(str(body.get("start") or ""))
         if not path.startswith("/api/pairs/"):
             return None
         pair_id, _, verb = path[len("/api/pairs/") :].partition("/")
@@ -268,9 +293,15 @@ class _Handler(BaseHTTPRequestHandler):
             "resolve": lambda: {
                 "message": app.resolve(pair_id, str(body.get("local_copy", "")), str(body.get("choice", "")))
             },
+            "resolve-many": lambda: {"message": app.resolve_many(
+                pair_id, _strings(body.get("local_copies")), str(body.get("choice", "")))},
+            "open-file": lambda: app.open_file(pair_id, str(body.get("path", ""))),
             "restore": lambda: {"message": app.restore(pair_id, str(body.get("item", "")))},
             "deletions": lambda: {"message": app.decide_deletions(pair_id, str(body.get("choice", "")))},
             "open": lambda: app.open_folder(pair_id, str(body.get("path", ""))),
+            "share": lambda: app.share(pair_id, str(body.get("path", "")), body),
+            "revoke-link": lambda: app.revoke_link(pair_id, str(body.get("id", ""))),
+            "restore-version": lambda: app.restore_version(pair_id, str(body.get("path", "")), str(body.get("id", ""))),
         }  # fmt: skip
         return routes.get(verb)
 
@@ -281,6 +312,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"error": str(e)}, HTTPStatus.CONFLICT)
             return
         self._json(result if isinstance(result, dict) else {"ok": True})
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(x) for x in value] if isinstance(value, list) else []
 
 
 def _added(pair: Any, checks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -433,6 +433,7 @@ class _Run:
         common = dict(
             excluded=self.filter.excluded, rules=self.engine.rules, fold_case=self.fold_case,
             hash_all=opts.verify, settle_s=opts.settle_s, stop=self.engine.stop,
+            on_hashed=getattr(self.engine.reporter, "hashing", None),  # the app's "checking the files here"
         )  # fmt: skip
         if paths is None:
             scan = scan_local(self.dest, base, **common)  # type: ignore[arg-type]
@@ -512,6 +513,7 @@ class _Run:
         scan = look_at(
             self.dest, set(remote) | set(base), base, excluded=_nothing_excluded, rules=self.engine.rules,
             fold_case=self.fold_case, hash_all=self.opts.verify, settle_s=0,
+            on_hashed=getattr(self.engine.reporter, "hashing", None),
         )  # fmt: skip
         _apply_resolved(base, scan.resolved)
         self.result.local_files_read += scan.files_hashed

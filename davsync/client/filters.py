@@ -122,6 +122,17 @@ class Filter:
         return found
 
 
+def folder_line(rel: str) -> str:
+    """The exclude line that skips exactly this folder of DEST and what is in it (the app's
+    selective sync): anchored at DEST, gitignore's special characters escaped."""
+
+    def escaped(segment: str) -> str:
+        out = re.sub(r"([\\*?\[\]!#])", r"\\\1", segment)
+        return out[:-1] + "\\ " if out.endswith(" ") else out
+
+    return "/" + "/".join(escaped(s) for s in rel.strip("/").split("/")) + "/"
+
+
 @functools.cache
 def _pattern(line: str) -> Any:
     """One gitignore line, as pathspec 1.x names the style ("gitwildmatch" is deprecated there)."""

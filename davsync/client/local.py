@@ -35,6 +35,7 @@ from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
 SETTLE_S = 2.0  # a file modified this recently is still being written: judged (or set aside) later
 HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading large files
+Hashed = Callable[[int, int, int, int], None]  # files read, of files, bytes read, of bytes
 SMALL_FILE = 256 * 1024  # read on the scanning thread: a hand-off to a thread costs more
 LINK_REASON = "a link or junction in DEST, left alone"
 _UNREAD = LocalEntry(False)  # exists, but its stat could not be read: listed, never judged
@@ -83,12 +84,14 @@ def scan_local(
     settle_s: float = SETTLE_S,
     now_ns: int | None = None,
     stop: threading.Event | None = None,
+    on_hashed: Hashed | None = None,
 ) -> LocalScan:
     """Walk all of DEST (not DEST/.davsync nor davsync's own temp names): every file and folder,
     known to the journal or not. A folder that cannot be read goes in `view.failed`; one that
     vanished during the walk is simply gone. Stopped early, the view is marked incomplete
-    (what was not seen is as the base says, so nothing looks deleted)."""
-    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop)
+    (what was not seen is as the base says, so nothing looks deleted). `on_hashed` hears
+    (files, of files, bytes, of bytes) as the files that need it are read (adopting a big folder)."""
+    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop, on_hashed)
     look.walk("", os.fspath(dest))
     return look.finish(complete=not look.stopped())
 
@@ -105,12 +108,13 @@ def look_at(
     settle_s: float = SETTLE_S,
     now_ns: int | None = None,
     stop: threading.Event | None = None,
+    on_hashed: Hashed | None = None,
 ) -> LocalScan:
     """Look only at the named (NFC, relative) paths; the view is incomplete (every other path
     is as the base says). A named folder the base does not know as a folder (made here, or
     moved in whole) is walked, so what came with it is found; a known folder's new content
     is found when it is named itself (a watcher names it) or by the next full scan."""
-    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop)
+    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop, on_hashed)
     for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):  # folders before what is inside
         if look.stopped():
             break
@@ -133,7 +137,10 @@ class _Look:
         settle_s: float,
         now_ns: int | None,
         stop: threading.Event | None,
+        on_hashed: Hashed | None = None,
     ) -> None:
+        self.on_hashed = on_hashed
+        self.hashed_count = (0, 0)  # files, bytes read so far
         self.dest, self.base, self.excluded = dest, base, excluded
         self.rules, self.fold_case, self.hash_all = rules, fold_case, hash_all
         self.settle_ns = int(settle_s * 1e9)
@@ -359,18 +366,27 @@ class _Look:
         larger ones on a few threads, so reading overlaps (hashlib releases the GIL)."""
         small: list[tuple[str, str]] = []
         large: list[tuple[str, str]] = []
+        sizes = {path: entry.size for path, _ in self.to_hash if (entry := self.entries[path]) is not None}
         for item in self.to_hash:
-            entry = self.entries[item[0]]
-            (small if entry is not None and entry.size <= SMALL_FILE else large).append(item)
+            (small if sizes.get(item[0], 0) <= SMALL_FILE else large).append(item)
+        total = (len(self.to_hash), sum(sizes.values()))
+
+        def read(path: str, found: tuple[str | None, os.stat_result | None, str | None]) -> None:
+            self.hashed(path, *found)
+            if self.on_hashed is not None:
+                files, nbytes = self.hashed_count
+                self.hashed_count = (files + 1, nbytes + sizes.get(path, 0))
+                self.on_hashed(self.hashed_count[0], total[0], self.hashed_count[1], total[1])
+
         for item in small:
-            self.hashed(item[0], *_hash(item))
+            read(item[0], _hash(item))
         if not large:
             return
         with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="davsync-hash") as pool:
             jobs = bounded(pool, _hash, large, window=4 * HASH_WORKERS)
             try:
                 for (path, _disk), fut in jobs:
-                    self.hashed(path, *fut.result())
+                    read(path, fut.result())
             finally:
                 jobs.close()
 

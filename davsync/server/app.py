@@ -134,11 +134,12 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
         # big files' block hashes for delta transfers (blocks.py); DeltaPushMiddleware: edits of big
         # files sent as changed blocks (deltapush.py); PageBrowser: davsync's own folder pages for
-        # browsers (pages/), WsgiDAV's page for the rest
+        # browsers (pages/, also the share links a logged-in user makes there or from the PC app:
+        # pages/sharing.py), WsgiDAV's page for the rest
         "middleware_stack": [
             ErrorPrinter, HTTPAuthenticator, WriteGuard, ResumableMiddleware, BlocksMiddleware, DeltaPushMiddleware,
             PageBrowser, WsgiDavDirBrowser, BundleMiddleware, _Resolver,
-        ],
+        ],  # fmt: skip
         "davsync": {
             "users": users,
             "anonymous": settings.anonymous,

@@ -72,7 +72,7 @@ class ShareLink:
     digest_ha1: str | None = None  # MD5(share:realm:password) for Windows Explorer over http
     revoked: float | None = None
     reissued: int = 0
-    owner: str = ""  # the user who made it on the folder page ("" from `davsync share`)
+    owner: str = ""  # the user who made it over HTTP (the folder page, the PC app); "" from `davsync share`
 
     @property
     def realm(self) -> str:

@@ -124,6 +124,7 @@ function makeCard(p) {
     parts.result, parts.checked, parts.counts, parts.progress, parts.attention,
     h("details", {class: "recent-panel"}, h("summary", {text: "Recent changes"}), parts.recentList),
     trash,
+    makeSharePanel(p),
     makeEditor(p));
   return {root, parts};
 }
@@ -189,19 +190,15 @@ function renderPair(p) {
     const eta = g.eta ? `, about ${duration(g.eta)} left` : "";
     parts.progress.replaceChildren(
       h("progress", {max: String(Math.max(g.bytes_total, 1)), value: String(g.bytes_done)}),
-      h("p", {class: "muted"}, `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
+      h("p", {class: "muted"}, (g.phase === "checking" ? "Checking the files already here: " : "") +
+        `${g.files_done} of ${g.files_total} files, ${size(g.bytes_done)} of ${size(g.bytes_total)}` +
         (g.speed ? ` at ${size(g.speed)}/s` : "") + eta + (g.current.length ? ` · ${g.current.join(", ")}` : "")));
   } else parts.progress.replaceChildren();
-  update(parts.attention, [p.fatal, p.conflicts, p.errors, p.skipped], () => renderAttention(p, parts.attention));
+  update(parts.attention, [p.fatal, p.conflicts, p.errors, p.skipped, p.uploading], () => renderAttention(p, parts.attention));
   update(parts.recentList, p.recent, () => parts.recentList.replaceChildren(...(p.recent.length ? p.recent.map((r) =>
     h("li", {}, h("time", {}, clock(r.time)), h("span", {}, r.what), h("span", {class: "item-path"}, r.path),
       r.note ? h("span", {class: "muted"}, `(${r.note})`) : null)) : [h("li", {class: "muted"}, "Nothing yet.")])));
   return root;
-}
-
-function version(label, v, copyName) {
-  return [h("span", {class: "muted"}, label),
-    h("span", {}, v ? `${size(v.size)}, modified ${when(v.mtime)}` + (copyName ? ` (as ${copyName})` : "") : "missing")];
 }
 
 // The files a deletion guard held: nothing was deleted; this is what would have gone, and where.
@@ -231,25 +228,16 @@ function renderAttention(p, box) {
   const items = [];
   if (p.fatal) items.push(h("li", {class: "fatal"}, h("span", {class: "item-path"}, "Syncing stopped: "), p.fatal.error,
     h("div", {class: "fix"}, `What to do: ${p.fatal.fix}`)));
-  for (const c of p.conflicts) {
-    const copy = c.local_copy;
-    const choose = (choice) => run(`/api/pairs/${p.id}/resolve`, {local_copy: copy, choice});
-    items.push(h("li", {class: "conflict", "data-path": c.path},
-      h("div", {}, h("span", {class: "item-path"}, c.path), h("span", {class: "muted"}, `: ${c.reason || "changed on both sides"}. Which version do you keep?`)),
-      h("div", {class: "versions"}, version("Theirs (server):", c.theirs), version("Mine (this PC):", c.mine, copy)),
-      h("div", {class: "buttons"},
-        h("button", {type: "button", class: "small keep-mine", on: {click: () => choose("mine")}}, "Keep mine"),
-        h("button", {type: "button", class: "small keep-theirs", on: {click: () => choose("theirs")}}, "Keep theirs"),
-        h("button", {type: "button", class: "small keep-both", on: {click: () => choose("both")}}, "Keep both"),
-        h("button", {type: "button", class: "small", on: {click: () => run(`/api/pairs/${p.id}/open`, {path: c.path})}}, "Open folder"))));
-  }
+  items.push(...conflictItems(p, () => renderAttention(state.pairs.find((x) => x.id === p.id) || p, box)));
   for (const e of p.errors) items.push(h("li", {class: "error"},
     h("span", {class: "item-path"}, e.path === "(deletions)" ? "Deletions held back" : e.path), `: ${e.error}`,
     h("div", {class: "fix"}, `What to do: ${e.fix}`), heldFiles(p, e)));
   for (const s of p.skipped) items.push(h("li", {class: "skipped"}, h("span", {class: "item-path"}, s.path),
     h("span", {class: "muted"}, ` is not synced: ${s.reason}`)));
+  const count = (p.fatal ? 1 : 0) + p.conflicts.length + p.errors.length + p.skipped.length;
   box.hidden = items.length === 0;
-  box.replaceChildren(...(items.length ? [h("h3", {}, `Needs attention (${items.length})`), h("ul", {class: "plain"}, items)] : []));
+  box.replaceChildren(...(items.length ? [h("h3", {}, count ? `Needs attention (${count})` : "Waiting for the server"),
+    h("ul", {class: "plain"}, items)] : []));
 }
 
 async function loadTrash(pairId, list) {
