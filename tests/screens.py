@@ -88,7 +88,7 @@ def main() -> int:
             opts.add_argument(arg)
         driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_exe))
         try:
-            driver.get(dash.url)
+            driver.get(dash.login_url())
             _wait(lambda: driver.execute_script("return document.getElementById('overall').dataset.state") == "empty")
             driver.execute_script("source.close();")  # the scenes below stand still
             csrf = driver.execute_script("return csrf")
