@@ -10,6 +10,7 @@ What the requests mean (WebDAV bodies, answers, multistatus) lives in remote.py 
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import socket
 import ssl
@@ -314,6 +315,9 @@ class Transport:
         answered with Digest from then on. `login=False` sends no credentials and hands a 401
         back as an answer (what a client without a login sees, as doctor asks)."""
         kw.setdefault("timeout", self.settings.timeout)
+        data = kw.get("data")
+        if isinstance(data, (bytes, bytearray)) and len(data) > STEP_BYTES:
+            kw["data"] = _Paced(data)  # a 16 MiB batch on a slow uplink is progress, not a stall
         if not login:
             kw["auth"] = _no_login
         self._count()
@@ -441,6 +445,15 @@ class Transport:
                 if got > max(limit, 64 * 1024):  # (an error page is read whole)
                     break
             return resp.status_code, b"".join(chunks)
+
+
+class _Paced(io.BytesIO):
+    """A request body in memory, sent piece by piece (with its Content-Length), each piece
+    moving the stall deadline on."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        WATCHDOG.progress()
+        return super().read(size)
 
 
 class BodyReader:
