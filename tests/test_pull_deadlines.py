@@ -27,9 +27,9 @@ HEAD = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" xmlns:oc="http://own
 BIG = 8 * 1024 * 1024
 
 
-def member(name: str, size: int = BIG) -> bytes:
+def member(name: str, size: int = BIG, etag: str = "e") -> bytes:
     return (f"<d:response><d:href>/share/{name}</d:href><d:propstat><d:prop><d:resourcetype/>"
-            f"<d:getcontentlength>{size}</d:getcontentlength><d:getetag>\"e-{name}\"</d:getetag>"
+            f"<d:getcontentlength>{size}</d:getcontentlength><d:getetag>\"{etag}-{name}\"</d:getetag>"
             "<d:getlastmodified>Mon, 01 Jan 2024 00:00:00 GMT</d:getlastmodified></d:prop>"
             "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>").encode()  # fmt: skip
 
@@ -37,8 +37,8 @@ def member(name: str, size: int = BIG) -> bytes:
 Body = Callable[["Hostile"], Iterator[bytes]]
 
 
-def one_big_file(h: Hostile) -> Iterator[bytes]:
-    yield HEAD + ROOT[ROOT.index(b"<d:response>") : ROOT.index(b"</d:multistatus>")] + member("big.bin")
+def one_big_file(h: Hostile, etag: str = "e") -> Iterator[bytes]:
+    yield HEAD + ROOT[ROOT.index(b"<d:response>") : ROOT.index(b"</d:multistatus>")] + member("big.bin", BIG, etag)
     yield b"</d:multistatus>"
 
 
@@ -254,3 +254,17 @@ def test_ctrl_c_mid_download_ends_at_once_and_places_nothing(pull, tmp_path: Pat
     assert run.code == 130 and "interrupted" in run.out
     assert run.seconds < 5, run.seconds
     assert not (tmp_path / "mirror" / "big.bin").exists()
+
+
+def test_ctrl_c_mid_download_keeps_the_previous_version_in_place(pull, tmp_path: Path) -> None:
+    first = Hostile(one_big_file, lambda h: iter([b"1" * BIG]))
+    assert pull(first).code == 0
+    assert (tmp_path / "mirror" / "big.bin").read_bytes() == b"1" * BIG
+
+    def get(h: Hostile) -> Iterator[bytes]:
+        yield b"2" * 100_000
+        yield from h.hang()
+
+    run = pull(Hostile(lambda h: one_big_file(h, "changed"), get), interrupt=True)
+    assert run.code == 130 and run.seconds < 5, (run.code, run.seconds)
+    assert (tmp_path / "mirror" / "big.bin").read_bytes() == b"1" * BIG
