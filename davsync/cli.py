@@ -342,7 +342,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     """One run of pull, sync or push, reported as asked; exits with the run's status."""
     import json
 
-    from .client.deadline import ctrl_c_cuts_connections
+    from .client.deadline import WATCHDOG, ctrl_c_cuts_connections
     from .client.engine import run_once
     from .client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines, trash_lines
 
@@ -350,7 +350,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     if not (json_out or quiet or options.dry_run):
         reporter = RichReporter(command=what) if sys.stdout.isatty() else PlainReporter(command=what)
     try:
-        with stop_signals() as stop, ctrl_c_cuts_connections():
+        with stop_signals(also=WATCHDOG.interrupt) as stop, ctrl_c_cuts_connections():
             result = run_once(conn, folder, options, reporter, stop=stop)
     except KeyboardInterrupt:
         raise fail(f"interrupted; run the {what} again to resume.", Exit.INTERRUPTED) from None

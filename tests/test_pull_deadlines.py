@@ -128,7 +128,7 @@ class Run:
 def pull(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     servers: list[tuple[ThreadingHTTPServer, Hostile]] = []
 
-    def run(h: Hostile, *, env: dict[str, str] | None = None, interrupt: bool = False) -> Run:
+    def run(h: Hostile, *, env: dict[str, str] | None = None, interrupt: int | None = None) -> Run:
         servers.append((serve(h), h))
         dest = tmp_path / "mirror"
         proc = subprocess.Popen(
@@ -136,11 +136,11 @@ def pull(tmp_path: Path) -> Iterator[Callable[..., Run]]:
             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
-            if interrupt:
+            if interrupt is not None:
                 wait_until(h.stalled.is_set, 60, "the server to go silent mid-answer")
                 time.sleep(0.3)  # not a timing assertion: lets the client block in its read first
                 started = time.monotonic()
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(interrupt)
             else:
                 started = time.monotonic()
             ended: list[tuple[int, int, object]] = []
@@ -240,17 +240,18 @@ def test_ctrl_c_mid_listing_ends_at_once(pull) -> None:
         yield HEAD + member("a.bin")
         yield from h.hang()
 
-    run = pull(Hostile(listing), interrupt=True)
+    run = pull(Hostile(listing), interrupt=signal.SIGINT)
     assert run.code == 130 and "interrupted" in run.out
     assert run.seconds < 5, run.seconds
 
 
-def test_ctrl_c_mid_download_ends_at_once_and_places_nothing(pull, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_mid_download_ends_at_once_and_places_nothing(pull, tmp_path: Path, sig: int) -> None:
     def get(h: Hostile) -> Iterator[bytes]:
         yield b"x" * 100_000
         yield from h.hang()
 
-    run = pull(Hostile(one_big_file, get), interrupt=True)
+    run = pull(Hostile(one_big_file, get), interrupt=sig)
     assert run.code == 130 and "interrupted" in run.out
     assert run.seconds < 5, run.seconds
     assert not (tmp_path / "mirror" / "big.bin").exists()
@@ -265,6 +266,6 @@ def test_ctrl_c_mid_download_keeps_the_previous_version_in_place(pull, tmp_path:
         yield b"2" * 100_000
         yield from h.hang()
 
-    run = pull(Hostile(lambda h: one_big_file(h, "changed"), get), interrupt=True)
+    run = pull(Hostile(lambda h: one_big_file(h, "changed"), get), interrupt=signal.SIGINT)
     assert run.code == 130 and run.seconds < 5, (run.code, run.seconds)
     assert (tmp_path / "mirror" / "big.bin").read_bytes() == b"1" * BIG

@@ -46,7 +46,15 @@ from .davxml import (
 from .deadline import WATCHDOG
 from .paths import HrefResolver, Skipped, UnsafeHref, nfc, shown, url_segments
 from .plan import RemoteEntry
-from .transport import NETWORK_ERRORS, BodyReader, ConnectionSettings, RemoteError, Transport, normalize_base
+from .transport import (
+    NETWORK_ERRORS,
+    BodyReader,
+    ConnectionSettings,
+    RemoteError,
+    Stopped,
+    Transport,
+    normalize_base,
+)
 
 __all__ = [
     "MAX_LISTING_BYTES",
@@ -123,10 +131,6 @@ class SourceChanged(RemoteError):
     def __init__(self, message: str, *, sent_md5: str | None = None, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.sent_md5 = sent_md5
-
-
-class Stopped(RemoteError):
-    """The caller's stop event was set during an upload; the body was cut, nothing was replaced."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ class RemoteError(Exception):
         self.partial = 0  # a body cut short: bytes that did arrive in the reader's buffer (BodyReader)
 
 
+class Stopped(RemoteError):
+    """The run was told to stop (its stop event, Ctrl-C, SIGTERM) during an exchange: it was
+    cut, and nothing was replaced. Not retried: a stopping run starts nothing new."""
+
+
 class ServerBusy(RemoteError):
     """503 with Retry-After: the server asks to come back later (davsync's server while its first
     scan after a start runs, or while its disk is away). Nothing of the run may go on from half
@@ -302,7 +307,7 @@ class Transport:
                 self.outage.give_up(message)
             raise RemoteError(message, fatal=True) from None
         except Interrupted:
-            raise RemoteError("interrupted.", fatal=True) from None
+            raise Stopped(f"stopped ({what}).") from None
 
     def _answered(self) -> None:
         if self.outage is not None:
