@@ -39,9 +39,10 @@ class Step:
     """One step in flight. A step that spans several reads (a streamed listing) calls
     `progress` after each STEP_BYTES, and is `paused` while its reader's caller has the data."""
 
-    __slots__ = ("conn", "cut", "deadline", "seconds")
+    __slots__ = ("conn", "cut", "deadline", "dog", "seconds")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, dog: Watchdog) -> None:
+        self.dog = dog
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
         self.conn: Any = None
@@ -58,6 +59,7 @@ class Step:
             yield
         finally:
             self.deadline = time.monotonic() + left
+            self.dog.sooner(self.deadline)
 
 
 def _shut(conn: Any) -> None:
@@ -82,6 +84,7 @@ class Watchdog:
         self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._local = threading.local()
         self._thread: threading.Thread | None = None
+        self._next = math.inf  # when the watchdog thread wakes next: only an earlier deadline wakes it
         self.interrupted = False
 
     # --- used by the transport --------------------------------------------------------
@@ -92,13 +95,13 @@ class Watchdog:
         Stalled or Interrupted when the watchdog had to cut it, whatever the step itself raised."""
         if self.interrupted:
             raise Interrupted
-        st = Step(seconds)
+        st = Step(seconds, self)
         st.conn = conn
         outer = getattr(self._local, "step", None)
         with self._lock:
             self._steps.add(st)
             self._start()
-            self._wake.notify()
+            self.sooner(st.deadline)
         self._local.step = st
         try:
             yield st
@@ -112,6 +115,12 @@ class Watchdog:
                 self._steps.discard(st)
         if st.cut is not None:
             raise st.cut
+
+    def sooner(self, deadline: float) -> None:
+        """Wake the watchdog thread if `deadline` comes before its next look."""
+        if deadline < self._next:
+            with self._lock:
+                self._wake.notify()
 
     def attach(self, conn: Any) -> None:
         """The connection the current thread's step is using (called as a request is sent)."""
@@ -158,13 +167,11 @@ class Watchdog:
                     st.cut = Stalled
                     _shut(st.conn)
                 waiting = [st.deadline for st in self._steps if st.cut is None and st.deadline < math.inf]
-                if not waiting and not self._wake.wait(60.0):
-                    if not self._steps:
-                        self._thread = None
-                        return  # idle: a later step starts it again
-                    continue
-                if waiting:
-                    self._wake.wait(max(0.01, min(waiting) - now))
+                self._next = min(waiting, default=now + 60.0)
+                if not self._wake.wait(max(0.01, self._next - now)) and not self._steps:
+                    self._thread = None
+                    self._next = math.inf
+                    return  # idle: a later step starts it again
 
 
 WATCHDOG = Watchdog()
