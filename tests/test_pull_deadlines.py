@@ -48,6 +48,7 @@ class Hostile:
 
     listing: Body
     get: Body | None = None
+    report: Body | None = None  # a sync-collection answer (else 501: no such REPORT here)
     released: threading.Event = field(default_factory=threading.Event)
     stalled: threading.Event = field(default_factory=threading.Event)  # set once it went silent
     port: int = 0
@@ -101,6 +102,9 @@ def serve(h: Hostile) -> ThreadingHTTPServer:
 
         def do_REPORT(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if h.report is not None:
+                self._answer(207, h.report(h), "application/xml")
+                return
             self.send_response(501)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -177,18 +181,35 @@ def pull(tmp_path: Path) -> Iterator[Callable[..., Run]]:
 # --- memory: hostile listings --------------------------------------------------------------
 
 
-def test_a_listing_of_two_million_members_is_refused_with_bounded_memory(pull) -> None:
-    def huge(h: Hostile) -> Iterator[bytes]:
-        yield HEAD + member("", 0).replace(b"<d:resourcetype/>", b"<d:resourcetype><d:collection/></d:resourcetype>")
-        batch = 2000
-        for i in range(0, 2_000_000, batch):
-            yield b"".join(member(f"f{j:07d}.bin", 10) for j in range(i, i + batch))
-        yield b"</d:multistatus>"
+def huge(h: Hostile) -> Iterator[bytes]:
+    """Two million members, made as they are sent."""
+    yield HEAD + member("", 0).replace(b"<d:resourcetype/>", b"<d:resourcetype><d:collection/></d:resourcetype>")
+    batch = 2000
+    for i in range(0, 2_000_000, batch):
+        yield b"".join(member(f"f{j:07d}.bin", 10) for j in range(i, i + batch))
+    yield b"</d:multistatus>"
 
+
+def test_a_listing_of_two_million_members_is_refused_with_bounded_memory(pull) -> None:
     run = pull(Hostile(huge))
     assert run.code == 4
     assert "127.0.0.1:" in run.out and "more than" in run.out
     assert run.peak_rss_mb < 200, run.peak_rss_mb
+
+
+def test_a_change_list_of_two_million_members_is_listed_folder_by_folder_instead(pull, tmp_path: Path) -> None:
+    run = pull(Hostile(one_big_file, lambda h: iter([b"1" * BIG]), report=huge))
+    assert run.code == 0, run.out
+    assert (tmp_path / "mirror" / "big.bin").stat().st_size == BIG
+    assert run.peak_rss_mb < 200, run.peak_rss_mb
+
+
+def test_bad_deadline_settings_are_refused(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "davsync", "pull", "http://127.0.0.1:9/share/", str(tmp_path / "m")],
+                       env={**os.environ, "DAVSYNC_STALL_TIMEOUT": "soon"}, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "DAVSYNC_STALL_TIMEOUT must be a number of seconds" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("shape", ["text", "elements"])

@@ -21,6 +21,11 @@ class RefusedAnswer(RemoteError):
     bring the same, so it is never retried."""
 
 
+class TooManyEntries(RefusedAnswer):
+    """More entries in one answer than MAX_MEMBERS: a whole-share change list this long is
+    listed folder by folder instead; one folder this long is refused."""
+
+
 OC_NS = "http://owncloud.org/ns"
 PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -120,7 +125,7 @@ def parse_multistatus(chunks: Iterator[bytes], server: str = "the server") -> It
                 pending = 0
                 members += 1
                 if members > MAX_MEMBERS:
-                    raise RefusedAnswer(f"{server} sent more than {MAX_MEMBERS:,} entries in one listing; "
+                    raise TooManyEntries(f"{server} sent more than {MAX_MEMBERS:,} entries in one listing; "
                                         "refusing it (split such a folder into smaller ones)")  # fmt: skip
                 if len(href) > MAX_HREF_CHARS:
                     raise RefusedAnswer(f"{server} sent a path longer than {MAX_HREF_CHARS:,} characters; refusing "

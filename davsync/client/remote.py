@@ -34,6 +34,7 @@ from .davxml import (
     SYNC_BODY,
     ParsedEntry,
     RefusedAnswer,
+    TooManyEntries,
     etag_text,
     md5_text,
     names_a_file,
@@ -322,7 +323,7 @@ class Remote:
                 truncated = False
                 new_token = None
                 answer = self.chunks(resp, 65536, "the change list was cut off")
-                for href, entry in parse_multistatus(answer, self.server):
+                for href, entry in _whole_share_list(parse_multistatus(answer, self.server)):
                     if href == "" and entry.token is not None:
                         new_token = entry.token
                         continue
@@ -582,6 +583,14 @@ _PROPFIND_HEADERS_0 = {"Depth": "0", "Content-Type": "application/xml; charset=u
 _PROPFIND_HEADERS_1 = {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"}
 _T = TypeVar("_T")
 UPLOAD_BLOCK = 256 * 1024
+
+
+def _whole_share_list(entries: Iterator[tuple[str, ParsedEntry]]) -> Iterator[tuple[str, ParsedEntry]]:
+    """A change list too long for one answer is a reason to list folder by folder, not a failure."""
+    try:
+        yield from entries
+    except TooManyEntries as e:
+        raise SyncUnsupported(f"{e}; listing folder by folder instead") from None
 
 
 def _quoted(etag: str) -> str:
