@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -99,11 +99,13 @@ def _tempdir() -> str:
 
 
 @contextmanager
-def stop_signals(stop: threading.Event | None = None, *, interrupt: bool = False) -> Iterator[threading.Event]:
+def stop_signals(
+    stop: threading.Event | None = None, *, interrupt: bool = False, also: Callable[[], None] | None = None
+) -> Iterator[threading.Event]:
     """Turn the polite ways to end a process into `stop` being set: SIGTERM, Ctrl-Break
     (SIGBREAK) and closing the console window; Ctrl-C (SIGINT) too when `interrupt`,
-    else it stays KeyboardInterrupt. Handlers are restored on exit; off the main thread
-    nothing is installed."""
+    else it stays KeyboardInterrupt. `also` runs with it (the client cuts its connections).
+    Handlers are restored on exit; off the main thread nothing is installed."""
     stop = stop or threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -111,6 +113,8 @@ def stop_signals(stop: threading.Event | None = None, *, interrupt: bool = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        if also is not None:
+            also()
 
     names = ["SIGTERM", "SIGBREAK"] + (["SIGINT"] if interrupt else [])
     previous: dict[int, Any] = {}

@@ -64,7 +64,7 @@ class RunningApp:
     def client(self) -> ApiClient:
         s = requests.Session()
         self.sessions.append(s)
-        r = s.get(self.dash.url, timeout=10)  # trades the token for the cookie
+        r = s.get(self.dash.login_url(), timeout=10)  # trades the token for the cookie
         assert r.status_code == 200, r.text
         return ApiClient(self, s, s.get(self.base + "/api/state", timeout=10).json()["csrf"])
 

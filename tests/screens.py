@@ -201,7 +201,7 @@ def main() -> int:
             opts.add_argument(arg)
         driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_exe))
         try:
-            driver.get(dash.url)
+            driver.get(dash.login_url())
             all_scenes, answers = scenes(), fixtures()
             for name, scene, scheme, width in SHOTS:
                 driver.get(f"http://127.0.0.1:{dash.port}/")  # each scene on a fresh page

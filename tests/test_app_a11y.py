@@ -30,7 +30,7 @@ def test_no_serious_accessibility_problem_in_any_state(scheme: str, start_app, c
     running = start_app()
     driver = chromium
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: driver.find_element(By.ID, "overall").get_attribute("data-state") == "empty", 15, "the page")
     csrf = driver.execute_script("return csrf")
     # The app's own live updates would re-render its real (empty) state between our renders.

@@ -84,11 +84,11 @@ def test_every_request_needs_the_token(start_app) -> None:
     assert requests.get(base + "/", cookies={running.dash.cookie: "wrong"}, timeout=10).status_code == 403
     assert requests.post(base + "/api/pause", json={}, timeout=10).status_code == 403
     # the printed URL sets the cookie and drops the token from the address
-    r = requests.get(running.dash.url, allow_redirects=False, timeout=10)
+    r = requests.get(running.dash.login_url(), allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"] == "/"
     assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
     s = requests.Session()
-    assert s.get(running.dash.url, timeout=10).status_code == 200
+    assert s.get(running.dash.login_url(), timeout=10).status_code == 200
     assert "Add a folder pair" in s.get(base + "/", timeout=10).text
     # DNS rebinding: a foreign Host header is refused even with the cookie
     r = s.get(base + "/api/state", headers={"Host": f"evil.example:{running.dash.port}"}, timeout=10)
@@ -331,7 +331,7 @@ def test_app_command_prints_the_url_and_quits_on_signal(tmp_path: Path) -> None:
             line = proc.stdout.readline()
             assert line, "".join(lines)
             lines.append(line)
-        url = next(line.strip() for line in lines if "token=" in line)
+        url = next(line.strip() for line in lines if "code=" in line)
         assert url.startswith("http://127.0.0.1:")
         assert requests.get(url.split("?")[0], timeout=10).status_code == 403
         assert requests.get(url, timeout=10).status_code == 200

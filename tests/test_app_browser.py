@@ -88,7 +88,7 @@ def test_dashboard_end_to_end(serve_process, start_app, memory_keyring, chromium
         return driver.find_element(By.CSS_SELECTOR, ".pair")
 
     try:
-        driver.get(running.dash.url)
+        driver.get(running.dash.login_url())
         wait_until(lambda: overall() == "empty", 15, "the empty dashboard")
         assert "token" not in driver.current_url  # traded for a cookie
         # The page records every overall state it shows, so a short Syncing phase is not missed.
@@ -245,7 +245,7 @@ def test_a_stopped_server_and_a_quit_app_are_never_green(serve_process, start_ap
         return str(driver.execute_script(
             "return getComputedStyle(document.querySelector('#overall .dot')).backgroundColor"))  # fmt: skip
 
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: states() == ["ok", "ok"] and overall() == "ok", 30, "both pairs up to date")
     green = dot_colour()
     sp.stop()

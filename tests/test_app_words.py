@@ -90,7 +90,7 @@ def test_no_jargon_in_any_rendered_state(start_app, chromium) -> None:  # noqa: 
 
     running = start_app()
     driver = chromium
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: driver.find_element(By.ID, "overall").get_attribute("data-state") == "empty", 15, "the page")
     csrf = driver.execute_script("return csrf")
     # The app's own live updates would re-render its real (empty) state between our renders.

@@ -13,6 +13,9 @@ def app_cmd(
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Dashboard port on 127.0.0.1 (0: any free port)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open the dashboard in a browser."),
     no_tray: bool = typer.Option(False, "--no-tray", help="Do not show a tray icon."),
+    open_running: bool = typer.Option(
+        False, "--open", help="Open the dashboard of the app already running (a fresh one-time link), then exit."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="Folder pairs file (default: app.toml in the user's config dir)."
     ),
@@ -27,6 +30,9 @@ def app_cmd(
     from .config import ConfigError, default_config_file, default_state_dir
 
     config_file = (config or default_config_file()).expanduser().absolute()
+    if open_running:
+        _open_running((state_dir or default_state_dir()).expanduser().absolute(), browser=not no_browser)
+        return
     if install_autostart or uninstall_autostart:
         extra = [] if config is None else ["--config", str(config_file)]
         if state_dir is not None:
@@ -49,3 +55,18 @@ def app_cmd(
         typer.secho(f"davsync: cannot start the dashboard on 127.0.0.1:{port}: {e.strerror or e}. "
                     "Choose another --port.", err=True, fg=typer.colors.RED)  # fmt: skip
         raise typer.Exit(int(Exit.USAGE)) from None
+
+
+def _open_running(state_dir: Path, *, browser: bool) -> None:
+    import webbrowser
+
+    from .login import AppNotRunning, request_login_url
+
+    try:
+        printed, launched = request_login_url(state_dir), request_login_url(state_dir) if browser else ""
+    except AppNotRunning as e:
+        typer.secho(f"davsync: {e}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(int(Exit.USAGE)) from None
+    typer.echo(f"Dashboard (a one-time link):\n  {printed}")
+    if browser and not webbrowser.open(launched):
+        typer.echo("Could not open a browser; open the link above yourself.")

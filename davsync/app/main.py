@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import AppConfig
 from .core import App
+from .login import CODE_TTL, remove_handle, write_handle
 from .web import Dashboard
 
 
@@ -34,11 +35,16 @@ def run_app(
     say: Callable[[str], None] = print,
 ) -> None:
     app, dash = start(config_file, state_dir, port)
+    try:
+        write_handle(state_dir, dash.port, dash.token)
+    except OSError as e:
+        say(f"Could not write {state_dir}: {e.strerror or e}; `davsync app --open` will not find this app.")
     say(f"davsync app is running with {len(app.config.pairs)} folder pair(s) from {config_file}.")
-    say(f"Dashboard (keep this link private: it carries the access token):\n  {dash.url}")
+    say(f"Dashboard (a one-time link, good for {CODE_TTL:.0f} s; `davsync app --open` makes a new one):\n"
+        f"  {dash.login_url()}")
 
     def open_dashboard() -> None:
-        webbrowser.open(dash.url)
+        webbrowser.open(dash.login_url())  # a fresh code each time: a used one is refused
 
     tray_icon = None
     if tray:
@@ -47,7 +53,7 @@ def run_app(
         tray_icon, reason = start_tray(app, open_dashboard)
         if reason:
             say(f"No tray icon: {reason}. Use the dashboard link; stop with Ctrl-C or Quit on the page.")
-    if open_browser and not webbrowser.open(dash.url):
+    if open_browser and not webbrowser.open(dash.login_url()):
         say("Could not open a browser; open the link above yourself.")
 
     def on_signal(signum: int, frame: object) -> None:
@@ -69,3 +75,4 @@ def run_app(
         tray_icon.stop()
     app.stop()
     dash.stop()
+    remove_handle(state_dir, dash.token)

@@ -1,7 +1,7 @@
 """The dashboard's HTTP side: one static page, a small JSON API, and server-sent events.
 
 Only this PC's browser should drive the app, so: it listens on 127.0.0.1 only; every request
-must carry the random access token (in the printed URL once, then as a cookie); the Host header
+must carry the session cookie, which only a one-time code (login.py) buys; the Host header
 must name this server (no DNS rebinding); and every POST must carry the CSRF token, which only a
 page that could already read /api/state knows, as a header a cross-site form cannot set.
 """
@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .core import App, CommandError
+from .login import AGAIN, CODE_TTL, OneTimeCodes
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -37,11 +38,13 @@ MAX_BODY = 64 * 1024
 
 
 class Dashboard:
-    """The HTTP server around an App. `url` carries the access token."""
+    """The HTTP server around an App. `token` is the session secret (the cookie's value, and the
+    bearer token that mints login codes); `login_url()` is what a browser is given."""
 
-    def __init__(self, app: App, port: int = 0) -> None:
+    def __init__(self, app: App, port: int = 0, code_ttl: float = CODE_TTL) -> None:
         self.app = app
         self.token = secrets.token_urlsafe(32)
+        self.codes = OneTimeCodes(code_ttl)
         self.csrf = secrets.token_urlsafe(32)
         handler = type("Handler", (_Handler,), {"dash": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -50,9 +53,9 @@ class Dashboard:
         self.cookie = f"davsync_app_{self.port}"
         self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/?token={self.token}"
+    def login_url(self) -> str:
+        """A link good for one visit within the code's lifetime: safe on a browser's command line."""
+        return f"http://127.0.0.1:{self.port}/?code={self.codes.mint()}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="davsync-dashboard", daemon=True)
@@ -89,13 +92,13 @@ class _Handler(BaseHTTPRequestHandler):
         morsel = jar.get(self.dash.cookie)
         return morsel.value if morsel else None
 
-    def _authorised(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
-        """(allowed, came with the token in the URL)."""
-        given = query.get("token", [None])[0]
-        if given is not None and hmac.compare_digest(given, self.dash.token):
-            return True, True
+    def _has_cookie(self) -> bool:
         cookie = self._token_from_cookie()
-        return bool(cookie) and hmac.compare_digest(cookie or "", self.dash.token), False
+        return bool(cookie) and hmac.compare_digest(cookie or "", self.dash.token)
+
+    def _has_bearer(self) -> bool:
+        given = self.headers.get("Authorization") or ""
+        return given.startswith("Bearer ") and hmac.compare_digest(given[7:], self.dash.token)
 
     def _refuse(self, status: HTTPStatus, message: str) -> None:
         self.close_connection = True  # an unread request body must not be parsed as the next request
@@ -114,21 +117,30 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.FORBIDDEN, "Wrong Host header: open the dashboard at the address davsync app printed."
             )
             return None
-        ok, in_url = self._authorised(query)
-        if not ok:
-            self._refuse(HTTPStatus.FORBIDDEN, "This dashboard needs its access token: open the link that "
-                         "`davsync app` printed (or use Open dashboard in its tray menu).")  # fmt: skip
+        code = query.get("code", [None])[0]
+        if code is not None and self.command in ("GET", "HEAD"):
+            self._login(code, parts.path or "/")
             return None
-        if in_url and self.command == "GET":
-            # Trade the token in the URL for a cookie, and drop it from the address bar and history.
-            self.send_response(HTTPStatus.SEE_OTHER)
-            self.send_header("Location", parts.path or "/")
-            self.send_header("Set-Cookie", f"{self.dash.cookie}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/")
-            self.send_header("Content-Length", "0")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
+        if not self._has_cookie():
+            self._refuse(HTTPStatus.FORBIDDEN, "This dashboard needs its access token: open the link that "
+                         f"`davsync app` printed, or {AGAIN}.")  # fmt: skip
             return None
         return parts.path, query
+
+    def _login(self, code: str, path: str) -> None:
+        """Trade a one-time code for the cookie, and drop the code from the address bar and history."""
+        if not self.dash.codes.redeem(code) and not self._has_cookie():
+            self._refuse(HTTPStatus.FORBIDDEN, f"This dashboard link was already used or has expired: {AGAIN}.")
+            return
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", path)
+        # The name carries the port: cookies ignore ports, and other services on 127.0.0.1 must
+        # neither receive nor overwrite this one.
+        self.send_header("Set-Cookie", f"{self.dash.cookie}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/")
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.end_headers()
 
     # --- responses ------------------------------------------------------------------
 
@@ -236,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
     # --- POST -------------------------------------------------------------------------
 
     def do_POST(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path == "/api/login-code":
+            self._login_code()
+            return
         gated = self._gate()
         if gated is None:
             return
@@ -264,6 +279,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(HTTPStatus.NOT_FOUND, "No such command.")
             return
         self._command(route)
+
+    def _login_code(self) -> None:
+        """`davsync app --open` asks here for a fresh link, with the secret from the user-only
+        handle file as a bearer token (a header no cross-site page can send without CORS)."""
+        if not self._host_ok() or not self._has_bearer():
+            self._refuse(HTTPStatus.FORBIDDEN, "This needs the app's secret from its state dir.")
+            return
+        self.close_connection = True  # any body is left unread
+        self._json({"url": self.dash.login_url()})
 
     def _route(self, path: str, body: dict[str, Any]) -> Callable[[], Any] | None:
         app = self.dash.app

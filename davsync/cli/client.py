@@ -109,7 +109,13 @@ def _canonical(url: str) -> str:
 
 def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
     from ..client.remote import ConnectionSettings
+    from ..client.transport import env_seconds
 
+    for name in ("DAVSYNC_TIMEOUT", "DAVSYNC_STALL_TIMEOUT"):
+        try:
+            env_seconds(name, 1.0)
+        except ValueError as e:
+            raise fail(str(e), Exit.USAGE) from None
     url = _canonical(url)
     if ca_cert is not None and insecure:
         raise fail("use either --ca-cert or --insecure, not both.", Exit.USAGE)
@@ -171,6 +177,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     """One run of pull, sync or push, reported as asked; exits with the run's status."""
     import json
 
+    from ..client.deadline import WATCHDOG, ctrl_c_cuts_connections
     from ..client.engine import run_once
     from ..client.report import PlainReporter, RichReporter, plan_lines, problem_lines, summary_lines, trash_lines
 
@@ -178,7 +185,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     if not (json_out or quiet or options.dry_run):
         reporter = RichReporter(command=what) if sys.stdout.isatty() else PlainReporter(command=what)
     try:
-        with stop_signals() as stop:
+        with stop_signals(also=WATCHDOG.interrupt) as stop, ctrl_c_cuts_connections():
             result = run_once(conn, folder, options, reporter, stop=stop)
     except KeyboardInterrupt:
         raise fail(f"interrupted; run the {what} again to resume.", Exit.INTERRUPTED) from None

@@ -21,6 +21,11 @@ class RefusedAnswer(RemoteError):
     bring the same, so it is never retried."""
 
 
+class TooManyEntries(RefusedAnswer):
+    """More entries in one answer than MAX_MEMBERS: a whole-share change list this long is
+    listed folder by folder instead; one folder this long is refused."""
+
+
 OC_NS = "http://owncloud.org/ns"
 PROPFIND_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -40,6 +45,11 @@ SYNC_BODY = (
     "</d:sync-collection>"
 )
 MAX_LISTING_BYTES = 512 * 1024 * 1024
+# What one answer may hold. The whole listing is kept for planning, so these bound the memory a
+# hostile server can make the client spend: 200,000 entries cost about 100 MB.
+MAX_MEMBERS = 200_000  # responses in one answer (one folder, or one page of changes)
+MAX_ENTRY_BYTES = 1024 * 1024  # the XML of one response (an endless property is refused here)
+MAX_HREF_CHARS = 16 * 1024  # a path, percent-encoded (PATH_MAX 4096 bytes, each up to 3 characters)
 
 
 def xml_escape(text: str) -> str:
@@ -89,35 +99,50 @@ def safe_parser(**kw) -> etree.XMLPullParser:  # type: ignore[no-untyped-def]
     )
 
 
-def parse_multistatus(chunks: Iterator[bytes]) -> Iterator[tuple[str, ParsedEntry]]:
+def parse_multistatus(chunks: Iterator[bytes], server: str = "the server") -> Iterator[tuple[str, ParsedEntry]]:
     """Yield (href, entry) per <D:response> as bytes arrive; memory stays per-response.
 
     A member reported removed (a response whose status is 404, as in RFC 6578) comes as
     an entry with `removed=True`; a top-level <D:sync-token> comes as ("", entry) with
-    the token in `token`.
+    the token in `token`. `server` names the server in refusals ("the server at URL").
     """
     # Events only for what is read: a listing has a dozen elements per member.
     parser = safe_parser(events=("end",), tag=("{DAV:}response", "{DAV:}sync-token"))
-    total = 0
+    total = members = pending = 0  # pending: bytes fed since a response last ended
     try:
         for chunk in chunks:
             total += len(chunk)
+            pending += len(chunk)
             if total > MAX_LISTING_BYTES:
-                raise RefusedAnswer("the server's listing is larger than 512 MiB; refusing it")
+                raise RefusedAnswer(f"{server} sent a listing larger than 512 MiB; refusing it")
+            if pending > MAX_ENTRY_BYTES:
+                raise RefusedAnswer(f"{server} sent a listing entry larger than 1 MiB (an endless property?); "
+                                    "refusing the listing")  # fmt: skip
             if b"<!ENTITY" in chunk or b"<!DOCTYPE" in chunk:
-                raise RefusedAnswer("the server's listing contains a DTD/entities; refusing it (XML bomb?)")
+                raise RefusedAnswer(f"{server} sent a listing that contains a DTD/entities; refusing it (XML bomb?)")
             parser.feed(chunk)
-            yield from _drain(parser)
+            for href, entry in _drain(parser):
+                pending = 0
+                members += 1
+                if members > MAX_MEMBERS:
+                    raise TooManyEntries(f"{server} sent more than {MAX_MEMBERS:,} entries in one listing; "
+                                        "refusing it (split such a folder into smaller ones)")  # fmt: skip
+                if len(href) > MAX_HREF_CHARS:
+                    raise RefusedAnswer(f"{server} sent a path longer than {MAX_HREF_CHARS:,} characters; refusing "
+                                        "its listing")  # fmt: skip
+                if entry is not None:
+                    yield href, entry
         parser.close()
-        yield from _drain(parser)
+        yield from ((h, e) for h, e in _drain(parser) if e is not None)
     except etree.XMLSyntaxError as e:
         line = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
         raise RemoteError(
-            f"the server sent malformed XML{line}; it may not be a WebDAV server, or the answer was cut."
+            f"{server} sent malformed XML{line}; it may not be a WebDAV server, or the answer was cut."
         ) from None
 
 
-def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:
+def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry | None]]:
+    """Every top-level response as (href, entry); entry is None for one that says nothing usable."""
     for _event, el in parser.read_events():
         parent = el.getparent()
         at_top = parent is not None and parent.getparent() is None
@@ -129,8 +154,7 @@ def _drain(parser: etree.XMLPullParser) -> Iterator[tuple[str, ParsedEntry]]:
             el.clear()
             while el.getprevious() is not None:
                 del parent[0]
-            if href and entry is not None:
-                yield href, entry
+            yield href, (entry if href else None)
 
 
 def _entry_from(response: etree._Element) -> ParsedEntry | None:

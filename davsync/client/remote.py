@@ -26,6 +26,7 @@ from .. import osfs
 from ..checksums import md5_checksum
 from . import retry
 from .davxml import (
+    MAX_ENTRY_BYTES,
     MAX_LISTING_BYTES,
     OC_NS,
     PROPFIND_BODY,
@@ -33,6 +34,7 @@ from .davxml import (
     SYNC_BODY,
     ParsedEntry,
     RefusedAnswer,
+    TooManyEntries,
     etag_text,
     md5_text,
     names_a_file,
@@ -42,9 +44,18 @@ from .davxml import (
     sync_token,
     xml_escape,
 )
+from .deadline import WATCHDOG
 from .paths import HrefResolver, Skipped, UnsafeHref, nfc, shown, url_segments
 from .plan import RemoteEntry
-from .transport import NETWORK_ERRORS, BodyReader, ConnectionSettings, RemoteError, Transport, normalize_base
+from .transport import (
+    NETWORK_ERRORS,
+    BodyReader,
+    ConnectionSettings,
+    RemoteError,
+    Stopped,
+    Transport,
+    normalize_base,
+)
 
 __all__ = [
     "MAX_LISTING_BYTES",
@@ -121,10 +132,6 @@ class SourceChanged(RemoteError):
     def __init__(self, message: str, *, sent_md5: str | None = None, status: int | None = None) -> None:
         super().__init__(message, status=status)
         self.sent_md5 = sent_md5
-
-
-class Stopped(RemoteError):
-    """The caller's stop event was set during an upload; the body was cut, nothing was replaced."""
 
 
 @dataclass(frozen=True)
@@ -214,16 +221,28 @@ class Remote:
 
     # --- listing -------------------------------------------------------------
 
+    @property
+    def server(self) -> str:
+        """How refusals name the server."""
+        return f"the server at {self.base_url}"
+
     def check_root(self) -> str | None:
         """Fail early, with the reason, when the share cannot be listed at all.
 
         Returns the share's sync token (RFC 6578), or None when the server has none.
         Ask for it before walking, so changes made during the walk show up next time.
         """
-        resp = self.request("PROPFIND", self.base_url, data=ROOT_PROPFIND_BODY, headers=_PROPFIND_HEADERS_0)
+        resp = self.request("PROPFIND", self.base_url, data=ROOT_PROPFIND_BODY, headers=_PROPFIND_HEADERS_0,
+                            stream=True)  # fmt: skip
         with resp:
             if resp.status_code == 207:
-                root = parse_document(resp.content)
+                body = bytearray()
+                for chunk in self.chunks(resp, 65536, "reading the share's root was cut off"):
+                    body += chunk
+                    if len(body) > MAX_ENTRY_BYTES:
+                        raise RefusedAnswer(f"{self.server} answered a one-entry listing with more than 1 MiB; "
+                                            "refusing it", fatal=True)  # fmt: skip
+                root = parse_document(bytes(body))
                 if root is None:
                     raise RemoteError(
                         f"the server at {self.base_url} sent malformed XML; it may not be a WebDAV server.", fatal=True
@@ -264,7 +283,7 @@ class Remote:
             listing = FolderListing(folder)
             cut_off = f"listing {folder or '/'} was cut off"
             hrefs = HrefResolver(url, self.base_url)
-            for href, entry in parse_multistatus(self.chunks(resp, 65536, cut_off)):
+            for href, entry in parse_multistatus(self.chunks(resp, 65536, cut_off), self.server):
                 if entry.removed or entry.token is not None:
                     continue
                 try:
@@ -303,7 +322,8 @@ class Remote:
                     )
                 truncated = False
                 new_token = None
-                for href, entry in parse_multistatus(self.chunks(resp, 65536, "the change list was cut off")):
+                answer = self.chunks(resp, 65536, "the change list was cut off")
+                for href, entry in _whole_share_list(parse_multistatus(answer, self.server)):
                     if href == "" and entry.token is not None:
                         new_token = entry.token
                         continue
@@ -364,7 +384,8 @@ class Remote:
                 # the only one when its href is spelled otherwise (encoding, Unicode form).
                 want = nfc(_comparable_href(url))
                 found: list[tuple[bool, RemoteEntry | None]] = []
-                for listed, entry in parse_multistatus(self.chunks(resp, 65536, f"reading {shown(path)} was cut off")):
+                answer = self.chunks(resp, 65536, f"reading {shown(path)} was cut off")
+                for listed, entry in parse_multistatus(answer, self.server):
                     if entry.token is not None:
                         continue
                     mine = None if entry.removed else RemoteEntry(
@@ -564,6 +585,14 @@ _T = TypeVar("_T")
 UPLOAD_BLOCK = 256 * 1024
 
 
+def _whole_share_list(entries: Iterator[tuple[str, ParsedEntry]]) -> Iterator[tuple[str, ParsedEntry]]:
+    """A change list too long for one answer is a reason to list folder by folder, not a failure."""
+    try:
+        yield from entries
+    except TooManyEntries as e:
+        raise SyncUnsupported(f"{e}; listing folder by folder instead") from None
+
+
 def _quoted(etag: str) -> str:
     """An ETag as a header wants it: listings give it bare (see _etag), the wire needs quotes."""
     return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
@@ -674,6 +703,7 @@ class _Body:
             self.sent += len(block)
             if self._progress is not None:
                 self._progress(len(block))
+            WATCHDOG.progress()  # the block before this one went out: the stall deadline starts again
             yield block
 
     def tell(self) -> int:

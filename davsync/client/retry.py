@@ -156,6 +156,14 @@ class Outage:
         self._cond.notify_all()
         self._check()
 
+    def give_up(self, message: str) -> None:
+        """End the run for every caller now (a server too slow to wait for): raises ServerGone."""
+        with self._cond:
+            if self._gone is None:
+                self._gone = message
+            self._cond.notify_all()
+            self._check()
+
     @property
     def gone(self) -> str | None:
         return self._gone

@@ -10,12 +10,15 @@ What the requests mean (WebDAV bodies, answers, multistatus) lives in remote.py 
 from __future__ import annotations
 
 import http.client
+import io
+import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -26,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPDigestAuth
 from webdav3.client import Client
 
+from .deadline import STEP_BYTES, WATCHDOG, Interrupted, Stalled, Step, watch_pools
 from .neterrors import causes, connection_message, tls_message
 
 if TYPE_CHECKING:
@@ -40,6 +44,11 @@ class RemoteError(Exception):
         self.fatal = fatal
         self.status = status
         self.partial = 0  # a body cut short: bytes that did arrive in the reader's buffer (BodyReader)
+
+
+class Stopped(RemoteError):
+    """The run was told to stop (its stop event, Ctrl-C, SIGTERM) during an exchange: it was
+    cut, and nothing was replaced. Not retried: a stopping run starts nothing new."""
 
 
 class ServerBusy(RemoteError):
@@ -75,6 +84,35 @@ def busy_answer(resp: requests.Response, base_url: str) -> ServerBusy | None:
     return ServerBusy(f"the server at {base_url} asked to wait{reason}", max(1.0, min(wait, 60.0)))
 
 
+TIMEOUT = 30.0  # seconds of silence (no byte at all) before a request fails: DAVSYNC_TIMEOUT
+STALL_TIMEOUT = 120.0  # seconds a step (64 KiB of an answer, a request's head) may take: DAVSYNC_STALL_TIMEOUT
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment; `default` when unset. Raises
+    ValueError with a sentence for anything else (the command line reports it)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise ValueError(f"{name} must be a number of seconds from 0.1 to 86400, not '{raw}'.")
+    return value
+
+
+def _env_or_default(name: str, default: float) -> Callable[[], float]:
+    def read() -> float:
+        try:
+            return env_seconds(name, default)
+        except ValueError:
+            return default  # the command line refuses it first; other callers keep going
+
+    return read
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     url: str
@@ -82,8 +120,9 @@ class ConnectionSettings:
     password: str | None = None
     ca_cert: str | None = None
     insecure: bool = False
-    timeout: float = 30.0
+    timeout: float = field(default_factory=_env_or_default("DAVSYNC_TIMEOUT", TIMEOUT))
     jobs: int = 4
+    stall: float = field(default_factory=_env_or_default("DAVSYNC_STALL_TIMEOUT", STALL_TIMEOUT))
 
 
 # What may stay literal in a path segment (RFC 3986 pchar minus '%'); all else is encoded.
@@ -179,6 +218,7 @@ class Transport:
         if s is None:
             s = self.client.session if not self._sessions else requests.Session()
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=4, max_retries=0)
+            watch_pools(adapter.poolmanager)
             s.mount("http://", adapter)
             s.mount("https://", adapter)
             s.verify = self.client.verify
@@ -222,7 +262,7 @@ class Transport:
                 import certifi
 
                 kw["ca_certs"] = certifi.where()
-            pool = urllib3.PoolManager(num_pools=2, maxsize=2, retries=False, **kw)
+            pool = watch_pools(urllib3.PoolManager(num_pools=2, maxsize=2, retries=False, **kw))
             self._local.pool = pool
             with self._lock:
                 self._pools.append(pool)
@@ -253,6 +293,22 @@ class Transport:
             self.outage.no_answer(key or what, how)
         return RemoteError(f"{what}: {message}" if what else message)
 
+    @contextmanager
+    def deadline(self, what: str, conn: Any = None) -> Iterator[Step]:
+        """One blocking step under the stall deadline (deadline.py). A stall ends the run for
+        every caller (through the outage watch): a server this slow is not waited for again."""
+        try:
+            with WATCHDOG.step(self.settings.stall, conn) as step:
+                yield step
+        except Stalled:
+            message = (f"the server at {self.base_url} sent less than 64 KiB in {self.settings.stall:g}s ({what}); "
+                       "stopped waiting. Run again later, or set DAVSYNC_STALL_TIMEOUT to wait longer.")  # fmt: skip
+            if self.outage is not None:
+                self.outage.give_up(message)
+            raise RemoteError(message, fatal=True) from None
+        except Interrupted:
+            raise Stopped(f"stopped ({what}).") from None
+
     def _answered(self) -> None:
         if self.outage is not None:
             self.outage.answered()
@@ -264,11 +320,15 @@ class Transport:
         answered with Digest from then on. `login=False` sends no credentials and hands a 401
         back as an answer (what a client without a login sees, as doctor asks)."""
         kw.setdefault("timeout", self.settings.timeout)
+        data = kw.get("data")
+        if isinstance(data, (bytes, bytearray)) and len(data) > STEP_BYTES:
+            kw["data"] = _Paced(data)  # a 16 MiB batch on a slow uplink is progress, not a stall
         if not login:
             kw["auth"] = _no_login
         self._count()
         try:
-            resp = self.session().request(method, url, **kw)
+            with self.deadline(f"{method} {unquote(urlsplit(url).path)}"):
+                resp = self.session().request(method, url, **kw)
         except NETWORK_ERRORS as e:
             raise self.failure(e, key=f"{method} {url}") from None
         self._answered()
@@ -317,19 +377,27 @@ class Transport:
     def chunks(self, resp: requests.Response, size: int, what: str) -> Iterator[bytes]:
         """A streamed answer's body; a connection lost while reading is a RemoteError
         (`what` says what was being read). Errors of the caller's own loop body pass untouched."""
-        it = resp.iter_content(size)
-        while True:
-            try:
-                chunk = next(it)
-            except StopIteration:
-                return
-            except NETWORK_ERRORS as e:
-                raise self.failure(e, what) from None
-            yield chunk
+        it = resp.iter_content(min(size, STEP_BYTES))
+        window = 0  # bytes since the step's deadline last moved: a chunked trickle is many tiny chunks
+        with self.deadline(what, getattr(resp.raw, "connection", None)) as step:
+            while True:
+                try:
+                    chunk = next(it, None)
+                except NETWORK_ERRORS as e:
+                    raise self.failure(e, what) from None
+                if chunk is None:
+                    return
+                window += len(chunk)
+                if window >= STEP_BYTES:
+                    step.progress()
+                    window = 0
+                with step.paused():  # the caller's own time is not the server's
+                    yield chunk
 
     def body_reader(self, resp: requests.Response, what: str) -> BodyReader:
+        conn = getattr(resp.raw, "connection", None)
         """A streamed answer's body read into the caller's buffers (see BodyReader)."""
-        return BodyReader(resp, lambda e: self.failure(e, what), what)
+        return BodyReader(resp, lambda e: self.failure(e, what), what, lambda: self.deadline(what, conn))
 
     def get_small(self, url: str, what: str, limit: int) -> tuple[int, bytes]:
         """GET a whole small file: urllib3 directly, as requests' per-call overhead is larger
@@ -344,8 +412,9 @@ class Transport:
         self._count()
         timeout = urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout)
         try:
-            resp = self._pool().request("GET", url, headers=headers, timeout=timeout, redirect=False,
-                                        preload_content=False)  # fmt: skip
+            with self.deadline(f"GET {what}"):
+                resp = self._pool().request("GET", url, headers=headers, timeout=timeout, redirect=False,
+                                            preload_content=False)  # fmt: skip
         except NETWORK_ERRORS as e:
             raise self.failure(e, f"GET {what} failed") from None
         self._answered()
@@ -357,7 +426,8 @@ class Transport:
         data = b""
         try:
             while len(data) <= limit:
-                chunk = resp.read(limit + 1 - len(data))
+                with self.deadline(f"GET {what}", resp.connection):
+                    chunk = resp.read(min(STEP_BYTES, limit + 1 - len(data)))
                 if not chunk:
                     break
                 data += chunk
@@ -374,15 +444,21 @@ class Transport:
         with self.request("GET", url, headers={"Accept-Encoding": "identity"}, stream=True) as resp:
             chunks: list[bytes] = []
             got = 0
-            try:
-                for chunk in resp.iter_content(256 * 1024):
-                    chunks.append(chunk)
-                    got += len(chunk)
-                    if got > max(limit, 64 * 1024):  # (an error page is read whole)
-                        break
-            except NETWORK_ERRORS as e:
-                raise self.failure(e, f"GET {what} failed") from None
+            for chunk in self.chunks(resp, STEP_BYTES, f"GET {what} failed"):
+                chunks.append(chunk)
+                got += len(chunk)
+                if got > max(limit, 64 * 1024):  # (an error page is read whole)
+                    break
             return resp.status_code, b"".join(chunks)
+
+
+class _Paced(io.BytesIO):
+    """A request body in memory, sent piece by piece (with its Content-Length), each piece
+    moving the stall deadline on."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        WATCHDOG.progress()
+        return super().read(size)
 
 
 class BodyReader:
@@ -396,8 +472,10 @@ class BodyReader:
     back to the pool. Anything unexpected about the response falls back to urllib3's readinto.
     """
 
-    def __init__(self, resp: requests.Response, failure: Callable[[BaseException], RemoteError], what: str) -> None:
+    def __init__(self, resp: requests.Response, failure: Callable[[BaseException], RemoteError], what: str,
+                 deadline: Callable[[], Any]) -> None:  # fmt: skip
         self._raw = resp.raw
+        self._deadline = deadline
         self._failure = failure
         self._what = what
         fp = getattr(resp.raw, "_fp", None)  # urllib3's http.client response (2.x and 1.26 alike)
@@ -421,10 +499,14 @@ class BodyReader:
         got = 0
         try:
             while got < len(buffer):
-                n = self._read(buffer[got:])
+                with self._deadline():  # a step at a time: a trickle is a stall, not a slow read
+                    n = self._read(buffer[got : got + STEP_BYTES])
                 if not n:
                     break
                 got += n
+        except RemoteError as e:  # a stall
+            e.partial = got
+            raise
         except NETWORK_ERRORS as e:
             error = self._failure(e)
             error.partial = got

@@ -21,6 +21,7 @@ from ..concurrency import SLICE, sliced_wait
 from ..console import stop_signals
 from ..exitcodes import Exit
 from ..units import plural
+from .deadline import WATCHDOG
 from .engine import Engine, RunOptions
 from .filters import Filter
 from .local import IN_USE
@@ -49,8 +50,11 @@ def watch_loop(
 ) -> Exit:
     """Runs until stopped (Ctrl-C, SIGTERM, Ctrl-Break, console closed, or `stop`); returns
     the exit status."""
-    with stop_signals(stop, interrupt=True) as stop:
-        return _loop(conn, dest, options, interval, quiet, out or sys.stdout, stop)
+    with stop_signals(stop, interrupt=True, also=WATCHDOG.interrupt) as stop:
+        try:
+            return _loop(conn, dest, options, interval, quiet, out or sys.stdout, stop)
+        finally:
+            WATCHDOG.reset()
 
 
 def _loop(
@@ -140,8 +144,11 @@ def sync_watch_loop(
     full_every: float = FULL_SCAN_EVERY,
 ) -> Exit:
     """`sync --watch`: runs until stopped; returns the exit status."""
-    with stop_signals(stop, interrupt=True) as stop:
-        return _sync_loop(conn, dest, options, interval, quiet, out or sys.stdout, stop, full_every)
+    with stop_signals(stop, interrupt=True, also=WATCHDOG.interrupt) as stop:
+        try:
+            return _sync_loop(conn, dest, options, interval, quiet, out or sys.stdout, stop, full_every)
+        finally:
+            WATCHDOG.reset()
 
 
 def _sync_loop(
