@@ -76,7 +76,7 @@ def test_add_a_pair_found_browsed_and_partly_skipped(start_share, start_app, mem
     def attrs(css: str, key: str) -> list[str]:  # read in the page at once: a re-render cannot stale it
         return driver.execute_script(ATTRS, css, key)  # type: ignore[no-any-return]
 
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: el("#overall").get_attribute("data-state") == "empty", 15, "the empty dashboard")
     el("#add-open").click()
     wait_until(lambda: present("#lan-list .use-server"), 10, "the server found on the network")
@@ -143,7 +143,7 @@ def test_the_local_folder_from_the_system_dialog(dialog: str, start_app, chromiu
     monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + "/usr/bin:/bin")
     running = start_app()
     driver = chromium
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: driver.find_element(By.ID, "overall").get_attribute("data-state") == "empty", 15, "the page")
     driver.find_element(By.ID, "add-open").click()
     driver.find_element(By.ID, "add-pick-local").click()

@@ -58,7 +58,7 @@ def test_conflicts_sorted_previewed_and_resolved_in_bulk(start_share, start_app,
     def order() -> list[str]:
         return attrs(".conflict", "path")
 
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: len(present(".conflict")) == 3, 30, "three conflicts on the page")
     driver.execute_script("window.confirm = () => true;")
     assert order() == ["apples.txt", "budget.txt", "cherries.txt"]  # by name first

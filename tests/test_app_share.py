@@ -62,7 +62,7 @@ def test_share_a_folder_revoke_it_and_restore_a_version(start_share, start_app, 
     def present(css: str) -> bool:
         return bool(driver.find_elements(By.CSS_SELECTOR, css))
 
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: present(".pair"), 15, "the pair's card")
     driver.execute_script("window.confirm = () => true;")  # the page's "are you sure?" questions: yes
     find(".share-panel summary").click()
@@ -128,7 +128,7 @@ def test_a_refusal_is_one_sentence_on_the_page(start_share, start_app, memory_ke
     credentials.save_password(share.url, "bob", PASSWORDS["bob"])
     dest = tmp_path / "Music mirror"
     running = start_app([FolderPair(share.url, str(dest), user="bob", interval=0.3)])
-    driver.get(running.dash.url)
+    driver.get(running.dash.login_url())
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".pair"), 15, "the pair's card")
     driver.find_element(By.CSS_SELECTOR, ".share-panel summary").click()
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '.browse li[data-path="Music"] .share'), 15, "listing")
