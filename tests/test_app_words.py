@@ -14,10 +14,11 @@ from test_app_browser import chromium  # noqa: F401  (fixture)
 from davsync.app.runner import FIXES
 from davsync.app.status import PairStatus, Progress, StatusHub
 from davsync.app.words import COUNT_WORDS, count_words, plain
+from davsync.client.credentials import NO_STORE
 from davsync.client.plan import Kind
 
 FORBIDDEN = re.compile(
-    r"\bjournal\b|\bbase\b|\betags?\b|--[a-z]|\bmax_delete\b|\bca_cert\b|\bremote_gone\b|`|Traceback|Errno|gitignore|"
+    r"\bjournal\b|\bbase\b|\betags?\b|--[a-z]|DAVSYNC_|\bterminal\b|\bmax_delete\b|\bca_cert\b|\bremote_gone\b|`|Traceback|Errno|gitignore|"
     + "|".join(re.escape(k.value) for k in Kind if "-" in k.value),
     re.IGNORECASE,
 )
@@ -35,6 +36,7 @@ LIBRARY = [
     "the server refused the login for user 'anna'. Check --user and the password (DAVSYNC_PASSWORD).",
     "this share needs a login: add --user NAME (the password is asked for, or read from DAVSYNC_PASSWORD).",
     "cannot reach 127.0.0.1:8080: nothing is listening there; check that `davsync serve` is running and the port is right.",
+    NO_STORE,  # a PC without a keyring, when a pair is added (found by a new-user trial)
 ]
 
 
@@ -50,6 +52,26 @@ def test_the_librarys_sentences_come_out_plain() -> None:
     for text in LIBRARY + [fix for _pattern, fix in FIXES]:
         assert not FORBIDDEN.search(plain(text)), (text, plain(text))
     assert plain("more than --max-delete 10") == "more than the safety limit (10)"
+
+
+def test_a_pc_without_a_password_store_is_told_plainly(monkeypatch: Any) -> None:
+    """Adding a pair on a PC with no keyring said "set DAVSYNC_PASSWORD ..., or run davsync in a
+    terminal" on the dashboard (a new-user trial)."""
+    import keyring
+    from keyring.backends import fail
+
+    from davsync.app.config import FolderPair
+    from davsync.app.core import CommandError, _save_password
+
+    monkeypatch.setattr(keyring, "get_keyring", lambda: fail.Keyring())
+    monkeypatch.setattr(keyring, "set_password", fail.Keyring().set_password)
+    try:
+        _save_password(FolderPair(url="http://pi.local:8080/", local="/home/anna/Pi", user="anna"), "secret")
+    except CommandError as e:
+        said = str(e)
+    else:
+        raise AssertionError("no error without a password store")
+    assert "password store" in said and not FORBIDDEN.search(said), said
 
 
 def _states() -> list[tuple[str, list[PairStatus]]]:

@@ -447,10 +447,13 @@ class App:
 def _save_password(pair: FolderPair, password: str) -> None:
     try:
         credentials.save_password(pair.url, pair.user, password)
-    except (credentials.CredentialStoreError, keyring.errors.KeyringError, OSError) as e:
+    except credentials.NoCredentialStore:
+        raise CommandError(plain(credentials.NO_STORE)) from None
+    except (credentials.CredentialStoreError, keyring.errors.KeyringError, OSError):
+        # (the library's own message speaks to command-line users: not shown here)
         raise CommandError(
-            f"could not store the password in the OS credential store ({e}). On Linux, install and unlock "
-            "a Secret Service (GNOME Keyring or KWallet); nothing was saved."
+            "The system's password store refused to keep the password: unlock it (on Linux: GNOME Keyring "
+            "or KWallet) and try again; nothing was saved."
         ) from None
 
 

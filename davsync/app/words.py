@@ -50,6 +50,9 @@ def count_words(counts: dict[str, int]) -> list[str]:
 
 # The library's command-line phrasing -> the app's words (first match first; all are applied).
 REWRITES: list[tuple[str, str]] = [
+    (r"this system has no credential store \(keyring\) to keep the password in:.*",
+     "This computer has no password store (keyring) for davsync to keep the password in: install or "
+     "unlock one (on Linux: GNOME Keyring or KWallet), then try again."),
     (r"Check --user and the password \(DAVSYNC_PASSWORD\)", "Check the user name and the password"),
     (r"add --user NAME \(the password is asked for, or read from DAVSYNC_PASSWORD\)",
      "enter a user name and password"),
