@@ -793,12 +793,12 @@ class Executor:
                 self._done(a)
         elif k == Kind.FORGET:
             journal.forget(a.path)
-        elif k == Kind.REMOTE_DELETED:
+        elif k == Kind.KEPT_HERE:
             journal.mark_gone(a.path, True, refused=a.guarded)
             self._done(a)
         elif k == Kind.BLOCKED:
             self._error(a.path, a.reason)
-        elif k in (Kind.LOCAL_MODIFIED, Kind.LOCAL_DELETED, Kind.LOCAL_ONLY, Kind.SERVER_CHANGED):
+        elif k in (Kind.LOCAL_MODIFIED, Kind.KEPT_ON_SERVER, Kind.LOCAL_ONLY, Kind.SERVER_CHANGED):
             self._done(a)
 
 

@@ -46,7 +46,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
-from ..exitcodes import Exit
+from ...exitcodes import Exit
+from . import table
+from .kinds import Kind, Mode
+from .table import Also, Change
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,40 +132,6 @@ def complete(entry: JournalEntry, local: LocalEntry | None = None, remote: Remot
         )
     return replace(entry, prev=None)
 
-
-class Mode(str, Enum):
-    PULL = "pull"  # the local folder mirrors the server
-    SYNC = "sync"  # changes go both ways
-    PUSH = "push"  # the server follows the local folder
-
-
-class Kind(str, Enum):
-    # The values are the `--json` vocabulary: add, never rename.
-    MKDIR = "mkdir"
-    DOWNLOAD = "download"  # new or missing locally
-    UPDATE = "update"  # remote changed, local unchanged
-    CONFLICT = "conflict"  # both changed: keep local as a conflict copy, place remote
-    ADOPT = "adopt"  # local already equals remote: record it, transfer nothing
-    REFRESH = "refresh"  # content unchanged; only the journal's stat/etag is updated
-    LOCAL_MODIFIED = "locally-modified"  # local edit, not uploaded: left alone
-    DELETE = "delete"  # remote deleted, local unchanged: to trash
-    REMOTE_DELETED = "deleted-remotely"  # kept here (no --delete, guarded, or modified)
-    FORGET = "forget"  # gone on both sides: drop the journal row
-    RMDIR = "rmdir"  # remote folder gone: remove the local one if empty
-    BLOCKED = "blocked"  # cannot be done (e.g. a local folder where the remote has a file)
-    RENAME = "rename"  # renamed on the server in letter case only: renamed here too (case-insensitive DEST)
-    UPLOAD = "upload"  # new on the server: PUT with If-None-Match: *
-    UPLOAD_EDIT = "upload-edit"  # replaces the base version on the server: PUT with If-Match
-    REMOTE_MKDIR = "remote-mkdir"  # MKCOL
-    REMOTE_DELETE = "remote-delete"  # DELETE with If-Match (the server keeps a version)
-    # DELETE of a folder whose listed content is gone by then; a WebDAV DELETE is recursive, so
-    # the executor sends it only when the server lists the folder empty.
-    REMOTE_RMDIR = "remote-rmdir"
-    REMOTE_MOVE = "remote-move"  # a local rename, done on the server as MOVE
-    LOCAL_MOVE = "local-move"  # a server rename, done here as a rename
-    LOCAL_DELETED = "deleted-locally"  # deleted here; kept on the server (guarded, read-only, push)
-    LOCAL_ONLY = "local-only"  # new here; not uploaded (read-only account)
-    SERVER_CHANGED = "server-changed"  # push: the server changed since the base; not overwritten
 
 
 class LocalOp(str, Enum):
@@ -546,7 +515,7 @@ def _plan_pull(
         r, j, loc = remote.get(path), journal.get(path), lv.entries.get(path)
         if r is None and any(_under(path, f) for f in failed_folders):
             continue  # unknown: its folder did not list
-        action = _decide_pull(path, r, j, loc)
+        action = _decide_pull(path, r, j, loc, options.delete)
         if action is None:
             continue
         if action.kind in (Kind.DELETE, Kind.RMDIR):
@@ -560,8 +529,7 @@ def _plan_pull(
     if tracked is None:
         tracked = sum(1 for j in journal.values() if not j.is_dir)
     guarded = _guard_pull_deletions(deletions, remote_looks_empty, tracked, failed_folders, options, result)
-    if options.delete:
-        result.refused_deletions = sum(1 for a in guarded if a.reason.startswith("deletion refused"))
+    result.refused_deletions = sum(1 for a in guarded if a.reason.startswith("deletion refused"))
     result.actions += guarded
     return result
 
@@ -578,54 +546,54 @@ def _pulled(
     return Action(kind, path, r, loc, reason, j)
 
 
-def _decide_pull(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: LocalEntry | None) -> Action | None:
+def _decide_pull(path: str, r: RemoteEntry | None, j: JournalEntry | None, loc: LocalEntry | None,
+                 delete: bool = False) -> Action | None:  # fmt: skip
+    """Work out the situation (table.py's terms) and let the table decide."""
+    situation = _pull_situation(r, j, loc)
+    if situation is None:
+        return None
+    d = table.decide(*situation, Mode.PULL, delete=delete)
+    if d.kind is None:
+        return None
+    return _pulled(j, d.kind, path, r, loc, d.why)
+
+
+def _pull_situation(
+    r: RemoteEntry | None, j: JournalEntry | None, loc: LocalEntry | None
+) -> tuple[str, Change, Change, Also] | None:
+    """pull's view of a path: the server's side, and what davsync last placed here (the base)."""
+    A, S, M, N, D = Change.ABSENT, Change.SAME, Change.MODIFIED, Change.NEW, Change.DELETED
     if r is not None and r.is_dir:
         if loc is None:
-            return _pulled(j, Kind.MKDIR, path, r)
+            return ("folder", A, N, Also.ANY) if j is None else ("folder", D, S, Also.EMPTY)
         if not loc.is_dir:
             if j is not None and j.matches_local(loc):
-                return _pulled(j, Kind.CONFLICT, path, r, loc, "the remote replaced this file with a folder")
-            return _pulled(j, Kind.CONFLICT, path, r, loc, "a local file stands where the remote has a folder")
-        if j is None or not j.is_dir:
-            return _pulled(j, Kind.REFRESH, path, r, loc, "folder exists")
-        return None
-
+                return "file vs folder", S, N, Also.UNCHANGED
+            return "file vs folder", N, N, Also.CHANGED
+        return ("folder", N, N, Also.ANY) if j is None or not j.is_dir else ("folder", S, S, Also.ANY)
     if r is not None:  # a remote file
         if loc is not None and loc.is_dir:
-            return _pulled(j, Kind.BLOCKED, path, r, loc, "a local folder stands where the remote has a file")
+            return "folder vs file", N, N, Also.ANY
         if loc is None:
-            return _pulled(j, Kind.DOWNLOAD, path, r, None, "new" if j is None else "missing locally")
+            return ("file", A, N, Also.ANY) if j is None else ("file", D, S, Also.ANY)
         if j is None or j.is_dir:
-            if same_content(loc, r):
-                return _pulled(j, Kind.ADOPT, path, r, loc, "local file already has the remote content")
-            return _pulled(j, Kind.CONFLICT, path, r, loc, "an unsynced local file differs from the remote")
-        local_same = _local_unchanged(j, loc)
+            return "file", N, N, Also.EQUAL if same_content(loc, r) else Also.DIFFERENT
         changed = remote_changed(j, r)
-        if local_same:
+        if _local_unchanged(j, loc):
             if changed:
-                if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
-                    return _pulled(j, Kind.REFRESH, path, r, loc, "remote metadata changed, content same")
-                return _pulled(j, Kind.UPDATE, path, r, loc, "changed on the server")
+                equal = loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5
+                return "file", S, M, Also.EQUAL if equal else Also.DIFFERENT
             if not j.matches_local(loc) or j.remote_etag != r.etag or learns_ctime(j, loc):
-                return _pulled(j, Kind.REFRESH, path, r, loc, "metadata changed, content same")
+                return "file", S, S, Also.ANY  # a refresh: metadata changed, content same
             return None
-        if same_content(loc, r) and (loc.md5 is not None or not changed):
-            return _pulled(j, Kind.ADOPT, path, r, loc, "local edit equals the remote")
-        if changed:
-            return _pulled(j, Kind.CONFLICT, path, r, loc, "changed both locally and on the server")
-        return _pulled(j, Kind.LOCAL_MODIFIED, path, r, loc, "modified locally; the server's version is unchanged")
-
-    # Gone from the remote.
-    assert j is not None
+        equal = same_content(loc, r) and (loc.md5 is not None or not changed)
+        return "file", M, M if changed else S, Also.EQUAL if equal else Also.DIFFERENT
+    assert j is not None  # gone from the server
     if loc is None:
-        return _pulled(j, Kind.FORGET, path, None, None, "gone on both sides")
+        return "folder" if j.is_dir else "file", D, D, Also.ANY
     if j.is_dir:
-        if loc.is_dir:
-            return _pulled(j, Kind.RMDIR, path, None, loc, "folder deleted on the server")
-        return _pulled(j, Kind.FORGET, path, None, loc, "no longer the folder davsync made")
-    if not _local_unchanged(j, loc):
-        return _pulled(j, Kind.REMOTE_DELETED, path, None, loc, "deleted on the server, but modified locally: kept")
-    return _pulled(j, Kind.DELETE, path, None, loc, "deleted on the server")
+        return ("folder", S, D, Also.EMPTY) if loc.is_dir else ("file", N, A, Also.ANY)
+    return "file", S if _local_unchanged(j, loc) else M, D, Also.ANY
 
 
 def failed_where(here: Iterable[str], there: Iterable[str], limit: int = 3) -> str:
@@ -652,33 +620,32 @@ def _guard_pull_deletions(
     """Turn deletions into kept files unless every guard allows them (design.md rule 4)."""
     files = [a for a in deletions if a.kind == Kind.DELETE]
 
-    def keep(reason: str, guard: str | None = None) -> list[Action]:
-        # A kept folder is kept like its files (reported, remembered, judged again next run): not
-        # a problem in itself. A refusal by a guard is counted (refused_deletions) by the caller.
-        if guard:
-            plan.guards.append(guard)
-        return [replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None, guarded=bool(guard))
-                for a in deletions]  # fmt: skip
+    def keep(guard: str, limit: int | None = None) -> list[Action]:
+        # A held deletion is kept like a file deleted on the server without --delete (reported,
+        # remembered, judged again next run). A refusal is counted (refused_deletions) by the
+        # caller; a failed listing is reported by its own warning.
+        plan.guards.append(guard)
+        verb = "skipped" if guard == "failed-listing" else "refused"
+        reason = f"deletion {verb}: " + table.GUARD_BY_ID[guard].reason.format(limit=limit)
+        return [replace(a, kind=table.HELD[a.kind], reason=reason, record=None, guarded=True) for a in deletions]
 
     if not deletions:
         return []
-    if not options.delete:
-        return keep("deleted on the server; kept (use --delete to remove)")
     if failed_folders:
         plan.warnings.append(
             f"Deletions skipped: some folders could not be listed this run ({failed_where((), failed_folders)})."
         )
-        return keep("deletion skipped: a listing failed this run", "failed-listing")
+        return keep("failed-listing")
     if remote_empty and tracked > 1:  # (one file gone is that file's deletion, not a share gone)
         plan.warnings.append(
             "Deletions refused: the server lists an empty share while the mirror is not empty "
             "(an unmounted disk on the server?)."
         )
-        return keep("deletion refused: the server's share looks empty", "remote-empty")
+        return keep("remote-empty")
     limit = options.delete_limit(tracked)
     if limit is not None and len(files) > limit:
         plan.warnings.append(f"Deletions refused: {len(files)} files would go, more than --max-delete {limit}.")
-        return keep(f"deletion refused: more than --max-delete {limit}", "max-delete-local")
+        return keep("max-delete-local", limit)
     # Remove deeper folders first so parents can empty out.
     dirs = sorted((a for a in deletions if a.kind == Kind.RMDIR), key=lambda a: -a.path.count("/"))
     return files + dirs
@@ -687,18 +654,8 @@ def _guard_pull_deletions(
 # --- sync and push ---------------------------------------------------------------------------
 
 
-class St(str, Enum):
-    """One side's state relative to its own half of the base."""
-
-    ABSENT = "absent"  # not there, and no base
-    SAME = "same"
-    MODIFIED = "modified"
-    NEW = "new"  # there, and no base (of this type)
-    DELETED = "deleted"
-
-
-_LOCAL_DELETIONS = {Kind.DELETE, Kind.RMDIR}
-_REMOTE_DELETIONS = {Kind.REMOTE_DELETE, Kind.REMOTE_RMDIR}
+_LOCAL_DELETIONS = table.LOCAL_DELETIONS
+_REMOTE_DELETIONS = table.REMOTE_DELETIONS
 # Where each kind leaves its path: (exists locally, exists on the server) afterwards.
 # Kinds not listed leave both sides as they are.
 _PRESENCE: dict[Kind, tuple[bool, bool]] = {
@@ -848,8 +805,9 @@ class _TwoWay:
                 folders.append(path)
             else:
                 self._add(self._decide_file(path))
-        if not self.ro and not self.options.union:
-            self._moved_while_edited()
+        if not self.options.union:  # (no base: nothing to rename from)
+            if self._renames("folder-renamed-here-edited-there") == Kind.REMOTE_MOVE:
+                self._moved_while_edited()
             self._find_renames()
         for path in sorted(folders, key=lambda p: (-p.count("/"), p)):
             self._add(self._decide_folder(path))
@@ -891,20 +849,20 @@ class _TwoWay:
 
     # -- statuses --
 
-    def _status(self, path: str, want_dir: bool, here: bool) -> St:
+    def _status(self, path: str, want_dir: bool, here: bool) -> Change:
         entry: LocalEntry | RemoteEntry | None = self.local(path) if here else self.remote(path)
         j = self.base.get(path)
         if j is not None and j.is_dir != want_dir:
             j = None  # the base was the other type: this one is new
         if entry is None:
-            return St.ABSENT if j is None else St.DELETED
+            return Change.ABSENT if j is None else Change.DELETED
         if j is None:
-            return St.NEW
+            return Change.NEW
         if want_dir:
-            return St.SAME
+            return Change.SAME
         if isinstance(entry, LocalEntry):
-            return St.SAME if _local_unchanged(j, entry) else St.MODIFIED
-        return St.MODIFIED if remote_changed(j, entry) else St.SAME
+            return Change.SAME if _local_unchanged(j, entry) else Change.MODIFIED
+        return Change.MODIFIED if remote_changed(j, entry) else Change.SAME
 
     # -- records --
 
@@ -928,92 +886,57 @@ class _TwoWay:
     # -- files --
 
     def _decide_file(self, path: str) -> Action | None:
+        """Work out the situation (table.py's terms) and let the table decide."""
         ls, rs = self._status(path, False, True), self._status(path, False, False)
-        if ls == St.ABSENT and rs == St.ABSENT:
-            return self._act(Kind.FORGET, path, "gone on both sides") if path in self.raw_base else None
-        if self.push:
-            return self._decide_push(path, ls, rs)
-        loc, r = self.local(path), self.remote(path)
-        ro = self.ro
-        union = " (no shared history: nothing is deleted)" if self.options.union else ""
-        if ls == St.SAME and rs == St.SAME:
-            return self._refresh(path)
-        if ls == St.MODIFIED and rs == St.SAME:
-            if ro:
-                return self._act(Kind.LOCAL_MODIFIED, path, "modified here; the account cannot upload: kept")
-            return self._act(Kind.UPLOAD_EDIT, path, "modified here", record=self._upload_record(path))
-        if ls == St.SAME and rs == St.MODIFIED:
-            assert loc is not None and r is not None
-            if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
-                return self._act(Kind.REFRESH, path, "server metadata changed, content same",
-                                 record=self._both_record(path))  # fmt: skip
-            return self._act(Kind.UPDATE, path, "changed on the server", record=_file_record(r))
-        if (ls, rs) in ((St.MODIFIED, St.MODIFIED), (St.NEW, St.NEW)):
-            assert loc is not None and r is not None
-            evidence = loc.md5 is not None and r.md5 is not None
-            if same_content(loc, r) and (evidence or ls == St.NEW):
-                return self._act(Kind.ADOPT, path, "both sides hold the same content", record=self._both_record(path))
-            why = "changed on both sides" if ls == St.MODIFIED else "new on both sides"
-            return self._conflict(path, f"{why}, with different content{union}")
-        if ls == St.DELETED and rs == St.SAME:
-            if ro:  # a read-only pair mirrors the server (as pull does): never silently left missing
-                assert r is not None
-                return self._act(Kind.DOWNLOAD, path, "deleted here, but the account cannot delete on the server: "
-                                 "restored", record=_file_record(r))  # fmt: skip
-            return self._act(Kind.REMOTE_DELETE, path, "deleted here")
-        if ls == St.SAME and rs == St.DELETED:
-            return self._act(Kind.DELETE, path, "deleted on the server")
-        if ls == St.DELETED and rs == St.DELETED:
-            return self._act(Kind.FORGET, path, "deleted on both sides")
-        if ls == St.DELETED and rs == St.MODIFIED:
-            assert r is not None
-            return self._act(Kind.DOWNLOAD, path, "deleted here, but changed on the server: restored",
-                             record=_file_record(r))  # fmt: skip
-        if ls == St.MODIFIED and rs == St.DELETED:
-            if ro:
-                return self._act(Kind.REMOTE_DELETED, path, "deleted on the server, but modified here: kept")
-            return self._act(Kind.UPLOAD, path, "deleted on the server, but modified here: uploaded again",
-                             record=self._upload_record(path))  # fmt: skip
-        if ls == St.NEW and rs == St.ABSENT:
-            if ro:
-                return self._act(Kind.LOCAL_ONLY, path, "new here; the account cannot upload")
-            return self._act(Kind.UPLOAD, path, "new here" + union, record=self._upload_record(path))
-        if ls == St.ABSENT and rs == St.NEW:
-            assert r is not None
-            return self._act(Kind.DOWNLOAD, path, "new on the server" + union, record=_file_record(r))
-        raise AssertionError(f"no rule for {ls.value}/{rs.value} at {path}")
+        if ls == Change.ABSENT and rs == Change.ABSENT:
+            j = self.raw_base.get(path)
+            if j is None:
+                return None
+            if j.is_dir and j is self.base.get(path):  # a folder gone on both sides
+                return self._do(path, self._decide("folder", Change.DELETED, Change.DELETED))
+        return self._do(path, self._decide("file", ls, rs, self._equal(path, ls, rs)))
 
-    def _decide_push(self, path: str, ls: St, rs: St) -> Action | None:
+    def _decide(self, what: str, ls: Change, rs: Change, also: Also = Also.ANY) -> table.Do:
+        return table.decide(what, ls, rs, also, self.options.mode, read_only=self.ro, delete=self.options.delete)
+
+    def _equal(self, path: str, ls: Change, rs: Change) -> Also:
+        """Do both sides hold the same content? The evidence each mode asks for (MD5s, or for new
+        files in sync the size and mtime); only the rows that split on it read the answer."""
         loc, r = self.local(path), self.remote(path)
-        if ls == St.SAME and rs == St.SAME:
-            return self._refresh(path)
-        if ls in (St.MODIFIED, St.NEW) and rs in (St.MODIFIED, St.NEW):
-            assert loc is not None and r is not None
-            if loc.md5 is not None and r.md5 is not None and loc.md5 == r.md5:
-                return self._act(Kind.ADOPT, path, "both sides hold the same content", record=self._both_record(path))
-        if rs in (St.MODIFIED, St.NEW) and ls != St.ABSENT:
-            return self._act(Kind.SERVER_CHANGED, path, "changed on the server since the last push: not overwritten")
-        if ls == St.MODIFIED and rs == St.SAME:
-            return self._act(Kind.UPLOAD_EDIT, path, "modified here", record=self._upload_record(path))
-        if ls in (St.SAME, St.MODIFIED) and rs == St.DELETED:
-            return self._act(
-                Kind.UPLOAD, path, "deleted on the server: uploaded again", record=self._upload_record(path)
-            )
-        if ls == St.NEW and rs == St.ABSENT:
-            return self._act(Kind.UPLOAD, path, "new here", record=self._upload_record(path))
-        if ls == St.DELETED and rs == St.SAME:
-            if self.options.delete:
-                return self._act(Kind.REMOTE_DELETE, path, "deleted here")
-            return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept on the server (use --delete)")
-        if ls == St.DELETED and rs == St.DELETED:
-            return self._act(Kind.FORGET, path, "deleted on both sides")
-        if ls == St.ABSENT and rs == St.NEW:
-            if self.options.delete:
-                return self._act(Kind.SERVER_CHANGED, path, "on the server only, never pushed from here: not deleted")
+        if loc is None or r is None:
+            return Also.ANY
+        md5s = loc.md5 is not None and r.md5 is not None
+        if self.push or ls == Change.SAME:
+            equal = md5s and loc.md5 == r.md5
+        else:
+            equal = same_content(loc, r) and (md5s or ls == Change.NEW)
+        return Also.EQUAL if equal else Also.DIFFERENT
+
+    def _do(self, path: str, d: table.Do) -> Action | None:
+        """The table's cell as an action at this path, with the base it records once done."""
+        kind, why = d.kind, d.why
+        if kind is None:
             return None
-        raise AssertionError(f"no push rule for {ls.value}/{rs.value} at {path}")
+        if self.options.union and not self.push and kind in (Kind.CONFLICT, Kind.UPLOAD, Kind.DOWNLOAD):
+            why += f" ({table.GUARD_BY_ID['union'].reason})"
+        r = self.remote(path)
+        if kind == Kind.REFRESH and r is not None and r.is_dir:
+            return self._act(kind, path, why, record=JournalEntry(True))  # a folder the base did not know
+        if kind == Kind.REFRESH:
+            return self._refresh(path, why)
+        if kind == Kind.CONFLICT:
+            return self._conflict(path, why)
+        if kind in (Kind.UPLOAD, Kind.UPLOAD_EDIT):
+            return self._act(kind, path, why, record=self._upload_record(path))
+        if kind in (Kind.DOWNLOAD, Kind.UPDATE) and r is not None:
+            return self._act(kind, path, why, record=_file_record(r))
+        if kind == Kind.ADOPT:
+            return self._act(kind, path, why, record=self._both_record(path))
+        if kind in (Kind.MKDIR, Kind.REMOTE_MKDIR):
+            return self._act(kind, path, why, record=JournalEntry(True))
+        return self._act(kind, path, why)
 
-    def _refresh(self, path: str) -> Action | None:
+    def _refresh(self, path: str, why: str) -> Action | None:
         j, loc, r = self.base[path], self.local(path), self.remote(path)
         assert loc is not None and r is not None
         if (
@@ -1024,7 +947,7 @@ class _TwoWay:
             and (loc.md5 or r.md5 or j.md5) == j.md5
         ):
             return None  # the common case, checked without building a record
-        return self._act(Kind.REFRESH, path, "metadata changed, content same", record=self._both_record(path))
+        return self._act(Kind.REFRESH, path, why, record=self._both_record(path))
 
     def _conflict(self, path: str, reason: str) -> Action:
         """The server's version keeps the name on both sides; the local one is set aside (and uploaded)."""
@@ -1045,9 +968,8 @@ class _TwoWay:
     # -- a file against a folder --
 
     def _type_clashes(self, paths: list[str]) -> None:
-        """Keep both: the local one takes a conflict name (a folder with all its content).
-
-        Push changes nothing here: it reports the path and leaves everything below it alone."""
+        """A file against a folder (table.py's "file vs folder" rows): keep both, the local one
+        under a conflict name (a folder with all its content), or block the path and all below it."""
         for path in paths:
             e, r0 = self.lv.entries.get(path), self.rv.entries.get(path)
             if e is not None and not self.set_aside:
@@ -1062,14 +984,18 @@ class _TwoWay:
                 continue
             if any(_under(path, f) for f in self.set_aside):
                 continue
-            if self.push:
-                self._add(self._act(Kind.BLOCKED, path, "a file on one side, a folder on the other: left alone"))
-                self.blocked.add(path)
-                continue
-            what = "a folder here, a file on the server" if loc.is_dir else "a file here, a folder on the server"
-            action = self._conflict(path, f"{what}: both kept")
-            self._add(action)
             if loc.is_dir:
+                situation = ("folder vs file", Change.NEW, Change.NEW, Also.ANY)
+            else:
+                j = self.base.get(path)
+                unchanged = j is not None and not j.is_dir and j.matches_local(loc)
+                situation = ("file vs folder", Change.SAME, Change.NEW, Also.UNCHANGED) if unchanged else (
+                    "file vs folder", Change.NEW, Change.NEW, Also.CHANGED)  # fmt: skip
+            action = self._do(path, self._decide(*situation))
+            self._add(action)
+            if action is not None and action.kind == Kind.BLOCKED:
+                self.blocked.add(path)  # nothing below it is judged
+            elif action is not None and loc.is_dir:
                 assert action.conflict_copy is not None
                 self.set_aside[path] = action.conflict_copy
                 self._local_cache.clear()
@@ -1108,54 +1034,38 @@ class _TwoWay:
         return here, there
 
     def _decide_folder(self, path: str) -> Action | None:
+        """Work out the situation (after the folder's content is decided) and let the table decide."""
         if path in self.actions:
             return None
         loc, r, j = self.local(path), self.remote(path), self.base.get(path)
+        A, S, N, D = Change.ABSENT, Change.SAME, Change.NEW, Change.DELETED
         if loc is not None and r is not None:
-            if j is None or not j.is_dir:
-                return self._act(Kind.REFRESH, path, "a folder on both sides", record=JournalEntry(True))
-            return None
+            ls = rs = S if j is not None and j.is_dir else N
+            return self._do(path, self._decide("folder", ls, rs))
+        if loc is None and r is None:
+            return self._do(path, self._decide("folder", D, D)) if path in self.raw_base else None
         here, there = self._stays(path)
-        if loc is not None:  # only here
-            if self._status(path, True, True) == St.NEW:
-                if self.ro:
-                    return self._act(Kind.LOCAL_ONLY, path, "new here; the account cannot create folders")
-                return self._act(Kind.REMOTE_MKDIR, path, "new here", record=JournalEntry(True))
-            if self.push:
-                return self._act(
-                    Kind.REMOTE_MKDIR, path, "deleted on the server: made again", record=JournalEntry(True)
-                )
-            if there:
-                why = "deleted on the server, but content inside changed here: made again"
-                return self._act(Kind.REMOTE_MKDIR, path, why, record=JournalEntry(True))
-            if here:
-                return self._act(Kind.REMOTE_DELETED, path, "deleted on the server; kept: files inside stay here")
-            return self._act(Kind.RMDIR, path, "folder deleted on the server")
-        if r is not None:  # only on the server
-            if self._status(path, True, False) == St.NEW:
-                return (
-                    None if self.push else self._act(Kind.MKDIR, path, "new on the server", record=JournalEntry(True))
-                )
-            if here and not self.push:
-                why = "deleted here, but content inside changed on the server: made again"
-                return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
-            if self.ro:  # as its files: a read-only pair mirrors the server
-                why = "deleted here, but the account cannot delete on the server: made again"
-                return self._act(Kind.MKDIR, path, why, record=JournalEntry(True))
-            if there:
-                return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept: files inside stay on the server")
-            if self.push and not self.options.delete:
-                return self._act(Kind.LOCAL_DELETED, path, "deleted here; kept on the server (use --delete)")
-            return self._act(Kind.REMOTE_RMDIR, path, "folder deleted here")
-        return self._act(Kind.FORGET, path, "gone on both sides") if path in self.raw_base else None
+        if loc is not None:  # only here: new, or deleted on the server
+            if self._status(path, True, True) == N:
+                return self._do(path, self._decide("folder", N, A))
+            return self._do(path, self._decide("folder", S, D, _inside(refilled=there, keeps=here)))
+        if self._status(path, True, False) == N:  # only on the server
+            return self._do(path, self._decide("folder", A, N))
+        return self._do(path, self._decide("folder", D, S, _inside(refilled=here, keeps=there)))
 
     # -- renames --
 
     def _find_renames(self) -> None:
         """A delete plus a new path with the same content is a rename (found before any guard counts)."""
-        self._pair(Kind.REMOTE_DELETE, Kind.UPLOAD, self._local_rename, on_server=True)
-        if not self.push:
+        if self._renames("renamed-here") == Kind.REMOTE_MOVE:
+            self._pair(Kind.REMOTE_DELETE, Kind.UPLOAD, self._local_rename, on_server=True)
+        if self._renames("renamed-there") == Kind.LOCAL_MOVE:
             self._pair(Kind.DELETE, Kind.DOWNLOAD, self._remote_rename, on_server=False)
+
+    def _renames(self, row_id: str) -> Kind | None:
+        """What the table makes of a rename in this mode (a move, or the delete + new it stays)."""
+        r = table.ROW_BY_ID[row_id]
+        return table.cell(r, self.options.mode, read_only=self.ro, delete=self.options.delete).kind
 
     def _pair(self, gone_kind: Kind, new_kind: Kind, rank: Callable[[str, str], int], on_server: bool) -> None:
         by_md5: dict[str, list[str]] = {}
@@ -1332,51 +1242,54 @@ class _TwoWay:
     # -- guards --
 
     def _guard(self) -> None:
-        """Hold deletions (they become reports) when a guard trips; renames are already out."""
+        """Hold deletions (they become reports) when a guard of table.GUARDS trips; renames are already out."""
         local_del = [a for a in self.actions.values() if a.kind == Kind.DELETE]
         remote_del = [a for a in self.actions.values() if a.kind == Kind.REMOTE_DELETE]
         if not any(a.kind in _LOCAL_DELETIONS | _REMOTE_DELETIONS for a in self.actions.values()):
             return
-        hold_local: str | None = None
-        hold_remote: str | None = None
         warn = self.result.warnings.append
+        tripped = self.result.guards
         if self.rv.failed or self.lv.failed:
-            hold_local = hold_remote = "a listing failed this run"
-            self.result.guards.append("failed-listing")
+            tripped.append("failed-listing")
         remote_empty = self.rv.looks_empty
         if remote_empty is None:
             remote_empty = self.rv.complete and not any(p for p in self.rv.entries if p != "")
         # The journal's view: one tracked file gone is that file's deletion, not a share gone.
         if remote_empty and self.tracked > 1:
-            hold_local = hold_local or "the server's share looks empty"
-            self.result.guards.append("remote-empty")
+            tripped.append("remote-empty")
             warn("Deletions refused: the server lists an empty share while the journal is not empty "
                  "(an unmounted disk on the server?).")  # fmt: skip
         local_empty = self.lv.complete and not any(e is not None and not e.is_dir for e in self.lv.entries.values())
         if local_empty and self.tracked > 1:
-            hold_remote = hold_remote or "the local folder is empty or missing"
-            self.result.guards.append("local-empty")
+            tripped.append("local-empty")
             warn("Deletions refused: the local folder is empty or missing while the journal is not "
                  "(an unplugged drive?).")  # fmt: skip
         limit = self.options.delete_limit(self.tracked)
         if limit is not None and len(local_del) > limit:
-            hold_local = hold_local or f"more than --max-delete {limit}"
-            self.result.guards.append("max-delete-local")
+            tripped.append("max-delete-local")
             warn(f"Deletions refused: {len(local_del)} local files would go, more than --max-delete {limit}.")
         if limit is not None and len(remote_del) > limit:
-            hold_remote = hold_remote or f"more than --max-delete {limit}"
-            self.result.guards.append("max-delete-remote")
+            tripped.append("max-delete-remote")
             warn(f"Deletions refused: {len(remote_del)} files on the server would go, more than --max-delete {limit}.")
+        guards = [table.GUARD_BY_ID[g] for g in tripped]
+        hold_local = next((g.reason.format(limit=limit) for g in guards if g.holds in ("here", "both")), None)
+        hold_remote = next((g.reason.format(limit=limit) for g in guards if g.holds in ("server", "both")), None)
         for path, a in list(self.actions.items()):
             if a.kind in _LOCAL_DELETIONS and hold_local:
                 reason = f"deleted on the server; kept: {hold_local}"
-                self.actions[path] = replace(a, kind=Kind.REMOTE_DELETED, reason=reason, record=None, guarded=True)
             elif a.kind in _REMOTE_DELETIONS and hold_remote:
                 reason = f"deleted here; kept on the server: {hold_remote}"
-                self.actions[path] = replace(a, kind=Kind.LOCAL_DELETED, reason=reason, record=None)
             else:
                 continue
+            held = table.HELD[a.kind]
+            self.actions[path] = replace(a, kind=held, reason=reason, record=None, guarded=held == Kind.KEPT_HERE)
             self.result.refused_deletions += 1  # held by a guard: left out of sync, a problem to report
+
+
+def _inside(*, refilled: bool, keeps: bool) -> Also:
+    """A deleted folder: will something inside exist on the side that deleted it (refilled), or
+    stay on the side that kept it?"""
+    return Also.REFILLED if refilled else Also.KEEPS if keeps else Also.EMPTY
 
 
 def _gone_above(path: str, entries: Mapping[str, object], removed: frozenset[str]) -> bool:
