@@ -26,7 +26,7 @@ from planmodel import (
     touch_local,
 )
 
-from davsync.client.plan import JournalEntry, Kind, LocalEntry, Mode, Options, Plan, table
+from davsync.client.plan import JournalEntry, Kind, LocalEntry, Mode, Options, Plan, readme, table
 
 M1, M2, M3 = "1" * 32, "2" * 32, "3" * 32
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -325,17 +325,17 @@ def test_guard(guard: str) -> None:
 
 def test_the_readme_section_is_the_table() -> None:
     text = README.read_text(encoding="utf-8")
-    start, end = text.find(table.BEGIN), text.find(table.END)
+    start, end = text.find(readme.BEGIN), text.find(readme.END)
     assert start >= 0 and end > start, "README.md lacks the decision-table markers"
-    assert text[start : end + len(table.END)] == table.markdown(), (
+    assert text[start : end + len(readme.END)] == readme.markdown(), (
         "README.md's decision table is stale: run `python -m davsync.client.plan --markdown`"
     )
 
 
 def test_the_readme_writer_replaces_only_its_section(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n\n{table.BEGIN}\nold\n{table.END}\n\noutro\n", encoding="utf-8")
-    assert table.write_readme(readme)
-    text = readme.read_text(encoding="utf-8")
-    assert text.startswith("intro\n\n") and text.endswith("\n\noutro\n") and table.markdown() in text
-    assert not table.write_readme(readme)  # a second run changes nothing
+    path = tmp_path / "README.md"
+    path.write_text(f"intro\n\n{readme.BEGIN}\nold\n{readme.END}\n\noutro\n", encoding="utf-8")
+    assert readme.write_readme(path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("intro\n\n") and text.endswith("\n\noutro\n") and readme.markdown() in text
+    assert not readme.write_readme(path)  # a second run changes nothing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .table import markdown, write_readme
+from .readme import markdown, write_readme
 
 
 def main() -> None:
