@@ -42,7 +42,6 @@ from .. import osfs
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
-from . import delta, resume
 from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
 from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
@@ -60,13 +59,13 @@ from .remote import (
     write_refusal,
 )
 from .results import Conflict, RunResult
+from .sides import DavServer, ServerSide
 from .transfer import (
     ChangedOnServer,
     DownloadError,
     LocalWriteError,
     PathWriteError,
     Raced,
-    download,
     judged_with_md5,
     keep_as_conflict,
     move_to_trash,
@@ -126,8 +125,14 @@ class Context:
     upload_many: UploadMany | None = None
     # A download found the file changed since it was listed: list and plan it again (set by the Executor).
     changed_on_server: Callable[[str, str], None] | None = None
+    # The server as the executor sees it (client/sides.py); None: the WebDAV share `remote`.
+    server_side: ServerSide | None = None
+    server: ServerSide = field(init=False)
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.server = self.server_side if self.server_side is not None else DavServer(self.remote)
 
     def dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:
@@ -346,7 +351,7 @@ class Executor:
         return self.ctx.dest / self._rel(path)
 
     def _server_name(self, r: RemoteEntry | None) -> str | None:
-        return self.ctx.remote.server_name(r) if r is not None and not r.is_dir else None
+        return self.ctx.server.server_name(r) if r is not None and not r.is_dir else None
 
     # --- structure ---------------------------------------------------------------------
 
@@ -356,7 +361,7 @@ class Executor:
         elif a.kind == Kind.MKDIR:
             self._mkdir(a)
         elif a.kind == Kind.REMOTE_MKDIR:
-            self.ctx.remote.mkcol(a.path)
+            self.ctx.server.mkcol(a.path)
             self._record(a, JournalEntry(True))
             self._done(a)
         elif a.kind == Kind.LOCAL_MOVE:
@@ -415,7 +420,7 @@ class Executor:
             raise Raced(f"{a.src} is back here; the rename is left for the next run")
         etag = None if a.remote.is_dir else a.remote.etag
         try:
-            moved = self.ctx.remote.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
+            moved = self.ctx.server.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
         except (PreconditionFailed, NotFound):  # changed, taken or gone on the server meanwhile
             raise _Refused({a.src, a.path}) from None
         here = stat_entry(self.ctx.dest / a.path)
@@ -439,8 +444,7 @@ class Executor:
             self.ctx.journal.put(a.path, JournalEntry(True))
             uploaded = self._upload_copy(a, copy)
         else:  # the server has a file where a folder stood here: fetch it
-            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
-                           stop=self.ctx.stop)  # fmt: skip
+            got = self.ctx.server.fetch(r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
             self._place(a, got, None)
         with self._lock:
             self.result.conflicts.append(Conflict(a.path, copy, a.reason, uploaded))
@@ -460,13 +464,9 @@ class Executor:
         r = a.remote
         assert r is not None
         self.ctx.reporter.file_started(a.path, r.size or 0)
-        got = None
-        if a.kind == Kind.UPDATE and a.local is not None:  # the local file is the base: fetch only what changed
-            got = delta.download(self.ctx.remote, r, self._disk(a.path), self.ctx.state_dir,
-                                 progress=self.ctx.reporter.advance, stop=self.ctx.stop)  # fmt: skip
-        if got is None:
-            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
-                           stop=self.ctx.stop)  # fmt: skip
+        base = self._disk(a.path) if a.kind == Kind.UPDATE and a.local is not None else None  # (for a delta)
+        got = self.ctx.server.fetch(r, self.ctx.state_dir, base=base, progress=self.ctx.reporter.advance,
+                                    stop=self.ctx.stop)  # fmt: skip
         expected = a.local
         note = ""
         uploaded = False
@@ -481,7 +481,7 @@ class Executor:
         with self._lock:  # counted once placed: a download left unplaced (raced, refused) is no download
             self.result.bytes_downloaded += got.bytes_fetched
         if a.kind in (Kind.DOWNLOAD, Kind.UPDATE):  # big files: keep the block list for the next delta
-            delta.remember(self.ctx.remote, self.ctx.state_dir, r, placed, got)
+            self.ctx.server.placed(self.ctx.state_dir, r, placed, got)
         if a.kind == Kind.CONFLICT:
             if note and a.upload_copy:
                 uploaded = self._upload_copy(a, note)
@@ -587,8 +587,8 @@ class Executor:
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
-            up = resume.put_file(
-                self.ctx.remote, journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
+            up = self.ctx.server.send(
+                journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
                 if_none_match=base_etag is None, href=href, progress=self.ctx.reporter.advance, stop=self.ctx.stop,
                 note=getattr(self.ctx.reporter, "note", None),
             )  # fmt: skip
@@ -737,7 +737,7 @@ class Executor:
         if stat_entry(self._disk(a.path)) is not None:
             raise Raced(f"{a.path} is back here; it is not deleted on the server")
         try:
-            self.ctx.remote.delete(a.path, if_match=r.etag, href=r.href)
+            self.ctx.server.delete(a.path, if_match=r.etag, href=r.href)
         except PreconditionFailed:
             raise _Refused({a.path}) from None
         self.ctx.journal.forget(a.path)
@@ -763,7 +763,7 @@ class Executor:
             return
         href = a.remote.href if a.remote is not None else ""
         try:
-            listing = self.ctx.remote.list_folder(a.path, href)
+            listing = self.ctx.server.list_folder(a.path, href)
         except RemoteError as e:
             if e.status == 404:
                 self.ctx.journal.forget(a.path)
@@ -774,7 +774,7 @@ class Executor:
             with self._lock:
                 self.result.kept_folders.append(a.path)
             return
-        self.ctx.remote.delete(a.path, href=href)
+        self.ctx.server.delete(a.path, href=href)
         self.ctx.journal.forget(a.path)
         self._done(a)
 
