@@ -29,7 +29,7 @@ from davsync.client.execute import Context, Executor, SilentReporter
 from davsync.client.journal import Journal
 from davsync.client.local import scan_local
 from davsync.client.paths import effective_rules
-from davsync.client.plan import Mode, Options, Plan, RemoteView, reconcile
+from davsync.client.plan import Mode, Options, Plan, RemoteView, complete, reconcile
 from davsync.client.remote import Remote
 from davsync.client.results import RunResult
 
@@ -54,6 +54,7 @@ class FastWorld:
         self.journal = Journal(None)  # (in memory: the durable journal has its own tests)
         self.server = FakeServer()
         self.runs = 0
+        self.last = RunResult()
 
     def close(self) -> None:
         self.journal.close()
@@ -72,8 +73,19 @@ class FastWorld:
         return reconcile(base, local, view, Options(mode=Mode.SYNC, max_delete_percent=100.0), now=datetime.now(),
                          excluded=lambda p, is_dir: scan.not_judged(p), tracked_files=self.journal.count_files())  # fmt: skip
 
+    def _resolve_uploads(self) -> None:
+        """As the engine does first: an upload left in flight (its answer lost, or an error) is
+        done when the server holds what was sent (tests its own bookkeeping, not the engine's)."""
+        for intent in self.journal.intents():
+            if intent.op != "put":
+                continue
+            r = self.server.entry(intent.path)
+            done = r is not None and not r.is_dir and r.md5 == intent.entry.md5
+            self.journal.settle(intent.path, complete(intent.entry, None, r) if done and r is not None else None)
+
     def sync(self) -> RunResult:
         self.runs += 1
+        self._resolve_uploads()
         plan = self._plan()
         result = RunResult(command=Mode.SYNC, plan=plan)
         ctx = Context(
@@ -83,6 +95,7 @@ class FastWorld:
         )  # fmt: skip
         Executor(ctx, result).run(plan)
         result.exit_code = result.decide_exit()
+        self.last = result
         return result
 
     # -- what is where --
@@ -228,8 +241,9 @@ class FastSyncMachine(RuleBasedStateMachine):
             assert data in shown, f"the phone's write of {fired} at the client's {method} is gone: {run.plan.explain()}"
 
     @invariant()
-    def the_journal_is_consistent(self) -> None:
-        assert not self.world.journal.intents(), "an intent left unsettled after a run"
+    def intents_are_left_only_where_a_run_reported_an_error(self) -> None:
+        left = {i.path for i in self.world.journal.intents()}
+        assert left <= {e.path for e in self.world.last.errors}, left
 
 
 def test_ten_thousand_steps_of_two_way_sync_on_the_in_memory_server() -> None:

@@ -28,7 +28,6 @@ deletions, folder removals (deepest first), reports.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,6 @@ from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
-from .. import osfs
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
@@ -59,7 +57,7 @@ from .remote import (
     write_refusal,
 )
 from .results import Conflict, RunResult
-from .sides import DavServer, ServerSide
+from .sides import DavServer, Disk, LocalSide, ServerSide
 from .transfer import (
     ChangedOnServer,
     DownloadError,
@@ -67,12 +65,8 @@ from .transfer import (
     PathWriteError,
     Raced,
     judged_with_md5,
-    keep_as_conflict,
-    move_to_trash,
     path_error,
-    place,
     same_stat,
-    stat_entry,
 )
 
 REPLAN_ROUNDS = 2  # a path refused with 412 is planned again this many times, then reported
@@ -125,14 +119,18 @@ class Context:
     upload_many: UploadMany | None = None
     # A download found the file changed since it was listed: list and plan it again (set by the Executor).
     changed_on_server: Callable[[str, str], None] | None = None
-    # The server as the executor sees it (client/sides.py); None: the WebDAV share `remote`.
+    # The two sides as the executor sees them (client/sides.py); None: the WebDAV share
+    # `remote`, and the disk.
     server_side: ServerSide | None = None
+    local_side: LocalSide | None = None
     server: ServerSide = field(init=False)
+    disk: LocalSide = field(init=False)
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.server = self.server_side if self.server_side is not None else DavServer(self.remote)
+        self.disk = self.local_side if self.local_side is not None else Disk()
 
     def dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:
@@ -143,7 +141,7 @@ class Context:
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, set()
         for folder in dirty:
-            osfs.fsync_dir(folder)
+            self.disk.sync_dir(folder)
 
 
 class _Deferred(Exception):
@@ -374,7 +372,7 @@ class Executor:
     def _mkdir(self, a: Action) -> None:
         target = self.ctx.dest / a.path
         if not target.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
+            self.ctx.disk.mkdir(target)
         self._record(a, JournalEntry(True))
         self._done(a)
 
@@ -383,9 +381,9 @@ class Executor:
         old = self.ctx.case_renames[a.path]
         entry = a.record
         assert entry is not None
-        if old.rsplit("/", 1)[-1] != a.path.rsplit("/", 1)[-1] and stat_entry(self.ctx.dest / old) is not None:
+        if old.rsplit("/", 1)[-1] != a.path.rsplit("/", 1)[-1] and self.ctx.disk.stat(self.ctx.dest / old) is not None:
             try:
-                osfs.rename_case(self.ctx.dest / old, self.ctx.dest / a.path)
+                self.ctx.disk.rename(self.ctx.dest / old, self.ctx.dest / a.path, case_only=True)
             except OSError as e:
                 raise Raced(f"could not rename {old} here: {e.strerror}") from None
             self.ctx.dir_changed((self.ctx.dest / a.path).parent)
@@ -397,33 +395,31 @@ class Executor:
         """A rename on the server, done here as a rename (never as delete + download)."""
         assert a.src is not None and a.record is not None
         src, dst = self._disk(a.src), self.ctx.dest / a.path
-        if not same_stat(stat_entry(src), a.local):
+        disk = self.ctx.disk
+        if not same_stat(disk.stat(src), a.local):
             raise Raced(f"{a.src} changed locally during the run; left alone")
         same_file = a.src.casefold() == a.path.casefold()
-        if not same_file and stat_entry(dst) is not None:
+        if not same_file and disk.stat(dst) is not None:
             raise Raced(f"something appeared at {a.path} during the run; {a.src} was not renamed")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if same_file:
-            osfs.rename_case(src, dst)
-        else:
-            osfs.rename(src, dst)
+        disk.mkdir(dst.parent)
+        disk.rename(src, dst, case_only=same_file)
         self.ctx.dir_changed(dst.parent)
         self.ctx.dir_changed(src.parent)
-        placed = stat_entry(dst)
+        placed = disk.stat(dst)
         self._record(a, complete(a.record, placed if placed is not None and not placed.is_dir else None))
         self._done(a, a.src)
 
     def _remote_move(self, a: Action) -> None:
         """A rename here, done on the server as one MOVE (a folder with everything inside)."""
         assert a.src is not None and a.record is not None and a.remote is not None
-        if a.src.casefold() != a.path.casefold() and stat_entry(self._disk(a.src)) is not None:
+        if a.src.casefold() != a.path.casefold() and self.ctx.disk.stat(self._disk(a.src)) is not None:
             raise Raced(f"{a.src} is back here; the rename is left for the next run")
         etag = None if a.remote.is_dir else a.remote.etag
         try:
             moved = self.ctx.server.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
         except (PreconditionFailed, NotFound):  # changed, taken or gone on the server meanwhile
             raise _Refused({a.src, a.path}) from None
-        here = stat_entry(self.ctx.dest / a.path)
+        here = self.ctx.disk.stat(self.ctx.dest / a.path)
         entry = complete(
             a.record,
             here if here is not None and not here.is_dir else None,
@@ -436,11 +432,11 @@ class Executor:
         """A file against a folder: keep both; the local one takes the conflict name."""
         r = a.remote
         assert r is not None and a.local is not None
-        copy = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
+        copy = self.ctx.disk.set_aside(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
         self.ctx.dir_changed((self.ctx.dest / copy).parent)
         uploaded = False
         if r.is_dir:  # the server has a folder: make it here
-            (self.ctx.dest / a.path).mkdir(parents=True, exist_ok=True)
+            self.ctx.disk.mkdir(self.ctx.dest / a.path)
             self.ctx.journal.put(a.path, JournalEntry(True))
             uploaded = self._upload_copy(a, copy)
         else:  # the server has a file where a folder stood here: fetch it
@@ -471,7 +467,7 @@ class Executor:
         note = ""
         uploaded = False
         if a.kind == Kind.CONFLICT and a.local is not None:
-            note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
+            note = self.ctx.disk.set_aside(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
         try:
             placed = self._place(a, got, expected)
@@ -512,8 +508,8 @@ class Executor:
                 self.result.conflicts.append(Conflict(a.path, copy, why, False))
 
         target = self._rel(a.path) if expected is not None else a.path
-        final = place(got, self.ctx.dest, target, r, judged_with_md5(a, expected), self.ctx.dir_changed,
-                      before_rename=intend, set_aside=set_aside)  # fmt: skip
+        final = self.ctx.disk.place(got, self.ctx.dest, target, r, judged_with_md5(a, expected), self.ctx.dir_changed,
+                                    intend, set_aside)  # fmt: skip
         journal.settle(a.path, replace(rows[0], ctime_ns=final.ctime_ns))
         for path, row in a.extra:
             if row is None:
@@ -525,7 +521,7 @@ class Executor:
         if not a.upload_copy or a.local is None or a.local.is_dir:
             return False
         planned = dict(a.extra).get(a.conflict_copy or "")
-        local = stat_entry(self.ctx.dest / copy)
+        local = self.ctx.disk.stat(self.ctx.dest / copy)
         # (its ctime moved with the rename, checked just before it; the upload's MD5 sees a later edit)
         if local is None or not same_stat(local, replace(a.local, ctime_ns=0)):
             return False  # changed since: the next run sees a new local file and uploads it
@@ -556,7 +552,7 @@ class Executor:
         assert loc is not None and not loc.is_dir
         planned = a.to_record
         assert planned is not None
-        now = stat_entry(self._disk(a.path))
+        now = self.ctx.disk.stat(self._disk(a.path))
         if not same_stat(now, loc):
             raise Raced(f"{a.path} changed locally during the run; it is synced next time")
         md5 = loc.md5 or planned.md5 or md5_of(self._disk(a.path))
@@ -618,7 +614,7 @@ class Executor:
             # base is what it holds, so the next run sees the local file as changed and sends it.
             entry = replace(entry, md5=sent_md5, remote_md5=sent_md5)
         self.ctx.journal.settle(path, complete(entry, None, placed))
-        changed = sent_md5 != md5 or not same_stat(stat_entry(self._disk(path)), loc)
+        changed = sent_md5 != md5 or not same_stat(self.ctx.disk.stat(self._disk(path)), loc)
         if changed:
             with self._lock:
                 self.result.deferred.append(path)
@@ -728,13 +724,13 @@ class Executor:
 
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
-            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
+            trashed = self.ctx.disk.trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
             self.ctx.journal.forget(a.path)
             self._done(a, trashed)
             return
         r = a.remote
         assert r is not None
-        if stat_entry(self._disk(a.path)) is not None:
+        if self.ctx.disk.stat(self._disk(a.path)) is not None:
             raise Raced(f"{a.path} is back here; it is not deleted on the server")
         try:
             self.ctx.server.delete(a.path, if_match=r.etag, href=r.href)
@@ -746,7 +742,7 @@ class Executor:
     def _remove_folder(self, a: Action) -> None:
         if a.kind == Kind.RMDIR:
             try:
-                os.rmdir(self._disk(a.path))
+                self.ctx.disk.rmdir(self._disk(a.path))
             except FileNotFoundError:
                 pass
             except OSError:
@@ -757,7 +753,7 @@ class Executor:
             self._done(a)
             return
         # A WebDAV DELETE takes everything inside: send it only for a folder the server lists empty.
-        if stat_entry(self.ctx.dest / a.path) is not None:
+        if self.ctx.disk.stat(self.ctx.dest / a.path) is not None:
             with self._lock:
                 self.result.kept_folders.append(a.path)
             return

@@ -1,4 +1,5 @@
-"""The executor's seam to the server: the few things it asks of it, as a Protocol.
+"""The executor's seams: the few things it asks of the server (`ServerSide`) and of the local
+folder (`LocalSide`), as Protocols.
 
 `DavServer` is the real one (a WebDAV share through `Remote`, with resumable and delta transfers);
 tests/fakeserver.py is an in-memory one that keeps the same promises (ETags, If-Match /
@@ -13,11 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from .. import osfs
 from . import delta, resume
 from .journal import Journal
-from .plan import RemoteEntry
+from .plan import LocalEntry, RemoteEntry
 from .remote import FolderListing, Remote, Uploaded
-from .transfer import Downloaded, download
+from .transfer import Downloaded, download, keep_as_conflict, move_to_trash, place, stat_entry
 
 
 class ServerSide(Protocol):
@@ -127,3 +129,81 @@ class DavServer:
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
         delta.remember(self.remote, state_dir, entry, placed, got)
+
+
+class LocalSide(Protocol):
+    """What the executor does to the local folder. Every change that replaces or removes a file
+    first checks that it is still the version judged (`expected`), else raises Raced."""
+
+    def stat(self, path: Path) -> LocalEntry | None: ...
+
+    def set_aside(self, dest: Path, rel: str, expected: LocalEntry | None, name: str | None = None) -> str:
+        """Rename a local version to its conflict name; returns the name used."""
+
+    def trash(self, dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
+        """Move a local file to DEST/.davsync/trash/<run>/; returns where."""
+
+    def place(
+        self,
+        got: Downloaded,
+        dest: Path,
+        rel: str,
+        entry: RemoteEntry,
+        expected: LocalEntry | None,
+        dir_changed: Callable[[Path], None],
+        before_rename: Callable[[LocalEntry], None],
+        set_aside: Callable[[str], None] | None,
+    ) -> LocalEntry:
+        """Put a fetched version in place (temp + fsync + rename), the file there still as judged."""
+
+    def rename(self, src: Path, dst: Path, *, case_only: bool = False) -> None: ...
+
+    def mkdir(self, path: Path) -> None:
+        """Make a folder and its parents (one there already is fine)."""
+
+    def rmdir(self, path: Path) -> None:
+        """Remove an empty folder (OSError when something is inside)."""
+
+    def sync_dir(self, folder: Path) -> None:
+        """Make renames in this folder durable."""
+
+
+class Disk:
+    """The real local side: the filesystem, through davsync's safe writes (client/transfer.py, osfs)."""
+
+    def stat(self, path: Path) -> LocalEntry | None:
+        return stat_entry(path)
+
+    def set_aside(self, dest: Path, rel: str, expected: LocalEntry | None, name: str | None = None) -> str:
+        return keep_as_conflict(dest, rel, expected, name)
+
+    def trash(self, dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
+        return move_to_trash(dest, rel, expected, run_stamp)
+
+    def place(
+        self,
+        got: Downloaded,
+        dest: Path,
+        rel: str,
+        entry: RemoteEntry,
+        expected: LocalEntry | None,
+        dir_changed: Callable[[Path], None],
+        before_rename: Callable[[LocalEntry], None],
+        set_aside: Callable[[str], None] | None,
+    ) -> LocalEntry:
+        return place(got, dest, rel, entry, expected, dir_changed, before_rename=before_rename, set_aside=set_aside)
+
+    def rename(self, src: Path, dst: Path, *, case_only: bool = False) -> None:
+        if case_only:
+            osfs.rename_case(src, dst)
+        else:
+            osfs.rename(src, dst)
+
+    def mkdir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+
+    def rmdir(self, path: Path) -> None:
+        path.rmdir()
+
+    def sync_dir(self, folder: Path) -> None:
+        osfs.fsync_dir(folder)
