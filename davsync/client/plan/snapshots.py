@@ -1,5 +1,6 @@
 """The state of one two-way planning run: the two snapshots resolved per path, each side's change
-against the base, and the actions decided so far. The rules live in twoway.py, renames.py and guards.py."""
+against the base, and the actions decided so far. The rules are table.py's; twoway.py, renames.py and
+guards.py work out the situations and apply them."""
 
 from __future__ import annotations
 

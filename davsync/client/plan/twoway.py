@@ -15,7 +15,7 @@ from .table import Also, Change
 
 
 class TwoWay(Renames, Guards):
-    """One sync or push plan: its rules."""
+    """One sync or push plan: each path's situation, looked up in the decision table."""
 
     # -- the run --
 
