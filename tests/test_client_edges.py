@@ -80,12 +80,12 @@ def test_the_summary_counts_agree_and_a_long_report_shows_a_few_paths_and_the_fi
     from davsync.client.results import Conflict, RunResult
 
     conflict = Action(Kind.CONFLICT, "r.txt", remote=RemoteEntry("r.txt", False, 2100), local=LocalEntry(False, 8))
-    folders = [Action(Kind.LOCAL_DELETED, f"d{i}", remote=RemoteEntry(f"d{i}", True)) for i in range(11)]
-    files = [Action(Kind.LOCAL_DELETED, f"d0/f{i}", remote=RemoteEntry(f"d0/f{i}", False, 1)) for i in range(300)]
+    folders = [Action(Kind.KEPT_ON_SERVER, f"d{i}", remote=RemoteEntry(f"d{i}", True)) for i in range(11)]
+    files = [Action(Kind.KEPT_ON_SERVER, f"d0/f{i}", remote=RemoteEntry(f"d0/f{i}", False, 1)) for i in range(300)]
     plan = Plan(actions=[conflict, *folders, *files], guards=["max-delete-remote"], refused_deletions=311)
     result = RunResult(
         command=Mode.SYNC, plan=plan, bytes_downloaded=2100, bytes_uploaded=8,
-        done={Kind.CONFLICT: ["r.txt"], Kind.LOCAL_DELETED: [a.path for a in folders + files]},
+        done={Kind.CONFLICT: ["r.txt"], Kind.KEPT_ON_SERVER: [a.path for a in folders + files]},
         conflicts=[Conflict("r.txt", "r.sync-conflict-20261122-013000.txt", "changed on both sides", uploaded=True)],
     )  # fmt: skip
     lines = summary_lines(result, url="http://pi:8080/", folder="pc", list_paths=True)

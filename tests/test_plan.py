@@ -76,9 +76,9 @@ TABLE = [
     ("untracked, no server md5, other size",   R(None, size=3),     None,     L(),                    {},               Kind.CONFLICT),
     ("no md5: etag changed",                   R(None, etag="e2"),  J(remote_md5=None), L(),          {},               Kind.UPDATE),
     ("no md5: unchanged",                      R(None),             J(remote_md5=None), L(),          {},               None),
-    ("remote deleted, kept without --delete",  None,                J(),      L(),                    {},               Kind.REMOTE_DELETED),
+    ("remote deleted, kept without --delete",  None,                J(),      L(),                    {},               Kind.KEPT_HERE),
     ("remote deleted, --delete",               None,                J(),      L(),                    {"delete": True}, Kind.DELETE),
-    ("remote deleted, local edited",           None,                J(),      L(size=3, md5=MD5_C),   {"delete": True}, Kind.REMOTE_DELETED),
+    ("remote deleted, local edited",           None,                J(),      L(size=3, md5=MD5_C),   {"delete": True}, Kind.KEPT_HERE),
     ("gone on both sides",                     None,                J(),      None,                   {"delete": True}, Kind.FORGET),
     ("remote folder, nothing local",           RD(),                None,     None,                   {},               Kind.MKDIR),
     ("remote folder, local folder untracked",  RD(),                None,     LD(),                   {},               Kind.REFRESH),
@@ -86,7 +86,7 @@ TABLE = [
     ("remote folder over local file",          RD(),                None,     L(),                    {},               Kind.CONFLICT),
     ("remote file over local folder",          R(),                 None,     LD(),                   {},               Kind.BLOCKED),
     ("remote folder deleted, --delete",        None,                JD(),     LD(),                   {"delete": True}, Kind.RMDIR),
-    ("remote folder deleted, kept",            None,                JD(),     LD(),                   {},               Kind.REMOTE_DELETED),
+    ("remote folder deleted, kept",            None,                JD(),     LD(),                   {},               Kind.KEPT_HERE),
 ]
 # fmt: on
 
@@ -100,7 +100,7 @@ def test_table(name, remote, journal, local, opts, expected) -> None:  # type: i
 def test_deletions_skipped_when_a_listing_failed() -> None:
     p = plan({"": RemoteEntry("", True), "x": R()}, {"f": L(), "x": L()}, {"f": J(), "x": J()},
              failed_folders={"sub"}, options=Options(delete=True))  # fmt: skip
-    assert not p.of(Kind.DELETE) and p.of(Kind.REMOTE_DELETED) and p.warnings
+    assert not p.of(Kind.DELETE) and p.of(Kind.KEPT_HERE) and p.warnings
 
 
 def test_nothing_below_a_failed_folder_is_judged() -> None:
@@ -112,7 +112,7 @@ def test_empty_remote_with_nonempty_mirror_refuses_deletions() -> None:
     journal = {f"f{i}": J() for i in range(5)}
     local = {p: L() for p in journal}
     p = plan({}, local, journal, options=Options(delete=True))
-    assert not p.of(Kind.DELETE) and len(p.of(Kind.REMOTE_DELETED)) == 5
+    assert not p.of(Kind.DELETE) and len(p.of(Kind.KEPT_HERE)) == 5
     assert "empty" in p.warnings[0]
 
 

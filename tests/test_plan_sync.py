@@ -406,7 +406,7 @@ def test_max_delete_holds_that_side(side: str) -> None:
     p, _ = check_run(w, Options(mode=Mode.SYNC, max_delete_percent=50))
     assert (f"max-delete-{'remote' if side == 'local' else 'local'}") in p.guards
     assert not p.of(Kind.DELETE, Kind.REMOTE_DELETE) and p.of(Kind.DOWNLOAD)  # the rest goes on
-    held = Kind.LOCAL_DELETED if side == "local" else Kind.REMOTE_DELETED
+    held = Kind.KEPT_ON_SERVER if side == "local" else Kind.KEPT_HERE
     assert len(p.of(held)) == 6 and "--max-delete 5" in p.of(held)[0].reason
     fine, _ = check_run(w, Options(mode=Mode.SYNC, max_delete=6))
     assert not fine.guards
@@ -428,7 +428,7 @@ def test_a_failed_listing_freezes_its_subtree_and_holds_every_deletion() -> None
     edit_remote(w, "g", A)  # unrelated: still updated
     p, _ = check_run(w, SYNC, failed_remote=frozenset({"d"}))
     assert "failed-listing" in p.guards and p.warnings
-    assert kinds(p) == {"f": Kind.LOCAL_DELETED, "g": Kind.UPDATE}
+    assert kinds(p) == {"f": Kind.KEPT_ON_SERVER, "g": Kind.UPDATE}
     assert "could not be listed (on the server: d)" in p.warnings[0]  # which folder, and on which side
 
 
@@ -544,7 +544,7 @@ def test_push_deletions_are_opt_in() -> None:
     w = world3()
     rm_local(w, "f.txt")
     p, _ = check_run(w, PUSH)
-    assert kinds(p) == {"f.txt": Kind.LOCAL_DELETED}
+    assert kinds(p) == {"f.txt": Kind.KEPT_ON_SERVER}
     p, _ = check_run(w, PUSH_DELETE)
     assert kinds(p) == {"f.txt": Kind.REMOTE_DELETE}
 

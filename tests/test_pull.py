@@ -455,17 +455,17 @@ def test_a_kill_after_the_whole_body_arrived_resumes_into_a_placed_file(
     def killed(*args, **kw):  # type: ignore[no-untyped-def]
         raise _Killed
 
-    from davsync.client import execute
+    from davsync.client import sides
 
-    place = execute.place
-    monkeypatch.setattr(execute, "place", killed)
+    place = sides.place  # (the executor places through its LocalSide, client/sides.py)
+    monkeypatch.setattr(sides, "place", killed)
     try:
         run_pull(conn(share), dest, PullOptions())
     except _Killed:
         pass
     (part,) = (dest / ".davsync" / "partial").glob("*.part")
     assert part.stat().st_size == len(data)
-    monkeypatch.setattr(execute, "place", place)
+    monkeypatch.setattr(sides, "place", place)
     result = run_pull(conn(share), dest, PullOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "f.bin").read_bytes() == data

@@ -308,7 +308,7 @@ def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_r
     """A kill after the whole body arrived leaves a complete partial file; a server that lists
     no size answers its resume (a range past the end) with 416. That must not fail the file on
     every run from then on."""
-    from davsync.client import execute
+    from davsync.client import sides
 
     data = bytes(range(256)) * (5 * 4096)  # 5 MiB: above the one-piece size, so resumable
     listing = multistatus(response("/share/", is_dir=True), response("/share/big.bin"))
@@ -334,11 +334,11 @@ def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_r
     def killed(*args: object, **kw: object) -> None:
         raise Killed
 
-    place = execute.place
-    monkeypatch.setattr(execute, "place", killed)
+    place = sides.place  # (the executor places through its LocalSide, client/sides.py)
+    monkeypatch.setattr(sides, "place", killed)
     with pytest.raises(Killed):
         run_pull(ConnectionSettings(url), dest, PullOptions())
-    monkeypatch.setattr(execute, "place", place)
+    monkeypatch.setattr(sides, "place", place)
     result = run_pull(ConnectionSettings(url), dest, PullOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "big.bin").read_bytes() == data

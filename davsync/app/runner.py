@@ -104,10 +104,10 @@ HELD_LIMIT = 500  # files listed under a held deletion (the page shows how many 
 def held_deletions(result: RunResult) -> list[dict[str, str]]:
     """The deletions a guard held this run: which file, and where it would have gone."""
     held = []
-    for a in result.plan.of(Kind.REMOTE_DELETED, Kind.LOCAL_DELETED):
+    for a in result.plan.of(Kind.KEPT_HERE, Kind.KEPT_ON_SERVER):
         if a.reason.startswith(("deletion refused", "deletion skipped")) or "kept: " in a.reason \
                 or "kept on the server: " in a.reason:  # fmt: skip
-            held.append({"path": a.path, "where": "here" if a.kind == Kind.REMOTE_DELETED else "server"})
+            held.append({"path": a.path, "where": "here" if a.kind == Kind.KEPT_HERE else "server"})
     return held[:HELD_LIMIT]
 
 
@@ -149,8 +149,8 @@ def outcome_from_pull(result: RunResult, stopped: bool) -> RunOutcome:
         parts.append(f"{n(Kind.DELETE)} moved to the trash")
     if n(Kind.REMOTE_DELETE):
         parts.append(f"{n(Kind.REMOTE_DELETE)} deleted on the server")
-    if n(Kind.REMOTE_DELETED):
-        parts.append(f"{n(Kind.REMOTE_DELETED)} deleted on the server but kept here")
+    if n(Kind.KEPT_HERE):
+        parts.append(f"{n(Kind.KEPT_HERE)} deleted on the server but kept here")
     if n(Kind.LOCAL_MODIFIED):
         parts.append(f"{n(Kind.LOCAL_MODIFIED)} changed here, left alone")
     if result.errors:

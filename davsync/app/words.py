@@ -21,7 +21,7 @@ COUNT_WORDS: dict[str, tuple[str, str]] = {
     Kind.REFRESH.value: ("checked, unchanged", "checked, unchanged"),
     Kind.LOCAL_MODIFIED.value: ("changed here, kept", "changed here, kept"),
     Kind.DELETE.value: ("moved to the trash", "moved to the trash"),
-    Kind.REMOTE_DELETED.value: ("deleted on the server, kept here", "deleted on the server, kept here"),
+    Kind.KEPT_HERE.value: ("deleted on the server, kept here", "deleted on the server, kept here"),
     Kind.FORGET.value: ("gone on both sides", "gone on both sides"),
     Kind.RMDIR.value: ("folder removed", "folders removed"),
     Kind.BLOCKED.value: ("could not be placed", "could not be placed"),
@@ -33,7 +33,7 @@ COUNT_WORDS: dict[str, tuple[str, str]] = {
     Kind.REMOTE_RMDIR.value: ("folder deleted on the server", "folders deleted on the server"),
     Kind.REMOTE_MOVE.value: ("moved on the server", "moved on the server"),
     Kind.LOCAL_MOVE.value: ("moved here", "moved here"),
-    Kind.LOCAL_DELETED.value: ("deleted here, kept on the server", "deleted here, kept on the server"),
+    Kind.KEPT_ON_SERVER.value: ("deleted here, kept on the server", "deleted here, kept on the server"),
     Kind.LOCAL_ONLY.value: ("only on this PC", "only on this PC"),
     Kind.SERVER_CHANGED.value: ("changed on the server, not overwritten", "changed on the server, not overwritten"),
 }

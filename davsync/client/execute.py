@@ -28,7 +28,6 @@ deletions, folder removals (deepest first), reports.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +37,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
-from .. import osfs
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
-from . import delta, resume
 from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
 from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
@@ -60,20 +57,16 @@ from .remote import (
     write_refusal,
 )
 from .results import Conflict, RunResult
+from .sides import DavServer, Disk, LocalSide, ServerSide
 from .transfer import (
     ChangedOnServer,
     DownloadError,
     LocalWriteError,
     PathWriteError,
     Raced,
-    download,
     judged_with_md5,
-    keep_as_conflict,
-    move_to_trash,
     path_error,
-    place,
     same_stat,
-    stat_entry,
 )
 
 REPLAN_ROUNDS = 2  # a path refused with 412 is planned again this many times, then reported
@@ -126,8 +119,18 @@ class Context:
     upload_many: UploadMany | None = None
     # A download found the file changed since it was listed: list and plan it again (set by the Executor).
     changed_on_server: Callable[[str, str], None] | None = None
+    # The two sides as the executor sees them (client/sides.py); None: the WebDAV share
+    # `remote`, and the disk.
+    server_side: ServerSide | None = None
+    local_side: LocalSide | None = None
+    server: ServerSide = field(init=False)
+    disk: LocalSide = field(init=False)
     _dirty: set[Path] = field(default_factory=set)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.server = self.server_side if self.server_side is not None else DavServer(self.remote)
+        self.disk = self.local_side if self.local_side is not None else Disk()
 
     def dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:
@@ -138,7 +141,7 @@ class Context:
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, set()
         for folder in dirty:
-            osfs.fsync_dir(folder)
+            self.disk.sync_dir(folder)
 
 
 class _Deferred(Exception):
@@ -346,7 +349,7 @@ class Executor:
         return self.ctx.dest / self._rel(path)
 
     def _server_name(self, r: RemoteEntry | None) -> str | None:
-        return self.ctx.remote.server_name(r) if r is not None and not r.is_dir else None
+        return self.ctx.server.server_name(r) if r is not None and not r.is_dir else None
 
     # --- structure ---------------------------------------------------------------------
 
@@ -356,7 +359,7 @@ class Executor:
         elif a.kind == Kind.MKDIR:
             self._mkdir(a)
         elif a.kind == Kind.REMOTE_MKDIR:
-            self.ctx.remote.mkcol(a.path)
+            self.ctx.server.mkcol(a.path)
             self._record(a, JournalEntry(True))
             self._done(a)
         elif a.kind == Kind.LOCAL_MOVE:
@@ -369,7 +372,7 @@ class Executor:
     def _mkdir(self, a: Action) -> None:
         target = self.ctx.dest / a.path
         if not target.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
+            self.ctx.disk.mkdir(target)
         self._record(a, JournalEntry(True))
         self._done(a)
 
@@ -378,9 +381,9 @@ class Executor:
         old = self.ctx.case_renames[a.path]
         entry = a.record
         assert entry is not None
-        if old.rsplit("/", 1)[-1] != a.path.rsplit("/", 1)[-1] and stat_entry(self.ctx.dest / old) is not None:
+        if old.rsplit("/", 1)[-1] != a.path.rsplit("/", 1)[-1] and self.ctx.disk.stat(self.ctx.dest / old) is not None:
             try:
-                osfs.rename_case(self.ctx.dest / old, self.ctx.dest / a.path)
+                self.ctx.disk.rename(self.ctx.dest / old, self.ctx.dest / a.path, case_only=True)
             except OSError as e:
                 raise Raced(f"could not rename {old} here: {e.strerror}") from None
             self.ctx.dir_changed((self.ctx.dest / a.path).parent)
@@ -392,33 +395,31 @@ class Executor:
         """A rename on the server, done here as a rename (never as delete + download)."""
         assert a.src is not None and a.record is not None
         src, dst = self._disk(a.src), self.ctx.dest / a.path
-        if not same_stat(stat_entry(src), a.local):
+        disk = self.ctx.disk
+        if not same_stat(disk.stat(src), a.local):
             raise Raced(f"{a.src} changed locally during the run; left alone")
         same_file = a.src.casefold() == a.path.casefold()
-        if not same_file and stat_entry(dst) is not None:
+        if not same_file and disk.stat(dst) is not None:
             raise Raced(f"something appeared at {a.path} during the run; {a.src} was not renamed")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if same_file:
-            osfs.rename_case(src, dst)
-        else:
-            osfs.rename(src, dst)
+        disk.mkdir(dst.parent)
+        disk.rename(src, dst, case_only=same_file)
         self.ctx.dir_changed(dst.parent)
         self.ctx.dir_changed(src.parent)
-        placed = stat_entry(dst)
+        placed = disk.stat(dst)
         self._record(a, complete(a.record, placed if placed is not None and not placed.is_dir else None))
         self._done(a, a.src)
 
     def _remote_move(self, a: Action) -> None:
         """A rename here, done on the server as one MOVE (a folder with everything inside)."""
         assert a.src is not None and a.record is not None and a.remote is not None
-        if a.src.casefold() != a.path.casefold() and stat_entry(self._disk(a.src)) is not None:
+        if a.src.casefold() != a.path.casefold() and self.ctx.disk.stat(self._disk(a.src)) is not None:
             raise Raced(f"{a.src} is back here; the rename is left for the next run")
         etag = None if a.remote.is_dir else a.remote.etag
         try:
-            moved = self.ctx.remote.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
+            moved = self.ctx.server.move(a.src, a.path, if_match=etag, overwrite=False, src_href=a.remote.href)
         except (PreconditionFailed, NotFound):  # changed, taken or gone on the server meanwhile
             raise _Refused({a.src, a.path}) from None
-        here = stat_entry(self.ctx.dest / a.path)
+        here = self.ctx.disk.stat(self.ctx.dest / a.path)
         entry = complete(
             a.record,
             here if here is not None and not here.is_dir else None,
@@ -431,16 +432,15 @@ class Executor:
         """A file against a folder: keep both; the local one takes the conflict name."""
         r = a.remote
         assert r is not None and a.local is not None
-        copy = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
+        copy = self.ctx.disk.set_aside(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
         self.ctx.dir_changed((self.ctx.dest / copy).parent)
         uploaded = False
         if r.is_dir:  # the server has a folder: make it here
-            (self.ctx.dest / a.path).mkdir(parents=True, exist_ok=True)
+            self.ctx.disk.mkdir(self.ctx.dest / a.path)
             self.ctx.journal.put(a.path, JournalEntry(True))
             uploaded = self._upload_copy(a, copy)
         else:  # the server has a file where a folder stood here: fetch it
-            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
-                           stop=self.ctx.stop)  # fmt: skip
+            got = self.ctx.server.fetch(r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
             self._place(a, got, None)
         with self._lock:
             self.result.conflicts.append(Conflict(a.path, copy, a.reason, uploaded))
@@ -460,18 +460,14 @@ class Executor:
         r = a.remote
         assert r is not None
         self.ctx.reporter.file_started(a.path, r.size or 0)
-        got = None
-        if a.kind == Kind.UPDATE and a.local is not None:  # the local file is the base: fetch only what changed
-            got = delta.download(self.ctx.remote, r, self._disk(a.path), self.ctx.state_dir,
-                                 progress=self.ctx.reporter.advance, stop=self.ctx.stop)  # fmt: skip
-        if got is None:
-            got = download(self.ctx.remote, r, self.ctx.state_dir, progress=self.ctx.reporter.advance,
-                           stop=self.ctx.stop)  # fmt: skip
+        base = self._disk(a.path) if a.kind == Kind.UPDATE and a.local is not None else None  # (for a delta)
+        got = self.ctx.server.fetch(r, self.ctx.state_dir, base=base, progress=self.ctx.reporter.advance,
+                                    stop=self.ctx.stop)  # fmt: skip
         expected = a.local
         note = ""
         uploaded = False
         if a.kind == Kind.CONFLICT and a.local is not None:
-            note = keep_as_conflict(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
+            note = self.ctx.disk.set_aside(self.ctx.dest, self._rel(a.path), a.local, a.conflict_copy)
             expected = None
         try:
             placed = self._place(a, got, expected)
@@ -481,7 +477,7 @@ class Executor:
         with self._lock:  # counted once placed: a download left unplaced (raced, refused) is no download
             self.result.bytes_downloaded += got.bytes_fetched
         if a.kind in (Kind.DOWNLOAD, Kind.UPDATE):  # big files: keep the block list for the next delta
-            delta.remember(self.ctx.remote, self.ctx.state_dir, r, placed, got)
+            self.ctx.server.placed(self.ctx.state_dir, r, placed, got)
         if a.kind == Kind.CONFLICT:
             if note and a.upload_copy:
                 uploaded = self._upload_copy(a, note)
@@ -512,8 +508,8 @@ class Executor:
                 self.result.conflicts.append(Conflict(a.path, copy, why, False))
 
         target = self._rel(a.path) if expected is not None else a.path
-        final = place(got, self.ctx.dest, target, r, judged_with_md5(a, expected), self.ctx.dir_changed,
-                      before_rename=intend, set_aside=set_aside)  # fmt: skip
+        final = self.ctx.disk.place(got, self.ctx.dest, target, r, judged_with_md5(a, expected), self.ctx.dir_changed,
+                                    intend, set_aside)  # fmt: skip
         journal.settle(a.path, replace(rows[0], ctime_ns=final.ctime_ns))
         for path, row in a.extra:
             if row is None:
@@ -525,7 +521,7 @@ class Executor:
         if not a.upload_copy or a.local is None or a.local.is_dir:
             return False
         planned = dict(a.extra).get(a.conflict_copy or "")
-        local = stat_entry(self.ctx.dest / copy)
+        local = self.ctx.disk.stat(self.ctx.dest / copy)
         # (its ctime moved with the rename, checked just before it; the upload's MD5 sees a later edit)
         if local is None or not same_stat(local, replace(a.local, ctime_ns=0)):
             return False  # changed since: the next run sees a new local file and uploads it
@@ -556,7 +552,7 @@ class Executor:
         assert loc is not None and not loc.is_dir
         planned = a.to_record
         assert planned is not None
-        now = stat_entry(self._disk(a.path))
+        now = self.ctx.disk.stat(self._disk(a.path))
         if not same_stat(now, loc):
             raise Raced(f"{a.path} changed locally during the run; it is synced next time")
         md5 = loc.md5 or planned.md5 or md5_of(self._disk(a.path))
@@ -587,8 +583,8 @@ class Executor:
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
-            up = resume.put_file(
-                self.ctx.remote, journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
+            up = self.ctx.server.send(
+                journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
                 if_none_match=base_etag is None, href=href, progress=self.ctx.reporter.advance, stop=self.ctx.stop,
                 note=getattr(self.ctx.reporter, "note", None),
             )  # fmt: skip
@@ -618,7 +614,7 @@ class Executor:
             # base is what it holds, so the next run sees the local file as changed and sends it.
             entry = replace(entry, md5=sent_md5, remote_md5=sent_md5)
         self.ctx.journal.settle(path, complete(entry, None, placed))
-        changed = sent_md5 != md5 or not same_stat(stat_entry(self._disk(path)), loc)
+        changed = sent_md5 != md5 or not same_stat(self.ctx.disk.stat(self._disk(path)), loc)
         if changed:
             with self._lock:
                 self.result.deferred.append(path)
@@ -728,16 +724,16 @@ class Executor:
 
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
-            trashed = move_to_trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
+            trashed = self.ctx.disk.trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
             self.ctx.journal.forget(a.path)
             self._done(a, trashed)
             return
         r = a.remote
         assert r is not None
-        if stat_entry(self._disk(a.path)) is not None:
+        if self.ctx.disk.stat(self._disk(a.path)) is not None:
             raise Raced(f"{a.path} is back here; it is not deleted on the server")
         try:
-            self.ctx.remote.delete(a.path, if_match=r.etag, href=r.href)
+            self.ctx.server.delete(a.path, if_match=r.etag, href=r.href)
         except PreconditionFailed:
             raise _Refused({a.path}) from None
         self.ctx.journal.forget(a.path)
@@ -746,7 +742,7 @@ class Executor:
     def _remove_folder(self, a: Action) -> None:
         if a.kind == Kind.RMDIR:
             try:
-                os.rmdir(self._disk(a.path))
+                self.ctx.disk.rmdir(self._disk(a.path))
             except FileNotFoundError:
                 pass
             except OSError:
@@ -757,13 +753,13 @@ class Executor:
             self._done(a)
             return
         # A WebDAV DELETE takes everything inside: send it only for a folder the server lists empty.
-        if stat_entry(self.ctx.dest / a.path) is not None:
+        if self.ctx.disk.stat(self.ctx.dest / a.path) is not None:
             with self._lock:
                 self.result.kept_folders.append(a.path)
             return
         href = a.remote.href if a.remote is not None else ""
         try:
-            listing = self.ctx.remote.list_folder(a.path, href)
+            listing = self.ctx.server.list_folder(a.path, href)
         except RemoteError as e:
             if e.status == 404:
                 self.ctx.journal.forget(a.path)
@@ -774,7 +770,7 @@ class Executor:
             with self._lock:
                 self.result.kept_folders.append(a.path)
             return
-        self.ctx.remote.delete(a.path, href=href)
+        self.ctx.server.delete(a.path, href=href)
         self.ctx.journal.forget(a.path)
         self._done(a)
 
@@ -793,12 +789,12 @@ class Executor:
                 self._done(a)
         elif k == Kind.FORGET:
             journal.forget(a.path)
-        elif k == Kind.REMOTE_DELETED:
+        elif k == Kind.KEPT_HERE:
             journal.mark_gone(a.path, True, refused=a.guarded)
             self._done(a)
         elif k == Kind.BLOCKED:
             self._error(a.path, a.reason)
-        elif k in (Kind.LOCAL_MODIFIED, Kind.LOCAL_DELETED, Kind.LOCAL_ONLY, Kind.SERVER_CHANGED):
+        elif k in (Kind.LOCAL_MODIFIED, Kind.KEPT_ON_SERVER, Kind.LOCAL_ONLY, Kind.SERVER_CHANGED):
             self._done(a)
 
 

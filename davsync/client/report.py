@@ -146,7 +146,7 @@ STATUS_LABELS = [
     (Kind.RENAME, "renamed (letter case)"),
     (Kind.CONFLICT, "conflicts"),
     (Kind.LOCAL_MODIFIED, "locally-modified"),
-    (Kind.REMOTE_DELETED, "deleted-remotely"),
+    (Kind.KEPT_HERE, "deleted-remotely"),
     (Kind.DELETE, "to delete"),
     (Kind.RMDIR, "folders to remove"),
     (Kind.ADOPT, "already identical, to record"),
@@ -170,13 +170,13 @@ TWO_WAY_LABELS = [
     (Kind.ADOPT, "already identical, to record"),
     (Kind.LOCAL_MODIFIED, "changed here, not uploaded"),
     (Kind.LOCAL_ONLY, "new here, not uploaded"),
-    (Kind.LOCAL_DELETED, "deleted here, kept on the server"),
-    (Kind.REMOTE_DELETED, "deleted on the server, kept here"),
+    (Kind.KEPT_ON_SERVER, "deleted here, kept on the server"),
+    (Kind.KEPT_HERE, "deleted on the server, kept here"),
     (Kind.SERVER_CHANGED, "changed on the server, not overwritten"),
     (Kind.BLOCKED, "blocked"),
 ]
 _WITH_REASON = {
-    Kind.CONFLICT, Kind.BLOCKED, Kind.REMOTE_DELETED, Kind.RENAME, Kind.LOCAL_DELETED, Kind.SERVER_CHANGED,
+    Kind.CONFLICT, Kind.BLOCKED, Kind.KEPT_HERE, Kind.RENAME, Kind.KEPT_ON_SERVER, Kind.SERVER_CHANGED,
     Kind.LOCAL_ONLY, Kind.LOCAL_MODIFIED,
 }  # fmt: skip
 
@@ -283,9 +283,9 @@ def summary_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", 
 
 # Kinds a run only reports (nothing was changed for them), as the summary says them.
 _HELD = [
-    (Kind.REMOTE_DELETED, "deleted on the server but kept here"),
+    (Kind.KEPT_HERE, "deleted on the server but kept here"),
     (Kind.LOCAL_MODIFIED, "modified locally, left alone"),
-    (Kind.LOCAL_DELETED, "deleted here but kept on the server"),
+    (Kind.KEPT_ON_SERVER, "deleted here but kept on the server"),
     (Kind.LOCAL_ONLY, "new here, not uploaded"),
     (Kind.SERVER_CHANGED, "changed on the server, not overwritten"),
 ]
@@ -309,7 +309,7 @@ def held_lines(result: RunResult, limit: int = 5) -> list[str]:
 
 def _held_files(plan: Plan) -> int:
     """The most files one side's guard held: what --max-delete must allow for them to go."""
-    return max(sum(1 for a in plan.of(k) if not _is_dir(a)) for k in (Kind.LOCAL_DELETED, Kind.REMOTE_DELETED))
+    return max(sum(1 for a in plan.of(k) if not _is_dir(a)) for k in (Kind.KEPT_ON_SERVER, Kind.KEPT_HERE))
 
 
 def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> list[str]:

@@ -105,7 +105,7 @@ def _loop(
                 if acted or result.errors:
                     for line in summary_lines(result):
                         say(line)
-                kept = set(result.done.get(Kind.REMOTE_DELETED, []))
+                kept = set(result.done.get(Kind.KEPT_HERE, []))
                 for line in kept_lines(kept - kept_reported, options.delete):
                     say(line)
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
@@ -129,7 +129,7 @@ def kept_lines(paths: set[str], delete: bool, limit: int = 20) -> list[str]:
     return lines
 
 
-_QUIET_KINDS = {Kind.LOCAL_MODIFIED, Kind.REMOTE_DELETED, Kind.LOCAL_DELETED, Kind.LOCAL_ONLY}
+_QUIET_KINDS = {Kind.LOCAL_MODIFIED, Kind.KEPT_HERE, Kind.KEPT_ON_SERVER, Kind.LOCAL_ONLY}
 
 
 def sync_watch_loop(

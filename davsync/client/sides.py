@@ -1,0 +1,209 @@
+"""The executor's seams: the few things it asks of the server (`ServerSide`) and of the local
+folder (`LocalSide`), as Protocols.
+
+`DavServer` is the real one (a WebDAV share through `Remote`, with resumable and delta transfers);
+tests/fakeserver.py is an in-memory one that keeps the same promises (ETags, If-Match /
+If-None-Match, MD5, 412 on a lost race), so a model of many sync runs needs no HTTP. The
+end-to-end tests still run the real one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import osfs
+from . import delta, resume
+from .journal import Journal
+from .plan import LocalEntry, RemoteEntry
+from .remote import FolderListing, Remote, Uploaded
+from .transfer import Downloaded, download, keep_as_conflict, move_to_trash, place, stat_entry
+
+
+class ServerSide(Protocol):
+    """What the executor asks of the server. Writes raise PreconditionFailed (412) when the
+    version named by `if_match` is no longer there, or `if_none_match` finds a file."""
+
+    def server_name(self, entry: RemoteEntry) -> str | None: ...
+
+    def mkcol(self, path: str) -> None: ...
+
+    def move(
+        self, src: str, dst: str, *, if_match: str | None = None, overwrite: bool = False, src_href: str = ""
+    ) -> RemoteEntry | None: ...
+
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None: ...
+
+    def list_folder(self, folder: str, href: str = "") -> FolderListing: ...
+
+    def fetch(
+        self,
+        entry: RemoteEntry,
+        state_dir: Path,
+        *,
+        base: Path | None = None,
+        progress: Callable[[int], None] = lambda n: None,
+        stop: threading.Event | None = None,
+    ) -> Downloaded:
+        """The listed version of a file, in a partial file under state_dir, its MD5 checked
+        (`base`: the local file it replaces, for a delta)."""
+
+    def send(
+        self,
+        journal: Journal,
+        path: str,
+        source: Path,
+        *,
+        md5: str,
+        mtime_ns: int | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        href: str = "",
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> Uploaded:
+        """PUT a local file with its preconditions and MD5."""
+
+    def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
+        """A fetched file was placed (a delta keeps its block list)."""
+
+
+class DavServer:
+    """The real server side: a WebDAV share."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+
+    def server_name(self, entry: RemoteEntry) -> str | None:
+        return self.remote.server_name(entry)
+
+    def mkcol(self, path: str) -> None:
+        self.remote.mkcol(path)
+
+    def move(
+        self, src: str, dst: str, *, if_match: str | None = None, overwrite: bool = False, src_href: str = ""
+    ) -> RemoteEntry | None:
+        return self.remote.move(src, dst, if_match=if_match, overwrite=overwrite, src_href=src_href)
+
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None:
+        self.remote.delete(path, if_match=if_match, href=href)
+
+    def list_folder(self, folder: str, href: str = "") -> FolderListing:
+        return self.remote.list_folder(folder, href)
+
+    def fetch(
+        self,
+        entry: RemoteEntry,
+        state_dir: Path,
+        *,
+        base: Path | None = None,
+        progress: Callable[[int], None] = lambda n: None,
+        stop: threading.Event | None = None,
+    ) -> Downloaded:
+        got = None
+        if base is not None:  # the local file is the base: fetch only what changed
+            got = delta.download(self.remote, entry, base, state_dir, progress=progress, stop=stop)
+        return got if got is not None else download(self.remote, entry, state_dir, progress=progress, stop=stop)
+
+    def send(
+        self,
+        journal: Journal,
+        path: str,
+        source: Path,
+        *,
+        md5: str,
+        mtime_ns: int | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        href: str = "",
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> Uploaded:
+        return resume.put_file(self.remote, journal, path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
+                               if_none_match=if_none_match, href=href, progress=progress, stop=stop,
+                               note=note)  # fmt: skip
+
+    def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
+        delta.remember(self.remote, state_dir, entry, placed, got)
+
+
+class LocalSide(Protocol):
+    """What the executor does to the local folder. Every change that replaces or removes a file
+    first checks that it is still the version judged (`expected`), else raises Raced."""
+
+    def stat(self, path: Path) -> LocalEntry | None: ...
+
+    def set_aside(self, dest: Path, rel: str, expected: LocalEntry | None, name: str | None = None) -> str:
+        """Rename a local version to its conflict name; returns the name used."""
+
+    def trash(self, dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
+        """Move a local file to DEST/.davsync/trash/<run>/; returns where."""
+
+    def place(
+        self,
+        got: Downloaded,
+        dest: Path,
+        rel: str,
+        entry: RemoteEntry,
+        expected: LocalEntry | None,
+        dir_changed: Callable[[Path], None],
+        before_rename: Callable[[LocalEntry], None],
+        set_aside: Callable[[str], None] | None,
+    ) -> LocalEntry:
+        """Put a fetched version in place (temp + fsync + rename), the file there still as judged."""
+
+    def rename(self, src: Path, dst: Path, *, case_only: bool = False) -> None: ...
+
+    def mkdir(self, path: Path) -> None:
+        """Make a folder and its parents (one there already is fine)."""
+
+    def rmdir(self, path: Path) -> None:
+        """Remove an empty folder (OSError when something is inside)."""
+
+    def sync_dir(self, folder: Path) -> None:
+        """Make renames in this folder durable."""
+
+
+class Disk:
+    """The real local side: the filesystem, through davsync's safe writes (client/transfer.py, osfs)."""
+
+    def stat(self, path: Path) -> LocalEntry | None:
+        return stat_entry(path)
+
+    def set_aside(self, dest: Path, rel: str, expected: LocalEntry | None, name: str | None = None) -> str:
+        return keep_as_conflict(dest, rel, expected, name)
+
+    def trash(self, dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
+        return move_to_trash(dest, rel, expected, run_stamp)
+
+    def place(
+        self,
+        got: Downloaded,
+        dest: Path,
+        rel: str,
+        entry: RemoteEntry,
+        expected: LocalEntry | None,
+        dir_changed: Callable[[Path], None],
+        before_rename: Callable[[LocalEntry], None],
+        set_aside: Callable[[str], None] | None,
+    ) -> LocalEntry:
+        return place(got, dest, rel, entry, expected, dir_changed, before_rename=before_rename, set_aside=set_aside)
+
+    def rename(self, src: Path, dst: Path, *, case_only: bool = False) -> None:
+        if case_only:
+            osfs.rename_case(src, dst)
+        else:
+            osfs.rename(src, dst)
+
+    def mkdir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+
+    def rmdir(self, path: Path) -> None:
+        path.rmdir()
+
+    def sync_dir(self, folder: Path) -> None:
+        osfs.fsync_dir(folder)
