@@ -126,11 +126,14 @@ class FakeServer:
                 self.files[dst + p[len(src) :]] = Stored(f.data, f"e{next(_etags)}", f.mtime)
             return self.entry(dst)
 
-    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None:
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "", if_empty: bool = False) -> None:
         self._request("DELETE", path)
         with self._lock:
             if path not in self.files and path not in self.folders:
                 raise NotFound(f"{path} is gone", status=404)
+            inside = [p for p in (*self.files, *self.folders) if p.startswith(path + "/")]
+            if if_empty and inside:  # as davsync serve answers X-Davsync-If-Empty
+                raise PreconditionFailed(f"{path} is not empty any more", status=412)
             if if_match is not None and (path not in self.files or self.files[path].etag != if_match):
                 raise PreconditionFailed(f"{path} changed", status=412)
             self.remove(path)

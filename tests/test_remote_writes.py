@@ -347,3 +347,22 @@ def test_writes_against_rclone_serve_webdav(rclone_webdav, remote_for, tmp_path:
     remote.delete("d/r #2.txt")
     remote.delete("d/r #2.txt")
     assert not (root / "d" / "r #2.txt").exists()
+
+
+@pytest.mark.parametrize("keep", ["30d", "0"], ids=["versions-kept", "no-versions"])
+def test_a_folder_is_deleted_only_while_it_is_empty(start_share, remote_for, keep: str) -> None:  # type: ignore[no-untyped-def]
+    """sync deletes a folder it saw empty; a WebDAV DELETE takes everything inside, so a file a
+    phone put there after the listing went with it (found by the fast model). With
+    X-Davsync-If-Empty the server refuses (412) and the file stays; an empty folder still goes."""
+    share = start_share(keep_versions=keep)
+    (share.root / "d").mkdir()
+    (share.root / "e").mkdir()
+    share.wait_indexed()
+    remote = remote_for(share.url)
+    assert remote.list_folder("d").entries == []  # what the client saw
+    assert share.request("PUT", "d/phone.jpg", data=b"from the phone").status_code == 201
+    with pytest.raises(PreconditionFailed):
+        remote.delete("d", if_empty=True)
+    assert (share.root / "d" / "phone.jpg").read_bytes() == b"from the phone"
+    remote.delete("e", if_empty=True)
+    assert not (share.root / "e").exists()

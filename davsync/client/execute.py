@@ -770,7 +770,12 @@ class Executor:
             with self._lock:
                 self.result.kept_folders.append(a.path)
             return
-        self.ctx.server.delete(a.path, href=href)
+        try:  # only if still empty: a phone may have put a file there since the listing
+            self.ctx.server.delete(a.path, href=href, if_empty=True)
+        except PreconditionFailed:
+            with self._lock:
+                self.result.kept_folders.append(a.path)
+            return
         self.ctx.journal.forget(a.path)
         self._done(a)
 

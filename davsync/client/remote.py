@@ -441,9 +441,12 @@ class Remote:
 
         self._retrying(once)
 
-    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None:
-        """DELETE, only if the server still holds version `if_match`; already gone is success."""
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "", if_empty: bool = False) -> None:
+        """DELETE, only if the server still holds version `if_match`; already gone is success.
+        `if_empty`: a folder, only if it is empty (davsync's servers check it; others ignore it)."""
         headers = {"If-Match": _quoted(if_match)} if if_match else {}
+        if if_empty:
+            headers["X-Davsync-If-Empty"] = "1"
         attempts = 0
 
         def once() -> None:

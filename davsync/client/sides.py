@@ -34,7 +34,7 @@ class ServerSide(Protocol):
         self, src: str, dst: str, *, if_match: str | None = None, overwrite: bool = False, src_href: str = ""
     ) -> RemoteEntry | None: ...
 
-    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None: ...
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "", if_empty: bool = False) -> None: ...
 
     def list_folder(self, folder: str, href: str = "") -> FolderListing: ...
 
@@ -88,8 +88,8 @@ class DavServer:
     ) -> RemoteEntry | None:
         return self.remote.move(src, dst, if_match=if_match, overwrite=overwrite, src_href=src_href)
 
-    def delete(self, path: str, *, if_match: str | None = None, href: str = "") -> None:
-        self.remote.delete(path, if_match=if_match, href=href)
+    def delete(self, path: str, *, if_match: str | None = None, href: str = "", if_empty: bool = False) -> None:
+        self.remote.delete(path, if_match=if_match, href=href, if_empty=if_empty)
 
     def list_folder(self, folder: str, href: str = "") -> FolderListing:
         return self.remote.list_folder(folder, href)

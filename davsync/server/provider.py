@@ -20,6 +20,7 @@ from wsgidav.dav_error import (
     HTTP_BAD_REQUEST,
     HTTP_FORBIDDEN,
     HTTP_LOCKED,
+    HTTP_PRECONDITION_FAILED,
     DAVError,
     DAVErrorCondition,
     PRECONDITION_CODE_LockConflict,
@@ -205,7 +206,13 @@ class DavsyncFolder(FolderResource):
         self.provider.discard(self)
 
     def handle_delete(self) -> bool:
-        """With versions kept, a folder goes aside whole: one rename, however many files."""
+        """With versions kept, a folder goes aside whole: one rename, however many files.
+
+        `X-Davsync-If-Empty: 1` (davsync's client deleting a folder it saw empty): 412 when the
+        folder holds anything now, an upload in progress included, so a file a phone put there
+        since the client listed it is not taken along (RFC 4918's DELETE is recursive)."""
+        if self.environ.get("HTTP_X_DAVSYNC_IF_EMPTY") == "1" and _has_entries(self._file_path):
+            raise DAVError(HTTP_PRECONDITION_FAILED, "The folder is not empty any more; nothing was deleted.")
         if not self.provider.versioning:
             return False
         lock_man = self.provider.lock_manager
@@ -488,3 +495,10 @@ class DavsyncProvider(FilesystemProvider):
         self.index.forget(src_rel)
         self.reindex(dest, known)
 
+
+def _has_entries(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except FileNotFoundError:
+        return False
