@@ -6,15 +6,21 @@ dicts of strings. The exit status comes from `plan.exit_code`, the one place it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exitcodes import Exit
 from .paths import Skipped
-from .plan import Kind, Mode, Plan, exit_code
+from .plan import Action, Kind, Mode, Plan, exit_code
 
 # `--json` keeps the keys pull always printed; these were added with sync and push.
 JSON_VERSION = 2
+
+
+def server_only(a: Action) -> bool:
+    """A server file push --delete leaves alone because it never pushed it (no base, nothing
+    here): the server's own file, not a problem. The planner files it under SERVER_CHANGED."""
+    return a.kind == Kind.SERVER_CHANGED and a.local is None and a.base is None
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,11 @@ class RunResult:
 
     def decide_exit(self, *, ran: bool = True) -> Exit:
         """Partial or OK, from the plan and what happened (fatal errors are decided where caught)."""
+        plan = self.plan
+        if any(server_only(a) for a in plan.of(Kind.SERVER_CHANGED)):  # push did all it does
+            plan = replace(plan, actions=[a for a in plan.actions if not server_only(a)])
         return exit_code(
-            self.plan,
+            plan,
             errors=len(self.errors),
             conflicts=len(self.conflicts),
             skipped=len(self.skipped) + len(self.deferred),
@@ -96,6 +105,7 @@ class RunResult:
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "deferred": list(self.deferred),
             "refused_deletions": self.plan.refused_deletions,
+            "server_only": [a.path for a in self.plan.of(Kind.SERVER_CHANGED) if server_only(a)],
             "warnings": self.warnings,
             "bytes_downloaded": self.bytes_downloaded,
             "bytes_uploaded": self.bytes_uploaded,

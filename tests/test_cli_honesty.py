@@ -1,0 +1,90 @@
+"""What the CLI says and exits with agrees with what it did (issue 24, "honest exits and
+messages"): status answers as the command it views, counts agree, advice runs as printed.
+Real `davsync` subprocesses against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PASSWORDS
+
+
+def davsync(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    cmd = [sys.executable, "-m", "davsync", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+
+def listed(out: str, label: str, path: str) -> bool:
+    """Is `path` listed under the heading `label` ("label:" in a summary, "label: N" in status)?"""
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line == f"{label}:" or line.startswith(f"{label}: "):
+            return f"  {path}" in lines[i + 1 : i + 6]
+    return False
+
+
+def pushed_folder(share, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """SRC last used with push: a.txt pushed, then extra.txt put on the server by someone else."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a1")
+    r = davsync("push", share.url, str(src), "--user", "alice")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert share.request("PUT", "/extra.txt", data=b"the server's own").status_code == 201
+    share.wait_indexed()
+    return src
+
+
+def test_a_server_only_file_in_a_push_folder_is_no_problem_and_status_agrees(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = pushed_folder(share, tmp_path)
+    for delete in ([], ["--delete"]):
+        push = davsync("push", share.url, str(src), "--user", "alice", *delete)
+        status = davsync("status", share.url, str(src), "--user", "alice")
+        assert push.returncode == status.returncode == 0, (delete, push.stdout, push.stderr, status.stdout)
+        for out in (push.stdout, status.stdout):
+            assert "changed on the server" not in out and "run `davsync sync" not in out, out
+        assert (share.root / "extra.txt").read_bytes() == b"the server's own"  # push deletes only its own
+    said = "on the server only, not deleted (push deletes only what it pushed from here)"
+    for out in (push.stdout, status.stdout):
+        assert out.count("extra.txt") == 1 and listed(out, said, "extra.txt"), out
+    assert "In sync" in status.stdout, status.stdout
+
+
+def test_status_views_a_push_delete_folder_as_push_delete_would_run(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = pushed_folder(share, tmp_path)
+    (src / "b.txt").write_bytes(b"b1")
+    r = davsync("push", share.url, str(src), "--user", "alice", "--delete")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (src / "b.txt").unlink()  # the next push --delete deletes it on the server: status says so, exit 1
+    status = davsync("status", share.url, str(src), "--user", "alice")
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "to delete on the server (deleted here): 1\n  b.txt" in status.stdout, status.stdout
+    dry = davsync("push", share.url, str(src), "--user", "alice", "--delete", "--dry-run")
+    assert "to delete on the server (deleted here): 1\n  b.txt" in dry.stdout, dry.stdout
+    assert (share.root / "b.txt").exists()
+    # --as push views a push as it was last run here: with --delete
+    plain = davsync("status", share.url, str(src), "--user", "alice", "--as", "push")
+    assert plain.returncode == 1 and "to delete on the server" in plain.stdout, plain.stdout
+
+
+def test_push_says_never_pushed_for_a_file_it_never_pushed_and_its_advice_runs(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = pushed_folder(share, tmp_path)
+    (src / "extra.txt").write_bytes(b"mine, never pushed")  # a different file of the same name here
+    (src / "a.txt").write_bytes(b"a2 here")
+    assert share.request("PUT", "/a.txt", data=b"a2 on the server").status_code == 204
+    share.wait_indexed()
+    r = davsync("push", share.url, str(src), "--user", "alice")
+    status = davsync("status", share.url, str(src), "--user", "alice")
+    assert r.returncode == status.returncode == 3, r.stdout + r.stderr + status.stdout
+    for out in (r.stdout, status.stdout):
+        assert listed(out, "changed on the server, not overwritten", "a.txt"), out
+        assert listed(out, "on the server too, never pushed from here, not overwritten", "extra.txt"), out
+    advice = f"run `davsync sync {share.url} {src} --user alice` to take the server's changes in"
+    assert advice in r.stdout and advice in status.stdout, r.stdout + status.stdout
+    # as printed, it runs: the suggested sync takes the server's changes in (both versions kept)
+    followed = davsync("sync", share.url, str(src), "--user", "alice")
+    assert followed.returncode == 3 and (src / "a.txt").read_bytes() == b"a2 on the server", followed.stdout
