@@ -4,9 +4,13 @@ Real `davsync` subprocesses against a real server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import PASSWORDS
@@ -88,3 +92,78 @@ def test_push_says_never_pushed_for_a_file_it_never_pushed_and_its_advice_runs(s
     # as printed, it runs: the suggested sync takes the server's changes in (both versions kept)
     followed = davsync("sync", share.url, str(src), "--user", "alice")
     assert followed.returncode == 3 and (src / "a.txt").read_bytes() == b"a2 on the server", followed.stdout
+
+
+def settle(*paths: Path) -> None:
+    """Age files past the two-second 'still being written' window, as a file saved a while ago."""
+    old = time.time() - 10
+    for p in paths:
+        os.utime(p, (old, old))
+
+
+def test_a_conflict_runs_first_line_counts_what_its_done_line_counts(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (share.root / "report.txt").write_bytes(b"v1")
+    share.wait_indexed()
+    dest = tmp_path / "pc"
+    assert davsync("sync", share.url, str(dest), "--user", "alice").returncode == 0
+    (dest / "report.txt").write_bytes(b"mine, written on the pc")
+    (dest / "new-here.txt").write_bytes(b"new here")
+    settle(dest / "report.txt", dest / "new-here.txt")
+    assert share.request("PUT", "/report.txt", data=b"theirs, from a phone").status_code == 204
+    assert share.request("PUT", "/new-there.txt", data=b"new on the server").status_code == 201
+    share.wait_indexed()
+    r = davsync("sync", share.url, str(dest), "--user", "alice")
+    assert r.returncode == 3, r.stdout + r.stderr
+    first = re.search(r"^Transferring (\d+) files, (.+)$", r.stdout, re.M)
+    done = re.search(r"^Done: (\d+) downloaded \((.+?)\), (\d+) uploaded \((.+?)\), 1 conflict", r.stdout, re.M)
+    assert first and done, r.stdout
+    assert int(first[1]) == int(done[1]) + int(done[3]) == 4, r.stdout  # the conflict copy's upload too
+    total = len(b"theirs, from a phone" + b"new on the server" + b"mine, written on the pc" + b"new here")
+    assert first[2] == f"{total} B" and int(done[2].split()[0]) + int(done[4].split()[0]) == total, r.stdout
+
+
+def deleted_folders_on_the_server(share, dest: Path, command: str) -> None:  # type: ignore[no-untyped-def]
+    """16 files tracked in DEST; the server loses 9 of them in 5 folders: more than 50% is 8."""
+    for i in range(7):
+        (share.root / f"top{i}.txt").write_bytes(b"top")
+    for d, n in (("d1", 2), ("d2", 2), ("d3", 2), ("d4", 2), ("d5", 1)):
+        (share.root / d).mkdir()
+        for i in range(n):
+            (share.root / d / f"f{i}.txt").write_bytes(b"inside")
+    share.wait_indexed()
+    r = davsync(command, share.url, str(dest), "--user", "alice", *(["--delete"] if command == "pull" else []))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for d in ("d1", "d2", "d3", "d4", "d5"):
+        shutil.rmtree(share.root / d)
+    share.wait_indexed()
+
+
+ADVICE = "Check these deletions; if they are meant, run again with --max-delete 100% (or --max-delete 9)."
+
+
+def test_refused_deletions_are_counted_alike_in_status_json_and_the_warning(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dest = tmp_path / "pc"
+    deleted_folders_on_the_server(share, dest, "sync")
+    status = davsync("status", share.url, str(dest), "--user", "alice")
+    data = json.loads(davsync("status", share.url, str(dest), "--user", "alice", "--json").stdout)
+    assert status.returncode == 3 and data["exit_code"] == 3, status.stdout + status.stderr
+    assert "warning: Deletions refused: 9 local files would go, more than --max-delete 8." in status.stdout
+    assert "deleted on the server, kept here: 9 files and 5 folders\n" in status.stdout, status.stdout
+    assert data["refused_deletions"] == 9 and data["refused_folders"] == 5, data
+    assert ADVICE in status.stdout, status.stdout
+    r = davsync("sync", share.url, str(dest), "--user", "alice")
+    assert r.returncode == 3 and ADVICE in r.stdout, r.stdout
+    assert "9 files and 5 folders deleted on the server but kept here." in r.stdout, r.stdout
+
+
+def test_pulls_guard_gives_the_same_advice_as_syncs(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dest = tmp_path / "pc"
+    deleted_folders_on_the_server(share, dest, "pull")
+    r = davsync("pull", share.url, str(dest), "--user", "alice", "--delete")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "warning: Deletions refused: 9 files would go, more than --max-delete 8." in r.stdout, r.stdout
+    assert ADVICE in r.stdout, r.stdout
+    data = json.loads(davsync("pull", share.url, str(dest), "--user", "alice", "--delete", "--json").stdout)
+    assert data["refused_deletions"] == 9, data
+    follow = davsync("pull", share.url, str(dest), "--user", "alice", "--delete", "--max-delete", "100%")
+    assert follow.returncode == 0 and not (dest / "d1").exists(), follow.stdout  # the advice, as printed, works

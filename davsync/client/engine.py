@@ -351,10 +351,11 @@ class _Run:
             raise RemoteError("this account cannot write to the share, so there is nothing push can do.", fatal=True)
         self._resolve_placements(write)
         stored_token = self.journal.get_meta("sync_token")
-        # --delete given or dropped since the last run: the changes since then do not show what
-        # it now covers (a server-only file push --delete reports), so look at everything once.
+        # push given --delete or not since the last push: the changes since then do not show what
+        # it now covers (a server-only file push --delete reports: it has no journal row, unlike
+        # a deletion pull kept, which pull remembers), so look at everything once.
         stored_delete = self.journal.get_meta(_delete_key(opts.mode))
-        flag_changed = stored_delete is not None and stored_delete != ("1" if opts.delete else "0")
+        flag_changed = opts.mode == Mode.PUSH and stored_delete not in (None, "1" if opts.delete else "0")
         snap = remote_snapshot(
             self.remote, self.journal, jobs=opts.jobs, excluded=self.filter.excluded, rules=self.engine.rules,
             fold_case=self.fold_case, incremental=not (opts.full or opts.verify or opts.dry_run or flag_changed),

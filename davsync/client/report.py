@@ -8,7 +8,7 @@ from typing import Any, TextIO, cast
 
 from ..units import human_size, plural
 from .plan import Action, Kind, Mode, Plan
-from .results import RunResult, server_only
+from .results import RunResult, is_folder, refused, server_only
 
 VERBS = {
     Kind.MKDIR: "created folder",
@@ -227,7 +227,9 @@ def plan_lines(plan: Plan, limit: int = 50, *, two_way: bool = False) -> list[st
         for shown, actions in groups:
             if not actions:
                 continue
-            lines.append(f"{shown}: {len(actions)}")
+            folders = {a.path for a in actions if _is_dir(a)}
+            count = _items([a.path for a in actions], folders) if folders else str(len(actions))
+            lines.append(f"{shown}: {count}")  # files and folders apart, as the warnings count files
             for a in actions[:limit]:
                 where = f"{a.src} -> {a.path}" if a.src else a.path
                 detail = f"  ({a.reason})" if kind in _WITH_REASON and (two_way or kind != Kind.LOCAL_MODIFIED) else ""
@@ -237,8 +239,7 @@ def plan_lines(plan: Plan, limit: int = 50, *, two_way: bool = False) -> list[st
     return lines
 
 
-def _is_dir(a: Action) -> bool:
-    return any(e is not None and e.is_dir for e in (a.remote, a.local, a.base))
+_is_dir = is_folder
 
 
 def _items(paths: list[str], folders: set[str]) -> str:
@@ -344,7 +345,8 @@ def held_lines(result: RunResult, limit: int = 5) -> list[str]:
 
 def _held_files(plan: Plan) -> int:
     """The most files one side's guard held: what --max-delete must allow for them to go."""
-    return max(sum(1 for a in plan.of(k) if not _is_dir(a)) for k in (Kind.LOCAL_DELETED, Kind.REMOTE_DELETED))
+    held = [a for a in refused(plan) if not _is_dir(a)]
+    return max(sum(1 for a in held if a.kind == k) for k in (Kind.LOCAL_DELETED, Kind.REMOTE_DELETED))
 
 
 def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", connect: str = "") -> list[str]:
@@ -364,11 +366,10 @@ def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", conn
         )
     if result.plan.refused_deletions and not guards & {"local-empty", "remote-empty"}:
         if guards & {"max-delete-local", "max-delete-remote"}:
-            many = max(_held_files(result.plan), 1)
-            option = f"--max-delete {many}"
-            if result.command != Mode.PULL:  # sync and push take a share too
-                option = f"--max-delete 100% (or {option})"
-            lines.append(f"Check these deletions; if they are meant, run again with {option}.")
+            many = max(_held_files(result.plan), 1)  # pull, sync and push: one sentence
+            lines.append(
+                f"Check these deletions; if they are meant, run again with --max-delete 100% (or --max-delete {many})."
+            )
     if any(not server_only(a) for a in result.plan.of(Kind.SERVER_CHANGED)):
         lines.append(
             "`davsync push` never overwrites or deletes a server file it has not seen: run "
