@@ -167,3 +167,22 @@ def test_pulls_guard_gives_the_same_advice_as_syncs(share, tmp_path: Path) -> No
     assert data["refused_deletions"] == 9, data
     follow = davsync("pull", share.url, str(dest), "--user", "alice", "--delete", "--max-delete", "100%")
     assert follow.returncode == 0 and not (dest / "d1").exists(), follow.stdout  # the advice, as printed, works
+
+
+def test_a_dry_run_says_it_is_one(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (share.root / "s.txt").write_bytes(b"on the server")
+    share.wait_indexed()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "up.txt").write_bytes(b"here")
+    settle(src / "up.txt")
+    for command, folder in (("pull", tmp_path / "pc"), ("sync", tmp_path / "pc2"), ("push", src)):
+        r = davsync(command, share.url, str(folder), "--user", "alice", "--dry-run")
+        assert r.returncode == 0 and r.stdout.splitlines()[-1] == "Dry run: nothing was changed.", (command, r.stdout)
+        data = json.loads(davsync(command, share.url, str(folder), "--user", "alice", "-n", "--json").stdout)
+        assert data["dry_run"] is True, data
+    assert not (tmp_path / "pc" / "s.txt").exists() and not (share.root / "up.txt").exists()
+    real = json.loads(davsync("push", share.url, str(src), "--user", "alice", "--json").stdout)
+    assert real["dry_run"] is False and (share.root / "up.txt").exists(), real
+    nothing = davsync("push", share.url, str(src), "--user", "alice", "--dry-run")
+    assert nothing.stdout.splitlines()[-1] == "Dry run: nothing was changed.", nothing.stdout

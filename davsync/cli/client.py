@@ -197,6 +197,7 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
         elif options.dry_run:
             lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result, **rerun)
             lines = lines or [f"Nothing to do: {'the mirror is' if what == 'pull' else 'both sides are'} in sync."]
+            lines.append(DRY_RUN)
         else:
             lines = summary_lines(result, list_paths=True, **rerun)
         if lines:
@@ -206,6 +207,9 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     if result.fatal is not None:
         raise fail(result.fatal, result.exit_code)
     raise typer.Exit(int(result.exit_code))
+
+
+DRY_RUN = "Dry run: nothing was changed."
 
 
 def _arg(text: str) -> str:

@@ -200,7 +200,7 @@ class Engine:
 
     def _run_once(self, local_paths: set[str] | None, busy: list[ServerBusy]) -> RunResult:
         opts = self.options
-        result = RunResult(command=opts.mode)
+        result = RunResult(command=opts.mode, dry_run=opts.dry_run)
         self.remote.outage.reset()
         problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not opts.dry_run, mode=opts.mode)
         if problem is not None:

@@ -105,6 +105,7 @@ class RunResult:
     exit_code: Exit = Exit.OK
     mode: str = "walk"  # how the server was listed: "walk", "initial-report" or "sync-collection" (pull's JSON key)
     read_only: bool = False  # sync found an account that cannot write: it ran as a pull
+    dry_run: bool = False  # --dry-run (and status): planned, nothing changed
 
     def record(self, kind: Kind, path: str) -> None:
         self.done.setdefault(kind, []).append(path)
@@ -154,5 +155,6 @@ class RunResult:
             "bytes_uploaded": self.bytes_uploaded,
             "requests": self.requests_sent,
             "read_only": self.read_only,
+            "dry_run": self.dry_run,
             "fatal": self.fatal,
         }
