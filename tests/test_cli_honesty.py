@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import PASSWORDS
+from conftest import PASSWORDS, wait_until
 
 
 def davsync(*args: str) -> subprocess.CompletedProcess[str]:
@@ -186,3 +187,48 @@ def test_a_dry_run_says_it_is_one(share, tmp_path: Path) -> None:  # type: ignor
     assert real["dry_run"] is False and (share.root / "up.txt").exists(), real
     nothing = davsync("push", share.url, str(src), "--user", "alice", "--dry-run")
     assert nothing.stdout.splitlines()[-1] == "Dry run: nothing was changed.", nothing.stdout
+
+
+def in_tokyo(*args: str) -> subprocess.CompletedProcess[str]:
+    """A davsync command on a machine whose clock is at UTC+9 (a POSIX TZ rule: no tzdata needed)."""
+    env = {**os.environ, "TZ": "XYZ-9"}
+    return subprocess.run([sys.executable, "-m", "davsync", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def shown_at_plus_9(utc: datetime, seconds: bool) -> str:
+    local = utc.astimezone(timezone(timedelta(hours=9)))
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " (UTC+09:00)"
+
+
+def test_every_time_the_cli_prints_names_its_zone(share, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert share.request("PUT", "/d.txt", data=b"1").status_code == 201
+    assert share.request("DELETE", "/d.txt").status_code == 204
+    state = ["--state-dir", str(share.state_dir)]
+    (kept,) = json.loads(in_tokyo("versions", "list", *state, "--json").stdout)["versions"]
+    table = in_tokyo("versions", "list", *state)
+    assert table.returncode == 0, table.stdout + table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("d.txt"))
+    set_aside = datetime.fromisoformat(kept["time"].replace("Z", "+00:00"))
+    assert shown_at_plus_9(set_aside, seconds=True) in row, (row, kept["time"])
+
+    made = in_tokyo("share", "create", "", "--read-only", "--expires", "2d", *state)
+    assert made.returncode == 0, made.stdout + made.stderr
+    (link,) = json.loads(in_tokyo("share", "list", *state, "--json").stdout)
+    expires = datetime.fromtimestamp(link["expires"], UTC)
+    listed = in_tokyo("share", "list", *state)
+    assert shown_at_plus_9(expires, seconds=False) in listed.stdout, listed.stdout
+    assert f"(expires {shown_at_plus_9(expires, seconds=False)})" in made.stdout, made.stdout
+    # a watch's lines start with the time of day: its first line says the zone; a log file's header too
+    log = tmp_path / "watch.log"
+    env = {**os.environ, "TZ": "XYZ-9", "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    cmd = [sys.executable, "-m", "davsync", "watch", share.url, str(tmp_path / "pc"), "--user", "alice",
+           "--log-file", str(log)]  # fmt: skip
+    watch = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: log.is_file() and "watching" in log.read_text(), 60, "the watch's first line")
+    finally:
+        watch.terminate()
+        watch.wait(timeout=30)
+    text = log.read_text()
+    assert re.search(r"^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(UTC\+09:00\) davsync watch", text, re.M), text
+    assert "(Ctrl-C to stop; times are UTC+09:00)" in text, text
