@@ -14,7 +14,10 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from conftest import PASSWORDS, wait_until
+from test_client_firsthour import tls_files  # noqa: F401, F811
+from test_client_login import env_for
 
 
 def davsync(*args: str) -> subprocess.CompletedProcess[str]:
@@ -232,3 +235,20 @@ def test_every_time_the_cli_prints_names_its_zone(share, tmp_path: Path) -> None
     text = log.read_text()
     assert re.search(r"^--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(UTC\+09:00\) davsync watch", text, re.M), text
     assert "(Ctrl-C to stop; times are UTC+09:00)" in text, text
+
+
+def test_the_login_hint_carries_the_tls_option_given(start_share, tls_files: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    pytest.importorskip("keyrings.alt", reason="keyrings.alt is in the test extras")
+    tls = start_share(tmp_path / "tls-root", state_dir=tmp_path / "s2", tls_cert=tls_files["server"],
+                      tls_key=tls_files["server_key"])  # fmt: skip
+    cert = str(tls_files["server"])
+    env = env_for(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "davsync", "pull", tls.url, str(tmp_path / "m"), "-u", "alice",
+                        "--ca-cert", cert], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                       timeout=120)  # fmt: skip
+    hint = f"run `davsync login {tls.url} --user alice --ca-cert {cert}` once"
+    assert r.returncode == 2 and hint in r.stderr, r.stderr
+    printed = hint.split("`")[1].split()[1:]  # as printed, it runs (the password from the variable)
+    login = subprocess.run([sys.executable, "-m", "davsync", *printed], capture_output=True, text=True,
+                           env={**env, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}, timeout=120)  # fmt: skip
+    assert login.returncode == 0, login.stderr

@@ -122,7 +122,7 @@ def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool
     if insecure and url.startswith("https:"):
         typer.secho("davsync: warning: --insecure: the server's certificate is not checked.", err=True,
                     fg=typer.colors.YELLOW)  # fmt: skip
-    password = share_password(url, user) if user else None
+    password = share_password(url, user, _tls_flags(str(ca_cert) if ca_cert else None, insecure)) if user else None
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
 
@@ -220,12 +220,13 @@ def _arg(text: str) -> str:
 def _rerun(conn: ConnectionSettings, folder: Path) -> dict[str, str]:
     """URL, folder and the connection options the user gave, for a command a message suggests:
     it must run as printed (a `davsync sync URL DEST` without --user asks no password, and fails)."""
-    connect = f" --user {_arg(conn.user)}" if conn.user else ""
-    if conn.ca_cert:
-        connect += f" --ca-cert {_arg(conn.ca_cert)}"
-    if conn.insecure:
-        connect += " --insecure"
+    connect = (f" --user {_arg(conn.user)}" if conn.user else "") + _tls_flags(conn.ca_cert, conn.insecure)
     return {"url": _arg(conn.url), "folder": _arg(str(folder)), "connect": connect}
+
+
+def _tls_flags(ca_cert: str | None, insecure: bool) -> str:
+    """The TLS options as given, for a suggested command (" --ca-cert FILE", " --insecure")."""
+    return f" --ca-cert {_arg(ca_cert)}" if ca_cert else " --insecure" if insecure else ""
 
 
 def _max_delete(text: str | None) -> tuple[int | None, float | None]:
