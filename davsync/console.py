@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from .units import local_time
+
 CLOSE_GRACE = 4.0  # of the ~5 s Windows allows after CTRL_CLOSE_EVENT
 
 
@@ -73,7 +75,7 @@ def log_to(path: Path | None) -> None:
     except OSError as e:
         print(f"davsync: cannot write the log file {path}: {e.strerror}.", file=sys.stderr)
         raise SystemExit(2) from None
-    log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} davsync {' '.join(sys.argv[1:])}\n")
+    log.write(f"--- {local_time(time.time(), seconds=True)} davsync {' '.join(sys.argv[1:])}\n")
     sys.stdout = sys.stderr = log
 
 

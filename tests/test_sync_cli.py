@@ -286,7 +286,7 @@ def test_push_never_overwrites_a_server_file_changed_since_the_last_push(share, 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 3, r.stdout + r.stderr  # and the way out is said, not only the path
     assert "changed on the server, not overwritten:\n  a.txt\n" in r.stdout, r.stdout
-    assert f"run `davsync sync {share.url} {src}` to take the server's changes in" in r.stdout, r.stdout
+    assert f"run `davsync sync {share.url} {src} --user alice` to take the server's changes in" in r.stdout, r.stdout
     result = sync(share, src, Mode.PUSH, delete=True)
     assert not (share.root / "b.txt").exists() and result.done.get(Kind.REMOTE_DELETE) == ["b.txt"]
 

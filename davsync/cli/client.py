@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,6 +15,9 @@ from ..console import log_to as _log_to
 from ..console import stop_signals
 from ..exitcodes import Exit
 from .common import fail, read_password, share_password
+
+if TYPE_CHECKING:
+    from ..client.transport import ConnectionSettings
 
 UrlArg = typer.Argument(
     None, metavar="URL", show_default=False,
@@ -124,7 +128,7 @@ def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool
     if insecure and url.startswith("https:"):
         typer.secho("davsync: warning: --insecure: the server's certificate is not checked.", err=True,
                     fg=typer.colors.YELLOW)  # fmt: skip
-    password = share_password(url, user) if user else None
+    password = share_password(url, user, _tls_flags(str(ca_cert) if ca_cert else None, insecure)) if user else None
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
 
@@ -194,12 +198,13 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     if json_out:
         typer.echo(json.dumps(result.as_json(), indent=2))
     elif result.fatal is None:
-        rerun = {"url": _arg(conn.url), "folder": _arg(str(folder))}  # for the fixes a problem line suggests
+        rerun = _rerun(conn, folder)  # for the fixes a problem line suggests
         if quiet:
-            lines = trash_lines(result, folder=rerun["folder"]) + problem_lines(result, **rerun)
+            lines = trash_lines(result, folder=_arg(str(folder))) + problem_lines(result, **rerun)
         elif options.dry_run:
             lines = plan_lines(result.plan, two_way=what != "pull") + problem_lines(result, **rerun)
             lines = lines or [f"Nothing to do: {'the mirror is' if what == 'pull' else 'both sides are'} in sync."]
+            lines.append(DRY_RUN)
         else:
             lines = summary_lines(result, list_paths=True, **rerun)
         if lines:
@@ -211,9 +216,24 @@ def _run_and_report(conn, folder: Path, options, *, json_out: bool, quiet: bool,
     raise typer.Exit(int(result.exit_code))
 
 
+DRY_RUN = "Dry run: nothing was changed."
+
+
 def _arg(text: str) -> str:
     """A URL or folder as it can be pasted into a command line (quoted if it has spaces)."""
     return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def _rerun(conn: ConnectionSettings, folder: Path) -> dict[str, str]:
+    """URL, folder and the connection options the user gave, for a command a message suggests:
+    it must run as printed (a `davsync sync URL DEST` without --user asks no password, and fails)."""
+    connect = (f" --user {_arg(conn.user)}" if conn.user else "") + _tls_flags(conn.ca_cert, conn.insecure)
+    return {"url": _arg(conn.url), "folder": _arg(str(folder)), "connect": connect}
+
+
+def _tls_flags(ca_cert: str | None, insecure: bool) -> str:
+    """The TLS options as given, for a suggested command (" --ca-cert FILE", " --insecure")."""
+    return f" --ca-cert {_arg(ca_cert)}" if ca_cert else " --insecure" if insecure else ""
 
 
 def _max_delete(text: str | None) -> tuple[int | None, float | None]:
@@ -330,12 +350,13 @@ def status(
         help="List what in DEST is never synced (default excludes, --exclude, .davsyncignore), and why.",
     ),
 ) -> None:
-    """What a pull (or, for a folder kept with `sync`, a sync) would do: to download, to upload,
-    conflicts, deletions. Exit status 0 when it would change nothing, 1 when it would transfer or
-    delete something, 3 when it would leave files out of sync (conflicts, skipped names, errors)."""  # fmt: skip
+    """What the command last run on DEST (pull, sync or push, with --delete if it had it) would do:
+    to download, to upload, conflicts, deletions. Exit status 0 when it would change nothing, 1 when
+    it would transfer or delete something, 3 when it would leave files out of sync (conflicts,
+    skipped names, errors, server changes push would not overwrite)."""  # fmt: skip
     import json
 
-    from ..client.engine import RunOptions, last_mode, run_once
+    from ..client.engine import RunOptions, last_delete, last_mode, run_once
     from ..client.plan import Mode
     from ..client.report import plan_lines, problem_lines
 
@@ -348,9 +369,9 @@ def status(
         raise fail("--as must be pull, sync or push.", Exit.USAGE)
     mode = Mode(as_mode) if as_mode else last_mode(folder)
     conn = _connection(share, user, ca_cert, insecure, 4)
-    options = RunOptions(
-        mode=mode, dry_run=True, excludes=tuple(exclude), name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-        settle_s=0.0,
+    options = RunOptions(  # as that command last ran here: with --delete if it had it
+        mode=mode, delete=last_delete(folder, mode), dry_run=True, excludes=tuple(exclude),
+        name_rules=_check_rules(name_rules), settle_s=0.0,  # type: ignore[arg-type]
     )  # fmt: skip
     result = run_once(conn, folder, options)
     if result.fatal is not None:
@@ -366,7 +387,7 @@ def status(
         typer.echo(json.dumps(data, indent=2))
     else:
         lines = plan_lines(result.plan, two_way=mode != Mode.PULL)
-        lines += problem_lines(result, url=_arg(conn.url), folder=_arg(str(folder)))
+        lines += problem_lines(result, **_rerun(conn, folder))
         if code == Exit.OK:
             what = "a pull" if mode == Mode.PULL else f"a {mode.value}"
             lines.append("In sync." if result.plan.in_sync else f"In sync: {what} would change no file.")

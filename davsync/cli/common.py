@@ -37,8 +37,9 @@ def read_password(prompt: str, *, confirm: bool, hint: str = "") -> str:
     return password
 
 
-def share_password(url: str, user: str) -> str:
-    """DAVSYNC_PASSWORD, else the one `davsync login` stored in the OS credential store, else a prompt."""
+def share_password(url: str, user: str, tls: str = "") -> str:
+    """DAVSYNC_PASSWORD, else the one `davsync login` stored in the OS credential store, else a prompt.
+    `tls` is the --ca-cert/--insecure the user gave: the `davsync login` suggested must run as printed."""
     hint = ""
     if os.environ.get("DAVSYNC_PASSWORD") is None:
         from ..client.credentials import load_password, store_available
@@ -47,7 +48,7 @@ def share_password(url: str, user: str) -> str:
         if stored is not None:
             return stored
         if store_available():
-            hint = f"run `davsync login {url} --user {user}` once to store it, or set DAVSYNC_PASSWORD."
+            hint = f"run `davsync login {url} --user {user}{tls}` once to store it, or set DAVSYNC_PASSWORD."
         else:  # `davsync login` cannot help here: offer only what works
             hint = "set DAVSYNC_PASSWORD, or run this in a terminal to be asked (there is no credential store here)."
     return read_password(f"Password for {user}", confirm=False, hint=hint)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import IO
 
 import typer
 
 from ..exitcodes import Exit
+from ..units import local_time
 from .common import ConfigOpt, RootOpt, StateOpt, fail
 from .versions import server_settings
 
@@ -56,7 +56,7 @@ def list_cmd(root: Path | None = RootOpt, state_dir: Path | None = StateOpt, con
         return
     for info in found:
         left = max(0, int(info.expires - time.time()))
-        until = datetime.fromtimestamp(info.expires).strftime("%Y-%m-%d %H:%M")
+        until = local_time(info.expires)
         who = f"{info.user or '-'}  {info.owner or '-'}"
         typer.echo(f"{info.path}  {who}  until {until} ({left // 60} min)  {info.token}")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ..exitcodes import Exit
+from ..units import local_time
 from .common import ConfigOpt, RootOpt, StateOpt, fail, read_password
 
 share_app = typer.Typer(
@@ -98,7 +98,7 @@ def _relative_folder(where: _Where, path: Path) -> str:
 
 
 def _when(ts: float | None) -> str:
-    return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    return "never" if ts is None else local_time(ts)
 
 
 def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, json_out: bool) -> None:
@@ -190,10 +190,10 @@ def list_links(
     if not links:
         typer.echo("No share links. Make one with: davsync share create FOLDER --read-only")
         return
-    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<21} {'PASSWORD':<8} {'TOKEN':<7} FOLDER  LABEL")
+    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<28} {'PASSWORD':<8} {'TOKEN':<7} FOLDER  LABEL")
     for link in links:
         typer.echo(
-            f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<21} "
+            f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<28} "
             f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}"
         )
 

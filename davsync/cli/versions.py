@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from ..exitcodes import Exit
-from ..units import human_size
+from ..units import human_size, local_time
 from .common import ConfigOpt, RootOpt, StateOpt, fail
 
 versions_app = typer.Typer(
@@ -56,7 +56,7 @@ def _store(settings):  # type: ignore[no-untyped-def]
 
 
 def _when(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+    return local_time(ns / 1e9, seconds=True)
 
 
 def _iso(ns: int) -> str:

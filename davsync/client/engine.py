@@ -137,6 +137,19 @@ def last_mode(dest: Path) -> Mode:
     return Mode(value) if value in ("sync", "push") else Mode.PULL
 
 
+def _delete_key(mode: Mode) -> str:
+    return f"{mode.value}_delete"
+
+
+def last_delete(dest: Path, mode: Mode) -> bool:
+    """Whether the last run of this command on DEST had --delete (status views it as it ran)."""
+    from .journal import peek_meta
+
+    if mode == Mode.SYNC:
+        return False  # sync always propagates deletions; the flag is pull's and push's
+    return peek_meta(Path(os.path.abspath(dest)) / STATE_DIR / "state.db", _delete_key(mode)) == "1"
+
+
 class Engine:
     """Runs pull, sync or push for one share and one folder; reusable across runs."""
 
@@ -187,7 +200,7 @@ class Engine:
 
     def _run_once(self, local_paths: set[str] | None, busy: list[ServerBusy]) -> RunResult:
         opts = self.options
-        result = RunResult(command=opts.mode)
+        result = RunResult(command=opts.mode, dry_run=opts.dry_run)
         self.remote.outage.reset()
         problem = dest_problem(Path(osfs.display_path(self.dest)), writing=not opts.dry_run, mode=opts.mode)
         if problem is not None:
@@ -338,9 +351,14 @@ class _Run:
             raise RemoteError("this account cannot write to the share, so there is nothing push can do.", fatal=True)
         self._resolve_placements(write)
         stored_token = self.journal.get_meta("sync_token")
+        # push given --delete or not since the last push: the changes since then do not show what
+        # it now covers (a server-only file push --delete reports: it has no journal row, unlike
+        # a deletion pull kept, which pull remembers), so look at everything once.
+        stored_delete = self.journal.get_meta(_delete_key(opts.mode))
+        flag_changed = opts.mode == Mode.PUSH and stored_delete not in (None, "1" if opts.delete else "0")
         snap = remote_snapshot(
             self.remote, self.journal, jobs=opts.jobs, excluded=self.filter.excluded, rules=self.engine.rules,
-            fold_case=self.fold_case, incremental=not (opts.full or opts.verify or opts.dry_run),
+            fold_case=self.fold_case, incremental=not (opts.full or opts.verify or opts.dry_run or flag_changed),
             root_token=self.root_token, warnings=result.warnings,
         )  # fmt: skip
         result.mode = snap.mode
@@ -376,6 +394,7 @@ class _Run:
             remember_skipped(self.journal, snap, self.engine.rules, self.fold_case)
         if two_way:
             self.journal.set_meta("last_mode", opts.mode.value)
+        self.journal.set_meta(_delete_key(opts.mode), "1" if opts.delete else "0")
 
     def _plan_two_way(self, snap: RemoteSnapshot, stored_token: str | None, write: bool) -> Plan:
         """Sync and push: the whole journal is the base and the whole local folder is scanned;

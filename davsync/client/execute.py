@@ -56,7 +56,7 @@ from .remote import (
     one_line,
     write_refusal,
 )
-from .results import Conflict, RunResult
+from .results import Conflict, RunResult, planned_transfers
 from .sides import DavServer, Disk, LocalSide, ServerSide
 from .transfer import (
     ChangedOnServer,
@@ -197,8 +197,7 @@ class Executor:
         ctx = self.ctx
         if plan.reset_journal:
             ctx.journal.clear()  # union: the old bases are not trusted; this run records new ones
-        transfers = [a for a in plan.actions if a.kind in _TRANSFERS and not _is_folder_clash(a)]
-        ctx.reporter.begin(len(transfers), sum(_size(a) for a in transfers))
+        ctx.reporter.begin(*planned_transfers(plan.actions))  # counted as the Done: line counts
         try:
             self._run_actions(plan.actions)
             for _round in range(REPLAN_ROUNDS):

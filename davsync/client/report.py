@@ -8,7 +8,7 @@ from typing import Any, TextIO, cast
 
 from ..units import human_size, plural
 from .plan import Action, Kind, Mode, Plan
-from .results import RunResult
+from .results import RunResult, is_folder, refused, server_only
 
 VERBS = {
     Kind.MKDIR: "created folder",
@@ -176,9 +176,28 @@ TWO_WAY_LABELS = [
     (Kind.BLOCKED, "blocked"),
 ]
 _WITH_REASON = {
-    Kind.CONFLICT, Kind.BLOCKED, Kind.KEPT_HERE, Kind.RENAME, Kind.KEPT_ON_SERVER, Kind.SERVER_CHANGED,
+    Kind.CONFLICT, Kind.BLOCKED, Kind.KEPT_HERE, Kind.RENAME, Kind.KEPT_ON_SERVER,
     Kind.LOCAL_ONLY, Kind.LOCAL_MODIFIED,
-}  # fmt: skip
+}  # fmt: skip (server-changed: its label below says it all)
+
+# push's server-changed, said as what it is (the planner files all four under one kind).
+SERVER_ONLY = "on the server only, not deleted (push deletes only what it pushed from here)"
+_NEVER_PUSHED = "on the server too, never pushed from here, not overwritten"
+_SERVER_CHANGED_LABELS = [
+    "changed on the server, not overwritten", "changed on the server, not deleted", _NEVER_PUSHED, SERVER_ONLY,
+]  # fmt: skip
+
+
+def server_changed_label(a: Action) -> str:
+    if server_only(a):
+        return SERVER_ONLY
+    if a.base is None:
+        return _NEVER_PUSHED
+    return _SERVER_CHANGED_LABELS[1] if a.local is None else _SERVER_CHANGED_LABELS[0]
+
+
+def _server_changed_groups(actions: list[Action]) -> list[tuple[str, list[Action]]]:
+    return [(label, [a for a in actions if server_changed_label(a) == label]) for label in _SERVER_CHANGED_LABELS]
 
 
 def _restores(a: Action) -> bool:
@@ -203,10 +222,14 @@ def plan_lines(plan: Plan, limit: int = 50, *, two_way: bool = False) -> list[st
                 (label, [a for a in groups[0][1] if not _restores(a)]),
                 (_RESTORE_LABELS[kind], [a for a in groups[0][1] if _restores(a)]),
             ]
+        elif kind == Kind.SERVER_CHANGED:
+            groups = _server_changed_groups(groups[0][1])
         for shown, actions in groups:
             if not actions:
                 continue
-            lines.append(f"{shown}: {len(actions)}")
+            folders = {a.path for a in actions if _is_dir(a)}
+            count = _items([a.path for a in actions], folders) if folders else str(len(actions))
+            lines.append(f"{shown}: {count}")  # files and folders apart, as the warnings count files
             for a in actions[:limit]:
                 where = f"{a.src} -> {a.path}" if a.src else a.path
                 detail = f"  ({a.reason})" if kind in _WITH_REASON and (two_way or kind != Kind.LOCAL_MODIFIED) else ""
@@ -216,8 +239,7 @@ def plan_lines(plan: Plan, limit: int = 50, *, two_way: bool = False) -> list[st
     return lines
 
 
-def _is_dir(a: Action) -> bool:
-    return any(e is not None and e.is_dir for e in (a.remote, a.local, a.base))
+_is_dir = is_folder
 
 
 def _items(paths: list[str], folders: set[str]) -> str:
@@ -243,7 +265,9 @@ def _transfers(result: RunResult) -> tuple[int, int]:
     return n(Kind.DOWNLOAD, Kind.UPDATE) + fetched, n(Kind.UPLOAD, Kind.UPLOAD_EDIT) + sent
 
 
-def summary_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", list_paths: bool = False) -> list[str]:
+def summary_lines(
+    result: RunResult, *, url: str = "URL", folder: str = "DEST", connect: str = "", list_paths: bool = False
+) -> list[str]:
     """The one-line summary of a run, then (`list_paths`) a few paths of each kind only reported,
     then its problems."""
     n = result.count
@@ -265,9 +289,8 @@ def summary_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", 
     ):
         if n(*kinds):
             parts.append(f"{n(*kinds)} {label}")
-    for kind, label in _HELD:
-        paths = result.done.get(kind, [])
-        if paths:
+    for label, paths in _held_groups(result):
+        if paths and label != SERVER_ONLY:  # not a problem: listed below, not counted here
             parts.append(f"{_items(paths, folders)} {label}")
     if result.errors:
         parts.append(plural(len(result.errors), "error"))
@@ -278,7 +301,7 @@ def summary_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", 
     lines = ["Done: " + ", ".join(parts) + "."]
     if list_paths:
         lines += held_lines(result)
-    return lines + problem_lines(result, url=url, folder=folder)
+    return lines + problem_lines(result, url=url, folder=folder, connect=connect)
 
 
 # Kinds a run only reports (nothing was changed for them), as the summary says them.
@@ -291,13 +314,26 @@ _HELD = [
 ]
 
 
+def _held_groups(result: RunResult) -> list[tuple[str, list[str]]]:
+    """The paths of each reported kind under its label (server-changed split as it is said)."""
+    groups = []
+    for kind, label in _HELD:
+        paths = result.done.get(kind, [])
+        if kind == Kind.SERVER_CHANGED and paths:
+            done = set(paths)
+            actions = [a for a in result.plan.of(kind) if a.path in done]
+            groups += [(shown, [a.path for a in group]) for shown, group in _server_changed_groups(actions)]
+        else:
+            groups.append((label, paths))
+    return groups
+
+
 def held_lines(result: RunResult, limit: int = 5) -> list[str]:
     """A few paths of each reported kind (folders end in /), then how many more: the full
     list is in --json. One line per file flooded the screen (311 refused deletions)."""
     folders = _folders(result)
     lines = []
-    for kind, label in _HELD:
-        paths = result.done.get(kind, [])
+    for label, paths in _held_groups(result):
         if not paths:
             continue
         lines.append(f"{label}:")
@@ -309,11 +345,13 @@ def held_lines(result: RunResult, limit: int = 5) -> list[str]:
 
 def _held_files(plan: Plan) -> int:
     """The most files one side's guard held: what --max-delete must allow for them to go."""
-    return max(sum(1 for a in plan.of(k) if not _is_dir(a)) for k in (Kind.KEPT_ON_SERVER, Kind.KEPT_HERE))
+    held = [a for a in refused(plan) if not _is_dir(a)]
+    return max(sum(1 for a in held if a.kind == k) for k in (Kind.KEPT_ON_SERVER, Kind.KEPT_HERE))
 
 
-def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> list[str]:
-    """What to do about what this run left out of sync on purpose: one sentence each."""
+def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", connect: str = "") -> list[str]:
+    """What to do about what this run left out of sync on purpose: one sentence each. A command
+    it suggests runs as printed: `connect` holds the connection options the user gave (" --user me")."""
     lines = []
     guards = set(result.plan.guards)
     if result.plan.refused_deletions and "local-empty" in guards:
@@ -328,16 +366,15 @@ def fix_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> l
         )
     if result.plan.refused_deletions and not guards & {"local-empty", "remote-empty"}:
         if guards & {"max-delete-local", "max-delete-remote"}:
-            many = max(_held_files(result.plan), 1)
-            option = f"--max-delete {many}"
-            if result.command != Mode.PULL:  # sync and push take a share too
-                option = f"--max-delete 100% (or {option})"
-            lines.append(f"Check these deletions; if they are meant, run again with {option}.")
-    if result.plan.of(Kind.SERVER_CHANGED):
+            many = max(_held_files(result.plan), 1)  # pull, sync and push: one sentence
+            lines.append(
+                f"Check these deletions; if they are meant, run again with --max-delete 100% (or --max-delete {many})."
+            )
+    if any(not server_only(a) for a in result.plan.of(Kind.SERVER_CHANGED)):
         lines.append(
             "`davsync push` never overwrites or deletes a server file it has not seen: run "
-            f"`davsync sync {url} {folder}` to take the server's changes in (where both sides changed, both "
-            "versions are kept), or remove those files on the server and push again."
+            f"`davsync sync {url} {folder}{connect}` to take the server's changes in (where both sides changed, "
+            "both versions are kept), or remove those files on the server and push again."
         )
     return lines
 
@@ -350,7 +387,7 @@ def trash_lines(result: RunResult, *, folder: str = "DEST") -> list[str]:
     return [f"{plural(n, 'file')} deleted on the server moved to the trash: {folder}/.davsync/trash"]
 
 
-def problem_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") -> list[str]:
+def problem_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST", connect: str = "") -> list[str]:
     """Everything a run left out of sync, why, and what to do: what --quiet still prints."""
     lines = []
     for c in result.conflicts:
@@ -366,4 +403,4 @@ def problem_lines(result: RunResult, *, url: str = "URL", folder: str = "DEST") 
         lines.append(f"deferred: {p}: still being written; it is synced next time")
     for w in result.warnings:
         lines.append(f"warning: {w}")
-    return lines + fix_lines(result, url=url, folder=folder)
+    return lines + fix_lines(result, url=url, folder=folder, connect=connect)

@@ -6,15 +6,63 @@ dicts of strings. The exit status comes from `plan.exit_code`, the one place it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exitcodes import Exit
 from .paths import Skipped
-from .plan import Kind, Mode, Plan, exit_code
+from .plan import Action, Kind, Mode, Plan, RemoteEntry, exit_code
 
 # `--json` keeps the keys pull always printed; these were added with sync and push.
 JSON_VERSION = 2
+
+
+def server_only(a: Action) -> bool:
+    """A server file push --delete leaves alone because it never pushed it (no base, nothing
+    here): the server's own file, not a problem. The planner files it under SERVER_CHANGED."""
+    return a.kind == Kind.SERVER_CHANGED and a.local is None and a.base is None
+
+
+def planned_transfers(actions: Iterable[Action]) -> tuple[int, int]:
+    """Files and bytes a run means to move, counted as its `Done:` line counts them: a conflict
+    brings the server's version down and, in sync, sends the local copy up, two transfers."""
+    files = size = 0
+    for a in actions:
+        down = a.kind in (Kind.DOWNLOAD, Kind.UPDATE) or a.kind == Kind.CONFLICT and _is_file(a.remote)
+        up = a.kind in (Kind.UPLOAD, Kind.UPLOAD_EDIT) or a.kind == Kind.CONFLICT and a.upload_copy
+        if down and a.remote is not None:
+            files, size = files + 1, size + (a.remote.size or 0)
+        if up and a.local is not None and not a.local.is_dir:
+            files, size = files + 1, size + a.local.size
+    return files, size
+
+
+# How the planner words a deletion a guard held (pull; sync and push, each side).
+_REFUSED = ("deletion refused", "deleted on the server; kept: ", "deleted here; kept on the server: ")
+
+
+def refused(plan: Plan) -> list[Action]:
+    """The deletions a guard refused: the one list every count of them is taken from (the
+    warnings, --max-delete and the advice count their files; folders are said apart)."""
+    kept = plan.of(Kind.KEPT_HERE, Kind.KEPT_ON_SERVER)
+    held = [a for a in kept if a.reason.startswith(_REFUSED)]
+    return held if held or not plan.refused_deletions else kept  # worded otherwise: every kept one
+
+
+def is_folder(a: Action) -> bool:
+    return any(e is not None and e.is_dir for e in (a.remote, a.local, a.base))
+
+
+def refused_counts(plan: Plan) -> tuple[int, int]:
+    """Files and folders a guard kept from being deleted."""
+    held = refused(plan)
+    folders = sum(1 for a in held if is_folder(a))
+    return len(held) - folders, folders
+
+
+def _is_file(entry: RemoteEntry | None) -> bool:
+    return entry is not None and not entry.is_dir
 
 
 @dataclass(frozen=True)
@@ -57,6 +105,7 @@ class RunResult:
     exit_code: Exit = Exit.OK
     mode: str = "walk"  # how the server was listed: "walk", "initial-report" or "sync-collection" (pull's JSON key)
     read_only: bool = False  # sync found an account that cannot write: it ran as a pull
+    dry_run: bool = False  # --dry-run (and status): planned, nothing changed
 
     def record(self, kind: Kind, path: str) -> None:
         self.done.setdefault(kind, []).append(path)
@@ -69,8 +118,11 @@ class RunResult:
 
     def decide_exit(self, *, ran: bool = True) -> Exit:
         """Partial or OK, from the plan and what happened (fatal errors are decided where caught)."""
+        plan = self.plan
+        if any(server_only(a) for a in plan.of(Kind.SERVER_CHANGED)):  # push did all it does
+            plan = replace(plan, actions=[a for a in plan.actions if not server_only(a)])
         return exit_code(
-            self.plan,
+            plan,
             errors=len(self.errors),
             conflicts=len(self.conflicts),
             skipped=len(self.skipped) + len(self.deferred),
@@ -95,11 +147,14 @@ class RunResult:
             "errors": [{"path": e.path, "error": e.error} for e in self.errors],
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "deferred": list(self.deferred),
-            "refused_deletions": self.plan.refused_deletions,
+            "refused_deletions": refused_counts(self.plan)[0],  # files, as the warnings count them
+            "refused_folders": refused_counts(self.plan)[1],
+            "server_only": [a.path for a in self.plan.of(Kind.SERVER_CHANGED) if server_only(a)],
             "warnings": self.warnings,
             "bytes_downloaded": self.bytes_downloaded,
             "bytes_uploaded": self.bytes_uploaded,
             "requests": self.requests_sent,
             "read_only": self.read_only,
+            "dry_run": self.dry_run,
             "fatal": self.fatal,
         }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from ..concurrency import SLICE, sliced_wait
 from ..console import stop_signals
 from ..exitcodes import Exit
-from ..units import plural
+from ..units import local_zone, plural
 from .deadline import WATCHDOG
 from .engine import Engine, RunOptions
 from .filters import Filter
@@ -71,7 +71,7 @@ def _loop(
 
     engine = Engine(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
 
-    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop)")
+    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop; times are {local_zone()})")
     delay = interval
     down_since: float | None = None
     kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
@@ -171,7 +171,7 @@ def _sync_loop(
     watcher = LocalWatcher(engine.dest, Filter.load(dest, options.excludes).excluded)
     say(
         f"syncing {engine.remote.base_url} <-> {dest}: local changes go up within seconds, the server is asked "
-        f"every {interval:g}s (Ctrl-C to stop)"
+        f"every {interval:g}s (Ctrl-C to stop; times are {local_zone()})"
     )
     code = Exit.OK
     delay = interval
