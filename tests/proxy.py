@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Faults:
     rate: float | None = None  # bytes/s from server to client
+    rate_up: float | None = None  # bytes/s from client to server (a shaped link both ways: benches)
     cut_after: int | None = None  # close a connection after this many response bytes...
     cuts_left: int = 0  # ...this many times
     stall_after: int | None = None  # stop forwarding (but keep open) after this many bytes...
@@ -118,6 +119,8 @@ class Proxy:
                         time.sleep(len(data) / f.rate)
                     with self._lock:
                         self.bytes_to_client += len(data)
+                elif self.faults.rate_up:
+                    time.sleep(len(data) / self.faults.rate_up)
                 dst.sendall(data)
                 sent += len(data)
                 if not to_client:

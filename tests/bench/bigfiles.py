@@ -1,6 +1,11 @@
 """Big-file benchmarks: delta pull, resumed upload, fresh upload vs curl, ratios from one run.
 
-    python -m tests.bench.bigfiles [--size-mib 1024] [--out bench-results]
+    python -m tests.bench.bigfiles [--size-mib 1024] [--rate-mbs 11] [--repeat 3] [--only delta_pull,...]
+
+With --rate-mbs the relay shapes the link both ways to that many MB/s (1e6 bytes: 11 is about a
+100 Mbit/s LAN or good Wi-Fi, 40 a slow gigabit path to a Pi's USB disk), so delta and whole-file
+transfers are compared over a wire that costs what a Pi's does; without it, loopback. --repeat
+runs everything N times and reports each ratio's median and range (ratios from the same run).
 
 - 1 MiB edited in place in the middle of the file (uploaded to the server with curl, as from
   another PC), then `davsync pull`: bytes on the wire and time, against the first (whole-file)
@@ -22,17 +27,24 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from ..proxy import Proxy
+from ..proxy import Faults, Proxy
 from . import datasets
 from .harness import PASSWORD, Server, davsync_cmd, env_with_password, free_port, need, rmtree, run, wait_port
 
 MiB = 1024 * 1024
+RATE: float | None = None  # bytes/s both ways through the relay (--rate-mbs); None: loopback
+
+
+def _relay(port: int) -> Proxy:
+    return Proxy(port, Faults(rate=RATE, rate_up=RATE))
 
 
 def _serve(work: Path, root: Path, users: Path) -> Server:
@@ -59,7 +71,7 @@ def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
     root.mkdir()
     datasets.big_file(root / "big.bin", size)
     server = _serve(work, root, users)
-    proxy = Proxy(server.port)
+    proxy = _relay(server.port)
     try:
         whole_s = _timed(_client("pull", proxy.url, dest))
         whole_bytes = proxy.bytes_to_client
@@ -92,7 +104,7 @@ def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
     datasets.big_file(src / "big.bin", size, seed=9)
     datasets.settle(src)
     server = _serve(work, root, users)
-    proxy = Proxy(server.port)
+    proxy = _relay(server.port)
     try:
         whole_s = _timed(_client("push", proxy.url, src))
         whole_bytes = proxy.bytes_to_server
@@ -116,7 +128,7 @@ def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
     datasets.big_file(src / "big.bin", size, seed=5)
     datasets.settle(src)  # written long ago: push does not wait for a file still being written
     server = _serve(work, root, users)
-    proxy = Proxy(server.port)
+    proxy = _relay(server.port)
     uploads = work / f"state-{root.name}" / "uploads"
     try:
         proc = subprocess.Popen(_client("push", proxy.url, src), env=env_with_password(),
@@ -165,47 +177,80 @@ def fresh_upload(work: Path, users: Path, size: int) -> dict[str, float]:
     return {"davsync_s": davsync_s, "curl_s": curl_s or 0.0}
 
 
+BENCHES: dict[str, Callable[[Path, Path, int], dict[str, float]]] = {
+    "delta_pull": delta_pull, "delta_push": delta_push, "resumed_upload": resumed_upload,
+    "fresh_upload": fresh_upload,
+}  # fmt: skip
+
+
+def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str, float]]:
+    """(measure, davsync, reference, ratio) for the benches that ran."""
+    rows: list[tuple[str, str, str, float]] = []
+    if d := r.get("delta_pull"):
+        rows += [
+            ("1 MiB edited in place, pull: bytes on the wire", f"{d['delta_bytes'] / MiB:.2f} MiB",
+             f"whole-file pull {d['whole_bytes'] / MiB:.1f} MiB", d["delta_bytes"] / d["whole_bytes"]),
+            ("1 MiB edited in place, pull: time (local file hashed)", f"{d['delta_s']:.2f} s",
+             f"whole-file pull {d['whole_s']:.2f} s", d["delta_s"] / d["whole_s"]),
+            ("the next edit, pull: time (local block list kept)", f"{d['delta_kept_s']:.2f} s",
+             f"whole-file pull {d['whole_s']:.2f} s", d["delta_kept_s"] / d["whole_s"]),
+        ]  # fmt: skip
+    if p := r.get("delta_push"):
+        rows += [
+            ("1 MiB edited in place, push: bytes on the wire", f"{p['delta_bytes'] / MiB:.2f} MiB",
+             f"whole-file push {p['whole_bytes'] / MiB:.1f} MiB", p["delta_bytes"] / p["whole_bytes"]),
+            ("1 MiB edited in place, push: time", f"{p['delta_s']:.2f} s", f"whole-file push {p['whole_s']:.2f} s",
+             p["delta_s"] / p["whole_s"]),
+        ]  # fmt: skip
+    if u := r.get("resumed_upload"):
+        rows.append((f"upload killed at {u['cut_at'] / MiB:.0f} MiB, then resumed: bytes sent beyond the file",
+                     f"{u['resent'] / 1024:.1f} KiB", f"file {size // MiB} MiB", u["resent"] / size))  # fmt: skip
+    if f := r.get("fresh_upload"):
+        rows.append(("fresh upload (push, whole process); ratio: davsync's speed vs curl's", f"{f['davsync_s']:.2f} s",
+                     f"curl -T {f['curl_s']:.2f} s", f["curl_s"] / f["davsync_s"] if f["davsync_s"] else 0.0))  # fmt: skip
+    return rows
+
+
 def main() -> None:
+    global RATE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rate-mbs", type=float, default=0.0, help="shape the link to this many MB/s both ways")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args()
+    RATE = args.rate_mbs * 1e6 or None
     size = args.size_mib * MiB
-    work = Path(tempfile.mkdtemp(prefix="davsync-bench-big-"))
-    try:
-        users = work / "users.json"
-        run(davsync_cmd("user", "add", "bench", "--users", str(users)), env=env_with_password())
-        results = {"size_mib": args.size_mib, "delta_pull": delta_pull(work, users, size),
-                   "delta_push": delta_push(work, users, size),
-                   "resumed_upload": resumed_upload(work, users, size),
-                   "fresh_upload": fresh_upload(work, users, size)}  # fmt: skip
-    finally:
-        rmtree(work)
-    d, p, r, f = results["delta_pull"], results["delta_push"], results["resumed_upload"], results["fresh_upload"]
+    runs: list[dict[str, dict[str, float]]] = []
+    for _ in range(args.repeat):
+        work = Path(tempfile.mkdtemp(prefix="davsync-bench-big-"))
+        try:
+            users = work / "users.json"
+            run(davsync_cmd("user", "add", "bench", "--users", str(users)), env=env_with_password())
+            runs.append({name: BENCHES[name](work, users, size) for name in args.only.split(",")})
+        finally:
+            rmtree(work)
+        print("\n".join(f"  {m}: {d} vs {ref}: {ratio:.4f}" for m, d, ref, ratio in _rows(runs[-1], size)), flush=True)
+    link = f"a link shaped to {args.rate_mbs:g} MB/s both ways" if RATE else "loopback"
     lines = [
-        f"Big files, {args.size_mib} MiB, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Big files, {args.size_mib} MiB, {link}, {args.repeat} run(s), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.1f}",
         "",
-        "| measure | davsync | reference (same run) | ratio |",
-        "|---|---|---|---|",
-        f"| 1 MiB edited in place, pull: bytes on the wire | {d['delta_bytes'] / MiB:.2f} MiB | whole-file pull "
-        f"{d['whole_bytes'] / MiB:.1f} MiB | {d['delta_bytes'] / d['whole_bytes']:.4f} |",
-        f"| 1 MiB edited in place, pull: time | {d['delta_s']:.2f} s | whole-file pull {d['whole_s']:.2f} s "
-        f"| {d['delta_s'] / d['whole_s']:.3f} |",
-        f"| the same, next edit (local block list kept): time | {d['delta_kept_s']:.2f} s | whole-file pull "
-        f"{d['whole_s']:.2f} s | {d['delta_kept_s'] / d['whole_s']:.3f} |",
-        f"| 1 MiB edited in place, push: bytes on the wire | {p['delta_bytes'] / MiB:.2f} MiB | whole-file push "
-        f"{p['whole_bytes'] / MiB:.1f} MiB | {p['delta_bytes'] / p['whole_bytes']:.4f} |",
-        f"| 1 MiB edited in place, push: time | {p['delta_s']:.2f} s | whole-file push {p['whole_s']:.2f} s "
-        f"| {p['delta_s'] / p['whole_s']:.3f} |",
-        f"| upload killed at {r['cut_at'] / MiB:.0f} MiB, then resumed: bytes sent beyond the file | "
-        f"{r['resent'] / 1024:.1f} KiB | file {args.size_mib} MiB | {r['resent'] / size:.5f} |",
-        f"| fresh upload (push, whole process) | {f['davsync_s']:.2f} s | curl -T {f['curl_s']:.2f} s | "
-        f"{(f['curl_s'] / f['davsync_s']) if f['davsync_s'] else 0:.3f} (curl/davsync: davsync's speed vs curl's) |",
+        "| measure | davsync (median run) | reference (same run) | ratio median | ratio range |",
+        "|---|---|---|---|---|",
     ]
+    table = [_rows(r, size) for r in runs]
+    for i in range(len(table[0])):
+        ratios = sorted(t[i][3] for t in table)
+        median_run = min(table, key=lambda t: abs(t[i][3] - statistics.median(ratios)))[i]
+        lines.append(f"| {median_run[0]} | {median_run[1]} | {median_run[2]} | {statistics.median(ratios):.4f} | "
+                     f"{ratios[0]:.4f}-{ratios[-1]:.4f} |")  # fmt: skip
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bigfiles.md").write_text("\n".join(lines) + "\n")
-    (args.out / "bigfiles.json").write_text(json.dumps(results, indent=2))
+    (args.out / "bigfiles.json").write_text(json.dumps({"size_mib": args.size_mib, "rate_mbs": args.rate_mbs,
+                                                        "runs": runs}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":
