@@ -29,12 +29,13 @@ from typing import Any
 
 from .. import osfs
 from ..checksums import md5_checksum
+from . import blockmemo
 from .bundle import features
 from .plan import RemoteEntry
 from .remote import Remote, RemoteError, Uploaded, _quoted, _write_error, not_held
 from .transfer import Downloaded, _discard, _partial_paths, _Pipeline
 
-MIN_SIZE = 4 * 1024 * 1024  # smaller files are fetched whole: the block list would not pay
+MIN_SIZE = blockmemo.MIN_SIZE  # smaller files are fetched whole: the block list would not pay
 MAX_SHARE = 0.5  # more than this part of the file to fetch: fetch it whole
 RANGES_PER_REQUEST = 200  # keeps the Range header a few kB
 READ = 1024 * 1024
@@ -435,24 +436,32 @@ def _base_blocks(remote: Remote, url: str, if_match: str) -> dict[str, Any] | No
 
 
 class _DeltaBody:
-    """The delta records for a local file against the server's block list: planned in one read
-    (SHA-256 per block), then streamed with an exact length (requests sends Content-Length)."""
+    """The delta records for a local file against the server's block list: planned from the
+    block hashes the scan took with the file's MD5 (client/blockmemo.py), else in one read
+    (SHA-256 per block); then streamed with an exact length (requests sends Content-Length)."""
 
     def __init__(self, disk: Path, size: int, block: int, base: dict[str, int], base_size: int) -> None:
         self.disk, self.size, self.block = disk, size, block
         self.plan: list[tuple[bytes, int, int]] = []  # (kind, start in base or local, length)
-        with open(disk, "rb", buffering=0) as f:
-            offset = 0
-            while data := f.read(block):
-                at = base.get(hashlib.sha256(data).hexdigest())
-                if at is not None and at + len(data) <= base_size:
-                    self._add(_COPY, at, len(data))
-                else:
-                    self._add(_DATA, offset, len(data))
-                offset += len(data)
-        if offset != size:
-            raise _NoDelta("the local file changed while it was read")
+        known = blockmemo.blocks_of(disk, block)
+        if known is not None and len(known) == -(-size // block):
+            for i, h in enumerate(known):
+                self._plan_block(base.get(h), i * block, min(block, size - i * block), base_size)
+        else:
+            with open(disk, "rb", buffering=0) as f:
+                offset = 0
+                while data := f.read(block):
+                    self._plan_block(base.get(hashlib.sha256(data).hexdigest()), offset, len(data), base_size)
+                    offset += len(data)
+            if offset != size:
+                raise _NoDelta("the local file changed while it was read")
         self.new_bytes = sum(n for kind, _, n in self.plan if kind == _DATA)
+
+    def _plan_block(self, at: int | None, offset: int, n: int, base_size: int) -> None:
+        if at is not None and at + n <= base_size:
+            self._add(_COPY, at, n)
+        else:
+            self._add(_DATA, offset, n)
 
     def _add(self, kind: bytes, start: int, n: int) -> None:
         if self.plan and self.plan[-1][0] == kind and self.plan[-1][1] + self.plan[-1][2] == start:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from .. import osfs
 from ..concurrency import bounded
-from ..scan import iter_folders, md5_of_file
+from ..scan import iter_folders
+from . import blockmemo
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
@@ -391,7 +392,7 @@ def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str
     """(md5, the stat after reading, why it was not read): a file changed while read shows in the stat."""
     _path, disk = item
     try:
-        md5 = md5_of_file(disk)
+        md5 = blockmemo.md5_of_file(disk)  # (a big file's block hashes in the same read)
     except OSError as e:
         return None, None, unread_reason(e)
     try:
