@@ -47,3 +47,12 @@ def test_a_small_file_keeps_nothing(tmp_path: Path) -> None:
     f.write_bytes(data)
     assert blockmemo.md5_of_file(f) == hashlib.md5(data).hexdigest()
     assert blockmemo.blocks_of(f, block_size_for(len(data))) is None
+
+
+def test_a_new_file_is_read_for_its_md5_only(tmp_path: Path) -> None:
+    """A file never synced has no base to diff against: its read takes no block hashes."""
+    f = tmp_path / "new.bin"
+    data = os.urandom(5 * MiB)
+    f.write_bytes(data)
+    assert blockmemo.md5_of_file(f, blocks=False) == hashlib.md5(data).hexdigest()
+    assert blockmemo.blocks_of(f, block_size_for(len(data))) is None

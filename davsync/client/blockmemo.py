@@ -28,12 +28,13 @@ def _key(st: os.stat_result) -> _Key | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st.st_ino else None
 
 
-def md5_of_file(disk: str | os.PathLike[str]) -> str:
-    """The file's MD5 (as davsync.scan.md5_of_file); for a big file its block hashes in the
-    same read are kept for blocks_of."""
+def md5_of_file(disk: str | os.PathLike[str], *, blocks: bool = True) -> str:
+    """The file's MD5 (as davsync.scan.md5_of_file); with `blocks` (an edit that may go as a
+    delta: a new file has no base to diff against), a big file's block hashes in the same read
+    are kept for blocks_of."""
     with open(disk, "rb", buffering=0) as f:
         before = os.fstat(f.fileno())
-        if before.st_size < MIN_SIZE:
+        if before.st_size < MIN_SIZE or not blocks:
             return hashlib.file_digest(f, "md5").hexdigest()
         block = block_size_for(before.st_size)
         md5 = hashlib.md5()

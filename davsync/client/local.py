@@ -143,7 +143,7 @@ class _Look:
         self.entries: dict[str, LocalEntry | None] = {}
         self.failed: set[str] = set()
         self.result = LocalScan(LocalView({}))
-        self.to_hash: list[tuple[str, str]] = []  # (path, file on disk)
+        self.to_hash: list[tuple[str, str, bool]] = []  # (path, file on disk, an edit of a synced file)
         self.link_at: dict[str, str | None] = {"": None}  # folder -> the link at or above it
         self.refused: dict[str, str | None] = {}  # folder -> why the name rules refuse it
 
@@ -348,7 +348,7 @@ class _Look:
         if 0 <= self.now_ns - entry.mtime_ns < self.settle_ns:
             self.result.deferred.add(path)  # still being written: judged next run
             return
-        self.to_hash.append((path, disk))
+        self.to_hash.append((path, disk, row is not None and not row.is_dir))
 
     def finish(self, *, complete: bool) -> LocalScan:
         self.hash_queued()
@@ -358,8 +358,8 @@ class _Look:
     def hash_queued(self) -> None:
         """Small files are read right here (a thread hand-off costs more than reading them);
         larger ones on a few threads, so reading overlaps (hashlib releases the GIL)."""
-        small: list[tuple[str, str]] = []
-        large: list[tuple[str, str]] = []
+        small: list[tuple[str, str, bool]] = []
+        large: list[tuple[str, str, bool]] = []
         for item in self.to_hash:
             entry = self.entries[item[0]]
             (small if entry is not None and entry.size <= SMALL_FILE else large).append(item)
@@ -370,7 +370,7 @@ class _Look:
         with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="davsync-hash") as pool:
             jobs = bounded(pool, _hash, large, window=4 * HASH_WORKERS)
             try:
-                for (path, _disk), fut in jobs:
+                for (path, _disk, _edit), fut in jobs:
                     self.hashed(path, *fut.result())
             finally:
                 jobs.close()
@@ -388,11 +388,12 @@ class _Look:
         self.entries[path] = replace(before, md5=md5)
 
 
-def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
-    """(md5, the stat after reading, why it was not read): a file changed while read shows in the stat."""
-    _path, disk = item
+def _hash(item: tuple[str, str, bool]) -> tuple[str | None, os.stat_result | None, str | None]:
+    """(md5, the stat after reading, why it was not read): a file changed while read shows in the stat.
+    An edit of a synced big file gets its block hashes in the same read, for a delta push."""
+    _path, disk, edit = item
     try:
-        md5 = blockmemo.md5_of_file(disk)  # (a big file's block hashes in the same read)
+        md5 = blockmemo.md5_of_file(disk, blocks=edit)
     except OSError as e:
         return None, None, unread_reason(e)
     try:
