@@ -231,31 +231,36 @@ BENCHES: dict[str, Callable[[Path, Path, int], dict[str, float]]] = {
 }  # fmt: skip
 
 
+def _bytes_row(way: str, d: dict[str, float]) -> tuple[str, str, str, float]:
+    return (f"1 MiB edited in place, {way}: bytes on the wire", f"{d['delta_bytes'] / MiB:.2f} MiB",
+            f"whole-file {way} {d['whole_bytes'] / MiB:.1f} MiB", d["delta_bytes"] / d["whole_bytes"])  # fmt: skip
+
+
+def _time_row(measure: str, way: str, d: dict[str, float], key: str) -> tuple[str, str, str, float]:
+    rate = d["whole_bytes"] / d["whole_s"] / 1e6
+    return measure, f"{d[key]:.2f} s", f"whole-file {way} {d['whole_s']:.2f} s ({rate:.0f} MB/s)", d[key] / d["whole_s"]
+
+
+def _cpu_row(measure: str, way: str, d: dict[str, float], key: str) -> tuple[str, str, str, float]:
+    return measure, f"{d[key]:.2f} s", f"whole-file {way} {d['whole_cpu']:.2f} s", d[key] / d["whole_cpu"]
+
+
 def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str, float]]:
     """(measure, davsync, reference, ratio) for the benches that ran."""
     rows: list[tuple[str, str, str, float]] = []
     if d := r.get("delta_pull"):
         rows += [
-            ("1 MiB edited in place, pull: bytes on the wire", f"{d['delta_bytes'] / MiB:.2f} MiB",
-             f"whole-file pull {d['whole_bytes'] / MiB:.1f} MiB", d["delta_bytes"] / d["whole_bytes"]),
-            ("1 MiB edited in place, pull: time (local file hashed)", f"{d['delta_s']:.2f} s",
-             f"whole-file pull {d['whole_s']:.2f} s ({d['whole_bytes'] / d['whole_s'] / 1e6:.0f} MB/s)",
-             d["delta_s"] / d["whole_s"]),
-            ("the next edit, pull: time (local block list kept)", f"{d['delta_kept_s']:.2f} s",
-             f"whole-file pull {d['whole_s']:.2f} s", d["delta_kept_s"] / d["whole_s"]),
-            ("the next edit, pull: client CPU s", f"{d['delta_kept_cpu']:.2f} s",
-             f"whole-file pull {d['whole_cpu']:.2f} s", d["delta_kept_cpu"] / d["whole_cpu"]),
-        ]  # fmt: skip
+            _bytes_row("pull", d),
+            _time_row("1 MiB edited in place, pull: time (local file hashed)", "pull", d, "delta_s"),
+            _time_row("the next edit, pull: time (local block list kept)", "pull", d, "delta_kept_s"),
+            _cpu_row("the next edit, pull: client CPU s", "pull", d, "delta_kept_cpu"),
+        ]
     if p := r.get("delta_push"):
         rows += [
-            ("1 MiB edited in place, push: bytes on the wire", f"{p['delta_bytes'] / MiB:.2f} MiB",
-             f"whole-file push {p['whole_bytes'] / MiB:.1f} MiB", p["delta_bytes"] / p["whole_bytes"]),
-            ("1 MiB edited in place, push: time", f"{p['delta_s']:.2f} s",
-             f"whole-file push {p['whole_s']:.2f} s ({p['whole_bytes'] / p['whole_s'] / 1e6:.0f} MB/s)",
-             p["delta_s"] / p["whole_s"]),
-            ("1 MiB edited in place, push: client CPU s", f"{p['delta_cpu']:.2f} s",
-             f"whole-file push {p['whole_cpu']:.2f} s", p["delta_cpu"] / p["whole_cpu"]),
-        ]  # fmt: skip
+            _bytes_row("push", p),
+            _time_row("1 MiB edited in place, push: time", "push", p, "delta_s"),
+            _cpu_row("1 MiB edited in place, push: client CPU s", "push", p, "delta_cpu"),
+        ]
     if u := r.get("resumed_upload"):
         rows.append((f"upload killed at {u['cut_at'] / MiB:.0f} MiB, then resumed: bytes sent beyond the file",
                      f"{u['resent'] / 1024:.1f} KiB", f"file {size // MiB} MiB", u["resent"] / size))  # fmt: skip
