@@ -1,4 +1,5 @@
-"""MD5s as davsync exchanges them, for the server and the client alike (davsync.scan hashes files).
+"""MD5s as davsync exchanges them, and the block size of a file's block hashes (delta transfers),
+for the server and the client alike (davsync.scan hashes files).
 
 On the wire an MD5 travels as `MD5:<32 hex>` (the ownCloud convention: the `OC-Checksum`
 header and the `oc:checksum` property), possibly among other space-separated checksums.
@@ -28,3 +29,17 @@ def md5_token(checksums: str) -> str | None:
 
 def is_md5(value: str) -> bool:
     return bool(_HEX32.match(value))
+
+
+MIN_BLOCK = 128 * 1024
+MAX_BLOCK = 16 * 1024 * 1024
+PER_FILE = 2000  # Syncthing: the smallest power of two from 128 KiB giving fewer blocks than this
+
+
+def block_size_for(size: int) -> int:
+    """The block size of a file's block hashes (server/blocks.py publishes them; the client
+    takes its own in the same size when it reads a file for its MD5)."""
+    block = MIN_BLOCK
+    while block < MAX_BLOCK and size >= PER_FILE * block:
+        block *= 2
+    return block

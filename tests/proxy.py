@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 @dataclass
 class Faults:
     rate: float | None = None  # bytes/s from server to client
+    rate_up: float | None = None  # bytes/s from client to server (a shaped link both ways: benches)
+    # With this set, rate and rate_up are kept on average (a token bucket per connection and
+    # direction) instead of by a sleep per chunk, which reaches well below the rate on a busy machine.
+    paced: bool = False
     cut_after: int | None = None  # close a connection after this many response bytes...
     cuts_left: int = 0  # ...this many times
     stall_after: int | None = None  # stop forwarding (but keep open) after this many bytes...
@@ -78,6 +82,7 @@ class Proxy:
 
     def _pipe(self, src: socket.socket, dst: socket.socket, to_client: bool, request: _Request) -> None:
         sent = 0
+        pacer = _Pacer()
         try:
             while not self._stop.is_set():
                 data = src.recv(65536)
@@ -125,9 +130,11 @@ class Proxy:
                             self._stop.wait(3600)  # hold the connection open, silent
                         break
                     if f.rate:
-                        time.sleep(len(data) / f.rate)
+                        pacer.wait(len(data), f.rate, f.paced)
                     with self._lock:
                         self.bytes_to_client += len(data)
+                elif self.faults.rate_up:
+                    pacer.wait(len(data), self.faults.rate_up, self.faults.paced)
                 dst.sendall(data)
                 sent += len(data)
                 if not to_client:
@@ -153,6 +160,26 @@ class Proxy:
             if cut:
                 f.request_cuts_left -= 1
         return cut
+
+
+@dataclass
+class _Pacer:
+    """Holds one direction of one connection to a rate."""
+
+    start: float = 0.0
+    budget_used: int = 0
+
+    def wait(self, n: int, rate: float, paced: bool) -> None:
+        if not paced:
+            time.sleep(n / rate)
+            return
+        now = time.monotonic()
+        if now > self.start + self.budget_used / rate + 1.0:  # idle for a while: no burst saved up
+            self.start, self.budget_used = now, 0
+        self.budget_used += n
+        ahead = self.start + self.budget_used / rate - now
+        if ahead > 0:
+            time.sleep(ahead)
 
 
 @dataclass

@@ -85,3 +85,19 @@ def test_sync_sends_an_edit_of_a_big_file_as_its_changed_blocks(world: SyncWorld
     assert not run.of("PUT", "big.bin") and not run.of("PATCH"), run
     assert world.server.state.versions.files("big.bin")[0].md5 == hashlib.md5(old).hexdigest()
     world.check(run)
+
+
+def test_the_block_list_after_a_delta_is_the_new_files_own(share) -> None:
+    """Copied whole blocks keep the base's hashes, moved ones too; the rest is hashed: every
+    block hash the server then lists is the SHA-256 of that block of the placed file."""
+    etag = setup(share)
+    block = share.request("GET", "/big.bin?blocks").json()["block_size"]
+    new = BASE[:block] + BASE[3 * block : 5 * block] + BASE[block : 3 * block] + b"x" * 100 + BASE[5 * block :]
+    new += BASE[: block + 7]
+    body = (copy(0, block) + copy(3 * block, 2 * block) + copy(block, 2 * block) + data(b"x" * 100)
+            + copy(5 * block, len(BASE) - 5 * block) + copy(0, block + 7))  # fmt: skip
+    assert post(share, body, new, **{"If-Match": etag}).status_code == 204
+    placed = (share.root / "big.bin").read_bytes()
+    assert placed == new
+    answer = share.request("GET", "/big.bin?blocks=stored").json()
+    assert answer["blocks"] == [hashlib.sha256(placed[i : i + block]).hexdigest() for i in range(0, len(placed), block)]

@@ -29,12 +29,13 @@ from typing import Any
 
 from .. import osfs
 from ..checksums import md5_checksum
+from . import blockmemo
 from .bundle import features
 from .plan import RemoteEntry
 from .remote import Remote, RemoteError, Uploaded, _quoted, _write_error, not_held
-from .transfer import Downloaded, _discard, _partial_paths
+from .transfer import Downloaded, _discard, _partial_paths, _Pipeline
 
-MIN_SIZE = 4 * 1024 * 1024  # smaller files are fetched whole: the block list would not pay
+MIN_SIZE = blockmemo.MIN_SIZE  # smaller files are fetched whole: the block list would not pay
 MAX_SHARE = 0.5  # more than this part of the file to fetch: fetch it whole
 RANGES_PER_REQUEST = 200  # keeps the Range header a few kB
 READ = 1024 * 1024
@@ -87,32 +88,96 @@ def _delta(
         raise _NoDelta("most of the file changed")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fetched = 0
-    with open(out_path, "w+b", buffering=0) as out, open(base, "rb", buffering=0) as src:
-        runs = _runs(missing, block, size)
-        for i in range(0, len(runs), RANGES_PER_REQUEST):
-            if stop is not None and stop.is_set():
-                raise _NoDelta("stopped")
-            fetched += _fetch(remote, url, info["etag"], runs[i : i + RANGES_PER_REQUEST], out, progress)
-        # One pass in order: local blocks copied in, fetched ones read back, the MD5 of it all.
-        digest = hashlib.md5()
-        for i, h in enumerate(wanted):
-            n = min(block, size - i * block)
-            if h in have:
-                if not in_place[i] or src.tell() != i * block:
-                    src.seek(have[h] if not in_place[i] else i * block)
-                data = src.read(n)
-                out.seek(i * block)
-                _write_all(out, data)
-                progress(n)
-            else:
-                out.seek(i * block)
-                data = out.read(n)
-            digest.update(data)
-        out.truncate(size)
-        os.fsync(out.fileno())
+    runs = _runs(missing, block, size)
+    packed = _packed_offsets(runs)
+    got_path = out_path.with_suffix(".ranges")
+    try:
+        # The fetched blocks go packed into a side file (no holes: NTFS would fill them with
+        # zeros), then the new version is written once, in order, through the download's
+        # pipeline: this thread reads base and fetched pieces into its buffers while its threads
+        # write them (around the page cache) and MD5 them. One read of the base, one write.
+        with open(got_path, "w+b", buffering=0) as got:
+            for i in range(0, len(runs), RANGES_PER_REQUEST):
+                if stop is not None and stop.is_set():
+                    raise _NoDelta("stopped")
+                fetched += _fetch(remote, url, info["etag"], runs[i : i + RANGES_PER_REQUEST], got, packed,
+                                  progress)  # fmt: skip
+            digest = hashlib.md5()
+            open(out_path, "wb").close()  # emptied, then appended to (the pipeline's writer appends)
+            with open(base, "rb", buffering=0) as src, open(out_path, "ab", buffering=0) as out:
+                with _Pipeline(digest, out.fileno(), out_path, 0) as pipe:
+                    _assemble(pipe, _pieces(wanted, have, in_place, block, size, packed, src, got), progress, stop)
+    finally:
+        _discard(got_path)
     if digest.hexdigest() != entry.md5:  # (also a local file that changed since its blocks were hashed)
         raise _NoDelta("the assembled file's MD5 is not the server's")
     return Downloaded(out_path, entry.md5, size, fetched, 0, blocks=(block, wanted))
+
+
+def _packed_offsets(runs: list[tuple[int, int]]) -> dict[int, int]:
+    """Each fetched run's start in the file -> its offset in the packed side file."""
+    offsets: dict[int, int] = {}
+    at = 0
+    for start, end in runs:
+        offsets[start] = at
+        at += end - start + 1
+    return offsets
+
+
+def _pieces(
+    wanted: list[str], have: dict[str, int], in_place: list[bool], block: int, size: int, packed: dict[int, int],
+    src: Any, got: Any,
+) -> Iterator[tuple[Any, int, int, bool]]:
+    """The new version in order as (file, offset, length, from the base), adjacent pieces of one
+    file joined so that the reads are few and large."""
+    run_start = 0
+    current: tuple[Any, int, int, bool] | None = None
+    for i, h in enumerate(wanted):
+        n = min(block, size - i * block)
+        if h in have:
+            piece = (src, i * block if in_place[i] else have[h], n, True)
+        else:
+            if i * block in packed:
+                run_start = i * block
+            piece = (got, packed[run_start] + i * block - run_start, n, False)
+        if current is not None and current[0] is piece[0] and current[1] + current[2] == piece[1]:
+            current = (current[0], current[1], current[2] + n, current[3])
+        else:
+            if current is not None:
+                yield current
+            current = piece
+    if current is not None:
+        yield current
+
+
+def _assemble(
+    pipe: _Pipeline, pieces: Iterator[tuple[Any, int, int, bool]], progress: Callable[[int], None],
+    stop: threading.Event | None,
+) -> None:
+    """Read `pieces` into the pipeline's buffers, each handed on full (the last one as it is)."""
+    buffer, filled = pipe.buffer(), 0
+    try:
+        for f, at, n, local in pieces:
+            f.seek(at)
+            while n:
+                took = f.readinto(buffer[filled : filled + min(n, len(buffer) - filled)])
+                if not took:
+                    raise _NoDelta("a file got shorter while the new version was assembled")
+                filled, n = filled + took, n - took
+                if local:
+                    progress(took)
+                if filled == len(buffer):
+                    if stop is not None and stop.is_set():
+                        raise _NoDelta("stopped")
+                    pipe.submit(buffer, filled)
+                    buffer, filled = pipe.buffer(), 0
+    except BaseException:
+        pipe.give_back(buffer)
+        raise
+    if filled:
+        pipe.submit(buffer, filled)
+    else:
+        pipe.give_back(buffer)
 
 
 def _block_list(remote: Remote, url: str, entry: RemoteEntry, query: str = "blocks") -> dict[str, Any]:
@@ -212,9 +277,10 @@ def _runs(missing: list[int], block: int, size: int) -> list[tuple[int, int]]:
 
 
 def _fetch(
-    remote: Remote, url: str, etag: str, runs: list[tuple[int, int]], out: Any, progress: Callable[[int], None]
+    remote: Remote, url: str, etag: str, runs: list[tuple[int, int]], out: Any, packed: dict[int, int],
+    progress: Callable[[int], None],
 ) -> int:
-    """GET `runs` (one request) into `out` at their offsets; returns the body bytes received."""
+    """GET `runs` (one request) into `out` at their packed offsets; returns the body bytes received."""
     spec = ",".join(f"{s}-{e}" for s, e in runs)
     headers = {"Range": f"bytes={spec}", "If-Range": f'"{etag}"', "Accept-Encoding": "identity"}
     resp = remote.request("GET", url, headers=headers, stream=True)
@@ -229,10 +295,10 @@ def _fetch(
             boundary = raw[at + 9 :].partition(";")[0].strip().strip('"') if at >= 0 else ""
             if not boundary:
                 raise _NoDelta("a multipart answer without a boundary")
-            done = set(_multipart(reader, boundary.encode("latin-1"), out, progress))
+            done = set(_multipart(reader, boundary.encode("latin-1"), out, packed, progress))
         elif len(runs) == 1:
             start, end = _single(resp.headers.get("Content-Range", ""))
-            _copy(reader, out, start, end, progress)
+            _copy(reader, out, packed, start, end, progress)
             done = {(start, end)}
         else:
             raise _NoDelta("several ranges answered with one (the server does not do multipart/byteranges)")
@@ -251,7 +317,7 @@ def _single(content_range: str) -> tuple[int, int]:
 
 
 def _multipart(
-    reader: io.BufferedReader, boundary: bytes, out: Any, progress: Callable[[int], None]
+    reader: io.BufferedReader, boundary: bytes, out: Any, packed: dict[int, int], progress: Callable[[int], None]
 ) -> Iterator[tuple[int, int]]:
     """Each part of a multipart/byteranges body, written to `out` at its range; yields the ranges."""
     delimiter = b"--" + boundary
@@ -269,7 +335,7 @@ def _multipart(
             if name.strip().lower() == "content-range":
                 content_range = value.strip()
         start, end = _single(content_range)
-        _copy(reader, out, start, end, progress)
+        _copy(reader, out, packed, start, end, progress)
         yield start, end
         line = reader.readline(READ)
         if line in (b"\r\n", b"\n"):
@@ -281,13 +347,18 @@ def _multipart(
             raise _NoDelta("a multipart answer with a malformed delimiter")
 
 
-def _copy(reader: io.BufferedReader, out: Any, start: int, end: int, progress: Callable[[int], None]) -> int:
+def _copy(
+    reader: io.BufferedReader, out: Any, packed: dict[int, int], start: int, end: int, progress: Callable[[int], None]
+) -> int:
+    """One range of the answer into the packed side file (a range not asked for: no delta)."""
+    if start not in packed:
+        raise _NoDelta("the answer holds a range not asked for")
+    out.seek(packed[start])
     pos = start
     while pos <= end:
         chunk = reader.read(min(READ, end + 1 - pos))
         if not chunk:
             raise _NoDelta("the answer was cut off")
-        out.seek(pos)
         _write_all(out, chunk)
         pos += len(chunk)
         progress(len(chunk))
@@ -365,24 +436,32 @@ def _base_blocks(remote: Remote, url: str, if_match: str) -> dict[str, Any] | No
 
 
 class _DeltaBody:
-    """The delta records for a local file against the server's block list: planned in one read
-    (SHA-256 per block), then streamed with an exact length (requests sends Content-Length)."""
+    """The delta records for a local file against the server's block list: planned from the
+    block hashes the scan took with the file's MD5 (client/blockmemo.py), else in one read
+    (SHA-256 per block); then streamed with an exact length (requests sends Content-Length)."""
 
     def __init__(self, disk: Path, size: int, block: int, base: dict[str, int], base_size: int) -> None:
         self.disk, self.size, self.block = disk, size, block
         self.plan: list[tuple[bytes, int, int]] = []  # (kind, start in base or local, length)
-        with open(disk, "rb", buffering=0) as f:
-            offset = 0
-            while data := f.read(block):
-                at = base.get(hashlib.sha256(data).hexdigest())
-                if at is not None and at + len(data) <= base_size:
-                    self._add(_COPY, at, len(data))
-                else:
-                    self._add(_DATA, offset, len(data))
-                offset += len(data)
-        if offset != size:
-            raise _NoDelta("the local file changed while it was read")
+        known = blockmemo.blocks_of(disk, block)
+        if known is not None and len(known) == -(-size // block):
+            for i, h in enumerate(known):
+                self._plan_block(base.get(h), i * block, min(block, size - i * block), base_size)
+        else:
+            with open(disk, "rb", buffering=0) as f:
+                offset = 0
+                while data := f.read(block):
+                    self._plan_block(base.get(hashlib.sha256(data).hexdigest()), offset, len(data), base_size)
+                    offset += len(data)
+            if offset != size:
+                raise _NoDelta("the local file changed while it was read")
         self.new_bytes = sum(n for kind, _, n in self.plan if kind == _DATA)
+
+    def _plan_block(self, at: int | None, offset: int, n: int, base_size: int) -> None:
+        if at is not None and at + n <= base_size:
+            self._add(_COPY, at, n)
+        else:
+            self._add(_DATA, offset, n)
 
     def _add(self, kind: bytes, start: int, n: int) -> None:
         if self.plan and self.plan[-1][0] == kind and self.plan[-1][1] + self.plan[-1][2] == start:

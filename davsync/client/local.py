@@ -29,7 +29,8 @@ from pathlib import Path
 
 from .. import fileid, osfs
 from ..concurrency import bounded
-from ..scan import iter_folders, md5_of_file
+from ..scan import iter_folders
+from . import blockmemo
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
@@ -149,7 +150,7 @@ class _Look:
         self.entries: dict[str, LocalEntry | None] = {}
         self.failed: set[str] = set()
         self.result = LocalScan(LocalView({}))
-        self.to_hash: list[tuple[str, str]] = []  # (path, file on disk)
+        self.to_hash: list[tuple[str, str, bool]] = []  # (path, file on disk, an edit of a synced file)
         self.link_at: dict[str, str | None] = {"": None}  # folder -> the link at or above it
         self.refused: dict[str, str | None] = {}  # folder -> why the name rules refuse it
 
@@ -354,7 +355,7 @@ class _Look:
         if 0 <= self.now_ns - entry.mtime_ns < self.settle_ns:
             self.result.deferred.add(path)  # still being written: judged next run
             return
-        self.to_hash.append((path, disk))
+        self.to_hash.append((path, disk, row is not None and not row.is_dir))
 
     def finish(self, *, complete: bool) -> LocalScan:
         self.hash_queued()
@@ -364,9 +365,9 @@ class _Look:
     def hash_queued(self) -> None:
         """Small files are read right here (a thread hand-off costs more than reading them);
         larger ones on a few threads, so reading overlaps (hashlib releases the GIL)."""
-        small: list[tuple[str, str]] = []
-        large: list[tuple[str, str]] = []
-        sizes = {path: entry.size for path, _ in self.to_hash if (entry := self.entries[path]) is not None}
+        small: list[tuple[str, str, bool]] = []
+        large: list[tuple[str, str, bool]] = []
+        sizes = {path: entry.size for path, *_ in self.to_hash if (entry := self.entries[path]) is not None}
         for item in self.to_hash:
             (small if sizes.get(item[0], 0) <= SMALL_FILE else large).append(item)
         total = (len(self.to_hash), sum(sizes.values()))
@@ -385,7 +386,7 @@ class _Look:
         with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="davsync-hash") as pool:
             jobs = bounded(pool, _hash, large, window=4 * HASH_WORKERS)
             try:
-                for (path, _disk), fut in jobs:
+                for (path, _disk, _edit), fut in jobs:
                     read(path, fut.result())
             finally:
                 jobs.close()
@@ -403,11 +404,12 @@ class _Look:
         self.entries[path] = replace(before, md5=md5)
 
 
-def _hash(item: tuple[str, str]) -> tuple[str | None, os.stat_result | None, str | None]:
-    """(md5, the stat after reading, why it was not read): a file changed while read shows in the stat."""
-    _path, disk = item
+def _hash(item: tuple[str, str, bool]) -> tuple[str | None, os.stat_result | None, str | None]:
+    """(md5, the stat after reading, why it was not read): a file changed while read shows in the stat.
+    An edit of a synced big file gets its block hashes in the same read, for a delta push."""
+    _path, disk, edit = item
     try:
-        md5 = md5_of_file(disk)
+        md5 = blockmemo.md5_of_file(disk, blocks=edit)
     except OSError as e:
         return None, None, unread_reason(e)
     try:

@@ -25,6 +25,7 @@ from typing import Any
 from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from ..checksums import block_size_for as block_size_for  # (the rule is shared with the client)
 from .index import Identity
 from .names import etag_of, is_internal_path, rel_of
 
@@ -34,19 +35,9 @@ HEADER = "X-Davsync-Blocks"
 QUERY = "blocks"
 STORED = "blocks=stored"  # only a list already kept: nothing is read to answer it
 ALGORITHM = "sha256"
-MIN_BLOCK = 128 * 1024
-MAX_BLOCK = 16 * 1024 * 1024
-PER_FILE = 2000  # Syncthing: the smallest power of two from 128 KiB giving fewer blocks than this
 MIN_SIZE = 1024 * 1024  # smaller files have no block list: sending them whole costs as little
 READ = 1024 * 1024
 _DIGEST = hashlib.sha256().digest_size
-
-
-def block_size_for(size: int) -> int:
-    block = MIN_BLOCK
-    while block < MAX_BLOCK and size >= PER_FILE * block:
-        block *= 2
-    return block
 
 
 class FileDigest:
@@ -76,6 +67,18 @@ class FileDigest:
                 self._hashes.append(self._block.digest())
                 self._block = hashlib.sha256()
                 self._in_block = 0
+
+    def update_known(self, data: bytes, hashes: bytes) -> bool:
+        """Take whole blocks whose SHA-256s are known already (a delta push copying the current
+        file's blocks: server/deltapush.py), hashing only their MD5. False, and nothing taken,
+        unless `data` starts at a block boundary and is exactly the blocks `hashes` names."""
+        bs = self.block_size
+        if not bs or self._in_block or len(data) % bs or len(hashes) != len(data) // bs * _DIGEST:
+            return False
+        self._md5.update(data)
+        self.length += len(data)
+        self._hashes.extend(hashes[i : i + _DIGEST] for i in range(0, len(hashes), _DIGEST))
+        return True
 
     def hexdigest(self) -> str:
         return self._md5.hexdigest()

@@ -30,7 +30,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 
 from .blocks import FileDigest
 from .guard import recheck
-from .names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_path
+from .names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_path, rel_of
 from .upload import UploadError, answer_upload, expected_md5, finish, parse_oc_mtime, storage_error
 
 StartResponse = Callable[..., Any]
@@ -40,6 +40,7 @@ CONTENT_TYPE = "application/x-davsync-delta"
 READ = 1024 * 1024
 _LEN = struct.Struct(">Q")
 _RANGE = struct.Struct(">QQ")
+_HASH = 32  # bytes of a SHA-256 in a stored block list
 
 
 class DeltaPushMiddleware(BaseMiddleware):
@@ -100,8 +101,9 @@ def _apply(provider: Any, environ: dict, start_response: StartResponse) -> Itera
         except OSError as e:
             raise DAVError(storage_error(e).status, storage_error(e).message) from None
         try:
+            known = provider.blocks.get(rel_of(path), os.fstat(base.fileno())) if provider.blocks else None
             with os.fdopen(fd, "wb") as out:
-                digest = _assemble(environ["wsgi.input"], _body_length(environ), base, out, length)
+                digest = _assemble(environ["wsgi.input"], _body_length(environ), base, out, length, known)
                 out.flush()
                 os.fsync(out.fileno())
             environ["wsgidav.all_input_read"] = 1
@@ -157,10 +159,16 @@ class _Input:
         return bytes(chunk)
 
 
-def _assemble(stream: BinaryIO, body_length: int | None, base: Any, out: Any, length: int) -> FileDigest:
+def _assemble(
+    stream: BinaryIO, body_length: int | None, base: Any, out: Any, length: int, known: tuple[int, bytes] | None
+) -> FileDigest:
+    """The new file written to `out`, with its MD5 and block hashes. `known`: the current file's
+    block size and hashes (its stored block list): whole blocks copied from a block boundary to
+    one keep their hashes, so only their MD5 is computed."""
     source = _Input(stream, body_length)
     digest = FileDigest(length)
     base_size = os.fstat(base.fileno()).st_size
+    bs = known[0] if known is not None and known[0] == digest.block_size else 0
     written = 0
     while kind := source.kind():
         if kind == b"C":
@@ -169,10 +177,13 @@ def _assemble(stream: BinaryIO, body_length: int | None, base: Any, out: Any, le
                 raise UploadError(400, "The delta copies past the end of the current file; nothing was replaced.")
             base.seek(start)
             while n > 0:
-                chunk = base.read(min(READ, n))
+                whole = bs and start % bs == 0 and written % bs == 0 and n >= bs
+                chunk = base.read(min(n // bs, max(READ // bs, 1)) * bs if whole else min(READ, n))
                 if not chunk:
                     raise UploadError(409, "The current file shrank meanwhile; nothing was replaced.")
-                written += _put(out, digest, chunk, written, length)
+                hashes = known[1][start // bs * _HASH : (start + len(chunk)) // bs * _HASH] if whole and known else b""
+                written += _put(out, digest, chunk, written, length, hashes)
+                start += len(chunk)
                 n -= len(chunk)
         elif kind == b"D":
             (n,) = _LEN.unpack(source.exact(_LEN.size))
@@ -187,9 +198,10 @@ def _assemble(stream: BinaryIO, body_length: int | None, base: Any, out: Any, le
     return digest
 
 
-def _put(out: Any, digest: FileDigest, chunk: bytes, written: int, length: int) -> int:
+def _put(out: Any, digest: FileDigest, chunk: bytes, written: int, length: int, hashes: bytes = b"") -> int:
     if written + len(chunk) > length:
         raise UploadError(400, f"The delta makes more than Upload-Length ({length} bytes); nothing was replaced.")
     out.write(chunk)
-    digest.update(chunk)
+    if not (hashes and digest.update_known(chunk, hashes)):
+        digest.update(chunk)
     return len(chunk)
