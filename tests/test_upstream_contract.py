@@ -388,6 +388,7 @@ def test_a_streamed_answer_still_exposes_http_clients_response_as_fp() -> None:
 
     import requests
 
+    from davsync.client.deadline import WATCHDOG
     from davsync.client.transport import BodyReader
 
     body = os.urandom(100_000)
@@ -406,7 +407,8 @@ def test_a_streamed_answer_still_exposes_http_clients_response_as_fp() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with requests.get(f"http://127.0.0.1:{server.server_address[1]}/", stream=True, timeout=10) as resp:
-            reader = BodyReader(resp, lambda e: AssertionError(e), "test")  # type: ignore[arg-type,return-value]
+            deadline = lambda: WATCHDOG.step(60)  # noqa: E731  (each step of the read, as the transport gives)
+            reader = BodyReader(resp, lambda e: AssertionError(e), "test", deadline)  # type: ignore[arg-type,return-value]
             assert reader._direct is not None, "urllib3 no longer exposes its http.client response as _fp"
             buffer = bytearray(len(body) + 10)
             got = reader.fill(memoryview(buffer))
