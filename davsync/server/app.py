@@ -16,6 +16,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from ..osfs import make_dirs
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .blocks import BlocksMiddleware, BlockStore
@@ -86,7 +87,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     state_dir = settings.state_dir
     if state_dir is None:
         raise ValueError("build_app needs resolved settings: ServeSettings.resolved() fills in state_dir.")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(state_dir)
     index = HashIndex(state_dir / "index.sqlite")
     try:  # before anything reads the root: an empty mount point is not the share (shareroot.py)
         guard = RootGuard(settings.root, claim_root(settings.root, index, new_share=settings.new_share))
@@ -181,7 +182,7 @@ class DavServer:
         limit_malloc_arenas()
         self.settings = settings
         assert settings.state_dir is not None
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(settings.state_dir)  # durable: the index inside it answers for acknowledged writes
         self._run_lock = hold_shared(settings.state_dir)  # `davsync versions` sees a server is running
         try:
             self.app, self.state = build_app(settings, users)
