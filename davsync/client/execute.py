@@ -369,7 +369,7 @@ class Executor:
     def _mkdir(self, a: Action) -> None:
         target = self.ctx.dest / a.path
         if not target.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
+            osfs.make_dirs(target)  # durable: the files placed inside count on their folder's entry
         self._record(a, JournalEntry(True))
         self._done(a)
 
@@ -397,7 +397,7 @@ class Executor:
         same_file = a.src.casefold() == a.path.casefold()
         if not same_file and stat_entry(dst) is not None:
             raise Raced(f"something appeared at {a.path} during the run; {a.src} was not renamed")
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        osfs.make_dirs(dst.parent)
         if same_file:
             osfs.rename_case(src, dst)
         else:
@@ -435,7 +435,7 @@ class Executor:
         self.ctx.dir_changed((self.ctx.dest / copy).parent)
         uploaded = False
         if r.is_dir:  # the server has a folder: make it here
-            (self.ctx.dest / a.path).mkdir(parents=True, exist_ok=True)
+            osfs.make_dirs(self.ctx.dest / a.path)
             self.ctx.journal.put(a.path, JournalEntry(True))
             uploaded = self._upload_copy(a, copy)
         else:  # the server has a file where a folder stood here: fetch it
