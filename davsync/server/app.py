@@ -30,7 +30,8 @@ from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
 from .limiter import FailureLimiter
-from .link_gate import LinkGate, link_app_factory
+from .link_fs import LinkProvider
+from .link_gate import LinkGate, WsgiApp, link_app_factory
 from .links import LinkStore
 from .lockstore import LOCKS_FILE, LockStore
 from .pages import PageBrowser
@@ -154,7 +155,13 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
     front = FrontGate(RootGate(LftpProppatchCompat(fast), guard), users, settings.anonymous, limiter)
     links = LinkStore(state_dir)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
+    make_link_app = link_app_factory(config, dav_app)
+
+    def gated_link_app(provider: LinkProvider, prefix: str) -> WsgiApp:
+        """A link's folder is part of the share: no partial listing of it either (shareroot.py)."""
+        return RootGate(make_link_app(provider, prefix), guard)
+
+    gate = LinkGate(front, links, str(settings.root), gated_link_app, index, versions,
                     anonymous=settings.anonymous, limiter=limiter)  # fmt: skip
     if settings.admin:
         from .admin import AdminGate
