@@ -536,3 +536,20 @@ def test_a_silent_edit_under_an_old_journal_row_is_set_aside_in_the_bundle_path_
     assert tree["f3.txt"] == md5(b"file 3, second version"), run
     assert list(conflict_copies(tree, "f3.txt").values()) == [md5(b"FILE 3")], f"{tree}\n{run}"
     assert tree["f4.txt"] == md5(b"file 4, second version"), run
+
+
+def test_an_mtime_only_touch_on_the_servers_disk_reaches_the_index_and_the_change_feed(share) -> None:  # type: ignore[no-untyped-def]
+    """`touch` on the Pi (same size, same content, a new mtime): a client that mirrors mtimes
+    must hear of it, and the index must describe the file as it now is (issue 24, noticed)."""
+    from test_sync_collection import parse, report
+
+    p = share.root / "touched.txt"
+    p.write_text("same bytes")
+    os.utime(p, (1_600_000_000, 1_600_000_000))
+    share.wait_indexed()
+    _changed, _removed, token = parse(report(share))
+    os.utime(p, (1_700_000_000, 1_700_000_000))  # what `touch -d` does: IN_ATTRIB, no write
+    wait_until(lambda: share.index.fresh_md5("touched.txt", os.stat(p)) is not None, 15,
+               "the index to take the new mtime")  # fmt: skip
+    changed, _removed, _token = parse(report(share, token))
+    assert any(href.endswith("/touched.txt") for href in changed), changed
