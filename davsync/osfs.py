@@ -141,8 +141,9 @@ def _syncfs(path: Path) -> bool:
     global _syncfs_call
     if sys.platform != "linux":
         return False
-    # On FUSE (ntfs-3g, exfat-fuse: a Pi's USB disk), NFS or SMB, syncfs reaches no daemon or
-    # server (the kernel sends FUSE_SYNCFS to virtiofs only): it returns 0 and flushes nothing.
+    # Only where syncfs is known to flush: on FUSE (ntfs-3g, exfat-fuse: a Pi's USB disk) it
+    # reaches no daemon (the kernel sends FUSE_SYNCFS to virtiofs only), returns 0 and flushes
+    # nothing; anything not known to honour it gets one fsync per file.
     if filesystem_type(path) not in DIRECT_FILESYSTEMS:
         return False
     if not 0 <= _dirty_bytes() <= SYNCFS_MAX_DIRTY:
