@@ -186,6 +186,22 @@ def test_the_survivor_of_unicode_twins_appears_here_when_one_is_deleted(world, v
     assert [p.read_bytes() for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME] == [survivor]
 
 
+@pytest.mark.parametrize("verb", ["pull", "sync"])
+def test_a_twin_born_and_its_sibling_deleted_between_two_runs_replaces_the_file_here(world, verb: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by the sync model: a Mac writes the NFD spelling and the NFC file is deleted before
+    the next run, so no run ever saw both. The survivor must come down, not the deletion alone."""
+    args = ("--delete",) if verb == "pull" else ()
+    world.seed({NFC_NAME: "composed", "other.txt": "other"})
+    assert world.run(verb, *args).code == 0
+    world.rput(NFD_NAME, "decomposed")
+    world.rrm(NFC_NAME)
+    world.wait_indexed()
+    run = world.run(verb, *args)
+    assert run.code == 0, run
+    here = [p for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME]
+    assert [p.read_bytes() for p in here] == [b"decomposed"], f"{[p.name for p in here]}\n{run}"
+
+
 # --- item 7: default excludes ------------------------------------------------------------------
 
 CLUTTER = {
