@@ -130,6 +130,7 @@ class Acks:
     pending: dict[str, set[str]] = field(default_factory=dict)  # path -> sent, not (yet) acknowledged
     folders: set[str] = field(default_factory=set)
     gone: set[str] = field(default_factory=set)  # acknowledged DELETEs and MOVEs' sources
+    mtimes: dict[str, int] = field(default_factory=dict)  # path -> X-OC-Mtime of its acknowledged PUT
 
     def allowed(self, path: str) -> set[str]:
         return ({self.done[path]} if path in self.done else set()) | self.pending.get(path, set())
@@ -161,6 +162,9 @@ def curl_writer(url: str, acks: Acks, stop: threading.Event, seed: int, procs: l
                 if new is not None:
                     acks.done[new] = acks.done[old]
                     acks.gone.discard(new)
+                    if old in acks.mtimes:
+                        acks.mtimes[new] = acks.mtimes[old]
+                acks.mtimes.pop(old, None)
                 del acks.done[old]
                 acks.gone.add(old)
             continue
@@ -170,8 +174,10 @@ def curl_writer(url: str, acks: Acks, stop: threading.Event, seed: int, procs: l
             path = f"{folder}/file {n}.bin"
         data = rng.randbytes(rng.randint(1, 40_000))
         acks.pending.setdefault(path, set()).add(md5(data))
-        code = _curl(["-T", "-", url + requests.utils.quote(path)], procs, data)
+        mtime = 1_500_000_000 + n
+        code = _curl(["-T", "-", "-H", f"X-OC-Mtime: {mtime}", url + requests.utils.quote(path)], procs, data)
         if code in ("201", "204"):
+            acks.mtimes[path] = mtime
             acks.gone.discard(path)
             acks.pending[path].clear()  # no earlier attempt may reappear once this one is acknowledged
             acks.done[path] = md5(data)
@@ -202,6 +208,9 @@ def check_server_after_cut(share: Path, state: Path, acks: Acks) -> None:
     on_disk = disk_md5s(share)
     lost = {p: m for p, m in acks.done.items() if on_disk.get(p) not in acks.allowed(p)}
     assert not lost, f"acknowledged uploads lost or wrong after the power cut: {sorted(lost)[:10]} (of {len(lost)})"
+    settled = [p for p in acks.done if not acks.pending.get(p)]
+    moved = sorted(p for p in settled if p in acks.mtimes and int((share / p).stat().st_mtime) != acks.mtimes[p])
+    assert not moved, f"acknowledged uploads lost their X-OC-Mtime in the power cut: {moved[:10]}"
     back = sorted(p for p in acks.gone if p in on_disk and p not in acks.pending)
     assert not back, f"acknowledged DELETEs or MOVEs undone by the power cut: {back[:10]}"
     missing = {
@@ -255,6 +264,10 @@ def test_a_power_cut_loses_no_acknowledged_upload(
         server.proc.wait(30)
         lazy_disk.cut()
         check_server_after_cut(share, state, acks)
+        if round_no == 0:  # push sent each file's mtime (X-OC-Mtime), and the server accepted it
+            moved = sorted(p for p in pushed if p in acks.done and acks.done[p] == pushed[p]
+                           and int((share / p).stat().st_mtime) != int((src / p).stat().st_mtime))  # fmt: skip
+            assert not moved, f"pushed files lost their acknowledged mtime in the cut: {moved[:10]}"
         # restart on the backing folder itself: what it serves is what was acknowledged
         again = serve_process(share, state_dir=state)
         served = served_md5s(again.url, acks.done)
