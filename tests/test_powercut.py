@@ -211,11 +211,11 @@ def check_server_after_cut(share: Path, state: Path, acks: Acks) -> None:
     settled = [p for p in acks.done if not acks.pending.get(p)]
     moved = sorted(p for p in settled if p in acks.mtimes and int((share / p).stat().st_mtime) != acks.mtimes[p])
     assert not moved, f"acknowledged uploads lost their X-OC-Mtime in the power cut: {moved[:10]}"
-    back = sorted(p for p in acks.gone if p in on_disk and p not in acks.pending)
+    back = sorted(p for p in acks.gone if p in on_disk and not acks.pending.get(p))
     assert not back, f"acknowledged DELETEs or MOVEs undone by the power cut: {back[:10]}"
     missing = {
         p for p, m in index_rows(state).items()
-        if not p.startswith(".") and (p not in on_disk or (m is not None and on_disk[p] != m and p not in acks.pending))
+        if not p.startswith(".") and (p not in on_disk or (m is not None and on_disk[p] != m and not acks.pending.get(p)))
     }  # fmt: skip
     assert not missing, f"the index describes files the disk does not hold after the cut: {sorted(missing)[:10]}"
 
