@@ -139,6 +139,11 @@ def _syncfs(path: Path) -> bool:
     global _syncfs_call
     if sys.platform != "linux":
         return False
+    # Only where syncfs is known to flush: on FUSE (ntfs-3g, exfat-fuse: a Pi's USB disk) it
+    # reaches no daemon (the kernel sends FUSE_SYNCFS to virtiofs only), returns 0 and flushes
+    # nothing; anything not known to honour it gets one fsync per file.
+    if filesystem_type(path) not in DIRECT_FILESYSTEMS:
+        return False
     if not 0 <= _dirty_bytes() <= SYNCFS_MAX_DIRTY:
         return False
     if _syncfs_call is None:
@@ -185,7 +190,8 @@ def flush_data(fd: int) -> None:
 DIRECT_ALIGN = 4096  # offsets, lengths and buffer addresses of writes that bypass the page cache
 _O_DIRECT: int | None = getattr(os, "O_DIRECT", None)  # Linux (and some BSDs); not Windows or macOS
 _PWRITE: Callable[[int, memoryview, int], int] | None = getattr(os, "pwrite", None)  # not on Windows
-# Local disks only: on NFS, SMB or FUSE every direct write is a synchronous round trip or refused.
+# Local disks only: on NFS, SMB or FUSE every direct write is a synchronous round trip or refused
+# (and syncfs flushes nothing there: see _syncfs).
 DIRECT_FILESYSTEMS = frozenset({"ext4", "ext3", "xfs", "btrfs", "f2fs"})
 
 
@@ -269,6 +275,26 @@ def fsync_dir(path: StrPath) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_dirs(path: StrPath, mode: int = 0o777) -> None:
+    """mkdir -p that survives a power cut: each folder created is made durable in its parent
+    (a file later fsynced inside a folder whose own entry was never flushed can vanish with it)."""
+    path = Path(path)
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue
+        fsync_dir(folder.parent)
 
 
 def set_mtime(path: StrPath, seconds: float) -> None:

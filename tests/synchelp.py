@@ -564,8 +564,11 @@ def _close(s: socket.socket) -> None:
 # --- trees, the ledger and the journal ----------------------------------------------------
 
 
-def tree(root: Path, *, skip: Callable[[str, bool], bool] = lambda rel, is_dir: False) -> dict[str, str]:
-    """rel path (NFC) -> MD5 for files, DIR for folders; `skip(rel, is_dir)` prunes."""
+def tree(
+    root: Path, *, skip: Callable[[str, bool], bool] = lambda rel, is_dir: False, twins: bool = False
+) -> dict[str, str]:
+    """rel path (NFC) -> MD5 for files, DIR for folders; `skip(rel, is_dir)` prunes. `twins`: a
+    file whose NFC name is taken already (a Unicode twin) is kept under its own spelling."""
     out: dict[str, str] = {}
     if not root.is_dir():
         return out
@@ -582,6 +585,8 @@ def tree(root: Path, *, skip: Callable[[str, bool], bool] = lambda rel, is_dir: 
             rel = prefix + nfc(f)
             if skip(rel, False):
                 continue
+            if twins and rel in out:
+                rel = prefix + f
             p = Path(folder, f)
             if p.is_symlink():
                 continue
@@ -879,7 +884,8 @@ class SyncWorld:
     def locations(self) -> dict[str, list[str]]:
         """MD5 -> where it is (share:PATH, DEST:PATH, trash:PATH, versions:PATH)."""
         out: dict[str, list[str]] = {}
-        sides = [("share", self.share_tree()), ("DEST", self.dest_tree()), ("trash", tree(self.dest / ".davsync" / "trash"))]
+        share = tree(self.root, skip=lambda rel, is_dir: rel.rpartition("/")[2].startswith(SERVER_TEMP), twins=True)
+        sides = [("share", share), ("DEST", self.dest_tree()), ("trash", tree(self.dest / ".davsync" / "trash"))]
         sides += [("versions", tree(d)) for d in self.versions_dirs()]
         for label, t in sides:
             for rel, digest in t.items():

@@ -162,6 +162,26 @@ def test_listings_and_every_token_wait_for_the_first_scan(start_share, slow_tree
     assert listing(again).status_code == 207
 
 
+def test_share_link_listings_wait_for_the_first_scan_too(start_share, slow_tree: Path, tmp_path: Path) -> None:
+    """A share link's folder is part of the share: its listing is as partial as the share's."""
+    from davsync.server.links import LinkStore
+
+    state = tmp_path / "state"
+    share = start_share(slow_tree, state_dir=state)
+    share.server.stop()
+    with open(slow_tree / "big.bin", "wb") as f:
+        f.truncate(4 << 30)
+    token = LinkStore(state).create("docs", "read-only", expires_in=3600, password=None).token
+
+    again = start_share(slow_tree, state_dir=state, wait_scan=False)
+    busy = requests.request("PROPFIND", f"{again.url}s/{token}/", data=PROPFIND, headers={"Depth": "1"}, timeout=30)
+    assert not again.server.scan_done.is_set(), "the first scan ended before the request; make big.bin larger"
+    assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1, busy.status_code
+    wait_until(again.server.scan_done.is_set, 300, "the first scan")
+    done = requests.request("PROPFIND", f"{again.url}s/{token}/", data=PROPFIND, headers={"Depth": "1"}, timeout=30)
+    assert done.status_code == 207 and "a.txt" in done.text
+
+
 def test_a_client_waits_for_the_first_scan_and_says_why(start_share, slow_tree: Path, tmp_path: Path) -> None:
     from test_pull import pull_cli
 

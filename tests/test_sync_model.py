@@ -26,6 +26,7 @@ from synchelp import SyncWorld
 PATHS = ["a.txt", "b.txt", "d", "d/x.txt", "d/y.txt", "d/e/z.txt", "f/w.txt"]
 FOLDERS = ["d", "d/e", "f", "g"]
 TEXTS = ["one", "two", "three"]
+TWINS = ["caf\u00e9.txt", "cafe\u0301.txt"]  # one name, NFC and NFD (issue 24 item 3)
 
 
 def _blocked(side: Path, rel: str) -> bool:
@@ -118,6 +119,93 @@ class SyncMachine(RuleBasedStateMachine):
         r = self.world.root
         if (r / src).exists() and not (r / dst).exists() and not dst.startswith(src + "/") and not _blocked(r, dst):
             self.world.rmv(src, dst)
+
+    # -- the edges of a real home (issue 24, items 1, 3, 4, 5) --
+
+    @rule(form=st.sampled_from(TWINS), text=st.sampled_from(TEXTS))
+    def remote_twin_write(self, form: str, text: str) -> None:
+        """A Mac (NFD) and a phone (NFC) write the same name: Unicode twins on the server."""
+        self.world.rput(form, self._content(text, True))
+
+    @rule(form=st.sampled_from(TWINS))
+    def remote_twin_delete(self, form: str) -> None:
+        if os.path.lexists(self.world.root / form):
+            self.world.rrm(form)
+
+    @rule(folder=st.sampled_from(["d", "f"]), to=st.sampled_from(["g", "h"]), text=st.sampled_from(TEXTS),
+          here=st.booleans())  # fmt: skip
+    def folder_renamed_on_one_side_edited_on_the_other(self, folder: str, to: str, text: str, here: bool) -> None:
+        """One side renames a folder while the other edits a file inside it (the next sync meets both)."""
+        w = self.world
+        renamer, editor = (w.dest, w.root) if here else (w.root, w.dest)
+        inside = sorted(p for p in (editor / folder).glob("*") if p.is_file()) if (editor / folder).is_dir() else []
+        if not (renamer / folder).is_dir() or (renamer / to).exists() or not inside:
+            return
+        rel = f"{folder}/{inside[0].name}"
+        if here:
+            w.mv(folder, to)
+            w.rput(rel, self._content(text, True))
+        else:
+            w.rmv(folder, to)
+            w.write(rel, self._content(text, True))
+
+    @rule(keep=st.sampled_from(["a.txt", "b.txt"]), here=st.booleans())
+    def one_file_share_loses_its_file(self, keep: str, here: bool) -> None:
+        """A share holding one file, which one side deletes: a deletion like any, not "share empty"."""
+        w = self.world
+        if w.server is None or _blocked(w.root, keep):
+            return
+        for entry in sorted(os.listdir(w.root)):
+            if entry != keep and not entry.startswith(".") and os.path.lexists(w.root / entry):
+                w.rrm(entry)
+        for entry in sorted(os.listdir(w.dest)) if w.dest.is_dir() else []:
+            if entry != keep and not entry.startswith(".") and os.path.lexists(w.dest / entry):
+                w.rm(entry)
+        if not (w.root / keep).is_file():
+            w.rput(keep, self._content("one", True))
+        run = w.sync("--max-delete", "100%")
+        if run.code != 0 or set(w.share_tree()) != {keep}:
+            return  # a conflict or a twin left more than one file: not this edge
+        w.check(run, second=False)
+        w.rm(keep) if here else w.rrm(keep)
+        run = w.sync("--max-delete", "100%")
+        self.syncs += 1
+        assert run.code == 0, run
+        assert not (w.root / keep).exists() and not (w.dest / keep).exists(), f"the deletion was refused: {run}"
+        w.check(run, args=("--max-delete", "100%"))
+
+    @precondition(lambda self: self.syncs > 0)
+    @rule()
+    def remount(self) -> None:
+        """The Pi rebooted with its disk not mounted yet (the root swapped for an empty folder):
+        the server refuses to start on it, a sync meanwhile changes nothing; then the disk is
+        back, the server restarts, and the next sync loses and trashes nothing. (A disk pulled
+        from a running server answers 503 with Retry-After, which clients wait out for minutes:
+        tests/test_remount.py and test_serve_root.py cover that.)"""
+        from davsync.server.shareroot import RootRefused
+
+        w = self.world
+        if w.server is None:
+            return
+        trash = w.dest / ".davsync" / "trash"
+        before, trashed = w.dest_tree(), sorted(trash.rglob("*")) if trash.exists() else []
+        away = w.root.with_name(w.root.name + "-unmounted")
+        w.stop_server()
+        w.root.rename(away)
+        w.root.mkdir()
+        with pytest.raises(RootRefused):
+            w.start_server()
+        run = w.sync("--max-delete", "100%")
+        assert run.code != 0, f"a sync against an unmounted share claimed success: {run}"
+        assert w.dest_tree() == before, "a sync against an unmounted share changed DEST"
+        assert (sorted(trash.rglob("*")) if trash.exists() else []) == trashed, "a sync trashed files meanwhile"
+        w.root.rmdir()
+        away.rename(w.root)
+        w.start_server()
+        run = w.sync("--max-delete", "100%")
+        self.syncs += 1
+        assert run.code in (0, 3), run
+        w.check(run, args=("--max-delete", "100%"))
 
     # -- runs --
 

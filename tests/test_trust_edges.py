@@ -186,6 +186,22 @@ def test_the_survivor_of_unicode_twins_appears_here_when_one_is_deleted(world, v
     assert [p.read_bytes() for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME] == [survivor]
 
 
+@pytest.mark.parametrize("verb", ["pull", "sync"])
+def test_a_twin_born_and_its_sibling_deleted_between_two_runs_replaces_the_file_here(world, verb: str) -> None:  # type: ignore[no-untyped-def]
+    """Found by the sync model: a Mac writes the NFD spelling and the NFC file is deleted before
+    the next run, so no run ever saw both. The survivor must come down, not the deletion alone."""
+    args = ("--delete",) if verb == "pull" else ()
+    world.seed({NFC_NAME: "composed", "other.txt": "other"})
+    assert world.run(verb, *args).code == 0
+    world.rput(NFD_NAME, "decomposed")
+    world.rrm(NFC_NAME)
+    world.wait_indexed()
+    run = world.run(verb, *args)
+    assert run.code == 0, run
+    here = [p for p in world.dest.iterdir() if unicodedata.normalize("NFC", p.name) == NFC_NAME]
+    assert [p.read_bytes() for p in here] == [b"decomposed"], f"{[p.name for p in here]}\n{run}"
+
+
 # --- item 7: default excludes ------------------------------------------------------------------
 
 CLUTTER = {
@@ -536,3 +552,20 @@ def test_a_silent_edit_under_an_old_journal_row_is_set_aside_in_the_bundle_path_
     assert tree["f3.txt"] == md5(b"file 3, second version"), run
     assert list(conflict_copies(tree, "f3.txt").values()) == [md5(b"FILE 3")], f"{tree}\n{run}"
     assert tree["f4.txt"] == md5(b"file 4, second version"), run
+
+
+def test_an_mtime_only_touch_on_the_servers_disk_reaches_the_index_and_the_change_feed(share) -> None:  # type: ignore[no-untyped-def]
+    """`touch` on the Pi (same size, same content, a new mtime): a client that mirrors mtimes
+    must hear of it, and the index must describe the file as it now is (issue 24, noticed)."""
+    from test_sync_collection import parse, report
+
+    p = share.root / "touched.txt"
+    p.write_text("same bytes")
+    os.utime(p, (1_600_000_000, 1_600_000_000))
+    share.wait_indexed()
+    _changed, _removed, token = parse(report(share))
+    os.utime(p, (1_700_000_000, 1_700_000_000))  # what `touch -d` does: IN_ATTRIB, no write
+    wait_until(lambda: share.index.fresh_md5("touched.txt", os.stat(p)) is not None, 15,
+               "the index to take the new mtime")  # fmt: skip
+    changed, _removed, _token = parse(report(share, token))
+    assert any(href.endswith("/touched.txt") for href in changed), changed

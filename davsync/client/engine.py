@@ -94,7 +94,7 @@ class DestLockedError(Exception):
 @contextmanager
 def dest_lock(state_dir: Path) -> Iterator[None]:
     """One run at a time per DEST (a watch and a scheduled pull must not interleave)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    osfs.make_dirs(state_dir)
     osfs.hide(state_dir)
     try:
         with osfs.exclusive_lock(state_dir / "lock"):
@@ -221,7 +221,7 @@ class Engine:
                 journal = Journal(None)  # a preview of a first run: nothing to read, nothing to write
             else:
                 try:
-                    self.dest.mkdir(parents=True, exist_ok=True)
+                    osfs.make_dirs(self.dest)
                     stack.enter_context(dest_lock(self.state_dir))
                 except DestLockedError as e:
                     result.busy = True

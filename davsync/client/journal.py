@@ -134,12 +134,14 @@ class Journal:
         """`path` None: an empty journal in memory (a dry run on a folder never pulled into writes nothing)."""
         self.before_commit = before_commit
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            osfs.make_dirs(path.parent)
         try:
             self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            if path is not None:
+                osfs.fsync_dir(path.parent)  # SQLite flushes a new database's folder entry only for its WAL
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(placed)")}
             if "remote_gone" not in columns:  # journals from davsync before this column existed
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_gone INTEGER NOT NULL DEFAULT 0")

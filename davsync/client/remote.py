@@ -338,6 +338,9 @@ class Remote:
                     if rel == "":
                         continue
                     if entry.removed:
+                        old = changes.changed.get(rel)
+                        if old is not None and old.href and _comparable_href(old.href) != _comparable_href(href):
+                            continue  # a Unicode twin's other spelling was added: it stays (and a listing follows)
                         changes.changed.pop(rel, None)
                         changes.removed.add(rel)
                     else:

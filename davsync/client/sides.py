@@ -200,7 +200,7 @@ class Disk:
             osfs.rename(src, dst)
 
     def mkdir(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        osfs.make_dirs(path)  # durable: the files placed inside count on their folder's entry
 
     def rmdir(self, path: Path) -> None:
         path.rmdir()

@@ -509,7 +509,7 @@ def place(
         try:
             osfs.replace(got.partial, target)
         except FileNotFoundError:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            osfs.make_dirs(target.parent)
             osfs.replace(got.partial, target)
         dir_changed(target.parent)
         if got.partial.suffix == ".part":
@@ -584,7 +584,7 @@ def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: 
         raise Raced(f"{rel} changed locally during the run; not deleted")
     target = dest / ".davsync" / "trash" / run_stamp / rel
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        osfs.make_dirs(target.parent)
         osfs.rename(src, target)
     except osfs.FileInUse:
         raise Raced(f"{rel} is in use by another program, so it was not deleted; retried next run") from None

@@ -16,6 +16,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 from wsgidav.prop_man.property_manager import ShelvePropertyManager
 from wsgidav.wsgidav_app import WsgiDAVApp
 
+from ..osfs import make_dirs
 from ..users import Users
 from .auth import DavsyncDomainController, FrontGate, WriteGuard
 from .blocks import BlocksMiddleware, BlockStore
@@ -29,7 +30,8 @@ from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
 from .limiter import FailureLimiter
-from .link_gate import LinkGate, link_app_factory
+from .link_fs import LinkProvider
+from .link_gate import LinkGate, WsgiApp, link_app_factory
 from .links import LinkStore
 from .lockstore import LOCKS_FILE, LockStore
 from .pages import PageBrowser
@@ -86,7 +88,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     state_dir = settings.state_dir
     if state_dir is None:
         raise ValueError("build_app needs resolved settings: ServeSettings.resolved() fills in state_dir.")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(state_dir)
     index = HashIndex(state_dir / "index.sqlite")
     try:  # before anything reads the root: an empty mount point is not the share (shareroot.py)
         guard = RootGuard(settings.root, claim_root(settings.root, index, new_share=settings.new_share))
@@ -155,7 +157,13 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
     front = FrontGate(RootGate(LftpProppatchCompat(fast), guard), users, settings.anonymous, limiter)
-    gate = LinkGate(front, links, str(settings.root), link_app_factory(config, dav_app), index, versions,
+    make_link_app = link_app_factory(config, dav_app)
+
+    def gated_link_app(provider: LinkProvider, prefix: str) -> WsgiApp:
+        """A link's folder is part of the share: no partial listing of it either (shareroot.py)."""
+        return RootGate(make_link_app(provider, prefix), guard)
+
+    gate = LinkGate(front, links, str(settings.root), gated_link_app, index, versions,
                     anonymous=settings.anonymous, limiter=limiter, users=users)  # fmt: skip
     if settings.admin:
         from .admin import AdminGate
@@ -183,7 +191,7 @@ class DavServer:
         limit_malloc_arenas()
         self.settings = settings
         assert settings.state_dir is not None
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(settings.state_dir)  # durable: the index inside it answers for acknowledged writes
         self._run_lock = hold_shared(settings.state_dir)  # `davsync versions` sees a server is running
         try:
             self.app, self.state = build_app(settings, users)

@@ -106,7 +106,7 @@ class BlockStore:
     def __init__(self, db_path: Path) -> None:
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the 201 it stands behind
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS blocks (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
             "ctime_ns INTEGER, ino INTEGER, dev INTEGER, block_size INTEGER, hashes BLOB)"

@@ -83,7 +83,7 @@ class HashIndex:
         self._hash_locks: dict[str, threading.Lock] = {}
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the 201 it stands behind
         self._db.executescript(SCHEMA)
         self.files_hashed = 0
         self.bytes_hashed = 0

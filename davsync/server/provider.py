@@ -29,6 +29,7 @@ from wsgidav.dav_provider import DAVNonCollection
 from wsgidav.fs_dav_provider import FileResource, FilesystemProvider, FolderResource
 
 from ..checksums import md5_checksum
+from ..osfs import fsync_dir
 from ..scan import iter_tree
 from .guard import PATH_LOCKS, recheck
 from .index import HashIndex, Identity
@@ -200,6 +201,7 @@ class DavsyncFolder(FolderResource):
         if is_internal_name(name):
             raise DAVError(HTTP_FORBIDDEN, "Reserved name.")
         super().create_collection(name)
+        fsync_dir(self._file_path)  # MKCOL's 201 promises the folder: a PUT inside fsyncs only its own folder
         self.provider.index.record_dir(rel_of(util.join_uri(self.path, name)))
 
     def delete(self) -> None:
@@ -398,6 +400,7 @@ class DavsyncProvider(FilesystemProvider):
             return self.versions.replace_file(src, dest, self.share_rel(rel), self.who(environ))[0]
         existed = os.path.lexists(dest)
         os.replace(src, dest)
+        fsync_dir(os.path.dirname(dest))
         return existed
 
     def place_upload(self, path: str, environ: dict) -> Callable[[str, str], bool]:
@@ -420,6 +423,8 @@ class DavsyncProvider(FilesystemProvider):
                 shutil.rmtree(res._file_path)
             else:
                 os.unlink(res._file_path)
+            if not self.versioning:
+                fsync_dir(os.path.dirname(res._file_path))
         res.remove_all_properties(recursive=True)
         res.remove_all_locks(recursive=True)
         self.index.forget(rel)
@@ -492,6 +497,9 @@ class DavsyncProvider(FilesystemProvider):
             known[dest_rel + item_rel[len(src_rel):]] = (Identity.of(st), md5)
         with self.guarded(environ or {}, src, dest):
             do_move()
+            # the 201 promises both names: the old one gone, the new one there, after a power cut too
+            fsync_dir(os.path.dirname(src_fp))
+            fsync_dir(os.path.dirname(self._loc_to_file_path(dest)))
         self.index.forget(src_rel)
         self.reindex(dest, known)
 

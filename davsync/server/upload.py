@@ -134,8 +134,10 @@ def receive(
                     400, f"The body ended after {received} of {content_length} bytes; nothing was replaced."
                 )
             out.flush()
+            prepare(tmp, dest, existed=existed, mtime=mtime)  # before the fsync: one flush makes all durable
             os.fsync(out.fileno())
-        return finish(tmp, dest, digest, existed=existed, md5_expected=md5_expected, mtime=mtime, place=place)
+        return finish(tmp, dest, digest, existed=existed, md5_expected=md5_expected, mtime=mtime, place=place,
+                      prepared=True)  # fmt: skip
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -157,20 +159,25 @@ def finish(
     md5_expected: str | None,
     mtime: int | None,
     place: Callable[[str, str], bool] | None,
+    prepared: bool = False,
 ) -> Upload:
     """The commit every upload shares (PUT, resumable): a complete, durable temp file beside
     `dest` whose hashes are `digest` is checked against the client's MD5, given its mode and
-    mtime, and placed (`place` re-checks the preconditions under the path's lock). The caller
-    removes `tmp` when this raises."""
+    mtime (unless `prepared` did that before the data's fsync), and placed (`place` re-checks
+    the preconditions under the path's lock). The caller removes `tmp` when this raises."""
     md5 = digest.hexdigest()
     if md5_expected is not None and md5 != md5_expected:
         raise UploadError(
             400,
             f"OC-Checksum mismatch: the body's MD5 is {md5}, the header said {md5_expected}; nothing was replaced.",
         )
-    _copy_mode(dest if existed else None, tmp)
-    if mtime is not None:
-        os.utime(tmp, (mtime, mtime))
+    if not prepared:
+        prepare(tmp, dest, existed=existed, mtime=mtime)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the accepted X-OC-Mtime survives a power cut too
+        finally:
+            os.close(fd)
     if place is None:
         os.replace(tmp, dest)
     else:
@@ -191,6 +198,13 @@ def answer_upload(
     if mtime_given:
         headers.append(("X-OC-MTime", "accepted"))
     return util.send_status_response(environ, start_response, 201 if upload.created else 204, add_headers=headers)
+
+
+def prepare(tmp: str, dest: str, *, existed: bool, mtime: int | None) -> None:
+    """Give the temp file the mode of the file it replaces (or the umask's) and the client's mtime."""
+    _copy_mode(dest if existed else None, tmp)
+    if mtime is not None:
+        os.utime(tmp, (mtime, mtime))
 
 
 def _copy_mode(existing: str | None, tmp: str) -> None:

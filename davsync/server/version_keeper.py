@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..osfs import fsync_dir
+from ..osfs import fsync_dir, make_dirs
 from ..scan import iter_tree
 from ..sqlpaths import at_or_below, like_below
 from .index import Identity
@@ -86,7 +86,7 @@ class VersionError(Exception):
 
 def versions_dir(root: Path, state_dir: Path) -> Path:
     """Where blobs live: in the state dir if it shares the share's filesystem, else in the share."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(state_dir)
     if os.stat(state_dir).st_dev == os.stat(root).st_dev:
         return state_dir / "versions"
     return root / IN_SHARE_NAME
@@ -171,7 +171,7 @@ class VersionKeeper:
             str(state_dir / "versions.sqlite"), check_same_thread=False, isolation_level=None, timeout=60
         )
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the 201 it stands behind
         self._db.executescript(SCHEMA)
         self._dir_ready = False  # made with the first version: an unused share stays untouched
         self._state_dir = state_dir
@@ -186,7 +186,7 @@ class VersionKeeper:
 
     def _ensure_dir(self) -> None:
         if not self._dir_ready:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_dirs(self.dir, 0o700)
             self._dir_ready = True
 
     # --- database helpers -----------------------------------------------------

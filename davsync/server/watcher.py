@@ -15,10 +15,12 @@ import threading
 import time
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirModifiedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -41,9 +43,11 @@ log = logging.getLogger("davsync.server")
 DEBOUNCE = 0.05
 # What can change a file or folder. Left out: opened and closed-without-writing, which every
 # GET and PROPFIND causes; asking inotify for them costs the server a Python event per read.
+# The Attrib events are `touch` (a new mtime, no write): watchdog 7 reports IN_ATTRIB as its own
+# event type, which a filter without it drops although the modified events asked inotify for it.
 WATCHED_EVENTS = [
     FileCreatedEvent, DirCreatedEvent, FileModifiedEvent, DirModifiedEvent, FileMovedEvent, DirMovedEvent,
-    FileDeletedEvent, DirDeletedEvent, FileClosedEvent,
+    FileDeletedEvent, DirDeletedEvent, FileClosedEvent, FileAttribEvent, DirAttribEvent,
 ]  # fmt: skip
 TOMBSTONES_KEPT = 50_000
 RETRY_FIRST_SCAN = 5.0  # seconds between tries of a first scan refused because the disk is away
