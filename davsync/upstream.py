@@ -166,7 +166,7 @@ RELIANCES: tuple[Reliance, ...] = (
             "server/auth.py",
             "server/provider.py",
             "server/link_gate.py",
-            "server/bundle.py",
+            "server/bulkupload.py",
             "server/resumable.py",
             "server/pages/deleted.py",
             "server/pages/sharing.py",
@@ -178,13 +178,13 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav",
         "wsgidav.conditions.if",
-        ("server/request_server.py", "server/bundle.py"),
+        ("server/request_server.py", "server/bulkupload.py"),
         "Set by util.parse_if_header_dict: our PUT and the bulk upload parse the If header only once.",
     ),
     Reliance(
         "wsgidav",
         "wsgidav.ifLockTokenList",
-        ("server/request_server.py", "server/provider.py", "server/bundle.py", "server/resumable.py"),
+        ("server/request_server.py", "server/provider.py", "server/bulkupload.py", "server/resumable.py"),
         "The lock tokens from the If header, for lock_manager.write_transaction in our PUT, the lock check "
         "of each bulk-upload member and a resumable upload's commit.",
     ),
@@ -194,7 +194,7 @@ RELIANCES: tuple[Reliance, ...] = (
         (
             "server/request_server.py",
             "server/link_gate.py",
-            "server/bundle.py",
+            "server/bundle.py", "server/bulkupload.py",
             "server/resumable.py",
             "server/deltapush.py",
         ),

@@ -132,7 +132,7 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
         "hotfixes": {"re_encode_path_info": True, "unquote_path_info": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
-        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py);
+        # BundleMiddleware: davsync's many-files-per-request REPORT and POST (bundle.py, bulkupload.py);
         # ResumableMiddleware: resumable uploads of big files (resumable.py); BlocksMiddleware:
         # big files' block hashes for delta transfers (blocks.py); DeltaPushMiddleware: edits of big
         # files sent as changed blocks (deltapush.py); PageBrowser: davsync's own folder pages for

@@ -35,90 +35,46 @@ import errno
 import hashlib
 import logging
 import os
-import re
 import stat
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-from xml.sax.saxutils import escape
 
 from lxml import etree
-from wsgidav import util
 from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
-from ..osfs import flush_files
 from ..paxstream import (
     END_OF_ARCHIVE,
-    CutStream,
-    Member,
-    PaxReader,
-    TarFormatError,
     member_bytes,
     member_header,
     padding,
 )
-from .guard import PATH_LOCKS, recheck
+from .bulkupload import bulk_upload
 from .http import peek_body
 from .index import Identity
-from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of, is_internal_name
-from .upload import valid_mtime
+from .manyfiles import (
+    BUNDLE,
+    MAX_BODY,
+    MAX_BYTES,
+    MAX_FILE_SIZE,
+    MAX_FILES,
+    NS,
+    SEND_AFTER,
+    STREAM_BLOCK,
+    STREAM_FROM,
+    collection,
+    join,
+    limits_header,
+    may_write,
+    member_problem,
+)
+from .names import etag_of
 
 log = logging.getLogger("davsync.server")
 
 StartResponse = Callable[..., Any]
-
-NS = "urn:davsync:"
-BUNDLE = f"{{{NS}}}bundle"
-BULK = f"{{{NS}}}bulk-upload"
-MAX_FILES = 1000  # members per request, either way
-MAX_FILE_SIZE = 16 * 1024 * 1024  # per member: larger files go by GET (with resume) or PUT
-MAX_BYTES = 64 * 1024 * 1024  # a bundle answer's content; a bulk body's content
-MAX_BODY = 1024 * 1024  # the bundle request's XML
-SEND_AFTER = 256 * 1024  # bytes gathered before handing them to the server
-STREAM_FROM = 1024 * 1024  # members larger than this are streamed block by block
-STREAM_BLOCK = 256 * 1024
-_MD5_HEX = frozenset("0123456789abcdef")
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-
-def limits_header(max_bytes: int = MAX_BYTES) -> str:
-    return f"max-files={MAX_FILES}; max-file-size={MAX_FILE_SIZE}; max-bytes={max_bytes}"
-
-
-def may_write(environ: dict, provider: Any) -> bool:
-    return not (provider.is_readonly() or environ.get("davsync.readonly"))
-
-
-def feature_property(name: str, environ: dict, provider: Any) -> Any:
-    """The value of `{urn:davsync:}bundle` / `bulk-upload` on a collection (404 when not offered)."""
-    if name == BULK and not may_write(environ, provider):
-        raise DAVError(404)
-    el = etree.Element(name, nsmap={"ds": NS})
-    el.set("max-files", str(MAX_FILES))
-    el.set("max-file-size", str(MAX_FILE_SIZE))
-    el.set("max-bytes", str(MAX_BYTES))
-    return el
-
-
-def member_problem(rel: str) -> str | None:
-    """Why a member path from a client is refused before it reaches the provider, or None."""
-    if not rel:
-        return "an empty path"
-    if rel.startswith("/") or "\\" in rel:
-        return "an absolute path or a backslash"
-    if _CONTROL.search(rel):
-        return "control characters in the path"
-    parts = rel.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "an empty, '.' or '..' segment"
-    if any(is_internal_name(p) for p in parts):
-        return "a name reserved for davsync"
-    return None
 
 
 class BundleMiddleware(BaseMiddleware):
@@ -139,7 +95,7 @@ class BundleMiddleware(BaseMiddleware):
             if body is not None:
                 return _serve_bundle(environ, start_response, provider, body)
         elif method == "POST" and _content_type(environ) in ("application/x-tar", "application/tar"):
-            return _bulk_upload(environ, start_response, provider)
+            return bulk_upload(environ, start_response, provider)
         elif method == "OPTIONS" and environ.get("PATH_INFO") != "*":
             return self.app(environ, _with_features(start_response, environ, provider))
         return self.app(environ, start_response)
@@ -178,25 +134,11 @@ def _peek_bundle(environ: dict) -> etree._Element | None:
     return root
 
 
-def _collection(environ: dict, provider: Any) -> Any:
-    path = environ["PATH_INFO"]
-    res = provider.get_resource_inst(path, environ)
-    if res is None:
-        raise DAVError(404, "No such collection.")
-    if not res.is_collection:
-        raise DAVError(409, "Bundles are asked of a collection; its members are named relative to it.")
-    return res
-
-
-def _join(base: str, rel: str) -> str:
-    return base.rstrip("/") + "/" + rel
-
-
 # --- bundle: many files in one answer -----------------------------------------------------
 
 
 def _serve_bundle(environ: dict, start_response: StartResponse, provider: Any, body: etree._Element) -> Iterable[bytes]:
-    base = _collection(environ, provider).path
+    base = collection(environ, provider).path
     wanted: list[tuple[str, str | None]] = []
     for el in body:
         if not isinstance(el.tag, str):
@@ -251,7 +193,7 @@ def _plan_member(folder: _Folder, base: str, rel: str, want_etag: str | None, li
     problem = member_problem(rel)
     if problem is not None:
         return _failed(rel, 403, f"refused: {problem}")
-    path = _join(base, rel)
+    path = join(base, rel)
     parent, _, name = path.rpartition("/")
     dir_fd = folder.open(parent or "/")
     if isinstance(dir_fd, tuple):
@@ -470,280 +412,3 @@ def _hash_fd(fd: int, size: int, planned: Identity) -> str:
         h.update(block)
         pos += len(block)
     return h.hexdigest() if Identity.of(os.fstat(fd)) == planned else ""
-
-
-# --- bulk upload: many files in one request -------------------------------------------------
-
-
-@dataclass
-class _Outcome:
-    rel: str
-    status: int
-    message: str = ""
-    etag: str | None = None
-    md5: str | None = None
-
-
-@dataclass
-class _Staged:
-    rel: str
-    path: str
-    file_path: str
-    tmp: str
-    md5: str
-    if_match: str | None
-    if_none_match: str | None
-    outcome: _Outcome
-
-
-def _bulk_upload(environ: dict, start_response: StartResponse, provider: Any) -> Iterable[bytes]:
-    if not may_write(environ, provider):
-        raise DAVError(403, "Your access to this share is read-only.")
-    if getattr(provider, "mode", None):
-        raise DAVError(403, "Bulk upload is not available through a share link; upload with PUT.")
-    base = _collection(environ, provider).path
-    if "wsgidav.conditions.if" not in environ:
-        util.parse_if_header_dict(environ)
-    source = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH", "").strip()
-    budget = int(length) if length.isdigit() else None
-    if budget is not None and budget > MAX_BYTES + 4 * MAX_FILES * 1024 + 1024:
-        raise DAVError(413, f"A bulk upload carries at most {MAX_BYTES} bytes; send several.")
-
-    def read(n: int) -> bytes:
-        nonlocal budget
-        if budget is not None:
-            n = min(n, budget)
-            if n <= 0:
-                return b""
-        chunk = source.read(n)
-        if budget is not None:
-            budget -= len(chunk)
-        return chunk
-
-    outcomes: list[_Outcome] = []
-    staged: list[_Staged] = []
-    try:
-        reader = PaxReader(read)
-        total = 0
-        while (member := reader.next()) is not None:
-            if len(outcomes) >= MAX_FILES:
-                raise DAVError(413, f"A bulk upload carries at most {MAX_FILES} files; send several.")
-            total += member.size
-            if total > MAX_BYTES:
-                raise DAVError(413, f"A bulk upload carries at most {MAX_BYTES} bytes; send several.")
-            item = _receive_member(reader, member, provider, base, environ)
-            outcomes.append(item.outcome if isinstance(item, _Staged) else item)
-            if isinstance(item, _Staged):
-                staged.append(item)
-    except (TarFormatError, OSError, ValueError) as e:
-        _discard(staged)
-        environ["wsgidav.all_input_read"] = 1
-        if isinstance(e, OSError) and not isinstance(e, CutStream) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DAVError(507, "The server's disk is full; nothing was placed.") from None
-        what = "cut off" if isinstance(e, (CutStream, OSError)) else "malformed"
-        raise DAVError(400, f"The bulk upload body was {what} ({e}); nothing was placed.") from None
-    except BaseException:
-        _discard(staged)
-        raise
-    environ["wsgidav.all_input_read"] = 1
-    try:
-        flush_files([Path(s.tmp) for s in staged])  # one flush pass for the request (syncfs where it is safe)
-    except OSError:
-        _discard(staged)
-        raise DAVError(507, "The server could not make the files durable; nothing was placed.") from None
-    folders: set[str] = set()
-    placed: list[tuple[str, os.stat_result, str]] = []
-    try:
-        for s in staged:
-            _place(s, provider, environ, folders, placed)
-    finally:  # something unforeseen failed the request: no member left behind as a temp file
-        _discard([s for s in staged if s.outcome.status == 0])
-    flush_files([Path(f) for f in sorted(folders)], folders=True)
-    record_many = getattr(provider.index, "record_many", None)  # one index transaction for the request
-    if record_many is not None:
-        record_many(placed)
-    else:
-        for rel, st, md5 in placed:
-            provider.index.record_file(rel, st, md5)
-    body = _multistatus(environ, provider, base, outcomes)
-    start_response("207 Multi-Status", [("Content-Type", "application/xml; charset=utf-8"),
-                                        ("Content-Length", str(len(body)))])  # fmt: skip
-    return [body]
-
-
-def _receive_member(reader: PaxReader, member: Member, provider: Any, base: str, environ: dict) -> _Staged | _Outcome:
-    """Stream one member into a temp file beside its target (not yet durable, not yet placed)."""
-    rel = member.path
-    md5 = (member.attrs.get("md5") or "").lower()
-    problem = member_problem(rel)
-    if problem is not None:
-        return _Outcome(rel, 403, f"refused: {problem}")
-    if len(md5) != 32 or not set(md5) <= _MD5_HEX:
-        return _Outcome(rel, 400, "each member needs DAVSYNC.md5 (32 hex digits)")
-    if member.size > MAX_FILE_SIZE:
-        return _Outcome(rel, 413, f"members are at most {MAX_FILE_SIZE} bytes; upload this one with PUT")
-    if member.mtime is not None and not valid_mtime(member.mtime):
-        return _Outcome(rel, 400, f"the member's mtime ({member.mtime}) is not a time a file can have")
-    path = _join(base, rel)
-    try:
-        file_path = provider.file_path(path)
-    except DAVError as e:
-        return _Outcome(rel, e.value, "refused by the server's path rules")
-    folder = os.path.dirname(file_path)
-    if not os.path.isdir(folder) or os.path.islink(folder):
-        return _Outcome(rel, 409, "the parent folder does not exist; create it first (MKCOL)")
-    if os.path.isdir(file_path):
-        return _Outcome(rel, 405, "a folder has this name")
-    lock_man = provider.lock_manager
-    if lock_man is not None:
-        try:
-            lock_man.check_write_permission(url=provider.ref_url_of(path), depth="0",
-                                            token_list=environ["wsgidav.ifLockTokenList"],
-                                            principal=environ.get("wsgidav.auth.user_name", "anonymous"))  # fmt: skip
-        except DAVError as e:
-            return _Outcome(rel, e.value, "locked")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        return _Outcome(rel, 403 if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else 500,
-                        f"the server cannot write in this folder ({e.strerror})")  # fmt: skip
-    digest = hashlib.md5()
-    try:
-        with os.fdopen(fd, "wb") as out:
-
-            def write(chunk: bytes) -> None:
-                digest.update(chunk)
-                out.write(chunk)
-
-            reader.data_into(member, write)
-            # Mode and mtime before the flush pass, so they are as durable as the content.
-            os.fchmod(out.fileno(), _mode_for(file_path))
-            if member.mtime is not None:
-                out.flush()
-                os.utime(out.fileno(), (member.mtime, member.mtime))
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    got = digest.hexdigest()
-    if got != md5:
-        os.unlink(tmp)
-        return _Outcome(rel, 400, f"MD5 mismatch: the body's MD5 is {got}, the member said {md5}; nothing was replaced")
-    if_match = member.attrs.get("if-match")
-    if_none = member.attrs.get("if-none-match")
-    return _Staged(rel, path, file_path, tmp, md5, if_match, if_none, _Outcome(rel, 0))
-
-
-def _mode_for(file_path: str) -> int:
-    """A replacement keeps the replaced file's permissions; a new file gets 0666 less the umask."""
-    try:
-        return os.stat(file_path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_UMASK
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once (it is per process; reading it means setting it)
-
-
-def _place(s: _Staged, provider: Any, environ: dict, folders: set[str],
-           placed: list[tuple[str, os.stat_result, str]]) -> None:  # fmt: skip
-    """Rename one verified member into place under its path lock, its preconditions re-checked
-    against what is there now (like a PUT); the replaced version is kept."""
-    conditions: dict[str, str] = {}
-    if s.if_match is not None:
-        conditions["HTTP_IF_MATCH"] = s.if_match if s.if_match.startswith(('"', "W/")) else f'"{s.if_match}"'
-    if s.if_none_match is not None:
-        conditions["HTTP_IF_NONE_MATCH"] = s.if_none_match
-    out = s.outcome
-    try:
-        with PATH_LOCKS.hold(s.file_path):
-            recheck(conditions, s.file_path)
-            if os.path.isdir(s.file_path):
-                raise DAVError(405, "a folder has this name")
-            created = _link_new(s.tmp, s.file_path)
-            if created:
-                folders.add(os.path.dirname(s.file_path))
-            else:
-                created = not provider.replace(s.tmp, s.file_path, s.path.strip("/"), environ)
-            st = os.stat(s.file_path)
-        placed.append((s.path.strip("/"), st, s.md5))
-        out.status, out.etag, out.md5 = (201 if created else 204), etag_of(st), s.md5
-    except DAVError as e:
-        _unlink(s.tmp)
-        out.status, out.message = e.value, _dav_message(e)
-    except OSError as e:
-        _unlink(s.tmp)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            out.status, out.message = 507, "the server's disk is full; nothing was replaced"
-        else:
-            out.status, out.message = 500, f"the server could not place the file ({e.strerror})"
-
-
-def _link_new(tmp: str, dest: str) -> bool:
-    """Create dest from tmp only if nothing is there (a hard link cannot overwrite); False when
-    something is there, or hard links are unsupported, so the caller replaces it, keeping a version."""
-    if os.path.lexists(dest):
-        return False
-    try:
-        os.link(tmp, dest)
-    except OSError:
-        return False
-    os.unlink(tmp)
-    return True
-
-
-def _dav_message(e: DAVError) -> str:
-    text = e.context_info or ""
-    return text or {412: "a precondition failed: the file changed meanwhile"}.get(e.value, "refused")
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _discard(staged: list[_Staged]) -> None:
-    for s in staged:
-        _unlink(s.tmp)
-
-
-_STATUS_TEXT = {201: "Created", 204: "No Content", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-                405: "Method Not Allowed", 409: "Conflict", 412: "Precondition Failed", 413: "Content Too Large",
-                423: "Locked", 500: "Internal Server Error", 507: "Insufficient Storage"}  # fmt: skip
-
-
-def _multistatus(environ: dict, provider: Any, base: str, outcomes: list[_Outcome]) -> bytes:
-    share = environ.get("SCRIPT_NAME", "") + provider.share_path + base.rstrip("/")
-    parts = ['<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:ds="urn:davsync:">']
-    for o in outcomes:
-        href = quote(f"{share}/{o.rel}", safe="/!$&'()*+,;=:@~")
-        parts.append(f"<d:response><d:href>{escape(href)}</d:href>"
-                     f"<d:status>HTTP/1.1 {o.status} {_STATUS_TEXT.get(o.status, 'Error')}</d:status>"
-                     f"<ds:path>{escape(_xml_text(o.rel))}</ds:path>")  # fmt: skip
-        if o.etag is not None:
-            parts.append(f'<ds:etag>"{escape(o.etag)}"</ds:etag>')
-        if o.md5 is not None:
-            parts.append(f"<ds:md5>{o.md5}</ds:md5>")
-        if o.message:
-            parts.append(f"<d:responsedescription>{escape(_xml_text(o.message))}</d:responsedescription>")
-        parts.append("</d:response>")
-    parts.append("</d:multistatus>")
-    return "".join(parts).encode("utf-8", "replace")
-
-
-def _xml_text(text: str) -> str:
-    """Characters XML 1.0 cannot carry become U+FFFD (a hostile path must not break the answer)."""
-    return "".join(
-        c if c in "\t\n\r" or "\x20" <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000" else "\ufffd"
-        for c in text
-    )

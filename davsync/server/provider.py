@@ -181,7 +181,7 @@ class DavsyncFolder(FolderResource):
             etree.SubElement(report, "{DAV:}sync-collection")
             return el
         if name in FEATURES:  # davsync's many-files-per-request extension (bundle.py)
-            from .bundle import feature_property
+            from .manyfiles import feature_property
 
             return feature_property(name, self.environ, self.provider)
         return super().get_property_value(name)
