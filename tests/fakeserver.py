@@ -21,7 +21,8 @@ from typing import Any
 
 from davsync.client.journal import Journal
 from davsync.client.plan import RemoteEntry
-from davsync.client.remote import FolderListing, NotFound, ParentMissing, PreconditionFailed, SourceChanged, Uploaded
+from davsync.client.refusals import NotFound, ParentMissing, PreconditionFailed, SourceChanged
+from davsync.client.remote import FolderListing, Uploaded
 from davsync.client.transfer import ChangedOnServer, Downloaded
 
 _etags = itertools.count(1)

@@ -14,7 +14,7 @@ import requests
 from conftest import PASSWORDS
 
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 
 
 def upload_content(n: int) -> bytes:

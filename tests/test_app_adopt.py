@@ -16,7 +16,7 @@ from davsync.app.runner import AppReporter
 from davsync.app.status import PairStatus, StatusHub
 from davsync.client.engine import Engine, RunOptions
 from davsync.client.plan import Kind, Mode
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 
 
 class Watching(AppReporter):

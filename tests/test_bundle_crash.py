@@ -21,7 +21,7 @@ import pytest
 from conftest import PASSWORDS
 
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 from davsync.server.names import is_internal_name
 
 KILLER = r"""
@@ -30,7 +30,7 @@ from pathlib import Path
 from davsync import osfs
 from davsync.client import journal as journal_module
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 
 url, dest, point, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 seen = 0

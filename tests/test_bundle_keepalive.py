@@ -18,8 +18,9 @@ from test_bundle_server import bundle_body, md5
 
 from davsync.client import bundle
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings, Remote
+from davsync.client.remote import Remote
 from davsync.client.transfer import download
+from davsync.client.transport import ConnectionSettings
 from davsync.paxstream import PaxReader
 from davsync.server import bundle as server_bundle
 

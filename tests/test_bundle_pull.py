@@ -16,7 +16,7 @@ from test_pull_hostile import Handler, hostile  # noqa: F401 (a fixture)
 from davsync.client import bundle
 from davsync.client.plan import Action
 from davsync.client.pull import PullOptions, SilentReporter, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 from davsync.paxstream import END_OF_ARCHIVE, member_bytes, member_header
 from davsync.server.names import is_internal_name
 

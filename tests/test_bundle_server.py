@@ -20,7 +20,8 @@ import requests
 from conftest import PASSWORDS, upload_temps, wait_until
 
 from davsync.client.bulk import BulkItem, BulkUnsupported, bulk_upload
-from davsync.client.remote import ConnectionSettings, Remote
+from davsync.client.remote import Remote
+from davsync.client.transport import ConnectionSettings
 from davsync.paxstream import END_OF_ARCHIVE, PaxReader, member_bytes
 from davsync.server.links import LinkStore
 

@@ -15,8 +15,8 @@ from conftest import PASSWORDS, wait_until
 from proxy import Faults, Proxy
 
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
 from davsync.client.report import PlainReporter, RichReporter, summary_lines
+from davsync.client.transport import ConnectionSettings
 
 ENV = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
 

@@ -14,7 +14,7 @@ from synchelp import SyncWorld, files_only, md5, read_journal
 
 from davsync.client import retry
 from davsync.client.engine import Engine, RunOptions
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 from davsync.exitcodes import Exit
 
 FILES = 300

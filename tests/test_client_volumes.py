@@ -24,7 +24,7 @@ import pytest
 from conftest import PASSWORDS, require_tool, wait_until
 
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 
 LONG_NAME = "長" * 80 + ".txt"  # 80 UTF-16 units, 243 UTF-8 bytes
 DEEP = "/".join(["a folder with a rather long name, to go past 260 characters"] * 5)

@@ -20,8 +20,9 @@ from test_pull_hostile import GOOD, TRAVERSAL_HREFS, hostile, multistatus, respo
 from davsync.client.paths import HrefResolver, UnsafeHref, href_to_relpath
 from davsync.client.plan import RemoteEntry
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import Changes, ConnectionSettings, Remote, RemoteError
+from davsync.client.remote import Changes, Remote
 from davsync.client.snapshot import RemoteSnapshot, initial_snapshot
+from davsync.client.transport import ConnectionSettings, RemoteError
 from davsync.server.names import is_internal_name
 
 LISTING_PROPS = (

@@ -16,7 +16,7 @@ from proxy import Faults, Proxy
 
 from davsync.client.paths import name_problem
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 from davsync.server.names import is_internal_name
 
 

@@ -12,10 +12,11 @@ from cheroot import wsgi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from davsync.client.davxml import parse_multistatus
 from davsync.client.paths import UnsafeHref, filter_names, href_to_relpath, name_problem
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings, RemoteError, parse_multistatus
 from davsync.client.results import RunResult
+from davsync.client.transport import ConnectionSettings, RemoteError
 
 GOOD = b"the real content\n"
 

@@ -19,17 +19,9 @@ import pytest
 from conftest import PASSWORDS, Share, shown, wait_until
 from proxy import Faults, Proxy
 
-from davsync.client.remote import (
-    ConnectionSettings,
-    NotFound,
-    ParentMissing,
-    PreconditionFailed,
-    Remote,
-    RemoteError,
-    SourceChanged,
-    Stopped,
-    WriteRefused,
-)
+from davsync.client.refusals import NotFound, ParentMissing, PreconditionFailed, SourceChanged, WriteRefused
+from davsync.client.remote import Remote
+from davsync.client.transport import ConnectionSettings, RemoteError, Stopped
 
 MTIME_NS = 1_700_000_000_123_456_789
 

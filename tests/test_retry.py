@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from davsync.client import retry
-from davsync.client.remote import RemoteError
+from davsync.client.transport import RemoteError
 from davsync.client.walk import list_with_retries
 
 

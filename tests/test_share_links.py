@@ -384,7 +384,7 @@ def test_link_answers_carry_privacy_headers_and_tokens_stay_out_of_logs(start_sh
 
 def test_doctor_through_a_link_reports_rights_and_expiry(tree) -> None:
     from davsync.client.doctor import run_checks
-    from davsync.client.remote import ConnectionSettings
+    from davsync.client.transport import ConnectionSettings
 
     url, _ = link(tree, mode="read-only", expires_in=2 * 86400, password="pw")
     checks = {c.name: c for c in run_checks(ConnectionSettings(url, "anyone", "pw"))}

@@ -26,7 +26,8 @@ from test_pull_hostile import Handler, hostile  # noqa: F401 (a fixture)
 from davsync.client import bulk, bundle
 from davsync.client.engine import RunOptions, run_once
 from davsync.client.plan import Mode
-from davsync.client.remote import ConnectionSettings, Remote, RemoteError
+from davsync.client.remote import Remote
+from davsync.client.transport import ConnectionSettings, RemoteError
 
 
 def agreed(world: SyncWorld, n: int = 10) -> dict[str, bytes]:

@@ -22,8 +22,8 @@ from davsync.client import journal as journal_mod
 from davsync.client.engine import RunOptions, run_once
 from davsync.client.execute import SilentReporter
 from davsync.client.plan import Kind, Mode
-from davsync.client.remote import ConnectionSettings
 from davsync.client.results import RunResult
+from davsync.client.transport import ConnectionSettings
 from davsync.server.names import is_internal_name
 
 WRITES = {"PUT", "GET", "MOVE", "DELETE", "MKCOL", "COPY"}

@@ -14,7 +14,7 @@ from conftest import PASSWORDS, wait_until
 from davhelp import md5sum_tool
 
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
+from davsync.client.transport import ConnectionSettings
 
 OC = "{http://owncloud.org/ns}"
 

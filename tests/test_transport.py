@@ -10,7 +10,9 @@ import pytest
 from conftest import free_port
 
 from davsync.client import retry
-from davsync.client.remote import ConnectionSettings, PreconditionFailed, Remote, RemoteError
+from davsync.client.refusals import PreconditionFailed
+from davsync.client.remote import Remote
+from davsync.client.transport import ConnectionSettings, RemoteError
 
 
 @pytest.fixture

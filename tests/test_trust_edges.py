@@ -21,8 +21,8 @@ from synchelp import conflict_copies, md5, read_journal
 
 from davsync.client.plan import RemoteEntry
 from davsync.client.pull import PullOptions, run_pull
-from davsync.client.remote import ConnectionSettings
 from davsync.client.transfer import Downloaded, Raced, move_to_trash, place, stat_entry
+from davsync.client.transport import ConnectionSettings
 
 
 def silent_edit(path: Path, data: bytes) -> None:

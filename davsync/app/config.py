@@ -17,7 +17,7 @@ from typing import Any
 
 import platformdirs
 
-from ..client.remote import RemoteError, normalize_base
+from ..client.transport import RemoteError, normalize_base
 
 DEFAULT_INTERVAL = 30.0
 MIN_INTERVAL = 0.2

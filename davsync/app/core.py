@@ -19,7 +19,7 @@ import keyring.errors
 from ..client import credentials
 from ..client.doctor import Check, run_checks
 from ..client.filters import folder_line
-from ..client.remote import ConnectionSettings
+from ..client.transport import ConnectionSettings
 from . import files, picker, sharing, store
 from .config import AppConfig, ConfigError, FolderPair
 from .discover import LanServers

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from ..client.engine import Engine, RunOptions
 from ..client.plan import TRANSFERS, UPLOADS, Action, Kind
 from ..client.plan import Mode as ClientMode
-from ..client.remote import ConnectionSettings
 from ..client.results import RunResult
+from ..client.transport import ConnectionSettings
 from ..units import human_size
 from . import store
 from .config import FolderPair

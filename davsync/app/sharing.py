@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..client.remote import Remote, one_line
+from ..client.refusals import one_line
+from ..client.remote import Remote
 from ..client.transport import ConnectionSettings, RemoteError
 from .config import FolderPair
 

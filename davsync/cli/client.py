@@ -103,7 +103,7 @@ def _check_ca_cert(ca_cert: Path) -> None:
 
 def _canonical(url: str) -> str:
     """The share URL as every command sends it (one slash between segments, encoded once)."""
-    from ..client.remote import RemoteError, normalize_base
+    from ..client.transport import RemoteError, normalize_base
 
     try:
         return normalize_base(url)
@@ -112,8 +112,7 @@ def _canonical(url: str) -> str:
 
 
 def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool, jobs: int):  # type: ignore[no-untyped-def]
-    from ..client.remote import ConnectionSettings
-    from ..client.transport import env_seconds
+    from ..client.transport import ConnectionSettings, env_seconds
 
     for name in ("DAVSYNC_TIMEOUT", "DAVSYNC_STALL_TIMEOUT"):
         try:
@@ -462,7 +461,9 @@ def login(
         save_password,
         store_available,
     )
-    from ..client.remote import NotAShare, Remote, RemoteError
+    from ..client.refusals import NotAShare
+    from ..client.remote import Remote
+    from ..client.transport import RemoteError
 
     url = _canonical(_share_url(url))  # the key pull and sync look the password up by
     if forget:

@@ -33,7 +33,8 @@ from lxml import etree
 from .. import concurrency
 from ..paxstream import END_OF_ARCHIVE, member_bytes
 from .bundle import features
-from .remote import Remote, RemoteError
+from .remote import Remote
+from .transport import RemoteError
 
 BATCH_FILES = 500
 BATCH_BYTES = 16 * 1024 * 1024

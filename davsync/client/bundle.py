@@ -45,7 +45,7 @@ from ..concurrency import batches, wait_first
 from ..paxstream import BLOCK, MAX_PAX, Member, PaxReader, TarFormatError
 from .journal import Intent, Journal
 from .plan import Action, JournalEntry, Kind, LocalEntry, complete
-from .remote import Remote, RemoteError
+from .remote import Remote
 from .transfer import (
     ChangedOnServer,
     Downloaded,
@@ -58,7 +58,7 @@ from .transfer import (
     stat_entry,
     still_as_judged,
 )
-from .transport import NETWORK_ERRORS
+from .transport import NETWORK_ERRORS, RemoteError
 
 if TYPE_CHECKING:
     from .execute import Context

@@ -32,8 +32,10 @@ from ..checksums import md5_checksum
 from . import blockmemo
 from .bundle import features
 from .plan import RemoteEntry
-from .remote import Remote, RemoteError, Uploaded, _quoted, _write_error, not_held
+from .refusals import not_held, write_error
+from .remote import Remote, Uploaded, quoted_etag
 from .transfer import Downloaded, _discard, _partial_paths, _Pipeline
+from .transport import RemoteError
 
 MIN_SIZE = blockmemo.MIN_SIZE  # smaller files are fetched whole: the block list would not pay
 MAX_SHARE = 0.5  # more than this part of the file to fetch: fetch it whole
@@ -400,7 +402,7 @@ def push(
         body = _DeltaBody(disk, size, block, base, base_size)
         if body.new_bytes > size * MAX_SHARE:
             return None
-        headers = {"Content-Type": "application/x-davsync-delta", "If-Match": _quoted(if_match),
+        headers = {"Content-Type": "application/x-davsync-delta", "If-Match": quoted_etag(if_match),
                    "OC-Checksum": md5_checksum(md5), "Upload-Length": str(size)}  # fmt: skip
         if mtime_ns is not None:
             headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
@@ -419,7 +421,7 @@ def push(
             raise not_held(path, up.entry.md5, md5)
         return up
     if resp.status_code == 412:
-        raise _write_error("PUT", path, resp)
+        raise write_error("PUT", path, resp)
     return None
 
 

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 import requests
 
 from .davxml import PROPFIND_BODY, parse_document
-from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
+from .refusals import NotAShare
+from .remote import Remote
+from .transport import ConnectionSettings, RemoteError
 
 SKEW_LIMIT = 60.0
 

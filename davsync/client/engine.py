@@ -56,12 +56,13 @@ from .plan import (
     learns_ctime,
     reconcile,
 )
-from .remote import ConnectionSettings, NotAShare, Remote, RemoteError
+from .refusals import NotAShare
+from .remote import Remote
 from .results import RunResult
 from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
 from .transfer import LocalWriteError, drop_empty_trash, same_stat, stat_entry
-from .transport import ServerBusy
+from .transport import ConnectionSettings, RemoteError, ServerBusy
 
 STATE_DIR = ".davsync"
 DEFAULT_MAX_DELETE_PERCENT = 50.0  # sync and push: refuse a side's deletions beyond half the tracked files

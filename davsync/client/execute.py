@@ -44,18 +44,8 @@ from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupporte
 from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent, Journal
 from .plan import Action, JournalEntry, JournalOp, Kind, LocalEntry, Plan, RemoteEntry, complete
-from .remote import (
-    NotFound,
-    NotHeld,
-    PreconditionFailed,
-    Remote,
-    RemoteError,
-    SourceChanged,
-    Stopped,
-    not_held,
-    one_line,
-    write_refusal,
-)
+from .refusals import NotFound, NotHeld, PreconditionFailed, SourceChanged, not_held, one_line, write_refusal
+from .remote import Remote
 from .results import Conflict, RunResult, planned_transfers
 from .sides import DavServer, Disk, LocalSide, ServerSide
 from .transfer import (
@@ -68,6 +58,7 @@ from .transfer import (
     path_error,
     same_stat,
 )
+from .transport import RemoteError, Stopped
 
 REPLAN_ROUNDS = 2  # a path refused with 412 is planned again this many times, then reported
 

@@ -133,6 +133,7 @@ class Journal:
     def __init__(self, path: Path | None, before_commit: Callable[[], None] = lambda: None) -> None:
         """`path` None: an empty journal in memory (a dry run on a folder never pulled into writes nothing)."""
         self.before_commit = before_commit
+        new = path is not None and not path.exists()
         if path is not None:
             osfs.make_dirs(path.parent)
         try:
@@ -140,7 +141,7 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-            if path is not None:
+            if new and path is not None:
                 osfs.fsync_dir(path.parent)  # SQLite flushes a new database's folder entry only for its WAL
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(placed)")}
             if "remote_gone" not in columns:  # journals from davsync before this column existed

@@ -10,8 +10,8 @@ from pathlib import Path
 from .engine import STATE_DIR, DestLockedError, Engine, RunOptions, dest_lock, dest_problem, run_once
 from .execute import Reporter, SilentReporter
 from .plan import Mode
-from .remote import ConnectionSettings
 from .results import RunResult
+from .transport import ConnectionSettings
 
 PullOptions = RunOptions  # mode PULL by default
 PullResult = RunResult

@@ -8,15 +8,11 @@ the XML bodies and the multistatus parser are davxml.py. Both are re-exported he
 
 from __future__ import annotations
 
-import hashlib
-import html
-import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
@@ -27,8 +23,6 @@ from ..checksums import md5_checksum
 from . import retry
 from .davxml import (
     MAX_ENTRY_BYTES,
-    MAX_LISTING_BYTES,
-    OC_NS,
     PROPFIND_BODY,
     ROOT_PROPFIND_BODY,
     SYNC_BODY,
@@ -40,98 +34,28 @@ from .davxml import (
     names_a_file,
     parse_document,
     parse_multistatus,
-    safe_parser,
     sync_token,
     xml_escape,
 )
-from .deadline import WATCHDOG
 from .paths import HrefResolver, Skipped, UnsafeHref, nfc, shown, url_segments
 from .plan import RemoteEntry
+from .refusals import (
+    NotAShare,
+    NotFound,
+    ParentMissing,
+    PreconditionFailed,
+    SourceChanged,
+    WriteRefused,
+    not_held,
+    write_error,
+)
 from .transport import (
-    NETWORK_ERRORS,
     BodyReader,
     ConnectionSettings,
     RemoteError,
-    Stopped,
     Transport,
-    normalize_base,
 )
-
-__all__ = [
-    "MAX_LISTING_BYTES",
-    "OC_NS",
-    "PROPFIND_BODY",
-    "ROOT_PROPFIND_BODY",
-    "SYNC_BODY",
-    "Changes",
-    "ConnectionSettings",
-    "FolderListing",
-    "NoSpace",
-    "NotAShare",
-    "NotFound",
-    "ParentMissing",
-    "ParsedEntry",
-    "PreconditionFailed",
-    "RefusedAnswer",
-    "Remote",
-    "RemoteError",
-    "SourceChanged",
-    "Stopped",
-    "SyncTokenInvalid",
-    "SyncUnsupported",
-    "Uploaded",
-    "WriteRefused",
-    "normalize_base",
-    "parse_multistatus",
-    "safe_parser",
-    "split_collisions",
-]
-
-
-class NotAShare(RemoteError):
-    """The server answers, but the URL names nothing that can be mirrored (a file, no folder at
-    all, no WebDAV): a usage error (exit 2), since the fix is in the URL, not the network."""
-
-
-class PreconditionFailed(RemoteError):
-    """412: the server's version is not the one named (If-Match / If-None-Match / Overwrite: F).
-    Re-read the path and plan it again."""
-
-
-class WriteRefused(RemoteError):
-    """403/405 on a write: a read-only account, or a name or place the server refuses."""
-
-
-class NoSpace(RemoteError):
-    """507: the server's disk is full; nothing was replaced."""
-
-
-class ParentMissing(RemoteError):
-    """409 (or a PUT's 404): the parent collection does not exist on the server."""
-
-
-class NotFound(RemoteError):
-    """404 on what a write names as its source (a MOVE of something already gone)."""
-
-
-class NotHeld(RemoteError):
-    """The server answered an upload with another MD5 than the bytes sent: by its own word it
-    does not hold them, so no base may say both sides are equal. Nothing is retried or undone;
-    the next run compares both sides again (a real difference becomes a conflict, both kept)."""
-
-
-def not_held(path: str, reported: str, sent: str) -> NotHeld:
-    return NotHeld(f"the server answered the upload of {shown(path)} with another MD5 ({reported}) than the one sent "
-                   f"({sent}); it is not recorded as synced, and the next run compares both sides again.")  # fmt: skip
-
-
-class SourceChanged(RemoteError):
-    """The local file changed while it was being sent (it shrank, or the server found the body's
-    MD5 differs from the one declared); nothing was replaced. `sent_md5` is what was streamed."""
-
-    def __init__(self, message: str, *, sent_md5: str | None = None, status: int | None = None) -> None:
-        super().__init__(message, status=status)
-        self.sent_md5 = sent_md5
+from .upload_body import SourceFailed, UploadBody
 
 
 @dataclass(frozen=True)
@@ -382,7 +306,7 @@ class Remote:
                 if resp.status_code == 404:
                     return None
                 if resp.status_code != 207:
-                    raise _write_error("PROPFIND", path, resp)
+                    raise write_error("PROPFIND", path, resp)
                 # The response for this href (a server answering more than asked lists others too);
                 # the only one when its href is spelled otherwise (encoding, Unicode form).
                 want = nfc(_comparable_href(url))
@@ -440,14 +364,14 @@ class Remote:
                     raise WriteRefused(
                         f"cannot create the folder {shown(path)} on the server: a file has that name.", status=405
                     )
-            raise _write_error("MKCOL", path, resp)
+            raise write_error("MKCOL", path, resp)
 
         self._retrying(once)
 
     def delete(self, path: str, *, if_match: str | None = None, href: str = "", if_empty: bool = False) -> None:
         """DELETE, only if the server still holds version `if_match`; already gone is success.
         `if_empty`: a folder, only if it is empty (davsync's servers check it; others ignore it)."""
-        headers = {"If-Match": _quoted(if_match)} if if_match else {}
+        headers = {"If-Match": quoted_etag(if_match)} if if_match else {}
         if if_empty:
             headers["X-Davsync-If-Empty"] = "1"
         attempts = 0
@@ -461,7 +385,7 @@ class Remote:
                 return
             if resp.status_code == 412 and attempts > 1 and self.stat(path, href) is None:
                 return  # the first attempt's answer was lost; it did delete
-            raise _write_error("DELETE", path, resp)
+            raise write_error("DELETE", path, resp)
 
         self._retrying(once)
 
@@ -473,7 +397,7 @@ class Remote:
         Returns dst as the server now lists it (None if it vanished meanwhile)."""
         headers = {"Destination": self.url_for(dst), "Overwrite": "T" if overwrite else "F"}
         if if_match:
-            headers["If-Match"] = _quoted(if_match)
+            headers["If-Match"] = quoted_etag(if_match)
         attempts = 0
 
         def once() -> RemoteEntry | None:
@@ -493,7 +417,7 @@ class Remote:
                     "the destination exists or the source changed there meanwhile (412).",
                     status=412,
                 )
-            raise _write_error("MOVE", src, resp)
+            raise write_error("MOVE", src, resp)
 
         return self._retrying(once)
 
@@ -523,7 +447,7 @@ class Remote:
         if mtime_ns is not None:
             headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
         if if_match:
-            headers["If-Match"] = _quoted(if_match)
+            headers["If-Match"] = quoted_etag(if_match)
         if if_none_match:
             headers["If-None-Match"] = "*"
         attempts = 0
@@ -531,10 +455,10 @@ class Remote:
         def once() -> Uploaded:
             nonlocal attempts
             attempts += 1
-            with _Body(osfs.extended_path(source), path, progress, stop) as body:
+            with UploadBody(osfs.extended_path(source), path, progress, stop) as body:
                 try:
                     resp = self.request("PUT", url, data=body if len(body) else b"", headers=headers)
-                except _SourceFailed:  # reading the source, not the network, failed
+                except SourceFailed:  # reading the source, not the network, failed
                     assert body.failure is not None
                     raise body.failure from None
                 resp.close()
@@ -558,7 +482,7 @@ class Remote:
                     raise ParentMissing(
                         f"cannot upload {shown(path)}: its folder does not exist on the server.", status=404
                     )
-                raise _write_error("PUT", path, resp)
+                raise write_error("PUT", path, resp)
 
         return self._retrying(once, safe=bool(if_match or if_none_match))
 
@@ -588,7 +512,6 @@ _REPORT_HEADERS = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8
 _PROPFIND_HEADERS_0 = {"Depth": "0", "Content-Type": "application/xml; charset=utf-8"}
 _PROPFIND_HEADERS_1 = {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"}
 _T = TypeVar("_T")
-UPLOAD_BLOCK = 256 * 1024
 
 
 def _whole_share_list(entries: Iterator[tuple[str, ParsedEntry]]) -> Iterator[tuple[str, ParsedEntry]]:
@@ -599,141 +522,9 @@ def _whole_share_list(entries: Iterator[tuple[str, ParsedEntry]]) -> Iterator[tu
         raise SyncUnsupported(f"{e}; listing folder by folder instead") from None
 
 
-def _quoted(etag: str) -> str:
+def quoted_etag(etag: str) -> str:
     """An ETag as a header wants it: listings give it bare (see _etag), the wire needs quotes."""
     return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
-
-
-def _server_says(resp: requests.Response) -> str:
-    """The server's own one-line reason, from a plain-text or WsgiDAV HTML error page."""
-    try:
-        text = resp.content[:4096].decode("utf-8", "replace")
-    except NETWORK_ERRORS:
-        return ""
-    if "html" in resp.headers.get("Content-Type", ""):
-        found = re.search(r"<p>(.*?)</p>", text, re.S)
-        text = html.unescape(found.group(1)) if found else ""
-    return one_line(text)
-
-
-def one_line(text: str) -> str:
-    """A server's reason as one short printable line ('' when it is not printable text)."""
-    line = " ".join(text.split())[:200].rstrip(". ")
-    return line if line.isprintable() else ""
-
-
-def _write_error(method: str, path: str, resp: requests.Response) -> RemoteError:
-    """A refused write as the RemoteError subclass the caller acts on, in one sentence."""
-    return write_refusal(method, path, resp.status_code, _server_says(resp))
-
-
-def write_refusal(method: str, path: str, status: int, said: str) -> RemoteError:
-    """A write refused with `status` (the server's reason `said`, one line) as the RemoteError
-    subclass the caller acts on, in one sentence; one wording for a PUT and a bulk member."""
-    why = f" (the server says: {said})" if said else ""
-    what = shown(path) or "/"
-    if status == 412:
-        return PreconditionFailed(
-            f"{method} {what} was refused: the server's version changed meanwhile (412); read it again.", status=status
-        )
-    if status in (403, 405):
-        if "read-only" in said.lower():
-            return WriteRefused(
-                f"cannot change {what}: your access to this share is read-only; "
-                "ask the operator for a read-write account.",
-                status=status,
-            )
-        return WriteRefused(f"the server refused {method} of {what} (HTTP {status}){why}.", status=status)
-    if status == 409:
-        return ParentMissing(f"cannot {method} {what}: its parent folder does not exist on the server.", status=status)
-    if status == 507:
-        return NoSpace(f"the server's disk is full: {what} was not written; free space on the server.", status=status)
-    if status == 423:
-        return RemoteError(f"{what} is locked on the server by another client (423); try again later.", status=status)
-    return RemoteError(f"{method} {what} failed: HTTP {status}{why}.", status=status)
-
-
-class _SourceFailed(Exception):
-    """Raised inside the request body so that urllib3 does not take it for a network error
-    (it treats any OSError that way); the real failure is in `_Body.failure`."""
-
-
-class _Body:
-    """A local file as a PUT body: read in blocks, hashed and counted as it is sent.
-
-    Never longer than the file was at opening (a file growing meanwhile is cut there, and its
-    MD5 tells); a file that shrinks fails the request rather than leave the server waiting.
-    """
-
-    def __init__(
-        self,
-        source: Path,
-        path: str,
-        progress: Callable[[int], None] | None,
-        stop: threading.Event | None,
-        start: int = 0,
-        hashing: bool = True,
-    ) -> None:
-        """`start`: the file from this offset on (a resumed upload's rest, client/resume.py);
-        `hashing` False: no MD5 of what is sent (the server checks the whole file's itself)."""
-        self._file = open(source, "rb")  # closed by __exit__
-        self._size = os.fstat(self._file.fileno()).st_size
-        self._start = start
-        self._file.seek(start)
-        self._path = path
-        self._progress = progress
-        self._stop = stop
-        self.sent = start
-        self._hashing = hashing
-        self.digest = hashlib.md5()
-        self.failure: BaseException | None = None
-
-    def __len__(self) -> int:
-        return self._size - self._start
-
-    def __iter__(self) -> Iterator[bytes]:
-        while self.sent < self._size:
-            if self._stop is not None and self._stop.is_set():
-                self._fail(Stopped(f"stopped while uploading {shown(self._path)}; nothing was replaced."))
-            try:
-                block = self._file.read(min(UPLOAD_BLOCK, self._size - self.sent))
-            except OSError as e:
-                self._fail(e)
-            if not block:
-                self._fail(SourceChanged(
-                    f"{shown(self._path)} got shorter while it was being uploaded; nothing was replaced.",
-                    sent_md5=self.digest.hexdigest(),
-                ))  # fmt: skip
-            if self._hashing:
-                self.digest.update(block)
-            self.sent += len(block)
-            if self._progress is not None:
-                self._progress(len(block))
-            WATCHDOG.progress()  # the block before this one went out: the stall deadline starts again
-            yield block
-
-    def tell(self) -> int:
-        return self.sent - self._start
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        """Start over: a login answered with a Digest challenge (or a stale nonce) is sent again,
-        and requests rewinds the body through this; without it the retry would send no bytes."""
-        if (offset, whence) != (0, 0):
-            raise OSError("an upload body can only start over from the beginning")
-        self._file.seek(self._start)
-        self.sent = self._start
-        self.digest = hashlib.md5()
-        return 0
-
-    def _fail(self, failure: BaseException) -> NoReturn:
-        self.failure = failure
-        raise _SourceFailed()
-
-    def __enter__(self) -> _Body:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
 
 
 class SyncTokenInvalid(RemoteError):

@@ -27,16 +27,10 @@ from ..units import human_size
 from . import delta
 from .bundle import features
 from .paths import shown
-from .remote import (
-    RemoteError,
-    SourceChanged,
-    Uploaded,
-    _Body,
-    _quoted,
-    _SourceFailed,
-    _write_error,
-    not_held,
-)
+from .refusals import SourceChanged, not_held, write_error
+from .remote import Uploaded, quoted_etag
+from .transport import RemoteError
+from .upload_body import SourceFailed, UploadBody
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -161,7 +155,7 @@ class _Upload:
             return None
         value = resp.headers.get("Upload-Offset", "")
         if resp.status_code not in (200, 204) or not value.isdigit():
-            raise _write_error("PUT", self.path, resp)
+            raise write_error("PUT", self.path, resp)
         return int(value)
 
     def _cancel(self, url: str) -> None:
@@ -179,7 +173,7 @@ class _Upload:
         if self.mtime_ns is not None:
             headers["X-OC-Mtime"] = str(self.mtime_ns // 1_000_000_000)
         if w.if_match:
-            headers["If-Match"] = _quoted(w.if_match)
+            headers["If-Match"] = quoted_etag(w.if_match)
         if w.if_none_match:
             headers["If-None-Match"] = "*"
         resp = self.remote.request("POST", self.target, data=b"", headers=headers)
@@ -192,7 +186,7 @@ class _Upload:
             now = self.remote.stat(self.path, self.href)
             if now is not None and not now.is_dir and now.md5 == w.md5:
                 return Uploaded(now, w.md5)  # an earlier commit whose answer was lost: it landed
-        raise _write_error("PUT", self.path, resp)
+        raise write_error("PUT", self.path, resp)
 
     # --- the bytes ----------------------------------------------------------------------
 
@@ -211,11 +205,11 @@ class _Upload:
             self._advance(position)
 
         headers = {"Content-Type": PARTIAL, "Upload-Offset": str(offset), "Upload-Complete": "?1"}
-        with _Body(osfs.extended_path(self.source), self.path, on_bytes, self.stop, start=offset,
+        with UploadBody(osfs.extended_path(self.source), self.path, on_bytes, self.stop, start=offset,
                    hashing=False) as body:
             try:
                 resp = self.remote.request("PATCH", url, data=body if len(body) else b"", headers=headers)
-            except _SourceFailed:  # reading the source, not the network, failed
+            except SourceFailed:  # reading the source, not the network, failed
                 assert body.failure is not None
                 raise body.failure from None
             resp.close()
@@ -238,4 +232,4 @@ class _Upload:
                 f"{shown(self.path)} changed while it was being uploaded; the server kept its version.",
                 sent_md5=None, status=400,
             )  # fmt: skip
-        raise _write_error("PUT", self.path, resp)
+        raise write_error("PUT", self.path, resp)

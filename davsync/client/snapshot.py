@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from .journal import Journal
 from .paths import NameRules, Skipped, filter_names
 from .plan import RemoteView
-from .remote import Changes, Remote, RemoteError, SyncTokenInvalid, SyncUnsupported
+from .remote import Changes, Remote, SyncTokenInvalid, SyncUnsupported
+from .transport import RemoteError
 from .walk import walk
 
 

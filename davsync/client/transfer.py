@@ -31,8 +31,9 @@ from ..scan import md5_of_file
 from . import retry
 from .local import SETTLE_S, entry_of_stat
 from .plan import Action, LocalEntry, RemoteEntry, conflict_name, same_ctime
-from .remote import Remote, RemoteError
+from .remote import Remote
 from .retry import Backoff
+from .transport import RemoteError
 
 BLOCK = 1024 * 1024
 SMALL_FILE = 4 * 1024 * 1024  # fetched in one piece; no resume bookkeeping

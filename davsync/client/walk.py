@@ -10,7 +10,8 @@ from ..concurrency import wait_first
 from . import retry
 from .paths import Skipped
 from .plan import RemoteEntry
-from .remote import FolderListing, Remote, RemoteError
+from .remote import FolderListing, Remote
+from .transport import RemoteError
 
 
 def list_with_retries(remote: Remote, folder: str, href: str = "") -> FolderListing:

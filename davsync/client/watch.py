@@ -27,9 +27,9 @@ from .filters import Filter
 from .local import IN_USE
 from .plan import Kind
 from .pull import PullOptions
-from .remote import ConnectionSettings
 from .report import PlainReporter, summary_lines
 from .results import RunResult
+from .transport import ConnectionSettings
 
 if TYPE_CHECKING:
     from .localwatch import LocalWatcher
