@@ -20,9 +20,9 @@ from conftest import PASSWORDS, wait_until
 from davsync import osfs
 from davsync.client import journal as journal_mod
 from davsync.client.engine import RunOptions, run_once
-from davsync.client.execute import SilentReporter
 from davsync.client.plan import Kind, Mode
 from davsync.client.results import RunResult
+from davsync.client.steps import SilentReporter
 from davsync.client.transport import ConnectionSettings
 from davsync.server.names import is_internal_name
 

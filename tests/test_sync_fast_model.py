@@ -25,13 +25,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from davsync.client.execute import Context, Executor, SilentReporter
+from davsync.client.execute import Executor
 from davsync.client.journal import Journal
 from davsync.client.local import scan_local
 from davsync.client.paths import effective_rules
 from davsync.client.plan import Mode, Options, Plan, RemoteView, complete, reconcile
 from davsync.client.remote import Remote
 from davsync.client.results import RunResult
+from davsync.client.steps import Context, SilentReporter
 
 PATHS = ["a.txt", "b.txt", "d/x.txt", "d/y.txt", "d/e/z.txt", "f/w.txt"]
 FOLDERS = ["d", "d/e", "f", "g"]

@@ -61,8 +61,8 @@ from .transfer import (
 from .transport import NETWORK_ERRORS, RemoteError
 
 if TYPE_CHECKING:
-    from .execute import Context
     from .results import RunResult
+    from .steps import Context
 
 MAX_FILE = 1024 * 1024  # files up to this size travel in bundles; larger ones by GET with resume
 BATCH_FILES = 400

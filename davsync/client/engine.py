@@ -36,7 +36,7 @@ from .. import osfs
 from ..exitcodes import Exit
 from .bulk import bulk_upload
 from .bundle import bundled_downloads
-from .execute import Context, Executor, Reporter, SilentReporter
+from .execute import Executor
 from .filters import Filter
 from .journal import Journal, JournalError, write_problem
 from .local import SETTLE_S, LocalScan, look_at, scan_local
@@ -61,6 +61,7 @@ from .remote import Remote
 from .results import RunResult
 from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
+from .steps import Context, Reporter, SilentReporter
 from .transfer import LocalWriteError, drop_empty_trash, same_stat, stat_entry
 from .transport import ConnectionSettings, RemoteError, ServerBusy
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .engine import STATE_DIR, DestLockedError, Engine, RunOptions, dest_lock, dest_problem, run_once
-from .execute import Reporter, SilentReporter
 from .plan import Mode
 from .results import RunResult
+from .steps import Reporter, SilentReporter
 from .transport import ConnectionSettings
 
 PullOptions = RunOptions  # mode PULL by default
