@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -40,8 +42,8 @@ def app_cmd(
     from .main import run_app
 
     try:
-        run_app(config_file, (state_dir or default_state_dir()).expanduser().absolute(), port=port,
-                open_browser=not no_browser, tray=not no_tray, say=typer.echo)  # fmt: skip
+        finished = run_app(config_file, (state_dir or default_state_dir()).expanduser().absolute(), port=port,
+                           open_browser=not no_browser, tray=not no_tray, say=typer.echo)  # fmt: skip
     except ConfigError as e:
         typer.secho(f"davsync: {e}", err=True, fg=typer.colors.RED)
         raise typer.Exit(int(Exit.USAGE)) from None
@@ -49,3 +51,8 @@ def app_cmd(
         typer.secho(f"davsync: cannot start the dashboard on 127.0.0.1:{port}: {e.strerror or e}. "
                     "Choose another --port.", err=True, fg=typer.colors.RED)  # fmt: skip
         raise typer.Exit(int(Exit.USAGE)) from None
+    if not finished:  # Quit ends the process now, not when a server that does not answer times out
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        os._exit(0)

@@ -163,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, body, ctype)
         elif path == "/api/state":
             self._json(self._state())
+        elif path == "/api/tray":
+            self._json(self.dash.app.tray_state())
         elif path == "/api/events":
             self._events()
         elif path.startswith("/api/pairs/") and path.endswith("/trash"):
