@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 import requests
+from apphelp import start_app  # noqa: F401  (fixture)
 
+from davsync.app.config import FolderPair
 from davsync.app.tray import x11_title
 from tests.conftest import wait_until
 
@@ -298,5 +300,46 @@ def test_display_without_a_tray_says_so_opens_the_dashboard_and_quits(app_proces
     assert app.get("/api/tray")["running"] is False
     seconds, out = app.quit_and_time()
     _report(record_property, "display without a tray", seconds)
+    _clean(out)
+    assert app.proc.returncode == 0, out
+
+
+def test_tray_menu_pauses_all_pairs_and_resumes(xvfb, start_app, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The tray's own menu items (as pystray calls them on a click): Pause syncing pauses every
+    pair and the dashboard's state says so; the same item then reads Resume syncing."""
+    screen = xvfb(tray_host=True)
+    monkeypatch.setenv("DISPLAY", screen.name)
+    monkeypatch.setenv("PYSTRAY_BACKEND", "xorg")
+    from davsync.app.tray import start_tray
+
+    running = start_app([FolderPair("http://127.0.0.1:9/", str(tmp_path / "mirror"), interval=0.5)])
+    tray, reason = start_tray(running.app, lambda: None)
+    assert tray is not None, reason
+    try:
+        items = {i.text: i for i in tray.icon.menu.items}
+        items["Pause syncing"](tray.icon)
+        assert running.app.all_paused.is_set()
+        wait_until(lambda: running.state()["all_paused"] and running.pair()["paused"], 10, "the pair to say Paused")
+        assert tray.state()["menu"][2] == "Resume syncing"
+        items["Pause syncing"](tray.icon)  # the same item, now Resume
+        assert not running.app.all_paused.is_set()
+        items["Quit"](tray.icon)
+        assert running.app.quit.is_set()
+    finally:
+        tray.stop()
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="pystray's win32 tray icon (the Windows lane runs this)")
+def test_tray_on_windows_and_quit_exits(app_process, tmp_path: Path, record_property: Any) -> None:
+    folder = tmp_path / "mirror"
+    config = f"[[pair]]\nurl = 'http://127.0.0.1:9/'\nlocal = '{folder.as_posix()}'\ninterval = 0.5\n"
+    app = app_process({}, config=config)
+    app.connect(app.read_until(r"token=").strip())
+    tray = wait_until(lambda: (t := app.get("/api/tray"))["running"] and t, 60, "the tray icon to run")
+    assert tray["backend"] == "win32" and tray["has_menu"] and tray["error"] is None, tray
+    assert tray["menu"] == ["Open dashboard", "Sync now", "Pause syncing", "Open folder", "Quit"]
+    seconds, out = app.quit_and_time()
+    _report(record_property, "tray on Windows", seconds)
     _clean(out)
     assert app.proc.returncode == 0, out
