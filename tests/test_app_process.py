@@ -343,3 +343,45 @@ def test_tray_on_windows_and_quit_exits(app_process, tmp_path: Path, record_prop
     _report(record_property, "tray on Windows", seconds)
     _clean(out)
     assert app.proc.returncode == 0, out
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="the HKCU Run key is the Windows login entry (the Windows lane runs this)")
+def test_the_run_key_starts_the_windowless_app(tmp_path: Path, record_property: Any) -> None:
+    """What `--install-autostart` writes is run as Windows runs it at login: pythonw.exe beside this
+    interpreter, no console; the dashboard is reached through the link file; Quit ends it."""
+    import winreg
+
+    from davsync.app.autostart import NAME, RUN_KEY
+
+    cfg, state = tmp_path / "app.toml", tmp_path / "app-state"
+    cfg.write_text("", encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "davsync", "app", "--install-autostart", "--config", str(cfg),
+                        "--state-dir", str(state)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and NAME in r.stdout, r.stdout + r.stderr
+    try:
+        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, RUN_KEY) as key:
+            line, kind = winreg.QueryValueEx(key, NAME)
+        assert kind == winreg.REG_SZ
+        pythonw = str(Path(sys.executable).with_name("pythonw.exe"))
+        assert line.startswith(subprocess.list2cmdline([pythonw])) and Path(pythonw).exists(), line
+        assert f"-m davsync app --no-browser --config {subprocess.list2cmdline([str(cfg)])}" in line, line
+        proc = subprocess.Popen(line, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            link = state / "dashboard.html"
+            wait_until(link.exists, 60, "the windowless app to write its link file")
+            app = AppProcess(proc, state)
+            app.connect(_url_in(link))
+            started = time.monotonic()
+            r2 = app.session.post(app.base + "/api/quit", json={}, headers={"X-CSRF-Token": app.csrf}, timeout=10)
+            assert r2.status_code == 200
+            proc.wait(QUIT_BOUND)
+            _report(record_property, "Run-key app", time.monotonic() - started)
+            assert proc.returncode == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        r = subprocess.run([sys.executable, "-m", "davsync", "app", "--uninstall-autostart"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "no longer starts" in r.stdout, r.stdout + r.stderr
