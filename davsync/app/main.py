@@ -121,6 +121,7 @@ def run_app(
         pass
     note("Stopping…")
     deadline = time.monotonic() + QUIT_WITHIN
+    app.hub.close()  # first: the tray's follower and open dashboards end their waits at once
     if tray_icon is not None:
         tray_icon.stop()
     app.stop(timeout=max(0.1, deadline - time.monotonic()))
@@ -131,7 +132,8 @@ def run_app(
     for t in busy:  # worker threads of a transfer in flight, which the interpreter would wait for
         t.join(max(0.0, deadline - time.monotonic()))
     finished = not any(t.is_alive() for t in busy)
-    log.info("Stopped." if finished else "Stopped; work in flight was cut short and resumes at the next start.")
+    cut = ", ".join(t.name for t in busy if t.is_alive())
+    log.info("Stopped." if finished else f"Stopped; work in flight ({cut}) was cut short; it resumes next time.")
     handler.close()
     for name in ("davsync", "pystray"):
         logging.getLogger(name).removeHandler(handler)
