@@ -81,7 +81,10 @@ class AppProcess:
             rest, _ = self.proc.communicate(timeout=QUIT_BOUND)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rest, _ = self.proc.communicate()
+            try:
+                rest, _ = self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                rest = "(its output pipe stayed open after the kill)"
             raise AssertionError(f"still running {QUIT_BOUND} s after Quit:\n{''.join(self.lines)}{rest}") from None
         return time.monotonic() - started, "".join(self.lines) + (rest or "")
 

@@ -42,8 +42,8 @@ def app_cmd(
     from .main import run_app
 
     try:
-        finished = run_app(config_file, (state_dir or default_state_dir()).expanduser().absolute(), port=port,
-                           open_browser=not no_browser, tray=not no_tray, say=typer.echo)  # fmt: skip
+        run_app(config_file, (state_dir or default_state_dir()).expanduser().absolute(), port=port,
+                open_browser=not no_browser, tray=not no_tray, say=typer.echo)  # fmt: skip
     except ConfigError as e:
         typer.secho(f"davsync: {e}", err=True, fg=typer.colors.RED)
         raise typer.Exit(int(Exit.USAGE)) from None
@@ -51,8 +51,11 @@ def app_cmd(
         typer.secho(f"davsync: cannot start the dashboard on 127.0.0.1:{port}: {e.strerror or e}. "
                     "Choose another --port.", err=True, fg=typer.colors.RED)  # fmt: skip
         raise typer.Exit(int(Exit.USAGE)) from None
-    if not finished:  # Quit ends the process now, not when a server that does not answer times out
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
-        os._exit(0)
+    # Quit ends the process now: not when a check of a server that does not answer times out (the
+    # interpreter would wait for a transfer's worker threads), and not never (on Windows CPython the
+    # interpreter's own finalisation hung after pystray's win32 icon had run). Everything that keeps
+    # state was closed by run_app, which logs any work in flight that was cut short.
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    os._exit(0)
