@@ -193,8 +193,8 @@ class Tray:
             self._settled.set()
 
     def _setup(self, icon: object) -> None:
-        """pystray's setup thread: show the icon, then keep it following the state from this one
-        thread (xorg's icon deadlocked now and then when a second thread updated it)."""
+        """pystray's setup thread (its place for work beside the loop): show the icon, then keep
+        it following the state, so only this one thread ever updates it."""
         self.icon.visible = True
         self.ready.set()
         self._settled.set()
