@@ -41,6 +41,15 @@ def linux_tool(tool: str, args: list[str], data: bytes | None) -> bytes:
     return base64.b64decode(answer["stdout"])
 
 
+def put_on_server(root: Path, name: str, data: bytes) -> None:
+    """Write a file into a served root. On the Windows lane the broker writes it on the Linux side,
+    so a name Windows cannot hold (a:b.txt, CON.txt, a case or NFC/NFD twin) exists as on a Pi."""
+    if not brokered():
+        (root / name).write_bytes(data)
+        return
+    _ask("put", root=str(root), name=name, data=base64.b64encode(data).decode())
+
+
 class BrokeredServer:
     scheme = "http"
 

@@ -335,7 +335,7 @@ def test_app_command_prints_the_url_and_quits_on_signal(tmp_path: Path) -> None:
         assert url.startswith("http://127.0.0.1:")
         assert requests.get(url.split("?")[0], timeout=10).status_code == 403
         assert requests.get(url, timeout=10).status_code == 200
-        assert "No tray icon: no graphical display" in lines[-1]
+        assert "No tray icon (no graphical display)" in lines[-1]
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)

@@ -141,12 +141,7 @@ def test_one_credential_per_share_however_the_url_is_typed(url: str) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_task_script_keeps_no_password_and_runs_windowless_on_battery() -> None:
-    script = (ROOT / "deploy" / "davsync-pull-task.ps1").read_text()
-    assert "PtrToStringAuto" not in script and 'SetEnvironmentVariable("DAVSYNC_PASSWORD", $plain' not in script
-    assert "login $Url --user $User" in script
-    assert "-AllowStartIfOnBatteries" in script
-    assert "New-ScheduledTaskAction -Execute $davsyncw" in script and "--log-file" in script
+def test_davsyncw_is_the_windowless_entry_point() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -55,6 +57,14 @@ def app_cmd(
         typer.secho(f"davsync: cannot start the dashboard on 127.0.0.1:{port}: {e.strerror or e}. "
                     "Choose another --port.", err=True, fg=typer.colors.RED)  # fmt: skip
         raise typer.Exit(int(Exit.USAGE)) from None
+    # Quit ends the process now: not when a check of a server that does not answer times out (the
+    # interpreter would wait for a transfer's worker threads), and not never (on Windows CPython the
+    # interpreter's own finalisation hung after pystray's win32 icon had run). Everything that keeps
+    # state was closed by run_app, which logs any work in flight that was cut short.
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    os._exit(0)
 
 
 def _open_running(state_dir: Path, *, browser: bool) -> None:

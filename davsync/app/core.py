@@ -57,6 +57,7 @@ class App:
         self._lock = threading.RLock()  # one command at a time changes config and runners
         self.quit = threading.Event()
         self.lan = LanServers()  # servers announcing themselves, for the Add form (started when it asks)
+        self.tray_state: Callable[[], dict[str, object]] = _no_tray  # the tray's, once one runs
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -76,13 +77,18 @@ class App:
     def _password(self, pair: FolderPair) -> str | None:
         return credentials.load_password(pair.url, pair.user) if pair.user else None
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every pair's loop, waiting at most `timeout` in all: every run in flight is told
+        at once, so one slow pair (a server that does not answer) does not hold up the others."""
         self.hub.close()  # first: open dashboards learn at once that the app is going away
         self.lan.stop()
         with self._lock:
             runners = list(self.runners.values())
+        deadline = time.monotonic() + timeout
         for r in runners:
-            r.stop()
+            r.stop(timeout=0)
+        for r in runners:
+            r.join(max(0.0, deadline - time.monotonic()))
 
     def reload_if_changed(self) -> bool:
         """Pick up a hand edit of the config file: start new pairs, restart changed ones, stop
@@ -442,6 +448,10 @@ class App:
             return {"ok": False, "detail": f"{path} is not a full path: start it at a drive or at /."}
         check = _local_check(dest)
         return {"ok": check["ok"], "detail": check["detail"]}
+
+
+def _no_tray() -> dict[str, object]:
+    return {"backend": None, "running": False, "has_menu": False, "menu": [], "title": "", "error": None}
 
 
 def _save_password(pair: FolderPair, password: str) -> None:

@@ -359,7 +359,10 @@ class PairRunner:
         if self._mode is not None:
             self._mode.stop()
         self._wake.set()
-        if self._thread.is_alive():
+        self.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive() and timeout > 0:
             self._thread.join(timeout)
 
     def run_once_with(self, choice: str) -> bool:

@@ -178,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, body, ctype)
         elif path == "/api/state":
             self._json(self._state())
+        elif path == "/api/tray":
+            self._json(self.dash.app.tray_state())
         elif path == "/api/events":
             self._events()
         elif path == "/api/discover":
@@ -251,6 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path == "/api/login-code":
             self._login_code()
             return
+        if urlsplit(self.path).path == "/login":
+            self._login_with_secret()
+            return
         gated = self._gate()
         if gated is None:
             return
@@ -279,6 +284,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(HTTPStatus.NOT_FOUND, "No such command.")
             return
         self._command(route)
+
+    def _login_with_secret(self) -> None:
+        """The link file in the state dir (main.write_link; user-only, for a user with no tray and
+        no console) posts the secret here: the cookie is set, and the page then moves on to the
+        dashboard itself, so the SameSite=Strict cookie goes with that same-origin navigation."""
+        self.close_connection = True
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        form = parse_qs(self.rfile.read(length).decode("ascii", "replace")) if 0 < length <= 1024 else {}
+        secret = form.get("secret", [""])[0]
+        if not self._host_ok() or not hmac.compare_digest(secret, self.dash.token):
+            self._refuse(HTTPStatus.FORBIDDEN, f"This dashboard file is from an app no longer running: {AGAIN}.")
+            return
+        body = b'<!doctype html><meta charset=utf-8><meta http-equiv="refresh" content="0; url=/"><title>davsync'
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Set-Cookie", f"{self.dash.cookie}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/")
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.end_headers()
+        self.wfile.write(body)
 
     def _login_code(self) -> None:
         """`davsync app --open` asks here for a fresh link, with the secret from the user-only

@@ -139,6 +139,18 @@ def tool(req: dict[str, Any]) -> dict[str, Any]:
     return {"stdout": base64.b64encode(r.stdout).decode(), "returncode": r.returncode}
 
 
+def put(req: dict[str, Any]) -> dict[str, Any]:
+    """Write a file into a served root on the Linux side: names Windows cannot hold (a:b, CON.txt,
+    two names differing only by case or Unicode normalisation) exist only on the server."""
+    root = linux_path(req["root"])
+    target = root / req["name"]
+    if ".." in Path(req["name"]).parts or Path(req["name"]).is_absolute():
+        raise ValueError(f"{req['name']!r} is not a name inside the root")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(base64.b64decode(req["data"]))
+    return {}
+
+
 def stop(req: dict[str, Any]) -> dict[str, Any]:
     with LOCK:
         served = SERVERS.pop(req["id"], None)
@@ -149,7 +161,7 @@ def stop(req: dict[str, Any]) -> dict[str, Any]:
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        actions = {"/start": start, "/indexed": indexed, "/stop": stop, "/tool": tool}
+        actions = {"/start": start, "/indexed": indexed, "/stop": stop, "/tool": tool, "/put": put}
         try:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             answer, code = actions[self.path](body), 200

@@ -150,8 +150,11 @@ make_interpreter() (  # $1 = 3.11 | 3.12; sets nothing, prints the prefix dir on
       --find-links "$local_wheels" pip
     wpy -m pip install -q --no-warn-script-location --no-index --find-links "$local_wheels" -r "$(winpath "$WORK/requirements-win-$ver.txt")"
     # marked ready only when it works (wpy's output is a pipe, so ask for a sentinel, not a status)
-    wpy -c "import pytest, xdist, pytest_timeout, keyrings.alt, watchdog, lxml; print('interpreter-ok')" \
-      | tee /dev/stderr | grep '^interpreter-ok' >/dev/null || { echo "the $ver interpreter could not be set up" >&2; exit 1; }
+    # (not `tee /dev/stderr`: with the lane's output in a file, that reopens it at offset 0 and
+    # overwrites what the lane printed before)
+    ok=$(wpy -c "import pytest, xdist, pytest_timeout, keyrings.alt, watchdog, lxml; print('interpreter-ok')")
+    echo "$ok" >&2
+    grep -q '^interpreter-ok' <<<"$ok" || { echo "the $ver interpreter could not be set up" >&2; exit 1; }
     wineserver -w
     touch "$PY/.davsync-ready"
   fi
