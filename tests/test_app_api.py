@@ -474,7 +474,7 @@ def test_no_credential_store_means_nothing_saved(share, start_app, tmp_path: Pat
         running = start_app()
         c = running.client()
         r = c.post("/api/pairs", add_form(share, tmp_path / "m", save=True))
-        assert r.status_code == 409 and "credential store" in r.json()["error"]
+        assert r.status_code == 409 and "password store" in r.json()["error"]
         assert not running.config_file.exists() and running.state()["pairs"] == []
     finally:
         keyring.set_keyring(before)

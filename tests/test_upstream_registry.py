@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -148,15 +149,23 @@ def test_webdavclient3_client_holds_what_the_transport_reads() -> None:
 
 
 @pytest.mark.contract("pystray")
-def test_pystray_takes_what_the_tray_passes() -> None:
+def test_pystray_takes_what_the_tray_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Checked on the classes' signatures: building an Icon needs a desktop session, which the
     tray tests have (Xvfb on Linux, the Windows lane)."""
-    pystray: Any = pytest.importorskip("pystray", reason="pystray is the `tray` extra on Linux")
-    icon = inspect.signature(pystray.Icon.__init__).parameters
-    assert list(icon)[:5] == ["self", "name", "icon", "title", "menu"]
-    item = inspect.signature(pystray.MenuItem.__init__).parameters
-    assert {"text", "action", "checked", "default"} <= set(item)
-    for name in ("icon", "title"):
-        prop = inspect.getattr_static(pystray.Icon, name)
-        assert isinstance(prop, property) and prop.fset is not None, f"Icon.{name} can no longer be set"
-    assert callable(pystray.Icon.run_detached) and callable(pystray.Icon.stop)
+    fresh = "pystray" not in sys.modules
+    if fresh:  # its backend is chosen at import: the dummy one needs no desktop (and is dropped after)
+        monkeypatch.setenv("PYSTRAY_BACKEND", "dummy")
+    try:
+        pystray: Any = pytest.importorskip("pystray", reason="pystray is the `tray` extra on Linux")
+        icon = inspect.signature(pystray.Icon.__init__).parameters
+        assert list(icon)[:5] == ["self", "name", "icon", "title", "menu"]
+        item = inspect.signature(pystray.MenuItem.__init__).parameters
+        assert {"text", "action", "checked", "default"} <= set(item)
+        for name in ("icon", "title"):
+            prop = inspect.getattr_static(pystray.Icon, name)
+            assert isinstance(prop, property) and prop.fset is not None, f"Icon.{name} can no longer be set"
+        assert callable(pystray.Icon.run_detached) and callable(pystray.Icon.stop)
+    finally:
+        if fresh:
+            for module in [m for m in sys.modules if m == "pystray" or m.startswith("pystray.")]:
+                del sys.modules[module]
