@@ -355,7 +355,8 @@ def status(
     skipped names, errors, server changes push would not overwrite)."""  # fmt: skip
     import json
 
-    from ..client.engine import RunOptions, last_delete, last_mode, run_once
+    from ..client.dest import last_delete, last_mode
+    from ..client.engine import RunOptions, run_once
     from ..client.plan import Mode
     from ..client.report import plan_lines, problem_lines
 

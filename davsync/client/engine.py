@@ -23,8 +23,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -33,9 +33,10 @@ from .. import osfs
 from ..exitcodes import Exit
 from .bulk import bulk_upload
 from .bundle import bundled_downloads
+from .dest import DestLockedError, delete_key, dest_lock, dest_problem
 from .execute import Executor
 from .filters import Filter
-from .journal import Journal, JournalError, write_problem
+from .journal import Journal, JournalError, journal_failure
 from .local import SETTLE_S, LocalScan, look_at, scan_local
 from .paths import NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
@@ -52,6 +53,7 @@ from .plan import (
     learns_ctime,
     reconcile,
 )
+from .plan.compare import under
 from .recovery import InFlight
 from .refusals import NotAShare
 from .remote import Remote
@@ -84,69 +86,6 @@ class RunOptions:
     # sync: put back what a deletion guard held, once: planned as after a lost journal (no shared
     # history, nothing deleted, each side filled from the other; differing files kept both ways)
     restore: bool = False
-
-
-class DestLockedError(Exception):
-    pass
-
-
-@contextmanager
-def dest_lock(state_dir: Path) -> Iterator[None]:
-    """One run at a time per DEST (a watch and a scheduled pull must not interleave)."""
-    osfs.make_dirs(state_dir)
-    osfs.hide(state_dir)
-    try:
-        with osfs.exclusive_lock(state_dir / "lock"):
-            yield
-    except osfs.DestLocked:
-        raise DestLockedError(
-            f"another davsync pull, sync or watch is running on {osfs.display_path(state_dir.parent)}; "
-            "wait for it or stop it."
-        ) from None
-
-
-def dest_problem(dest: Path, *, writing: bool, mode: Mode = Mode.PULL) -> tuple[str, Exit] | None:
-    """What stops DEST from being synced into, said plainly, before anything is asked or made.
-    push's SRC must be a folder that is there: push only sends, so a mistyped path must not
-    become a new empty folder (nor, with --delete, an empty share)."""
-    if mode == Mode.PUSH and not dest.is_dir():
-        if dest.exists():
-            return f"SRC {dest} is a file, not a folder; push sends a folder, so give its path.", Exit.USAGE
-        return f"SRC {dest} does not exist; push sends a folder that is there, so check the path.", Exit.USAGE
-    if dest.exists() and not dest.is_dir():
-        return f"{dest} is a file, not a folder: give a folder to sync into (it is created if missing).", Exit.USAGE
-    if not writing:
-        return None
-    existing = dest
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"cannot create {dest}: {existing} is a file, not a folder.", Exit.USAGE
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = f"{dest} is not writable" if existing == dest else f"cannot create {dest}: {existing} is not writable"
-        return f"{what} (permission denied): choose another folder or fix its permissions.", Exit.LOCAL
-    return None
-
-
-def last_mode(dest: Path) -> Mode:
-    """The command last run on DEST (sync, push, or pull), read without creating anything."""
-    from .journal import peek_meta
-
-    value = peek_meta(Path(os.path.abspath(dest)) / STATE_DIR / "state.db", "last_mode")
-    return Mode(value) if value in ("sync", "push") else Mode.PULL
-
-
-def _delete_key(mode: Mode) -> str:
-    return f"{mode.value}_delete"
-
-
-def last_delete(dest: Path, mode: Mode) -> bool:
-    """Whether the last run of this command on DEST had --delete (status views it as it ran)."""
-    from .journal import peek_meta
-
-    if mode == Mode.SYNC:
-        return False  # sync always propagates deletions; the flag is pull's and push's
-    return peek_meta(Path(os.path.abspath(dest)) / STATE_DIR / "state.db", _delete_key(mode)) == "1"
 
 
 class Engine:
@@ -244,7 +183,7 @@ class Engine:
             except LocalWriteError as e:
                 _fatal(result, str(e), Exit.LOCAL)
             except sqlite3.OperationalError as e:
-                _fatal(result, _journal_failed(self.state_dir, e), Exit.LOCAL)
+                _fatal(result, journal_failure(self.state_dir, e), Exit.LOCAL)
             except KeyboardInterrupt:
                 self.stop.set()  # in-flight transfers stop at their next block; the journal is kept
                 raise
@@ -254,20 +193,11 @@ class Engine:
                     journal.close()
                 except sqlite3.OperationalError as e:
                     if result.fatal is None:
-                        _fatal(result, _journal_failed(self.state_dir, e), Exit.LOCAL)
+                        _fatal(result, journal_failure(self.state_dir, e), Exit.LOCAL)
                 result.requests_sent = self.remote.requests_sent
         # A fatal error also sets `stop` (to end the other workers); only a stop nobody failed for is an interruption.
         result.interrupted = self.stop.is_set() and result.fatal is None
         return result
-
-
-def _journal_failed(state_dir: Path, e: sqlite3.OperationalError) -> str:
-    if "full" in str(e):
-        return "disk full while recording progress. Free some space and run again; it resumes."
-    cannot = write_problem(state_dir)
-    if cannot is not None:
-        return cannot
-    return f"could not write the state file {state_dir / 'state.db'} ({e}); check that folder and run again."
 
 
 def _remote_failed(result: RunResult, e: RemoteError) -> RunResult:
@@ -353,7 +283,7 @@ class _Run:
         # push given --delete or not since the last push: the changes since then do not show what
         # it now covers (a server-only file push --delete reports: it has no journal row, unlike
         # a deletion pull kept, which pull remembers), so look at everything once.
-        stored_delete = self.journal.get_meta(_delete_key(opts.mode))
+        stored_delete = self.journal.get_meta(delete_key(opts.mode))
         flag_changed = opts.mode == Mode.PUSH and stored_delete not in (None, "1" if opts.delete else "0")
         snap = remote_snapshot(
             self.remote, self.journal, jobs=opts.jobs, excluded=self.filter.excluded, rules=self.engine.rules,
@@ -393,7 +323,7 @@ class _Run:
             remember_skipped(self.journal, snap, self.engine.rules, self.fold_case)
         if two_way:
             self.journal.set_meta("last_mode", opts.mode.value)
-        self.journal.set_meta(_delete_key(opts.mode), "1" if opts.delete else "0")
+        self.journal.set_meta(delete_key(opts.mode), "1" if opts.delete else "0")
 
     def _plan_two_way(self, snap: RemoteSnapshot, stored_token: str | None, write: bool) -> Plan:
         """Sync and push: the whole journal is the base and the whole local folder is scanned;
@@ -405,7 +335,7 @@ class _Run:
             if not self.local_paths and not snap.view.entries and not snap.view.removed:
                 return Plan()  # nothing changed on either side: the idle round of a watch
             base = self._rows_for(self.local_paths | snap.touched)
-            paths = self.local_paths | {p for p in base if any(_under(p, q) for q in self.local_paths)}
+            paths = self.local_paths | {p for p in base if any(under(p, q) for q in self.local_paths)}
             scan = self._local(base, paths)
             tracked = self.journal.count_files()
         else:
@@ -594,10 +524,6 @@ class _Run:
             excluded=self._excluded(here),
             tracked_files=self.journal.count_files(),
         )  # fmt: skip
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder + "/")
 
 
 def _at_or_under(path: str, folders: set[str]) -> bool:

@@ -326,3 +326,13 @@ def peek_meta(db: Path, key: str) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row else None
+
+
+def journal_failure(state_dir: Path, e: sqlite3.OperationalError) -> str:
+    """What a failed write of the state file means, in one sentence (never 'damaged' when it is not)."""
+    if "full" in str(e):
+        return "disk full while recording progress. Free some space and run again; it resumes."
+    cannot = write_problem(state_dir)
+    if cannot is not None:
+        return cannot
+    return f"could not write the state file {state_dir / 'state.db'} ({e}); check that folder and run again."

@@ -7,7 +7,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .engine import STATE_DIR, DestLockedError, Engine, RunOptions, dest_lock, dest_problem, run_once
+from .dest import DestLockedError, dest_lock, dest_problem
+from .engine import STATE_DIR, Engine, RunOptions, run_once
 from .plan import Mode
 from .results import RunResult
 from .steps import Reporter, SilentReporter
