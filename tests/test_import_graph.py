@@ -139,3 +139,9 @@ def test_each_module_imports_alone() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_module_is_under_600_lines() -> None:
+    """A module a newcomer reads in one sitting (issue 26); split by concept when one grows past it."""
+    sizes = {p.relative_to(PACKAGE).as_posix(): p.read_text(encoding="utf-8").count("\n") for p in PACKAGE.rglob("*.py")}
+    assert len(sizes) > 100 and not {m: n for m, n in sizes.items() if n > 600}
