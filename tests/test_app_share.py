@@ -128,10 +128,20 @@ def test_a_refusal_is_one_sentence_on_the_page(start_share, start_app, memory_ke
     credentials.save_password(share.url, "bob", PASSWORDS["bob"])
     dest = tmp_path / "Music mirror"
     running = start_app([FolderPair(share.url, str(dest), user="bob", interval=0.3)])
+    wait_until(lambda: running.pair()["state"] == "ok", 60, "the first sync")  # as a user finds it: settled
     driver.get(running.dash.login_url())
-    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".pair"), 15, "the pair's card")
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".pair"), 30, "the pair's card")
     driver.find_element(By.CSS_SELECTOR, ".share-panel summary").click()
-    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, '.browse li[data-path="Music"] .share'), 15, "listing")
+    shown: list[str] = []
+
+    def listed() -> bool:
+        shown[:] = [li.text for li in driver.find_elements(By.CSS_SELECTOR, ".browse li")]
+        return bool(driver.find_elements(By.CSS_SELECTOR, '.browse li[data-path="Music"] .share'))
+
+    try:
+        wait_until(listed, 45, "the server's folder listed")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the panel shows: {shown}") from None
     driver.find_element(By.CSS_SELECTOR, '.browse li[data-path="Music"] .share').click()
     driver.find_element(By.CSS_SELECTOR, ".share-form .make-link").click()
     wait_until(lambda: "read-only" in driver.find_element(By.ID, "message").text, 15, "the refusal")
