@@ -135,8 +135,9 @@ def test_a_refusal_is_one_sentence_on_the_page(start_share, start_app, memory_ke
     shown: list[str] = []
 
     def listed() -> bool:
-        shown[:] = [li.text for li in driver.find_elements(By.CSS_SELECTOR, ".browse li")]
-        return bool(driver.find_elements(By.CSS_SELECTOR, '.browse li[data-path="Music"] .share'))
+        # read at once in the page (the list may be replaced between two WebDriver calls)
+        shown[:] = driver.execute_script("return [...document.querySelectorAll('.browse li')].map(li => li.textContent)")
+        return bool(driver.execute_script("return !!document.querySelector('.browse li[data-path=\"Music\"] .share')"))
 
     try:
         wait_until(listed, 45, "the server's folder listed")
