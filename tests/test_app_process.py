@@ -168,6 +168,11 @@ def test_no_display_one_sentence_and_quit_exits(app_process, record_property: An
     assert not link.exists()  # the token in it died with the app
 
 
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="on Windows the real pythonw.exe is run by the Run-key test; this stand-in (python.exe with its "
+    "streams closed) hung at exit under wine's 3.12 with its pipe outliving a kill",
+)
 def test_windowless_app_says_where_the_dashboard_is(app_process, record_property: Any) -> None:
     """Under pythonw there is no console: the log in the state dir names the link file, and that
     file opens the dashboard."""
