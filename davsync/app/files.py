@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..client.pull import STATE_DIR
+from ..client.paths import STATE_DIR_NAME
 
 TRASH_LIMIT = 1000
 PREVIEW_TEXT = 20_000  # characters of a text file shown in a preview
@@ -33,7 +33,7 @@ def inside(dest: Path, rel: str) -> Path:
     parts = PurePosixPath(rel).parts
     if not rel or rel.startswith("/") or "\\" in rel or ".." in parts or "\0" in rel or not parts:
         raise ActionError(f"{rel!r} is not a path inside the folder.")
-    if parts[0].casefold() == STATE_DIR:
+    if parts[0].casefold() == STATE_DIR_NAME:
         raise ActionError(f"{rel!r} is inside davsync's own state folder.")
     return dest.joinpath(*parts)
 
@@ -67,11 +67,11 @@ def _stamp() -> str:
 def to_trash(dest: Path, rel: str, stamp: str | None = None) -> str:
     src = inside(dest, rel)
     stamp = stamp or _stamp()
-    target = dest / STATE_DIR / "trash" / stamp / rel
+    target = dest / STATE_DIR_NAME / "trash" / stamp / rel
     n = 1
     while target.exists():
         n += 1
-        target = dest / STATE_DIR / "trash" / f"{stamp}-{n}" / rel
+        target = dest / STATE_DIR_NAME / "trash" / f"{stamp}-{n}" / rel
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, target)
@@ -111,7 +111,7 @@ def resolve_conflict(dest: Path, conflict: dict[str, Any], choice: str) -> str:
 
 def list_trash(dest: Path) -> list[dict[str, Any]]:
     """Every file davsync moved aside, newest first."""
-    root = dest / STATE_DIR / "trash"
+    root = dest / STATE_DIR_NAME / "trash"
     items: list[dict[str, Any]] = []
     if not root.is_dir():
         return items
@@ -147,7 +147,7 @@ def restore(dest: Path, item_id: str) -> str:
     batch, _, rel = item_id.partition("/")
     if not batch or "/" in batch or batch in (".", ".."):
         raise ActionError(f"{item_id!r} is not an item of the trash.")
-    src = inside(dest / STATE_DIR / "trash" / batch, rel)
+    src = inside(dest / STATE_DIR_NAME / "trash" / batch, rel)
     if not src.is_file():
         raise ActionError(f"{rel} is no longer in the trash.")
     target = inside(dest, rel)
@@ -163,7 +163,7 @@ def restore(dest: Path, item_id: str) -> str:
         os.replace(src, target)
     except OSError as e:
         raise ActionError(f"could not restore {rel}: {e.strerror}.") from None
-    _prune_empty(src.parent, dest / STATE_DIR / "trash")
+    _prune_empty(src.parent, dest / STATE_DIR_NAME / "trash")
     return f"Restored {target.relative_to(dest).as_posix()}."
 
 

@@ -38,7 +38,7 @@ from .execute import Executor
 from .filters import Filter
 from .journal import Journal, JournalError, journal_failure
 from .local import SETTLE_S, LocalScan, look_at, scan_local
-from .paths import NameRules, case_insensitive, effective_rules, nfc
+from .paths import STATE_DIR_NAME, NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
     JournalEntry,
@@ -64,7 +64,6 @@ from .steps import Context, Reporter, SilentReporter
 from .transfer import LocalWriteError, drop_empty_trash
 from .transport import ConnectionSettings, RemoteError, ServerBusy
 
-STATE_DIR = ".davsync"
 DEFAULT_MAX_DELETE_PERCENT = 50.0  # sync and push: refuse a side's deletions beyond half the tracked files
 BUSY_WAIT = 300.0  # seconds a run waits for a server that asks to (503 + Retry-After) before it gives up
 
@@ -103,7 +102,7 @@ class Engine:
         # Files are placed through the long-path form on Windows (no 260-character limit);
         # the journal keeps the plain path, which SQLite opens everywhere.
         self.dest = osfs.extended_path(dest)
-        self.state_dir = Path(os.path.abspath(dest)) / STATE_DIR
+        self.state_dir = Path(os.path.abspath(dest)) / STATE_DIR_NAME
         self.options = options
         self.reporter: Reporter = reporter or SilentReporter()
         self.rules: NameRules = effective_rules(options.name_rules)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .dest import DestLockedError, dest_lock, dest_problem
-from .engine import STATE_DIR, Engine, RunOptions, run_once
+from .engine import Engine, RunOptions, run_once
 from .plan import Mode
 from .results import RunResult
 from .steps import Reporter, SilentReporter
@@ -30,6 +30,6 @@ def run_pull(
 
 
 __all__ = [
-    "STATE_DIR", "DestLockedError", "Puller", "PullOptions", "PullResult", "Reporter", "SilentReporter",
+    "DestLockedError", "Puller", "PullOptions", "PullResult", "Reporter", "SilentReporter",
     "dest_lock", "dest_problem", "run_pull",
 ]  # fmt: skip

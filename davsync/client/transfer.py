@@ -30,6 +30,7 @@ from ..oserrors import is_disk_full, is_not_permitted
 from ..scan import md5_of_file
 from . import retry
 from .local import SETTLE_S, entry_of_stat
+from .paths import STATE_DIR_NAME
 from .plan import Action, LocalEntry, RemoteEntry, conflict_name, same_ctime
 from .remote import Remote
 from .retry import Backoff
@@ -514,7 +515,7 @@ def place(
             osfs.replace(got.partial, target)
         dir_changed(target.parent)
         if got.partial.suffix == ".part":
-            discard_partial(dest / ".davsync", rel)
+            discard_partial(dest / STATE_DIR_NAME, rel)
         after = stat_entry(target)
         if after is not None and (after.size, after.mtime_ns, after.ino) == (placed.size, placed.mtime_ns, placed.ino):
             placed = after
@@ -525,7 +526,7 @@ def place(
         err = path_error(e, f"placing {rel}", target)
         if isinstance(err, PathWriteError):
             _discard(got.partial)
-            discard_partial(dest / ".davsync", rel)
+            discard_partial(dest / STATE_DIR_NAME, rel)
         raise err from None
     return placed
 
@@ -571,7 +572,7 @@ def judged_with_md5(a: Action, local: LocalEntry | None) -> LocalEntry | None:
 def drop_empty_trash(dest: Path, run_stamp: str) -> None:
     """Remove the run's trash folders nothing was moved into (a deletion deferred because the file
     was in use made them). Called once the run's workers are done, so no move is racing it."""
-    top = dest / ".davsync" / "trash" / run_stamp
+    top = dest / STATE_DIR_NAME / "trash" / run_stamp
     for folder, _dirs, _files in os.walk(top, topdown=False):
         try:
             os.rmdir(folder)
@@ -583,7 +584,7 @@ def move_to_trash(dest: Path, rel: str, expected: LocalEntry | None, run_stamp: 
     src = dest / rel
     if not still_as_judged(src, expected)[0]:
         raise Raced(f"{rel} changed locally during the run; not deleted")
-    target = dest / ".davsync" / "trash" / run_stamp / rel
+    target = dest / STATE_DIR_NAME / "trash" / run_stamp / rel
     try:
         osfs.make_dirs(target.parent)
         osfs.rename(src, target)
