@@ -168,3 +168,40 @@ def test_a_name_with_spaces_and_non_ascii_letters(share) -> None:
     assert resp.status_code == 201, resp.text
     assert patch(share, resp.headers["Location"], 0, DATA, complete=True).status_code == 201
     assert (share.root / "Vidéos 2026" / "für Oma + Opa.bin").read_bytes() == DATA
+
+
+def test_the_md5_may_come_with_the_last_part(share) -> None:
+    """One pass on the client (hash while sending): the session is made without an MD5 and the
+    last, empty part carries it; the commit still checks it and the precondition."""
+    location = create(share, "/onepass.bin", **{"OC-Checksum": "", "If-None-Match": "*"}).headers["Location"]
+    assert patch(share, location, 0, DATA, complete=False).status_code == 204
+    headers = {"Content-Type": "application/partial-upload", "Upload-Offset": str(len(DATA)),
+               "Upload-Complete": "?1", "OC-Checksum": f"MD5:{MD5}"}  # fmt: skip
+    done = share.request("PATCH", location, headers=headers, data=b"")
+    assert done.status_code == 201, done.text
+    assert done.headers["OC-Checksum"] == f"MD5:{MD5}"
+    assert (share.root / "onepass.bin").read_bytes() == DATA
+
+
+def test_an_md5_at_the_last_part_that_does_not_match_places_nothing(share) -> None:
+    location = create(share, "/onepass-bad.bin", **{"OC-Checksum": ""}).headers["Location"]
+    assert patch(share, location, 0, DATA, complete=False).status_code == 204
+    wrong = hashlib.md5(DATA + b"x").hexdigest()
+    headers = {"Content-Type": "application/partial-upload", "Upload-Offset": str(len(DATA)),
+               "Upload-Complete": "?1", "OC-Checksum": f"MD5:{wrong}"}  # fmt: skip
+    refused = share.request("PATCH", location, headers=headers, data=b"")
+    assert refused.status_code == 400, refused.text
+    assert not (share.root / "onepass-bad.bin").exists()
+    assert share.request("HEAD", location).status_code == 404  # the session ended: its bytes are gone
+    assert not list((share.state_dir / "uploads").iterdir())
+
+
+def test_an_md5_at_the_last_part_must_agree_with_the_first(share) -> None:
+    location = create(share, "/twice.bin").headers["Location"]  # made with the right MD5
+    assert patch(share, location, 0, DATA, complete=False).status_code == 204
+    other = hashlib.md5(b"other").hexdigest()
+    headers = {"Content-Type": "application/partial-upload", "Upload-Offset": str(len(DATA)),
+               "Upload-Complete": "?1", "OC-Checksum": f"MD5:{other}"}  # fmt: skip
+    refused = share.request("PATCH", location, headers=headers, data=b"")
+    assert refused.status_code == 400, refused.text
+    assert not (share.root / "twice.bin").exists()

@@ -17,10 +17,11 @@ WebDAV clients never send these headers and see ordinary PUT.
   `Upload-Offset` (409 with the server's `Upload-Offset` when it differs) and
   `Upload-Complete`; 204 with the new offset. A part cut off keeps every byte that arrived.
 - **Commit** (the part with `Upload-Complete: ?1`): the whole-file MD5 is checked against
-  OC-Checksum, then the file is placed exactly as a PUT's (upload.finish: the path's lock,
-  If-Match / If-None-Match re-checked right before the rename, the previous version kept,
-  the index updated) and answered as a PUT (201/204, ETag, OC-Checksum). A failed
-  precondition or MD5 ends the session.
+  OC-Checksum (given at the creation, or with this last part: a client that hashes while it
+  sends knows it only now; given both times, they must agree), then the file is placed
+  exactly as a PUT's (upload.finish: the path's lock, If-Match / If-None-Match re-checked
+  right before the rename, the previous version kept, the index updated) and answered as a
+  PUT (201/204, ETag, OC-Checksum). A failed precondition or MD5 ends the session.
 - **Cancel**: `DELETE <Location>` -> 204.
 
 A drop link (link_gate.py) uses the same sessions: its gate puts a namer in the environ
@@ -332,6 +333,12 @@ def _on_session(
     complete = _flag(environ, "HTTP_UPLOAD_COMPLETE")
     if offset is None or complete is None:
         raise DAVError(400, "A part needs Upload-Offset and Upload-Complete.")
+    try:
+        md5 = expected_md5(environ.get("HTTP_OC_CHECKSUM"))
+    except UploadError as e:
+        raise DAVError(e.status, e.message) from None
+    if md5 is not None and not complete:
+        raise DAVError(400, "OC-Checksum comes with the last part (Upload-Complete: ?1) or at the creation.")
     lock = store.lock(sid)
     if not lock.acquire(timeout=LOCK_WAIT):
         raise DAVError(409, "A part of this upload is still arriving; ask for the offset again shortly.")
@@ -342,6 +349,10 @@ def _on_session(
         if offset != have:
             return _plain(start_response, "409 Conflict", f"The server has {have} bytes of this upload.",
                           [("Upload-Offset", str(have)), ("Cache-Control", "no-store")])  # fmt: skip
+        if md5 is not None and session.md5 is not None and md5 != session.md5:
+            store.remove(sid)
+            raise DAVError(400, "The last part's OC-Checksum differs from the upload's; nothing was replaced.")
+        session = replace(session, md5=md5 or session.md5)
         return _append(store, provider, environ, start_response, session, have, complete)
     finally:
         lock.release()
