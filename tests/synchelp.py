@@ -300,12 +300,15 @@ class Trigger:
     action: Callable[[Exchange], object] | None = None
     cut: bool = False  # then close the connection
     respond: bytes | None = None  # ("request" phase) answer this instead of forwarding, then close
+    header: tuple[str, str] | None = None  # (lowercase name, value) the request must carry
     seen: int = 0
     counted: set[int] = field(default_factory=set)
     fired: list[Exchange] = field(default_factory=list)
 
     def matches(self, ex: Exchange) -> bool:
         if self.method is not None and ex.method != self.method:
+            return False
+        if self.header is not None and ex.headers.get(self.header[0]) != self.header[1]:
             return False
         if self.path is None:
             return True

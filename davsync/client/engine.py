@@ -31,13 +31,14 @@ from pathlib import Path
 
 from .. import osfs
 from ..exitcodes import Exit
+from . import resume
 from .bulk import bulk_upload
 from .bundle import bundled_downloads
 from .dest import DestLockedError, delete_key, dest_lock, dest_problem
 from .execute import Executor
 from .filters import Filter
 from .journal import Journal, JournalError, journal_failure
-from .local import SETTLE_S, LocalScan, look_at, scan_local
+from .local import SETTLE_S, LocalScan, Unhashed, look_at, scan_local
 from .paths import STATE_DIR_NAME, NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
@@ -247,6 +248,7 @@ class _Run:
         self.filter = Filter.load(engine.dest, opts.excludes)
         self.not_judged: set[str] = set()
         self.read_only = False
+        self.sent_unhashed: Unhashed | None = None  # two-way runs: big new files hashed as they are sent
         self.ctx = Context(
             dest=engine.dest,
             state_dir=engine.state_dir,
@@ -329,6 +331,7 @@ class _Run:
         under watch, when both sides report changes only, just the rows and paths in question."""
         partial = self.local_paths is not None and not snap.view.complete
         tracked: int | None = None
+        self.sent_unhashed = resume.hashed_as_sent(self.remote, snap.view.entries, fold_case=self.fold_case)
         if partial:
             assert self.local_paths is not None
             if not self.local_paths and not snap.view.entries and not snap.view.removed:
@@ -381,6 +384,7 @@ class _Run:
             excluded=self.filter.excluded, rules=self.engine.rules, fold_case=self.fold_case,
             hash_all=opts.verify, settle_s=opts.settle_s, stop=self.engine.stop,
             on_hashed=getattr(self.engine.reporter, "hashing", None),  # the app's "checking the files here"
+            sent_unhashed=self.sent_unhashed,
         )  # fmt: skip
         if paths is None:
             scan = scan_local(self.dest, base, **common)  # type: ignore[arg-type]

@@ -8,7 +8,10 @@ it has none, so an unchanged tree costs one lstat per file and no reads.
 What the result promises the planner and the executor:
 - `view.entries` lists every path that exists (excluded, deferred and skipped ones too, so a
   folder whose content is left alone never looks empty). A file entry has its MD5 unless its
-  stat equals its base row's (the planner then takes the base's MD5), or it is not judged.
+  stat equals its base row's (the planner then takes the base's MD5), or it is not judged,
+  or `sent_unhashed` takes it: a big new file the server does not have, hashed as it is sent
+  (client/resume.py) rather than read twice. None is taken while a base file of its size is
+  missing (a rename is told by MD5).
 - Not judged this run, on either side: every path in `skipped` or `deferred`, and everything
   below a skipped path (`LocalScan.not_judged`). Nothing below a folder in `view.failed`
   is judged either (the planner freezes it).
@@ -37,6 +40,7 @@ from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 SETTLE_S = 2.0  # a file modified this recently is still being written: judged (or set aside) later
 HASH_WORKERS = 3  # hashlib releases the GIL: a few threads overlap reading large files
 Hashed = Callable[[int, int, int, int], None]  # files read, of files, bytes read, of bytes
+Unhashed = Callable[[str, int], bool]  # (path, size): a new file to hash as it is sent, not now
 SMALL_FILE = 256 * 1024  # read on the scanning thread: a hand-off to a thread costs more
 LINK_REASON = "a link or junction in DEST, left alone"
 _UNREAD = LocalEntry(False)  # exists, but its stat could not be read: listed, never judged
@@ -86,6 +90,7 @@ def scan_local(
     now_ns: int | None = None,
     stop: threading.Event | None = None,
     on_hashed: Hashed | None = None,
+    sent_unhashed: Unhashed | None = None,
 ) -> LocalScan:
     """Walk all of DEST (not DEST/.davsync nor davsync's own temp names): every file and folder,
     known to the journal or not. A folder that cannot be read goes in `view.failed`; one that
@@ -93,6 +98,7 @@ def scan_local(
     (what was not seen is as the base says, so nothing looks deleted). `on_hashed` hears
     (files, of files, bytes, of bytes) as the files that need it are read (adopting a big folder)."""
     look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop, on_hashed)
+    look.sent_unhashed = None if hash_all else sent_unhashed
     look.walk("", os.fspath(dest))
     return look.finish(complete=not look.stopped())
 
@@ -110,12 +116,14 @@ def look_at(
     now_ns: int | None = None,
     stop: threading.Event | None = None,
     on_hashed: Hashed | None = None,
+    sent_unhashed: Unhashed | None = None,
 ) -> LocalScan:
     """Look only at the named (NFC, relative) paths; the view is incomplete (every other path
     is as the base says). A named folder the base does not know as a folder (made here, or
     moved in whole) is walked, so what came with it is found; a known folder's new content
     is found when it is named itself (a watcher names it) or by the next full scan."""
     look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop, on_hashed)
+    look.sent_unhashed = None if hash_all else sent_unhashed
     for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):  # folders before what is inside
         if look.stopped():
             break
@@ -141,6 +149,8 @@ class _Look:
         on_hashed: Hashed | None = None,
     ) -> None:
         self.on_hashed = on_hashed
+        self.sent_unhashed: Unhashed | None = None
+        self._missing_sizes: set[int | None] | None = None
         self.hashed_count = (0, 0)  # files, bytes read so far
         self.dest, self.base, self.excluded = dest, base, excluded
         self.rules, self.fold_case, self.hash_all = rules, fold_case, hash_all
@@ -368,6 +378,7 @@ class _Look:
         small: list[tuple[str, str, bool]] = []
         large: list[tuple[str, str, bool]] = []
         sizes = {path: entry.size for path, *_ in self.to_hash if (entry := self.entries[path]) is not None}
+        self.to_hash = [item for item in self.to_hash if not self._sent_unhashed(item[0], sizes.get(item[0]))]
         for item in self.to_hash:
             (small if sizes.get(item[0], 0) <= SMALL_FILE else large).append(item)
         total = (len(self.to_hash), sum(sizes.values()))
@@ -390,6 +401,16 @@ class _Look:
                     read(path, fut.result())
             finally:
                 jobs.close()
+
+    def _sent_unhashed(self, path: str, size: int | None) -> bool:
+        """Left for the upload to hash as it sends it (see the module's docstring)."""
+        if self.sent_unhashed is None or size is None or path in self.base:
+            return False
+        if self._missing_sizes is None:  # a base file not found here may have been renamed to this one
+            self._missing_sizes = {
+                row.size for p, row in self.base.items() if not row.is_dir and self.entries.get(p) is None
+            }  # fmt: skip
+        return size not in self._missing_sizes and self.sent_unhashed(path, size)
 
     def hashed(self, path: str, md5: str | None, after: os.stat_result | None, error: str | None) -> None:
         if error is not None:

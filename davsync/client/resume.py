@@ -8,24 +8,35 @@ asked how much it holds and only the rest is sent. The session is resumed only f
 content (size and MD5) against the same base; otherwise it is cancelled and a new one made.
 Anything else about the upload (what the caller does with a 412, a changed source, a lost
 answer) is exactly as for Remote.put_file.
+
+A new file the scan left unhashed (`hashed_as_sent`; md5 None here) is read once: its session is
+made without an MD5, the body is hashed as it is sent, and the MD5 goes with a last, empty part
+(the commit: the server checks it and the precondition there, as always). The file's stat is
+taken before and after the send: a file that changed meanwhile has its session cancelled, so the
+server never places bytes that were not hashed as one version. Its journaled session is resumed
+only for the same stat (size, mtime, file ID, change time); the part already sent is read again to
+continue the MD5.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from .. import osfs
 from ..checksums import md5_checksum
+from ..scan import md5_of_file
 from ..units import human_size
 from . import delta
 from .bundle import features
+from .local import entry_of_stat
 from .paths import shown
 from .refusals import SourceChanged, not_held, write_error
 from .remote import Uploaded, quoted_etag
@@ -33,10 +44,14 @@ from .transport import RemoteError
 from .upload_body import SourceFailed, UploadBody
 
 if TYPE_CHECKING:
+    import requests
+
     from .journal import Journal
+    from .local import Unhashed
     from .remote import Remote
 
 MIN_SIZE = 8 * 1024 * 1024  # smaller files go by one PUT: a cut costs little to send again
+_READ = 1024 * 1024  # reading back a resumed part for its MD5
 PARTIAL = "application/partial-upload"
 _KEY = "resumable-upload:"  # journal meta key prefix, per path
 
@@ -46,10 +61,34 @@ class _Record:
     """A journaled session: its URL, and the content and base it was made for."""
 
     url: str
-    md5: str
+    md5: str | None  # None: hashed as it is sent
     size: int
     if_match: str | None
     if_none_match: bool
+    stamp: list[int] | None = None  # an unhashed file's (size, mtime_ns, file ID, ctime_ns) when sent
+
+
+def hashed_as_sent(remote: Remote, on_server: Collection[str], *, fold_case: bool) -> Unhashed:
+    """Which new files the scan leaves unhashed (client/local.py): big enough to go as a session,
+    to a server that offers them, at a path the server does not list (no content to compare):
+    their MD5 is taken as they are sent and given with the last part, so they are read once."""
+    listed: set[str] | None = None
+
+    def take(path: str, size: int) -> bool:
+        nonlocal listed
+        if size < MIN_SIZE:
+            return False
+        if listed is None:
+            listed = {p.casefold() if fold_case else p for p in on_server}
+        return (path.casefold() if fold_case else path) not in listed and features(remote).resumable
+
+    return take
+
+
+def _stamp(disk: Path) -> list[int]:
+    """What tells a file changed: size, mtime, file ID, change time (as the scan compares them)."""
+    e = entry_of_stat(disk, os.stat(disk))
+    return [e.size, e.mtime_ns, e.ino or 0, e.ctime_ns or 0]
 
 
 class _Gone(RemoteError):
@@ -62,7 +101,7 @@ def put_file(
     path: str,
     source: Path,
     *,
-    md5: str,
+    md5: str | None,
     mtime_ns: int | None = None,
     if_match: str | None = None,
     if_none_match: bool = False,
@@ -72,17 +111,21 @@ def put_file(
     note: Callable[[str], None] | None = None,
 ) -> Uploaded:
     """Remote.put_file, as a delta (client/delta.py) or resumable for a big file when the server
-    offers it."""
-    if if_match:  # an edit: only the changed blocks, when the server has the base's block list
+    offers it; `md5` None: not read yet (hashed as it is sent where a session allows)."""
+    disk = osfs.extended_path(source)
+    stamp = _stamp(disk)
+    if md5 is None and (if_match or stamp[0] < MIN_SIZE or not features(remote).resumable):
+        md5 = md5_of_file(disk)  # a whole PUT or a delta needs it first
+    if if_match and md5 is not None:  # an edit: only the changed blocks, when the server has the base's block list
         pushed = delta.push(remote, path, source, md5=md5, if_match=if_match, mtime_ns=mtime_ns, href=href,
                             progress=progress or (lambda n: None))  # fmt: skip
         if pushed is not None:
             return pushed
-    size = os.stat(osfs.extended_path(source)).st_size
-    if size < MIN_SIZE or not features(remote).resumable:
+    size = stamp[0]
+    if md5 is not None and (size < MIN_SIZE or not features(remote).resumable):
         return remote.put_file(path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
                                if_none_match=if_none_match, href=href, progress=progress, stop=stop)  # fmt: skip
-    want = _Record("", md5, size, if_match, if_none_match)
+    want = _Record("", md5, size, if_match, if_none_match, stamp if md5 is None else None)
     return _Upload(remote, journal, path, source, want, mtime_ns, href, progress, stop, note).run()
 
 
@@ -105,6 +148,7 @@ class _Upload:
         self.target = remote.url_for(path, href=href)
         self._progress = progress
         self._reported = 0  # bytes shown as done: a resent part is not counted twice
+        self.sent_md5: str | None = want.md5  # an unhashed file's: known once its bytes are sent
 
     def run(self) -> Uploaded:
         return self.remote._retrying(self._once)
@@ -112,9 +156,7 @@ class _Upload:
     def _once(self) -> Uploaded:
         rec = self._load()
         offset: int | None = None
-        if rec is not None and (rec.md5, rec.size, rec.if_match, rec.if_none_match) == (
-            self.want.md5, self.want.size, self.want.if_match, self.want.if_none_match,
-        ):  # fmt: skip
+        if rec is not None and replace(rec, url="") == self.want:
             offset = self._offset(rec.url)
         elif rec is not None:
             self._cancel(rec.url)  # made for other content or another base
@@ -168,8 +210,9 @@ class _Upload:
 
     def _create(self) -> _Record | Uploaded:
         w = self.want
-        headers = {"Upload-Complete": "?0", "Upload-Length": str(w.size), "OC-Checksum": md5_checksum(w.md5),
-                   "Content-Type": "application/octet-stream"}  # fmt: skip
+        headers = {"Upload-Complete": "?0", "Upload-Length": str(w.size), "Content-Type": "application/octet-stream"}
+        if w.md5 is not None:  # else it comes with the last part (_commit)
+            headers["OC-Checksum"] = md5_checksum(w.md5)
         if self.mtime_ns is not None:
             headers["X-OC-Mtime"] = str(self.mtime_ns // 1_000_000_000)
         if w.if_match:
@@ -179,13 +222,13 @@ class _Upload:
         resp = self.remote.request("POST", self.target, data=b"", headers=headers)
         resp.close()
         if resp.status_code == 201 and resp.headers.get("Location"):
-            rec = _Record(urljoin(self.target, resp.headers["Location"]), w.md5, w.size, w.if_match, w.if_none_match)
+            rec = replace(w, url=urljoin(self.target, resp.headers["Location"]))
             self._save(rec)  # journaled before the first byte is sent
             return rec
         if resp.status_code == 412:
             now = self.remote.stat(self.path, self.href)
-            if now is not None and not now.is_dir and now.md5 == w.md5:
-                return Uploaded(now, w.md5)  # an earlier commit whose answer was lost: it landed
+            if now is not None and not now.is_dir and self.sent_md5 and now.md5 == self.sent_md5:
+                return Uploaded(now, self.sent_md5)  # an earlier commit whose answer was lost: it landed
         raise write_error("PUT", self.path, resp)
 
     # --- the bytes ----------------------------------------------------------------------
@@ -204,22 +247,71 @@ class _Upload:
             position += n
             self._advance(position)
 
-        headers = {"Content-Type": PARTIAL, "Upload-Offset": str(offset), "Upload-Complete": "?1"}
+        one_pass = self.want.md5 is None
+        before = self._hashed_before(offset) if one_pass else None
+        headers = {"Content-Type": PARTIAL, "Upload-Offset": str(offset), "Upload-Complete": "?0" if one_pass else "?1"}
         with UploadBody(osfs.extended_path(self.source), self.path, on_bytes, self.stop, start=offset,
-                   hashing=False) as body:
-            try:
-                resp = self.remote.request("PATCH", url, data=body if len(body) else b"", headers=headers)
-            except SourceFailed:  # reading the source, not the network, failed
-                assert body.failure is not None
-                raise body.failure from None
-            resp.close()
+                        hashing=one_pass, before=before) as body:
+            if one_pass and not len(body):
+                resp = None  # all sent before a cut answer: only the commit is left
+            else:
+                try:
+                    resp = self.remote.request("PATCH", url, data=body if len(body) else b"", headers=headers)
+                except SourceFailed:  # reading the source, not the network, failed
+                    assert body.failure is not None
+                    raise body.failure from None
+                resp.close()
+            digest = body.digest.hexdigest()
+        if one_pass:
+            if resp is not None and resp.status_code not in (200, 201, 204):
+                return self._refused(url, resp)
+            resp = self._commit(url, digest)
+        assert resp is not None
+        return self._answered(url, resp)
+
+    def _hashed_before(self, offset: int) -> hashlib._Hash:
+        """The MD5 of the part the server holds already, read again from the file (a resume)."""
+        digest = hashlib.md5()
+        with open(osfs.extended_path(self.source), "rb", buffering=0) as f:
+            left = offset
+            while left > 0 and (chunk := f.read(min(_READ, left))):
+                digest.update(chunk)
+                left -= len(chunk)
+        return digest
+
+    def _commit(self, url: str, md5: str) -> requests.Response:
+        """The last, empty part with the MD5 of what was sent, unless the file changed meanwhile:
+        then the session is cancelled and nothing is placed."""
+        if _stamp(osfs.extended_path(self.source)) != self.want.stamp:
+            self._cancel(url)
+            raise SourceChanged(f"{shown(self.path)} changed while it was being uploaded; nothing was replaced.",
+                                sent_md5=None)  # fmt: skip
+        self.sent_md5 = md5
+        # The upload's intent learns the MD5 before the commit is sent: after a crash that lost
+        # the answer, the server's MD5 tells that it landed (recovery.py), as for any upload.
+        for intent in self.journal.intents():
+            if intent.path == self.path and intent.op == "put" and intent.entry.md5 is None:
+                self.journal.intend(replace(intent, entry=replace(intent.entry, md5=md5, remote_md5=md5)))
+        headers = {"Content-Type": PARTIAL, "Upload-Offset": str(self.want.size), "Upload-Complete": "?1",
+                   "OC-Checksum": md5_checksum(md5)}  # fmt: skip
+        resp = self.remote.request("PATCH", url, data=b"", headers=headers)
+        resp.close()
+        return resp
+
+    def _answered(self, url: str, resp: requests.Response) -> Uploaded:
         status = resp.status_code
+        md5 = self.sent_md5
+        assert md5 is not None
         if status in (200, 201, 204) and resp.headers.get("Upload-Complete") != "?0":
             self._save(None)
-            up = self.remote._uploaded(self.path, self.target, resp, self.want.size, self.want.md5, self.mtime_ns)
-            if up.entry.md5 and up.entry.md5 != self.want.md5:
-                raise not_held(self.path, up.entry.md5, self.want.md5)
+            up = self.remote._uploaded(self.path, self.target, resp, self.want.size, md5, self.mtime_ns)
+            if up.entry.md5 and up.entry.md5 != md5:
+                raise not_held(self.path, up.entry.md5, md5)
             return up
+        return self._refused(url, resp)
+
+    def _refused(self, url: str, resp: requests.Response) -> Uploaded:
+        status = resp.status_code
         if status in (404, 410):
             raise _Gone(f"the upload session of {shown(self.path)} ended on the server", status=status)
         if status == 409:  # the server holds another offset (a cut part still draining): ask again

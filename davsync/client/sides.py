@@ -56,7 +56,7 @@ class ServerSide(Protocol):
         path: str,
         source: Path,
         *,
-        md5: str,
+        md5: str | None,
         mtime_ns: int | None = None,
         if_match: str | None = None,
         if_none_match: bool = False,
@@ -65,7 +65,7 @@ class ServerSide(Protocol):
         stop: threading.Event | None = None,
         note: Callable[[str], None] | None = None,
     ) -> Uploaded:
-        """PUT a local file with its preconditions and MD5."""
+        """PUT a local file with its preconditions and MD5 (None: not read yet; hashed as it is sent)."""
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
         """A fetched file was placed (a delta keeps its block list)."""
@@ -114,7 +114,7 @@ class DavServer:
         path: str,
         source: Path,
         *,
-        md5: str,
+        md5: str | None,
         mtime_ns: int | None = None,
         if_match: str | None = None,
         if_none_match: bool = False,

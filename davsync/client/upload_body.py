@@ -37,9 +37,11 @@ class UploadBody:
         stop: threading.Event | None,
         start: int = 0,
         hashing: bool = True,
+        before: hashlib._Hash | None = None,
     ) -> None:
         """`start`: the file from this offset on (a resumed upload's rest, client/resume.py);
-        `hashing` False: no MD5 of what is sent (the server checks the whole file's itself)."""
+        `hashing` False: no MD5 of what is sent (the server checks the whole file's itself);
+        `before`: the MD5 of the bytes before `start`, continued (the whole file's MD5 in one pass)."""
         self._file = open(source, "rb")  # closed by __exit__
         self._size = os.fstat(self._file.fileno()).st_size
         self._start = start
@@ -49,7 +51,8 @@ class UploadBody:
         self._stop = stop
         self.sent = start
         self._hashing = hashing
-        self.digest = hashlib.md5()
+        self._before = before.copy() if before is not None else hashlib.md5()
+        self.digest = self._before.copy()
         self.failure: BaseException | None = None
 
     def __len__(self) -> int:
@@ -86,7 +89,7 @@ class UploadBody:
             raise OSError("an upload body can only start over from the beginning")
         self._file.seek(self._start)
         self.sent = self._start
-        self.digest = hashlib.md5()
+        self.digest = self._before.copy()
         return 0
 
     def _fail(self, failure: BaseException) -> NoReturn:

@@ -16,6 +16,7 @@ from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent
 from .plan import Action, JournalEntry, Kind, LocalEntry, RemoteEntry, complete
 from .refusals import NotHeld, PreconditionFailed, SourceChanged, not_held, one_line, write_refusal
+from .resume import MIN_SIZE as RESUMABLE_SIZE
 from .steps import BULK_WORKERS, Deferred, Refused, Steps
 from .transfer import (
     Raced,
@@ -66,7 +67,8 @@ class Uploads(Steps):
         now = self.ctx.disk.stat(self._disk(a.path))
         if not same_stat(now, loc):
             raise Raced(f"{a.path} changed locally during the run; it is synced next time")
-        md5 = loc.md5 or planned.md5 or md5_of(self._disk(a.path))
+        # None: a big new file the scan left to hash as it is sent (client/resume.py)
+        md5 = loc.md5 or planned.md5 or (None if loc.size >= RESUMABLE_SIZE else md5_of(self._disk(a.path)))
         base_etag = a.remote.etag if a.kind == Kind.UPLOAD_EDIT and a.remote is not None else None
         href = a.remote.href if base_etag and a.remote is not None else ""
         name = (self._server_name(a.remote) if base_etag else None) or a.path
@@ -78,13 +80,14 @@ class Uploads(Steps):
                 self.ctx.journal.forget(path)
         self._done(a, "changed while uploading; the new version goes next time" if changed else "")
 
-    def _intent_entry(self, planned: JournalEntry, md5: str, loc: LocalEntry) -> JournalEntry:
+    def _intent_entry(self, planned: JournalEntry, md5: str | None, loc: LocalEntry) -> JournalEntry:
         """The base an upload gives once the server has it (its remote half without the new etag)."""
         return replace(planned, size=loc.size, mtime_ns=loc.mtime_ns, ino=loc.ino, md5=md5, remote_md5=md5,
                        ctime_ns=loc.ctime_ns)  # fmt: skip
 
     def _send(
-        self, path: str, planned: JournalEntry, base_etag: str | None, md5: str, loc: LocalEntry, href: str = ""
+        self, path: str, planned: JournalEntry, base_etag: str | None, md5: str | None, loc: LocalEntry,
+        href: str = "",
     ) -> bool:
         """PUT one file with its preconditions; record the base. Returns whether the file
         changed while it streamed (then the base is the version sent, and the next run
@@ -111,6 +114,9 @@ class Uploads(Steps):
         except NotHeld:
             journal.settle(path, None)  # by the server's word it holds something else: no base
             raise
+        if md5 is None:  # hashed as it was sent: that is the version the server holds
+            md5 = up.sent_md5
+            entry = replace(entry, md5=md5, remote_md5=md5)
         return self._record_upload(path, entry, md5, loc, up.sent_md5, up.entry)
 
     def _record_upload(
@@ -213,6 +219,7 @@ class Uploads(Steps):
     def _member_done(self, u: _Upload, entry: JournalEntry, res: BulkResult, _a: Action) -> None:
         """A bulk member's answer, handled as the answer to its own PUT."""
         path = u.a.path
+        assert u.md5 is not None  # a bulk member is small: _prepare_upload read it
         if res.ok and res.md5 is not None and res.md5 != u.md5:
             self.ctx.journal.settle(path, None)  # by the server's word it holds something else: no base
             raise not_held(path, res.md5, u.md5)
@@ -239,7 +246,7 @@ class _Upload:
     a: Action
     planned: JournalEntry
     loc: LocalEntry
-    md5: str
+    md5: str | None  # None: not read yet (a big new file: hashed as it is sent)
     base_etag: str | None  # the version it replaces (If-Match); None: a new file (If-None-Match: *)
     href: str  # the server's href for an edit ('' for a new file)
     name: str  # its path as the server spells it
