@@ -120,6 +120,31 @@ def test_hash_all_reads_every_file(tree: Path) -> None:
     assert s.files_hashed == 3 and all(e.md5 for e in files(s).values())
 
 
+def test_a_new_file_the_upload_hashes_is_not_read_unless_it_may_be_a_rename(tree: Path) -> None:
+    """`sent_unhashed` (a big new file the server lacks) leaves it unread: its upload hashes it.
+    A base file of the same size gone missing may have been renamed to it: then it is read,
+    as a rename is told by MD5; so is everything under --verify (hash_all)."""
+    base = synced(tree)
+    write(tree, "new.bin", b"n" * 1000)
+    asked: list[tuple[str, int]] = []
+
+    def take(path: str, size: int) -> bool:
+        asked.append((path, size))
+        return True
+
+    s = scan(tree, base, sent_unhashed=take)
+    assert asked == [("new.bin", 1000)] and files(s)["new.bin"].md5 is None and s.files_hashed == 0
+    assert "new.bin" not in s.deferred
+    assert scan(tree, base, sent_unhashed=take, hash_all=True).view.entries["new.bin"].md5 == md5(b"n" * 1000)
+
+    os.rename(tree / "docs/b.txt", tree / "docs/renamed.txt")  # 5 bytes, like a.txt... and b.txt
+    write(tree, "same-size.bin", b"12345")  # as big as the missing b.txt: it may be b.txt renamed
+    s = scan(tree, base, sent_unhashed=take)
+    assert files(s)["docs/renamed.txt"].md5 == md5(b"bravo")
+    assert files(s)["same-size.bin"].md5 == md5(b"12345")
+    assert files(s)["new.bin"].md5 is None
+
+
 def test_a_file_modified_within_the_settle_time_is_deferred_not_read(tree: Path) -> None:
     base = synced(tree)
     write(tree, "new.txt", b"being written", mtime=OLD + 1000)
