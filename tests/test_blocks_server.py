@@ -103,3 +103,26 @@ def test_blocks_stored_answers_only_a_kept_list(share) -> None:
     assert share.request("GET", "/disk.bin?blocks=stored").status_code == 404
     assert share.request("GET", "/disk.bin?blocks").status_code == 200  # made now, with the MD5
     assert share.request("GET", "/disk.bin?blocks=stored").json()["blocks"] == expected_blocks(DATA, 128 * KiB)
+
+
+def test_a_digest_continued_from_kept_md5_states_equals_one_taken_from_the_start() -> None:
+    """A delta push leaving a file's first blocks as they were continues the MD5 from the state
+    kept after them (server/deltapush.py): the same MD5, block hashes and states as a full read."""
+    rng = random.Random(5)
+    old = rng.randbytes(5 * 1024 * 1024 + 777)
+    new = old[: 3 * 1024 * 1024 + 5] + rng.randbytes(4096) + old[3 * 1024 * 1024 + 4101 :] + b"tail"
+    kept = FileDigest(len(old))
+    kept.update(old)
+    hashes = kept.blocks()
+    assert hashes is not None
+    full = FileDigest(len(new))
+    full.update(new)
+    bs = full.block_size
+    head = (3 * 1024 * 1024 + 5) // bs
+    continued = FileDigest(len(new))
+    assert continued.continue_from(head, hashes, kept.states)
+    continued.update(new[head * bs :])
+    assert continued.hexdigest() == hashlib.md5(new).hexdigest()
+    assert continued.blocks() == full.blocks()
+    assert [s.hexdigest() for s in continued.states] == [s.hexdigest() for s in full.states]
+    assert not FileDigest(len(new)).continue_from(len(kept.states) + 1, hashes, kept.states)  # more than is known

@@ -8,6 +8,11 @@ index is. A client reads them with `GET <file>?blocks` (a davsync extension adve
 OPTIONS as `X-Davsync-Blocks`; a plain GET is unchanged): a JSON object with the file's
 size, etag, md5, block_size and the list of block hashes in hex. `?blocks=stored` answers
 only a list already kept (404 otherwise), so asking costs the server no read.
+
+The same read also keeps, in this process's memory only, the MD5's state at every block
+boundary of the last few big files (`BlockStore.md5_states`, trusted under the same identity):
+a delta push that leaves the first blocks of a file as they were continues the new file's MD5
+from there instead of hashing them again (server/deltapush.py).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import sqlite3
 import stat
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,7 @@ ALGORITHM = "sha256"
 MIN_SIZE = 1024 * 1024  # smaller files have no block list: sending them whole costs as little
 READ = 1024 * 1024
 _DIGEST = hashlib.sha256().digest_size
+KEEP_STATES = 8  # files whose MD5 states stay in memory (about 1,000-2,000 small objects each)
 
 
 class FileDigest:
@@ -50,23 +57,39 @@ class FileDigest:
         self._block = hashlib.sha256()
         self._in_block = 0
         self._hashes: list[bytes] = []
+        self.states: list[Any] = []  # the MD5 (a copy) after each whole block
         self.length = 0
 
     def update(self, data: bytes | memoryview) -> None:
-        self._md5.update(data)
         self.length += len(data)
         if not self.block_size:
+            self._md5.update(data)
             return
         view = memoryview(data)
         while view:
             take = min(len(view), self.block_size - self._in_block)
+            self._md5.update(view[:take])
             self._block.update(view[:take])
             self._in_block += take
             view = view[take:]
             if self._in_block == self.block_size:
                 self._hashes.append(self._block.digest())
+                self.states.append(self._md5.copy())
                 self._block = hashlib.sha256()
                 self._in_block = 0
+
+    def continue_from(self, blocks: int, hashes: bytes, states: list[Any]) -> bool:
+        """Take the first `blocks` whole blocks as known, hashes and MD5 states alike (the
+        current file's, when a delta leaves them as they were): none of their bytes is hashed.
+        False, and nothing taken, unless nothing was taken before and all of it is known."""
+        bs = self.block_size
+        if not bs or self.length or blocks <= 0 or len(states) < blocks or len(hashes) < blocks * _DIGEST:
+            return False
+        self._md5 = states[blocks - 1].copy()  # (a stored state is never updated itself)
+        self.states = list(states[:blocks])
+        self._hashes = [hashes[i * _DIGEST : (i + 1) * _DIGEST] for i in range(blocks)]
+        self.length = blocks * bs
+        return True
 
     def update_known(self, data: bytes, hashes: bytes) -> bool:
         """Take whole blocks whose SHA-256s are known already (a delta push copying the current
@@ -75,7 +98,10 @@ class FileDigest:
         bs = self.block_size
         if not bs or self._in_block or len(data) % bs or len(hashes) != len(data) // bs * _DIGEST:
             return False
-        self._md5.update(data)
+        view = memoryview(data)
+        for at in range(0, len(data), bs):
+            self._md5.update(view[at : at + bs])
+            self.states.append(self._md5.copy())
         self.length += len(data)
         self._hashes.extend(hashes[i : i + _DIGEST] for i in range(0, len(hashes), _DIGEST))
         return True
@@ -112,6 +138,13 @@ class BlockStore:
             "ctime_ns INTEGER, ino INTEGER, dev INTEGER, block_size INTEGER, hashes BLOB)"
         )
         self._lock = threading.Lock()
+        self._states: OrderedDict[Identity, list[Any]] = OrderedDict()  # in memory only: KEEP_STATES files
+
+    def md5_states(self, st: os.stat_result) -> list[Any]:
+        """The MD5's states after each block of the file as it is now, if this process hashed it
+        (FileDigest.continue_from); else []."""
+        with self._lock:
+            return self._states.get(Identity.of(st), [])
 
     def get(self, rel: str, st: os.stat_result) -> tuple[int, bytes] | None:
         with self._lock:
@@ -134,6 +167,10 @@ class BlockStore:
         hashes = digest.blocks()
         if hashes is not None and st.st_size == digest.length:
             self.put(rel, st, digest.block_size, hashes)
+            with self._lock:
+                self._states[Identity.of(st)] = digest.states
+                while len(self._states) > KEEP_STATES:
+                    self._states.popitem(last=False)
 
     def close(self) -> None:
         with self._lock:

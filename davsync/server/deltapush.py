@@ -19,9 +19,11 @@ malformed, reaches outside the current file or ends at another length places not
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import struct
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
@@ -41,6 +43,7 @@ READ = 1024 * 1024
 _LEN = struct.Struct(">Q")
 _RANGE = struct.Struct(">QQ")
 _HASH = 32  # bytes of a SHA-256 in a stored block list
+_BEHIND = 8  # chunks (of READ bytes) the hashing thread may lag the writing
 
 
 class DeltaPushMiddleware(BaseMiddleware):
@@ -101,9 +104,11 @@ def _apply(provider: Any, environ: dict, start_response: StartResponse) -> Itera
         except OSError as e:
             raise DAVError(storage_error(e).status, storage_error(e).message) from None
         try:
-            known = provider.blocks.get(rel_of(path), os.fstat(base.fileno())) if provider.blocks else None
+            st = os.fstat(base.fileno())
+            known = provider.blocks.get(rel_of(path), st) if provider.blocks else None
+            states = provider.blocks.md5_states(st) if known is not None else []
             with os.fdopen(fd, "wb") as out:
-                digest = _assemble(environ["wsgi.input"], _body_length(environ), base, out, length, known)
+                digest = _assemble(environ["wsgi.input"], _body_length(environ), base, out, length, known, states)
                 out.flush()
                 os.fsync(out.fileno())
             environ["wsgidav.all_input_read"] = 1
@@ -160,14 +165,24 @@ class _Input:
 
 
 def _assemble(
-    stream: BinaryIO, body_length: int | None, base: Any, out: Any, length: int, known: tuple[int, bytes] | None
+    stream: BinaryIO, body_length: int | None, base: Any, out: Any, length: int, known: tuple[int, bytes] | None,
+    states: list[Any] | None = None,
 ) -> FileDigest:
     """The new file written to `out`, with its MD5 and block hashes. `known`: the current file's
     block size and hashes (its stored block list): whole blocks copied from a block boundary to
-    one keep their hashes, so only their MD5 is computed."""
+    one keep their hashes, so only their MD5 is computed; `states`: the current file's MD5
+    states per block (BlockStore.md5_states): the unchanged first blocks are not hashed at all."""
     source = _Input(stream, body_length)
     digest = FileDigest(length)
+    with _HashBehind(digest) as behind:
+        _records(source, base, out, length, known, states or [], behind)
+    return digest
+
+
+def _records(source: _Input, base: Any, out: Any, length: int, known: tuple[int, bytes] | None,
+             states: list[Any], behind: _HashBehind) -> None:  # fmt: skip
     base_size = os.fstat(base.fileno()).st_size
+    digest = behind.digest
     bs = known[0] if known is not None and known[0] == digest.block_size else 0
     written = 0
     while kind := source.kind():
@@ -175,6 +190,12 @@ def _assemble(
             start, n = _RANGE.unpack(source.exact(_RANGE.size))
             if start + n > base_size:
                 raise UploadError(400, "The delta copies past the end of the current file; nothing was replaced.")
+            if written == 0 and start == 0 and bs and known and states:  # the file's head, unchanged
+                blocks = min(n // bs, len(states))
+                if blocks and digest.continue_from(blocks, known[1], states):  # (nothing queued yet)
+                    _copy_head(base, out, blocks * bs)
+                    written = start = blocks * bs
+                    n -= blocks * bs
             base.seek(start)
             while n > 0:
                 whole = bs and start % bs == 0 and written % bs == 0 and n >= bs
@@ -182,26 +203,79 @@ def _assemble(
                 if not chunk:
                     raise UploadError(409, "The current file shrank meanwhile; nothing was replaced.")
                 hashes = known[1][start // bs * _HASH : (start + len(chunk)) // bs * _HASH] if whole and known else b""
-                written += _put(out, digest, chunk, written, length, hashes)
+                written += _put(out, behind, chunk, written, length, hashes)
                 start += len(chunk)
                 n -= len(chunk)
         elif kind == b"D":
             (n,) = _LEN.unpack(source.exact(_LEN.size))
             while n > 0:
                 chunk = source.exact(min(READ, n))
-                written += _put(out, digest, chunk, written, length)
+                written += _put(out, behind, chunk, written, length)
                 n -= len(chunk)
         else:
             raise UploadError(400, "The delta is malformed; nothing was replaced.")
     if written != length:
         raise UploadError(400, f"The delta makes {written} bytes, Upload-Length said {length}; nothing was replaced.")
-    return digest
 
 
-def _put(out: Any, digest: FileDigest, chunk: bytes, written: int, length: int, hashes: bytes = b"") -> int:
+def _put(out: Any, behind: _HashBehind, chunk: bytes, written: int, length: int, hashes: bytes = b"") -> int:
     if written + len(chunk) > length:
         raise UploadError(400, f"The delta makes more than Upload-Length ({length} bytes); nothing was replaced.")
     out.write(chunk)
-    if not (hashes and digest.update_known(chunk, hashes)):
-        digest.update(chunk)
+    behind.put(chunk, hashes)
     return len(chunk)
+
+
+def _copy_head(base: Any, out: Any, count: int) -> None:
+    """The first `count` bytes of the current file into the new one, by the kernel where it can
+    (copy_file_range: no copy through this process), else read and written."""
+    out.flush()
+    base.seek(0)
+    done = 0
+    try:
+        while done < count and (n := os.copy_file_range(base.fileno(), out.fileno(), count - done)):
+            done += n
+    except (AttributeError, OSError):
+        pass  # not offered here (another OS, filesystem or kernel): the rest the ordinary way
+    base.seek(done)
+    out.seek(done)
+    while done < count:
+        chunk = base.read(min(READ, count - done))
+        if not chunk:
+            raise UploadError(409, "The current file shrank meanwhile; nothing was replaced.")
+        out.write(chunk)
+        done += len(chunk)
+
+
+class _HashBehind:
+    """The new file's digest fed on its own thread (hashlib releases the GIL): its MD5 is taken
+    while the next chunk is read and written, not in turn with them (at 1 GiB the MD5 alone is
+    seconds). In order, bounded (a few chunks behind); the digest is complete on leaving."""
+
+    def __init__(self, digest: FileDigest) -> None:
+        self.digest = digest
+        self.failed: Exception | None = None
+        self._queue: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(maxsize=_BEHIND)
+        self._thread = threading.Thread(target=self._run, name="davsync-delta-hash", daemon=True)
+
+    def __enter__(self) -> _HashBehind:
+        self._thread.start()
+        return self
+
+    def put(self, chunk: bytes, hashes: bytes = b"") -> None:
+        self._queue.put((chunk, hashes))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            chunk, hashes = item
+            try:
+                if self.failed is None and not (hashes and self.digest.update_known(chunk, hashes)):
+                    self.digest.update(chunk)
+            except Exception as e:  # never leave the writer blocked on a full queue
+                self.failed = e
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self.failed is not None and exc[0] is None:
+            raise self.failed
