@@ -22,7 +22,7 @@ from typing import Any
 from davsync.client.journal import Journal
 from davsync.client.plan import RemoteEntry
 from davsync.client.refusals import NotFound, ParentMissing, PreconditionFailed, SourceChanged
-from davsync.client.remote import FolderListing, Uploaded
+from davsync.client.remote import FolderListing, PutRequest, Uploaded
 from davsync.client.transfer import ChangedOnServer, Downloaded
 
 _etags = itertools.count(1)
@@ -175,18 +175,15 @@ class FakeServer:
     def send(
         self,
         journal: Journal,
-        path: str,
-        source: Path,
+        req: PutRequest,
         *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
         note: Callable[[str], None] | None = None,
     ) -> Uploaded:
+        path, source, md5, mtime_ns, if_match, if_none_match = (
+            req.path, req.source, req.md5, req.mtime_ns, req.if_match, req.if_none_match,
+        )  # fmt: skip
         self._request("PUT", path)
         data = source.read_bytes()
         with self._lock:

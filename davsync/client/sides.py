@@ -18,7 +18,7 @@ from .. import osfs
 from . import delta, resume
 from .journal import Journal
 from .plan import LocalEntry, RemoteEntry
-from .remote import FolderListing, Remote, Uploaded
+from .remote import FolderListing, PutRequest, Remote, Uploaded
 from .transfer import Downloaded, download, keep_as_conflict, move_to_trash, place, stat_entry
 
 
@@ -53,19 +53,14 @@ class ServerSide(Protocol):
     def send(
         self,
         journal: Journal,
-        path: str,
-        source: Path,
+        req: PutRequest,
         *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
         note: Callable[[str], None] | None = None,
     ) -> Uploaded:
-        """PUT a local file with its preconditions and MD5."""
+        """PUT a local file with its preconditions and MD5 (`note`: a line for the user, such as a
+        resumed upload)."""
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
         """A fetched file was placed (a delta keeps its block list)."""
@@ -111,21 +106,13 @@ class DavServer:
     def send(
         self,
         journal: Journal,
-        path: str,
-        source: Path,
+        req: PutRequest,
         *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
         progress: Callable[[int], None] | None = None,
         stop: threading.Event | None = None,
         note: Callable[[str], None] | None = None,
     ) -> Uploaded:
-        return resume.put_file(self.remote, journal, path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
-                               if_none_match=if_none_match, href=href, progress=progress, stop=stop,
-                               note=note)  # fmt: skip
+        return resume.put_file(self.remote, journal, req, progress=progress, stop=stop, note=note)
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
         delta.remember(self.remote, state_dir, entry, placed, got)
