@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -31,6 +29,7 @@ from .transport import RemoteError
 from .upload_body import SourceFailed, UploadBody
 
 if TYPE_CHECKING:
+    from .hooks import TransferHooks
     from .journal import Journal
     from .remote import Remote
 
@@ -54,44 +53,27 @@ class _Gone(RemoteError):
     """The session expired or was cancelled on the server: start a new one."""
 
 
-def put_file(
-    remote: Remote,
-    journal: Journal,
-    req: PutRequest,
-    *,
-    progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
-    note: Callable[[str], None] | None = None,
-) -> Uploaded:
+def put_file(remote: Remote, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
     """Remote.put_file, as a delta (client/delta.py) or resumable for a big file when the server
     offers it."""
     if req.if_match:  # an edit: only the changed blocks, when the server has the base's block list
         pushed = delta.push(remote, req.path, req.source, md5=req.md5, if_match=req.if_match, mtime_ns=req.mtime_ns,
-                            href=req.href, progress=progress or (lambda n: None))  # fmt: skip
+                            href=req.href, progress=hooks.progress)  # fmt: skip
         if pushed is not None:
             return pushed
     size = os.stat(osfs.extended_path(req.source)).st_size
     if size < MIN_SIZE or not features(remote).resumable:
-        return remote.put_file(req, progress=progress, stop=stop)
-    return _Upload(remote, journal, req, size, progress, stop, note).run()
+        return remote.put_file(req, progress=hooks.progress, stop=hooks.stop)
+    return _Upload(remote, journal, req, size, hooks).run()
 
 
 class _Upload:
-    def __init__(
-        self,
-        remote: Remote,
-        journal: Journal,
-        req: PutRequest,
-        size: int,
-        progress: Callable[[int], None] | None,
-        stop: threading.Event | None,
-        note: Callable[[str], None] | None,
-    ) -> None:
-        self.remote, self.journal, self.req, self.stop, self.note = remote, journal, req, stop, note
+    def __init__(self, remote: Remote, journal: Journal, req: PutRequest, size: int, hooks: TransferHooks) -> None:
+        self.remote, self.journal, self.req, self.stop, self.note = remote, journal, req, hooks.stop, hooks.note
         self.path, self.source = req.path, req.source
         self.want = _Record("", req.md5, size, req.if_match, req.if_none_match)
         self.target = remote.url_for(req.path, href=req.href)
-        self._progress = progress
+        self._progress = hooks.progress
         self._reported = 0  # bytes shown as done: a resent part is not counted twice
 
     def run(self) -> Uploaded:
@@ -172,7 +154,7 @@ class _Upload:
     # --- the bytes ----------------------------------------------------------------------
 
     def _advance(self, position: int) -> None:
-        if self._progress is not None and position > self._reported:
+        if position > self._reported:
             self._progress(position - self._reported)
             self._reported = position
 

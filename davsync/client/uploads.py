@@ -95,10 +95,8 @@ class Uploads(Steps):
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
-            up = self.ctx.server.send(
-                journal, PutRequest(path, source, md5, loc.mtime_ns, base_etag, base_etag is None, href),
-                progress=self.ctx.reporter.advance, stop=self.ctx.stop, note=getattr(self.ctx.reporter, "note", None),
-            )  # fmt: skip
+            req = PutRequest(path, source, md5, loc.mtime_ns, base_etag, base_etag is None, href)
+            up = self.ctx.server.send(journal, req, self.ctx.hooks())
         except PreconditionFailed:
             journal.settle(path, None)  # nothing was written: the intent is moot
             raise Refused({path}) from None
