@@ -9,13 +9,13 @@ content (size and MD5) against the same base; otherwise it is cancelled and a ne
 Anything else about the upload (what the caller does with a 412, a changed source, a lost
 answer) is exactly as for Remote.put_file.
 
-A new file the scan left unhashed (`hashed_as_sent`; md5 None here) is read once: its session is
-made without an MD5, the body is hashed as it is sent, and the MD5 goes with a last, empty part
+A new file the scan left unhashed (`hashed_as_sent`; its md5 None here) is read once: its session
+is made without an MD5, the body is hashed as it is sent, and the MD5 goes with a last, empty part
 (the commit: the server checks it and the precondition there, as always). The file's stat is
 taken before and after the send: a file that changed meanwhile has its session cancelled, so the
 server never places bytes that were not hashed as one version. Its journaled session is resumed
-only for the same stat (size, mtime, file ID, change time); the part already sent is read again to
-continue the MD5.
+only for the same stat (size, mtime, file ID, change time); the part already sent is read again
+to continue the MD5.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,21 +38,22 @@ from .bundle import features
 from .local import entry_of_stat
 from .paths import shown
 from .refusals import SourceChanged, not_held, write_error
-from .remote import Uploaded, quoted_etag
+from .remote import PutRequest, Uploaded
 from .transport import RemoteError
 from .upload_body import SourceFailed, UploadBody
 
 if TYPE_CHECKING:
     import requests
 
+    from .hooks import TransferHooks
     from .journal import Journal
     from .local import Unhashed
     from .remote import Remote
 
 MIN_SIZE = 8 * 1024 * 1024  # smaller files go by one PUT: a cut costs little to send again
-_READ = 1024 * 1024  # reading back a resumed part for its MD5
 PARTIAL = "application/partial-upload"
 _KEY = "resumable-upload:"  # journal meta key prefix, per path
+_READ = 1024 * 1024  # reading back a resumed part for its MD5
 
 
 @dataclass(frozen=True)
@@ -95,60 +95,35 @@ class _Gone(RemoteError):
     """The session expired or was cancelled on the server: start a new one."""
 
 
-def put_file(
-    remote: Remote,
-    journal: Journal,
-    path: str,
-    source: Path,
-    *,
-    md5: str | None,
-    mtime_ns: int | None = None,
-    if_match: str | None = None,
-    if_none_match: bool = False,
-    href: str = "",
-    progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
-    note: Callable[[str], None] | None = None,
-) -> Uploaded:
+def put_file(remote: Remote, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
     """Remote.put_file, as a delta (client/delta.py) or resumable for a big file when the server
-    offers it; `md5` None: not read yet (hashed as it is sent where a session allows)."""
-    disk = osfs.extended_path(source)
+    offers it; `req.md5` None: not read yet (hashed as it is sent where a session allows)."""
+    disk = osfs.extended_path(req.source)
     stamp = _stamp(disk)
-    if md5 is None and (if_match or stamp[0] < MIN_SIZE or not features(remote).resumable):
-        md5 = md5_of_file(disk)  # a whole PUT or a delta needs it first
-    if if_match and md5 is not None:  # an edit: only the changed blocks, when the server has the base's block list
-        pushed = delta.push(remote, path, source, md5=md5, if_match=if_match, mtime_ns=mtime_ns, href=href,
-                            progress=progress or (lambda n: None))  # fmt: skip
+    if req.md5 is None and (req.if_match or stamp[0] < MIN_SIZE or not features(remote).resumable):
+        req = replace(req, md5=md5_of_file(disk))  # a whole PUT or a delta needs it first
+    if req.if_match and req.md5 is not None:  # an edit: only the changed blocks, when the server has its list
+        pushed = delta.push(remote, req.path, req.source, md5=req.md5, if_match=req.if_match, mtime_ns=req.mtime_ns,
+                            href=req.href, progress=hooks.progress)  # fmt: skip
         if pushed is not None:
             return pushed
-    size = stamp[0]
-    if md5 is not None and (size < MIN_SIZE or not features(remote).resumable):
-        return remote.put_file(path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
-                               if_none_match=if_none_match, href=href, progress=progress, stop=stop)  # fmt: skip
-    want = _Record("", md5, size, if_match, if_none_match, stamp if md5 is None else None)
-    return _Upload(remote, journal, path, source, want, mtime_ns, href, progress, stop, note).run()
+    if req.md5 is not None and (stamp[0] < MIN_SIZE or not features(remote).resumable):
+        return remote.put_file(req, progress=hooks.progress, stop=hooks.stop)
+    return _Upload(remote, journal, req, stamp, hooks).run()
 
 
 class _Upload:
     def __init__(
-        self,
-        remote: Remote,
-        journal: Journal,
-        path: str,
-        source: Path,
-        want: _Record,
-        mtime_ns: int | None,
-        href: str,
-        progress: Callable[[int], None] | None,
-        stop: threading.Event | None,
-        note: Callable[[str], None] | None,
+        self, remote: Remote, journal: Journal, req: PutRequest, stamp: list[int], hooks: TransferHooks
     ) -> None:
-        self.remote, self.journal, self.path, self.source, self.want = remote, journal, path, source, want
-        self.mtime_ns, self.href, self.stop, self.note = mtime_ns, href, stop, note
-        self.target = remote.url_for(path, href=href)
-        self._progress = progress
+        self.remote, self.journal, self.req, self.stop, self.note = remote, journal, req, hooks.stop, hooks.note
+        self.path, self.source = req.path, req.source
+        self.want = _Record("", req.md5, stamp[0], req.if_match, req.if_none_match,
+                            stamp if req.md5 is None else None)  # fmt: skip
+        self.sent_md5: str | None = req.md5  # an unhashed file's: known once its bytes are sent
+        self.target = remote.url_for(req.path, href=req.href)
+        self._progress = hooks.progress
         self._reported = 0  # bytes shown as done: a resent part is not counted twice
-        self.sent_md5: str | None = want.md5  # an unhashed file's: known once its bytes are sent
 
     def run(self) -> Uploaded:
         return self.remote._retrying(self._once)
@@ -210,15 +185,7 @@ class _Upload:
 
     def _create(self) -> _Record | Uploaded:
         w = self.want
-        headers = {"Upload-Complete": "?0", "Upload-Length": str(w.size), "Content-Type": "application/octet-stream"}
-        if w.md5 is not None:  # else it comes with the last part (_commit)
-            headers["OC-Checksum"] = md5_checksum(w.md5)
-        if self.mtime_ns is not None:
-            headers["X-OC-Mtime"] = str(self.mtime_ns // 1_000_000_000)
-        if w.if_match:
-            headers["If-Match"] = quoted_etag(w.if_match)
-        if w.if_none_match:
-            headers["If-None-Match"] = "*"
+        headers = {**self.req.headers(), "Upload-Complete": "?0", "Upload-Length": str(w.size)}
         resp = self.remote.request("POST", self.target, data=b"", headers=headers)
         resp.close()
         if resp.status_code == 201 and resp.headers.get("Location"):
@@ -226,7 +193,7 @@ class _Upload:
             self._save(rec)  # journaled before the first byte is sent
             return rec
         if resp.status_code == 412:
-            now = self.remote.stat(self.path, self.href)
+            now = self.remote.stat(self.path, self.req.href)
             if now is not None and not now.is_dir and self.sent_md5 and now.md5 == self.sent_md5:
                 return Uploaded(now, self.sent_md5)  # an earlier commit whose answer was lost: it landed
         raise write_error("PUT", self.path, resp)
@@ -234,7 +201,7 @@ class _Upload:
     # --- the bytes ----------------------------------------------------------------------
 
     def _advance(self, position: int) -> None:
-        if self._progress is not None and position > self._reported:
+        if position > self._reported:
             self._progress(position - self._reported)
             self._reported = position
 
@@ -267,7 +234,7 @@ class _Upload:
                 return self._refused(url, resp)
             resp = self._commit(url, digest)
         assert resp is not None
-        return self._answered(url, resp)
+        return self._answered(resp)
 
     def _hashed_before(self, offset: int) -> hashlib._Hash:
         """The MD5 of the part the server holds already, read again from the file (a resume)."""
@@ -298,17 +265,16 @@ class _Upload:
         resp.close()
         return resp
 
-    def _answered(self, url: str, resp: requests.Response) -> Uploaded:
-        status = resp.status_code
+    def _answered(self, resp: requests.Response) -> Uploaded:
         md5 = self.sent_md5
         assert md5 is not None
-        if status in (200, 201, 204) and resp.headers.get("Upload-Complete") != "?0":
+        if resp.status_code in (200, 201, 204) and resp.headers.get("Upload-Complete") != "?0":
             self._save(None)
-            up = self.remote._uploaded(self.path, self.target, resp, self.want.size, md5, self.mtime_ns)
+            up = self.remote._uploaded(self.path, self.target, resp, self.want.size, md5, self.req.mtime_ns)
             if up.entry.md5 and up.entry.md5 != md5:
                 raise not_held(self.path, up.entry.md5, md5)
             return up
-        return self._refused(url, resp)
+        return self._refused(self.target, resp)
 
     def _refused(self, url: str, resp: requests.Response) -> Uploaded:
         status = resp.status_code
