@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import PASSWORDS, ServeProcess, kill_hard, wait_until
+from powercut_ledger import Acks
 
 from davsync.server.names import SHARE_MARKER
 
@@ -122,24 +123,6 @@ def disk_md5s(root: Path) -> dict[str, str]:
 # --- the server ------------------------------------------------------------------------------
 
 
-@dataclass
-class Acks:
-    """What the server acknowledged, per path: the MD5s it may hold after a cut."""
-
-    done: dict[str, str] = field(default_factory=dict)  # path -> last acknowledged MD5
-    pending: dict[str, set[str]] = field(default_factory=dict)  # path -> sent, not (yet) acknowledged
-    folders: set[str] = field(default_factory=set)
-    gone: set[str] = field(default_factory=set)  # acknowledged DELETEs and MOVEs' sources
-    mtimes: dict[str, int] = field(default_factory=dict)  # path -> X-OC-Mtime of its acknowledged PUT
-    leaving: set[str] = field(default_factory=set)  # a MOVE or DELETE of it was sent, not (yet) acknowledged
-
-    def allowed(self, path: str) -> set[str | None]:
-        """What the path may hold after a cut; None (absent) when a MOVE or DELETE of it was in
-        flight: the server may have done it, durably, with its answer cut off."""
-        held: set[str | None] = {self.done[path]} if path in self.done else set()
-        return held | self.pending.get(path, set()) | ({None} if path in self.leaving else set())
-
-
 def curl_writer(url: str, acks: Acks, stop: threading.Event, seed: int, procs: list[subprocess.Popen[bytes]]) -> None:
     """New folders, new files and overwrites with curl, one request at a time, until stopped."""
     rng = random.Random(seed)
@@ -157,40 +140,23 @@ def curl_writer(url: str, acks: Acks, stop: threading.Event, seed: int, procs: l
         if acks.done and roll < 0.2:  # a MOVE to a new name, or a DELETE
             old = rng.choice(sorted(acks.done))
             new = f"{folder}/moved {n}.bin" if roll < 0.1 else None
-            acks.leaving.add(old)
+            acks.removal_sent(old)
             if new is None:
                 code = _curl(["-X", "DELETE", url + requests.utils.quote(old)], procs)
             else:
                 dest = url + requests.utils.quote(new)
                 code = _curl(["-X", "MOVE", "-H", f"Destination: {dest}", url + requests.utils.quote(old)], procs)
-            if code not in ("201", "204"):
-                if code != "000":  # refused: it stays where it was (000: cut off, it may have gone)
-                    acks.leaving.discard(old)
-                continue
-            if code in ("201", "204"):
-                acks.leaving.discard(old)
-                if new is not None:
-                    acks.done[new] = acks.done[old]
-                    acks.gone.discard(new)
-                    if old in acks.mtimes:
-                        acks.mtimes[new] = acks.mtimes[old]
-                acks.mtimes.pop(old, None)
-                del acks.done[old]
-                acks.gone.add(old)
+            acks.removal_answered(old, new, code)
             continue
         if acks.done and roll < 0.35:
             path = rng.choice(sorted(acks.done))  # an overwrite
         else:
             path = f"{folder}/file {n}.bin"
         data = rng.randbytes(rng.randint(1, 40_000))
-        acks.pending.setdefault(path, set()).add(md5(data))
         mtime = 1_500_000_000 + n
+        acks.put_sent(path, md5(data), mtime)
         code = _curl(["-T", "-", "-H", f"X-OC-Mtime: {mtime}", url + requests.utils.quote(path)], procs, data)
-        if code in ("201", "204"):
-            acks.mtimes[path] = mtime
-            acks.gone.discard(path)
-            acks.pending[path].clear()  # no earlier attempt may reappear once this one is acknowledged
-            acks.done[path] = md5(data)
+        acks.put_answered(path, md5(data), mtime, code)
 
 
 def _curl(args: list[str], procs: list[subprocess.Popen[bytes]], data: bytes | None = None) -> str:
@@ -292,12 +258,7 @@ def test_a_power_cut_loses_no_acknowledged_upload(
         wrong = {p for p in acks.done if served.get(p) not in acks.allowed(p)}
         assert not wrong, f"after the restart the server serves other content for {sorted(wrong)[:10]}"
         again.stop()
-        for path in acks.done:
-            acks.pending.pop(path, None)  # settled: what is there now is the truth
-        acks.done = {p: m for p, m in disk_md5s(share).items() if p in acks.done}
-        acks.pending.clear()
-        acks.leaving.clear()
-        acks.gone = {p for p in acks.gone if p not in disk_md5s(share)}
+        acks.settle(disk_md5s(share))
 
 
 def served_md5s(url: str, paths: dict[str, str]) -> dict[str, str]:
