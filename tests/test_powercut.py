@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import PASSWORDS, ServeProcess, kill_hard, wait_until
-from powercut_ledger import Acks
+from powercut_ledger import Acks, mtimes_lost
 
 from davsync.server.names import SHARE_MARKER
 
@@ -120,6 +120,11 @@ def disk_md5s(root: Path) -> dict[str, str]:
     return out
 
 
+def disk_versions(root: Path) -> dict[str, tuple[str, int]]:
+    """Path -> (MD5, mtime in whole seconds, as X-OC-Mtime sets it) of every file under root."""
+    return {p: (m, int((root / p).stat().st_mtime)) for p, m in disk_md5s(root).items()}
+
+
 # --- the server ------------------------------------------------------------------------------
 
 
@@ -187,15 +192,11 @@ def check_server_after_cut(share: Path, state: Path, acks: Acks) -> None:
         f"acknowledged uploads lost or wrong after the power cut: {sorted(lost)[:10]} (of {len(lost)}); "
         f"on disk: {[(p, on_disk.get(p), sorted(map(str, acks.allowed(p)))) for p in sorted(lost)[:3]]}"
     )
-    settled = [p for p in acks.done if not acks.pending.get(p) and p in on_disk]  # (absent: checked above)
-    moved = sorted(p for p in settled if p in acks.mtimes and int((share / p).stat().st_mtime) != acks.mtimes[p])
+    moved = mtimes_lost(acks.expected(), disk_versions(share))
     assert not moved, f"acknowledged uploads lost their X-OC-Mtime in the power cut: {moved[:10]}"
     back = sorted(p for p in acks.gone if p in on_disk and not acks.pending.get(p))
     assert not back, f"acknowledged DELETEs or MOVEs undone by the power cut: {back[:10]}"
-    missing = {
-        p for p, m in index_rows(state).items()
-        if not p.startswith(".") and (p not in on_disk or (m is not None and on_disk[p] != m and not acks.pending.get(p)))
-    }  # fmt: skip
+    missing = acks.unbacked_rows(index_rows(state), on_disk)
     assert not missing, f"the index describes files the disk does not hold after the cut: {sorted(missing)[:10]}"
 
 
@@ -249,8 +250,8 @@ def test_a_power_cut_loses_no_acknowledged_upload(
         lazy_disk.cut()
         check_server_after_cut(share, state, acks)
         if round_no == 0:  # push sent each file's mtime (X-OC-Mtime), and the server accepted it
-            moved = sorted(p for p in pushed if p in acks.done and acks.done[p] == pushed[p] and (share / p).exists()
-                           and int((share / p).stat().st_mtime) != int((src / p).stat().st_mtime))  # fmt: skip
+            sent = {p: (m, int((src / p).stat().st_mtime)) for p, m in pushed.items()}
+            moved = mtimes_lost(sent, disk_versions(share))
             assert not moved, f"pushed files lost their acknowledged mtime in the cut: {moved[:10]}"
         # restart on the backing folder itself: what it serves is what was acknowledged
         again = serve_process(share, state_dir=state)
