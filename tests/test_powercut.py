@@ -200,7 +200,6 @@ def check_server_after_cut(share: Path, state: Path, acks: Acks) -> None:
     assert not missing, f"the index describes files the disk does not hold after the cut: {sorted(missing)[:10]}"
 
 
-@pytest.mark.slow
 def test_a_power_cut_loses_no_acknowledged_upload(
     lazy_disk: LazyDisk, serve_process: Callable[..., ServeProcess], tmp_path: Path
 ) -> None:
