@@ -457,15 +457,15 @@ def test_a_kill_after_the_whole_body_arrived_resumes_into_a_placed_file(
 
     from davsync.client import sides
 
-    place = sides.place  # (the executor places through its LocalSide, client/sides.py)
-    monkeypatch.setattr(sides, "place", killed)
+    place = sides.Disk.place  # (the executor places through its LocalSide, client/sides.py)
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(killed))
     try:
         run_pull(conn(share), dest, PullOptions())
     except _Killed:
         pass
     (part,) = (dest / ".davsync" / "partial").glob("*.part")
     assert part.stat().st_size == len(data)
-    monkeypatch.setattr(sides, "place", place)
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(place))
     result = run_pull(conn(share), dest, PullOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "f.bin").read_bytes() == data

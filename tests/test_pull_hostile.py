@@ -335,11 +335,11 @@ def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_r
     def killed(*args: object, **kw: object) -> None:
         raise Killed
 
-    place = sides.place  # (the executor places through its LocalSide, client/sides.py)
-    monkeypatch.setattr(sides, "place", killed)
+    place = sides.Disk.place  # (the executor places through its LocalSide, client/sides.py)
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(killed))
     with pytest.raises(Killed):
         run_pull(ConnectionSettings(url), dest, PullOptions())
-    monkeypatch.setattr(sides, "place", place)
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(place))
     result = run_pull(ConnectionSettings(url), dest, PullOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "big.bin").read_bytes() == data
