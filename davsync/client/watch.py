@@ -72,8 +72,7 @@ def _loop(
     engine = Engine(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
 
     say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop; times are {local_zone()})")
-    delay = interval
-    down_since: float | None = None
+    outage = _Outage(interval, say)
     kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
     code = Exit.OK
     waiting = False
@@ -88,19 +87,11 @@ def _loop(
                 continue
             waiting = False
             if result.fatal is not None:
-                if not result.retryable:
-                    say(f"stopping: {result.fatal}")
+                if not outage.failed(result):
                     code = result.exit_code
                     break
-                if down_since is None:
-                    down_since = time.monotonic()
-                delay = min(MAX_BACKOFF, max(interval, delay * 2))
-                say(f"server unreachable, retrying in {delay:.0f}s: {result.fatal}")
             else:
-                if down_since is not None:
-                    say(f"connected again after {time.monotonic() - down_since:.0f}s")
-                    down_since = None
-                delay = interval
+                outage.reached()
                 acted = any(k for k in result.done if k not in ("locally-modified", "deleted-remotely"))
                 if acted or result.errors:
                     for line in summary_lines(result):
@@ -109,7 +100,7 @@ def _loop(
                 for line in kept_lines(kept - kept_reported, options.delete):
                     say(line)
                 kept_reported = kept  # every run re-judges all kept files, so this is the whole set
-            sliced_wait(stop, delay)
+            sliced_wait(stop, outage.delay)
     finally:
         engine.close()
     say("stopped")
@@ -174,8 +165,7 @@ def _sync_loop(
         f"every {interval:g}s (Ctrl-C to stop; times are {local_zone()})"
     )
     code = Exit.OK
-    delay = interval
-    down_since: float | None = None
+    outage = _Outage(interval, say)
     carry: set[str] = set()  # paths still being written last round: looked at again
     last_full = -full_every  # the first round scans everything
     reported: set[str] = set()
@@ -201,23 +191,15 @@ def _sync_loop(
                 continue
             waiting = False
             if result.fatal is not None:
-                if not result.retryable:
-                    say(f"stopping: {result.fatal}")
+                if not outage.failed(result):
                     code = result.exit_code
                     break
-                if down_since is None:
-                    down_since = time.monotonic()
-                delay = min(MAX_BACKOFF, max(interval, delay * 2))
-                say(f"server unreachable, retrying in {delay:.0f}s: {result.fatal}")
                 carry |= paths or set()
                 if paths is None:
                     last_full = -full_every
-                sliced_wait(stop, delay)
+                sliced_wait(stop, outage.delay)
                 continue
-            if down_since is not None:
-                say(f"connected again after {time.monotonic() - down_since:.0f}s")
-                down_since = None
-            delay = interval
+            outage.reached()
             if full:
                 last_full = time.monotonic()
             if not started and engine.dest.is_dir():
@@ -236,6 +218,33 @@ def _sync_loop(
         engine.close()
     say("stopped")
     return code
+
+
+class _Outage:
+    """The server's absence across a watch's rounds: a doubling back-off while it is unreachable,
+    and one line when it is back."""
+
+    def __init__(self, interval: float, say: Callable[[str], None]) -> None:
+        self.interval, self.say = interval, say
+        self.delay = interval  # until the next round
+        self.since: float | None = None  # monotonic time of the first failed round
+
+    def failed(self, result: RunResult) -> bool:
+        """A round ended in a fatal error: says so; False when it will not go away by itself."""
+        if not result.retryable:
+            self.say(f"stopping: {result.fatal}")
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+        self.delay = min(MAX_BACKOFF, max(self.interval, self.delay * 2))
+        self.say(f"server unreachable, retrying in {self.delay:.0f}s: {result.fatal}")
+        return True
+
+    def reached(self) -> None:
+        if self.since is not None:
+            self.say(f"connected again after {time.monotonic() - self.since:.0f}s")
+            self.since = None
+        self.delay = self.interval
 
 
 def _wait_for_change(watcher: LocalWatcher, stop: threading.Event, timeout: float) -> bool:
