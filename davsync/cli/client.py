@@ -432,10 +432,10 @@ def watch(
     _log_to(log_file)
     share, folder = _url_and_dest(url, dest, "watch")
     conn = _connection(share, user, ca_cert, insecure, jobs)
-    from ..client.pull import PullOptions
+    from ..client.engine import RunOptions
 
     count, percent = _max_delete(max_delete)
-    options = PullOptions(
+    options = RunOptions(
         delete=delete, max_delete=count, max_delete_percent=percent, jobs=jobs, excludes=tuple(exclude),
         name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
     )  # fmt: skip

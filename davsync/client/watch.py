@@ -26,7 +26,6 @@ from .engine import Engine, RunOptions
 from .filters import Filter
 from .local import IN_USE
 from .plan import Kind
-from .pull import PullOptions
 from .report import PlainReporter, summary_lines
 from .results import RunResult
 from .transport import ConnectionSettings
@@ -41,7 +40,7 @@ FULL_SCAN_EVERY = 600.0  # sync --watch: the safety net behind the local watcher
 def watch_loop(
     conn: ConnectionSettings,
     dest: Path,
-    options: PullOptions,
+    options: RunOptions,
     *,
     interval: float,
     quiet: bool = False,
@@ -60,7 +59,7 @@ def watch_loop(
 def _loop(
     conn: ConnectionSettings,
     dest: Path,
-    options: PullOptions,
+    options: RunOptions,
     interval: float,
     quiet: bool,
     out: TextIO,
