@@ -131,12 +131,28 @@ def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
 
+def _begin(
+    command: str, url: str | None, dest: str | None, user: str | None, ca_cert: Path | None, insecure: bool,
+    jobs: int, log_file: Path | None,
+) -> tuple[ConnectionSettings, Path]:
+    """A transfer command's start: its log file, its share and folder, and the connection to the share."""
+    _log_to(log_file)
+    share, folder = _url_and_dest(url, dest, command)
+    return _connection(share, user, ca_cert, insecure, jobs), folder
+
+
 def _check_rules(name_rules: str | None) -> str | None:
     if name_rules is not None and name_rules not in ("posix", "windows", "macos"):
         raise fail("--name-rules must be posix, windows or macos.", Exit.USAGE)
     return name_rules
 
 
+# Options that several of pull, sync, push and watch take, said once.
+PullDeleteOpt = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server.")
+DryRunOpt = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing.")
+JsonSummaryOpt = typer.Option(False, "--json", help="Print a machine-readable summary.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only problems.")
+FullOpt = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes.")
 MaxDeleteOpt = typer.Option(
     None, "--max-delete", metavar="N|P%", show_default="50%",
     help="Refuse a side's deletions when more files than this would go (a count, or a share of the tracked "
@@ -149,14 +165,14 @@ def pull(
     dest: str | None = DestArg,
     user: str | None = UserOpt,
     jobs: int = JobsOpt,
-    delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
+    delete: bool = PullDeleteOpt,
     max_delete: str | None = MaxDeleteOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
+    dry_run: bool = DryRunOpt,
     exclude: list[str] = ExcludeOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    json_out: bool = JsonSummaryOpt,
+    quiet: bool = QuietOpt,
     verify: bool = typer.Option(False, "--verify", help="Re-hash every local file to repair the state."),
-    full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
+    full: bool = FullOpt,
     ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
@@ -165,9 +181,7 @@ def pull(
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
     from ..client.engine import RunOptions
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, dest, "pull")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
+    conn, folder = _begin("pull", url, dest, user, ca_cert, insecure, jobs, log_file)
     count, percent = _max_delete(max_delete)
     options = RunOptions(
         delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
@@ -257,9 +271,9 @@ def sync(
     dest: str | None = SyncDestArg,
     user: str | None = UserOpt,
     jobs: int = JobsOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    dry_run: bool = DryRunOpt,
+    json_out: bool = JsonSummaryOpt,
+    quiet: bool = QuietOpt,
     exclude: list[str] = ExcludeOpt,
     max_delete: str | None = MaxDeleteOpt,
     name_rules: str | None = RulesOpt,
@@ -267,7 +281,7 @@ def sync(
     insecure: bool = InsecureOpt,
     watch: bool = typer.Option(False, "--watch", help="Keep syncing until Ctrl-C: local writes go up within seconds."),
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="With --watch: seconds between asking the server."),
-    full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
+    full: bool = FullOpt,
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Two-way sync of a share and DEST: edits, new files, renames and deletions go both ways.
@@ -278,9 +292,7 @@ def sync(
     from ..client.engine import RunOptions
     from ..client.plan import Mode
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, dest, "sync")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
+    conn, folder = _begin("sync", url, dest, user, ca_cert, insecure, jobs, log_file)
     count, percent = _max_delete(max_delete)
     options = RunOptions(
         mode=Mode.SYNC, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
@@ -304,9 +316,9 @@ def push(
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete on the server what was deleted here."),
     max_delete: str | None = MaxDeleteOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    dry_run: bool = DryRunOpt,
+    json_out: bool = JsonSummaryOpt,
+    quiet: bool = QuietOpt,
     exclude: list[str] = ExcludeOpt,
     name_rules: str | None = RulesOpt,
     ca_cert: Path | None = CaOpt,
@@ -319,9 +331,7 @@ def push(
     from ..client.engine import RunOptions
     from ..client.plan import Mode
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, src, "push")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
+    conn, folder = _begin("push", url, src, user, ca_cert, insecure, jobs, log_file)
     count, percent = _max_delete(max_delete)
     options = RunOptions(
         mode=Mode.PUSH, delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
@@ -417,10 +427,10 @@ def watch(
     user: str | None = UserOpt,
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between asking for changes."),
     jobs: int = JobsOpt,
-    delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
+    delete: bool = PullDeleteOpt,
     max_delete: str | None = MaxDeleteOpt,
     exclude: list[str] = ExcludeOpt,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    quiet: bool = QuietOpt,
     ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
@@ -429,9 +439,7 @@ def watch(
     """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
     from ..client.watch import watch_loop
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, dest, "watch")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
+    conn, folder = _begin("watch", url, dest, user, ca_cert, insecure, jobs, log_file)
     from ..client.engine import RunOptions
 
     count, percent = _max_delete(max_delete)
