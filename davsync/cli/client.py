@@ -301,9 +301,9 @@ def sync(
     if watch:
         if dry_run or json_out:
             raise fail("--watch runs until stopped: it cannot be combined with --dry-run or --json.", Exit.USAGE)
-        from ..client.watch import sync_watch_loop
+        from ..client.watch import watch_loop
 
-        raise typer.Exit(int(sync_watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
+        raise typer.Exit(int(watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="sync")
 
 
