@@ -8,6 +8,7 @@ panels, light and dark.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ def accessibility_problems(driver: Any) -> dict[str, list[str]]:
     return found
 
 
+def share_panel(driver: Any, running: Any) -> tuple[Callable[[str], Any], Callable[[str], bool]]:
+    """The dashboard, with the pair's "Share and versions" panel open (and "are you sure?" answered
+    yes); find(css) and present(css) on the page."""
+    from selenium.webdriver.common.by import By
+
+    def find(css: str) -> Any:
+        return driver.find_element(By.CSS_SELECTOR, css)
+
+    def present(css: str) -> bool:
+        return bool(driver.find_elements(By.CSS_SELECTOR, css))
+
+    driver.get(running.dash.login_url())
+    wait_until(lambda: present(".pair"), 15, "the pair's card")
+    driver.execute_script("window.confirm = () => true;")
+    find(".share-panel summary").click()
+    return find, present
+
+
 def test_share_a_folder_revoke_it_and_restore_a_version(start_share, start_app, memory_keyring, chromium,  # noqa: F811
                                                         tmp_path: Path) -> None:  # fmt: skip
     from selenium.webdriver.common.by import By
@@ -55,17 +74,7 @@ def test_share_a_folder_revoke_it_and_restore_a_version(start_share, start_app, 
     credentials.save_password(share.url, "alice", PASSWORDS["alice"])
     running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
     wait_until(lambda: (dest / "report.txt").exists() and running.pair()["state"] == "ok", 30, "the first sync")
-
-    def find(css: str) -> Any:
-        return driver.find_element(By.CSS_SELECTOR, css)
-
-    def present(css: str) -> bool:
-        return bool(driver.find_elements(By.CSS_SELECTOR, css))
-
-    driver.get(running.dash.login_url())
-    wait_until(lambda: present(".pair"), 15, "the pair's card")
-    driver.execute_script("window.confirm = () => true;")  # the page's "are you sure?" questions: yes
-    find(".share-panel summary").click()
+    find, present = share_panel(driver, running)
     wait_until(lambda: present('.browse li[data-path="Photos"] .share'), 15, "the server's folder listed")
     assert present('.browse li[data-path="report.txt"] .show-versions')
 
@@ -188,17 +197,7 @@ def test_share_one_file_from_the_app(start_share, start_app, memory_keyring, chr
     running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
     wait_until(lambda: (dest / "Letters" / "diary.txt").exists() and running.pair()["state"] == "ok", 30,
                "the first sync")  # fmt: skip
-
-    def find(css: str) -> Any:
-        return driver.find_element(By.CSS_SELECTOR, css)
-
-    def present(css: str) -> bool:
-        return bool(driver.find_elements(By.CSS_SELECTOR, css))
-
-    driver.get(running.dash.login_url())
-    wait_until(lambda: present(".pair"), 15, "the pair's card")
-    driver.execute_script("window.confirm = () => true;")
-    find(".share-panel summary").click()
+    find, present = share_panel(driver, running)
     wait_until(lambda: present('.browse li[data-path="Letters"] .open-folder'), 15, "the server's folder listed")
     find('.browse li[data-path="Letters"] .open-folder').click()
     item = '.browse li[data-path="Letters/to Anna.txt"]'
