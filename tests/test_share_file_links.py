@@ -208,3 +208,31 @@ def test_pull_of_a_file_link_brings_just_that_file(docs, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in dest.iterdir() if p.name != ".davsync") == ["report.txt"]
     assert (dest / "report.txt").read_bytes() == REPORT
+
+
+def test_rclone_sees_just_the_file_with_its_md5_and_copies_it(docs, tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import require_tool
+
+    exe = require_tool("rclone")
+    url, _ = file_link(docs)
+    remote = [":webdav:", "--webdav-url", url, "--webdav-vendor", "owncloud", "--config", "/dev/null"]
+    listed = subprocess.run([exe, "md5sum", *remote, "--max-depth", "5"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [f"{hashlib.md5(REPORT).hexdigest()}  report.txt"]
+    copied = subprocess.run([exe, "copy", *remote[:1], str(tmp_path / "got"), *remote[1:]], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == ["report.txt"]
+    assert (tmp_path / "got" / "report.txt").read_bytes() == REPORT
+
+
+def test_doctor_through_a_file_link(docs) -> None:
+    from davsync.client.doctor import run_checks
+    from davsync.client.transport import ConnectionSettings
+
+    url, _ = file_link(docs)
+    checks = {c.name: c for c in run_checks(ConnectionSettings(url))}
+    assert checks["share link"].ok and "read-only" in checks["share link"].detail
+    assert checks["sync-collection (RFC 6578)"].ok and checks["checksums (oc:checksums)"].ok, checks
