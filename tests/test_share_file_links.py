@@ -236,3 +236,12 @@ def test_doctor_through_a_file_link(docs) -> None:
     checks = {c.name: c for c in run_checks(ConnectionSettings(url))}
     assert checks["share link"].ok and "read-only" in checks["share link"].detail
     assert checks["sync-collection (RFC 6578)"].ok and checks["checksums (oc:checksums)"].ok, checks
+
+
+def test_a_file_at_the_top_of_the_share(docs) -> None:
+    url, token = file_link(docs, path="outside.txt")
+    assert requests.get(url + "outside.txt", timeout=10).content == b"outside secret"
+    listing = requests.request("PROPFIND", url, headers={"Depth": "1"}, timeout=10)
+    assert sorted(hrefs(listing.content)) == [f"/s/{token}/", f"/s/{token}/outside.txt"]
+    for beside in ("Docs/", "Docs/report.txt", "Docs"):
+        assert requests.get(url + beside, timeout=10).status_code == 404, beside
