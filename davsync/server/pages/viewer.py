@@ -40,7 +40,7 @@ INLINE_CSP = (
 # the folder page's share box, with this file chosen (pages.js)
 SHARE_FILE = '<a class="button" id="share-file" href="{folder}#share={name}">Share this file by link</a>\n'
 BACK = '<a class="button" id="back" href="{folder}">Back to the folder</a>\n'
-NAV = '<nav aria-label="Breadcrumbs"><ol class="crumbs">{crumbs}</ol></nav>'
+NAV = '<header>\n<nav aria-label="Breadcrumbs"><ol class="crumbs">{crumbs}</ol></nav>\n</header>\n'
 
 
 def render_viewer(view: FolderView, name: str, size: int, mtime: float) -> bytes:
