@@ -109,7 +109,7 @@ def _with_features(start_response: StartResponse, environ: dict, provider: Any) 
     link_mode = getattr(provider, "mode", None)  # share links: no bulk upload; drop boxes: no reading either
 
     def start(status: str, headers: list, exc_info: Any = None) -> Any:
-        if status.startswith("200") and link_mode != "drop":
+        if status.startswith("200") and link_mode != "drop" and getattr(provider, "only", None) is None:
             headers = [*headers, ("X-Davsync-Bundle", limits_header())]
             if may_write(environ, provider) and not link_mode:
                 headers.append(("X-Davsync-Bulk-Upload", limits_header()))
@@ -138,6 +138,8 @@ def _peek_bundle(environ: dict) -> etree._Element | None:
 
 
 def _serve_bundle(environ: dict, start_response: StartResponse, provider: Any, body: etree._Element) -> Iterable[bytes]:
+    if getattr(provider, "only", None) is not None:  # a link to one file (link_fs.py): its folder is not served
+        raise DAVError(403, "A link to one file offers no bundles; fetch the file with GET.")
     base = collection(environ, provider).path
     wanted: list[tuple[str, str | None]] = []
     for el in body:
