@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from wsgidav.dc.base_dc import BaseDomainController
@@ -26,11 +26,10 @@ from . import digest
 from .destination import DestinationError, destination_path, without_userinfo
 from .limiter import FailureLimiter, client_address, too_many
 from .request_server import WRITE_METHODS
+from .wsgitypes import StartResponse, WsgiApp
 
 log = logging.getLogger("davsync.server")
-StartResponse = Callable[..., Any]
 BASIC_USER = "davsync.basic_user"  # environ: the Basic login FrontGate verified (clients cannot set environ keys)
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
 def _plain(start_response: StartResponse, status: str, message: str, headers: list | None = None) -> list[bytes]:

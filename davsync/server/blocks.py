@@ -18,7 +18,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,7 @@ from wsgidav.mw.base_mw import BaseMiddleware
 from ..checksums import block_size_for as block_size_for  # (the rule is shared with the client)
 from .index import Identity
 from .names import etag_of, is_internal_path, rel_of
-
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
 
 HEADER = "X-Davsync-Blocks"
 QUERY = "blocks"

@@ -37,7 +37,7 @@ import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +71,9 @@ from .manyfiles import (
     member_problem,
 )
 from .names import etag_of
+from .wsgitypes import StartResponse
 
 log = logging.getLogger("davsync.server")
-
-StartResponse = Callable[..., Any]
 
 
 class BundleMiddleware(BaseMiddleware):

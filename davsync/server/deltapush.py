@@ -22,7 +22,7 @@ import os
 import stat
 import struct
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from wsgidav.dav_error import DAVError
@@ -32,8 +32,7 @@ from .blocks import FileDigest
 from .guard import recheck
 from .names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_path, rel_of
 from .upload import UploadError, answer_upload, expected_md5, finish, parse_oc_mtime, storage_error
-
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
 
 HEADER = "X-Davsync-Delta-Push"
 CONTENT_TYPE = "application/x-davsync-delta"
