@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from wsgidav.dc.base_dc import BaseDomainController
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..users import REALM, Users, basic_credentials
 from . import digest
 from .destination import DestinationError, destination_path, without_userinfo
 from .limiter import FailureLimiter, client_address, too_many
+from .middleware import Middleware
 from .request_server import WRITE_METHODS
 from .wsgitypes import StartResponse, WsgiApp
 
@@ -220,13 +220,9 @@ def _destination_problem(destination: str | None) -> str | None:
     return f"Destination: {problem}" if problem else None
 
 
-class WriteGuard(BaseMiddleware):
+class WriteGuard(Middleware):
     """Runs after authentication (in WsgiDAV's middleware stack): read-only sessions never
     reach a write handler."""
-
-    def __init__(self, wsgidav_app: Any, next_app: WsgiApp, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] in WRITE_METHODS and environ.get("davsync.readonly"):
