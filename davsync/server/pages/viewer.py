@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ...units import human_size
+from ..browser_headers import FRAMING, POLICY
 from ..wsgitypes import StartResponse
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, crumbs, head, href, kind, template
@@ -91,6 +92,7 @@ def inline(
     headers; text of any kind as text/plain."""
     as_text = kind(name, False) == "text"
     environ["QUERY_STRING"] = ""
+    environ[POLICY], environ[FRAMING] = INLINE_CSP, "SAMEORIGIN"  # also on a 304 WsgiDAV answers itself
     replaced = {"content-security-policy", "x-frame-options", "content-disposition", "x-content-type-options",
                 "referrer-policy"} | ({"content-type"} if as_text else set())  # fmt: skip
 
