@@ -14,7 +14,7 @@ import pytest
 from conftest import PASSWORDS, wait_until
 from proxy import Faults, Proxy
 
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.report import PlainReporter, RichReporter, summary_lines
 from davsync.client.transport import ConnectionSettings
 
@@ -63,7 +63,7 @@ def test_plain_reporter_prints_one_line_per_action(share, tmp_path: Path) -> Non
     (share.root / "b.txt").write_bytes(b"bb")
     share.wait_indexed()
     out = io.StringIO()
-    result = run_pull(_conn(share), tmp_path / "m", PullOptions(), PlainReporter(out))
+    result = run_once(_conn(share), tmp_path / "m", RunOptions(), PlainReporter(out))
     assert result.exit_code == 0
     lines = out.getvalue().splitlines()
     assert sorted(lines) == sorted(
@@ -107,14 +107,14 @@ def test_rich_reporter_draws_progress_and_still_names_conflicts(share, tmp_path:
     (share.root / "f.txt").write_bytes(b"server v1")
     share.wait_indexed()
     dest = tmp_path / "m"
-    assert run_pull(_conn(share), dest, PullOptions()).exit_code == 0
+    assert run_once(_conn(share), dest, RunOptions()).exit_code == 0
     (dest / "f.txt").write_bytes(b"my local edit")
     (share.root / "f.txt").write_bytes(b"server v2, changed too")
     (share.root / "new.bin").write_bytes(b"x" * 5000)
     share.wait_indexed()
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120, color_system=None)
-    result = run_pull(_conn(share), dest, PullOptions(), RichReporter(console))
+    result = run_once(_conn(share), dest, RunOptions(), RichReporter(console))
     text = buf.getvalue()
     total = len(b"server v2, changed too") + 5000
     assert "pull" in text and f"{total}/{total}" in text and "5.0/5.0 kB" in text  # the bar, completed
@@ -287,7 +287,7 @@ def test_damaged_journal_is_a_clear_local_error_and_releases_the_lock(share, tmp
 def test_an_upload_logs_in_with_digest_and_sends_its_whole_body_again(share, tmp_path: Path, no_backoff) -> None:
     """The first PUT goes out with Basic and gets a Digest challenge; requests sends it again,
     and the body must start over (it once sent zero bytes and hung until the timeout)."""
-    from davsync.client.remote import Remote
+    from davsync.client.remote import PutRequest, Remote
 
     data = os.urandom(300 * 1024)
     source = tmp_path / "up.bin"
@@ -295,8 +295,8 @@ def test_an_upload_logs_in_with_digest_and_sends_its_whole_body_again(share, tmp
     front = DigestOnlyFront(share.server.port)
     remote = Remote(ConnectionSettings(front.url, "alice", PASSWORDS["alice"], timeout=5))
     try:
-        up = remote.put_file("up.bin", source, md5=hashlib.md5(data).hexdigest(), if_none_match=True,
-                             mtime_ns=source.stat().st_mtime_ns)
+        up = remote.put_file(PutRequest("up.bin", source, md5=hashlib.md5(data).hexdigest(), if_none_match=True,
+                                        mtime_ns=source.stat().st_mtime_ns))
     finally:
         remote.close()
         front.close()
