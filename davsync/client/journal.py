@@ -308,6 +308,10 @@ class Journal:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str | None) -> None:
+        """Unchanged values are not written: a run that found nothing to do then writes nothing
+        (no WAL frame, no checkpoint and fsyncs at close: a Pi's SD card, the app's every few minutes)."""
+        if self.get_meta(key) == value:
+            return
         if value is None:
             self._write("DELETE FROM meta WHERE key=?", (key,))
         else:

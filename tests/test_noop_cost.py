@@ -1,0 +1,44 @@
+"""A run that finds nothing to do costs nothing it need not (issue 27): no write to the
+journal (no fsync, no SD-card wear every few minutes under the app), yet every local change
+is still seen."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PASSWORDS, Share
+
+ENV = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+
+
+def _davsync(*args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "davsync", *args], capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out
+
+
+def _journal_files(dest: Path) -> dict[str, tuple[int, int]]:
+    state = dest / ".davsync"
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in state.iterdir() if p.name.startswith("state.db")}
+
+
+def test_a_no_op_pull_and_sync_leave_the_journal_untouched(share: Share, tmp_path: Path) -> None:
+    (share.root / "a.txt").write_bytes(b"a")
+    (share.root / "d").mkdir()
+    (share.root / "d" / "b.txt").write_bytes(b"b")
+    share.wait_indexed()
+    dest = tmp_path / "m"
+    for command in ("pull", "sync"):
+        _davsync(command, share.url, str(dest), "--user", "alice", "--quiet")
+        _davsync(command, share.url, str(dest), "--user", "alice", "--quiet")  # settles what the first one learnt
+        before = _journal_files(dest)
+        _davsync(command, share.url, str(dest), "--user", "alice", "--quiet")
+        assert _journal_files(dest) == before, f"a no-op {command} wrote to the journal"
+    # ... and the next run still sees a local edit and carries it up.
+    (dest / "d" / "b.txt").write_bytes(b"edited")
+    os.utime(dest / "d" / "b.txt", ns=(1_000_000_000, 1_000_000_000))  # an old mtime: still a change
+    _davsync("sync", share.url, str(dest), "--user", "alice", "--quiet")
+    assert (share.root / "d" / "b.txt").read_bytes() == b"edited"
