@@ -42,3 +42,18 @@ def test_a_no_op_pull_and_sync_leave_the_journal_untouched(share: Share, tmp_pat
     os.utime(dest / "d" / "b.txt", ns=(1_000_000_000, 1_000_000_000))  # an old mtime: still a change
     _davsync("sync", share.url, str(dest), "--user", "alice", "--quiet")
     assert (share.root / "d" / "b.txt").read_bytes() == b"edited"
+
+
+def test_identity_is_file_id_and_change_time_in_one_look(tmp_path: Path) -> None:
+    """The scan's one-call identity gives what the two separate calls give, a big (ReFS-like) ID folded too."""
+    from davsync import fileid
+
+    f = tmp_path / "f.txt"
+    f.write_bytes(b"x")
+    st = os.stat(f)
+    assert fileid.identity(f, st) == (fileid.file_id(f, st), fileid.change_time_ns(f, st)) != (0, 0)
+    fields = list(st)
+    fields[1] = 2**64 + 12345  # st_ino
+    big = os.stat_result(fields, {"st_ctime_ns": st.st_ctime_ns, "st_mtime_ns": st.st_mtime_ns})
+    assert fileid.identity(f, big) == (fileid.file_id(f, big), fileid.change_time_ns(f, big))
+    assert 0 < fileid.identity(f, big)[0] < 2**63
