@@ -247,7 +247,7 @@ class Bench:
 
         initial = timed(lambda: run(pull, env=env), self.sizes.repeat, before=lambda: rmtree(dest))
         floor = self.local_floor(tree)
-        noop = timed(lambda: run(pull, env=env), self.sizes.repeat)
+        noop, noop_cpu = cpu_timed(lambda: run(pull, env=env), self.sizes.repeat)
         noop_full = timed(lambda: run([*pull, "--full"], env=env), self.sizes.repeat)
         peers: dict[str, float | None] = {}
         noop_peers: dict[str, float | None] = {}
@@ -258,12 +258,15 @@ class Bench:
                 # rclone's initial copy takes minutes: one run each (n=1).
                 copy = self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest), *extra))
                 peers[label] = timed(lambda copy=copy: run(copy), 1).median
-                noop_peers[label] = timed(lambda copy=copy: run(copy), self.sizes.repeat).median
+                noop_wall, rclone_cpu = cpu_timed(lambda copy=copy: run(copy), self.sizes.repeat)
+                noop_peers[label] = noop_wall.median
+                noop_peers[f"CPU s {label}"] = rclone_cpu.median
         n = datasets.count_files(tree)
         self.add_mirror_row(n, initial, floor, peers)
         ratio = _div(noop_peers.get("rclone copy"), noop.median)
         self.add(Row(f"no-op pull of {n:,} files (sync-collection)", "s", noop.median,
-                     {**noop_peers, "davsync --full (walk)": noop_full.median}, ratio, "rclone/davsync",
+                     {**noop_peers, "davsync --full (walk)": noop_full.median, "CPU s davsync": noop_cpu.median},
+                     ratio, "rclone/davsync",
                      ">= 10x faster than rclone's no-op copy", _ge(ratio, 10)))  # fmt: skip
         if self.startup:  # with --only startup,client: the no-op pull against the bare process start
             bare = self.startup["python -c pass"]
@@ -379,7 +382,7 @@ class Bench:
         self.add(Row(f"server peak RSS serving listings of {n:,} files", "MB", server_rss, {}, None, "",
                      "<= 150 MB", server_rss is not None and server_rss <= 150))  # fmt: skip
 
-        noop = timed(lambda: run(pull, env=env), self.sizes.repeat)
+        noop, noop_cpu = cpu_timed(lambda: run(pull, env=env), self.sizes.repeat)
         rclone_noop = None
         rdest = self.work / "scale-rclone"
         if need("rclone"):
