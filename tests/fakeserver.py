@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from davsync.client.hooks import TransferHooks
 from davsync.client.journal import Journal
 from davsync.client.plan import RemoteEntry
 from davsync.client.refusals import NotFound, ParentMissing, PreconditionFailed, SourceChanged
-from davsync.client.remote import FolderListing, Uploaded
+from davsync.client.remote import FolderListing, PutRequest, Uploaded
 from davsync.client.transfer import ChangedOnServer, Downloaded
 
 _etags = itertools.count(1)
@@ -147,15 +148,7 @@ class FakeServer:
             children = [p for p in self.folders | set(self.files) if p and _parent(p) == folder]
             return FolderListing(folder, [e for p in sorted(children) if (e := self.entry(p)) is not None])
 
-    def fetch(
-        self,
-        entry: RemoteEntry,
-        state_dir: Path,
-        *,
-        base: Path | None = None,
-        progress: Callable[[int], None] = lambda n: None,
-        stop: threading.Event | None = None,
-    ) -> Downloaded:
+    def fetch(self, entry: RemoteEntry, state_dir: Path, hooks: TransferHooks, base: Path | None = None) -> Downloaded:
         self._request("GET", entry.path)
         with self._lock:
             f = self.files.get(entry.path)
@@ -169,24 +162,13 @@ class FakeServer:
         partial = folder / (hashlib.sha1(entry.path.encode()).hexdigest() + ".part")
         partial.write_bytes(data)
         os.utime(partial, (f.mtime, f.mtime))
-        progress(len(data))
+        hooks.progress(len(data))
         return Downloaded(partial, md5_of(data), len(data), len(data), 0)
 
-    def send(
-        self,
-        journal: Journal,
-        path: str,
-        source: Path,
-        *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
-        progress: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None,
-        note: Callable[[str], None] | None = None,
-    ) -> Uploaded:
+    def send(self, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
+        path, source, md5, mtime_ns, if_match, if_none_match = (
+            req.path, req.source, req.md5, req.mtime_ns, req.if_match, req.if_none_match,
+        )  # fmt: skip
         self._request("PUT", path)
         data = source.read_bytes()
         with self._lock:
@@ -205,8 +187,7 @@ class FakeServer:
             self._replace(path, Stored(data, f"e{next(_etags)}", mtime))
             entry = self.entry(path)
         assert entry is not None
-        if progress is not None:
-            progress(len(data))
+        hooks.progress(len(data))
         return Uploaded(entry, md5)
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:

@@ -287,7 +287,7 @@ def test_damaged_journal_is_a_clear_local_error_and_releases_the_lock(share, tmp
 def test_an_upload_logs_in_with_digest_and_sends_its_whole_body_again(share, tmp_path: Path, no_backoff) -> None:
     """The first PUT goes out with Basic and gets a Digest challenge; requests sends it again,
     and the body must start over (it once sent zero bytes and hung until the timeout)."""
-    from davsync.client.remote import Remote
+    from davsync.client.remote import PutRequest, Remote
 
     data = os.urandom(300 * 1024)
     source = tmp_path / "up.bin"
@@ -295,8 +295,8 @@ def test_an_upload_logs_in_with_digest_and_sends_its_whole_body_again(share, tmp
     front = DigestOnlyFront(share.server.port)
     remote = Remote(ConnectionSettings(front.url, "alice", PASSWORDS["alice"], timeout=5))
     try:
-        up = remote.put_file("up.bin", source, md5=hashlib.md5(data).hexdigest(), if_none_match=True,
-                             mtime_ns=source.stat().st_mtime_ns)
+        up = remote.put_file(PutRequest("up.bin", source, md5=hashlib.md5(data).hexdigest(), if_none_match=True,
+                                        mtime_ns=source.stat().st_mtime_ns))
     finally:
         remote.close()
         front.close()

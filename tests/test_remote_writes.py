@@ -20,7 +20,7 @@ from conftest import PASSWORDS, Share, shown, wait_until
 from proxy import Faults, Proxy
 
 from davsync.client.refusals import NotFound, ParentMissing, PreconditionFailed, SourceChanged, WriteRefused
-from davsync.client.remote import Remote
+from davsync.client.remote import PutRequest, Remote
 from davsync.client.transport import ConnectionSettings, RemoteError, Stopped
 
 MTIME_NS = 1_700_000_000_123_456_789
@@ -62,7 +62,7 @@ def local(tmp_path: Path, name: str, data: bytes) -> Path:
 
 def test_put_new_then_edit_with_the_right_and_a_stale_etag(share: Share, alice: Remote, tmp_path: Path) -> None:
     src = local(tmp_path, "a.txt", b"first")
-    up = alice.put_file("a.txt", src, md5=md5_of(src), mtime_ns=MTIME_NS, if_none_match=True)
+    up = alice.put_file(PutRequest("a.txt", src, md5=md5_of(src), mtime_ns=MTIME_NS, if_none_match=True))
     assert (share.root / "a.txt").read_bytes() == b"first"
     assert up.sent_md5 == md5_of(src) == up.entry.md5
     listed = alice.stat("a.txt")
@@ -74,19 +74,19 @@ def test_put_new_then_edit_with_the_right_and_a_stale_etag(share: Share, alice: 
     assert int(os.stat(share.root / "a.txt").st_mtime) == MTIME_NS // 10**9
 
     src.write_bytes(b"second")
-    edit = alice.put_file("a.txt", src, md5=md5_of(src), if_match=up.entry.etag)
+    edit = alice.put_file(PutRequest("a.txt", src, md5=md5_of(src), if_match=up.entry.etag))
     assert (share.root / "a.txt").read_bytes() == b"second"
     assert edit.entry.etag != up.entry.etag and edit.entry.md5 == md5_of(src)
     assert alice.stat("a.txt") == edit.entry  # learnt by PROPFIND when no mtime was sent
 
     src.write_bytes(b"third, from a stale base")
     with pytest.raises(PreconditionFailed) as e:
-        alice.put_file("a.txt", src, md5=md5_of(src), if_match=up.entry.etag)
+        alice.put_file(PutRequest("a.txt", src, md5=md5_of(src), if_match=up.entry.etag))
     assert e.value.status == 412 and "412" in str(e.value)
     assert (share.root / "a.txt").read_bytes() == b"second"
 
     empty = local(tmp_path, "empty", b"")
-    up = alice.put_file("empty", empty, md5=md5_of(empty), if_none_match=True)
+    up = alice.put_file(PutRequest("empty", empty, md5=md5_of(empty), if_none_match=True))
     assert up.entry.size == 0 and up.entry.md5 == up.sent_md5 == "d41d8cd98f00b204e9800998ecf8427e"
 
 
@@ -96,9 +96,9 @@ def test_if_none_match_on_an_existing_file_and_if_match_on_a_missing_one_are_412
     (share.root / "taken.txt").write_bytes(b"someone else's")
     src = local(tmp_path, "taken.txt", b"mine")
     with pytest.raises(PreconditionFailed):
-        alice.put_file("taken.txt", src, md5=md5_of(src), if_none_match=True)
+        alice.put_file(PutRequest("taken.txt", src, md5=md5_of(src), if_none_match=True))
     with pytest.raises(PreconditionFailed):
-        alice.put_file("gone.txt", src, md5=md5_of(src), if_match="1-2-3-4")
+        alice.put_file(PutRequest("gone.txt", src, md5=md5_of(src), if_match="1-2-3-4"))
     assert (share.root / "taken.txt").read_bytes() == b"someone else's"
     assert not (share.root / "gone.txt").exists()
 
@@ -110,7 +110,7 @@ def test_a_large_file_is_streamed_in_blocks_and_hashed_as_sent(share: Share, ali
     declared = md5_of(src)
     tracemalloc.start()
     try:
-        up = alice.put_file("big.bin", src, md5=declared, if_none_match=True, progress=seen.append)
+        up = alice.put_file(PutRequest("big.bin", src, md5=declared, if_none_match=True), progress=seen.append)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -120,7 +120,7 @@ def test_a_large_file_is_streamed_in_blocks_and_hashed_as_sent(share: Share, ali
     assert (share.root / "big.bin").read_bytes() == data
 
     with pytest.raises(PreconditionFailed):  # refused before the body: still a clean 412
-        alice.put_file("big.bin", src, md5=md5_of(src), if_match="stale")
+        alice.put_file(PutRequest("big.bin", src, md5=md5_of(src), if_match="stale"))
 
 
 def test_a_file_changing_while_it_streams_replaces_nothing(share: Share, alice: Remote, tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_a_file_changing_while_it_streams_replaces_nothing(share: Share, alice: 
             f.write(b"0123456789")
 
     with pytest.raises(SourceChanged) as e:
-        alice.put_file("doc.bin", src, md5=declared, progress=edit_behind)
+        alice.put_file(PutRequest("doc.bin", src, md5=declared), progress=edit_behind)
     assert e.value.sent_md5 not in (None, declared)
     assert "changed while it was being uploaded" in str(e.value)
     assert (share.root / "doc.bin").read_bytes() == b"server version"
@@ -146,7 +146,7 @@ def test_a_file_changing_while_it_streams_replaces_nothing(share: Share, alice: 
         os.truncate(src, 1000)
 
     with pytest.raises(SourceChanged, match="got shorter"):
-        alice.put_file("doc.bin", src, md5=declared, progress=shrink)
+        alice.put_file(PutRequest("doc.bin", src, md5=declared), progress=shrink)
     assert (share.root / "doc.bin").read_bytes() == b"server version"
 
 
@@ -154,7 +154,8 @@ def test_stop_cuts_the_body_and_the_server_keeps_nothing(share: Share, alice: Re
     src = local(tmp_path, "s.bin", os.urandom(1024 * 1024))
     stop = threading.Event()
     with pytest.raises(Stopped):
-        alice.put_file("s.bin", src, md5=md5_of(src), if_none_match=True, progress=lambda n: stop.set(), stop=stop)
+        req = PutRequest("s.bin", src, md5=md5_of(src), if_none_match=True)
+        alice.put_file(req, progress=lambda n: stop.set(), stop=stop)
     assert alice.stat("s.bin") is None
     wait_until(lambda: shown(share.root) == [], 10, "the server to drop the cut upload's temp file")
 
@@ -167,7 +168,7 @@ def test_mkcol_twice_and_missing_parents(share: Share, alice: Remote, tmp_path: 
         alice.mkcol("no/such")
     src = local(tmp_path, "x.txt", b"x")
     with pytest.raises(ParentMissing):
-        alice.put_file("no/x.txt", src, md5=md5_of(src), if_none_match=True)
+        alice.put_file(PutRequest("no/x.txt", src, md5=md5_of(src), if_none_match=True))
     (share.root / "file").write_bytes(b"")
     with pytest.raises(WriteRefused, match="a file has that name"):
         alice.mkcol("file")
@@ -175,9 +176,9 @@ def test_mkcol_twice_and_missing_parents(share: Share, alice: Remote, tmp_path: 
 
 def test_delete_needs_the_current_etag_and_missing_is_done(share: Share, alice: Remote, tmp_path: Path) -> None:
     src = local(tmp_path, "d.txt", b"one")
-    first = alice.put_file("d.txt", src, md5=md5_of(src), if_none_match=True).entry
+    first = alice.put_file(PutRequest("d.txt", src, md5=md5_of(src), if_none_match=True)).entry
     src.write_bytes(b"two")
-    second = alice.put_file("d.txt", src, md5=md5_of(src), if_match=first.etag).entry
+    second = alice.put_file(PutRequest("d.txt", src, md5=md5_of(src), if_match=first.etag)).entry
     with pytest.raises(PreconditionFailed):
         alice.delete("d.txt", if_match=first.etag)
     assert (share.root / "d.txt").exists()
@@ -192,7 +193,7 @@ def test_delete_needs_the_current_etag_and_missing_is_done(share: Share, alice: 
 
 def test_move_keeps_its_preconditions(share: Share, alice: Remote, tmp_path: Path) -> None:
     src = local(tmp_path, "m.txt", b"moving")
-    moved = alice.put_file("m.txt", src, md5=md5_of(src), if_none_match=True).entry
+    moved = alice.put_file(PutRequest("m.txt", src, md5=md5_of(src), if_none_match=True)).entry
     (share.root / "taken.txt").write_bytes(b"keep me")
     with pytest.raises(PreconditionFailed):
         alice.move("m.txt", "taken.txt")  # Overwrite: F
@@ -233,7 +234,7 @@ def test_a_read_only_account_cannot_write_and_is_told(share: Share, remote_for, 
     assert remote_for(share.url, "alice").can_write() is True
     src = local(tmp_path, "r.txt", b"nope")
     with pytest.raises(WriteRefused) as e:
-        bob.put_file("r.txt", src, md5=md5_of(src), if_none_match=True)
+        bob.put_file(PutRequest("r.txt", src, md5=md5_of(src), if_none_match=True))
     assert str(e.value) == (
         "cannot change 'r.txt': your access to this share is read-only; ask the operator for a read-write account."
     )
@@ -250,7 +251,7 @@ def test_a_name_the_server_spells_in_nfd_is_addressed_by_its_href(share: Share, 
     assert [e.path for e in listed] == ["café.txt"]
     entry = listed[0]
     src = local(tmp_path, "café.txt", b"edited on the PC")
-    up = alice.put_file("café.txt", src, md5=md5_of(src), if_match=entry.etag, href=entry.href)
+    up = alice.put_file(PutRequest("café.txt", src, md5=md5_of(src), if_match=entry.etag, href=entry.href))
     assert shown(share.root) == [nfd]  # no NFC twin
     assert (share.root / nfd).read_bytes() == b"edited on the PC"
     again = alice.stat("café.txt", href=entry.href)
@@ -268,7 +269,7 @@ def test_a_lost_put_answer_is_retried_and_recognised(
     try:
         remote = remote_for(proxy.url)
         src = local(tmp_path, "lost.txt", b"answer lost on the way back")
-        up = remote.put_file("lost.txt", src, md5=md5_of(src), if_none_match=True)
+        up = remote.put_file(PutRequest("lost.txt", src, md5=md5_of(src), if_none_match=True))
         # The first PUT landed; its answer was cut; the retry met If-None-Match (412) and found our MD5.
         assert up.entry.md5 == up.sent_md5 == md5_of(src) and len(no_backoff) == 1
         assert remote.requests_sent == 3  # PUT (answer lost), PUT (412), PROPFIND (our MD5 is there)
@@ -283,14 +284,14 @@ def test_503_is_retried_when_safe_and_an_unconditional_put_is_not(
     try:
         remote = remote_for(proxy.url)
         src = local(tmp_path, "flaky.txt", b"x")
-        remote.put_file("flaky.txt", src, md5=md5_of(src), if_none_match=True)
+        remote.put_file(PutRequest("flaky.txt", src, md5=md5_of(src), if_none_match=True))
         assert len(no_backoff) == 2 and (share.root / "flaky.txt").exists()
         proxy.faults.fails_left = 1
         remote.delete("flaky.txt")
         assert len(no_backoff) == 3 and not (share.root / "flaky.txt").exists()
         proxy.faults.fails_left = 1
         with pytest.raises(RemoteError) as e:
-            remote.put_file("flaky.txt", src, md5=md5_of(src))
+            remote.put_file(PutRequest("flaky.txt", src, md5=md5_of(src)))
         assert e.value.status == 503 and len(no_backoff) == 3
     finally:
         proxy.close()
@@ -305,7 +306,7 @@ def test_writes_against_rclone_serve_webdav(rclone_webdav, remote_for, tmp_path:
     remote = remote_for(rclone_webdav(root), None)
     assert remote.can_write() is True
     src = local(tmp_path, "r.txt", b"to rclone")
-    up = remote.put_file("r.txt", src, md5=md5_of(src), mtime_ns=MTIME_NS, if_none_match=True)
+    up = remote.put_file(PutRequest("r.txt", src, md5=md5_of(src), mtime_ns=MTIME_NS, if_none_match=True))
     assert (root / "r.txt").read_bytes() == b"to rclone"
     assert up.entry.md5 is None and up.sent_md5 == md5_of(src) and up.entry.etag and up.entry.size == 9
     assert remote.stat("r.txt") == up.entry
@@ -315,7 +316,7 @@ def test_writes_against_rclone_serve_webdav(rclone_webdav, remote_for, tmp_path:
     d = remote.stat("d")
     assert d is not None and d.is_dir and remote.stat("missing") is None
     with pytest.raises(ParentMissing):
-        remote.put_file("no/r.txt", src, md5=md5_of(src))
+        remote.put_file(PutRequest("no/r.txt", src, md5=md5_of(src)))
 
     (root / "other.txt").write_bytes(b"keep")
     with pytest.raises(PreconditionFailed):
@@ -332,7 +333,7 @@ def test_writes_against_rclone_serve_webdav(rclone_webdav, remote_for, tmp_path:
             f.seek(len(data) - 4)
             f.write(b"!!!!")
 
-    changed = remote.put_file("big.bin", big, md5=hashlib.md5(data).hexdigest(), progress=edit_behind)
+    changed = remote.put_file(PutRequest("big.bin", big, md5=hashlib.md5(data).hexdigest()), progress=edit_behind)
     assert changed.sent_md5 != hashlib.md5(data).hexdigest() == hashlib.md5(data).hexdigest()
     assert changed.sent_md5 == md5_of(root / "big.bin")
 

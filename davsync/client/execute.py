@@ -242,7 +242,7 @@ class Executor(Uploads):
             self.ctx.journal.put(a.path, JournalEntry(True))
             uploaded = self._upload_copy(a, copy)
         else:  # the server has a file where a folder stood here: fetch it
-            got = self.ctx.server.fetch(r, self.ctx.state_dir, progress=self.ctx.reporter.advance, stop=self.ctx.stop)
+            got = self.ctx.server.fetch(r, self.ctx.state_dir, self.ctx.hooks())
             self._place(a, got, None)
         with self._lock:
             self.result.conflicts.append(Conflict(a.path, copy, a.reason, uploaded))
@@ -263,8 +263,7 @@ class Executor(Uploads):
         assert r is not None
         self.ctx.reporter.file_started(a.path, r.size or 0)
         base = self._disk(a.path) if a.kind == Kind.UPDATE and a.local is not None else None  # (for a delta)
-        got = self.ctx.server.fetch(r, self.ctx.state_dir, base=base, progress=self.ctx.reporter.advance,
-                                    stop=self.ctx.stop)  # fmt: skip
+        got = self.ctx.server.fetch(r, self.ctx.state_dir, self.ctx.hooks(), base)
         expected = a.local
         note = ""
         uploaded = False

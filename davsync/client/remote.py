@@ -59,6 +59,31 @@ from .upload_body import SourceFailed, UploadBody
 
 
 @dataclass(frozen=True)
+class PutRequest:
+    """One file to upload and the conditions it goes under, passed whole from the executor to
+    the single PUT, the resumable session and the delta push, which all carry the same headers."""
+
+    path: str
+    source: Path
+    md5: str  # what the caller hashed earlier: sent as OC-Checksum
+    mtime_ns: int | None = None
+    if_match: str | None = None  # an edit of this version
+    if_none_match: bool = False  # a new file: none may stand there
+    href: str = ""  # the server's own href for the path, when listed
+
+    def headers(self) -> dict[str, str]:
+        """The checksum, modification time and preconditions, as any upload of it sends them."""
+        headers = {"OC-Checksum": md5_checksum(self.md5), "Content-Type": "application/octet-stream"}
+        if self.mtime_ns is not None:
+            headers["X-OC-Mtime"] = str(self.mtime_ns // 1_000_000_000)
+        if self.if_match:
+            headers["If-Match"] = quoted_etag(self.if_match)
+        if self.if_none_match:
+            headers["If-None-Match"] = "*"
+        return headers
+
+
+@dataclass(frozen=True)
 class Uploaded:
     """A finished PUT. `sent_md5` differs from the MD5 the caller declared only when the file
     changed while streaming and the server ignores OC-Checksum (rclone): then the server holds
@@ -422,34 +447,19 @@ class Remote:
         return self._retrying(once)
 
     def put_file(
-        self,
-        path: str,
-        source: Path,
-        *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
-        progress: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None,
+        self, req: PutRequest, *, progress: Callable[[int], None] | None = None, stop: threading.Event | None = None
     ) -> Uploaded:
-        """PUT `source` to its final name, streamed from disk and hashed while it is sent.
+        """PUT `req.source` to its final name, streamed from disk and hashed while it is sent.
 
-        `md5` (what the caller hashed earlier) goes out as OC-Checksum: a server that checks it
+        `req.md5` (what the caller hashed earlier) goes out as OC-Checksum: a server that checks it
         refuses a body that changed meanwhile, and that is raised as SourceChanged. `if_match`
         (an edit of that version) or `if_none_match` (a new file) make the PUT conditional, and
         only a conditional PUT is retried: after a lost answer, the retry's 412 with our MD5 on
         the server means the first attempt landed. A source that cannot be read raises its OSError.
         """
+        path, source, md5, mtime_ns, href = req.path, req.source, req.md5, req.mtime_ns, req.href
         url = self.url_for(path, href=href)
-        headers = {"OC-Checksum": md5_checksum(md5), "Content-Type": "application/octet-stream"}
-        if mtime_ns is not None:
-            headers["X-OC-Mtime"] = str(mtime_ns // 1_000_000_000)
-        if if_match:
-            headers["If-Match"] = quoted_etag(if_match)
-        if if_none_match:
-            headers["If-None-Match"] = "*"
+        headers = req.headers()
         attempts = 0
 
         def once() -> Uploaded:
@@ -484,7 +494,7 @@ class Remote:
                     )
                 raise write_error("PUT", path, resp)
 
-        return self._retrying(once, safe=bool(if_match or if_none_match))
+        return self._retrying(once, safe=bool(req.if_match or req.if_none_match))
 
     def _uploaded(
         self, path: str, url: str, resp: requests.Response, size: int, sent_md5: str, mtime_ns: int | None

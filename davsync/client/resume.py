@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from .. import osfs
-from ..checksums import md5_checksum
 from ..units import human_size
 from . import delta
 from .bundle import features
 from .paths import shown
 from .refusals import SourceChanged, not_held, write_error
-from .remote import Uploaded, quoted_etag
+from .remote import PutRequest, Uploaded
 from .transport import RemoteError
 from .upload_body import SourceFailed, UploadBody
 
 if TYPE_CHECKING:
+    from .hooks import TransferHooks
     from .journal import Journal
     from .remote import Remote
 
@@ -56,54 +53,27 @@ class _Gone(RemoteError):
     """The session expired or was cancelled on the server: start a new one."""
 
 
-def put_file(
-    remote: Remote,
-    journal: Journal,
-    path: str,
-    source: Path,
-    *,
-    md5: str,
-    mtime_ns: int | None = None,
-    if_match: str | None = None,
-    if_none_match: bool = False,
-    href: str = "",
-    progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
-    note: Callable[[str], None] | None = None,
-) -> Uploaded:
+def put_file(remote: Remote, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
     """Remote.put_file, as a delta (client/delta.py) or resumable for a big file when the server
     offers it."""
-    if if_match:  # an edit: only the changed blocks, when the server has the base's block list
-        pushed = delta.push(remote, path, source, md5=md5, if_match=if_match, mtime_ns=mtime_ns, href=href,
-                            progress=progress or (lambda n: None))  # fmt: skip
+    if req.if_match:  # an edit: only the changed blocks, when the server has the base's block list
+        pushed = delta.push(remote, req.path, req.source, md5=req.md5, if_match=req.if_match, mtime_ns=req.mtime_ns,
+                            href=req.href, progress=hooks.progress)  # fmt: skip
         if pushed is not None:
             return pushed
-    size = os.stat(osfs.extended_path(source)).st_size
+    size = os.stat(osfs.extended_path(req.source)).st_size
     if size < MIN_SIZE or not features(remote).resumable:
-        return remote.put_file(path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
-                               if_none_match=if_none_match, href=href, progress=progress, stop=stop)  # fmt: skip
-    want = _Record("", md5, size, if_match, if_none_match)
-    return _Upload(remote, journal, path, source, want, mtime_ns, href, progress, stop, note).run()
+        return remote.put_file(req, progress=hooks.progress, stop=hooks.stop)
+    return _Upload(remote, journal, req, size, hooks).run()
 
 
 class _Upload:
-    def __init__(
-        self,
-        remote: Remote,
-        journal: Journal,
-        path: str,
-        source: Path,
-        want: _Record,
-        mtime_ns: int | None,
-        href: str,
-        progress: Callable[[int], None] | None,
-        stop: threading.Event | None,
-        note: Callable[[str], None] | None,
-    ) -> None:
-        self.remote, self.journal, self.path, self.source, self.want = remote, journal, path, source, want
-        self.mtime_ns, self.href, self.stop, self.note = mtime_ns, href, stop, note
-        self.target = remote.url_for(path, href=href)
-        self._progress = progress
+    def __init__(self, remote: Remote, journal: Journal, req: PutRequest, size: int, hooks: TransferHooks) -> None:
+        self.remote, self.journal, self.req, self.stop, self.note = remote, journal, req, hooks.stop, hooks.note
+        self.path, self.source = req.path, req.source
+        self.want = _Record("", req.md5, size, req.if_match, req.if_none_match)
+        self.target = remote.url_for(req.path, href=req.href)
+        self._progress = hooks.progress
         self._reported = 0  # bytes shown as done: a resent part is not counted twice
 
     def run(self) -> Uploaded:
@@ -168,14 +138,7 @@ class _Upload:
 
     def _create(self) -> _Record | Uploaded:
         w = self.want
-        headers = {"Upload-Complete": "?0", "Upload-Length": str(w.size), "OC-Checksum": md5_checksum(w.md5),
-                   "Content-Type": "application/octet-stream"}  # fmt: skip
-        if self.mtime_ns is not None:
-            headers["X-OC-Mtime"] = str(self.mtime_ns // 1_000_000_000)
-        if w.if_match:
-            headers["If-Match"] = quoted_etag(w.if_match)
-        if w.if_none_match:
-            headers["If-None-Match"] = "*"
+        headers = {**self.req.headers(), "Upload-Complete": "?0", "Upload-Length": str(w.size)}
         resp = self.remote.request("POST", self.target, data=b"", headers=headers)
         resp.close()
         if resp.status_code == 201 and resp.headers.get("Location"):
@@ -183,7 +146,7 @@ class _Upload:
             self._save(rec)  # journaled before the first byte is sent
             return rec
         if resp.status_code == 412:
-            now = self.remote.stat(self.path, self.href)
+            now = self.remote.stat(self.path, self.req.href)
             if now is not None and not now.is_dir and now.md5 == w.md5:
                 return Uploaded(now, w.md5)  # an earlier commit whose answer was lost: it landed
         raise write_error("PUT", self.path, resp)
@@ -191,7 +154,7 @@ class _Upload:
     # --- the bytes ----------------------------------------------------------------------
 
     def _advance(self, position: int) -> None:
-        if self._progress is not None and position > self._reported:
+        if position > self._reported:
             self._progress(position - self._reported)
             self._reported = position
 
@@ -216,7 +179,8 @@ class _Upload:
         status = resp.status_code
         if status in (200, 201, 204) and resp.headers.get("Upload-Complete") != "?0":
             self._save(None)
-            up = self.remote._uploaded(self.path, self.target, resp, self.want.size, self.want.md5, self.mtime_ns)
+            w = self.want
+            up = self.remote._uploaded(self.path, self.target, resp, w.size, w.md5, self.req.mtime_ns)
             if up.entry.md5 and up.entry.md5 != self.want.md5:
                 raise not_held(self.path, up.entry.md5, self.want.md5)
             return up

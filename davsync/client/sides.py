@@ -9,17 +9,17 @@ end-to-end tests still run the real one.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import osfs
-from . import delta, resume
+from . import delta, resume, transfer
+from .hooks import TransferHooks
 from .journal import Journal
 from .plan import LocalEntry, RemoteEntry
-from .remote import FolderListing, Remote, Uploaded
-from .transfer import Downloaded, download, keep_as_conflict, move_to_trash, place, stat_entry
+from .remote import FolderListing, PutRequest, Remote, Uploaded
+from .transfer import Downloaded, download, keep_as_conflict, move_to_trash, stat_entry
 
 
 class ServerSide(Protocol):
@@ -38,33 +38,11 @@ class ServerSide(Protocol):
 
     def list_folder(self, folder: str, href: str = "") -> FolderListing: ...
 
-    def fetch(
-        self,
-        entry: RemoteEntry,
-        state_dir: Path,
-        *,
-        base: Path | None = None,
-        progress: Callable[[int], None] = lambda n: None,
-        stop: threading.Event | None = None,
-    ) -> Downloaded:
+    def fetch(self, entry: RemoteEntry, state_dir: Path, hooks: TransferHooks, base: Path | None = None) -> Downloaded:
         """The listed version of a file, in a partial file under state_dir, its MD5 checked
         (`base`: the local file it replaces, for a delta)."""
 
-    def send(
-        self,
-        journal: Journal,
-        path: str,
-        source: Path,
-        *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
-        progress: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None,
-        note: Callable[[str], None] | None = None,
-    ) -> Uploaded:
+    def send(self, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
         """PUT a local file with its preconditions and MD5."""
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
@@ -94,38 +72,16 @@ class DavServer:
     def list_folder(self, folder: str, href: str = "") -> FolderListing:
         return self.remote.list_folder(folder, href)
 
-    def fetch(
-        self,
-        entry: RemoteEntry,
-        state_dir: Path,
-        *,
-        base: Path | None = None,
-        progress: Callable[[int], None] = lambda n: None,
-        stop: threading.Event | None = None,
-    ) -> Downloaded:
+    def fetch(self, entry: RemoteEntry, state_dir: Path, hooks: TransferHooks, base: Path | None = None) -> Downloaded:
         got = None
         if base is not None:  # the local file is the base: fetch only what changed
-            got = delta.download(self.remote, entry, base, state_dir, progress=progress, stop=stop)
-        return got if got is not None else download(self.remote, entry, state_dir, progress=progress, stop=stop)
+            got = delta.download(self.remote, entry, base, state_dir, progress=hooks.progress, stop=hooks.stop)
+        if got is not None:
+            return got
+        return download(self.remote, entry, state_dir, progress=hooks.progress, stop=hooks.stop)
 
-    def send(
-        self,
-        journal: Journal,
-        path: str,
-        source: Path,
-        *,
-        md5: str,
-        mtime_ns: int | None = None,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-        href: str = "",
-        progress: Callable[[int], None] | None = None,
-        stop: threading.Event | None = None,
-        note: Callable[[str], None] | None = None,
-    ) -> Uploaded:
-        return resume.put_file(self.remote, journal, path, source, md5=md5, mtime_ns=mtime_ns, if_match=if_match,
-                               if_none_match=if_none_match, href=href, progress=progress, stop=stop,
-                               note=note)  # fmt: skip
+    def send(self, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
+        return resume.put_file(self.remote, journal, req, hooks)
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
         delta.remember(self.remote, state_dir, entry, placed, got)
@@ -169,29 +125,13 @@ class LocalSide(Protocol):
 
 
 class Disk:
-    """The real local side: the filesystem, through davsync's safe writes (client/transfer.py, osfs)."""
+    """The real local side: the filesystem, through davsync's safe writes (client/transfer.py, osfs);
+    where a call is one of transfer.py's functions, the method is that function itself."""
 
-    def stat(self, path: Path) -> LocalEntry | None:
-        return stat_entry(path)
-
-    def set_aside(self, dest: Path, rel: str, expected: LocalEntry | None, name: str | None = None) -> str:
-        return keep_as_conflict(dest, rel, expected, name)
-
-    def trash(self, dest: Path, rel: str, expected: LocalEntry | None, run_stamp: str) -> str:
-        return move_to_trash(dest, rel, expected, run_stamp)
-
-    def place(
-        self,
-        got: Downloaded,
-        dest: Path,
-        rel: str,
-        entry: RemoteEntry,
-        expected: LocalEntry | None,
-        dir_changed: Callable[[Path], None],
-        before_rename: Callable[[LocalEntry], None],
-        set_aside: Callable[[str], None] | None,
-    ) -> LocalEntry:
-        return place(got, dest, rel, entry, expected, dir_changed, before_rename=before_rename, set_aside=set_aside)
+    stat = staticmethod(stat_entry)
+    set_aside = staticmethod(keep_as_conflict)
+    trash = staticmethod(move_to_trash)
+    place = staticmethod(transfer.place)
 
     def rename(self, src: Path, dst: Path, *, case_only: bool = False) -> None:
         if case_only:

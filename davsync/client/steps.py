@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .bulk import BulkItem, BulkResult
+from .hooks import TransferHooks
 from .journal import Journal
 from .plan import Action, JournalEntry, JournalOp, Kind, Plan, RemoteEntry
 from .remote import Remote
@@ -80,6 +81,10 @@ class Context:
     def __post_init__(self) -> None:
         self.server = self.server_side if self.server_side is not None else DavServer(self.remote)
         self.disk = self.local_side if self.local_side is not None else Disk()
+
+    def hooks(self) -> TransferHooks:
+        """What this run's transfers report to (the reporter) and are stopped by."""
+        return TransferHooks(self.reporter.advance, self.stop, getattr(self.reporter, "note", None))
 
     def dir_changed(self, folder: Path) -> None:
         with self._dirty_lock:

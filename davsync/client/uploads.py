@@ -16,6 +16,7 @@ from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent
 from .plan import Action, JournalEntry, Kind, LocalEntry, RemoteEntry, complete
 from .refusals import NotHeld, PreconditionFailed, SourceChanged, not_held, one_line, write_refusal
+from .remote import PutRequest
 from .steps import BULK_WORKERS, Deferred, Refused, Steps
 from .transfer import (
     Raced,
@@ -94,11 +95,8 @@ class Uploads(Steps):
         journal.intend(Intent(path, "put", entry, base_etag))
         source = self._disk(path)
         try:
-            up = self.ctx.server.send(
-                journal, path, source, md5=md5, mtime_ns=loc.mtime_ns, if_match=base_etag,
-                if_none_match=base_etag is None, href=href, progress=self.ctx.reporter.advance, stop=self.ctx.stop,
-                note=getattr(self.ctx.reporter, "note", None),
-            )  # fmt: skip
+            req = PutRequest(path, source, md5, loc.mtime_ns, base_etag, base_etag is None, href)
+            up = self.ctx.server.send(journal, req, self.ctx.hooks())
         except PreconditionFailed:
             journal.settle(path, None)  # nothing was written: the intent is moot
             raise Refused({path}) from None
