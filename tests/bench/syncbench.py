@@ -30,8 +30,13 @@ def _rclone(url: str, *args: str) -> list[str]:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
+    """A copy of a tree as a PC would hold it: without the served root's share marker, a name the
+    server keeps to itself (a copied one is refused on upload, and the first sync exits 3)."""
+    from davsync.server.names import SHARE_MARKER
+
     rmtree(dst)
     run(["cp", "-a", str(src), str(dst)])
+    (dst / SHARE_MARKER).unlink(missing_ok=True)
 
 
 def _cpu_ticks(pid: int) -> int:
