@@ -13,7 +13,7 @@ import pytest
 import requests
 from conftest import PASSWORDS
 
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.transport import ConnectionSettings
 
 
@@ -71,7 +71,7 @@ def run_load(serve_process, tmp_path: Path, *, clients: int, files: int, seconds
         while rounds == 0 or time.monotonic() < deadline:
             dest = tmp_path / f"client{k}"
             shutil.rmtree(dest, ignore_errors=True)
-            result = run_pull(conn, dest, PullOptions(jobs=1, full=True))
+            result = run_once(conn, dest, RunOptions(jobs=1, full=True))
             rounds += 1
             if result.exit_code != 0 or result.errors:
                 failures.append(f"client {k}: exit {result.exit_code} {result.fatal} {result.errors[:3]}")

@@ -8,6 +8,7 @@ panels, light and dark.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,24 @@ def accessibility_problems(driver: Any) -> dict[str, list[str]]:
     return found
 
 
+def share_panel(driver: Any, running: Any) -> tuple[Callable[[str], Any], Callable[[str], bool]]:
+    """The dashboard, with the pair's "Share and versions" panel open (and "are you sure?" answered
+    yes); find(css) and present(css) on the page."""
+    from selenium.webdriver.common.by import By
+
+    def find(css: str) -> Any:
+        return driver.find_element(By.CSS_SELECTOR, css)
+
+    def present(css: str) -> bool:
+        return bool(driver.find_elements(By.CSS_SELECTOR, css))
+
+    driver.get(running.dash.login_url())
+    wait_until(lambda: present(".pair"), 15, "the pair's card")
+    driver.execute_script("window.confirm = () => true;")
+    find(".share-panel summary").click()
+    return find, present
+
+
 def test_share_a_folder_revoke_it_and_restore_a_version(start_share, start_app, memory_keyring, chromium,  # noqa: F811
                                                         tmp_path: Path) -> None:  # fmt: skip
     from selenium.webdriver.common.by import By
@@ -55,17 +74,7 @@ def test_share_a_folder_revoke_it_and_restore_a_version(start_share, start_app, 
     credentials.save_password(share.url, "alice", PASSWORDS["alice"])
     running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
     wait_until(lambda: (dest / "report.txt").exists() and running.pair()["state"] == "ok", 30, "the first sync")
-
-    def find(css: str) -> Any:
-        return driver.find_element(By.CSS_SELECTOR, css)
-
-    def present(css: str) -> bool:
-        return bool(driver.find_elements(By.CSS_SELECTOR, css))
-
-    driver.get(running.dash.login_url())
-    wait_until(lambda: present(".pair"), 15, "the pair's card")
-    driver.execute_script("window.confirm = () => true;")  # the page's "are you sure?" questions: yes
-    find(".share-panel summary").click()
+    find, present = share_panel(driver, running)
     wait_until(lambda: present('.browse li[data-path="Photos"] .share'), 15, "the server's folder listed")
     assert present('.browse li[data-path="report.txt"] .show-versions')
 
@@ -169,3 +178,48 @@ def test_a_server_without_links_says_so_in_a_sentence(rclone_webdav, start_app, 
         error = answer.json()["error"]
         assert "does not offer this" in error and "update davsync on the server" in error, error
         assert "Traceback" not in error and "<" not in error
+
+
+def test_share_one_file_from_the_app(start_share, start_app, memory_keyring, chromium,  # noqa: F811
+                                     tmp_path: Path) -> None:  # fmt: skip
+    """A file of the pair gets its own link: no drop-only choice for it, a QR code, the link opens
+    that file and nothing beside it, it is listed as a file and revoked like any link."""
+    from selenium.webdriver.common.by import By
+
+    driver = chromium
+    root = tmp_path / "root"
+    (root / "Letters").mkdir(parents=True)
+    (root / "Letters" / "to Anna.txt").write_bytes(b"Dear Anna\n")
+    (root / "Letters" / "diary.txt").write_bytes(b"not for Anna")
+    share = start_share(root)
+    dest = tmp_path / "PiMirror"
+    credentials.save_password(share.url, "alice", PASSWORDS["alice"])
+    running = start_app([FolderPair(share.url, str(dest), user="alice", interval=0.3)])
+    wait_until(lambda: (dest / "Letters" / "diary.txt").exists() and running.pair()["state"] == "ok", 30,
+               "the first sync")  # fmt: skip
+    find, present = share_panel(driver, running)
+    wait_until(lambda: present('.browse li[data-path="Letters"] .open-folder'), 15, "the server's folder listed")
+    find('.browse li[data-path="Letters"] .open-folder').click()
+    item = '.browse li[data-path="Letters/to Anna.txt"]'
+    wait_until(lambda: present(f"{item} .share"), 15, "the folder's files listed")
+    find(f"{item} .share").click()
+    wait_until(lambda: present(".share-form"), 5, "the share form")
+    assert find(".share-form h3").get_attribute("textContent") == "Share the file /Letters/to Anna.txt"
+    modes = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, '.share-form select[name="mode"] option')]
+    assert modes == ["read-only", "read-write"]  # drop-only is for folders
+    find(".share-form .make-link").click()
+    wait_until(lambda: present(".made-link img.qr"), 15, "the QR code")
+    assert "link to the file /Letters/to Anna.txt" in find(".made-link").text
+    url = find(".made-link .link-url").get_attribute("value")
+    [link] = LinkStore(share.state_dir).links()
+    assert (link.kind, link.path, link.mode, link.owner) == ("file", "Letters/to Anna.txt", "read-only", "alice")
+    assert requests.get(url + "to%20Anna.txt", timeout=10).content == b"Dear Anna\n"
+    assert requests.get(url + "diary.txt", timeout=10).status_code == 404
+    row = f'.links li[data-link="{link.id}"]'
+    wait_until(lambda: present(f'{row}[data-state="active"]'), 10, "the link listed")
+    assert "file" in find(row).text
+    shot(driver, "share-file-link")
+    assert accessibility_problems(driver) == {}
+    find(f"{row} .revoke").click()
+    wait_until(lambda: present(f'{row}[data-state="revoked"]'), 10, "the link revoked")
+    assert requests.get(url + "to%20Anna.txt", timeout=10).status_code == 404

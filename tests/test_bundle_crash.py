@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORDS
 
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.transport import ConnectionSettings
 from davsync.server.names import is_internal_name
 
@@ -29,7 +29,7 @@ import os, signal, sys
 from pathlib import Path
 from davsync import osfs
 from davsync.client import journal as journal_module
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.transport import ConnectionSettings
 
 url, dest, point, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -63,7 +63,7 @@ elif point == "committed":
     wrap(journal_module.Journal, "commit", False)
 elif point == "flush":
     wrap(osfs, "flush_files", True)
-result = run_pull(ConnectionSettings(url, "alice", os.environ["DAVSYNC_PASSWORD"]), Path(dest), PullOptions(full=True))
+result = run_once(ConnectionSettings(url, "alice", os.environ["DAVSYNC_PASSWORD"]), Path(dest), RunOptions(full=True))
 sys.exit(100 + int(result.exit_code))  # the kill never came
 """
 
@@ -141,7 +141,7 @@ def mirrored(share, tmp_path: Path) -> tuple[Path, Server]:  # type: ignore[no-u
         server.write(f"f{i % 3}/old {i:02}.bin", server.rng.randbytes(server.rng.randint(1, 6000)))
     share.wait_indexed()
     dest = tmp_path / "mirror"
-    first = run_pull(ConnectionSettings(share.url, "alice", PASSWORDS["alice"]), dest, PullOptions())
+    first = run_once(ConnectionSettings(share.url, "alice", PASSWORDS["alice"]), dest, RunOptions())
     assert first.exit_code == 0, first.errors
     return dest, server
 
@@ -154,7 +154,7 @@ def kill_at(share, dest: Path, point: str, n: int) -> None:  # type: ignore[no-u
 
 
 def converge(share, dest: Path) -> None:  # type: ignore[no-untyped-def]
-    final = run_pull(ConnectionSettings(share.url, "alice", PASSWORDS["alice"]), dest, PullOptions(full=True))
+    final = run_once(ConnectionSettings(share.url, "alice", PASSWORDS["alice"]), dest, RunOptions(full=True))
     assert final.exit_code == 0, (final.fatal, final.errors)
     assert not final.conflicts
     assert files(dest) == files(share.root)

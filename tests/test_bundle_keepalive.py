@@ -17,7 +17,7 @@ from synchelp import RecordingProxy
 from test_bundle_server import bundle_body, md5
 
 from davsync.client import bundle
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.remote import Remote
 from davsync.client.transfer import download
 from davsync.client.transport import ConnectionSettings
@@ -51,7 +51,7 @@ def test_consecutive_bundles_share_one_connection(
     share.wait_indexed()
     monkeypatch.setattr(bundle, "BATCH_FILES", 10)  # four bundles, one after the other on one worker
     monkeypatch.setattr(bundle, "WORKERS", 1)
-    result = run_pull(conn(proxy.url), tmp_path / "m", PullOptions())
+    result = run_once(conn(proxy.url), tmp_path / "m", RunOptions())
     assert result.exit_code == 0, result.errors
     assert {rel: (tmp_path / "m" / rel).read_bytes() for rel in files} == files
     reports = [ex for ex in proxy.since(0) if ex.is_bundle]
@@ -132,7 +132,7 @@ def test_the_client_reports_a_member_changed_mid_stream_and_places_the_rest(
 
     monkeypatch.setattr(server_bundle, "_read_member", grow_then_read)
     dest = tmp_path / "m"
-    result = run_pull(conn(share.url), dest, PullOptions())
+    result = run_once(conn(share.url), dest, RunOptions())
     # the member that changed mid-stream is listed and fetched again within the run (issue 24
     # item 14): the run ends with the server's new version, never with the torn one
     assert result.exit_code == 0 and not result.errors, result.errors
@@ -141,7 +141,7 @@ def test_the_client_reports_a_member_changed_mid_stream_and_places_the_rest(
     assert all((dest / rel).read_bytes() == data for rel, data in files.items() if rel != victim)
     monkeypatch.setattr(server_bundle, "_read_member", read_member)
     share.wait_indexed()
-    result = run_pull(conn(share.url), dest, PullOptions())
+    result = run_once(conn(share.url), dest, RunOptions())
     assert result.exit_code == 0 and result.bytes_downloaded == 0, (result.errors, result.done)
 
 

@@ -14,8 +14,9 @@ from proxy import Faults, Proxy
 from test_pull_hostile import Handler, hostile  # noqa: F401 (a fixture)
 
 from davsync.client import bundle
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.plan import Action
-from davsync.client.pull import PullOptions, SilentReporter, run_pull
+from davsync.client.steps import SilentReporter
 from davsync.client.transport import ConnectionSettings
 from davsync.paxstream import END_OF_ARCHIVE, member_bytes, member_header
 from davsync.server.names import is_internal_name
@@ -69,7 +70,7 @@ def test_small_files_come_in_bundles_and_large_ones_by_get(share, tmp_path: Path
     counts = share.server.app.counts
     dest = tmp_path / "mirror"
     before = dict(counts)
-    result = run_pull(conn(share.url), dest, PullOptions())
+    result = run_once(conn(share.url), dest, RunOptions())
     assert result.exit_code == 0, why(result)
     assert mirror(dest) == mirror(share.root)
     assert counts["GET"] - before.get("GET", 0) == 1  # only the large file
@@ -86,12 +87,12 @@ def test_small_files_come_in_bundles_and_large_ones_by_get(share, tmp_path: Path
         (share.root / "new" / f"{i}.txt").parent.mkdir(exist_ok=True)
         (share.root / "new" / f"{i}.txt").write_bytes(b"new %d" % i)
     share.wait_indexed()
-    again = run_pull(conn(share.url), dest, PullOptions(full=True))
+    again = run_once(conn(share.url), dest, RunOptions(full=True))
     assert again.exit_code == 0, why(again)
     assert len(again.done["update"]) == 20 and len(again.done["download"]) == 10
     assert mirror(dest) == mirror(share.root)
     assert_journal_describes(dest)
-    third = run_pull(conn(share.url), dest, PullOptions())
+    third = run_once(conn(share.url), dest, RunOptions())
     assert third.bytes_downloaded == 0 and third.local_files_read == 0
 
 
@@ -101,7 +102,7 @@ def test_a_cut_bundle_stream_keeps_what_arrived_and_fetches_the_rest_by_get(shar
     proxy = Proxy(share.server.port, Faults(cut_after=60_000, cuts_left=2, only_for="REPORT"))
     counts = share.server.app.counts
     try:
-        result = run_pull(conn(proxy.url), tmp_path / "mirror", PullOptions())
+        result = run_once(conn(proxy.url), tmp_path / "mirror", RunOptions())
     finally:
         proxy.close()
     assert result.exit_code == 0, why(result)
@@ -114,7 +115,7 @@ def test_a_local_edit_during_a_batch_is_left_alone_and_the_journal_keeps_the_old
     small_tree(share.root, 20, seed=3)
     share.wait_indexed()
     dest = tmp_path / "mirror"
-    assert run_pull(conn(share.url), dest, PullOptions()).exit_code == 0
+    assert run_once(conn(share.url), dest, RunOptions()).exit_code == 0
     victim = "album 1/pic 005 é.jpg"
     old_row = journal_rows(dest)[victim]
     for p in share.root.rglob("*.jpg"):
@@ -128,7 +129,7 @@ def test_a_local_edit_during_a_batch_is_left_alone_and_the_journal_keeps_the_old
             if path == victim:
                 (dest / victim).write_bytes(b"my edit")
 
-    result = run_pull(conn(share.url), dest, PullOptions(full=True), reporter=EditsDuringTheBatch())
+    result = run_once(conn(share.url), dest, RunOptions(full=True), reporter=EditsDuringTheBatch())
     assert result.exit_code == 3
     assert [e.path for e in result.errors] == [victim] and "changed locally" in result.errors[0].error
     assert (dest / victim).read_bytes() == b"my edit"
@@ -136,7 +137,7 @@ def test_a_local_edit_during_a_batch_is_left_alone_and_the_journal_keeps_the_old
     others = {p: d for p, d in mirror(share.root).items() if p != victim}
     assert {p: d for p, d in mirror(dest).items() if p != victim} == others
     # the next pull sees a local edit against a changed server file: a conflict copy, nothing lost
-    final = run_pull(conn(share.url), dest, PullOptions(full=True))
+    final = run_once(conn(share.url), dest, RunOptions(full=True))
     assert final.exit_code == 3 and [c.path for c in final.conflicts] == [victim]
     assert b"my edit" in [p.read_bytes() for p in dest.glob("album 1/*sync-conflict*")]
 
@@ -145,7 +146,7 @@ def test_pull_from_a_server_without_bundles_is_unchanged(rclone_webdav, tmp_path
     src = tmp_path / "src"
     small_tree(src, 30, seed=4)
     url = rclone_webdav(src)
-    result = run_pull(ConnectionSettings(url), tmp_path / "mirror", PullOptions())
+    result = run_once(ConnectionSettings(url), tmp_path / "mirror", RunOptions())
     assert result.exit_code == 0, why(result)
     assert mirror(tmp_path / "mirror") == mirror(src)
     assert_journal_describes(tmp_path / "mirror")
@@ -202,7 +203,7 @@ def test_members_that_lie_fail_alone_and_nothing_escapes_dest(hostile, tmp_path:
     gets: list[str] = []
     url = hostile(hostile_server(b"".join(members) + END_OF_ARCHIVE, gets))
     dest = tmp_path / "deep" / "mirror"
-    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    result = run_once(ConnectionSettings(url), dest, RunOptions())
     assert result.exit_code == 3
     # A member that is not the version listed (another MD5 or size, or gone) looks changed on the
     # server since the listing: listed again and fetched again in the run (issue 24, item 14), by
@@ -222,7 +223,7 @@ def test_a_garbled_stream_falls_back_to_get(hostile, tmp_path: Path) -> None:  #
     first = list(FILES)[0]
     good = member_bytes(first, FILES[first], 0, md5=md5(FILES[first]), status="200")
     url = hostile(hostile_server(good + b"\x01" * 1024, gets))
-    result = run_pull(ConnectionSettings(url), tmp_path / "mirror", PullOptions())
+    result = run_once(ConnectionSettings(url), tmp_path / "mirror", RunOptions())
     assert result.exit_code == 0, why(result)
     assert mirror(tmp_path / "mirror") == FILES
     assert sorted(gets) == sorted(FILES)[1:]
@@ -251,7 +252,7 @@ def test_a_killed_batchs_temp_files_are_cleared_at_the_next_start(share, tmp_pat
     leftover.write_bytes(b"half a batch")
     (share.root / "f.txt").write_bytes(b"f")
     share.wait_indexed()
-    assert run_pull(conn(share.url), dest, PullOptions()).exit_code == 0
+    assert run_once(conn(share.url), dest, RunOptions()).exit_code == 0
     assert not leftover.exists()
 
 
@@ -279,7 +280,7 @@ def test_a_member_claiming_an_enormous_size_is_not_read_through(hostile, tmp_pat
         return serve(environ)
 
     dest = tmp_path / "mirror"
-    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    result = run_once(ConnectionSettings(hostile(handler)), dest, RunOptions())
     assert [e.path for e in result.errors] == [names[1]], why(result)
     assert f"1099511627776 bytes but listed {len(FILES[names[1]])};" in result.errors[0].error
     assert sent[0] < 64 * 1024 * 1024, f"{sent[0]} bytes were read for a file listed as {len(FILES[names[1]])}"

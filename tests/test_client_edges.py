@@ -14,7 +14,7 @@ import pytest
 from conftest import PASSWORDS, wait_until
 from proxy import Faults, Proxy
 
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.report import PlainReporter, RichReporter, summary_lines
 from davsync.client.transport import ConnectionSettings
 
@@ -63,7 +63,7 @@ def test_plain_reporter_prints_one_line_per_action(share, tmp_path: Path) -> Non
     (share.root / "b.txt").write_bytes(b"bb")
     share.wait_indexed()
     out = io.StringIO()
-    result = run_pull(_conn(share), tmp_path / "m", PullOptions(), PlainReporter(out))
+    result = run_once(_conn(share), tmp_path / "m", RunOptions(), PlainReporter(out))
     assert result.exit_code == 0
     lines = out.getvalue().splitlines()
     assert sorted(lines) == sorted(
@@ -107,14 +107,14 @@ def test_rich_reporter_draws_progress_and_still_names_conflicts(share, tmp_path:
     (share.root / "f.txt").write_bytes(b"server v1")
     share.wait_indexed()
     dest = tmp_path / "m"
-    assert run_pull(_conn(share), dest, PullOptions()).exit_code == 0
+    assert run_once(_conn(share), dest, RunOptions()).exit_code == 0
     (dest / "f.txt").write_bytes(b"my local edit")
     (share.root / "f.txt").write_bytes(b"server v2, changed too")
     (share.root / "new.bin").write_bytes(b"x" * 5000)
     share.wait_indexed()
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120, color_system=None)
-    result = run_pull(_conn(share), dest, PullOptions(), RichReporter(console))
+    result = run_once(_conn(share), dest, RunOptions(), RichReporter(console))
     text = buf.getvalue()
     total = len(b"server v2, changed too") + 5000
     assert "pull" in text and f"{total}/{total}" in text and "5.0/5.0 kB" in text  # the bar, completed

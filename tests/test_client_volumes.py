@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORDS, require_tool, wait_until
 
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.transport import ConnectionSettings
 
 LONG_NAME = "長" * 80 + ".txt"  # 80 UTF-16 units, 243 UTF-8 bytes
@@ -240,7 +240,7 @@ def test_exfat_coarse_mtimes_and_unstable_file_ids(share, exfat: Volume) -> None
     share.wait_indexed()
     dest = exfat.mnt / "stick"
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
-    first = run_pull(conn, dest, PullOptions())
+    first = run_once(conn, dest, RunOptions())
     assert first.exit_code == 0 and len(first.done["download"]) == len(names), first.as_json()
     for i, name in enumerate(names):
         assert abs((dest / name).stat().st_mtime - (1_700_000_001.37 + i)) <= 2.0
@@ -251,7 +251,7 @@ def test_exfat_coarse_mtimes_and_unstable_file_ids(share, exfat: Volume) -> None
     ids_after = {n: (dest / n).stat().st_ino for n in reversed(names)}  # a new mount numbers files anew
     assert ids_after != ids_before, "this exFAT driver kept its file IDs; the test proves nothing"
 
-    second = run_pull(conn, dest, PullOptions(full=True))  # look at every file, not just the server's changes
+    second = run_once(conn, dest, RunOptions(full=True))  # look at every file, not just the server's changes
     assert second.exit_code == 0, second.as_json()
     assert second.local_files_read == 0, "changed file IDs made files look modified"
     assert second.plan.in_sync and not second.done.get("download") and not second.done.get("update")

@@ -17,9 +17,9 @@ from lxml import etree
 from proxy import Faults, Proxy
 from test_pull_hostile import GOOD, TRAVERSAL_HREFS, hostile, multistatus, response  # noqa: F401 (a fixture)
 
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.paths import HrefResolver, UnsafeHref, href_to_relpath
 from davsync.client.plan import RemoteEntry
-from davsync.client.pull import PullOptions, run_pull
 from davsync.client.remote import Changes, Remote
 from davsync.client.snapshot import RemoteSnapshot, initial_snapshot
 from davsync.client.transport import ConnectionSettings, RemoteError
@@ -66,7 +66,7 @@ def test_a_first_pull_lists_everything_in_one_report_and_the_next_is_incremental
     share.wait_indexed()
     dest = tmp_path / "m"
     sent = counter(share)
-    first = run_pull(conn(share.url), dest, PullOptions(excludes=["*.tmp", "cache"]))
+    first = run_once(conn(share.url), dest, RunOptions(excludes=["*.tmp", "cache"]))
     assert first.exit_code == 0 and first.mode == "initial-report", (first.fatal, first.errors)
     asked = sent()
     # One listing request (the bundles are REPORTs too); the only PROPFIND is the first run's root check.
@@ -77,7 +77,7 @@ def test_a_first_pull_lists_everything_in_one_report_and_the_next_is_incremental
 
     sent = counter(share)
     assert share.request("PUT", quote("/folder 1 é/sub 1/file 2.txt"), data=b"changed").status_code == 204
-    second = run_pull(conn(share.url), dest, PullOptions(excludes=["*.tmp", "cache"]))
+    second = run_once(conn(share.url), dest, RunOptions(excludes=["*.tmp", "cache"]))
     assert second.exit_code == 0 and second.mode == "sync-collection"
     assert second.done.get("update") == ["folder 1 é/sub 1/file 2.txt"] and sent().get("PROPFIND") is None
     assert mirror(dest)["folder 1 é/sub 1/file 2.txt"] == b"changed"
@@ -140,7 +140,7 @@ def test_hostile_hrefs_in_the_report_are_refused(hostile, tmp_path: Path) -> Non
         return "200 OK", [("Content-Type", "application/octet-stream")], b"pwned"
 
     dest = tmp_path / "deep" / "m"
-    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    result = run_once(ConnectionSettings(hostile(handler)), dest, RunOptions())
     assert result.mode == "initial-report" and asked.count("PROPFIND 1") == 0, asked
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert all(w.startswith("deep/m/") for w in written), written
@@ -163,7 +163,7 @@ def test_a_server_without_sync_collection_is_walked(hostile, tmp_path: Path) -> 
         return "405 Method Not Allowed", [("Allow", "OPTIONS, GET, HEAD, PROPFIND")], b""
 
     dest = tmp_path / "m"
-    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    result = run_once(ConnectionSettings(hostile(handler)), dest, RunOptions())
     assert result.exit_code == 0 and result.mode == "walk", (result.fatal, result.errors)
     assert (dest / "f.txt").read_bytes() == GOOD and "REPORT" in asked
 
@@ -184,10 +184,10 @@ def test_a_cut_report_is_not_used_and_the_next_run_recovers(share, tmp_path: Pat
     dest = tmp_path / "m"
     proxy = Proxy(share.server.port, Faults(cut_after=20_000, cuts_left=1, only_for="REPORT"))
     try:
-        walked = run_pull(conn(proxy.url), dest, PullOptions())
+        walked = run_once(conn(proxy.url), dest, RunOptions())
         assert walked.exit_code == 0 and walked.mode == "walk", (walked.fatal, walked.errors)
         assert mirror(dest) == mirror(share.root)
-        again = run_pull(conn(proxy.url), dest, PullOptions())
+        again = run_once(conn(proxy.url), dest, RunOptions())
     finally:
         proxy.close()
     assert again.mode == "sync-collection" and again.bytes_downloaded == 0 and not again.errors
@@ -267,6 +267,6 @@ def test_a_first_listing_is_walked_when_the_servers_rescan_fails(share, tmp_path
 
     monkeypatch.setattr(watcher, "rescan", broken)
     dest = tmp_path / "m"
-    result = run_pull(conn(share.url), dest, PullOptions())
+    result = run_once(conn(share.url), dest, RunOptions())
     assert result.exit_code == 0 and result.mode == "walk", (result.mode, result.errors)
     assert mirror(dest) == mirror(share.root) and len(mirror(dest)) == 6

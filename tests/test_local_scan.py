@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from davsync import fileid
-from davsync.client.local import LINK_REASON, LocalScan, look_at, scan_local
+from davsync.client.local import LINK_REASON, LocalScan, scan_local
 from davsync.client.paths import NameRules
 from davsync.client.plan import JournalEntry, LocalEntry
 
@@ -235,9 +235,9 @@ def test_links_inside_dest_are_reported_and_never_followed(tree: Path, tmp_path:
     assert s.view.entries["note.txt"] is not None and s.view.entries["note.txt"].md5 is None  # never read
     assert s.files_hashed == 3
     assert s.not_judged("docs/elsewhere/private.txt") and s.not_judged("note.txt")
-    # The same through look_at: the link itself, and a path below it, are left alone.
-    partial = look_at(tree, ["note.txt", "docs/elsewhere/private.txt"], {}, excluded=lambda p, d: False,
-                      rules="posix", fold_case=False, settle_s=0)  # fmt: skip
+    # The same looking at named paths: the link itself, and a path below it, are left alone.
+    partial = scan_local(tree, {}, paths=["note.txt", "docs/elsewhere/private.txt"], excluded=lambda p, d: False,
+                         rules="posix", fold_case=False, settle_s=0)  # fmt: skip
     assert {k.path for k in partial.skipped} == {"note.txt", "docs/elsewhere/private.txt"}
     assert partial.files_hashed == 0
 
@@ -314,8 +314,8 @@ def test_look_at_sees_only_the_named_paths_and_walks_new_folders(tree: Path) -> 
     write(tree, "fresh/one.txt", b"1")
     write(tree, "fresh/sub/two.txt", b"2")
     (tree / "a.txt").unlink()
-    s = look_at(tree, ["a.txt", "docs", "fresh", "docs/b.txt"], base, excluded=lambda p, d: False,
-                rules="posix", fold_case=False, settle_s=0)  # fmt: skip
+    s = scan_local(tree, base, paths=["a.txt", "docs", "fresh", "docs/b.txt"], excluded=lambda p, d: False,
+                   rules="posix", fold_case=False, settle_s=0)  # fmt: skip
     assert not s.view.complete
     assert s.view.entries["a.txt"] is None
     assert "docs/unnamed.txt" not in s.view.entries  # a known folder is not listed again
@@ -332,8 +332,8 @@ def test_look_at_finds_a_name_spelled_nfd_on_disk_and_never_calls_it_gone(tree: 
     base = synced(tree)
     base = {unicodedata.normalize("NFC", p): e for p, e in base.items()}
     (tree / nfd_dir / nfd_file).write_bytes(b"cv, edited")
-    s = look_at(tree, ["café/résumé.txt", "café/gone.txt"], base, excluded=lambda p, d: False,
-                rules="posix", fold_case=False, settle_s=0)  # fmt: skip
+    s = scan_local(tree, base, paths=["café/résumé.txt", "café/gone.txt"], excluded=lambda p, d: False,
+                   rules="posix", fold_case=False, settle_s=0)  # fmt: skip
     assert files(s)["café/résumé.txt"].md5 == md5(b"cv, edited")
     assert s.disk_path(tree, "café/résumé.txt").read_bytes() == b"cv, edited"
     assert s.view.entries["café/gone.txt"] is None  # a name truly absent is still absent

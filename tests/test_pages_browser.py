@@ -230,8 +230,8 @@ def test_folder_page_in_chromium(share, tmp_path: Path, size: tuple[int, int]) -
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, int], scheme: str) -> None:
     """axe-core (not a dependency: browserhelp.axe_source) finds nothing on the folder page (also
-    with its share box open), a file's page, a link's page, a drop link's page (also after an
-    upload) and a withdrawn link's page."""
+    with its share box open, for the folder and for a file), a file's page, a link's page, a file
+    link's page, a drop link's page (also after an upload) and a withdrawn link's page."""
     from selenium.webdriver.common.by import By
 
     axe = axe_source()
@@ -242,6 +242,8 @@ def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, in
     drop = LinkStore(share.state_dir).create("Photos", "drop", expires_in=3600, password=None)
     gone = LinkStore(share.state_dir).create("Photos", "read-only", expires_in=3600, password=None)
     LinkStore(share.state_dir).revoke(gone.link.id)
+    one_file = LinkStore(share.state_dir).create("Photos/pic.png", "read-only", expires_in=3600, password=None,
+                                                 kind="file")  # fmt: skip
     with chromium_at(tmp_path, size, tmp_path / "downloads") as driver:
         auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
@@ -258,7 +260,7 @@ def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, in
             assert found == [], (target, found)
 
         for target in ("", "Photos/", "notes.txt?view", "Photos/pic.png?view", f"s/{issued.token}/",
-                       f"s/{drop.token}/", f"s/{gone.token}/"):  # fmt: skip
+                       f"s/{drop.token}/", f"s/{gone.token}/", f"s/{one_file.token}/"):  # fmt: skip
             driver.get(share.url + target)
             check(target)
         # the share box open, with a link made and listed, and a drop page with an upload done
@@ -267,6 +269,11 @@ def test_pages_have_no_axe_violations(share, tmp_path: Path, size: tuple[int, in
         driver.find_element(By.ID, "share-create").click()
         wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#share-list li[data-state=active]"), 15, "a link")
         check("Photos/ (share box)")
+        driver.find_element(By.CSS_SELECTOR, "tr[data-name='pic.png'] button.share").click()
+        driver.find_element(By.ID, "share-create").click()
+        wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#share-list li[data-state=active]")) == 2, 15,
+                   "a link to the file")  # fmt: skip
+        check("Photos/ (share box for a file)")
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
         driver.get(f"{share.url}s/{drop.token}/")
         (tmp_path / "sent.txt").write_text("sent")

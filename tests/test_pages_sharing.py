@@ -75,14 +75,15 @@ def test_read_only_users_guests_and_cross_site_forms_make_no_links(tree, start_s
     page = lxml_html.fromstring(tree.request("GET", "Photos/", headers=HTML).content)
     assert page.xpath("//*[@id='share']//form")
     viewer = tree.request("GET", "Photos/beach.jpg?view", user="bob").content
-    assert b"share-folder" not in viewer and b"share-folder" in tree.request("GET", "Photos/beach.jpg?view").content
+    assert b"share-file" not in viewer and b"share-file" in tree.request("GET", "Photos/beach.jpg?view").content
     assert tree.request("GET", "?links", user="bob").status_code == 403
     # a form on another site cannot send the page's header
     r = tree.request("POST", "Photos/?share", json={"mode": "read-only", "expires": "7d"})
     assert r.status_code == 403 and "folder page" in r.json()["error"]
     assert make(tree, "Photos/", mode="admin").status_code == 400
     assert make(tree, "Photos/", expires="forever").status_code == 400
-    assert make(tree, "notes.txt").status_code == 404  # links open folders
+    assert make(tree, "missing.txt").status_code == 404
+    assert make(tree, "notes.txt", user="bob").status_code == 403
     assert LinkStore(tree.state_dir).links() == []
     # through a read-write link: no page of links, and no link made from it
     issued = LinkStore(tree.state_dir).create("", "read-write", expires_in=3600, password=None)
@@ -93,6 +94,25 @@ def test_read_only_users_guests_and_cross_site_forms_make_no_links(tree, start_s
         "//*[@id='share']"
     )
     assert len(LinkStore(tree.state_dir).links()) == 1
+
+
+def test_a_file_is_shared_from_its_row_and_its_page(tree) -> None:
+    page = lxml_html.fromstring(tree.request("GET", "Photos/", headers=HTML).content)
+    [button] = page.xpath("//tr[@data-name='beach.jpg']//button[contains(@class, 'share')]")
+    assert button.get("aria-label") == "Share beach.jpg by link"
+    viewer = lxml_html.fromstring(tree.request("GET", "Photos/beach.jpg?view", headers=HTML).content)
+    assert viewer.get_element_by_id("share-file").get("href") == "/Photos/#share=beach.jpg"
+    r = make(tree, "Photos/beach.jpg", label="the beach")
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert (made["link"]["kind"], made["link"]["path"], made["link"]["folder"]) == ("file", "Photos/beach.jpg",
+                                                                                   "/Photos/beach.jpg")  # fmt: skip
+    assert requests.get(made["url"] + "beach.jpg", timeout=30).content == b"sand" * 100
+    assert requests.get(made["url"] + "../notes.txt", timeout=30).status_code in (400, 404)
+    assert make(tree, "notes.txt", mode="read-write").status_code == 201
+    drop = make(tree, "notes.txt", mode="drop")
+    assert drop.status_code == 400 and drop.json()["error"].startswith("A drop link collects uploads into a folder")
+    assert [x["kind"] for x in tree.request("GET", "?links").json()] == ["file", "file"]
 
 
 def test_only_the_owner_withdraws_a_link_and_it_stops_at_once(tree) -> None:
@@ -122,10 +142,8 @@ def test_share_a_folder_in_chromium(tree, tmp_path: Path, size: tuple[int, int])
         auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {auth}"}})
-        driver.get(tree.url + "Photos/beach.jpg?view")  # from a file's page to its folder's share box
-        driver.find_element(By.ID, "share-folder").click()
-        wait_until(lambda: driver.execute_script("const b = document.getElementById('share'); return b && b.open"),
-                   15, "the folder page with its share box open")  # fmt: skip
+        driver.get(tree.url + "Photos/")
+        driver.find_element(By.CSS_SELECTOR, "#share summary").click()
         wait_until(lambda: "no links" in driver.find_element(By.ID, "share-list").text, 15, "the empty list")
         driver.find_element(By.ID, "share-label").send_keys("for Anna")
         driver.find_element(By.ID, "share-create").click()
@@ -167,6 +185,53 @@ def test_share_a_folder_in_chromium(tree, tmp_path: Path, size: tuple[int, int])
         assert driver.find_element(By.TAG_NAME, "h1").text == "No such link"
         assert "withdrawn" in driver.find_element(By.TAG_NAME, "body").text
         assert not driver.find_elements(By.CSS_SELECTOR, "#list")
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_share_one_file_in_chromium(tree, tmp_path: Path, size: tuple[int, int]) -> None:
+    """From a file's page (and its row's Share button) to a link to just that file: no drop choice
+    for it; a friend's browser gets the file's page with its download, and nothing of the folder."""
+    from selenium.webdriver.common.by import By
+
+    (tree.root / "Photos" / "private.txt").write_text("not for the friend")
+    label = "phone" if size == PHONE else "desktop"
+    with chromium_at(tmp_path, size, tmp_path / "downloads") as driver:
+        auth = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {auth}"}})
+        driver.get(tree.url + "Photos/beach.jpg?view")
+        driver.find_element(By.ID, "share-file").click()
+        wait_until(lambda: driver.execute_script("const b = document.getElementById('share'); return b && b.open"),
+                   15, "the folder page with its share box open")  # fmt: skip
+        assert driver.find_element(By.ID, "share-summary").text == "Share “beach.jpg” by link"
+        assert not driver.find_element(By.ID, "share-drop").is_displayed()  # a drop link is for folders
+        driver.find_element(By.ID, "share-create").click()
+        url = wait_until(lambda: [e for e in driver.find_elements(By.ID, "share-url") if e.is_displayed()], 15,
+                         "the new link")[0].get_attribute("value")  # fmt: skip
+        row = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#share-list li[data-state=active]"), 15,
+                         "the link listed")[0]  # fmt: skip
+        assert "/Photos/beach.jpg" in row.text
+        [stored] = LinkStore(tree.state_dir).links()
+        assert (stored.kind, stored.path, stored.mode) == ("file", "Photos/beach.jpg", "read-only")
+        # the row's Share button chooses that file; closing the box goes back to the folder
+        driver.find_element(By.CSS_SELECTOR, "#share summary").click()
+        assert driver.find_element(By.ID, "share-summary").text == "Share this folder by link"
+        driver.find_element(By.CSS_SELECTOR, "tr[data-name='private.txt'] button.share").click()
+        assert driver.find_element(By.ID, "share-summary").text == "Share “private.txt” by link"
+
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        driver.delete_all_cookies()
+        driver.get(url)
+        assert driver.find_element(By.TAG_NAME, "h1").text == "beach.jpg"
+        assert driver.find_element(By.ID, "download").is_displayed()
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "private" not in body and "Photos" not in body and not driver.find_elements(By.ID, "back")
+        assert driver.find_elements(By.CSS_SELECTOR, ".preview img")  # an image is previewed
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"pages-{label}-file-link.png"))
+        driver.find_element(By.ID, "download").click()
+        got = tmp_path / "downloads" / "beach.jpg"
+        wait_until(lambda: got.exists() and got.read_bytes() == b"sand" * 100, 15, "the download")
 
 
 def test_a_link_gives_no_more_than_its_maker_has_now(start_share, users_file: Path) -> None:

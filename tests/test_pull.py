@@ -14,8 +14,8 @@ from conftest import PASSWORDS, kill_hard, shown, wait_until
 from davhelp import WEIRD_NAMES
 from proxy import Faults, Proxy
 
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.paths import name_problem
-from davsync.client.pull import PullOptions, run_pull
 from davsync.client.transport import ConnectionSettings
 from davsync.server.names import is_internal_name
 
@@ -80,7 +80,7 @@ def test_first_pull_is_an_exact_mirror(share, tmp_path: Path) -> None:
 def test_second_pull_transfers_nothing_and_reads_no_file(share, tmp_path: Path) -> None:
     make_source(share.root)
     dest = tmp_path / "mirror"
-    assert run_pull(conn(share), dest, PullOptions()).exit_code == 0
+    assert run_once(conn(share), dest, RunOptions()).exit_code == 0
     opened: list[str] = []
     prefix = str(dest)
 
@@ -93,7 +93,7 @@ def test_second_pull_transfers_nothing_and_reads_no_file(share, tmp_path: Path) 
 
     sys.addaudithook(audit)
     try:
-        result = run_pull(conn(share), dest, PullOptions())
+        result = run_once(conn(share), dest, RunOptions())
     finally:
         prefix = "\0never"  # the hook cannot be removed; make it inert
     assert result.exit_code == 0 and result.bytes_downloaded == 0 and not result.done.get("download")
@@ -151,7 +151,7 @@ def test_a_file_link_in_dest_is_left_alone_and_reported(share, tmp_path: Path) -
     dest = tmp_path / "mirror"
     dest.mkdir()
     (dest / "notes.txt").symlink_to(outside)
-    result = run_pull(conn(share), dest, PullOptions())
+    result = run_once(conn(share), dest, RunOptions())
     assert result.exit_code == 3 and not result.conflicts, result.as_json()
     assert [s.path for s in result.skipped] == ["notes.txt"] and "link" in result.skipped[0].reason
     assert result.local_files_read == 0  # the link's target was not read
@@ -260,7 +260,7 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backof
     share.wait_indexed()
     proxy = Proxy(share.server.port, Faults(fail_paths=("/flaky/",)))
     try:  # in-process, so the listing's retries take the injected backoff
-        out = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions(delete=True)).as_json()
+        out = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions(delete=True)).as_json()
     finally:
         proxy.close()
     code = out["exit_code"]
@@ -303,7 +303,7 @@ def test_resume_starts_over_when_remote_changed(share, tmp_path: Path, no_backof
     dest = tmp_path / "mirror"
     proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
     try:
-        result = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions())
+        result = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions())
     finally:
         proxy.close()
     assert result.exit_code == 3 and list((dest / ".davsync" / "partial").glob("*.part"))
@@ -311,7 +311,7 @@ def test_resume_starts_over_when_remote_changed(share, tmp_path: Path, no_backof
     new = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(new)
     share.wait_indexed()
-    result = run_pull(conn(share), dest, PullOptions())
+    result = run_once(conn(share), dest, RunOptions())
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
 
@@ -330,7 +330,7 @@ def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version
     dest = tmp_path / "mirror"
     proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
     try:
-        run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions())
+        run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions())
     finally:
         proxy.close()
     (part,) = (dest / ".davsync" / "partial").glob("*.part")
@@ -346,12 +346,12 @@ def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version
 
     monkeypatch.setattr(transfer, "_write_meta", kill_after_meta)
     try:
-        run_pull(conn(share), dest, PullOptions())
+        run_once(conn(share), dest, RunOptions())
     except _Killed:
         pass
     assert part.stat().st_size == 0, "the old version's bytes sit under the new version's meta"
     monkeypatch.setattr(transfer, "_write_meta", write_meta)
-    result = run_pull(conn(share), dest, PullOptions())
+    result = run_once(conn(share), dest, RunOptions())
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
 
@@ -360,7 +360,7 @@ def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backo
     (share.root / "f.bin").write_bytes(data)
     proxy = Proxy(share.server.port, Faults(cut_after=2 * 1024 * 1024, cuts_left=2))
     try:
-        result = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), tmp_path / "m", PullOptions())
+        result = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), tmp_path / "m", RunOptions())
     finally:
         proxy.close()
     assert result.exit_code == 0, result.errors
@@ -373,9 +373,9 @@ def test_stalled_connection_times_out_and_is_reported(share, tmp_path: Path, no_
     proxy = Proxy(share.server.port, Faults(stall_after=300_000, stalls_left=100))
     t0 = time.monotonic()
     try:
-        result = run_pull(
+        result = run_once(
             # A short read timeout: the transfer is tried 6 times, and each try waits the timeout out.
-            ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"], timeout=0.3), tmp_path / "m", PullOptions()
+            ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"], timeout=0.3), tmp_path / "m", RunOptions()
         )
     finally:
         proxy.close()
@@ -433,13 +433,13 @@ def test_pull_from_rclone_serve_webdav(rclone_webdav, tmp_path: Path) -> None:
     make_source(src)
     url = rclone_webdav(src)
     dest = tmp_path / "mirror"
-    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    result = run_once(ConnectionSettings(url), dest, RunOptions())
     assert result.exit_code == 0, (result.fatal, result.errors)
     assert tree(dest) == tree(src)
-    again = run_pull(ConnectionSettings(url), dest, PullOptions())
+    again = run_once(ConnectionSettings(url), dest, RunOptions())
     assert again.bytes_downloaded == 0 and again.local_files_read == 0
     (src / "deep" / "er" / "new.txt").write_bytes(b"new")
-    third = run_pull(ConnectionSettings(url), dest, PullOptions())
+    third = run_once(ConnectionSettings(url), dest, RunOptions())
     assert third.done == {"download": ["deep/er/new.txt"]}
 
 
@@ -457,15 +457,15 @@ def test_a_kill_after_the_whole_body_arrived_resumes_into_a_placed_file(
 
     from davsync.client import sides
 
-    place = sides.place  # (the executor places through its LocalSide, client/sides.py)
-    monkeypatch.setattr(sides, "place", killed)
+    place = sides.Disk.place  # (the executor places through its LocalSide, client/sides.py)
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(killed))
     try:
-        run_pull(conn(share), dest, PullOptions())
+        run_once(conn(share), dest, RunOptions())
     except _Killed:
         pass
     (part,) = (dest / ".davsync" / "partial").glob("*.part")
     assert part.stat().st_size == len(data)
-    monkeypatch.setattr(sides, "place", place)
-    result = run_pull(conn(share), dest, PullOptions())
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(place))
+    result = run_once(conn(share), dest, RunOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "f.bin").read_bytes() == data

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from davsync.client.davxml import parse_multistatus
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.paths import UnsafeHref, filter_names, href_to_relpath, name_problem
-from davsync.client.pull import PullOptions, run_pull
 from davsync.client.results import RunResult
 from davsync.client.transport import ConnectionSettings, RemoteError
 
@@ -86,7 +86,7 @@ def test_wrong_body_is_not_placed(hostile, tmp_path: Path) -> None:
     url = hostile(listing_server(listing, {"/share/f.txt": GOOD}, lie=lambda b: b.upper()))
     dest = tmp_path / "m"
     dest.mkdir()
-    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    result = run_once(ConnectionSettings(url), dest, RunOptions())
     assert result.exit_code == 3 and "MD5 mismatch" in result.errors[0].error
     assert not (dest / "f.txt").exists()
     assert not list((dest / ".davsync" / "partial").glob("*"))
@@ -98,13 +98,13 @@ def test_wrong_body_keeps_the_old_file(hostile, tmp_path: Path) -> None:
     listing1 = multistatus(response("/share/", is_dir=True), response("/share/f.txt", size=len(GOOD), md5=md5))
     url = hostile(listing_server(listing1, {"/share/f.txt": GOOD}))
     dest = tmp_path / "m"
-    assert run_pull(ConnectionSettings(url), dest, PullOptions()).exit_code == 0
+    assert run_once(ConnectionSettings(url), dest, RunOptions()).exit_code == 0
     new = b"version two, same!\n"
     listing2 = multistatus(
         response("/share/", is_dir=True), response("/share/f.txt", size=len(new), md5=hashlib.md5(new).hexdigest())
     ).replace(b'"e-/share/f.txt"', b'"e2"')
     url2 = hostile(listing_server(listing2, {"/share/f.txt": new}, lie=lambda b: b[::-1]))
-    result = run_pull(ConnectionSettings(url2), dest, PullOptions())
+    result = run_once(ConnectionSettings(url2), dest, RunOptions())
     assert result.exit_code == 3
     assert (dest / "f.txt").read_bytes() == GOOD
 
@@ -113,7 +113,7 @@ def test_short_body_is_not_placed(hostile, tmp_path: Path) -> None:
     listing = multistatus(response("/share/", is_dir=True), response("/share/f.txt", size=len(GOOD) + 100))
     url = hostile(listing_server(listing, {"/share/f.txt": GOOD}))  # no MD5 published: length decides
     dest = tmp_path / "m"
-    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    result = run_once(ConnectionSettings(url), dest, RunOptions())
     assert result.exit_code == 3 and not (dest / "f.txt").exists()
 
 
@@ -136,7 +136,7 @@ def test_traversal_hrefs_are_refused(hostile, tmp_path: Path) -> None:
     files = {"/share/ok.txt": GOOD, "/escaped.txt": b"pwned", "/share/.davsync/state.db": b"pwned"}
     url = hostile(listing_server(multistatus(*responses), files))
     dest = tmp_path / "deep" / "m"
-    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+    result = run_once(ConnectionSettings(url), dest, RunOptions())
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert all(w.startswith("deep/m/") for w in written), written
     assert (dest / "ok.txt").read_bytes() == GOOD
@@ -151,20 +151,20 @@ def test_xml_bomb_is_refused(hostile, tmp_path: Path, no_backoff: list[float]) -
         b'<d:multistatus xmlns:d="DAV:"><d:response><d:href>/share/&lol3;</d:href></d:response></d:multistatus>'
     )
     url = hostile(listing_server(bomb, {}))
-    result = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    result = run_once(ConnectionSettings(url), tmp_path / "m", RunOptions())
     assert result.exit_code == 4 and "DTD" in (result.fatal or "")
     xxe = (
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
         b'<d:multistatus xmlns:d="DAV:"><d:response><d:href>/share/&e;</d:href></d:response></d:multistatus>'
     )
     url = hostile(listing_server(xxe, {}))
-    assert run_pull(ConnectionSettings(url), tmp_path / "m2", PullOptions()).exit_code == 4
+    assert run_once(ConnectionSettings(url), tmp_path / "m2", RunOptions()).exit_code == 4
     assert no_backoff == []  # refused for what it is, never asked for again
 
 
 def test_malformed_xml_is_a_clear_error(hostile, tmp_path: Path) -> None:
     url = hostile(listing_server(b"<d:multistatus xmlns:d='DAV:'><d:response><d:href>", {}))
-    result = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    result = run_once(ConnectionSettings(url), tmp_path / "m", RunOptions())
     assert result.exit_code == 4 and "malformed XML" in (result.fatal or "")
 
 
@@ -258,7 +258,7 @@ def test_a_large_body_compressed_against_our_wish_is_decoded_not_written_as_is(h
                           ("Content-Encoding", "gzip")], packed  # fmt: skip
 
     dest = tmp_path / "m"
-    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    result = run_once(ConnectionSettings(hostile(handler)), dest, RunOptions())
     assert result.exit_code == 0, result.as_json()
     assert (dest / "big.bin").read_bytes() == data
 
@@ -285,7 +285,7 @@ def _pull_from_an_endless_body(listing: bytes, dest: Path) -> tuple[RunResult, i
     server.prepare()
     threading.Thread(target=server.serve, daemon=True).start()
     try:
-        result = run_pull(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), dest, PullOptions())
+        result = run_once(ConnectionSettings(f"http://127.0.0.1:{server.bind_addr[1]}/share/"), dest, RunOptions())
     finally:
         server.stop()
     return result, sent[0]
@@ -335,12 +335,12 @@ def test_a_complete_partial_of_a_file_listed_without_size_is_fetched_again_not_r
     def killed(*args: object, **kw: object) -> None:
         raise Killed
 
-    place = sides.place  # (the executor places through its LocalSide, client/sides.py)
-    monkeypatch.setattr(sides, "place", killed)
+    place = sides.Disk.place  # (the executor places through its LocalSide, client/sides.py)
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(killed))
     with pytest.raises(Killed):
-        run_pull(ConnectionSettings(url), dest, PullOptions())
-    monkeypatch.setattr(sides, "place", place)
-    result = run_pull(ConnectionSettings(url), dest, PullOptions())
+        run_once(ConnectionSettings(url), dest, RunOptions())
+    monkeypatch.setattr(sides.Disk, "place", staticmethod(place))
+    result = run_once(ConnectionSettings(url), dest, RunOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "big.bin").read_bytes() == data
 
@@ -382,7 +382,7 @@ def test_a_resume_answered_from_the_wrong_byte_starts_over_instead_of_failing_ev
         return "200 OK", headers, cut_halfway() if whole_gets[0] == 1 else data
 
     dest = tmp_path / "m"
-    result = run_pull(ConnectionSettings(hostile(handler)), dest, PullOptions())
+    result = run_once(ConnectionSettings(hostile(handler)), dest, RunOptions())
     assert result.exit_code == 0, result.errors
     assert (dest / "big.bin").read_bytes() == data
     assert whole_gets[0] == 2

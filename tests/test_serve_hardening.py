@@ -103,6 +103,32 @@ def test_every_user_file_is_served_sandboxed_and_never_sniffed(share) -> None:
         assert answers[0].content == data
 
 
+def test_a_revalidated_user_file_keeps_its_sandbox(share) -> None:
+    """A browser applies a 304's headers to its cached copy: a 304 without `sandbox` let an
+    uploaded page run its script, with the viewer's login, from its second view (new-user trial)."""
+    from davsync.server.links import LinkStore
+
+    (share.root / "Docs").mkdir()
+    (share.root / "Docs" / "evil.html").write_bytes(b"<script>document.title='ran'</script>")
+    share.wait_indexed()
+    token = LinkStore(share.state_dir).create("Docs", "read-only", expires_in=3600, password=None).token
+    for path, kw in (("Docs/evil.html", {}), (f"s/{token}/evil.html", {"user": None})):
+        first = share.request("GET", path, **kw)
+        assert first.status_code == 200 and first.headers.get("ETag"), (path, first.status_code)
+        assert share.request("GET", path, headers={"If-None-Match": first.headers["ETag"]}, **kw).status_code == 304
+        for cond in ({"If-None-Match": first.headers["ETag"]}, {"If-Modified-Since": first.headers["Last-Modified"]}):
+            again = share.request("GET", path, headers=cond, **kw)
+            assert again.status_code in (200, 304), (path, cond, again.status_code)  # 200: mtime within its second
+            csp = again.headers.get("Content-Security-Policy", "")
+            assert "sandbox" in csp.split(";")[0], (path, cond, csp)
+        inline = share.request("GET", path + "?inline", **kw)
+        if inline.status_code == 200:  # the viewer's own frame: sandboxed, framable by its own page
+            etag = inline.headers["ETag"]
+            again = share.request("GET", path + "?inline", headers={"If-None-Match": etag}, **kw)
+            assert again.status_code == 304, (path, again.status_code)
+            assert again.headers.get("Content-Security-Policy") == inline.headers["Content-Security-Policy"], path
+
+
 def test_listings_and_link_pages_refuse_framing_and_sniffing(share) -> None:
     from davsync.server.links import LinkStore
 

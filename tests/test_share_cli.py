@@ -91,7 +91,8 @@ def test_create_list_revoke_reissue(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["Photos", "--read-only", "--drop"], "exactly one of"),
         (["Photos"], "exactly one of"),
         (["/etc", "--drop"], "outside the shared folder"),
-        (["missing", "--drop"], "is not a folder"),
+        (["missing", "--drop"], "does not exist"),
+        (["Photos/beach.jpg", "--drop"], "a drop link collects uploads into a folder"),
         (["Photos", "--drop", "--expires", "soon"], "cannot read the duration"),
         ([".~DAVSYNC-versions", "--read-only"], "davsync's own"),
     ],
@@ -99,10 +100,25 @@ def test_create_list_revoke_reissue(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_create_refuses_bad_input_with_one_sentence(tmp_path: Path, args: list[str], message: str) -> None:
     root = tmp_path / "root"
     (root / "Photos").mkdir(parents=True)
+    (root / "Photos" / "beach.jpg").write_bytes(b"sand")
     (root / ".~DAVSYNC-versions").mkdir()  # how the versions area looks through a case-insensitive volume
     result = cli("share", "create", *args, "--root", str(root), "--state-dir", str(tmp_path / "state"))
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "state" / "shares.json").exists() or "[]" in (tmp_path / "state" / "shares.json").read_text()
+
+
+def test_create_a_link_to_one_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "Photos").mkdir(parents=True)
+    (root / "Photos" / "beach.jpg").write_bytes(b"sand")
+    state = ["--root", str(root), "--state-dir", str(tmp_path / "state")]
+    made = cli("share", "create", str(root / "Photos" / "beach.jpg"), "--read-only", *state, "--no-qr")
+    assert made.exit_code == 0, made.output
+    assert "read-only access to the file /Photos/beach.jpg" in made.output
+    as_json = json.loads(cli("share", "create", "Photos/beach.jpg", "--read-write", *state, "--json").output)
+    assert (as_json["kind"], as_json["path"], as_json["mode"]) == ("file", "Photos/beach.jpg", "read-write")
+    listed = cli("share", "list", *state)
+    assert listed.output.count("/Photos/beach.jpg (file)") == 2, listed.output
 
 
 def test_share_finds_the_state_through_the_serve_config(tmp_path: Path) -> None:
@@ -146,6 +162,19 @@ def test_running_server_sees_new_and_revoked_links_at_once(served) -> None:
     new = create(state, "Photos", "--drop", "--expires", "1h")
     assert requests.put(new["url"] + "beach.jpg", data=b"from a friend", timeout=10).status_code == 201
     assert (served.root / "Photos" / "beach (2).jpg").read_bytes() == b"from a friend"
+
+
+def test_a_running_server_serves_a_file_link_and_nothing_beside_it(served) -> None:
+    state = served.state_dir
+    wait_until(lambda: (state / "server.json").exists(), 20, "server.json")
+    made = create(state, "--root", str(served.root), "Photos/beach.jpg", "--read-only")
+    assert requests.get(made["url"] + "beach.jpg", timeout=10).content == b"sand" * 1000
+    page = requests.get(made["url"], headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200 and 'id="download"' in page.text and "beach.jpg" in page.text
+    for beside in ("2024/x.txt", "2024/", "../secret.txt", "%2e%2e/secret.txt"):
+        assert requests.get(made["url"] + beside, timeout=10).status_code in (400, 404), beside
+    assert cli("share", "revoke", made["id"], "--state-dir", str(state)).exit_code == 0
+    assert requests.get(made["url"] + "beach.jpg", timeout=10).status_code == 404
 
 
 def test_phone_app_request_sequence_through_a_link(served) -> None:

@@ -13,7 +13,7 @@ import requests
 from conftest import PASSWORDS, wait_until
 from davhelp import md5sum_tool
 
-from davsync.client.pull import PullOptions, run_pull
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.transport import ConnectionSettings
 
 OC = "{http://owncloud.org/ns}"
@@ -241,7 +241,7 @@ def test_pull_after_10_changes_is_one_report_plus_10_gets(share, tmp_path: Path)
             (share.root / f"d{d:02}" / f"f{f:03}.txt").write_bytes(b"%d-%d" % (d, f))
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
     dest = tmp_path / "mirror"
-    first = run_pull(conn, dest, PullOptions())
+    first = run_once(conn, dest, RunOptions())
     assert first.exit_code == 0 and first.mode == "initial-report" and len(first.done["download"]) == 600
     changed = [share.root / f"d{i:02}" / "f007.txt" for i in range(10)]
     for i, p in enumerate(changed):
@@ -250,7 +250,7 @@ def test_pull_after_10_changes_is_one_report_plus_10_gets(share, tmp_path: Path)
     wait_until(lambda: all(index.fresh_md5(str(p.relative_to(share.root)), p.stat()) for p in changed), 20,
                "the server to index the edits")  # fmt: skip
     delta = counting(share)
-    second = run_pull(conn, dest, PullOptions())
+    second = run_once(conn, dest, RunOptions())
     assert second.exit_code == 0 and second.mode == "sync-collection"
     assert sorted(second.done["update"]) == sorted(str(p.relative_to(share.root)) for p in changed)
     # the change list, then the 10 small files in one bundle (after asking once what the server offers)
@@ -258,7 +258,7 @@ def test_pull_after_10_changes_is_one_report_plus_10_gets(share, tmp_path: Path)
     for p in changed:
         assert (dest / p.relative_to(share.root)).read_bytes() == p.read_bytes()
     delta = counting(share)
-    third = run_pull(conn, dest, PullOptions())
+    third = run_once(conn, dest, RunOptions())
     assert third.done == {} and delta() == {"REPORT": 1}
 
 
@@ -269,18 +269,18 @@ def test_incremental_pull_handles_deletes_conflicts_and_folders(share, tmp_path:
     (share.root / "c.txt").write_bytes(b"c")
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
     dest = tmp_path / "m"
-    run_pull(conn, dest, PullOptions())
+    run_once(conn, dest, RunOptions())
     (dest / "c.txt").write_bytes(b"local edit")
     share.request("PUT", "/c.txt", data=b"server edit")
     share.request("DELETE", "/dir/")
     share.request("MKCOL", "/newdir/")
     share.request("PUT", "/newdir/n.txt", data=b"n")
-    result = run_pull(conn, dest, PullOptions(delete=True))
+    result = run_once(conn, dest, RunOptions(delete=True))
     assert result.mode == "sync-collection"
     assert result.conflicts and result.conflicts[0].path == "c.txt"
     assert not (dest / "dir").exists() and (dest / "newdir" / "n.txt").read_bytes() == b"n"
     assert (dest / "c.txt").read_bytes() == b"server edit"
-    full = run_pull(conn, dest, PullOptions(full=True))
+    full = run_once(conn, dest, RunOptions(full=True))
     assert full.mode == "walk" and not full.done.get("download") and not full.done.get("update")
 
 
@@ -289,10 +289,10 @@ def test_incremental_refuses_to_empty_the_mirror(share, tmp_path: Path) -> None:
         (share.root / f"f{i}").write_bytes(b"x")
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
     dest = tmp_path / "m"
-    run_pull(conn, dest, PullOptions())
+    run_once(conn, dest, RunOptions())
     for i in range(3):
         share.request("DELETE", f"/f{i}")
-    result = run_pull(conn, dest, PullOptions(delete=True))
+    result = run_once(conn, dest, RunOptions(delete=True))
     assert result.mode == "sync-collection" and "delete" not in result.done
     assert all((dest / f"f{i}").exists() for i in range(3))
 
@@ -302,9 +302,9 @@ def test_fallback_when_server_has_no_sync_collection(rclone_webdav, tmp_path: Pa
     src.mkdir()
     (src / "a.txt").write_bytes(b"a")
     url = rclone_webdav(src)
-    first = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    first = run_once(ConnectionSettings(url), tmp_path / "m", RunOptions())
     (src / "b.txt").write_bytes(b"b")
-    second = run_pull(ConnectionSettings(url), tmp_path / "m", PullOptions())
+    second = run_once(ConnectionSettings(url), tmp_path / "m", RunOptions())
     assert first.mode == second.mode == "walk"
     assert second.done == {"download": ["b.txt"]}
 
@@ -357,14 +357,14 @@ def test_kept_deletions_are_remembered_for_a_later_delete(share, tmp_path: Path)
         (share.root / name).write_bytes(name.encode())
     conn = ConnectionSettings(share.url, "alice", PASSWORDS["alice"])
     dest = tmp_path / "m"
-    run_pull(conn, dest, PullOptions())
+    run_once(conn, dest, RunOptions())
     share.request("DELETE", "/a")
     share.request("DELETE", "/b")
-    kept = run_pull(conn, dest, PullOptions())
+    kept = run_once(conn, dest, RunOptions())
     assert kept.mode == "sync-collection" and sorted(kept.done["deleted-remotely"]) == ["a", "b"]
     share.request("PUT", "/b", data=b"b")  # back, identical
-    later = run_pull(conn, dest, PullOptions(delete=True))
+    later = run_once(conn, dest, RunOptions(delete=True))
     assert later.mode == "sync-collection" and later.done.get("delete") == ["a"]
     assert not (dest / "a").exists() and (dest / "b").read_bytes() == b"b"
-    again = run_pull(conn, dest, PullOptions(delete=True))
+    again = run_once(conn, dest, RunOptions(delete=True))
     assert "delete" not in again.done and (dest / "b").exists()

@@ -19,8 +19,8 @@ from conftest import PASSWORDS, free_port, wait_until
 from proxy import Faults, Proxy
 from synchelp import conflict_copies, md5, read_journal
 
+from davsync.client.engine import RunOptions, run_once
 from davsync.client.plan import RemoteEntry
-from davsync.client.pull import PullOptions, run_pull
 from davsync.client.transfer import Downloaded, Raced, move_to_trash, place, stat_entry
 from davsync.client.transport import ConnectionSettings
 
@@ -527,7 +527,7 @@ def test_progress_takes_back_the_bytes_of_a_download_that_was_not_placed(share, 
     writer = threading.Thread(target=meanwhile)
     writer.start()
     try:
-        result = run_pull(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, PullOptions(),
+        result = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions(),
                           reporter=reporter)  # type: ignore[arg-type]  # fmt: skip
     finally:
         writer.join(60)

@@ -184,16 +184,21 @@ class App:
         if not form.get("save") or not all(c["ok"] for c in checks if c["required"]):
             return None, checks
         with self._lock:
-            if pair.user and password:
-                _save_password(pair, password)
             try:
-                self.config.upsert(pair)
-            except ConfigError as e:
-                raise CommandError(str(e)) from None
-            except OSError as e:
+                self._store(pair, password)
+            except OSError as e:  # (the password store's refusals are CommandErrors already)
                 raise CommandError(f"could not write {self.config.path}: {e.strerror}.") from None
             self._start_runner(pair)
         return pair, checks
+
+    def _store(self, pair: FolderPair, password: str | None) -> None:
+        """Keep the pair's new password (if one was given) and the pair in the config."""
+        if pair.user and password:
+            _save_password(pair, password)
+        try:
+            self.config.upsert(pair)
+        except ConfigError as e:
+            raise CommandError(str(e)) from None
 
     def edit_pair(self, pair_id: str, form: dict[str, Any]) -> FolderPair:
         with self._lock:
@@ -206,12 +211,7 @@ class App:
             password = str(form.get("password") or "") or None
             if pair.user and password or pair.user != old.user:
                 self._check_login(pair, password)
-            if pair.user and password:
-                _save_password(pair, password)
-            try:
-                self.config.upsert(pair)
-            except ConfigError as e:
-                raise CommandError(str(e)) from None
+            self._store(pair, password)
             self._runner(pair_id).stop()
             del self.runners[pair_id]
             self._start_runner(pair)

@@ -98,14 +98,18 @@ def links(server: Server, folder: str = "") -> list[dict[str, Any]]:
 
 
 def create_link(server: Server, folder: str, form: dict[str, Any]) -> dict[str, Any]:
-    """A new link to `folder` (a path inside the pair): the server's answer, with its address and QR."""
+    """A new link to `folder` (a path inside the pair; a file's when form["kind"] is "file"): the
+    server's answer, with its address and QR. The server decides what a file link may do."""
     import segno
 
     mode, expires = str(form.get("mode", "")), str(form.get("expires") or "7d")
     body = {"mode": mode, "expires": expires, "label": str(form.get("label") or "")}
     if form.get("password"):
         body["password"] = str(form["password"])
-    data = server.call("POST", server.url(folder, True) + "?share", body)
+    is_file = form.get("kind") == "file"
+    if is_file and not folder.strip("/"):
+        raise SharingError("Choose a file to share.")
+    data = server.call("POST", server.url(folder, not is_file) + "?share", body)
     address = str(data["url"])
     return {
         "link": data["link"],

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +17,7 @@ from ..exitcodes import Exit
 from .common import fail, read_password, share_password
 
 if TYPE_CHECKING:
+    from ..client.engine import RunOptions
     from ..client.transport import ConnectionSettings
 
 UrlArg = typer.Argument(
@@ -131,12 +132,38 @@ def _connection(url: str, user: str | None, ca_cert: Path | None, insecure: bool
     return ConnectionSettings(url, user, password, str(ca_cert) if ca_cert else None, insecure, jobs=jobs)
 
 
+def _begin(
+    command: str, url: str | None, dest: str | None, user: str | None, ca_cert: Path | None, insecure: bool,
+    jobs: int, log_file: Path | None,
+) -> tuple[ConnectionSettings, Path]:
+    """A transfer command's start: its log file, its share and folder, and the connection to the share."""
+    _log_to(log_file)
+    share, folder = _url_and_dest(url, dest, command)
+    return _connection(share, user, ca_cert, insecure, jobs), folder
+
+
+def _run_options(max_delete: str | None, exclude: list[str], name_rules: str | None, **fields: Any) -> RunOptions:
+    """What pull, sync, push and watch build alike: the deletion guard, the excludes and the name
+    rules as given, with the command's own `fields`."""
+    from ..client.engine import RunOptions
+
+    count, percent = _max_delete(max_delete)
+    return RunOptions(max_delete=count, max_delete_percent=percent, excludes=tuple(exclude),
+                      name_rules=_check_rules(name_rules), **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
 def _check_rules(name_rules: str | None) -> str | None:
     if name_rules is not None and name_rules not in ("posix", "windows", "macos"):
         raise fail("--name-rules must be posix, windows or macos.", Exit.USAGE)
     return name_rules
 
 
+# Options that several of pull, sync, push and watch take, said once.
+PullDeleteOpt = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server.")
+DryRunOpt = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing.")
+JsonSummaryOpt = typer.Option(False, "--json", help="Print a machine-readable summary.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print only problems.")
+FullOpt = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes.")
 MaxDeleteOpt = typer.Option(
     None, "--max-delete", metavar="N|P%", show_default="50%",
     help="Refuse a side's deletions when more files than this would go (a count, or a share of the tracked "
@@ -149,30 +176,24 @@ def pull(
     dest: str | None = DestArg,
     user: str | None = UserOpt,
     jobs: int = JobsOpt,
-    delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
+    delete: bool = PullDeleteOpt,
     max_delete: str | None = MaxDeleteOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
+    dry_run: bool = DryRunOpt,
     exclude: list[str] = ExcludeOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    json_out: bool = JsonSummaryOpt,
+    quiet: bool = QuietOpt,
     verify: bool = typer.Option(False, "--verify", help="Re-hash every local file to repair the state."),
-    full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
+    full: bool = FullOpt,
     ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
-    from ..client.engine import RunOptions
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, dest, "pull")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
-        excludes=tuple(exclude), verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    conn, folder = _begin("pull", url, dest, user, ca_cert, insecure, jobs, log_file)
+    options = _run_options(max_delete, exclude, name_rules, delete=delete, dry_run=dry_run, jobs=jobs, verify=verify,
+                           full=full)  # fmt: skip
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="pull")
 
 
@@ -257,9 +278,9 @@ def sync(
     dest: str | None = SyncDestArg,
     user: str | None = UserOpt,
     jobs: int = JobsOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    dry_run: bool = DryRunOpt,
+    json_out: bool = JsonSummaryOpt,
+    quiet: bool = QuietOpt,
     exclude: list[str] = ExcludeOpt,
     max_delete: str | None = MaxDeleteOpt,
     name_rules: str | None = RulesOpt,
@@ -267,7 +288,7 @@ def sync(
     insecure: bool = InsecureOpt,
     watch: bool = typer.Option(False, "--watch", help="Keep syncing until Ctrl-C: local writes go up within seconds."),
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="With --watch: seconds between asking the server."),
-    full: bool = typer.Option(False, "--full", help="Walk the whole share even if the server can list changes."),
+    full: bool = FullOpt,
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Two-way sync of a share and DEST: edits, new files, renames and deletions go both ways.
@@ -275,23 +296,16 @@ def sync(
     Both changed differently: the server's version keeps the name, yours is kept (and uploaded) as
     NAME.sync-conflict-DATE-TIME.EXT, exit status 3. Deleted files go to DEST/.davsync/trash/ here;
     the server keeps versions of what sync overwrites or deletes there."""
-    from ..client.engine import RunOptions
     from ..client.plan import Mode
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, dest, "sync")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        mode=Mode.SYNC, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
-        excludes=tuple(exclude), full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    conn, folder = _begin("sync", url, dest, user, ca_cert, insecure, jobs, log_file)
+    options = _run_options(max_delete, exclude, name_rules, mode=Mode.SYNC, dry_run=dry_run, jobs=jobs, full=full)
     if watch:
         if dry_run or json_out:
             raise fail("--watch runs until stopped: it cannot be combined with --dry-run or --json.", Exit.USAGE)
-        from ..client.watch import sync_watch_loop
+        from ..client.watch import watch_loop
 
-        raise typer.Exit(int(sync_watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
+        raise typer.Exit(int(watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="sync")
 
 
@@ -304,9 +318,9 @@ def push(
     jobs: int = JobsOpt,
     delete: bool = typer.Option(False, "--delete", help="Delete on the server what was deleted here."),
     max_delete: str | None = MaxDeleteOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would happen; change nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    dry_run: bool = DryRunOpt,
+    json_out: bool = JsonSummaryOpt,
+    quiet: bool = QuietOpt,
     exclude: list[str] = ExcludeOpt,
     name_rules: str | None = RulesOpt,
     ca_cert: Path | None = CaOpt,
@@ -316,17 +330,10 @@ def push(
     """Make the share follow SRC: upload new and changed files (and with --delete, delete there).
 
     A server file that changed since the last push is never overwritten: it is reported, exit status 3."""
-    from ..client.engine import RunOptions
     from ..client.plan import Mode
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, src, "push")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        mode=Mode.PUSH, delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
-        excludes=tuple(exclude), name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    conn, folder = _begin("push", url, src, user, ca_cert, insecure, jobs, log_file)
+    options = _run_options(max_delete, exclude, name_rules, mode=Mode.PUSH, delete=delete, dry_run=dry_run, jobs=jobs)
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="push")
 
 
@@ -417,10 +424,10 @@ def watch(
     user: str | None = UserOpt,
     interval: float = typer.Option(2.0, "--interval", min=0.2, help="Seconds between asking for changes."),
     jobs: int = JobsOpt,
-    delete: bool = typer.Option(False, "--delete", help="Delete (to DEST/.davsync/trash) files deleted on the server."),
+    delete: bool = PullDeleteOpt,
     max_delete: str | None = MaxDeleteOpt,
     exclude: list[str] = ExcludeOpt,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
+    quiet: bool = QuietOpt,
     ca_cert: Path | None = CaOpt,
     insecure: bool = InsecureOpt,
     name_rules: str | None = RulesOpt,
@@ -429,16 +436,9 @@ def watch(
     """Keep DEST current: pull what changed every --interval seconds until Ctrl-C or SIGTERM."""
     from ..client.watch import watch_loop
 
-    _log_to(log_file)
-    share, folder = _url_and_dest(url, dest, "watch")
-    conn = _connection(share, user, ca_cert, insecure, jobs)
-    from ..client.pull import PullOptions
+    conn, folder = _begin("watch", url, dest, user, ca_cert, insecure, jobs, log_file)
 
-    count, percent = _max_delete(max_delete)
-    options = PullOptions(
-        delete=delete, max_delete=count, max_delete_percent=percent, jobs=jobs, excludes=tuple(exclude),
-        name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    options = _run_options(max_delete, exclude, name_rules, delete=delete, jobs=jobs)
     code = watch_loop(conn, folder, options, interval=interval, quiet=quiet)
     raise typer.Exit(int(code))
 

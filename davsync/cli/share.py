@@ -1,4 +1,4 @@
-"""`davsync share`: links to one folder for a phone or a friend (a thin shell over server.links)."""
+"""`davsync share`: links to one folder or file for a phone or a friend (a thin shell over server.links)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import typer
 
 from ..exitcodes import Exit
 from ..units import local_time
-from .common import ConfigOpt, RootOpt, StateOpt, fail, read_password
+from .common import ConfigOpt, RootOpt, StateOpt, fail, listed_in_full, read_password
 
 share_app = typer.Typer(
-    help="Share one folder by link, for a phone or a friend: read-only, read-write or drop-only (uploads).",
+    help="Share a folder or a file by link, for a phone or a friend: read-only, read-write or drop-only (uploads).",
     no_args_is_help=True,
 )
 
@@ -74,27 +74,32 @@ class _Where:
         return share_urls(host, port, scheme)[-1].rstrip("/")
 
 
-def _relative_folder(where: _Where, path: Path) -> str:
-    """PATH (absolute, or relative to the shared root) as a '/'-path inside the root."""
+def _relative_target(where: _Where, path: Path) -> tuple[str, str]:
+    """PATH (absolute, or relative to the shared root) as a '/'-path inside the root, and whether
+    it is a "folder" or a "file"."""
     if where.root is None:
         raise fail("give --root FOLDER (or --config) so the folder to share can be found and checked.")
     target = path.expanduser()
     if not target.is_absolute():
         target = where.root / target
     real = Path(os.path.realpath(target))
-    if not real.is_dir():
-        raise fail(f"{target} is not a folder; share links open folders.")
+    if not real.is_dir() and not real.is_file():
+        raise fail(f"{target} does not exist; give a folder or a file inside the shared folder.")
     try:
         rel = real.relative_to(where.root)
     except ValueError:
         raise fail(
-            f"{target} is outside the shared folder {where.root}; only folders inside it can be shared."
+            f"{target} is outside the shared folder {where.root}; only folders and files inside it can be shared."
         ) from None
     from ..server.names import is_internal_path  # (here: a pull must not import the server)
 
     if is_internal_path(rel.as_posix()):
         raise fail(f"{target} is davsync's own folder (kept versions, uploads in progress); it cannot be shared.")
-    return rel.as_posix() if rel.parts else ""
+    return (rel.as_posix() if rel.parts else ""), ("folder" if real.is_dir() else "file")
+
+
+def _shown(link: Any) -> str:
+    return f"the file /{link.path}" if link.kind == "file" else f"/{link.path}"
 
 
 def _when(ts: float | None) -> str:
@@ -112,7 +117,7 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
     if json_out:
         typer.echo(json.dumps({**link.as_json(), "url": url, "explorer": unc, "token": issued.token}, indent=2))
         return
-    where_to = f"/{link.path}" if link.path else "the whole share"
+    where_to = _shown(link) if link.path else "the whole share"
     extra = "; password required" if link.password else ""
     typer.echo(f"Share link {link.id}: {link.mode} access to {where_to} (expires {_when(link.expires)}{extra})")
     if link.label:
@@ -135,11 +140,15 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
 @share_app.command("create")
 def create(
     path: Path = typer.Argument(
-        ..., help="The folder to share: inside the served root, absolute or relative to it ('.' for all)."
+        ..., help="The folder or file to share: inside the served root, absolute or relative to it ('.' for all)."
     ),
     read_only: bool = typer.Option(False, "--read-only", help="Browse and download only."),
-    read_write: bool = typer.Option(False, "--read-write", help="Also upload, rename and delete."),
-    drop: bool = typer.Option(False, "--drop", help="Upload only: nothing is listed, nothing is overwritten."),
+    read_write: bool = typer.Option(
+        False, "--read-write", help="Also upload, rename and delete (a file: replace it, nothing else)."
+    ),
+    drop: bool = typer.Option(
+        False, "--drop", help="Upload only into a folder: nothing is listed, nothing is overwritten."
+    ),
     expires: str = typer.Option("7d", "--expires", help="Lifetime: 30m, 12h, 7d, 2w, or 'never'."),
     password: bool = typer.Option(False, "--password", help="Ask for a password (or take DAVSYNC_PASSWORD)."),
     label: str = typer.Option("", "--label", help="A note for `share list`, shown on the login page."),
@@ -150,18 +159,20 @@ def create(
     qr: bool = QrOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Make a link to a folder and print it, with a QR code and the Windows Explorer form."""
-    from ..server.links import LinkError, parse_duration
+    """Make a link to a folder or a file and print it, with a QR code and the Windows Explorer form."""
+    from ..server.links import DROP_FILE, LinkError, parse_duration
 
     modes = [m for m, on in (("read-only", read_only), ("read-write", read_write), ("drop", drop)) if on]
     if len(modes) != 1:
         raise fail("choose exactly one of --read-only, --read-write or --drop.")
     where = _Where(root, state_dir, config)
-    rel = _relative_folder(where, path)
+    rel, kind = _relative_target(where, path)
     try:
+        if kind == "file" and modes[0] == "drop":
+            raise LinkError(DROP_FILE)  # (before asking for a password)
         lifetime = parse_duration(expires)
         secret = read_password("Password for the link", confirm=True) if password else None
-        issued = where.store().create(rel, modes[0], expires_in=lifetime, password=secret, label=label)
+        issued = where.store().create(rel, modes[0], expires_in=lifetime, password=secret, label=label, kind=kind)
     except LinkError as e:
         raise fail(str(e)) from None
     except OSError as e:
@@ -176,7 +187,7 @@ def list_links(
     config: Path | None = ConfigOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """List the links: ID, mode, state, expiry, password, folder and label (never the tokens)."""
+    """List the links: ID, mode, state, expiry, password, folder or file and label (never the tokens)."""
     from ..server.links import LinkError
 
     where = _Where(root, state_dir, config)
@@ -184,17 +195,15 @@ def list_links(
         links = where.store().links()
     except LinkError as e:
         raise fail(str(e)) from None
-    if json_out:
-        typer.echo(json.dumps([link.as_json() for link in links], indent=2))
+    if listed_in_full([link.as_json() for link in links], json_out,
+                      "No share links. Make one with: davsync share create FOLDER --read-only"):  # fmt: skip
         return
-    if not links:
-        typer.echo("No share links. Make one with: davsync share create FOLDER --read-only")
-        return
-    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<28} {'PASSWORD':<8} {'TOKEN':<7} FOLDER  LABEL")
+    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<28} {'PASSWORD':<8} {'TOKEN':<7} SHARED  LABEL")
     for link in links:
         typer.echo(
             f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<28} "
-            f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}  {link.label}"
+            f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}"
+            f"{' (file)' if link.kind == 'file' else ''}  {link.label}"
         )
 
 
@@ -213,7 +222,7 @@ def revoke(
         link = where.store().revoke(link_id)
     except LinkError as e:
         raise fail(str(e)) from None
-    typer.echo(f"Revoked link {link.id} ({link.mode}, /{link.path}); it stops working at once.")
+    typer.echo(f"Revoked link {link.id} ({link.mode}, {_shown(link)}); it stops working at once.")
 
 
 @share_app.command("reissue")

@@ -37,7 +37,7 @@ from .dest import DestLockedError, delete_key, dest_lock, dest_problem
 from .execute import Executor
 from .filters import Filter
 from .journal import Journal, JournalError, journal_failure
-from .local import SETTLE_S, LocalScan, look_at, scan_local
+from .local import SETTLE_S, LocalScan, scan_local
 from .paths import STATE_DIR_NAME, NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
@@ -382,15 +382,13 @@ class _Run:
             hash_all=opts.verify, settle_s=opts.settle_s, stop=self.engine.stop,
             on_hashed=getattr(self.engine.reporter, "hashing", None),  # the app's "checking the files here"
         )  # fmt: skip
-        if paths is None:
-            scan = scan_local(self.dest, base, **common)  # type: ignore[arg-type]
-        else:
-            scan = look_at(self.dest, paths, base, **common)  # type: ignore[arg-type]
+        scan = scan_local(self.dest, base, paths=paths, **common)  # type: ignore[arg-type]
+        if paths is not None:
             scan.view = replace(scan.view, complete=False)
         self.result.local_files_read += scan.files_hashed
         if scan.deferred and opts.wait_to_settle and opts.settle_s > 0 and not self.engine.stop.is_set():
             self.engine.stop.wait(opts.settle_s)
-            again = look_at(self.dest, sorted(scan.deferred), base, **common)  # type: ignore[arg-type]
+            again = scan_local(self.dest, base, paths=sorted(scan.deferred), **common)  # type: ignore[arg-type]
             self.result.local_files_read += again.files_hashed
             entries = dict(scan.view.entries)
             entries.update({p: e for p, e in again.view.entries.items() if p not in again.deferred})
@@ -457,8 +455,8 @@ class _Run:
     def _look(self, remote: dict[str, RemoteEntry], base: dict[str, JournalEntry]) -> dict[str, LocalEntry | None]:
         """Pull: stat every path in question; read a file only when its stat says it may differ.
         What the look leaves alone (a link, an unreadable file) is reported and not judged."""
-        scan = look_at(
-            self.dest, set(remote) | set(base), base, excluded=_nothing_excluded, rules=self.engine.rules,
+        scan = scan_local(
+            self.dest, base, paths=set(remote) | set(base), excluded=_nothing_excluded, rules=self.engine.rules,
             fold_case=self.fold_case, hash_all=self.opts.verify, settle_s=0,
             on_hashed=getattr(self.engine.reporter, "hashing", None),
         )  # fmt: skip
@@ -511,8 +509,8 @@ class _Run:
                 removed.add(path)
             else:
                 entries[path] = fresh
-        here = look_at(
-            self.dest, sorted(paths), base, excluded=self.filter.excluded, rules=self.engine.rules,
+        here = scan_local(
+            self.dest, base, paths=sorted(paths), excluded=self.filter.excluded, rules=self.engine.rules,
             fold_case=self.fold_case, settle_s=0.0, stop=self.engine.stop,
         )  # fmt: skip
         _apply_resolved(base, here.resolved)

@@ -322,8 +322,7 @@ class Executor(Uploads):
     def _delete(self, a: Action) -> None:
         if a.kind == Kind.DELETE:
             trashed = self.ctx.disk.trash(self.ctx.dest, self._rel(a.path), judged_with_md5(a, a.local), self.ctx.stamp)
-            self.ctx.journal.forget(a.path)
-            self._done(a, trashed)
+            self._forgotten(a, trashed)
             return
         r = a.remote
         assert r is not None
@@ -333,8 +332,7 @@ class Executor(Uploads):
             self.ctx.server.delete(a.path, if_match=r.etag, href=r.href)
         except PreconditionFailed:
             raise Refused({a.path}) from None
-        self.ctx.journal.forget(a.path)
-        self._done(a)
+        self._forgotten(a)
 
     def _remove_folder(self, a: Action) -> None:
         if a.kind == Kind.RMDIR:
@@ -343,38 +341,35 @@ class Executor(Uploads):
             except FileNotFoundError:
                 pass
             except OSError:
-                with self._lock:
-                    self.result.kept_folders.append(a.path)
-                return
-            self.ctx.journal.forget(a.path)
-            self._done(a)
-            return
+                return self._keep_folder(a.path)
+            return self._forgotten(a)
         # A WebDAV DELETE takes everything inside: send it only for a folder the server lists empty.
         if self.ctx.disk.stat(self.ctx.dest / a.path) is not None:
-            with self._lock:
-                self.result.kept_folders.append(a.path)
-            return
+            return self._keep_folder(a.path)
         href = a.remote.href if a.remote is not None else ""
         try:
             listing = self.ctx.server.list_folder(a.path, href)
         except RemoteError as e:
             if e.status == 404:
-                self.ctx.journal.forget(a.path)
-                self._done(a)
-                return
+                return self._forgotten(a)
             raise
         if listing.entries or listing.skipped:
-            with self._lock:
-                self.result.kept_folders.append(a.path)
-            return
+            return self._keep_folder(a.path)
         try:  # only if still empty: a phone may have put a file there since the listing
             self.ctx.server.delete(a.path, href=href, if_empty=True)
         except PreconditionFailed:
-            with self._lock:
-                self.result.kept_folders.append(a.path)
-            return
+            return self._keep_folder(a.path)
+        self._forgotten(a)
+
+    def _forgotten(self, a: Action, note: str = "") -> None:
+        """The path is gone on the side the action removed it from: the journal forgets it."""
         self.ctx.journal.forget(a.path)
-        self._done(a)
+        self._done(a, note)
+
+    def _keep_folder(self, path: str) -> None:
+        """A folder with something in it (here or on the server) stays; the summary says so."""
+        with self._lock:
+            self.result.kept_folders.append(path)
 
     # --- journal only, and reports ----------------------------------------------------
 

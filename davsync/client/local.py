@@ -1,7 +1,7 @@
 """The local look: what DEST holds now, compared with the journal's base, in one place.
 
-`scan_local` walks all of DEST (the folder-by-folder walk the server's rescans use);
-`look_at` looks only at named paths (a server change list, a watcher's events). Both read
+`scan_local` walks all of DEST (the folder-by-folder walk the server's rescans use), or looks
+only at named paths (a server change list, a watcher's events). Either way it reads
 a file to hash it only when its stat (size, mtime_ns, ctime, file ID) differs from its base row or
 it has none, so an unchanged tree costs one lstat per file and no reads.
 
@@ -78,6 +78,7 @@ def scan_local(
     dest: Path,
     base: Mapping[str, JournalEntry],
     *,
+    paths: Iterable[str] | None = None,
     excluded: Excluded,
     rules: NameRules,
     fold_case: bool,
@@ -91,31 +92,16 @@ def scan_local(
     known to the journal or not. A folder that cannot be read goes in `view.failed`; one that
     vanished during the walk is simply gone. Stopped early, the view is marked incomplete
     (what was not seen is as the base says, so nothing looks deleted). `on_hashed` hears
-    (files, of files, bytes, of bytes) as the files that need it are read (adopting a big folder)."""
-    look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop, on_hashed)
-    look.walk("", os.fspath(dest))
-    return look.finish(complete=not look.stopped())
+    (files, of files, bytes, of bytes) as the files that need it are read (adopting a big folder).
 
-
-def look_at(
-    dest: Path,
-    paths: Iterable[str],
-    base: Mapping[str, JournalEntry],
-    *,
-    excluded: Excluded,
-    rules: NameRules,
-    fold_case: bool,
-    hash_all: bool = False,
-    settle_s: float = SETTLE_S,
-    now_ns: int | None = None,
-    stop: threading.Event | None = None,
-    on_hashed: Hashed | None = None,
-) -> LocalScan:
-    """Look only at the named (NFC, relative) paths; the view is incomplete (every other path
-    is as the base says). A named folder the base does not know as a folder (made here, or
+    With `paths`, look only at those (NFC, relative) paths; the view is incomplete (every other
+    path is as the base says). A named folder the base does not know as a folder (made here, or
     moved in whole) is walked, so what came with it is found; a known folder's new content
     is found when it is named itself (a watcher names it) or by the next full scan."""
     look = _Look(dest, base, excluded, rules, fold_case, hash_all, settle_s, now_ns, stop, on_hashed)
+    if paths is None:
+        look.walk("", os.fspath(dest))
+        return look.finish(complete=not look.stopped())
     for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):  # folders before what is inside
         if look.stopped():
             break
@@ -447,4 +433,4 @@ def _is_state_dir(name: str, fold_case: bool) -> bool:
     return name == STATE_DIR_NAME or (fold_case and name.casefold() == STATE_DIR_NAME)
 
 
-__all__ = ["LocalScan", "look_at", "scan_local"]
+__all__ = ["LocalScan", "scan_local"]

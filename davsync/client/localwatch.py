@@ -1,6 +1,6 @@
 """Seeing local changes for `sync --watch`: a quiet folder costs nothing, a changed one wakes the loop.
 
-Events only say "look at this path": the loop hands the drained paths to `local.look_at`.
+Events only say "look at this path": the loop hands the drained paths to `local.scan_local`.
 Whenever the watcher cannot vouch for having seen everything (watchdog reported a problem,
 too many paths piled up, DEST itself went away, watching could not start), `drain` says
 so with None and the loop does a full `scan_local` instead. A periodic full scan stays the

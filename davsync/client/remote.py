@@ -235,12 +235,8 @@ class Remote:
             for href, entry in parse_multistatus(self.chunks(resp, 65536, cut_off), self.server):
                 if entry.removed or entry.token is not None:
                     continue
-                try:
-                    rel = hrefs.relpath(href)
-                except UnsafeHref as e:
-                    listing.skipped.append(Skipped(_display(href, self.base_url), str(e)))
-                    continue
-                if rel == folder:
+                rel = self._member(hrefs, href, listing.skipped)
+                if rel is None or rel == folder:
                     continue
                 parent = rel.rpartition("/")[0]
                 if parent != folder:
@@ -254,6 +250,14 @@ class Remote:
             return listing
         finally:
             resp.close()
+
+    def _member(self, hrefs: HrefResolver, href: str, skipped: list[Skipped]) -> str | None:
+        """A listed href's path below the share; None, and the reason kept, for one that leaves it."""
+        try:
+            return hrefs.relpath(href)
+        except UnsafeHref as e:
+            skipped.append(Skipped(_display(href, self.base_url), str(e)))
+            return None
 
     def sync_collection(self, token: str) -> Changes:
         """What changed since `token` (RFC 6578, sync-level infinite), following truncation."""
@@ -279,12 +283,8 @@ class Remote:
                     if entry.token == "truncated":
                         truncated = True
                         continue
-                    try:
-                        rel = hrefs.relpath(href)
-                    except UnsafeHref as e:
-                        changes.skipped.append(Skipped(_display(href, self.base_url), str(e)))
-                        continue
-                    if rel == "":
+                    rel = self._member(hrefs, href, changes.skipped)
+                    if rel is None or rel == "":
                         continue
                     if entry.removed:
                         old = changes.changed.get(rel)

@@ -23,21 +23,29 @@ REPLAN_ROUNDS = 2  # a path refused with 412 is planned again this many times, t
 
 
 class Reporter(Protocol):
-    def begin(self, files: int, total_bytes: int) -> None: ...
-    def file_started(self, path: str, size: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self, action: Action, note: str = "") -> None: ...
-    def warn(self, message: str) -> None: ...
-    def end(self) -> None: ...
+    """What a run tells about its progress; each call does nothing unless a reporter says more."""
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        return None
+
+    def file_started(self, path: str, size: int) -> None:
+        return None
+
+    def advance(self, nbytes: int) -> None:
+        return None
+
+    def file_done(self, action: Action, note: str = "") -> None:
+        return None
+
+    def warn(self, message: str) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
 
 
-class SilentReporter:
-    def begin(self, files: int, total_bytes: int) -> None: ...
-    def file_started(self, path: str, size: int) -> None: ...
-    def advance(self, nbytes: int) -> None: ...
-    def file_done(self, action: Action, note: str = "") -> None: ...
-    def warn(self, message: str) -> None: ...
-    def end(self) -> None: ...
+class SilentReporter(Reporter):
+    """A run that says nothing (the protocol's own calls, which do nothing)."""
 
 
 # A download hook: fetch many small files at once and hand back the actions still to do

@@ -11,13 +11,16 @@ admin page) keeps it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+from .wsgitypes import StartResponse, WsgiApp
 
 OWN_PAGE = "davsync.own_page"  # environ flag: this answer is davsync's page, not a user's file
+# environ keys: an answer's own policy, set before WsgiDAV runs, so that an answer WsgiDAV makes
+# from an exception (a 304 from its conditionals goes straight to its error printer) has it too
+POLICY = "davsync.csp"
+FRAMING = "davsync.frame_options"
 FILE_POLICY = "sandbox; frame-ancestors 'none'"
 PAGE_POLICY = "frame-ancestors 'none'"
 
@@ -38,9 +41,10 @@ class BrowserHeaders:
             if "x-content-type-options" not in names:
                 extra.append(("X-Content-Type-Options", "nosniff"))
             if "x-frame-options" not in names:
-                extra.append(("X-Frame-Options", "DENY"))
+                extra.append(("X-Frame-Options", environ.get(FRAMING, "DENY")))
             if "content-security-policy" not in names:
-                extra.append(("Content-Security-Policy", FILE_POLICY if _user_file(environ, status) else PAGE_POLICY))
+                policy = environ.get(POLICY) or (FILE_POLICY if _user_file(environ, status) else PAGE_POLICY)
+                extra.append(("Content-Security-Policy", policy))
             headers = [*headers, *extra]
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
@@ -48,9 +52,11 @@ class BrowserHeaders:
 
 
 def _user_file(environ: dict, status: str) -> bool:
-    """A successful GET/HEAD of a path not ending in '/' (WsgiDAV serves listings only there)."""
+    """A successful or revalidated GET/HEAD of a path not ending in '/' (WsgiDAV serves listings
+    only there). A 304 counts: a browser gives its cached copy the 304's headers, so a 304
+    without `sandbox` let an uploaded page run its script from its second view."""
     return (
-        status[:1] == "2"
+        (status[:1] == "2" or status[:3] == "304")
         and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
         and not environ.get(OWN_PAGE)
         and not (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).endswith("/")

@@ -37,13 +37,12 @@ import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 from wsgidav.dav_error import DAVError
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..paxstream import (
     END_OF_ARCHIVE,
@@ -70,20 +69,16 @@ from .manyfiles import (
     may_write,
     member_problem,
 )
+from .middleware import Middleware
 from .names import etag_of
+from .wsgitypes import StartResponse
 
 log = logging.getLogger("davsync.server")
 
-StartResponse = Callable[..., Any]
 
-
-class BundleMiddleware(BaseMiddleware):
+class BundleMiddleware(Middleware):
     """In WsgiDAV's stack after authentication and the write guard: answers the bundle REPORT
     and the bulk POST, and adds the features to OPTIONS answers; everything else passes."""
-
-    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -109,7 +104,7 @@ def _with_features(start_response: StartResponse, environ: dict, provider: Any) 
     link_mode = getattr(provider, "mode", None)  # share links: no bulk upload; drop boxes: no reading either
 
     def start(status: str, headers: list, exc_info: Any = None) -> Any:
-        if status.startswith("200") and link_mode != "drop":
+        if status.startswith("200") and link_mode != "drop" and getattr(provider, "only", None) is None:
             headers = [*headers, ("X-Davsync-Bundle", limits_header())]
             if may_write(environ, provider) and not link_mode:
                 headers.append(("X-Davsync-Bulk-Upload", limits_header()))
@@ -138,6 +133,8 @@ def _peek_bundle(environ: dict) -> etree._Element | None:
 
 
 def _serve_bundle(environ: dict, start_response: StartResponse, provider: Any, body: etree._Element) -> Iterable[bytes]:
+    if getattr(provider, "only", None) is not None:  # a link to one file (link_fs.py): its folder is not served
+        raise DAVError(403, "A link to one file offers no bundles; fetch the file with GET.")
     base = collection(environ, provider).path
     wanted: list[tuple[str, str | None]] = []
     for el in body:

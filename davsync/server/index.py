@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..scan import md5_of_file
 from ..sqlpaths import at_or_below, like_below
+from .lockedreads import LockedReads
 
 TOKEN_RE = re.compile(r"^urn:davsync:sync:([0-9a-f]{32}):(\d{1,18})$")
 
@@ -85,6 +86,7 @@ class HashIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the 201 it stands behind
         self._db.executescript(SCHEMA)
+        self._reads = LockedReads(self._db, self._lock)
         self.files_hashed = 0
         self.bytes_hashed = 0
         with self._lock:
@@ -165,12 +167,11 @@ class HashIndex:
 
     def fresh_md5(self, path: str, st: os.stat_result) -> str | None:
         """The stored MD5 if the file still has the identity it was hashed with."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-                "WHERE path=? AND deleted=0 AND is_dir=0",
-                (path,),
-            ).fetchone()
+        row = self._reads.one(
+            "SELECT size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+            "WHERE path=? AND deleted=0 AND is_dir=0",
+            (path,),
+        )
         if row is None or row[5] is None:
             return None
         return row[5] if Identity(*row[:5]) == Identity.of(st) else None
@@ -182,23 +183,21 @@ class HashIndex:
     def md5_rows_in(self, parent: str) -> dict[str, tuple[int, int, int, int, int, str | None]]:
         """identities_in as plain tuples (size, mtime_ns, ctime_ns, ino, dev, md5): what a
         listing of thousands of files compares with each stat, without an object per row."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-                "WHERE parent=? AND deleted=0 AND is_dir=0",
-                (parent,),
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+            "WHERE parent=? AND deleted=0 AND is_dir=0",
+            (parent,),
+        )
         return {r[0]: r[1:] for r in rows}
 
     def known_under(self, path: str) -> dict[str, tuple[Identity, str | None]]:
         """Stored identity and MD5 of each live file at or below a path (one query, for a whole folder)."""
         where, args = at_or_below("path", path)
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
-                f"WHERE deleted=0 AND is_dir=0 AND {where}",
-                args,
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT path, size, mtime_ns, ctime_ns, ino, dev, md5 FROM entries "
+            f"WHERE deleted=0 AND is_dir=0 AND {where}",
+            args,
+        )
         return {r[0]: (Identity(*r[1:6]), r[6]) for r in rows}
 
     def is_known_dir(self, path: str) -> bool:
@@ -213,10 +212,9 @@ class HashIndex:
 
     def children(self, parent: str) -> dict[str, bool]:
         """Live paths directly in a folder, mapped to is_dir."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT path, is_dir FROM entries WHERE parent=? AND deleted=0 AND path != ''", (parent,)
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT path, is_dir FROM entries WHERE parent=? AND deleted=0 AND path != ''", (parent,)
+        )
         return {p: bool(d) for p, d in rows}
 
     def live_paths(self) -> dict[str, bool]:

@@ -3,14 +3,12 @@ has the rights it gives, and how a drop link's resumable uploads are told apart 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..users import Users
 from .links import ShareLink
 from .resumable import PREFIX as RESUMABLE_PREFIX
-
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
 
 
 def owner_allows(link: ShareLink, users: Users | None) -> bool:

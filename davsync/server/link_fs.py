@@ -5,6 +5,10 @@ A link's requests see the shared folder as `/`. Everything the server keeps per 
 whole share, so a file has one hash, one lock and one history however it is reached:
 `ScopedIndex` adds the folder's prefix on the way in and strips it on the way out,
 and link resources report the whole-share lock/property key.
+
+A link to one file is rooted at the file's folder with `only` set to the file's name: every
+path but the root and that name is refused where paths become file paths (404, the answer for
+a name that is not there), the root lists only the file, and the change feed names only it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote, unquote
 
+from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
+
 from .index import Change, HashIndex
 from .provider import DavsyncFile, DavsyncFolder, DavsyncProvider
 from .versions import VersionStore
@@ -22,9 +28,10 @@ from .versions import VersionStore
 class ScopedIndex:
     """The HashIndex seen from inside one folder: paths are relative to it."""
 
-    def __init__(self, index: HashIndex, prefix: str) -> None:
+    def __init__(self, index: HashIndex, prefix: str, only: str | None = None) -> None:
         self.index = index
         self.prefix = prefix.strip("/")
+        self.only = only  # a file link's one name: the only path it has changes for
 
     def full(self, path: str) -> str:
         path = path.strip("/")
@@ -80,7 +87,10 @@ class ScopedIndex:
         changes = self.index.changes_since(
             seq, limit, under=self.full(under), children_only=children_only, live_only=live_only
         )
-        return [Change(self.local(c.path) or "", c.is_dir, c.deleted, c.seq) for c in changes]
+        found = [Change(self.local(c.path) or "", c.is_dir, c.deleted, c.seq) for c in changes]
+        if self.only is not None:  # (filtered after the limit: the feed may come in shorter pages, never wider)
+            found = [c for c in found if c.path == self.only]
+        return found
 
 
 class LinkFile(DavsyncFile):
@@ -96,25 +106,39 @@ class LinkFolder(DavsyncFolder):
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
 
+    def get_display_name(self) -> str:
+        only = self.provider.only  # a file link's root is named after the file, not its folder
+        return only if only is not None and self.path.strip("/") == "" else str(super().get_display_name())
+
     def get_member_names(self) -> list[str]:
         if self.provider.mode == "drop":
             return []  # a drop box lists nothing, not even what was dropped
-        return super().get_member_names()
+        only = self.provider.only
+        names = super().get_member_names()
+        return names if only is None else [n for n in names if n == only and self.path.strip("/") == ""]
 
 
 class LinkProvider(DavsyncProvider):
-    """The shared folder as a share of its own; `mode` is the link's (read-only, read-write, drop)."""
+    """The shared folder as a share of its own; `mode` is the link's (read-only, read-write, drop).
+    With `only`, a file link: the folder holding that one file, and nothing else of it."""
 
     file_class = LinkFile
     folder_class = LinkFolder
 
     def __init__(
-        self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None
-    ) -> None:
-        self.scoped = ScopedIndex(index, prefix)
+        self, folder: str, index: HashIndex, prefix: str, mode: str, versions: VersionStore | None = None,
+        only: str | None = None,
+    ) -> None:  # fmt: skip
+        self.scoped = ScopedIndex(index, prefix, only)
+        self.only = only
         super().__init__(folder, self.scoped, readonly=mode == "read-only", versions=versions)  # type: ignore[arg-type]
         self.mode = mode
         self._ref_prefix = "/" + self.scoped.prefix if self.scoped.prefix else ""
+
+    def _loc_to_file_path(self, path: str, environ: dict | None = None) -> str:
+        if self.only is not None and [p for p in path.split("/") if p] not in ([], [self.only]):
+            raise DAVError(HTTP_NOT_FOUND, "Only the shared file is here.")
+        return super()._loc_to_file_path(path, environ)
 
     def ref_url_of(self, path: str) -> str:
         return quote(self._ref_prefix + path)

@@ -26,16 +26,16 @@ from .browser_headers import OWN_PAGE
 from .limiter import FailureLimiter, client_address, too_many
 from .link_auth import COOKIE_NAME, LinkAuth
 from .link_drop import DropResumable, is_resumable, owner_allows
+from .link_file import file_target, refusal, to_the_file
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
 from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
 from .pages.browser import ASSET_PREFIX
 from .resumable import DROP_NAMER
+from .wsgitypes import StartResponse, WsgiApp
 
 log = logging.getLogger("davsync.server")
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 WRITE_METHODS = READ_METHODS | {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK"}
@@ -165,9 +165,11 @@ class LinkGate:
         start = _Decorated(_Logged(start_response, addr, method, f"share {link.id} {shown}"), link, prefix)
         if link.expired():
             return _answer(start, "410 Gone", environ, "This share link has expired.", expired_page())
-        folder = self._folder(link)
+        target = file_target(self.root, link) if link.kind == "file" else None
+        folder = target[0] if target is not None else self._folder(link) if link.kind != "file" else None
         if folder is None:
-            return _answer(start, "404 Not Found", environ, "The shared folder no longer exists.", not_found_page())
+            return _answer(start, "404 Not Found", environ, f"The shared {link.kind} no longer exists.",
+                           not_found_page())  # fmt: skip
         try:
             rel = rest.encode("latin-1").decode("utf-8")
         except UnicodeError:
@@ -197,13 +199,20 @@ class LinkGate:
             if _wants_html(environ):
                 return _answer(start, "200 OK", environ, "", drop_page(link.label, prefix))
             return _answer(start, "403 Forbidden", environ, REFUSED["drop"])
+        if target is not None:  # a link to one file (link_file.py): that file, nothing else of its folder
+            refused = refusal(method, rel, target[1], link.mode)
+            if refused is not None:
+                return _answer(start, refused[0], environ, refused[1])
+            if method in ("GET", "HEAD") and rel in ("", "/"):
+                to_the_file(environ, target[1], _wants_html(environ) and not environ.get("QUERY_STRING"))
+                rest = environ["PATH_INFO"]
         if method not in ALLOWED[link.mode] and not resumable:
             return _answer(start, "403 Forbidden", environ, REFUSED[link.mode])
         problem = _destination_problem(environ.get("HTTP_DESTINATION"), prefix)
         if problem:
             return _answer(start, "403 Forbidden", environ, problem)
 
-        mounted = self._mount(link, prefix, folder)
+        mounted = self._mount(link, prefix, folder, target[1] if target is not None else None)
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
         environ["PATH_INFO"] = rest or "/"
         environ["wsgidav.auth.user_name"] = environ["wsgidav.user_name"] = f"share-link-{link.id}"
@@ -232,14 +241,15 @@ class LinkGate:
             return None
         return folder
 
-    def _mount(self, link: ShareLink, prefix: str, folder: str) -> Mounted:
-        key = (link.token_sha256, link.id, link.path, link.mode)
+    def _mount(self, link: ShareLink, prefix: str, folder: str, only: str | None) -> Mounted:
+        key = (link.token_sha256, link.id, link.path, link.mode, link.kind)
         with self._lock:
             found = self._mounted.get(key)
             if found is not None:
                 self._mounted.move_to_end(key)
                 return found
-        provider = LinkProvider(folder, self.index, link.path, link.mode, versions=self.versions)
+        prefix_rel = link.path.rpartition("/")[0] if only is not None else link.path  # a file's folder
+        provider = LinkProvider(folder, self.index, prefix_rel, link.mode, versions=self.versions, only=only)
         mounted = Mounted(self.make_dav_app(provider, prefix), provider)
         with self._lock:
             self._mounted[key] = mounted
@@ -285,7 +295,8 @@ class LinkGate:
         if header and not stale:
             self.auth.limiter.failed(addr)
         if not header and method in ("GET", "HEAD") and _wants_html(environ):
-            return _answer(start, "401 Unauthorized", environ, "", login_page(link.label, prefix + rest),
+            form = login_page(link.label, prefix + rest, what=link.kind)
+            return _answer(start, "401 Unauthorized", environ, "", form,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
         return _answer(start, "401 Unauthorized", environ, "This share link needs its password (any user name).",
                        headers=self.auth.challenges(link, stale=stale))  # fmt: skip
@@ -303,7 +314,7 @@ class LinkGate:
         password = (form.get("password") or [""])[0]
         if not self.auth.password_ok(link, password):
             self.auth.limiter.failed(addr)
-            page = login_page(link.label, prefix + rest, "Wrong password.")
+            page = login_page(link.label, prefix + rest, "Wrong password.", what=link.kind)
             return _answer(start, "401 Unauthorized", environ, "", page,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
         value, max_age = self.auth.make_cookie(link)

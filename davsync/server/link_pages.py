@@ -23,8 +23,8 @@ def page(title: str, body: str) -> bytes:
     ).encode()
 
 
-def login_page(label: str, action: str, error: str | None = None) -> bytes:
-    what = f"“{escape(label)}”" if label else "this shared folder"
+def login_page(label: str, action: str, error: str | None = None, what: str = "folder") -> bytes:
+    what = f"“{escape(label)}” (a shared {what})" if label else f"this shared {what}"
     err = f'<p class=err role=alert>{escape(error)}</p>' if error else ""
     return page(
         "Password required",
@@ -39,7 +39,7 @@ def login_page(label: str, action: str, error: str | None = None) -> bytes:
 def expired_page() -> bytes:
     return page(
         "This link has expired",
-        "<p>The shared folder is no longer available through this link. "
+        "<p>What was shared is no longer available through this link. "
         "Ask the person who sent it for a new one.</p>",
     )
 

@@ -1,4 +1,4 @@
-"""Share links: the store of links to one folder each, kept in the server's state dir.
+"""Share links: the store of links to one folder or one file each, kept in the server's state dir.
 
 A link is `/s/<token>/` with a token of 160 random bits. Only its SHA-256 is stored
 (a token that long needs no salt or slow hash), so the token is shown once, when it is
@@ -25,6 +25,11 @@ from pathlib import Path
 from ..users import check_password, digest_ha1, hash_password
 
 MODES = ("read-only", "read-write", "drop")
+KINDS = ("folder", "file")  # a file link opens as a folder holding just that file (link_file.py)
+DROP_FILE = (
+    "a drop link collects uploads into a folder, so a single file cannot have one; "
+    "share the file read-only or read-write, or its folder as a drop link."
+)
 TOKEN_BYTES = 20  # 160 bits; the issue asks for at least 128
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 DIGEST_USER = "share"  # Digest cannot accept "any user name": its hash includes the name
@@ -73,6 +78,7 @@ class ShareLink:
     revoked: float | None = None
     reissued: int = 0
     owner: str = ""  # the user who made it over HTTP (the folder page, the PC app); "" from `davsync share`
+    kind: str = "folder"  # or "file": `path` names one file (links made before files could be shared are folders)
 
     @property
     def realm(self) -> str:
@@ -188,10 +194,14 @@ class LinkStore:
 
     def create(
         self, path: str, mode: str, *, expires_in: float | None, password: str | None, label: str = "",
-        owner: str = "",
+        owner: str = "", kind: str = "folder",
     ) -> Issued:
         if mode not in MODES:
             raise LinkError(f"the mode must be one of {', '.join(MODES)}, not {mode!r}.")
+        if kind not in KINDS:
+            raise LinkError(f"a link opens a folder or a file, not a {kind!r}.")
+        if kind == "file" and mode == "drop":
+            raise LinkError(DROP_FILE)
         if password is not None and not password:
             raise LinkError("an empty password is not allowed; leave out --password for a link without one.")
         with self._editing() as links:
@@ -202,6 +212,7 @@ class LinkStore:
             link = ShareLink(
                 id=link_id, token_sha256=token_hash(token), token_hint=shorten(token), path=path, mode=mode,
                 created=now, expires=None if expires_in is None else now + expires_in, label=label, owner=owner,
+                kind=kind,
             )  # fmt: skip
             if password is not None:
                 link = replace(
@@ -259,4 +270,7 @@ def _index_of(links: list[ShareLink], link_id: str) -> int:
     raise LinkError(f"there is no share link with ID {link_id!r} (known: {known}); see `davsync share list`.")
 
 
-__all__ = ["LinkStore", "ShareLink", "Issued", "LinkError", "MODES", "parse_duration", "shorten", "DIGEST_USER"]
+__all__ = [
+    "LinkStore", "ShareLink", "Issued", "LinkError", "MODES", "KINDS", "DROP_FILE", "parse_duration", "shorten",
+    "DIGEST_USER",
+]  # fmt: skip

@@ -39,8 +39,8 @@ def may_write(environ: dict, provider: Any) -> bool:
 
 def feature_property(name: str, environ: dict, provider: Any) -> Any:
     """The value of `{urn:davsync:}bundle` / `bulk-upload` on a collection (404 when not offered)."""
-    if name == BULK and not may_write(environ, provider):
-        raise DAVError(404)
+    if name == BULK and not may_write(environ, provider) or getattr(provider, "only", None) is not None:
+        raise DAVError(404)  # (a link to one file offers neither: link_fs.py)
     el = etree.Element(name, nsmap={"ds": NS})
     el.set("max-files", str(MAX_FILES))
     el.set("max-file-size", str(MAX_FILE_SIZE))

@@ -39,6 +39,7 @@ from ..osfs import fsync_dir, make_dirs
 from ..scan import iter_tree
 from ..sqlpaths import at_or_below, like_below
 from .index import Identity
+from .lockedreads import LockedReads
 from .names import is_internal_path
 
 log = logging.getLogger("davsync.server")
@@ -173,6 +174,7 @@ class VersionKeeper:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the 201 it stands behind
         self._db.executescript(SCHEMA)
+        self._reads = LockedReads(self._db, self._lock)
         self._dir_ready = False  # made with the first version: an unused share stays untouched
         self._state_dir = state_dir
         self._held = threading.local()
@@ -361,12 +363,11 @@ class VersionKeeper:
         """
         if not rel:
             return {}
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, path, time_ns FROM blobs WHERE state='kept' AND replaced=0 AND user=? "
-                "AND path LIKE ? ESCAPE '\\' ORDER BY time_ns DESC, id DESC",
-                (who.user, like_below(rel)),
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT id, path, time_ns FROM blobs WHERE state='kept' AND replaced=0 AND user=? "
+            "AND path LIKE ? ESCAPE '\\' ORDER BY time_ns DESC, id DESC",
+            (who.user, like_below(rel)),
+        )
         gathered: dict[str, tuple[int, int, str | None]] = {}
         moved: list[str] = []
         taken: set[str] = set()
@@ -378,10 +379,9 @@ class VersionKeeper:
             dest = blob.joinpath(*mpath[len(rel) + 1 :].split("/"))
             if mpath in taken or os.path.lexists(dest) or not self._claim(mid, "restoring"):
                 continue
-            with self._lock:
-                members = self._db.execute(
-                    "SELECT path, size, mtime_ns, md5 FROM files WHERE blob=?", (mid,)
-                ).fetchall()
+            members = self._reads.all(
+                "SELECT path, size, mtime_ns, md5 FROM files WHERE blob=?", (mid,)
+            )
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(self.blob_path(mid), dest)
@@ -429,10 +429,9 @@ class VersionKeeper:
 
         Run it only when no server is working on this state dir (at start-up).
         """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, path, is_dir, mode, replaced, state FROM blobs WHERE state != 'kept'"
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT id, path, is_dir, mode, replaced, state FROM blobs WHERE state != 'kept'"
+        )
         for vid, rel, is_dir, mode, replaced, state in rows:
             blob = self.blob_path(vid)
             live = os.path.join(self.root, *rel.split("/"))
@@ -493,13 +492,12 @@ class VersionKeeper:
     def files(self, path: str = "") -> list[FileVersion]:
         """Kept file versions at or below a share path, newest first per path."""
         where, args = at_or_below("f.path", path.strip("/"))
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT f.blob, f.path, f.size, f.mtime_ns, f.md5, b.user, b.method, b.time_ns, b.is_dir, b.path "
-                f"FROM files f JOIN blobs b ON b.id=f.blob WHERE b.state='kept' AND {where} "
-                "ORDER BY f.path, b.time_ns DESC",
-                args,
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT f.blob, f.path, f.size, f.mtime_ns, f.md5, b.user, b.method, b.time_ns, b.is_dir, b.path "
+            f"FROM files f JOIN blobs b ON b.id=f.blob WHERE b.state='kept' AND {where} "
+            "ORDER BY f.path, b.time_ns DESC",
+            args,
+        )
         return [FileVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[9] if r[8] else None) for r in rows]
 
     def folders(self, path: str = "") -> list[FolderVersion]:
@@ -508,12 +506,11 @@ class VersionKeeper:
         if path:
             where = f"({where} OR ? LIKE path || '/%')"
             args = (*args, path)
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, path, files, bytes, user, method, time_ns FROM blobs "
-                f"WHERE state='kept' AND is_dir=1 AND {where} ORDER BY path, time_ns DESC",
-                args,
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT id, path, files, bytes, user, method, time_ns FROM blobs "
+            f"WHERE state='kept' AND is_dir=1 AND {where} ORDER BY path, time_ns DESC",
+            args,
+        )
         return [FolderVersion(*r) for r in rows]
 
     def usage(self) -> tuple[int, int]:

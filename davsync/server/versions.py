@@ -94,10 +94,9 @@ class VersionStore(VersionKeeper):
                  between: Callable[[str], None] | None) -> Restored:  # fmt: skip
         src = str(self.blob_path(vid) / sub) if sub else str(self.blob_path(vid))
         where, args = at_or_below("sub", sub)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT sub, size, mtime_ns, md5 FROM files WHERE blob=? AND {where}", (vid, *args)
-            ).fetchall()
+        rows = self._reads.all(
+            f"SELECT sub, size, mtime_ns, md5 FROM files WHERE blob=? AND {where}", (vid, *args)
+        )
         folders = _make_parents(self.root, target_rel)
         replaced_id = None
         if os.path.lexists(target):
@@ -150,12 +149,11 @@ class VersionStore(VersionKeeper):
         _n, total = self.usage()
         after = (-1, "")
         while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT id, time_ns, bytes FROM blobs WHERE state='kept' AND (time_ns, id) > (?, ?) "
-                    "ORDER BY time_ns, id LIMIT 500",
-                    after,
-                ).fetchall()
+            rows = self._reads.all(
+                "SELECT id, time_ns, bytes FROM blobs WHERE state='kept' AND (time_ns, id) > (?, ?) "
+                "ORDER BY time_ns, id LIMIT 500",
+                after,
+            )
             if not rows:
                 break
             for vid, t, nbytes in rows:
@@ -185,12 +183,11 @@ class VersionStore(VersionKeeper):
 
     def fill_hashes(self, limit: int = 200) -> int:
         """Hash kept files whose MD5 was unknown when they were set aside."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT f.blob, f.sub FROM files f JOIN blobs b ON b.id=f.blob "
-                "WHERE f.md5 IS NULL AND b.state='kept' LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._reads.all(
+            "SELECT f.blob, f.sub FROM files f JOIN blobs b ON b.id=f.blob "
+            "WHERE f.md5 IS NULL AND b.state='kept' LIMIT ?",
+            (limit,),
+        )
         done = 0
         for vid, sub in rows:
             fp = self.blob_path(vid) / sub if sub else self.blob_path(vid)

@@ -7,6 +7,9 @@ const MODES = [
   ["read-only", "Read-only: see and download"],
   ["read-write", "Read-write: also upload, change and delete"],
   ["drop", "Drop-only: upload, but see nothing"]];
+const FILE_MODES = [
+  ["read-only", "Read-only: see and download"],
+  ["read-write", "Read-write: also replace it with a new version"]];
 const EXPIRES = [["1d", "1 day"], ["7d", "7 days"], ["30d", "30 days"], ["never", "Never"]];
 const MODE_WORDS = {"read-only": "read-only", "read-write": "read-write", "drop": "drop-only"};
 
@@ -19,7 +22,7 @@ function makeSharePanel(p) {
     folder: "",
   };
   const panel = h("details", {class: "share-panel"}, h("summary", {text: "Share and versions"}),
-    h("p", {class: "muted"}, "Share a folder of this pair by link (for a phone or a friend), or bring back an earlier version of a file. " +
+    h("p", {class: "muted"}, "Share a folder or a file of this pair by link (for a phone or a friend), or bring back an earlier version of a file. " +
       "This is what the server holds."),
     ui.crumbs, ui.list, ui.detail,
     h("h3", {}, "Your share links"), ui.links);
@@ -44,8 +47,9 @@ async function browse(p, ui, folder) {
         ? h("button", {type: "button", class: "link open-folder", on: {click: () => browse(p, ui, e.path)}}, `${e.name}/`)
         : h("span", {class: "item-path"}, e.name),
       h("span", {class: "muted"}, e.is_dir ? "folder" : `${size(e.size)}, ${when(e.mtime)}`),
-      e.is_dir
-        ? h("button", {type: "button", class: "small share", on: {click: () => shareForm(p, ui, e.path)}}, "Share")
+      h("button", {type: "button", class: "small share", "aria-label": `Share ${e.name} by link`,
+        on: {click: () => shareForm(p, ui, e.path, !e.is_dir)}}, "Share"),
+      e.is_dir ? null
         : h("button", {type: "button", class: "small show-versions", on: {click: () => showVersions(p, ui, e.path)}},
           "Earlier versions"))) : [h("li", {class: "muted"}, "This folder is empty.")]));
   } catch (e) {
@@ -53,13 +57,18 @@ async function browse(p, ui, folder) {
   }
 }
 
-function shareForm(p, ui, folder) {
+// What is shared, in words: "the file /a/b.txt", "/a", "the whole folder".
+const sharedWhat = (path, isFile) => isFile ? `the file /${path}` : path ? `/${path}` : "the whole folder";
+
+function shareForm(p, ui, folder, isFile = false) {
   const uid = `${p.id}-share`;
+  const what = sharedWhat(folder, isFile);
+  const modes = isFile ? FILE_MODES : MODES; // a drop link collects uploads into a folder
   const f = h("form", {class: "share-form"},
-    h("h3", {}, `Share ${folder ? "/" + folder : "the whole folder"}`),
+    h("h3", {}, `Share ${what}`),
     h("div", {class: "row"},
       h("label", {}, "Who can do what", h("select", {name: "mode", id: `${uid}-mode`},
-        MODES.map(([v, t]) => h("option", {value: v}, t)))),
+        modes.map(([v, t]) => h("option", {value: v}, t)))),
       h("label", {}, "Expires after", h("select", {name: "expires", id: `${uid}-expires`},
         EXPIRES.map(([v, t]) => h("option", {value: v, selected: v === "7d"}, t))))),
     h("div", {class: "row"},
@@ -70,14 +79,14 @@ function shareForm(p, ui, folder) {
       h("button", {type: "button", class: "small", on: {click: () => ui.detail.replaceChildren()}}, "Cancel")));
   f.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const data = await run(`/api/pairs/${p.id}/share`, {path: folder, mode: f.mode.value, expires: f.expires.value,
-      password: f.password.value, label: f.label.value});
+    const data = await run(`/api/pairs/${p.id}/share`, {path: folder, kind: isFile ? "file" : "folder",
+      mode: f.mode.value, expires: f.expires.value, password: f.password.value, label: f.label.value});
     if (!data) return;
     const url = h("input", {readonly: true, value: data.url, class: "link-url", "aria-label": "The share link"});
     ui.detail.replaceChildren(h("div", {class: "made-link"},
-      h("img", {src: data.qr, class: "qr", alt: `QR code of the share link to ${folder ? "/" + folder : "the whole folder"}`}),
+      h("img", {src: data.qr, class: "qr", alt: `QR code of the share link to ${what}`}),
       h("div", {},
-        h("p", {}, `A ${MODE_WORDS[data.link.mode]} link to ${folder ? "/" + folder : "the whole folder"}, ` +
+        h("p", {}, `A ${MODE_WORDS[data.link.mode]} link to ${what}, ` +
           (data.link.expires ? `until ${when(data.link.expires)}.` : "with no expiry.")),
         url,
         h("div", {class: "buttons"},
@@ -98,7 +107,7 @@ async function loadLinks(p, ui) {
   try {
     const data = await api(`/api/pairs/${p.id}/links`);
     ui.links.replaceChildren(...(data.links.length ? data.links.map((l) => h("li", {"data-link": l.id, "data-state": l.state},
-      h("span", {class: "item-path"}, `/${l.path}`),
+      h("span", {class: "item-path"}, l.kind === "file" ? `/${l.path} (file)` : `/${l.path}`),
       h("span", {}, `${MODE_WORDS[l.mode] || l.mode}, ` + (l.state === "active"
         ? (l.expires ? `until ${when(l.expires)}` : "no expiry") : l.state) + (l.has_password ? ", with password" : "")),
       l.label ? h("span", {class: "muted"}, l.label) : null,

@@ -11,7 +11,7 @@ share can have.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..netinfo import explorer_folder
+from ..wsgitypes import StartResponse
 from . import deleted, sharing
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, entries, render, thumbnail_kind
@@ -28,7 +29,6 @@ from .thumbs import for_folder
 from .viewer import inline, render_viewer
 from .zipstream import members, stream_zip
 
-StartResponse = Callable[..., Any]
 ASSET_PREFIX = f"/{ASSET_DIR}/"
 ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8",
           "upload.js": "text/javascript; charset=utf-8"}
@@ -136,10 +136,10 @@ class PageBrowser(BaseMiddleware):
             res = provider.get_resource_inst(path, environ)
         except DAVError:
             res = None
-        if res is None or not res.is_collection:
-            return deleted.answer(start_response, "404 Not Found", {"error": "Share links open folders; "
-                                  "open the folder's page and share it there."})  # fmt: skip
-        return sharing.create(environ, start_response, self.links, self._share_folder(provider, path))
+        if res is None or not res.is_collection and path.endswith("/"):
+            return deleted.answer(start_response, "404 Not Found", {"error": "There is no such folder or file."})
+        kind = "folder" if res.is_collection else "file"
+        return sharing.create(environ, start_response, self.links, self._share_folder(provider, path), kind)
 
     def _restorable(self, environ: dict, provider: Any) -> bool:
         """A user of the share who may write, on a server that keeps versions (not through a link)."""
@@ -165,6 +165,7 @@ class PageBrowser(BaseMiddleware):
             thumbs=self.thumbs is not None and self.thumbs.enabled,
             show_deleted=self._restorable(environ, provider),
             can_share=self.links is not None and sharing.sharer(environ) is not None,
+            single_file=getattr(provider, "only", None) is not None,
             dav_url=f"{scheme}://{host}{quote(base + path)}",
             windows_path=explorer_folder(name, port, scheme, base + path),
             login_hint=(

@@ -55,7 +55,8 @@ class FolderView:
     login_hint: str
     thumbs: bool = False  # image rows show a thumbnail (thumbs.py; only with Pillow installed)
     show_deleted: bool = False  # the "Recently deleted" box (deleted.py)
-    can_share: bool = False  # the "Share this folder" box (sharing.py)
+    can_share: bool = False  # the "Share this folder" box, and a Share button by each file (sharing.py)
+    single_file: bool = False  # a share link to one file: its page has no folder around it (link_file.py)
 
 
 def kind(name: str, is_dir: bool) -> str:
@@ -133,7 +134,11 @@ def _row(view: FolderView, e: Entry) -> str:
     acts = ""
     if view.can_write:
         label = escape(e.name, quote=True)
-        acts = (f'<td class="acts"><button type="button" class="rename" aria-label="Rename {label}">Rename</button>'
+        share = ""
+        if view.can_share and not e.is_dir:  # (a folder is shared from its own page)
+            share = f'<button type="button" class="share" aria-label="Share {label} by link">Share</button>'
+        acts = (f'<td class="acts">{share}'
+                f'<button type="button" class="rename" aria-label="Rename {label}">Rename</button>'
                 f'<button type="button" class="delete" aria-label="Delete {label}">Delete</button></td>')  # fmt: skip
     return (
         f'<tr data-name="{escape(e.name, quote=True)}" data-size="{-1 if e.is_dir else e.size}" '

@@ -1,4 +1,5 @@
-"""Share links made on the folder page by the signed-in user: create, list their own, revoke.
+"""Share links made on the folder page by the signed-in user: create (for the folder or one of its
+files), list their own, revoke.
 
 The same LinkStore calls as `davsync share` (links.py), so a link made here is listed, reissued
 and revoked by the CLI too; it records its owner, and the page lists and revokes only the
@@ -12,14 +13,13 @@ header (deleted.py), which a form on another site cannot send.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from ..links import MODES, LinkError, LinkStore, parse_duration
 from ..names import is_internal_path
+from ..wsgitypes import StartResponse
 from .deleted import answer, page_json
 
-StartResponse = Callable[..., Any]
 LIFETIMES = ("1d", "7d", "30d", "never")  # the page's choices; parse_duration reads them
 MAX_LABEL = 200
 
@@ -37,8 +37,10 @@ def link_url(environ: dict, token: str) -> str:
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}/s/{token}/"
 
 
-def create(environ: dict, start_response: StartResponse, store: LinkStore, folder: str) -> list[bytes]:
-    """POST folder/?share {mode, expires, password?, label?}: a link to this folder, its URL and QR."""
+def create(environ: dict, start_response: StartResponse, store: LinkStore, folder: str,
+           kind: str = "folder") -> list[bytes]:  # fmt: skip
+    """POST folder/?share or file?share {mode, expires, password?, label?}: a link to this folder
+    or file (`kind`), its URL and QR."""
     import segno
 
     user = sharer(environ)
@@ -58,7 +60,7 @@ def create(environ: dict, start_response: StartResponse, store: LinkStore, folde
         return answer(start_response, "403 Forbidden", {"error": "davsync's own folders cannot be shared."})
     try:
         issued = store.create(rel, mode, expires_in=parse_duration(expires), password=password, label=label.strip(),
-                              owner=user)  # fmt: skip
+                              owner=user, kind=kind)  # fmt: skip
     except LinkError as e:
         return answer(start_response, "400 Bad Request", {"error": _sentence(str(e))})
     except OSError as e:

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Iterable
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from ...units import human_size
+from ..browser_headers import FRAMING, POLICY
+from ..wsgitypes import StartResponse
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, crumbs, head, href, kind, template
 
-StartResponse = Callable[..., Any]
 VERSIONS_BOX = (
     '<details class="deleted" id="versions"><summary>Earlier versions</summary>'
     '<p class="muted">What this file was before it was overwritten; restoring one keeps the current file as a '
@@ -36,8 +38,10 @@ INLINE_CSP = (
 )
 
 
-# share links open folders (links.py): a file's page leads to its folder's share box
-SHARE_FOLDER = '<a class="button" id="share-folder" href="{folder}#share">Share its folder by link</a>\n'
+# the folder page's share box, with this file chosen (pages.js)
+SHARE_FILE = '<a class="button" id="share-file" href="{folder}#share={name}">Share this file by link</a>\n'
+BACK = '<a class="button" id="back" href="{folder}">Back to the folder</a>\n'
+NAV = '<header>\n<nav aria-label="Breadcrumbs"><ol class="crumbs">{crumbs}</ol></nav>\n</header>\n'
 
 
 def render_viewer(view: FolderView, name: str, size: int, mtime: float) -> bytes:
@@ -64,16 +68,18 @@ def render_viewer(view: FolderView, name: str, size: int, mtime: float) -> bytes
             head=head(f"{name} – davsync", view.base),
             heading=escape(name),
             assets=escape(view.base + "/" + ASSET_DIR, quote=True),
-            crumbs=crumbs(view),
+            nav="" if view.single_file else NAV.format(crumbs=crumbs(view)),  # a link to one file: no folder
             size=human_size(size),
             iso=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime)),
             utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(mtime)),
             raw=raw,
-            folder=href(view.base, folder),
+            back="" if view.single_file else BACK.format(folder=href(view.base, folder)),
             kind=what,
             preview=preview,
             versions_box=VERSIONS_BOX if view.show_deleted else "",
-            share_link=SHARE_FOLDER.format(folder=href(view.base, folder)) if view.can_share else "",
+            share_link=SHARE_FILE.format(folder=href(view.base, folder), name=escape(quote(name, safe=""), quote=True))
+            if view.can_share
+            else "",
         )
         .encode()
     )
@@ -86,6 +92,7 @@ def inline(
     headers; text of any kind as text/plain."""
     as_text = kind(name, False) == "text"
     environ["QUERY_STRING"] = ""
+    environ[POLICY], environ[FRAMING] = INLINE_CSP, "SAMEORIGIN"  # also on a 304 WsgiDAV answers itself
     replaced = {"content-security-policy", "x-frame-options", "content-disposition", "x-content-type-options",
                 "referrer-policy"} | ({"content-type"} if as_text else set())  # fmt: skip
 

@@ -113,7 +113,7 @@
   sharing();
   if (body.dataset.write !== '1') return;
 
-  // Share links (sharing.py): make one for this folder, list the user's own, withdraw one
+  // Share links (sharing.py): make one for this folder or one of its files, list the user's own, withdraw one
   function sharing() {
     const box = document.getElementById('share');
     if (!box) return;
@@ -121,8 +121,30 @@
     const ul = document.getElementById('share-list');
     const tell = (text) => { document.getElementById('share-note').textContent = text; };
     const made = document.getElementById('share-made');
-    const post = (query, data) => fetch(folder + '?' + query, {method: 'POST', credentials: 'same-origin',
-      headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify(data)});
+    const post = (query, data, name) => fetch(folder + (name ? encodeURIComponent(name) : '') + '?' + query, {method: 'POST',
+      credentials: 'same-origin', headers: {'Content-Type': 'application/json', 'X-Davsync-Page': '1'}, body: JSON.stringify(data)});
+    let chosen = ''; // '' is this folder; else the name of a file in it (its row's Share, or its page's)
+    function choose(name) {
+      chosen = name;
+      document.getElementById('share-summary').textContent = name ? 'Share “' + name + '” by link' : 'Share this folder by link';
+      document.getElementById('share-rw').textContent = name ? 'Also replace it with a new version' : 'Also upload, rename and delete';
+      const drop = document.getElementById('share-drop'); // a drop link collects uploads into a folder: not for a file
+      drop.hidden = !!name;
+      if (name && drop.querySelector('input').checked) box.querySelector('input[value="read-only"]').checked = true;
+      made.hidden = true;
+      tell('');
+    }
+    function open(name) {
+      choose(name);
+      box.open = true;
+      box.scrollIntoView();
+      box.querySelector('input[name="mode"]:checked').focus();
+    }
+    if (tbody) tbody.addEventListener('click', (ev) => {
+      const button = ev.target.closest('button.share');
+      if (button) open(button.closest('tr').dataset.name);
+    });
+    box.addEventListener('toggle', () => { if (!box.open) choose(''); });
     const when = (iso) => new Date(iso).toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
     const words = {'read-only': 'see and download', 'read-write': 'upload, rename and delete', 'drop': 'upload only'};
     async function list() {
@@ -163,7 +185,7 @@
       ev.preventDefault();
       const form = ev.target;
       const resp = await post('share', {mode: form.elements.mode.value, expires: form.elements.expires.value,
-        password: form.elements.password.value, label: form.elements.label.value});
+        password: form.elements.password.value, label: form.elements.label.value}, chosen);
       const data = await resp.json().catch(() => ({}));
       if (!resp.ok) { tell('Could not make the link: ' + (data.error || 'HTTP ' + resp.status)); return; }
       form.elements.password.value = '';
@@ -179,7 +201,8 @@
       try { await navigator.clipboard.writeText(field.value); tell('Link copied.'); } catch (e) { tell('Select the link and copy it.'); }
     });
     box.addEventListener('toggle', () => { if (box.open) list(); });
-    if (location.hash === '#share') { box.open = true; box.scrollIntoView(); } // "Share its folder" on a file's page
+    if (location.hash === '#share') { box.open = true; box.scrollIntoView(); }
+    if (location.hash.startsWith('#share=')) open(decodeURIComponent(location.hash.slice(7))); // a file's page: "Share this file"
   }
 
   const here = location.pathname; // always ends with '/': the server redirects to it
