@@ -48,6 +48,9 @@ DEFAULT_EXCLUDES: tuple[tuple[str, str], ...] = (
     ("*.filepart", "transfer in progress (WinSCP)"),
     ("@eaDir/", "Synology thumbnail folder"),
     ("\\#recycle/", "Synology recycle bin"),
+    # the server's own names (server/names.py: upload temp files, the versions area, the share's
+    # marker): it refuses them, so a folder copied from the Pi would fail every run
+    (".~davsync-*", "a davsync server's own file (the share's marker, an upload in progress)"),
 )
 
 
@@ -93,7 +96,7 @@ class Filter:
             if found.include is not None:
                 return self.sources[found.index] if found.include and found.index is not None else None
         for line, why in DEFAULT_EXCLUDES:
-            if _pattern(line).match_file(key) is not None:
+            if re.match(_pattern(line).regex.pattern, key, re.IGNORECASE):  # as excluded() does: any case
                 return f"default: {why} ({line})"
         return None
 
