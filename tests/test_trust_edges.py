@@ -220,6 +220,9 @@ CLUTTER = {
     "@eaDir/photo.jpg/SYNOPHOTO_THUMB_M.jpg": "Synology",
     ".Trash-1000/files/old.txt": "trash",
     "$RECYCLE.BIN/S-1-5-21/desktop.ini": "Recycle Bin",
+    "sub/DESKTOP.INI": "Explorer",  # any letter case (status once listed only the lower-case name)
+    ".~davsync-share": "server's own",  # the share's marker, in a folder copied from the Pi: failed every sync
+    "old/.~Davsync-7f3a": "server's own",
 }
 
 
