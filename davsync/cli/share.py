@@ -88,8 +88,10 @@ def _relative_target(where: _Where, path: Path) -> tuple[str, str]:
     try:
         rel = real.relative_to(where.root)
     except ValueError:
+        through = f" through a symlink (to {real})" if real != Path(os.path.abspath(target)) else ""
         raise fail(
-            f"{target} is outside the shared folder {where.root}; only folders and files inside it can be shared."
+            f"{target} is outside the shared folder {where.root}{through}; "
+            "only folders and files inside it can be shared."
         ) from None
     from ..server.names import is_internal_path  # (here: a pull must not import the server)
 
@@ -201,13 +203,14 @@ def list_links(
     if not links:
         typer.echo("No share links. Make one with: davsync share create FOLDER --read-only")
         return
-    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<28} {'PASSWORD':<8} {'TOKEN':<7} SHARED  LABEL")
-    for link in links:
-        typer.echo(
-            f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<28} "
-            f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}"
-            f"{' (file)' if link.kind == 'file' else ''}  {link.label}"
-        )
+    shared = [f"/{link.path}{' (file)' if link.kind == 'file' else ''}" for link in links]
+    width = max(len("SHARED"), *map(len, shared))
+    rows = [("ID", "MODE", "STATE", "EXPIRES", "PASSWORD", "TOKEN", "SHARED", "LABEL")]
+    rows += [(link.id, link.mode, link.state(), _when(link.expires), "yes" if link.password else "no",
+              link.token_hint, what, link.label) for link, what in zip(links, shared, strict=True)]  # fmt: skip
+    for row in rows:
+        typer.echo(f"{row[0]:<7} {row[1]:<10} {row[2]:<8} {row[3]:<28} {row[4]:<8} {row[5]:<7} {row[6]:<{width}}  "
+                   f"{row[7]}".rstrip())  # fmt: skip
 
 
 @share_app.command("revoke")
@@ -221,10 +224,15 @@ def revoke(
     from ..server.links import LinkError
 
     where = _Where(root, state_dir, config)
+    store = where.store()
     try:
-        link = where.store().revoke(link_id)
+        before = next((link for link in store.links() if link.id == link_id), None)
+        link = store.revoke(link_id)
     except LinkError as e:
         raise fail(str(e)) from None
+    if before is not None and before.revoked is not None:
+        typer.echo(f"Link {link.id} ({link.mode}, {_shown(link)}) was already revoked on {_when(link.revoked)}.")
+        return
     typer.echo(f"Revoked link {link.id} ({link.mode}, {_shown(link)}); it stops working at once.")
 
 

@@ -43,8 +43,9 @@ class LinkError(Exception):
 
 
 def parse_duration(text: str) -> float | None:
-    """'7d', '12h', '30m', '2w' -> seconds; 'never' -> None."""
-    if text.strip().lower() in ("never", "none", "0"):
+    """'7d', '12h', '30m', '2w' -> seconds; 'never' (only that word: a link that never expires is
+    asked for by name, never by a 0 or a typo) -> None."""
+    if text.strip().lower() == "never":
         return None
     m = _DURATION.match(text.lower())
     if not m or float(m.group(1)) <= 0:
@@ -266,7 +267,7 @@ def _index_of(links: list[ShareLink], link_id: str) -> int:
     for i, link in enumerate(links):
         if link.id == link_id:
             return i
-    known = ", ".join(link.id for link in links) or "none"
+    known = ", ".join(link.id for link in links if link.revoked is None) or "none"
     raise LinkError(f"there is no share link with ID {link_id!r} (known: {known}); see `davsync share list`.")
 
 
