@@ -245,3 +245,14 @@ def test_a_file_at_the_top_of_the_share(docs) -> None:
     assert sorted(hrefs(listing.content)) == [f"/s/{token}/", f"/s/{token}/outside.txt"]
     for beside in ("Docs/", "Docs/report.txt", "Docs"):
         assert requests.get(url + beside, timeout=10).status_code == 404, beside
+
+
+def test_doctor_says_a_read_write_file_link_only_replaces_its_file(docs) -> None:
+    from davsync.client.doctor import run_checks
+    from davsync.client.transport import ConnectionSettings
+
+    url, _ = file_link(docs, mode="read-write")
+    detail = {c.name: c for c in run_checks(ConnectionSettings(url))}["share link"].detail
+    assert "read or replace" in detail and "report.txt" not in detail, detail
+    assert not any(word in detail for word in ("upload", "rename", "delete")), detail
+

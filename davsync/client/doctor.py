@@ -125,7 +125,7 @@ def _run(remote: Remote, conn: ConnectionSettings) -> list[Check]:
 
 
 def share_link(header: str | None) -> dict[str, str] | None:
-    """The `X-Davsync-Link: mode=...; id=...; expires=...` header of a davsync share link, parsed."""
+    """The `X-Davsync-Link: mode=...; id=...; expires=...; kind=file` header of a davsync share link, parsed."""
     if not header:
         return None
     fields = dict(part.strip().partition("=")[::2] for part in header.split(";") if "=" in part)
@@ -133,8 +133,12 @@ def share_link(header: str | None) -> dict[str, str] | None:
 
 
 def _link_check(link: dict[str, str]) -> Check:
-    rights = {"read-only": "browse and download", "read-write": "browse, download, upload, rename and delete",
-              "drop": "upload only (nothing is listed or overwritten)"}.get(link["mode"], link["mode"])  # fmt: skip
+    if link.get("kind") == "file":  # a link to one file: nothing can be added, moved or removed through it
+        rights = {"read-only": "read its one shared file", "read-write": "read or replace its one shared file, "
+                  "nothing else"}.get(link["mode"], link["mode"])  # fmt: skip
+    else:
+        rights = {"read-only": "browse and download", "read-write": "browse, download, upload, rename and delete",
+                  "drop": "upload only (nothing is listed or overwritten)"}.get(link["mode"], link["mode"])  # fmt: skip
     expires = link.get("expires")
     if not expires:
         return Check("share link", True, f"{link['mode']} link {link.get('id', '')}: {rights}; never expires")

@@ -549,7 +549,7 @@ class _Decorated:
             out.append((name, value))
         out += [("Cache-Control", cache), ("Referrer-Policy", "no-referrer"), ("X-Robots-Tag", "noindex, nofollow")]
         if self.link is not None:
-            info = f"mode={self.link.mode}; id={self.link.id}"
+            info = f"mode={self.link.mode}; id={self.link.id}" + ("; kind=file" if self.link.kind == "file" else "")
             if self.link.expires is not None:
                 info += f"; expires={formatdate(self.link.expires, usegmt=True)}"
             out.append(("X-Davsync-Link", info))
