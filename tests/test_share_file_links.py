@@ -303,3 +303,22 @@ def test_links_publish_no_disk_quota(docs) -> None:
             assert found == [], r.content
     own = docs.request("PROPFIND", "Docs/", data=quota, headers={"Depth": "0"})
     assert b"quota-available-bytes>" in own.content  # the share's users still see the disk's
+
+
+def test_sync_of_a_read_write_file_link_replaces_the_file_and_reports_new_files_without_failing(docs, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from davsync.cli import app
+
+    url, _ = file_link(docs, mode="read-write")
+    dest = tmp_path / "mine"
+    first = CliRunner().invoke(app, ["sync", url, str(dest)])
+    assert first.exit_code == 0, first.output
+    (dest / "extra.txt").write_bytes(b"a new local file")
+    (dest / "report.txt").write_bytes(b"edited here\n")
+    for _ in range(2):  # the new file is reported, not an error that fails every run
+        again = CliRunner().invoke(app, ["sync", url, str(dest)])
+        assert again.exit_code == 0, again.output
+        assert "shares one file" in again.output and "does not exist" not in again.output, again.output
+    assert (docs.root / "Docs" / "report.txt").read_bytes() == b"edited here\n"  # its one file is replaced
+    assert not (docs.root / "Docs" / "extra.txt").exists() and (dest / "extra.txt").exists()

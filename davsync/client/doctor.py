@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .davxml import PROPFIND_BODY, parse_document
+from .filelink import share_link
 from .refusals import NotAShare
 from .remote import Remote
 from .transport import ConnectionSettings, RemoteError
@@ -122,14 +123,6 @@ def _run(remote: Remote, conn: ConnectionSettings) -> list[Check]:
     except RemoteError as e:
         checks.append(Check("connection", False, str(e)))
     return checks
-
-
-def share_link(header: str | None) -> dict[str, str] | None:
-    """The `X-Davsync-Link: mode=...; id=...; expires=...; kind=file` header of a davsync share link, parsed."""
-    if not header:
-        return None
-    fields = dict(part.strip().partition("=")[::2] for part in header.split(";") if "=" in part)
-    return fields if "mode" in fields else None
 
 
 def _link_check(link: dict[str, str]) -> Check:
