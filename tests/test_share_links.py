@@ -219,6 +219,30 @@ def test_drop_link_methods_and_never_overwrites(tree) -> None:
     assert page.status_code == 200 and "Upload only" in page.text and "beach" not in page.text
 
 
+def test_a_drop_link_answers_the_same_whether_or_not_a_name_is_taken(tree) -> None:
+    url, _ = link(tree, mode="drop")  # Photos holds the file beach.jpg and the folder 2024
+
+    def seen(r: requests.Response) -> tuple:
+        return r.status_code, r.content, r.headers.get("Content-Type"), r.headers.get("Location")
+
+    for taken, free in (("beach.jpg", "nosuch.jpg"), ("2024", "nosuchdir")):
+        for depth in ("0", "1"):
+            a, b = (requests.request("PROPFIND", url + name + "/", headers={"Depth": depth}, timeout=10)
+                    for name in (taken, free))  # fmt: skip
+            assert seen(a) == seen(b), (taken, depth, seen(a), seen(b))
+        a, b = (requests.request("MKCOL", url + name + "/", timeout=10) for name in (taken, free))
+        assert seen(a) == seen(b) and a.status_code == 201, (taken, seen(a), seen(b))
+        a, b = (requests.put(url + name + "/sub/a.txt", data=name.encode(), timeout=10) for name in (taken, free))
+        assert seen(a) == seen(b) and a.status_code == 201, (taken, seen(a), seen(b))
+    photos = tree.root / "Photos"
+    assert (photos / "beach.jpg").read_bytes() == b"sand" * 100  # a file's name is never made a folder
+    assert (photos / "beach (2).jpg" / "sub" / "a.txt").read_bytes() == b"beach.jpg"
+    assert (photos / "nosuch.jpg" / "sub" / "a.txt").read_bytes() == b"nosuch.jpg"
+    assert (photos / "2024" / "sub" / "a.txt").read_bytes() == b"2024"
+    assert (photos / "nosuchdir" / "sub" / "a.txt").read_bytes() == b"nosuchdir"
+    assert (photos / "2024" / "x.txt").read_text() == "x"
+
+
 # --- hrefs stay under the link ---------------------------------------------------------------
 
 

@@ -21,11 +21,13 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from wsgidav.dav_error import DAVError
+
 from ..users import Users
 from .browser_headers import OWN_PAGE
 from .limiter import FailureLimiter, client_address, too_many
 from .link_auth import COOKIE_NAME, LinkAuth
-from .link_drop import DropResumable, is_resumable, owner_allows
+from .link_drop import MAX_CLASH, DropResumable, drop_folders, is_resumable, numbered, owner_allows
 from .link_file import file_target, refusal, to_the_file
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
@@ -56,7 +58,6 @@ PROBE_LISTING = (
     b"<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>"
     b"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"
 )
-MAX_CLASH = 10_000
 DROP_DONE = "Received."
 APPS_CACHED = 64
 
@@ -225,7 +226,7 @@ class LinkGate:
                 environ[DROP_NAMER] = self._namer(mounted.provider)
             return mounted.app(environ, DropResumable(start))
         if link.mode == "drop":
-            return self._drop(environ, start, mounted, folder, rel or "/", prefix)
+            return self._drop(environ, start, mounted, rel or "/")
         return mounted.app(environ, start)
 
     def _folder(self, link: ShareLink) -> str | None:
@@ -327,38 +328,37 @@ class LinkGate:
 
     # --- drop boxes -------------------------------------------------------------------
 
-    def _drop(self, environ: dict, start: StartResponse, mounted: Mounted, folder: str, rel: str,
-              prefix: str) -> Iterable[bytes]:  # fmt: skip
+    def _drop(self, environ: dict, start: StartResponse, mounted: Mounted, rel: str) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
-        target = os.path.join(folder, *[p for p in rel.split("/") if p])
         if method == "PROPFIND":
-            try:
-                is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
-            except OSError:
-                is_dir = False
-            if not is_dir:
+            if rel.strip("/"):  # below the root, one answer for every name: a drop box shows nothing
                 return _answer(start, "404 Not Found", environ, "Nothing to see here: this link only accepts uploads.")
             return mounted.app(environ, start)
         if method == "OPTIONS":
             return mounted.app(environ, _DropOptions(start))
-        if method == "MKCOL" and rel.strip("/") and os.path.lexists(target):
-            # Whatever holds the name: the same answer as a new folder, so MKCOL is no oracle.
-            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or 0)
-            return _answer(start, "201 Created", environ, DROP_DONE)
-        if method == "MKCOL":
-            return _uniform(mounted.app, environ, start)
-        if method != "PUT":
+        if method not in ("PUT", "MKCOL"):
             return mounted.app(environ, start)
-        if rel.endswith("/"):
+        if method == "PUT" and rel.endswith("/"):
             # WsgiDAV strips the slash and would replace the file named before it.
             return _answer(start, "400 Bad Request", environ,
                            "A file name cannot end with '/'; upload to the file's name.")  # fmt: skip
-        parent, _, name = rel.rpartition("/")
-        chosen = self._reserve(os.path.dirname(target), name)
+        parts = [p for p in rel.split("/") if p]
+        name = parts.pop() if method == "PUT" else ""
+        try:  # the folders it goes into, made where missing (link_drop.py): no answer tells what is there
+            parent = drop_folders(mounted.provider, environ, parts)
+        except DAVError:
+            return _answer(start, "403 Forbidden", environ, "This name is reserved by davsync; choose another.")
+        if parent is None:
+            return _answer(start, "409 Conflict", environ, "Too many folders with this name; rename it and try again.")
+        if method == "MKCOL":
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or 0)
+            return _answer(start, "201 Created", environ, DROP_DONE)
+        target = mounted.provider.file_path(parent + "/")
+        chosen = self._reserve(target, name)
         if chosen is None:
             return _answer(start, "409 Conflict", environ, "Too many files with this name; rename it and try again.")
         environ["PATH_INFO"] = f"{parent}/{chosen}".encode().decode("latin-1")
-        reserved = os.path.join(os.path.dirname(target), chosen)
+        reserved = os.path.join(target, chosen)
         # No Location: the name chosen ('name (2)') would tell a stranger that 'name' exists.
         try:
             return _uniform(mounted.app, environ, start)
@@ -367,12 +367,9 @@ class LinkGate:
 
     def _reserve(self, folder: str, name: str) -> str | None:
         """The first of name, 'name (2)', 'name (3)'... that is neither on disk nor being uploaded."""
-        stem, dot, ext = name.rpartition(".")
-        if not stem:  # '.hidden' or no extension
-            stem, dot, ext = name, "", ""
         with self._lock:
             for n in range(1, MAX_CLASH):
-                candidate = name if n == 1 else f"{stem} ({n}){dot}{ext}"
+                candidate = numbered(name, n)
                 full = os.path.join(folder, candidate)
                 if full not in self._reserved and not os.path.lexists(full):
                     self._reserved.add(full)
