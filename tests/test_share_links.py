@@ -311,6 +311,33 @@ def test_escapes_are_refused(tree) -> None:
     assert moved.status == 201 and (tree.root / "Photos" / "2024" / "beach.jpg").exists()
 
 
+def answer(share, method: str, target: str, body: bytes = b"") -> tuple[int, str]:
+    """Status and body of a request sent exactly as written."""
+    conn = http.client.HTTPConnection("127.0.0.1", share.server.port, timeout=30)
+    conn.putrequest(method, target, skip_accept_encoding=True)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    text = resp.read().decode("utf-8", "replace")
+    conn.close()
+    return resp.status, text
+
+
+def test_encoded_separators_are_400_in_every_link_and_dots_are_not_called_an_escape(tree) -> None:
+    _, drop = link(tree, mode="drop")
+    _, folder = link(tree)
+    one_file = LinkStore(tree.state_dir).create("Photos/beach.jpg", "read-write", kind="file", expires_in=3600,
+                                                password=None).token  # fmt: skip
+    for token, method in ((drop, "PUT"), (folder, "GET"), (folder, "PUT"), (one_file, "GET"), (one_file, "PUT")):
+        for tail in ("..%2fesc.txt", "..%2Fesc.txt", "a%2fb.txt", "..%5cesc.txt", "2024%2Fx.txt"):
+            status, _ = answer(tree, method, f"/s/{token}/{tail}", b"x" if method == "PUT" else b"")
+            assert status == 400, (method, token == drop, tail, status)
+    assert not [p for p in tree.root.rglob("*") if "%" in p.name or "esc" in p.name]
+    for tail in ("beach.jpg/.", "./beach.jpg", "2024/../beach.jpg"):  # refused, but they do not leave the folder
+        status, text = answer(tree, "GET", f"/s/{folder}/{tail}")
+        assert status == 400 and "not accepted in a link" in text and "leaves" not in text, (tail, text)
+
+
 def test_a_folder_swapped_for_a_symlink_is_not_served(tree) -> None:
     url, _ = link(tree, path="Photos")
     assert requests.get(url + "beach.jpg", timeout=10).status_code == 200

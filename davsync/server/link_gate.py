@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -50,6 +51,8 @@ REFUSED = {
     "drop": "This link only accepts uploads (PUT) and new folders (MKCOL).",
 }
 MAX_FORM = 4096
+ENCODED_SEPARATOR = re.compile("%(2f|5c)", re.IGNORECASE)
+NOT_ACCEPTED = "This path is not accepted in a link: '.', '..', '\\' and encoded separators (%2F, %5C) are refused."
 EXPLORER_AGENT = "Microsoft-WebDAV-MiniRedir"
 PROBE_PATHS = frozenset({"/", "/s", "/s/"})
 PROBE_ALLOW = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK"
@@ -176,13 +179,9 @@ class LinkGate:
             rel = rest.encode("latin-1").decode("utf-8")
         except UnicodeError:
             return _answer(start, "400 Bad Request", environ, "The request path is not valid UTF-8.")
-        if any(seg in (".", "..") for seg in rel.split("/")) or "\\" in rel:
-            return _answer(
-                start,
-                "400 Bad Request",
-                environ,
-                "The path leaves the shared folder; '.', '..' and '\\' are not allowed.",
-            )
+        # cheroot leaves an encoded '/' encoded: 'a%2Fb' would be a name, or a way out, further on.
+        if any(seg in (".", "..") for seg in rel.split("/")) or "\\" in rel or ENCODED_SEPARATOR.search(rel):
+            return _answer(start, "400 Bad Request", environ, NOT_ACCEPTED)
         if rest == "" and method in ("GET", "HEAD"):
             return _redirect(
                 start, prefix + "/" + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
