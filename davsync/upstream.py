@@ -85,11 +85,12 @@ RELIANCES: tuple[Reliance, ...] = (
     Reliance(
         "wsgidav.fs_dav_provider:FilesystemProvider",
         "_loc_to_file_path",
-        ("server/provider.py",),
+        ("server/provider.py", "server/link_fs.py"),
         "Overridden wholesale: ours refuses symlinks in every folder above the target and caches "
         "the check. Upstream fixed a containment bug here in 4.3.4 (a sibling folder named like "
         "the root plus a suffix); our override never receives such fixes, so the path-jail tests "
-        "probe that case (tests/test_serve_paths.py) and the fingerprint flags later changes.",
+        "probe that case (tests/test_serve_paths.py) and the fingerprint flags later changes. "
+        "A link to one file narrows it once more (link_fs.py): every other path is not found.",
     ),
     Reliance(
         "wsgidav.fs_dav_provider:FilesystemProvider",

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,35 @@ KDF_SLOTS = threading.BoundedSemaphore(2)
 _DUMMY_HASH: list[str] = []
 
 
+class VerifiedPasswords:
+    """Credentials scrypt already accepted, kept only as keyed hashes, so a check on every request
+    costs one HMAC after the first (the users file and share links alike); bounded in size."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(32)
+        self._keys: set[bytes] = set()
+        self._lock = threading.Lock()  # the cache only; never held during a KDF
+
+    def check(self, material: str, verify: Callable[[], bool]) -> bool:
+        """Is `material` (the name, password and stored hash together) known good, else does
+        `verify` (the KDF, in one of KDF_SLOTS) accept it?"""
+        key = hmac.new(self._secret, material.encode(), "sha256").digest()
+        with self._lock:
+            if key in self._keys:
+                return True
+        with KDF_SLOTS:
+            with self._lock:
+                if key in self._keys:  # verified while we waited
+                    return True
+            if not verify():
+                return False
+        with self._lock:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys.add(key)
+        return True
+
+
 def dummy_check(password: str) -> None:
     """The same work as checking a real hash, for a name that has none: answering an unknown
     user at once would tell an attacker which names exist."""
@@ -88,9 +118,7 @@ class Users:
 
     def __init__(self, users: dict[str, User]) -> None:
         self.users = users
-        self._secret = secrets.token_bytes(32)
-        self._verified: set[bytes] = set()
-        self._lock = threading.Lock()  # the cache only; never held during a KDF
+        self._verified = VerifiedPasswords()
 
     @classmethod
     def load(cls, path: Path) -> Users:
@@ -152,21 +180,8 @@ class Users:
             with KDF_SLOTS:
                 dummy_check(password)
             return None
-        token = hmac.new(self._secret, f"{name}\0{password}\0{user.scrypt}".encode(), "sha256").digest()
-        with self._lock:
-            if token in self._verified:
-                return user
-        with KDF_SLOTS:
-            with self._lock:
-                if token in self._verified:  # verified while we waited
-                    return user
-            if not check_password(user.scrypt, password):
-                return None
-        with self._lock:
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified.add(token)
-        return user
+        material = f"{name}\0{password}\0{user.scrypt}"
+        return user if self._verified.check(material, lambda: check_password(user.scrypt, password)) else None
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:

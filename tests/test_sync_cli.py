@@ -351,7 +351,7 @@ def test_sync_watch_carries_a_local_write_up_and_a_server_change_down(share, tmp
     import io
     import threading
 
-    from davsync.client.watch import sync_watch_loop
+    from davsync.client.watch import watch_loop
 
     (share.root / "start.txt").write_bytes(b"start")
     share.wait_indexed()
@@ -360,7 +360,7 @@ def test_sync_watch_carries_a_local_write_up_and_a_server_change_down(share, tmp
     out = io.StringIO()
     options = RunOptions(mode=Mode.SYNC)
     loop = threading.Thread(
-        target=sync_watch_loop, args=(conn(share), dest, options), kwargs={"interval": 0.3, "out": out, "stop": stop}
+        target=watch_loop, args=(conn(share), dest, options), kwargs={"interval": 0.3, "out": out, "stop": stop}
     )
     loop.start()
     try:

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +17,7 @@ from ..exitcodes import Exit
 from .common import fail, read_password, share_password
 
 if TYPE_CHECKING:
+    from ..client.engine import RunOptions
     from ..client.transport import ConnectionSettings
 
 UrlArg = typer.Argument(
@@ -141,6 +142,16 @@ def _begin(
     return _connection(share, user, ca_cert, insecure, jobs), folder
 
 
+def _run_options(max_delete: str | None, exclude: list[str], name_rules: str | None, **fields: Any) -> RunOptions:
+    """What pull, sync, push and watch build alike: the deletion guard, the excludes and the name
+    rules as given, with the command's own `fields`."""
+    from ..client.engine import RunOptions
+
+    count, percent = _max_delete(max_delete)
+    return RunOptions(max_delete=count, max_delete_percent=percent, excludes=tuple(exclude),
+                      name_rules=_check_rules(name_rules), **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
 def _check_rules(name_rules: str | None) -> str | None:
     if name_rules is not None and name_rules not in ("posix", "windows", "macos"):
         raise fail("--name-rules must be posix, windows or macos.", Exit.USAGE)
@@ -179,14 +190,10 @@ def pull(
     log_file: Path | None = LogFileOpt,
 ) -> None:
     """Mirror a share into DEST: download what changed, verify it, never lose a local edit."""
-    from ..client.engine import RunOptions
 
     conn, folder = _begin("pull", url, dest, user, ca_cert, insecure, jobs, log_file)
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
-        excludes=tuple(exclude), verify=verify, full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    options = _run_options(max_delete, exclude, name_rules, delete=delete, dry_run=dry_run, jobs=jobs, verify=verify,
+                           full=full)  # fmt: skip
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="pull")
 
 
@@ -289,21 +296,16 @@ def sync(
     Both changed differently: the server's version keeps the name, yours is kept (and uploaded) as
     NAME.sync-conflict-DATE-TIME.EXT, exit status 3. Deleted files go to DEST/.davsync/trash/ here;
     the server keeps versions of what sync overwrites or deletes there."""
-    from ..client.engine import RunOptions
     from ..client.plan import Mode
 
     conn, folder = _begin("sync", url, dest, user, ca_cert, insecure, jobs, log_file)
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        mode=Mode.SYNC, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
-        excludes=tuple(exclude), full=full, name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    options = _run_options(max_delete, exclude, name_rules, mode=Mode.SYNC, dry_run=dry_run, jobs=jobs, full=full)
     if watch:
         if dry_run or json_out:
             raise fail("--watch runs until stopped: it cannot be combined with --dry-run or --json.", Exit.USAGE)
-        from ..client.watch import sync_watch_loop
+        from ..client.watch import watch_loop
 
-        raise typer.Exit(int(sync_watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
+        raise typer.Exit(int(watch_loop(conn, folder, options, interval=interval, quiet=quiet)))
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="sync")
 
 
@@ -328,15 +330,10 @@ def push(
     """Make the share follow SRC: upload new and changed files (and with --delete, delete there).
 
     A server file that changed since the last push is never overwritten: it is reported, exit status 3."""
-    from ..client.engine import RunOptions
     from ..client.plan import Mode
 
     conn, folder = _begin("push", url, src, user, ca_cert, insecure, jobs, log_file)
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        mode=Mode.PUSH, delete=delete, max_delete=count, max_delete_percent=percent, dry_run=dry_run, jobs=jobs,
-        excludes=tuple(exclude), name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    options = _run_options(max_delete, exclude, name_rules, mode=Mode.PUSH, delete=delete, dry_run=dry_run, jobs=jobs)
     _run_and_report(conn, folder, options, json_out=json_out, quiet=quiet, what="push")
 
 
@@ -440,13 +437,8 @@ def watch(
     from ..client.watch import watch_loop
 
     conn, folder = _begin("watch", url, dest, user, ca_cert, insecure, jobs, log_file)
-    from ..client.engine import RunOptions
 
-    count, percent = _max_delete(max_delete)
-    options = RunOptions(
-        delete=delete, max_delete=count, max_delete_percent=percent, jobs=jobs, excludes=tuple(exclude),
-        name_rules=_check_rules(name_rules),  # type: ignore[arg-type]
-    )  # fmt: skip
+    options = _run_options(max_delete, exclude, name_rules, delete=delete, jobs=jobs)
     code = watch_loop(conn, folder, options, interval=interval, quiet=quiet)
     raise typer.Exit(int(code))
 

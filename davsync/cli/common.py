@@ -4,9 +4,10 @@ state is (the options `serve`, `share`, `versions` and `locks` take alike)."""
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -76,3 +77,15 @@ def load_users(path: Path) -> Users:
 RootOpt = typer.Option(None, "--root", help="The folder `davsync serve` shares (finds its state dir).")
 StateOpt = typer.Option(None, "--state-dir", help="The server's state dir (as given to `davsync serve`).")
 ConfigOpt = typer.Option(None, "--config", help="The TOML file `davsync serve --config` uses.")
+
+
+def listed_in_full(rows: list[dict[str, Any]], json_out: bool, none: str) -> bool:
+    """A listing command's `--json` answer, or its one line for an empty list (`none`); True when
+    that said it all and no table follows."""
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return True
+    if not rows:
+        typer.echo(none)
+        return True
+    return False

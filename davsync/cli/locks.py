@@ -7,7 +7,6 @@ table is the running server's own file, so this works while no server runs on th
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import IO
@@ -16,7 +15,7 @@ import typer
 
 from ..exitcodes import Exit
 from ..units import local_time
-from .common import ConfigOpt, RootOpt, StateOpt, fail
+from .common import ConfigOpt, RootOpt, StateOpt, fail, listed_in_full
 from .versions import server_settings
 
 locks_app = typer.Typer(help="WebDAV locks kept by `serve`: list them, break one.", no_args_is_help=True)
@@ -48,11 +47,7 @@ def list_cmd(root: Path | None = RootOpt, state_dir: Path | None = StateOpt, con
         found = list_locks(folder)
     finally:
         release(held)
-    if json_out:
-        typer.echo(json.dumps([info.as_json() for info in found], indent=2))
-        return
-    if not found:
-        typer.echo("No locks.")
+    if listed_in_full([info.as_json() for info in found], json_out, "No locks."):
         return
     for info in found:
         left = max(0, int(info.expires - time.time()))

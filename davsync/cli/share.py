@@ -12,7 +12,7 @@ import typer
 
 from ..exitcodes import Exit
 from ..units import local_time
-from .common import ConfigOpt, RootOpt, StateOpt, fail, read_password
+from .common import ConfigOpt, RootOpt, StateOpt, fail, listed_in_full, read_password
 
 share_app = typer.Typer(
     help="Share a folder or a file by link, for a phone or a friend: read-only, read-write or drop-only (uploads).",
@@ -197,11 +197,8 @@ def list_links(
         links = where.store().links()
     except LinkError as e:
         raise fail(str(e)) from None
-    if json_out:
-        typer.echo(json.dumps([link.as_json() for link in links], indent=2))
-        return
-    if not links:
-        typer.echo("No share links. Make one with: davsync share create FOLDER --read-only")
+    if listed_in_full([link.as_json() for link in links], json_out,
+                      "No share links. Make one with: davsync share create FOLDER --read-only"):  # fmt: skip
         return
     shared = [f"/{link.path}{' (file)' if link.kind == 'file' else ''}" for link in links]
     width = max(len("SHARED"), *map(len, shared))

@@ -25,7 +25,7 @@ from .deadline import WATCHDOG
 from .engine import Engine, RunOptions
 from .filters import Filter
 from .local import IN_USE
-from .plan import Kind
+from .plan import Kind, Mode
 from .report import PlainReporter, summary_lines
 from .results import RunResult
 from .transport import ConnectionSettings
@@ -46,17 +46,18 @@ def watch_loop(
     quiet: bool = False,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
+    full_every: float = FULL_SCAN_EVERY,
 ) -> Exit:
-    """Runs until stopped (Ctrl-C, SIGTERM, Ctrl-Break, console closed, or `stop`); returns
-    the exit status."""
+    """`watch` (options in pull mode) or `sync --watch` (any other mode): runs until stopped
+    (Ctrl-C, SIGTERM, Ctrl-Break, console closed, or `stop`); returns the exit status."""
     with stop_signals(stop, interrupt=True, also=WATCHDOG.interrupt) as stop:
         try:
-            return _loop(conn, dest, options, interval, quiet, out or sys.stdout, stop)
+            return _watch(conn, dest, options, interval, quiet, out or sys.stdout, stop, full_every)
         finally:
             WATCHDOG.reset()
 
 
-def _loop(
+def _watch(
     conn: ConnectionSettings,
     dest: Path,
     options: RunOptions,
@@ -64,46 +65,47 @@ def _loop(
     quiet: bool,
     out: TextIO,
     stop: threading.Event,
+    full_every: float,
 ) -> Exit:
     def say(text: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
 
-    engine = Engine(conn, dest, options, None if quiet else PlainReporter(out), stop=stop)
-
-    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop; times are {local_zone()})")
-    outage = _Outage(interval, say)
-    kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
-    code = Exit.OK
-    waiting = False
+    reporter = None if quiet else PlainReporter(out, options.mode.value)
+    pulling = options.mode == Mode.PULL
+    engine = Engine(conn, dest, options if pulling else replace(options, wait_to_settle=False), reporter, stop)
     try:
-        while not stop.is_set():
-            result = engine.run()
-            if stop.is_set():
-                break
-            if result.busy:
-                waiting = _wait_turn(dest, waiting, say)
-                sliced_wait(stop, interval)
-                continue
-            waiting = False
-            if result.fatal is not None:
-                if not outage.failed(result):
-                    code = result.exit_code
-                    break
-            else:
-                outage.reached()
-                acted = any(k for k in result.done if k not in ("locally-modified", "deleted-remotely"))
-                if acted or result.errors:
-                    for line in summary_lines(result):
-                        say(line)
-                kept = set(result.done.get(Kind.KEPT_HERE, []))
-                for line in kept_lines(kept - kept_reported, options.delete):
-                    say(line)
-                kept_reported = kept  # every run re-judges all kept files, so this is the whole set
-            sliced_wait(stop, outage.delay)
+        if pulling:
+            code = _pull_rounds(engine, dest, options, interval, say, stop)
+        else:
+            code = _sync_rounds(engine, dest, options, interval, say, stop, full_every)
     finally:
         engine.close()
     say("stopped")
     return code
+
+
+def _pull_rounds(
+    engine: Engine, dest: Path, options: RunOptions, interval: float, say: Callable[[str], None], stop: threading.Event
+) -> Exit:
+    say(f"watching {engine.remote.base_url} -> {dest} every {interval:g}s (Ctrl-C to stop; times are {local_zone()})")
+    rounds = _Rounds(dest, interval, say, stop)
+    kept_reported: set[str] = set()  # deletions on the server already told about, not repeated each round
+    while not stop.is_set():
+        result = engine.run()
+        verdict = rounds.verdict(result)
+        if verdict == "end":
+            break
+        if verdict == "done":
+            acted = any(k for k in result.done if k not in ("locally-modified", "deleted-remotely"))
+            if acted or result.errors:
+                for line in summary_lines(result):
+                    say(line)
+            kept = set(result.done.get(Kind.KEPT_HERE, []))
+            for line in kept_lines(kept - kept_reported, options.delete):
+                say(line)
+            kept_reported = kept  # every run re-judges all kept files, so this is the whole set
+        sliced_wait(stop, rounds.wait)
+    return rounds.code
 
 
 def kept_lines(paths: set[str], delete: bool, limit: int = 20) -> list[str]:
@@ -122,54 +124,27 @@ def kept_lines(paths: set[str], delete: bool, limit: int = 20) -> list[str]:
 _QUIET_KINDS = {Kind.LOCAL_MODIFIED, Kind.KEPT_HERE, Kind.KEPT_ON_SERVER, Kind.LOCAL_ONLY}
 
 
-def sync_watch_loop(
-    conn: ConnectionSettings,
-    dest: Path,
-    options: RunOptions,
-    *,
-    interval: float,
-    quiet: bool = False,
-    out: TextIO | None = None,
-    stop: threading.Event | None = None,
-    full_every: float = FULL_SCAN_EVERY,
-) -> Exit:
-    """`sync --watch`: runs until stopped; returns the exit status."""
-    with stop_signals(stop, interrupt=True, also=WATCHDOG.interrupt) as stop:
-        try:
-            return _sync_loop(conn, dest, options, interval, quiet, out or sys.stdout, stop, full_every)
-        finally:
-            WATCHDOG.reset()
-
-
-def _sync_loop(
-    conn: ConnectionSettings,
+def _sync_rounds(
+    engine: Engine,
     dest: Path,
     options: RunOptions,
     interval: float,
-    quiet: bool,
-    out: TextIO,
+    say: Callable[[str], None],
     stop: threading.Event,
     full_every: float,
 ) -> Exit:
     from .localwatch import LocalWatcher  # watchdog is imported only by a watch
 
-    def say(text: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {text}", file=out, flush=True)
-
-    reporter = None if quiet else PlainReporter(out, options.mode.value)
-    engine = Engine(conn, dest, replace(options, wait_to_settle=False), reporter, stop)
     watcher = LocalWatcher(engine.dest, Filter.load(dest, options.excludes).excluded)
     say(
         f"syncing {engine.remote.base_url} <-> {dest}: local changes go up within seconds, the server is asked "
         f"every {interval:g}s (Ctrl-C to stop; times are {local_zone()})"
     )
-    code = Exit.OK
-    outage = _Outage(interval, say)
+    rounds = _Rounds(dest, interval, say, stop)
     carry: set[str] = set()  # paths still being written last round: looked at again
     last_full = -full_every  # the first round scans everything
     reported: set[str] = set()
     started = False
-    waiting = False
     try:
         if engine.dest.is_dir():
             watcher.start()
@@ -179,26 +154,15 @@ def _sync_loop(
             full = changed is None or time.monotonic() - last_full >= full_every
             paths = None if full else carry | (changed or set())
             result = engine.run(local_paths=paths)
-            if stop.is_set():
+            verdict = rounds.verdict(result)
+            if verdict == "end":
                 break
-            if result.busy:
-                waiting = _wait_turn(dest, waiting, say)
+            if verdict != "done":  # what this round was to look at is looked at next round
                 carry |= paths or set()
                 if paths is None:
                     last_full = -full_every
-                sliced_wait(stop, interval)
+                sliced_wait(stop, rounds.wait)
                 continue
-            waiting = False
-            if result.fatal is not None:
-                if not outage.failed(result):
-                    code = result.exit_code
-                    break
-                carry |= paths or set()
-                if paths is None:
-                    last_full = -full_every
-                sliced_wait(stop, outage.delay)
-                continue
-            outage.reached()
             if full:
                 last_full = time.monotonic()
             if not started and engine.dest.is_dir():
@@ -214,36 +178,48 @@ def _sync_loop(
                 sliced_wait(stop, options.settle_s)  # a write just seen is still settling: let it finish
     finally:
         watcher.stop()
-        engine.close()
-    say("stopped")
-    return code
+    return rounds.code
 
 
-class _Outage:
-    """The server's absence across a watch's rounds: a doubling back-off while it is unreachable,
-    and one line when it is back."""
+class _Rounds:
+    """What each round's end asks of a watch loop, said once where it persists: the end (stopped,
+    or a fatal error: `code`), another run holding DEST (wait a turn), the server unreachable
+    (a doubling back-off, then one line when it is back), or a round done."""
 
-    def __init__(self, interval: float, say: Callable[[str], None]) -> None:
-        self.interval, self.say = interval, say
-        self.delay = interval  # until the next round
+    def __init__(self, dest: Path, interval: float, say: Callable[[str], None], stop: threading.Event) -> None:
+        self.dest, self.interval, self.say, self.stop = dest, interval, say, stop
+        self.code = Exit.OK  # the watch's exit status once it ends
+        self.delay = interval  # the back-off while the server is unreachable
+        self.wait = interval  # before the next round
         self.since: float | None = None  # monotonic time of the first failed round
+        self.waiting = False  # another run holds DEST, already said
 
-    def failed(self, result: RunResult) -> bool:
-        """A round ended in a fatal error: says so; False when it will not go away by itself."""
-        if not result.retryable:
+    def verdict(self, result: RunResult) -> str:
+        """'end', 'busy', 'retry' (each said) or 'done'; `wait` is then the pause before the next round."""
+        if self.stop.is_set():
+            return "end"
+        if result.busy:
+            if not self.waiting:
+                self.say(f"another davsync run is working on {self.dest}; this one goes on when it has finished")
+            self.waiting, self.wait = True, self.interval
+            return "busy"
+        self.waiting = False
+        if result.fatal is not None and not result.retryable:
             self.say(f"stopping: {result.fatal}")
-            return False
-        if self.since is None:
-            self.since = time.monotonic()
-        self.delay = min(MAX_BACKOFF, max(self.interval, self.delay * 2))
-        self.say(f"server unreachable, retrying in {self.delay:.0f}s: {result.fatal}")
-        return True
-
-    def reached(self) -> None:
+            self.code = result.exit_code
+            return "end"
+        if result.fatal is not None:
+            if self.since is None:
+                self.since = time.monotonic()
+            self.delay = min(MAX_BACKOFF, max(self.interval, self.delay * 2))
+            self.say(f"server unreachable, retrying in {self.delay:.0f}s: {result.fatal}")
+            self.wait = self.delay
+            return "retry"
         if self.since is not None:
             self.say(f"connected again after {time.monotonic() - self.since:.0f}s")
             self.since = None
-        self.delay = self.interval
+        self.delay = self.wait = self.interval
+        return "done"
 
 
 def _wait_for_change(watcher: LocalWatcher, stop: threading.Event, timeout: float) -> bool:
@@ -257,13 +233,6 @@ def _wait_for_change(watcher: LocalWatcher, stop: threading.Event, timeout: floa
         if watcher.wait(min(SLICE, left)):
             return True
     return False
-
-
-def _wait_turn(dest: Path, waiting: bool, say: Callable[[str], None]) -> bool:
-    """Another run (a scheduled pull, a second window) holds DEST's lock: wait for it, said once."""
-    if not waiting:
-        say(f"another davsync run is working on {dest}; this one goes on when it has finished")
-    return True
 
 
 def _report_round(result: RunResult, reported: set[str], say: Callable[[str], None]) -> set[str]:

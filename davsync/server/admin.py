@@ -33,10 +33,9 @@ from .names import TEMP_PREFIX
 from .restore import restore_in_share
 from .settings import ServeSettings
 from .version_keeper import FileVersion, FolderVersion, Restored, VersionError
+from .wsgitypes import StartResponse, WsgiApp
 
 ADMIN_PREFIX = f"/{TEMP_PREFIX}admin/"
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 CLIENTS_KEPT = 200
 MAX_BODY = 16 * 1024
 LIST_MAX = 500  # rows per versions list: a 10,000-file deleted folder is one line until expanded

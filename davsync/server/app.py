@@ -44,10 +44,10 @@ from .settings import ServeSettings
 from .shareroot import RootGate, RootGuard, claim_root
 from .versions import Pruner, VersionStore
 from .watcher import ChangeTracker
+from .wsgitypes import StartResponse
 
 log = logging.getLogger("davsync.server")
 
-StartResponse = Callable[..., Any]
 IO_BLOCK = 1024 * 1024
 
 

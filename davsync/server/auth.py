@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from wsgidav.dc.base_dc import BaseDomainController
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..users import REALM, Users, basic_credentials
 from . import digest
 from .destination import DestinationError, destination_path, without_userinfo
 from .limiter import FailureLimiter, client_address, too_many
+from .middleware import Middleware
 from .request_server import WRITE_METHODS
+from .wsgitypes import StartResponse, WsgiApp
 
 log = logging.getLogger("davsync.server")
-StartResponse = Callable[..., Any]
 BASIC_USER = "davsync.basic_user"  # environ: the Basic login FrontGate verified (clients cannot set environ keys)
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
 def _plain(start_response: StartResponse, status: str, message: str, headers: list | None = None) -> list[bytes]:
@@ -221,13 +220,9 @@ def _destination_problem(destination: str | None) -> str | None:
     return f"Destination: {problem}" if problem else None
 
 
-class WriteGuard(BaseMiddleware):
+class WriteGuard(Middleware):
     """Runs after authentication (in WsgiDAV's middleware stack): read-only sessions never
     reach a write handler."""
-
-    def __init__(self, wsgidav_app: Any, next_app: WsgiApp, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] in WRITE_METHODS and environ.get("davsync.readonly"):

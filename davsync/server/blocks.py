@@ -18,18 +18,17 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from wsgidav.dav_error import DAVError
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..checksums import block_size_for as block_size_for  # (the rule is shared with the client)
 from .index import Identity
+from .middleware import Middleware
 from .names import etag_of, is_internal_path, rel_of
-
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
 
 HEADER = "X-Davsync-Blocks"
 QUERY = "blocks"
@@ -179,12 +178,8 @@ def _answer(st: os.stat_result, md5: str, block_size: int, hashes: bytes) -> dic
     }  # fmt: skip
 
 
-class BlocksMiddleware(BaseMiddleware):
+class BlocksMiddleware(Middleware):
     """In WsgiDAV's stack after authentication: answers `GET <file>?blocks` and advertises it."""
-
-    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         provider = environ.get("wsgidav.provider")

@@ -11,11 +11,10 @@ admin page) keeps it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
+from .wsgitypes import StartResponse, WsgiApp
 
 OWN_PAGE = "davsync.own_page"  # environ flag: this answer is davsync's page, not a user's file
 # environ keys: an answer's own policy, set before WsgiDAV runs, so that an answer WsgiDAV makes

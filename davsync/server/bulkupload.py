@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,9 @@ from .guard import PATH_LOCKS, recheck
 from .manyfiles import MAX_BYTES, MAX_FILE_SIZE, MAX_FILES, MD5_HEX, collection, join, may_write, member_problem
 from .names import TEMP_PREFIX, TEMP_SUFFIX, etag_of
 from .upload import valid_mtime
+from .wsgitypes import StartResponse
 
 log = logging.getLogger("davsync.server")
-
-StartResponse = Callable[..., Any]
 
 
 # --- bulk upload: many files in one request -------------------------------------------------

@@ -37,13 +37,12 @@ import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 from wsgidav.dav_error import DAVError
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..paxstream import (
     END_OF_ARCHIVE,
@@ -70,20 +69,16 @@ from .manyfiles import (
     may_write,
     member_problem,
 )
+from .middleware import Middleware
 from .names import etag_of
+from .wsgitypes import StartResponse
 
 log = logging.getLogger("davsync.server")
 
-StartResponse = Callable[..., Any]
 
-
-class BundleMiddleware(BaseMiddleware):
+class BundleMiddleware(Middleware):
     """In WsgiDAV's stack after authentication and the write guard: answers the bundle REPORT
     and the bulk POST, and adds the features to OPTIONS answers; everything else passes."""
-
-    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]

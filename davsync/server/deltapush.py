@@ -22,18 +22,17 @@ import os
 import stat
 import struct
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from wsgidav.dav_error import DAVError
-from wsgidav.mw.base_mw import BaseMiddleware
 
 from .blocks import FileDigest
 from .guard import recheck
+from .middleware import Middleware
 from .names import TEMP_PREFIX, TEMP_SUFFIX, is_internal_path, rel_of
 from .upload import UploadError, answer_upload, expected_md5, finish, parse_oc_mtime, storage_error
-
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
 
 HEADER = "X-Davsync-Delta-Push"
 CONTENT_TYPE = "application/x-davsync-delta"
@@ -43,12 +42,8 @@ _RANGE = struct.Struct(">QQ")
 _HASH = 32  # bytes of a SHA-256 in a stored block list
 
 
-class DeltaPushMiddleware(BaseMiddleware):
+class DeltaPushMiddleware(Middleware):
     """In WsgiDAV's stack after authentication: answers delta POSTs and advertises them."""
-
-    def __init__(self, wsgidav_app: Any, next_app: Any, config: dict) -> None:
-        super().__init__(wsgidav_app, next_app, config)
-        self.app = next_app
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         provider = environ.get("wsgidav.provider")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -28,9 +28,8 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from .http import peek_body
+from .wsgitypes import StartResponse, WsgiApp
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 WINDOW = 60.0  # seconds between the PUT and its PROPPATCH
 MAX_BODY = 4096
 MAX_REMEMBERED = 1000

@@ -8,11 +8,9 @@ was given to.
 from __future__ import annotations
 
 import hmac
-import secrets
-import threading
 import time
 
-from ..users import KDF_SLOTS, basic_credentials
+from ..users import VerifiedPasswords, basic_credentials
 from . import digest
 from .limiter import FailureLimiter
 from .links import DIGEST_USER, ShareLink
@@ -25,9 +23,7 @@ class LinkAuth:
     """Checks a request's credentials against a link's password."""
 
     def __init__(self, limiter: FailureLimiter | None = None) -> None:
-        self._secret = secrets.token_bytes(32)
-        self._verified: set[bytes] = set()
-        self._lock = threading.Lock()  # the cache only; never held during a KDF
+        self._verified = VerifiedPasswords()
         self.limiter = limiter or FailureLimiter()
         self.nonces = digest.NonceBook()
 
@@ -35,18 +31,7 @@ class LinkAuth:
 
     def password_ok(self, link: ShareLink, password: str) -> bool:
         """scrypt once per (link, password); later checks hit a keyed cache."""
-        key = hmac.new(self._secret, f"{link.id}\0{link.password}\0{password}".encode(), "sha256").digest()
-        with self._lock:
-            if key in self._verified:
-                return True
-        with KDF_SLOTS:
-            if not link.check_password(password):
-                return False
-        with self._lock:
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified.add(key)
-        return True
+        return self._verified.check(f"{link.id}\0{link.password}\0{password}", lambda: link.check_password(password))
 
     def check_basic(self, link: ShareLink, value: str) -> bool:
         credentials = basic_credentials("Basic " + value)

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..users import Users
 from .links import ShareLink
 from .resumable import PREFIX as RESUMABLE_PREFIX
+from .wsgitypes import StartResponse
 
-StartResponse = Callable[..., Any]
 MAX_CLASH = 10_000
 
 

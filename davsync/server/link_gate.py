@@ -36,10 +36,9 @@ from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
 from .pages.browser import ASSET_PREFIX
 from .resumable import DROP_NAMER
+from .wsgitypes import StartResponse, WsgiApp
 
 log = logging.getLogger("davsync.server")
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 WRITE_METHODS = READ_METHODS | {"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK"}

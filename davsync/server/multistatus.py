@@ -5,14 +5,15 @@ Shared by the request server and the sync-collection REPORT, so neither imports 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lxml import etree
 from wsgidav import util, xml_tools
 from wsgidav.dav_error import DAVError
 
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
+
 STREAM_AFTER = 200  # responses; a larger listing is sent chunked instead of built in memory
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lxml import etree
@@ -33,13 +33,13 @@ from .multistatus import property_response, send_multistatus
 from .names import is_internal_path
 from .provider import DavsyncProvider
 from .upload import UploadError, answer_upload, body_length, expected_md5, parse_oc_mtime, receive
+from .wsgitypes import StartResponse
 
 MAX_XML_BODY = 1024 * 1024
 XML_METHODS = {"PROPFIND", "PROPPATCH", "REPORT", "LOCK"}
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 WRITE_METHODS = frozenset({"PUT", "DELETE", "MKCOL", "COPY", "MOVE", "PROPPATCH", "LOCK", "UNLOCK", "POST", "PATCH"})
 
-StartResponse = Callable[..., Any]
 _copy_or_move_fixed = with_destination_fix(RequestServer._copy_or_move)
 
 

@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,7 @@ from .upload import (
     parse_oc_mtime,
     storage_error,
 )
-
-StartResponse = Callable[..., Any]
+from .wsgitypes import StartResponse
 
 PREFIX = f"/{TEMP_PREFIX}upload/"  # upload resources: a reserved name, never a share path
 HEADER = "X-Davsync-Resumable"

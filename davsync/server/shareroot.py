@@ -23,16 +23,14 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from ..osfs import fsync_dir
 from .index import HashIndex
 from .names import SHARE_MARKER, TEMP_PREFIX
+from .wsgitypes import StartResponse, WsgiApp
 
 log = logging.getLogger("davsync.server")
 
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 HEADER = "davsync-share "
 RETRY_AFTER_SCAN = 5  # seconds a client is asked to wait while the first scan runs
 RETRY_AFTER_GONE = 30  # ... and while the share's disk is away

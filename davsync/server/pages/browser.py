@@ -11,7 +11,7 @@ share can have.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from ..netinfo import explorer_folder
+from ..wsgitypes import StartResponse
 from . import deleted, sharing
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, entries, render, thumbnail_kind
@@ -28,7 +29,6 @@ from .thumbs import for_folder
 from .viewer import inline, render_viewer
 from .zipstream import members, stream_zip
 
-StartResponse = Callable[..., Any]
 ASSET_PREFIX = f"/{ASSET_DIR}/"
 ASSETS = {"pages.css": "text/css; charset=utf-8", "pages.js": "text/javascript; charset=utf-8",
           "upload.js": "text/javascript; charset=utf-8"}

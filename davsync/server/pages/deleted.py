@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from ...units import human_size
 from ..restore import restore_in_share
 from ..version_keeper import VersionError
+from ..wsgitypes import StartResponse
 from .headers import security_headers
 
-StartResponse = Callable[..., Any]
 MAX_LISTED = 200
 MAX_BODY = 4096
 PAGE_HEADER = "HTTP_X_DAVSYNC_PAGE"

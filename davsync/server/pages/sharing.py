@@ -13,14 +13,13 @@ header (deleted.py), which a form on another site cannot send.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from ..links import MODES, LinkError, LinkStore, parse_duration
 from ..names import is_internal_path
+from ..wsgitypes import StartResponse
 from .deleted import answer, page_json
 
-StartResponse = Callable[..., Any]
 LIFETIMES = ("1d", "7d", "30d", "never")  # the page's choices; parse_duration reads them
 MAX_LABEL = 200
 

@@ -23,10 +23,10 @@ from urllib.parse import quote
 
 from ...units import human_size
 from ..browser_headers import FRAMING, POLICY
+from ..wsgitypes import StartResponse
 from .headers import security_headers
 from .listing import ASSET_DIR, FolderView, crumbs, head, href, kind, template
 
-StartResponse = Callable[..., Any]
 VERSIONS_BOX = (
     '<details class="deleted" id="versions"><summary>Earlier versions</summary>'
     '<p class="muted">What this file was before it was overwritten; restoring one keeps the current file as a '
