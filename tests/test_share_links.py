@@ -338,6 +338,29 @@ def test_encoded_separators_are_400_in_every_link_and_dots_are_not_called_an_esc
         assert status == 400 and "not accepted in a link" in text and "leaves" not in text, (tail, text)
 
 
+def test_link_errors_are_one_plain_sentence_without_the_server_version(tree) -> None:
+    _, folder = link(tree, mode="read-write")
+    _, drop = link(tree, mode="drop")
+    report = (b'<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level>'
+              b"<d:prop><d:getetag/></d:prop></d:sync-collection>")  # fmt: skip
+    cases = [
+        ("GET", f"/s/{folder}/nosuch.txt", {}, b"", 404),
+        ("PUT", f"/s/{folder}/nosuchdir/a.txt", {}, b"x", 409),
+        ("PUT", f"/s/{drop}/.~davsync-share", {}, b"x", 403),
+        ("REPORT", f"/s/{folder}/", {"Depth": "1"}, report, 400),
+    ]
+    for method, target, headers, body, status in cases:
+        conn = http.client.HTTPConnection("127.0.0.1", tree.server.port, timeout=30)
+        conn.request(method, target, body=body, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        conn.close()
+        assert resp.status == status, (method, target, resp.status, text)
+        assert "WsgiDAV" not in text and "<" not in text, (method, target, text)
+        assert text.count("\n") == 1 and text.strip().endswith("."), (method, target, text)
+        assert resp.getheader("Content-Type", "").startswith("text/plain"), (method, target)
+
+
 def test_a_folder_swapped_for_a_symlink_is_not_served(tree) -> None:
     url, _ = link(tree, path="Photos")
     assert requests.get(url + "beach.jpg", timeout=10).status_code == 200
