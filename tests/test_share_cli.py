@@ -151,6 +151,15 @@ def test_list_lines_up_and_a_symlink_is_named(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "symlink" in refused.output, refused.output
 
 
+def test_a_drop_link_gets_no_explorer_address(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "Inbox").mkdir(parents=True)
+    state = ["--root", str(root), "--state-dir", str(tmp_path / "state"), "--base-url", "http://pi.local:8080"]
+    made = cli("share", "create", "Inbox", "--drop", *state, "--no-qr")
+    assert made.exit_code == 0 and "Link:" in made.output and "Explorer" not in made.output, made.output
+    assert json.loads(cli("share", "create", "Inbox", "--drop", *state, "--json").output).get("explorer") is None
+
+
 def test_share_finds_the_state_through_the_serve_config(tmp_path: Path) -> None:
     (tmp_path / "srv" / "root" / "Music").mkdir(parents=True)
     config = tmp_path / "srv" / "davsync.toml"

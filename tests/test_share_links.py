@@ -361,6 +361,22 @@ def test_link_errors_are_one_plain_sentence_without_the_server_version(tree) -> 
         assert resp.getheader("Content-Type", "").startswith("text/plain"), (method, target)
 
 
+def test_a_link_page_gives_the_cli_s_explorer_address_and_says_log_in_only_with_a_password(tree) -> None:
+    from lxml import html
+
+    port = tree.server.port
+    for password in (None, "pw"):
+        url, token = link(tree, password=password)
+        s = requests.Session()
+        if password:
+            assert s.post(url, data={"password": password}, allow_redirects=False, timeout=10).status_code == 303
+        page = s.get(url, headers={"Accept": "text/html"}, timeout=10)
+        assert page.status_code == 200
+        mount = html.fromstring(page.content).get_element_by_id("mount").text_content()
+        assert f"\\\\127.0.0.1@{port}\\s\\{token}" in mount and "DavWWWRoot" not in mount, mount
+        assert ("log in" in mount.lower()) == (password is not None), (password, mount)
+
+
 def test_a_folder_swapped_for_a_symlink_is_not_served(tree) -> None:
     url, _ = link(tree, path="Photos")
     assert requests.get(url + "beach.jpg", timeout=10).status_code == 200

@@ -110,12 +110,15 @@ def _when(ts: float | None) -> str:
 
 def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, json_out: bool) -> None:
     link = issued.link
+    from ..server.netinfo import explorer_folder
+
     url = f"{where.base_url(base_url)}/s/{issued.token}/"
     scheme, _, hostport = url.partition("://")
     hostport = hostport.split("/", 1)[0]
     host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
     port = port or ("443" if scheme == "https" else "80")
-    unc = f"\\\\{host}{'@SSL' if scheme == 'https' else ''}@{port}\\s\\{issued.token}"
+    # Explorer cannot write without locks, which a drop link does not offer: no address for it
+    unc = None if link.mode == "drop" else explorer_folder(host, port, scheme, f"/s/{issued.token}", in_link=True)
     if json_out:
         typer.echo(json.dumps({**link.as_json(), "url": url, "explorer": unc, "token": issued.token}, indent=2))
         return
@@ -125,7 +128,8 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
     if link.label:
         typer.echo(f"  Label:             {link.label}")
     typer.echo(f"  Link:              {url}")
-    typer.echo(f"  Windows Explorer:  {unc}")
+    if unc is not None:
+        typer.echo(f"  Windows Explorer:  {unc}")
     if link.password:
         typer.echo('  Logging in:        any user name with the password (Windows Explorer: user name "share")')
     if qr:

@@ -32,7 +32,7 @@ from .link_drop import MAX_CLASH, DropResumable, drop_folders, is_resumable, num
 from .link_file import file_target, refusal, to_the_file
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
-from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
+from .links import LINK_PASSWORD, TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
 from .pages.browser import ASSET_PREFIX, wants_html
 from .resumable import DROP_NAMER
@@ -216,6 +216,7 @@ class LinkGate:
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
         environ["PATH_INFO"] = rest or "/"
         environ["wsgidav.auth.user_name"] = environ["wsgidav.user_name"] = f"share-link-{link.id}"
+        environ[LINK_PASSWORD] = link.password is not None
         if link.mode == "read-only":
             environ["davsync.readonly"] = True
         environ.pop("HTTP_AUTHORIZATION", None)  # handled here; the DAV app has no authenticator

@@ -34,6 +34,7 @@ TOKEN_BYTES = 20  # 160 bits; the issue asks for at least 128
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 DIGEST_USER = "share"  # Digest cannot accept "any user name": its hash includes the name
 SHARES_FILE = "shares.json"
+LINK_PASSWORD = "davsync.link_password"  # environ key: the link being served has a password (its page says "log in")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -273,5 +274,5 @@ def _index_of(links: list[ShareLink], link_id: str) -> int:
 
 __all__ = [
     "LinkStore", "ShareLink", "Issued", "LinkError", "MODES", "KINDS", "DROP_FILE", "parse_duration", "shorten",
-    "DIGEST_USER",
+    "DIGEST_USER", "LINK_PASSWORD",
 ]  # fmt: skip
