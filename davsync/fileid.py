@@ -38,6 +38,14 @@ def file_id(path: StrPath, st: os.stat_result) -> int:
     return ino
 
 
+def identity(path: StrPath, st: os.stat_result) -> tuple[int, int]:
+    """(file_id, change_time_ns) with one look at the volume: a full scan asks for both per file."""
+    if sys.platform == "win32" or not ids_are_stable(path, st.st_dev):
+        return file_id(path, st), change_time_ns(path, st)
+    ino = st.st_ino
+    return (ino if ino <= _SQLITE_MAX else (ino ^ (ino >> 64)) & _SQLITE_MAX), st.st_ctime_ns
+
+
 def change_time_ns(path: StrPath, st: os.stat_result) -> int:
     """When the file's content or metadata last changed (its ctime), or 0 where that is unknown.
 

@@ -257,22 +257,28 @@ class Appender:
         self._stop_direct()
 
 
+_FSYNC_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF})
+
+
 def fsync_dir(path: StrPath) -> None:
-    """Make a rename in this folder durable (best effort).
+    """Make a rename in this folder durable.
 
     Windows cannot open a folder with os.open and NTFS journals its metadata, so there is
-    nothing to do there; some POSIX filesystems refuse it too.
+    nothing to do there; some POSIX filesystems refuse a folder fsync too (EINVAL, EOPNOTSUPP,
+    EBADF), and that is accepted. Any other failure (EIO, ENOSPC) is raised: the rename may not
+    be on the disk, so nothing may be acknowledged or recorded as done.
     """
     if _O_DIRECTORY is None:
         return
     try:
         fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
     except OSError:
-        return
+        return  # not ours to read (or gone): the filesystem keeps its own order
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as e:
+        if e.errno not in _FSYNC_REFUSED:
+            raise
     finally:
         os.close(fd)
 

@@ -453,9 +453,14 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
     ),
     Behaviour(
         "pathspec",
-        "The \"gitignore\" pattern style gives git's meaning (negation, anchoring, folders, **).",
+        "The \"gitignore\" pattern style gives git's meaning (negation, anchoring, folders, **); a "
+        "line without a slash compiles to `^(?:.+/)?NAME(?:/|$)` (or `NAME/` for a folder line), "
+        "which filters._defaults folds into one regex (a line spelled otherwise is kept whole).",
         ("client/filters.py",),
-        ("tests/test_upstream_contract.py::test_exclude_patterns_keep_gitignore_meaning",),
+        (
+            "tests/test_upstream_contract.py::test_exclude_patterns_keep_gitignore_meaning",
+            "tests/test_exclude_defaults.py::test_the_combined_default_regex_says_what_each_gitignore_line_says",
+        ),
     ),
     Behaviour(
         "keyring",

@@ -22,3 +22,19 @@ def test_an_intent_commits_earlier_rows_only_after_their_renames_are_durable(tmp
     journal.intend(Intent("b.bin", "place", row))
     assert synced, "the intent committed a.bin's row before a.bin's rename was made durable"
     journal.close()
+
+
+def test_every_column_of_a_row_comes_back_as_written(tmp_path: Path) -> None:
+    """load, get and under build rows positionally (a sync loads them all each run): each field,
+    the in-flight `prev` too, must come back in its own place."""
+    prev = JournalEntry(False, 1, 2, 3, "a" * 32, "e0", 1, 0.5, "b" * 32, None, None, 7)
+    row = JournalEntry(False, 11, 12, 13, "c" * 32, "e1", 14, 15.5, "d" * 32, "Cafe\u0301.txt", prev, 16)
+    folder = JournalEntry(True)
+    journal = Journal(tmp_path / "state.db")
+    journal.put("f/x.txt", row)
+    journal.put("f", folder)
+    journal.commit()
+    assert journal.load() == {"f/x.txt": row, "f": folder}
+    assert journal.get(["f/x.txt"]) == {"f/x.txt": row}
+    assert journal.under("f") == {"f/x.txt": row, "f": folder}
+    journal.close()

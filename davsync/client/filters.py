@@ -81,7 +81,7 @@ class Filter:
             found = self.spec.check_file(key)
             if found.include is not None:
                 return bool(found.include)  # the user's lines come last: they win
-        return _defaults().match(key) is not None
+        return _defaults().search(key) is not None
 
     def why(self, path: str, is_dir: bool) -> str | None:
         """The line that excludes this path (None: not excluded)."""
@@ -141,9 +141,29 @@ def _pattern(line: str) -> Any:
     return pathspec.util.lookup_pattern("gitignore")(line)
 
 
+_ANYWHERE = "^(?:.+/)?"  # how pathspec starts a line without a slash: the name, in any folder
+_NAME_END = "(?:/|$)"  # ... and ends it: the name is the whole segment (a file, or a folder and its content)
+
+
 @functools.cache
 def _defaults() -> re.Pattern[str]:
-    """The default patterns as one regex: a path is checked once, not once per pattern (a
-    full scan of 100,000 files would spend a second on them)."""
-    parts = [_pattern(line).regex.pattern.replace("(?P<ps_d>", "(?:") for line, _ in DEFAULT_EXCLUDES]
-    return re.compile("|".join(f"(?:{part})" for part in parts), re.IGNORECASE)  # DESKTOP.INI, thumbs.db too
+    """The default patterns as one regex to `search`: a path is checked once, not once per
+    pattern. Each line is about one name in any folder, so its name part is tried only where a
+    segment starts (after '/'), rather than each pattern re-trying `.+/` over the whole path:
+    a scan of 100,000 files spent 0.4 s here, now a third of it. A line pathspec spells
+    otherwise is kept whole (anchored at ^, it means under `search` what it meant under `match`)."""
+    names: list[str] = []
+    folders: list[str] = []
+    whole: list[str] = []
+    for line, _ in DEFAULT_EXCLUDES:
+        regex = _pattern(line).regex.pattern.replace("(?P<ps_d>", "(?:")
+        body = regex.removeprefix(_ANYWHERE)
+        name = body.removesuffix(_NAME_END) if body.endswith(_NAME_END) else body.removesuffix("/")
+        if body == regex or name == body or "/" in name.replace("[^/]", ""):
+            whole.append(f"(?:{regex})")  # not one name in any folder: as pathspec spells it
+        elif body.endswith(_NAME_END):
+            names.append(name)
+        else:
+            folders.append(name)  # a folder line (`@eaDir/`): the name followed by '/'
+    fast = f"(?:^|/)(?:(?:{'|'.join(names)}){_NAME_END}|(?:{'|'.join(folders)})/)"
+    return re.compile("|".join([fast, *whole]), re.IGNORECASE)  # DESKTOP.INI, thumbs.db too

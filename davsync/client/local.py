@@ -421,7 +421,7 @@ def _entry_of(entry: os.DirEntry[str]) -> LocalEntry:
 
 def entry_of_stat(full: str | Path, st: os.stat_result) -> LocalEntry:
     """A file's entry as the change detector compares it: size, mtime, file ID, change time."""
-    file_id, ctime_ns = fileid.file_id(full, st), fileid.change_time_ns(full, st)
+    file_id, ctime_ns = fileid.identity(full, st)
     return LocalEntry(False, st.st_size, st.st_mtime_ns, file_id, ctime_ns=ctime_ns)
 
 

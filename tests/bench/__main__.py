@@ -62,6 +62,7 @@ class Bench:
         self.rows: list[Row] = []
         self.servers: list[Server] = []
         self.users = work / "users.json"
+        self.startup: dict[str, float] = {}  # filled by startup_measures
         run(davsync_cmd("user", "add", "bench", "--users", str(self.users)), env=env_with_password())
 
     def log(self, text: str) -> None:
@@ -197,6 +198,8 @@ class Bench:
         n = self.sizes.repeat * 3
         d = timed(lambda: run(self.pin.client(davsync_cmd("--version"))), n).median
         peers: dict[str, float | None] = {"python -c pass": timed(lambda: run(self.pin.client([sys.executable, "-c", "pass"])), n).median}
+        peers["davsync --help"] = timed(lambda: run(self.pin.client(davsync_cmd("--help"))), n).median
+        self.startup = {k: v for k, v in peers.items() if v is not None}  # the no-op pull's yardsticks
         if need("rclone"):
             peers["rclone version"] = timed(lambda: run(self.pin.client(["rclone", "version"])), n).median
         self.add(Row("command start-up (davsync --version)", "s", d, peers, _div(d, peers["python -c pass"]),
@@ -244,7 +247,7 @@ class Bench:
 
         initial = timed(lambda: run(pull, env=env), self.sizes.repeat, before=lambda: rmtree(dest))
         floor = self.local_floor(tree)
-        noop = timed(lambda: run(pull, env=env), self.sizes.repeat)
+        noop, noop_cpu = cpu_timed(lambda: run(pull, env=env), self.sizes.repeat)
         noop_full = timed(lambda: run([*pull, "--full"], env=env), self.sizes.repeat)
         peers: dict[str, float | None] = {}
         noop_peers: dict[str, float | None] = {}
@@ -255,13 +258,22 @@ class Bench:
                 # rclone's initial copy takes minutes: one run each (n=1).
                 copy = self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest), *extra))
                 peers[label] = timed(lambda copy=copy: run(copy), 1).median
-                noop_peers[label] = timed(lambda copy=copy: run(copy), self.sizes.repeat).median
+                noop_wall, rclone_cpu = cpu_timed(lambda copy=copy: run(copy), self.sizes.repeat)
+                noop_peers[label] = noop_wall.median
+                noop_peers[f"CPU s {label}"] = rclone_cpu.median
         n = datasets.count_files(tree)
         self.add_mirror_row(n, initial, floor, peers)
         ratio = _div(noop_peers.get("rclone copy"), noop.median)
         self.add(Row(f"no-op pull of {n:,} files (sync-collection)", "s", noop.median,
-                     {**noop_peers, "davsync --full (walk)": noop_full.median}, ratio, "rclone/davsync",
+                     {**noop_peers, "davsync --full (walk)": noop_full.median, "CPU s davsync": noop_cpu.median},
+                     ratio, "rclone/davsync",
                      ">= 10x faster than rclone's no-op copy", _ge(ratio, 10)))  # fmt: skip
+        if self.startup:  # with --only startup,client: the no-op pull against the bare process start
+            bare = self.startup["python -c pass"]
+            self.add(Row(f"no-op pull of {n:,} files vs process start-up", "s", noop.median, dict(self.startup),
+                         _div(noop.median, bare), "davsync/python -c pass", "<= 2x process start-up",
+                         _ge(2, noop.median / bare), {"davsync/davsync --help": _div(noop.median, self.startup.get("davsync --help")),
+                                                      "runs": noop.as_dict(), "load_average": os.getloadavg()}))  # fmt: skip
         self.stop_all()
 
     def local_floor(self, tree: Path) -> Runs:
@@ -370,7 +382,7 @@ class Bench:
         self.add(Row(f"server peak RSS serving listings of {n:,} files", "MB", server_rss, {}, None, "",
                      "<= 150 MB", server_rss is not None and server_rss <= 150))  # fmt: skip
 
-        noop = timed(lambda: run(pull, env=env), self.sizes.repeat)
+        noop, noop_cpu = cpu_timed(lambda: run(pull, env=env), self.sizes.repeat)
         rclone_noop = None
         rdest = self.work / "scale-rclone"
         if need("rclone"):

@@ -86,4 +86,14 @@ def tree_bytes(root: Path) -> int:
 
 
 def count_files(root: Path) -> int:
-    return sum(1 for _, _, files in os.walk(root) for _ in files)
+    """The user's files in a share or DEST: not the server's own (its share marker, temp files)
+    nor DEST's `.davsync` state folder."""
+    from davsync.server.names import is_internal_name
+
+    count = 0
+    for folder, dirs, files in os.walk(root):
+        if folder == str(root):
+            dirs[:] = [d for d in dirs if d != ".davsync"]
+        dirs[:] = [d for d in dirs if not is_internal_name(d)]
+        count += sum(1 for name in files if not is_internal_name(name))
+    return count

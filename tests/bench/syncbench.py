@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import datasets
-from .harness import PASSWORD, davsync_cmd, env_with_password, need, rmtree, run, timed
+from .harness import PASSWORD, cpu_timed, davsync_cmd, env_with_password, need, rmtree, run, timed
 
 
 def _rclone(url: str, *args: str) -> list[str]:
@@ -30,8 +30,13 @@ def _rclone(url: str, *args: str) -> list[str]:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
+    """A copy of a tree as a PC would hold it: without the served root's share marker, a name the
+    server keeps to itself (a copied one is refused on upload, and the first sync exits 3)."""
+    from davsync.server.names import SHARE_MARKER
+
     rmtree(dst)
     run(["cp", "-a", str(src), str(dst)])
+    (dst / SHARE_MARKER).unlink(missing_ok=True)
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -63,8 +68,8 @@ def noop_measure(bench: Any, row: Any) -> None:
     adopt_s = time.perf_counter() - t0
     if first.returncode != 0:
         raise RuntimeError(f"the first sync exited {first.returncode}: {first.stderr[-2000:]}")
-    noop = timed(lambda: run(sync, env=env), sizes.repeat)
-    peers: dict[str, float | None] = {}
+    noop, noop_cpu = cpu_timed(lambda: run(sync, env=env), sizes.repeat)
+    peers: dict[str, float | None] = {"CPU s davsync": noop_cpu.median}  # a loaded machine stretches the wall time
     detail: dict[str, Any] = {"first_sync_adopting_a_copy_s": adopt_s, "runs": noop.as_dict(), "load_average": os.getloadavg()}
     if need("rclone"):
         rdest = work / "sync-scale-rclone"
@@ -75,8 +80,9 @@ def noop_measure(bench: Any, row: Any) -> None:
         t0 = time.perf_counter()
         run([*bisync, "--resync"])
         detail["rclone_bisync_resync_s"] = time.perf_counter() - t0
-        bis = timed(lambda: run(bisync), sizes.repeat)
+        bis, bis_cpu = cpu_timed(lambda: run(bisync), sizes.repeat)
         peers["rclone bisync (no-op)"] = bis.median
+        peers["CPU s rclone bisync"] = bis_cpu.median
         detail["rclone_runs"] = bis.as_dict()
     ratio = _div(peers.get("rclone bisync (no-op)"), noop.median)
     bench.add(row(f"no-op sync of {n:,} files (one shot)", "s", noop.median, peers, ratio, "rclone bisync/davsync",
