@@ -150,8 +150,10 @@ RELIANCES: tuple[Reliance, ...] = (
             "server/deltapush.py",
             "server/pages/browser.py",
             "server/pages/sharing.py",
+            "server/link_drop.py",
         ),
-        "Set by WsgiDAVApp: the provider for the path.",
+        "Set by WsgiDAVApp: the provider for the path (a resource reads its provider from it: a drop "
+        "makes its folders before the app runs, so it sets the key itself).",
     ),
     Reliance(
         "wsgidav",

@@ -94,6 +94,9 @@ def test_create_list_revoke_reissue(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (["missing", "--drop"], "does not exist"),
         (["Photos/beach.jpg", "--drop"], "a drop link collects uploads into a folder"),
         (["Photos", "--drop", "--expires", "soon"], "cannot read the duration"),
+        (["Photos", "--read-only", "--expires=0"], "cannot read the duration"),  # not "never": 0 is no lifetime
+        (["Photos", "--read-only", "--expires", "none"], "cannot read the duration"),
+        (["Photos", "--read-only", "--expires", "0m"], "cannot read the duration"),
         ([".~DAVSYNC-versions", "--read-only"], "davsync's own"),
     ],
 )
@@ -119,6 +122,42 @@ def test_create_a_link_to_one_file(tmp_path: Path) -> None:
     assert (as_json["kind"], as_json["path"], as_json["mode"]) == ("file", "Photos/beach.jpg", "read-write")
     listed = cli("share", "list", *state)
     assert listed.output.count("/Photos/beach.jpg (file)") == 2, listed.output
+
+
+def test_revoke_twice_says_already_revoked_and_unknown_ids_list_live_links(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "Photos").mkdir(parents=True)
+    state = ["--root", str(root), "--state-dir", str(tmp_path / "state")]
+    gone = json.loads(cli("share", "create", "Photos", "--read-only", *state, "--json").output)["id"]
+    live = json.loads(cli("share", "create", "Photos", "--read-only", *state, "--json").output)["id"]
+    first = cli("share", "revoke", gone, *state)
+    assert first.exit_code == 0 and "stops working at once" in first.output
+    second = cli("share", "revoke", gone, *state)
+    assert second.exit_code == 0 and "already revoked" in second.output and "at once" not in second.output
+    unknown = cli("share", "revoke", "nosuch", *state)
+    assert unknown.exit_code == 2 and live in unknown.output and gone not in unknown.output, unknown.output
+
+
+def test_list_lines_up_and_a_symlink_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (tmp_path / "elsewhere.txt").write_text("x")
+    (root / "docs" / "link.txt").symlink_to(tmp_path / "elsewhere.txt")
+    state = ["--root", str(root), "--state-dir", str(tmp_path / "state")]
+    assert cli("share", "create", "docs", "--read-only", "--label", "Anna", *state).exit_code == 0
+    header, row = cli("share", "list", *state).output.splitlines()[:2]
+    assert header.index("SHARED") == row.index("/docs") and header.index("LABEL") == row.index("Anna"), (header, row)
+    refused = cli("share", "create", "docs/link.txt", "--read-only", *state)
+    assert refused.exit_code == 2 and "symlink" in refused.output, refused.output
+
+
+def test_a_drop_link_gets_no_explorer_address(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "Inbox").mkdir(parents=True)
+    state = ["--root", str(root), "--state-dir", str(tmp_path / "state"), "--base-url", "http://pi.local:8080"]
+    made = cli("share", "create", "Inbox", "--drop", *state, "--no-qr")
+    assert made.exit_code == 0 and "Link:" in made.output and "Explorer" not in made.output, made.output
+    assert json.loads(cli("share", "create", "Inbox", "--drop", *state, "--json").output).get("explorer") is None
 
 
 def test_share_finds_the_state_through_the_serve_config(tmp_path: Path) -> None:

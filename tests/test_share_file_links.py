@@ -245,3 +245,80 @@ def test_a_file_at_the_top_of_the_share(docs) -> None:
     assert sorted(hrefs(listing.content)) == [f"/s/{token}/", f"/s/{token}/outside.txt"]
     for beside in ("Docs/", "Docs/report.txt", "Docs"):
         assert requests.get(url + beside, timeout=10).status_code == 404, beside
+
+
+def test_doctor_says_a_read_write_file_link_only_replaces_its_file(docs) -> None:
+    from davsync.client.doctor import run_checks
+    from davsync.client.transport import ConnectionSettings
+
+    url, _ = file_link(docs, mode="read-write")
+    detail = {c.name: c for c in run_checks(ConnectionSettings(url))}["share link"].detail
+    assert "read or replace" in detail and "report.txt" not in detail, detail
+    assert not any(word in detail for word in ("upload", "rename", "delete")), detail
+
+
+PROPS = b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:supportedlock/></d:prop></d:propfind>'
+
+
+def allowed(url: str) -> set[str]:
+    r = requests.options(url, timeout=10)
+    assert r.status_code == 200, (url, r.status_code)
+    return {m.strip() for m in r.headers["Allow"].split(",")}
+
+
+def lock_entries(url: str) -> int:
+    r = requests.request("PROPFIND", url, data=PROPS, headers={"Depth": "0"}, timeout=10)
+    assert r.status_code == 207, (url, r.status_code)
+    return len(etree.fromstring(r.content).findall(".//{DAV:}lockentry"))
+
+
+def test_options_and_supportedlock_offer_only_what_a_link_allows(docs) -> None:
+    rw, _ = file_link(docs, mode="read-write")
+    assert allowed(rw + "report.txt") == {"OPTIONS", "HEAD", "GET", "PROPFIND", "PUT", "LOCK", "UNLOCK"}
+    assert allowed(rw) == {"OPTIONS", "HEAD", "GET", "PROPFIND", "REPORT"}  # no lock, no upload on the folder
+    assert lock_entries(rw + "report.txt") > 0 and lock_entries(rw) == 0
+    for method in allowed(rw + "report.txt") - {"LOCK", "UNLOCK", "PUT"}:  # what it offers, it does
+        assert requests.request(method, rw + "report.txt", timeout=10).status_code < 400, method
+    ro, _ = file_link(docs)
+    assert allowed(ro + "report.txt") == {"OPTIONS", "HEAD", "GET", "PROPFIND"}
+    assert requests.options(ro + "report.txt", timeout=10).headers["DAV"] == "1"
+    assert lock_entries(ro + "report.txt") == 0 and lock_entries(ro) == 0
+    folder = LinkStore(docs.state_dir).create("Docs", "read-only", expires_in=3600, password=None)
+    ro_folder = f"{docs.url}s/{folder.token}/"
+    assert allowed(ro_folder + "report.txt") <= {"OPTIONS", "HEAD", "GET", "PROPFIND", "REPORT"}
+    assert requests.options(ro_folder, timeout=10).headers["DAV"] == "1"
+    assert lock_entries(ro_folder + "report.txt") == 0 and lock_entries(ro_folder) == 0
+
+
+def test_links_publish_no_disk_quota(docs) -> None:
+    quota = (b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:quota-used-bytes/>'
+             b"<d:quota-available-bytes/></d:prop></d:propfind>")  # fmt: skip
+    folder = LinkStore(docs.state_dir).create("Docs", "read-write", expires_in=3600, password=None)
+    for url in (file_link(docs)[0], f"{docs.url}s/{folder.token}/"):
+        for body in (quota, b""):  # named, and allprop
+            r = requests.request("PROPFIND", url, data=body, headers={"Depth": "1"}, timeout=10)
+            assert r.status_code == 207
+            found = [ps for ps in etree.fromstring(r.content).iter("{DAV:}propstat")
+                     if "200" in ps.findtext("{DAV:}status", "") and b"quota" in etree.tostring(ps)]  # fmt: skip
+            assert found == [], r.content
+    own = docs.request("PROPFIND", "Docs/", data=quota, headers={"Depth": "0"})
+    assert b"quota-available-bytes>" in own.content  # the share's users still see the disk's
+
+
+def test_sync_of_a_read_write_file_link_replaces_the_file_and_reports_new_files_without_failing(docs, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from davsync.cli import app
+
+    url, _ = file_link(docs, mode="read-write")
+    dest = tmp_path / "mine"
+    first = CliRunner().invoke(app, ["sync", url, str(dest)])
+    assert first.exit_code == 0, first.output
+    (dest / "extra.txt").write_bytes(b"a new local file")
+    (dest / "report.txt").write_bytes(b"edited here\n")
+    for _ in range(2):  # the new file is reported, not an error that fails every run
+        again = CliRunner().invoke(app, ["sync", url, str(dest)])
+        assert again.exit_code == 0, again.output
+        assert "shares one file" in again.output and "does not exist" not in again.output, again.output
+    assert (docs.root / "Docs" / "report.txt").read_bytes() == b"edited here\n"  # its one file is replaced
+    assert not (docs.root / "Docs" / "extra.txt").exists() and (dest / "extra.txt").exists()

@@ -219,6 +219,30 @@ def test_drop_link_methods_and_never_overwrites(tree) -> None:
     assert page.status_code == 200 and "Upload only" in page.text and "beach" not in page.text
 
 
+def test_a_drop_link_answers_the_same_whether_or_not_a_name_is_taken(tree) -> None:
+    url, _ = link(tree, mode="drop")  # Photos holds the file beach.jpg and the folder 2024
+
+    def seen(r: requests.Response) -> tuple:
+        return r.status_code, r.content, r.headers.get("Content-Type"), r.headers.get("Location")
+
+    for taken, free in (("beach.jpg", "nosuch.jpg"), ("2024", "nosuchdir")):
+        for depth in ("0", "1"):
+            a, b = (requests.request("PROPFIND", url + name + "/", headers={"Depth": depth}, timeout=10)
+                    for name in (taken, free))  # fmt: skip
+            assert seen(a) == seen(b), (taken, depth, seen(a), seen(b))
+        a, b = (requests.request("MKCOL", url + name + "/", timeout=10) for name in (taken, free))
+        assert seen(a) == seen(b) and a.status_code == 201, (taken, seen(a), seen(b))
+        a, b = (requests.put(url + name + "/sub/a.txt", data=name.encode(), timeout=10) for name in (taken, free))
+        assert seen(a) == seen(b) and a.status_code == 201, (taken, seen(a), seen(b))
+    photos = tree.root / "Photos"
+    assert (photos / "beach.jpg").read_bytes() == b"sand" * 100  # a file's name is never made a folder
+    assert (photos / "beach (2).jpg" / "sub" / "a.txt").read_bytes() == b"beach.jpg"
+    assert (photos / "nosuch.jpg" / "sub" / "a.txt").read_bytes() == b"nosuch.jpg"
+    assert (photos / "2024" / "sub" / "a.txt").read_bytes() == b"2024"
+    assert (photos / "nosuchdir" / "sub" / "a.txt").read_bytes() == b"nosuchdir"
+    assert (photos / "2024" / "x.txt").read_text() == "x"
+
+
 # --- hrefs stay under the link ---------------------------------------------------------------
 
 
@@ -285,6 +309,72 @@ def test_escapes_are_refused(tree) -> None:
     assert not (tree.root / "secret-copy.txt").exists() and not (tree.root / "Other" / "x.jpg").exists()
     moved = raw(tree, "MOVE", f"{p}/beach.jpg", {"Destination": f"{url}2024/beach.jpg"})
     assert moved.status == 201 and (tree.root / "Photos" / "2024" / "beach.jpg").exists()
+
+
+def answer(share, method: str, target: str, body: bytes = b"") -> tuple[int, str]:
+    """Status and body of a request sent exactly as written."""
+    conn = http.client.HTTPConnection("127.0.0.1", share.server.port, timeout=30)
+    conn.putrequest(method, target, skip_accept_encoding=True)
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders(body)
+    resp = conn.getresponse()
+    text = resp.read().decode("utf-8", "replace")
+    conn.close()
+    return resp.status, text
+
+
+def test_encoded_separators_are_400_in_every_link_and_dots_are_not_called_an_escape(tree) -> None:
+    _, drop = link(tree, mode="drop")
+    _, folder = link(tree)
+    one_file = LinkStore(tree.state_dir).create("Photos/beach.jpg", "read-write", kind="file", expires_in=3600,
+                                                password=None).token  # fmt: skip
+    for token, method in ((drop, "PUT"), (folder, "GET"), (folder, "PUT"), (one_file, "GET"), (one_file, "PUT")):
+        for tail in ("..%2fesc.txt", "..%2Fesc.txt", "a%2fb.txt", "..%5cesc.txt", "2024%2Fx.txt"):
+            status, _ = answer(tree, method, f"/s/{token}/{tail}", b"x" if method == "PUT" else b"")
+            assert status == 400, (method, token == drop, tail, status)
+    assert not [p for p in tree.root.rglob("*") if "%" in p.name or "esc" in p.name]
+    for tail in ("beach.jpg/.", "./beach.jpg", "2024/../beach.jpg"):  # refused, but they do not leave the folder
+        status, text = answer(tree, "GET", f"/s/{folder}/{tail}")
+        assert status == 400 and "not accepted in a link" in text and "leaves" not in text, (tail, text)
+
+
+def test_link_errors_are_one_plain_sentence_without_the_server_version(tree) -> None:
+    _, folder = link(tree, mode="read-write")
+    _, drop = link(tree, mode="drop")
+    report = (b'<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token/><d:sync-level>1</d:sync-level>'
+              b"<d:prop><d:getetag/></d:prop></d:sync-collection>")  # fmt: skip
+    cases = [
+        ("GET", f"/s/{folder}/nosuch.txt", {}, b"", 404),
+        ("PUT", f"/s/{folder}/nosuchdir/a.txt", {}, b"x", 409),
+        ("PUT", f"/s/{drop}/.~davsync-share", {}, b"x", 403),
+        ("REPORT", f"/s/{folder}/", {"Depth": "1"}, report, 400),
+    ]
+    for method, target, headers, body, status in cases:
+        conn = http.client.HTTPConnection("127.0.0.1", tree.server.port, timeout=30)
+        conn.request(method, target, body=body, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        conn.close()
+        assert resp.status == status, (method, target, resp.status, text)
+        assert "WsgiDAV" not in text and "<" not in text, (method, target, text)
+        assert text.count("\n") == 1 and text.strip().endswith("."), (method, target, text)
+        assert resp.getheader("Content-Type", "").startswith("text/plain"), (method, target)
+
+
+def test_a_link_page_gives_the_cli_s_explorer_address_and_says_log_in_only_with_a_password(tree) -> None:
+    from lxml import html
+
+    port = tree.server.port
+    for password in (None, "pw"):
+        url, token = link(tree, password=password)
+        s = requests.Session()
+        if password:
+            assert s.post(url, data={"password": password}, allow_redirects=False, timeout=10).status_code == 303
+        page = s.get(url, headers={"Accept": "text/html"}, timeout=10)
+        assert page.status_code == 200
+        mount = html.fromstring(page.content).get_element_by_id("mount").text_content()
+        assert f"\\\\127.0.0.1@{port}\\s\\{token}" in mount and "DavWWWRoot" not in mount, mount
+        assert ("log in" in mount.lower()) == (password is not None), (password, mount)
 
 
 def test_a_folder_swapped_for_a_symlink_is_not_served(tree) -> None:

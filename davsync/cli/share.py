@@ -88,8 +88,10 @@ def _relative_target(where: _Where, path: Path) -> tuple[str, str]:
     try:
         rel = real.relative_to(where.root)
     except ValueError:
+        through = f" through a symlink (to {real})" if real != Path(os.path.abspath(target)) else ""
         raise fail(
-            f"{target} is outside the shared folder {where.root}; only folders and files inside it can be shared."
+            f"{target} is outside the shared folder {where.root}{through}; "
+            "only folders and files inside it can be shared."
         ) from None
     from ..server.names import is_internal_path  # (here: a pull must not import the server)
 
@@ -108,12 +110,15 @@ def _when(ts: float | None) -> str:
 
 def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, json_out: bool) -> None:
     link = issued.link
+    from ..server.netinfo import explorer_folder
+
     url = f"{where.base_url(base_url)}/s/{issued.token}/"
     scheme, _, hostport = url.partition("://")
     hostport = hostport.split("/", 1)[0]
     host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
     port = port or ("443" if scheme == "https" else "80")
-    unc = f"\\\\{host}{'@SSL' if scheme == 'https' else ''}@{port}\\s\\{issued.token}"
+    # Explorer cannot write without locks, which a drop link does not offer: no address for it
+    unc = None if link.mode == "drop" else explorer_folder(host, port, scheme, f"/s/{issued.token}", in_link=True)
     if json_out:
         typer.echo(json.dumps({**link.as_json(), "url": url, "explorer": unc, "token": issued.token}, indent=2))
         return
@@ -123,7 +128,8 @@ def _show_issued(where: _Where, issued: Any, base_url: str | None, qr: bool, jso
     if link.label:
         typer.echo(f"  Label:             {link.label}")
     typer.echo(f"  Link:              {url}")
-    typer.echo(f"  Windows Explorer:  {unc}")
+    if unc is not None:
+        typer.echo(f"  Windows Explorer:  {unc}")
     if link.password:
         typer.echo('  Logging in:        any user name with the password (Windows Explorer: user name "share")')
     if qr:
@@ -198,13 +204,14 @@ def list_links(
     if listed_in_full([link.as_json() for link in links], json_out,
                       "No share links. Make one with: davsync share create FOLDER --read-only"):  # fmt: skip
         return
-    typer.echo(f"{'ID':<7} {'MODE':<10} {'STATE':<8} {'EXPIRES':<28} {'PASSWORD':<8} {'TOKEN':<7} SHARED  LABEL")
-    for link in links:
-        typer.echo(
-            f"{link.id:<7} {link.mode:<10} {link.state():<8} {_when(link.expires):<28} "
-            f"{'yes' if link.password else 'no':<8} {link.token_hint:<7} /{link.path}"
-            f"{' (file)' if link.kind == 'file' else ''}  {link.label}"
-        )
+    shared = [f"/{link.path}{' (file)' if link.kind == 'file' else ''}" for link in links]
+    width = max(len("SHARED"), *map(len, shared))
+    rows = [("ID", "MODE", "STATE", "EXPIRES", "PASSWORD", "TOKEN", "SHARED", "LABEL")]
+    rows += [(link.id, link.mode, link.state(), _when(link.expires), "yes" if link.password else "no",
+              link.token_hint, what, link.label) for link, what in zip(links, shared, strict=True)]  # fmt: skip
+    for row in rows:
+        typer.echo(f"{row[0]:<7} {row[1]:<10} {row[2]:<8} {row[3]:<28} {row[4]:<8} {row[5]:<7} {row[6]:<{width}}  "
+                   f"{row[7]}".rstrip())  # fmt: skip
 
 
 @share_app.command("revoke")
@@ -218,10 +225,15 @@ def revoke(
     from ..server.links import LinkError
 
     where = _Where(root, state_dir, config)
+    store = where.store()
     try:
-        link = where.store().revoke(link_id)
+        before = next((link for link in store.links() if link.id == link_id), None)
+        link = store.revoke(link_id)
     except LinkError as e:
         raise fail(str(e)) from None
+    if before is not None and before.revoked is not None:
+        typer.echo(f"Link {link.id} ({link.mode}, {_shown(link)}) was already revoked on {_when(link.revoked)}.")
+        return
     typer.echo(f"Revoked link {link.id} ({link.mode}, {_shown(link)}); it stops working at once.")
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .davxml import PROPFIND_BODY, parse_document
+from .filelink import share_link
 from .refusals import NotAShare
 from .remote import Remote
 from .transport import ConnectionSettings, RemoteError
@@ -124,17 +125,13 @@ def _run(remote: Remote, conn: ConnectionSettings) -> list[Check]:
     return checks
 
 
-def share_link(header: str | None) -> dict[str, str] | None:
-    """The `X-Davsync-Link: mode=...; id=...; expires=...` header of a davsync share link, parsed."""
-    if not header:
-        return None
-    fields = dict(part.strip().partition("=")[::2] for part in header.split(";") if "=" in part)
-    return fields if "mode" in fields else None
-
-
 def _link_check(link: dict[str, str]) -> Check:
-    rights = {"read-only": "browse and download", "read-write": "browse, download, upload, rename and delete",
-              "drop": "upload only (nothing is listed or overwritten)"}.get(link["mode"], link["mode"])  # fmt: skip
+    if link.get("kind") == "file":  # a link to one file: nothing can be added, moved or removed through it
+        rights = {"read-only": "read its one shared file", "read-write": "read or replace its one shared file, "
+                  "nothing else"}.get(link["mode"], link["mode"])  # fmt: skip
+    else:
+        rights = {"read-only": "browse and download", "read-write": "browse, download, upload, rename and delete",
+                  "drop": "upload only (nothing is listed or overwritten)"}.get(link["mode"], link["mode"])  # fmt: skip
     expires = link.get("expires")
     if not expires:
         return Check("share link", True, f"{link['mode']} link {link.get('id', '')}: {rights}; never expires")

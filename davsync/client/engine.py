@@ -36,6 +36,7 @@ from .bulk import bulk_upload
 from .bundle import bundled_downloads
 from .dest import DestLockedError, delete_key, dest_lock, dest_problem
 from .execute import Executor
+from .filelink import file_link, keep_to_the_file
 from .filters import Filter
 from .journal import Journal, JournalError, journal_failure
 from .local import SETTLE_S, LocalScan, Unhashed, scan_local
@@ -296,6 +297,8 @@ class _Run:
         self.not_judged |= snap.not_judged
         if two_way:
             plan = self._plan_two_way(snap, stored_token, write)
+            if not self.read_only and file_link(self.remote.options_headers) is not None:
+                plan = keep_to_the_file(plan)
         else:
             plan = self._plan_pull(snap)
         for folder, err in snap.failed.items():

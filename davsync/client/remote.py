@@ -37,6 +37,7 @@ from .davxml import (
     sync_token,
     xml_escape,
 )
+from .filelink import file_link
 from .paths import HrefResolver, Skipped, UnsafeHref, nfc, shown, url_segments
 from .plan import RemoteEntry
 from .refusals import (
@@ -368,6 +369,9 @@ class Remote:
             if resp.status_code == 200:
                 self.options_headers = resp.headers  # what the server offers (bundle.features reads it)
             allow = resp.headers.get("Allow")
+            link = file_link(resp.headers)  # its root offers no writes; its one file may be replaced
+            if link is not None:
+                return link.get("mode") == "read-write"
             if resp.status_code >= 400 or allow is None:
                 return True
             methods = {m.strip().upper() for m in allow.split(",")}

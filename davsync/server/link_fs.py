@@ -16,11 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote, unquote
 
+from lxml import etree
 from wsgidav.dav_error import HTTP_NOT_FOUND, DAVError
 
 from .index import Change, HashIndex
+from .link_file import FILE_READ, FILE_WRITE, ROOT_METHODS
 from .provider import DavsyncFile, DavsyncFolder, DavsyncProvider
 from .versions import VersionStore
 
@@ -93,11 +96,39 @@ class ScopedIndex:
         return found
 
 
+SUPPORTED_LOCK = "{DAV:}supportedlock"
+QUOTA = frozenset({"{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes"})
+
+
+def link_property(res: LinkFile | LinkFolder, name: str) -> Any:
+    """What a link's resource says differently from the share's: no lock kinds where the link
+    cannot lock (WsgiDAV lists them whenever a lock manager exists), and no quota (the disk's
+    size and use are the owner's business, not a friend's)."""
+    if name == SUPPORTED_LOCK and res.prevent_locking():
+        return etree.Element(name)
+    if name in QUOTA:
+        raise DAVError(HTTP_NOT_FOUND)
+    return None
+
+
 class LinkFile(DavsyncFile):
     provider: LinkProvider
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
+
+    def prevent_locking(self) -> bool:
+        return not self.provider.lockable(self.path)
+
+    def get_used_bytes(self) -> int | None:
+        return None
+
+    def get_available_bytes(self) -> int | None:
+        return None
+
+    def get_property_value(self, name: str) -> Any:
+        value = link_property(self, name)
+        return value if value is not None else super().get_property_value(name)
 
 
 class LinkFolder(DavsyncFolder):
@@ -105,6 +136,19 @@ class LinkFolder(DavsyncFolder):
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
+
+    def prevent_locking(self) -> bool:
+        return not self.provider.lockable(self.path)
+
+    def get_used_bytes(self) -> int | None:
+        return None
+
+    def get_available_bytes(self) -> int | None:
+        return None
+
+    def get_property_value(self, name: str) -> Any:
+        value = link_property(self, name)
+        return value if value is not None else super().get_property_value(name)
 
     def get_display_name(self) -> str:
         only = self.provider.only  # a file link's root is named after the file, not its folder
@@ -139,6 +183,19 @@ class LinkProvider(DavsyncProvider):
         if self.only is not None and [p for p in path.split("/") if p] not in ([], [self.only]):
             raise DAVError(HTTP_NOT_FOUND, "Only the shared file is here.")
         return super()._loc_to_file_path(path, environ)
+
+    def methods_at(self, path: str) -> frozenset[str] | None:
+        """The methods a file link allows at `path` (link_file.py), so OPTIONS offers no more;
+        None for a folder link, whose mode alone decides."""
+        if self.only is None:
+            return None
+        if path.strip("/") == "":
+            return ROOT_METHODS
+        return FILE_WRITE if self.mode == "read-write" else FILE_READ
+
+    def lockable(self, path: str) -> bool:
+        allowed = self.methods_at(path)
+        return self.mode == "read-write" and (allowed is None or "LOCK" in allowed)
 
     def ref_url_of(self, path: str) -> str:
         return quote(self._ref_prefix + path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -21,17 +22,19 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from wsgidav.dav_error import DAVError
+
 from ..users import Users
-from .browser_headers import OWN_PAGE
 from .limiter import FailureLimiter, client_address, too_many
+from .link_answers import PlainErrors, answer
 from .link_auth import COOKIE_NAME, LinkAuth
-from .link_drop import DropResumable, is_resumable, owner_allows
+from .link_drop import MAX_CLASH, DropResumable, drop_folders, is_resumable, numbered, owner_allows
 from .link_file import file_target, refusal, to_the_file
 from .link_fs import LinkProvider
 from .link_pages import drop_page, expired_page, login_page, not_found_page
-from .links import TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
+from .links import LINK_PASSWORD, TOKEN_RE, LinkError, LinkStore, ShareLink, shorten
 from .names import is_internal_path
-from .pages.browser import ASSET_PREFIX
+from .pages.browser import ASSET_PREFIX, wants_html
 from .resumable import DROP_NAMER
 from .wsgitypes import StartResponse, WsgiApp
 
@@ -47,6 +50,8 @@ REFUSED = {
     "drop": "This link only accepts uploads (PUT) and new folders (MKCOL).",
 }
 MAX_FORM = 4096
+ENCODED_SEPARATOR = re.compile("%(2f|5c)", re.IGNORECASE)
+NOT_ACCEPTED = "This path is not accepted in a link: '.', '..', '\\' and encoded separators (%2F, %5C) are refused."
 EXPLORER_AGENT = "Microsoft-WebDAV-MiniRedir"
 PROBE_PATHS = frozenset({"/", "/s", "/s/"})
 PROBE_ALLOW = "OPTIONS, GET, HEAD, PROPFIND, PROPPATCH, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK"
@@ -55,7 +60,6 @@ PROBE_LISTING = (
     b"<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>"
     b"<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response></D:multistatus>"
 )
-MAX_CLASH = 10_000
 DROP_DONE = "Received."
 APPS_CACHED = 64
 
@@ -154,33 +158,29 @@ class LinkGate:
             link = self.store.find(token)
         except LinkError as e:
             log.error("share links unavailable: %s", e)
-            return _answer(_Decorated(start_response, None, prefix), "503 Service Unavailable", environ,
+            return answer(_Decorated(start_response, None, prefix), "503 Service Unavailable", environ,
                            "The share links cannot be read right now.")  # fmt: skip
         shown = f"/s/{shorten(token)}{rest}"
         if link is None or link.revoked is not None or not owner_allows(link, self.users):
             unknown = _Decorated(
                 _Logged(start_response, addr, method, f"(unknown or revoked link) {shown}"), None, prefix
             )
-            return _answer(unknown, "404 Not Found", environ, "There is no share link here.", not_found_page())
+            return answer(unknown, "404 Not Found", environ, "There is no share link here.", not_found_page())
         start = _Decorated(_Logged(start_response, addr, method, f"share {link.id} {shown}"), link, prefix)
         if link.expired():
-            return _answer(start, "410 Gone", environ, "This share link has expired.", expired_page())
+            return answer(start, "410 Gone", environ, "This share link has expired.", expired_page())
         target = file_target(self.root, link) if link.kind == "file" else None
         folder = target[0] if target is not None else self._folder(link) if link.kind != "file" else None
         if folder is None:
-            return _answer(start, "404 Not Found", environ, f"The shared {link.kind} no longer exists.",
+            return answer(start, "404 Not Found", environ, f"The shared {link.kind} no longer exists.",
                            not_found_page())  # fmt: skip
         try:
             rel = rest.encode("latin-1").decode("utf-8")
         except UnicodeError:
-            return _answer(start, "400 Bad Request", environ, "The request path is not valid UTF-8.")
-        if any(seg in (".", "..") for seg in rel.split("/")) or "\\" in rel:
-            return _answer(
-                start,
-                "400 Bad Request",
-                environ,
-                "The path leaves the shared folder; '.', '..' and '\\' are not allowed.",
-            )
+            return answer(start, "400 Bad Request", environ, "The request path is not valid UTF-8.")
+        # cheroot leaves an encoded '/' encoded: 'a%2Fb' would be a name, or a way out, further on.
+        if any(seg in (".", "..") for seg in rel.split("/")) or "\\" in rel or ENCODED_SEPARATOR.search(rel):
+            return answer(start, "400 Bad Request", environ, NOT_ACCEPTED)
         if rest == "" and method in ("GET", "HEAD"):
             return _redirect(
                 start, prefix + "/" + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
@@ -193,29 +193,30 @@ class LinkGate:
         if link.mode == "drop" and method == "GET" and rest.startswith(ASSET_PREFIX):
             resumable = True  # the upload page's script and style (pages/browser.py serves them)
         if method not in WRITE_METHODS and not resumable:
-            return _answer(start, "405 Method Not Allowed", environ, f"{method} is not supported here.",
+            return answer(start, "405 Method Not Allowed", environ, f"{method} is not supported here.",
                            headers=[("Allow", ", ".join(sorted(ALLOWED[link.mode])))])  # fmt: skip
         if link.mode == "drop" and method in ("GET", "HEAD") and not resumable:
-            if _wants_html(environ):
-                return _answer(start, "200 OK", environ, "", drop_page(link.label, prefix))
-            return _answer(start, "403 Forbidden", environ, REFUSED["drop"])
+            if wants_html(environ):
+                return answer(start, "200 OK", environ, "", drop_page(link.label, prefix))
+            return answer(start, "403 Forbidden", environ, REFUSED["drop"])
         if target is not None:  # a link to one file (link_file.py): that file, nothing else of its folder
             refused = refusal(method, rel, target[1], link.mode)
             if refused is not None:
-                return _answer(start, refused[0], environ, refused[1])
+                return answer(start, refused[0], environ, refused[1])
             if method in ("GET", "HEAD") and rel in ("", "/"):
-                to_the_file(environ, target[1], _wants_html(environ) and not environ.get("QUERY_STRING"))
+                to_the_file(environ, target[1], wants_html(environ) and not environ.get("QUERY_STRING"))
                 rest = environ["PATH_INFO"]
         if method not in ALLOWED[link.mode] and not resumable:
-            return _answer(start, "403 Forbidden", environ, REFUSED[link.mode])
+            return answer(start, "403 Forbidden", environ, REFUSED[link.mode])
         problem = _destination_problem(environ.get("HTTP_DESTINATION"), prefix)
         if problem:
-            return _answer(start, "403 Forbidden", environ, problem)
+            return answer(start, "403 Forbidden", environ, problem)
 
         mounted = self._mount(link, prefix, folder, target[1] if target is not None else None)
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
         environ["PATH_INFO"] = rest or "/"
         environ["wsgidav.auth.user_name"] = environ["wsgidav.user_name"] = f"share-link-{link.id}"
+        environ[LINK_PASSWORD] = link.password is not None
         if link.mode == "read-only":
             environ["davsync.readonly"] = True
         environ.pop("HTTP_AUTHORIZATION", None)  # handled here; the DAV app has no authenticator
@@ -224,7 +225,7 @@ class LinkGate:
                 environ[DROP_NAMER] = self._namer(mounted.provider)
             return mounted.app(environ, DropResumable(start))
         if link.mode == "drop":
-            return self._drop(environ, start, mounted, folder, rel or "/", prefix)
+            return self._drop(environ, start, mounted, rel or "/")
         return mounted.app(environ, start)
 
     def _folder(self, link: ShareLink) -> str | None:
@@ -275,7 +276,7 @@ class LinkGate:
             wait = self.auth.limiter.retry_after(addr)
             if wait:
                 log.warning("%s - too many wrong passwords for share links; refused for %d s", addr, wait)
-                return _answer(start, "429 Too Many Requests", environ, too_many(wait).strip(),
+                return answer(start, "429 Too Many Requests", environ, too_many(wait).strip(),
                                headers=[("Retry-After", str(wait))])  # fmt: skip
         if is_login:
             return self._login(environ, start, link, prefix, rest)
@@ -294,11 +295,11 @@ class LinkGate:
             return None  # (failures are not forgiven: knowing one password must not reset guesses at others)
         if header and not stale:
             self.auth.limiter.failed(addr)
-        if not header and method in ("GET", "HEAD") and _wants_html(environ):
+        if not header and method in ("GET", "HEAD") and wants_html(environ):
             form = login_page(link.label, prefix + rest, what=link.kind)
-            return _answer(start, "401 Unauthorized", environ, "", form,
+            return answer(start, "401 Unauthorized", environ, "", form,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
-        return _answer(start, "401 Unauthorized", environ, "This share link needs its password (any user name).",
+        return answer(start, "401 Unauthorized", environ, "This share link needs its password (any user name).",
                        headers=self.auth.challenges(link, stale=stale))  # fmt: skip
 
     def _login(self, environ: dict, start: StartResponse, link: ShareLink, prefix: str, rest: str) -> Iterable[bytes]:
@@ -308,14 +309,14 @@ class LinkGate:
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_FORM:
-            return _answer(start, "400 Bad Request", environ, "The login form is malformed.")
+            return answer(start, "400 Bad Request", environ, "The login form is malformed.")
         form = parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))
         environ["wsgidav.all_input_read"] = 1
         password = (form.get("password") or [""])[0]
         if not self.auth.password_ok(link, password):
             self.auth.limiter.failed(addr)
             page = login_page(link.label, prefix + rest, "Wrong password.", what=link.kind)
-            return _answer(start, "401 Unauthorized", environ, "", page,
+            return answer(start, "401 Unauthorized", environ, "", page,
                            headers=[("WWW-Authenticate", f'FormLogin realm="{link.realm}"')])  # fmt: skip
         value, max_age = self.auth.make_cookie(link)
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
@@ -326,38 +327,37 @@ class LinkGate:
 
     # --- drop boxes -------------------------------------------------------------------
 
-    def _drop(self, environ: dict, start: StartResponse, mounted: Mounted, folder: str, rel: str,
-              prefix: str) -> Iterable[bytes]:  # fmt: skip
+    def _drop(self, environ: dict, start: StartResponse, mounted: Mounted, rel: str) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
-        target = os.path.join(folder, *[p for p in rel.split("/") if p])
         if method == "PROPFIND":
-            try:
-                is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                return _answer(start, "404 Not Found", environ, "Nothing to see here: this link only accepts uploads.")
+            if rel.strip("/"):  # below the root, one answer for every name: a drop box shows nothing
+                return answer(start, "404 Not Found", environ, "Nothing to see here: this link only accepts uploads.")
             return mounted.app(environ, start)
         if method == "OPTIONS":
             return mounted.app(environ, _DropOptions(start))
-        if method == "MKCOL" and rel.strip("/") and os.path.lexists(target):
-            # Whatever holds the name: the same answer as a new folder, so MKCOL is no oracle.
-            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or 0)
-            return _answer(start, "201 Created", environ, DROP_DONE)
-        if method == "MKCOL":
-            return _uniform(mounted.app, environ, start)
-        if method != "PUT":
+        if method not in ("PUT", "MKCOL"):
             return mounted.app(environ, start)
-        if rel.endswith("/"):
+        if method == "PUT" and rel.endswith("/"):
             # WsgiDAV strips the slash and would replace the file named before it.
-            return _answer(start, "400 Bad Request", environ,
+            return answer(start, "400 Bad Request", environ,
                            "A file name cannot end with '/'; upload to the file's name.")  # fmt: skip
-        parent, _, name = rel.rpartition("/")
-        chosen = self._reserve(os.path.dirname(target), name)
+        parts = [p for p in rel.split("/") if p]
+        name = parts.pop() if method == "PUT" else ""
+        try:  # the folders it goes into, made where missing (link_drop.py): no answer tells what is there
+            parent = drop_folders(mounted.provider, environ, parts)
+        except DAVError:
+            return answer(start, "403 Forbidden", environ, "This name is reserved by davsync; choose another.")
+        if parent is None:
+            return answer(start, "409 Conflict", environ, "Too many folders with this name; rename it and try again.")
+        if method == "MKCOL":
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0) or 0)
+            return answer(start, "201 Created", environ, DROP_DONE)
+        target = mounted.provider.file_path(parent + "/")
+        chosen = self._reserve(target, name)
         if chosen is None:
-            return _answer(start, "409 Conflict", environ, "Too many files with this name; rename it and try again.")
+            return answer(start, "409 Conflict", environ, "Too many files with this name; rename it and try again.")
         environ["PATH_INFO"] = f"{parent}/{chosen}".encode().decode("latin-1")
-        reserved = os.path.join(os.path.dirname(target), chosen)
+        reserved = os.path.join(target, chosen)
         # No Location: the name chosen ('name (2)') would tell a stranger that 'name' exists.
         try:
             return _uniform(mounted.app, environ, start)
@@ -366,12 +366,9 @@ class LinkGate:
 
     def _reserve(self, folder: str, name: str) -> str | None:
         """The first of name, 'name (2)', 'name (3)'... that is neither on disk nor being uploaded."""
-        stem, dot, ext = name.rpartition(".")
-        if not stem:  # '.hidden' or no extension
-            stem, dot, ext = name, "", ""
         with self._lock:
             for n in range(1, MAX_CLASH):
-                candidate = name if n == 1 else f"{stem} ({n}){dot}{ext}"
+                candidate = numbered(name, n)
                 full = os.path.join(folder, candidate)
                 if full not in self._reserved and not os.path.lexists(full):
                     self._reserved.add(full)
@@ -441,16 +438,12 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
                 node.folder_name = os.path.basename(provider.root_folder_path)
             node = getattr(node, "next_app", None)
         provider.set_lock_manager(main_app.lock_manager)  # one lock table for the share and its links
-        return FrontGate(app, Users({}), "write")
+        return PlainErrors(FrontGate(app, Users({}), "write"))
 
     return make
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _wants_html(environ: dict) -> bool:
-    return "text/html" in environ.get("HTTP_ACCEPT", "")
 
 
 def _destination_problem(destination: str | None, prefix: str) -> str | None:
@@ -486,20 +479,9 @@ def _uniform(app: WsgiApp, environ: dict, start: StartResponse) -> list[bytes]:
             close()
     status, headers, exc_info = got
     if status[:1] == "2":
-        return _answer(start, "201 Created", environ, DROP_DONE)
+        return answer(start, "201 Created", environ, DROP_DONE)
     start(status, headers, exc_info)
     return chunks
-
-
-def _answer(start: StartResponse, status: str, environ: dict, text: str, html: bytes | None = None,
-            headers: list | None = None) -> list[bytes]:  # fmt: skip
-    environ[OWN_PAGE] = True
-    if html is not None and (_wants_html(environ) or not text):
-        body, ctype = html, "text/html; charset=utf-8"
-    else:
-        body, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
-    start(status, [("Content-Type", ctype), ("Content-Length", str(len(body))), *(headers or [])])
-    return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
 def _redirect(start: StartResponse, location: str) -> list[bytes]:
@@ -548,7 +530,7 @@ class _Decorated:
             out.append((name, value))
         out += [("Cache-Control", cache), ("Referrer-Policy", "no-referrer"), ("X-Robots-Tag", "noindex, nofollow")]
         if self.link is not None:
-            info = f"mode={self.link.mode}; id={self.link.id}"
+            info = f"mode={self.link.mode}; id={self.link.id}" + ("; kind=file" if self.link.kind == "file" else "")
             if self.link.expires is not None:
                 info += f"; expires={formatdate(self.link.expires, usegmt=True)}"
             out.append(("X-Davsync-Link", info))

@@ -34,6 +34,7 @@ TOKEN_BYTES = 20  # 160 bits; the issue asks for at least 128
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 DIGEST_USER = "share"  # Digest cannot accept "any user name": its hash includes the name
 SHARES_FILE = "shares.json"
+LINK_PASSWORD = "davsync.link_password"  # environ key: the link being served has a password (its page says "log in")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -43,8 +44,9 @@ class LinkError(Exception):
 
 
 def parse_duration(text: str) -> float | None:
-    """'7d', '12h', '30m', '2w' -> seconds; 'never' -> None."""
-    if text.strip().lower() in ("never", "none", "0"):
+    """'7d', '12h', '30m', '2w' -> seconds; 'never' (only that word: a link that never expires is
+    asked for by name, never by a 0 or a typo) -> None."""
+    if text.strip().lower() == "never":
         return None
     m = _DURATION.match(text.lower())
     if not m or float(m.group(1)) <= 0:
@@ -266,11 +268,11 @@ def _index_of(links: list[ShareLink], link_id: str) -> int:
     for i, link in enumerate(links):
         if link.id == link_id:
             return i
-    known = ", ".join(link.id for link in links) or "none"
+    known = ", ".join(link.id for link in links if link.revoked is None) or "none"
     raise LinkError(f"there is no share link with ID {link_id!r} (known: {known}); see `davsync share list`.")
 
 
 __all__ = [
     "LinkStore", "ShareLink", "Issued", "LinkError", "MODES", "KINDS", "DROP_FILE", "parse_duration", "shorten",
-    "DIGEST_USER",
+    "DIGEST_USER", "LINK_PASSWORD",
 ]  # fmt: skip

@@ -80,9 +80,12 @@ def bind_problem(host: str, port: int) -> str | None:
     return f"cannot listen on {host}:{port} ({last.strerror})."
 
 
-def explorer_folder(host: str, port: int | str, scheme: str, path: str = "/") -> str:
+def explorer_folder(host: str, port: int | str, scheme: str, path: str = "/", *, in_link: bool = False) -> str:
     """What Windows Explorer's "Map network drive" takes as Folder for this share (or a folder in
-    it): `\\\\host@port\\DavWWWRoot\\path`, with `@SSL` for https."""
+    it): `\\\\host@port\\DavWWWRoot\\path`, with `@SSL` for https. A share link's (`in_link`, `path`
+    from `/s/<token>`) has no DavWWWRoot: `\\\\host@port\\s\\<token>` makes Explorer probe only `/`
+    and `/s`, which the link gate answers without the share's login; DavWWWRoot would list `/`."""
     ssl = "@SSL" if scheme == "https" else ""
     at_port = f"@{port}" if port else ""
-    return f"\\\\{host}{ssl}{at_port}\\DavWWWRoot" + path.rstrip("/").replace("/", "\\")
+    root = "" if in_link else "\\DavWWWRoot"
+    return f"\\\\{host}{ssl}{at_port}{root}" + path.rstrip("/").replace("/", "\\")

@@ -271,6 +271,10 @@ class DavsyncProvider(FilesystemProvider):
     def is_readonly(self) -> bool:
         return self.readonly
 
+    def methods_at(self, path: str) -> frozenset[str] | None:
+        """The only methods OPTIONS may offer at `path` (a file link narrows them); None: no limit."""
+        return None
+
     def _loc_to_file_path(self, path: str, environ: dict | None = None) -> str:
         """Map a URL path into ROOT; refuse anything whose real location is outside it.
 

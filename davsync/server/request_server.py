@@ -120,6 +120,9 @@ class DavsyncRequestServer(RequestServer):
                 allow += ["PUT", "MKCOL", "LOCK"]
         else:
             self._fail(HTTP_NOT_FOUND, context_info=path)
+        only = provider.methods_at(path)
+        if only is not None:
+            allow = [m for m in allow if m in only]
         headers.append(("Allow", ", ".join(allow)))
         start_response("200 OK", headers)
         return [b""]

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from wsgidav.dav_error import DAVError
 from wsgidav.mw.base_mw import BaseMiddleware
 
+from ..links import LINK_PASSWORD
 from ..netinfo import explorer_folder
 from ..wsgitypes import StartResponse
 from . import deleted, sharing
@@ -167,12 +168,14 @@ class PageBrowser(BaseMiddleware):
             can_share=self.links is not None and sharing.sharer(environ) is not None,
             single_file=getattr(provider, "only", None) is not None,
             dav_url=f"{scheme}://{host}{quote(base + path)}",
-            windows_path=explorer_folder(name, port, scheme, base + path),
+            windows_path=explorer_folder(name, port, scheme, base + path, in_link=is_link),
             login_hint=(
-                "Log in with any user name and the link's password (if it has one)."
+                ("Log in with any user name and the link's password." if environ.get(LINK_PASSWORD) else
+                 "This link needs no password.")
                 if is_link
                 else "Log in with your davsync user name and password."
             ),  # fmt: skip
+            log_in=not is_link or bool(environ.get(LINK_PASSWORD)),
         )
 
     def _thumb(self, environ: dict, start_response: StartResponse, res: Any) -> list[bytes]:

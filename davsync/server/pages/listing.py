@@ -57,6 +57,7 @@ class FolderView:
     show_deleted: bool = False  # the "Recently deleted" box (deleted.py)
     can_share: bool = False  # the "Share this folder" box, and a Share button by each file (sharing.py)
     single_file: bool = False  # a share link to one file: its page has no folder around it (link_file.py)
+    log_in: bool = True  # the steps say "log in" (not for a share link without a password)
 
 
 def kind(name: str, is_dir: bool) -> str:
@@ -198,6 +199,9 @@ def render(view: FolderView, items: list[Entry]) -> bytes:
             dav_url=escape(view.dav_url),
             windows_path=escape(view.windows_path),
             login_hint=escape(view.login_hint),
+            explorer_login=("; tick “Connect using different credentials”, then Finish and log in" if view.log_in
+                            else ", then Finish"),  # fmt: skip
+            log_in=" and log in" if view.log_in else "",
         )
         .encode()
     )
