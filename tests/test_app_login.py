@@ -3,6 +3,7 @@ once for a port-specific HttpOnly cookie; the long-lived secret never reaches a 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import stat
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -141,3 +143,23 @@ def test_an_expired_code_is_refused(start_app) -> None:
         assert requests.get(running.dash.login_url(), allow_redirects=False, timeout=10).status_code == 303
     finally:
         quick.stop()
+
+
+def test_the_login_form_answer_says_it_closes_the_connection(start_app) -> None:
+    """/login closes its connection (its body may be unread), so its answer must say so: a client
+    that kept it alive sent the next request into the closed socket (RemoteDisconnected in CI)."""
+    running = start_app()
+    port = running.dash.port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/login", body=urlencode({"secret": running.dash.token}),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 200
+        cookie = answer.getheader("Set-Cookie", "").split(";")[0]
+        conn.request("GET", "/api/state", headers={"Cookie": cookie})  # the same connection, if it said nothing
+        again = conn.getresponse()
+        assert again.status == 200 and "csrf" in json.loads(again.read())
+    finally:
+        conn.close()

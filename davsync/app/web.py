@@ -301,6 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = b'<!doctype html><meta charset=utf-8><meta http-equiv="refresh" content="0; url=/"><title>davsync'
         self.send_response(HTTPStatus.OK)
+        self.send_header("Connection", "close")  # as close_connection does: a kept-alive client would write into it
         self.send_header("Set-Cookie", f"{self.dash.cookie}={self.dash.token}; HttpOnly; SameSite=Strict; Path=/")
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
