@@ -80,6 +80,27 @@ def test_a_pull_imports_neither_pydantic_nor_the_server(share: Share, tmp_path: 
     assert not unwanted
 
 
+TRANSFER_ONLY = ("bundle", "bulk", "delta", "resume")
+
+
+@pytest.mark.parametrize("command", ["pull", "sync"])
+def test_a_no_op_run_imports_no_transfer_machinery(share: Share, tmp_path: Path, command: str) -> None:
+    """A run that finds nothing to do lists and compares: the bundle, bulk-upload, delta and
+    resumable-upload code (and the archive reader under it) is imported only when a transfer needs it."""
+    (share.root / "a.txt").write_bytes(b"a")
+    share.wait_indexed()
+    env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
+    args = [command, share.url, str(tmp_path / "m"), "--user", "alice", "--quiet"]
+    first = _imported_by(args, env)
+    assert (tmp_path / "m" / "a.txt").read_bytes() == b"a"
+    assert "davsync.client.bundle" in first  # (a download does load it)
+    _imported_by(args, env)  # settles what the first run learnt
+    modules = _imported_by(args, env)
+    assert "davsync.client.engine" in modules  # (it did run the client)
+    loaded = {m for m in modules if m.removeprefix("davsync.client.") in TRANSFER_ONLY or m == "davsync.paxstream"}
+    assert not loaded, f"a no-op {command} imported {sorted(loaded)}"
+
+
 @pytest.mark.parametrize("args", [["--version"], ["user", "list", "--users", "{users}"]])
 def test_small_commands_import_no_client_or_server(args: list[str], users_file: Path) -> None:
     modules = _imported_by([a.format(users=users_file) for a in args], dict(os.environ))

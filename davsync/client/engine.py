@@ -31,9 +31,6 @@ from pathlib import Path
 
 from .. import osfs
 from ..exitcodes import Exit
-from . import resume
-from .bulk import bulk_upload
-from .bundle import bundled_downloads
 from .dest import DestLockedError, delete_key, dest_lock, dest_problem, sweep_side_files
 from .execute import Executor
 from .filelink import file_link, keep_to_the_file
@@ -62,7 +59,7 @@ from .remote import Remote
 from .results import RunResult
 from .retry import ServerGone
 from .snapshot import ASK, Ask, RemoteSnapshot, remember_skipped, remote_snapshot
-from .steps import Context, Reporter, SilentReporter
+from .steps import Context, Reporter, SilentReporter, bulk_hook, hashed_as_sent_hook, prefetch_hook
 from .transfer import LocalWriteError, drop_empty_trash
 from .transport import ConnectionSettings, RemoteError, ServerBusy
 
@@ -261,10 +258,9 @@ class _Run:
             replan=self.replan,
         )
         # Small files many per request, from and to servers that offer it (bundle.py, bulk.py).
-        self.ctx.prefetch = bundled_downloads(self.ctx, result)
+        self.ctx.prefetch = prefetch_hook(self.ctx, result)
         if opts.mode != Mode.PULL:
-            remote = engine.remote
-            self.ctx.upload_many = lambda items: bulk_upload(remote, items, jobs=1)
+            self.ctx.upload_many = bulk_hook(engine.remote)
 
     # --- the run -----------------------------------------------------------------
 
@@ -333,7 +329,7 @@ class _Run:
         under watch, when both sides report changes only, just the rows and paths in question."""
         partial = self.local_paths is not None and not snap.view.complete
         tracked: int | None = None
-        self.sent_unhashed = resume.hashed_as_sent(self.remote, snap.view.entries, fold_case=self.fold_case)
+        self.sent_unhashed = hashed_as_sent_hook(self.remote, snap.view.entries, self.fold_case)
         if partial:
             assert self.local_paths is not None
             if not self.local_paths and not snap.view.entries and not snap.view.removed:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import osfs
-from . import delta, resume, transfer
+from . import transfer
 from .hooks import TransferHooks
 from .journal import Journal
 from .plan import LocalEntry, RemoteEntry
@@ -75,15 +75,21 @@ class DavServer:
     def fetch(self, entry: RemoteEntry, state_dir: Path, hooks: TransferHooks, base: Path | None = None) -> Downloaded:
         got = None
         if base is not None:  # the local file is the base: fetch only what changed
+            from . import delta  # (here, not at the top: a run with nothing to transfer never loads it)
+
             got = delta.download(self.remote, entry, base, state_dir, progress=hooks.progress, stop=hooks.stop)
         if got is not None:
             return got
         return download(self.remote, entry, state_dir, progress=hooks.progress, stop=hooks.stop)
 
     def send(self, journal: Journal, req: PutRequest, hooks: TransferHooks) -> Uploaded:
+        from . import resume  # (here, not at the top: a run with nothing to send never loads it)
+
         return resume.put_file(self.remote, journal, req, hooks)
 
     def placed(self, state_dir: Path, entry: RemoteEntry, placed: Any, got: Downloaded) -> None:
+        from . import delta
+
         delta.remember(self.remote, state_dir, entry, placed, got)
 
 

@@ -4,20 +4,23 @@ how it reports, and `Steps`, the base every group of steps builds on (uploads.py
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from .bulk import BulkItem, BulkResult
 from .hooks import TransferHooks
 from .journal import Journal
+from .local import Unhashed
 from .plan import Action, JournalEntry, JournalOp, Kind, Plan, RemoteEntry
 from .remote import Remote
 from .results import RunResult
 from .sides import DavServer, Disk, LocalSide, ServerSide
 from .transfer import ChangedOnServer, DownloadError, LocalWriteError, PathWriteError, Raced, path_error
 from .transport import RemoteError, Stopped
+
+if TYPE_CHECKING:  # (bulk.py loads only when a run uploads)
+    from .bulk import BulkItem, BulkResult
 
 REPLAN_ROUNDS = 2  # a path refused with 412 is planned again this many times, then reported
 
@@ -53,7 +56,7 @@ class SilentReporter(Reporter):
 Prefetch = Callable[[list[Action]], list[Action]]
 # An upload hook: send many small files in one request, one result per item, in order
 # (client/bulk.py's bulk POST); raises BulkUnsupported when the server offers none.
-UploadMany = Callable[[list[BulkItem]], list[BulkResult]]
+UploadMany: TypeAlias = "Callable[[list[BulkItem]], list[BulkResult]]"
 BULK_WORKERS = 2  # bulk requests in flight at once: the client reads the next batch while the server places one
 
 
@@ -210,3 +213,41 @@ class Steps:
 
     def _server_name(self, r: RemoteEntry | None) -> str | None:
         return self.ctx.server.server_name(r) if r is not None and not r.is_dir else None
+
+
+# --- the transfer extensions' hooks ------------------------------------------------------------
+# The transfer machinery (bundle.py, bulk.py, resume.py, and delta.py under them) is imported
+# when a run first transfers, not with the engine: a run that finds nothing to do, the most
+# common run, never loads it (issue 27's no-op floor; tests/test_cli_startup.py).
+
+
+def prefetch_hook(ctx: Context, result: RunResult) -> Prefetch:
+    def prefetch(transfers: list[Action]) -> list[Action]:
+        from .bundle import bundled_downloads
+
+        return bundled_downloads(ctx, result)(transfers)
+
+    return prefetch
+
+
+def bulk_hook(remote: Remote) -> UploadMany:
+    def upload_many(items: list[BulkItem]) -> list[BulkResult]:
+        from .bulk import bulk_upload
+
+        return bulk_upload(remote, items, jobs=1)
+
+    return upload_many
+
+
+def hashed_as_sent_hook(remote: Remote, on_server: Mapping[str, RemoteEntry], fold_case: bool) -> Unhashed:
+    """resume.hashed_as_sent, built when the scan first asks about a big new file (client/local.py)."""
+    chosen: list[Unhashed] = []
+
+    def take(path: str, size: int) -> bool:
+        if not chosen:
+            from .resume import hashed_as_sent
+
+            chosen.append(hashed_as_sent(remote, on_server, fold_case=fold_case))
+        return chosen[0](path, size)
+
+    return take

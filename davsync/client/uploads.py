@@ -7,17 +7,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ..concurrency import batches as batches_of
 from ..concurrency import bounded
 from ..scan import md5_of_file as md5_of
-from .bulk import BATCH_BYTES, BATCH_FILES, BulkItem, BulkResult, BulkUnsupported
-from .bundle import MAX_FILE, MIN_FILES
 from .journal import Intent
 from .plan import Action, JournalEntry, Kind, LocalEntry, RemoteEntry, complete
 from .refusals import NotHeld, PreconditionFailed, SourceChanged, not_held, one_line, write_refusal
 from .remote import PutRequest
-from .resume import MIN_SIZE as RESUMABLE_SIZE
 from .steps import BULK_WORKERS, Deferred, Refused, Steps
 from .transfer import (
     Raced,
@@ -25,6 +23,11 @@ from .transfer import (
 )
 from .transport import RemoteError
 
+if TYPE_CHECKING:
+    from .bulk import BulkResult
+
+# bulk.py, bundle.py and resume.py are imported where an upload needs them, not above: a run
+# with nothing to send (most runs) never loads them (tests/test_cli_startup.py).
 
 class Uploads(Steps):
     """Uploading steps (a base of Executor)."""
@@ -68,6 +71,8 @@ class Uploads(Steps):
         now = self.ctx.disk.stat(self._disk(a.path))
         if not same_stat(now, loc):
             raise Raced(f"{a.path} changed locally during the run; it is synced next time")
+        from .resume import MIN_SIZE as RESUMABLE_SIZE
+
         # None: a big new file the scan left to hash as it is sent (client/resume.py)
         md5 = loc.md5 or planned.md5 or (None if loc.size >= RESUMABLE_SIZE else md5_of(self._disk(a.path)))
         base_etag = a.remote.etag if a.kind == Kind.UPLOAD_EDIT and a.remote is not None else None
@@ -140,7 +145,10 @@ class Uploads(Steps):
     def _upload_in_batches(self, transfers: list[Action]) -> list[Action]:
         """Send the small uploads among `transfers` in bulk requests; returns the transfers
         left for the per-file path (everything else, and what a batch could not settle)."""
-        small = [a for a in transfers if _bulk_candidate(a)]
+        from .bulk import BATCH_BYTES, BATCH_FILES
+        from .bundle import MAX_FILE, MIN_FILES
+
+        small = [a for a in transfers if _bulk_candidate(a, MAX_FILE)]
         if len(small) < MIN_FILES or self._bulk_off or self.ctx.stop.is_set():
             return transfers
         back: set[int] = set()
@@ -162,6 +170,8 @@ class Uploads(Steps):
     def _upload_batch(self, batch: list[Action]) -> list[Action]:
         """One bulk request: intents committed together, then each member's answer handled as
         a PUT's. Returns the actions handed back to the per-file path."""
+        from .bulk import BulkItem, BulkUnsupported
+
         ctx = self.ctx
         if self._bulk_off or ctx.stop.is_set():
             return batch
@@ -250,14 +260,14 @@ class _Upload:
     name: str  # its path as the server spells it
 
 
-def _bulk_candidate(a: Action) -> bool:
+def _bulk_candidate(a: Action, max_file: int) -> bool:
     """A small new file or edit: it may go in a bulk request (conflict copies go by PUT)."""
     loc = a.local
     return (
         a.kind in (Kind.UPLOAD, Kind.UPLOAD_EDIT)
         and loc is not None
         and not loc.is_dir
-        and loc.size <= MAX_FILE
+        and loc.size <= max_file
         and a.to_record is not None
     )
 
