@@ -35,7 +35,7 @@ from .dest import DestLockedError, delete_key, dest_lock, dest_problem, sweep_si
 from .execute import Executor
 from .filelink import file_link, keep_to_the_file
 from .filters import Filter
-from .journal import Journal, JournalError, journal_failure
+from .journal import Journal, JournalError, Rows, journal_failure
 from .local import SETTLE_S, LocalScan, Unhashed, scan_local
 from .paths import STATE_DIR_NAME, NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
@@ -338,18 +338,22 @@ class _Run:
             paths = self.local_paths | {p for p in base if any(under(p, q) for q in self.local_paths)}
             scan = self._local(base, paths)
             tracked = self.journal.count_files()
+            lv = scan.view
         else:
-            base = self.journal.load()
-            scan = self._local(base, None)
+            rows = self.journal.rows()  # stat columns; whole rows only for what changed
+            scan = self._local(rows, None)
+            lv = scan.view
+        has_base = any(scan.resolved.get(p, True) is not None for p in (base if partial else rows))
+        union = (self.opts.restore and self.opts.mode == Mode.SYNC) or self._union(stored_token, snap, has_base)
+        if not partial:
+            # An upload in flight (settled below) has its row judged with what changed.
+            touched = snap.touched | {i.path for i in self.journal.intents()}
+            narrowed = None if union or snap.view.complete else _changes_only(lv, rows, touched)
+            base, lv = (rows.whole(), lv) if narrowed is None else (narrowed[1], narrowed[0])
         _apply_resolved(base, scan.resolved)
-        union = (self.opts.restore and self.opts.mode == Mode.SYNC) or self._union(stored_token, snap, base)
         base = InFlight(self.journal, self.dest, self.remote).settle_uploads(base, snap.view, write)
-        lv = scan.view
-        if not partial and not union and not snap.view.complete:
-            narrowed = _changes_only(lv, base, snap.touched)
-            if narrowed is not None:
-                tracked = sum(1 for j in base.values() if not j.is_dir)
-                lv, base = narrowed
+        if not partial and narrowed is not None:  # the files of the whole base, as resolved and settled
+            tracked = rows.files(besides=base.keys() | scan.resolved.keys()) + sum(not j.is_dir for j in base.values())
         return reconcile(
             base, lv, snap.view, self._options(union), now=self.now, excluded=self._excluded(scan),
             tracked_files=tracked,
@@ -373,7 +377,7 @@ class _Run:
                 rows.update(self.journal.under(path))
         return rows
 
-    def _local(self, base: dict[str, JournalEntry], paths: set[str] | None) -> LocalScan:
+    def _local(self, base: Mapping[str, JournalEntry], paths: set[str] | None) -> LocalScan:
         """The whole local folder (`paths` None) or only these paths: new files found, only
         changed stats hashed, files still being written deferred. A one-shot run waits for
         those rather than leaving them behind."""
@@ -475,9 +479,9 @@ class _Run:
 
     # --- union ------------------------------------------------------------------------
 
-    def _union(self, stored_token: str | None, snap: RemoteSnapshot, base: dict[str, JournalEntry]) -> bool:
+    def _union(self, stored_token: str | None, snap: RemoteSnapshot, has_base: bool) -> bool:
         """Does the journal's history belong to another server (or an earlier state of this one)?"""
-        if self.opts.mode == Mode.PULL or not base:
+        if self.opts.mode == Mode.PULL or not has_base:
             return False
         why = None
         known = self.journal.get_meta("server_url") or self.journal.get_meta("sync_url")
@@ -541,9 +545,7 @@ def _apply_resolved(base: dict[str, JournalEntry], resolved: Mapping[str, Journa
             base[path] = row
 
 
-def _changes_only(
-    lv: LocalView, base: dict[str, JournalEntry], touched: set[str]
-) -> tuple[LocalView, dict[str, JournalEntry]] | None:
+def _changes_only(lv: LocalView, base: Rows, touched: set[str]) -> tuple[LocalView, dict[str, JournalEntry]] | None:
     """A full local scan narrowed to what differs from the base (plus what the server's changes
     touch), with only those rows: with a changes-only server listing, the planner then judges
     the changed paths, not every file (everything else is as the base says on both sides).
@@ -553,7 +555,10 @@ def _changes_only(
     if lv.failed or not any(e is not None and not e.is_dir for e in lv.entries.values()):
         return None
     entries: dict[str, LocalEntry | None] = {}
+    same = base.same
     for path, e in lv.entries.items():
+        if e is not None and same(path, e) and path not in touched:
+            continue  # unchanged, told from the row's stat columns (the test below, without the whole row)
         j = base.get(path)
         if (
             j is None
@@ -568,8 +573,7 @@ def _changes_only(
     for path in base:
         if path not in lv.entries:
             entries[path] = None
-    rows = {p: base[p] for p in set(entries) | touched if p in base}
-    return LocalView(entries, complete=False), rows
+    return LocalView(entries, complete=False), base.pick(set(entries) | touched)
 
 
 def _nothing_excluded(path: str, is_dir: bool) -> bool:

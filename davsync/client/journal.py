@@ -6,13 +6,13 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import osfs
 from ..sqlpaths import at_or_below
-from .plan import JournalEntry
+from .plan import JournalEntry, LocalEntry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS placed (
@@ -127,6 +127,73 @@ class Intent:
     base_etag: str | None = None
 
 
+_STATS = "SELECT path, is_dir, size, mtime_ns, ino, ctime_ns, prev IS NOT NULL FROM placed"
+
+
+class Rows(Mapping[str, JournalEntry]):
+    """The whole journal as a full scan's base, read cheaply: every row's stat columns at once
+    (what tells an unchanged file), a whole row (MD5, the server's side) only when asked for,
+    so a no-op scan of 100,000 files builds none (0.12 s to read instead of 0.5 s)."""
+
+    def __init__(self, journal: Journal, stats: dict[str, tuple[int, int, int, int, int, int]]) -> None:
+        self._journal, self._stats = journal, stats
+        self._rows: dict[str, JournalEntry] = {}
+        self._all: dict[str, JournalEntry] | None = None
+
+    def same(self, path: str, local: LocalEntry) -> bool:
+        """Is the row for `path` settled (not in flight) and does it say `local` is unchanged,
+        with nothing to learn? Size, mtime, file ID and change time, as JournalEntry.matches_local
+        (and not plan.learns_ctime: a row without a change time records it); an MD5 already
+        read is compared by the caller with the whole row."""
+        s = self._stats.get(path)
+        if s is None or s[5] or local.md5 is not None:
+            return False
+        if local.is_dir:
+            return s[0] == 1
+        return (s[0] == 0 and s[1] == local.size and s[2] == local.mtime_ns and s[3] == local.ino
+                and (s[4] == local.ctime_ns or (s[4] != 0 and not local.ctime_ns)))  # fmt: skip
+
+    def files(self, besides: Container[str] = frozenset()) -> int:
+        """How many rows are files, not counting the paths in `besides`."""
+        return sum(1 for p, s in self._stats.items() if not s[0] and p not in besides)
+
+    def pick(self, paths: set[str]) -> dict[str, JournalEntry]:
+        """The whole rows of those of `paths` the journal has, in one query per 500."""
+        wanted = sorted(p for p in paths if p in self._stats and p not in self._rows)
+        self._rows.update(self._journal.get(wanted))
+        return {p: self._rows[p] for p in paths if p in self._rows}
+
+    def whole(self) -> dict[str, JournalEntry]:
+        """Every whole row, as Journal.load (a copy the caller may change)."""
+        if self._all is None:
+            self._all = self._journal.load()
+        return dict(self._all)
+
+    def __getitem__(self, path: str) -> JournalEntry:
+        if self._all is not None:
+            return self._all[path]
+        if path not in self._rows:
+            if path not in self._stats:
+                raise KeyError(path)
+            self._rows.update(self._journal.get([path]))
+        return self._rows[path]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._stats
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stats)
+
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    def items(self) -> ItemsView[str, JournalEntry]:
+        return self.whole().items()  # every row: one query, not one per row
+
+    def values(self) -> ValuesView[JournalEntry]:
+        return self.whole().values()
+
+
 class Journal:
     """Thread-safe; commits in batches (a crash loses at most the last batch, which the
     next pull re-adopts by comparing content, never by overwriting)."""
@@ -175,6 +242,12 @@ class Journal:
         with self._lock:
             rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed").fetchall()
         return {r[0]: _entry(r[1:]) for r in rows}
+
+    def rows(self) -> Rows:
+        """The base for a full scan: stat columns now, whole rows when asked (see Rows)."""
+        with self._lock:
+            stats = {r[0]: r[1:] for r in self._db.execute(_STATS)}
+        return Rows(self, stats)
 
     def get(self, paths: list[str]) -> dict[str, JournalEntry]:
         out: dict[str, JournalEntry] = {}

@@ -34,6 +34,7 @@ from .. import fileid, osfs
 from ..concurrency import bounded
 from ..scan import iter_folders
 from . import blockmemo
+from .journal import Rows
 from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
@@ -137,6 +138,8 @@ class _Look:
         self._missing_sizes: set[int | None] | None = None
         self.hashed_count = (0, 0)  # files, bytes read so far
         self.dest, self.base, self.excluded = dest, base, excluded
+        # A base read as stat columns (journal.Rows): an unchanged file is told without its whole row.
+        self.same = base.same if isinstance(base, Rows) and not hash_all else None
         self.rules, self.fold_case, self.hash_all = rules, fold_case, hash_all
         self.settle_ns = int(settle_s * 1e9)
         self.now_ns = time.time_ns() if now_ns is None else now_ns
@@ -338,6 +341,9 @@ class _Look:
 
     def file(self, path: str, disk: str, entry: LocalEntry) -> None:
         """Record a file; queue it for hashing when its stat says it may differ from the base."""
+        if self.same is not None and self.same(path, entry):
+            self.entries[path] = entry
+            return  # unchanged (the same test as below, on the row's stat columns)
         row = self.base.get(path)
         if row is not None and row.prev is not None:
             row = resolve_in_flight(row, entry)
