@@ -348,7 +348,7 @@ class _Run:
         if not partial:
             # An upload in flight (settled below) has its row judged with what changed.
             touched = snap.touched | {i.path for i in self.journal.intents()}
-            narrowed = None if union or snap.view.complete else _changes_only(lv, rows, touched)
+            narrowed = None if union or snap.view.complete else _changes_only(lv, rows, touched, scan.unchanged)
             base, lv = (rows.whole(), lv) if narrowed is None else (narrowed[1], narrowed[0])
         _apply_resolved(base, scan.resolved)
         base = InFlight(self.journal, self.dest, self.remote).settle_uploads(base, snap.view, write)
@@ -545,7 +545,9 @@ def _apply_resolved(base: dict[str, JournalEntry], resolved: Mapping[str, Journa
             base[path] = row
 
 
-def _changes_only(lv: LocalView, base: Rows, touched: set[str]) -> tuple[LocalView, dict[str, JournalEntry]] | None:
+def _changes_only(
+    lv: LocalView, base: Rows, touched: set[str], unchanged: set[str]
+) -> tuple[LocalView, dict[str, JournalEntry]] | None:
     """A full local scan narrowed to what differs from the base (plus what the server's changes
     touch), with only those rows: with a changes-only server listing, the planner then judges
     the changed paths, not every file (everything else is as the base says on both sides).
@@ -557,7 +559,7 @@ def _changes_only(lv: LocalView, base: Rows, touched: set[str]) -> tuple[LocalVi
     entries: dict[str, LocalEntry | None] = {}
     same = base.same
     for path, e in lv.entries.items():
-        if e is not None and same(path, e) and path not in touched:
+        if (path in unchanged or (e is not None and e.is_dir and same(path, e))) and path not in touched:
             continue  # unchanged, told from the row's stat columns (the test below, without the whole row)
         j = base.get(path)
         if (

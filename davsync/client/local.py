@@ -60,6 +60,8 @@ class LocalScan:
     resolved: dict[str, JournalEntry] = field(default_factory=dict)
     # NFC path -> the spelling on disk, where they differ (a name written in NFD by a Mac tool).
     on_disk: dict[str, str] = field(default_factory=dict)
+    # Files a journal.Rows base told unchanged (as it tells them: Rows.same), so nobody asks again.
+    unchanged: set[str] = field(default_factory=set)
     _left_alone: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
     _skips_seen: int = field(default=0, init=False, repr=False, compare=False)
 
@@ -343,6 +345,7 @@ class _Look:
         """Record a file; queue it for hashing when its stat says it may differ from the base."""
         if self.same is not None and self.same(path, entry):
             self.entries[path] = entry
+            self.result.unchanged.add(path)
             return  # unchanged (the same test as below, on the row's stat columns)
         row = self.base.get(path)
         if row is not None and row.prev is not None:
