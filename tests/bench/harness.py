@@ -115,6 +115,19 @@ def cpu_timed(fn: Callable[[], object], repeat: int, before: Callable[[], object
     return wall, cpu
 
 
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, tuple[Runs, Runs]]:
+    """`cpu_timed` for several measures at once, one run of each per round (the order rotating
+    each round), so a shared machine's load hits davsync and its peer alike: label -> (wall, CPU)."""
+    out = {label: (Runs(), Runs()) for label in fns}
+    labels = list(fns)
+    for i in range(repeat):
+        for label in labels[i % len(labels) :] + labels[: i % len(labels)]:
+            wall, cpu = cpu_timed(fns[label], 1)
+            out[label][0].values.extend(wall.values)
+            out[label][1].values.extend(cpu.values)
+    return out
+
+
 def run(cmd: Sequence[str], *, env: dict | None = None, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout)
     if check and result.returncode != 0:
