@@ -169,3 +169,22 @@ def test_the_local_block_list_is_kept_and_a_wrong_one_costs_only_a_whole_downloa
     assert run.code == 0 and (world.dest / "big.bin").read_bytes() == again
     assert _received(run.requests) < SIZE // 10, run
     world.check(run, verb="pull")
+
+
+def test_a_killed_delta_s_side_files_are_swept_at_the_next_run(world: SyncWorld) -> None:
+    """A client killed mid-delta leaves its assembled file (as big as the file) and its fetched
+    ranges in DEST/.davsync/partial; nothing resumes them, so the next run removes them, and
+    keeps a whole-file download's resumable .part."""
+    world.seed({"a.txt": "a"})
+    assert world.pull().code == 0
+    partial = world.dest / ".davsync" / "partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    left = [partial / "0123abcd.delta", partial / "0123abcd.ranges"]
+    for p in left:
+        p.write_bytes(b"x" * 1000)
+    resumable = partial / "4567ef01.part"
+    resumable.write_bytes(b"y" * 1000)
+    run = world.pull()
+    assert run.code == 0, run
+    assert [p.name for p in left if p.exists()] == [], run
+    assert resumable.exists()

@@ -1,5 +1,6 @@
 """The local folder itself, before and around a run: one run at a time (its lock), what stops it
-from being synced into, and what the last run on it was (read without creating anything)."""
+from being synced into, what the last run on it was (read without creating anything), and the
+side files a killed run left in its state folder."""
 
 from __future__ import annotations
 
@@ -75,3 +76,12 @@ def last_delete(dest: Path, mode: Mode) -> bool:
     if mode == Mode.SYNC:
         return False  # sync always propagates deletions; the flag is pull's and push's
     return peek_meta(Path(os.path.abspath(dest)) / STATE_DIR_NAME / "state.db", delete_key(mode)) == "1"
+
+
+def sweep_side_files(partial: Path) -> None:
+    """Side files of a run that was killed and that nothing resumes: bundles' small files (in
+    sub-folders) and a delta's assembled file and fetched ranges (each as big as the file). A
+    whole-file download's .part and .json stay: the next fetch resumes from them."""
+    for pattern in ("**/*.small", "*.delta", "*.ranges"):
+        for leftover in partial.glob(pattern):
+            leftover.unlink(missing_ok=True)

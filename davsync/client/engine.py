@@ -34,7 +34,7 @@ from ..exitcodes import Exit
 from . import resume
 from .bulk import bulk_upload
 from .bundle import bundled_downloads
-from .dest import DestLockedError, delete_key, dest_lock, dest_problem
+from .dest import DestLockedError, delete_key, dest_lock, dest_problem, sweep_side_files
 from .execute import Executor
 from .filelink import file_link, keep_to_the_file
 from .filters import Filter
@@ -171,8 +171,7 @@ class Engine:
                     journal = Journal(self.state_dir / "state.db")
                 except JournalError as e:
                     return _fatal(result, str(e), Exit.LOCAL)
-                for leftover in (self.state_dir / "partial").glob("**/*.small"):  # (bundles: in sub-folders)
-                    leftover.unlink(missing_ok=True)
+                sweep_side_files(self.state_dir / "partial")
             run = _Run(self, opts, journal, result, root_token, local_paths)
             journal.before_commit = run.ctx.sync_dirs
             try:
