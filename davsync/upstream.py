@@ -421,6 +421,13 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         ("tests/test_versions_preconditions.py::test_upstream_skips_if_match_on_missing_target",),
     ),
     Behaviour(
+        "wsgidav",
+        "DAVError's HTML page begins with the DOCTYPE link_answers.py recognises and says its reason in "
+        "its first <p>, and the reasons UPSTREAM_SAID rephrases are still WsgiDAV's words.",
+        ("server/link_answers.py",),
+        ("tests/test_serve_error_answers.py::test_upstream_error_pages_are_what_plain_errors_recognises",),
+    ),
+    Behaviour(
         "cheroot",
         "cheroot's request-line reader asks its stream only for what our fast line reader answers.",
         ("server/http.py",),

@@ -61,3 +61,25 @@ def test_a_wrong_password_in_settings_is_refused(share, start_app, memory_keyrin
     r = c.post(f"/api/pairs/{pid}/edit", {"user": "alice", "password": PASSWORDS["alice"], "interval": "5"})
     assert r.status_code == 200, r.text
     assert tomllib.loads(running.config_file.read_text())["pair"][0]["interval"] == 5
+
+
+def test_settings_that_cannot_be_saved_are_refused_with_the_reason(share, start_app, memory_keyring,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    """The config file cannot be written (its temp name is taken by a folder: even root cannot write it):
+    Settings say so in one sentence, and the pair keeps running as it was."""
+    running = start_app()
+    c = running.client()
+    assert c.post("/api/pairs", form(share.url, tmp_path / "m")).json()["saved"] is True
+    pid = running.pair()["id"]
+    before = running.config_file.read_text()
+    (running.config_file.parent / (running.config_file.name + ".tmp")).mkdir()
+    r = c.post(f"/api/pairs/{pid}/edit", {"interval": "7"})
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert str(running.config_file) in error and "try again" in error and "Errno" not in error, error
+    assert error.count(".") >= 1 and "\n" not in error, error
+    assert running.config_file.read_text() == before
+    assert running.app.config.get(pid).interval != 7  # what the dashboard shows is what is saved
+    # adding says the same
+    r = c.post("/api/pairs", form(share.url, tmp_path / "n"))
+    assert r.status_code == 409 and str(running.config_file) in r.json()["error"], r.text

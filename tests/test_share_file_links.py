@@ -322,3 +322,29 @@ def test_sync_of_a_read_write_file_link_replaces_the_file_and_reports_new_files_
         assert "shares one file" in again.output and "does not exist" not in again.output, again.output
     assert (docs.root / "Docs" / "report.txt").read_bytes() == b"edited here\n"  # its one file is replaced
     assert not (docs.root / "Docs" / "extra.txt").exists() and (dest / "extra.txt").exists()
+
+
+def test_sync_of_a_read_write_file_link_restores_the_file_deleted_or_renamed_here(docs, tmp_path: Path) -> None:
+    """The link may not delete or rename its file: a local deletion fetches it back, and a local
+    rename keeps the new name here (new, not uploaded) and fetches the shared file back; said, exit 0."""
+    from typer.testing import CliRunner
+
+    from davsync.cli import app
+
+    url, _ = file_link(docs, mode="read-write")
+    dest = tmp_path / "mine"
+    assert CliRunner().invoke(app, ["sync", url, str(dest)]).exit_code == 0
+    (dest / "report.txt").unlink()
+    deleted = CliRunner().invoke(app, ["sync", url, str(dest)])
+    assert deleted.exit_code == 0, deleted.output
+    assert "may not delete" in deleted.output and "403" not in deleted.output, deleted.output
+    assert (dest / "report.txt").read_bytes() == REPORT and (docs.root / "Docs" / "report.txt").read_bytes() == REPORT
+    (dest / "report.txt").rename(dest / "renamed.txt")
+    renamed = CliRunner().invoke(app, ["sync", url, str(dest)])
+    assert renamed.exit_code == 0, renamed.output
+    assert "403" not in renamed.output and "may not rename" in renamed.output, renamed.output
+    assert "renamed.txt stays here" in renamed.output and "new here, not uploaded" in renamed.output, renamed.output
+    assert (dest / "report.txt").read_bytes() == REPORT and (dest / "renamed.txt").read_bytes() == REPORT
+    assert sorted(p.name for p in (docs.root / "Docs").iterdir()) == sorted(["report.txt", "Sub", *SIBLINGS])
+    quiet = CliRunner().invoke(app, ["sync", url, str(dest)])  # said once: the next run has nothing to restore
+    assert quiet.exit_code == 0 and "may not delete" not in quiet.output, quiet.output

@@ -187,10 +187,15 @@ class AppConfig:
         clash = self.clash(pair)
         if clash:
             raise ConfigError(clash)
+        before = self.pairs
         self.pairs = [pair if p.id == pair.id else p for p in self.pairs]
         if self.get(pair.id) is None:
             self.pairs.append(pair)
-        self.save()
+        try:
+            self.save()
+        except OSError:
+            self.pairs = before  # not saved: the pairs stay what the file says
+            raise
 
     def remove(self, pair_id: str) -> FolderPair | None:
         pair = self.get(pair_id)

@@ -184,21 +184,24 @@ class App:
         if not form.get("save") or not all(c["ok"] for c in checks if c["required"]):
             return None, checks
         with self._lock:
-            try:
-                self._store(pair, password)
-            except OSError as e:  # (the password store's refusals are CommandErrors already)
-                raise CommandError(f"could not write {self.config.path}: {e.strerror}.") from None
+            self._store(pair, password)
             self._start_runner(pair)
         return pair, checks
 
     def _store(self, pair: FolderPair, password: str | None) -> None:
-        """Keep the pair's new password (if one was given) and the pair in the config."""
+        """Keep the pair's new password (if one was given) and the pair in the config; a config
+        that cannot be written is a CommandError (the dashboard shows it), the pair left as it was."""
         if pair.user and password:
-            _save_password(pair, password)
+            _save_password(pair, password)  # (the password store's refusals are CommandErrors already)
         try:
             self.config.upsert(pair)
         except ConfigError as e:
             raise CommandError(str(e)) from None
+        except OSError as e:
+            raise CommandError(
+                f"Could not save the settings to {self.config.path} ({e.strerror or e}): make sure that "
+                "file and its folder can be written, then try again; the settings were not saved."
+            ) from None
 
     def edit_pair(self, pair_id: str, form: dict[str, Any]) -> FolderPair:
         with self._lock:

@@ -30,6 +30,7 @@ from .http import StickyConnection
 from .index import HashIndex
 from .lftp_compat import LftpProppatchCompat
 from .limiter import FailureLimiter
+from .link_answers import PlainErrors
 from .link_fs import LinkProvider
 from .link_gate import LinkGate, WsgiApp, link_app_factory
 from .links import LinkStore
@@ -156,7 +157,8 @@ def build_app(settings: ServeSettings, users: Users) -> tuple[Callable[..., Iter
     listings = FastPropfind(dav_app, provider, users, settings.anonymous, dav_app.config)
     fast = FastGet(listings, provider, users, settings.anonymous, dav_app.config)
     limiter = FailureLimiter()  # one for every login: the share, its links, the admin page
-    front = FrontGate(RootGate(LftpProppatchCompat(fast), guard), users, settings.anonymous, limiter)
+    share = PlainErrors(RootGate(LftpProppatchCompat(fast), guard), pages=True)  # not WsgiDAV's error pages
+    front = FrontGate(share, users, settings.anonymous, limiter)
     make_link_app = link_app_factory(config, dav_app)
 
     def gated_link_app(provider: LinkProvider, prefix: str) -> WsgiApp:

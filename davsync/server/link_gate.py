@@ -26,7 +26,7 @@ from wsgidav.dav_error import DAVError
 
 from ..users import Users
 from .limiter import FailureLimiter, client_address, too_many
-from .link_answers import PlainErrors, answer
+from .link_answers import LINK_SENTENCES, PlainErrors, answer
 from .link_auth import COOKIE_NAME, LinkAuth
 from .link_drop import MAX_CLASH, DropResumable, drop_folders, is_resumable, numbered, owner_allows
 from .link_file import file_target, refusal, to_the_file
@@ -438,7 +438,7 @@ def link_app_factory(config: dict, main_app: Any) -> Callable[[LinkProvider, str
                 node.folder_name = os.path.basename(provider.root_folder_path)
             node = getattr(node, "next_app", None)
         provider.set_lock_manager(main_app.lock_manager)  # one lock table for the share and its links
-        return PlainErrors(FrontGate(app, Users({}), "write"))
+        return PlainErrors(FrontGate(app, Users({}), "write"), LINK_SENTENCES)
 
     return make
 

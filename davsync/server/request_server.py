@@ -200,7 +200,7 @@ class DavsyncRequestServer(RequestServer):
         if res is not None and res.is_collection:
             self._fail(HTTP_METHOD_NOT_ALLOWED, context_info="Cannot PUT to a collection.")
         if parent is None or not parent.is_collection:
-            self._fail(HTTP_CONFLICT, context_info="The parent folder does not exist.")
+            self._fail(HTTP_CONFLICT, context_info="The parent folder does not exist; make it first.")
         self._evaluate_if_headers(res, environ)
         if res is None and "HTTP_IF_MATCH" in environ:
             # Upstream bug (WsgiDAV 4.4): _evaluate_if_headers returns early when the target does not exist, so

@@ -276,7 +276,7 @@ def _create(store: SessionStore, provider: Any, environ: dict, start_response: S
     if res is not None and res.is_collection:
         raise DAVError(405, "Cannot upload onto a folder.")
     if not provider.is_collection(util.get_uri_parent(path), environ):
-        raise DAVError(409, "The parent folder does not exist.")
+        raise DAVError(409, "The parent folder does not exist; make it first.")
     recheck(environ, provider.file_path(path))  # fail early; checked again at the commit
     util.parse_if_header_dict(environ)
     tokens = list(environ.get("wsgidav.ifLockTokenList", []))
