@@ -14,7 +14,7 @@ a name that is not there), the root lists only the file, and the change feed nam
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, unquote
@@ -100,7 +100,7 @@ SUPPORTED_LOCK = "{DAV:}supportedlock"
 QUOTA = frozenset({"{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes"})
 
 
-def link_property(res: LinkFile | LinkFolder, name: str) -> Any:
+def link_property(res: _SeenThroughLink, name: str) -> Any:
     """What a link's resource says differently from the share's: no lock kinds where the link
     cannot lock (WsgiDAV lists them whenever a lock manager exists), and no quota (the disk's
     size and use are the owner's business, not a friend's)."""
@@ -111,8 +111,13 @@ def link_property(res: LinkFile | LinkFolder, name: str) -> Any:
     return None
 
 
-class LinkFile(DavsyncFile):
+class _SeenThroughLink:
+    """What a file and a folder say differently when reached through a link: hrefs under the
+    link, locks only where the link may lock, no disk quota. Mixed in before the share's class."""
+
     provider: LinkProvider
+    path: str
+    get_preferred_path: Callable[[], str]
 
     def get_ref_url(self) -> str:
         return self.provider.ref_url_of(self.get_preferred_path())
@@ -128,27 +133,15 @@ class LinkFile(DavsyncFile):
 
     def get_property_value(self, name: str) -> Any:
         value = link_property(self, name)
-        return value if value is not None else super().get_property_value(name)
+        return value if value is not None else super().get_property_value(name)  # type: ignore[misc]  # (the share's class, next in the MRO)
 
 
-class LinkFolder(DavsyncFolder):
+class LinkFile(_SeenThroughLink, DavsyncFile):
     provider: LinkProvider
 
-    def get_ref_url(self) -> str:
-        return self.provider.ref_url_of(self.get_preferred_path())
 
-    def prevent_locking(self) -> bool:
-        return not self.provider.lockable(self.path)
-
-    def get_used_bytes(self) -> int | None:
-        return None
-
-    def get_available_bytes(self) -> int | None:
-        return None
-
-    def get_property_value(self, name: str) -> Any:
-        value = link_property(self, name)
-        return value if value is not None else super().get_property_value(name)
+class LinkFolder(_SeenThroughLink, DavsyncFolder):
+    provider: LinkProvider
 
     def get_display_name(self) -> str:
         only = self.provider.only  # a file link's root is named after the file, not its folder
