@@ -83,3 +83,22 @@ def test_settings_that_cannot_be_saved_are_refused_with_the_reason(share, start_
     # adding says the same
     r = c.post("/api/pairs", form(share.url, tmp_path / "n"))
     assert r.status_code == 409 and str(running.config_file) in r.json()["error"], r.text
+
+
+def test_removing_a_pair_when_the_config_cannot_be_saved_keeps_it_running(share, start_app, memory_keyring,
+                                                                           tmp_path: Path) -> None:  # fmt: skip
+    """Remove wrote the config after stopping the pair: a config that could not be written raised a
+    raw OSError with the pair already stopped. It says so in one sentence, and the pair goes on."""
+    running = start_app()
+    c = running.client()
+    assert c.post("/api/pairs", form(share.url, tmp_path / "m")).json()["saved"] is True
+    pid = running.pair()["id"]
+    before = running.config_file.read_text()
+    (running.config_file.parent / (running.config_file.name + ".tmp")).mkdir()
+    r = c.post(f"/api/pairs/{pid}/remove", {})
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert str(running.config_file) in error and "Errno" not in error and "\n" not in error, error
+    assert running.config_file.read_text() == before
+    assert running.app.config.get(pid) is not None and pid in running.app.runners
+    assert c.post(f"/api/pairs/{pid}/sync-now", {}).status_code == 200  # still syncing

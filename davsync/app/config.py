@@ -200,8 +200,13 @@ class AppConfig:
     def remove(self, pair_id: str) -> FolderPair | None:
         pair = self.get(pair_id)
         if pair is not None:
+            before = self.pairs
             self.pairs = [p for p in self.pairs if p.id != pair_id]
-            self.save()
+            try:
+                self.save()
+            except OSError:
+                self.pairs = before  # not saved: the pairs stay what the file says
+                raise
         return pair
 
     def save(self) -> None:

@@ -198,10 +198,13 @@ class App:
         except ConfigError as e:
             raise CommandError(str(e)) from None
         except OSError as e:
-            raise CommandError(
-                f"Could not save the settings to {self.config.path} ({e.strerror or e}): make sure that "
-                "file and its folder can be written, then try again; the settings were not saved."
-            ) from None
+            raise self._not_saved(e) from None
+
+    def _not_saved(self, e: OSError) -> CommandError:
+        return CommandError(
+            f"Could not save the settings to {self.config.path} ({e.strerror or e}): make sure that "
+            "file and its folder can be written, then try again; the settings were not saved."
+        )
 
     def edit_pair(self, pair_id: str, form: dict[str, Any]) -> FolderPair:
         with self._lock:
@@ -224,9 +227,12 @@ class App:
         """Stop syncing this pair. The local folder and its files stay as they are."""
         with self._lock:
             runner = self._runner(pair_id)
+            try:
+                pair = self.config.remove(pair_id)  # first: a config that cannot be written keeps the pair running
+            except OSError as e:
+                raise self._not_saved(e) from None
             runner.stop()
             del self.runners[pair_id]
-            pair = self.config.remove(pair_id)
             self.hub.remove(pair_id)
             store.forget(self.state_dir, pair_id)
             if (
