@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import osfs
 from ..sqlpaths import at_or_below
-from .plan import JournalEntry, LocalEntry
+from .plan import JournalEntry, LocalEntry, stat_matches
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS placed (
@@ -150,8 +150,8 @@ class Rows(Mapping[str, JournalEntry]):
             return False
         if local.is_dir:
             return s[1] == 1
-        return (s[1] == 0 and s[2] == local.size and s[3] == local.mtime_ns and s[4] == local.ino
-                and (s[5] == local.ctime_ns or (s[5] != 0 and not local.ctime_ns)))  # fmt: skip
+        # (a row that lacks the change time the disk now gives goes the full way, which records it)
+        return s[1] == 0 and stat_matches(s[2], s[3], s[4], s[5], local) and (s[5] != 0 or not local.ctime_ns)
 
     def files(self, besides: Container[str] = frozenset()) -> int:
         """How many rows are files, not counting the paths in `besides`."""

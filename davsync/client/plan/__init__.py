@@ -68,6 +68,7 @@ from .model import (
     complete,
     resolve_in_flight,
     same_ctime,
+    stat_matches,
 )
 from .pull import plan_pull
 from .run import LocalView, Options, Plan, RemoteView, exit_code, failed_where, parse_max_delete
@@ -129,5 +130,5 @@ __all__ = [
     "ATTENTION", "TRANSFERS", "UPLOADS", "Action", "JournalEntry", "JournalOp", "Kind", "LocalEntry", "LocalOp",
     "LocalView", "Mode", "Options", "Plan", "RemoteEntry", "RemoteOp", "RemoteView", "complete", "conflict_name",
     "exit_code", "failed_where", "learns_ctime", "parse_max_delete", "plan", "reconcile", "resolve_in_flight",
-    "same_ctime", "table", "readme",
+    "same_ctime", "stat_matches", "table", "readme",
 ]  # fmt: skip

@@ -52,14 +52,21 @@ class JournalEntry:
     ctime_ns: int = 0
 
     def matches_local(self, local: LocalEntry) -> bool:
-        # Spelled out (same_ctime inlined): a sync asks this twice per file on every run.
-        return (
-            not local.is_dir
-            and self.size == local.size
-            and self.mtime_ns == local.mtime_ns
-            and self.ino == local.ino
-            and (self.ctime_ns == local.ctime_ns or not self.ctime_ns or not local.ctime_ns)
-        )
+        return stat_matches(self.size, self.mtime_ns, self.ino, self.ctime_ns, local)
+
+
+def stat_matches(size: int | None, mtime_ns: int | None, ino: int | None, ctime_ns: int, local: LocalEntry) -> bool:
+    """The rule that tells an unchanged local file from what was recorded of it: size, mtime,
+    file ID and change time (where both are known) all equal. Spelled out (same_ctime inlined):
+    a sync asks this of every file on every run; the journal's cheap full-scan base asks it of
+    stat columns without building an entry (journal.Rows)."""
+    return (
+        not local.is_dir
+        and size == local.size
+        and mtime_ns == local.mtime_ns
+        and ino == local.ino
+        and (ctime_ns == local.ctime_ns or not ctime_ns or not local.ctime_ns)
+    )
 
 
 def same_ctime(a: int, b: int) -> bool:
