@@ -46,6 +46,17 @@ def identity(path: StrPath, st: os.stat_result) -> tuple[int, int]:
     return (ino if ino <= _SQLITE_MAX else (ino ^ (ino >> 64)) & _SQLITE_MAX), st.st_ctime_ns
 
 
+def lstat_identity_device(path: StrPath) -> int | None:
+    """The device of `path` when `identity` of a file on it is just its lstat's (st_ino,
+    st_ctime_ns) (an ID above 2**63 is folded, so it then differs): a caller may compare those
+    as they are. None on Windows (the change time is read from the file) and where IDs are
+    not stable (FAT, exFAT, FUSE: `identity` gives zeros)."""
+    if sys.platform == "win32":
+        return None
+    dev = os.stat(path).st_dev
+    return dev if ids_are_stable(path, dev) else None
+
+
 def change_time_ns(path: StrPath, st: os.stat_result) -> int:
     """When the file's content or metadata last changed (its ctime), or 0 where that is unknown.
 

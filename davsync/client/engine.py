@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 from .. import osfs
@@ -348,7 +349,7 @@ class _Run:
         if not partial:
             # An upload in flight (settled below) has its row judged with what changed.
             touched = snap.touched | {i.path for i in self.journal.intents()}
-            narrowed = None if union or snap.view.complete else _changes_only(lv, rows, touched, scan.unchanged)
+            narrowed = None if union or snap.view.complete else _changes_only(scan, rows, touched)
             base, lv = (rows.whole(), lv) if narrowed is None else (narrowed[1], narrowed[0])
         _apply_resolved(base, scan.resolved)
         base = InFlight(self.journal, self.dest, self.remote).settle_uploads(base, snap.view, write)
@@ -545,20 +546,22 @@ def _apply_resolved(base: dict[str, JournalEntry], resolved: Mapping[str, Journa
             base[path] = row
 
 
-def _changes_only(
-    lv: LocalView, base: Rows, touched: set[str], unchanged: set[str]
-) -> tuple[LocalView, dict[str, JournalEntry]] | None:
+def _changes_only(scan: LocalScan, base: Rows, touched: set[str]) -> tuple[LocalView, dict[str, JournalEntry]] | None:
     """A full local scan narrowed to what differs from the base (plus what the server's changes
     touch), with only those rows: with a changes-only server listing, the planner then judges
     the changed paths, not every file (everything else is as the base says on both sides).
+    Only the entries the scan built are gone through: the files it told unchanged from their
+    rows alone are left out unless touched.
 
     None when the whole picture is needed: a folder failed to read (its subtree is frozen), or
     DEST holds no file at all (the empty-DEST guard must see a complete view)."""
+    lv, built, unchanged = scan.view, scan.built, scan.unchanged
     if lv.failed or not any(e is not None and not e.is_dir for e in lv.entries.values()):
         return None
     entries: dict[str, LocalEntry | None] = {}
     same = base.same
-    for path, e in lv.entries.items():
+    told = ((p, lv.entries[p]) for p in sorted(touched) if p in unchanged and p not in built)
+    for path, e in chain(built.items(), told):
         if (path in unchanged or (e is not None and e.is_dir and same(path, e))) and path not in touched:
             continue  # unchanged, told from the row's stat columns (the test below, without the whole row)
         j = base.get(path)
@@ -573,7 +576,7 @@ def _changes_only(
         ):
             entries[path] = e
     for path in base:
-        if path not in lv.entries:
+        if path not in built and path not in unchanged:
             entries[path] = None
     return LocalView(entries, complete=False), base.pick(set(entries) | touched)
 

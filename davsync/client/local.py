@@ -16,6 +16,16 @@ What the result promises the planner and the executor:
   below a skipped path (`LocalScan.not_judged`). Nothing below a folder in `view.failed`
   is judged either (the planner freezes it).
 - Links and junctions inside DEST are never followed: neither listed through nor read.
+
+Against the journal's stat columns (journal.Rows, a sync's full scan) a file below the root
+whose name is its row's and whose lstat gives exactly its settled row (`journal.settled_file`)
+is told unchanged by that one tuple comparison, with no entry built (`view.entries` gives the
+row's stat when asked). Everything else takes the full look: new, changed and in-flight rows,
+folders, links, special files, names the rules refuse now, davsync's temp names, Unicode and
+case twins, files on another device, and every file on Windows (its change time is read
+from the file) or on volumes without stable file IDs. Excludes are not asked of such a file:
+an unchanged, recorded file is left as it is whether excluded or not, and the planner asks
+them of every path it judges.
 """
 
 from __future__ import annotations
@@ -34,8 +44,8 @@ from .. import fileid, osfs
 from ..concurrency import bounded
 from ..scan import iter_folders
 from . import blockmemo
-from .journal import Rows
-from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, shown
+from .journal import Rows, settled_file
+from .paths import STATE_DIR_NAME, NameRules, Skipped, filter_names, name_problem, shown
 from .plan import JournalEntry, LocalEntry, LocalView, resolve_in_flight
 
 SETTLE_S = 2.0  # a file modified this recently is still being written: judged (or set aside) later
@@ -79,6 +89,39 @@ class LocalScan:
     def disk_path(self, dest: Path, path: str) -> Path:
         """Where an NFC path of the view lives on disk."""
         return dest / self.on_disk.get(path, path)
+
+    @property
+    def built(self) -> Mapping[str, LocalEntry | None]:
+        """The entries the walk built: all of `view.entries` but the files it told unchanged
+        from their journal rows alone (those are all in `unchanged`)."""
+        entries = self.view.entries
+        return entries.built if isinstance(entries, Seen) else entries
+
+
+class Seen(Mapping[str, LocalEntry | None]):
+    """`view.entries` of a full scan against journal.Rows: the entries the walk built, and the
+    files it told unchanged from their stat rows alone, whose entry is built when asked."""
+
+    def __init__(self, built: dict[str, LocalEntry | None], unchanged: set[str], recorded: int, rows: Rows) -> None:
+        """`recorded`: how many paths of `unchanged` are not in `built`."""
+        self.built, self._unchanged, self._recorded, self._rows = built, unchanged, recorded, rows
+
+    def __getitem__(self, path: str) -> LocalEntry | None:
+        if path in self.built:
+            return self.built[path]
+        if path in self._unchanged:
+            return self._rows.recorded(path)
+        raise KeyError(path)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.built or path in self._unchanged
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.built
+        yield from (p for p in self._unchanged if p not in self.built)
+
+    def __len__(self) -> int:
+        return len(self.built) + self._recorded
 
 
 def scan_local(
@@ -140,8 +183,12 @@ class _Look:
         self._missing_sizes: set[int | None] | None = None
         self.hashed_count = (0, 0)  # files, bytes read so far
         self.dest, self.base, self.excluded = dest, base, excluded
-        # A base read as stat columns (journal.Rows): an unchanged file is told without its whole row.
+        # A base read as stat columns (journal.Rows): an unchanged file is told without its whole row,
+        # and where a file's lstat is its identity, without an entry (`take_recorded`).
         self.same = base.same if isinstance(base, Rows) and not hash_all else None
+        self.rows = base if isinstance(base, Rows) and not hash_all else None
+        self.device = fileid.lstat_identity_device(dest) if self.rows is not None else None
+        self.recorded = 0  # files told unchanged by their stat rows alone (no entry built)
         self.rules, self.fold_case, self.hash_all = rules, fold_case, hash_all
         self.settle_ns = int(settle_s * 1e9)
         self.now_ns = time.time_ns() if now_ns is None else now_ns
@@ -187,6 +234,8 @@ class _Look:
 
     def folder(self, folder: str, listing: list[os.DirEntry[str]]) -> Iterator[str]:
         """Enter one folder's entries; yield the on-disk names of sub-folders to walk into."""
+        if self.device is not None and folder and folder not in self.result.on_disk:
+            listing = self.take_recorded(folder, listing)
         names: dict[str, os.DirEntry[str]] = {}
         clashes: list[Skipped] = []
         for entry in listing:
@@ -210,6 +259,49 @@ class _Look:
                 self.result.on_disk[path] = disk
             if self.enter_entry(path, entry, refusals.get(path)):
                 yield entry.name
+
+    def take_recorded(self, folder: str, listing: list[os.DirEntry[str]]) -> list[os.DirEntry[str]]:
+        """Tell the files of a folder (below the root, spelled NFC on disk) whose lstat gives
+        exactly their settled journal row unchanged, building nothing; return the rest of the
+        listing, in its order, for the full look. A name the full look would skip goes back to
+        it: davsync's temp names, a name the rules refuse, one with a Unicode or case twin here."""
+        assert self.rows is not None
+        rows, device, prefix = self.rows.stat_rows(), self.device, f"{folder}/"
+        same: dict[str, str] = {}  # name -> path
+        for entry in listing:
+            path = prefix + entry.name
+            row = rows.get(path)
+            if row is None or row[1]:
+                continue  # not a file the journal knows
+            try:
+                st = entry.stat(follow_symlinks=False)  # (cached in the entry for the full look)
+            except OSError:
+                continue
+            if (
+                row == settled_file(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+                and st.st_dev == device
+                and stat.S_ISREG(st.st_mode)
+            ):
+                same[entry.name] = path
+        if not same:
+            return listing
+        for name in [n for n in same if osfs.CASE_TEMP_MARK in n or name_problem(n, self.rules) is not None
+                     or not (n.isascii() or unicodedata.is_normalized("NFC", n))]:  # fmt: skip
+            del same[name]
+        rest = [e for e in listing if e.name not in same] if len(same) < len(listing) else []
+        for e in rest:  # a Unicode twin: the full look skips both spellings
+            if not e.name.isascii():
+                same.pop(_nfc(e.name), None)
+        if self.fold_case:  # a case twin: the full look skips all of them
+            folded: dict[str, list[str]] = {}
+            for key in [*same, *(_nfc(e.name) for e in rest)]:
+                folded.setdefault(key.casefold(), []).append(key)
+            for group in folded.values():
+                for key in group if len(group) > 1 else ():
+                    same.pop(key, None)
+        self.result.unchanged.update(same.values())
+        self.recorded += len(same)
+        return [e for e in listing if e.name not in same] if len(same) < len(listing) else []
 
     def enter_entry(self, path: str, entry: os.DirEntry[str], refusal: str | None) -> bool:
         """Record one listed entry; True for a folder to walk into."""
@@ -362,7 +454,10 @@ class _Look:
 
     def finish(self, *, complete: bool) -> LocalScan:
         self.hash_queued()
-        self.result.view = LocalView(self.entries, complete=complete, failed=frozenset(self.failed))
+        entries: Mapping[str, LocalEntry | None] = self.entries
+        if self.rows is not None and self.device is not None:
+            entries = Seen(self.entries, self.result.unchanged, self.recorded, self.rows)
+        self.result.view = LocalView(entries, complete=complete, failed=frozenset(self.failed))
         return self.result
 
     def hash_queued(self) -> None:
@@ -401,7 +496,8 @@ class _Look:
             return False
         if self._missing_sizes is None:  # a base file not found here may have been renamed to this one
             self._missing_sizes = {
-                row.size for p, row in self.base.items() if not row.is_dir and self.entries.get(p) is None
+                row.size for p, row in self.base.items()
+                if not row.is_dir and self.entries.get(p) is None and p not in self.result.unchanged
             }  # fmt: skip
         return size not in self._missing_sizes and self.sent_unhashed(path, size)
 
