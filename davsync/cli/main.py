@@ -3,6 +3,7 @@ expected failure into one line and a bug into one line plus a crash log."""
 
 from __future__ import annotations
 
+import gc
 from typing import cast
 
 import typer
@@ -72,6 +73,7 @@ def run() -> None:
     try:
         command()(prog_name="davsync")
     except SystemExit:
+        _ending()
         raise
     except KeyboardInterrupt:
         typer.secho("davsync: interrupted.", err=True, fg=typer.colors.RED)
@@ -86,6 +88,15 @@ def run() -> None:
         typer.secho(f"davsync: internal error ({e.__class__.__name__}: {e}).{where_text} Please report it.", err=True,
                     fg=typer.colors.RED)  # fmt: skip
         raise SystemExit(70) from None
+
+
+def _ending() -> None:
+    """The process ends next: spare the interpreter's last garbage collections, which walk every
+    object the imports made (about 0.03 s CPU, a seventh of a no-op pull). Finalizers still run
+    (atexit, and every object freed as the modules go); what davsync writes is closed or flushed
+    where it is written (the journal, placed files), and stdout, stderr and --log-file (line-buffered,
+    as sys.stdout) are flushed by the interpreter."""
+    gc.freeze()
 
 
 def run_windowless() -> None:
