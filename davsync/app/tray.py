@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -226,10 +227,15 @@ class Tray:
         return None
 
     def stop(self, wait: float = STOP_WAIT) -> None:
-        """Take the icon away; pystray may wait 5 s for its setup thread, so Quit waits at most `wait`."""
+        """Take the icon away and let its loop end (on Windows: the icon removed from the
+        notification area, its windows destroyed) before the process ends, waiting at most `wait`
+        in all (pystray may wait 5 s for its setup thread). Ending the process while the loop was
+        still tearing down hung its exit under wine, past a kill."""
+        deadline = time.monotonic() + wait
         stopper = threading.Thread(target=self.icon.stop, name="davsync-tray-stop", daemon=True)
         stopper.start()
         stopper.join(wait)
+        self.ended.wait(max(0.0, deadline - time.monotonic()))
 
 
 def start_tray(app: App, open_dashboard: Callable[[], None]) -> tuple[Tray | None, str | None]:
