@@ -494,8 +494,8 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
     ),
     Behaviour(
         "webdavclient3",
-        "Client keeps the URL, login, timeout and TLS setting the transport gives it (when first "
-        "asked for), and takes the transport's first requests session as its own.",
+        "Client keeps the URL, login, timeout and TLS setting the transport reads back, and a "
+        "requests session the transport's first thread reuses.",
         ("client/transport.py", "client/remote.py"),
         ("tests/test_upstream_registry.py::test_webdavclient3_client_holds_what_the_transport_reads",),
     ),

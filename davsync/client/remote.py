@@ -12,10 +12,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
+from webdav3.client import Client
 
 from .. import osfs
 from ..checksums import md5_checksum
@@ -56,9 +57,6 @@ from .transport import (
     Transport,
 )
 from .upload_body import SourceFailed, UploadBody
-
-if TYPE_CHECKING:
-    from webdav3.client import Client
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,7 @@
 Everything that sends bytes to the server goes through `Transport`, so there is one place that
 knows requests and urllib3, and one mapping (`Transport.failure`) of their exceptions to
 `RemoteError` with a sentence a user can act on. webdavclient3's `Client` holds the URL,
-credentials and TLS settings (the design card), built on first use (`Transport.client`); its
-high-level calls are not used (field notes).
+credentials and TLS settings (the design card); its high-level calls are not used (field notes).
 What the requests mean (WebDAV bodies, answers, multistatus) lives in remote.py and davxml.py.
 """
 
@@ -28,13 +27,12 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPDigestAuth
+from webdav3.client import Client
 
 from .deadline import STEP_BYTES, WATCHDOG, Interrupted, Stalled, Step, watch_pools
 from .neterrors import causes, connection_message, tls_message
 
 if TYPE_CHECKING:
-    from webdav3.client import Client
-
     from .retry import Outage
 
 
@@ -190,8 +188,16 @@ class Transport:
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
         self.base_url = normalize_base(settings.url)
-        self.verify: str | bool = settings.ca_cert or (not settings.insecure)
-        self._client: Client | None = None
+        self.client = Client(
+            {
+                "webdav_hostname": self.base_url,
+                "webdav_login": settings.user or "",
+                "webdav_password": settings.password or "",
+                "webdav_timeout": settings.timeout,
+                "disable_check": True,
+            }
+        )
+        self.client.verify = settings.ca_cert or (not settings.insecure)
         if settings.insecure:
             # The user chose this and the CLI says so once; urllib3 would repeat it per request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -207,38 +213,15 @@ class Transport:
 
     # --- sessions ------------------------------------------------------------
 
-    @property
-    def client(self) -> Client:
-        """webdavclient3's Client for this share, holding the same URL, login, timeout and TLS
-        setting as `settings`, and the transport's first session. Built when first asked for:
-        importing webdav3 (and dateutil under it) cost a no-op pull more CPU than its REPORT,
-        and no request needs it (they go through `request` and `get_small`)."""
-        if self._client is None:
-            from webdav3.client import Client
-
-            client = Client(
-                {
-                    "webdav_hostname": self.base_url,
-                    "webdav_login": self.settings.user or "",
-                    "webdav_password": self.settings.password or "",
-                    "webdav_timeout": self.settings.timeout,
-                    "disable_check": True,
-                }
-            )
-            client.verify = self.verify
-            client.session = self._sessions[0] if self._sessions else self.session()
-            self._client = client
-        return self._client
-
     def session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
         if s is None:
-            s = requests.Session()
+            s = self.client.session if not self._sessions else requests.Session()
             adapter = HTTPAdapter(pool_connections=2, pool_maxsize=4, max_retries=0)
             watch_pools(adapter.poolmanager)
             s.mount("http://", adapter)
             s.mount("https://", adapter)
-            s.verify = self.verify
+            s.verify = self.client.verify
             s.auth = self._auth()
             # Looking up proxy variables on every request costs more than the request itself.
             s.trust_env = False
@@ -251,12 +234,12 @@ class Transport:
 
     @property
     def user(self) -> str:
-        return self.settings.user or ""
+        return str(self.client.webdav.login or "")
 
     def _auth(self) -> AuthBase | tuple[str, str] | None:
         if not self.user:
             return None
-        password = self.settings.password or ""
+        password = self.client.webdav.password or ""
         return HTTPDigestAuth(self.user, password) if self._use_digest else (self.user, password)
 
     def close(self) -> None:
@@ -271,7 +254,7 @@ class Transport:
     def _pool(self) -> urllib3.PoolManager:
         pool = getattr(self._local, "pool", None)
         if pool is None:
-            verify = self.verify
+            verify = self.client.verify
             kw: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
             if isinstance(verify, str):
                 kw["ca_certs"] = verify
@@ -425,7 +408,7 @@ class Transport:
             return self._get_whole(url, what, limit)
         headers = {"User-Agent": "davsync", "Accept-Encoding": "identity"}
         if self.user:
-            headers.update(urllib3.make_headers(basic_auth=f"{self.user}:{self.settings.password or ''}"))
+            headers.update(urllib3.make_headers(basic_auth=f"{self.user}:{self.client.webdav.password or ''}"))
         self._count()
         timeout = urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout)
         try:
