@@ -441,6 +441,14 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         ("tests/test_cli_startup.py::test_typer_still_builds_converters_the_way_typer_coerce_replaces",),
     ),
     Behaviour(
+        "typer",
+        "typer.main.get_command_from_info/get_group_from_info build a command as app.command(name) and "
+        "add_typer(name=...) do, and a TyperGroup finds, lists and suggests its commands through its "
+        "`commands` mapping (cli/lazy.py builds each command when it is used).",
+        ("cli/lazy.py",),
+        ("tests/test_cli_startup.py::test_lazy_commands_are_built_as_typer_builds_registered_ones",),
+    ),
+    Behaviour(
         "watchdog",
         "The Observer forgets folders moved out of the tree, stops cleanly after a watched folder was "
         "replaced (both fixed in 7.1.1; we patched them before), and leaves no inotify instance behind.",

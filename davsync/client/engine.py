@@ -305,7 +305,7 @@ class _Run:
             result.exit_code = result.decide_exit(ran=False)
             return
         listed = {a.path for a in plan.actions if a.remote is not None} | set(snap.view.entries)
-        for path in set(self.journal.gone()) & listed:
+        for path in set(self.journal.gone() if listed else ()) & listed:
             self.journal.mark_gone(path, False)  # it is back on the server
         Executor(self.ctx, result).run(plan)
         result.exit_code = result.decide_exit()
@@ -427,7 +427,8 @@ class _Run:
         if snap.view.complete:  # a walk, or a first run's whole listing in one REPORT
             rows = self.journal.load()
         else:
-            rows = self.journal.gone()  # kept earlier without --delete: judge them again
+            # kept earlier without --delete: judge them again (as the snapshot read them)
+            rows = dict(snap.gone) if snap.gone is not None else self.journal.gone()
             rows.update(self.journal.get(sorted(snap.touched)))
         not_judged = self.not_judged
         base = {
@@ -436,7 +437,8 @@ class _Run:
         renames = self._case_renames(remote, base)
         local = self._look(remote, base)
         view = replace(snap.view, entries=remote)
-        plan = reconcile(base, LocalView(local), view, self._options(False), tracked_files=self.journal.count_files())
+        tracked = snap.files if snap.files is not None else self.journal.count_files()
+        plan = reconcile(base, LocalView(local), view, self._options(False), tracked_files=tracked)
         plan.actions[:0] = [
             Action(Kind.RENAME, new, reason=f"from {old}", record=base[new]) for new, old in sorted(renames.items())
         ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .journal import Journal
 from .paths import NameRules, Skipped, filter_names
-from .plan import RemoteView
+from .plan import JournalEntry, RemoteView
 from .remote import Changes, Remote, SyncTokenInvalid, SyncUnsupported
 from .transport import RemoteError
 from .walk import walk
@@ -29,6 +29,10 @@ class RemoteSnapshot:
     # Incremental only: the paths the changes concern (changed, removed, and below removed
     # folders); the journal rows for these are the base a pull needs.
     touched: set[str] = field(default_factory=set)
+    # Incremental only: the deletions held here earlier (journal.gone()), as read for these
+    # changes; a pull judges them again without a second pass over the journal.
+    gone: dict[str, JournalEntry] | None = None
+    files: int | None = None  # the journal's file count, when these changes needed it (a pass too)
 
     @property
     def not_judged(self) -> set[str]:
@@ -138,21 +142,20 @@ def changes_snapshot(
     entries = {p: e for p, e in changed.items() if p in kept}
     removed = {p for p in changes.removed if not excluded(p, False)}
     # Deletions held back earlier (kept here: no --delete, or a guard) are judged again.
-    removed |= {p for p, j in journal.gone().items() if p not in changed and not excluded(p, j.is_dir)}
+    held = journal.gone()
+    removed |= {p for p, j in held.items() if p not in changed and not excluded(p, j.is_dir)}
     touched = set(changed) | removed
     for path in removed:
         touched.update(journal.under(path))
     skipped += _still_skipped(journal, changed, removed, {s.path for s in skipped})
-    total = journal.count_files()
     going = sum(1 for p, j in journal.get(sorted(touched)).items() if not j.is_dir and p not in entries)
     arriving = any(not e.is_dir for e in entries.values())
-    view = RemoteView(
-        entries,
-        complete=False,
-        removed=frozenset(removed),
-        looks_empty=total > 0 and going >= total and not arriving,
-    )
-    return RemoteSnapshot(view, changes.token, "sync-collection", changes.skipped + skipped, touched=touched)
+    # Every tracked file going? (The count is a pass over the journal: asked only when some go.)
+    tracked = journal.count_files() if going else None
+    looks_empty = tracked is not None and going >= tracked and not arriving
+    view = RemoteView(entries, complete=False, removed=frozenset(removed), looks_empty=looks_empty)
+    return RemoteSnapshot(view, changes.token, "sync-collection", changes.skipped + skipped, touched=touched,
+                          gone=held, files=tracked)  # fmt: skip
 
 
 SKIPPED_META = "skipped_remote"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import datasets
+from . import datasets, harness
 from .harness import (
     PASSWORD,
     Pinning,
@@ -199,7 +199,7 @@ class Bench:
         self.log("command start-up: davsync --version, next to the interpreter and rclone")
         n = self.sizes.repeat * 3
         d = timed(lambda: run(self.pin.client(davsync_cmd("--version"))), n).median
-        peers: dict[str, float | None] = {"python -c pass": timed(lambda: run(self.pin.client([sys.executable, "-c", "pass"])), n).median}
+        peers: dict[str, float | None] = {"python -c pass": timed(lambda: run(self.pin.client([*harness.PYTHON, "-c", "pass"])), n).median}
         peers["davsync --help"] = timed(lambda: run(self.pin.client(davsync_cmd("--help"))), n).median
         self.startup = {k: v for k, v in peers.items() if v is not None}  # the no-op pull's yardsticks
         if need("rclone"):
@@ -256,7 +256,7 @@ class Bench:
         # shared machine's load hits them alike; CPU seconds are the fairer comparison there.
         measures: dict[str, Callable[[], object]] = {"davsync": lambda: run(pull, env=env)}
         if self.startup:
-            measures["python -c pass"] = lambda: run(self.pin.client([sys.executable, "-c", "pass"]))
+            measures["python -c pass"] = lambda: run(self.pin.client([*harness.PYTHON, "-c", "pass"]))
             measures["davsync --help"] = lambda: run(self.pin.client(davsync_cmd("--help")))
         if need("rclone"):
             for label, extra in (("rclone copy", []), ("rclone copy --transfers 16", ["--transfers", "16"])):
@@ -569,7 +569,8 @@ def _fmt(v: float | None) -> str:
 def markdown(rows: list[Row], meta: dict) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), {meta['mode']} run"
-        + (", server and client pinned to one core each" if meta["pinned"] else "") + ".",
+        + (", server and client pinned to one core each" if meta["pinned"] else "")
+        + f"; davsync run from a {meta.get('davsync', 'editable (checkout)')}.",
         "",
         "| measure | davsync | peers (same run) | ratio | goal | met |",
         "|---|---|---|---|---|---|",
@@ -588,6 +589,8 @@ def main() -> int:
     parser.add_argument("--cores", type=int, choices=[1], help="pin server and client to one core each (Pi-like)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="where bench.md and bench.json go")
     parser.add_argument("--only", help="comma-separated: startup,server,index,client,mirror,upload,scale,big,watch,sync")
+    parser.add_argument("--editable", action="store_true",
+                        help="run davsync from this checkout's venv (editable) instead of a user-like install")  # fmt: skip
     args = parser.parse_args()
     sizes = datasets.QUICK if args.quick else datasets.FULL
     pin = Pinning(enabled=args.cores == 1)
@@ -603,6 +606,8 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="davsync-bench-") as tmp:
         work = Path(tmp)
+        if not args.editable:  # davsync as a user has it (harness.user_install), not the checkout's editable install
+            harness.PYTHON = harness.user_install(work)
         bench = Bench(work, sizes, pin)
         tree, scale, flat_root = work / "tree", work / "scale", work / "flat"
         bench.log(f"generating data in {work}")
@@ -647,6 +652,8 @@ def main() -> int:
             "mode": "quick" if args.quick else "full",
             "pinned": pin.enabled,
             "python": platform.python_version(),
+            "davsync": "editable (checkout)" if args.editable else "user-like install (pip install .)",
+            "load_average_end": os.getloadavg(),
             "seconds": round(time.monotonic() - started),
         }
     args.out.mkdir(parents=True, exist_ok=True)
