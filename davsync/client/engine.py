@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
-from itertools import chain
 from pathlib import Path
 
 from .. import osfs
@@ -36,8 +35,9 @@ from .dest import DestLockedError, delete_key, dest_lock, dest_problem, sweep_si
 from .execute import Executor
 from .filelink import file_link, keep_to_the_file
 from .filters import Filter
-from .journal import Journal, JournalError, Rows, journal_failure
+from .journal import Journal, JournalError, journal_failure
 from .local import SETTLE_S, LocalScan, Unhashed, scan_local
+from .narrow import changes_only
 from .paths import STATE_DIR_NAME, NameRules, case_insensitive, effective_rules, nfc
 from .plan import (
     Action,
@@ -50,7 +50,6 @@ from .plan import (
     Plan,
     RemoteEntry,
     RemoteView,
-    learns_ctime,
     reconcile,
 )
 from .plan.compare import under
@@ -349,7 +348,7 @@ class _Run:
         if not partial:
             # An upload in flight (settled below) has its row judged with what changed.
             touched = snap.touched | {i.path for i in self.journal.intents()}
-            narrowed = None if union or snap.view.complete else _changes_only(scan, rows, touched)
+            narrowed = None if union or snap.view.complete else changes_only(scan, rows, touched)
             base, lv = (rows.whole(), lv) if narrowed is None else (narrowed[1], narrowed[0])
         _apply_resolved(base, scan.resolved)
         base = InFlight(self.journal, self.dest, self.remote).settle_uploads(base, snap.view, write)
@@ -546,41 +545,6 @@ def _apply_resolved(base: dict[str, JournalEntry], resolved: Mapping[str, Journa
             base.pop(path, None)
         else:
             base[path] = row
-
-
-def _changes_only(scan: LocalScan, base: Rows, touched: set[str]) -> tuple[LocalView, dict[str, JournalEntry]] | None:
-    """A full local scan narrowed to what differs from the base (plus what the server's changes
-    touch), with only those rows: with a changes-only server listing, the planner then judges
-    the changed paths, not every file (everything else is as the base says on both sides).
-    Only the entries the scan built are gone through: the files it told unchanged from their
-    rows alone are left out unless touched.
-
-    None when the whole picture is needed: a folder failed to read (its subtree is frozen), or
-    DEST holds no file at all (the empty-DEST guard must see a complete view)."""
-    lv, built, unchanged = scan.view, scan.built, scan.unchanged
-    if lv.failed or not any(e is not None and not e.is_dir for e in lv.entries.values()):
-        return None
-    entries: dict[str, LocalEntry | None] = {}
-    same = base.same
-    told = ((p, lv.entries[p]) for p in sorted(touched) if p in unchanged and p not in built)
-    for path, e in chain(built.items(), told):
-        if (path in unchanged or (e is not None and e.is_dir and same(path, e))) and path not in touched:
-            continue  # unchanged, told from the row's stat columns (the test below, without the whole row)
-        j = base.get(path)
-        if (
-            j is None
-            or e is None
-            or j.is_dir != e.is_dir
-            or (not e.is_dir and (not j.matches_local(e) or (e.md5 is not None and e.md5 != j.md5)))
-            or learns_ctime(j, e)
-            or j.prev is not None
-            or path in touched
-        ):
-            entries[path] = e
-    for path in base:
-        if path not in built and path not in unchanged:
-            entries[path] = None
-    return LocalView(entries, complete=False), base.pick(set(entries) | touched)
 
 
 def _nothing_excluded(path: str, is_dir: bool) -> bool:
