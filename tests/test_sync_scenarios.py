@@ -690,8 +690,10 @@ def test_server_restarted_mid_run(world: SyncWorld) -> None:
         world.rput(f"docs/down{i}.bin", os.urandom(100_000))
     assert world.proxy is not None
     restart = threading.Thread(target=world.restart_server)
-    world.proxy.on("PUT", nth=3, action=lambda ex: restart.start(), cut=True)
+    # the eight uploads travel in one bulk POST (bulk.py), cut as the server restarts under it
+    world.proxy.on("POST", nth=1, action=lambda ex: restart.start(), cut=True)
     run = world.sync()
+    assert restart.ident is not None, f"the run sent no bulk upload to cut: {run}"
     restart.join(60)
     clean_message(run)
     world.check(run, converged=run.code == 0, second=False, journal="loose")
