@@ -67,6 +67,14 @@ def _entry_json(e: JournalEntry | None) -> str | None:
 
 
 REFUSED = 2  # remote_gone: deleted on the server, held back by a guard (1: kept, no --delete)
+# Asked on every round of `sync --watch` and every run: held deletions, and whether a guard holds one.
+ROUND_QUESTIONS = {
+    "gone": f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone>=1",
+    # (the first term is the index's own condition, which SQLite needs to see in the question)
+    "refused": f"SELECT 1 FROM placed WHERE remote_gone>=1 AND remote_gone={REFUSED} LIMIT 1",
+}
+# Only held rows are in it, so it costs a write nothing for the thousands of rows that are not.
+_GONE_INDEX = "CREATE INDEX IF NOT EXISTS placed_gone ON placed(remote_gone) WHERE remote_gone>=1"
 _PUT = f"INSERT OR REPLACE INTO placed (path, {_COLUMNS}, remote_gone) VALUES ({', '.join('?' * 13)}, 0)"
 
 
@@ -238,6 +246,7 @@ class Journal:
                 self._db.execute("ALTER TABLE placed ADD COLUMN remote_name TEXT")
             if "ctime_ns" not in columns:  # rows without it are judged by size, mtime and file ID until refreshed
                 self._db.execute("ALTER TABLE placed ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0")
+            self._db.execute(_GONE_INDEX)  # after remote_gone exists (journals from before it)
         except sqlite3.DatabaseError as e:
             cannot = write_problem(path.parent) if path is not None else None
             if cannot is not None:  # (SQLite says "unable to open", "readonly": the folder is the trouble)
@@ -293,13 +302,13 @@ class Journal:
 
     def gone(self) -> dict[str, JournalEntry]:
         with self._lock:
-            rows = self._db.execute(f"SELECT path, {_COLUMNS} FROM placed WHERE remote_gone>=1").fetchall()
+            rows = self._db.execute(ROUND_QUESTIONS["gone"]).fetchall()
         return {r[0]: _entry(r[1:]) for r in rows}
 
     def has_refused(self) -> bool:
         """Does a deletion a guard refused wait for a complete listing to confirm it?"""
         with self._lock:
-            return self._db.execute(f"SELECT 1 FROM placed WHERE remote_gone={REFUSED} LIMIT 1").fetchone() is not None
+            return self._db.execute(ROUND_QUESTIONS["refused"]).fetchone() is not None
 
     def has_case_variant(self, paths: list[str], going: Container[str] = frozenset()) -> bool:
         """Is a recorded path, not among `paths` nor `going`, one of them in another letter case
