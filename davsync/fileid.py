@@ -50,10 +50,14 @@ def lstat_identity_device(path: StrPath) -> int | None:
     """The device of `path` when `identity` of a file on it is just its lstat's (st_ino,
     st_ctime_ns) (an ID above 2**63 is folded, so it then differs): a caller may compare those
     as they are. None on Windows (the change time is read from the file) and where IDs are
-    not stable (FAT, exFAT, FUSE: `identity` gives zeros)."""
+    not stable (FAT, exFAT, FUSE: `identity` gives zeros), and when `path` cannot be looked at
+    (a DEST not made yet, as in a first dry run: the full look says what is there)."""
     if sys.platform == "win32":
         return None
-    dev = os.stat(path).st_dev
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
     return dev if ids_are_stable(path, dev) else None
 
 
