@@ -288,7 +288,7 @@ class _Look:
         for name in [n for n in same if osfs.CASE_TEMP_MARK in n or name_problem(n, self.rules) is not None
                      or not (n.isascii() or unicodedata.is_normalized("NFC", n))]:  # fmt: skip
             del same[name]
-        rest = [e for e in listing if e.name not in same] if len(same) < len(listing) else []
+        rest = [e for e in listing if e.name not in same]
         for e in rest:  # a Unicode twin: the full look skips both spellings
             if not e.name.isascii():
                 same.pop(_nfc(e.name), None)
@@ -301,7 +301,7 @@ class _Look:
                     same.pop(key, None)
         self.result.unchanged.update(same.values())
         self.recorded += len(same)
-        return [e for e in listing if e.name not in same] if len(same) < len(listing) else []
+        return [e for e in listing if e.name not in same]  # without the twins put back above
 
     def enter_entry(self, path: str, entry: os.DirEntry[str], refusal: str | None) -> bool:
         """Record one listed entry; True for a folder to walk into."""
