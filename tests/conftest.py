@@ -97,6 +97,16 @@ def kill_hard(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def wine_312() -> bool:
+    """Windows CPython 3.12 under wine (the Windows lane), where wine itself has failed in ways
+    Windows does not: each test that skips on it names how."""
+    if sys.platform != "win32" or sys.version_info < (3, 12):
+        return False
+    import ctypes
+
+    return hasattr(ctypes.windll.ntdll, "wine_get_version")
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll a condition; fail with a message instead of sleeping a fixed time."""
     deadline = time.monotonic() + timeout

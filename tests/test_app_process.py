@@ -27,21 +27,11 @@ from apphelp import start_app  # noqa: F401  (fixture)
 
 from davsync.app.config import FolderPair
 from davsync.app.tray import x11_title
-from tests.conftest import wait_until
+from tests.conftest import wait_until, wine_312
 
-
-def _wine_312() -> bool:
-    """Windows CPython 3.12 under wine: there a finished app process's stdout pipe outlived even
-    TerminateProcess in 2 of 3 lane runs (a different test each time), so its exit cannot be timed.
-    The app's tests run on 3.11 in the lane, and on Linux."""
-    if sys.platform != "win32" or sys.version_info < (3, 12):
-        return False
-    import ctypes
-
-    return hasattr(ctypes.windll.ntdll, "wine_get_version")
-
-
-pytestmark = pytest.mark.skipif(_wine_312(), reason="wine with CPython 3.12: a process's pipe outlives its exit")
+# Under wine with 3.12 a finished app process's stdout pipe outlived even TerminateProcess in 2 of 3
+# lane runs (a different test each time), so its exit cannot be timed; the lane runs these on 3.11.
+pytestmark = pytest.mark.skipif(wine_312(), reason="wine with CPython 3.12: a process's pipe outlives its exit")
 
 QUIT_BOUND = 10.0  # seconds; generous on purpose, the goal (and the measured figures) is under 3
 WINDOWLESS = (

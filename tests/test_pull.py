@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, kill_hard, shown, wait_until
+from conftest import PASSWORDS, kill_hard, shown, wait_until, wine_312
 from davhelp import WEIRD_NAMES
 from proxy import Faults, Proxy
 
@@ -355,6 +355,13 @@ def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
 
+# Under wine with 3.12, wine's own server died on an assertion during these two in 3 of 4 lane
+# runs ("server/sock.c:1331: sock_poll_event", a socket cut or stalled by the test's proxy while
+# another thread polls it); they run on 3.11 in the lane, and on Linux.
+WINE_SOCKETS = pytest.mark.skipif(wine_312(), reason="wine with CPython 3.12: wineserver's sock_poll_event assertion")
+
+
+@WINE_SOCKETS
 def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backoff: list[float]) -> None:
     data = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(data)
@@ -368,6 +375,7 @@ def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backo
     assert result.bytes_downloaded < 2 * len(data)  # resumed, not restarted each time
 
 
+@WINE_SOCKETS
 def test_stalled_connection_times_out_and_is_reported(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "f.bin").write_bytes(os.urandom(1024 * 1024))
     proxy = Proxy(share.server.port, Faults(stall_after=300_000, stalls_left=100))
