@@ -35,6 +35,7 @@ from .harness import (
     free_port,
     interleaved,
     need,
+    rclone_cmd,
     rmtree,
     run,
     run_peak_rss,
@@ -263,7 +264,7 @@ class Bench:
                 rdest = self.work / f"rclone-mirror{len(extra)}"
                 rmtree(rdest)
                 # rclone's initial copy takes minutes: one run each (n=1).
-                copy = self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest), *extra))
+                copy = self.pin.client(rclone_cmd(server.url, "copy", ":webdav:", str(rdest), *extra))
                 peers[label] = timed(lambda copy=copy: run(copy), 1).median
                 measures[label] = lambda copy=copy: run(copy)
         got = interleaved(measures, self.sizes.repeat)
@@ -329,7 +330,7 @@ class Bench:
         if need("rclone"):
             rdest = self.work / "rclone-mirror-small"
             rmtree(rdest)
-            peers["rclone copy"] = timed(lambda: run(self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest)))),
+            peers["rclone copy"] = timed(lambda: run(self.pin.client(rclone_cmd(server.url, "copy", ":webdav:", str(rdest)))),
                                          1).median  # fmt: skip
             rmtree(rdest)
         self.add_mirror_row(datasets.count_files(tree), initial, floor, peers)
@@ -367,7 +368,7 @@ class Bench:
             rmtree(root)
             root.mkdir()
             server = self.davsync_server(root, self.work / "state-upload-rclone", "--keep-versions", "0")
-            copy = self.pin.client(_rclone(server.url, "copy", str(tree), ":webdav:"))
+            copy = self.pin.client(rclone_cmd(server.url, "copy", str(tree), ":webdav:"))
             peers["rclone copy"] = timed(lambda: run(copy), 1).median  # minutes at 20,000 files: one run
             self.stop_all()
         ratio = _div(runs.median, floor.median)
@@ -403,7 +404,7 @@ class Bench:
             rmtree(rdest)
             run(["cp", "-a", str(dest), str(rdest)])  # seed rclone's copy with ours (same sizes and mtimes)
             rmtree(rdest / ".davsync")
-            rclone_noop = timed(lambda: run(self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest)))),
+            rclone_noop = timed(lambda: run(self.pin.client(rclone_cmd(server.url, "copy", ":webdav:", str(rdest)))),
                                 self.sizes.repeat).median  # fmt: skip
         ratio = _div(rclone_noop, noop.median)
         self.add(Row(f"no-op pull of {n:,} files", "s", noop.median, {"rclone copy": rclone_noop}, ratio,
@@ -416,7 +417,7 @@ class Bench:
             _wait_indexed(server.url, dest, [p.relative_to(tree).as_posix() for p in changed])
             change_times.append(timed(lambda: run(pull, env=env), 1).median)
             if need("rclone"):
-                rclone_times.append(timed(lambda: run(self.pin.client(_rclone(server.url, "copy", ":webdav:", str(rdest)))), 1).median)
+                rclone_times.append(timed(lambda: run(self.pin.client(rclone_cmd(server.url, "copy", ":webdav:", str(rdest)))), 1).median)
         d = statistics.median(change_times)
         rc = statistics.median(rclone_times) if rclone_times else None
         self.add(Row(f"pull after 10 changed files in {n:,}", "s", d, {"rclone copy": rc}, _div(rc, d),
@@ -522,12 +523,6 @@ def _wait_indexed(url: str, mirror: Path, changed: list[str], timeout: float = 6
             return
         time.sleep(0.05)
     raise RuntimeError("the server did not index the changes in time")
-
-
-def _rclone(url: str, *args: str) -> list[str]:
-    obscured = run(["rclone", "obscure", PASSWORD]).stdout.strip()
-    return ["rclone", *args, "--webdav-url", url, "--webdav-user", "bench", "--webdav-pass", obscured,
-            "--webdav-vendor", "owncloud", "--config", "/dev/null"]  # fmt: skip
 
 
 def _basic_header() -> str:

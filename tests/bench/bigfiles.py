@@ -16,6 +16,9 @@ runs everything N times and reports each ratio's median and range (ratios from t
   sent beyond the file's size over both runs.
 - A fresh upload (`davsync push` of a folder holding the file to an empty share) against
   `curl -T` of the same file to the same server.
+- Beside each delta, `rclone copy --checksum` carrying a like edit through the same relay (it
+  has no delta: the whole file goes), and for every bench the peak RSS of the davsync client
+  (wait4) and server (VmHWM): issue 27 wants both under 200 MB at 4 GiB (`--size-mib 4096`).
 
 The server runs as `davsync serve`; the client goes through tests/proxy.py (a plain TCP
 relay) so the bytes on the wire are counted. Data lives in a temp dir, never in the repo.
@@ -27,7 +30,6 @@ import argparse
 import compileall
 import json
 import os
-import resource
 import shutil
 import signal
 import statistics
@@ -40,7 +42,18 @@ from pathlib import Path
 
 from ..proxy import Faults, Proxy
 from . import datasets
-from .harness import PASSWORD, Server, davsync_cmd, env_with_password, free_port, need, rmtree, run, wait_port
+from .harness import (
+    PASSWORD,
+    Server,
+    davsync_cmd,
+    env_with_password,
+    free_port,
+    need,
+    rclone_cmd,
+    rmtree,
+    run,
+    wait_port,
+)
 
 MiB = 1024 * 1024
 RATE: float | None = None  # bytes/s both ways through the relay (--rate-mbs); None: loopback
@@ -63,18 +76,43 @@ def _client(verb: str, url: str, folder: Path) -> list[str]:
     return davsync_cmd(verb, url, str(folder), "--user", "bench")
 
 
-CPU: dict[str, float] = {}  # the client's CPU seconds (user + system) of the last _timed run, by verb
+CPU: dict[str, float] = {}  # the client's CPU seconds (user + system) of the last _timed run
+PEAK: dict[str, float] = {}  # the highest client RSS (MB) since the bench began (issue 27: < 200 MB)
+
+
+def _reap(proc: subprocess.Popen[bytes], davsync: bool = True) -> int:
+    """Wait for a client and note its own CPU seconds and, for davsync, its peak RSS (wait4 gives
+    that child's alone)."""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    CPU["last"] = usage.ru_utime + usage.ru_stime
+    if davsync:
+        PEAK["client"] = max(PEAK.get("client", 0.0), usage.ru_maxrss / 1024)  # KiB on Linux
+    return proc.returncode
 
 
 def _timed(cmd: list[str]) -> float:
-    """Wall seconds of one client run; its CPU seconds go to CPU[verb] (less noisy on a busy machine)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    run(cmd, env=env_with_password())
-    took = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU["last"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return took
+    """Wall seconds of one client run; its CPU seconds go to CPU["last"], its peak RSS to PEAK."""
+    return _timed_out(cmd)[1]
+
+
+def _timed_out(cmd: list[str]) -> tuple[str, float]:
+    """(stdout, wall seconds) of one client run that must succeed."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env_with_password(), stdout=out, stderr=err)
+        code = _reap(proc, davsync=cmd[: len(davsync_cmd())] == davsync_cmd())
+        took = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        if code != 0:
+            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {code}: {err.read()[-2000:].decode(errors='replace')}")
+        return out.read().decode(errors="replace"), took
+
+
+def _server_peak(server: Server) -> None:
+    """Note the server's peak RSS (VmHWM) before it stops."""
+    PEAK["server"] = max(PEAK.get("server", 0.0), server.peak_rss_mb() or 0.0)
 
 
 def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
@@ -91,7 +129,12 @@ def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
         whole_s = _timed(_client("pull", proxy.url, dest))
         whole_cpu = CPU["last"]
         whole_bytes = proxy.bytes_to_client
+        rdest = work / "rclone-dest"  # rclone's own copy of the old version, to carry the same edit
+        if need("rclone"):
+            rdest.mkdir()
+            shutil.copy2(dest / "big.bin", rdest / "big.bin")
         runs: list[tuple[float, int, float]] = []
+        peer: dict[str, float] = {}
         for at in (size // 2 + 12345, size // 4):
             # 1 MiB edited in place by another PC: it uploads the new version (curl PUT here), so
             # the server has its block list from the upload's own read. The first delta hashes
@@ -106,12 +149,15 @@ def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
             took = _timed(_client("pull", proxy.url, dest))
             runs.append((took, proxy.bytes_to_client - before, CPU["last"]))
             assert (dest / "big.bin").read_bytes() == edited.read_bytes()
+            if rdest.is_dir() and not peer:
+                peer = _rclone_copy(proxy, ":webdav:", str(rdest), way="pull")
     finally:
         proxy.close()
+        _server_peak(server)
         server.stop()
     return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": runs[0][0], "delta_bytes": runs[0][1],
             "delta_kept_s": runs[1][0], "delta_kept_bytes": runs[1][1], "whole_cpu": whole_cpu,
-            "delta_cpu": runs[0][2], "delta_kept_cpu": runs[1][2]}  # fmt: skip
+            "delta_cpu": runs[0][2], "delta_kept_cpu": runs[1][2], **peer}  # fmt: skip
 
 
 def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
@@ -134,11 +180,31 @@ def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
         delta_cpu = CPU["last"]
         delta_bytes = proxy.bytes_to_server - whole_bytes
         assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+        peer: dict[str, float] = {}
+        if need("rclone"):  # rclone carries a like edit (1 MiB in place, a quarter in)
+            with open(src / "big.bin", "r+b") as f:
+                f.seek(size // 4)
+                f.write(os.urandom(MiB))
+            datasets.settle(src)
+            peer = _rclone_copy(proxy, str(src), ":webdav:", way="push")
+            assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
     finally:
         proxy.close()
+        _server_peak(server)
         server.stop()
     return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": delta_s, "delta_bytes": delta_bytes,
-            "whole_cpu": whole_cpu, "delta_cpu": delta_cpu}  # fmt: skip
+            "whole_cpu": whole_cpu, "delta_cpu": delta_cpu, **peer}  # fmt: skip
+
+
+def _rclone_copy(proxy: Proxy, source: str, dest: str, way: str) -> dict[str, float]:
+    """rclone's `copy` of the same kind of change through the relay: time and bytes on the wire.
+    It compares by MD5 (`--checksum`, which davsync's share publishes) and, having no delta,
+    sends a changed file whole."""
+    counted = (lambda: proxy.bytes_to_client) if way == "pull" else (lambda: proxy.bytes_to_server)
+    before = counted()
+    t0 = time.perf_counter()
+    run(rclone_cmd(proxy.url, "copy", "--checksum", source, dest))
+    return {"rclone_s": time.perf_counter() - t0, "rclone_bytes": counted() - before}
 
 
 def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
@@ -162,17 +228,17 @@ def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
                 cut_at = have
                 break
             time.sleep(0.01)
-        proc.wait(60)
+        if proc.returncode is None:  # (poll() reaps a client that ended on its own)
+            _reap(proc)
         if not cut_at:
             raise RuntimeError("the upload ended before it could be cut at 90%")
         first = proxy.bytes_to_server
-        t0 = time.perf_counter()
-        out = run(_client("push", proxy.url, src), env=env_with_password()).stdout
-        resume_s = time.perf_counter() - t0
+        out, resume_s = _timed_out(_client("push", proxy.url, src))
         total = proxy.bytes_to_server
         assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
     finally:
         proxy.close()
+        _server_peak(server)
         server.stop()
     return {"cut_at": cut_at, "first_run_bytes": first, "total_bytes": total, "resent": total - size,
             "resume_s": resume_s, "said_resuming": float("resuming" in out)}  # fmt: skip
@@ -195,6 +261,7 @@ def fresh_upload(work: Path, users: Path, size: int) -> dict[str, float]:
             curl_s = time.perf_counter() - t0
     finally:
         proxy.close()
+        _server_peak(server)
         server.stop()
     return {"davsync_s": davsync_s, "curl_s": curl_s or 0.0}
 
@@ -221,6 +288,7 @@ def pull_vs_curl(work: Path, users: Path, size: int) -> dict[str, float]:
         davsync_s = _timed(_client("pull", proxy.url, dest))
     finally:
         proxy.close()
+        _server_peak(server)
         server.stop()
     return {"davsync_s": davsync_s, "curl_s": curl_s, "curl_md5_s": curl_md5_s}
 
@@ -254,12 +322,14 @@ def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str
             _time_row("1 MiB edited in place, pull: time (local file hashed)", "pull", d, "delta_s"),
             _time_row("the next edit, pull: time (local block list kept)", "pull", d, "delta_kept_s"),
             _cpu_row("the next edit, pull: client CPU s", "pull", d, "delta_kept_cpu"),
+            *_rclone_rows("pull", d),
         ]
     if p := r.get("delta_push"):
         rows += [
             _bytes_row("push", p),
             _time_row("1 MiB edited in place, push: time", "push", p, "delta_s"),
             _cpu_row("1 MiB edited in place, push: client CPU s", "push", p, "delta_cpu"),
+            *_rclone_rows("push", p),
         ]
     if u := r.get("resumed_upload"):
         rows.append((f"upload killed at {u['cut_at'] / MiB:.0f} MiB, then resumed: bytes sent beyond the file",
@@ -274,7 +344,22 @@ def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str
             ("pull of the file vs curl then md5sum", f"{c['davsync_s']:.2f} s",
              f"curl + md5sum {c['curl_md5_s']:.2f} s", c["davsync_s"] / c["curl_md5_s"]),
         ]  # fmt: skip
+    for name, d in r.items():  # issue 27: both stay under 200 MB, whatever the file's size
+        rows.append((f"peak RSS, {name}: client / server", f"{d['client_rss_mb']:.0f} / {d['server_rss_mb']:.0f} MB",
+                     "goal < 200 MB each", max(d["client_rss_mb"], d["server_rss_mb"]) / 200))  # fmt: skip
     return rows
+
+
+def _rclone_rows(way: str, d: dict[str, float]) -> list[tuple[str, str, str, float]]:
+    """The same kind of edit carried by `rclone copy` (no delta: the whole file), from the same run."""
+    if "rclone_s" not in d:
+        return []
+    return [
+        (f"1 MiB edited in place, {way}: bytes on the wire vs rclone copy", f"{d['delta_bytes'] / MiB:.2f} MiB",
+         f"rclone {d['rclone_bytes'] / MiB:.1f} MiB", d["delta_bytes"] / d["rclone_bytes"]),
+        (f"1 MiB edited in place, {way}: time vs rclone copy", f"{d['delta_s']:.2f} s",
+         f"rclone {d['rclone_s']:.2f} s", d["delta_s"] / d["rclone_s"]),
+    ]  # fmt: skip
 
 
 def _load() -> subprocess.Popen[bytes]:
@@ -289,7 +374,14 @@ def _repeat(args: argparse.Namespace, size: int, runs: list[dict[str, dict[str, 
         try:
             users = work / "users.json"
             run(davsync_cmd("user", "add", "bench", "--users", str(users)), env=env_with_password())
-            runs.append({name: BENCHES[name](work, users, size) for name in args.only.split(",")})
+            results: dict[str, dict[str, float]] = {}
+            for name in args.only.split(","):
+                PEAK.clear()
+                (work / name).mkdir()
+                results[name] = BENCHES[name](work / name, users, size)
+                results[name].update(client_rss_mb=PEAK.get("client", 0.0), server_rss_mb=PEAK.get("server", 0.0))
+                rmtree(work / name)  # (a 4 GiB run keeps one bench's files at a time)
+            runs.append(results)
         finally:
             rmtree(work)
         print("\n".join(f"  {m}: {d} vs {ref}: {ratio:.4f}" for m, d, ref, ratio in _rows(runs[-1], size)), flush=True)

@@ -189,5 +189,12 @@ def env_with_password() -> dict:
     return {**os.environ, "DAVSYNC_PASSWORD": PASSWORD}
 
 
+def rclone_cmd(url: str, *args: str) -> list[str]:
+    """rclone with a command line remote for the davsync share at `url` (`:webdav:` names it), as the bench user."""
+    obscured = run(["rclone", "obscure", PASSWORD]).stdout.strip()
+    return ["rclone", *args, "--webdav-url", url, "--webdav-user", "bench", "--webdav-pass", obscured,
+            "--webdav-vendor", "owncloud", "--config", "/dev/null"]  # fmt: skip
+
+
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

@@ -20,13 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import datasets
-from .harness import PASSWORD, davsync_cmd, env_with_password, interleaved, need, rmtree, run, timed
-
-
-def _rclone(url: str, *args: str) -> list[str]:
-    obscured = run(["rclone", "obscure", PASSWORD]).stdout.strip()
-    return ["rclone", *args, "--webdav-url", url, "--webdav-user", "bench", "--webdav-pass", obscured,
-            "--webdav-vendor", "owncloud", "--config", "/dev/null"]  # fmt: skip
+from .harness import davsync_cmd, env_with_password, interleaved, need, rclone_cmd, rmtree, run, timed
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -75,7 +69,7 @@ def noop_measure(bench: Any, row: Any) -> None:
         _copy_tree(tree, rdest)
         workdir = work / "bisync-work"
         rmtree(workdir)
-        bisync = pin.client(_rclone(server.url, "bisync", str(rdest), ":webdav:", "--workdir", str(workdir)))
+        bisync = pin.client(rclone_cmd(server.url, "bisync", str(rdest), ":webdav:", "--workdir", str(workdir)))
         t0 = time.perf_counter()
         run([*bisync, "--resync"])
         detail["rclone_bisync_resync_s"] = time.perf_counter() - t0
@@ -143,7 +137,7 @@ def upload_and_watch_measures(bench: Any, row: Any) -> None:
         rshare.mkdir()
         rserver = bench.davsync_server(rshare, work / "state-sync-rclone")
         # rclone's upload of many small files takes minutes: one run (n=1).
-        peers["rclone copy"] = timed(lambda: run(pin.client(_rclone(rserver.url, "copy", str(src), ":webdav:"))), 1).median
+        peers["rclone copy"] = timed(lambda: run(pin.client(rclone_cmd(rserver.url, "copy", str(src), ":webdav:"))), 1).median
         bench.stop_all()
         rmtree(rshare)
     ratio = _div(peers.get("rclone copy"), d)
