@@ -259,6 +259,7 @@ class Bench:
         if self.startup:
             measures["python -c pass"] = lambda: run(self.pin.client([*harness.PYTHON, "-c", "pass"]))
             measures["davsync --help"] = lambda: run(self.pin.client(davsync_cmd("--help")))
+            measures["davsync --version"] = lambda: run(self.pin.client(davsync_cmd("--version")))
         if need("rclone"):
             for label, extra in (("rclone copy", []), ("rclone copy --transfers 16", ["--transfers", "16"])):
                 rdest = self.work / f"rclone-mirror{len(extra)}"
@@ -278,15 +279,19 @@ class Bench:
                      {**noop_peers, "davsync --full (walk)": noop_full.median, "CPU s davsync": noop_cpu.median},
                      ratio, "rclone/davsync",
                      ">= 10x faster than rclone's no-op copy", _ge(ratio, 10)))  # fmt: skip
-        if self.startup:  # with --only startup,client: the no-op pull against the bare process start
-            bare = noop_peers["python -c pass"] or 0.0
-            start = {k: noop_peers[k] for k in ("python -c pass", "davsync --help", "CPU s python -c pass", "CPU s davsync --help")}
-            cpu_help = _div(noop_cpu.median, noop_peers["CPU s davsync --help"])
+        if self.startup:  # with --only startup,client: the no-op pull against the process start
+            # "Process start-up" is the bench's command start-up row, `davsync --version`: the issue's
+            # "today 2.8x" matches a no-op pull of about 0.28 s over that row's 0.10 s at its filing
+            # (over the bare interpreter it was about 18x). Judged by CPU, which a loaded machine
+            # stretches less than wall time; the bare interpreter and `--help` are shown too.
+            starts = ("python -c pass", "davsync --help", "davsync --version")
+            start = {k: noop_peers[k] for s in starts for k in (s, f"CPU s {s}")}
+            cpu_ratio = _div(noop_cpu.median, noop_peers["CPU s davsync --version"])
             self.add(Row(f"no-op pull of {n:,} files vs process start-up", "s", noop.median,
-                         {**start, "CPU s davsync": noop_cpu.median}, _div(noop.median, bare), "davsync/python -c pass",
-                         "<= 2x process start-up", _ge(2, noop.median / bare),
-                         {"davsync/davsync --help": _div(noop.median, noop_peers["davsync --help"]),
-                          "CPU davsync/davsync --help": cpu_help,
+                         {**start, "CPU s davsync": noop_cpu.median}, cpu_ratio, "CPU davsync/davsync --version",
+                         "<= 2x process start-up", None if cpu_ratio is None else cpu_ratio <= 2,
+                         {"davsync/davsync --version": _div(noop.median, noop_peers["davsync --version"]),
+                          "CPU davsync/davsync --help": _div(noop_cpu.median, noop_peers["CPU s davsync --help"]),
                           "CPU davsync/python -c pass": _div(noop_cpu.median, noop_peers["CPU s python -c pass"]),
                           "runs": noop.as_dict(), "load_average": os.getloadavg()}))  # fmt: skip
         self.stop_all()
