@@ -12,6 +12,7 @@ runs everything N times and reports each ratio's median and range (ratios from t
   another PC), then `davsync pull`: bytes on the wire and time, against the first (whole-file)
   pull of the same file in the same run.
 - The same edit made on this PC, then `davsync push`: bytes and time against the first push.
+- 1 MiB inserted mid-file, each way: every block after it shifts; measured as it is.
 - An upload cut (the client SIGKILLed) at 90% of the file, then `davsync push` again: bytes
   sent beyond the file's size over both runs.
 - A fresh upload (`davsync push` of a folder holding the file to an empty share) against
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import filecmp
 import json
 import os
 import shutil
@@ -39,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from ..proxy import Faults, Proxy
 from . import datasets
@@ -105,14 +108,40 @@ def _timed_out(cmd: list[str]) -> tuple[str, float]:
         took = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
+        said = out.read().decode(errors="replace")
         if code != 0:
-            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {code}: {err.read()[-2000:].decode(errors='replace')}")
-        return out.read().decode(errors="replace"), took
+            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {code}: {said[-2000:]}{err.read()[-2000:].decode(errors='replace')}")
+        return said, took
 
 
 def _server_peak(server: Server) -> None:
     """Note the server's peak RSS (VmHWM) before it stops."""
     PEAK["server"] = max(PEAK.get("server", 0.0), server.peak_rss_mb() or 0.0)
+
+
+def _edited_copy(src: Path, dst: Path, at: int, inserted: int = 0) -> None:
+    """`dst` = `src` with 1 MiB of new bytes written over offset `at` or, with `inserted`, that
+    many new bytes inserted there (streamed)."""
+    with open(src, "rb") as old, open(dst, "wb") as new:
+        _copy_n(old, new, at)
+        new.write(os.urandom(inserted or MiB))
+        if not inserted:
+            old.seek(MiB, os.SEEK_CUR)
+        shutil.copyfileobj(old, new, 8 * MiB)
+
+
+# The insertions measured: 1 MiB at the middle (block-aligned, as the issue words it: every block
+# after it is found again, shifted) and 1 MiB + 1,000 bytes off the block grid (nothing after it is).
+INSERTS = {"aligned": (0, MiB), "unaligned": (12345, MiB + 1000)}
+
+
+def _copy_n(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+    while n > 0:
+        chunk = src.read(min(n, 8 * MiB))
+        if not chunk:
+            return
+        dst.write(chunk)
+        n -= len(chunk)
 
 
 def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
@@ -133,22 +162,21 @@ def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
         if need("rclone"):
             rdest.mkdir()
             shutil.copy2(dest / "big.bin", rdest / "big.bin")
-        runs: list[tuple[float, int, float]] = []
+        runs: list[tuple[float, int, float, int]] = []  # (s, bytes, CPU s, new size) per edit
         peer: dict[str, float] = {}
-        for at in (size // 2 + 12345, size // 4):
+        edits = [(size // 2 + 12345, 0), (size // 4, 0)] + [(size // 2 + off, n) for off, n in INSERTS.values()]
+        for at, inserted in edits:
             # 1 MiB edited in place by another PC: it uploads the new version (curl PUT here), so
             # the server has its block list from the upload's own read. The first delta hashes
-            # the local file; the second finds its block list kept from the first.
+            # the local file; the second finds its block list kept from the first. Then the
+            # insertions (no rolling hash: see the docs).
             edited = work / "edited.bin"
-            shutil.copyfile(root / "big.bin", edited)
-            with open(edited, "r+b") as f:
-                f.seek(at)
-                f.write(os.urandom(MiB))
+            _edited_copy(root / "big.bin", edited, at, inserted)
             run(["curl", "-sf", "-u", f"bench:{PASSWORD}", "-T", str(edited), server.url + "big.bin"])
             before = proxy.bytes_to_client
             took = _timed(_client("pull", proxy.url, dest))
-            runs.append((took, proxy.bytes_to_client - before, CPU["last"]))
-            assert (dest / "big.bin").read_bytes() == edited.read_bytes()
+            runs.append((took, proxy.bytes_to_client - before, CPU["last"], edited.stat().st_size))
+            assert filecmp.cmp(dest / "big.bin", edited, shallow=False)
             if rdest.is_dir() and not peer:
                 peer = _rclone_copy(proxy, ":webdav:", str(rdest), way="pull")
     finally:
@@ -157,7 +185,7 @@ def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
         server.stop()
     return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": runs[0][0], "delta_bytes": runs[0][1],
             "delta_kept_s": runs[1][0], "delta_kept_bytes": runs[1][1], "whole_cpu": whole_cpu,
-            "delta_cpu": runs[0][2], "delta_kept_cpu": runs[1][2], **peer}  # fmt: skip
+            "delta_cpu": runs[0][2], "delta_kept_cpu": runs[1][2], **_inserted(runs[2:]), **peer}  # fmt: skip
 
 
 def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
@@ -179,31 +207,49 @@ def delta_push(work: Path, users: Path, size: int) -> dict[str, float]:
         delta_s = _timed(_client("push", proxy.url, src))
         delta_cpu = CPU["last"]
         delta_bytes = proxy.bytes_to_server - whole_bytes
-        assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+        assert filecmp.cmp(root / "big.bin", src / "big.bin", shallow=False)
+        inserts: list[tuple[float, int, float, int]] = []
+        for off, n in INSERTS.values():  # the insertions (no rolling hash: see the docs)
+            _edited_copy(src / "big.bin", work / "inserted.bin", size // 2 + off, n)
+            os.replace(work / "inserted.bin", src / "big.bin")
+            datasets.settle(src)
+            before = proxy.bytes_to_server
+            took = _timed(_client("push", proxy.url, src))
+            inserts.append((took, proxy.bytes_to_server - before, CPU["last"], (src / "big.bin").stat().st_size))
+            assert filecmp.cmp(root / "big.bin", src / "big.bin", shallow=False)
         peer: dict[str, float] = {}
         if need("rclone"):  # rclone carries a like edit (1 MiB in place, a quarter in)
             with open(src / "big.bin", "r+b") as f:
                 f.seek(size // 4)
                 f.write(os.urandom(MiB))
             datasets.settle(src)
-            peer = _rclone_copy(proxy, str(src), ":webdav:", way="push")
-            assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+            peer = _rclone_copy(proxy, str(src), ":webdav:", "--exclude", "/.davsync/**", way="push")
+            assert filecmp.cmp(root / "big.bin", src / "big.bin", shallow=False)
     finally:
         proxy.close()
         _server_peak(server)
         server.stop()
     return {"whole_s": whole_s, "whole_bytes": whole_bytes, "delta_s": delta_s, "delta_bytes": delta_bytes,
-            "whole_cpu": whole_cpu, "delta_cpu": delta_cpu, **peer}  # fmt: skip
+            "whole_cpu": whole_cpu, "delta_cpu": delta_cpu, **_inserted(inserts), **peer}  # fmt: skip
 
 
-def _rclone_copy(proxy: Proxy, source: str, dest: str, way: str) -> dict[str, float]:
+def _inserted(runs: list[tuple[float, int, float, int]]) -> dict[str, float]:
+    """The insertions' (s, bytes, CPU s, new size) runs as result keys, in INSERTS' order."""
+    out: dict[str, float] = {}
+    for name, (took, sent, _cpu, new_size) in zip(INSERTS, runs, strict=True):
+        out[f"inserted_{name}_s"], out[f"inserted_{name}_bytes"] = took, sent
+        out[f"inserted_{name}_size"] = new_size
+    return out
+
+
+def _rclone_copy(proxy: Proxy, source: str, dest: str, *flags: str, way: str) -> dict[str, float]:
     """rclone's `copy` of the same kind of change through the relay: time and bytes on the wire.
     It compares by MD5 (`--checksum`, which davsync's share publishes) and, having no delta,
     sends a changed file whole."""
     counted = (lambda: proxy.bytes_to_client) if way == "pull" else (lambda: proxy.bytes_to_server)
     before = counted()
     t0 = time.perf_counter()
-    run(rclone_cmd(proxy.url, "copy", "--checksum", source, dest))
+    run(rclone_cmd(proxy.url, "copy", "--checksum", *flags, source, dest))
     return {"rclone_s": time.perf_counter() - t0, "rclone_bytes": counted() - before}
 
 
@@ -235,7 +281,7 @@ def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
         first = proxy.bytes_to_server
         out, resume_s = _timed_out(_client("push", proxy.url, src))
         total = proxy.bytes_to_server
-        assert (root / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
+        assert filecmp.cmp(root / "big.bin", src / "big.bin", shallow=False)
     finally:
         proxy.close()
         _server_peak(server)
@@ -321,6 +367,7 @@ def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str
             _bytes_row("pull", d),
             _time_row("1 MiB edited in place, pull: time (local file hashed)", "pull", d, "delta_s"),
             _time_row("the next edit, pull: time (local block list kept)", "pull", d, "delta_kept_s"),
+            *_insert_rows("pull", d),
             _cpu_row("the next edit, pull: client CPU s", "pull", d, "delta_kept_cpu"),
             *_rclone_rows("pull", d),
         ]
@@ -329,6 +376,7 @@ def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str
             _bytes_row("push", p),
             _time_row("1 MiB edited in place, push: time", "push", p, "delta_s"),
             _cpu_row("1 MiB edited in place, push: client CPU s", "push", p, "delta_cpu"),
+            *_insert_rows("push", p),
             *_rclone_rows("push", p),
         ]
     if u := r.get("resumed_upload"):
@@ -347,6 +395,19 @@ def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str
     for name, d in r.items():  # issue 27: both stay under 200 MB, whatever the file's size
         rows.append((f"peak RSS, {name}: client / server", f"{d['client_rss_mb']:.0f} / {d['server_rss_mb']:.0f} MB",
                      "goal < 200 MB each", max(d["client_rss_mb"], d["server_rss_mb"]) / 200))  # fmt: skip
+    return rows
+
+
+def _insert_rows(way: str, d: dict[str, float]) -> list[tuple[str, str, str, float]]:
+    rows = []
+    for name, (_off, n) in INSERTS.items():
+        what = f"{n / MiB:.0f} MiB" if n == MiB else f"1 MiB + {n - MiB:,} bytes"
+        rows += [
+            _time_row(f"{what} inserted mid-file ({name}), {way}: time", way, d, f"inserted_{name}_s"),
+            (f"{what} inserted mid-file ({name}), {way}: bytes on the wire",
+             f"{d[f'inserted_{name}_bytes'] / MiB:.1f} MiB", f"the new file {d[f'inserted_{name}_size'] / MiB:.1f} MiB",
+             d[f"inserted_{name}_bytes"] / d[f"inserted_{name}_size"]),
+        ]  # fmt: skip
     return rows
 
 
