@@ -19,7 +19,7 @@ runs everything N times and reports each ratio's median and range (ratios from t
   `curl -T` of the same file to the same server.
 - Beside each delta, `rclone copy --checksum` carrying a like edit through the same relay (it
   has no delta: the whole file goes), and for every bench the peak RSS of the davsync client
-  (wait4) and server (VmHWM): issue 27 wants both under 200 MB at 4 GiB (`--size-mib 4096`).
+  (GNU time) and server (VmHWM): issue 27 wants both under 200 MB at 4 GiB (`--size-mib 4096`).
 
 The server runs as `davsync serve`; the client goes through tests/proxy.py (a plain TCP
 relay) so the bytes on the wire are counted. Data lives in a temp dir, never in the repo.
@@ -83,15 +83,9 @@ CPU: dict[str, float] = {}  # the client's CPU seconds (user + system) of the la
 PEAK: dict[str, float] = {}  # the highest client RSS (MB) since the bench began (issue 27: < 200 MB)
 
 
-def _reap(proc: subprocess.Popen[bytes], davsync: bool = True) -> int:
-    """Wait for a client and note its own CPU seconds and, for davsync, its peak RSS (wait4 gives
-    that child's alone)."""
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    CPU["last"] = usage.ru_utime + usage.ru_stime
+def _note_rss(kib: float, davsync: bool) -> None:
     if davsync:
-        PEAK["client"] = max(PEAK.get("client", 0.0), usage.ru_maxrss / 1024)  # KiB on Linux
-    return proc.returncode
+        PEAK["client"] = max(PEAK.get("client", 0.0), kib / 1024)
 
 
 def _timed(cmd: list[str]) -> float:
@@ -100,18 +94,33 @@ def _timed(cmd: list[str]) -> float:
 
 
 def _timed_out(cmd: list[str]) -> tuple[str, float]:
-    """(stdout, wall seconds) of one client run that must succeed."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """(stdout, wall seconds) of one client run that must succeed. GNU time reports its CPU and
+    peak RSS: a child's own rusage would not do, as Linux carries the forking process's RSS
+    high-water mark into the child's maxrss (this bench's, not the client's)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as usage:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env_with_password(), stdout=out, stderr=err)
-        code = _reap(proc, davsync=cmd[: len(davsync_cmd())] == davsync_cmd())
+        proc = subprocess.run(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *cmd], env=env_with_password(),
+                              stdout=out, stderr=err)  # fmt: skip
         took = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
         said = out.read().decode(errors="replace")
-        if code != 0:
-            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {code}: {said[-2000:]}{err.read()[-2000:].decode(errors='replace')}")
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {proc.returncode}: {said[-2000:]}{err.read()[-2000:].decode(errors='replace')}")
+        rss_kib, user, system = usage.read().split()[-3:]
+        CPU["last"] = float(user) + float(system)
+        _note_rss(float(rss_kib), davsync=cmd[: len(davsync_cmd())] == davsync_cmd())
         return said, took
+
+
+def _vm_hwm_kib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
 
 
 def _server_peak(server: Server) -> None:
@@ -267,6 +276,7 @@ def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         cut_at = 0
         while proc.poll() is None:
+            _note_rss(_vm_hwm_kib(proc.pid), davsync=True)  # (killed: sampled while it runs)
             parts = list(uploads.glob("*.data")) if uploads.is_dir() else []
             have = sum(p.stat().st_size for p in parts)
             if have >= size * 9 // 10:
@@ -274,8 +284,7 @@ def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
                 cut_at = have
                 break
             time.sleep(0.01)
-        if proc.returncode is None:  # (poll() reaps a client that ended on its own)
-            _reap(proc)
+        proc.wait(60)
         if not cut_at:
             raise RuntimeError("the upload ended before it could be cut at 90%")
         first = proxy.bytes_to_server
