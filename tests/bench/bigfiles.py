@@ -12,7 +12,8 @@ runs everything N times and reports each ratio's median and range (ratios from t
   another PC), then `davsync pull`: bytes on the wire and time, against the first (whole-file)
   pull of the same file in the same run.
 - The same edit made on this PC, then `davsync push`: bytes and time against the first push.
-- 1 MiB inserted mid-file, each way: every block after it shifts; measured as it is.
+- 1 MiB inserted at the middle, and 1 MiB + 1,000 bytes just past it, each way: every block
+  after it shifts; measured as it is (no rolling hash).
 - An upload cut (the client SIGKILLed) at 90% of the file, then `davsync push` again: bytes
   sent beyond the file's size over both runs.
 - A fresh upload (`davsync push` of a folder holding the file to an empty share) against
@@ -139,9 +140,10 @@ def _edited_copy(src: Path, dst: Path, at: int, inserted: int = 0) -> None:
         shutil.copyfileobj(old, new, 8 * MiB)
 
 
-# The insertions measured: 1 MiB at the middle (block-aligned, as the issue words it: every block
-# after it is found again, shifted) and 1 MiB + 1,000 bytes off the block grid (nothing after it is).
-INSERTS = {"aligned": (0, MiB), "unaligned": (12345, MiB + 1000)}
+# The insertions measured: 1 MiB at the middle, as the issue words it (a shift by whole blocks
+# where the block size divides 1 MiB, files up to 1 GiB: every block after it is found again),
+# and 1 MiB + 1,000 bytes past it (off the block grid at any size: nothing after it is).
+INSERTS = {"mid": (0, MiB), "offgrid": (12345, MiB + 1000)}
 
 
 def _copy_n(src: BinaryIO, dst: BinaryIO, n: int) -> None:
@@ -410,10 +412,10 @@ def _rows(r: dict[str, dict[str, float]], size: int) -> list[tuple[str, str, str
 def _insert_rows(way: str, d: dict[str, float]) -> list[tuple[str, str, str, float]]:
     rows = []
     for name, (_off, n) in INSERTS.items():
-        what = f"{n / MiB:.0f} MiB" if n == MiB else f"1 MiB + {n - MiB:,} bytes"
+        what = "1 MiB inserted at the middle" if name == "mid" else f"1 MiB + {n - MiB:,} bytes inserted past the middle"
         rows += [
-            _time_row(f"{what} inserted mid-file ({name}), {way}: time", way, d, f"inserted_{name}_s"),
-            (f"{what} inserted mid-file ({name}), {way}: bytes on the wire",
+            _time_row(f"{what}, {way}: time", way, d, f"inserted_{name}_s"),
+            (f"{what}, {way}: bytes on the wire",
              f"{d[f'inserted_{name}_bytes'] / MiB:.1f} MiB", f"the new file {d[f'inserted_{name}_size'] / MiB:.1f} MiB",
              d[f"inserted_{name}_bytes"] / d[f"inserted_{name}_size"]),
         ]  # fmt: skip
