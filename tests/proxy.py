@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 class Faults:
     rate: float | None = None  # bytes/s from server to client
     rate_up: float | None = None  # bytes/s from client to server (a shaped link both ways: benches)
-    # With this set, rate and rate_up are kept on average (a token bucket per connection and
-    # direction) instead of by a sleep per chunk, which reaches well below the rate on a busy machine.
+    # With this set, rate and rate_up are kept on average (a token bucket per direction, shared by
+    # all connections, as a real link's bandwidth is: a client opening four streams gets no more)
+    # instead of by a sleep per chunk, which reaches well below the rate on a busy machine.
     paced: bool = False
     cut_after: int | None = None  # close a connection after this many response bytes...
     cuts_left: int = 0  # ...this many times
@@ -43,6 +44,7 @@ class Proxy:
         self._sockets: list[socket.socket] = []
         self.bytes_to_client = 0
         self.bytes_to_server = 0  # everything forwarded the other way (request heads and bodies)
+        self._link = {True: _Pacer(), False: _Pacer()}  # paced: the link's two directions (to the client: True)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -82,7 +84,7 @@ class Proxy:
 
     def _pipe(self, src: socket.socket, dst: socket.socket, to_client: bool, request: _Request) -> None:
         sent = 0
-        pacer = _Pacer()
+        pacer = self._link[to_client] if self.faults.paced else _Pacer()
         try:
             while not self._stop.is_set():
                 data = src.recv(65536)
@@ -164,20 +166,22 @@ class Proxy:
 
 @dataclass
 class _Pacer:
-    """Holds one direction of one connection to a rate."""
+    """Holds one direction of a link (paced: every connection's chunks in one budget) to a rate."""
 
     start: float = 0.0
     budget_used: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait(self, n: int, rate: float, paced: bool) -> None:
         if not paced:
             time.sleep(n / rate)
             return
-        now = time.monotonic()
-        if now > self.start + self.budget_used / rate + 1.0:  # idle for a while: no burst saved up
-            self.start, self.budget_used = now, 0
-        self.budget_used += n
-        ahead = self.start + self.budget_used / rate - now
+        with self.lock:
+            now = time.monotonic()
+            if now > self.start + self.budget_used / rate + 1.0:  # idle for a while: no burst saved up
+                self.start, self.budget_used = now, 0
+            self.budget_used += n
+            ahead = self.start + self.budget_used / rate - now
         if ahead > 0:
             time.sleep(ahead)
 
