@@ -79,6 +79,26 @@ def test_a_pull_of_an_edited_big_file_fetches_only_the_changed_blocks(world: Syn
     world.check(run, verb="pull")
 
 
+def test_blocks_shifted_by_an_insertion_of_whole_blocks_are_found_again(world: SyncWorld) -> None:
+    """Blocks are matched by hash wherever they sit in the local file: an insertion of whole
+    blocks (1 MiB at the middle of a file with 1 MiB blocks or smaller) fetches about what was
+    inserted, not the shifted rest."""
+    world.sampling = False
+    rng = random.Random(4)
+    data = rng.randbytes(SIZE)
+    world.seed({"big.bin": data})
+    assert world.pull().code == 0
+    middle = (SIZE // 2) // BLOCK * BLOCK
+    inserted = data[:middle] + rng.randbytes(2 * BLOCK) + data[middle:]
+    world.rput("big.bin", inserted)
+    world.wait_indexed()
+    run = world.pull()
+    assert run.code == 0 and (world.dest / "big.bin").read_bytes() == inserted
+    ranged = [ex for ex in run.of("GET", "big.bin") if "range" in ex.headers]
+    assert ranged and sum(ex.body_received for ex in ranged) <= 3 * BLOCK, run  # the 2 new blocks and the tail's
+    world.check(run, verb="pull")
+
+
 def test_delta_falls_back_to_the_whole_file_when_most_of_it_changed(world: SyncWorld) -> None:
     world.sampling = False
     rng = random.Random(3)
