@@ -301,7 +301,7 @@ class _Look:
                     same.pop(key, None)
         self.result.unchanged.update(same.values())
         self.recorded += len(same)
-        return [e for e in listing if e.name not in same]  # without the twins put back above
+        return [e for e in listing if e.name not in same]  # (the twins taken out of `same` above included)
 
     def enter_entry(self, path: str, entry: os.DirEntry[str], refusal: str | None) -> bool:
         """Record one listed entry; True for a folder to walk into."""

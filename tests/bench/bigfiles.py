@@ -56,6 +56,8 @@ from .harness import (
     rclone_cmd,
     rmtree,
     run,
+    run_measured,
+    vm_hwm_mb,
     wait_port,
 )
 
@@ -84,9 +86,8 @@ CPU: dict[str, float] = {}  # the client's CPU seconds (user + system) of the la
 PEAK: dict[str, float] = {}  # the highest client RSS (MB) since the bench began (issue 27: < 200 MB)
 
 
-def _note_rss(kib: float, davsync: bool) -> None:
-    if davsync:
-        PEAK["client"] = max(PEAK.get("client", 0.0), kib / 1024)
+def _note_client_rss(mb: float) -> None:
+    PEAK["client"] = max(PEAK.get("client", 0.0), mb)
 
 
 def _timed(cmd: list[str]) -> float:
@@ -95,33 +96,12 @@ def _timed(cmd: list[str]) -> float:
 
 
 def _timed_out(cmd: list[str]) -> tuple[str, float]:
-    """(stdout, wall seconds) of one client run that must succeed. GNU time reports its CPU and
-    peak RSS: a child's own rusage would not do, as Linux carries the forking process's RSS
-    high-water mark into the child's maxrss (this bench's, not the client's)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as usage:
-        t0 = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *cmd], env=env_with_password(),
-                              stdout=out, stderr=err)  # fmt: skip
-        took = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        said = out.read().decode(errors="replace")
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {proc.returncode}: {said[-2000:]}{err.read()[-2000:].decode(errors='replace')}")
-        rss_kib, user, system = usage.read().split()[-3:]
-        CPU["last"] = float(user) + float(system)
-        _note_rss(float(rss_kib), davsync=cmd[: len(davsync_cmd())] == davsync_cmd())
-        return said, took
-
-
-def _vm_hwm_kib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return 0.0
+    """(stdout, wall seconds) of one run that must succeed; a davsync client's peak RSS is noted."""
+    m = run_measured(cmd, env=env_with_password())
+    CPU["last"] = m.cpu_s
+    if cmd[0] != "curl":
+        _note_client_rss(m.rss_mb)
+    return m.stdout, m.seconds
 
 
 def _server_peak(server: Server) -> None:
@@ -140,12 +120,6 @@ def _edited_copy(src: Path, dst: Path, at: int, inserted: int = 0) -> None:
         shutil.copyfileobj(old, new, 8 * MiB)
 
 
-# The insertions measured: 1 MiB at the middle, as the issue words it (a shift by whole blocks
-# where the block size divides 1 MiB, files up to 1 GiB: every block after it is found again),
-# and 1 MiB + 1,000 bytes past it (off the block grid at any size: nothing after it is).
-INSERTS = {"mid": (0, MiB), "offgrid": (12345, MiB + 1000)}
-
-
 def _copy_n(src: BinaryIO, dst: BinaryIO, n: int) -> None:
     while n > 0:
         chunk = src.read(min(n, 8 * MiB))
@@ -153,6 +127,12 @@ def _copy_n(src: BinaryIO, dst: BinaryIO, n: int) -> None:
             return
         dst.write(chunk)
         n -= len(chunk)
+
+
+# The insertions measured: 1 MiB at the middle, as the issue words it (a shift by whole blocks
+# where the block size divides 1 MiB, files up to 1 GiB: every block after it is found again),
+# and 1 MiB + 1,000 bytes past it (off the block grid at any size: nothing after it is).
+INSERTS = {"mid": (0, MiB), "offgrid": (12345, MiB + 1000)}
 
 
 def delta_pull(work: Path, users: Path, size: int) -> dict[str, float]:
@@ -278,7 +258,7 @@ def resumed_upload(work: Path, users: Path, size: int) -> dict[str, float]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         cut_at = 0
         while proc.poll() is None:
-            _note_rss(_vm_hwm_kib(proc.pid), davsync=True)  # (killed: sampled while it runs)
+            _note_client_rss(vm_hwm_mb(proc.pid) or 0.0)  # (killed: sampled while it runs)
             parts = list(uploads.glob("*.data")) if uploads.is_dir() else []
             have = sum(p.stat().st_size for p in parts)
             if have >= size * 9 // 10:

@@ -58,13 +58,7 @@ class Server:
     port: int
 
     def peak_rss_mb(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        return vm_hwm_mb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -135,15 +129,45 @@ def run(cmd: Sequence[str], *, env: dict | None = None, check: bool = True, time
     return result
 
 
+def vm_hwm_mb(pid: int) -> float | None:
+    """A running process's peak RSS so far (VmHWM), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Measured:
+    seconds: float
+    rss_mb: float  # peak
+    cpu_s: float  # user + system
+    stdout: str
+
+
+def run_measured(cmd: Sequence[str], *, env: dict | None = None) -> Measured:
+    """One command that must succeed, with its wall time, and its peak RSS and CPU as GNU time
+    reports them: a child's own rusage would not do, as Linux carries the forking process's RSS
+    high-water mark into the child's maxrss (the bench's, when the bench is the bigger)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r") as usage:
+        t0 = time.perf_counter()
+        result = run(["/usr/bin/time", "-o", usage.name, "-f", "%M %U %S", *cmd], env=env, check=False)
+        elapsed = time.perf_counter() - t0
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:4])}… exited {result.returncode}: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+        rss_kib, user, system = usage.read().split()[-3:]
+    return Measured(elapsed, int(rss_kib) / 1024, float(user) + float(system), result.stdout)
+
+
 def run_peak_rss(cmd: Sequence[str], *, env: dict | None = None) -> tuple[float, float]:
     """(seconds, peak RSS MB) of one command, measured by GNU time."""
-    t0 = time.perf_counter()
-    result = run(["/usr/bin/time", "-f", "%M", *cmd], env=env, check=False)
-    elapsed = time.perf_counter() - t0
-    if result.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} exited {result.returncode}: {result.stderr[-2000:]}")
-    rss_kb = int(result.stderr.strip().splitlines()[-1])
-    return elapsed, rss_kb / 1024
+    m = run_measured(cmd, env=env)
+    return m.seconds, m.rss_mb
 
 
 def need(tool: str) -> str | None:
