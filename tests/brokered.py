@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import os
 import threading
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import requests
+from proxy import Faults, Proxy
 
 BROKER = os.environ.get("DAVSYNC_TEST_BROKER", "")
 
@@ -48,6 +50,33 @@ def put_on_server(root: Path, name: str, data: bytes) -> None:
         (root / name).write_bytes(data)
         return
     _ask("put", root=str(root), name=name, data=base64.b64encode(data).decode())
+
+
+class Relay(Protocol):
+    """What a test uses of a fault relay in front of its server."""
+
+    @property
+    def url(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def relay(server_port: int, faults: Faults) -> Relay:
+    """A relay that cuts, stalls or slows a server's connections (tests/proxy.py): in this process
+    on Linux; on the Windows lane on the Linux side, as a network's faults are (wine's own server
+    died on an assertion when the Windows test process cut sockets its other threads waited on)."""
+    if not brokered():
+        return Proxy(server_port, faults)
+    return _BrokeredRelay(_ask("relay", port=server_port, faults=asdict(faults)))
+
+
+class _BrokeredRelay:
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.id: int = answer["id"]
+        self.url = f"http://127.0.0.1:{answer['port']}/"
+
+    def close(self) -> None:
+        _ask("relay_close", id=self.id)
 
 
 class BrokeredServer:

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORDS, kill_hard, shown, wait_until, wine_312
+from brokered import relay
+from conftest import PASSWORDS, kill_hard, shown, wait_until
 from davhelp import WEIRD_NAMES
-from proxy import Faults, Proxy
+from proxy import Faults
 
 from davsync.client.engine import RunOptions, run_once
 from davsync.client.paths import name_problem
@@ -258,7 +259,7 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backof
     pull_json(share.url, dest)
     (share.root / "ok" / "gone.txt").unlink()
     share.wait_indexed()
-    proxy = Proxy(share.server.port, Faults(fail_paths=("/flaky/",)))
+    proxy = relay(share.server.port, Faults(fail_paths=("/flaky/",)))
     try:  # in-process, so the listing's retries take the injected backoff
         out = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions(delete=True)).as_json()
     finally:
@@ -273,7 +274,7 @@ def test_deletions_skipped_when_a_listing_fails(share, tmp_path: Path, no_backof
 def test_kill_9_during_large_download_then_resume(share, tmp_path: Path) -> None:
     data = os.urandom(48 * 1024 * 1024)
     (share.root / "movie.mkv").write_bytes(data)
-    proxy = Proxy(share.server.port, Faults(rate=8 * 1024 * 1024))
+    proxy = relay(share.server.port, Faults(rate=8 * 1024 * 1024))
     dest = tmp_path / "mirror"
     env = {**os.environ, "DAVSYNC_PASSWORD": PASSWORDS["alice"]}
     proc = subprocess.Popen([sys.executable, "-m", "davsync", "pull", proxy.url, str(dest), "-u", "alice", "-q"],
@@ -301,7 +302,7 @@ def test_kill_9_during_large_download_then_resume(share, tmp_path: Path) -> None
 def test_resume_starts_over_when_remote_changed(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "f.bin").write_bytes(os.urandom(6 * 1024 * 1024))  # above SMALL_FILE: resumable
     dest = tmp_path / "mirror"
-    proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
+    proxy = relay(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
     try:
         result = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions())
     finally:
@@ -328,7 +329,7 @@ def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version
 
     (share.root / "f.bin").write_bytes(os.urandom(6 * 1024 * 1024))
     dest = tmp_path / "mirror"
-    proxy = Proxy(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
+    proxy = relay(share.server.port, Faults(cut_after=1024 * 1024, cuts_left=100))
     try:
         run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), dest, RunOptions())
     finally:
@@ -355,17 +356,10 @@ def test_a_kill_while_starting_over_never_leaves_old_bytes_under_the_new_version
     assert result.exit_code == 0 and (dest / "f.bin").read_bytes() == new
 
 
-# Under wine with 3.12, wine's own server died on an assertion during these two in 3 of 4 lane
-# runs ("server/sock.c:1331: sock_poll_event", a socket cut or stalled by the test's proxy while
-# another thread polls it); they run on 3.11 in the lane, and on Linux.
-WINE_SOCKETS = pytest.mark.skipif(wine_312(), reason="wine with CPython 3.12: wineserver's sock_poll_event assertion")
-
-
-@WINE_SOCKETS
 def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backoff: list[float]) -> None:
     data = os.urandom(6 * 1024 * 1024)
     (share.root / "f.bin").write_bytes(data)
-    proxy = Proxy(share.server.port, Faults(cut_after=2 * 1024 * 1024, cuts_left=2))
+    proxy = relay(share.server.port, Faults(cut_after=2 * 1024 * 1024, cuts_left=2))
     try:
         result = run_once(ConnectionSettings(proxy.url, "alice", PASSWORDS["alice"]), tmp_path / "m", RunOptions())
     finally:
@@ -375,10 +369,9 @@ def test_cut_connections_are_retried_and_resumed(share, tmp_path: Path, no_backo
     assert result.bytes_downloaded < 2 * len(data)  # resumed, not restarted each time
 
 
-@WINE_SOCKETS
 def test_stalled_connection_times_out_and_is_reported(share, tmp_path: Path, no_backoff: list[float]) -> None:
     (share.root / "f.bin").write_bytes(os.urandom(1024 * 1024))
-    proxy = Proxy(share.server.port, Faults(stall_after=300_000, stalls_left=100))
+    proxy = relay(share.server.port, Faults(stall_after=300_000, stalls_left=100))
     t0 = time.monotonic()
     try:
         result = run_once(

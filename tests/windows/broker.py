@@ -4,7 +4,8 @@ A Windows process under wine cannot start or wait on a Linux program (the handle
 unusable), so the Windows-side fixtures (tests/brokered.py) ask this broker, over HTTP on
 127.0.0.1, for a fresh server: POST /start {root, state_dir, users, opts, paths} -> {id, port};
 POST /indexed {id} -> {caught_up}; POST /stop {id}; POST /tool {tool, args, data} runs a Linux client
-(curl) for them. Windows paths (C:\\..., Z:\\...) are mapped to
+(curl) for them; POST /relay {port, faults} -> {id, port} starts a fault relay (tests/proxy.py) in
+front of a server, POST /relay_close {id} ends it. Windows paths (C:\\..., Z:\\...) are mapped to
 the Linux paths of the wine prefix ($WINEPREFIX/dosdevices). Every server is stopped by its PID
 when asked, and all of them when the broker ends (the lane kills the broker by PID).
 """
@@ -31,6 +32,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from conftest import PASSWORDS, free_port, stale_in_index  # noqa: E402
+from proxy import Faults, Proxy  # noqa: E402
 
 from davsync.server.index import HashIndex  # noqa: E402
 from davsync.server.names import is_internal_name  # noqa: E402
@@ -159,9 +161,33 @@ def stop(req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+RELAYS: dict[int, Proxy] = {}
+
+
+def relay(req: dict[str, Any]) -> dict[str, Any]:
+    """A fault relay (cuts, stalls, 503s, a slow link) on the Linux side, as a network's faults
+    are: run inside the Windows test process, its thread closing a socket another thread waits on
+    tripped wine 8.0's own server ("sock.c:1331: sock_poll_event: Assertion"), which ended the file."""
+    faults: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in req["faults"].items()}
+    proxy = Proxy(int(req["port"]), Faults(**faults))
+    with LOCK:
+        rid = next(COUNTER)
+        RELAYS[rid] = proxy
+    return {"id": rid, "port": proxy.port}
+
+
+def relay_close(req: dict[str, Any]) -> dict[str, Any]:
+    with LOCK:
+        proxy = RELAYS.pop(req["id"], None)
+    if proxy is not None:
+        proxy.close()
+    return {}
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        actions = {"/start": start, "/indexed": indexed, "/stop": stop, "/tool": tool, "/put": put}
+        actions = {"/start": start, "/indexed": indexed, "/stop": stop, "/tool": tool, "/put": put,
+                   "/relay": relay, "/relay_close": relay_close}  # fmt: skip
         try:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             answer, code = actions[self.path](body), 200
@@ -197,6 +223,8 @@ def main() -> None:
     try:
         httpd.serve_forever()
     finally:
+        for proxy in list(RELAYS.values()):
+            proxy.close()
         for served in list(SERVERS.values()):
             served.stop()
 
