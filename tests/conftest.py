@@ -115,32 +115,30 @@ def wine_312() -> bool:
 WINE_SPAWN_FAILED = 1359  # ERROR_INTERNAL_ERROR
 
 
-def _spawn_again_when_wine_fails() -> None:
-    """wine 8.0 now and then fails CreateProcess with ERROR_INTERNAL_ERROR ("[WinError 1359]
-    Internal error"): in a cold lane, a plain `davsync pull` started by test_client_on_windows got
-    it, where Windows does not. Under wine only, such a spawn is tried again, up to three times; any
-    other failure, and the third, is raised as it came."""
-    if sys.platform != "win32":
-        return
-    import _winapi
+def spawn_again_when_wine_fails(create: Callable[..., Any], tries: int = 3) -> Callable[..., Any]:
+    """`create` (`_winapi.CreateProcess`), tried again when it fails with ERROR_INTERNAL_ERROR.
 
-    create = _winapi.CreateProcess
+    wine 8.0 now and then fails CreateProcess so ("[WinError 1359] Internal error"): in a cold
+    lane, a plain `davsync pull` started by test_client_on_windows got it, where Windows does not.
+    Any other failure, and the last try's, is raised as it came."""
 
     def create_process(*args: Any) -> Any:
-        for attempt in range(3):
+        for attempt in range(1, tries + 1):
             try:
                 return create(*args)
             except OSError as exc:
-                if getattr(exc, "winerror", None) != WINE_SPAWN_FAILED or attempt == 2:
+                if getattr(exc, "winerror", None) != WINE_SPAWN_FAILED or attempt == tries:
                     raise
-                time.sleep(0.2 * (attempt + 1))  # a backoff between tries, not a wait for a condition
+                time.sleep(0.2 * attempt)  # a backoff between tries, not a wait for a condition
         raise AssertionError("unreachable")
 
-    _winapi.CreateProcess = create_process  # subprocess.Popen looks it up at each spawn
+    return create_process
 
 
-if under_wine():
-    _spawn_again_when_wine_fails()
+if sys.platform == "win32" and under_wine():
+    import _winapi
+
+    _winapi.CreateProcess = spawn_again_when_wine_fails(_winapi.CreateProcess)  # subprocess looks it up per spawn
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
