@@ -1,6 +1,7 @@
 """The Windows lane's harness, checked on Linux: the broker (tests/windows/broker.py) starts a fault
 relay for a Windows-side test that cuts and forwards as the in-process relay does, and ends when
-asked; a process start wine fails with ERROR_INTERNAL_ERROR is tried again (tests/conftest.py)."""
+asked; a process start wine fails with ERROR_INTERNAL_ERROR is tried again (tests/conftest.py); the
+verdict (tests/windows/summary.py) names what failed and ends the output."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import requests
 from conftest import PASSWORDS, WINE_SPAWN_FAILED, spawn_again_when_wine_fails, wait_until
 
 BROKER = Path(__file__).parent / "windows" / "broker.py"
+SUMMARY = Path(__file__).parent / "windows" / "summary.py"
 
 
 @pytest.fixture
@@ -76,3 +78,30 @@ def test_a_start_wine_fails_internally_is_tried_again_and_nothing_else_is() -> N
     with pytest.raises(OSError):
         spawn_again_when_wine_fails(create)()
     assert len(calls) == 1
+
+
+def _junit(path: Path, *cases: str) -> None:
+    """A JUnit report of test cases, each "pass", "fail" or "skip"."""
+    inner = {"pass": "", "fail": '<failure message="boom"/>', "skip": '<skipped message="Skipped: why"/>'}
+    path.write_text("<testsuites><testsuite>" + "".join(
+        f'<testcase name="t{i}">{inner[c]}</testcase>' for i, c in enumerate(cases)) + "</testsuite></testsuites>")  # fmt: skip
+
+
+def test_the_lanes_verdict_shows_the_failing_files_logs_and_ends_with_the_counts(tmp_path: Path) -> None:
+    junit = tmp_path / "junit-3.11"
+    junit.mkdir()
+    _junit(junit / "ok.xml", "pass", "skip")  # passed, though its log mentions an error
+    (junit / "ok.log").write_text("PytestWarning: (rm_rf) error removing C:\\x\n1 passed, 1 skipped in 1s\n")
+    _junit(junit / "bad.xml", "pass", "fail")
+    (junit / "bad.log").write_text("E   AssertionError: the cause\n1 failed, 1 passed in 1s\n")
+    (junit / "gone.log").write_text("..wineserver64: Assertion\n")  # no report: crashed
+    r = subprocess.run([sys.executable, str(SUMMARY), str(tmp_path), "3.11", "--", "tests/ok.py", "tests/bad.py",
+                        "tests/gone.py"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the cause" in r.stdout and "wineserver64: Assertion" in r.stdout and "rm_rf" not in r.stdout
+    last = r.stdout.strip().splitlines()[-4:]
+    assert last == ["== Windows CPython 3.11: 4 collected, 2 passed, 1 failed, 1 skipped, 1 files without a report",
+                    "   skipped 1: why", "   FAILED bad::t1", "   NO REPORT gone (crashed or timed out; see its log)"]  # fmt: skip
+    ok = subprocess.run([sys.executable, str(SUMMARY), str(tmp_path), "3.11", "--", "tests/ok.py"],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0 and "logs of failing files" not in ok.stdout, ok.stdout

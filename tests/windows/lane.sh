@@ -251,8 +251,8 @@ run_tests() {  # $1 = 3.11 | 3.12: one pytest process per file, each in its own 
   )
 }
 
-summarise() {  # prints the counts of every interpreter; non-zero when anything failed
-  "$LINUX_PY" "$REPO/tests/windows/summary.py" "$WORK" "${PYVERS[@]}" -- "${FILES[@]}"
+summarise() {  # the counts of every interpreter, then the logs of failing files; non-zero when anything failed
+  "$LINUX_PY" "$REPO/tests/windows/summary.py" "$LOGS" "${PYVERS[@]}" -- "${FILES[@]}"
 }
 
 keep_logs() {  # each file's pytest output and JUnit report, and the servers' logs, outside $WORK
@@ -275,20 +275,6 @@ for ver in "${PYVERS[@]}"; do
 done
 status=0
 keep_logs
-summarise > "$WORK/summary.txt" || status=$?
-cat "$WORK/summary.txt"
-if [ "$status" != 0 ]; then
-  # A file failed when pytest's last count line says so, or when it left no JUnit report (crashed or
-  # timed out). Warnings that merely contain the word "error" do not count.
-  echo "logs of failing files:" >&2
-  for log in "$LOGS"/junit-*/*.log; do
-    case $log in *.wineserver-died-*.log) continue ;; esac
-    counts=$(grep -aE '[0-9]+ (passed|failed|skipped|errors?|deselected)|no tests ran' "$log" | tail -1)
-    if grep -qE '[0-9]+ (failed|errors?)' <<< "$counts" || [ ! -e "${log%.log}.xml" ]; then
-      echo "--- $log"; grep -av 'PytestWarning: (rm_rf)\|WinError 145\|warnings.warn(' "$log" | tail -80
-    fi
-  done
-  echo "full logs: $LOGS" >&2
-  echo "== the lane's verdict (again, after the logs):"; cat "$WORK/summary.txt"
-fi
+summarise || status=$?
+[ "$status" = 0 ] || echo "full logs: $LOGS" >&2
 exit "$status"
